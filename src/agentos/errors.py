@@ -1,0 +1,17 @@
+"""The root of agentos's exceptions. Each subsystem hangs its own tree from here.
+
+AgentosError
+ ├── ConfigError            config.py       (a bad config file; one message per problem)
+ ├── StateError             store.py        (CorruptState, SchemaTooNew, AlreadyRunning)
+ ├── ForgeError             forge/base.py   (NotFound; GitHubError → RateLimited)
+ ├── WorkspaceError         workspace.py    (a git operation failed)
+ └── ControlError           control/        (a bad request, a daemon that is not running)
+"""
+
+
+class AgentosError(Exception):
+    """Anything agentos raises on purpose."""
+
+
+class ControlError(AgentosError):
+    """A control request that cannot be done: unknown job, bad argument, daemon not running."""

@@ -1,0 +1,154 @@
+"""The one port to the world of issues and pull requests.
+
+The dispatcher, executor, PR monitor and loops speak only to :class:`Forge`; ``LocalForge`` (files in
+the state dir over a real git repository) and ``GitHubForge`` (REST + GraphQL over httpx) implement it.
+
+Every create operation is idempotent: ``open_pr`` first looks for a PR with the same head branch,
+``comment`` and ``create_issue`` carry a hidden marker ``<!-- agentos:key=… -->`` and look for it first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from agentos.errors import AgentosError
+
+BoardStatus = Literal["Ready", "In Progress", "In Review", "Blocked", "Done"]
+CheckState = Literal["pending", "success", "failure"]
+
+READY_LABEL = "agentos:ready"
+RUNNING_LABEL = "agentos:running"
+BLOCKED_LABEL = "agentos:blocked"
+REVIEW_LABEL = "agentos:review"
+
+
+class ForgeError(AgentosError):
+    """A forge operation failed (not found, refused, conflict)."""
+
+
+class NotFound(ForgeError):
+    """The issue, PR or branch does not exist."""
+
+
+def marker(key: str) -> str:
+    """The hidden marker that makes a comment or issue findable (and so never created twice)."""
+    return f"<!-- agentos:key={key} -->"
+
+
+class Comment(BaseModel):
+    id: int
+    author: str = ""
+    body: str
+    created_at: datetime
+
+
+class Issue(BaseModel):
+    repo: str
+    number: int
+    title: str
+    body: str = ""
+    state: Literal["open", "closed"] = "open"
+    labels: list[str] = Field(default_factory=list)
+    author: str = ""
+    created_at: datetime
+    updated_at: datetime
+    url: str = ""
+
+
+class PullRequest(BaseModel):
+    repo: str
+    number: int
+    title: str
+    body: str = ""
+    head: str
+    base: str
+    state: Literal["open", "closed", "merged"] = "open"
+    head_sha: str = ""
+    mergeable: bool | None = None
+    created_at: datetime
+    url: str = ""
+    labels: list[str] = Field(default_factory=list)
+
+
+class CheckRun(BaseModel):
+    name: str
+    state: CheckState
+    summary: str = ""
+    log_tail: str = ""
+
+
+class Checks(BaseModel):
+    """The combined state of a PR's required checks on one head commit."""
+
+    sha: str
+    state: CheckState
+    runs: list[CheckRun] = Field(default_factory=list)
+
+    @property
+    def failing(self) -> list[CheckRun]:
+        return [r for r in self.runs if r.state == "failure"]
+
+
+class MergeResult(BaseModel):
+    merged: bool
+    sha: str = ""
+    message: str = ""
+
+
+class Forge(Protocol):
+    """What agentos needs from a code host."""
+
+    kind: str
+
+    async def ready_issues(self, repo: str) -> list[Issue]:
+        """Open issues made ready for agentos (label or board status), oldest first."""
+        ...
+
+    async def get_issue(self, repo: str, number: int) -> Issue: ...
+
+    async def list_issues(self, repo: str, *, state: Literal["open", "closed", "all"] = "open") -> list[Issue]: ...
+
+    async def create_issue(self, repo: str, title: str, body: str, labels: list[str], *, key: str) -> Issue:
+        """Create an issue, or return the open one already carrying ``key``."""
+        ...
+
+    async def comment(self, repo: str, number: int, body: str, *, key: str) -> Comment:
+        """Comment on an issue or PR, unless a comment with ``key`` is already there."""
+        ...
+
+    async def comments(self, repo: str, number: int) -> list[Comment]: ...
+
+    async def add_labels(self, repo: str, number: int, labels: list[str]) -> None: ...
+
+    async def remove_label(self, repo: str, number: int, label: str) -> None: ...
+
+    async def close_issue(self, repo: str, number: int) -> None: ...
+
+    async def set_board_status(self, repo: str, issue: int, status: BoardStatus) -> None:
+        """Move the issue's card (and the labels that mirror it)."""
+        ...
+
+    async def find_pr(self, repo: str, head: str) -> PullRequest | None:
+        """The PR (open or merged) whose head is ``head``."""
+        ...
+
+    async def open_pr(self, repo: str, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open a PR, or return the one already open for ``head``."""
+        ...
+
+    async def get_pr(self, repo: str, number: int) -> PullRequest: ...
+
+    async def open_prs(self, repo: str) -> list[PullRequest]: ...
+
+    async def checks(self, repo: str, number: int) -> Checks: ...
+
+    async def merge_pr(self, repo: str, number: int, *, sha: str, title: str, body: str) -> MergeResult:
+        """Squash-merge if the head is still ``sha``; "already merged" is success."""
+        ...
+
+    async def close_pr(self, repo: str, number: int, *, comment: str = "") -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,281 @@
+"""The task graph: tasks, attempts, statuses and the rules that move them.
+
+Pure: no I/O, no clocks (callers pass ``now``). Every change goes through a method that checks the
+rule and returns the :class:`Event` it produced; the store journals events, the executor acts on them.
+
+    queued ──► running ──► validating ──► pr_open ──► merged
+      ▲           │             │             │
+      │           ▼             ▼             ▼
+      └──────── retrying ◄──────┴─────────────┘      blocked · cancelled · failed (escalated / stopped)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+TaskType = Literal[
+    "implementation",
+    "debugging",
+    "architecture",
+    "research",
+    "docs",
+    "design",
+    "content",
+    "browser_automation",
+]
+TASK_TYPES: tuple[str, ...] = TaskType.__args__  # type: ignore[attr-defined]
+Priority = Literal["high", "normal", "low"]
+PRIORITY_RANK: dict[str, int] = {"high": 0, "normal": 1, "low": 2}
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    VALIDATING = "validating"
+    PR_OPEN = "pr_open"
+    MERGED = "merged"
+    RETRYING = "retrying"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+S = TaskStatus
+TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.BLOCKED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.VALIDATING, S.RETRYING, S.BLOCKED, S.QUEUED, S.CANCELLED, S.FAILED}),
+    S.VALIDATING: frozenset({S.PR_OPEN, S.RETRYING, S.BLOCKED, S.QUEUED, S.CANCELLED, S.FAILED}),
+    S.RETRYING: frozenset({S.RUNNING, S.QUEUED, S.BLOCKED, S.CANCELLED}),
+    S.PR_OPEN: frozenset({S.MERGED, S.RETRYING, S.BLOCKED, S.QUEUED, S.CANCELLED}),
+    S.BLOCKED: frozenset({S.QUEUED, S.CANCELLED}),
+    S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
+    S.CANCELLED: frozenset({S.QUEUED}),
+    S.MERGED: frozenset(),
+}
+ACTIVE = frozenset({S.RUNNING, S.VALIDATING})
+TERMINAL = frozenset({S.MERGED, S.BLOCKED, S.CANCELLED, S.FAILED})
+DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
+
+
+class IllegalTransition(ValueError):
+    """A status change the rules do not allow (for example merged → running)."""
+
+
+class Attempt(BaseModel):
+    """One run of one agent on one task."""
+
+    number: int
+    agent: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    outcome: Literal["running", "complete", "partial", "blocked", "failed", "interrupted"] = "running"
+    exit_code: int | None = None
+    duration_s: float | None = None
+    blocker_code: str | None = None
+    summary: str = ""
+    error: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    turns: int = 0
+    run_dir: str | None = None
+    pid: int | None = None
+    pid_start: int | None = None
+    patch_path: str | None = None
+
+
+class Task(BaseModel):
+    """One issue generation turned into work."""
+
+    id: str
+    repo: str
+    issue: int
+    generation: int = 1
+    title: str
+    goal: str = ""
+    success_criteria: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+    type: TaskType = "implementation"
+    priority: Priority = "normal"
+    agent: str | None = None
+    status: TaskStatus = TaskStatus.QUEUED
+    attempts: list[Attempt] = Field(default_factory=list)
+    branch: str | None = None
+    pr: int | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    parent: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    not_before: datetime | None = None
+    last_blocker: str | None = None
+    last_signature: str | None = None
+    ci_fix_attempts: int = 0
+    note: str = ""
+
+    @staticmethod
+    def make_id(repo: str, issue: int, generation: int = 1) -> str:
+        return f"{repo}#{issue}" if generation == 1 else f"{repo}#{issue}.{generation}"
+
+    @property
+    def current_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts)
+
+    def tokens(self) -> int:
+        return sum(a.tokens_in + a.tokens_out for a in self.attempts)
+
+
+class Event(BaseModel):
+    """What a change did, as the journal and the loops see it."""
+
+    type: str
+    task: str | None = None
+    ts: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+def transition(task: Task, to: TaskStatus, now: datetime, **data: Any) -> Event:
+    """Move ``task`` to ``to`` or raise :class:`IllegalTransition`."""
+    if to not in TRANSITIONS[task.status]:
+        raise IllegalTransition(f"task {task.id}: {task.status.value} → {to.value} is not allowed")
+    before = task.status
+    task.status = to
+    task.updated_at = now
+    return Event(type="transition", task=task.id, ts=now, data={"from": before.value, "to": to.value, **data})
+
+
+def start_attempt(task: Task, agent: str, now: datetime) -> tuple[Attempt, Event]:
+    """Begin the next attempt: the task must be dispatchable."""
+    event = transition(task, TaskStatus.RUNNING, now, agent=agent)
+    attempt = Attempt(number=len(task.attempts) + 1, agent=agent, started_at=now)
+    task.attempts.append(attempt)
+    task.not_before = None
+    event.data["attempt"] = attempt.number
+    return attempt, event
+
+
+def end_attempt(
+    task: Task,
+    now: datetime,
+    *,
+    outcome: Literal["complete", "partial", "blocked", "failed", "interrupted"],
+    blocker_code: str | None = None,
+    **fields: Any,
+) -> Event:
+    """Record how the current attempt ended (the status change is a separate transition)."""
+    attempt = task.current_attempt
+    if attempt is None or attempt.outcome != "running":
+        raise IllegalTransition(f"task {task.id}: no running attempt to end")
+    attempt.outcome = outcome
+    attempt.ended_at = now
+    attempt.duration_s = (now - attempt.started_at).total_seconds()
+    attempt.blocker_code = blocker_code
+    for key, value in fields.items():
+        setattr(attempt, key, value)
+    if blocker_code:
+        task.last_blocker = blocker_code
+    task.updated_at = now
+    return Event(
+        type="attempt_ended",
+        task=task.id,
+        ts=now,
+        data={
+            "attempt": attempt.number,
+            "agent": attempt.agent,
+            "outcome": outcome,
+            "blocker_code": blocker_code,
+            "duration_s": attempt.duration_s,
+            "tokens": attempt.tokens_in + attempt.tokens_out,
+            "cost_usd": attempt.cost_usd,
+            "error": attempt.error[-500:],
+        },
+    )
+
+
+def backoff_seconds(failures: int, base_s: float = 10.0, cap_s: float = 300.0) -> float:
+    """Retry delay after ``failures`` failed attempts: ``min(base · 2^(n-1), cap)``."""
+    if failures <= 0:
+        return 0.0
+    return float(min(base_s * 2 ** (failures - 1), cap_s))
+
+
+class TaskGraph:
+    """All tasks in memory, indexed by id and by (repo, issue)."""
+
+    def __init__(self, tasks: Iterable[Task] = ()) -> None:
+        self._tasks: dict[str, Task] = {}
+        for task in tasks:
+            self.put(task)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._tasks
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for task in self._tasks.values():
+            counts[task.status.value] = counts.get(task.status.value, 0) + 1
+        return f"<TaskGraph {counts}>"
+
+    def put(self, task: Task) -> None:
+        self._tasks[task.id] = task
+
+    def get(self, task_id: str) -> Task:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise KeyError(f"no task {task_id!r}") from None
+
+    def find(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    def for_issue(self, repo: str, issue: int) -> list[Task]:
+        """Every generation of one issue's task, oldest first."""
+        found = [t for t in self._tasks.values() if t.repo == repo and t.issue == issue]
+        return sorted(found, key=lambda t: t.generation)
+
+    def latest_for_issue(self, repo: str, issue: int) -> Task | None:
+        tasks = self.for_issue(repo, issue)
+        return tasks[-1] if tasks else None
+
+    def counts(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in TaskStatus}
+        for task in self._tasks.values():
+            counts[task.status.value] += 1
+        return counts
+
+    def active(self) -> list[Task]:
+        return [t for t in self._tasks.values() if t.status in ACTIVE]
+
+    def deps_met(self, task: Task) -> bool:
+        """A task runs only when every task it depends on is merged (unknown ids block)."""
+        for dep in task.depends_on:
+            other = self._tasks.get(dep)
+            if other is None or other.status is not TaskStatus.MERGED:
+                return False
+        return True
+
+    def dispatchable(self, now: datetime) -> list[Task]:
+        """Tasks that may start now, highest priority first, then oldest."""
+        ready = [
+            t
+            for t in self._tasks.values()
+            if t.status in DISPATCHABLE and (t.not_before is None or t.not_before <= now) and self.deps_met(t)
+        ]
+        return sorted(ready, key=lambda t: (PRIORITY_RANK[t.priority], t.created_at, t.id))

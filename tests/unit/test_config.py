@@ -1,0 +1,172 @@
+"""The config file: precise one-line errors, defaults, secrets, and edits that keep comments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentos.config import Config, ConfigError, load_config, parse_config, secret, set_value
+
+GOOD = """\
+# agentos config for the calc project
+state_dir: /tmp/agentos-state   # where the graph lives
+forge: local
+max_parallel_workers: 2
+
+repos:
+  - name: calc                  # the repo
+    path: /srv/repos/calc
+    test_command: python3 -m pytest -q
+    automation_mode: full       # flipped from Telegram
+
+agents:
+  claude:
+    kind: claude
+    pass_env: [ANTHROPIC_API_KEY]
+  patcher:
+    kind: command
+    argv: [python3, /opt/patcher.py, "{prompt_file}"]
+
+routing:
+  fallbacks:
+    implementation: [claude, patcher]
+  max_attempts: 4
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "agentos.yaml")
+    return info.value.problems
+
+
+class TestLoad:
+    def test_good_file_loads(self) -> None:
+        """A complete file validates and keeps its values."""
+        cfg = parse_config(GOOD)
+        assert cfg.repo("calc").test_command == "python3 -m pytest -q"
+        assert cfg.chain_for("implementation") == ["claude", "patcher"]
+        assert cfg.chain_for("implementation", preferred="patcher") == ["patcher", "claude"]
+
+    def test_no_file_means_local_defaults(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With no config file anywhere the daemon runs on the local forge with no repos."""
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("AGENTOS_CONFIG", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        cfg, path = load_config(None) if not Path("/etc/agentos/config.yaml").exists() else (Config(), None)
+        assert path is None and cfg.forge == "local" and cfg.repos == []
+
+    @pytest.mark.parametrize(
+        ("mutate", "expected"),
+        [
+            pytest.param(
+                lambda t: t.replace("    test_command: python3 -m pytest -q\n", ""),
+                "agentos.yaml:7: repos[0].test_command: field required",
+                id="missing-field",
+            ),
+            pytest.param(
+                lambda t: t.replace("max_parallel_workers: 2", "max_parallel_workers: two"),
+                "agentos.yaml:4: max_parallel_workers: Input should be a valid integer",
+                id="wrong-type",
+            ),
+            pytest.param(
+                lambda t: t.replace("max_parallel_workers: 2", "max_parallel_workers: 0"),
+                "agentos.yaml:4: max_parallel_workers: Input should be greater than or equal to 1",
+                id="out-of-range",
+            ),
+            pytest.param(
+                lambda t: t.replace("forge: local", "forge: gitlab"),
+                "agentos.yaml:3: forge: Input should be 'local' or 'github'",
+                id="bad-enum",
+            ),
+            pytest.param(
+                lambda t: t + "telegarm:\n  enabled: true\n",
+                "agentos.yaml:24: telegarm: unknown key",
+                id="typo-key",
+            ),
+            pytest.param(
+                lambda t: t.replace("automation_mode: full", "automation_mode: yolo"),
+                "agentos.yaml:10: repos[0].automation_mode: Input should be 'full' or 'dispatcher_only'",
+                id="bad-mode",
+            ),
+            pytest.param(
+                lambda t: t.replace('    argv: [python3, /opt/patcher.py, "{prompt_file}"]\n', ""),
+                "agentos.yaml:16: agents.patcher: an agent of kind 'command' needs argv",
+                id="command-without-argv",
+            ),
+            pytest.param(
+                lambda t: t.replace("implementation: [claude, patcher]", "implementation: [claude, codex]"),
+                "routing.fallbacks.implementation: unknown agent 'codex'",
+                id="unknown-agent-in-chain",
+            ),
+            pytest.param(
+                lambda t: t.replace("kind: claude", "kind: claude\n    env: {GITHUB_TOKEN: ghp_x}"),
+                "agents.claude: env.GITHUB_TOKEN looks like a secret",
+                id="secret-in-yaml",
+            ),
+            pytest.param(
+                lambda t: t.replace(
+                    "  - name: calc                  # the repo\n    path: /srv/repos/calc\n", "  - name: calc\n"
+                ),
+                "repo 'calc': the local forge needs a path",
+                id="local-repo-without-path",
+            ),
+            pytest.param(lambda t: t + "repos: [\n", "agentos.yaml:", id="broken-yaml"),
+            pytest.param(
+                lambda t: "- just\n- a list\n", "agentos.yaml:1: the file must be a mapping", id="not-mapping"
+            ),
+            pytest.param(
+                lambda t: t.replace("  max_attempts: 4", "  max_attempts: 4\njobs:\n  dispatch: {cron: '* *'}"),
+                "jobs.dispatch: cron '* *' must have 5 fields",
+                id="bad-cron",
+            ),
+        ],
+    )
+    def test_each_mistake_gives_one_precise_line(self, mutate: object, expected: str) -> None:
+        """Each kind of mistake is reported as file:line: key: problem."""
+        found = problems(mutate(GOOD))  # type: ignore[operator]
+        assert any(expected in p for p in found), found
+        assert all("\n" not in p for p in found)
+
+
+class TestSecrets:
+    def test_env_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A secret is read from its environment variable."""
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_fromenv")
+        assert secret("github_token") == "ghp_fromenv"
+
+    def test_credentials_directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """systemd LoadCredential files are read when the variable is not set."""
+        monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+        (tmp_path / "telegram_bot_token").write_text("123:abc\n")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+        assert secret("telegram_bot_token") == "123:abc"
+
+
+class TestSetValue:
+    def test_round_trip_keeps_comments_byte_for_byte(self, tmp_path: Path) -> None:
+        """Editing one value changes only that value; comments and key order stay."""
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        set_value(path, "repos.calc.automation_mode", "dispatcher_only")
+        after = path.read_text()
+        assert after == GOOD.replace("automation_mode: full      ", "automation_mode: dispatcher_only")
+
+    def test_by_index_and_top_level(self, tmp_path: Path) -> None:
+        """Keys may use an index or a top-level name; values are typed like YAML."""
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        cfg = set_value(path, "max_parallel_workers", "5")
+        assert cfg.max_parallel_workers == 5
+        cfg = set_value(path, "repos[0].base_branch", "trunk")
+        assert cfg.repos[0].base_branch == "trunk"
+        assert "# where the graph lives" in path.read_text()
+
+    def test_invalid_edit_changes_nothing(self, tmp_path: Path) -> None:
+        """An edit that would make the file invalid is refused and the file is untouched."""
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        with pytest.raises(ConfigError, match="max_parallel_workers"):
+            set_value(path, "max_parallel_workers", "-1")
+        assert path.read_text() == GOOD
