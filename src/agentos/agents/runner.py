@@ -1,0 +1,422 @@
+"""Supervise one agent process: spawn it, stream its output into a capped log, enforce two limits, kill its group.
+
+The runner knows nothing about agents (that is :mod:`agentos.agents.adapters`). It runs an argv in its own
+session, so ``os.killpg(pid, …)`` reaches the whole process tree the agent starts, and it watches two limits:
+
+* **idle**: no output for ``idle_timeout_s`` (the agent is stalled; LESSONS #4, #9), and
+* **wall**: ``max_runtime_s`` since the spawn, however chatty the agent is.
+
+Either one ends the run the same way: SIGTERM to the group, up to ``kill_grace_s`` for the group to go, then
+SIGKILL to the group (logged as an escalation), then a final SIGKILL sweep. A run that ends by itself gets the
+sweep too, so nothing the agent started in the background outlives the attempt. Cancelling
+:func:`run_process` (daemon shutdown) runs the same kill, shielded, and re-raises.
+
+stdout and stderr share one pipe that a reader task copies into the log; the log keeps its first bytes and,
+once ``max_log_bytes`` is reached, only the last quarter (at most 1 MiB) of everything after, so the CLI's
+final JSON report and its last error lines survive a flood. The pipe is always drained, so the child never
+blocks on a full pipe.
+
+For restart reconciliation the daemon persists ``(pid, start_time)`` from ``on_start`` and, after a crash,
+calls :func:`kill_orphan`, which only kills when the start time still matches (the pid may have been reused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+TimedOut = Literal["idle", "wall"]
+
+ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER")
+"""Variables every agent gets from the daemon's environment when they are set."""
+
+_FORBIDDEN_ENV = ("NOTIFY_SOCKET",)
+_FORBIDDEN_ENV_PREFIXES = ("WATCHDOG_", "LISTEN_")
+
+TAIL_BYTES = 4096
+_CHUNK = 64 * 1024
+_TAIL_RESERVE_MAX = 1 << 20
+_TICK_S = 0.1  # how often the watchdog looks at the child while nothing else wakes it
+_POLL_S = 0.02  # how often a dying group is checked
+_DRAIN_S = 2.0  # after the group is gone, how long an escaped process may hold the output pipe
+_REAP_S = 5.0  # after SIGKILL, how long to wait for the group to disappear
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything needed to run one process. ``env`` is the child's whole environment (nothing is inherited)."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    stdin: bytes | None
+    log_path: Path
+    idle_timeout_s: float
+    max_runtime_s: float
+    kill_grace_s: float
+    max_log_bytes: int
+
+    def __post_init__(self) -> None:
+        if not self.argv:
+            raise ValueError("RunSpec.argv is empty")
+        if self.idle_timeout_s <= 0 or self.max_runtime_s <= 0 or self.kill_grace_s < 0:
+            raise ValueError("RunSpec limits must be positive (kill_grace_s may be 0)")
+        if self.max_log_bytes < 1:
+            raise ValueError("RunSpec.max_log_bytes must be at least 1")
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended.
+
+    ``exit_code`` is the child's exit status, negative for a signal (``-9``), ``None`` when it never started.
+    ``log_bytes`` counts everything the child printed; ``truncated`` says some of it was dropped from the log.
+    ``killed_escalated`` says SIGTERM was not enough and the group got SIGKILL.
+    """
+
+    exit_code: int | None
+    timed_out: TimedOut | None
+    duration_s: float
+    log_tail: str
+    log_bytes: int
+    truncated: bool
+    not_found: bool
+    killed_escalated: bool
+
+
+# ---------------------------------------------------------------- environment
+
+
+def scrubbed_env(pass_env: list[str], extra: dict[str, str], base: Mapping[str, str]) -> dict[str, str]:
+    """The environment an agent or hook gets: an allowlist, never the daemon's whole environment (LESSONS #10).
+
+    ``PATH``/``HOME``/``LANG``/``LC_ALL``/``TERM``/``TMPDIR``/``USER`` and the ``pass_env`` names are copied
+    from ``base`` when set, ``extra`` literal values are added, and ``GIT_TERMINAL_PROMPT=0`` stops git from
+    waiting on a password prompt. systemd's ``NOTIFY_SOCKET``, ``WATCHDOG_*`` and ``LISTEN_*`` are dropped even
+    when listed: an agent that could talk to the daemon's notify socket could fake its readiness or watchdog.
+    """
+    env: dict[str, str] = {}
+    for name in (*ENV_ALLOWLIST, *pass_env):
+        if name in base:
+            env[name] = base[name]
+    env.update(extra)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return {k: v for k, v in env.items() if not _forbidden_env(k)}
+
+
+def _forbidden_env(name: str) -> bool:
+    return name in _FORBIDDEN_ENV or name.startswith(_FORBIDDEN_ENV_PREFIXES)
+
+
+# ---------------------------------------------------------------- /proc
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3… of ``/proc/<pid>/stat`` (the command name may contain spaces and parentheses)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    _, sep, rest = raw.rpartition(b")")
+    return rest.decode("ascii", "replace").split() if sep else None
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/<pid>/stat``: when the process started, in clock ticks since boot; ``None`` if gone."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
+        return None
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running. Zombies don't count: they hold nothing and
+    a container's pid 1 may never reap the grandchildren reparented to it."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("agent_group_signal_denied", pgid=pgid, signal=sig.name)
+        return False
+    return True
+
+
+def kill_orphan(pid: int, start_time: int) -> bool:
+    """SIGKILL the group of an agent left running by a crashed daemon, if it is still that agent.
+
+    ``start_time`` is what :func:`proc_start_time` returned at spawn (``on_start``). A pid that is gone, or that
+    now belongs to a process with another start time (pid reuse), is left alone and False is returned.
+    """
+    if pid <= 1 or start_time <= 0 or proc_start_time(pid) != start_time:
+        return False
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    log.warning("agent_orphan_killed", pid=pid, start_time=start_time)
+    return True
+
+
+# ---------------------------------------------------------------- the log
+
+
+class _CappedLog:
+    """Writes output to the log file up to a head budget, then holds only a rolling tail until :meth:`close`."""
+
+    def __init__(self, file: BinaryIO, max_bytes: int, now: float) -> None:
+        self._file = file
+        self._tail_budget = min(max_bytes // 4, _TAIL_RESERVE_MAX)
+        self._head_budget = max_bytes - self._tail_budget
+        self._head_written = 0
+        self._held: deque[bytes] = deque()
+        self._held_len = 0
+        self._dropped = 0
+        self._recent = bytearray()
+        self._write_failed = False
+        self.received = 0
+        self.last_output = now
+
+    def feed(self, data: bytes, now: float) -> None:
+        self.received += len(data)
+        self.last_output = now
+        self._recent += data
+        del self._recent[:-TAIL_BYTES]
+        room = self._head_budget - self._head_written
+        if room > 0:
+            head, data = data[:room], data[room:]
+            self._write(head)
+            self._head_written += len(head)
+            if data:
+                self._write(
+                    b"\n[agentos: log cap reached; only the last %d bytes of further output are kept]\n"
+                    % self._tail_budget
+                )
+        if data:
+            self._held.append(data)
+            self._held_len += len(data)
+            while self._held and self._held_len - len(self._held[0]) >= self._tail_budget:
+                gone = self._held.popleft()
+                self._held_len -= len(gone)
+                self._dropped += len(gone)
+
+    def note(self, text: str) -> None:
+        """An agentos line in the log (not agent output)."""
+        self._write(text.encode())
+
+    def close(self) -> None:
+        tail = b"".join(self._held)
+        if len(tail) > self._tail_budget:
+            self._dropped += len(tail) - self._tail_budget
+            tail = tail[len(tail) - self._tail_budget :]
+        if self._dropped:
+            note = b"[agentos: %d bytes of output dropped; the last %d bytes follow]\n"
+            self._write(note % (self._dropped, len(tail)))
+        self._write(tail)
+        with contextlib.suppress(OSError):
+            self._file.flush()
+
+    @property
+    def truncated(self) -> bool:
+        return self._dropped > 0 or self._held_len > self._tail_budget
+
+    @property
+    def tail(self) -> str:
+        return bytes(self._recent).decode("utf-8", "replace")
+
+    def _write(self, data: bytes) -> None:
+        if not data or self._write_failed:
+            return
+        try:
+            self._file.write(data)
+        except OSError as exc:  # a full disk must not stop the pump: the child would block on its pipe
+            self._write_failed = True
+            log.error("agent_log_write_failed", error=str(exc))
+
+
+async def _pump(stream: asyncio.StreamReader, sink: _CappedLog) -> None:
+    loop = asyncio.get_running_loop()
+    while chunk := await stream.read(_CHUNK):
+        sink.feed(chunk, loop.time())
+
+
+async def _feed(stream: asyncio.StreamWriter, data: bytes) -> None:
+    """Write the prompt and close stdin; a child that exits without reading it is not an error."""
+    try:
+        stream.write(data)
+        await stream.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        stream.close()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await stream.wait_closed()
+
+
+# ---------------------------------------------------------------- supervision
+
+
+async def _watch(proc: asyncio.subprocess.Process, sink: _CappedLog, spec: RunSpec, started: float) -> TimedOut | None:
+    """Wait for the child to exit or a limit to pass. Polls ``returncode`` because ``Process.wait()`` also waits
+    for the pipes to close, which a grandchild holding stdout can delay forever."""
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        while proc.returncode is None:
+            now = loop.time()
+            wall_at = started + spec.max_runtime_s
+            idle_at = sink.last_output + spec.idle_timeout_s
+            if now >= wall_at:
+                return "wall"
+            if now >= idle_at:
+                return "idle"
+            await asyncio.wait({waiter}, timeout=min(wall_at, idle_at, now + _TICK_S) - now)
+        return None
+    finally:
+        waiter.cancel()
+
+
+async def _wait_group_gone(proc: asyncio.subprocess.Process, pgid: int, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if proc.returncode is not None and not _group_alive(pgid):
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_S)
+
+
+async def _terminate_group(proc: asyncio.subprocess.Process, pgid: int, grace_s: float) -> bool:
+    """SIGTERM the group, wait ``grace_s``, SIGKILL what is left, sweep. True when SIGKILL was needed."""
+    _signal_group(pgid, signal.SIGTERM)
+    escalated = False
+    if not await _wait_group_gone(proc, pgid, grace_s):
+        escalated = True
+        log.warning("agent_kill_escalated", pid=proc.pid, grace_s=grace_s)
+        _signal_group(pgid, signal.SIGKILL)
+        if not await _wait_group_gone(proc, pgid, _REAP_S):
+            log.error("agent_group_survived_sigkill", pid=proc.pid)
+    _signal_group(pgid, signal.SIGKILL)  # the sweep: anything that slipped in between
+    return escalated
+
+
+async def _sweep_leftovers(proc: asyncio.subprocess.Process, pgid: int) -> None:
+    """After the agent exited by itself: kill what it left running in its group (servers, stuck tools)."""
+    if _group_alive(pgid):
+        log.info("agent_leftovers_killed", pid=proc.pid)
+        _signal_group(pgid, signal.SIGKILL)
+        await _wait_group_gone(proc, pgid, _REAP_S)
+
+
+async def _finish_io(pump: asyncio.Task[None], feeder: asyncio.Task[None] | None) -> None:
+    await asyncio.wait({pump}, timeout=_DRAIN_S)
+    for task in (pump, feeder):
+        if task is not None and not task.done():
+            task.cancel()
+    await asyncio.gather(pump, *([feeder] if feeder else []), return_exceptions=True)
+
+
+async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | None = None) -> RunOutcome:
+    """Run ``spec.argv`` under supervision and report how it ended.
+
+    ``on_start(pid, start_time)`` is called right after the spawn so the caller can persist both for
+    :func:`kill_orphan`. A program that cannot be started (missing, not executable, missing cwd) gives
+    ``RunOutcome(not_found=True)`` with the reason in the log. Cancellation kills the group, then re-raises.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec.log_path, "ab") as file:
+        sink = _CappedLog(file, spec.max_log_bytes, started)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *spec.argv,
+                cwd=spec.cwd,
+                env=dict(spec.env),
+                stdin=asyncio.subprocess.PIPE if spec.stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            message = f"[agentos: cannot start {spec.argv[0]!r} in {str(spec.cwd)!r}: {exc}]\n"
+            sink.note(message)
+            sink.close()
+            log.warning("agent_not_started", argv0=spec.argv[0], error=str(exc))
+            return RunOutcome(None, None, loop.time() - started, message, 0, False, True, False)
+
+        pgid = proc.pid  # start_new_session: the child leads its own group
+        log.info("agent_spawned", pid=proc.pid, argv0=spec.argv[0], cwd=str(spec.cwd), log=str(spec.log_path))
+        assert proc.stdout is not None
+        pump = asyncio.create_task(_pump(proc.stdout, sink))
+        feeder = asyncio.create_task(_feed(proc.stdin, spec.stdin)) if proc.stdin and spec.stdin is not None else None
+        timed_out: TimedOut | None = None
+        escalated = False
+        try:
+            if on_start is not None:
+                on_start(proc.pid, proc_start_time(proc.pid) or 0)
+            timed_out = await _watch(proc, sink, spec, started)
+            if timed_out is None:
+                await _sweep_leftovers(proc, pgid)
+            else:
+                log.warning(
+                    "agent_timed_out",
+                    pid=proc.pid,
+                    limit=timed_out,
+                    idle_timeout_s=spec.idle_timeout_s,
+                    max_runtime_s=spec.max_runtime_s,
+                )
+                escalated = await _terminate_group(proc, pgid, spec.kill_grace_s)
+        except BaseException:  # cancelled (daemon shutdown) or on_start failed: the agent must not outlive us
+            log.warning("agent_run_interrupted", pid=proc.pid)
+            await asyncio.shield(_terminate_group(proc, pgid, spec.kill_grace_s))
+            raise
+        finally:
+            await _finish_io(pump, feeder)
+            if timed_out is not None:
+                limit = spec.idle_timeout_s if timed_out == "idle" else spec.max_runtime_s
+                sink.note(f"\n[agentos: {timed_out} limit of {limit:g}s reached; process group killed]\n")
+            sink.close()
+        return RunOutcome(
+            exit_code=proc.returncode,
+            timed_out=timed_out,
+            duration_s=loop.time() - started,
+            log_tail=sink.tail,
+            log_bytes=sink.received,
+            truncated=sink.truncated,
+            not_found=False,
+            killed_escalated=escalated,
+        )

@@ -1,0 +1,179 @@
+"""``agentos ctl …``: talk to the running daemon over its control socket (stdlib socket, fast start)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agentos.cli._common import JsonOption, fail, kv, print_json, table
+from agentos.control.socket import NotRunning, default_socket_path, request
+from agentos.errors import ControlError
+
+app = typer.Typer(help="Steer the running daemon.", no_args_is_help=True)
+job_app = typer.Typer(help="Enable or disable a job.", no_args_is_help=True)
+repo_app = typer.Typer(help="Repositories: on, off, mode, cadence.", no_args_is_help=True)
+task_app = typer.Typer(help="One task: show, retry, cancel.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+app.add_typer(repo_app, name="repo")
+app.add_typer(task_app, name="task")
+
+SocketOption = typer.Option(None, "--socket", envvar="AGENTOS_SOCKET", help="Control socket path.")
+
+
+def socket_path(explicit: str | None) -> Path:
+    return Path(explicit) if explicit else default_socket_path()
+
+
+def call(cmd: str, args: dict[str, Any] | None = None, sock: str | None = None) -> Any:
+    try:
+        return request(socket_path(sock or os.environ.get("AGENTOS_SOCKET")), cmd, args)
+    except NotRunning as exc:
+        fail(str(exc), 3)
+    except ControlError as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"cannot talk to the daemon: {exc}", 3)
+
+
+def show(result: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+    elif isinstance(result, dict):
+        kv(result)
+    else:
+        print_json(result)
+
+
+@app.command()
+def status(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Is it running, paused, how many agents are working."""
+    show(call("status", sock=sock), as_json)
+
+
+@app.command()
+def pause(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Stop starting new work (the kill switch); running attempts finish."""
+    show(call("pause", sock=sock), as_json)
+
+
+@app.command()
+def resume(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Start dispatching again."""
+    show(call("resume", sock=sock), as_json)
+
+
+@app.command()
+def reload(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Re-read the config file (same as SIGHUP)."""
+    show(call("reload", sock=sock), as_json)
+
+
+@app.command()
+def jobs(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """The job table: triggers, next and last runs, errors."""
+    rows = call("jobs", sock=sock)
+    if as_json:
+        print_json(rows)
+    else:
+        table(rows, ["name", "enabled", "trigger", "next_run", "last_run", "runs", "failures", "last_error"])
+
+
+@job_app.command("on")
+def job_on(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    show(call("job", {"name": name, "enabled": True}, sock), as_json)
+
+
+@job_app.command("off")
+def job_off(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    show(call("job", {"name": name, "enabled": False}, sock), as_json)
+
+
+@app.command("run")
+def run_job(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Run a job now and wait for it."""
+    show(call("run", {"name": name}, sock), as_json)
+
+
+@app.command()
+def repos(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    rows = call("repos", sock=sock)
+    if as_json:
+        print_json(rows)
+    else:
+        table(rows, ["name", "enabled", "mode", "cadence_days", "base", "path"])
+
+
+@repo_app.command("on")
+def repo_on(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    show(call("repo", {"name": name, "enabled": True}, sock), as_json)
+
+
+@repo_app.command("off")
+def repo_off(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    show(call("repo", {"name": name, "enabled": False}, sock), as_json)
+
+
+@repo_app.command("mode")
+def repo_mode(name: str, mode: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """full (auto-merge on green) or dispatcher (PRs wait for approval); edits the config file."""
+    show(call("repo_mode", {"name": name, "mode": mode}, sock), as_json)
+
+
+@repo_app.command("cadence")
+def repo_cadence(name: str, days: int, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    show(call("repo_cadence", {"name": name, "days": days}, sock), as_json)
+
+
+@app.command()
+def tasks(
+    repo: str | None = typer.Option(None, "--repo"),
+    status_: str | None = typer.Option(None, "--status"),
+    as_json: bool = JsonOption,
+    sock: str | None = SocketOption,
+) -> None:
+    """Tasks, newest first."""
+    rows = call("tasks", {"repo": repo, "status": status_}, sock)
+    if as_json:
+        print_json(rows)
+    else:
+        table(rows, ["id", "status", "attempts", "agent", "pr", "blocker", "title"])
+
+
+@task_app.command("show")
+def task_show(task_id: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    data = call("task", {"id": task_id}, sock)
+    if as_json:
+        print_json(data)
+        return
+    attempts = data.pop("attempts", [])
+    kv({k: v for k, v in data.items() if v not in (None, [], "")})
+    table(
+        [{**a, "cost": f"${a.get('cost_usd', 0):.2f}"} for a in attempts],
+        ["number", "agent", "outcome", "blocker_code", "duration_s", "cost", "run_dir"],
+        title="attempts",
+    )
+
+
+@task_app.command("retry")
+def task_retry(task_id: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    show(call("retry", {"id": task_id}, sock), as_json)
+
+
+@task_app.command("cancel")
+def task_cancel(task_id: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    show(call("cancel", {"id": task_id}, sock), as_json)
+
+
+@app.command()
+def approve(pr: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Merge a green PR that waits for review (repo#N)."""
+    show(call("approve", {"ref": pr}, sock), as_json)
+
+
+@app.command()
+def reject(pr: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Close a PR that waits for review (repo#N)."""
+    show(call("reject", {"ref": pr}, sock), as_json)

@@ -1,0 +1,165 @@
+"""``agentos issue …``: the local forge's backlog from the command line (files under the state dir)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from pathlib import Path
+
+import typer
+
+from agentos.cli._common import ConfigOption, JsonOption, console, fail, load, print_json, table
+from agentos.config import Config
+from agentos.control.socket import default_socket_path, request
+from agentos.errors import AgentosError
+from agentos.forge.base import READY_LABEL
+from agentos.forge.local import LocalForge
+
+app = typer.Typer(help="The local forge's issues.", no_args_is_help=True)
+
+
+def _forge(config: Config) -> LocalForge:
+    if config.forge != "local":
+        fail("`agentos issue` works on the local forge; this config uses GitHub (use GitHub's issues)")
+    return LocalForge(config.state_path, {r.name: r for r in config.repos})
+
+
+def _repo(config: Config, name: str | None) -> str:
+    names = [r.name for r in config.repos]
+    if name is None:
+        if len(names) != 1:
+            fail(f"name the repo with --repo (repos: {', '.join(names) or 'none configured'})")
+        return names[0]
+    if name not in names:
+        fail(f"no repo named {name!r} (repos: {', '.join(names) or 'none configured'})")
+    return name
+
+
+def _poke() -> None:
+    """Tell a running daemon to dispatch now; silent when none is running."""
+    with contextlib.suppress(AgentosError, OSError):
+        request(default_socket_path(), "poke", {"job": "dispatch"}, timeout=2)
+
+
+@app.command("new")
+def new(
+    title: str = typer.Option(..., "--title", "-t"),
+    repo: str | None = typer.Option(None, "--repo", "-r"),
+    body_file: str | None = typer.Option(None, "--body-file", "-F", help="File with the body, or - for stdin"),
+    body: str = typer.Option("", "--body", "-b"),
+    label: list[str] = typer.Option([], "--label", "-l"),
+    ready: bool = typer.Option(False, "--ready", help="Make it ready for agentos at once"),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create an issue."""
+    cfg, _ = load(config)
+    name = _repo(cfg, repo)
+    if body_file == "-":
+        body = sys.stdin.read()
+    elif body_file:
+        try:
+            body = Path(body_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read --body-file {body_file}: {exc.strerror}")
+    labels = list(label) + ([READY_LABEL] if ready and READY_LABEL not in label else [])
+    issue = asyncio.run(_forge(cfg).new_issue(name, title, body, labels))
+    if ready:
+        _poke()
+    if as_json:
+        print_json(issue.model_dump(mode="json"))
+    else:
+        console.print(f"{name}#{issue.number} {issue.title}" + ("  [ready]" if ready else ""), markup=False)
+
+
+@app.command("list")
+def list_(
+    repo: str | None = typer.Option(None, "--repo", "-r"),
+    state: str = typer.Option("open", "--state", help="open, closed or all"),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List issues."""
+    cfg, _ = load(config)
+    if state not in ("open", "closed", "all"):
+        fail(f"--state must be open, closed or all, not {state!r}")
+    forge = _forge(cfg)
+    names = [_repo(cfg, repo)] if repo or len(cfg.repos) == 1 else [r.name for r in cfg.repos]
+    rows = []
+    for name in names:
+        for issue in asyncio.run(forge.list_issues(name, state=state)):  # type: ignore[arg-type]
+            rows.append(
+                {
+                    "repo": name,
+                    "n": issue.number,
+                    "state": issue.state,
+                    "labels": ",".join(issue.labels),
+                    "title": issue.title,
+                }
+            )
+    if as_json:
+        print_json(rows)
+    else:
+        table(rows, ["repo", "n", "state", "labels", "title"])
+
+
+@app.command("show")
+def show(
+    number: int,
+    repo: str | None = typer.Option(None, "--repo", "-r"),
+    config: str | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one issue with its comments."""
+    cfg, _ = load(config)
+    name = _repo(cfg, repo)
+    forge = _forge(cfg)
+    try:
+        issue = asyncio.run(forge.get_issue(name, number))
+        comments = asyncio.run(forge.comments(name, number))
+    except AgentosError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({**issue.model_dump(mode="json"), "comments": [c.model_dump(mode="json") for c in comments]})
+        return
+    console.print(f"[bold]{name}#{issue.number} {issue.title}[/bold]  ({issue.state}; {', '.join(issue.labels)})")
+    console.print(issue.body or "(no body)", markup=False)
+    for c in comments:
+        console.print(f"\n[dim]— {c.author} at {c.created_at:%Y-%m-%d %H:%M}[/dim]")
+        console.print(c.body, markup=False)
+
+
+@app.command("ready")
+def ready(
+    number: int,
+    repo: str | None = typer.Option(None, "--repo", "-r"),
+    config: str | None = ConfigOption,
+) -> None:
+    """Make an issue ready for agentos."""
+    cfg, _ = load(config)
+    name = _repo(cfg, repo)
+    try:
+        asyncio.run(_forge(cfg).add_labels(name, number, [READY_LABEL]))
+    except AgentosError as exc:
+        fail(str(exc))
+    _poke()
+    console.print(f"{name}#{number} is ready", markup=False)
+
+
+@app.command("comment")
+def comment(
+    number: int,
+    body: str = typer.Option(..., "--body", "-b"),
+    repo: str | None = typer.Option(None, "--repo", "-r"),
+    config: str | None = ConfigOption,
+) -> None:
+    """Add a comment to an issue."""
+    cfg, _ = load(config)
+    name = _repo(cfg, repo)
+    try:
+        asyncio.run(_forge(cfg).comment(name, number, body, key=f"cli:{uuid.uuid4().hex}"))
+    except AgentosError as exc:
+        fail(str(exc))
+    console.print(f"commented on {name}#{number}", markup=False)

@@ -1,0 +1,89 @@
+"""The ``agentos`` command. Heavy modules (the daemon, aiogram, httpx) are imported inside commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from agentos import __version__
+from agentos.cli import ctl, issue
+from agentos.cli._common import ConfigOption, console, err_console, fail
+
+app = typer.Typer(
+    help="agentos: turns a backlog of issues into merged pull requests with coding agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Validate and edit the config file.", no_args_is_help=True)
+app.add_typer(ctl.app, name="ctl")
+app.add_typer(issue.app, name="issue")
+app.add_typer(config_app, name="config")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def run(config: str | None = ConfigOption) -> None:
+    """Run the daemon in the foreground (systemd runs exactly this)."""
+    from agentos.daemon import run_daemon
+
+    raise typer.Exit(run_daemon(config))
+
+
+@app.command()
+def demo(
+    workdir: str | None = typer.Option(None, "--dir", help="Where to build the demo (default: a temp dir)"),
+    keep: bool = typer.Option(False, "--keep", help="Keep the demo directory afterwards"),
+) -> None:
+    """Run the whole loop on a throwaway repository with a stand-in agent, no tokens needed."""
+    from agentos.demo import run_demo
+
+    raise typer.Exit(run_demo(Path(workdir) if workdir else None, keep=keep))
+
+
+@config_app.command("validate")
+def config_validate(file: str | None = typer.Argument(None, help="Config file (default: the usual places)")) -> None:
+    """Check a config file; prints one line per problem."""
+    from agentos.config import ConfigError, find_config, load_config
+
+    path = find_config(file)
+    if path is None:
+        console.print("no config file found; the daemon would run on the local forge with no repos")
+        return
+    try:
+        cfg, _ = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err_console.print(problem, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"{path}: ok ({len(cfg.repos)} repos, {len(cfg.agents)} agents, forge {cfg.forge})", markup=False)
+
+
+@config_app.command("set")
+def config_set(
+    key: str = typer.Argument(..., help="Dotted key, e.g. repos.calc.automation_mode or max_parallel_workers"),
+    value: str = typer.Argument(...),
+    config: str | None = ConfigOption,
+) -> None:
+    """Set one value, keeping every comment and the key order."""
+    from agentos.config import ConfigError, find_config, set_value
+
+    path = find_config(config)
+    if path is None:
+        fail("no config file found; pass --config FILE")
+    try:
+        set_value(path, key, value)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err_console.print(problem, markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"{path}: {key} = {value}", markup=False)
+
+
+if __name__ == "__main__":
+    app()

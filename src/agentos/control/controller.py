@@ -1,0 +1,250 @@
+"""The one command surface. The control socket and the Telegram bot parse a request and call this.
+
+Every method returns JSON-able data and raises :class:`ControlError` with a one-line message on bad
+input; none of them blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agentos import config as cfgmod
+from agentos import logging as alog
+from agentos.errors import ControlError
+from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, transition
+from agentos.runtime import Runtime
+
+log = alog.get_logger("agentos.controller")
+
+Approver = Callable[[str, int, bool], Awaitable[dict[str, Any]]]
+
+
+def task_row(task: Task) -> dict[str, Any]:
+    last = task.current_attempt
+    return {
+        "id": task.id,
+        "repo": task.repo,
+        "issue": task.issue,
+        "title": task.title,
+        "status": task.status.value,
+        "attempts": len(task.attempts),
+        "agent": last.agent if last else task.agent,
+        "pr": task.pr,
+        "blocker": task.last_blocker,
+        "updated": task.updated_at.isoformat(),
+    }
+
+
+class Controller:
+    def __init__(self, rt: Runtime, *, on_reload: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.rt = rt
+        self._on_reload = on_reload
+        self.approver: Approver | None = None
+        self._config_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ daemon
+
+    async def status(self) -> dict[str, Any]:
+        rt = self.rt
+        counts = rt.graph.counts()
+        return {
+            "paused": rt.state.paused,
+            "running": len(rt.running),
+            "queued": counts["queued"] + counts["retrying"],
+            "counts": counts,
+            "tasks": len(rt.graph),
+            "uptime_s": round((rt.now() - rt.started_at).total_seconds(), 1),
+            "forge": rt.config.forge,
+            "repos": [r.name for r in rt.config.repos if rt.repo_enabled(r.name)],
+            "paused_agents": {k: v.isoformat() for k, v in rt.state.paused_agents.items()},
+            "state_dir": str(rt.state_dir),
+            "config": str(rt.config_path) if rt.config_path else None,
+        }
+
+    async def pause(self) -> dict[str, Any]:
+        self.rt.state.paused = True
+        self.rt.save_state()
+        log.warning("daemon_paused")
+        return {"paused": True}
+
+    async def resume(self) -> dict[str, Any]:
+        self.rt.state.paused = False
+        self.rt.save_state()
+        log.info("daemon_resumed")
+        self._poke("dispatch")
+        return {"paused": False}
+
+    async def reload(self) -> dict[str, Any]:
+        if self._on_reload is None:
+            raise ControlError("reload is not available")
+        await self._on_reload()
+        return {"reloaded": True, "config": str(self.rt.config_path) if self.rt.config_path else None}
+
+    # ------------------------------------------------------------ jobs
+
+    def _scheduler(self) -> Any:
+        if self.rt.scheduler is None:
+            raise ControlError("the scheduler is not running")
+        return self.rt.scheduler
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._scheduler().table()
+        return rows
+
+    async def set_job(self, name: str, enabled: bool) -> dict[str, Any]:
+        if name == "telegram" and not enabled:
+            raise ControlError("the telegram job cannot be disabled from here (you would lock yourself out)")
+        self._scheduler().set_enabled(name, enabled)
+        return {"job": name, "enabled": enabled}
+
+    async def run_job(self, name: str) -> dict[str, Any]:
+        result = await self._scheduler().run_now(name)
+        if result == "skipped_paused":
+            raise ControlError(f"the daemon is paused; `resume` first to run {name}")
+        if result == "skipped_busy":
+            raise ControlError(f"{name} is already running")
+        return {"job": name, "result": result}
+
+    def _poke(self, name: str) -> None:
+        sched = self.rt.scheduler
+        if sched is not None and name in sched.names:
+            sched.poke(name)
+
+    async def poke(self, job: str = "dispatch") -> dict[str, Any]:
+        self._scheduler()._job(job)
+        self._poke(job)
+        return {"poked": job}
+
+    # ------------------------------------------------------------ repos
+
+    def _repo(self, name: str) -> cfgmod.RepoConfig:
+        try:
+            return self.rt.config.repo(name)
+        except KeyError:
+            names = ", ".join(r.name for r in self.rt.config.repos) or "none"
+            raise ControlError(f"no repo named {name!r}; repos: {names}") from None
+
+    async def repos(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": r.name,
+                "enabled": self.rt.repo_enabled(r.name),
+                "mode": r.automation_mode,
+                "cadence_days": r.groom_cadence_days,
+                "base": r.base_branch,
+                "path": r.path,
+            }
+            for r in self.rt.config.repos
+        ]
+
+    async def set_repo(self, name: str, enabled: bool) -> dict[str, Any]:
+        self._repo(name)
+        disabled = self.rt.state.disabled_repos
+        if enabled and name in disabled:
+            disabled.remove(name)
+        elif not enabled and name not in disabled:
+            disabled.append(name)
+        self.rt.save_state()
+        return {"repo": name, "enabled": enabled}
+
+    async def _edit_repo(self, name: str, key: str, value: Any) -> cfgmod.Config:
+        self._repo(name)
+        path = self.rt.config_path
+        if path is None:
+            raise ControlError("the daemon runs without a config file; there is nothing to edit")
+        async with self._config_lock:
+            try:
+                new = await asyncio.to_thread(cfgmod.set_value, path, f"repos.{name}.{key}", value)
+            except cfgmod.ConfigError as exc:
+                raise ControlError(str(exc).splitlines()[0]) from None
+        self.rt.config = new
+        log.info("config_edited", repo=name, key=key, value=value)
+        return new
+
+    async def set_repo_mode(self, name: str, mode: str) -> dict[str, Any]:
+        modes = {"full": "full", "dispatcher": "dispatcher_only", "dispatcher_only": "dispatcher_only"}
+        if mode not in modes:
+            raise ControlError(f"mode must be full or dispatcher, not {mode!r}")
+        await self._edit_repo(name, "automation_mode", modes[mode])
+        return {"repo": name, "mode": modes[mode]}
+
+    async def set_repo_cadence(self, name: str, days: int) -> dict[str, Any]:
+        if not isinstance(days, int) or days < 1:
+            raise ControlError(f"cadence must be a whole number of days ≥ 1, not {days!r}")
+        await self._edit_repo(name, "groom_cadence_days", days)
+        return {"repo": name, "cadence_days": days}
+
+    # ------------------------------------------------------------ tasks
+
+    def _task(self, task_id: str) -> Task:
+        task = self.rt.graph.find(task_id)
+        if task is None:
+            raise ControlError(f"no task {task_id!r} (ids look like repo#12; see `agentos ctl tasks`)")
+        return task
+
+    async def tasks(self, repo: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        if status is not None and status not in {s.value for s in TaskStatus}:
+            raise ControlError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TaskStatus)}")
+        rows = [
+            task_row(t)
+            for t in self.rt.graph
+            if (repo is None or t.repo == repo) and (status is None or t.status.value == status)
+        ]
+        return sorted(rows, key=lambda r: r["updated"], reverse=True)
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        dumped: dict[str, Any] = self._task(task_id).model_dump(mode="json")
+        return dumped
+
+    async def retry(self, task_id: str) -> dict[str, Any]:
+        task = self._task(task_id)
+        if task.status in (TaskStatus.QUEUED, TaskStatus.RETRYING) or task.status in ACTIVE:
+            raise ControlError(f"task {task_id} is already {task.status.value}")
+        try:
+            event = transition(task, TaskStatus.QUEUED, self.rt.now(), reason="operator_retry")
+        except IllegalTransition as exc:
+            raise ControlError(str(exc)) from None
+        task.not_before = None
+        self.rt.commit([event], [task])
+        self._poke("dispatch")
+        return {"task": task_id, "status": task.status.value}
+
+    async def cancel(self, task_id: str) -> dict[str, Any]:
+        task = self._task(task_id)
+        if task.status is TaskStatus.CANCELLED:
+            raise ControlError(f"task {task_id} is already cancelled")
+        running = self.rt.running.get(task_id)
+        if running is not None:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+        try:
+            event = transition(task, TaskStatus.CANCELLED, self.rt.now(), reason="operator_cancel")
+        except IllegalTransition as exc:
+            raise ControlError(str(exc)) from None
+        self.rt.commit([event], [task])
+        return {"task": task_id, "status": task.status.value}
+
+    def _pr_ref(self, ref: str) -> tuple[str, int]:
+        repo, _, num = ref.rpartition("#")
+        if not num.isdigit():
+            raise ControlError(f"a PR is named repo#N or N, not {ref!r}")
+        if not repo:
+            if len(self.rt.config.repos) != 1:
+                raise ControlError("more than one repo: name the PR as repo#N")
+            repo = self.rt.config.repos[0].name
+        self._repo(repo)
+        return repo, int(num)
+
+    async def approve(self, ref: str) -> dict[str, Any]:
+        if self.approver is None:
+            raise ControlError("approvals are not available (the PR monitor is not running)")
+        repo, number = self._pr_ref(ref)
+        return await self.approver(repo, number, True)
+
+    async def reject(self, ref: str) -> dict[str, Any]:
+        if self.approver is None:
+            raise ControlError("approvals are not available (the PR monitor is not running)")
+        repo, number = self._pr_ref(ref)
+        return await self.approver(repo, number, False)

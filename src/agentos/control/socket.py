@@ -1,0 +1,206 @@
+"""The control socket: newline-delimited JSON over a Unix socket, one request and one answer per line.
+
+    {"cmd": "pause"}                         → {"ok": true, "result": {...}}
+    {"cmd": "job", "args": {"name": "x"}}    → {"ok": false, "error": "no job named 'x'; jobs: …"}
+
+The socket is created mode 0600 (umask around the bind, no chmod window) and every caller's uid is
+checked with SO_PEERCRED: only root and the daemon's own uid are served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from agentos import logging as alog
+from agentos.control.controller import Controller
+from agentos.errors import ControlError
+
+log = alog.get_logger("agentos.socket")
+
+MAX_LINE = 64 * 1024
+Handler = Callable[[Controller, dict[str, Any]], Awaitable[Any]]
+
+
+def default_socket_path() -> Path:
+    base = os.environ.get("RUNTIME_DIRECTORY") or os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        return Path(base.split(":")[0]) / "agentos.sock"
+    return Path(f"/tmp/agentos-{os.getuid()}") / "agentos.sock"
+
+
+def _str(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value:
+        raise ControlError(f"argument {key!r} is required and must be a non-empty string")
+    return value
+
+
+def _opt_str(args: dict[str, Any], key: str) -> str | None:
+    value = args.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ControlError(f"argument {key!r} must be a string")
+    return value
+
+
+def _bool(args: dict[str, Any], key: str) -> bool:
+    value = args.get(key)
+    if not isinstance(value, bool):
+        raise ControlError(f"argument {key!r} must be true or false")
+    return value
+
+
+def _int(args: dict[str, Any], key: str) -> int:
+    value = args.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ControlError(f"argument {key!r} must be a whole number")
+    return value
+
+
+COMMANDS: dict[str, Handler] = {
+    "status": lambda c, a: c.status(),
+    "pause": lambda c, a: c.pause(),
+    "resume": lambda c, a: c.resume(),
+    "reload": lambda c, a: c.reload(),
+    "jobs": lambda c, a: c.jobs(),
+    "job": lambda c, a: c.set_job(_str(a, "name"), _bool(a, "enabled")),
+    "run": lambda c, a: c.run_job(_str(a, "name")),
+    "poke": lambda c, a: c.poke(_opt_str(a, "job") or "dispatch"),
+    "repos": lambda c, a: c.repos(),
+    "repo": lambda c, a: c.set_repo(_str(a, "name"), _bool(a, "enabled")),
+    "repo_mode": lambda c, a: c.set_repo_mode(_str(a, "name"), _str(a, "mode")),
+    "repo_cadence": lambda c, a: c.set_repo_cadence(_str(a, "name"), _int(a, "days")),
+    "tasks": lambda c, a: c.tasks(_opt_str(a, "repo"), _opt_str(a, "status")),
+    "task": lambda c, a: c.task(_str(a, "id")),
+    "retry": lambda c, a: c.retry(_str(a, "id")),
+    "cancel": lambda c, a: c.cancel(_str(a, "id")),
+    "approve": lambda c, a: c.approve(_str(a, "ref")),
+    "reject": lambda c, a: c.reject(_str(a, "ref")),
+}
+
+
+async def handle_request(controller: Controller, line: bytes) -> dict[str, Any]:
+    """Answer one request line; never raises."""
+    try:
+        req = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return {"ok": False, "error": f"request is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"}
+    if not isinstance(req, dict):
+        return {"ok": False, "error": 'request must be a JSON object like {"cmd": "status"}'}
+    cmd, args = req.get("cmd"), req.get("args", {})
+    if not isinstance(args, dict):
+        return {"ok": False, "error": "args must be a JSON object"}
+    handler = COMMANDS.get(cmd) if isinstance(cmd, str) else None
+    if handler is None:
+        return {"ok": False, "error": f"unknown command {cmd!r}; commands: {', '.join(sorted(COMMANDS))}"}
+    try:
+        result = await handler(controller, args)
+    except ControlError as exc:
+        return {"ok": False, "error": str(exc)}
+    except Exception as exc:  # the socket must answer, whatever the controller did
+        log.error("control_command_failed", cmd=cmd, exc_info=True)
+        return {"ok": False, "error": f"{cmd} failed: {type(exc).__name__}: {exc}"}
+    return {"ok": True, "result": result}
+
+
+def peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class ControlServer:
+    """Serves the controller on a Unix socket."""
+
+    def __init__(self, controller: Controller, path: Path, *, allowed_uids: set[int] | None = None) -> None:
+        self.controller = controller
+        self.path = path
+        self.allowed_uids = allowed_uids if allowed_uids is not None else {0, os.getuid()}
+        self._server: asyncio.Server | None = None
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"<ControlServer {self.path} requests={self.requests}>"
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # we hold the state lock, so a socket here is a dead daemon's
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE)
+        finally:
+            os.umask(old)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            uid = peer_uid(sock)
+            if uid not in self.allowed_uids:
+                log.warning("control_client_refused", uid=uid)
+                await self._send(writer, {"ok": False, "error": f"uid {uid} may not control this daemon"})
+                return
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    await self._send(writer, {"ok": False, "error": f"request longer than {MAX_LINE} bytes"})
+                    return
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                self.requests += 1
+                answer = await handle_request(self.controller, line)
+                await self._send(writer, answer)
+        except (ConnectionError, BrokenPipeError):
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+        writer.write(json.dumps(answer, default=str).encode() + b"\n")
+        await writer.drain()
+
+
+class NotRunning(ControlError):
+    """No daemon answers on the socket."""
+
+
+def request(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
+    """Send one request with the stdlib socket (fast CLI start) and return its result or raise."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NotRunning(f"agentos is not running (no daemon at {path})") from None
+        except PermissionError:
+            raise ControlError(f"permission denied on {path}: run as the daemon's user or root") from None
+        s.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        data = s.makefile("rb").readline()
+    if not data:
+        raise ControlError("the daemon closed the connection without answering")
+    answer = json.loads(data)
+    if not answer.get("ok"):
+        raise ControlError(str(answer.get("error", "unknown error")))
+    return answer.get("result")

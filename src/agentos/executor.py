@@ -1,0 +1,557 @@
+"""The executor: one attempt of one task, from worktree to pull request (or to retry or escalation).
+
+    prepare worktree → hooks → prompt → agent process → contract → commit → diff? → tests →
+    CODEBASE.md entry → push → PR "Closes #N" → comment            (complete)
+    … → commit to branch, next agent builds on it                   (partial)
+    … → patch saved in the run dir, worktree reset                  (blocked, timeout, invalid, crash)
+
+Every state change is journalled (``Runtime.commit``) before the side effect it licenses, and every
+side effect is idempotent (worktree reuse, lease pushes, PR by head branch, comments by key), so a
+crash at any point followed by :meth:`Executor.recover` finishes the work exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from agentos import logging as alog
+from agentos import memory
+from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
+from agentos.agents.contract import PERMANENT_CODES, ContractError, read_contract
+from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt
+from agentos.agents.runner import RunSpec, kill_orphan, run_process
+from agentos.errors import AgentosError
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL
+from agentos.graph import (
+    Attempt,
+    Event,
+    Task,
+    TaskStatus,
+    backoff_seconds,
+    end_attempt,
+    start_attempt,
+    transition,
+)
+from agentos.redact import redact
+from agentos.runtime import Runtime
+from agentos.workspace import Workspace, branch_name
+
+log = alog.get_logger("agentos.executor")
+
+RESULT_FILE = ".agent_result.md"
+
+
+@dataclass
+class Verdict:
+    """How an attempt ended, before the task's status follows from it."""
+
+    outcome: str  # complete | partial | blocked | failed
+    blocker: str | None = None
+    summary: str = ""
+    error: str = ""
+    keep_changes: bool = False
+
+
+def counted_attempts(task: Task) -> int:
+    """Attempts that count toward ``max_attempts``: a usage limit or a daemon restart burns none."""
+    return sum(
+        1 for a in task.attempts if a.outcome not in ("interrupted", "running") and a.blocker_code != "quota_limited"
+    )
+
+
+def safe_id(task_id: str) -> str:
+    return task_id.replace("/", "_").replace("#", "-")
+
+
+class Executor:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.on_pr_opened: Callable[[], None] = lambda: None
+        self.on_slot_free: Callable[[], None] = lambda: None
+
+    def __repr__(self) -> str:
+        return f"<Executor running={len(self.rt.running)}>"
+
+    # ------------------------------------------------------------ lifecycle
+
+    def choose_agent(self, task: Task) -> str | None:
+        """The first agent of the task's chain that is not paused by a usage limit."""
+        now = self.rt.now()
+        chain = self.rt.config.chain_for(task.type, task.agent)
+        failed = {a.agent for a in task.attempts if a.outcome in ("blocked", "failed", "partial")}
+        paused = {name for name, until in self.rt.state.paused_agents.items() if until > now}
+        usable = [a for a in chain if a not in paused]
+        if not usable:
+            return None
+        # Rotate through the chain: the next agent after the ones that already failed this task.
+        fresh = [a for a in usable if a not in failed]
+        if fresh:
+            return fresh[0]
+        return usable[counted_attempts(task) % len(usable)]
+
+    def start(self, task: Task) -> bool:
+        """Begin an attempt in the background; False when no agent is available now."""
+        agent = self.choose_agent(task)
+        if agent is None:
+            return False
+        if task.branch is None:
+            task.branch = branch_name(task.issue, task.title)
+        attempt, event = start_attempt(task, agent, self.rt.now())
+        attempt.run_dir = str(self.run_dir(task, attempt))
+        self.rt.commit([event], [task])
+        self._launch(task.id, self._attempt(task, attempt))
+        return True
+
+    def _launch(self, task_id: str, coro: object) -> None:
+        runner: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self.rt.running[task_id] = runner
+
+        def done(t: asyncio.Task[None]) -> None:
+            self.rt.running.pop(task_id, None)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("executor_crashed", task=task_id, error=repr(t.exception()))
+            self.on_slot_free()
+
+        runner.add_done_callback(done)
+
+    def run_dir(self, task: Task, attempt: Attempt) -> Path:
+        return self.rt.state_dir / "runs" / safe_id(task.id) / str(attempt.number)
+
+    async def drain(self, grace_s: float) -> None:
+        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them."""
+        pending = list(self.rt.running.values())
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=grace_s)
+            for t in still:
+                t.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+
+    async def recover(self) -> None:
+        """After a crash: end attempts that were running, re-queue their tasks, resume hand-offs."""
+        now = self.rt.now()
+        for task in list(self.rt.graph):
+            attempt = task.current_attempt
+            if task.status is TaskStatus.RUNNING and attempt is not None and attempt.outcome == "running":
+                if attempt.pid and attempt.pid_start:
+                    killed = await asyncio.to_thread(kill_orphan, attempt.pid, attempt.pid_start)
+                    if killed:
+                        log.warning("orphan_agent_killed", task=task.id, pid=attempt.pid)
+                ev1 = end_attempt(task, now, outcome="interrupted", error="daemon stopped during the attempt")
+                ev2 = transition(task, TaskStatus.QUEUED, now, reason="recovered_after_restart")
+                self.rt.commit([ev1, ev2], [task])
+                log.warning("attempt_interrupted", task=task.id, attempt=attempt.number)
+            elif task.status is TaskStatus.VALIDATING and attempt is not None:
+                log.info("handoff_resumed", task=task.id)
+                self._launch(task.id, self._resume_handoff(task, attempt))
+        keep = {t.branch for t in self.rt.graph if t.branch and not t.is_terminal}
+        for repo in self.rt.config.repos:
+            with contextlib.suppress(AgentosError):
+                await self.rt.workspace(repo).repair(keep)
+
+    # ------------------------------------------------------------ one attempt
+
+    async def _attempt(self, task: Task, attempt: Attempt) -> None:
+        alog.clear()  # not the context of the job that started us
+        with alog.bound(task=task.id, repo=task.repo, issue=task.issue, attempt=attempt.number, agent=attempt.agent):
+            try:
+                await self._attempt_body(task, attempt)
+            except asyncio.CancelledError:
+                if attempt.outcome == "running":
+                    ev = end_attempt(task, self.rt.now(), outcome="interrupted", error="daemon shutting down")
+                    ev2 = transition(task, TaskStatus.QUEUED, self.rt.now(), reason="shutdown")
+                    self.rt.commit([ev, ev2], [task])
+                raise
+            except Exception as exc:
+                log.error("attempt_crashed", error=repr(exc), exc_info=True)
+                if attempt.outcome == "running":
+                    verdict = Verdict("failed", "environment_failure", error=f"{type(exc).__name__}: {exc}")
+                    await self._after_failure(task, attempt, verdict)
+                elif task.status is TaskStatus.VALIDATING:
+                    await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=str(exc)))
+
+    async def _attempt_body(self, task: Task, attempt: Attempt) -> None:
+        rt = self.rt
+        repo = rt.repo(task.repo)
+        ws = rt.workspace(repo)
+        run_dir = Path(attempt.run_dir or self.run_dir(task, attempt))
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._board(task, "In Progress")
+        assert task.branch is not None
+        try:
+            worktree = await ws.prepare(task.branch)
+        except AgentosError as exc:
+            await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=str(exc)))
+            return
+        await self._stash_leftovers(ws, worktree, task)
+        (worktree / RESULT_FILE).unlink(missing_ok=True)
+        hook = await ws.run_hook("before_run", worktree)
+        if hook is not None and not hook.ok:
+            await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=hook.detail))
+            return
+
+        try:
+            prompt = build_prompt(
+                task,
+                repo_memory=memory.read(worktree),
+                prior_attempts=self._prior(task),
+                test_command=repo.test_command,
+            )
+        except PromptTooLarge as exc:
+            await self._after_failure(task, attempt, Verdict("failed", "prompt_too_large", error=str(exc)))
+            return
+        prompt_file = run_dir / "prompt.md"
+        prompt_file.write_text(prompt, encoding="utf-8")
+        agent_cfg = rt.config.agents[attempt.agent]
+        try:
+            inv = build_invocation(
+                attempt.agent,
+                agent_cfg,
+                prompt=prompt,
+                prompt_file=prompt_file,
+                worktree=worktree,
+                task_id=task.id,
+                base_env=os.environ,
+            )
+        except AgentNotInstalled as exc:
+            await self._after_failure(task, attempt, Verdict("failed", "runner_failure", error=str(exc)))
+            return
+        limits = rt.config.limits
+
+        def started(pid: int, start_time: int) -> None:
+            attempt.pid, attempt.pid_start = pid, start_time
+            rt.commit([rt.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
+            log.info("agent_spawned", pid=pid, log=str(run_dir / "agent.log"))
+
+        outcome = await run_process(
+            RunSpec(
+                argv=inv.argv,
+                cwd=worktree,
+                env=inv.env,
+                stdin=inv.stdin,
+                log_path=run_dir / "agent.log",
+                idle_timeout_s=limits.idle_timeout_minutes * 60,
+                max_runtime_s=limits.max_runtime_minutes * 60,
+                kill_grace_s=limits.kill_grace_s,
+                max_log_bytes=limits.max_log_bytes,
+            ),
+            on_start=started,
+        )
+        await ws.run_hook("after_run", worktree)
+        log_text = _read_tail(run_dir / "agent.log", 2 * 1024 * 1024)
+        report = parse_output(agent_cfg.kind, log_text, outcome.exit_code, now=rt.now())
+        attempt.tokens_in, attempt.tokens_out = report.tokens_in, report.tokens_out
+        attempt.cost_usd, attempt.turns = report.cost_usd, report.turns
+        attempt.exit_code = outcome.exit_code
+        result_path = worktree / RESULT_FILE
+        if result_path.exists():
+            with contextlib.suppress(OSError):
+                (run_dir / RESULT_FILE).write_bytes(result_path.read_bytes()[: 256 * 1024])
+
+        verdict = await self._judge(task, attempt, outcome, report, result_path)
+        if verdict.outcome == "complete":
+            await self._validate(task, attempt, ws, worktree, verdict)
+        else:
+            await self._after_failure(task, attempt, verdict, ws=ws, worktree=worktree)
+
+    async def _judge(self, task: Task, attempt: Attempt, outcome: object, report: object, result: Path) -> Verdict:
+        from agentos.agents.adapters import AgentReport
+        from agentos.agents.runner import RunOutcome
+
+        assert isinstance(outcome, RunOutcome) and isinstance(report, AgentReport)
+        tail = redact(outcome.log_tail[-2000:])
+        if outcome.not_found:
+            return Verdict("failed", "runner_failure", error=f"could not start the agent: {tail}")
+        if report.failure == "quota_limited":
+            until = report.reset_at or self.rt.now() + timedelta(
+                minutes=self.rt.config.agents[attempt.agent].cooldown_minutes
+            )
+            self.rt.state.paused_agents[attempt.agent] = until
+            self.rt.save_state()
+            log.warning("agent_quota_limited", until=until.isoformat())
+            if self.rt.notifier is not None:
+                self.rt.notifier.notify(
+                    2,
+                    f"quota:{attempt.agent}:{until.isoformat()}",
+                    f"Agent {attempt.agent} hit its usage limit; paused until {until:%Y-%m-%d %H:%M} UTC.",
+                )
+            return Verdict("failed", "quota_limited", error=report.detail or tail)
+        if report.failure == "missing_credentials":
+            return Verdict("failed", "missing_credentials", error=report.detail or tail)
+        if outcome.timed_out:
+            return Verdict("failed", "timeout", error=f"{outcome.timed_out} limit reached; last output: {tail[-500:]}")
+        try:
+            contract = read_contract(result)
+        except ContractError as exc:
+            if report.failure == "runner_failure" or (outcome.exit_code not in (0, None) and not result.exists()):
+                return Verdict("failed", "runner_failure", error=f"exit {outcome.exit_code}: {tail[-1500:]}")
+            return Verdict("failed", "invalid_result_contract", error=str(exc))
+        if contract.status == "complete":
+            return Verdict("complete", None, summary=contract.summary)
+        return Verdict(
+            contract.status,
+            contract.blocker_code,
+            summary=contract.summary,
+            error=contract.blockers,
+            keep_changes=contract.status == "partial",
+        )
+
+    async def _validate(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, verdict: Verdict) -> None:
+        rt = self.rt
+        ev = end_attempt(task, rt.now(), outcome="complete", summary=verdict.summary[:2000])
+        ev2 = transition(task, TaskStatus.VALIDATING, rt.now())
+        rt.commit([ev, ev2], [task])
+        await self._handoff(task, attempt, ws, worktree)
+
+    async def _resume_handoff(self, task: Task, attempt: Attempt) -> None:
+        with alog.bound(task=task.id, repo=task.repo, issue=task.issue, attempt=attempt.number):
+            repo = self.rt.repo(task.repo)
+            ws = self.rt.workspace(repo)
+            assert task.branch is not None
+            try:
+                worktree = await ws.prepare(task.branch)
+                await self._handoff(task, attempt, ws, worktree)
+            except AgentosError as exc:
+                await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=str(exc)))
+
+    async def _handoff(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path) -> None:
+        """Commit, prove, record and publish a complete attempt. Every step may be repeated safely."""
+        rt = self.rt
+        repo = rt.repo(task.repo)
+        (worktree / RESULT_FILE).unlink(missing_ok=True)
+        await ws.commit_all(worktree, _commit_message(task, attempt.summary))
+        stat = await ws.diff_stat(worktree)
+        if stat.files == 0:
+            await self._fail_validation(
+                task, attempt, "no_diff_produced", "the agent reported complete but changed nothing"
+            )
+            return
+        tests = await ws.run_tests(worktree, _test_env())
+        if tests.code != 0 or tests.timed_out:
+            why = "timed out" if tests.timed_out else f"exit {tests.code}"
+            detail = f"`{repo.test_command}` {why}:\n{redact(tests.output_tail[-3000:])}"
+            await self._fail_validation(task, attempt, "test_failure", detail, ws=ws, worktree=worktree)
+            return
+        await ws.reset(worktree)  # drop what the test run left behind (caches, reports)
+        if await memory.record(worktree, task, attempt, stat.paths):
+            await ws.git("add", "--", memory.FILE, cwd=worktree)
+            await ws.git("commit", "-q", "-m", f"CODEBASE.md: notes from {task.id}", cwd=worktree)
+        await ws.push(worktree, task.branch or "")
+        body = _pr_body(task, attempt, stat.files)
+        pr = await rt.forge.open_pr(
+            task.repo, head=task.branch or "", base=repo.base_branch, title=task.title, body=body
+        )
+        task.pr = pr.number
+        ev = transition(task, TaskStatus.PR_OPEN, rt.now(), pr=pr.number)
+        rt.commit([ev], [task])
+        log.info("pr_opened", pr=pr.number, url=pr.url)
+        await self._safe(
+            rt.forge.comment(
+                task.repo,
+                task.issue,
+                redact(_attempt_comment(task, attempt, pr.number)),
+                key=f"attempt:{task.id}:{attempt.number}",
+            )
+        )
+        await self._board(task, "In Review")
+        self.on_pr_opened()
+
+    async def _fail_validation(
+        self,
+        task: Task,
+        attempt: Attempt,
+        code: str,
+        detail: str,
+        *,
+        ws: Workspace | None = None,
+        worktree: Path | None = None,
+    ) -> None:
+        attempt.blocker_code = code
+        attempt.error = detail[-3000:]
+        attempt.outcome = "failed"
+        task.last_blocker = code
+        log.warning("validation_failed", code=code)
+        await self._after_failure(task, attempt, Verdict("failed", code, error=detail, keep_changes=True))
+
+    # ------------------------------------------------------------ failure paths
+
+    async def _after_failure(
+        self,
+        task: Task,
+        attempt: Attempt,
+        verdict: Verdict,
+        *,
+        ws: Workspace | None = None,
+        worktree: Path | None = None,
+    ) -> None:
+        rt = self.rt
+        now = rt.now()
+        events: list[Event] = []
+        if attempt.outcome == "running":
+            events.append(
+                end_attempt(
+                    task,
+                    now,
+                    outcome=verdict.outcome if verdict.outcome in ("partial", "blocked") else "failed",  # type: ignore[arg-type]
+                    blocker_code=verdict.blocker,
+                    summary=verdict.summary[:2000],
+                    error=redact(verdict.error)[-3000:],
+                )
+            )
+        if ws is not None and worktree is not None:
+            if verdict.keep_changes:
+                await ws.commit_all(worktree, _commit_message(task, verdict.summary or "partial work", partial=True))
+            else:
+                patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
+                if await ws.save_patch(worktree, patch):
+                    attempt.patch_path = str(patch)
+                await ws.reset(worktree)
+        permanent = verdict.blocker in PERMANENT_CODES
+        exhausted = counted_attempts(task) >= rt.config.routing.max_attempts
+        if permanent or exhausted:
+            await self._escalate(task, events, reason="permanent" if permanent else "max_attempts")
+            return
+        delay = (
+            0.0
+            if verdict.blocker == "quota_limited"
+            else backoff_seconds(
+                counted_attempts(task), rt.config.routing.backoff_base_s, rt.config.routing.backoff_cap_s
+            )
+        )
+        task.not_before = now + timedelta(seconds=delay)
+        events.append(transition(task, TaskStatus.RETRYING, now, blocker=verdict.blocker, retry_in_s=delay))
+        rt.commit(events, [task])
+        log.info("attempt_failed_will_retry", blocker=verdict.blocker, retry_in_s=delay)
+
+    async def _escalate(self, task: Task, events: Sequence[Event], *, reason: str) -> None:
+        rt = self.rt
+        await self._safe(rt.forge.remove_label(task.repo, task.issue, READY_LABEL))
+        await self._safe(rt.forge.add_labels(task.repo, task.issue, [BLOCKED_LABEL]))
+        await self._board(task, "Blocked")
+        evs = list(events)
+        evs.append(transition(task, TaskStatus.BLOCKED, rt.now(), reason=reason, blocker=task.last_blocker))
+        evs.append(rt.event("escalated", task.id, blocker=task.last_blocker, attempts=len(task.attempts)))
+        rt.commit(evs, [task])
+        log.warning("task_escalated", blocker=task.last_blocker, attempts=len(task.attempts))
+        await self._safe(
+            rt.forge.comment(
+                task.repo,
+                task.issue,
+                redact(_escalation_comment(task)),
+                key=f"escalation:{task.id}:{len(task.attempts)}",
+            )
+        )
+        if rt.notifier is not None:
+            rt.notifier.notify(
+                1,
+                f"escalation:{task.id}:{len(task.attempts)}",
+                f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}",
+                buttons=[("Retry", f"retry:{task.id}"), ("Cancel", f"cancel:{task.id}")],
+            )
+
+    # ------------------------------------------------------------ helpers
+
+    def _prior(self, task: Task) -> list[PriorAttempt]:
+        prior = []
+        for a in task.attempts[:-1]:
+            text = ""
+            if a.run_dir:
+                path = Path(a.run_dir) / RESULT_FILE
+                if path.is_file():
+                    text = path.read_text(encoding="utf-8", errors="replace")[:20_000]
+            prior.append(
+                PriorAttempt(
+                    number=a.number,
+                    agent=a.agent,
+                    outcome=a.outcome,
+                    blocker_code=a.blocker_code,
+                    result_text=text,
+                    patch_path=a.patch_path,
+                    error=a.error[-2000:],
+                )
+            )
+        return prior
+
+    async def _stash_leftovers(self, ws: Workspace, worktree: Path, task: Task) -> None:
+        """A worktree left dirty by an interrupted attempt: keep its changes as a patch, start clean."""
+        if len(task.attempts) < 2:
+            return
+        prev = task.attempts[-2]
+        patch = Path(prev.run_dir or self.run_dir(task, prev)) / "leftover.patch"
+        if await ws.save_patch(worktree, patch):
+            prev.patch_path = prev.patch_path or str(patch)
+            await ws.reset(worktree)
+
+    async def _board(self, task: Task, status: str) -> None:
+        await self._safe(self.rt.forge.set_board_status(task.repo, task.issue, status))  # type: ignore[arg-type]
+
+    @staticmethod
+    async def _safe(coro: object) -> None:
+        """A forge call whose failure must not stop the task (it is retried by the next run)."""
+        try:
+            await coro  # type: ignore[misc]
+        except AgentosError as exc:
+            log.warning("forge_call_failed", error=str(exc))
+
+
+def _read_tail(path: Path, limit: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _test_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "VIRTUAL_ENV")
+    return {k: v for k, v in os.environ.items() if k in keep}
+
+
+def _commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
+    first = (summary.strip().splitlines() or [task.title])[0][:72]
+    prefix = "partial: " if partial else ""
+    return f"{prefix}{first}\n\nagentos task {task.id} (issue #{task.issue})"
+
+
+def _pr_body(task: Task, attempt: Attempt, files: int) -> str:
+    return (
+        f"Closes #{task.issue}\n\n"
+        f"{redact(attempt.summary) or task.title}\n\n"
+        f"---\nagentos task `{task.id}` · attempt {attempt.number} by `{attempt.agent}` · {files} files changed"
+    )
+
+
+def _attempt_comment(task: Task, attempt: Attempt, pr: int) -> str:
+    return (
+        f"**agentos**: attempt {attempt.number} by `{attempt.agent}` is complete; PR #{pr} is open.\n\n"
+        f"{attempt.summary or '(no summary)'}"
+    )
+
+
+def _escalation_comment(task: Task) -> str:
+    lines = [
+        f"**agentos escalated this issue** after {len(task.attempts)} attempts; it needs a human.",
+        "",
+        "| # | agent | outcome | blocker | note |",
+        "|---|---|---|---|---|",
+    ]
+    for a in task.attempts:
+        note = (a.error or a.summary).strip().replace("\n", " ").replace("|", "\\|")[:160]
+        lines.append(f"| {a.number} | `{a.agent}` | {a.outcome} | `{a.blocker_code or '-'}` | {note} |")
+    last = task.attempts[-1] if task.attempts else None
+    if last and last.error:
+        lines += ["", "Last error:", "```", last.error.strip()[-1500:], "```"]
+    lines += [
+        "",
+        "**Next step:** fix the blocker above (or clarify the issue), then make the issue ready again "
+        f"or run `agentos ctl task retry {task.id}`.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""Subprocesses that never block the event loop: ``git`` and shell commands (tests, hooks).
+
+    AgentosError
+     └── WorkspaceError       a workspace operation failed
+          ├── GitError        a git command exited non-zero or timed out
+          ├── PushRejected    (workspace.py) the remote moved: the lease did not hold
+          └── HookFailed      (workspace.py) a hook that must pass did not
+
+:func:`git` supplies agentos's own identity through ``-c`` options so commits never depend on the
+machine's global config, and runs git in the C locale so the messages we look at are stable.
+:func:`run_shell` runs a command in its own process group and kills the whole group on timeout or
+cancellation (TERM, a grace period, then KILL), so nothing a test command or hook started survives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from agentos.errors import AgentosError
+
+log = structlog.get_logger(__name__)
+
+GIT_IDENTITY = ("-c", "user.name=agentos", "-c", "user.email=agentos@localhost")
+TAIL_BYTES = 16 * 1024
+
+
+class WorkspaceError(AgentosError):
+    """A workspace operation (git, a worktree, a hook) failed."""
+
+
+class GitError(WorkspaceError):
+    """A git command failed; the message is one line: the command and the tail of its stderr."""
+
+    def __init__(self, args: tuple[str, ...], code: int, err: str) -> None:
+        self.command = args
+        self.code = code
+        self.err = err
+        tail = " ".join(err.strip().splitlines()[-3:])[-300:]
+        super().__init__(f"git {' '.join(args)} failed ({code}): {tail or 'no output'}")
+
+
+@dataclass(frozen=True)
+class GitResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a shell command ended. ``code`` is -1 when it was killed for its time limit."""
+
+    code: int
+    output_tail: str
+    timed_out: bool
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and not self.timed_out
+
+
+def git_environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The daemon's environment plus ``env``, with prompts off and messages in the C locale."""
+    merged = dict(os.environ)
+    merged.update({"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no", "LC_ALL": "C"})
+    if env:
+        merged.update(env)
+    return merged
+
+
+async def git(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> GitResult:
+    """Run ``git args…`` in ``cwd``; raise :class:`GitError` on failure when ``check``.
+
+    ``env`` is added to the daemon's environment. A timeout kills git and raises :class:`GitError`
+    whatever ``check`` says: a git that hung has not answered the question.
+    """
+    argv = ("git", *GIT_IDENTITY, *args)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=git_environ(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out_b, err_b = await proc.communicate()
+    except TimeoutError:
+        _kill_group(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        raise GitError(args, -1, f"timed out after {timeout:g}s") from None
+    except BaseException:
+        _kill_group(proc.pid, signal.SIGKILL)
+        raise
+    result = GitResult(proc.returncode or 0, out_b.decode("utf-8", "replace"), err_b.decode("utf-8", "replace"))
+    if check and result.code != 0:
+        raise GitError(args, result.code, result.err or result.out)
+    return result
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def run_shell(
+    cmd: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    kill_grace_s: float = 5.0,
+    tail_bytes: int = TAIL_BYTES,
+) -> CommandResult:
+    """Run ``cmd`` with ``/bin/sh -c`` in its own process group, with exactly ``env`` as environment.
+
+    Output (stdout and stderr together) is kept as a tail of ``tail_bytes``. On timeout the group gets
+    SIGTERM, then SIGKILL after ``kill_grace_s``. When the shell exits, whatever it left running in its
+    group is killed too, so a stray background process cannot hold the output pipe open.
+    """
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        cmd,
+        cwd=cwd,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    tail = bytearray()
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            tail.extend(chunk)
+            if len(tail) > tail_bytes:
+                del tail[: len(tail) - tail_bytes]
+
+    reader = asyncio.create_task(pump())
+    timed_out = False
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+        except TimeoutError:
+            timed_out = True
+            await _terminate_group(proc, kill_grace_s, cmd)
+        _kill_group(proc.pid, signal.SIGKILL)
+        try:
+            async with asyncio.timeout(max(kill_grace_s, 1.0)):
+                await reader  # a process that left our group may still hold the pipe: stop waiting
+        except TimeoutError:
+            reader.cancel()
+    except BaseException:
+        _kill_group(proc.pid, signal.SIGKILL)
+        reader.cancel()
+        raise
+    code = -1 if timed_out else (proc.returncode if proc.returncode is not None else -1)
+    return CommandResult(code, tail.decode("utf-8", "replace"), timed_out, round(time.monotonic() - started, 3))
+
+
+async def _terminate_group(proc: asyncio.subprocess.Process, grace_s: float, cmd: str) -> None:
+    """TERM the group, give it ``grace_s`` to go, then KILL it (logged: that is an escalation)."""
+    _kill_group(proc.pid, signal.SIGTERM)
+    try:
+        async with asyncio.timeout(grace_s):
+            await proc.wait()
+        return
+    except TimeoutError:
+        pass
+    log.warning("command_ignored_sigterm", cmd=cmd[:200], pid=proc.pid, grace_s=grace_s)
+    _kill_group(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        await proc.wait()

@@ -1,0 +1,170 @@
+"""The dispatcher: ready issues become tasks; queued tasks start up to the worker limits.
+
+Idempotent: an issue has at most one live task; a new generation is made only when an issue whose
+last task ended without a merge (escalated, cancelled) is made ready again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from agentos import logging as alog
+from agentos.errors import AgentosError
+from agentos.executor import Executor
+from agentos.forge.base import Issue
+from agentos.graph import PRIORITY_RANK, TASK_TYPES, TERMINAL, Task, TaskStatus
+from agentos.runtime import Runtime
+
+log = alog.get_logger("agentos.dispatch")
+
+SECTION = re.compile(r"^#{2,3}\s*(?P<name>[A-Za-z ]+?)\s*:?\s*$", re.MULTILINE)
+DEPENDS = re.compile(r"\bdepends\s+on\s*:?\s*((?:#\d+[\s,and]*)+)", re.IGNORECASE)
+LINE_FIELD = re.compile(r"^\s*(agent|type|priority)\s*:\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass
+class ParsedIssue:
+    goal: str
+    success_criteria: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    agent: str | None = None
+    type: str = "implementation"
+    priority: str = "normal"
+    depends_on: list[int] = field(default_factory=list)
+
+
+def _items(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        item = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s*)?", "", line).strip()
+        if item:
+            out.append(item)
+    return out
+
+
+def parse_issue(title: str, body: str, labels: list[str]) -> ParsedIssue:
+    """Read goal, criteria, constraints and the optional lines from an issue; a one-liner still works."""
+    sections: dict[str, str] = {}
+    matches = list(SECTION.finditer(body))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
+        sections[m.group("name").strip().lower()] = body[m.end() : end].strip()
+    preamble = body[: matches[0].start()] if matches else body
+    fields = {m.group(1).lower(): m.group(2).strip().lower() for m in LINE_FIELD.finditer(body)}
+    goal = sections.get("goal") or LINE_FIELD.sub("", preamble).strip() or title
+    parsed = ParsedIssue(
+        goal=goal,
+        success_criteria=_items(sections.get("success criteria", "")),
+        constraints=_items(sections.get("constraints", "")),
+        agent=fields.get("agent"),
+    )
+    if fields.get("type") in TASK_TYPES:
+        parsed.type = fields["type"]
+    priority = fields.get("priority")
+    for label in labels:
+        if label.lower().startswith("prio:"):
+            priority = label.split(":", 1)[1].lower()
+    if priority in PRIORITY_RANK:
+        parsed.priority = priority
+    for m in DEPENDS.finditer(body):
+        parsed.depends_on += [int(n) for n in re.findall(r"#(\d+)", m.group(1))]
+    return parsed
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime, executor: Executor) -> None:
+        self.rt = rt
+        self.executor = executor
+
+    async def tick(self) -> None:
+        """One dispatch pass: sync ready issues into the graph, then start what may start."""
+        if self.rt.stopping:
+            return
+        for repo in self.rt.config.repos:
+            if not self.rt.repo_enabled(repo.name):
+                continue
+            try:
+                issues = await self.rt.forge.ready_issues(repo.name)
+            except AgentosError as exc:
+                log.warning("ready_issues_failed", repo=repo.name, error=str(exc))
+                continue
+            for issue in issues:
+                await self._admit(issue)
+        self.start_ready()
+
+    async def _admit(self, issue: Issue) -> Task | None:
+        rt = self.rt
+        latest = rt.graph.latest_for_issue(issue.repo, issue.number)
+        if latest is not None and (latest.status not in TERMINAL or latest.status is TaskStatus.MERGED):
+            return None
+        generation = latest.generation + 1 if latest else 1
+        parsed = parse_issue(issue.title, issue.body, issue.labels)
+        deps = []
+        for number in parsed.depends_on:
+            if number == issue.number:
+                continue
+            dep_task = rt.graph.latest_for_issue(issue.repo, number)
+            if dep_task is not None:
+                deps.append(dep_task.id)
+                continue
+            try:
+                dep_issue = await rt.forge.get_issue(issue.repo, number)
+            except AgentosError:
+                dep_issue = None
+            if dep_issue is None or dep_issue.state == "open":
+                deps.append(Task.make_id(issue.repo, number))  # waits until that issue's task merges
+        if parsed.agent and parsed.agent not in rt.config.agents:
+            log.warning("unknown_agent_in_issue", issue=issue.number, agent=parsed.agent)
+            parsed.agent = None
+        now = rt.now()
+        task = Task(
+            id=Task.make_id(issue.repo, issue.number, generation),
+            repo=issue.repo,
+            issue=issue.number,
+            generation=generation,
+            title=issue.title,
+            goal=parsed.goal,
+            success_criteria=parsed.success_criteria,
+            constraints=parsed.constraints,
+            type=parsed.type,
+            priority=parsed.priority,
+            agent=parsed.agent,
+            depends_on=deps,
+            created_at=issue.created_at,
+            updated_at=now,
+        )
+        rt.commit([rt.event("task_created", task.id, issue=issue.number, generation=generation)], [task])
+        log.info("task_created", task=task.id, priority=task.priority, depends_on=deps)
+        return task
+
+    def start_ready(self) -> int:
+        """Start dispatchable tasks within the global, per-repo and per-issue limits."""
+        rt = self.rt
+        if rt.stopping or rt.state.paused:
+            return 0
+        cfg = rt.config
+        started = 0
+        per_repo: dict[str, int] = {}
+        busy_issues: set[tuple[str, int]] = set()
+        for task_id in rt.running:
+            t = rt.graph.find(task_id)
+            if t is not None:
+                per_repo[t.repo] = per_repo.get(t.repo, 0) + 1
+                busy_issues.add((t.repo, t.issue))
+        for task in rt.graph.dispatchable(rt.now()):
+            if len(rt.running) >= cfg.max_parallel_workers:
+                break
+            if not rt.repo_enabled(task.repo) or (task.repo, task.issue) in busy_issues:
+                continue
+            repo = cfg.repo(task.repo)
+            limit = repo.max_parallel or cfg.max_parallel_per_repo
+            if per_repo.get(task.repo, 0) >= limit:
+                continue
+            if task.id in rt.running:
+                continue
+            if self.executor.start(task):
+                started += 1
+                per_repo[task.repo] = per_repo.get(task.repo, 0) + 1
+                busy_issues.add((task.repo, task.issue))
+        return started

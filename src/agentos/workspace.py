@@ -1,0 +1,678 @@
+"""Git worktrees for attempts: one clone per repo kept by agentos, one worktree per task branch.
+
+Layout under the state dir::
+
+    clones/<repo>/                       bare clone, origin = the repo's remote (local forge: its path)
+    worktrees/<repo>/<branch-slug>/      the worktree of one task branch, reused across attempts
+    worktrees/<repo>/.scratch/<id>/      short-lived detached worktrees (checks, merges)
+
+Operations on the shared clone (fetch, worktree add/remove, push) hold a per-clone
+:class:`asyncio.Lock`; operations inside one worktree (commit, diff, reset) do not. Hooks and tests
+run with a scrubbed environment: PATH, HOME and LANG only, so a repo's scripts never see a token.
+
+A worktree is *ready* once it was created and its ``after_create`` hook passed; the mark lives in the
+worktree's private git dir. :meth:`Workspace.prepare` recreates a worktree that is not ready (a crash
+or a failed hook half-way), so it is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import unicodedata
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import structlog
+
+from agentos.config import RepoConfig
+from agentos.fsutil import atomic_write_bytes, atomic_write_text
+from agentos.gitutil import CommandResult, GitError, GitResult, WorkspaceError, git, run_shell
+
+__all__ = [
+    "RESULT_FILE",
+    "DiffStat",
+    "GitError",
+    "HookFailed",
+    "HookName",
+    "HookResult",
+    "PushRejected",
+    "RebaseResult",
+    "Workspace",
+    "WorkspaceError",
+    "branch_name",
+    "scrubbed_env",
+]
+
+log = structlog.get_logger(__name__)
+
+HookName = Literal["after_create", "before_run", "after_run", "before_remove"]
+RESULT_FILE = ".agent_result.md"
+READY_MARK = "agentos-ready"
+LEASE_MARK = "agentos-lease"
+SCRUB_KEEP = ("PATH", "HOME", "LANG")
+SLUG_MAX = 40
+
+
+class PushRejected(WorkspaceError):
+    """The remote branch is not where we last saw it: someone else pushed. Nothing was overwritten."""
+
+
+@dataclass(frozen=True)
+class HookResult:
+    name: str
+    command: str | None
+    code: int = 0
+    output_tail: str = ""
+    timed_out: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def ran(self) -> bool:
+        return self.command is not None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and not self.timed_out
+
+    @property
+    def detail(self) -> str:
+        """One line: how the hook ended and the last lines of its output."""
+        if not self.ran:
+            return f"{self.name} hook: not configured"
+        if self.timed_out:
+            how = f"{self.name} hook timed out after {self.duration_s:.1f}s"
+        else:
+            how = f"{self.name} hook exited {self.code} after {self.duration_s:.1f}s"
+        last = " ".join(self.output_tail.strip().splitlines()[-2:])[-200:]
+        return f"{how}: {last}" if last else how
+
+
+class HookFailed(WorkspaceError):
+    """A hook that must pass (``after_create``, ``before_run``) failed: an ``environment_failure``."""
+
+    def __init__(self, result: HookResult) -> None:
+        self.result = result
+        super().__init__(result.detail)
+
+
+@dataclass(frozen=True)
+class DiffStat:
+    """Committed changes on the branch since it forked from ``origin/<base>``: counts and paths."""
+
+    files: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    paths: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.files == 0
+
+
+@dataclass(frozen=True)
+class RebaseResult:
+    ok: bool
+    conflicts: list[str] = field(default_factory=list)
+    detail: str = ""
+    head: str = ""
+
+
+def branch_name(issue: int, title: str) -> str:
+    """``agentos/<issue>-<slug>``: lowercase ascii words joined by hyphens, at most 40 characters."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii").lower()
+    slug = ""
+    for word in re.findall(r"[a-z0-9]+", text):
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > SLUG_MAX:
+            slug = slug or word[:SLUG_MAX]
+            break
+        slug = candidate
+    return f"agentos/{issue}-{slug}" if slug else f"agentos/{issue}"
+
+
+def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """PATH, HOME and LANG from the daemon's environment, plus ``extra``: nothing else gets through."""
+    env = {key: os.environ[key] for key in SCRUB_KEEP if key in os.environ}
+    env.setdefault("PATH", os.defpath)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _dir_name(branch: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", branch.replace("/", "-")).strip("-.")
+    return name or "branch"
+
+
+def _admin_dir(worktree: Path) -> Path | None:
+    """The worktree's private git dir (``<clone>/worktrees/<id>``), read from its ``.git`` file."""
+    try:
+        text = (worktree / ".git").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    admin = Path(text.removeprefix("gitdir:").strip())
+    return admin if admin.is_absolute() else (worktree / admin).resolve()
+
+
+def _read_mark(worktree: Path, name: str) -> str | None:
+    admin = _admin_dir(worktree)
+    try:
+        return (admin / name).read_text(encoding="utf-8").strip() if admin else None
+    except FileNotFoundError:
+        return None
+
+
+def _write_mark(worktree: Path, name: str, value: str) -> None:
+    admin = _admin_dir(worktree)
+    if admin is None:
+        raise WorkspaceError(f"{worktree} lost its .git file")
+    atomic_write_text(admin / name, value + "\n")
+
+
+def _rejected(res: GitResult) -> bool:
+    text = f"{res.out}\n{res.err}"
+    return not res.ok and ("[rejected]" in text or "stale info" in text)
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+class Workspace:
+    """The clone and worktrees agentos keeps for one repository."""
+
+    _locks: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _scratch_in_use: ClassVar[set[Path]] = set()
+
+    def __init__(
+        self,
+        root: Path,
+        repo: RepoConfig,
+        *,
+        remote_url: str,
+        git_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.repo = repo
+        self.remote_url = remote_url
+        self.git_env = dict(git_env or {})
+        self.clone_path = self.root / "clones" / repo.name
+        self.worktrees_dir = self.root / "worktrees" / repo.name
+        self._clone_ok = False
+
+    def __repr__(self) -> str:
+        return f"Workspace(repo={self.repo.name!r}, clone={str(self.clone_path)!r}, remote={self.remote_url!r})"
+
+    @property
+    def base(self) -> str:
+        return self.repo.base_branch
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """The lock for the shared clone, one per clone and event loop, shared by every instance."""
+        locks = self._locks.setdefault(asyncio.get_running_loop(), {})
+        return locks.setdefault(str(self.clone_path), asyncio.Lock())
+
+    def worktree_for(self, branch: str) -> Path:
+        return self.worktrees_dir / _dir_name(branch)
+
+    async def git(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        check: bool = True,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> GitResult:
+        """Run git in the clone (or ``cwd``) with this workspace's git environment."""
+        merged = {**self.git_env, **(env or {})}
+        return await git(*args, cwd=cwd or self.clone_path, env=merged, check=check, timeout=timeout)
+
+    async def rev(self, ref: str, *, cwd: Path | None = None) -> str | None:
+        """The commit ``ref`` names, or None when it does not exist."""
+        res = await self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=cwd, check=False)
+        return res.out.strip() if res.ok else None
+
+    async def is_ancestor(self, ancestor: str, descendant: str, *, cwd: Path | None = None) -> bool:
+        res = await self.git("merge-base", "--is-ancestor", ancestor, descendant, cwd=cwd, check=False)
+        if res.code not in (0, 1):
+            raise GitError(("merge-base", "--is-ancestor", ancestor, descendant), res.code, res.err)
+        return res.code == 0
+
+    # ------------------------------------------------------------ the shared clone
+
+    async def ensure_clone(self) -> None:
+        async with self.lock:
+            await self._ensure_clone()
+
+    async def fetch(self) -> None:
+        async with self.lock:
+            await self._ensure_clone()
+            await self._fetch()
+
+    async def _ensure_clone(self) -> None:
+        if self._clone_ok and (self.clone_path / "HEAD").is_file():
+            return
+        if self.clone_path.exists():
+            res = await self.git("rev-parse", "--is-bare-repository", check=False)
+            if res.ok and res.out.strip() == "true":
+                url = await self.git("config", "--get", "remote.origin.url", check=False)
+                if not url.ok:
+                    await self.git("remote", "add", "origin", self.remote_url)
+                elif url.out.strip() != self.remote_url:
+                    await self.git("remote", "set-url", "origin", self.remote_url)
+                await asyncio.to_thread(self._write_exclude)
+                self._clone_ok = True
+                return
+            log.warning("clone_broken_recreating", repo=self.repo.name, path=str(self.clone_path))
+            await asyncio.to_thread(_rmtree, self.clone_path)
+        self.clone_path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.clone_path.parent.glob(f".{self.repo.name}.tmp-*"):
+            await asyncio.to_thread(_rmtree, stale)
+        tmp = self.clone_path.with_name(f".{self.repo.name}.tmp-{uuid.uuid4().hex[:8]}")
+        await self.git("init", "--bare", "-q", f"--initial-branch={self.base}", str(tmp), cwd=self.clone_path.parent)
+        await self.git("remote", "add", "origin", self.remote_url, cwd=tmp)
+        os.replace(tmp, self.clone_path)
+        await asyncio.to_thread(self._write_exclude)
+        self._clone_ok = True
+        log.info("clone_created", repo=self.repo.name, path=str(self.clone_path))
+
+    def _write_exclude(self) -> None:
+        """``.agent_result.md`` in the clone's ``info/exclude``, which every worktree of it reads."""
+        exclude = self.clone_path / "info" / "exclude"
+        text = exclude.read_text(encoding="utf-8") if exclude.is_file() else ""
+        if f"/{RESULT_FILE}" in text.splitlines():
+            return
+        if text and not text.endswith("\n"):
+            text += "\n"
+        atomic_write_text(exclude, f"{text}/{RESULT_FILE}\n", mode=0o644)
+
+    async def _fetch(self) -> None:
+        await self.git("fetch", "--prune", "--quiet", "origin", timeout=600)
+
+    async def _worktree_entries(self) -> dict[Path, str | None]:
+        """Registered worktrees: path → ``refs/heads/<branch>`` (None when detached)."""
+        res = await self.git("worktree", "list", "--porcelain")
+        entries: dict[Path, str | None] = {}
+        current: Path | None = None
+        for line in res.out.splitlines():
+            if line.startswith("worktree "):
+                current = Path(line.removeprefix("worktree "))
+                entries[current] = None
+            elif line.startswith("branch ") and current is not None:
+                entries[current] = line.removeprefix("branch ")
+        entries.pop(self.clone_path, None)
+        return entries
+
+    async def _drop_worktree(self, path: Path) -> None:
+        await self.git("worktree", "remove", "--force", "--force", str(path), check=False)
+        if path.exists():
+            await asyncio.to_thread(_rmtree, path)
+        await self.git("worktree", "prune")
+
+    # ------------------------------------------------------------ worktrees of task branches
+
+    async def prepare(self, branch: str) -> Path:
+        """The worktree of ``branch``, created or reused, with no stale result file.
+
+        A new worktree starts from the tip of ``origin/<branch>`` when the branch was pushed before,
+        else from the latest ``origin/<base>`` (a local branch with commits of its own is kept).
+        Uncommitted changes in a reused worktree are kept: the caller decides (:meth:`save_patch`,
+        :meth:`reset`). Raises :class:`HookFailed` when ``after_create`` fails; the next call retries.
+        """
+        async with self.lock:
+            await self._ensure_clone()
+            await self._fetch()
+            path, created = await self._ensure_worktree(branch)
+            if created:
+                remote = await self.rev(f"refs/remotes/origin/{branch}") or ""
+                await asyncio.to_thread(_write_mark, path, LEASE_MARK, remote)
+        (path / RESULT_FILE).unlink(missing_ok=True)
+        if created:
+            result = await self.run_hook("after_create", path)
+            if not result.ok:
+                raise HookFailed(result)
+            await asyncio.to_thread(_write_mark, path, READY_MARK, branch)
+        return path
+
+    def _is_ready(self, path: Path) -> bool:
+        return _read_mark(path, READY_MARK) is not None
+
+    async def _ensure_worktree(self, branch: str) -> tuple[Path, bool]:
+        path = self.worktree_for(branch)
+        ref = f"refs/heads/{branch}"
+        entries = await self._worktree_entries()
+        if entries.get(path) == ref and path.is_dir() and self._is_ready(path):
+            return path, False
+        for other, other_ref in entries.items():
+            if other_ref == ref or other == path:
+                log.warning("worktree_repairing", repo=self.repo.name, branch=branch, path=str(other))
+                await self._drop_worktree(other)
+        if path.exists():
+            log.warning("worktree_dir_stale", repo=self.repo.name, branch=branch, path=str(path))
+            await self._drop_worktree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        start = await self._start_point(branch)
+        if start is None:
+            await self.git("worktree", "add", "-q", str(path), branch)
+        else:
+            await self.git("worktree", "add", "-q", "--no-track", "-B", branch, str(path), start)
+        log.info("worktree_created", repo=self.repo.name, branch=branch, path=str(path), start=start or "local")
+        return path, True
+
+    async def _start_point(self, branch: str) -> str | None:
+        """Where a new worktree of ``branch`` starts; None means "the local branch as it is"."""
+        base = await self.rev(f"refs/remotes/origin/{self.base}")
+        if base is None:
+            raise WorkspaceError(f"{self.remote_url} has no branch {self.base!r} (repo {self.repo.name})")
+        remote = await self.rev(f"refs/remotes/origin/{branch}")
+        local = await self.rev(f"refs/heads/{branch}")
+        if remote is not None:
+            if local is not None and await self.is_ancestor(remote, local):
+                return None
+            if local is not None and local != remote:
+                log.warning("branch_reset_to_remote", repo=self.repo.name, branch=branch, lost=local)
+            return remote
+        if local is not None and not await self.is_ancestor(local, base):
+            return None
+        return base
+
+    async def commit_all(self, worktree: Path, message: str) -> str | None:
+        """Commit every change but ``.agent_result.md``; the new sha, or None when nothing changed."""
+        await asyncio.to_thread(self._write_exclude)
+        await self.git("add", "-A", cwd=worktree)
+        await self.git("rm", "--cached", "-q", "--ignore-unmatch", "--", RESULT_FILE, cwd=worktree)
+        staged = await self.git("diff", "--cached", "--quiet", cwd=worktree, check=False)
+        if staged.code == 0:
+            return None
+        if staged.code != 1:
+            raise GitError(("diff", "--cached", "--quiet"), staged.code, staged.err)
+        await self.git(
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "--no-verify",
+            "--cleanup=whitespace",
+            "-m",
+            message,
+            cwd=worktree,
+        )
+        return await self.head_sha(worktree)
+
+    async def head_sha(self, worktree: Path) -> str:
+        return (await self.git("rev-parse", "HEAD", cwd=worktree)).out.strip()
+
+    async def diff_stat(self, worktree: Path) -> DiffStat:
+        """What the branch changed since it forked from ``origin/<base>`` (committed changes only)."""
+        res = await self.git(
+            "diff", "--numstat", "--no-renames", "-z", f"refs/remotes/origin/{self.base}...HEAD", cwd=worktree
+        )
+        files: list[str] = []
+        insertions = deletions = 0
+        for entry in res.out.split("\0"):
+            parts = entry.split("\t", 2)
+            if len(parts) != 3:
+                continue
+            added, removed, name = parts
+            files.append(name)
+            insertions += int(added) if added.isdigit() else 0
+            deletions += int(removed) if removed.isdigit() else 0
+        return DiffStat(len(files), insertions, deletions, tuple(files))
+
+    async def save_patch(self, worktree: Path, path: Path, *, since: str | None = None) -> bool:
+        """Write uncommitted and untracked changes (relative to ``since``, default HEAD) as a patch.
+
+        The worktree is not touched (a temporary index is used). Returns False, writing nothing,
+        when there is nothing to save. Apply later with ``git apply --index <patch>``.
+        """
+        admin = _admin_dir(worktree)
+        if admin is None:
+            raise WorkspaceError(f"{worktree} is not a worktree of {self.clone_path}")
+        index, tmp_index, tmp_out = admin / "index", admin / "agentos-patch.index", admin / "agentos-patch.diff"
+        try:
+            if index.is_file():
+                await asyncio.to_thread(shutil.copyfile, index, tmp_index)
+            env = {"GIT_INDEX_FILE": str(tmp_index)}
+            await self.git("add", "-A", cwd=worktree, env=env)
+            await self.git(
+                "diff",
+                "--cached",
+                "--binary",
+                "--no-color",
+                f"--output={tmp_out}",
+                since or "HEAD",
+                cwd=worktree,
+                env=env,
+            )
+            data = await asyncio.to_thread(tmp_out.read_bytes)
+        finally:
+            tmp_index.unlink(missing_ok=True)
+            tmp_out.unlink(missing_ok=True)
+        if not data:
+            return False
+        await asyncio.to_thread(atomic_write_bytes, path, data, mode=0o644)
+        log.info("patch_saved", repo=self.repo.name, worktree=str(worktree), path=str(path), bytes=len(data))
+        return True
+
+    async def reset(self, worktree: Path, *, to: str | None = None, ignored: bool = False) -> None:
+        """Hard reset to the branch tip (or ``to``) and remove untracked files.
+
+        An unfinished rebase or merge is aborted. Ignored files (installed dependencies, build output)
+        are kept unless ``ignored``, so ``after_create`` need not run again; the result file goes.
+        """
+        admin = _admin_dir(worktree)
+        if admin is not None and ((admin / "rebase-merge").exists() or (admin / "rebase-apply").exists()):
+            await self.git("rebase", "--abort", cwd=worktree, check=False)
+        await self.git("reset", "-q", "--hard", to or "HEAD", cwd=worktree)
+        await self.git("clean", "-ffdq", *(["-x"] if ignored else []), cwd=worktree)
+        (worktree / RESULT_FILE).unlink(missing_ok=True)
+
+    async def push(self, worktree: Path, branch: str, *, expected: str | None = None) -> str:
+        """Push the worktree's HEAD to ``origin/<branch>`` with a lease; the pushed sha.
+
+        The lease expects the remote branch where this worktree last saw it: where it was when the
+        worktree was created, or where our last push put it (else where the last fetch saw it), or at
+        ``expected`` when given ("" = absent). If it moved, the push is retried only when nothing on
+        the remote would be lost (the remote tip is already in HEAD: an earlier push of ours); otherwise
+        :class:`PushRejected`, and nothing is overwritten. Never a bare ``--force``.
+        """
+        tracking = f"refs/remotes/origin/{branch}"
+        async with self.lock:
+            sha = await self.head_sha(worktree)
+            lease = expected if expected is not None else _read_mark(worktree, LEASE_MARK)
+            if lease is None:
+                lease = await self.rev(tracking) or ""
+            res = await self._push_with_lease(branch, sha, lease)
+            if _rejected(res) and expected is None:
+                await self._fetch()
+                remote = await self.rev(tracking) or ""
+                if remote == sha:
+                    res = GitResult(0, "", "")
+                elif not remote or await self.is_ancestor(remote, sha):
+                    res = await self._push_with_lease(branch, sha, remote)
+                lease = remote
+            if res.ok:
+                await asyncio.to_thread(_write_mark, worktree, LEASE_MARK, sha)
+        if _rejected(res):
+            raise PushRejected(
+                f"push of {branch} refused: the remote branch moved from {lease[:12] or '(absent)'} "
+                "to commits this worktree does not have"
+            )
+        if not res.ok:
+            raise GitError(("push", "origin", branch), res.code, res.err or res.out)
+        log.info("branch_pushed", repo=self.repo.name, branch=branch, sha=sha)
+        return sha
+
+    async def _push_with_lease(self, branch: str, sha: str, lease: str) -> GitResult:
+        return await self.git(
+            "push",
+            "--porcelain",
+            f"--force-with-lease=refs/heads/{branch}:{lease}",
+            "origin",
+            f"{sha}:refs/heads/{branch}",
+            check=False,
+            timeout=600,
+        )
+
+    async def rebase_onto_base(self, worktree: Path) -> RebaseResult:
+        """Fetch, then rebase the branch onto ``origin/<base>``; on conflict abort and name the files."""
+        await self.fetch()
+        dirty = await self.git("status", "--porcelain", "--untracked-files=no", cwd=worktree)
+        if dirty.out.strip():
+            return RebaseResult(False, [], "the worktree has uncommitted changes", await self.head_sha(worktree))
+        base_ref = f"refs/remotes/origin/{self.base}"
+        if await self.is_ancestor(base_ref, "HEAD", cwd=worktree):
+            return RebaseResult(True, [], f"already on top of origin/{self.base}", await self.head_sha(worktree))
+        res = await self.git("rebase", "--no-autostash", base_ref, cwd=worktree, check=False, timeout=600)
+        if res.ok:
+            head = await self.head_sha(worktree)
+            log.info("branch_rebased", repo=self.repo.name, worktree=str(worktree), head=head)
+            return RebaseResult(True, [], f"rebased onto origin/{self.base}", head)
+        unmerged = await self.git("diff", "--name-only", "--diff-filter=U", "-z", cwd=worktree, check=False)
+        conflicts = sorted({name for name in unmerged.out.split("\0") if name})
+        await self.git("rebase", "--abort", cwd=worktree, check=False)
+        detail = " ".join((res.out + res.err).strip().splitlines()[-3:])[-300:]
+        log.info("rebase_conflict", repo=self.repo.name, worktree=str(worktree), conflicts=conflicts)
+        return RebaseResult(False, conflicts, detail, await self.head_sha(worktree))
+
+    async def remove(self, branch: str) -> None:
+        """Run ``before_remove`` (a failure is logged), remove the worktree and the local branch."""
+        path = self.worktree_for(branch)
+        if path.is_dir() and self.repo.hooks.before_remove:
+            await self.run_hook("before_remove", path)
+        async with self.lock:
+            await self._ensure_clone()
+            entries = await self._worktree_entries()
+            if path in entries or path.exists():
+                await self._drop_worktree(path)
+            await self.git("branch", "-D", branch, check=False)
+        log.info("worktree_removed", repo=self.repo.name, branch=branch)
+
+    async def repair(self, keep: set[str]) -> list[Path]:
+        """After a crash: prune, clear stale git locks, remove worktrees of branches not in ``keep``.
+
+        Call it at start-up, before other operations: a lock file is assumed stale because no git
+        process of ours runs. Scratch worktrees in use in this process are left alone. Returns the
+        removed directories.
+        """
+        removed: list[Path] = []
+        async with self.lock:
+            if not self.clone_path.exists():
+                return removed
+            await self._ensure_clone()
+            await self.git("worktree", "prune")
+            await asyncio.to_thread(self._remove_stale_locks)
+            keep_dirs = {self.worktree_for(b) for b in keep}
+            entries = await self._worktree_entries()
+            candidates = set(entries) | (set(self.worktrees_dir.iterdir()) if self.worktrees_dir.is_dir() else set())
+            scratch = self.worktrees_dir / ".scratch"
+            if scratch.is_dir():
+                candidates |= set(scratch.iterdir())
+            for path in sorted(candidates):
+                if path == scratch or path in keep_dirs or path in self._scratch_in_use:
+                    continue
+                if path.parent not in (self.worktrees_dir, scratch):
+                    continue  # registered elsewhere: not ours to remove
+                await self._drop_worktree(path)
+                removed.append(path)
+        if removed:
+            log.info("worktrees_repaired", repo=self.repo.name, removed=[str(p) for p in removed])
+        return removed
+
+    def _remove_stale_locks(self) -> None:
+        names = ("index.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock", "ORIG_HEAD.lock")
+        dirs = [self.clone_path]
+        admin_root = self.clone_path / "worktrees"
+        if admin_root.is_dir():
+            dirs += [d for d in admin_root.iterdir() if d.is_dir()]
+        stale = [d / n for d in dirs for n in names if (d / n).exists()]
+        refs = self.clone_path / "refs"
+        if refs.is_dir():
+            stale += list(refs.rglob("*.lock"))
+        for lock in stale:
+            lock.unlink(missing_ok=True)
+            log.warning("git_lock_removed", repo=self.repo.name, path=str(lock))
+
+    @asynccontextmanager
+    async def scratch(self, ref: str) -> AsyncIterator[Path]:
+        """A detached worktree at ``ref`` (fetch first), removed on exit whatever happens."""
+        path = self.worktrees_dir / ".scratch" / uuid.uuid4().hex[:12]
+        async with self.lock:
+            await self._ensure_clone()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await self.git("worktree", "add", "-q", "--detach", str(path), ref)
+        self._scratch_in_use.add(path)
+        try:
+            yield path
+        finally:
+            self._scratch_in_use.discard(path)
+            async with self.lock:
+                await self._drop_worktree(path)
+
+    async def disk_usage(self) -> int:
+        """Bytes under this repo's worktrees dir (apparent sizes, symlinks not followed)."""
+        if not self.worktrees_dir.is_dir():
+            return 0
+        return await asyncio.to_thread(_du, self.worktrees_dir)
+
+    # ------------------------------------------------------------ commands in a worktree
+
+    async def run_hook(self, name: HookName, worktree: Path) -> HookResult:
+        """Run one of the repo's hooks in ``worktree`` with its time limit and a scrubbed environment."""
+        command: str | None = getattr(self.repo.hooks, name)
+        if not command:
+            return HookResult(name, None)
+        res = await run_shell(command, cwd=worktree, env=scrubbed_env(), timeout=self.repo.hooks.timeout_s)
+        result = HookResult(name, command, res.code, res.output_tail, res.timed_out, res.duration_s)
+        if result.ok:
+            log.info("hook_ran", repo=self.repo.name, hook=name, duration_s=res.duration_s)
+        else:
+            log.warning(
+                "hook_failed",
+                repo=self.repo.name,
+                hook=name,
+                code=res.code,
+                timed_out=res.timed_out,
+                tail=res.output_tail[-500:],
+            )
+        return result
+
+    async def run_tests(self, worktree: Path, env: Mapping[str, str] | None = None) -> CommandResult:
+        """The repo's ``test_command`` in ``worktree``, limited to ``test_timeout_s``.
+
+        The environment is the scrubbed one (PATH, HOME, LANG) plus ``env``.
+        """
+        res = await run_shell(
+            self.repo.test_command, cwd=worktree, env=scrubbed_env(env), timeout=self.repo.test_timeout_s
+        )
+        log.info(
+            "tests_ran",
+            repo=self.repo.name,
+            worktree=str(worktree),
+            code=res.code,
+            timed_out=res.timed_out,
+            duration_s=res.duration_s,
+        )
+        return res

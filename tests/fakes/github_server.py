@@ -1,0 +1,1274 @@
+"""A fake GitHub on 127.0.0.1: REST, GraphQL (Projects v2) and git smart HTTP over real HTTP.
+
+Point :class:`agentos.forge.github.GitHubClient` at ``fake.url`` with ``TokenAuth(fake.token)`` (login
+``agentos-bot``, admin on every repo). State lives in memory (:attr:`FakeGitHub.state`); every repo is also
+a real bare git repository under ``fake.git_root``:
+
+* ``git push`` over HTTP: ``{fake.url}/{owner}/{name}.git`` is served by ``git http-backend`` and wants
+  Basic auth with any user name and a valid token as password, so the credential helper of
+  ``GitHubForge.git_credentials`` is exercised for real (``GitHubForge(git_base_url=None)`` derives this
+  URL from the client's base URL);
+* or a ``file://`` remote: :meth:`FakeGitHub.file_url` is the same bare repository on disk (no auth).
+
+The merge endpoint squashes (or merges) the head onto the base in that repository with ``git merge-tree``
+and ``git commit-tree``, so merged commits are real. Response shapes, status codes and headers follow
+GitHub's: ``ETag`` on every GET and 304 on a matching ``If-None-Match`` (per token, and free), ``Link``
+pagination honouring ``per_page``, ``x-ratelimit-*`` headers, 403/429 with ``retry-after``.
+
+GraphQL is matched by *operation name* (the ones ``GitHubForge`` sends: ``AgentosProject``,
+``AgentosProjectById``, ``AgentosBoardItems``, ``AgentosReadyEdits``, ``AgentosIssueItems``, ``AgentosAddItem``,
+``AgentosSetStatus``), not parsed; variables are honoured.
+
+Fault switches (API requests only; ``method``/``path`` narrow them, ``path`` is a regex searched in the path):
+:meth:`~FakeGitHub.fail_next` (5xx), :meth:`~FakeGitHub.secondary_limit` (403 + ``retry-after``),
+:meth:`~FakeGitHub.exhaust_rate_limit` (403, ``x-ratelimit-remaining: 0``), :meth:`~FakeGitHub.drop_connections`,
+:meth:`~FakeGitHub.create_then_stall` (apply the request, then stall past the client's timeout), and
+:attr:`~FakeGitHub.latency`. Timestamps come from a fake clock that starts at 2025-01-01T00:00:00Z and
+advances one second per change, so "edited after labelled" is never a tie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest_asyncio
+from aiohttp import web
+
+__all__ = [
+    "FakeGitHub",
+    "FakeIssue",
+    "FakeProject",
+    "FakePull",
+    "FakeRepo",
+    "Fault",
+    "RequestRecord",
+    "fake_github",
+]
+
+BOT_LOGIN = "agentos-bot"
+APP_LOGIN = "agentos-app[bot]"
+FAKE_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+DEFAULT_OPTIONS = ("Todo", "Ready", "In Progress", "In Review", "Blocked", "Done")
+RATE_LIMIT = 5000
+CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)\b")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FaultKind = Literal["status", "secondary", "exhaust", "drop", "stall_after"]
+
+
+@dataclass
+class Fault:
+    """The next ``count`` matching API requests misbehave as ``kind`` says."""
+
+    kind: FaultKind
+    count: int
+    method: str | None = None
+    path: str | None = None
+    status: int = 502
+    seconds: float = 0.0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path is None or bool(re.search(self.path, path))
+        )
+
+
+@dataclass
+class RequestRecord:
+    """One request the fake answered (status 0: the connection was dropped)."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    login: str | None = None
+
+
+@dataclass
+class FakeComment:
+    id: int
+    user: str
+    body: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass
+class FakeIssue:
+    """An issue, or the issue half of a pull request (``is_pr``): title, body, labels, comments, events."""
+
+    number: int
+    node_id: str
+    title: str
+    body: str
+    user: str
+    created_at: str
+    updated_at: str
+    state: str = "open"
+    state_reason: str | None = None
+    closed_at: str | None = None
+    last_edited_at: str | None = None
+    labels: list[str] = field(default_factory=list)
+    comments: list[FakeComment] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    is_pr: bool = False
+
+
+@dataclass
+class FakePull:
+    """The pull-request half: branches, merge state; ``head_sha`` is frozen when the PR closes."""
+
+    number: int
+    node_id: str
+    head: str
+    base: str
+    head_sha: str = ""
+    merged_at: str | None = None
+    merge_commit_sha: str | None = None
+    merged_by: str | None = None
+
+
+@dataclass
+class FakeRepo:
+    full_name: str
+    id: int
+    path: Path
+    default_branch: str = "main"
+    issues: dict[int, FakeIssue] = field(default_factory=dict)
+    pulls: dict[int, FakePull] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    permissions: dict[str, str] = field(default_factory=dict)
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    job_logs: dict[int, str] = field(default_factory=dict)
+    next_number: int = 1
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.full_name.split("/")[1]
+
+
+@dataclass
+class FakeProjectItem:
+    id: str
+    repo: str
+    number: int
+    status: str | None = None  # option name
+    updated_at: str | None = None
+    creator: str | None = None
+
+
+@dataclass
+class FakeProject:
+    id: str
+    owner: str
+    number: int
+    field_id: str
+    field_name: str
+    options: dict[str, str]  # name → option id
+    items: list[FakeProjectItem] = field(default_factory=list)
+
+
+@dataclass
+class FakeState:
+    """Everything the fake knows; tests read and poke it directly."""
+
+    repos: dict[str, FakeRepo] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # token → login
+    installation_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (epoch)
+    projects: dict[str, FakeProject] = field(default_factory=dict)
+    requests: list[RequestRecord] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    remaining: dict[str, int] = field(default_factory=lambda: {"core": RATE_LIMIT, "graphql": RATE_LIMIT})
+    reset_at: int = field(default_factory=lambda: int(time.time()) + 3600)
+    app_id: str | None = None
+    installation_id: int | None = None
+    installation_token_ttl: float = 3600.0
+    graphql_page_size: int = 100
+    _tick: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+
+    def now(self) -> str:
+        """The fake clock: one second later on every call."""
+        self._tick += 1
+        return (FAKE_EPOCH + timedelta(seconds=self._tick)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.count > 0 and fault.matches(method, path):
+                fault.count -= 1
+                if fault.count == 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+
+def _user(login: str) -> dict[str, Any]:
+    return {
+        "login": login,
+        "id": int(hashlib.sha1(login.encode()).hexdigest()[:8], 16),
+        "type": "Bot" if login.endswith("[bot]") else "User",
+        "html_url": f"https://github.com/{login}",
+    }
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response(
+        {"message": message, "documentation_url": "https://docs.github.com/rest", **extra}, status=status
+    )
+
+
+def _b64url_json(part: str) -> dict[str, Any]:
+    data = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return data if isinstance(data, dict) else {}
+
+
+class FakeGitHub:
+    """The server and its handle (see the module docstring). Use the ``fake_github`` fixture in tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.git_root = root / "git"
+        self.state = FakeState()
+        self.latency = 0.0
+        self.login = BOT_LOGIN
+        self.token = "ghp_" + secrets.token_hex(18)
+        self.state.tokens[self.token] = BOT_LOGIN
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<FakeGitHub {self.url} repos={len(self.state.repos)} requests={len(self.state.requests)}>"
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.git_root.mkdir(parents=True, exist_ok=True)
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024 * 1024)
+        r = app.router
+        repo = "/repos/{owner}/{repo}"
+        r.add_post("/app/installations/{iid}/access_tokens", self._h_access_token)
+        r.add_post("/graphql", self._h_graphql)
+        r.add_get(repo, self._h_repo)
+        r.add_get(repo + "/issues", self._h_list_issues)
+        r.add_post(repo + "/issues", self._h_create_issue)
+        r.add_get(repo + "/issues/{number:\\d+}", self._h_get_issue)
+        r.add_patch(repo + "/issues/{number:\\d+}", self._h_patch_issue)
+        r.add_get(repo + "/issues/{number:\\d+}/comments", self._h_list_comments)
+        r.add_post(repo + "/issues/{number:\\d+}/comments", self._h_create_comment)
+        r.add_get(repo + "/issues/{number:\\d+}/events", self._h_events)
+        r.add_post(repo + "/issues/{number:\\d+}/labels", self._h_add_labels)
+        r.add_delete(repo + "/issues/{number:\\d+}/labels/{name}", self._h_remove_label)
+        r.add_get(repo + "/collaborators/{user}/permission", self._h_permission)
+        r.add_get(repo + "/pulls", self._h_list_pulls)
+        r.add_post(repo + "/pulls", self._h_create_pull)
+        r.add_get(repo + "/pulls/{number:\\d+}", self._h_get_pull)
+        r.add_patch(repo + "/pulls/{number:\\d+}", self._h_patch_pull)
+        r.add_put(repo + "/pulls/{number:\\d+}/merge", self._h_merge)
+        r.add_delete(repo + "/git/refs/heads/{ref:.+}", self._h_delete_ref)
+        r.add_get(repo + "/commits/{sha}/check-runs", self._h_check_runs)
+        r.add_get(repo + "/commits/{sha}/status", self._h_combined_status)
+        r.add_post(repo + "/statuses/{sha}", self._h_create_status)
+        r.add_get(repo + "/actions/jobs/{id:\\d+}/logs", self._h_job_logs)
+        r.add_get("/_blob/job-logs/{owner}/{repo}/{id:\\d+}", self._h_blob_logs)
+        r.add_route("*", "/{owner}/{gitdir:[^/]+\\.git}/{tail:.*}", self._h_git)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- setup helpers --------------------------------------------------------------------------------
+
+    async def add_repo(
+        self, full_name: str, *, default_branch: str = "main", files: dict[str, str] | None = None
+    ) -> FakeRepo:
+        """A repo with a bare git repository holding one commit of ``files`` (top-level names only)."""
+        owner, name = full_name.split("/")
+        path = self.git_root / owner / f"{name}.git"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await self._git(None, "init", "--bare", "-q", "-b", default_branch, str(path))
+        entries = []
+        for file_name, content in sorted((files or {"README.md": f"# {name}\n"}).items()):
+            blob = await self._git(path, "hash-object", "-w", "--stdin", stdin=content.encode())
+            entries.append(f"100644 blob {blob}\t{file_name}\n")
+        tree = await self._git(path, "mktree", stdin="".join(entries).encode())
+        commit = await self._git(path, "commit-tree", tree, "-m", "Initial commit")
+        await self._git(path, "update-ref", f"refs/heads/{default_branch}", commit)
+        repo = FakeRepo(full_name=full_name, id=self.state.new_id(), path=path, default_branch=default_branch)
+        repo.permissions[BOT_LOGIN] = "admin"
+        repo.permissions[APP_LOGIN] = "write"
+        self.state.repos[full_name] = repo
+        return repo
+
+    def add_user(self, login: str, *, repo: str | None = None, role: str | None = None) -> str:
+        """A user with a token of their own (returned); with ``repo`` and ``role``, a collaborator there."""
+        token = "ghp_" + secrets.token_hex(18)
+        self.state.tokens[token] = login
+        if repo is not None and role is not None:
+            self.set_permission(repo, login, role)
+        return token
+
+    def set_permission(self, repo: str, login: str, role: str) -> None:
+        """``role``: read, triage, write, maintain or admin."""
+        self.state.repos[repo].permissions[login] = role
+
+    def enable_app(self, app_id: int | str, installation_id: int, *, token_ttl: float = 3600.0) -> None:
+        """Accept JWTs of ``app_id`` (signature not checked) for installation tokens of ``installation_id``."""
+        self.state.app_id = str(app_id)
+        self.state.installation_id = installation_id
+        self.state.installation_token_ttl = token_ttl
+
+    def add_issue(
+        self, repo: str, title: str, body: str = "", *, author: str = "alice", labels: Iterable[str] = ()
+    ) -> FakeIssue:
+        """An open issue; ``labels`` are set without events (use :meth:`label_issue` for a labelled event)."""
+        return self._new_issue(self.state.repos[repo], title, body, author, list(labels))
+
+    def label_issue(self, repo: str, number: int, label: str, *, actor: str) -> None:
+        """``actor`` adds ``label`` (recording a ``labeled`` event), as if done in the web UI."""
+        self._add_label(self.state.repos[repo], self.state.repos[repo].issues[number], label, actor)
+
+    def unlabel_issue(self, repo: str, number: int, label: str, *, actor: str) -> None:
+        self._remove_label(self.state.repos[repo].issues[number], label, actor)
+
+    def edit_issue_body(self, repo: str, number: int, body: str) -> None:
+        """The author edits the body: ``lastEditedAt`` and ``updated_at`` move."""
+        issue = self.state.repos[repo].issues[number]
+        issue.body = body
+        issue.last_edited_at = issue.updated_at = self.state.now()
+
+    def add_check_run(
+        self,
+        repo: str,
+        sha: str,
+        name: str,
+        *,
+        status: str = "completed",
+        conclusion: str | None = "success",
+        title: str | None = None,
+        summary: str | None = None,
+        text: str | None = None,
+        app: str = "github-actions",
+        log: str | None = None,
+    ) -> int:
+        """A check run on ``sha``; ``log`` becomes the Actions job log served by the logs endpoint."""
+        fake_repo = self.state.repos[repo]
+        run_id = self.state.new_id()
+        now = self.state.now()
+        fake_repo.check_runs.setdefault(sha, []).append(
+            {
+                "id": run_id,
+                "name": name,
+                "head_sha": sha,
+                "status": status,
+                "conclusion": conclusion if status == "completed" else None,
+                "started_at": now,
+                "completed_at": now if status == "completed" else None,
+                "output": {"title": title, "summary": summary, "text": text, "annotations_count": 0},
+                "app": {"slug": app, "name": app},
+                "details_url": f"https://github.com/{repo}/runs/{run_id}",
+                "html_url": f"https://github.com/{repo}/runs/{run_id}",
+            }
+        )
+        if log is not None:
+            fake_repo.job_logs[run_id] = log
+        return run_id
+
+    def add_status(self, repo: str, sha: str, context: str, state: str, description: str = "") -> None:
+        """A commit status (``success``, ``pending``, ``failure``, ``error``); the latest per context wins."""
+        self._status(self.state.repos[repo], sha, context, state, description)
+
+    def add_project(
+        self, owner: str, number: int, *, field_name: str = "Status", options: Iterable[str] = DEFAULT_OPTIONS
+    ) -> FakeProject:
+        project = FakeProject(
+            id=f"PVT_{self.state.new_id()}",
+            owner=owner,
+            number=number,
+            field_id=f"PVTSSF_{self.state.new_id()}",
+            field_name=field_name,
+            options={name: secrets.token_hex(4) for name in options},
+        )
+        self.state.projects[project.id] = project
+        return project
+
+    def add_card(
+        self, project: FakeProject, repo: str, number: int, status: str | None = None, *, actor: str = ""
+    ) -> FakeProjectItem:
+        item = FakeProjectItem(id=f"PVTI_{self.state.new_id()}", repo=repo, number=number)
+        project.items.append(item)
+        if status is not None:
+            self.set_card_status(project, repo, number, status, actor=actor or BOT_LOGIN)
+        return item
+
+    def set_card_status(self, project: FakeProject, repo: str, number: int, status: str, *, actor: str) -> None:
+        """``actor`` moves the card (adding it to the board first if needed)."""
+        item = self._card(project, repo, number) or self.add_card(project, repo, number)
+        item.status, item.updated_at, item.creator = status, self.state.now(), actor
+
+    def card_status(self, project: FakeProject, repo: str, number: int) -> str | None:
+        item = self._card(project, repo, number)
+        return item.status if item else None
+
+    # -- fault switches -------------------------------------------------------------------------------
+
+    def fail_next(
+        self, count: int = 1, status: int = 502, *, method: str | None = None, path: str | None = None
+    ) -> None:
+        self.state.faults.append(Fault("status", count, method, path, status=status))
+
+    def secondary_limit(
+        self, count: int = 1, *, retry_after: int = 3, method: str | None = None, path: str | None = None
+    ) -> None:
+        self.state.faults.append(Fault("secondary", count, method, path, status=403, seconds=retry_after))
+
+    def exhaust_rate_limit(
+        self, count: int = 1, *, reset_in: int = 60, method: str | None = None, path: str | None = None
+    ) -> None:
+        self.state.faults.append(Fault("exhaust", count, method, path, status=403, seconds=reset_in))
+
+    def drop_connections(self, count: int = 1, *, method: str | None = None, path: str | None = None) -> None:
+        self.state.faults.append(Fault("drop", count, method, path))
+
+    def create_then_stall(
+        self, count: int = 1, *, method: str = "POST", path: str | None = None, seconds: float = 2.0
+    ) -> None:
+        """Apply the request, then hold the response ``seconds`` (past the client's timeout)."""
+        self.state.faults.append(Fault("stall_after", count, method, path, seconds=seconds))
+
+    # -- inspection -----------------------------------------------------------------------------------
+
+    def file_url(self, repo: str) -> str:
+        return self.state.repos[repo].path.as_uri()
+
+    def requests_to(self, method: str, path: str) -> list[RequestRecord]:
+        """Recorded requests with ``method`` whose path matches the regex ``path``."""
+        return [r for r in self.state.requests if r.method == method and re.search(path, r.path)]
+
+    async def branch_sha(self, repo: str, branch: str) -> str | None:
+        return await self._rev(self.state.repos[repo], branch)
+
+    async def git(self, repo: str, *args: str) -> str:
+        """Run git in the repo's bare repository; returns stdout stripped."""
+        return await self._git(self.state.repos[repo].path, *args)
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    async def _git(self, cwd: Path | None, *args: str, stdin: bytes | None = None, check: bool = True) -> str:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.root),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_AUTHOR_NAME": "Fake GitHub",
+            "GIT_AUTHOR_EMAIL": "noreply@github.invalid",
+            "GIT_COMMITTER_NAME": "GitHub",
+            "GIT_COMMITTER_EMAIL": "noreply@github.com",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            *args,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate(stdin)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"git {' '.join(args)} failed: {err.decode(errors='replace')}")
+        return out.decode().strip() if proc.returncode == 0 else ""
+
+    async def _rev(self, repo: FakeRepo, branch: str) -> str | None:
+        sha = await self._git(repo.path, "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)
+        return sha or None
+
+    def _new_issue(
+        self, repo: FakeRepo, title: str, body: str, author: str, labels: list[str], *, is_pr: bool = False
+    ) -> FakeIssue:
+        number = repo.next_number
+        repo.next_number += 1
+        now = self.state.now()
+        node = f"{'PR' if is_pr else 'I'}_{repo.id}_{number}"
+        issue = FakeIssue(number, node, title, body, author, now, now, is_pr=is_pr)
+        repo.issues[number] = issue
+        for label in labels:
+            repo.labels.setdefault(label, "ededed")
+            if label not in issue.labels:
+                issue.labels.append(label)
+        return issue
+
+    def _event(self, issue: FakeIssue, event: str, actor: str, **extra: Any) -> None:
+        now = self.state.now()
+        issue.events.append(
+            {
+                "id": self.state.new_id(),
+                "node_id": f"E_{self.state.new_id()}",
+                "event": event,
+                "actor": _user(actor),
+                "created_at": now,
+                "commit_id": None,
+                **extra,
+            }
+        )
+        issue.updated_at = now
+
+    def _add_label(self, repo: FakeRepo, issue: FakeIssue, label: str, actor: str) -> None:
+        color = repo.labels.setdefault(label, "ededed")
+        if label not in issue.labels:
+            issue.labels.append(label)
+            self._event(issue, "labeled", actor, label={"name": label, "color": color})
+
+    def _remove_label(self, issue: FakeIssue, label: str, actor: str) -> bool:
+        if label not in issue.labels:
+            return False
+        issue.labels.remove(label)
+        self._event(issue, "unlabeled", actor, label={"name": label, "color": "ededed"})
+        return True
+
+    def _close(self, issue: FakeIssue, actor: str, reason: str = "completed") -> None:
+        if issue.state != "closed":
+            issue.state, issue.state_reason = "closed", reason
+            self._event(issue, "closed", actor)
+            issue.closed_at = issue.updated_at
+
+    def _status(self, repo: FakeRepo, sha: str, context: str, state: str, description: str) -> dict[str, Any]:
+        now = self.state.now()
+        status = {
+            "id": self.state.new_id(),
+            "context": context,
+            "state": state,
+            "description": description,
+            "target_url": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        repo.statuses.setdefault(sha, []).append(status)
+        return status
+
+    def _card(self, project: FakeProject, repo: str, number: int) -> FakeProjectItem | None:
+        return next((i for i in project.items if i.repo == repo and i.number == number), None)
+
+    # -- middleware: faults, auth, rate limit, ETag ---------------------------------------------------
+
+    def _login_of(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "token"):
+            return None
+        if token in self.state.tokens:
+            return self.state.tokens[token]
+        expiry = self.state.installation_tokens.get(token)
+        if expiry is not None and expiry > time.time():
+            return APP_LOGIN
+        return None
+
+    def _rate_headers(self, resource: str) -> dict[str, str]:
+        remaining = self.state.remaining[resource]
+        return {
+            "x-ratelimit-limit": str(RATE_LIMIT),
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-used": str(RATE_LIMIT - remaining),
+            "x-ratelimit-reset": str(self.state.reset_at),
+            "x-ratelimit-resource": resource,
+        }
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        if path.startswith("/_blob/") or re.match(r"^/[^/]+/[^/]+\.git/", path):
+            return await handler(request)
+        record = RequestRecord(request.method, path, request.query_string, 0)
+        self.state.requests.append(record)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        resource = "graphql" if path == "/graphql" else "core"
+        fault = self.state.take_fault(request.method, path)
+        if fault is not None and fault.kind != "stall_after":
+            response = self._faulty(request, fault, resource)
+            record.status = response.status if fault.kind != "drop" else 0
+            return response
+        if path.startswith("/app/"):
+            response = await handler(request)
+        else:
+            login = self._login_of(request)
+            if login is None:
+                record.status = 401
+                return _error(401, "Bad credentials")
+            request["login"] = login
+            record.login = login
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # the 404s of _repo/_issue/_pull and the logs redirect
+                response = web.Response(status=exc.status, body=exc.body, headers=exc.headers)
+        response = self._conditional(request, response, resource)
+        record.status = response.status
+        if fault is not None:  # stall_after: the work is done; the answer comes too late
+            try:
+                await asyncio.wait_for(self._release.wait(), fault.seconds)
+            except TimeoutError:
+                pass
+        return response
+
+    def _faulty(self, request: web.Request, fault: Fault, resource: str) -> web.Response:
+        if fault.kind == "drop":
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)
+        if fault.kind == "secondary":
+            response = _error(
+                403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+            )
+            response.headers.update(self._rate_headers(resource))
+            response.headers["retry-after"] = str(int(fault.seconds))
+            return response
+        if fault.kind == "exhaust":
+            response = _error(403, "API rate limit exceeded for user ID 1.")
+            response.headers.update(self._rate_headers(resource))
+            response.headers["x-ratelimit-remaining"] = "0"
+            response.headers["x-ratelimit-reset"] = str(int(time.time() + fault.seconds))
+            return response
+        return _error(fault.status, "Server Error (injected)")
+
+    def _conditional(self, request: web.Request, response: web.StreamResponse, resource: str) -> web.StreamResponse:
+        if not isinstance(response, web.Response):
+            return response
+        if request.method == "GET" and response.status == 200 and isinstance(response.body, bytes):
+            token = request.headers.get("Authorization", "")
+            etag = 'W/"' + hashlib.sha1(token.encode() + response.body).hexdigest() + '"'
+            if request.headers.get("If-None-Match") == etag:
+                not_modified = web.Response(status=304, headers={"ETag": etag, **self._rate_headers(resource)})
+                return not_modified
+            response.headers["ETag"] = etag
+        if self.state.remaining[resource] > 0:
+            self.state.remaining[resource] -= 1
+        response.headers.update(self._rate_headers(resource))
+        return response
+
+    # -- pagination -----------------------------------------------------------------------------------
+
+    def _page(
+        self, request: web.Request, items: list[Any], *, key: str | None = None, extra: dict[str, Any] | None = None
+    ) -> web.Response:
+        per_page = max(1, min(100, int(request.query.get("per_page", "30"))))
+        page = max(1, int(request.query.get("page", "1")))
+        last = max(1, -(-len(items) // per_page))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        links = []
+        if page < last:
+            links.append(f'<{request.url.update_query(page=page + 1)}>; rel="next"')
+            links.append(f'<{request.url.update_query(page=last)}>; rel="last"')
+        if page > 1:
+            links.append(f'<{request.url.update_query(page=1)}>; rel="first"')
+            links.append(f'<{request.url.update_query(page=page - 1)}>; rel="prev"')
+        body: Any = chunk if key is None else {"total_count": len(items), key: chunk, **(extra or {})}
+        response = web.json_response(body)
+        if links:
+            response.headers["Link"] = ", ".join(links)
+        return response
+
+    # -- REST: helpers --------------------------------------------------------------------------------
+
+    def _repo(self, request: web.Request) -> FakeRepo:
+        full = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        repo = self.state.repos.get(full)
+        if repo is None:
+            raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
+        return repo
+
+    def _issue(self, repo: FakeRepo, request: web.Request) -> FakeIssue:
+        issue = repo.issues.get(int(request.match_info["number"]))
+        if issue is None:
+            raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
+        return issue
+
+    def _pull(self, repo: FakeRepo, request: web.Request) -> FakePull:
+        pull = repo.pulls.get(int(request.match_info["number"]))
+        if pull is None:
+            raise web.HTTPNotFound(text=json.dumps({"message": "Not Found"}), content_type="application/json")
+        return pull
+
+    def _issue_json(self, repo: FakeRepo, issue: FakeIssue) -> dict[str, Any]:
+        api = f"{self.url}/repos/{repo.full_name}"
+        data: dict[str, Any] = {
+            "id": repo.id * 100000 + issue.number,
+            "node_id": issue.node_id,
+            "url": f"{api}/issues/{issue.number}",
+            "repository_url": api,
+            "html_url": f"https://github.com/{repo.full_name}/{'pull' if issue.is_pr else 'issues'}/{issue.number}",
+            "number": issue.number,
+            "title": issue.title,
+            "body": issue.body or None,
+            "state": issue.state,
+            "state_reason": issue.state_reason,
+            "locked": False,
+            "labels": [
+                {"name": name, "color": repo.labels.get(name, "ededed"), "default": False} for name in issue.labels
+            ],
+            "user": _user(issue.user),
+            "assignees": [],
+            "comments": len(issue.comments),
+            "created_at": issue.created_at,
+            "updated_at": issue.updated_at,
+            "closed_at": issue.closed_at,
+        }
+        if issue.is_pr:
+            data["pull_request"] = {
+                "url": f"{api}/pulls/{issue.number}",
+                "merged_at": repo.pulls[issue.number].merged_at,
+            }
+        return data
+
+    async def _pull_json(self, repo: FakeRepo, pull: FakePull) -> dict[str, Any]:
+        issue = repo.issues[pull.number]
+        if issue.state == "open":
+            pull.head_sha = await self._rev(repo, pull.head) or pull.head_sha
+        base_sha = await self._rev(repo, pull.base) or ""
+        repo_json = {"full_name": repo.full_name, "name": repo.name, "owner": _user(repo.owner), "id": repo.id}
+        return {
+            **self._issue_json(repo, issue),
+            "id": repo.id * 100000 + pull.number,
+            "node_id": pull.node_id,
+            "url": f"{self.url}/repos/{repo.full_name}/pulls/{pull.number}",
+            "head": {"ref": pull.head, "sha": pull.head_sha, "label": f"{repo.owner}:{pull.head}", "repo": repo_json},
+            "base": {"ref": pull.base, "sha": base_sha, "label": f"{repo.owner}:{pull.base}", "repo": repo_json},
+            "merged": pull.merged_at is not None,
+            "merged_at": pull.merged_at,
+            "merge_commit_sha": pull.merge_commit_sha,
+            "mergeable": None if issue.state != "open" else True,
+            "draft": False,
+        }
+
+    @staticmethod
+    async def _json(request: web.Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except ValueError as exc:
+            raise web.HTTPBadRequest(
+                text=json.dumps({"message": "Problems parsing JSON"}), content_type="application/json"
+            ) from exc
+        return data if isinstance(data, dict) else {}
+
+    # -- REST: handlers -------------------------------------------------------------------------------
+
+    async def _h_access_token(self, request: web.Request) -> web.Response:
+        scheme, _, jwt = request.headers.get("Authorization", "").partition(" ")
+        parts = jwt.split(".")
+        if scheme.lower() != "bearer" or len(parts) != 3 or self.state.app_id is None:
+            return _error(401, "A JSON web token could not be decoded")
+        header, claims = _b64url_json(parts[0]), _b64url_json(parts[1])
+        if header.get("alg") != "RS256" or str(claims.get("iss")) != self.state.app_id:
+            return _error(401, "'Issuer' claim ('iss') must be an Integer")
+        if float(claims.get("exp", 0)) < time.time():
+            return _error(401, "'Expiration time' claim ('exp') is too far in the future or expired")
+        if int(request.match_info["iid"]) != self.state.installation_id:
+            return _error(404, "Not Found")
+        token = "ghs_" + secrets.token_hex(18)
+        expires = time.time() + self.state.installation_token_ttl
+        self.state.installation_tokens[token] = expires
+        expires_at = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return web.json_response(
+            {"token": token, "expires_at": expires_at, "permissions": {"issues": "write"}}, status=201
+        )
+
+    async def _h_repo(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        role = repo.permissions.get(request["login"], "read")
+        return web.json_response(
+            {
+                "id": repo.id,
+                "full_name": repo.full_name,
+                "name": repo.name,
+                "owner": _user(repo.owner),
+                "default_branch": repo.default_branch,
+                "private": True,
+                "role_name": role,
+            }
+        )
+
+    async def _h_list_issues(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        state = request.query.get("state", "open")
+        wanted = [x for x in request.query.get("labels", "").split(",") if x]
+        issues = [
+            i
+            for i in repo.issues.values()
+            if (state == "all" or i.state == state) and all(label in i.labels for label in wanted)
+        ]
+        issues.sort(key=lambda i: i.number, reverse=request.query.get("direction", "desc") == "desc")
+        return self._page(request, [self._issue_json(repo, i) for i in issues])
+
+    async def _h_create_issue(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        data = await self._json(request)
+        if not data.get("title"):
+            return _error(
+                422, "Validation Failed", errors=[{"resource": "Issue", "field": "title", "code": "missing_field"}]
+            )
+        issue = self._new_issue(repo, str(data["title"]), str(data.get("body") or ""), request["login"], [])
+        for label in data.get("labels") or []:
+            self._add_label(repo, issue, str(label), request["login"])
+        return web.json_response(self._issue_json(repo, issue), status=201)
+
+    async def _h_get_issue(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        return web.json_response(self._issue_json(repo, self._issue(repo, request)))
+
+    async def _h_patch_issue(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request)
+        data = await self._json(request)
+        if "title" in data and data["title"] != issue.title:
+            self._event(issue, "renamed", request["login"], rename={"from": issue.title, "to": data["title"]})
+            issue.title = str(data["title"])
+        if "body" in data and (data["body"] or "") != issue.body:
+            issue.body = str(data["body"] or "")
+            issue.last_edited_at = issue.updated_at = self.state.now()
+        if data.get("state") == "closed":
+            self._close(issue, request["login"], str(data.get("state_reason") or "completed"))
+        elif data.get("state") == "open" and issue.state == "closed":
+            issue.state, issue.state_reason, issue.closed_at = "open", "reopened", None
+            self._event(issue, "reopened", request["login"])
+        return web.json_response(self._issue_json(repo, issue))
+
+    async def _h_list_comments(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request)
+        return self._page(request, [self._comment_json(repo, issue, c) for c in issue.comments])
+
+    def _comment_json(self, repo: FakeRepo, issue: FakeIssue, c: FakeComment) -> dict[str, Any]:
+        return {
+            "id": c.id,
+            "node_id": f"IC_{c.id}",
+            "body": c.body,
+            "user": _user(c.user),
+            "created_at": c.created_at,
+            "updated_at": c.updated_at,
+            "html_url": f"https://github.com/{repo.full_name}/issues/{issue.number}#issuecomment-{c.id}",
+            "issue_url": f"{self.url}/repos/{repo.full_name}/issues/{issue.number}",
+        }
+
+    async def _h_create_comment(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request)
+        data = await self._json(request)
+        now = self.state.now()
+        comment = FakeComment(self.state.new_id(), request["login"], str(data.get("body") or ""), now, now)
+        issue.comments.append(comment)
+        issue.updated_at = now
+        return web.json_response(self._comment_json(repo, issue, comment), status=201)
+
+    async def _h_events(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        return self._page(request, list(self._issue(repo, request).events))
+
+    async def _h_add_labels(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request)
+        data = await self._json(request)
+        for label in data.get("labels") or []:
+            self._add_label(repo, issue, str(label), request["login"])
+        return web.json_response([{"name": n, "color": repo.labels[n], "default": False} for n in issue.labels])
+
+    async def _h_remove_label(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request)
+        if not self._remove_label(issue, request.match_info["name"], request["login"]):
+            return _error(404, "Label does not exist")
+        return web.json_response([{"name": n, "color": repo.labels[n], "default": False} for n in issue.labels])
+
+    async def _h_permission(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        login = request.match_info["user"]
+        role = repo.permissions.get(login)
+        if role is None:
+            return _error(404, f"{login} is not a user")
+        legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+        return web.json_response({"permission": legacy, "role_name": role, "user": _user(login)})
+
+    async def _h_list_pulls(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        state = request.query.get("state", "open")
+        head = request.query.get("head")
+        base = request.query.get("base")
+        pulls = []
+        for pull in sorted(repo.pulls.values(), key=lambda p: p.number, reverse=True):
+            issue = repo.issues[pull.number]
+            if state != "all" and issue.state != state:
+                continue
+            if head is not None and head not in (f"{repo.owner}:{pull.head}", pull.head):
+                continue
+            if base is not None and base != pull.base:
+                continue
+            pulls.append(await self._pull_json(repo, pull))
+        return self._page(request, pulls)
+
+    async def _h_create_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        data = await self._json(request)
+        head = str(data.get("head") or "").split(":")[-1]
+        base = str(data.get("base") or "")
+        head_sha, base_sha = await self._rev(repo, head), await self._rev(repo, base)
+        if head_sha is None or base_sha is None:
+            field_name = "head" if head_sha is None else "base"
+            return _error(
+                422, "Validation Failed", errors=[{"resource": "PullRequest", "field": field_name, "code": "invalid"}]
+            )
+        for pull in repo.pulls.values():
+            if pull.head == head and repo.issues[pull.number].state == "open":
+                return _error(
+                    422,
+                    "Validation Failed",
+                    errors=[
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {repo.owner}:{head}.",
+                        }
+                    ],
+                )
+        if head_sha == base_sha:
+            return _error(
+                422,
+                "Validation Failed",
+                errors=[
+                    {"resource": "PullRequest", "code": "custom", "message": f"No commits between {base} and {head}"}
+                ],
+            )
+        issue = self._new_issue(
+            repo, str(data.get("title") or head), str(data.get("body") or ""), request["login"], [], is_pr=True
+        )
+        pull = FakePull(issue.number, issue.node_id, head, base, head_sha)
+        repo.pulls[issue.number] = pull
+        return web.json_response(await self._pull_json(repo, pull), status=201)
+
+    async def _h_get_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        return web.json_response(await self._pull_json(repo, self._pull(repo, request)))
+
+    async def _h_patch_pull(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        issue = repo.issues[pull.number]
+        data = await self._json(request)
+        if "title" in data:
+            issue.title = str(data["title"])
+        if "body" in data:
+            issue.body = str(data["body"] or "")
+        if data.get("state") == "closed" and issue.state == "open":
+            pull.head_sha = await self._rev(repo, pull.head) or pull.head_sha
+            self._close(issue, request["login"], "completed")
+        return web.json_response(await self._pull_json(repo, pull))
+
+    async def _h_merge(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        issue = repo.issues[pull.number]
+        data = await self._json(request)
+        if issue.state != "open":
+            return _error(405, "Pull Request is not mergeable")
+        head_sha, base_sha = await self._rev(repo, pull.head), await self._rev(repo, pull.base)
+        if head_sha is None or base_sha is None:
+            return _error(422, "Head branch does not exist")
+        if data.get("sha") and data["sha"] != head_sha:
+            return _error(409, "Head branch was modified. Review and try the merge again.")
+        method = data.get("merge_method", "merge")
+        tree = await self._git(repo.path, "merge-tree", "--write-tree", base_sha, head_sha, check=False)
+        if not tree:
+            return _error(405, "Pull Request is not mergeable")
+        tree = tree.splitlines()[0]
+        title = str(data.get("commit_title") or f"{issue.title} (#{pull.number})")
+        message = str(data.get("commit_message") or "")
+        parents = ["-p", base_sha] + (["-p", head_sha] if method == "merge" else [])
+        args = ["commit-tree", tree, *parents, "-m", title] + (["-m", message] if message else [])
+        commit = await self._git(repo.path, *args)
+        await self._git(repo.path, "update-ref", f"refs/heads/{pull.base}", commit, base_sha)
+        pull.head_sha, pull.merged_at, pull.merge_commit_sha = head_sha, self.state.now(), commit
+        pull.merged_by = request["login"]
+        self._event(issue, "merged", request["login"], commit_id=commit)
+        self._close(issue, request["login"])
+        if pull.base == repo.default_branch:
+            for ref in CLOSING.findall(issue.body):
+                target = repo.issues.get(int(ref))
+                if target is not None and not target.is_pr:
+                    self._close(target, request["login"])
+        return web.json_response({"sha": commit, "merged": True, "message": "Pull Request successfully merged"})
+
+    async def _h_delete_ref(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        ref = request.match_info["ref"]
+        if await self._rev(repo, ref) is None:
+            return _error(422, "Reference does not exist")
+        await self._git(repo.path, "update-ref", "-d", f"refs/heads/{ref}")
+        return web.Response(status=204)
+
+    async def _h_check_runs(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        return self._page(request, list(repo.check_runs.get(request.match_info["sha"], [])), key="check_runs")
+
+    async def _h_combined_status(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        sha = request.match_info["sha"]
+        latest: dict[str, dict[str, Any]] = {}
+        for status in repo.statuses.get(sha, []):
+            latest[status["context"]] = status
+        states = {s["state"] for s in latest.values()}
+        combined = (
+            "failure"
+            if states & {"failure", "error"}
+            else "pending"
+            if "pending" in states or not states
+            else "success"
+        )
+        return web.json_response(
+            {
+                "state": combined,
+                "sha": sha,
+                "total_count": len(latest),
+                "statuses": list(latest.values()),
+                "repository": {"full_name": repo.full_name},
+            }
+        )
+
+    async def _h_create_status(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        data = await self._json(request)
+        status = self._status(
+            repo,
+            request.match_info["sha"],
+            str(data.get("context") or "default"),
+            str(data.get("state")),
+            str(data.get("description") or ""),
+        )
+        return web.json_response(status, status=201)
+
+    async def _h_job_logs(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        job = int(request.match_info["id"])
+        if job not in repo.job_logs:
+            return _error(404, "Not Found")
+        raise web.HTTPFound(f"{self.url}/_blob/job-logs/{repo.full_name}/{job}?sig=fake")
+
+    async def _h_blob_logs(self, request: web.Request) -> web.Response:
+        repo = self.state.repos[f"{request.match_info['owner']}/{request.match_info['repo']}"]
+        return web.Response(text=repo.job_logs[int(request.match_info["id"])], content_type="text/plain")
+
+    # -- GraphQL --------------------------------------------------------------------------------------
+
+    async def _h_graphql(self, request: web.Request) -> web.Response:
+        data = await self._json(request)
+        query = str(data.get("query") or "")
+        variables = data.get("variables") or {}
+        match = re.match(r"\s*(?:query|mutation)\s+(\w+)", query)
+        op = getattr(self, f"_gql_{match.group(1)}", None) if match else None
+        if op is None:
+            name = match.group(1) if match else "anonymous"
+            return web.json_response({"errors": [{"message": f"fake GitHub does not serve operation {name}"}]})
+        result: dict[str, Any] = op(request["login"], variables)
+        return web.json_response(result)
+
+    def _project_json(self, project: FakeProject, field_name: str) -> dict[str, Any]:
+        field_json = None
+        if field_name == project.field_name:
+            field_json = {
+                "id": project.field_id,
+                "name": project.field_name,
+                "options": [{"id": oid, "name": name} for name, oid in project.options.items()],
+            }
+        return {"id": project.id, "field": field_json}
+
+    def _gql_AgentosProject(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        for project in self.state.projects.values():
+            if project.owner == v["owner"] and project.number == v["number"]:
+                return {"data": {"repositoryOwner": {"projectV2": self._project_json(project, v["field"])}}}
+        return {
+            "data": {"repositoryOwner": {"projectV2": None}},
+            "errors": [
+                {
+                    "type": "NOT_FOUND",
+                    "path": ["repositoryOwner", "projectV2"],
+                    "message": f"Could not resolve to a ProjectV2 with the number {v['number']}.",
+                }
+            ],
+        }
+
+    def _gql_AgentosProjectById(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        project = self.state.projects.get(v["id"])
+        if project is None:
+            return {
+                "data": {"node": None},
+                "errors": [
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["node"],
+                        "message": f"Could not resolve to a node with the global id of '{v['id']}'",
+                    }
+                ],
+            }
+        return {"data": {"node": self._project_json(project, v["field"])}}
+
+    def _gql_AgentosBoardItems(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        project = self.state.projects[v["project"]]
+        start = int(v.get("cursor") or 0)
+        size = min(100, self.state.graphql_page_size)
+        nodes = []
+        for item in project.items[start : start + size]:
+            issue = self.state.repos[item.repo].issues[item.number]
+            value = None
+            if v["field"] == project.field_name and item.status is not None:
+                value = {"name": item.status, "updatedAt": item.updated_at, "creator": {"login": item.creator}}
+            content = (
+                {
+                    "number": issue.number,
+                    "state": issue.state.upper(),
+                    "lastEditedAt": issue.last_edited_at,
+                    "repository": {"nameWithOwner": item.repo},
+                }
+                if not issue.is_pr
+                else {}
+            )
+            nodes.append({"id": item.id, "fieldValueByName": value, "content": content})
+        end = start + len(nodes)
+        page_info = {"hasNextPage": end < len(project.items), "endCursor": str(end)}
+        return {"data": {"node": {"items": {"pageInfo": page_info, "nodes": nodes}}}}
+
+    def _gql_AgentosReadyEdits(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        repo = self.state.repos[f"{v['owner']}/{v['name']}"]
+        wanted = v.get("labels") or []
+        issues = [
+            i
+            for i in sorted(repo.issues.values(), key=lambda i: i.number)
+            if not i.is_pr and i.state == "open" and all(label in i.labels for label in wanted)
+        ]
+        start = int(v.get("cursor") or 0)
+        size = min(100, self.state.graphql_page_size)
+        chunk = issues[start : start + size]
+        nodes = [{"number": i.number, "lastEditedAt": i.last_edited_at} for i in chunk]
+        page_info = {"hasNextPage": start + len(chunk) < len(issues), "endCursor": str(start + len(chunk))}
+        return {"data": {"repository": {"issues": {"pageInfo": page_info, "nodes": nodes}}}}
+
+    def _gql_AgentosIssueItems(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        full = f"{v['owner']}/{v['name']}"
+        issue = self.state.repos[full].issues[v["number"]]
+        items = [
+            {"id": item.id, "project": {"id": p.id}}
+            for p in self.state.projects.values()
+            for item in p.items
+            if item.repo == full and item.number == issue.number
+        ]
+        return {"data": {"repository": {"issue": {"id": issue.node_id, "projectItems": {"nodes": items}}}}}
+
+    def _gql_AgentosAddItem(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        project = self.state.projects[v["project"]]
+        for repo in self.state.repos.values():
+            for issue in repo.issues.values():
+                if issue.node_id == v["content"]:
+                    item = self._card(project, repo.full_name, issue.number) or self.add_card(
+                        project, repo.full_name, issue.number
+                    )
+                    return {"data": {"addProjectV2ItemById": {"item": {"id": item.id}}}}
+        return {"data": None, "errors": [{"type": "NOT_FOUND", "message": "content not found"}]}
+
+    def _gql_AgentosSetStatus(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        project = self.state.projects[v["project"]]
+        item = next((i for i in project.items if i.id == v["item"]), None)
+        names = {oid: name for name, oid in project.options.items()}
+        if item is None or v["field"] != project.field_id or v["option"] not in names:
+            return {"data": None, "errors": [{"type": "UNPROCESSABLE", "message": "bad item, field or option"}]}
+        item.status, item.updated_at, item.creator = names[v["option"]], self.state.now(), login
+        return {"data": {"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item.id}}}}
+
+    # -- git smart HTTP -------------------------------------------------------------------------------
+
+    async def _h_git(self, request: web.Request) -> web.StreamResponse:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        login = None
+        if scheme.lower() == "basic":
+            _, _, password = base64.b64decode(encoded).decode(errors="replace").partition(":")
+            login = self.state.tokens.get(password) or (
+                APP_LOGIN if password in self.state.installation_tokens else None
+            )
+        if login is None:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="fake GitHub"'})
+        full = f"{request.match_info['owner']}/{request.match_info['gitdir'].removesuffix('.git')}"
+        if full not in self.state.repos:
+            return web.Response(status=404, text="Repository not found.")
+        body = await request.read()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.root),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_PROJECT_ROOT": str(self.git_root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{full}.git/{request.match_info['tail']}",
+            "REQUEST_METHOD": request.method,
+            "QUERY_STRING": request.query_string,
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": login,
+            "REMOTE_ADDR": "127.0.0.1",
+        }
+        if "Content-Encoding" in request.headers:
+            env["HTTP_CONTENT_ENCODING"] = request.headers["Content-Encoding"]
+        if "Git-Protocol" in request.headers:
+            env["GIT_PROTOCOL"] = request.headers["Git-Protocol"]
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            "http-backend",
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate(body)
+        sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
+        head, _, payload = out.partition(sep)
+        status, headers = 200, {}
+        for line in head.decode(errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif name and name.lower() != "content-length":
+                headers[name.strip()] = value.strip()
+        return web.Response(status=status, body=payload, headers=headers)
+
+
+@pytest_asyncio.fixture
+async def fake_github(tmp_path: Path) -> AsyncIterator[FakeGitHub]:
+    """A running :class:`FakeGitHub` on 127.0.0.1 with no repos yet; stopped after the test."""
+    fake = FakeGitHub(tmp_path / "fake-github")
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
