@@ -104,3 +104,17 @@ class Runtime:
                     listener(event)
                 except Exception:  # a listener must never break a state change
                     log.error("event_listener_failed", event_type=event.type, exc_info=True)
+
+
+class StateSeenStore:
+    """The notifier's memory of sent notifications, kept in the daemon state (journalled)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def has(self, key: str) -> bool:
+        return key in self.rt.state.notified
+
+    def add(self, key: str) -> None:
+        if self.rt.state.mark_notified(key):
+            self.rt.save_state()
