@@ -23,6 +23,7 @@ from ruamel.yaml.error import YAMLError
 
 from agentos.errors import AgentosError
 from agentos.fsutil import atomic_write_bytes
+from agentos.redact import get_default
 
 AgentKind = Literal["claude", "codex", "gemini", "command"]
 AutomationMode = Literal["full", "dispatcher_only"]
@@ -376,13 +377,18 @@ def set_value(path: Path, key: str, raw_value: str | Any) -> Config:
 
 
 def secret(name: str, *, env: str | None = None) -> str | None:
-    """A secret from ``$ENV`` or the credential file ``name`` in ``$CREDENTIALS_DIRECTORY``."""
+    """A secret from ``$ENV`` or the credential file ``name`` in ``$CREDENTIALS_DIRECTORY``.
+
+    Every secret read here is also given to the process-wide redactor, so it can never appear in a
+    log line, a comment or a chat message.
+    """
     env_name = env or name.upper()
-    if value := os.environ.get(env_name):
-        return value.strip()
+    value = (os.environ.get(env_name) or "").strip() or None
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds:
+    if value is None and creds:
         file = Path(creds) / name
         if file.is_file():
-            return file.read_text(encoding="utf-8").strip() or None
-    return None
+            value = file.read_text(encoding="utf-8").strip() or None
+    if value is not None:
+        get_default().add(value)
+    return value

@@ -170,3 +170,12 @@ class TestSetValue:
         with pytest.raises(ConfigError, match="max_parallel_workers"):
             set_value(path, "max_parallel_workers", "-1")
         assert path.read_text() == GOOD
+
+
+def test_secrets_read_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret read from the environment is redacted from every outbound text afterwards."""
+    from agentos.redact import redact
+
+    monkeypatch.setenv("SOME_API_TOKEN", "s3cr3t-value-123456")
+    assert secret("some_api_token") == "s3cr3t-value-123456"
+    assert "s3cr3t-value-123456" not in redact("leaked s3cr3t-value-123456 here")
