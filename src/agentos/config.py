@@ -144,7 +144,10 @@ class TelegramConfig(_Model):
 
 class GitHubConfig(_Model):
     api_url: str = "https://api.github.com"
+    git_url: str | None = None
     ready_label: str = "agentos:ready"
+    trusted_permission: Literal["read", "triage", "write", "maintain", "admin"] = "triage"
+    checks_grace_s: float = Field(default=120, ge=0)
     app_id: int | None = None
     installation_id: int | None = None
     poll_interval_s: float = Field(default=60, gt=0)

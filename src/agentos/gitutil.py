@@ -31,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 GIT_IDENTITY = ("-c", "user.name=agentos", "-c", "user.email=agentos@localhost")
 TAIL_BYTES = 16 * 1024
+REPO_VARS = frozenset(
+    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX"}
+)
 
 
 class WorkspaceError(AgentosError):
@@ -44,7 +47,7 @@ class GitError(WorkspaceError):
         self.command = args
         self.code = code
         self.err = err
-        tail = " ".join(err.strip().splitlines()[-3:])[-300:]
+        tail = " ".join([line.strip() for line in err.splitlines() if line.strip()][-3:])[-300:]
         super().__init__(f"git {' '.join(args)} failed ({code}): {tail or 'no output'}")
 
 
@@ -74,8 +77,11 @@ class CommandResult:
 
 
 def git_environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The daemon's environment plus ``env``, with prompts off and messages in the C locale."""
-    merged = dict(os.environ)
+    """The daemon's environment plus ``env``, with prompts off and messages in the C locale.
+
+    Variables that point git at another repository (``GIT_DIR``…) are not inherited: ``cwd`` decides.
+    """
+    merged = {k: v for k, v in os.environ.items() if k not in REPO_VARS}
     merged.update({"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no", "LC_ALL": "C"})
     if env:
         merged.update(env)

@@ -7,7 +7,8 @@ events and the changed tasks that a graph rule produced, so a crash after it ret
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
     from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.runtime")
+
+
+async def _remote_credentials(
+    creds: Callable[[str], Awaitable[tuple[str, dict[str, str]]]], repo: RepoConfig
+) -> tuple[str, dict[str, str]]:
+    """A forge's fresh git credentials for ``repo``; an explicit ``remote`` in the config wins."""
+    url, env = await creds(repo.name)
+    return repo.remote or url, env
 
 
 def utcnow() -> datetime:
@@ -70,7 +79,9 @@ class Runtime:
         ws = self.workspaces.get(repo.name)
         if ws is None or ws.repo != repo:
             url, env = self.remote_for(repo)
-            ws = Workspace(self.state_dir, repo, remote_url=url, git_env=env)
+            creds = getattr(self.forge, "git_credentials", None)
+            refresh = None if creds is None else functools.partial(_remote_credentials, creds, repo)
+            ws = Workspace(self.state_dir, repo, remote_url=url, git_env=env, credentials=refresh)
             self.workspaces[repo.name] = ws
         return ws
 

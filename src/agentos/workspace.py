@@ -21,10 +21,11 @@ import asyncio
 import os
 import re
 import shutil
+import time
 import unicodedata
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,10 @@ READY_MARK = "agentos-ready"
 LEASE_MARK = "agentos-lease"
 SCRUB_KEEP = ("PATH", "HOME", "LANG")
 SLUG_MAX = 40
+CREDENTIALS_TTL_S = 300.0  # a GitHub App token lives an hour; ask the forge again every 5 minutes
+
+# Returns the remote URL and the git environment that authenticates to it (never written to disk).
+Credentials = Callable[[], Awaitable[tuple[str, dict[str, str]]]]
 
 
 class PushRejected(WorkspaceError):
@@ -212,11 +217,14 @@ class Workspace:
         *,
         remote_url: str,
         git_env: Mapping[str, str] | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.repo = repo
         self.remote_url = remote_url
         self.git_env = dict(git_env or {})
+        self.credentials = credentials
+        self._credentials_at = -CREDENTIALS_TTL_S
         self.clone_path = self.root / "clones" / repo.name
         self.worktrees_dir = self.root / "worktrees" / repo.name
         self._clone_ok = False
@@ -246,6 +254,10 @@ class Workspace:
         env: Mapping[str, str] | None = None,
     ) -> GitResult:
         """Run git in the clone (or ``cwd``) with this workspace's git environment."""
+        if self.credentials is not None and time.monotonic() - self._credentials_at > CREDENTIALS_TTL_S:
+            self.remote_url, fresh = await self.credentials()
+            self.git_env = dict(fresh)
+            self._credentials_at = time.monotonic()
         merged = {**self.git_env, **(env or {})}
         return await git(*args, cwd=cwd or self.clone_path, env=merged, check=check, timeout=timeout)
 
@@ -275,8 +287,8 @@ class Workspace:
         if self._clone_ok and (self.clone_path / "HEAD").is_file():
             return
         if self.clone_path.exists():
-            res = await self.git("rev-parse", "--is-bare-repository", check=False)
-            if res.ok and res.out.strip() == "true":
+            res = await self.git("rev-parse", "--is-bare-repository", "--git-dir", check=False)
+            if res.ok and res.out.split() == ["true", "."]:
                 url = await self.git("config", "--get", "remote.origin.url", check=False)
                 if not url.ok:
                     await self.git("remote", "add", "origin", self.remote_url)
@@ -472,7 +484,7 @@ class Workspace:
             tmp_out.unlink(missing_ok=True)
         if not data:
             return False
-        await asyncio.to_thread(atomic_write_bytes, path, data, mode=0o644)
+        await asyncio.to_thread(atomic_write_bytes, path, data)
         log.info("patch_saved", repo=self.repo.name, worktree=str(worktree), path=str(path), bytes=len(data))
         return True
 
@@ -580,6 +592,12 @@ class Workspace:
         removed: list[Path] = []
         async with self.lock:
             if not self.clone_path.exists():
+                # no clone: whatever is here is orphaned; a kept branch's directory is rebuilt by prepare
+                if self.worktrees_dir.is_dir():
+                    for path in sorted(self.worktrees_dir.iterdir()):
+                        if path not in {self.worktree_for(b) for b in keep}:
+                            await asyncio.to_thread(_rmtree, path)
+                            removed.append(path)
                 return removed
             await self._ensure_clone()
             await self.git("worktree", "prune")

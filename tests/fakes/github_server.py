@@ -66,6 +66,7 @@ RATE_LIMIT = 5000
 CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)\b")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FaultKind = Literal["status", "secondary", "exhaust", "drop", "stall_after"]
+LOGIN = web.RequestKey("login", str)
 
 
 @dataclass
@@ -153,6 +154,7 @@ class FakeRepo:
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     job_logs: dict[int, str] = field(default_factory=dict)
+    workflow_runs: dict[str, int] = field(default_factory=dict)  # head sha → the one workflow run id
     next_number: int = 1
 
     @property
@@ -201,6 +203,7 @@ class FakeState:
     installation_id: int | None = None
     installation_token_ttl: float = 3600.0
     graphql_page_size: int = 100
+    checks_forbidden: bool = False  # as for a fine-grained PAT: check-runs answers 403
     _tick: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
 
@@ -290,16 +293,16 @@ class FakeGitHub:
         r.add_get(repo + "/commits/{sha}/status", self._h_combined_status)
         r.add_post(repo + "/statuses/{sha}", self._h_create_status)
         r.add_get(repo + "/actions/jobs/{id:\\d+}/logs", self._h_job_logs)
+        r.add_get(repo + "/actions/runs", self._h_workflow_runs)
+        r.add_get(repo + "/actions/runs/{run:\\d+}/jobs", self._h_workflow_jobs)
         r.add_get("/_blob/job-logs/{owner}/{repo}/{id:\\d+}", self._h_blob_logs)
         r.add_route("*", "/{owner}/{gitdir:[^/]+\\.git}/{tail:.*}", self._h_git)
         self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
 
     async def stop(self) -> None:
         self._release.set()
@@ -614,9 +617,10 @@ class FakeGitHub:
         resource = "graphql" if path == "/graphql" else "core"
         fault = self.state.take_fault(request.method, path)
         if fault is not None and fault.kind != "stall_after":
-            response = self._faulty(request, fault, resource)
-            record.status = response.status if fault.kind != "drop" else 0
-            return response
+            faulty = self._faulty(request, fault, resource)
+            record.status = faulty.status if fault.kind != "drop" else 0
+            return faulty
+        response: web.StreamResponse
         if path.startswith("/app/"):
             response = await handler(request)
         else:
@@ -624,7 +628,7 @@ class FakeGitHub:
             if login is None:
                 record.status = 401
                 return _error(401, "Bad credentials")
-            request["login"] = login
+            request[LOGIN] = login
             record.login = login
             try:
                 response = await handler(request)
@@ -802,7 +806,7 @@ class FakeGitHub:
 
     async def _h_repo(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
-        role = repo.permissions.get(request["login"], "read")
+        role = repo.permissions.get(request[LOGIN], "read")
         return web.json_response(
             {
                 "id": repo.id,
@@ -834,9 +838,9 @@ class FakeGitHub:
             return _error(
                 422, "Validation Failed", errors=[{"resource": "Issue", "field": "title", "code": "missing_field"}]
             )
-        issue = self._new_issue(repo, str(data["title"]), str(data.get("body") or ""), request["login"], [])
+        issue = self._new_issue(repo, str(data["title"]), str(data.get("body") or ""), request[LOGIN], [])
         for label in data.get("labels") or []:
-            self._add_label(repo, issue, str(label), request["login"])
+            self._add_label(repo, issue, str(label), request[LOGIN])
         return web.json_response(self._issue_json(repo, issue), status=201)
 
     async def _h_get_issue(self, request: web.Request) -> web.Response:
@@ -848,16 +852,16 @@ class FakeGitHub:
         issue = self._issue(repo, request)
         data = await self._json(request)
         if "title" in data and data["title"] != issue.title:
-            self._event(issue, "renamed", request["login"], rename={"from": issue.title, "to": data["title"]})
+            self._event(issue, "renamed", request[LOGIN], rename={"from": issue.title, "to": data["title"]})
             issue.title = str(data["title"])
         if "body" in data and (data["body"] or "") != issue.body:
             issue.body = str(data["body"] or "")
             issue.last_edited_at = issue.updated_at = self.state.now()
         if data.get("state") == "closed":
-            self._close(issue, request["login"], str(data.get("state_reason") or "completed"))
+            self._close(issue, request[LOGIN], str(data.get("state_reason") or "completed"))
         elif data.get("state") == "open" and issue.state == "closed":
             issue.state, issue.state_reason, issue.closed_at = "open", "reopened", None
-            self._event(issue, "reopened", request["login"])
+            self._event(issue, "reopened", request[LOGIN])
         return web.json_response(self._issue_json(repo, issue))
 
     async def _h_list_comments(self, request: web.Request) -> web.Response:
@@ -882,7 +886,7 @@ class FakeGitHub:
         issue = self._issue(repo, request)
         data = await self._json(request)
         now = self.state.now()
-        comment = FakeComment(self.state.new_id(), request["login"], str(data.get("body") or ""), now, now)
+        comment = FakeComment(self.state.new_id(), request[LOGIN], str(data.get("body") or ""), now, now)
         issue.comments.append(comment)
         issue.updated_at = now
         return web.json_response(self._comment_json(repo, issue, comment), status=201)
@@ -896,13 +900,13 @@ class FakeGitHub:
         issue = self._issue(repo, request)
         data = await self._json(request)
         for label in data.get("labels") or []:
-            self._add_label(repo, issue, str(label), request["login"])
+            self._add_label(repo, issue, str(label), request[LOGIN])
         return web.json_response([{"name": n, "color": repo.labels[n], "default": False} for n in issue.labels])
 
     async def _h_remove_label(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
         issue = self._issue(repo, request)
-        if not self._remove_label(issue, request.match_info["name"], request["login"]):
+        if not self._remove_label(issue, request.match_info["name"], request[LOGIN]):
             return _error(404, "Label does not exist")
         return web.json_response([{"name": n, "color": repo.labels[n], "default": False} for n in issue.labels])
 
@@ -965,7 +969,7 @@ class FakeGitHub:
                 ],
             )
         issue = self._new_issue(
-            repo, str(data.get("title") or head), str(data.get("body") or ""), request["login"], [], is_pr=True
+            repo, str(data.get("title") or head), str(data.get("body") or ""), request[LOGIN], [], is_pr=True
         )
         pull = FakePull(issue.number, issue.node_id, head, base, head_sha)
         repo.pulls[issue.number] = pull
@@ -986,7 +990,7 @@ class FakeGitHub:
             issue.body = str(data["body"] or "")
         if data.get("state") == "closed" and issue.state == "open":
             pull.head_sha = await self._rev(repo, pull.head) or pull.head_sha
-            self._close(issue, request["login"], "completed")
+            self._close(issue, request[LOGIN], "completed")
         return web.json_response(await self._pull_json(repo, pull))
 
     async def _h_merge(self, request: web.Request) -> web.Response:
@@ -1013,14 +1017,14 @@ class FakeGitHub:
         commit = await self._git(repo.path, *args)
         await self._git(repo.path, "update-ref", f"refs/heads/{pull.base}", commit, base_sha)
         pull.head_sha, pull.merged_at, pull.merge_commit_sha = head_sha, self.state.now(), commit
-        pull.merged_by = request["login"]
-        self._event(issue, "merged", request["login"], commit_id=commit)
-        self._close(issue, request["login"])
+        pull.merged_by = request[LOGIN]
+        self._event(issue, "merged", request[LOGIN], commit_id=commit)
+        self._close(issue, request[LOGIN])
         if pull.base == repo.default_branch:
             for ref in CLOSING.findall(issue.body):
                 target = repo.issues.get(int(ref))
                 if target is not None and not target.is_pr:
-                    self._close(target, request["login"])
+                    self._close(target, request[LOGIN])
         return web.json_response({"sha": commit, "merged": True, "message": "Pull Request successfully merged"})
 
     async def _h_delete_ref(self, request: web.Request) -> web.Response:
@@ -1033,6 +1037,10 @@ class FakeGitHub:
 
     async def _h_check_runs(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
+        if self.state.checks_forbidden:
+            response = _error(403, "Resource not accessible by personal access token")
+            response.headers["x-accepted-github-permissions"] = "checks=read"
+            return response
         return self._page(request, list(repo.check_runs.get(request.match_info["sha"], [])), key="check_runs")
 
     async def _h_combined_status(self, request: web.Request) -> web.Response:
@@ -1078,6 +1086,31 @@ class FakeGitHub:
             return _error(404, "Not Found")
         raise web.HTTPFound(f"{self.url}/_blob/job-logs/{repo.full_name}/{job}?sig=fake")
 
+    async def _h_workflow_runs(self, request: web.Request) -> web.Response:
+        """One workflow run per head sha that has github-actions check runs (its jobs are those runs)."""
+        repo = self._repo(request)
+        sha = request.query.get("head_sha")
+        runs = []
+        for head, checks in repo.check_runs.items():
+            if (sha is None or head == sha) and any(c["app"]["slug"] == "github-actions" for c in checks):
+                run_id = repo.workflow_runs.setdefault(head, self.state.new_id())
+                runs.append({"id": run_id, "name": "CI", "head_sha": head, "status": "completed", "run_attempt": 1})
+        return self._page(request, runs, key="workflow_runs")
+
+    async def _h_workflow_jobs(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        run_id = int(request.match_info["run"])
+        head = next((h for h, r in repo.workflow_runs.items() if r == run_id), None)
+        if head is None:
+            return _error(404, "Not Found")
+        keys = ("id", "name", "status", "conclusion", "started_at", "completed_at")
+        jobs = [
+            {**{k: c[k] for k in keys}, "run_id": run_id, "head_sha": head, "steps": []}
+            for c in repo.check_runs[head]
+            if c["app"]["slug"] == "github-actions"
+        ]
+        return self._page(request, jobs, key="jobs")
+
     async def _h_blob_logs(self, request: web.Request) -> web.Response:
         repo = self.state.repos[f"{request.match_info['owner']}/{request.match_info['repo']}"]
         return web.Response(text=repo.job_logs[int(request.match_info["id"])], content_type="text/plain")
@@ -1093,7 +1126,7 @@ class FakeGitHub:
         if op is None:
             name = match.group(1) if match else "anonymous"
             return web.json_response({"errors": [{"message": f"fake GitHub does not serve operation {name}"}]})
-        result: dict[str, Any] = op(request["login"], variables)
+        result: dict[str, Any] = op(request[LOGIN], variables)
         return web.json_response(result)
 
     def _project_json(self, project: FakeProject, field_name: str) -> dict[str, Any]:

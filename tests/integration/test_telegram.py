@@ -12,7 +12,6 @@ from aiogram.utils.backoff import BackoffConfig
 from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
-from tests.fakes.telegram_server import FakeTelegram, FastAiohttpSession, fake_telegram  # noqa: F401
 
 from agentos.control.notify import TELEGRAM_TEXT_LIMIT, MemorySeenStore, Notifier, action_button, text_units
 from agentos.control.telegram import (
@@ -26,6 +25,7 @@ from agentos.control.telegram import (
     parse_command,
 )
 from agentos.errors import ControlError
+from tests.fakes.telegram_server import FakeTelegram, FastAiohttpSession, fake_telegram  # noqa: F401
 
 ALLOWED = 1001
 STRANGER = 666

@@ -94,6 +94,11 @@ __all__ = [
 Permission = Literal["none", "read", "triage", "write", "maintain", "admin"]
 PERMISSION_RANK: dict[str, int] = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
 Verdict = Literal["ready", "no_ready_event", "untrusted", "edited_after_ready"]
+_VERDICT_EVENTS: dict[str, str] = {
+    "no_ready_event": "issue_no_ready_event",
+    "untrusted": "issue_untrusted",
+    "edited_after_ready": "issue_edited_after_ready",
+}
 
 GIT_TOKEN_ENV = "AGENTOS_GIT_TOKEN"
 GIT_CREDENTIAL_HELPER = (
@@ -473,6 +478,7 @@ class GitHubForge:
         self._verdicts: dict[tuple[str, int], tuple[object, Verdict]] = {}
         self._meta: dict[str, _ProjectMeta] = {}
         self._items: dict[tuple[str, int], str] = {}
+        self._checks_forbidden: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<GitHubForge boards={len(self._projects)} verdicts={len(self._verdicts)} {self._client!r}>"
@@ -624,10 +630,10 @@ class GitHubForge:
         """
         pr = await self._raw_pull(repo, number)
         sha = pr.head.sha
-        raw_runs = await self._client.paginate(f"/repos/{repo}/commits/{sha}/check-runs", items_key="check_runs")
+        check_runs = await self._check_runs(repo, sha)
         combined = _CombinedStatus.model_validate(await self._client.get(f"/repos/{repo}/commits/{sha}/status"))
         runs: list[CheckRun] = []
-        for run in (_RestCheckRun.model_validate(x) for x in raw_runs):
+        for run in check_runs:
             state = check_run_state(run.status, run.conclusion)
             summary = ": ".join(s for s in (run.output.title, run.output.summary) if s)
             log_tail = await self._log_tail(repo, run) if state == "failure" else ""
@@ -720,7 +726,8 @@ class GitHubForge:
             except OutcomeUnknown as exc:
                 _log.warning("github_create_outcome_unknown", what=what, repo=repo, attempt=attempt, error=exc.message)
                 last = exc
-                await self._client.sleep(backoff_delay(attempt, 0.5))
+                if attempt < CREATE_ATTEMPTS:
+                    await self._client.sleep(backoff_delay(attempt, 0.5))
         assert last is not None
         raise last
 
@@ -753,6 +760,35 @@ class GitHubForge:
                 raise
             return
         _log.info("branch_deleted", repo=repo, branch=branch)
+
+    async def _check_runs(self, repo: str, sha: str) -> list[_RestCheckRun]:
+        """The latest check runs on ``sha``; from the Actions jobs when the token may not read checks.
+
+        Fine-grained PATs cannot be granted the Checks permission (the endpoint answers 403), but an
+        Actions job *is* a check run (same id and name) and Actions: read is grantable. Only Actions
+        checks are seen that way; other apps' checks must then report commit statuses.
+        """
+        if repo not in self._checks_forbidden:
+            try:
+                raw = await self._client.paginate(f"/repos/{repo}/commits/{sha}/check-runs", items_key="check_runs")
+                return [_RestCheckRun.model_validate(x) for x in raw]
+            except GitHubError as exc:
+                if exc.status != 403:
+                    raise
+                self._checks_forbidden.add(repo)
+                _log.warning("check_runs_forbidden", repo=repo, fallback="actions_jobs", error=exc.message)
+        params: dict[str, str | int] = {"head_sha": sha}
+        workflow_runs = await self._client.paginate(
+            f"/repos/{repo}/actions/runs", params=params, items_key="workflow_runs"
+        )
+        latest: dict[str, _RestCheckRun] = {}
+        run_ids = {_dig(r, "id") for r in workflow_runs}
+        for run_id in sorted(i for i in run_ids if isinstance(i, int)):
+            path = f"/repos/{repo}/actions/runs/{run_id}/jobs"
+            for job in await self._client.paginate(path, params={"filter": "latest"}, items_key="jobs"):
+                parsed = _RestCheckRun.model_validate(job).model_copy(update={"app": _App(slug="github-actions")})
+                latest[parsed.name] = parsed  # a later workflow run of the same job wins
+        return list(latest.values())
 
     async def _log_tail(self, repo: str, run: _RestCheckRun) -> str:
         if self._fetch_action_logs and run.app is not None and run.app.slug == "github-actions":
@@ -792,7 +828,7 @@ class GitHubForge:
             trusted_actors=self._trusted_actors,
         )
         if verdict != "ready":
-            _log.info(f"issue_{verdict}", repo=repo, issue=number, actor=actor, role=role)
+            _log.info(_VERDICT_EVENTS[verdict], repo=repo, issue=number, actor=actor, role=role)
         return verdict
 
     async def _label_ready(self, repo: str) -> list[Issue]:

@@ -137,6 +137,7 @@ def render_issue_file(issue: Issue, comments: Iterable[Comment]) -> str:
     }
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep number, title first
     yaml.width = 4096
     yaml.allow_unicode = True
     buf = io.StringIO()
@@ -297,6 +298,14 @@ class LocalForge:
             return []
         return sorted(int(p.stem) for p in folder.iterdir() if p.stem.isdigit() and p.suffix in (".md", ".json"))
 
+    def _is_issue(self, repo: str, number: int) -> bool:
+        """True for an issue, False for a pull request; NotFound for neither."""
+        if self._issue_path(repo, number).is_file():
+            return True
+        if self._pull_path(repo, number).is_file():
+            return False
+        raise NotFound(f"{repo}: no issue or pull request #{number}")
+
     def _read_issue(self, repo: str, number: int) -> tuple[Issue, list[Comment]]:
         path = self._issue_path(repo, number)
         try:
@@ -306,7 +315,7 @@ class LocalForge:
         return parse_issue_file(text, repo, path)
 
     def _write_issue(self, issue: Issue, comments: list[Comment]) -> None:
-        atomic_write_text(self._issue_path(issue.repo, issue.number), render_issue_file(issue, comments), mode=0o644)
+        atomic_write_text(self._issue_path(issue.repo, issue.number), render_issue_file(issue, comments))
 
     def _read_pull(self, repo: str, number: int) -> _PullRecord:
         path = self._pull_path(repo, number)
@@ -321,7 +330,7 @@ class LocalForge:
 
     def _write_pull(self, repo: str, record: _PullRecord) -> None:
         text = record.model_dump_json(by_alias=True, indent=2) + "\n"
-        atomic_write_text(self._pull_path(repo, record.number), text, mode=0o644)
+        atomic_write_text(self._pull_path(repo, record.number), text)
 
     def _allocate(self, repo: str, what: Literal["number", "comment"]) -> int:
         """The next issue/PR number or comment id; call with the repo's file lock held."""
@@ -335,7 +344,7 @@ class LocalForge:
         floor = max([0, *self._numbers(repo, "issues"), *self._numbers(repo, "pulls")])
         counter["number"] = max(int(counter.get("number", 0)), floor)
         counter[what] = int(counter.get(what, 0)) + 1
-        atomic_write_text(path, json.dumps(counter, indent=2) + "\n", mode=0o644)
+        atomic_write_text(path, json.dumps(counter, indent=2) + "\n")
         return int(counter[what])
 
     def _max_comment_id(self, repo: str) -> int:
@@ -345,7 +354,7 @@ class LocalForge:
 
     def _flocked(self, repo: str, fn: Callable[[], T]) -> T:
         folder = self._dir(repo)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(folder / ".lock", "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -388,7 +397,8 @@ class LocalForge:
 
     async def set_ready(self, repo: str, number: int) -> Issue:
         """Label the issue ``agentos:ready`` (and no longer blocked): the dispatcher will pick it up."""
-        return await self._relabel(repo, number, add=[READY_LABEL], remove=[BLOCKED_LABEL])
+        await self._relabel(repo, number, add=[READY_LABEL], remove=[BLOCKED_LABEL])
+        return await self.get_issue(repo, number)
 
     async def ready_issues(self, repo: str) -> list[Issue]:
         issues = [i for i in await self.list_issues(repo) if READY_LABEL in i.labels]
@@ -422,7 +432,7 @@ class LocalForge:
         full = body if tag in body else f"{body.rstrip()}\n\n{tag}".lstrip("\n")
 
         def op() -> Comment:
-            if self._issue_path(repo, number).is_file():
+            if self._is_issue(repo, number):
                 issue, comments = self._read_issue(repo, number)
                 found = next((c for c in comments if tag in c.body), None)
                 if found is not None:
@@ -444,7 +454,7 @@ class LocalForge:
 
     async def comments(self, repo: str, number: int) -> list[Comment]:
         def read() -> list[Comment]:
-            if self._issue_path(repo, number).is_file():
+            if self._is_issue(repo, number):
                 return self._read_issue(repo, number)[1]
             return self._read_pull(repo, number).comments
 
@@ -470,33 +480,26 @@ class LocalForge:
         }[status]
         await self._relabel(repo, issue, add=add, remove=remove)
 
-    async def _relabel(self, repo: str, number: int, *, add: list[str], remove: list[str]) -> Issue:
+    async def _relabel(self, repo: str, number: int, *, add: list[str], remove: list[str]) -> list[str]:
+        """Add and remove labels of an issue or PR in one change; the labels it ends with."""
+
         def change(labels: list[str]) -> list[str]:
             kept = [label for label in labels if label not in remove]
             return kept + [label for label in dict.fromkeys(add) if label not in kept]
 
-        def op() -> Issue:
-            if not self._issue_path(repo, number).is_file() and self._pull_path(repo, number).is_file():
+        def op() -> list[str]:
+            if not self._is_issue(repo, number):
                 record = self._read_pull(repo, number)
                 labels = change(record.labels)
                 if labels != record.labels:
                     record.labels, record.updated = labels, self.clock()
                     self._write_pull(repo, record)
-                return Issue(
-                    repo=repo,
-                    number=number,
-                    title=record.title,
-                    labels=labels,
-                    created_at=record.created,
-                    updated_at=record.updated,
-                )
+                return labels
             issue, comments = self._read_issue(repo, number)
             labels = change(issue.labels)
-            if labels == issue.labels:
-                return issue
-            issue = issue.model_copy(update={"labels": labels, "updated_at": self.clock()})
-            self._write_issue(issue, comments)
-            return issue
+            if labels != issue.labels:
+                self._write_issue(issue.model_copy(update={"labels": labels, "updated_at": self.clock()}), comments)
+            return labels
 
         return await self._mutate(repo, op)
 

@@ -1,0 +1,60 @@
+"""Build the forge a config names, and say how each repository's git remote is reached."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from agentos.config import Config, ConfigError, RepoConfig, secret
+from agentos.forge.base import Forge
+
+RemoteFor = Callable[[RepoConfig], tuple[str, dict[str, str]]]
+
+
+def build_forge(config: Config) -> tuple[Forge, RemoteFor]:
+    """The forge and a function giving each repo's remote URL and git environment.
+
+    For GitHub the environment is filled (and refreshed) by ``GitHubForge.git_credentials`` through
+    the workspace, so a token never sits in a URL, in argv or on disk.
+    """
+    if config.forge == "github":
+        return _github(config)
+    from agentos.forge.local import LocalForge
+
+    def remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
+        return str(Path(repo.remote or repo.path or "").expanduser().resolve()), {}
+
+    return LocalForge(config.state_path, {r.name: r for r in config.repos}), remote
+
+
+def _github(config: Config) -> tuple[Forge, RemoteFor]:
+    from agentos.forge.github import AppAuth, GitHubClient, GitHubForge, ProjectConfig, TokenAuth
+
+    gh = config.github
+    if gh is None:
+        raise ConfigError(["forge: github needs a github: section (see config/agentos.example.yaml)"])
+    auth: TokenAuth | AppAuth
+    if gh.app_id is not None:
+        key = secret("github_app_key")
+        if key is None or gh.installation_id is None:
+            raise ConfigError(["github.app_id is set: give github.installation_id and the GITHUB_APP_KEY secret"])
+        auth = AppAuth(gh.app_id, key, gh.installation_id)
+    else:
+        token = secret("github_token")
+        if token is None:
+            raise ConfigError(["forge: github needs GITHUB_TOKEN (environment) or the github_token credential"])
+        auth = TokenAuth(token)
+    projects = {r.name: ProjectConfig.model_validate(r.project) for r in config.repos if r.project}
+    forge = GitHubForge(
+        GitHubClient(gh.api_url, auth=auth),
+        ready_label=gh.ready_label,
+        projects=projects,
+        trusted_permission=gh.trusted_permission,
+        git_base_url=gh.git_url,
+        checks_grace=gh.checks_grace_s,
+    )
+
+    def remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
+        return repo.remote or f"{forge.git_base_url}/{repo.name}.git", {}
+
+    return forge, remote
