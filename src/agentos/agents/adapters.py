@@ -14,6 +14,8 @@ command    the configured ``argv`` with ``{prompt_file}``, ``{worktree}``, ``{ta
 
 Claude Code refuses ``--dangerously-skip-permissions`` as root unless ``IS_SANDBOX=1`` says it runs in a
 sandbox; agentos runs agents in disposable worktrees, so as root it sets ``IS_SANDBOX=1`` for claude only.
+Gemini CLI refuses to run headless in a folder it does not trust (every new worktree), so gemini gets
+``GEMINI_CLI_TRUST_WORKSPACE=true``.
 
 :func:`parse_output` reads what the CLI printed (stdout and stderr, in any mix) into an :class:`AgentReport`:
 tokens, cost, turns, the final message, and a failure code when the run failed for a reason agentos handles
@@ -136,6 +138,8 @@ def build_invocation(
     argv = [binary, *_cli_flags(cfg.kind, cfg.model, list(cfg.extra_args))]
     if cfg.kind == "claude" and (os.geteuid() if euid is None else euid) == 0:
         env.setdefault("IS_SANDBOX", "1")  # Claude Code refuses --dangerously-skip-permissions as root without it
+    if cfg.kind == "gemini":
+        env.setdefault("GEMINI_CLI_TRUST_WORKSPACE", "true")  # headless runs refuse an untrusted (new) folder
     if cfg.prompt_via == "file":  # the built-in CLIs read stdin; point them at the file instead
         return Invocation(argv, env, f"Your task is in the file {prompt_file}. Read it and do it.\n".encode())
     return Invocation(argv, env, prompt.encode("utf-8"))
@@ -334,6 +338,7 @@ class _Parsed:
 
 
 _DECODER = json.JSONDecoder()
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def split_json(text: str) -> tuple[list[dict[str, object]], list[str]]:
@@ -355,8 +360,8 @@ def split_json(text: str) -> tuple[list[dict[str, object]], list[str]]:
                 objects.append(obj)
                 pos = stop
                 continue
-        if line.strip():
-            noise.append(line.strip())
+        if clean := _ANSI.sub("", line).strip():
+            noise.append(clean)
         pos = eol + 1
     return objects, noise
 

@@ -379,7 +379,8 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
             return RunOutcome(None, None, loop.time() - started, message, 0, False, True, False)
 
         pgid = proc.pid  # start_new_session: the child leads its own group
-        log.info("agent_spawned", pid=proc.pid, argv0=spec.argv[0], cwd=str(spec.cwd), log=str(spec.log_path))
+        start_time = proc_start_time(proc.pid) or 0  # first thing: a fast child may be reaped soon after
+        log.info("agent_process_started", pid=proc.pid, argv0=spec.argv[0], cwd=str(spec.cwd), log=str(spec.log_path))
         assert proc.stdout is not None
         pump = asyncio.create_task(_pump(proc.stdout, sink))
         feeder = asyncio.create_task(_feed(proc.stdin, spec.stdin)) if proc.stdin and spec.stdin is not None else None
@@ -387,7 +388,7 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
         escalated = False
         try:
             if on_start is not None:
-                on_start(proc.pid, proc_start_time(proc.pid) or 0)
+                on_start(proc.pid, start_time)
             timed_out = await _watch(proc, sink, spec, started)
             if timed_out is None:
                 await _sweep_leftovers(proc, pgid)
@@ -405,11 +406,13 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
             await asyncio.shield(_terminate_group(proc, pgid, spec.kill_grace_s))
             raise
         finally:
-            await _finish_io(pump, feeder)
-            if timed_out is not None:
-                limit = spec.idle_timeout_s if timed_out == "idle" else spec.max_runtime_s
-                sink.note(f"\n[agentos: {timed_out} limit of {limit:g}s reached; process group killed]\n")
-            sink.close()
+            try:
+                await _finish_io(pump, feeder)
+            finally:
+                if timed_out is not None:
+                    limit = spec.idle_timeout_s if timed_out == "idle" else spec.max_runtime_s
+                    sink.note(f"\n[agentos: {timed_out} limit of {limit:g}s reached; process group killed]\n")
+                sink.close()
         return RunOutcome(
             exit_code=proc.returncode,
             timed_out=timed_out,

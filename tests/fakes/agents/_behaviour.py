@@ -11,8 +11,10 @@ prompt, and calls :func:`main` with what its permission flags allow. The behavio
     ``hang``: print nothing and sleep forever; ``FAKE_AGENT_FORK=1`` also forks a child that ignores
     SIGTERM; ``FAKE_AGENT_IGNORE_TERM=1`` makes the agent itself ignore SIGTERM.
     ``busy``: print a line every 50 ms forever (never idle, only the wall-clock limit stops it).
+    ``slow``: work silently for ``$FAKE_AGENT_SLOW_S`` seconds (default 2), then complete.
     ``crash``: a stack trace on stderr, exit 1. ``quota`` / ``auth``: the CLI's real usage-limit or
     login error, non-zero exit. ``chatty``: print ``$FAKE_AGENT_MB`` MB (default 3) first, then complete.
+    ``slow``: print a progress line every 0.1 s for ``$FAKE_AGENT_SLOW_S`` seconds (default 3), then complete.
 ``FAKE_AGENT_PROMPT_LOG``
     append the prompt received, followed by :data:`PROMPT_SEPARATOR`.
 ``FAKE_AGENT_ENV_LOG``
@@ -64,8 +66,15 @@ NEXT_STEP: name the file in the issue
 """
 GARBAGE = "I did some stuff!!\n<<<<<<< not a result file\nSTATUS maybe\n\x00\x01 binary junk\n"
 
-EDIT_MODES = {"complete", "partial", "noresult", "garbage", "chatty"}
-RESULTS = {"complete": COMPLETE, "chatty": COMPLETE, "partial": PARTIAL, "blocked": BLOCKED, "garbage": GARBAGE}
+EDIT_MODES = {"complete", "partial", "noresult", "garbage", "chatty", "slow"}
+RESULTS = {
+    "complete": COMPLETE,
+    "chatty": COMPLETE,
+    "slow": COMPLETE,
+    "partial": PARTIAL,
+    "blocked": BLOCKED,
+    "garbage": GARBAGE,
+}
 
 
 class CliParser(argparse.ArgumentParser):
@@ -169,6 +178,8 @@ def main(
         _hang()
     if mode == "busy":
         _busy()
+    if mode == "slow":
+        _slow()
     if mode == "crash":
         die(crash_text)
     if mode in ("quota", "auth"):
@@ -177,6 +188,8 @@ def main(
         die(f"fake agent: unknown FAKE_AGENT_MODE={mode!r}", 2)
     if mode == "chatty":
         _chatter()
+    if mode == "slow":
+        time.sleep(float(os.environ.get("FAKE_AGENT_SLOW_S", "2")))
     if not can_edit:
         success("I need permission to edit files in this directory, and it was denied.", False)
         return 0
@@ -196,3 +209,19 @@ def session_id() -> str:
 def reset_epoch(hours: float = 2.0) -> int:
     """An hour boundary ``hours`` from now, as Claude states its usage-limit reset."""
     return (int(time.time() + hours * 3600) // 3600) * 3600
+
+
+# ---- appended modes -------------------------------------------------------------------------------
+
+EDIT_MODES.add("slow")
+RESULTS["slow"] = COMPLETE
+
+
+def _slow() -> None:
+    """Work for a while, visibly (never idle), then go on as ``complete``."""
+    deadline = time.monotonic() + float(os.environ.get("FAKE_AGENT_SLOW_S", "3"))
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        print(f"thinking… step {n}", flush=True)
+        time.sleep(0.1)
