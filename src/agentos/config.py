@@ -153,6 +153,34 @@ class GitHubConfig(_Model):
     poll_interval_s: float = Field(default=60, gt=0)
 
 
+class LoopsConfig(_Model):
+    """The improvement loops (docs/loops.md): thresholds, cadences, and what they may do on their own."""
+
+    incident_threshold: int = Field(default=3, ge=1)
+    incident_window_hours: float = Field(default=24, gt=0)
+    fix_label: str = "autonomous-fix"
+    analysis_days: int = Field(default=7, ge=1)
+    report_repo: str | None = None
+    min_attempts: int = Field(default=3, ge=1)
+    peer_gap: float = Field(default=0.3, ge=0, le=1)
+    max_fix_issues: int = Field(default=3, ge=0)
+    tune_margin: float = Field(default=0.1, ge=0)
+    groom_cadence_days: int = Field(default=7, ge=1)
+    stale_days: int = Field(default=30, ge=1)
+    close_stale_days: int | None = Field(default=None, ge=1)
+    duplicate_ratio: float = Field(default=0.9, gt=0, le=1)
+    reready_codes: list[str] = Field(default_factory=lambda: ["quota_limited"])
+    reready_after_hours: float = Field(default=24, ge=0)
+    max_rereadies: int = Field(default=2, ge=0)
+    target_backlog_depth: int | None = Field(default=None, ge=0)
+    objectives_file: str = "OBJECTIVES.md"
+    sprint_enabled: bool = False
+    sprint_cadence_days: int = Field(default=7, ge=1)
+    plan_size: int = Field(default=5, ge=1)
+    digest_window_hours: float = Field(default=24, gt=0)
+    llm_agent: str | None = None
+
+
 class Config(_Model):
     state_dir: str = "~/.local/state/agentos"
     forge: Literal["local", "github"] = "local"
@@ -165,6 +193,7 @@ class Config(_Model):
     jobs: dict[str, JobConfig] = Field(default_factory=dict)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     github: GitHubConfig | None = None
+    loops: LoopsConfig = Field(default_factory=LoopsConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -180,6 +209,8 @@ class Config(_Model):
                 if agent not in self.agents:
                     known = ", ".join(sorted(self.agents)) or "none"
                     raise ValueError(f"{where}: unknown agent {agent!r} (agents defined: {known})")
+        if self.loops.llm_agent is not None and self.loops.llm_agent not in self.agents:
+            raise ValueError(f"loops.llm_agent: unknown agent {self.loops.llm_agent!r}")
         if self.forge == "local":
             for repo in self.repos:
                 if not repo.path:

@@ -1,0 +1,120 @@
+"""The daily digest: the last 24 h in one message, with the batched severity-3 notifications.
+
+At 08:00 (the ``daily_digest`` trigger) it summarises merges, escalations, what is running, PRs waiting,
+cost and the top blockers and incident, appends the notifier's :meth:`~Notifier.drain_digest` items, and
+sends it as one severity-2 notification keyed ``digest:<date>``. The text is journalled as
+``digest_sent`` (also when no notifier is configured), and that event is the gate: one digest per date,
+so a second run the same day changes nothing and drains nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from agentos import logging as alog
+from agentos.control.notify import Message
+from agentos.graph import Event, Task, TaskGraph, TaskStatus
+from agentos.jobs._loops import LoopSettings, journal, last_event, settings_for
+from agentos.metrics import group_stats, read_history
+from agentos.redact import redact
+from agentos.runtime import Runtime
+
+__all__ = ["DailyDigest", "digest_text"]
+
+log = alog.get_logger("agentos.digest")
+
+MAX_ITEMS = 15
+
+
+def _title(graph: TaskGraph, task_id: str | None) -> str:
+    task = graph.find(task_id or "")
+    return task.title if task else ""
+
+
+def _listed(lines: list[str], items: Sequence[str]) -> None:
+    lines.extend(items[:MAX_ITEMS])
+    if len(items) > MAX_ITEMS:
+        lines.append(f"  … and {len(items) - MAX_ITEMS} more")
+
+
+def digest_text(
+    events: Sequence[Event],
+    graph: TaskGraph,
+    *,
+    since: datetime,
+    until: datetime,
+    batched: Sequence[Message] = (),
+    day: str = "",
+) -> str:
+    """The digest for the window (pure: events, the graph and the batched messages in, text out)."""
+    window = [e for e in events if since <= e.ts <= until]
+    merged = [e for e in window if e.type == "merged"]
+    escalated = [e for e in window if e.type == "escalated"]
+    history = read_history(window, graph, since=since, until=until)
+    overall = group_stats(history, lambda _r: "all")
+    lines = [f"agentos daily digest {day}".rstrip(), ""]
+    lines.append(f"Merged ({len(merged)}):")
+    _listed(lines, [f"• {e.task} PR #{e.data.get('pr')}: {_title(graph, e.task)}" for e in merged] or ["  none"])
+    lines.append(f"Escalated ({len(escalated)}):")
+    _listed(
+        lines,
+        [f"• {e.task} ({e.data.get('blocker') or '?'}): {_title(graph, e.task)}" for e in escalated] or ["  none"],
+    )
+    running = [t for t in graph if t.status in (TaskStatus.RUNNING, TaskStatus.VALIDATING)]
+    waiting = [t for t in graph if t.status is TaskStatus.PR_OPEN]
+    queued = sum(1 for t in graph if t.status in (TaskStatus.QUEUED, TaskStatus.RETRYING))
+    lines.append(f"Running now: {len(running)}; PRs waiting: {len(waiting)}; queued: {queued}")
+    _listed(lines, [f"• PR {t.repo}#{t.pr}: {t.title}" for t in _oldest(waiting)])
+    if overall:
+        g = overall[0]
+        rate = "-" if g.success_rate is None else f"{g.success_rate:.0%}"
+        lines.append(f"Attempts: {g.attempts} (success {rate}); tokens {g.tokens}; cost ${g.cost_usd:.2f}")
+        if g.top_blockers:
+            lines.append("Top blockers: " + ", ".join(f"{code} ×{n}" for code, n in g.top_blockers))
+    incident = last_event(window, "incident_reported")
+    if incident is not None:
+        d = incident.data
+        lines.append(
+            f"Top incident: {d.get('blocker')} ×{d.get('count')} ({d.get('text')}), {d.get('repo')}#{d.get('issue')}"
+        )
+    if batched:
+        lines += ["", f"Notifications ({len(batched)}):"]
+        _listed(lines, [f"• {m.text.strip().splitlines()[0] if m.text.strip() else m.key}" for m in batched])
+    return redact("\n".join(lines))
+
+
+def _oldest(tasks: list[Task]) -> list[Task]:
+    return sorted(tasks, key=lambda t: t.updated_at)
+
+
+class DailyDigest:
+    """The ``daily_digest`` job (08:00): one digest per date."""
+
+    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, tz: tzinfo = UTC) -> None:
+        self.rt = rt
+        self._settings = settings
+        self.tz = tz
+        self.sent = 0
+
+    def __repr__(self) -> str:
+        return f"<DailyDigest sent={self.sent}>"
+
+    async def tick(self) -> None:
+        rt = self.rt
+        s = settings_for(rt, self._settings)
+        now = rt.now()
+        day = now.astimezone(self.tz).date().isoformat()
+        since = now - timedelta(hours=s.digest_window_hours)
+        events = await journal(rt, min(since, now - timedelta(days=2)))
+        if last_event(events, "digest_sent", date=day) is not None:
+            return
+        batched = rt.notifier.drain_digest() if rt.notifier is not None else []
+        text = digest_text(events, rt.graph, since=since, until=now, batched=batched, day=day)
+        merged = sum(1 for e in events if e.type == "merged" and e.ts >= since)
+        escalated = sum(1 for e in events if e.type == "escalated" and e.ts >= since)
+        rt.record("digest_sent", None, date=day, merged=merged, escalated=escalated, batched=len(batched), text=text)
+        self.sent += 1
+        if rt.notifier is not None:
+            rt.notifier.notify(2, f"digest:{day}", text)
+        log.info("digest_sent", date=day, merged=merged, escalated=escalated, batched=len(batched))

@@ -1,0 +1,314 @@
+"""The backlog groomer: stale issues, likely duplicates, transient escalations, and an optional refill.
+
+Runs hourly; each repo in ``automation_mode: full`` is groomed once per cadence (``groom_cadence_days`` of
+the repo, else the loop default of 7), gated by its last ``backlog_groomed`` event. One pass:
+
+1. **stale**: an open issue with no update for ``stale_days`` (30) that agentos is not working on
+   (not ready, running or blocked) gets the ``agentos:stale`` label and one comment. With
+   ``close_stale_days`` set, a labelled issue untouched for that long after the comment is closed.
+   Removing the label keeps it open.
+2. **duplicates**: two open issues whose normalised titles are equal or ``difflib`` similar (≥ 0.9, and
+   the same numbers in both) are cross-linked: the newer gets ``agentos:duplicate`` and a comment naming
+   the older, the older a comment naming the newer. Nothing is closed. Issues the loops filed are skipped.
+3. **transient escalations**: an ``agentos:blocked`` issue whose task was escalated with a transient
+   blocker (``reready_codes``: ``quota_limited``) at least ``reready_after_hours`` ago is made ready again,
+   at most ``max_rereadies`` times per issue.
+4. **refill** (only with ``target_backlog_depth`` and an LLM agent): issues proposed from the repo's
+   objectives file and recent incidents, never repeating a title that exists, open or closed.
+
+Every comment carries a key, so a repeated pass writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agentos import logging as alog
+from agentos.config import RepoConfig
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Issue, marker
+from agentos.graph import TaskStatus
+from agentos.jobs._loops import (
+    LoopSettings,
+    comment_once,
+    file_once,
+    journal,
+    last_event,
+    loop_repos,
+    safely,
+    settings_for,
+)
+from agentos.llm import JsonAsker, from_config
+from agentos.redact import redact
+from agentos.runtime import Runtime
+
+__all__ = [
+    "DUPLICATE_LABEL",
+    "PROPOSED_LABEL",
+    "STALE_LABEL",
+    "BacklogGroomer",
+    "GroomResult",
+    "find_duplicates",
+    "is_loop_issue",
+    "normalise_title",
+    "similar_titles",
+    "stale_issues",
+]
+
+log = alog.get_logger("agentos.groomer")
+
+STALE_LABEL = "agentos:stale"
+DUPLICATE_LABEL = "agentos:duplicate"
+PROPOSED_LABEL = "agentos:proposed"
+_ACTIVE_LABELS = frozenset({READY_LABEL, RUNNING_LABEL, BLOCKED_LABEL})
+_WORD = re.compile(r"[a-z0-9]+")
+_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*|(?:feat|fix|bug|chore|docs|refactor)(?:\([^)]*\))?:\s*)+", re.IGNORECASE)
+_LOOP_MARKER = "<!-- agentos:key="
+_LOOP_KEYS = ("incident:", "finding:", "weekly-report:", "sprint:")
+_SETTLE = timedelta(minutes=5)
+
+
+def normalise_title(title: str) -> str:
+    """Lower case words only, without ``[tags]`` or ``fix:``-style prefixes."""
+    return " ".join(_WORD.findall(_PREFIX.sub("", title).lower()))
+
+
+def similar_titles(a: str, b: str, ratio: float = 0.9) -> bool:
+    """Equal normalised titles, or titles at least ``ratio`` alike that carry the same numbers."""
+    na, nb = normalise_title(a), normalise_title(b)
+    if not na or not nb:
+        return False
+    if na == nb:
+        return True
+    if re.findall(r"\d+", na) != re.findall(r"\d+", nb) or min(len(na), len(nb)) < 12:
+        return False
+    matcher = difflib.SequenceMatcher(None, na, nb, autojunk=False)
+    return matcher.real_quick_ratio() >= ratio and matcher.quick_ratio() >= ratio and matcher.ratio() >= ratio
+
+
+def is_loop_issue(issue: Issue) -> bool:
+    """Filed by agentos itself (incidents, findings, reports, sprint notes): groomed by their own loop."""
+    return any(_LOOP_MARKER + key in issue.body for key in _LOOP_KEYS)
+
+
+def stale_issues(issues: Iterable[Issue], now: datetime, days: float) -> list[Issue]:
+    """Open issues untouched for ``days`` that agentos is not working on."""
+    cutoff = now - timedelta(days=days)
+    return [
+        i
+        for i in issues
+        if i.state == "open" and i.updated_at < cutoff and not (set(i.labels) & _ACTIVE_LABELS) and not is_loop_issue(i)
+    ]
+
+
+def find_duplicates(issues: Sequence[Issue], ratio: float = 0.9) -> list[tuple[Issue, Issue]]:
+    """``(newer, older)`` pairs of likely duplicates among open issues; each newer issue at most once."""
+    candidates = sorted(
+        (i for i in issues if i.state == "open" and not is_loop_issue(i) and DUPLICATE_LABEL not in i.labels),
+        key=lambda i: i.number,
+    )
+    pairs = []
+    for k, newer in enumerate(candidates):
+        older = next((o for o in candidates[:k] if similar_titles(newer.title, o.title, ratio)), None)
+        if older is not None:
+            pairs.append((newer, older))
+    return pairs
+
+
+@dataclass
+class GroomResult:
+    stale: list[int] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+    duplicates: list[list[int]] = field(default_factory=list)
+    rereadied: list[int] = field(default_factory=list)
+    proposed: list[int] = field(default_factory=list)
+    refill: str = "off"
+
+
+class BacklogGroomer:
+    """The ``backlog_groom`` job (hourly; each repo once per its grooming cadence)."""
+
+    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, llm: JsonAsker | None = None) -> None:
+        self.rt = rt
+        self._settings = settings
+        self._llm = llm
+        self.groomed = 0
+
+    def __repr__(self) -> str:
+        return f"<BacklogGroomer groomed={self.groomed}>"
+
+    def cadence_days(self, repo: RepoConfig, s: LoopSettings) -> int:
+        return repo.groom_cadence_days or s.groom_cadence_days
+
+    async def tick(self) -> None:
+        rt = self.rt
+        s = settings_for(rt, self._settings)
+        repos = loop_repos(rt, full_only=True)
+        if not repos:
+            return
+        now = rt.now()
+        events = await journal(rt, now - timedelta(days=max(self.cadence_days(r, s) for r in repos)))
+        for repo in repos:
+            if rt.stopping:
+                return
+            last = last_event(events, "backlog_groomed", repo=repo.name)
+            if last is not None and now - last.ts < timedelta(days=self.cadence_days(repo, s)):
+                continue
+            with alog.bound(repo=repo.name):
+                issues = await safely("list_issues", rt.forge.list_issues(repo.name, state="all"))
+                if issues is None:
+                    continue
+                result = await self.groom(repo, issues, s, now)
+            self.groomed += 1
+            rt.record("backlog_groomed", None, repo=repo.name, **vars(result))
+            log.info("backlog_groomed", **vars(result))
+
+    async def groom(self, repo: RepoConfig, issues: list[Issue], s: LoopSettings, now: datetime) -> GroomResult:
+        """One pass over one repo's issues (open and closed); the gate is the caller's."""
+        result = GroomResult()
+        open_issues = [i for i in issues if i.state == "open"]
+        await self._stale(repo.name, open_issues, s, now, result)
+        await self._duplicates(repo.name, open_issues, s, result)
+        await self._reready(repo.name, open_issues, s, now, result)
+        await self._refill(repo, issues, s, result)
+        return result
+
+    async def _stale(self, repo: str, issues: list[Issue], s: LoopSettings, now: datetime, result: GroomResult) -> None:
+        forge = self.rt.forge
+        for issue in stale_issues(issues, now, s.stale_days):
+            await safely("add_labels", forge.add_labels(repo, issue.number, [STALE_LABEL]))
+            body = (
+                f"**agentos:** this issue has had no activity for {s.stale_days} days. Is it still wanted? "
+                f"Comment, or remove the `{STALE_LABEL}` label, to keep it"
+                + (f"; otherwise it is closed in {s.close_stale_days} days." if s.close_stale_days else ".")
+            )
+            if await safely("comment", comment_once(self.rt, repo, issue.number, body, key=f"stale:{issue.number}")):
+                result.stale.append(issue.number)
+        if not s.close_stale_days:
+            return
+        for issue in issues:
+            if STALE_LABEL not in issue.labels or set(issue.labels) & _ACTIVE_LABELS:
+                continue
+            comments = await safely("comments", forge.comments(repo, issue.number)) or []
+            tag = marker(f"stale:{issue.number}")
+            note = next((c for c in comments if tag in c.body), None)
+            if note is None or now - note.created_at < timedelta(days=s.close_stale_days):
+                continue
+            if issue.updated_at > note.created_at + _SETTLE or comments[-1].id != note.id:
+                continue  # someone touched it after our note
+            await safely("close_issue", forge.close_issue(repo, issue.number))
+            result.closed.append(issue.number)
+
+    async def _duplicates(self, repo: str, issues: list[Issue], s: LoopSettings, result: GroomResult) -> None:
+        for newer, older in find_duplicates(issues, s.duplicate_ratio):
+            key = f"duplicate:{newer.number}:{older.number}"
+            posted = await safely(
+                "comment",
+                comment_once(
+                    self.rt,
+                    repo,
+                    newer.number,
+                    f"**agentos:** this looks like a duplicate of #{older.number} ({older.title}). "
+                    f"If it is not, remove the `{DUPLICATE_LABEL}` label.",
+                    key=key,
+                ),
+            )
+            await safely(
+                "comment",
+                comment_once(
+                    self.rt, repo, older.number, f"**agentos:** #{newer.number} may duplicate this issue.", key=key
+                ),
+            )
+            await safely("add_labels", self.rt.forge.add_labels(repo, newer.number, [DUPLICATE_LABEL]))
+            if posted:
+                result.duplicates.append([newer.number, older.number])
+
+    async def _reready(
+        self, repo: str, issues: list[Issue], s: LoopSettings, now: datetime, result: GroomResult
+    ) -> None:
+        rt = self.rt
+        for issue in issues:
+            if BLOCKED_LABEL not in issue.labels:
+                continue
+            task = rt.graph.latest_for_issue(repo, issue.number)
+            if task is None or task.status is not TaskStatus.BLOCKED or task.last_blocker not in s.reready_codes:
+                continue
+            if now - task.updated_at < timedelta(hours=s.reready_after_hours):
+                continue
+            comments = await safely("comments", rt.forge.comments(repo, issue.number)) or []
+            if sum(1 for c in comments if _LOOP_MARKER + "reready:" in c.body) >= s.max_rereadies:
+                continue
+            if any(marker(f"reready:{task.id}") in c.body for c in comments):
+                continue
+            await safely("remove_label", rt.forge.remove_label(repo, issue.number, BLOCKED_LABEL))
+            await safely("add_labels", rt.forge.add_labels(repo, issue.number, [READY_LABEL]))
+            body = (
+                f"**agentos:** `{task.id}` was escalated with `{task.last_blocker}`, a transient blocker; "
+                "the issue is ready again."
+            )
+            await safely("comment", comment_once(rt, repo, issue.number, body, key=f"reready:{task.id}"))
+            result.rereadied.append(issue.number)
+            log.info("issue_rereadied", issue=issue.number, task=task.id, blocker=task.last_blocker)
+
+    async def _refill(self, repo: RepoConfig, issues: list[Issue], s: LoopSettings, result: GroomResult) -> None:
+        target = s.target_backlog_depth
+        if not target:
+            return
+        backlog = [
+            i
+            for i in issues
+            if i.state == "open"
+            and not is_loop_issue(i)
+            and not {STALE_LABEL, DUPLICATE_LABEL, BLOCKED_LABEL} & set(i.labels)
+        ]
+        wanted = target - len(backlog)
+        if wanted <= 0:
+            result.refill = "full"
+            return
+        llm = self._llm or from_config(self.rt.config, s.llm_agent, self.rt.state_dir)
+        if llm is None:
+            result.refill = "no_llm"
+            log.info("refill_skipped", reason="no llm agent configured", wanted=wanted)
+            return
+        objectives = _read_objectives(repo, s.objectives_file)
+        existing = [i.title for i in issues]
+        answer = await llm.ask_json(
+            f"You plan work for the software repository {repo.name}. Propose {wanted} new issues that move it "
+            "toward its objectives. Each needs a short title and a body with '## Goal' and "
+            "'## Success criteria' sections. Do not repeat an existing issue.\n\n"
+            f"Objectives:\n{objectives or '(none written down)'}\n\nExisting issues:\n"
+            + "\n".join(f"- {t}" for t in existing[-200:])
+            + '\n\nAnswer as {"issues": [{"title": "...", "body": "..."}]}.'
+        )
+        raw = answer.get("issues") if answer else None
+        if not isinstance(raw, list):
+            result.refill = "no_answer"
+            return
+        result.refill = "asked"
+        for item in raw:
+            if len(result.proposed) >= wanted or not isinstance(item, dict):
+                continue
+            title, body = str(item.get("title") or "").strip(), str(item.get("body") or "").strip()
+            if len(title) < 5 or any(similar_titles(title, t, s.duplicate_ratio) for t in existing):
+                continue
+            key = "proposed:" + hashlib.sha256(normalise_title(title).encode()).hexdigest()[:12]
+            text = f"{redact(body)[:4000]}\n\n_Proposed by the backlog groomer. Make it ready to have it run._"
+            made = await safely("create_issue", file_once(self.rt, repo.name, title, text, [PROPOSED_LABEL], key=key))
+            if made is not None and made[1]:
+                result.proposed.append(made[0].number)
+                existing.append(title)
+
+
+def _read_objectives(repo: RepoConfig, name: str) -> str:
+    if not repo.path:
+        return ""
+    path = Path(repo.path).expanduser() / name
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[:8000]
+    except OSError:
+        return ""

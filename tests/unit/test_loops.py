@@ -1,0 +1,663 @@
+"""Specification of the weekly, hourly and daily loops: analyzer, scorer, groomer, planner, digest, llm."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentos.config import AgentConfig, Config, RepoConfig, load_config
+from agentos.control.notify import MemorySeenStore, Message, Notifier
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
+from agentos.forge.local import LocalForge
+from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
+from agentos.jobs._loops import LoopSettings, settings_for
+from agentos.jobs.analysis import (
+    AgentScorer,
+    LogAnalyzer,
+    always_timeout,
+    flaky_tests,
+    iso_week,
+    propose_order,
+    weak_agents,
+    worst_pair,
+)
+from agentos.jobs.digest import DailyDigest
+from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, BacklogGroomer, find_duplicates, similar_titles
+from agentos.jobs.planner import SPRINT_LABEL, SprintPlanner, pick_sprint
+from agentos.llm import Llm, last_json_object
+from agentos.metrics import History, read_history
+from agentos.runtime import Runtime
+from agentos.store import Store
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, ISO week 2026-W10
+
+
+class Clock:
+    """A clock the test moves by hand; shared by the runtime and the forge."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+CONFIG = """\
+# agentos test config: the comments must survive auto-tuning
+state_dir: {state}
+repos:
+  - name: calc
+    path: {repo}
+    test_command: "true"
+agents:
+  claude:
+    kind: claude
+  codex:
+    kind: codex
+routing:
+  fallbacks:                        # the chain per task type
+    implementation: [claude, codex]
+  auto_tune: {auto}                 # the scorer may edit this file
+"""
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+class Env:
+    """A runtime on the real LocalForge and a real store, built per test."""
+
+    def __init__(self, tmp_path: Path, clock: Clock) -> None:
+        self.tmp = tmp_path
+        self.clock = clock
+        self.stores: list[Store] = []
+
+    def runtime(
+        self,
+        *,
+        modes: dict[str, str] | None = None,
+        cadence: dict[str, int] | None = None,
+        config_file: str | None = None,
+    ) -> Runtime:
+        path: Path | None = None
+        if config_file is not None:
+            (self.tmp / "calc").mkdir(exist_ok=True)
+            path = self.tmp / "agentos.yaml"
+            path.write_text(config_file)
+            config, _ = load_config(path)
+        else:
+            repos = []
+            for name, mode in (modes or {"calc": "full"}).items():
+                (self.tmp / name).mkdir(exist_ok=True)
+                repos.append(
+                    RepoConfig(
+                        name=name,
+                        path=str(self.tmp / name),
+                        test_command="true",
+                        automation_mode=mode,  # type: ignore[arg-type]
+                        groom_cadence_days=(cadence or {}).get(name),
+                    )
+                )
+            config = Config(state_dir=str(self.tmp / "state"), repos=repos)
+        store = Store(self.tmp / "state", fsync=False)
+        store.lock()
+        self.stores.append(store)
+        graph, state = store.load()
+        forge = LocalForge(self.tmp / "state", {r.name: r for r in config.repos}, clock=self.clock)
+        return Runtime(config, path, store, graph, state, forge, lambda r: ("", {}), clock=self.clock)
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, clock: Clock) -> Iterator[Env]:
+    made = Env(tmp_path, clock)
+    yield made
+    made.close()
+
+
+def run(
+    rt: Runtime, repo: str, issue: int, agent: str, ok: bool, blocker: str = "", error: str = "", **kw: Any
+) -> Task:
+    """One attempt as the executor journals it: complete → validating → pr_open, or failed → retrying."""
+    task = rt.graph.latest_for_issue(repo, issue)
+    now = rt.now()
+    if task is None:
+        task = Task(
+            id=Task.make_id(repo, issue),
+            repo=repo,
+            issue=issue,
+            title=kw.get("title", f"issue {issue}"),
+            type=kw.get("type", "implementation"),
+            created_at=now,
+            updated_at=now,
+        )
+    _, started = start_attempt(task, agent, now)
+    if ok:
+        events = [end_attempt(task, now, outcome="complete", cost_usd=0.25, tokens_in=100)]
+        events.append(transition(task, TaskStatus.VALIDATING, now))
+        events.append(transition(task, TaskStatus.PR_OPEN, now, pr=100 + issue))
+        task.pr = 100 + issue
+    else:
+        events = [end_attempt(task, now, outcome="failed", blocker_code=blocker or "runner_failure", error=error)]
+        events.append(transition(task, TaskStatus.RETRYING, now, blocker=blocker or "runner_failure"))
+    rt.commit([started, *events], [task])
+    return task
+
+
+def merge(rt: Runtime, task: Task) -> None:
+    ev = transition(task, TaskStatus.MERGED, rt.now(), sha="abc", pr=task.pr)
+    rt.commit([ev, rt.event("merged", task.id, pr=task.pr, sha="abc", attempts=len(task.attempts))], [task])
+
+
+def escalate(rt: Runtime, task: Task, blocker: str) -> None:
+    task.last_blocker = blocker
+    ev = transition(task, TaskStatus.BLOCKED, rt.now(), reason="max_attempts", blocker=blocker)
+    rt.commit([ev, rt.event("escalated", task.id, blocker=blocker, attempts=len(task.attempts))], [task])
+
+
+def history(rt: Runtime, days: float = 7) -> History:
+    since = rt.now() - timedelta(days=days)
+    return read_history(list(rt.store.iter_events(since)), rt.graph, since=since, until=rt.now())
+
+
+def events_of(rt: Runtime, type_: str) -> list[Any]:
+    return [e for e in rt.store.iter_events(T0 - timedelta(days=60)) if e.type == type_]
+
+
+def week_of_work(rt: Runtime) -> None:
+    """claude fails implementation 4 of 5 times; codex succeeds 4 of 4; claude does docs well."""
+    for n in range(1, 6):
+        if n == 1:
+            run(rt, "calc", n, "claude", True)
+        else:
+            run(rt, "calc", n, "claude", False, "test_failure", f"`pytest` exit 1:\nFAILED test_{n}.py - assert {n}")
+    for n in range(6, 10):
+        merge(rt, run(rt, "calc", n, "codex", True))
+    for n in range(10, 13):
+        run(rt, "calc", n, "claude", True, type="docs")
+
+
+# ---------------------------------------------------------------- log analyzer
+
+
+class TestFindings:
+    def test_the_worst_pair_and_a_weak_agent(self, env: Env) -> None:
+        """claude on implementation is the worst pair, far below codex on the same type."""
+        rt = env.runtime()
+        week_of_work(rt)
+        h = history(rt)
+        worst = worst_pair(h)
+        assert worst is not None and worst.key == "claude on implementation"
+        (finding,) = weak_agents(h, min_attempts=3, gap=0.3)
+        assert (finding.subject, finding.repo) == ("claude:implementation", "calc")
+        assert "20%" in finding.title and "peers 100%" in finding.title
+
+    def test_tasks_that_always_time_out(self, env: Env) -> None:
+        """Two or more attempts, all timeouts: a finding; one success among them: none."""
+        rt = env.runtime()
+        for agent in ("claude", "codex"):
+            run(rt, "calc", 1, agent, False, "timeout", "idle limit reached")
+        run(rt, "calc", 2, "claude", False, "timeout", "idle limit reached")
+        run(rt, "calc", 2, "codex", True)
+        assert [f.subject for f in always_timeout(history(rt))] == ["calc#1"]
+
+    def test_a_test_failure_that_does_not_stop_merges_is_flaky(self, env: Env) -> None:
+        """One failing-test signature hitting two tasks that merged anyway marks the repo's test flaky."""
+        rt = env.runtime()
+        for n in (1, 2, 3):
+            run(
+                rt,
+                "calc",
+                n,
+                "claude",
+                False,
+                "test_failure",
+                f"exit 1:\nFAILED tests/test_net.py::test_fetch - Timeout {n}s",
+            )
+        for n in (1, 2):
+            merge(rt, run(rt, "calc", n, "codex", True))
+        (finding,) = flaky_tests(history(rt))
+        assert finding.repo == "calc" and "calc#1" in finding.detail and "calc#3" not in finding.detail
+
+
+class TestLogAnalyzer:
+    async def test_one_weekly_report_naming_the_worst_pair_plus_fix_issues(self, env: Env) -> None:
+        """The report names the worst agent/type pair and links the fix issue; a second run changes nothing."""
+        rt = env.runtime()
+        week_of_work(rt)
+        analyzer = LogAnalyzer(rt)
+        await analyzer.tick()
+        await analyzer.tick()
+        issues = await rt.forge.list_issues("calc")
+        (report,) = [i for i in issues if i.title == f"agentos weekly report {iso_week(T0)}"]
+        (fix,) = [i for i in issues if i.labels == ["autonomous-fix"]]
+        assert len(issues) == 2
+        assert "**Worst agent/type pair:** claude on implementation" in report.body
+        assert f"(#{fix.number} in calc)" in report.body
+        assert fix.title.startswith("Agent claude succeeds on 20% of implementation attempts")
+        assert [e.data["week"] for e in events_of(rt, "weekly_report_filed")] == ["2026-W10"]
+        assert len(events_of(rt, "finding_reported")) == 1
+
+    async def test_a_quiet_week_files_no_report(self, env: Env) -> None:
+        """No attempts and no merges: no report issue, nothing journalled."""
+        rt = env.runtime()
+        await LogAnalyzer(rt).tick()
+        assert await rt.forge.list_issues("calc") == []
+        assert events_of(rt, "weekly_report_filed") == []
+
+    async def test_a_finding_still_open_next_week_gets_a_comment(self, env: Env, clock: Clock) -> None:
+        """Next week's run comments on the open fix issue instead of filing another."""
+        rt = env.runtime()
+        week_of_work(rt)
+        await LogAnalyzer(rt).tick()
+        clock.advance(days=7)
+        week_of_work_again = [run(rt, "calc", n, "claude", False, "test_failure", "boom") for n in range(20, 24)]
+        for n in range(30, 33):
+            merge(rt, run(rt, "calc", n, "codex", True))
+        assert week_of_work_again
+        await LogAnalyzer(rt).tick()
+        issues = await rt.forge.list_issues("calc")
+        (fix,) = [i for i in issues if i.labels == ["autonomous-fix"]]
+        comments = await rt.forge.comments("calc", fix.number)
+        assert len(comments) == 1 and "Still seen in 2026-W11" in comments[0].body
+        assert len([i for i in issues if i.title.startswith("agentos weekly report")]) == 2
+
+
+# ---------------------------------------------------------------- agent scorer
+
+
+class TestProposeOrder:
+    @pytest.mark.parametrize(
+        ("chain", "counts", "margin", "expected"),
+        [
+            pytest.param(["a", "b"], {"a": (0, 4), "b": (4, 4)}, 0.1, ["b", "a"], id="swap"),
+            pytest.param(["a", "b"], {"a": (0, 2), "b": (4, 4)}, 0.1, None, id="too-few-attempts"),
+            pytest.param(["a", "b", "c"], {"a": (0, 4), "c": (4, 4)}, 0.1, ["c", "b", "a"], id="unscored-keeps-slot"),
+            pytest.param(["a", "b"], {"a": (3, 4), "b": (4, 4)}, 0.1, ["b", "a"], id="small-but-enough"),
+            pytest.param(["a", "b"], {"a": (3, 4), "b": (4, 4)}, 0.2, None, id="below-margin"),
+            pytest.param(["a", "b"], {"a": (4, 4), "b": (0, 4)}, 0.1, None, id="already-best-first"),
+        ],
+    )
+    def test_order_by_smoothed_success(
+        self, chain: list[str], counts: dict[str, tuple[int, int]], margin: float, expected: list[str] | None
+    ) -> None:
+        """Scored agents are sorted by (s+1)/(n+2) within their slots, when the gain reaches the margin."""
+        assert propose_order(chain, counts, min_attempts=3, margin=margin) == expected
+
+
+class TestAgentScorer:
+    def config(self, env: Env, auto: bool) -> str:
+        return CONFIG.format(state=env.tmp / "state", repo=env.tmp / "calc", auto=str(auto).lower())
+
+    async def test_without_auto_tune_it_only_proposes(self, env: Env) -> None:
+        """auto_tune off: the file is untouched and the proposal is journalled once over two runs."""
+        text = self.config(env, False)
+        rt = env.runtime(config_file=text)
+        week_of_work(rt)
+        scorer = AgentScorer(rt)
+        await scorer.tick()
+        await scorer.tick()
+        assert (env.tmp / "agentos.yaml").read_text() == text
+        (proposal,) = events_of(rt, "routing_proposed")
+        assert proposal.data["current"] == ["claude", "codex"]
+        assert proposal.data["proposed"] == ["codex", "claude"]
+        assert proposal.data["applied"] is False
+
+    async def test_with_auto_tune_it_edits_the_file_keeping_comments(self, env: Env) -> None:
+        """auto_tune on: the chain is reordered in the file, comments stay, a second run changes nothing."""
+        rt = env.runtime(config_file=self.config(env, True))
+        week_of_work(rt)
+        scorer = AgentScorer(rt)
+        await scorer.tick()
+        text = (env.tmp / "agentos.yaml").read_text()
+        assert "implementation: [codex, claude]" in text
+        assert "# agentos test config: the comments must survive auto-tuning" in text
+        assert "# the chain per task type" in text and "# the scorer may edit this file" in text
+        assert rt.config.routing.fallbacks["implementation"] == ["codex", "claude"]
+        await scorer.tick()
+        assert (env.tmp / "agentos.yaml").read_text() == text
+        assert len(events_of(rt, "routing_tuned")) == 1
+        assert len(events_of(rt, "routing_proposed")) == 1
+
+    async def test_auto_tune_without_a_config_file_is_skipped(self, env: Env) -> None:
+        """No config file to edit: the proposal is journalled, nothing else changes."""
+        rt = env.runtime()
+        rt.config = Config(
+            state_dir=str(env.tmp / "state"),
+            repos=rt.config.repos,
+            agents={"claude": AgentConfig(kind="claude"), "codex": AgentConfig(kind="codex")},
+            routing={"fallbacks": {"implementation": ["claude", "codex"]}, "auto_tune": True},  # type: ignore[arg-type]
+        )
+        week_of_work(rt)
+        await AgentScorer(rt).tick()
+        assert rt.config.routing.fallbacks["implementation"] == ["claude", "codex"]
+        assert [e.data["applied"] for e in events_of(rt, "routing_proposed")] == [False]
+        assert events_of(rt, "routing_tuned") == []
+
+
+# ---------------------------------------------------------------- backlog groomer
+
+
+async def new_issue(rt: Runtime, title: str, body: str = "", labels: tuple[str, ...] = (), repo: str = "calc") -> Issue:
+    assert isinstance(rt.forge, LocalForge)
+    return await rt.forge.new_issue(repo, title, body, labels, author="alice")
+
+
+class TestTitles:
+    @pytest.mark.parametrize(
+        ("a", "b", "same"),
+        [
+            pytest.param("Add a --verbose flag", "add a verbose flag!", True, id="punctuation"),
+            pytest.param("[cli] Add a verbose flag", "fix: add a verbose flag", True, id="prefixes"),
+            pytest.param("Support exporting reports as CSV", "Support exporting report as CSV", True, id="near"),
+            pytest.param("Fix crash in parser 12", "Fix crash in parser 13", False, id="different-numbers"),
+            pytest.param("Add login page", "Add logout page", False, id="short-and-different"),
+            pytest.param("Speed up the build", "Document the release process", False, id="unrelated"),
+        ],
+    )
+    def test_similar_titles(self, a: str, b: str, same: bool) -> None:
+        """Equal normalised titles or ≥ 0.9 alike with the same numbers are duplicates."""
+        assert similar_titles(a, b) is same
+
+
+class TestBacklogGroomer:
+    async def test_a_stale_issue_gets_a_label_and_one_comment(self, env: Env, clock: Clock) -> None:
+        """30 days without activity: labelled and commented once; a repeated pass writes nothing."""
+        rt = env.runtime()
+        stale = await new_issue(rt, "Old idea")
+        active = await new_issue(rt, "Being worked on", labels=(READY_LABEL,))
+        clock.advance(days=40)
+        fresh = await new_issue(rt, "New idea")
+        groomer = BacklogGroomer(rt)
+        await groomer.tick()
+        await groomer.tick()  # gated by the cadence
+        s = LoopSettings()
+        await groomer.groom(rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), s, clock.now)
+        assert STALE_LABEL in (await rt.forge.get_issue("calc", stale.number)).labels
+        assert len(await rt.forge.comments("calc", stale.number)) == 1
+        for other in (active, fresh):
+            assert await rt.forge.comments("calc", other.number) == []
+        assert [e.data["stale"] for e in events_of(rt, "backlog_groomed")] == [[stale.number]]
+
+    async def test_a_stale_issue_is_closed_only_when_enabled_and_untouched(self, env: Env, clock: Clock) -> None:
+        """With close_stale_days, an issue nobody touched after the note is closed; a reply keeps it open."""
+        rt = env.runtime()
+        quiet = await new_issue(rt, "Quiet one")
+        answered = await new_issue(rt, "Answered one")
+        clock.advance(days=31)
+        s = LoopSettings(close_stale_days=7)
+        groomer = BacklogGroomer(rt, s)
+        await groomer.tick()
+        clock.advance(days=1)
+        await rt.forge.comment("calc", answered.number, "Still wanted!", key="user-reply")
+        clock.advance(days=7)
+        await groomer.tick()
+        assert (await rt.forge.get_issue("calc", quiet.number)).state == "closed"
+        assert (await rt.forge.get_issue("calc", answered.number)).state == "open"
+        assert events_of(rt, "backlog_groomed")[-1].data["closed"] == [quiet.number]
+
+    async def test_likely_duplicates_are_cross_linked(self, env: Env) -> None:
+        """The newer issue is labelled and points at the older; the older points back; nothing closes."""
+        rt = env.runtime()
+        older = await new_issue(rt, "Add a --verbose flag")
+        await new_issue(rt, "Fix crash in parser 12")
+        await new_issue(rt, "Fix crash in parser 13")
+        newer = await new_issue(rt, "add a verbose flag")
+        assert [(n.number, o.number) for n, o in find_duplicates(await rt.forge.list_issues("calc"))] == [
+            (newer.number, older.number)
+        ]
+        groomer = BacklogGroomer(rt)
+        await groomer.tick()
+        await groomer.groom(
+            rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.now()
+        )
+        (note,) = await rt.forge.comments("calc", newer.number)
+        assert f"duplicate of #{older.number}" in note.body
+        (back,) = await rt.forge.comments("calc", older.number)
+        assert f"#{newer.number} may duplicate" in back.body
+        assert DUPLICATE_LABEL in (await rt.forge.get_issue("calc", newer.number)).labels
+        assert all(i.state == "open" for i in await rt.forge.list_issues("calc", state="all"))
+
+    async def test_a_quota_limited_escalation_is_made_ready_again(self, env: Env, clock: Clock) -> None:
+        """A transient blocker older than a day: blocked → ready, once; a real blocker stays blocked."""
+        rt = env.runtime()
+        transient = await new_issue(rt, "Hit a usage limit", labels=(BLOCKED_LABEL,))
+        real = await new_issue(rt, "Tests fail", labels=(BLOCKED_LABEL,))
+        escalate(rt, run(rt, "calc", transient.number, "claude", False, "quota_limited"), "quota_limited")
+        escalate(rt, run(rt, "calc", real.number, "claude", False, "test_failure"), "test_failure")
+        clock.advance(hours=25)
+        groomer = BacklogGroomer(rt)
+        await groomer.tick()
+        await groomer.groom(
+            rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.now()
+        )
+        labels = (await rt.forge.get_issue("calc", transient.number)).labels
+        assert READY_LABEL in labels and BLOCKED_LABEL not in labels
+        assert len(await rt.forge.comments("calc", transient.number)) == 1
+        assert (await rt.forge.get_issue("calc", real.number)).labels == [BLOCKED_LABEL]
+        assert events_of(rt, "backlog_groomed")[0].data["rereadied"] == [transient.number]
+
+    async def test_refill_to_the_target_depth_never_repeats_a_title(self, env: Env) -> None:
+        """Proposals fill the backlog to its target; one that repeats an existing title is dropped."""
+
+        class Planner:
+            asked: list[str] = []
+
+            async def ask_json(self, prompt: str) -> dict[str, Any] | None:
+                self.asked.append(prompt)
+                return {
+                    "issues": [
+                        {"title": "Add login page", "body": "again"},
+                        {"title": "Write the API docs", "body": "## Goal\nDocs"},
+                        {"title": "x", "body": "too short"},
+                        {"title": "Add CSV export", "body": "## Goal\nCSV"},
+                        {"title": "One too many", "body": "over the target"},
+                    ]
+                }
+
+        rt = env.runtime()
+        (env.tmp / "calc" / "OBJECTIVES.md").write_text("Make reporting great.\n")
+        await new_issue(rt, "Add login page")
+        llm = Planner()
+        groomer = BacklogGroomer(rt, LoopSettings(target_backlog_depth=3), llm=llm)
+        await groomer.tick()
+        titles = sorted(i.title for i in await rt.forge.list_issues("calc"))
+        assert titles == ["Add CSV export", "Add login page", "Write the API docs"]
+        assert "Make reporting great." in llm.asked[0]
+        result = await groomer.groom(
+            rt.config.repos[0],
+            await rt.forge.list_issues("calc", state="all"),
+            LoopSettings(target_backlog_depth=3),
+            rt.now(),
+        )
+        assert (result.refill, result.proposed, len(llm.asked)) == ("full", [], 1)
+
+    async def test_refill_without_an_llm_is_skipped(self, env: Env) -> None:
+        """No LLM agent configured: the target is noted as not reached, nothing is invented."""
+        rt = env.runtime()
+        await BacklogGroomer(rt, LoopSettings(target_backlog_depth=3)).tick()
+        assert events_of(rt, "backlog_groomed")[0].data["refill"] == "no_llm"
+        assert await rt.forge.list_issues("calc") == []
+
+    async def test_the_cadence_is_per_repo_and_dispatcher_only_repos_are_skipped(self, env: Env, clock: Clock) -> None:
+        """calc (every 2 days) is groomed again after 2 days; lib (dispatcher_only) never."""
+        rt = env.runtime(modes={"calc": "full", "lib": "dispatcher_only"}, cadence={"calc": 2})
+        groomer = BacklogGroomer(rt)
+        await groomer.tick()
+        clock.advance(days=1)
+        await groomer.tick()
+        clock.advance(days=1)
+        await groomer.tick()
+        assert [e.data["repo"] for e in events_of(rt, "backlog_groomed")] == ["calc", "calc"]
+
+
+# ---------------------------------------------------------------- sprint planner
+
+
+class TestSprintPlanner:
+    async def backlog(self, rt: Runtime) -> dict[str, Issue]:
+        return {
+            "polish": await new_issue(rt, "Polish the UI", labels=("prio:low",)),
+            "core": await new_issue(rt, "Core API", labels=("prio:high",)),
+            "feature": await new_issue(rt, "Feature on top", "Depends on #4"),
+            "base": await new_issue(rt, "Base layer"),
+            "running": await new_issue(rt, "Already going", labels=(READY_LABEL,)),
+            "newest": await new_issue(rt, "Newest normal"),
+        }
+
+    async def test_it_is_off_unless_enabled(self, env: Env) -> None:
+        """The default settings never make a backlog run."""
+        rt = env.runtime()
+        await self.backlog(rt)
+        await SprintPlanner(rt).tick()
+        assert [i.number for i in await rt.forge.ready_issues("calc")] == [5]
+
+    async def test_picks_by_priority_and_age_after_dependencies(self, env: Env) -> None:
+        """plan_size issues are made ready: high first, then by age, each after what it depends on."""
+        rt = env.runtime()
+        b = await self.backlog(rt)
+        assert b["base"].number == 4
+        picked = pick_sprint(await rt.forge.list_issues("calc", state="all"), 3)
+        assert [i.title for i in picked] == ["Core API", "Base layer", "Feature on top"]
+        planner = SprintPlanner(rt, LoopSettings(sprint_enabled=True, plan_size=3))
+        await planner.tick()
+        await planner.tick()
+        ready = sorted(i.number for i in await rt.forge.ready_issues("calc"))
+        assert ready == sorted([b["core"].number, b["base"].number, b["feature"].number, b["running"].number])
+        (note,) = [i for i in await rt.forge.list_issues("calc") if SPRINT_LABEL in i.labels]
+        assert note.title == "Sprint 2026-03-02" and READY_LABEL not in note.labels
+        assert f"#{b['core'].number} Core API (high)" in note.body
+        assert [e.data["issues"] for e in events_of(rt, "sprint_planned")] == [[2, 4, 3]]
+
+    async def test_the_next_sprint_reports_the_previous_outcome(self, env: Env, clock: Clock) -> None:
+        """A week later the new note says what became of the last sprint, and the old note is closed."""
+        rt = env.runtime()
+        b = await self.backlog(rt)
+        s = LoopSettings(sprint_enabled=True, plan_size=2)
+        await SprintPlanner(rt, s).tick()
+        merge(rt, run(rt, "calc", b["core"].number, "codex", True))
+        await rt.forge.close_issue("calc", b["core"].number)
+        clock.advance(days=7)
+        await SprintPlanner(rt, s).tick()
+        notes = [i for i in await rt.forge.list_issues("calc", state="all") if SPRINT_LABEL in i.labels]
+        old, new = sorted(notes, key=lambda i: i.number)
+        assert old.state == "closed" and new.state == "open"
+        assert "### Previous sprint (2026-03-02)" in new.body
+        assert f"#{b['core'].number} Core API: merged" in new.body
+        assert f"#{b['base'].number} Base layer: carried over" in new.body
+
+
+# ---------------------------------------------------------------- daily digest
+
+
+class TestDailyDigest:
+    async def test_the_digest_has_the_days_merges_escalations_and_batched_items(self, env: Env, clock: Clock) -> None:
+        """One sev2 message with merges, escalations, cost and the sev3 batch; once per date."""
+        rt = env.runtime()
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        rt.notifier = Notifier(send, seen=MemorySeenStore())
+        merge(rt, run(rt, "calc", 1, "codex", True, title="Add the adder"))
+        escalate(rt, run(rt, "calc", 2, "claude", False, "timeout", title="Huge refactor"), "timeout")
+        run(rt, "calc", 3, "codex", True, title="Waiting for review")
+        rt.notifier.notify(3, "merged:calc#1", "Merged calc#101: Add the adder")
+        clock.advance(hours=23)
+        digest = DailyDigest(rt)
+        await digest.tick()
+        rt.notifier.notify(3, "later", "arrives after the digest")
+        await digest.tick()
+        await rt.notifier.aclose()
+        (message,) = sent
+        assert (message.severity, message.key) == (2, "digest:2026-03-03")
+        text = message.text
+        assert "Merged (1):" in text and "calc#1 PR #101: Add the adder" in text
+        assert "Escalated (1):" in text and "calc#2 (timeout): Huge refactor" in text
+        assert "PRs waiting: 1" in text and "cost $0.50" in text
+        assert "Notifications (1):" in text and "Merged calc#101: Add the adder" in text
+        assert [e.data["date"] for e in events_of(rt, "digest_sent")] == ["2026-03-03"]
+        assert [m.key for m in rt.notifier.drain_digest()] == ["later"]  # not drained by the skipped run
+
+    async def test_without_a_notifier_the_digest_is_journalled(self, env: Env) -> None:
+        """No Telegram: the text still lands in the journal."""
+        rt = env.runtime()
+        await DailyDigest(rt).tick()
+        (event,) = events_of(rt, "digest_sent")
+        assert "Merged (0):" in event.data["text"]
+
+
+# ---------------------------------------------------------------- llm
+
+
+class TestLlm:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            pytest.param('{"a": 1}', {"a": 1}, id="bare"),
+            pytest.param('Sure!\n```json\n{"a": {"b": [1, 2]}}\n```\nDone.', {"a": {"b": [1, 2]}}, id="fenced"),
+            pytest.param('{"a": 1} then {"b": 2}', {"b": 2}, id="last-wins"),
+            pytest.param("no json {here", None, id="none"),
+            pytest.param("[1, 2]", None, id="not-an-object"),
+        ],
+    )
+    def test_last_json_object(self, text: str, expected: dict[str, Any] | None) -> None:
+        """The last top-level object in the answer, whatever prose surrounds it."""
+        assert last_json_object(text) == expected
+
+    def agent(self, tmp_path: Path, script: str) -> Llm:
+        path = tmp_path / "agent.py"
+        path.write_text(script)
+        cfg = AgentConfig(kind="command", argv=[sys.executable, str(path), "{prompt_file}"])
+        return Llm("helper", cfg, workdir=tmp_path / "llm", timeout_s=20)
+
+    async def test_an_answer_is_read_from_the_agents_output(self, tmp_path: Path) -> None:
+        """The prompt reaches the agent (redacted) and its JSON comes back."""
+        llm = self.agent(
+            tmp_path,
+            "import json, sys\n"
+            "prompt = open(sys.argv[1]).read()\n"
+            "print('thinking...')\n"
+            "print(json.dumps({'echo': prompt.splitlines()[0]}))\n",
+        )
+        secret = "ghp_" + "Z" * 36
+        assert await llm.ask_json(f"hello {secret}") == {"echo": "hello [REDACTED]"}
+        assert list((tmp_path / "llm").iterdir()) == []
+
+    async def test_a_failed_run_gives_none(self, tmp_path: Path) -> None:
+        """A crash, a missing program or an answer without JSON: None, never an exception."""
+        assert await self.agent(tmp_path, "import sys\nsys.exit(3)\n").ask_json("q") is None
+        assert await self.agent(tmp_path, "print('no json here')\n").ask_json("q") is None
+        missing = Llm("gone", AgentConfig(kind="claude", binary="/nonexistent/claude"), workdir=tmp_path / "x")
+        assert await missing.ask_json("q") is None
+
+
+# ---------------------------------------------------------------- settings
+
+
+class TestSettings:
+    def test_a_loops_config_section_is_read_on_every_tick(self, env: Env) -> None:
+        """The config's ``loops:`` section overrides the defaults, and a reloaded config applies at once."""
+        from agentos.config import LoopsConfig
+
+        rt = env.runtime()
+        assert settings_for(rt) == LoopSettings()
+        loops = LoopsConfig(incident_threshold=5, reready_codes=["quota_limited", "runner_failure"])
+        rt.config = rt.config.model_copy(update={"loops": loops})
+        s = settings_for(rt)
+        assert (s.incident_threshold, s.reready_codes, s.stale_days) == (5, ("quota_limited", "runner_failure"), 30)
+        assert settings_for(rt, LoopSettings(stale_days=3)).stale_days == 3
