@@ -1,35 +1,48 @@
 """Start-up, shutdown, signals, sd_notify and the wiring of the parts.
 
-    load config → lock + load state → recover → control socket → scheduler → READY=1 → … →
-    SIGTERM → STOPPING=1 → stop taking work → grace for running attempts → snapshot → exit 0
+    load config → lock + load state (snapshot it if it was rebuilt) → prune old events → recover →
+    control socket → scheduler → READY=1 → … (WATCHDOG=1 every WATCHDOG_USEC/2; SIGHUP reloads) … →
+    SIGTERM/SIGINT → STOPPING=1 → stop taking work → grace for running attempts → snapshot → exit 0
 
 Only this module owns signals, the loop and process-wide set-up; every part exposes start/stop.
+
+Exit codes of ``agentos run`` (systemd's ``RestartPreventExitStatus=78 2`` keeps it from looping on the
+two that a restart cannot fix):
+
+    0   stopped by SIGTERM/SIGINT, state saved
+    1   crashed (a bug; the traceback is in the journal) or the final snapshot failed
+    2   another daemon holds the state directory's lock, or answers on the control socket
+    3   the state directory is corrupt or too new: fix or move it, nothing was changed
+    78  the config file is invalid (EX_CONFIG)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
-from collections.abc import Callable
-from datetime import UTC, datetime
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from agentos import __version__
 from agentos import logging as alog
 from agentos.config import Config, ConfigError, RepoConfig, load_config
 from agentos.control.controller import Controller
-from agentos.control.socket import ControlServer, default_socket_path
+from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
 from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.forge.local import LocalForge
+from agentos.graph import TaskGraph
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.jobs.watchdog import StallWatchdog
 from agentos.runtime import Runtime
-from agentos.scheduler import Scheduler
-from agentos.store import AlreadyRunning, StateError, Store
+from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
+from agentos.store import AlreadyRunning, DaemonState, StateError, Store
 
 log = alog.get_logger("agentos.daemon")
 
@@ -51,27 +64,44 @@ def sd_notify(*lines: str) -> bool:
     return True
 
 
+EXIT_OK, EXIT_CRASHED, EXIT_ALREADY_RUNNING, EXIT_BAD_STATE, EXIT_CONFIG = 0, 1, 2, 3, 78
+STATUS_EVERY_S = 30.0
+"""Without a watchdog, how often ``STATUS=`` is refreshed for ``systemctl status``."""
+RESTART_ONLY = ("state_dir", "forge", "github")
+"""Config keys a reload cannot change under a running daemon; a file that changes them is refused."""
+
+
 def watchdog_interval() -> float | None:
-    usec, pid = os.environ.get("WATCHDOG_USEC"), os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and int(pid) != os.getpid()):
+    """Half of ``$WATCHDOG_USEC`` in seconds, when systemd's watchdog is on for this process."""
+    usec, pid = os.environ.get("WATCHDOG_USEC", ""), os.environ.get("WATCHDOG_PID", "")
+    try:
+        if not usec or int(usec) <= 0 or (pid and int(pid) != os.getpid()):
+            return None
+        return int(usec) / 2_000_000
+    except ValueError:
+        log.warning("watchdog_env_invalid", watchdog_usec=usec, watchdog_pid=pid)
         return None
-    return int(usec) / 2_000_000
+
+
+def _projects(config: Config) -> dict[str, object]:
+    return {r.name: r.project for r in config.repos}
+
+
+def _say(message: str) -> None:
+    """One plain line on stderr for whoever started us by hand (the journal has the JSON line too)."""
+    print(f"agentos: {message}", file=sys.stderr, flush=True)
 
 
 def build_forge(config: Config) -> tuple[Forge, Callable[[RepoConfig], tuple[str, dict[str, str]]]]:
-    """The forge the config names, and how to reach each repo's git remote."""
-    repos = {r.name: r for r in config.repos}
-    if config.forge == "github":
-        raise ConfigError(["forge: github is not wired into the daemon yet; use forge: local"])
-    forge = LocalForge(config.state_path, repos)
+    """The forge the config names, and how to reach each repo's git remote (see forge/factory.py)."""
+    from agentos.forge.factory import build_forge as build
 
-    def remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
-        return str(Path(repo.remote or repo.path or "").expanduser().resolve()), {}
-
-    return forge, remote
+    return build(config)
 
 
 class Daemon:
+    """One running agentos: owns the loop's signals, the state lock and the parts' lifetimes."""
+
     def __init__(
         self,
         config: Config,
@@ -87,32 +117,93 @@ class Daemon:
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self._bg: set[asyncio.Task[None]] = set()
+        self._reload_lock = asyncio.Lock()
         self.rt: Runtime | None = None
+        self.reloads = 0
+
+    def __repr__(self) -> str:
+        return f"<Daemon {self._status_line()} reloads={self.reloads}>"
 
     def request_stop(self) -> None:
         self._stop.set()
 
+    # ------------------------------------------------------------ reload
+
     async def reload(self) -> None:
-        """Re-read the config file; a bad file keeps the last good config and says why."""
-        if self.config_path is None or self.rt is None:
-            return
+        """Re-read the config file and apply it; a bad file raises :class:`ConfigError` and changes nothing.
+
+        A file that changes a key in :data:`RESTART_ONLY` is refused as a whole (those need a restart).
+        Job triggers are rescheduled, the local forge learns the new repos, and dispatch runs at once
+        (a higher ``max_parallel_workers`` takes effect without waiting a minute).
+        """
+        async with self._reload_lock:
+            rt = self.rt
+            if rt is None:
+                raise ConfigError(["the daemon is still starting; reload once it is ready"])
+            if self.config_path is None:
+                raise ConfigError(["the daemon runs without a config file; there is nothing to reload"])
+            new, _ = await asyncio.to_thread(load_config, self.config_path)
+            old = self.config
+            changed = [key for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)]
+            if new.forge == "github" and _projects(new) != _projects(old):
+                changed.append("repos[].project")  # GitHubForge reads the boards once, when it is built
+            if changed:
+                raise ConfigError([f"{self.config_path}: {key}: changed; that needs a restart" for key in changed])
+            if rt.scheduler is not None:
+                rt.scheduler.reconfigure(new.jobs)  # checks every trigger before changing anything
+            rt.config = new
+            self.config = new
+            if isinstance(rt.forge, LocalForge):
+                rt.forge.repos = {r.name: r for r in new.repos}
+            if new.log_level != old.log_level:
+                alog.configure(new.log_level)
+            self.reloads += 1
+            log.info(
+                "config_reloaded",
+                path=str(self.config_path),
+                repos=[r.name for r in new.repos],
+                max_parallel_workers=new.max_parallel_workers,
+            )
+            if rt.scheduler is not None and rt.scheduler.has_job("dispatch"):
+                rt.scheduler.poke("dispatch")
+
+    async def _reload_on_signal(self) -> None:
         try:
-            new, _ = load_config(self.config_path)
+            await self.reload()
         except ConfigError as exc:
-            log.error("config_reload_rejected", problems=exc.problems)
-            return
-        self.rt.config = new
-        self.config = new
-        log.info("config_reloaded", path=str(self.config_path), repos=[r.name for r in new.repos])
+            log.error("config_reload_rejected", path=str(self.config_path), problems=exc.problems)
+
+    # ------------------------------------------------------------ run
 
     def _status_line(self) -> str:
         rt = self.rt
         if rt is None:
             return "starting"
+        if rt.stopping:
+            return "stopping"
         mode = "paused" if rt.state.paused else "dispatching"
-        return f"{mode}, {len(rt.running)} agents running, {rt.graph.counts()['queued']} queued"
+        return (
+            f"{mode}, {len(rt.running)}/{rt.config.max_parallel_workers} agents running, "
+            f"{rt.graph.counts()['queued']} queued"
+        )
 
     async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code (see the module's table)."""
+        loop = asyncio.get_running_loop()
+        # Before anything slow: a SIGTERM during start-up then stops us cleanly instead of killing us.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_on_signal()))
+        try:
+            return await self._run()
+        finally:
+            for task in list(self._bg):
+                task.cancel()
+            await asyncio.gather(*self._bg, return_exceptions=True)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self) -> int:
         state_dir = self.config.state_path
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = Store(state_dir)
@@ -120,15 +211,52 @@ class Daemon:
             store.lock()
         except AlreadyRunning as exc:
             log.error("already_running", error=str(exc))
-            print(f"agentos: {exc}", flush=True)
-            return 2
+            _say(str(exc))
+            return EXIT_ALREADY_RUNNING
+        try:
+            return await self._run_locked(store)
+        finally:
+            store.close()
+
+    async def _run_locked(self, store: Store) -> int:
         try:
             graph, state = store.load()
+            if store.needs_snapshot:  # migrated, or rebuilt from the .bak and events/: make it the new base
+                store.snapshot(graph, state)
+                log.warning("state_resnapshotted_after_recovery", path=str(store.graph_path))
         except StateError as exc:
             log.critical("state_unreadable", error=str(exc))
-            print(f"agentos: {exc}", flush=True)
-            return 3
-        forge, remote = build_forge(self.config)
+            _say(f"{exc} (the daemon will not start on a state it cannot read; fix or move the file)")
+            return EXIT_BAD_STATE
+        self._prune_events(store)
+        try:
+            forge, remote = build_forge(self.config)
+        except ConfigError as exc:
+            log.critical("config_invalid", problems=exc.problems)
+            for problem in exc.problems:
+                _say(problem)
+            return EXIT_CONFIG
+        try:
+            return await self._serve(store, graph, state, forge, remote)
+        finally:
+            await forge.aclose()
+
+    def _prune_events(self, store: Store) -> None:
+        """Drop rotated history older than ``limits.event_retention_days`` (once per start)."""
+        cutoff = self.clock() - timedelta(days=self.config.limits.event_retention_days)
+        try:
+            store.prune_events(cutoff)
+        except OSError as exc:
+            log.warning("events_prune_failed", error=str(exc))
+
+    async def _serve(
+        self,
+        store: Store,
+        graph: TaskGraph,
+        state: DaemonState,
+        forge: Forge,
+        remote: Callable[[RepoConfig], tuple[str, dict[str, str]]],
+    ) -> int:
         rt = Runtime(self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock)
         self.rt = rt
         executor = Executor(rt)
@@ -141,64 +269,95 @@ class Daemon:
         watchdog = StallWatchdog(rt, executor)
         executor.on_pr_opened = lambda: scheduler.poke("pr_monitor")
         executor.on_slot_free = lambda: scheduler.poke("dispatch")
-        scheduler.register("dispatch", dispatcher.tick)
-        scheduler.register("pr_monitor", monitor.tick)
-        scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True)
+        try:
+            scheduler.register("dispatch", dispatcher.tick)
+            scheduler.register("pr_monitor", monitor.tick)
+            scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True)
+        except ConfigError as exc:
+            log.critical("config_invalid", problems=exc.problems)
+            for problem in exc.problems:
+                _say(problem)
+            return EXIT_CONFIG
+        unknown = sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS))
+        if unknown:
+            log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
 
         controller = Controller(rt, on_reload=self.reload)
         controller.approver = monitor.approve
         server = ControlServer(controller, self.socket_path)
-        await server.start()
+        try:
+            await server.start()
+        except SocketInUse as exc:
+            log.error("already_running", error=str(exc))
+            _say(str(exc))
+            return EXIT_ALREADY_RUNNING
         scheduler.start()
-
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
 
         sd_notify("READY=1", f"STATUS={self._status_line()}")
         log.info(
             "daemon_started",
             pid=os.getpid(),
-            state_dir=str(state_dir),
+            version=__version__,
+            state_dir=str(store.state_dir),
             socket=str(self.socket_path),
+            config=str(self.config_path) if self.config_path else None,
             forge=self.config.forge,
             repos=[r.name for r in self.config.repos],
             tasks=len(graph),
+            paused=state.paused,
+            max_parallel_workers=self.config.max_parallel_workers,
         )
         self.ready.set()
-        if (interval := watchdog_interval()) is not None:
-            self._spawn(self._watchdog(interval))
-        scheduler.poke("dispatch")
+        if os.environ.get("NOTIFY_SOCKET"):
+            self._spawn(self._notify_loop(watchdog_interval()))
+        if scheduler.has_job("dispatch"):
+            scheduler.poke("dispatch")
 
         await self._stop.wait()
-        sd_notify("STOPPING=1", "STATUS=stopping")
-        log.info("daemon_stopping", running=len(rt.running))
-        rt.stopping = True
-        await scheduler.shutdown(timeout=5)
-        await executor.drain(self.config.limits.shutdown_grace_s)
-        await server.stop()
-        for task in list(self._bg):
-            task.cancel()
-        await asyncio.gather(*self._bg, return_exceptions=True)
-        store.snapshot(graph, state)
-        await forge.aclose()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        store.close()
-        log.info("daemon_stopped")
-        return 0
+        return await self._shutdown(store, graph, state, scheduler, executor, server)
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    async def _shutdown(
+        self,
+        store: Store,
+        graph: TaskGraph,
+        state: DaemonState,
+        scheduler: Scheduler,
+        executor: Executor,
+        server: ControlServer,
+    ) -> int:
+        """Stop taking work, give running jobs and attempts the grace period together, then save."""
+        assert self.rt is not None
+        grace = self.config.limits.shutdown_grace_s
+        sd_notify("STOPPING=1", "STATUS=stopping")
+        log.info("daemon_stopping", running=len(self.rt.running), grace_s=grace)
+        self.rt.stopping = True
+        await asyncio.gather(scheduler.shutdown(timeout=grace), executor.drain(grace))
+        await server.stop()
+        try:
+            store.snapshot(graph, state)
+        except StateError as exc:
+            log.critical("final_snapshot_failed", error=str(exc))
+            return EXIT_CRASHED  # the journal still holds every acknowledged change
+        log.info("daemon_stopped")
+        return EXIT_OK
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
 
-    async def _watchdog(self, interval: float) -> None:
-        """Ping systemd from the loop itself, so a wedged loop stops the pings and gets us restarted."""
+    async def _notify_loop(self, watchdog: float | None) -> None:
+        """Ping systemd from the loop itself, so a wedged loop stops the pings and gets us restarted.
+
+        With the watchdog on, ``WATCHDOG=1`` goes out every half ``WATCHDOG_USEC``; either way the
+        ``STATUS=`` line is refreshed for ``systemctl status``.
+        """
         while True:
-            sd_notify("WATCHDOG=1", f"STATUS={self._status_line()}")
-            await asyncio.sleep(interval)
+            if watchdog is not None:
+                sd_notify("WATCHDOG=1", f"STATUS={self._status_line()}")
+            else:
+                sd_notify(f"STATUS={self._status_line()}")
+            await asyncio.sleep(watchdog if watchdog is not None else STATUS_EVERY_S)
 
 
 def run_daemon(config_path: str | None = None) -> int:
@@ -207,10 +366,17 @@ def run_daemon(config_path: str | None = None) -> int:
         config, path = load_config(config_path)
     except ConfigError as exc:
         alog.configure()
+        log.critical("config_invalid", problems=exc.problems)
         for problem in exc.problems:
-            print(problem, flush=True)
-        return 78  # EX_CONFIG: systemd's Restart=on-failure will not loop on a broken file forever
+            print(problem, file=sys.stderr, flush=True)
+        return EXIT_CONFIG  # systemd's RestartPreventExitStatus=78 keeps it from looping on a broken file
     alog.configure(config.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(Daemon(config, path).run())
-    return 0
+    daemon = Daemon(config, path.resolve() if path is not None else None)
+    try:
+        return asyncio.run(daemon.run())
+    except KeyboardInterrupt:  # a second Ctrl-C before the handlers are in place
+        return EXIT_OK
+    except Exception as exc:
+        log.critical("daemon_crashed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        _say(f"crashed: {type(exc).__name__}: {exc}")
+        return EXIT_CRASHED

@@ -4,35 +4,40 @@ Every job coalesces, never overlaps itself (a per-job lock shared by scheduled r
 however late it is (``misfire_grace_time=None``) and logs its own failure without stopping the daemon.
 A paused daemon runs only the jobs registered with ``runs_when_paused`` (the stall watchdog). Pause,
 disabled jobs and each job's last run, last success and last error live in :class:`DaemonState`, which
-the daemon journals through ``on_change``, so they survive a restart.
+the daemon journals through ``on_change``, so they survive a restart; so does the next run, which
+:func:`next_due` derives from the last run (a run missed while the daemon was down happens at start-up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import uuid4
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agentos import logging as alog
-from agentos.config import JobConfig
+from agentos.config import ConfigError, JobConfig
 from agentos.errors import ControlError
 from agentos.store import DaemonState, JobRun
 
 log = alog.get_logger("agentos.scheduler")
 
 JobFunc = Callable[[], Awaitable[None]]
-JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+TriggerSpec = str | float
+"""A crontab expression (``"*/5 * * * *"``, UTC) or an interval in seconds."""
+
+JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 # name → (cron expression | interval seconds); DESIGN.md §7.
-DEFAULT_TRIGGERS: dict[str, str | float] = {
+DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
     "dispatch": 60.0,
     "pr_monitor": "*/5 * * * *",
     "incident_scan": "17 */6 * * *",
@@ -41,26 +46,64 @@ DEFAULT_TRIGGERS: dict[str, str | float] = {
     "backlog_groom": "0 * * * *",
     "sprint_plan": "5 * * * *",
     "daily_digest": "0 8 * * *",
-    "stall_watchdog": 60.0,
+    "stall_watchdog": 60.0,  # DESIGN.md says 5 min; a minute ends a dead attempt sooner and costs nothing
 }
 
+RunResult = Literal["ok", "failed", "skipped_busy", "skipped_paused", "skipped_disabled"]
 
-def make_trigger(spec: str | float) -> CronTrigger | IntervalTrigger:
+
+def make_trigger(spec: TriggerSpec) -> CronTrigger | IntervalTrigger:
+    """The APScheduler trigger of a spec; a bad crontab raises ``ValueError``."""
     if isinstance(spec, str):
         return CronTrigger.from_crontab(spec, timezone=UTC)
     return IntervalTrigger(seconds=spec, timezone=UTC)
+
+
+def spec_for(name: str, cfg: JobConfig | None) -> TriggerSpec:
+    """A job's trigger: the config's ``cron`` or ``interval_s``, else the default table, else hourly."""
+    cfg = cfg or JobConfig()
+    return cfg.cron or cfg.interval_s or DEFAULT_TRIGGERS.get(name, 3600.0)
+
+
+def check_configs(configs: Mapping[str, JobConfig]) -> list[str]:
+    """One ``jobs.NAME.cron: …`` problem per trigger APScheduler would refuse (config validation checks shape only)."""
+    problems = []
+    for name, cfg in configs.items():
+        if cfg.cron:
+            try:
+                make_trigger(cfg.cron)
+            except ValueError as exc:
+                problems.append(f"jobs.{name}.cron: {cfg.cron!r} is not a valid crontab: {exc}")
+    return problems
+
+
+def next_due(spec: TriggerSpec, last_run: datetime | None, now: datetime) -> datetime | None:
+    """When a job should next run, given its last run: ``now`` when a run was missed, None when it never ran.
+
+    An interval job is due ``interval`` after its last run; a cron job at the first slot after its last
+    run. A due time already past means the daemon was down (or busy) when it came: coalesced into one
+    run now. With no last run, None lets the trigger pick the first time as usual.
+    """
+    if last_run is None:
+        return None
+    if isinstance(spec, str):
+        fire: datetime | None = make_trigger(spec).get_next_fire_time(None, last_run + timedelta(microseconds=1))
+        due = fire
+    else:
+        due = last_run + timedelta(seconds=spec)
+    if due is None:
+        return None
+    return max(due, now)
 
 
 @dataclass
 class _Job:
     name: str
     func: JobFunc
-    spec: str | float
+    spec: TriggerSpec
     runs_when_paused: bool
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-RunResult = Literal["ok", "failed", "skipped_busy", "skipped_paused", "skipped_disabled"]
+    skipped: int = 0
 
 
 class Scheduler:
@@ -70,17 +113,19 @@ class Scheduler:
         self,
         state: DaemonState,
         *,
-        configs: dict[str, JobConfig] | None = None,
+        configs: Mapping[str, JobConfig] | None = None,
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._state = state
-        self._configs = configs or {}
+        self._configs: dict[str, JobConfig] = dict(configs or {})
         self._on_change = on_change
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
         self._aps = AsyncIOScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+        self._aps.add_listener(self._on_aps_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._started = False
+        self._bg: set[asyncio.Task[RunResult]] = set()
 
     def __repr__(self) -> str:
         return f"<Scheduler jobs={len(self._jobs)} paused={self._state.paused} busy={self.busy()}>"
@@ -89,41 +134,99 @@ class Scheduler:
     def names(self) -> list[str]:
         return list(self._jobs)
 
+    @property
+    def apscheduler(self) -> AsyncIOScheduler:
+        """The APScheduler underneath, for inspection (tests read its job table as data)."""
+        return self._aps
+
+    def has_job(self, name: str) -> bool:
+        return name in self._jobs
+
     def busy(self) -> list[str]:
         return [name for name, job in self._jobs.items() if job.lock.locked()]
 
     def register(self, name: str, func: JobFunc, *, runs_when_paused: bool = False) -> None:
-        """Add a job under its DESIGN.md name; the trigger comes from config, else the default table."""
-        cfg = self._configs.get(name, JobConfig())
-        spec: str | float = cfg.cron or cfg.interval_s or DEFAULT_TRIGGERS.get(name, 3600.0)
+        """Add a job under its DESIGN.md name; the trigger comes from config, else the default table.
+
+        Raises :class:`ConfigError` when the configured crontab is not valid.
+        """
+        cfg = self._configs.get(name)
+        spec = spec_for(name, cfg)
+        self._check_spec(name, spec)
         job = _Job(name, func, spec, runs_when_paused)
         self._jobs[name] = job
-        if not cfg.enabled and name not in self._state.disabled_jobs:
+        if cfg is not None and not cfg.enabled and name not in self._state.disabled_jobs:
             self._state.disabled_jobs.append(name)
         if self._started:
             self._add(job)
 
+    @staticmethod
+    def _check_spec(name: str, spec: TriggerSpec) -> None:
+        try:
+            make_trigger(spec)
+        except ValueError as exc:
+            raise ConfigError([f"jobs.{name}.cron: {spec!r} is not a valid crontab: {exc}"]) from None
+
+    def reconfigure(self, configs: Mapping[str, JobConfig]) -> list[str]:
+        """Apply a reloaded ``jobs:`` section: new triggers, and ``enabled`` values that changed in the file.
+
+        An ``enabled`` the file did not change leaves the operator's ``ctl job on|off`` alone. Checks
+        every trigger before changing anything (raises :class:`ConfigError`); returns the jobs changed.
+        """
+        problems = check_configs(configs)
+        if problems:
+            raise ConfigError(problems)
+        changed = []
+        for name, job in self._jobs.items():
+            old_cfg, new_cfg = self._configs.get(name) or JobConfig(), configs.get(name) or JobConfig()
+            spec = spec_for(name, new_cfg)
+            if spec != job.spec:
+                job.spec = spec
+                if self._started:
+                    self._add(job)
+                changed.append(name)
+            if new_cfg.enabled != old_cfg.enabled and new_cfg.enabled != self.is_enabled(name):
+                self._set_disabled(name, not new_cfg.enabled)
+                changed.append(name)
+        self._configs = dict(configs)
+        if changed:
+            self._on_change()
+        return sorted(set(changed))
+
     def _add(self, job: _Job) -> None:
-        async def scheduled() -> None:
-            await self._run(job, manual=False)
+        async def scheduled() -> None:  # must be `async def`: APScheduler runs a plain def in a thread
+            await self.run_scheduled(job.name)
 
-        self._aps.add_job(scheduled, make_trigger(job.spec), id=job.name, name=job.name, replace_existing=True)
+        record = self._state.job_runs.get(job.name)
+        due = next_due(job.spec, record.last_run if record else None, self._clock())
+        options: dict[str, Any] = {} if due is None else {"next_run_time": due}
+        self._aps.add_job(
+            scheduled, make_trigger(job.spec), id=job.name, name=job.name, replace_existing=True, **options
+        )
 
-    def start(self) -> None:
+    def start(self, *, paused: bool = False) -> None:
+        """Put every registered job on the loop's APScheduler and start it (call inside the running loop).
+
+        ``paused`` starts APScheduler without firing anything (tests inspect the table that way).
+        """
         for job in self._jobs.values():
             self._add(job)
-        self._aps.start()
+        self._aps.start(paused=paused)
         self._started = True
 
     async def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop firing jobs and wait (bounded) for running ones to finish."""
+        """Stop firing jobs and wait (bounded) for running ones to finish; then stop APScheduler."""
         if self._started:
             self._aps.pause()
-        deadline = time.monotonic() + timeout
-        while self.busy() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(timeout):
+                for job in self._jobs.values():
+                    async with job.lock:
+                        pass
+        except TimeoutError:
+            log.warning("jobs_still_running_at_shutdown", jobs=self.busy())
         if self._started:
-            self._aps.shutdown(wait=False)
+            self._aps.shutdown(wait=False)  # cancels coroutine jobs still running
             await asyncio.sleep(0)
             self._started = False
 
@@ -133,14 +236,19 @@ class Scheduler:
         except KeyError:
             raise ControlError(f"no job named {name!r}; jobs: {', '.join(sorted(self._jobs))}") from None
 
+    def _set_disabled(self, name: str, disabled: bool) -> None:
+        names = self._state.disabled_jobs
+        if not disabled and name in names:
+            names.remove(name)
+        elif disabled and name not in names:
+            names.append(name)
+
     def set_enabled(self, name: str, enabled: bool) -> None:
+        """``ctl job on|off NAME``: a disabled job is skipped by its schedule (run-now still runs it)."""
         self._job(name)
-        disabled = self._state.disabled_jobs
-        if enabled and name in disabled:
-            disabled.remove(name)
-        elif not enabled and name not in disabled:
-            disabled.append(name)
+        self._set_disabled(name, not enabled)
         self._on_change()
+        log.info("job_enabled" if enabled else "job_disabled", job=name)
 
     def is_enabled(self, name: str) -> bool:
         return name not in self._state.disabled_jobs
@@ -149,23 +257,33 @@ class Scheduler:
         """Run a job at once and wait for it (an operator's ``ctl run``); disabled jobs run too."""
         return await self._run(self._job(name), manual=True)
 
+    async def run_scheduled(self, name: str) -> RunResult:
+        """What the trigger does when a job is due: like :meth:`run_now`, but a disabled job is skipped."""
+        return await self._run(self._job(name), manual=False)
+
     def poke(self, name: str) -> None:
         """Ask for a run soon without waiting for it (a new ready issue pokes dispatch)."""
         job = self._job(name)
         if self._started:
-            self._aps.modify_job(job.name, next_run_time=self._clock())
+            self._aps.modify_job(job.name, next_run_time=datetime.now(UTC))
         else:
-            asyncio.get_running_loop().create_task(self._run(job, manual=False))
+            task = asyncio.get_running_loop().create_task(self.run_scheduled(job.name))
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
 
     async def _run(self, job: _Job, *, manual: bool) -> RunResult:
         if self._state.paused and not job.runs_when_paused:
+            log.debug("job_skipped", job=job.name, reason="paused")
             return "skipped_paused"
         if not manual and not self.is_enabled(job.name):
+            log.debug("job_skipped", job=job.name, reason="disabled")
             return "skipped_disabled"
         if job.lock.locked():
+            job.skipped += 1
+            log.info("job_skipped", job=job.name, reason="busy")
             return "skipped_busy"
         async with job.lock:
-            alog.clear()
+            alog.clear()  # a run-now carries the caller's context; a job starts from a clean one
             alog.bind(job=job.name, run_id=uuid4().hex[:8])
             record = self._state.job_runs.setdefault(job.name, JobRun())
             started = time.monotonic()
@@ -190,13 +308,25 @@ class Scheduler:
             self._on_change()
             return result
 
+    def _on_aps_event(self, event: JobEvent) -> None:
+        """APScheduler listener (sync, on the loop thread): keep it tiny."""
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            job = self._jobs.get(event.job_id)
+            if job is not None:
+                job.skipped += 1
+            log.info("job_skipped", job=event.job_id, reason="busy")
+        else:
+            log.warning("job_missed", job=event.job_id, scheduled=str(event.scheduled_run_time))
+
     def next_run(self, name: str) -> datetime | None:
         if not self._started:
             return None
         aps_job = self._aps.get_job(name)
-        return aps_job.next_run_time if aps_job is not None else None
+        nxt: datetime | None = aps_job.next_run_time if aps_job is not None else None
+        return nxt
 
     def table(self) -> list[dict[str, Any]]:
+        """One row per job, for ``ctl jobs`` and ``/jobs``."""
         rows = []
         for name, job in self._jobs.items():
             record = self._state.job_runs.get(name, JobRun())
@@ -206,6 +336,7 @@ class Scheduler:
                     "name": name,
                     "enabled": self.is_enabled(name),
                     "trigger": str(job.spec) if isinstance(job.spec, str) else f"every {job.spec:g}s",
+                    "runs_when_paused": job.runs_when_paused,
                     "running": job.lock.locked(),
                     "next_run": nxt.isoformat() if nxt else None,
                     "last_run": record.last_run.isoformat() if record.last_run else None,
@@ -213,6 +344,7 @@ class Scheduler:
                     "last_error": record.last_error,
                     "runs": record.runs,
                     "failures": record.failures,
+                    "skipped": job.skipped,
                 }
             )
         return rows

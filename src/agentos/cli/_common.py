@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from agentos.config import Config, ConfigError, load_config
+if TYPE_CHECKING:
+    from agentos.config import Config
 
 console = Console()
 err_console = Console(stderr=True)
@@ -20,12 +22,17 @@ ConfigOption = typer.Option(None, "--config", "-c", help="Config file (default: 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]agentos:[/red] {message}", highlight=False, markup=True)
+def fail(message: str, code: int = 1, *, prefix: bool = True) -> NoReturn:
+    """Print one line to stderr (never wrapped, whatever the width) and exit with ``code``."""
+    head = "[red]agentos:[/red] " if prefix else ""
+    err_console.print(head + escape(message), highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def load(config: str | None) -> tuple[Config, Path | None]:
+    """The config for a command that needs one; a bad file prints its problems and exits 78."""
+    from agentos.config import ConfigError, load_config  # pydantic is heavy: not for `agentos ctl`
+
     try:
         return load_config(config)
     except ConfigError as exc:
@@ -54,4 +61,4 @@ def kv(data: dict[str, Any]) -> None:
     width = max((len(k) for k in data), default=0)
     for key, value in data.items():
         shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
-        console.print(f"{key:<{width}}  {shown}", highlight=False, markup=False)
+        console.print(f"{key:<{width}}  {shown}", highlight=False, markup=False, soft_wrap=True)

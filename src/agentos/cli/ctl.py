@@ -1,15 +1,20 @@
-"""``agentos ctl …``: talk to the running daemon over its control socket (stdlib socket, fast start)."""
+"""``agentos ctl …``: talk to the running daemon over its control socket (stdlib socket, fast start).
+
+Exit codes: 0 done, 1 the daemon refused or failed the command (its message on stderr), 3 no daemon
+is running (one line: ``agentos is not running (no daemon at PATH)``) or it could not be reached.
+"""
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from agentos.cli._common import JsonOption, fail, kv, print_json, table
-from agentos.control.socket import NotRunning, default_socket_path, request
+from agentos.control.socket import NotRunning, client_socket_path, request
 from agentos.errors import ControlError
 
 app = typer.Typer(help="Steer the running daemon.", no_args_is_help=True)
@@ -21,21 +26,29 @@ app.add_typer(repo_app, name="repo")
 app.add_typer(task_app, name="task")
 
 SocketOption = typer.Option(None, "--socket", envvar="AGENTOS_SOCKET", help="Control socket path.")
+EXIT_FAILED = 1
+EXIT_NOT_RUNNING = 3
+TIMEOUT_S = 30.0
+RUN_TIMEOUT_S = 3600.0
+"""``ctl run JOB`` waits for the job, which may take as long as a dispatch or a PR sweep does."""
 
 
 def socket_path(explicit: str | None) -> Path:
-    return Path(explicit) if explicit else default_socket_path()
+    return Path(explicit) if explicit else client_socket_path()
 
 
-def call(cmd: str, args: dict[str, Any] | None = None, sock: str | None = None) -> Any:
+def call(cmd: str, args: dict[str, Any] | None = None, sock: str | None = None, *, timeout: float = TIMEOUT_S) -> Any:
+    path = socket_path(sock or os.environ.get("AGENTOS_SOCKET"))
     try:
-        return request(socket_path(sock or os.environ.get("AGENTOS_SOCKET")), cmd, args)
+        return request(path, cmd, args, timeout=timeout)
     except NotRunning as exc:
-        fail(str(exc), 3)
+        fail(str(exc), EXIT_NOT_RUNNING, prefix=False)
     except ControlError as exc:
-        fail(str(exc), 1)
+        fail(str(exc), EXIT_FAILED)
+    except TimeoutError:
+        fail(f"the daemon at {path} did not answer {cmd} within {timeout:g}s", EXIT_NOT_RUNNING)
     except OSError as exc:
-        fail(f"cannot talk to the daemon: {exc}", 3)
+        fail(f"cannot talk to the daemon at {path}: {exc}", EXIT_NOT_RUNNING)
 
 
 def show(result: Any, as_json: bool) -> None:
@@ -71,30 +84,59 @@ def reload(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
     show(call("reload", sock=sock), as_json)
 
 
+def when(iso: str | None, now: datetime | None = None) -> str:
+    """``in 42s`` / ``3m ago`` / ``2h ago`` / ``4d ago`` for a table cell; empty when there is no time."""
+    if not iso:
+        return ""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    delta = (moment - (now or datetime.now(UTC))).total_seconds()
+    size, unit = abs(delta), "s"
+    for limit, divisor, name in ((90, 60, "m"), (5400, 3600, "h"), (172800, 86400, "d")):
+        if abs(delta) >= limit:
+            size, unit = abs(delta) / divisor, name
+    amount = f"{size:.0f}{unit}"
+    return f"in {amount}" if delta >= 0 else f"{amount} ago"
+
+
 @app.command()
 def jobs(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
     """The job table: triggers, next and last runs, errors."""
     rows = call("jobs", sock=sock)
     if as_json:
         print_json(rows)
-    else:
-        table(rows, ["name", "enabled", "trigger", "next_run", "last_run", "runs", "failures", "last_error"])
+        return
+    shown = [
+        {
+            **row,
+            "on": "yes" if row["enabled"] else "OFF",
+            "next": when(row.get("next_run")),
+            "last": when(row.get("last_run")),
+            "fails": row.get("failures"),
+        }
+        for row in rows
+    ]
+    table(shown, ["name", "on", "trigger", "next", "last", "runs", "fails", "last_error"])
 
 
 @job_app.command("on")
 def job_on(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Let a job run on its schedule again."""
     show(call("job", {"name": name, "enabled": True}, sock), as_json)
 
 
 @job_app.command("off")
 def job_off(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Skip a job's scheduled runs (survives a restart; `ctl run` still runs it)."""
     show(call("job", {"name": name, "enabled": False}, sock), as_json)
 
 
 @app.command("run")
 def run_job(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
     """Run a job now and wait for it."""
-    show(call("run", {"name": name}, sock), as_json)
+    show(call("run", {"name": name}, sock, timeout=RUN_TIMEOUT_S), as_json)
 
 
 @app.command()

@@ -7,14 +7,17 @@ input; none of them blocks the loop.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.errors import ControlError
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, transition
 from agentos.runtime import Runtime
+from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.controller")
 
@@ -50,8 +53,12 @@ class Controller:
         rt = self.rt
         counts = rt.graph.counts()
         return {
+            "pid": os.getpid(),
+            "version": __version__,
             "paused": rt.state.paused,
             "running": len(rt.running),
+            "max_parallel_workers": rt.config.max_parallel_workers,
+            "max_parallel_per_repo": rt.config.max_parallel_per_repo,
             "queued": counts["queued"] + counts["retrying"],
             "counts": counts,
             "tasks": len(rt.graph),
@@ -61,6 +68,7 @@ class Controller:
             "paused_agents": {k: v.isoformat() for k, v in rt.state.paused_agents.items()},
             "state_dir": str(rt.state_dir),
             "config": str(rt.config_path) if rt.config_path else None,
+            "jobs_running": rt.scheduler.busy() if rt.scheduler is not None else [],
         }
 
     async def pause(self) -> dict[str, Any]:
@@ -77,21 +85,24 @@ class Controller:
         return {"paused": False}
 
     async def reload(self) -> dict[str, Any]:
+        """Re-read the config file; a bad file changes nothing and its problems come back as the error."""
         if self._on_reload is None:
             raise ControlError("reload is not available")
-        await self._on_reload()
+        try:
+            await self._on_reload()
+        except cfgmod.ConfigError as exc:
+            raise ControlError("config not reloaded, the last good one stays: " + "; ".join(exc.problems)) from None
         return {"reloaded": True, "config": str(self.rt.config_path) if self.rt.config_path else None}
 
     # ------------------------------------------------------------ jobs
 
-    def _scheduler(self) -> Any:
+    def _scheduler(self) -> Scheduler:
         if self.rt.scheduler is None:
             raise ControlError("the scheduler is not running")
         return self.rt.scheduler
 
     async def jobs(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._scheduler().table()
-        return rows
+        return self._scheduler().table()
 
     async def set_job(self, name: str, enabled: bool) -> dict[str, Any]:
         if name == "telegram" and not enabled:
@@ -105,6 +116,9 @@ class Controller:
             raise ControlError(f"the daemon is paused; `resume` first to run {name}")
         if result == "skipped_busy":
             raise ControlError(f"{name} is already running")
+        if result == "failed":
+            record = self.rt.state.job_runs.get(name)
+            raise ControlError(f"{name} failed: {record.last_error if record else 'unknown error'}")
         return {"job": name, "result": result}
 
     def _poke(self, name: str) -> None:
@@ -113,7 +127,8 @@ class Controller:
             sched.poke(name)
 
     async def poke(self, job: str = "dispatch") -> dict[str, Any]:
-        self._scheduler()._job(job)
+        if not self._scheduler().has_job(job):
+            raise ControlError(f"no job named {job!r}; jobs: {', '.join(sorted(self._scheduler().names))}")
         self._poke(job)
         return {"poked": job}
 

@@ -4,7 +4,15 @@
     {"cmd": "job", "args": {"name": "x"}}    → {"ok": false, "error": "no job named 'x'; jobs: …"}
 
 The socket is created mode 0600 (umask around the bind, no chmod window) and every caller's uid is
-checked with SO_PEERCRED: only root and the daemon's own uid are served.
+checked with SO_PEERCRED: only root and the daemon's own uid are served. A request may carry an
+``"id"``, echoed in its answer. :func:`handle_request` answers anything (bad JSON, a wrong type, an
+unknown command, a controller that raised) with ``{"ok": false, "error": …}``; it never raises.
+
+Where the daemon binds it (:func:`default_socket_path`): ``$AGENTOS_SOCKET``, else
+``$RUNTIME_DIRECTORY/agentos.sock`` (systemd's ``RuntimeDirectory=agentos``), else
+``$XDG_RUNTIME_DIR/agentos.sock``, else ``/tmp/agentos-<uid>/agentos.sock``. ``agentos ctl`` runs outside
+the unit, without ``$RUNTIME_DIRECTORY``, so :func:`client_socket_path` also looks where the system
+and user units put it.
 """
 
 from __future__ import annotations
@@ -17,23 +25,61 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentos import logging as alog
-from agentos.control.controller import Controller
 from agentos.errors import ControlError
+
+if TYPE_CHECKING:  # `agentos ctl` imports this module: keep the daemon's parts out of its start-up
+    from agentos.control.controller import Controller
 
 log = alog.get_logger("agentos.socket")
 
 MAX_LINE = 64 * 1024
-Handler = Callable[[Controller, dict[str, Any]], Awaitable[Any]]
+REFUSE_READ_S = 1.0
+"""How long a refused client gets to finish sending its request before it is answered and closed."""
+Handler = Callable[["Controller", dict[str, Any]], Awaitable[Any]]
+
+
+class SocketInUse(ControlError):
+    """Another live daemon answers on the socket path (a different state dir, the same socket)."""
 
 
 def default_socket_path() -> Path:
+    """The control socket of this environment; the daemon and ``agentos ctl`` agree on it."""
+    if explicit := os.environ.get("AGENTOS_SOCKET"):
+        return Path(explicit)
     base = os.environ.get("RUNTIME_DIRECTORY") or os.environ.get("XDG_RUNTIME_DIR")
     if base:
         return Path(base.split(":")[0]) / "agentos.sock"
     return Path(f"/tmp/agentos-{os.getuid()}") / "agentos.sock"
+
+
+SYSTEM_SOCKET = Path("/run/agentos/agentos.sock")
+"""Where ``deploy/systemd/agentos.service`` (``RuntimeDirectory=agentos``) puts the socket."""
+
+
+def client_socket_path(*, system: Path = SYSTEM_SOCKET) -> Path:
+    """The socket ``agentos ctl`` talks to: the daemon's default when it exists, else a unit's socket.
+
+    ``$AGENTOS_SOCKET`` and ``$RUNTIME_DIRECTORY`` are taken as given. Otherwise the first existing of
+    ``$XDG_RUNTIME_DIR/agentos.sock`` (a daemon started by hand), ``$XDG_RUNTIME_DIR/agentos/agentos.sock``
+    (the user unit) and ``/run/agentos/agentos.sock`` (the system unit); with none, the daemon default
+    (so that "not running" names the path a hand-started daemon would use).
+    """
+    if os.environ.get("AGENTOS_SOCKET") or os.environ.get("RUNTIME_DIRECTORY"):
+        return default_socket_path()
+    candidates = [default_socket_path()]
+    if xdg := os.environ.get("XDG_RUNTIME_DIR"):
+        candidates.append(Path(xdg) / "agentos" / "agentos.sock")
+    candidates.append(system)
+    for path in candidates:
+        try:
+            if path.is_socket():
+                return path
+        except PermissionError:  # /run/agentos is 0750: connecting will say "permission denied" clearly
+            return path
+    return candidates[0]
 
 
 def _str(args: dict[str, Any], key: str) -> str:
@@ -86,20 +132,36 @@ COMMANDS: dict[str, Handler] = {
 }
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 async def handle_request(controller: Controller, line: bytes) -> dict[str, Any]:
     """Answer one request line; never raises."""
     try:
         req = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return {"ok": False, "error": f"request is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"}
+    except json.JSONDecodeError as exc:
+        return {"ok": False, "error": f"request is not valid JSON: {exc.msg} at column {exc.colno}"}
+    except (ValueError, RecursionError) as exc:  # not UTF-8; a 5000-digit number; nesting too deep
+        return {"ok": False, "error": f"request is not valid JSON: {type(exc).__name__}"}
     if not isinstance(req, dict):
         return {"ok": False, "error": 'request must be a JSON object like {"cmd": "status"}'}
-    cmd, args = req.get("cmd"), req.get("args", {})
+    answer = await _answer(controller, req)
+    if "id" in req and isinstance(req["id"], str | int) and not isinstance(req["id"], bool):
+        answer = {"id": req["id"], **answer}
+    return answer
+
+
+async def _answer(controller: Controller, req: dict[str, Any]) -> dict[str, Any]:
+    cmd, args = req.get("cmd"), req.get("args")
+    if args is None:
+        args = {}
     if not isinstance(args, dict):
         return {"ok": False, "error": "args must be a JSON object"}
     handler = COMMANDS.get(cmd) if isinstance(cmd, str) else None
     if handler is None:
-        return {"ok": False, "error": f"unknown command {cmd!r}; commands: {', '.join(sorted(COMMANDS))}"}
+        return {"ok": False, "error": f"unknown command {_short(cmd)}; commands: {', '.join(sorted(COMMANDS))}"}
     try:
         result = await handler(controller, args)
     except ControlError as exc:
@@ -130,9 +192,14 @@ class ControlServer:
         return f"<ControlServer {self.path} requests={self.requests}>"
 
     async def start(self) -> None:
+        """Bind the socket (mode 0600). Raises :class:`SocketInUse` when a live daemon already answers there."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if _answers(self.path):
+            # The state lock does not cover this: two state dirs may share one socket path, and
+            # start_unix_server would silently steal the live daemon's socket.
+            raise SocketInUse(f"another agentos daemon is serving {self.path}; stop it or set AGENTOS_SOCKET")
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # we hold the state lock, so a socket here is a dead daemon's
+            self.path.unlink()  # nobody answers: a dead daemon's socket
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE)
@@ -154,6 +221,9 @@ class ControlServer:
             uid = peer_uid(sock)
             if uid not in self.allowed_uids:
                 log.warning("control_client_refused", uid=uid)
+                # Read the request first: closing with unread data would reset the client's connection.
+                with contextlib.suppress(ValueError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+                    await asyncio.wait_for(reader.readline(), REFUSE_READ_S)
                 await self._send(writer, {"ok": False, "error": f"uid {uid} may not control this daemon"})
                 return
             while True:
@@ -182,12 +252,27 @@ class ControlServer:
         await writer.drain()
 
 
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket ``path`` (a live daemon)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 class NotRunning(ControlError):
     """No daemon answers on the socket."""
 
 
 def request(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
-    """Send one request with the stdlib socket (fast CLI start) and return its result or raise."""
+    """Send one request with the stdlib socket (fast CLI start) and return its result or raise.
+
+    Raises :class:`NotRunning` when no daemon listens at ``path``, :class:`ControlError` with the
+    daemon's message when it answers ``ok: false``, and ``OSError`` (``TimeoutError``…) otherwise.
+    """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
@@ -196,11 +281,22 @@ def request(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout
             raise NotRunning(f"agentos is not running (no daemon at {path})") from None
         except PermissionError:
             raise ControlError(f"permission denied on {path}: run as the daemon's user or root") from None
-        s.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
-        data = s.makefile("rb").readline()
+        try:
+            s.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon answered and closed before reading (a refusal): read what it said
+        try:
+            data = s.makefile("rb").readline()
+        except ConnectionResetError:
+            data = b""
     if not data:
         raise ControlError("the daemon closed the connection without answering")
-    answer = json.loads(data)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise ControlError(f"the daemon's answer is not JSON: {data[:200]!r}") from None
+    if not isinstance(answer, dict):
+        raise ControlError(f"the daemon's answer is not a JSON object: {data[:200]!r}")
     if not answer.get("ok"):
         raise ControlError(str(answer.get("error", "unknown error")))
     return answer.get("result")

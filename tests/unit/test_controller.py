@@ -1,0 +1,276 @@
+"""The controller: the one command surface behind the socket and the bot, on a real store and scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agentos.config import Config, ConfigError, RepoConfig, parse_config
+from agentos.control.controller import Controller
+from agentos.errors import ControlError
+from agentos.forge.local import LocalForge
+from agentos.graph import Task, TaskStatus
+from agentos.runtime import Runtime
+from agentos.scheduler import Scheduler
+from agentos.store import Store
+
+NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+CONFIG = """\
+# the controller test's config
+state_dir: {state}
+max_parallel_workers: 3   # kept
+repos:
+  - name: calc            # the only repo
+    path: {repo}
+    test_command: "true"
+"""
+
+
+def build_runtime(tmp: Path, *, with_file: bool = True) -> Runtime:
+    """A Runtime on a real, locked store in ``tmp`` with one local repo and the daemon's three jobs."""
+    state = tmp / "state"
+    path = tmp / "agentos.yaml"
+    path.write_text(CONFIG.format(state=state, repo=tmp / "calc"), encoding="utf-8")
+    config = parse_config(path.read_text(), str(path))
+    store = Store(state, fsync=False)
+    store.lock()
+    graph, daemon = store.load()
+    forge = LocalForge(state, {r.name: r for r in config.repos})
+
+    def remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
+        return str(repo.path), {}
+
+    rt = Runtime(config, path if with_file else None, store, graph, daemon, forge, remote, clock=lambda: NOW)
+    rt.started_at = NOW
+    sched = Scheduler(daemon, clock=lambda: NOW, on_change=rt.save_state)
+    rt.scheduler = sched
+    return rt
+
+
+class Job:
+    def __init__(self) -> None:
+        self.runs = 0
+        self.fail: Exception | None = None
+        self.gate: asyncio.Event | None = None
+        self.started = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.runs += 1
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    runtime = build_runtime(tmp_path)
+    yield runtime
+    runtime.store.close()
+
+
+@pytest.fixture
+def jobs(rt: Runtime) -> dict[str, Job]:
+    made = {name: Job() for name in ("dispatch", "pr_monitor", "stall_watchdog")}
+    assert rt.scheduler is not None
+    for name, job in made.items():
+        rt.scheduler.register(name, job, runs_when_paused=name == "stall_watchdog")
+    return made
+
+
+@pytest.fixture
+def ctl(rt: Runtime, jobs: dict[str, Job]) -> Controller:
+    return Controller(rt)
+
+
+def add_task(rt: Runtime, issue: int, status: TaskStatus = TaskStatus.QUEUED) -> Task:
+    task = Task(
+        id=Task.make_id("calc", issue),
+        repo="calc",
+        issue=issue,
+        title=f"issue {issue}",
+        status=status,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    rt.commit([rt.event("task_created", task.id)], [task])
+    return task
+
+
+def reloaded(rt: Runtime) -> Store:
+    """A read-only view of what is on disk now."""
+    return Store(rt.store.state_dir)
+
+
+class TestStatus:
+    async def test_status_reports_the_daemon(self, ctl: Controller, rt: Runtime) -> None:
+        """Status carries the pid, pause, limits, counts, repos and config path."""
+        add_task(rt, 1)
+        status = await ctl.status()
+        assert status["paused"] is False
+        assert status["max_parallel_workers"] == 3
+        assert status["queued"] == 1 and status["tasks"] == 1 and status["running"] == 0
+        assert status["repos"] == ["calc"]
+        assert status["config"] == str(rt.config_path)
+        assert status["jobs_running"] == []
+        assert isinstance(status["pid"], int)
+
+    async def test_status_follows_a_new_config(self, ctl: Controller, rt: Runtime) -> None:
+        """After a reload swaps rt.config, status shows the new max_parallel_workers."""
+        rt.config = rt.config.model_copy(update={"max_parallel_workers": 7})
+        assert (await ctl.status())["max_parallel_workers"] == 7
+
+
+class TestPause:
+    async def test_pause_and_resume_are_journaled(self, ctl: Controller, rt: Runtime) -> None:
+        """The kill switch is on disk when pause returns, and off again after resume."""
+        assert await ctl.pause() == {"paused": True}
+        assert reloaded(rt).load()[1].paused is True
+        assert await ctl.resume() == {"paused": False}
+        assert reloaded(rt).load()[1].paused is False
+
+
+class TestJobs:
+    async def test_run_job_runs_it(self, ctl: Controller, jobs: dict[str, Job]) -> None:
+        """`run` waits for the job and answers its result."""
+        assert await ctl.run_job("stall_watchdog") == {"job": "stall_watchdog", "result": "ok"}
+        assert jobs["stall_watchdog"].runs == 1
+
+    async def test_a_failed_run_is_an_error_with_the_reason(self, ctl: Controller, jobs: dict[str, Job]) -> None:
+        """The operator sees why the job failed, and `ctl run` exits non-zero."""
+        jobs["pr_monitor"].fail = RuntimeError("forge down")
+        with pytest.raises(ControlError, match="pr_monitor failed: RuntimeError: forge down"):
+            await ctl.run_job("pr_monitor")
+
+    async def test_running_a_job_while_busy_or_paused_is_refused(self, ctl: Controller, jobs: dict[str, Job]) -> None:
+        """Busy: the second run is refused, not queued. Paused: dispatch needs a resume first."""
+        jobs["dispatch"].gate = asyncio.Event()
+        first = asyncio.create_task(ctl.run_job("dispatch"))
+        await asyncio.wait_for(jobs["dispatch"].started.wait(), 1)
+        with pytest.raises(ControlError, match="already running"):
+            await ctl.run_job("dispatch")
+        assert (await ctl.status())["jobs_running"] == ["dispatch"]
+        jobs["dispatch"].gate.set()
+        assert (await first)["result"] == "ok"
+
+        await ctl.pause()
+        with pytest.raises(ControlError, match="paused; `resume` first"):
+            await ctl.run_job("dispatch")
+        assert jobs["dispatch"].runs == 1
+
+    async def test_job_off_is_shown_in_jobs_and_persisted(self, ctl: Controller, rt: Runtime) -> None:
+        """`job off` flips the row and is in the journal."""
+        assert await ctl.set_job("dispatch", False) == {"job": "dispatch", "enabled": False}
+        rows = {row["name"]: row for row in await ctl.jobs()}
+        assert rows["dispatch"]["enabled"] is False
+        assert reloaded(rt).load()[1].disabled_jobs == ["dispatch"]
+
+    async def test_unknown_jobs_are_errors(self, ctl: Controller) -> None:
+        """A typo in a job name is a one-line error for set_job, run_job and poke alike."""
+        for call in (ctl.set_job("nosuch", False), ctl.run_job("nosuch"), ctl.poke("nosuch")):
+            with pytest.raises(ControlError, match="no job named 'nosuch'"):
+                await call
+
+    async def test_without_a_scheduler_job_commands_say_so(self, tmp_path: Path) -> None:
+        """During start-up (no scheduler yet) job commands answer instead of crashing."""
+        rt = build_runtime(tmp_path)
+        rt.scheduler = None
+        try:
+            with pytest.raises(ControlError, match="scheduler is not running"):
+                await Controller(rt).jobs()
+        finally:
+            rt.store.close()
+
+
+class TestReload:
+    async def test_a_rejected_reload_is_an_error_with_the_problems(self, rt: Runtime) -> None:
+        """The daemon's reload raises ConfigError; the operator gets every problem on one line."""
+
+        async def bad_reload() -> None:
+            raise ConfigError(["agentos.yaml:3: max_parallel_workers: must be ≥ 1", "agentos.yaml:9: x: unknown key"])
+
+        ctl = Controller(rt, on_reload=bad_reload)
+        with pytest.raises(ControlError) as info:
+            await ctl.reload()
+        message = str(info.value)
+        assert message.startswith("config not reloaded, the last good one stays: ")
+        assert "max_parallel_workers" in message and "unknown key" in message
+        assert "\n" not in message
+
+    async def test_reload_without_a_hook_is_an_error(self, ctl: Controller) -> None:
+        """A controller not wired to a daemon cannot reload."""
+        with pytest.raises(ControlError, match="not available"):
+            await ctl.reload()
+
+
+class TestRepos:
+    async def test_repo_off_is_persisted_and_leaves_status(self, ctl: Controller, rt: Runtime) -> None:
+        """A disabled repo drops out of status and stays disabled on disk."""
+        await ctl.set_repo("calc", False)
+        assert (await ctl.status())["repos"] == []
+        assert reloaded(rt).load()[1].disabled_repos == ["calc"]
+        with pytest.raises(ControlError, match="no repo named 'nope'; repos: calc"):
+            await ctl.set_repo("nope", True)
+
+    async def test_repo_mode_edits_the_config_file_keeping_comments(self, ctl: Controller, rt: Runtime) -> None:
+        """`repo mode calc dispatcher` writes the file (comments intact) and the running config."""
+        assert rt.config_path is not None
+        assert await ctl.set_repo_mode("calc", "dispatcher") == {"repo": "calc", "mode": "dispatcher_only"}
+        text = rt.config_path.read_text()
+        assert "automation_mode: dispatcher_only" in text
+        assert "# the only repo" in text and "# kept" in text
+        assert rt.config.repo("calc").automation_mode == "dispatcher_only"
+        with pytest.raises(ControlError, match="mode must be full or dispatcher"):
+            await ctl.set_repo_mode("calc", "yolo")
+
+    async def test_config_edits_need_a_config_file(self, tmp_path: Path) -> None:
+        """A daemon started without a file has nothing to edit and says so."""
+        rt = build_runtime(tmp_path, with_file=False)
+        try:
+            with pytest.raises(ControlError, match="without a config file"):
+                await Controller(rt).set_repo_cadence("calc", 3)
+        finally:
+            rt.store.close()
+
+
+class TestTasks:
+    async def test_tasks_filter_and_show(self, ctl: Controller, rt: Runtime) -> None:
+        """Tasks are listed, filtered by status, and shown whole; bad filters and ids are errors."""
+        add_task(rt, 1)
+        add_task(rt, 2, TaskStatus.BLOCKED)
+        assert {row["id"] for row in await ctl.tasks()} == {"calc#1", "calc#2"}
+        assert [row["id"] for row in await ctl.tasks(status="blocked")] == ["calc#2"]
+        assert (await ctl.task("calc#1"))["title"] == "issue 1"
+        with pytest.raises(ControlError, match="unknown status 'stuck'"):
+            await ctl.tasks(status="stuck")
+        with pytest.raises(ControlError, match="no task 'calc#9'"):
+            await ctl.task("calc#9")
+
+    async def test_retry_and_cancel_are_journaled(self, ctl: Controller, rt: Runtime) -> None:
+        """Retry re-queues a blocked task; cancel ends a queued one; both are on disk; repeats are refused."""
+        add_task(rt, 1, TaskStatus.BLOCKED)
+        assert await ctl.retry("calc#1") == {"task": "calc#1", "status": "queued"}
+        with pytest.raises(ControlError, match="already queued"):
+            await ctl.retry("calc#1")
+        assert await ctl.cancel("calc#1") == {"task": "calc#1", "status": "cancelled"}
+        with pytest.raises(ControlError, match="already cancelled"):
+            await ctl.cancel("calc#1")
+        graph, _ = reloaded(rt).load()
+        found = graph.find("calc#1")
+        assert found is not None and found.status is TaskStatus.CANCELLED
+
+    async def test_approve_needs_the_pr_monitor(self, ctl: Controller) -> None:
+        """Without the PR monitor wired in, approvals answer instead of crashing."""
+        with pytest.raises(ControlError, match="approvals are not available"):
+            await ctl.approve("calc#3")
+
+
+def test_config_fixture_is_valid(tmp_path: Path) -> None:
+    """The test config parses (guards the fixture itself)."""
+    cfg = parse_config(CONFIG.format(state=tmp_path, repo=tmp_path), "x.yaml")
+    assert isinstance(cfg, Config) and cfg.max_parallel_workers == 3

@@ -1,0 +1,445 @@
+"""The job table: triggers as data, run-now and scheduled runs, pause, disable, overlap, durable job state.
+
+Time is injected: the scheduler's clock is a :class:`FakeClock`, trigger maths is checked with explicit
+datetimes, and the only test that goes through APScheduler itself pokes a job (due "now") and waits for
+it on an event, never for a wall-clock interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from structlog.testing import capture_logs
+
+from agentos.config import ConfigError, JobConfig
+from agentos.errors import ControlError
+from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler, make_trigger, next_due
+from agentos.store import DaemonState, Store
+
+T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)  # a Monday
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class Calls:
+    """A job body that counts its calls, optionally fails, optionally waits on a gate."""
+
+    def __init__(self, *, fail: BaseException | None = None) -> None:
+        self.count = 0
+        self.fail = fail
+        self.started = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+        self.context: dict[str, object] = {}
+
+    async def __call__(self) -> None:
+        self.count += 1
+        self.context = structlog.contextvars.get_contextvars()
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+
+
+@pytest.fixture(autouse=True)
+def _clean_log_context() -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def state() -> DaemonState:
+    return DaemonState()
+
+
+def make(
+    state: DaemonState,
+    clock: FakeClock,
+    jobs: dict[str, Callable[[], Awaitable[None]]] | None = None,
+    *,
+    configs: dict[str, JobConfig] | None = None,
+    changes: list[int] | None = None,
+) -> Scheduler:
+    """A scheduler with ``jobs`` registered (stall_watchdog runs when paused, as in the daemon)."""
+    sched = Scheduler(
+        state,
+        configs=configs,
+        clock=clock,
+        on_change=(lambda: changes.append(1)) if changes is not None else (lambda: None),
+    )
+    for name, func in (jobs or {}).items():
+        sched.register(name, func, runs_when_paused=name == "stall_watchdog")
+    return sched
+
+
+async def stop(sched: Scheduler) -> None:
+    await sched.shutdown(timeout=1)
+
+
+class TestJobTable:
+    async def test_every_job_coalesces_never_overlaps_and_runs_however_late(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """APScheduler holds each job with coalesce, max_instances=1 and misfire_grace_time=None."""
+        sched = make(state, clock, {name: Calls() for name in ("dispatch", "pr_monitor", "stall_watchdog")})
+        sched.start(paused=True)
+        try:
+            for name in ("dispatch", "pr_monitor", "stall_watchdog"):
+                job = sched.apscheduler.get_job(name)
+                assert job is not None
+                assert job.coalesce is True
+                assert job.max_instances == 1
+                assert job.misfire_grace_time is None
+        finally:
+            await stop(sched)
+
+    @pytest.mark.parametrize(
+        ("name", "now", "expected"),
+        [
+            pytest.param("pr_monitor", datetime(2026, 1, 1, 0, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 5, tzinfo=UTC)),
+            pytest.param(
+                "incident_scan", datetime(2026, 1, 1, 0, 20, tzinfo=UTC), datetime(2026, 1, 1, 6, 17, tzinfo=UTC)
+            ),
+            pytest.param("log_analysis", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 5, 7, tzinfo=UTC)),
+            pytest.param(
+                "agent_scoring", datetime(2026, 1, 5, 7, tzinfo=UTC), datetime(2026, 1, 12, 6, 30, tzinfo=UTC)
+            ),
+            pytest.param("daily_digest", datetime(2026, 1, 1, 9, tzinfo=UTC), datetime(2026, 1, 2, 8, tzinfo=UTC)),
+            pytest.param("backlog_groom", datetime(2026, 1, 1, 9, 1, tzinfo=UTC), datetime(2026, 1, 1, 10, tzinfo=UTC)),
+        ],
+    )
+    def test_default_cron_triggers_follow_the_design_table(self, name: str, now: datetime, expected: datetime) -> None:
+        """DESIGN.md §7's defaults, as UTC crontabs, fire when the table says."""
+        assert make_trigger(DEFAULT_TRIGGERS[name]).get_next_fire_time(None, now) == expected
+
+    def test_interval_jobs_and_their_table_rows(self, state: DaemonState, clock: FakeClock) -> None:
+        """dispatch and stall_watchdog run every minute by default; the table shows the trigger."""
+        sched = make(state, clock, {"dispatch": Calls(), "stall_watchdog": Calls()})
+        rows = {row["name"]: row for row in sched.table()}
+        assert rows["dispatch"]["trigger"] == "every 60s"
+        assert rows["stall_watchdog"]["trigger"] == "every 60s"
+        assert rows["stall_watchdog"]["runs_when_paused"] is True
+        assert rows["dispatch"]["runs_when_paused"] is False
+        assert rows["dispatch"]["next_run"] is None  # not started
+
+    async def test_config_triggers_replace_the_defaults(self, state: DaemonState, clock: FakeClock) -> None:
+        """`jobs.NAME.cron` and `jobs.NAME.interval_s` choose the trigger."""
+        configs = {"dispatch": JobConfig(cron="*/2 * * * *"), "pr_monitor": JobConfig(interval_s=30)}
+        sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()}, configs=configs)
+        sched.start(paused=True)
+        try:
+            dispatch, monitor = sched.apscheduler.get_job("dispatch"), sched.apscheduler.get_job("pr_monitor")
+            assert isinstance(dispatch.trigger, CronTrigger)
+            assert isinstance(monitor.trigger, IntervalTrigger)
+            assert monitor.trigger.interval == timedelta(seconds=30)
+            rows = {row["name"]: row for row in sched.table()}
+            assert rows["dispatch"]["trigger"] == "*/2 * * * *"
+            assert rows["pr_monitor"]["trigger"] == "every 30s"
+            assert rows["dispatch"]["next_run"] is not None
+        finally:
+            await stop(sched)
+
+    def test_an_invalid_crontab_is_a_config_error_naming_the_job(self, state: DaemonState, clock: FakeClock) -> None:
+        """A crontab APScheduler refuses is reported as `jobs.NAME.cron: …`, not as a traceback."""
+        sched = make(state, clock, configs={"dispatch": JobConfig(cron="99 * * * *")})
+        with pytest.raises(ConfigError) as info:
+            sched.register("dispatch", Calls())
+        assert info.value.problems[0].startswith("jobs.dispatch.cron: '99 * * * *'")
+
+    def test_a_job_disabled_in_the_config_starts_disabled(self, state: DaemonState, clock: FakeClock) -> None:
+        """`jobs.pr_monitor.enabled: false` puts it in the disabled list."""
+        make(state, clock, {"pr_monitor": Calls()}, configs={"pr_monitor": JobConfig(enabled=False)})
+        assert state.disabled_jobs == ["pr_monitor"]
+
+
+class TestRunNow:
+    async def test_run_now_runs_and_records_the_run(self, state: DaemonState, clock: FakeClock) -> None:
+        """A run sets last_run and last_success from the clock, counts it, and reports the change."""
+        job, changes = Calls(), []
+        sched = make(state, clock, {"dispatch": job}, changes=changes)
+        assert await sched.run_now("dispatch") == "ok"
+        record = state.job_runs["dispatch"]
+        assert job.count == 1
+        assert (record.last_run, record.last_success, record.last_error) == (T0, T0, None)
+        assert (record.runs, record.failures) == (1, 0)
+        assert changes == [1]
+
+    async def test_a_failing_job_is_logged_and_counted_and_does_not_raise(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """An exception in a job becomes last_error and a failure count, and a `job_failed` error line."""
+        sched = make(state, clock, {"dispatch": Calls(fail=RuntimeError("forge down"))})
+        with capture_logs() as logs:
+            assert await sched.run_now("dispatch") == "failed"
+        record = state.job_runs["dispatch"]
+        assert record.last_error == "RuntimeError: forge down"
+        assert (record.runs, record.failures, record.last_success) == (1, 1, None)
+        failed = [entry for entry in logs if entry["event"] == "job_failed"]
+        assert failed and failed[0]["log_level"] == "error"
+        assert failed[0]["error"] == "RuntimeError: forge down"
+
+    async def test_a_success_after_a_failure_clears_the_error(self, state: DaemonState, clock: FakeClock) -> None:
+        """last_error describes the latest run only; the failure count stays."""
+        job = Calls(fail=ValueError("x"))
+        sched = make(state, clock, {"dispatch": job})
+        await sched.run_now("dispatch")
+        job.fail = None
+        clock.advance(minutes=1)
+        assert await sched.run_now("dispatch") == "ok"
+        record = state.job_runs["dispatch"]
+        assert (record.last_error, record.failures, record.runs) == (None, 1, 2)
+        assert record.last_success == T0 + timedelta(minutes=1)
+
+    async def test_a_cancelled_job_is_not_swallowed(self, state: DaemonState, clock: FakeClock) -> None:
+        """Cancellation (shutdown) propagates instead of being counted as a failure."""
+        sched = make(state, clock, {"dispatch": Calls(fail=asyncio.CancelledError())})
+        with pytest.raises(asyncio.CancelledError):
+            await sched.run_now("dispatch")
+        assert state.job_runs["dispatch"].failures == 0
+
+    async def test_a_job_runs_in_a_fresh_log_context(self, state: DaemonState, clock: FakeClock) -> None:
+        """The caller's bound context (a Telegram handler's task) does not leak into the job's lines."""
+        job = Calls()
+        sched = make(state, clock, {"dispatch": job})
+        structlog.contextvars.bind_contextvars(task="T-7")
+        await sched.run_now("dispatch")
+        assert job.context.get("job") == "dispatch"
+        assert "task" not in job.context
+        assert "run_id" in job.context
+
+    async def test_an_unknown_job_is_a_control_error_listing_the_jobs(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """`ctl run nosuch` gets a one-line answer naming the real jobs."""
+        sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()})
+        with pytest.raises(ControlError, match=r"no job named 'nosuch'; jobs: dispatch, pr_monitor"):
+            await sched.run_now("nosuch")
+
+
+class TestPauseAndDisable:
+    async def test_paused_only_runs_when_paused_jobs_run(self, state: DaemonState, clock: FakeClock) -> None:
+        """With the kill switch on, dispatch is skipped (scheduled or run-now) but the stall watchdog runs."""
+        dispatch, watchdog = Calls(), Calls()
+        sched = make(state, clock, {"dispatch": dispatch, "stall_watchdog": watchdog})
+        state.paused = True
+        assert await sched.run_now("dispatch") == "skipped_paused"
+        assert await sched.run_scheduled("dispatch") == "skipped_paused"
+        assert await sched.run_scheduled("stall_watchdog") == "ok"
+        assert await sched.run_now("stall_watchdog") == "ok"
+        assert (dispatch.count, watchdog.count) == (0, 2)
+        assert "dispatch" not in state.job_runs
+
+    async def test_a_disabled_job_is_skipped_by_its_schedule_but_runs_now(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """`job off` stops scheduled runs; an operator's `run` still runs it; `job on` restores it."""
+        job, changes = Calls(), []
+        sched = make(state, clock, {"dispatch": job}, changes=changes)
+        sched.set_enabled("dispatch", False)
+        assert state.disabled_jobs == ["dispatch"]
+        assert changes == [1]
+        assert await sched.run_scheduled("dispatch") == "skipped_disabled"
+        assert job.count == 0
+        assert await sched.run_now("dispatch") == "ok"
+        assert job.count == 1
+        sched.set_enabled("dispatch", True)
+        assert state.disabled_jobs == []
+        assert await sched.run_scheduled("dispatch") == "ok"
+
+    def test_disabling_an_unknown_job_is_a_control_error(self, state: DaemonState, clock: FakeClock) -> None:
+        """Nothing is written for a typo."""
+        sched = make(state, clock, {"dispatch": Calls()})
+        with pytest.raises(ControlError):
+            sched.set_enabled("dispach", False)
+        assert state.disabled_jobs == []
+
+
+class TestOverlap:
+    async def test_an_overlapping_run_is_skipped_busy(self, state: DaemonState, clock: FakeClock) -> None:
+        """While a run is in progress, another run-now or scheduled run is skipped, not queued."""
+        job = Calls()
+        job.gate = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job})
+        first = asyncio.create_task(sched.run_now("dispatch"))
+        await asyncio.wait_for(job.started.wait(), 1)
+        assert sched.busy() == ["dispatch"]
+        assert await sched.run_now("dispatch") == "skipped_busy"
+        assert await sched.run_scheduled("dispatch") == "skipped_busy"
+        job.gate.set()
+        assert await first == "ok"
+        assert job.count == 1
+        row = sched.table()[0]
+        assert (row["runs"], row["skipped"], row["running"]) == (1, 2, False)
+
+    async def test_shutdown_waits_for_a_running_job(self, state: DaemonState, clock: FakeClock) -> None:
+        """shutdown() lets a running job finish (within its timeout) instead of cancelling it."""
+        job = Calls()
+        job.gate = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job})
+        sched.start(paused=True)
+        run = asyncio.create_task(sched.run_now("dispatch"))
+        await asyncio.wait_for(job.started.wait(), 1)
+        closing = asyncio.create_task(sched.shutdown(timeout=5))
+        await asyncio.sleep(0)
+        assert not closing.done()
+        job.gate.set()
+        await asyncio.wait_for(closing, 1)
+        assert await run == "ok"
+
+
+class TestDurableState:
+    async def test_job_state_survives_a_daemon_state_round_trip(self, state: DaemonState, clock: FakeClock) -> None:
+        """Pause, disabled jobs, last run, last success, last error and counts are plain DaemonState data."""
+        sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls(fail=OSError("no route"))})
+        await sched.run_now("dispatch")
+        await sched.run_now("pr_monitor")
+        sched.set_enabled("pr_monitor", False)
+        state.paused = True
+
+        restored = DaemonState.model_validate_json(state.model_dump_json())
+        assert restored == state
+        again = make(restored, FakeClock(T0 + timedelta(hours=1)), {"dispatch": Calls(), "pr_monitor": Calls()})
+        assert again.table() == sched.table()
+
+    async def test_job_runs_are_journaled_through_on_change(self, tmp_path: Path, clock: FakeClock) -> None:
+        """With the daemon's on_change (a journal append), a run is on disk when it returns."""
+        store = Store(tmp_path, fsync=False)
+        store.lock()
+        _graph, state = store.load()
+        sched = Scheduler(state, clock=clock, on_change=lambda: store.append([], [], daemon=state))
+        sched.register("stall_watchdog", Calls(), runs_when_paused=True)
+        await sched.run_now("stall_watchdog")
+        sched.set_enabled("stall_watchdog", False)
+        store.close()
+
+        _graph, loaded = Store(tmp_path).load()
+        assert loaded.job_runs["stall_watchdog"].last_run == T0
+        assert loaded.job_runs["stall_watchdog"].runs == 1
+        assert loaded.disabled_jobs == ["stall_watchdog"]
+
+    async def test_the_next_run_after_a_restart_comes_from_the_last_run(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """A job that ran 20 s before a restart runs again 60 s after that run, not 60 s after the start."""
+        sched = make(state, clock, {"stall_watchdog": Calls()})
+        await sched.run_now("stall_watchdog")
+        clock.advance(seconds=20)
+        again = make(state, clock, {"stall_watchdog": Calls()})
+        again.start(paused=True)
+        try:
+            assert again.next_run("stall_watchdog") == T0 + timedelta(seconds=60)
+        finally:
+            await stop(again)
+
+
+class TestNextDue:
+    @pytest.mark.parametrize(
+        ("spec", "last_run", "now", "expected"),
+        [
+            pytest.param(60.0, None, T0, None, id="never-ran"),
+            pytest.param(60.0, T0, T0 + timedelta(seconds=30), T0 + timedelta(seconds=60), id="interval-not-due"),
+            pytest.param(60.0, T0, T0 + timedelta(hours=2), T0 + timedelta(hours=2), id="interval-missed"),
+            pytest.param(
+                "0 7 * * mon",
+                datetime(2026, 1, 5, 7, tzinfo=UTC),
+                datetime(2026, 1, 7, tzinfo=UTC),
+                datetime(2026, 1, 12, 7, tzinfo=UTC),
+                id="weekly-not-due",
+            ),
+            pytest.param(
+                "0 7 * * mon",
+                datetime(2026, 1, 5, 7, tzinfo=UTC),
+                datetime(2026, 1, 20, 12, tzinfo=UTC),
+                datetime(2026, 1, 20, 12, tzinfo=UTC),
+                id="weekly-missed-two-coalesced",
+            ),
+            pytest.param(
+                "*/5 * * * *",
+                datetime(2026, 1, 5, 9, 5, 0, 300, tzinfo=UTC),
+                datetime(2026, 1, 5, 9, 6, tzinfo=UTC),
+                datetime(2026, 1, 5, 9, 10, tzinfo=UTC),
+                id="cron-slot-just-after-last-run",
+            ),
+        ],
+    )
+    def test_next_due(
+        self, spec: str | float, last_run: datetime | None, now: datetime, expected: datetime | None
+    ) -> None:
+        """A missed run is due now (one run however many were missed); otherwise the slot after the last run."""
+        assert next_due(spec, last_run, now) == expected
+
+
+class TestReconfigure:
+    async def test_a_reload_changes_triggers_and_file_level_enabled(self, state: DaemonState, clock: FakeClock) -> None:
+        """New triggers are rescheduled; `enabled` applies only where the file changed it."""
+        changes: list[int] = []
+        sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()}, changes=changes)
+        sched.start(paused=True)
+        try:
+            sched.set_enabled("dispatch", False)  # the operator's choice; the file does not mention it
+            changed = sched.reconfigure({"pr_monitor": JobConfig(enabled=False, interval_s=120)})
+            assert changed == ["pr_monitor"]
+            rows = {row["name"]: row for row in sched.table()}
+            assert rows["pr_monitor"]["trigger"] == "every 120s"
+            assert rows["pr_monitor"]["enabled"] is False
+            assert rows["dispatch"]["enabled"] is False
+            assert isinstance(sched.apscheduler.get_job("pr_monitor").trigger, IntervalTrigger)
+            assert changes[-1] == 1
+        finally:
+            await stop(sched)
+
+    def test_a_bad_crontab_in_a_reload_changes_nothing(self, state: DaemonState, clock: FakeClock) -> None:
+        """Every trigger is checked before any is applied."""
+        sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()})
+        with pytest.raises(ConfigError, match=r"jobs\.pr_monitor\.cron"):
+            sched.reconfigure({"dispatch": JobConfig(interval_s=5), "pr_monitor": JobConfig(cron="0 25 * * *")})
+        assert {row["name"]: row["trigger"] for row in sched.table()} == {
+            "dispatch": "every 60s",
+            "pr_monitor": "*/5 * * * *",
+        }
+
+
+class TestThroughAPScheduler:
+    async def test_a_poked_job_runs_on_the_loop_through_apscheduler(self, state: DaemonState, clock: FakeClock) -> None:
+        """poke() makes the job due now; APScheduler runs the async job on this loop and the run is recorded."""
+        job = Calls()
+        sched = make(state, clock, {"dispatch": job})
+        sched.start()
+        try:
+            sched.poke("dispatch")
+            await asyncio.wait_for(job.started.wait(), 2)
+            for _ in range(100):  # the run's bookkeeping finishes a few loop turns after the body
+                if state.job_runs.get("dispatch") and state.job_runs["dispatch"].last_success:
+                    break
+                await asyncio.sleep(0)
+            assert state.job_runs["dispatch"].last_success == T0
+        finally:
+            await stop(sched)
+
+    async def test_poke_before_start_runs_the_job_in_the_background(self, state: DaemonState, clock: FakeClock) -> None:
+        """Before the scheduler starts, a poke still runs the job once."""
+        job = Calls()
+        sched = make(state, clock, {"dispatch": job})
+        sched.poke("dispatch")
+        await asyncio.wait_for(job.started.wait(), 1)
+        assert job.count == 1

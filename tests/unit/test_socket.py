@@ -1,0 +1,296 @@
+"""The control socket: every request line gets one JSON answer; the socket is private and uid-checked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentos.control.controller import Controller
+from agentos.control.socket import (
+    COMMANDS,
+    MAX_LINE,
+    ControlServer,
+    NotRunning,
+    SocketInUse,
+    client_socket_path,
+    default_socket_path,
+    handle_request,
+    request,
+)
+from agentos.errors import ControlError
+from agentos.runtime import Runtime
+from tests.unit.test_controller import Job, build_runtime
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    runtime = build_runtime(tmp_path)
+    assert runtime.scheduler is not None
+    runtime.scheduler.register("dispatch", Job())
+    yield runtime
+    runtime.store.close()
+
+
+@pytest.fixture
+def controller(rt: Runtime) -> Controller:
+    return Controller(rt)
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short path (AF_UNIX paths stop at 107 bytes), created by the server itself."""
+    base = Path(tempfile.mkdtemp(prefix="aos-sock-", dir="/tmp"))
+    yield base / "run"
+    for path in sorted(base.rglob("*"), reverse=True):
+        path.unlink() if not path.is_dir() else path.rmdir()
+    base.rmdir()
+
+
+@pytest.fixture
+async def server(controller: Controller, sock_dir: Path) -> AsyncIterator[ControlServer]:
+    srv = ControlServer(controller, sock_dir / "agentos.sock")
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+async def ask(controller: Controller, line: bytes | str) -> dict[str, Any]:
+    answer = await handle_request(controller, line.encode() if isinstance(line, str) else line)
+    json.dumps(answer)  # always encodable
+    return answer
+
+
+class TestHandleRequest:
+    @pytest.mark.parametrize(
+        ("line", "error"),
+        [
+            pytest.param("not json", "request is not valid JSON: Expecting value at column 1", id="not-json"),
+            pytest.param(b"\xff\xfe\xfa{", "request is not valid JSON", id="not-utf8"),
+            pytest.param('{"cmd": "status"', "request is not valid JSON", id="truncated"),
+            pytest.param("[1, 2]", 'request must be a JSON object like {"cmd": "status"}', id="array"),
+            pytest.param('"status"', "request must be a JSON object", id="string"),
+            pytest.param("null", "request must be a JSON object", id="null"),
+            pytest.param("{}", "unknown command None; commands: ", id="no-cmd"),
+            pytest.param(
+                '{"cmd": "frobnicate"}', "unknown command 'frobnicate'; commands: approve, cancel", id="bad-cmd"
+            ),
+            pytest.param('{"cmd": 5}', "unknown command 5", id="cmd-not-string"),
+            pytest.param('{"cmd": "status", "args": [1]}', "args must be a JSON object", id="args-list"),
+            pytest.param('{"cmd": "job", "args": {"enabled": true}}', "argument 'name' is required", id="missing-arg"),
+            pytest.param(
+                '{"cmd": "job", "args": {"name": "", "enabled": true}}', "argument 'name' is required", id="empty"
+            ),
+            pytest.param(
+                '{"cmd": "job", "args": {"name": "dispatch", "enabled": "yes"}}',
+                "argument 'enabled' must be true or false",
+                id="not-bool",
+            ),
+            pytest.param(
+                '{"cmd": "repo_cadence", "args": {"name": "calc", "days": true}}',
+                "argument 'days' must be a whole number",
+                id="bool-is-not-int",
+            ),
+            pytest.param('{"cmd": "tasks", "args": {"repo": 3}}', "argument 'repo' must be a string", id="not-str"),
+            pytest.param('{"cmd": "run", "args": {"name": "nosuch"}}', "no job named 'nosuch'", id="unknown-job"),
+            pytest.param("[" * 50_000, "request is not valid JSON", id="nesting-too-deep"),
+            pytest.param("9" * 5_000, "request is not valid JSON", id="number-too-long"),
+        ],
+    )
+    async def test_a_bad_request_gets_an_error_answer(
+        self, controller: Controller, line: str | bytes, error: str
+    ) -> None:
+        """Whatever is wrong with a request, the answer is ok: false with a message saying what."""
+        answer = await ask(controller, line)
+        assert answer["ok"] is False
+        assert answer["error"].startswith(error), answer["error"]
+
+    async def test_a_good_request_gets_its_result(self, controller: Controller) -> None:
+        """`{"cmd": "status"}` answers ok: true with the controller's result; args may be null."""
+        answer = await ask(controller, '{"cmd": "status", "args": null}')
+        assert answer["ok"] is True
+        assert answer["result"]["max_parallel_workers"] == 3
+
+    async def test_the_request_id_is_echoed(self, controller: Controller) -> None:
+        """A client matching answers to requests gets its id back, on errors too."""
+        assert (await ask(controller, '{"id": 7, "cmd": "pause"}'))["id"] == 7
+        assert (await ask(controller, '{"id": "x", "cmd": "nope"}'))["id"] == "x"
+
+    async def test_an_unknown_command_name_is_cut_short(self, controller: Controller) -> None:
+        """A 60 KB command name is not echoed back whole."""
+        answer = await ask(controller, json.dumps({"cmd": "x" * 60_000}))
+        assert len(answer["error"]) < 400
+
+    async def test_a_controller_bug_is_an_error_answer(
+        self, controller: Controller, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An unexpected exception in a command is logged and answered, never raised into the server."""
+
+        async def broken() -> dict[str, Any]:
+            raise RuntimeError("oops")
+
+        monkeypatch.setattr(controller, "status", broken)
+        answer = await ask(controller, '{"cmd": "status"}')
+        assert answer == {"ok": False, "error": "status failed: RuntimeError: oops"}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        line=st.one_of(
+            st.binary(max_size=300),
+            st.text(max_size=200).map(str.encode),
+            st.fixed_dictionaries(
+                {"cmd": st.sampled_from([*COMMANDS, "nope"])},
+                optional={
+                    "args": st.one_of(
+                        st.none(),
+                        st.lists(st.integers(), max_size=2),
+                        st.dictionaries(
+                            st.sampled_from(["name", "enabled", "id", "job", "mode", "days", "repo", "status", "ref"]),
+                            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12), st.floats()),
+                            max_size=4,
+                        ),
+                    ),
+                    "id": st.one_of(st.integers(), st.text(max_size=5), st.none()),
+                },
+            ).map(lambda req: json.dumps(req).encode()),
+        )
+    )
+    def test_fuzz_any_bytes_get_a_json_answer(self, controller: Controller, line: bytes) -> None:
+        """Arbitrary bytes or requests: always one JSON-encodable answer with a boolean ok, never an exception."""
+        answer = asyncio.run(handle_request(controller, line))
+        assert isinstance(answer["ok"], bool)
+        assert isinstance(answer["error"], str) if not answer["ok"] else "result" in answer
+        json.dumps(answer, default=str)
+
+
+class TestControlServer:
+    async def test_the_socket_is_private(self, server: ControlServer, sock_dir: Path) -> None:
+        """The socket is created 0600 (no chmod window) in a directory created 0700."""
+        assert stat.S_ISSOCK(server.path.stat().st_mode)
+        assert stat.S_IMODE(server.path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(sock_dir.stat().st_mode) == 0o700
+
+    async def test_request_gets_the_result(self, server: ControlServer) -> None:
+        """The stdlib client sends one line and returns the result, or raises the daemon's error."""
+        status = await asyncio.to_thread(request, server.path, "status")
+        assert status["paused"] is False
+        with pytest.raises(ControlError, match="no job named 'nosuch'"):
+            await asyncio.to_thread(request, server.path, "run", {"name": "nosuch"})
+        assert server.requests == 2
+
+    async def test_many_requests_on_one_connection(self, server: ControlServer) -> None:
+        """One answer line per request line, in order; blank lines are ignored."""
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.write(b'{"cmd": "pause"}\n\n{"cmd": "status"}\nnot json\n')
+        await writer.drain()
+        answers = [json.loads(await asyncio.wait_for(reader.readline(), 2)) for _ in range(3)]
+        writer.close()
+        await writer.wait_closed()
+        assert answers[0] == {"ok": True, "result": {"paused": True}}
+        assert answers[1]["result"]["paused"] is True
+        assert answers[2]["ok"] is False
+
+    async def test_an_over_long_line_is_refused_and_closed(self, server: ControlServer) -> None:
+        """A line past 64 KiB gets an error answer and the connection is closed."""
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.write(b'{"cmd": "' + b"x" * (MAX_LINE + 10) + b'"}\n')
+        await writer.drain()
+        answer = json.loads(await asyncio.wait_for(reader.readline(), 2))
+        assert answer == {"ok": False, "error": f"request longer than {MAX_LINE} bytes"}
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+        await writer.wait_closed()
+
+    async def test_a_uid_not_allowed_is_refused(self, controller: Controller, sock_dir: Path) -> None:
+        """SO_PEERCRED: a caller whose uid is not allowed gets the refusal, and the command is not run."""
+        srv = ControlServer(controller, sock_dir / "agentos.sock", allowed_uids={os.getuid() + 1})
+        await srv.start()
+        try:
+            with pytest.raises(ControlError, match=f"uid {os.getuid()} may not control this daemon"):
+                await asyncio.to_thread(request, srv.path, "pause")
+            assert controller.rt.state.paused is False
+            assert srv.requests == 0
+        finally:
+            await srv.stop()
+
+    async def test_a_second_server_on_a_live_socket_is_refused(
+        self, server: ControlServer, controller: Controller
+    ) -> None:
+        """start() does not steal a socket a live daemon answers on."""
+        with pytest.raises(SocketInUse, match="another agentos daemon is serving"):
+            await ControlServer(controller, server.path).start()
+        assert (await asyncio.to_thread(request, server.path, "status"))["paused"] is False
+
+    async def test_a_dead_daemons_socket_is_replaced(self, controller: Controller, sock_dir: Path) -> None:
+        """A socket file nobody listens on is removed and bound again."""
+        sock_dir.mkdir(mode=0o700)
+        path = sock_dir / "agentos.sock"
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind(str(path))
+        stale.close()
+        srv = ControlServer(controller, path)
+        await srv.start()
+        try:
+            assert (await asyncio.to_thread(request, path, "status"))["paused"] is False
+        finally:
+            await srv.stop()
+        assert not path.exists()
+
+
+class TestClient:
+    def test_no_daemon_is_not_running(self, sock_dir: Path) -> None:
+        """No socket file, or a socket nobody listens on: NotRunning, with the path in the message."""
+        with pytest.raises(NotRunning, match=r"agentos is not running \(no daemon at .*agentos.sock\)"):
+            request(sock_dir / "agentos.sock", "status")
+        sock_dir.mkdir()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+            stale.bind(str(sock_dir / "agentos.sock"))
+        with pytest.raises(NotRunning):
+            request(sock_dir / "agentos.sock", "status")
+
+    def test_the_socket_path_follows_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """AGENTOS_SOCKET wins, then systemd's RUNTIME_DIRECTORY, then XDG_RUNTIME_DIR."""
+        monkeypatch.setenv("AGENTOS_SOCKET", "/x/ctl.sock")
+        monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/agentos")
+        monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+        assert default_socket_path() == Path("/x/ctl.sock")
+        monkeypatch.delenv("AGENTOS_SOCKET")
+        assert default_socket_path() == Path("/run/agentos/agentos.sock")
+        monkeypatch.delenv("RUNTIME_DIRECTORY")
+        assert default_socket_path() == Path("/run/user/1000/agentos.sock")
+        monkeypatch.delenv("XDG_RUNTIME_DIR")
+        assert default_socket_path() == Path(f"/tmp/agentos-{os.getuid()}/agentos.sock")
+
+    def test_ctl_finds_the_socket_of_a_systemd_unit(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Outside the unit (no RUNTIME_DIRECTORY), ctl uses whichever of the known sockets exists."""
+        monkeypatch.delenv("AGENTOS_SOCKET", raising=False)
+        monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+        xdg = tmp_path / "xdg"
+        (xdg / "agentos").mkdir(parents=True)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+        system = tmp_path / "run-agentos" / "agentos.sock"
+        assert client_socket_path(system=system) == xdg / "agentos.sock"  # nothing exists: the default
+
+        def bind(path: Path) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.bind(str(path))
+
+        bind(system)
+        assert client_socket_path(system=system) == system
+        bind(xdg / "agentos" / "agentos.sock")
+        assert client_socket_path(system=system) == xdg / "agentos" / "agentos.sock"  # the user unit
+        bind(xdg / "agentos.sock")
+        assert client_socket_path(system=system) == xdg / "agentos.sock"  # a daemon started by hand
+        monkeypatch.setenv("AGENTOS_SOCKET", "/elsewhere.sock")
+        assert client_socket_path(system=system) == Path("/elsewhere.sock")
