@@ -30,17 +30,21 @@ from typing import Any
 
 from agentos import __version__
 from agentos import logging as alog
-from agentos.config import Config, ConfigError, RepoConfig, load_config
+from agentos.config import Config, ConfigError, JobConfig, RepoConfig, load_config, secret
 from agentos.control.controller import Controller
+from agentos.control.notify import Notifier
 from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
+from agentos.control.telegram import TelegramBot
+from agentos.errors import ControlError
 from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.forge.local import LocalForge
 from agentos.graph import TaskGraph
+from agentos.jobs import loop_jobs
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.jobs.watchdog import StallWatchdog
-from agentos.runtime import Runtime
+from agentos.runtime import Runtime, StateSeenStore
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
 
@@ -262,7 +266,8 @@ class Daemon:
         executor = Executor(rt)
         await executor.recover()
 
-        scheduler = Scheduler(state, configs=self.config.jobs, on_change=rt.save_state, clock=self.clock)
+        jobs = {"daily_digest": JobConfig(cron=f"0 {self.config.telegram.digest_hour} * * *"), **self.config.jobs}
+        scheduler = Scheduler(state, configs=jobs, on_change=rt.save_state, clock=self.clock)
         rt.scheduler = scheduler
         monitor = PRMonitor(rt, executor)
         dispatcher = Dispatcher(rt, executor)
@@ -273,6 +278,8 @@ class Daemon:
             scheduler.register("dispatch", dispatcher.tick)
             scheduler.register("pr_monitor", monitor.tick)
             scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True)
+            for name, job in loop_jobs(rt).items():
+                scheduler.register(name, job)
         except ConfigError as exc:
             log.critical("config_invalid", problems=exc.problems)
             for problem in exc.problems:
@@ -284,6 +291,8 @@ class Daemon:
 
         controller = Controller(rt, on_reload=self.reload)
         controller.approver = monitor.approve
+        bot = self._telegram(controller)
+        rt.notifier = Notifier(bot.sender() if bot else None, seen=StateSeenStore(rt))
         server = ControlServer(controller, self.socket_path)
         try:
             await server.start()
@@ -312,9 +321,37 @@ class Daemon:
             self._spawn(self._notify_loop(watchdog_interval()))
         if scheduler.has_job("dispatch"):
             scheduler.poke("dispatch")
+        if bot is not None:
+            self._spawn(self._start_telegram(bot))
 
         await self._stop.wait()
-        return await self._shutdown(store, graph, state, scheduler, executor, server)
+        code = await self._shutdown(store, graph, state, scheduler, executor, server)
+        await rt.notifier.aclose()
+        if bot is not None:
+            await bot.stop()
+        return code
+
+    def _telegram(self, controller: Controller) -> TelegramBot | None:
+        """The Telegram bot when enabled and a token is configured (its absence is logged, not fatal)."""
+        cfg = self.config.telegram
+        if not cfg.enabled:
+            return None
+        token = secret("telegram_bot_token")
+        if token is None:
+            log.error("telegram_token_missing", fix="set TELEGRAM_BOT_TOKEN or the telegram_bot_token credential")
+            return None
+        if not cfg.allowed_chat_ids:
+            log.warning("telegram_no_allowed_chats", fix="add telegram.allowed_chat_ids; nobody will be answered")
+        return TelegramBot(token, controller, cfg.allowed_chat_ids, api_base=cfg.api_base)
+
+    async def _start_telegram(self, bot: TelegramBot) -> None:
+        """Start polling in the background: the daemon never waits for Telegram to be reachable."""
+        try:
+            await bot.start()
+        except ControlError as exc:
+            log.error("telegram_start_failed", error=str(exc))
+        else:
+            log.info("telegram_started")
 
     async def _shutdown(
         self,
