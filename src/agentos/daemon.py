@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentos import __version__
 from agentos import logging as alog
@@ -34,7 +34,6 @@ from agentos.config import Config, ConfigError, JobConfig, RepoConfig, load_conf
 from agentos.control.controller import Controller
 from agentos.control.notify import Notifier
 from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
-from agentos.control.telegram import TelegramBot
 from agentos.errors import ControlError
 from agentos.executor import Executor
 from agentos.forge.base import Forge
@@ -47,6 +46,9 @@ from agentos.jobs.watchdog import StallWatchdog
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
+
+if TYPE_CHECKING:
+    from agentos.control.telegram import TelegramBot
 
 log = alog.get_logger("agentos.daemon")
 
@@ -342,6 +344,8 @@ class Daemon:
             return None
         if not cfg.allowed_chat_ids:
             log.warning("telegram_no_allowed_chats", fix="add telegram.allowed_chat_ids; nobody will be answered")
+        from agentos.control.telegram import TelegramBot  # aiogram costs a second to import; only when used
+
         return TelegramBot(token, controller, cfg.allowed_chat_ids, api_base=cfg.api_base)
 
     async def _start_telegram(self, bot: TelegramBot) -> None:
