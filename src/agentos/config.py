@@ -403,24 +403,32 @@ def set_value(path: Path, key: str, raw_value: str | Any) -> Config:
     config = validate_document(doc, str(path))
     buf = io.StringIO()
     yaml.dump(doc, buf)
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o640
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"), mode=mode)
     return config
 
 
 # ---------------------------------------------------------------- secrets
 
 
+def credential_dirs() -> list[Path]:
+    """Where credential files are looked for: systemd's, then the ones ``agentos init`` writes."""
+    dirs = [Path(p) for p in os.environ.get("CREDENTIALS_DIRECTORY", "").split(":") if p]
+    return [*dirs, Path("~/.config/agentos/credentials").expanduser(), Path("/etc/agentos/credentials")]
+
+
 def secret(name: str, *, env: str | None = None) -> str | None:
-    """A secret from ``$ENV`` or the credential file ``name`` in ``$CREDENTIALS_DIRECTORY``.
+    """A secret from ``$ENV`` or the credential file ``name`` (see :func:`credential_dirs`).
 
     Every secret read here is also given to the process-wide redactor, so it can never appear in a
     log line, a comment or a chat message.
     """
     env_name = env or name.upper()
     value = (os.environ.get(env_name) or "").strip() or None
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if value is None and creds:
-        file = Path(creds) / name
+    for folder in credential_dirs():
+        if value is not None:
+            break
+        file = folder / name
         if file.is_file():
             value = file.read_text(encoding="utf-8").strip() or None
     if value is not None:

@@ -179,3 +179,12 @@ def test_secrets_read_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOME_API_TOKEN", "s3cr3t-value-123456")
     assert secret("some_api_token") == "s3cr3t-value-123456"
     assert "s3cr3t-value-123456" not in redact("leaked s3cr3t-value-123456 here")
+
+
+def test_set_value_keeps_the_file_mode(tmp_path: Path) -> None:
+    """An edit keeps the file readable by whoever could read it before (the service user)."""
+    path = tmp_path / "agentos.yaml"
+    path.write_text(GOOD)
+    path.chmod(0o644)
+    set_value(path, "max_parallel_workers", "3")
+    assert path.stat().st_mode & 0o777 == 0o644

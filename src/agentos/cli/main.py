@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from agentos import __version__
-from agentos.cli import ctl, issue
+from agentos.cli import ctl, doctor, init, issue, stats, views
 from agentos.cli._common import ConfigOption, console, err_console, fail
 
 app = typer.Typer(
@@ -84,6 +84,13 @@ def config_set(
         raise typer.Exit(1) from None
     console.print(f"{path}: {key} = {value}", markup=False)
 
+
+app.command("init")(init.init_command)
+app.command("doctor")(doctor.doctor)
+app.command("tasks")(views.tasks)
+app.add_typer(views.task_app, name="task")
+app.command("logs")(views.logs)
+app.command("stats")(stats.stats_command)
 
 if __name__ == "__main__":
     app()

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import typer
 
 from agentos.cli._common import ConfigOption, JsonOption, console, err_console, fail, kv, load, print_json
-from agentos.config import Config
 
 if TYPE_CHECKING:
+    from agentos.config import Config
     from agentos.graph import Attempt, Task
 
 task_app = typer.Typer(help="One task, read from the state directory (no daemon needed).", no_args_is_help=True)
@@ -47,7 +47,7 @@ def resolve_state_dir(config: Config, config_path: Path | None, explicit: str | 
     """
     if explicit:
         return Path(explicit).expanduser()
-    default = Config.model_fields["state_dir"].default
+    default = type(config).model_fields["state_dir"].default
     if (
         config.state_dir == default
         and not os.environ.get("STATE_DIRECTORY")
@@ -303,8 +303,13 @@ def logs(
     limit = timeout if timeout is not None else _attempt_limit_s(cfg)
 
     why: list[str] = []
+    looked = [float("-inf")]
 
     def ended() -> bool:
+        """Whether the attempt is over; the state (a whole load) is read at most once a second."""
+        if time.monotonic() - looked[0] < max(poll, 1.0):
+            return False
+        looked[0] = time.monotonic()
         current = next((t for t in read_tasks(state) if t.id == task.id), None)
         again = next((a for a in current.attempts if a.number == chosen.number), None) if current else None
         if again is None:

@@ -1,0 +1,643 @@
+"""`agentos init`: scripted and interactive runs, merging into an existing config, GitHub, Telegram, systemd."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import re
+import select
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, get_args
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from typer.testing import CliRunner
+
+from agentos.cli._common import console
+from agentos.cli.init import RepoPlan, parse_repo_spec
+from agentos.cli.main import app
+from agentos.config import load_config
+from tests.fakes.telegram_server import FakeTelegram, fake_telegram  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+
+
+# ---------------------------------------------------------------- a small GitHub
+
+
+@dataclass
+class MiniGitHub:
+    """Just enough of GitHub's REST API for init and doctor: GET /user, GET /repos/o/n, POST labels."""
+
+    tokens: dict[str, str | None] = field(default_factory=lambda: {GOOD_TOKEN: "repo, workflow"})
+    """token → its X-OAuth-Scopes header (None: a fine-grained token, no header)."""
+    repos: dict[str, dict[str, bool]] = field(default_factory=lambda: {"octo/calc": {"push": True, "admin": True}})
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/user", self._user)
+        app.router.add_get("/repos/{owner}/{name}", self._repo)
+        app.router.add_post("/repos/{owner}/{name}/labels", self._label)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _auth(self, request: web.Request) -> tuple[bool, dict[str, str]]:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").removeprefix("token ")
+        if token not in self.tokens:
+            return False, {}
+        scopes = self.tokens[token]
+        return True, ({} if scopes is None else {"X-OAuth-Scopes": scopes})
+
+    async def _user(self, request: web.Request) -> web.Response:
+        ok, headers = self._auth(request)
+        if not ok:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        return web.json_response({"login": "octocat", "id": 1}, headers=headers)
+
+    async def _repo(self, request: web.Request) -> web.Response:
+        ok, headers = self._auth(request)
+        name = f"{request.match_info['owner']}/{request.match_info['name']}"
+        if not ok:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        if name not in self.repos:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.json_response({"full_name": name, "permissions": self.repos[name]}, headers=headers)
+
+    async def _label(self, request: web.Request) -> web.Response:
+        ok, _ = self._auth(request)
+        if not ok:
+            return web.json_response({"message": "Bad credentials"}, status=401)
+        name = f"{request.match_info['owner']}/{request.match_info['name']}"
+        label = (await request.json())["name"]
+        have = self.labels.setdefault(name, [])
+        if label in have:
+            return web.json_response(
+                {"message": "Validation Failed", "errors": [{"code": "already_exists"}]}, status=422
+            )
+        have.append(label)
+        return web.json_response({"name": label}, status=201)
+
+
+@pytest_asyncio.fixture
+async def mini_github() -> AsyncIterator[MiniGitHub]:
+    fake = MiniGitHub()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No token, config or systemd variable of the machine leaks in; HOME and the cwd are the test's own."""
+    for name in (
+        "GITHUB_TOKEN",
+        "TELEGRAM_BOT_TOKEN",
+        "AGENTOS_CONFIG",
+        "CREDENTIALS_DIRECTORY",
+        "STATE_DIRECTORY",
+        "AGENTOS_SOCKET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    old = console._width
+    console.width = 200
+    yield
+    console._width = old
+
+
+def git_repo(path: Path, *files: str) -> Path:
+    path.mkdir(parents=True)
+    for name in files or ("pyproject.toml",):
+        (path / name).write_text("[project]\nname = 'x'\n" if name == "pyproject.toml" else "test:\n\ttrue\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(path), "commit", "-qm", "init"], check=True, env=env)
+    return path
+
+
+class Setup:
+    """Paths of one test's install: config, unit dir, credentials dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = root / "etc" / "config.yaml"
+        self.units = root / "units"
+        self.creds = root / "creds"
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            "init",
+            "--config",
+            str(self.config),
+            "--unit-dir",
+            str(self.units),
+            "--credentials-dir",
+            str(self.creds),
+            "--unit-file",
+            str(self.unit_file),
+            *extra,
+        ]
+
+    @property
+    def unit_file(self) -> Path:
+        unit = self.root / "agentos.service"
+        if not unit.exists():
+            unit.write_text("[Service]\nType=notify\nExecStart=/opt/agentos/venv/bin/agentos run\n")
+        return unit
+
+    def run(self, *extra: str, input: str | None = None) -> tuple[int, str]:
+        result = CliRunner().invoke(app, self.args(*extra), input=input)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.output
+
+    def backups(self) -> list[Path]:
+        return sorted(self.config.parent.glob("config.yaml.bak-*"))
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    return Setup(tmp_path)
+
+
+# ---------------------------------------------------------------- tests
+
+
+class TestScriptedInit:
+    def test_writes_a_valid_commented_config(self, setup: Setup, tmp_path: Path) -> None:
+        """`init --yes` with flags writes a config that validates, commented, in dispatcher_only mode."""
+        repo = git_repo(tmp_path / "calc")
+        code, out = setup.run("--yes", "--repo", f"calc:{repo}:python3 -m pytest -q", "--agent", "claude")
+        assert code == 0, out
+        cfg, _ = load_config(setup.config)
+        assert [r.name for r in cfg.repos] == ["calc"]
+        assert cfg.repos[0].automation_mode == "dispatcher_only" and cfg.repos[0].path == str(repo)
+        assert cfg.agents["claude"].kind == "claude" and cfg.routing.default == ["claude"]
+        assert cfg.forge == "local" and cfg.telegram.enabled is False
+        text = setup.config.read_text()
+        assert "# Where issues and pull requests live" in text and "# Secrets" in text
+        assert "systemctl daemon-reload && systemctl enable --now agentos" in out
+
+    def test_guesses_name_and_test_command_from_a_path(self, setup: Setup, tmp_path: Path) -> None:
+        """A bare path names the repo after its directory and takes the test command its files suggest."""
+        repo = git_repo(tmp_path / "web app", "Makefile")
+        code, out = setup.run("--yes", "--repo", str(repo), "--agent", "codex", "--automation-mode", "full")
+        assert code == 0, out
+        cfg, _ = load_config(setup.config)
+        assert cfg.repos[0].name == "web-app" and cfg.repos[0].test_command == "make test"
+        assert cfg.repos[0].automation_mode == "full" and cfg.agents["codex"].pass_env == ["OPENAI_API_KEY"]
+
+    def test_a_repo_without_main_keeps_its_own_base_branch(self, setup: Setup, tmp_path: Path) -> None:
+        """A repository whose branch is `master` (and has no `main`) gets base_branch: master."""
+        repo = git_repo(tmp_path / "old")
+        subprocess.run(["git", "-C", str(repo), "branch", "-m", "main", "master"], check=True)
+        code, out = setup.run("--yes", "--repo", f"old:{repo}:make test")
+        assert code == 0, out
+        assert load_config(setup.config)[0].repos[0].base_branch == "master"
+
+    def test_a_repo_without_any_test_command_is_refused(self, setup: Setup, tmp_path: Path) -> None:
+        """Nothing is written when a new repo has no test command and none can be guessed."""
+        bare = tmp_path / "bare"
+        bare.mkdir()
+        code, out = setup.run("--yes", "--repo", f"bare:{bare}")
+        assert code == 1 and "test command" in out and not setup.config.exists()
+
+    def test_rerun_with_the_same_flags_changes_nothing(self, setup: Setup, tmp_path: Path) -> None:
+        """Running it again is safe: same config, no duplicate repo, no backup, unit unchanged."""
+        repo = git_repo(tmp_path / "calc")
+        flags = ("--yes", "--repo", f"calc:{repo}:pytest -q", "--agent", "claude")
+        assert setup.run(*flags)[0] == 0
+        first = setup.config.read_text()
+        code, out = setup.run(*flags)
+        assert code == 0, out
+        assert setup.config.read_text() == first and setup.backups() == []
+        assert "config unchanged" in out and "unit unchanged" in out
+        assert [r.name for r in load_config(setup.config)[0].repos] == ["calc"]
+
+    def test_rerun_backs_up_and_keeps_the_operators_edits_and_comments(self, setup: Setup, tmp_path: Path) -> None:
+        """A re-run that adds a repo backs the file up first and keeps hand edits, comments and the repo."""
+        calc, web_repo = git_repo(tmp_path / "calc"), git_repo(tmp_path / "web")
+        assert setup.run("--yes", "--repo", f"calc:{calc}:pytest -q", "--agent", "claude")[0] == 0
+        edited = setup.config.read_text().replace(
+            "max_parallel_workers: 2", "max_parallel_workers: 5   # the box has 16 cores"
+        )
+        edited = edited.replace("    automation_mode: dispatcher_only", "    automation_mode: full", 1)
+        edited += "# a note of my own at the end\n"
+        setup.config.write_text(edited)
+        code, out = setup.run("--yes", "--repo", f"calc:{calc}", "--repo", f"web:{web_repo}:npm test")
+        assert code == 0, out
+        [backup] = setup.backups()
+        assert backup.read_text() == edited
+        text = setup.config.read_text()
+        assert "max_parallel_workers: 5   # the box has 16 cores" in text and "# a note of my own" in text
+        cfg, _ = load_config(setup.config)
+        assert [r.name for r in cfg.repos] == ["calc", "web"]
+        assert cfg.repos[0].automation_mode == "full", "an existing repo keeps its mode unless a flag says otherwise"
+        assert cfg.repos[1].automation_mode == "dispatcher_only" and cfg.max_parallel_workers == 5
+
+    def test_merges_into_the_example_config_keeping_every_key_and_comment(self, setup: Setup, tmp_path: Path) -> None:
+        """Merging into config/agentos.example.yaml loses none of its comments or keys."""
+        example = (ROOT / "config" / "agentos.example.yaml").read_text()
+        setup.config.parent.mkdir(parents=True)
+        setup.config.write_text(example)
+        before, _ = load_config(setup.config)
+        repo = git_repo(tmp_path / "api")
+        code, out = setup.run("--yes", "--repo", f"api:{repo}:pytest", "--agent", "codex", "--telegram-chat-id", "77")
+        assert code == 0, out
+        text = setup.config.read_text()
+        comments = [line.split("#", 1)[1].strip() for line in example.splitlines() if "#" in line]
+        missing = [c for c in comments if c and c not in text]
+        assert missing == []
+        after, _ = load_config(setup.config)
+        assert after.routing.fallbacks == before.routing.fallbacks and after.limits == before.limits
+        assert set(after.agents) == {"claude", "patcher", "codex"}
+        assert [r.name for r in after.repos] == ["calc", "api"]
+        assert after.routing.default == ["claude", "codex"]
+        assert after.telegram.enabled and after.telegram.allowed_chat_ids == [77]
+        assert len(setup.backups()) == 1
+
+    def test_installs_the_unit_with_a_drop_in_for_config_and_credentials(self, setup: Setup, tmp_path: Path) -> None:
+        """The unit is copied as is; the drop-in names the config, loads stored tokens and fixes ExecStart."""
+        code, out = setup.run("--yes", "--telegram-chat-id", "5", "--telegram-token", "123:abc")
+        assert code == 0, out
+        assert (setup.units / "agentos.service").read_text() == setup.unit_file.read_text()
+        drop_in = (setup.units / "agentos.service.d" / "10-agentos-init.conf").read_text()
+        assert f"Environment=AGENTOS_CONFIG={setup.config}" in drop_in
+        assert f"LoadCredential=telegram_bot_token:{setup.creds / 'telegram_bot_token'}" in drop_in
+        assert "ExecStart=\n" in drop_in, "the unit's /opt/agentos program does not exist here"
+
+    def test_the_drop_in_opens_the_repos_and_every_credential_file_exists(self, setup: Setup, tmp_path: Path) -> None:
+        """A system unit gets ReadWritePaths for the repos, and an empty file for each token not configured."""
+        repo = git_repo(tmp_path / "calc")
+        code, out = setup.run("--yes", "--repo", f"calc:{repo}:pytest")
+        assert code == 0, out
+        drop_in = (setup.units / "agentos.service.d" / "10-agentos-init.conf").read_text()
+        assert f"ReadWritePaths=-{repo}" in drop_in and "\nLoadCredential=\n" in drop_in
+        for name in ("github_token", "telegram_bot_token"):
+            assert (setup.creds / name).read_text() == "", "LoadCredential= fails a start on a missing file"
+            assert stat.S_IMODE((setup.creds / name).stat().st_mode) == 0o600
+        assert stat.S_IMODE(setup.creds.stat().st_mode) == 0o700
+
+    @pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
+    def test_installs_the_shipped_unit(self, setup: Setup, user: bool) -> None:
+        """Without --unit-file the checkout's deploy/systemd unit (the user variant for --user) is installed as is."""
+        shipped = ROOT / "deploy" / "systemd" / ("agentos-user.service" if user else "agentos.service")
+        if not shipped.is_file():
+            pytest.skip(f"{shipped} is not in this checkout")
+        args = ["init", "--yes", "--config", str(setup.config), "--unit-dir", str(setup.units)]
+        args += ["--credentials-dir", str(setup.creds)] + (["--user"] if user else [])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert (setup.units / "agentos.service").read_text() == shipped.read_text()
+        drop_in = setup.units / "agentos.service.d" / "10-agentos-init.conf"
+        assert drop_in.is_file()
+        analyze = shutil.which("systemd-analyze")
+        if analyze and not user:  # the unit with its drop-in, as systemd reads them
+            env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{setup.units}:"}
+            res = subprocess.run([analyze, "verify", "agentos.service"], capture_output=True, text=True, env=env)
+            assert drop_in.name not in res.stderr, res.stderr
+
+    def test_user_unit(self, setup: Setup) -> None:
+        """--user prints the systemctl --user command."""
+        code, out = setup.run("--yes", "--user")
+        assert code == 0, out
+        assert "systemctl --user daemon-reload && systemctl --user enable --now agentos" in out
+        assert (setup.units / "agentos.service").exists()
+
+    def test_an_invalid_existing_config_is_left_alone(self, setup: Setup) -> None:
+        """init refuses to merge into a config that does not validate, and changes nothing."""
+        setup.config.parent.mkdir(parents=True)
+        setup.config.write_text("forge: local\nmax_parallel_workers: lots\n")
+        code, out = setup.run("--yes")
+        assert code == 78 and "max_parallel_workers" in out
+        assert setup.config.read_text() == "forge: local\nmax_parallel_workers: lots\n"
+
+
+class TestInteractiveInit:
+    def test_answers_produce_the_same_config_as_flags(self, setup: Setup, tmp_path: Path) -> None:
+        """The wizard asks for what the flags give; Enter takes the defaults (dispatcher_only, detected tests)."""
+        repo = git_repo(tmp_path / "calc")
+        answers = [
+            "",  # forge [local]
+            "",  # automation mode [dispatcher_only]
+            "",  # add a repository? [Y/n]
+            str(repo),  # path
+            "",  # name [calc]
+            "",  # test command [python3 -m pytest -q]
+            "n",  # another repository?
+            "claude",  # agents
+            "3",  # workers
+            "",  # dispatch interval [60]
+            "",  # telegram? [y/N]
+        ]
+        code, out = setup.run(input="\n".join(answers) + "\n")
+        assert code == 0, out
+        cfg, _ = load_config(setup.config)
+        repo_cfg = cfg.repos[0]
+        assert (repo_cfg.name, repo_cfg.path, repo_cfg.test_command) == ("calc", str(repo), "python3 -m pytest -q")
+        assert repo_cfg.automation_mode == "dispatcher_only" and cfg.max_parallel_workers == 3
+        assert cfg.routing.default == ["claude"]
+
+    def test_a_rerun_offers_the_existing_values(self, setup: Setup, tmp_path: Path) -> None:
+        """Pressing Enter through a re-run keeps the config as it was."""
+        repo = git_repo(tmp_path / "calc")
+        assert setup.run("--yes", "--repo", f"calc:{repo}:pytest", "--max-parallel-workers", "4")[0] == 0
+        first = setup.config.read_text()
+        code, out = setup.run(input="\n" * 12)
+        assert code == 0, out
+        assert setup.config.read_text() == first and "config unchanged" in out
+
+
+class Terminal:
+    """A command on a pseudo-terminal, driven like a person would: wait for a prompt, type an answer."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {text!r} on the terminal; it shows:\n{self.seen}")
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"the command ended before {text!r}:\n{self.seen}")
+                self.seen += chunk.decode(errors="replace")
+        self.seen = self.seen[self.seen.index(text) + len(text) :]
+
+    def send(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\r")
+
+    def close(self) -> int:
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            self.proc.kill()
+            os.close(self.master)
+
+
+class TestTerminalSession:
+    def test_the_wizard_on_a_real_terminal(self, setup: Setup, tmp_path: Path) -> None:
+        """A person at a terminal: each question appears, Enter takes the default, and the config is valid."""
+        repo = git_repo(tmp_path / "calc")
+        env = {**os.environ, "TERM": "dumb", "COLUMNS": "120"}
+        term = Terminal([sys.executable, "-m", "agentos.cli.main", *setup.args()], env)
+        try:
+            for prompt, answer in [
+                ("Forge (local|github) [local]", ""),
+                ("(dispatcher_only|full) [dispatcher_only]", ""),
+                ("Add a repository? [Y/n]", ""),
+                ("Path of the repository", str(repo)),
+                ("Name [calc]", ""),
+                ("Test command (must pass before a PR opens) [python3 -m pytest -q]", ""),
+                ("Add a repository? [y/N]", ""),
+                ("Agents (comma-separated: claude, codex, gemini)", "claude"),
+                ("Agents at work at once [2]", ""),
+                ("Seconds between looks for ready issues [60]", "30"),
+                ("Set up Telegram (notifications and control)? [y/N]", ""),
+            ]:
+                term.expect(prompt)
+                term.send(answer)
+            term.expect("start it with:")
+        finally:
+            code = term.close()
+        assert code == 0
+        cfg, _ = load_config(setup.config)
+        assert [(r.name, r.automation_mode) for r in cfg.repos] == [("calc", "dispatcher_only")]
+        assert cfg.jobs["dispatch"].interval_s == 30 and cfg.routing.default == ["claude"]
+
+
+class TestGitHub:
+    async def test_verifies_the_token_stores_it_outside_the_yaml_and_creates_labels(
+        self, setup: Setup, mini_github: MiniGitHub
+    ) -> None:
+        """The token is checked with GET /user, kept in a 0600 file, and the agentos labels are created once."""
+        flags = ("--yes", "--forge", "github", "--repo", "octo/calc::pytest", "--github-api-url", mini_github.url)
+        code, out = await asyncio.to_thread(setup.run, *flags, "--github-token", GOOD_TOKEN)
+        assert code == 0, out
+        assert "token of octocat" in out
+        assert GOOD_TOKEN not in setup.config.read_text()
+        token_file = setup.creds / "github_token"
+        assert token_file.read_text().strip() == GOOD_TOKEN
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert mini_github.labels["octo/calc"] == [
+            "agentos:ready",
+            "agentos:running",
+            "agentos:blocked",
+            "agentos:review",
+        ]
+        cfg, _ = load_config(setup.config)
+        assert cfg.forge == "github" and cfg.github is not None and cfg.github.api_url == mini_github.url
+        drop_in = (setup.units / "agentos.service.d" / "10-agentos-init.conf").read_text()
+        assert f"LoadCredential=github_token:{token_file}" in drop_in
+        code, out = await asyncio.to_thread(setup.run, *flags)  # the stored token is found again
+        assert code == 0, out
+        assert "labels already there" in out and "config unchanged" in out
+
+    async def test_the_wizard_asks_for_the_token_hidden_and_offers_labels(
+        self, setup: Setup, mini_github: MiniGitHub
+    ) -> None:
+        """Interactively: owner/name, an optional clone, the token (hidden input), then the labels offer."""
+        answers = [
+            "github",  # forge
+            "",  # automation mode [dispatcher_only]
+            "",  # add a repository? [Y/n]
+            "octo/calc",
+            "",  # local clone (none)
+            "pytest -q",
+            "n",  # another?
+            "claude",
+            "",  # workers [2]
+            "",  # dispatch interval [60]
+            mini_github.url,  # API URL
+            GOOD_TOKEN,  # hidden
+            "n",  # telegram
+            "y",  # labels
+        ]
+        code, out = await asyncio.to_thread(setup.run, input="\n".join(answers) + "\n")
+        assert code == 0, out
+        assert GOOD_TOKEN not in out and GOOD_TOKEN not in setup.config.read_text()
+        cfg, _ = load_config(setup.config)
+        assert [(r.name, r.path, r.test_command) for r in cfg.repos] == [("octo/calc", None, "pytest -q")]
+        assert len(mini_github.labels["octo/calc"]) == 4
+
+    async def test_a_rejected_token_writes_nothing(self, setup: Setup, mini_github: MiniGitHub) -> None:
+        """A 401 from GET /user stops init before any file is written."""
+        flags = ("--yes", "--forge", "github", "--repo", "octo/calc::pytest", "--github-api-url", mini_github.url)
+        code, out = await asyncio.to_thread(setup.run, *flags, "--github-token", "ghp_wrong")
+        assert code == 1 and "401" in out
+        assert not setup.config.exists() and not setup.creds.exists()
+
+    async def test_an_invisible_repo_is_an_error(self, setup: Setup, mini_github: MiniGitHub) -> None:
+        """A repo the token cannot see is named."""
+        flags = ("--yes", "--forge", "github", "--repo", "octo/secret::pytest", "--github-api-url", mini_github.url)
+        code, out = await asyncio.to_thread(setup.run, *flags, "--github-token", GOOD_TOKEN)
+        assert code == 1 and "octo/secret" in out and not setup.config.exists()
+
+
+class TestTelegram:
+    async def test_pairing_reads_the_chat_id_of_start(self, setup: Setup, fake_telegram: FakeTelegram) -> None:  # noqa: F811
+        """init reads the chat of the /start message from getUpdates, confirms it, and greets that chat."""
+        fake_telegram.inject_message(42, "hello there")
+        fake_telegram.inject_message(1001, "/start")
+        flags = ("--yes", "--telegram-token", fake_telegram.token, "--telegram-api-base", fake_telegram.url)
+        code, out = await asyncio.to_thread(setup.run, *flags, "--pair-timeout", "10")
+        assert code == 0, out
+        cfg, _ = load_config(setup.config)
+        assert cfg.telegram.enabled and cfg.telegram.allowed_chat_ids == [1001]
+        assert cfg.telegram.api_base == fake_telegram.url
+        assert fake_telegram.token not in setup.config.read_text()
+        assert (setup.creds / "telegram_bot_token").read_text().strip() == fake_telegram.token
+        assert [m.chat_id for m in fake_telegram.sent] == [1001]
+        assert fake_telegram.updates == [], "the /start was confirmed, so the daemon will not see it again"
+
+    async def test_pairing_waits_for_start_sent_later(self, setup: Setup, fake_telegram: FakeTelegram) -> None:  # noqa: F811
+        """A /start that arrives while init long-polls is picked up."""
+        flags = ("--yes", "--telegram-token", fake_telegram.token, "--telegram-api-base", fake_telegram.url)
+        job = asyncio.create_task(asyncio.to_thread(setup.run, *flags, "--pair-timeout", "10"))
+        await fake_telegram.wait_for(lambda: bool(fake_telegram.called("getUpdates")), timeout=10)
+        fake_telegram.inject_message(-100555, "/start@agentos_test_bot", chat_type="group")
+        code, out = await asyncio.wait_for(job, 15)
+        assert code == 0, out
+        assert load_config(setup.config)[0].telegram.allowed_chat_ids == [-100555]
+
+    async def test_no_start_within_the_timeout_fails(self, setup: Setup, fake_telegram: FakeTelegram) -> None:  # noqa: F811
+        """Without a /start the scripted run fails after --pair-timeout and writes nothing."""
+        flags = ("--yes", "--telegram-token", fake_telegram.token, "--telegram-api-base", fake_telegram.url)
+        code, out = await asyncio.to_thread(setup.run, *flags, "--pair-timeout", "1")
+        assert code == 1 and "/start" in out and not setup.config.exists()
+
+    async def test_a_rejected_bot_token_fails(self, setup: Setup, fake_telegram: FakeTelegram) -> None:  # noqa: F811
+        """getMe answering 401 stops init."""
+        flags = ("--yes", "--telegram-token", "1:wrong", "--telegram-api-base", fake_telegram.url)
+        code, out = await asyncio.to_thread(setup.run, *flags)
+        assert code == 1 and "Unauthorized" in out
+
+
+class TestRepoSpec:
+    @pytest.mark.parametrize(
+        ("spec", "forge", "expected"),
+        [
+            pytest.param("calc:/srv/calc:make test", "local", RepoPlan("calc", "/srv/calc", "make test"), id="full"),
+            pytest.param("calc:/srv/calc", "local", RepoPlan("calc", "/srv/calc", None), id="no-test"),
+            pytest.param("/srv/my repo", "local", RepoPlan("my-repo", "/srv/my repo", None), id="path-only"),
+            pytest.param("o/n", "github", RepoPlan("o/n", None, None), id="github"),
+            pytest.param("o/n::npm test", "github", RepoPlan("o/n", None, "npm test"), id="github-test"),
+            pytest.param("o/n:/src/n:a:b", "github", RepoPlan("o/n", "/src/n", "a:b"), id="colon-in-test"),
+        ],
+    )
+    def test_parses(self, spec: str, forge: str, expected: RepoPlan) -> None:
+        """--repo specs split on the first two colons; a bare path names the repo after its directory."""
+        assert parse_repo_spec(spec, forge) == expected
+
+    def test_a_github_repo_needs_owner_and_name(self) -> None:
+        """A GitHub repo without an owner is refused."""
+        from agentos.cli.init import InitError
+
+        with pytest.raises(InitError):
+            parse_repo_spec("calc", "github")
+
+
+class TestConfigurationDoc:
+    """docs/configuration.md explains every key of agentos.config, with its default, in the right section."""
+
+    SECTIONS: ClassVar[dict[str, str]] = {
+        "": "## 2. Top level",
+        "repos": "### 2.1 `repos[]`",
+        "repos.hooks": "### 2.1 `repos[]`",
+        "agents": "### 2.2 `agents.<name>`",
+        "routing": "### 2.3 `routing`",
+        "limits": "### 2.4 `limits`",
+        "jobs": "### 2.5 `jobs.<name>`",
+        "telegram": "### 2.6 `telegram`",
+        "github": "### 2.7 `github`",
+        "loops": "### 2.8 `loops`",
+    }
+
+    @staticmethod
+    def fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, str, FieldInfo]]:
+        """``(section, key, field)`` for every field, descending into nested models."""
+        for name, info in model.model_fields.items():
+            yield prefix, name, info
+            for arg in (info.annotation, *get_args(info.annotation)):
+                for inner in (arg, *get_args(arg)):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        yield from TestConfigurationDoc.fields(inner, f"{prefix}.{name}".lstrip("."))
+
+    @staticmethod
+    def rows(section_heading: str) -> dict[str, str]:
+        text = (ROOT / "docs" / "configuration.md").read_text()
+        start = text.index(section_heading + "\n")
+        end = min((i for h in ("\n## ", "\n### ") if (i := text.find(h, start + 1)) > 0), default=len(text))
+        body = text[start:end]
+        found = {}
+        for line in body.splitlines():
+            match = re.match(r"\| `([a-z_]+)` \| ([^|]*) \|", line)
+            if match:
+                found.setdefault(match.group(1), match.group(2).strip())
+        return found
+
+    def test_every_key_is_documented_with_its_default(self) -> None:
+        """A key added to config.py without a row (and the right default) in the doc fails here."""
+        from agentos.config import Config
+
+        problems = []
+        for section, key, info in self.fields(Config):
+            heading = self.SECTIONS.get(section)
+            if heading is None:
+                problems.append(f"{section}: no section in docs/configuration.md")
+                continue
+            rows = self.rows(heading)
+            if key not in rows:
+                problems.append(f"{section}.{key}".lstrip(".") + f": no row under {heading!r}")
+                continue
+            default = info.default
+            if isinstance(default, bool):
+                expected = f"`{str(default).lower()}`"
+            elif isinstance(default, int | float | str):
+                expected = f"`{default}`"
+            else:
+                continue
+            if not rows[key].startswith(expected):
+                problems.append(f"{section}.{key}".lstrip(".") + f": default {expected}, the doc says {rows[key]!r}")
+        assert problems == []
