@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench soak clean
+.PHONY: test lint typecheck unit demo bench soak clean test-agents
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,13 @@ unit: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/agentos demo
+
+# The adapters against the real Claude Code, Codex and Gemini CLIs (from npm, ~740 MB, cached),
+# talking to a scripted model server on 127.0.0.1: no account and no internet beyond the npm registry.
+CLI_DIR ?= .cache/agent-clis
+test-agents: $(STAMP)
+	scripts/install-agent-clis.sh $(CLI_DIR)
+	AGENTOS_REAL_CLI_DIR=$(abspath $(CLI_DIR)) $(BIN)/python -m pytest tests/realcli -rs
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

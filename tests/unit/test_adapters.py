@@ -761,3 +761,31 @@ class TestRealCliOutput:
         r = parse_output("codex", REAL_CODEX_OFFLINE, None, now=NOW)
         assert r.is_error and r.failure is None
         assert "waiting for network" in r.detail
+
+
+class TestRecordedOutputs:
+    """Outputs captured from the real CLIs (tests/fakes/agents/recorded) parse as they did when recorded."""
+
+    def test_every_recording_parses_to_its_stored_report(self) -> None:
+        """A change to the parser that would misread a real CLI's output fails here."""
+        recorded = Path(__file__).parent.parent / "fakes" / "agents" / "recorded"
+        index = json.loads((recorded / "index.json").read_text())
+        assert len(index) >= 20
+        for name, want in index.items():
+            report = parse_output(
+                want["kind"],
+                (recorded / name).read_text(),
+                want["exit_code"],
+                now=datetime.fromisoformat(want["now"]),
+                local_tz=ZoneInfo(want["local_tz"]),
+            )
+            reset = report.reset_at.isoformat() if report.reset_at else None
+            got = {
+                "failure": report.failure,
+                "reset_at": reset,
+                "tokens_in": report.tokens_in,
+                "tokens_out": report.tokens_out,
+                "cost_usd": report.cost_usd,
+            }
+            expected = {k: want[k] for k in got} | {"cost_usd": want["cost_usd"] or 0.0}
+            assert got == expected, name

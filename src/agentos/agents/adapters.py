@@ -128,6 +128,8 @@ def build_invocation(
     Raises :class:`AgentNotInstalled` when the program cannot be found.
     """
     env = scrubbed_env(list(cfg.pass_env), dict(cfg.env), base_env)
+    if "TZ" in base_env:  # Codex prints a reset time without a zone; parse_output reads it in the daemon's zone
+        env.setdefault("TZ", base_env["TZ"])
     if cfg.kind == "command":
         assert cfg.argv, "AgentConfig guarantees argv for kind 'command'"
         values = {"{prompt_file}": str(prompt_file), "{worktree}": str(worktree), "{task_id}": task_id}
@@ -167,7 +169,12 @@ def _rule(failure: FailureCode, pattern: str, what: str) -> FailureRule:
 
 FAILURE_RULES: tuple[FailureRule, ...] = (
     _rule("quota_limited", r"usage limit", "usage limit reached (Claude Code, Codex)"),
-    _rule("quota_limited", r"you'?ve hit your (?:usage )?limit", "Claude Code 'You've hit your limit · resets …'"),
+    _rule(
+        "quota_limited",
+        r"you['’]?ve (?:hit|reached) your [\w .-]{0,40}?limit",
+        "Claude Code 'You've hit your session limit · resets …', Codex 'You’ve hit your usage limit'",
+    ),
+    _rule("quota_limited", r"\bout of (?:extra )?usage\b", "Claude Code 'You're out of usage credits'"),
     _rule("quota_limited", r"\b\d+-hour limit reached|\b(?:weekly|daily|session) limit reached", "plan window"),
     _rule(
         "quota_limited",
@@ -221,7 +228,7 @@ _UNIT_S = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _UNIT = r"(?:days?|d|hours?|hrs?|h|minutes?|mins?|m|seconds?|secs?|s)\b"
 _PART = re.compile(rf"(\d+(?:\.\d+)?)\s*({_UNIT})", re.IGNORECASE)
 _RELATIVE = re.compile(
-    rf"(?:try again|retry|resets?|available again)\s+in\s+((?:\d+(?:\.\d+)?\s*{_UNIT}[\s,]*(?:and\s+)?)+)",
+    rf"(?:try again|retry|resets?|available again)\s+(?:in|after)\s+((?:\d+(?:\.\d+)?\s*{_UNIT}[\s,]*(?:and\s+)?)+)",
     re.IGNORECASE,
 )
 _RETRY_DELAY = re.compile(r"retryDelay\W+(\d+(?:\.\d+)?)s", re.IGNORECASE)
@@ -402,6 +409,16 @@ def _parse_claude(objects: list[dict[str, object]]) -> _Parsed:
         cached = _int(usage.get("cache_read_input_tokens"))
         p.tokens_in = _int(usage.get("input_tokens")) + _int(usage.get("cache_creation_input_tokens")) + cached
         p.tokens_out, p.tokens_cached, p.tokens_reported = _int(usage.get("output_tokens")), cached, True
+    # `usage` covers the main loop only; `modelUsage` every API call of the run (the session title, subagents), the
+    # calls `total_cost_usd` is the price of. Claude Code 2.1.197 against a scripted server: usage 3,000 in,
+    # modelUsage 4,000 (the title request). The larger of the two is what the run consumed.
+    models = [_dict(m) for m in _dict(r.get("modelUsage")).values()]
+    if models:
+        cached = sum(_int(m.get("cacheReadInputTokens")) for m in models)
+        tokens_in = cached + sum(_int(m.get("inputTokens")) + _int(m.get("cacheCreationInputTokens")) for m in models)
+        tokens_out = sum(_int(m.get("outputTokens")) for m in models)
+        if tokens_in >= p.tokens_in and tokens_out >= p.tokens_out and (tokens_in, tokens_out) != (0, 0):
+            p.tokens_in, p.tokens_out, p.tokens_cached, p.tokens_reported = tokens_in, tokens_out, cached, True
     if p.is_error:
         errors = r.get("errors")
         p.errors.append(p.final or str(r.get("subtype", "error")))
@@ -467,7 +484,11 @@ def _parse_gemini(objects: list[dict[str, object]]) -> _Parsed:
         p.tokens_out += _int(tokens.get("candidates")) + _int(tokens.get("thoughts"))
         p.tokens_cached += _int(tokens.get("cached"))
         p.tokens_reported = p.tokens_reported or bool(tokens)
-        p.turns += _int(_dict(_dict(model).get("api")).get("totalRequests"))
+        roles = _dict(_dict(model).get("roles"))
+        if roles:  # 0.61: per role; "utility_router" and the like are side calls, not turns of the agent
+            p.turns += _int(_dict(roles.get("main")).get("totalRequests"))
+        else:
+            p.turns += _int(_dict(_dict(model).get("api")).get("totalRequests"))
     return p
 
 
