@@ -132,7 +132,7 @@ def write_config(root: Path, repo: Path) -> Path:
         "jobs:\n"
         "  dispatch: {interval_s: 1}\n"
         "  pr_monitor: {interval_s: 1}\n"
-        "log_level: warning\n"
+        "log_level: error\n"
     )
     return path
 
@@ -213,10 +213,23 @@ async def _run(config: Config, path: Path, root: Path, timeout: float) -> int:
     return 0
 
 
+def _git_identity() -> None:
+    """Commits agentos makes (partial work, CODEBASE.md) need an identity; a fresh machine may have none."""
+    probe = subprocess.run(["git", "config", "--get", "user.email"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0 or not probe.stdout.strip():
+        for who in ("AUTHOR", "COMMITTER"):
+            os.environ.setdefault(f"GIT_{who}_NAME", "agentos demo")
+            os.environ.setdefault(f"GIT_{who}_EMAIL", "demo@agentos.invalid")
+
+
 def run_demo(workdir: Path | None = None, *, keep: bool = False, timeout: float = 180.0) -> int:
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        console.print(f"[red]{workdir} is not empty; give --dir a new or empty directory[/red]")
+        return 2
     root = workdir or Path(tempfile.mkdtemp(prefix="agentos-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    alog.configure("warning")
+    alog.configure("error")
+    _git_identity()
     console.print(f"[bold]agentos demo[/bold] in {root}")
     repo, fix, feature = make_repo(root)
     path = write_config(root, repo)

@@ -23,9 +23,10 @@ from pathlib import Path
 from agentos import logging as alog
 from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.contract import PERMANENT_CODES, ContractError, read_contract
-from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt
+from agentos.agents.contract import PERMANENT_CODES, ContractError, ResultContract, read_contract
+from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt, fence
 from agentos.agents.runner import RunSpec, kill_orphan, run_process
+from agentos.control.notify import action_button
 from agentos.errors import AgentosError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL
 from agentos.graph import (
@@ -45,6 +46,7 @@ from agentos.workspace import Workspace, branch_name
 log = alog.get_logger("agentos.executor")
 
 RESULT_FILE = ".agent_result.md"
+START_FILE = "start_sha"  # in the run dir: the branch tip the attempt started from
 
 
 @dataclass
@@ -101,7 +103,9 @@ class Executor:
         if agent is None:
             return False
         if task.branch is None:
-            task.branch = branch_name(task.issue, task.title)
+            # A new generation starts afresh from the base, never on the branch of the one before it.
+            suffix = f"-g{task.generation}" if task.generation > 1 else ""
+            task.branch = branch_name(task.issue, task.title) + suffix
         attempt, event = start_attempt(task, agent, self.rt.now())
         attempt.run_dir = str(self.run_dir(task, attempt))
         self.rt.commit([event], [task])
@@ -120,6 +124,12 @@ class Executor:
 
         runner.add_done_callback(done)
 
+    def resume_handoff(self, task: Task) -> None:
+        """Run the hand-off of a VALIDATING task again in the background (after a crash of its coroutine)."""
+        attempt = task.current_attempt
+        if attempt is not None and task.status is TaskStatus.VALIDATING and task.id not in self.rt.running:
+            self._launch(task.id, self._resume_handoff(task, attempt))
+
     def run_dir(self, task: Task, attempt: Attempt) -> Path:
         return self.rt.state_dir / "runs" / safe_id(task.id) / str(attempt.number)
 
@@ -133,8 +143,13 @@ class Executor:
             await asyncio.gather(*still, return_exceptions=True)
 
     async def recover(self) -> None:
-        """After a crash: end attempts that were running, re-queue their tasks, resume hand-offs."""
+        """After a crash: end attempts that were running, re-queue their tasks, resume hand-offs.
+
+        Worktrees are repaired (stale git locks cleared) before any hand-off resumes, so the repair never
+        races a git command of ours; escalations whose comment was not posted are finished.
+        """
         now = self.rt.now()
+        resume: list[tuple[Task, Attempt]] = []
         for task in list(self.rt.graph):
             attempt = task.current_attempt
             if task.status is TaskStatus.RUNNING and attempt is not None and attempt.outcome == "running":
@@ -147,12 +162,18 @@ class Executor:
                 self.rt.commit([ev1, ev2], [task])
                 log.warning("attempt_interrupted", task=task.id, attempt=attempt.number)
             elif task.status is TaskStatus.VALIDATING and attempt is not None:
-                log.info("handoff_resumed", task=task.id)
-                self._launch(task.id, self._resume_handoff(task, attempt))
+                resume.append((task, attempt))
         keep = {t.branch for t in self.rt.graph if t.branch and not t.is_terminal}
         for repo in self.rt.config.repos:
             with contextlib.suppress(AgentosError):
                 await self.rt.workspace(repo).repair(keep)
+        for task, _attempt in resume:
+            log.info("handoff_resumed", task=task.id)
+            self.resume_handoff(task)
+        for task in list(self.rt.graph):
+            if task.status is TaskStatus.BLOCKED and not self._escalation_marker(task).exists():
+                log.info("escalation_resumed", task=task.id)
+                await self._announce_escalation(task)
 
     # ------------------------------------------------------------ one attempt
 
@@ -173,7 +194,7 @@ class Executor:
                     verdict = Verdict("failed", "environment_failure", error=f"{type(exc).__name__}: {exc}")
                     await self._after_failure(task, attempt, verdict)
                 elif task.status is TaskStatus.VALIDATING:
-                    await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=str(exc)))
+                    await self._fail_validation(task, attempt, "environment_failure", f"{type(exc).__name__}: {exc}")
 
     async def _attempt_body(self, task: Task, attempt: Attempt) -> None:
         rt = self.rt
@@ -190,6 +211,8 @@ class Executor:
             return
         await self._stash_leftovers(ws, worktree, task)
         (worktree / RESULT_FILE).unlink(missing_ok=True)
+        start_sha = await ws.head_sha(worktree)
+        (run_dir / START_FILE).write_text(start_sha + "\n", encoding="utf-8")
         hook = await ws.run_hook("before_run", worktree)
         if hook is not None and not hook.ok:
             await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=hook.detail))
@@ -257,7 +280,7 @@ class Executor:
         if verdict.outcome == "complete":
             await self._validate(task, attempt, ws, worktree, verdict)
         else:
-            await self._after_failure(task, attempt, verdict, ws=ws, worktree=worktree)
+            await self._after_failure(task, attempt, verdict, ws=ws, worktree=worktree, since=start_sha)
 
     async def _judge(self, task: Task, attempt: Attempt, outcome: object, report: object, result: Path) -> Verdict:
         from agentos.agents.adapters import AgentReport
@@ -302,29 +325,40 @@ class Executor:
         )
 
     async def _validate(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, verdict: Verdict) -> None:
+        """A complete attempt: its work is committed *before* VALIDATING is journalled, so a hand-off
+        resumed after a crash starts from a clean worktree (what the test run left behind is dropped)."""
         rt = self.rt
+        (worktree / RESULT_FILE).unlink(missing_ok=True)
+        await ws.commit_all(worktree, _commit_message(task, verdict.summary))
         ev = end_attempt(task, rt.now(), outcome="complete", summary=verdict.summary[:2000])
         ev2 = transition(task, TaskStatus.VALIDATING, rt.now())
         rt.commit([ev, ev2], [task])
         await self._handoff(task, attempt, ws, worktree)
 
     async def _resume_handoff(self, task: Task, attempt: Attempt) -> None:
+        alog.clear()
         with alog.bound(task=task.id, repo=task.repo, issue=task.issue, attempt=attempt.number):
-            repo = self.rt.repo(task.repo)
-            ws = self.rt.workspace(repo)
-            assert task.branch is not None
+            ws: Workspace | None = None
+            worktree: Path | None = None
             try:
+                ws = self.rt.workspace(self.rt.repo(task.repo))
+                assert task.branch is not None
                 worktree = await ws.prepare(task.branch)
+                await ws.reset(worktree)
                 await self._handoff(task, attempt, ws, worktree)
-            except AgentosError as exc:
-                await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=str(exc)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("handoff_crashed", error=repr(exc), exc_info=not isinstance(exc, AgentosError))
+                if task.status is TaskStatus.VALIDATING:
+                    detail = f"{type(exc).__name__}: {exc}"
+                    await self._fail_validation(task, attempt, "environment_failure", detail, ws=ws, worktree=worktree)
 
     async def _handoff(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path) -> None:
-        """Commit, prove, record and publish a complete attempt. Every step may be repeated safely."""
+        """Prove, record and publish a complete (committed) attempt. Every step may be repeated safely:
+        the PR is found by its head branch before one is opened, the comment is keyed."""
         rt = self.rt
         repo = rt.repo(task.repo)
-        (worktree / RESULT_FILE).unlink(missing_ok=True)
-        await ws.commit_all(worktree, _commit_message(task, attempt.summary))
         stat = await ws.diff_stat(worktree)
         if stat.files == 0:
             await self._fail_validation(
@@ -339,17 +373,17 @@ class Executor:
             return
         await ws.reset(worktree)  # drop what the test run left behind (caches, reports)
         if await memory.record(worktree, task, attempt, stat.paths):
-            await ws.git("add", "--", memory.FILE, cwd=worktree)
-            await ws.git("commit", "-q", "-m", f"CODEBASE.md: notes from {task.id}", cwd=worktree)
-        await ws.push(worktree, task.branch or "")
-        body = _pr_body(task, attempt, stat.files)
-        pr = await rt.forge.open_pr(
-            task.repo, head=task.branch or "", base=repo.base_branch, title=task.title, body=body
-        )
-        task.pr = pr.number
-        ev = transition(task, TaskStatus.PR_OPEN, rt.now(), pr=pr.number)
-        rt.commit([ev], [task])
-        log.info("pr_opened", pr=pr.number, url=pr.url)
+            await ws.commit_all(worktree, f"CODEBASE.md: notes from {task.id}")  # the only change after the reset
+        branch = task.branch or ""
+        await ws.push(worktree, branch)
+        pr = await rt.forge.find_pr(task.repo, branch)
+        if pr is None:
+            body = _pr_body(task, attempt, stat.files)
+            pr = await rt.forge.open_pr(task.repo, head=branch, base=repo.base_branch, title=task.title, body=body)
+            log.info("pr_opened", pr=pr.number, url=pr.url)
+        else:
+            log.info("pr_reused", pr=pr.number, state=pr.state)
+        # The comment is keyed, so posting it before the state change is safe to repeat after a crash.
         await self._safe(
             rt.forge.comment(
                 task.repo,
@@ -358,6 +392,9 @@ class Executor:
                 key=f"attempt:{task.id}:{attempt.number}",
             )
         )
+        task.pr = pr.number
+        ev = transition(task, TaskStatus.PR_OPEN, rt.now(), pr=pr.number)
+        rt.commit([ev], [task])
         await self._board(task, "In Review")
         self.on_pr_opened()
 
@@ -372,10 +409,13 @@ class Executor:
         worktree: Path | None = None,
     ) -> None:
         attempt.blocker_code = code
-        attempt.error = detail[-3000:]
+        attempt.error = redact(detail)[-3000:]
         attempt.outcome = "failed"
         task.last_blocker = code
         log.warning("validation_failed", code=code)
+        if ws is not None and worktree is not None:
+            with contextlib.suppress(AgentosError):
+                await ws.reset(worktree)  # the agent's work stays committed on the branch; test leftovers go
         await self._after_failure(task, attempt, Verdict("failed", code, error=detail, keep_changes=True))
 
     # ------------------------------------------------------------ failure paths
@@ -388,7 +428,13 @@ class Executor:
         *,
         ws: Workspace | None = None,
         worktree: Path | None = None,
+        since: str | None = None,
     ) -> None:
+        """End a failed attempt; keep (partial) or save-and-drop (anything else) its changes; retry or escalate.
+
+        ``since`` is where the attempt started: a blocked, timed-out or invalid attempt's changes, commits
+        included, are saved as ``changes.patch`` in its run dir and the branch goes back to ``since``.
+        """
         rt = self.rt
         now = rt.now()
         events: list[Event] = []
@@ -408,9 +454,9 @@ class Executor:
                 await ws.commit_all(worktree, _commit_message(task, verdict.summary or "partial work", partial=True))
             else:
                 patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
-                if await ws.save_patch(worktree, patch):
+                if await ws.save_patch(worktree, patch, since=since):
                     attempt.patch_path = str(patch)
-                await ws.reset(worktree)
+                await ws.reset(worktree, to=since)
         permanent = verdict.blocker in PERMANENT_CODES
         exhausted = counted_attempts(task) >= rt.config.routing.max_attempts
         if permanent or exhausted:
@@ -429,6 +475,11 @@ class Executor:
         log.info("attempt_failed_will_retry", blocker=verdict.blocker, retry_in_s=delay)
 
     async def _escalate(self, task: Task, events: Sequence[Event], *, reason: str) -> None:
+        """Label the issue blocked (and no longer ready), journal BLOCKED, then comment and notify.
+
+        The labels change first, so the dispatcher never sees a blocked task on a still-ready issue; the
+        comment is keyed and :meth:`recover` posts it if the daemon died before it did.
+        """
         rt = self.rt
         await self._safe(rt.forge.remove_label(task.repo, task.issue, READY_LABEL))
         await self._safe(rt.forge.add_labels(task.repo, task.issue, [BLOCKED_LABEL]))
@@ -438,21 +489,31 @@ class Executor:
         evs.append(rt.event("escalated", task.id, blocker=task.last_blocker, attempts=len(task.attempts)))
         rt.commit(evs, [task])
         log.warning("task_escalated", blocker=task.last_blocker, attempts=len(task.attempts))
-        await self._safe(
-            rt.forge.comment(
-                task.repo,
-                task.issue,
-                redact(_escalation_comment(task)),
-                key=f"escalation:{task.id}:{len(task.attempts)}",
-            )
-        )
+        await self._announce_escalation(task)
+
+    def _escalation_marker(self, task: Task) -> Path:
+        return self.rt.state_dir / "runs" / safe_id(task.id) / f"escalated-{len(task.attempts)}"
+
+    async def _announce_escalation(self, task: Task) -> None:
+        """The structured comment (once, by key) and the notification; then the marker that says so."""
+        rt = self.rt
+        key = f"escalation:{task.id}:{len(task.attempts)}"
+        try:
+            await rt.forge.comment(task.repo, task.issue, redact(_escalation_comment(task)), key=key)
+        except AgentosError as exc:
+            log.warning("forge_call_failed", error=str(exc))
+            return  # no marker: the next start tries again
         if rt.notifier is not None:
             rt.notifier.notify(
                 1,
-                f"escalation:{task.id}:{len(task.attempts)}",
+                key,
                 f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}",
-                buttons=[("Retry", f"retry:{task.id}"), ("Cancel", f"cancel:{task.id}")],
+                buttons=[action_button("Retry", "retry", task.id), action_button("Cancel", "cancel", task.id)],
             )
+        marker = self._escalation_marker(task)
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            marker.write_text(key + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------ helpers
 
@@ -478,14 +539,21 @@ class Executor:
         return prior
 
     async def _stash_leftovers(self, ws: Workspace, worktree: Path, task: Task) -> None:
-        """A worktree left dirty by an interrupted attempt: keep its changes as a patch, start clean."""
+        """A worktree left dirty by the previous attempt: keep its changes as a patch, start clean.
+
+        An *interrupted* attempt (the daemon died) never got a verdict, so even what it committed is
+        unproven: the branch goes back to where that attempt started, its work saved as a patch.
+        """
         if len(task.attempts) < 2:
             return
         prev = task.attempts[-2]
-        patch = Path(prev.run_dir or self.run_dir(task, prev)) / "leftover.patch"
-        if await ws.save_patch(worktree, patch):
-            prev.patch_path = prev.patch_path or str(patch)
-            await ws.reset(worktree)
+        prev_dir = Path(prev.run_dir or self.run_dir(task, prev))
+        since = _read_start(prev_dir) if prev.outcome == "interrupted" else None
+        saved = await ws.save_patch(worktree, prev_dir / "leftover.patch", since=since)
+        if saved:
+            prev.patch_path = prev.patch_path or str(prev_dir / "leftover.patch")
+        if saved or since is not None:
+            await ws.reset(worktree, to=since)
 
     async def _board(self, task: Task, status: str) -> None:
         await self._safe(self.rt.forge.set_board_status(task.repo, task.issue, status))  # type: ignore[arg-type]
@@ -508,6 +576,14 @@ def _read_tail(path: Path, limit: int) -> str:
             return f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def _read_start(run_dir: Path) -> str | None:
+    try:
+        sha = (run_dir / START_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return sha or None
 
 
 def _test_env() -> dict[str, str]:
@@ -536,22 +612,48 @@ def _attempt_comment(task: Task, attempt: Attempt, pr: int) -> str:
     )
 
 
+def _last_contract(task: Task) -> ResultContract | None:
+    """The newest result file an attempt of ``task`` left that parses."""
+    for attempt in reversed(task.attempts):
+        if attempt.run_dir:
+            try:
+                return read_contract(Path(attempt.run_dir) / RESULT_FILE)
+            except ContractError:
+                continue
+    return None
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    return " ".join(text.split()).replace("|", "\\|")[:limit]
+
+
 def _escalation_comment(task: Task) -> str:
+    """What was tried by whom, the blocker codes, the last error, the next step and the manual steps."""
     lines = [
         f"**agentos escalated this issue** after {len(task.attempts)} attempts; it needs a human.",
+        "",
+        f"Task `{task.id}`, last blocker: `{task.last_blocker or '-'}`.",
         "",
         "| # | agent | outcome | blocker | note |",
         "|---|---|---|---|---|",
     ]
     for a in task.attempts:
-        note = (a.error or a.summary).strip().replace("\n", " ").replace("|", "\\|")[:160]
-        lines.append(f"| {a.number} | `{a.agent}` | {a.outcome} | `{a.blocker_code or '-'}` | {note} |")
+        lines.append(
+            f"| {a.number} | `{a.agent}` | {a.outcome} | `{a.blocker_code or '-'}` | {_cell(a.error or a.summary)} |"
+        )
     last = task.attempts[-1] if task.attempts else None
-    if last and last.error:
-        lines += ["", "Last error:", "```", last.error.strip()[-1500:], "```"]
+    if last and last.error.strip():
+        lines += ["", "Last error:", "", fence(last.error.strip()[-1500:])]
+    contract = _last_contract(task)
+    next_step = contract.next_step.strip() if contract else ""
+    manual = contract.manual_steps.strip() if contract else ""
+    if manual and manual.lower() not in ("none", "n/a", "-"):
+        lines += ["", "**Manual steps** (from the agent):", "", fence(manual[-1500:])]
+    if next_step and next_step.lower() not in ("none", "n/a", "-"):
+        lines += ["", f"**The agent's next step:** {_cell(next_step, 500)}"]
     lines += [
         "",
         "**Next step:** fix the blocker above (or clarify the issue), then make the issue ready again "
-        f"or run `agentos ctl task retry {task.id}`.",
+        f"(`agentos issue ready {task.issue}` on the local forge) or run `agentos ctl task retry {task.id}`.",
     ]
     return "\n".join(lines)

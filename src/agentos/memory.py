@@ -19,6 +19,8 @@ FILE = "CODEBASE.md"
 HEADER = "# CODEBASE.md\n\nWhat agentos tasks learned about this repository, newest last.\n"
 BUDGET = 12_000
 ENTRY = re.compile(r"^## ", re.MULTILINE)
+OURS = re.compile(r"## #\d+ ")
+FOLDED = " (folded)"
 
 
 def read(worktree: Path, limit: int = BUDGET) -> str:
@@ -30,16 +32,32 @@ def read(worktree: Path, limit: int = BUDGET) -> str:
 
 
 def fold(text: str, budget: int = BUDGET) -> str:
-    """Shrink the oldest entries to their heading line until the text fits ``budget``."""
+    """Fit ``text`` in ``budget``: fold the oldest agentos entries to their heading, then drop them.
+
+    Only agentos's own entries (``## #<issue> <title>``) are touched, never sections a person wrote, and
+    the newest entry stays whole. Folding is idempotent: a folded entry is not folded again.
+    """
     parts = ENTRY.split(text)
-    head, entries = parts[0], ["## " + p for p in parts[1:]]
-    i = 0
-    while len(head) + sum(map(len, entries)) > budget and i < len(entries) - 1:
-        entries[i] = entries[i].splitlines()[0] + " (folded)\n"
-        i += 1
-    while len(head) + sum(map(len, entries)) > budget and len(entries) > 1:
-        entries.pop(0)
-    return head + "".join(entries)
+    head, sections = parts[0], ["## " + p for p in parts[1:]]
+    ours = [i for i, section in enumerate(sections) if OURS.match(section)][:-1]
+
+    def size() -> int:
+        return len(head) + sum(map(len, sections))
+
+    for i in ours:
+        if size() <= budget:
+            break
+        sections[i] = _folded(sections[i])
+    for i in ours:
+        if size() <= budget:
+            break
+        sections[i] = ""
+    return head + "".join(sections)
+
+
+def _folded(section: str) -> str:
+    first = section.splitlines()[0].rstrip()
+    return (first if first.endswith(FOLDED) else first + FOLDED) + "\n"
 
 
 def entry(task: Task, attempt: Attempt, files: Sequence[str], decisions: str = "", risks: str = "") -> str:

@@ -1,7 +1,12 @@
 """The dispatcher: ready issues become tasks; queued tasks start up to the worker limits.
 
 Idempotent: an issue has at most one live task; a new generation is made only when an issue whose
-last task ended without a merge (escalated, cancelled) is made ready again.
+last task ended without a merge (escalated, cancelled) is made ready again: it is open, labelled ready
+and not labelled blocked when read afresh.
+
+A dependency (``Depends on #N``) holds a task back until #N's task merges. One that cannot merge through
+agentos any more but is done (#N was closed by hand, or a later generation of it merged) is dropped on
+the next pass, so the dependent task is never held forever.
 """
 
 from __future__ import annotations
@@ -12,15 +17,21 @@ from dataclasses import dataclass, field
 from agentos import logging as alog
 from agentos.errors import AgentosError
 from agentos.executor import Executor
-from agentos.forge.base import Issue
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue, NotFound
 from agentos.graph import PRIORITY_RANK, TASK_TYPES, TERMINAL, Task, TaskStatus
 from agentos.runtime import Runtime
 
 log = alog.get_logger("agentos.dispatch")
 
-SECTION = re.compile(r"^#{2,3}\s*(?P<name>[A-Za-z ]+?)\s*:?\s*$", re.MULTILINE)
+SECTION = re.compile(r"^#{2,3}[ \t]*(?P<name>[A-Za-z ]+?)[ \t]*:?[ \t]*$", re.MULTILINE)
 DEPENDS = re.compile(r"\bdepends\s+on\s*:?\s*((?:#\d+[\s,and]*)+)", re.IGNORECASE)
-LINE_FIELD = re.compile(r"^\s*(agent|type|priority)\s*:\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
+LINE_FIELD = re.compile(r"^[ \t]*(agent|type|priority)[ \t]*:[ \t]*(\S+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+ALIASES = {
+    "acceptance criteria": "success criteria",
+    "done when": "success criteria",
+    "success criterion": "success criteria",
+    "constraint": "constraints",
+}
 
 
 @dataclass
@@ -49,7 +60,8 @@ def parse_issue(title: str, body: str, labels: list[str]) -> ParsedIssue:
     matches = list(SECTION.finditer(body))
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
-        sections[m.group("name").strip().lower()] = body[m.end() : end].strip()
+        name = m.group("name").strip().lower()
+        sections.setdefault(ALIASES.get(name, name), body[m.end() : end].strip())
     preamble = body[: matches[0].start()] if matches else body
     fields = {m.group(1).lower(): m.group(2).strip().lower() for m in LINE_FIELD.finditer(body)}
     goal = sections.get("goal") or LINE_FIELD.sub("", preamble).strip() or title
@@ -68,8 +80,17 @@ def parse_issue(title: str, body: str, labels: list[str]) -> ParsedIssue:
     if priority in PRIORITY_RANK:
         parsed.priority = priority
     for m in DEPENDS.finditer(body):
-        parsed.depends_on += [int(n) for n in re.findall(r"#(\d+)", m.group(1))]
+        for n in re.findall(r"#(\d+)", m.group(1)):
+            if int(n) not in parsed.depends_on:
+                parsed.depends_on.append(int(n))
     return parsed
+
+
+def issue_of(task_id: str) -> tuple[str, int] | None:
+    """``("calc", 12)`` from a task id ``calc#12`` or ``calc#12.3``."""
+    repo, sep, rest = task_id.rpartition("#")
+    number = rest.split(".", 1)[0]
+    return (repo, int(number)) if sep and repo and number.isdigit() else None
 
 
 class Dispatcher:
@@ -78,7 +99,7 @@ class Dispatcher:
         self.executor = executor
 
     async def tick(self) -> None:
-        """One dispatch pass: sync ready issues into the graph, then start what may start."""
+        """One dispatch pass: sync ready issues into the graph, release done dependencies, start what may start."""
         if self.rt.stopping:
             return
         for repo in self.rt.config.repos:
@@ -91,13 +112,19 @@ class Dispatcher:
                 continue
             for issue in issues:
                 await self._admit(issue)
+        await self.release_dependencies()
         self.start_ready()
 
     async def _admit(self, issue: Issue) -> Task | None:
         rt = self.rt
         latest = rt.graph.latest_for_issue(issue.repo, issue.number)
-        if latest is not None and (latest.status not in TERMINAL or latest.status is TaskStatus.MERGED):
-            return None
+        if latest is not None:
+            if latest.status not in TERMINAL or latest.status is TaskStatus.MERGED:
+                return None
+            if not await self._ready_again(issue):
+                return None
+            if rt.graph.latest_for_issue(issue.repo, issue.number) is not latest:
+                return None  # another pass admitted it meanwhile
         generation = latest.generation + 1 if latest else 1
         parsed = parse_issue(issue.title, issue.body, issue.labels)
         deps = []
@@ -106,14 +133,20 @@ class Dispatcher:
                 continue
             dep_task = rt.graph.latest_for_issue(issue.repo, number)
             if dep_task is not None:
-                deps.append(dep_task.id)
+                if dep_task.status is not TaskStatus.MERGED:
+                    deps.append(dep_task.id)
                 continue
             try:
                 dep_issue = await rt.forge.get_issue(issue.repo, number)
+            except NotFound:
+                log.warning("dependency_not_found_yet", issue=issue.number, depends_on=number)
+                dep_issue = None  # perhaps filed next: wait for it
             except AgentosError:
-                dep_issue = None
+                dep_issue = None  # unknown now: wait; the next pass looks again
             if dep_issue is None or dep_issue.state == "open":
                 deps.append(Task.make_id(issue.repo, number))  # waits until that issue's task merges
+        if rt.graph.latest_for_issue(issue.repo, issue.number) is not latest:
+            return None
         if parsed.agent and parsed.agent not in rt.config.agents:
             log.warning("unknown_agent_in_issue", issue=issue.number, agent=parsed.agent)
             parsed.agent = None
@@ -137,6 +170,52 @@ class Dispatcher:
         rt.commit([rt.event("task_created", task.id, issue=issue.number, generation=generation)], [task])
         log.info("task_created", task=task.id, priority=task.priority, depends_on=deps)
         return task
+
+    async def _ready_again(self, issue: Issue) -> bool:
+        """Was an issue whose last task ended unmerged made ready again? Read afresh: the list may be stale."""
+        try:
+            fresh = await self.rt.forge.get_issue(issue.repo, issue.number)
+        except AgentosError as exc:
+            log.warning("issue_read_failed", issue=issue.number, error=str(exc))
+            return False
+        return fresh.state == "open" and READY_LABEL in fresh.labels and BLOCKED_LABEL not in fresh.labels
+
+    async def release_dependencies(self) -> int:
+        """Drop dependencies of waiting tasks that are done without a merge of theirs; how many were dropped.
+
+        A dependency is done when a task of its issue (any generation) merged, or when the issue is closed.
+        An issue that does not exist (yet) or cannot be read now is waited for.
+        """
+        rt = self.rt
+        closed: dict[tuple[str, int], bool] = {}
+        dropped = 0
+        for task in list(rt.graph):
+            if task.status not in (TaskStatus.QUEUED, TaskStatus.RETRYING) or not task.depends_on:
+                continue
+            keep: list[str] = []
+            gone: list[str] = []
+            for dep in task.depends_on:
+                other = rt.graph.find(dep)
+                ref = issue_of(dep)
+                if (other is not None and other.status is TaskStatus.MERGED) or ref is None:
+                    keep.append(dep)
+                    continue
+                if any(t.status is TaskStatus.MERGED for t in rt.graph.for_issue(*ref)):
+                    gone.append(dep)
+                    continue
+                if ref not in closed:
+                    try:
+                        closed[ref] = (await rt.forge.get_issue(*ref)).state == "closed"
+                    except AgentosError as exc:
+                        log.warning("dependency_check_failed", task=task.id, depends_on=dep, error=str(exc))
+                        closed[ref] = False
+                (gone if closed[ref] else keep).append(dep)
+            if gone:
+                task.depends_on = keep
+                rt.commit([rt.event("dependencies_released", task.id, released=gone)], [task])
+                log.info("dependencies_released", task=task.id, released=gone)
+                dropped += len(gone)
+        return dropped
 
     def start_ready(self) -> int:
         """Start dispatchable tasks within the global, per-repo and per-issue limits."""

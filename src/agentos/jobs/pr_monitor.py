@@ -7,11 +7,14 @@ is never merged on stale results. "Already merged" is success.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from agentos import logging as alog
+from agentos.control.notify import action_button
 from agentos.errors import AgentosError, ControlError
-from agentos.executor import Executor, counted_attempts
+from agentos.executor import Executor, counted_attempts, safe_id
 from agentos.forge.base import REVIEW_LABEL, Checks, PullRequest
 from agentos.graph import Task, TaskStatus, transition
 from agentos.redact import redact
@@ -62,6 +65,11 @@ class PRMonitor:
         if checks.state == "pending":
             return
         if checks.state == "failure":
+            # The local forge's checks run on the merge result: a conflict fails them and only then is the PR
+            # known to be unmergeable. A conflict is rebased, not sent to an agent as a test failure.
+            if (await rt.forge.get_pr(task.repo, pr.number)).mergeable is False:
+                await self._rebase(task)
+                return
             await self._ci_failed(task, checks)
             return
         repo = rt.repo(task.repo)
@@ -98,19 +106,40 @@ class PRMonitor:
                 log.warning("worktree_remove_failed", error=str(exc))
         if rt.notifier is not None:
             rt.notifier.notify(3, f"merged:{task.id}", f"Merged {task.repo}#{task.pr}: {task.title}")
+        self.executor.on_slot_free()  # tasks that depended on this one may start now, not at the next tick
 
     async def _rebase(self, task: Task) -> None:
+        """Rebase a conflicting PR's branch onto the base and push it (with a lease).
+
+        When the rebase itself conflicts, the branch's change is saved as a patch, the branch is reset to
+        the current base, and the task goes back to an agent to redo the change on top of it, with the
+        conflicting files and the patch in its prompt (a branch that cannot be rebased cannot merge).
+        """
         rt = self.rt
         ws = rt.workspace(rt.repo(task.repo))
         assert task.branch is not None
         worktree = await ws.prepare(task.branch)
+        await ws.reset(worktree)
         result = await ws.rebase_onto_base(worktree)
         if result.ok:
             await ws.push(worktree, task.branch)
             rt.record("pr_rebased", task.id, pr=task.pr)
             log.info("pr_rebased")
             return
-        detail = "Rebasing onto the base branch conflicts in: " + ", ".join(result.conflicts)
+        base = f"refs/remotes/origin/{ws.base}"
+        attempt = task.current_attempt
+        run_dir = Path(attempt.run_dir) if attempt and attempt.run_dir else rt.state_dir / "runs" / safe_id(task.id)
+        patch = run_dir / "conflict.patch"
+        diff = await ws.git("diff", "--binary", "--no-color", f"{base}...HEAD", cwd=worktree)
+        await asyncio.to_thread(_write, patch, diff.out)
+        await ws.reset(worktree, to=base)
+        if attempt is not None:
+            attempt.patch_path = str(patch)
+        conflicts = ", ".join(result.conflicts) or "(git named no file)"
+        detail = (
+            f"The PR's branch conflicts with {ws.base} in: {conflicts}. The branch was reset to the current "
+            f"{ws.base}; the change it had is saved in {patch}. Redo that change on top of {ws.base}."
+        )
         await self._send_back(task, "test_failure", detail, reason="rebase_conflict")
 
     async def _ci_failed(self, task: Task, checks: Checks) -> None:
@@ -149,8 +178,8 @@ class PRMonitor:
                 f"review:{task.id}:{pr.head_sha}",
                 f"PR {task.repo}#{pr.number} is green and waits for your approval: {task.title}",
                 buttons=[
-                    ("Approve", f"approve:{task.repo}#{pr.number}"),
-                    ("Reject", f"reject:{task.repo}#{pr.number}"),
+                    action_button("Approve", "approve", f"{task.repo}#{pr.number}"),
+                    action_button("Reject", "reject", f"{task.repo}#{pr.number}"),
                 ],
             )
 
@@ -176,3 +205,8 @@ class PRMonitor:
         if not await self._merge(task, pr, checks):
             raise ControlError(f"PR {repo}#{number} could not be merged now; it will be rebased and retried")
         return {"pr": f"{repo}#{number}", "result": "merged"}
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(text, encoding="utf-8")

@@ -225,3 +225,18 @@ def _slow() -> None:
         n += 1
         print(f"thinking… step {n}", flush=True)
         time.sleep(0.1)
+
+
+# ---- appended: FAKE_AGENT_SUMMARY ------------------------------------------------------------------
+# ``FAKE_AGENT_SUMMARY``: the SUMMARY line of every result file the agent writes, in any mode (plants text,
+# such as a token, in what the daemon stores and shows the operator).
+
+
+def _with_summary(result: str, summary: str) -> str:
+    line = "SUMMARY: " + " ".join(summary.split()).replace("{", "{{").replace("}", "}}")
+    return "".join(line + "\n" if old.startswith("SUMMARY:") else old for old in result.splitlines(keepends=True))
+
+
+if (_planted_summary := os.environ.get("FAKE_AGENT_SUMMARY")) is not None:
+    for _mode, _result in list(RESULTS.items()):
+        RESULTS[_mode] = _with_summary(_result, _planted_summary)

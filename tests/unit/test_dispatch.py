@@ -1,0 +1,383 @@
+"""The dispatcher: issue parsing, admission (idempotent, generations), dependencies, and the worker limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agentos.config import Config
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue, NotFound
+from agentos.graph import Event, Task, TaskGraph, TaskStatus, start_attempt, transition
+from agentos.jobs.dispatch import Dispatcher, ParsedIssue, issue_of, parse_issue
+from agentos.store import DaemonState
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- parse_issue
+
+
+class TestParseIssue:
+    def test_sections_give_goal_criteria_and_constraints(self) -> None:
+        """`## Goal`, `## Success Criteria` and `## Constraints` fill the task; list markers and checkboxes go."""
+        body = (
+            "Some context first.\n\n"
+            "## Goal\n\nAdd a --verbose flag.\nIt prints every step.\n\n"
+            "## Success Criteria\n\n- [ ] `cli --verbose` prints steps\n* tests pass\n1. docs mention it\n\n"
+            "### Constraints:\n\n- no new dependency\n"
+        )
+        parsed = parse_issue("Verbose flag", body, [])
+        assert parsed.goal == "Add a --verbose flag.\nIt prints every step."
+        assert parsed.success_criteria == ["`cli --verbose` prints steps", "tests pass", "docs mention it"]
+        assert parsed.constraints == ["no new dependency"]
+
+    @pytest.mark.parametrize(
+        ("title", "body", "goal"),
+        [
+            pytest.param("Fix the typo in README", "", "Fix the typo in README", id="title-only"),
+            pytest.param("Typo", "The README says 'teh'.", "The README says 'teh'.", id="one-line-body"),
+            pytest.param("Typo", "\n\n   \n", "Typo", id="blank-body"),
+            pytest.param("Typo", "Agent: codex\n", "Typo", id="only-an-agent-line"),
+        ],
+    )
+    def test_a_plain_issue_still_works(self, title: str, body: str, goal: str) -> None:
+        """An issue without sections: the body (or the title) is the goal, with the defaults."""
+        parsed = parse_issue(title, body, [])
+        assert parsed.goal == goal
+        assert (parsed.success_criteria, parsed.constraints, parsed.depends_on) == ([], [], [])
+        assert (parsed.type, parsed.priority) == ("implementation", "normal")
+
+    def test_agent_type_and_priority_lines(self) -> None:
+        """`Agent:`, `Type:` and `Priority:` lines are read case-insensitively and kept out of the goal."""
+        body = "Find why the build is slow.\n\nAgent: Codex\ntype: Debugging\nPRIORITY: high\n"
+        parsed = parse_issue("Slow build", body, [])
+        assert (parsed.agent, parsed.type, parsed.priority) == ("codex", "debugging", "high")
+        assert parsed.goal == "Find why the build is slow."
+
+    @pytest.mark.parametrize(
+        ("line", "labels", "expected"),
+        [
+            pytest.param("", ["prio:high"], "high", id="label"),
+            pytest.param("", ["bug", "Prio:LOW"], "low", id="label-any-case"),
+            pytest.param("Priority: low", ["prio:high"], "high", id="label-beats-line"),
+            pytest.param("Priority: urgent", [], "normal", id="unknown-line-ignored"),
+            pytest.param("", ["prio:p0"], "normal", id="unknown-label-ignored"),
+        ],
+    )
+    def test_priority_from_prio_labels(self, line: str, labels: list[str], expected: str) -> None:
+        """A `prio:high|normal|low` label sets the priority (over a line); unknown values keep `normal`."""
+        assert parse_issue("t", f"Do it.\n{line}\n", labels).priority == expected
+
+    def test_unknown_type_keeps_the_default(self) -> None:
+        """A `Type:` that is not a task type is ignored."""
+        assert parse_issue("t", "Type: chores\n", []).type == "implementation"
+
+    @pytest.mark.parametrize(
+        ("body", "deps"),
+        [
+            pytest.param("Depends on #3", [3], id="one"),
+            pytest.param("depends on: #3, #5 and #8", [3, 5, 8], id="list"),
+            pytest.param("Depends on #3\nDepends on #3\nDEPENDS ON #4", [3, 4], id="repeated"),
+            pytest.param("This no longer needs #3.", [], id="no-keyword"),
+            pytest.param("Depends on the weather", [], id="no-number"),
+        ],
+    )
+    def test_depends_on_lines(self, body: str, deps: list[int]) -> None:
+        """`Depends on #N` lines (one or a list) name the issues to wait for, each once."""
+        assert parse_issue("t", body, []).depends_on == deps
+
+    def test_section_aliases(self) -> None:
+        """`## Acceptance Criteria` counts as success criteria."""
+        parsed = parse_issue("t", "## Goal\nx\n## Acceptance Criteria\n- it works\n", [])
+        assert parsed.success_criteria == ["it works"]
+
+    def test_a_heading_does_not_swallow_the_next_line(self) -> None:
+        """A section heading ends at its own line: the section's first line belongs to the section."""
+        parsed = parse_issue("t", "## Goal\nfirst line\n## Constraints\n- keep it small\n", [])
+        assert (parsed.goal, parsed.constraints) == ("first line", ["keep it small"])
+
+
+@pytest.mark.parametrize(
+    ("task_id", "expected"),
+    [("calc#12", ("calc", 12)), ("calc#12.3", ("calc", 12)), ("a#b#7", ("a#b", 7)), ("calc", None), ("#1", None)],
+)
+def test_issue_of(task_id: str, expected: tuple[str, int] | None) -> None:
+    """A task id names its repo and issue, whatever its generation."""
+    assert issue_of(task_id) == expected
+
+
+# ---------------------------------------------------------------- the dispatcher with fakes
+
+
+def issue(number: int, *, labels: tuple[str, ...] = (READY_LABEL,), body: str = "", state: str = "open") -> Issue:
+    return Issue(
+        repo="calc",
+        number=number,
+        title=f"issue {number}",
+        body=body,
+        state=state,  # type: ignore[arg-type]
+        labels=list(labels),
+        created_at=NOW + timedelta(minutes=number),
+        updated_at=NOW,
+    )
+
+
+class FakeForge:
+    def __init__(self, *issues: Issue) -> None:
+        self.issues = {i.number: i for i in issues}
+        self.reads = 0
+
+    async def ready_issues(self, repo: str) -> list[Issue]:
+        return [i for i in self.issues.values() if i.state == "open" and READY_LABEL in i.labels]
+
+    async def get_issue(self, repo: str, number: int) -> Issue:
+        self.reads += 1
+        if number not in self.issues:
+            raise NotFound(f"no issue #{number}")
+        return self.issues[number]
+
+
+class FakeRuntime:
+    def __init__(self, config: Config, forge: FakeForge) -> None:
+        self.config = config
+        self.forge = forge
+        self.graph = TaskGraph()
+        self.state = DaemonState()
+        self.running: dict[str, Any] = {}
+        self.stopping = False
+        self.events: list[Event] = []
+
+    def now(self) -> datetime:
+        return NOW
+
+    def repo_enabled(self, name: str) -> bool:
+        return any(r.name == name for r in self.config.repos) and name not in self.state.disabled_repos
+
+    def commit(self, events: list[Event], tasks: list[Task] = ()) -> None:  # type: ignore[assignment]
+        for task in tasks:
+            if task.id not in self.graph:
+                self.graph.put(task)
+        self.events += events
+
+    def event(self, type_: str, task: str | None = None, **data: Any) -> Event:
+        return Event(type=type_, task=task, ts=NOW, data=data)
+
+
+class FakeExecutor:
+    """Starts a task the way the executor does (status RUNNING, a slot in ``rt.running``)."""
+
+    def __init__(self, rt: FakeRuntime, *, refuse: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.rt = rt
+        self.started: list[str] = []
+        self.refuse = refuse
+
+    def start(self, task: Task) -> bool:
+        if task.id in self.refuse:
+            return False
+        start_attempt(task, "claude", NOW)
+        self.rt.running[task.id] = object()
+        self.started.append(task.id)
+        return True
+
+
+def make_config(**overrides: Any) -> Config:
+    repos = overrides.pop("repos", [{"name": "calc", "path": "/srv/calc", "test_command": "true"}])
+    return Config.model_validate(
+        {"repos": repos, "agents": {"claude": {"kind": "claude"}, "codex": {"kind": "codex"}}, **overrides}
+    )
+
+
+def make(*issues: Issue, **config: Any) -> tuple[Dispatcher, FakeRuntime, FakeExecutor]:
+    rt = FakeRuntime(make_config(**config), FakeForge(*issues))
+    executor = FakeExecutor(rt)
+    return Dispatcher(rt, executor), rt, executor  # type: ignore[arg-type]
+
+
+def task(repo: str, number: int, *, priority: str = "normal", age: int = 0, status: TaskStatus | None = None) -> Task:
+    t = Task(
+        id=Task.make_id(repo, number),
+        repo=repo,
+        issue=number,
+        title=f"t{number}",
+        priority=priority,  # type: ignore[arg-type]
+        created_at=NOW - timedelta(minutes=age),
+        updated_at=NOW,
+    )
+    if status is not None:
+        t.status = status
+    return t
+
+
+class TestAdmit:
+    async def test_a_second_pass_creates_no_second_task(self) -> None:
+        """Idempotent: each ready issue gets one task, however often the dispatcher runs."""
+        dispatcher, rt, _ = make(issue(1, body="## Goal\nDo it\nAgent: codex\n"), issue(2), max_parallel_workers=1)
+        await dispatcher.tick()
+        await dispatcher.tick()
+        assert sorted(t.id for t in rt.graph) == ["calc#1", "calc#2"]
+        assert rt.graph.get("calc#1").agent == "codex"
+        assert [e.type for e in rt.events].count("task_created") == 2
+
+    async def test_an_unknown_agent_in_the_issue_is_ignored(self) -> None:
+        """`Agent:` naming no configured agent leaves the choice to routing."""
+        dispatcher, rt, _ = make(issue(1, body="Agent: gpt-9\n"))
+        await dispatcher.tick()
+        assert rt.graph.get("calc#1").agent is None
+
+    @pytest.mark.parametrize(
+        ("labels", "respawn"),
+        [
+            pytest.param((READY_LABEL,), True, id="ready-again"),
+            pytest.param((READY_LABEL, BLOCKED_LABEL), False, id="still-blocked"),
+            pytest.param((), False, id="not-ready-now"),
+        ],
+    )
+    async def test_new_generation_only_when_made_ready_again(self, labels: tuple[str, ...], respawn: bool) -> None:
+        """An escalated issue gets a new generation only if, read afresh, it is ready and not blocked."""
+        listed = issue(1)
+        dispatcher, rt, _ = make(listed)
+        old = task("calc", 1, status=TaskStatus.BLOCKED)
+        rt.graph.put(old)
+        rt.forge.issues[1] = issue(1, labels=labels)  # the fresh state; the listing above is stale
+        await dispatcher._admit(listed)
+        assert sorted(t.id for t in rt.graph) == (["calc#1", "calc#1.2"] if respawn else ["calc#1"])
+
+    async def test_a_merged_or_live_task_is_never_respawned(self) -> None:
+        """An issue whose task merged (or still runs) gets no new generation even if it stays ready."""
+        dispatcher, rt, _ = make(issue(1), issue(2))
+        rt.graph.put(task("calc", 1, status=TaskStatus.MERGED))
+        rt.graph.put(task("calc", 2, status=TaskStatus.PR_OPEN))
+        await dispatcher.tick()
+        assert len(rt.graph) == 2
+
+    async def test_dependency_on_a_closed_issue_without_a_task_is_no_dependency(self) -> None:
+        """`Depends on #N` where #N is already closed (done by hand) does not hold the task."""
+        dispatcher, rt, executor = make(issue(2, body="Depends on #1"), issue(1, labels=(), state="closed"))
+        await dispatcher.tick()
+        assert rt.graph.get("calc#2").depends_on == []
+        assert executor.started == ["calc#2"]
+
+    async def test_dependency_on_an_open_issue_waits_for_its_merge(self) -> None:
+        """A dependency on an open issue (with or without a task yet) holds the task until that task merges."""
+        dispatcher, rt, executor = make(issue(2, body="Depends on #1"), issue(1, labels=()))
+        await dispatcher.tick()
+        assert rt.graph.get("calc#2").depends_on == ["calc#1"]
+        assert executor.started == []
+        dep = task("calc", 1, status=TaskStatus.MERGED)
+        rt.graph.put(dep)
+        await dispatcher.tick()
+        assert executor.started == ["calc#2"]
+
+    async def test_a_dependency_closed_later_without_a_task_is_released(self) -> None:
+        """The dependency's issue is closed by hand after the task was made: the task no longer waits."""
+        dispatcher, rt, executor = make(issue(2, body="Depends on #1"), issue(1, labels=()))
+        await dispatcher.tick()
+        assert executor.started == []
+        rt.forge.issues[1] = issue(1, labels=(), state="closed")
+        await dispatcher.tick()
+        assert rt.graph.get("calc#2").depends_on == []
+        assert executor.started == ["calc#2"]
+        assert [e.data for e in rt.events if e.type == "dependencies_released"] == [{"released": ["calc#1"]}]
+
+    async def test_a_dependency_merged_in_a_later_generation_is_released(self) -> None:
+        """Waiting on generation 1 of an issue whose generation 2 merged: released."""
+        dispatcher, rt, executor = make(issue(2, body="Depends on #1"))
+        rt.graph.put(task("calc", 1, status=TaskStatus.BLOCKED))
+        await dispatcher.tick()
+        assert rt.graph.get("calc#2").depends_on == ["calc#1"]
+        gen2 = task("calc", 1, status=TaskStatus.MERGED).model_copy(update={"id": "calc#1.2", "generation": 2})
+        rt.graph.put(gen2)
+        await dispatcher.tick()
+        assert executor.started == ["calc#2"]
+
+    async def test_a_dependency_not_filed_yet_is_waited_for(self) -> None:
+        """`Depends on #9` before #9 exists: the task waits (it may be filed next), it is not dropped."""
+        dispatcher, rt, executor = make(issue(2, body="Depends on #9"))
+        await dispatcher.tick()
+        await dispatcher.tick()
+        assert rt.graph.get("calc#2").depends_on == ["calc#9"]
+        assert executor.started == []
+
+
+class TestStartReady:
+    def test_global_limit(self) -> None:
+        """No more than max_parallel_workers attempts run at once, across repos."""
+        repos = [{"name": n, "path": f"/srv/{n}", "test_command": "true"} for n in ("a", "b")]
+        dispatcher, rt, _ = make(max_parallel_workers=3, max_parallel_per_repo=5, repos=repos)
+        for i in range(1, 4):
+            rt.graph.put(task("a", i, age=i))
+            rt.graph.put(task("b", i, age=i))
+        assert dispatcher.start_ready() == 3
+        assert len(rt.running) == 3
+        assert dispatcher.start_ready() == 0
+
+    def test_per_repo_limit_counts_what_already_runs(self) -> None:
+        """max_parallel_per_repo (or the repo's own max_parallel) counts attempts started earlier too."""
+        repos = [
+            {"name": "a", "path": "/srv/a", "test_command": "true"},
+            {"name": "b", "path": "/srv/b", "test_command": "true", "max_parallel": 1},
+        ]
+        dispatcher, rt, executor = make(max_parallel_workers=10, max_parallel_per_repo=2, repos=repos)
+        for i in range(1, 4):
+            rt.graph.put(task("a", i, age=i))
+            rt.graph.put(task("b", i, age=i))
+        rt.running["a#1"] = object()
+        rt.graph.get("a#1").status = TaskStatus.RUNNING
+        dispatcher.start_ready()
+        assert executor.started == ["a#3", "b#3"]  # the oldest of each repo, up to its limit
+        assert dispatcher.start_ready() == 0
+
+    def test_priority_then_age(self) -> None:
+        """High priority first, then the oldest."""
+        dispatcher, rt, executor = make(max_parallel_workers=10, max_parallel_per_repo=10)
+        rt.graph.put(task("calc", 1, priority="low", age=30))
+        rt.graph.put(task("calc", 2, age=10))
+        rt.graph.put(task("calc", 3, age=20))
+        rt.graph.put(task("calc", 4, priority="high", age=0))
+        dispatcher.start_ready()
+        assert executor.started == ["calc#4", "calc#3", "calc#2", "calc#1"]
+
+    def test_one_running_task_per_issue(self) -> None:
+        """A second generation of an issue does not start while a task of that issue runs."""
+        dispatcher, rt, _ = make(max_parallel_workers=10, max_parallel_per_repo=10)
+        first = task("calc", 1, status=TaskStatus.RUNNING)
+        rt.graph.put(first)
+        rt.running[first.id] = object()
+        rt.graph.put(task("calc", 1).model_copy(update={"id": "calc#1.2", "generation": 2}))
+        assert dispatcher.start_ready() == 0
+
+    def test_paused_disabled_and_waiting(self) -> None:
+        """Nothing starts when paused; a disabled repo, a backoff not yet over, and refusal are skipped."""
+        dispatcher, rt, executor = make(max_parallel_workers=10, max_parallel_per_repo=10)
+        rt.graph.put(task("calc", 1))
+        rt.state.paused = True
+        assert dispatcher.start_ready() == 0
+        rt.state.paused = False
+        rt.state.disabled_repos = ["calc"]
+        assert dispatcher.start_ready() == 0
+        rt.state.disabled_repos = []
+        waiting = task("calc", 2)
+        waiting.not_before = NOW + timedelta(seconds=5)
+        rt.graph.put(waiting)
+        executor.refuse = {"calc#1"}  # no agent available for it now
+        assert dispatcher.start_ready() == 0
+        executor.refuse = set()
+        assert dispatcher.start_ready() == 1
+        assert executor.started == ["calc#1"]
+
+    def test_a_retrying_task_is_started_again(self) -> None:
+        """A task waiting to retry is dispatchable once its backoff is over."""
+        dispatcher, rt, _ = make()
+        t = task("calc", 1)
+        start_attempt(t, "claude", NOW)
+        transition(t, TaskStatus.RETRYING, NOW)
+        rt.graph.put(t)
+        assert dispatcher.start_ready() == 1
+
+
+def test_parsed_issue_defaults() -> None:
+    """A bare ParsedIssue is an implementation task of normal priority with no dependencies."""
+    parsed = ParsedIssue(goal="x")
+    assert (parsed.type, parsed.priority, parsed.agent, parsed.depends_on) == ("implementation", "normal", None, [])
