@@ -12,6 +12,7 @@ import pytest
 from agentos.config import Config, ConfigError, RepoConfig, parse_config
 from agentos.control.controller import Controller
 from agentos.errors import ControlError
+from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus
 from agentos.runtime import Runtime
@@ -263,6 +264,16 @@ class TestTasks:
         graph, _ = reloaded(rt).load()
         found = graph.find("calc#1")
         assert found is not None and found.status is TaskStatus.CANCELLED
+
+    async def test_cancel_takes_the_issue_out_of_the_ready_queue(self, ctl: Controller, rt: Runtime) -> None:
+        """A cancelled task's issue loses its ready label, so the next dispatch does not start it again."""
+        forge = rt.forge
+        assert isinstance(forge, LocalForge)
+        issue = await forge.new_issue("calc", "issue 1", "", [READY_LABEL])
+        add_task(rt, issue.number)
+        await ctl.cancel(f"calc#{issue.number}")
+        assert READY_LABEL not in (await forge.get_issue("calc", issue.number)).labels
+        assert await forge.ready_issues("calc") == []
 
     async def test_approve_needs_the_pr_monitor(self, ctl: Controller) -> None:
         """Without the PR monitor wired in, approvals answer instead of crashing."""

@@ -359,7 +359,7 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
     loop = asyncio.get_running_loop()
     started = loop.time()
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(spec.log_path, "ab") as file:
+    with open(spec.log_path, "ab", buffering=0) as file:  # unbuffered: `agentos logs -f` sees output live
         sink = _CappedLog(file, spec.max_log_bytes, started)
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from agentos.cli._common import ConfigOption, JsonOption, console, fail, load, print_json, table
+from agentos.cli.views import quiet_logs
 from agentos.config import Config
 from agentos.control.socket import default_socket_path, request
 from agentos.errors import AgentosError
@@ -21,6 +22,7 @@ app = typer.Typer(help="The local forge's issues.", no_args_is_help=True)
 
 
 def _forge(config: Config) -> LocalForge:
+    quiet_logs()  # stdout is the command's output (a table or JSON); log lines go to stderr
     if config.forge != "local":
         fail("`agentos issue` works on the local forge; this config uses GitHub (use GitHub's issues)")
     return LocalForge(config.state_path, {r.name: r for r in config.repos})
