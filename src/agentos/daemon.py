@@ -266,6 +266,10 @@ class Daemon:
         rt = Runtime(self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock)
         self.rt = rt
         executor = Executor(rt)
+        controller = Controller(rt, on_reload=self.reload)
+        bot = self._telegram(controller)
+        # Before recover(): an escalation it finishes is announced (or deduplicated), not silently dropped.
+        rt.notifier = Notifier(bot.sender() if bot else None, seen=StateSeenStore(rt))
         await executor.recover()
 
         jobs = {"daily_digest": JobConfig(cron=f"0 {self.config.telegram.digest_hour} * * *"), **self.config.jobs}
@@ -291,10 +295,7 @@ class Daemon:
         if unknown:
             log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
 
-        controller = Controller(rt, on_reload=self.reload)
         controller.approver = monitor.approve
-        bot = self._telegram(controller)
-        rt.notifier = Notifier(bot.sender() if bot else None, seen=StateSeenStore(rt))
         server = ControlServer(controller, self.socket_path)
         try:
             await server.start()

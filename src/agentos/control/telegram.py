@@ -264,6 +264,11 @@ def bot_commands() -> list[BotCommand]:
 
 
 def _text(value: object, default: str = "-", limit: int = 300) -> str:
+    """``value`` as one line of at most ``limit`` characters, redacted *before* it is cut.
+
+    A cut first could keep the head of a token too short to still look like one: ``ghp_`` and 15 of its
+    characters would then reach the chat, as redacting the whole reply later no longer catches them.
+    """
     if value is None or value == "":
         return default
     if isinstance(value, float):
@@ -274,6 +279,7 @@ def _text(value: object, default: str = "-", limit: int = 300) -> str:
         text = ", ".join(f"{k}={_text(v, default, limit)}" for k, v in value.items()) or default
     else:
         text = str(value)
+    text = redact(text)
     text = " ".join(text.split()) if "\n" in text else text
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
