@@ -273,7 +273,9 @@ class Daemon:
         await executor.recover()
 
         jobs = {"daily_digest": JobConfig(cron=f"0 {self.config.telegram.digest_hour} * * *"), **self.config.jobs}
-        scheduler = Scheduler(state, configs=jobs, on_change=rt.save_state, clock=self.clock)
+        scheduler = Scheduler(
+            state, configs=jobs, on_change=rt.save_state, on_failure=self._job_failed, clock=self.clock
+        )
         rt.scheduler = scheduler
         monitor = PRMonitor(rt, executor)
         dispatcher = Dispatcher(rt, executor)
@@ -333,6 +335,13 @@ class Daemon:
         if bot is not None:
             await bot.stop()
         return code
+
+    def _job_failed(self, job: str, error: str) -> None:
+        """A job's failure reaches the operator once per job and error text per hour (sev2 dedup window)."""
+        if self.rt is not None and self.rt.notifier is not None:
+            first = error.splitlines()[0] if error else "unknown error"
+            self.rt.notifier.notify(2, f"job_failed:{job}:{first[:80]}", f"Job {job} failed: {first}")
+            self.rt.record("job_failed", job=job, error=first[:300])
 
     def _telegram(self, controller: Controller) -> TelegramBot | None:
         """The Telegram bot when enabled and a token is configured (its absence is logged, not fatal)."""

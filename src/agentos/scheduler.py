@@ -115,11 +115,13 @@ class Scheduler:
         *,
         configs: Mapping[str, JobConfig] | None = None,
         on_change: Callable[[], None] = lambda: None,
+        on_failure: Callable[[str, str], None] = lambda job, error: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._state = state
         self._configs: dict[str, JobConfig] = dict(configs or {})
         self._on_change = on_change
+        self._on_failure = on_failure
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
         self._aps = AsyncIOScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
@@ -297,6 +299,7 @@ class Scheduler:
                 record.failures += 1
                 record.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.error("job_failed", error=record.last_error, exc_info=True)
+                self._on_failure(job.name, record.last_error)
                 result: RunResult = "failed"
             else:
                 record.last_success = self._clock()

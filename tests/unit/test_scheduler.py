@@ -198,6 +198,16 @@ class TestRunNow:
         assert failed and failed[0]["log_level"] == "error"
         assert failed[0]["error"] == "RuntimeError: forge down"
 
+    async def test_a_failure_is_reported_to_the_operator_hook(self, state: DaemonState, clock: FakeClock) -> None:
+        """The daemon's on_failure hook (a sev2 notification) hears the job's name and error."""
+        heard: list[tuple[str, str]] = []
+        sched = Scheduler(state, clock=clock, on_failure=lambda job, error: heard.append((job, error)))
+        sched.register("pr_monitor", Calls(fail=RuntimeError("forge down")))
+        sched.register("dispatch", Calls())
+        await sched.run_now("pr_monitor")
+        await sched.run_now("dispatch")
+        assert heard == [("pr_monitor", "RuntimeError: forge down")]
+
     async def test_a_success_after_a_failure_clears_the_error(self, state: DaemonState, clock: FakeClock) -> None:
         """last_error describes the latest run only; the failure count stays."""
         job = Calls(fail=ValueError("x"))
