@@ -592,7 +592,7 @@ def _test_env() -> dict[str, str]:
 
 
 def _commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
-    first = (summary.strip().splitlines() or [task.title])[0][:72]
+    first = (redact(summary).strip().splitlines() or [task.title])[0][:72]  # commits are pushed: no secrets
     prefix = "partial: " if partial else ""
     return f"{prefix}{first}\n\nagentos task {task.id} (issue #{task.issue})"
 
