@@ -300,9 +300,10 @@ class Workspace:
             log.warning("clone_broken_recreating", repo=self.repo.name, path=str(self.clone_path))
             await asyncio.to_thread(_rmtree, self.clone_path)
         self.clone_path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.clone_path.parent.glob(f".{self.repo.name}.tmp-*"):
+        # clone_path.name, not repo.name: a GitHub repo name ("owner/name") is two path components
+        for stale in self.clone_path.parent.glob(f".{self.clone_path.name}.tmp-*"):
             await asyncio.to_thread(_rmtree, stale)
-        tmp = self.clone_path.with_name(f".{self.repo.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp = self.clone_path.with_name(f".{self.clone_path.name}.tmp-{uuid.uuid4().hex[:8]}")
         await self.git("init", "--bare", "-q", f"--initial-branch={self.base}", str(tmp), cwd=self.clone_path.parent)
         await self.git("remote", "add", "origin", self.remote_url, cwd=tmp)
         os.replace(tmp, self.clone_path)

@@ -22,7 +22,8 @@ GraphQL is matched by *operation name* (the ones ``GitHubForge`` sends: ``Agento
 Fault switches (API requests only; ``method``/``path`` narrow them, ``path`` is a regex searched in the path):
 :meth:`~FakeGitHub.fail_next` (5xx), :meth:`~FakeGitHub.secondary_limit` (403 + ``retry-after``),
 :meth:`~FakeGitHub.exhaust_rate_limit` (403, ``x-ratelimit-remaining: 0``), :meth:`~FakeGitHub.drop_connections`,
-:meth:`~FakeGitHub.create_then_stall` (apply the request, then stall past the client's timeout), and
+:meth:`~FakeGitHub.create_then_stall` (apply the request, then stall past the client's timeout),
+:meth:`~FakeGitHub.fail_randomly` (a seeded share of requests answer 5xx, some after being applied), and
 :attr:`~FakeGitHub.latency`. Timestamps come from a fake clock that starts at 2025-01-01T00:00:00Z and
 advances one second per change, so "edited after labelled" is never a tie.
 """
@@ -35,6 +36,7 @@ import hashlib
 import itertools
 import json
 import os
+import random
 import re
 import secrets
 import time
@@ -54,6 +56,7 @@ __all__ = [
     "FakePull",
     "FakeRepo",
     "Fault",
+    "Flaky",
     "RequestRecord",
     "fake_github",
 ]
@@ -84,6 +87,42 @@ class Fault:
         return (self.method is None or self.method == method) and (
             self.path is None or bool(re.search(self.path, path))
         )
+
+
+@dataclass
+class Flaky:
+    """Every matching API request fails with ``status`` with probability ``rate`` (seeded, so a run repeats).
+
+    A share ``applied`` of those failures come *after* the request was applied, as when a proxy answers
+    502 after the backend did the work: a create then exists although the client saw a 5xx.
+    """
+
+    rate: float
+    status: int = 502
+    applied: float = 0.5
+    method: str | None = None
+    path: str | None = None
+    seed: int = 0
+    failed: int = 0
+    failed_after_apply: int = 0
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def roll(self, method: str, path: str) -> Literal["before", "after"] | None:
+        """Whether this request fails, and if so before or after it is applied."""
+        if self.method is not None and self.method != method:
+            return None
+        if self.path is not None and not re.search(self.path, path):
+            return None
+        if self.rng.random() >= self.rate:
+            return None
+        self.failed += 1
+        if self.rng.random() < self.applied:
+            self.failed_after_apply += 1
+            return "after"
+        return "before"
 
 
 @dataclass
@@ -174,6 +213,7 @@ class FakeProjectItem:
     status: str | None = None  # option name
     updated_at: str | None = None
     creator: str | None = None
+    history: list[tuple[str, str]] = field(default_factory=list)  # (status, who set it), oldest first
 
 
 @dataclass
@@ -197,6 +237,7 @@ class FakeState:
     projects: dict[str, FakeProject] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    flaky: Flaky | None = None
     remaining: dict[str, int] = field(default_factory=lambda: {"core": RATE_LIMIT, "graphql": RATE_LIMIT})
     reset_at: int = field(default_factory=lambda: int(time.time()) + 3600)
     app_id: str | None = None
@@ -437,10 +478,16 @@ class FakeGitHub:
         """``actor`` moves the card (adding it to the board first if needed)."""
         item = self._card(project, repo, number) or self.add_card(project, repo, number)
         item.status, item.updated_at, item.creator = status, self.state.now(), actor
+        item.history.append((status, actor))
 
     def card_status(self, project: FakeProject, repo: str, number: int) -> str | None:
         item = self._card(project, repo, number)
         return item.status if item else None
+
+    def card_history(self, project: FakeProject, repo: str, number: int) -> list[str]:
+        """Every status the card was given, oldest first, repeats included."""
+        item = self._card(project, repo, number)
+        return [status for status, _ in item.history] if item else []
 
     # -- fault switches -------------------------------------------------------------------------------
 
@@ -458,6 +505,26 @@ class FakeGitHub:
         self, count: int = 1, *, reset_in: int = 60, method: str | None = None, path: str | None = None
     ) -> None:
         self.state.faults.append(Fault("exhaust", count, method, path, status=403, seconds=reset_in))
+
+    def fail_randomly(
+        self,
+        rate: float,
+        *,
+        status: int = 502,
+        applied: float = 0.5,
+        seed: int = 0,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Flaky:
+        """From now on a share ``rate`` of API requests fail with ``status`` (see :class:`Flaky`); returns its counters.
+
+        The one-shot switches (``fail_next``…) take precedence; :meth:`stop_failing` turns it off.
+        """
+        self.state.flaky = Flaky(rate, status, applied, method, path, seed)
+        return self.state.flaky
+
+    def stop_failing(self) -> None:
+        self.state.flaky = None
 
     def drop_connections(self, count: int = 1, *, method: str | None = None, path: str | None = None) -> None:
         self.state.faults.append(Fault("drop", count, method, path))
@@ -620,6 +687,11 @@ class FakeGitHub:
             faulty = self._faulty(request, fault, resource)
             record.status = faulty.status if fault.kind != "drop" else 0
             return faulty
+        flaky = self.state.flaky.roll(request.method, path) if fault is None and self.state.flaky else None
+        if flaky == "before":
+            assert self.state.flaky is not None
+            record.status = self.state.flaky.status
+            return _error(record.status, "Server Error (injected)")
         response: web.StreamResponse
         if path.startswith("/app/"):
             response = await handler(request)
@@ -636,6 +708,9 @@ class FakeGitHub:
                 response = web.Response(status=exc.status, body=exc.body, headers=exc.headers)
         response = self._conditional(request, response, resource)
         record.status = response.status
+        if flaky == "after" and self.state.flaky is not None:  # applied; the client is told it failed
+            record.status = self.state.flaky.status
+            return _error(record.status, "Server Error (injected after the request was applied)")
         if fault is not None:  # stall_after: the work is done; the answer comes too late
             try:
                 await asyncio.wait_for(self._release.wait(), fault.seconds)
@@ -1238,6 +1313,7 @@ class FakeGitHub:
         if item is None or v["field"] != project.field_id or v["option"] not in names:
             return {"data": None, "errors": [{"type": "UNPROCESSABLE", "message": "bad item, field or option"}]}
         item.status, item.updated_at, item.creator = names[v["option"]], self.state.now(), login
+        item.history.append((item.status, login))
         return {"data": {"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item.id}}}}
 
     # -- git smart HTTP -------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ Label mode takes the ready moment and actor from the last ``labeled`` event of t
 (``updatedAt`` and ``creator`` of the single-select value). A verdict is cached against the issue's
 ``updated_at`` (board: the value's ``updatedAt`` and ``lastEditedAt``), which moves on every label and
 body change, so an idle poll costs one conditional list request (a free 304) per repo in label mode and
-one small GraphQL query per repo in board mode.
+one small GraphQL query per *board* in board mode: repos that share a board share one read of it per
+poll. A read serves each repo once (a repo's next poll reads afresh), for at most ``board_ttl`` seconds,
+and is dropped when agentos moves a card itself.
 
 Creates are idempotent (LESSONS #2): every create first looks for what it may already have made (PR by
 head branch; comment and issue by the hidden ``marker(key)``), and a create that fails in a way that
@@ -414,6 +416,13 @@ _MIRROR: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+@dataclass
+class _BoardRead:
+    at: float
+    items: list[_GqlItem]
+    served: set[str]  # the repos this read was handed to
+
+
 @dataclass(frozen=True)
 class _ProjectMeta:
     id: str
@@ -447,7 +456,8 @@ class GitHubForge:
     ``trusted_actors`` are logins trusted without a permission lookup (e.g. ``agentos[bot]``, whose
     issues carry the ready label); ``git_base_url`` is where ``git`` pushes (default: derived from the
     API base, ``https://github.com`` for api.github.com); ``checks_grace`` is how long after a PR's last
-    update a head with no checks at all counts as pending rather than success.
+    update a head with no checks at all counts as pending rather than success; ``board_ttl`` bounds how
+    long one read of a board may serve the other repos that share it (a poll of all repos takes less).
     """
 
     kind = "github"
@@ -464,6 +474,7 @@ class GitHubForge:
         fetch_action_logs: bool = True,
         checks_grace: float = 120.0,
         permission_ttl: float = 600.0,
+        board_ttl: float = 2.0,
     ) -> None:
         self._client = client
         self.ready_label = ready_label
@@ -474,6 +485,8 @@ class GitHubForge:
         self._fetch_action_logs = fetch_action_logs
         self._checks_grace = checks_grace
         self._permission_ttl = permission_ttl
+        self._board_ttl = board_ttl
+        self._boards: dict[tuple[str, str], _BoardRead] = {}  # (project id, status field) → the last read
         self._roles: dict[tuple[str, str], tuple[str, float]] = {}
         self._verdicts: dict[tuple[str, int], tuple[object, Verdict]] = {}
         self._meta: dict[str, _ProjectMeta] = {}
@@ -485,6 +498,11 @@ class GitHubForge:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    @property
+    def stats(self) -> ClientStats:
+        """The client's request counters (``stats.counted``: requests that count against the rate limit)."""
+        return self._client.stats
 
     # -- issues ---------------------------------------------------------------------------------------
 
@@ -584,6 +602,7 @@ class GitHubForge:
         item = await self._item_id(repo, issue, meta)
         variables: dict[str, JSON] = {"project": meta.id, "item": item, "field": meta.field_id, "option": option}
         await self._client.graphql(_M_SET_STATUS, variables, idempotent=True)
+        self._boards.pop((meta.id, project.status_field), None)  # the next poll reads the board afresh
         _log.info("board_status_set", repo=repo, issue=issue, status=status)
 
     # -- pull requests --------------------------------------------------------------------------------
@@ -903,38 +922,53 @@ class GitHubForge:
         self._items[(repo, number)] = item
         return item
 
-    async def _board_ready(self, repo: str, project: ProjectConfig) -> list[Issue]:
-        meta = await self._project_meta(repo, project)
-        ready_name = project.option_name("Ready").lower()
-        ready: list[Issue] = []
+    async def _board_items(self, repo: str, meta: _ProjectMeta, project: ProjectConfig) -> list[_GqlItem]:
+        """Every item of the board. One read serves each repo sharing the board once (so one poll of N repos
+        costs one read), for at most ``board_ttl`` seconds; a repo asking a second time gets a fresh read."""
+        key = (meta.id, project.status_field)
+        now = self._client.clock()
+        last = self._boards.get(key)
+        if last is not None and repo not in last.served and now - last.at < self._board_ttl:
+            last.served.add(repo)
+            return last.items
+        items: list[_GqlItem] = []
         cursor: str | None = None
         while True:
             variables: dict[str, JSON] = {"project": meta.id, "field": project.status_field, "cursor": cursor}
             data = await self._client.graphql(_Q_BOARD, variables)
             page = _GqlItems.model_validate(_dig(data, "node", "items"))
-            for item in page.nodes:
-                content, value = item.content, item.fieldValueByName
-                if content is None or content.number is None or content.repository is None:
-                    continue
-                if content.repository.nameWithOwner.lower() != repo.lower():
-                    continue
-                self._items[(repo, content.number)] = item.id
-                if content.state != "OPEN" or value is None or (value.name or "").lower() != ready_name:
-                    continue
-                actor = value.creator.login if value.creator else None
-                version = (value.updatedAt, content.lastEditedAt, actor)
-                cached = self._verdicts.get((repo, content.number))
-                if cached is None or cached[0] != version:
-                    verdict = await self._judge(
-                        repo, content.number, ready_at=value.updatedAt, actor=actor, edited_at=content.lastEditedAt
-                    )
-                    cached = (version, verdict)
-                    self._verdicts[(repo, content.number)] = cached
-                if cached[1] == "ready":
-                    ready.append(await self.get_issue(repo, content.number))
+            items.extend(page.nodes)
             if not page.pageInfo.hasNextPage:
-                return ready
+                break
             cursor = page.pageInfo.endCursor
+        self._boards[key] = _BoardRead(now, items, {repo})
+        return items
+
+    async def _board_ready(self, repo: str, project: ProjectConfig) -> list[Issue]:
+        meta = await self._project_meta(repo, project)
+        ready_name = project.option_name("Ready").lower()
+        ready: list[Issue] = []
+        for item in await self._board_items(repo, meta, project):
+            content, value = item.content, item.fieldValueByName
+            if content is None or content.number is None or content.repository is None:
+                continue
+            if content.repository.nameWithOwner.lower() != repo.lower():
+                continue
+            self._items[(repo, content.number)] = item.id
+            if content.state != "OPEN" or value is None or (value.name or "").lower() != ready_name:
+                continue
+            actor = value.creator.login if value.creator else None
+            version = (value.updatedAt, content.lastEditedAt, actor)
+            cached = self._verdicts.get((repo, content.number))
+            if cached is None or cached[0] != version:
+                verdict = await self._judge(
+                    repo, content.number, ready_at=value.updatedAt, actor=actor, edited_at=content.lastEditedAt
+                )
+                cached = (version, verdict)
+                self._verdicts[(repo, content.number)] = cached
+            if cached[1] == "ready":
+                ready.append(await self.get_issue(repo, content.number))
+        return ready
 
 
 def _comment(raw: JSON) -> Comment:
