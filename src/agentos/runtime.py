@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentos import logging as alog
 from agentos.config import Config, RepoConfig
-from agentos.forge.base import Forge
+from agentos.forge.base import READY_LABEL, Forge
 from agentos.graph import Event, Task, TaskGraph
 from agentos.store import DaemonState, Store
 from agentos.workspace import Workspace
@@ -67,6 +67,19 @@ class Runtime:
 
     def repo(self, name: str) -> RepoConfig:
         return self.config.repo(name)
+
+    @property
+    def ready_label(self) -> str:
+        """The label that makes an issue ready (configurable on GitHub)."""
+        gh = self.config.github
+        return gh.ready_label if self.config.forge == "github" and gh is not None else READY_LABEL
+
+    def ready_by_label(self, repo: str) -> bool:
+        """False when a Projects v2 board's Status decides readiness for ``repo`` instead of the label."""
+        try:
+            return self.config.forge != "github" or not self.config.repo(repo).project
+        except KeyError:
+            return True
 
     def repo_enabled(self, name: str) -> bool:
         try:

@@ -15,7 +15,6 @@ from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import READY_LABEL
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, transition
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
@@ -241,7 +240,7 @@ class Controller:
             raise ControlError(str(exc)) from None
         self.rt.commit([event], [task])
         try:  # so the next dispatch does not start the issue again
-            await self.rt.forge.remove_label(task.repo, task.issue, READY_LABEL)
+            await self.rt.forge.remove_label(task.repo, task.issue, self.rt.ready_label)
         except AgentosError as exc:
             log.warning("ready_label_not_removed", task=task_id, error=str(exc))
         return {"task": task_id, "status": task.status.value}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from agentos import logging as alog
 from agentos.errors import AgentosError
 from agentos.executor import Executor
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue, NotFound
+from agentos.forge.base import BLOCKED_LABEL, Issue, NotFound
 from agentos.graph import PRIORITY_RANK, TASK_TYPES, TERMINAL, Task, TaskStatus
 from agentos.runtime import Runtime
 
@@ -178,7 +178,8 @@ class Dispatcher:
         except AgentosError as exc:
             log.warning("issue_read_failed", issue=issue.number, error=str(exc))
             return False
-        return fresh.state == "open" and READY_LABEL in fresh.labels and BLOCKED_LABEL not in fresh.labels
+        labelled = self.rt.ready_label in fresh.labels or not self.rt.ready_by_label(issue.repo)
+        return fresh.state == "open" and labelled and BLOCKED_LABEL not in fresh.labels
 
     async def release_dependencies(self) -> int:
         """Drop dependencies of waiting tasks that are done without a merge of theirs; how many were dropped.
