@@ -11,6 +11,7 @@ from agentos.config import Config
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue, NotFound
 from agentos.graph import Event, Task, TaskGraph, TaskStatus, start_attempt, transition
 from agentos.jobs.dispatch import Dispatcher, ParsedIssue, issue_of, parse_issue
+from agentos.runtime import Runtime
 from agentos.store import DaemonState
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -154,6 +155,9 @@ class FakeRuntime:
 
     def repo_enabled(self, name: str) -> bool:
         return any(r.name == name for r in self.config.repos) and name not in self.state.disabled_repos
+
+    ready_label = Runtime.ready_label
+    ready_by_label = Runtime.ready_by_label
 
     def commit(self, events: list[Event], tasks: list[Task] = ()) -> None:  # type: ignore[assignment]
         for task in tasks:
