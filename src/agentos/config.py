@@ -29,6 +29,7 @@ AgentKind = Literal["claude", "codex", "gemini", "command"]
 AutomationMode = Literal["full", "dispatcher_only"]
 
 SECRET_KEYS = ("token", "api_key", "secret", "password", "private_key")
+DEFAULT_PROTECTED_PATHS = (".github/workflows/", ".gitlab-ci.yml", ".env", "*.pem", "*.key", "id_rsa*", "secrets.*")
 
 
 class ConfigError(AgentosError):
@@ -66,6 +67,8 @@ class RepoConfig(_Model):
     groom_cadence_days: int | None = Field(default=None, ge=1)
     hooks: Hooks = Field(default_factory=Hooks)
     project: dict[str, str | int] | None = None
+    protected_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED_PATHS))
+    max_diff_lines: int = Field(default=2000, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -105,6 +108,7 @@ class Routing(_Model):
     default: list[str] = Field(default_factory=list)
     max_attempts: int = Field(default=4, ge=1)
     max_ci_fix_attempts: int = Field(default=3, ge=0)
+    wedged_after_hours: float = Field(default=4, ge=0)
     auto_tune: bool = False
     backoff_base_s: float = Field(default=10, ge=0)
     backoff_cap_s: float = Field(default=300, ge=0)
@@ -345,6 +349,8 @@ def parse_config(text: str, name: str = "config.yaml") -> Config:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"{name}{line}: invalid YAML: {problem}"]) from None
+    except Exception as exc:  # ruamel raises KeyError on "%YAML 0.0", RecursionError on deep nesting…
+        raise ConfigError([f"{name}: invalid YAML: {type(exc).__name__}: {exc}"[:300]]) from None
     return validate_document(doc, name)
 
 

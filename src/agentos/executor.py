@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,12 +24,19 @@ from pathlib import Path
 from agentos import logging as alog
 from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.contract import PERMANENT_CODES, ContractError, ResultContract, read_contract
+from agentos.agents.contract import (
+    PERMANENT_CODES,
+    ContractError,
+    ResultContract,
+    read_contract,
+    read_result_bytes,
+)
 from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt, fence
-from agentos.agents.runner import RunSpec, kill_orphan, run_process
+from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
 from agentos.control.notify import action_button
 from agentos.errors import AgentosError
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL
+from agentos.forge.base import BLOCKED_LABEL
+from agentos.fsutil import atomic_write_text
 from agentos.graph import (
     Attempt,
     Event,
@@ -39,14 +47,20 @@ from agentos.graph import (
     start_attempt,
     transition,
 )
-from agentos.redact import redact
+from agentos.redact import find_secrets, redact
 from agentos.runtime import Runtime
-from agentos.workspace import Workspace, branch_name
+from agentos.workspace import Breach, Workspace, branch_name
 
 log = alog.get_logger("agentos.executor")
 
 RESULT_FILE = ".agent_result.md"
 START_FILE = "start_sha"  # in the run dir: the branch tip the attempt started from
+CONTAINMENT_CODES: dict[str, bool] = {
+    "history_rewritten": False,  # the branch was rewritten or left: work saved as a patch, retried from the start
+    "workspace_violation": True,  # agentos's clone or the user's repo was changed: a human must look
+    "secret_detected": True,  # a push would publish a secret: nothing pushed, a human must look
+}
+"""Blocker codes agentos assigns when it contains a misbehaving agent (code → permanent)."""
 
 
 @dataclass
@@ -133,6 +147,10 @@ class Executor:
     def run_dir(self, task: Task, attempt: Attempt) -> Path:
         return self.rt.state_dir / "runs" / safe_id(task.id) / str(attempt.number)
 
+    def marker_prefix(self) -> str:
+        """The start of every ``AGENTOS_ATTEMPT`` marker of this state dir's agents (runner.kill_marked)."""
+        return hashlib.sha256(str(self.rt.state_dir.resolve()).encode()).hexdigest()[:12] + "/"
+
     async def drain(self, grace_s: float) -> None:
         """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them."""
         pending = list(self.rt.running.values())
@@ -163,6 +181,9 @@ class Executor:
                 log.warning("attempt_interrupted", task=task.id, attempt=attempt.number)
             elif task.status is TaskStatus.VALIDATING and attempt is not None:
                 resume.append((task, attempt))
+        # Whatever still carries our marker is an orphan: an agent whose pid the dead daemon never journalled,
+        # or a process an agent moved out of its group. None of ours runs yet (we hold the state lock).
+        await asyncio.to_thread(kill_marked, self.marker_prefix(), prefix=True)
         keep = {t.branch for t in self.rt.graph if t.branch and not t.is_terminal}
         for repo in self.rt.config.repos:
             with contextlib.suppress(AgentosError):
@@ -245,6 +266,7 @@ class Executor:
             await self._after_failure(task, attempt, Verdict("failed", "runner_failure", error=str(exc)))
             return
         limits = rt.config.limits
+        guard = await ws.guard(worktree)
 
         def started(pid: int, start_time: int) -> None:
             attempt.pid, attempt.pid_start = pid, start_time
@@ -262,9 +284,12 @@ class Executor:
                 max_runtime_s=limits.max_runtime_minutes * 60,
                 kill_grace_s=limits.kill_grace_s,
                 max_log_bytes=limits.max_log_bytes,
+                marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
             ),
             on_start=started,
         )
+        # Before any git command of ours runs there: a replaced .git or a tampered clone is put back first.
+        breaches = await ws.check_guard(worktree, guard, branch=task.branch, since=start_sha)
         await ws.run_hook("after_run", worktree)
         log_text = _read_tail(run_dir / "agent.log", 2 * 1024 * 1024)
         report = parse_output(agent_cfg.kind, log_text, outcome.exit_code, now=rt.now())
@@ -272,15 +297,39 @@ class Executor:
         attempt.cost_usd, attempt.turns = report.cost_usd, report.turns
         attempt.exit_code = outcome.exit_code
         result_path = worktree / RESULT_FILE
-        if result_path.exists():
-            with contextlib.suppress(OSError):
-                (run_dir / RESULT_FILE).write_bytes(result_path.read_bytes()[: 256 * 1024])
+        with contextlib.suppress(ContractError, OSError):  # never through a symlink, never from a FIFO
+            data = await asyncio.to_thread(read_result_bytes, result_path, 256 * 1024, truncate=True)
+            (run_dir / RESULT_FILE).write_bytes(data)
+        if breaches:
+            await self._contain(task, attempt, ws, worktree, start_sha, breaches)
+            return
 
         verdict = await self._judge(task, attempt, outcome, report, result_path)
         if verdict.outcome == "complete":
             await self._validate(task, attempt, ws, worktree, verdict)
         else:
             await self._after_failure(task, attempt, verdict, ws=ws, worktree=worktree, since=start_sha)
+
+    async def _contain(
+        self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, since: str, breaches: list[Breach]
+    ) -> None:
+        """An agent that changed what it must not: its work is saved as a patch, the branch goes back to where
+        the attempt started, and the attempt fails with a containment code whatever its result file says."""
+        kinds = {b.kind for b in breaches}
+        if kinds & {"shared", "remote"}:
+            code = "workspace_violation"
+        elif "history" in kinds:
+            code = "history_rewritten"
+        else:
+            code = "environment_failure"  # only its own .git link, which was put back
+        detail = "; ".join(b.detail for b in breaches)
+        log.warning("attempt_contained", code=code, breaches=[b.kind for b in breaches])
+        patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
+        if await ws.save_patch(worktree, patch, since=since):
+            attempt.patch_path = str(patch)
+        assert task.branch is not None
+        await ws.restore_branch(worktree, task.branch, since)
+        await self._after_failure(task, attempt, Verdict("failed", code, error=detail))
 
     async def _judge(self, task: Task, attempt: Attempt, outcome: object, report: object, result: Path) -> Verdict:
         from agentos.agents.adapters import AgentReport
@@ -375,6 +424,10 @@ class Executor:
         if await memory.record(worktree, task, attempt, stat.paths):
             await ws.commit_all(worktree, f"CODEBASE.md: notes from {task.id}")  # the only change after the reset
         branch = task.branch or ""
+        leaks = await ws.find_secrets(worktree, find_secrets)
+        if leaks:
+            await self._refuse_secret(task, attempt, ws, worktree, leaks)
+            return
         await ws.push(worktree, branch)
         pr = await rt.forge.find_pr(task.repo, branch)
         if pr is None:
@@ -397,6 +450,28 @@ class Executor:
         rt.commit([ev], [task])
         await self._board(task, "In Review")
         self.on_pr_opened()
+
+    async def _refuse_secret(
+        self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, leaks: list[str]
+    ) -> None:
+        """A branch that would publish a secret is never pushed: escalate, then reset the branch to the base
+        (its change is kept, secret and all, in the run dir, which only agentos's user can read)."""
+        base = f"refs/remotes/origin/{ws.base}"
+        patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "secret.patch"
+        diff = await ws.git("diff", "--binary", "--no-color", f"{base}...HEAD", cwd=worktree, check=False)
+        await asyncio.to_thread(atomic_write_text, patch, diff.out)
+        shown = "; ".join(leaks[:5]) + (f" (+{len(leaks) - 5} more)" if len(leaks) > 5 else "")
+        detail = (
+            f"a push would publish a secret: {shown}. Nothing was pushed. The branch was reset to {ws.base}; its "
+            f"change, secret included, is in {patch}. If the secret is real, rotate it."
+        )
+        log.warning("secret_in_branch", leaks=len(leaks))
+        await self._fail_validation(task, attempt, "secret_detected", detail, ws=ws, worktree=worktree)
+        assert task.branch is not None
+        if (worktree / ".git").exists():
+            await ws.restore_branch(worktree, task.branch, base)
+        else:  # the escalation removed the worktree; its branch stays, emptied
+            await ws.git("branch", "-f", task.branch, base, check=False)
 
     async def _fail_validation(
         self,
@@ -457,7 +532,7 @@ class Executor:
                 if await ws.save_patch(worktree, patch, since=since):
                     attempt.patch_path = str(patch)
                 await ws.reset(worktree, to=since)
-        permanent = verdict.blocker in PERMANENT_CODES
+        permanent = verdict.blocker in PERMANENT_CODES or CONTAINMENT_CODES.get(verdict.blocker or "", False)
         exhausted = counted_attempts(task) >= rt.config.routing.max_attempts
         if permanent or exhausted:
             await self._escalate(task, events, reason="permanent" if permanent else "max_attempts")
@@ -481,7 +556,7 @@ class Executor:
         comment is keyed and :meth:`recover` posts it if the daemon died before it did.
         """
         rt = self.rt
-        await self._safe(rt.forge.remove_label(task.repo, task.issue, READY_LABEL))
+        await self._safe(rt.forge.remove_label(task.repo, task.issue, rt.ready_label))
         await self._safe(rt.forge.add_labels(task.repo, task.issue, [BLOCKED_LABEL]))
         await self._board(task, "Blocked")
         evs = list(events)
@@ -490,6 +565,11 @@ class Executor:
         rt.commit(evs, [task])
         log.warning("task_escalated", blocker=task.last_blocker, attempts=len(task.attempts))
         await self._announce_escalation(task)
+        if task.branch:  # a finished task keeps no worktree (LESSONS #17); its branch stays for a retry
+            try:
+                await rt.workspace(rt.repo(task.repo)).remove(task.branch, keep_branch=True)
+            except AgentosError as exc:
+                log.warning("worktree_remove_failed", error=str(exc))
 
     def _escalation_marker(self, task: Task) -> Path:
         return self.rt.state_dir / "runs" / safe_id(task.id) / f"escalated-{len(task.attempts)}"
@@ -533,7 +613,7 @@ class Executor:
                     blocker_code=a.blocker_code,
                     result_text=text,
                     patch_path=a.patch_path,
-                    error=a.error[-2000:],
+                    error=a.error[-3000:],  # a CI report (PR monitor) is up to 3000 characters
                 )
             )
         return prior

@@ -7,7 +7,8 @@
           └── HookFailed      (workspace.py) a hook that must pass did not
 
 :func:`git` supplies agentos's own identity through ``-c`` options so commits never depend on the
-machine's global config, and runs git in the C locale so the messages we look at are stable.
+machine's global config, turns hooks and fsmonitor off (:data:`GIT_SAFETY`), and runs git in the C locale
+so the messages we look at are stable.
 :func:`run_shell` runs a command in its own process group and kills the whole group on timeout or
 cancellation (TERM, a grace period, then KILL), so nothing a test command or hook started survives it.
 """
@@ -30,6 +31,9 @@ from agentos.errors import AgentosError
 log = structlog.get_logger(__name__)
 
 GIT_IDENTITY = ("-c", "user.name=agentos", "-c", "user.email=agentos@localhost")
+GIT_SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+"""No hook and no fsmonitor command ever runs in agentos's own git commands: an agent can write both into the
+clone its worktree shares (``hooks/``, ``config``), and they would run with the daemon's environment."""
 TAIL_BYTES = 16 * 1024
 REPO_VARS = frozenset(
     {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX"}
@@ -100,7 +104,7 @@ async def git(
     ``env`` is added to the daemon's environment. A timeout kills git and raises :class:`GitError`
     whatever ``check`` says: a git that hung has not answered the question.
     """
-    argv = ("git", *GIT_IDENTITY, *args)
+    argv = ("git", *GIT_IDENTITY, *GIT_SAFETY, *args)
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,

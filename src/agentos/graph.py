@@ -114,7 +114,9 @@ class Task(BaseModel):
     not_before: datetime | None = None
     last_blocker: str | None = None
     last_signature: str | None = None
+    blocked_since: datetime | None = None  # when the PR monitor first saw ``last_signature``
     ci_fix_attempts: int = 0
+    approved_at: datetime | None = None  # an operator approved the PR (dispatcher_only, high risk)
     note: str = ""
 
     @staticmethod

@@ -27,7 +27,16 @@ from collections.abc import Iterable
 
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["MARKER", "MIN_SECRET_LENGTH", "RedactProcessor", "Redactor", "get_default", "redact", "set_default"]
+__all__ = [
+    "MARKER",
+    "MIN_SECRET_LENGTH",
+    "RedactProcessor",
+    "Redactor",
+    "find_secrets",
+    "get_default",
+    "redact",
+    "set_default",
+]
 
 MARKER = "[REDACTED]"
 MIN_SECRET_LENGTH = 8
@@ -50,6 +59,22 @@ _SHAPES: tuple[re.Pattern[str], ...] = tuple(
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----|[\s\S]*\Z)",
     )
 )
+
+
+_SHAPE_NAMES = (
+    "GitHub token",
+    "GitHub token",
+    "Telegram bot token",
+    "OpenAI/Anthropic key",
+    "AWS access key id",
+    "Slack token",
+    "Google API key",
+    None,  # Bearer …: too common in code and docs to refuse a push for
+    None,  # a URL's user:password@: idem
+    "token in a git URL",
+    "private key",
+)
+"""What :meth:`Redactor.find` calls each shape; None: redacted from outbound text but not a reason to refuse."""
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -102,6 +127,20 @@ class Redactor:
                 spans.append(match.span(group))
         return _merge(spans)
 
+    def find(self, text: str) -> list[str]:
+        """What secrets ``text`` holds, by kind (``"GitHub token"``, ``"a configured secret"``), never the values.
+
+        The configured values and the unmistakable token shapes count; the loose shapes (``Bearer …``, a URL's
+        password) do not: a pre-push scan refuses a branch for what this returns.
+        """
+        kinds: list[str] = []
+        if any(secret in text for secret in self._secrets):
+            kinds.append("a configured secret")
+        for shape, name in zip(_SHAPES, _SHAPE_NAMES, strict=True):
+            if name is not None and name not in kinds and shape.search(text):
+                kinds.append(name)
+        return kinds
+
     def redact(self, text: str) -> str:
         """``text`` with every secret value and token shape replaced by :data:`MARKER`."""
         spans = self.spans(text)
@@ -134,6 +173,11 @@ def get_default() -> Redactor:
 def redact(text: str) -> str:
     """Redact ``text`` with the process-wide default redactor."""
     return _default.redact(text)
+
+
+def find_secrets(text: str) -> list[str]:
+    """:meth:`Redactor.find` with the process-wide default redactor."""
+    return _default.find(text)
 
 
 def _scrub(value: object, redactor: Redactor) -> object:

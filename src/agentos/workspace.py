@@ -39,8 +39,10 @@ from agentos.gitutil import CommandResult, GitError, GitResult, WorkspaceError, 
 
 __all__ = [
     "RESULT_FILE",
+    "Breach",
     "DiffStat",
     "GitError",
+    "Guard",
     "HookFailed",
     "HookName",
     "HookResult",
@@ -130,6 +132,37 @@ class RebaseResult:
     head: str = ""
 
 
+SHARED_FILES = ("config", "objects/info/alternates")
+SHARED_DIRS = ("hooks", "info")
+"""What of the clone an attempt's worktree can reach and agentos's own git reads: config (filters, remote URL,
+``core.hooksPath``…), hooks, ``info/attributes`` and ``info/exclude``, alternates, and ``config.worktree``."""
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What an attempt must leave as it found it (:meth:`Workspace.guard`, :meth:`Workspace.check_guard`)."""
+
+    link: bytes | None
+    """The worktree's ``.git`` file."""
+    shared: dict[str, tuple[bytes, int]]
+    """Clone files (path relative to the clone → content and mode), see :data:`SHARED_FILES`."""
+    remote_refs: dict[str, str] | None
+    """The refs of the remote when it is a local repository (the local forge's user repository), else None."""
+
+
+@dataclass(frozen=True)
+class Breach:
+    """Something an attempt changed that is not its worktree's files or its branch's new commits.
+
+    ``link``: ``.git`` deleted or replaced (restored). ``shared``: agentos's clone changed (restored). ``history``:
+    HEAD left the task branch, or the branch no longer descends from where the attempt started. ``remote``: the
+    attempt's commits reached a ref of the (local) remote other than the task branch (not undone).
+    """
+
+    kind: Literal["link", "shared", "history", "remote"]
+    detail: str
+
+
 def branch_name(issue: int, title: str) -> str:
     """``agentos/<issue>-<slug>``: lowercase ascii words joined by hyphens, at most 40 characters."""
     text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii").lower()
@@ -191,6 +224,67 @@ def _rejected(res: GitResult) -> bool:
 
 def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_link(worktree: Path) -> bytes | None:
+    """The worktree's ``.git`` when it is a regular file (not a symlink, not a directory), else None."""
+    path = worktree / ".git"
+    try:
+        if not path.is_symlink() and path.is_file():
+            return path.read_bytes()
+    except OSError:
+        pass
+    return None
+
+
+def _restore_link(worktree: Path, link: bytes) -> None:
+    path = worktree / ".git"
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    path.write_bytes(link)
+
+
+def _shared_files(clone: Path, worktree: Path) -> dict[str, tuple[bytes, int]]:
+    found: dict[str, tuple[bytes, int]] = {}
+    paths = [clone / name for name in SHARED_FILES]
+    for folder in SHARED_DIRS:
+        if (clone / folder).is_dir():
+            paths += sorted((clone / folder).rglob("*"))
+    admin = _admin_dir(worktree)
+    if admin is not None:
+        paths.append(admin / "config.worktree")
+    for path in paths:
+        try:
+            info = path.lstat()
+            if path.is_symlink():
+                data = b"symlink:" + os.readlink(path).encode()
+            elif path.is_file():
+                data = path.read_bytes()
+            else:
+                continue
+        except OSError:
+            continue
+        found[os.path.relpath(path, clone)] = (data, info.st_mode & 0o7777)
+    return found
+
+
+def _restore_shared(clone: Path, before: dict[str, tuple[bytes, int]], changed: list[str]) -> None:
+    for rel in changed:
+        path = clone / rel
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+        if rel in before:
+            data, mode = before[rel]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if data.startswith(b"symlink:"):
+                os.symlink(data.removeprefix(b"symlink:").decode(), path)
+            else:
+                path.write_bytes(data)
+                os.chmod(path, mode)
 
 
 def _du(path: Path) -> int:
@@ -570,8 +664,11 @@ class Workspace:
         log.info("rebase_conflict", repo=self.repo.name, worktree=str(worktree), conflicts=conflicts)
         return RebaseResult(False, conflicts, detail, await self.head_sha(worktree))
 
-    async def remove(self, branch: str) -> None:
-        """Run ``before_remove`` (a failure is logged), remove the worktree and the local branch."""
+    async def remove(self, branch: str, *, keep_branch: bool = False) -> None:
+        """Run ``before_remove`` (a failure is logged), remove the worktree and the local branch.
+
+        ``keep_branch`` keeps the local branch (an escalated task's unpushed work, for a retry).
+        """
         path = self.worktree_for(branch)
         if path.is_dir() and self.repo.hooks.before_remove:
             await self.run_hook("before_remove", path)
@@ -580,8 +677,9 @@ class Workspace:
             entries = await self._worktree_entries()
             if path in entries or path.exists():
                 await self._drop_worktree(path)
-            await self.git("branch", "-D", branch, check=False)
-        log.info("worktree_removed", repo=self.repo.name, branch=branch)
+            if not keep_branch:
+                await self.git("branch", "-D", branch, check=False)
+        log.info("worktree_removed", repo=self.repo.name, branch=branch, branch_kept=keep_branch)
 
     async def repair(self, keep: set[str]) -> list[Path]:
         """After a crash: prune, clear stale git locks, remove worktrees of branches not in ``keep``.
@@ -649,6 +747,117 @@ class Workspace:
             self._scratch_in_use.discard(path)
             async with self.lock:
                 await self._drop_worktree(path)
+
+    # ------------------------------------------------------------ what an attempt may not change
+
+    async def guard(self, worktree: Path) -> Guard:
+        """Snapshot what an agent in ``worktree`` can reach but must not change: its ``.git`` link, the clone's
+        config, hooks and info files, and the refs of a local remote. Take it right before the agent starts."""
+        link = await asyncio.to_thread(_read_link, worktree)
+        shared = await asyncio.to_thread(_shared_files, self.clone_path, worktree)
+        return Guard(link, shared, await self._local_remote_refs())
+
+    async def check_guard(self, worktree: Path, guard: Guard, *, branch: str, since: str) -> list[Breach]:
+        """What the agent changed that it must not have, right after it ran and before agentos runs git there.
+
+        A replaced ``.git`` link and changed clone files are put back as they were (so no git command of ours
+        runs through them); history and remote breaches are only reported (the caller saves the work and resets
+        the branch). A push to a ref of the remote is seen when that ref now holds one of the attempt's commits.
+        """
+        breaches: list[Breach] = []
+        if guard.link is not None and await asyncio.to_thread(_read_link, worktree) != guard.link:
+            await asyncio.to_thread(_restore_link, worktree, guard.link)
+            breaches.append(Breach("link", "the agent deleted or replaced the worktree's .git; agentos restored it"))
+        now = await asyncio.to_thread(_shared_files, self.clone_path, worktree)
+        changed = sorted(k for k in set(now) | set(guard.shared) if now.get(k) != guard.shared.get(k))
+        if changed:
+            await asyncio.to_thread(_restore_shared, self.clone_path, guard.shared, changed)
+            shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
+            breaches.append(Breach("shared", f"the agent changed agentos's clone of the repo ({shown}); restored"))
+        head = (await self.git("symbolic-ref", "-q", "HEAD", cwd=worktree, check=False)).out.strip()
+        tip = await self.rev(f"refs/heads/{branch}")
+        if head != f"refs/heads/{branch}":
+            where = head.removeprefix("refs/heads/") or "a detached HEAD"
+            breaches.append(Breach("history", f"the agent left the task branch {branch} for {where}"))
+        elif tip is None or not await self.is_ancestor(since, tip):
+            breaches.append(
+                Breach("history", f"{branch} was rewritten: it no longer descends from {since[:12]}, its start")
+            )
+        if guard.remote_refs is not None:
+            pushed = await self._pushed_elsewhere(worktree, guard.remote_refs, branch=branch, since=since)
+            if pushed:
+                breaches.append(
+                    Breach("remote", f"the agent pushed its commits to {', '.join(pushed)} in {self.remote_url}")
+                )
+        if breaches:
+            log.warning("attempt_breaches", repo=self.repo.name, branch=branch, breaches=[b.detail for b in breaches])
+        return breaches
+
+    async def _local_remote_refs(self) -> dict[str, str] | None:
+        if "://" in self.remote_url and not self.remote_url.startswith("file://"):
+            return None  # a network remote: the agent has no credentials for it (and a query costs a request)
+        res = await self.git("ls-remote", self.remote_url, check=False)
+        if not res.ok:
+            return None
+        refs = {}
+        for line in res.out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref and not ref.endswith("^{}"):
+                refs[ref] = sha
+        return refs
+
+    async def _pushed_elsewhere(self, worktree: Path, before: dict[str, str], *, branch: str, since: str) -> list[str]:
+        after = await self._local_remote_refs() or {}
+        moved = [r for r, sha in after.items() if r != f"refs/heads/{branch}" and before.get(r) != sha]
+        if not moved:
+            return []
+        ours = await self.git(
+            "rev-list", "--max-count=200", "HEAD", f"refs/heads/{branch}", "--not", since, cwd=worktree, check=False
+        )
+        commits = ours.out.split() if ours.ok else []
+        pushed = []
+        for ref in moved:
+            sha = after[ref]
+            if await self.rev(sha) is None:
+                continue  # not in our clone: no commit of this worktree's
+            for commit in commits:
+                if await self.is_ancestor(commit, sha):
+                    pushed.append(ref)
+                    break
+        return pushed
+
+    async def restore_branch(self, worktree: Path, branch: str, sha: str) -> None:
+        """Put ``worktree`` back on ``branch`` at ``sha``, clean (after an agent rewrote or left the branch)."""
+        await self.git("checkout", "-q", "-f", "-B", branch, sha, cwd=worktree)
+        await self.git("clean", "-ffdq", cwd=worktree)
+        (worktree / RESULT_FILE).unlink(missing_ok=True)
+
+    async def find_secrets(self, worktree: Path, find: Callable[[str], list[str]]) -> list[str]:
+        """Secrets in what a push of ``worktree``'s HEAD would publish: the added lines of every commit since
+        ``origin/<base>``. ``find`` names the secrets in one line (:func:`agentos.redact.find_secrets`).
+        Returns ``"<path> (<commit>): <what>"`` for each line with one, never the secret itself."""
+        res = await self.git(
+            "log",
+            "-p",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "-U0",
+            "--format=commit %H",
+            f"refs/remotes/origin/{self.base}..HEAD",
+            cwd=worktree,
+            timeout=600,
+        )
+        found: list[str] = []
+        commit = path = ""
+        for line in res.out.splitlines():
+            if line.startswith("commit "):
+                commit = line.removeprefix("commit ")[:12]
+            elif line.startswith("+++ "):
+                path = line.removeprefix("+++ ").removeprefix("b/")
+            elif line.startswith("+") and (kinds := find(line[1:])):
+                found.append(f"{path} ({commit}): {', '.join(kinds)}")
+        return found
 
     async def disk_usage(self) -> int:
         """Bytes under this repo's worktrees dir (apparent sizes, symlinks not followed)."""

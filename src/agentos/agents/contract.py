@@ -51,6 +51,7 @@ __all__ = [
     "field_at",
     "parse_contract",
     "read_contract",
+    "read_result_bytes",
     "render_contract",
 ]
 
@@ -284,6 +285,19 @@ def read_contract(path: Path, max_bytes: int = 256 * 1024) -> ResultContract:
     not UTF-8 is a :class:`ContractError`. Symlinks are refused so that a repository cannot point the
     file at a secret outside the worktree; FIFOs are refused so that reading never blocks.
     """
+    data = read_result_bytes(path, max_bytes)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"not UTF-8 (byte {exc.start})", file=path.name) from None
+    return parse_contract(text)
+
+
+def read_result_bytes(path: Path, max_bytes: int = 256 * 1024, *, truncate: bool = False) -> bytes:
+    """The bytes of the result file at ``path``, read as :func:`read_contract` does (never through a symlink,
+    never from a FIFO or device, never more than ``max_bytes``); ``truncate`` gives the first ``max_bytes``
+    of a larger file instead of refusing it. Anything else is a :class:`ContractError`.
+    """
     name = path.name
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -296,7 +310,7 @@ def read_contract(path: Path, max_bytes: int = 256 * 1024) -> ResultContract:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ContractError("not a regular file", file=name)
-        if info.st_size > max_bytes:
+        if info.st_size > max_bytes and not truncate:
             raise ContractError(f"too large ({info.st_size} bytes, limit {max_bytes})", file=name)
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(max_bytes + 1)
@@ -305,12 +319,10 @@ def read_contract(path: Path, max_bytes: int = 256 * 1024) -> ResultContract:
     finally:
         os.close(fd)
     if len(data) > max_bytes:
+        if truncate:
+            return data[:max_bytes]
         raise ContractError(f"too large (over {max_bytes} bytes)", file=name)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ContractError(f"not UTF-8 (byte {exc.start})", file=name) from None
-    return parse_contract(text)
+    return data
 
 
 def render_contract(contract: ResultContract) -> str:

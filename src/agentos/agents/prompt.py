@@ -34,13 +34,16 @@ from agentos.errors import AgentosError
 from agentos.graph import Attempt, Task
 from agentos.redact import Redactor, get_default
 
-__all__ = ["ERROR_TAIL_CHARS", "PriorAttempt", "PromptTooLarge", "build_prompt", "fence", "sanitize"]
+__all__ = ["ERROR_TAIL_CHARS", "PriorAttempt", "PromptTooLarge", "build_prompt", "fence", "sanitize", "strip_hidden"]
 
 ERROR_TAIL_CHARS = 4000
 """How much of a prior attempt's error text (its end) the prompt shows."""
 
 _HTML_COMMENT = re.compile(r"<!--(?:-?>|[\s\S]*?(?:--!?>|\Z))")
-_MD_COMMENT = re.compile(r"^ {0,3}\[[^\]\n]*\]:[ \t]*(?:#|<>)(?:[ \t][^\n]*)?$\n?", re.MULTILINE)
+# Also inside a list item or a block quote ("- [//]: # (…)" renders as an empty bullet: hidden all the same).
+_MD_COMMENT = re.compile(
+    r"^(?:[ \t]*(?:[-*+>]|\d{1,9}[.)])[ \t]{1,4}| {0,3})\[[^\]\n]*\]:[ \t]*(?:#|<>)(?:[ \t][^\n]*)?$\n?", re.MULTILINE
+)
 _NAMES = "|".join(sorted(FIELD_NAMES, key=len, reverse=True))
 _FIELD_LIKE = re.compile(rf"[\s>*_#+\-`|]*(?:{_NAMES})[\s*_`]*:", re.IGNORECASE | re.ASCII)
 _BACKTICKS = re.compile(r"`+")
@@ -93,12 +96,21 @@ def _visible(char: str) -> bool:
     return category != "Cf"
 
 
-def sanitize(text: str) -> str:
-    """Untrusted text without hidden markup, with contract-field lines quoted (see the module doc)."""
+def strip_hidden(text: str) -> str:
+    """``text`` as a reader sees it: plain line breaks, no HTML or markdown comment, no invisible character.
+
+    The dispatcher reads an issue's fields from this too, so hidden text cannot pick the agent, the type, the
+    priority or a dependency.
+    """
     text = _LINE_BREAKS.sub("\n", text)
     text = "".join(char for char in text if _visible(char))
     text = _HTML_COMMENT.sub("", text)
-    text = _MD_COMMENT.sub("", text)
+    return _MD_COMMENT.sub("", text)
+
+
+def sanitize(text: str) -> str:
+    """Untrusted text without hidden markup, with contract-field lines quoted (see the module doc)."""
+    text = strip_hidden(text)
     return "\n".join("> " + line if _FIELD_LIKE.match(line) else line for line in text.split("\n"))
 
 

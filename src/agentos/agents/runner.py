@@ -18,6 +18,12 @@ blocks on a full pipe.
 
 For restart reconciliation the daemon persists ``(pid, start_time)`` from ``on_start`` and, after a crash,
 calls :func:`kill_orphan`, which only kills when the start time still matches (the pid may have been reused).
+
+A process that leaves the group (``setsid()``, a daemonising dev server) escapes ``killpg``. Every agent therefore
+gets ``AGENTOS_ATTEMPT=<marker>`` in its environment (``RunSpec.marker``), which its children inherit, and every
+run ends with a sweep of ``/proc`` for live processes of ours that carry it (:func:`kill_marked`). After a crash
+the daemon sweeps by the marker's prefix, which also finds an agent whose pid it never got to persist. Only a
+process that drops or rewrites its environment on ``exec`` gets away; a sandbox (cgroup) is the full answer.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ class RunSpec:
     max_runtime_s: float
     kill_grace_s: float
     max_log_bytes: int
+    marker: str | None = None
+    """``AGENTOS_ATTEMPT`` for the child's environment; every process still carrying it is killed at the end."""
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -188,6 +196,56 @@ def kill_orphan(pid: int, start_time: int) -> bool:
         return False
     log.warning("agent_orphan_killed", pid=pid, start_time=start_time)
     return True
+
+
+MARKER_ENV = "AGENTOS_ATTEMPT"
+
+
+def marked_pids(marker: str, *, prefix: bool = False) -> list[int]:
+    """Live processes (not zombies) whose environment has ``AGENTOS_ATTEMPT=<marker>`` (or ``<marker>…``).
+
+    Only processes whose ``/proc/<pid>/environ`` we may read are seen: our own user's (or all, as root).
+    """
+    needle = f"{MARKER_ENV}={marker}".encode()
+    me = os.getpid()
+    try:
+        names = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        pid = int(name)
+        if pid == me:
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        entries = environ.split(b"\0")
+        hit = any(e.startswith(needle) for e in entries) if prefix else needle in entries
+        fields = _stat_fields(pid) if hit else None
+        if fields and fields[0] not in ("Z", "X"):
+            found.append(pid)
+    return found
+
+
+def kill_marked(marker: str, *, prefix: bool = False) -> list[int]:
+    """SIGKILL every live process carrying the marker (see :func:`marked_pids`); the pids killed.
+
+    Scans again after killing, a few times, so a child forked between the scan and the kill is caught.
+    """
+    killed: list[int] = []
+    for _ in range(3):
+        pids = [pid for pid in marked_pids(marker, prefix=prefix) if pid not in killed]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    if killed:
+        log.warning("agent_marked_processes_killed", marker=marker, prefix=prefix, pids=killed)
+    return killed
 
 
 # ---------------------------------------------------------------- the log
@@ -365,7 +423,7 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
             proc = await asyncio.create_subprocess_exec(
                 *spec.argv,
                 cwd=spec.cwd,
-                env=dict(spec.env),
+                env={**spec.env, MARKER_ENV: spec.marker} if spec.marker else dict(spec.env),
                 stdin=asyncio.subprocess.PIPE if spec.stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -401,9 +459,13 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
                     max_runtime_s=spec.max_runtime_s,
                 )
                 escalated = await _terminate_group(proc, pgid, spec.kill_grace_s)
+            if spec.marker:  # what left the group (setsid) is found by the marker it inherited
+                await asyncio.to_thread(kill_marked, spec.marker)
         except BaseException:  # cancelled (daemon shutdown) or on_start failed: the agent must not outlive us
             log.warning("agent_run_interrupted", pid=proc.pid)
             await asyncio.shield(_terminate_group(proc, pgid, spec.kill_grace_s))
+            if spec.marker:
+                kill_marked(spec.marker)
             raise
         finally:
             try:

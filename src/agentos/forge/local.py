@@ -232,6 +232,7 @@ class LocalForge:
     """The :class:`~agentos.forge.base.Forge` of files in the state dir over the user's repositories."""
 
     kind = "local"
+    checks_merge_result = True  # checks test the merge result itself: a PR behind its base needs no rebase first
 
     def __init__(
         self,

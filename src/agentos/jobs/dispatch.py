@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from agentos import logging as alog
+from agentos.agents.prompt import strip_hidden
 from agentos.errors import AgentosError
 from agentos.executor import Executor
 from agentos.forge.base import BLOCKED_LABEL, Issue, NotFound
@@ -23,7 +24,9 @@ from agentos.runtime import Runtime
 
 log = alog.get_logger("agentos.dispatch")
 
-SECTION = re.compile(r"^#{2,3}[ \t]*(?P<name>[A-Za-z ]+?)[ \t]*:?[ \t]*$", re.MULTILINE)
+# Unambiguous on purpose: "[A-Za-z ]+?[ \t]*:?[ \t]*$" split a run of spaces three ways and took minutes (the
+# daemon's loop with it) on a heading line padded with a few thousand spaces.
+SECTION = re.compile(r"^#{2,3}[ \t]*(?P<name>[A-Za-z]+(?: +[A-Za-z]+)*)[ \t]*(?::[ \t]*)?$", re.MULTILINE)
 DEPENDS = re.compile(r"\bdepends\s+on\s*:?\s*((?:#\d+[\s,and]*)+)", re.IGNORECASE)
 LINE_FIELD = re.compile(r"^[ \t]*(agent|type|priority)[ \t]*:[ \t]*(\S+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 ALIASES = {
@@ -55,7 +58,11 @@ def _items(text: str) -> list[str]:
 
 
 def parse_issue(title: str, body: str, labels: list[str]) -> ParsedIssue:
-    """Read goal, criteria, constraints and the optional lines from an issue; a one-liner still works."""
+    """Read goal, criteria, constraints and the optional lines from an issue; a one-liner still works.
+
+    Only what a reader of the issue sees counts: HTML comments and invisible characters are dropped first.
+    """
+    title, body = strip_hidden(title), strip_hidden(body)
     sections: dict[str, str] = {}
     matches = list(SECTION.finditer(body))
     for i, m in enumerate(matches):

@@ -1,212 +1,500 @@
-"""The PR monitor: merge on green, rebase on conflict, send red back to an agent.
+"""The PR monitor: merge on green, rebase on conflict, send red back to an agent, close what is wedged.
 
-Merges in one repository are serialised (a merge queue): each pass merges at most the oldest green PR
-per repo, and a merge is guarded by the head SHA its checks ran on, so a PR that moved after its checks
-is never merged on stale results. "Already merged" is success.
+One pass (:meth:`PRMonitor.tick`) walks each enabled repo's open agent PRs, oldest first::
+
+    merged already ─► task merged (also how a crash between a merge and its journal line is reconciled)
+    closed ─────────► task cancelled (or, when agentos closed it as wedged, the re-spawn is finished)
+    conflicting ────► rebase onto the base, push --force-with-lease; a rebase conflict → back to an agent
+    checks pending ─► wait
+    checks red ─────► back to an agent on the same branch with the failing checks (names, summaries,
+                      redacted log tails); after ``max_ci_fix_attempts`` escalate, the PR left open
+    green ──────────► verifier + risk label; ``dispatcher_only`` or high risk waits for an operator's
+                      approval; otherwise a merge-queue candidate
+
+**Merge queue** (per repo): merge the oldest candidate whose head contains the current base (checks of
+the head are then checks of what lands), at most one merge per repo per pass; then rebase the oldest
+candidate behind the base onto it (its checks re-run on the new head) unless a PR that is up to date is
+still being checked. The local forge's checks run on the merge result itself, so there every candidate
+counts as up to date. A merge is guarded by the head SHA its checks ran on; "already merged" is success.
+
+**Wedged**: a PR blocked on one blocker signature (normalised failing-check names + error lines, a
+conflict, a merge refusal, checks that never finish) for longer than ``routing.wedged_after_hours`` is
+closed with a comment, its branch deleted, and the task re-spawned from the base as a new generation,
+once per issue; a second wedge escalates instead and leaves the PR open for a human.
+
+Every change is journalled before the next side effect, every side effect is idempotent (keyed comments,
+lease pushes, label checks), and a pass over an unchanged state changes nothing. See docs/pr-monitor.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agentos import logging as alog
 from agentos.control.notify import action_button
 from agentos.errors import AgentosError, ControlError
 from agentos.executor import Executor, counted_attempts, safe_id
-from agentos.forge.base import REVIEW_LABEL, Checks, PullRequest
+from agentos.forge.base import REVIEW_LABEL, Checks, PullRequest, marker
 from agentos.graph import Task, TaskStatus, transition
+from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
+from agentos.jobs._pr_policy import (
+    CI_CONTEXT_CHARS,
+    Blocker,
+    BlockerKind,
+    ci_context,
+    digest,
+    fenced,
+    is_wedged,
+    next_generation,
+    normalise,
+    pending_blocker,
+    red_blocker,
+    verify_comment,
+    wedge_key,
+    wedged_comment,
+)
+from agentos.jobs.verify import Finding, Risk, assess_risk, verify
 from agentos.redact import redact
 from agentos.runtime import Runtime
 
+__all__ = ["Blocker", "Branches", "PRMonitor", "RebaseOutcome", "WorkspaceBranches"]
+
 log = alog.get_logger("agentos.pr_monitor")
+
+RISK_LABELS: dict[str, str] = {"low": "risk:low", "medium": "risk:medium", "high": "risk:high"}
+EARLIER_KINDS: dict[str, BlockerKind] = {"red": "red", "conflict": "conflict", "refused": "refused"}
+
+
+@dataclass
+class _Candidate:
+    """A green PR that passed its gates: it merges when it is the oldest up to date with the base."""
+
+    task: Task
+    pr: PullRequest
+    checks: Checks
+    up_to_date: bool
+
+
+InFlight = Literal["in_flight"]
 
 
 class PRMonitor:
-    def __init__(self, rt: Runtime, executor: Executor) -> None:
+    def __init__(self, rt: Runtime, executor: Executor, *, branches: Branches | None = None) -> None:
         self.rt = rt
         self.executor = executor
+        self.branches: Branches = branches if branches is not None else WorkspaceBranches(rt)
+        self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
+        self._locks: dict[str, asyncio.Lock] = {}
 
-    def _open_tasks(self) -> list[Task]:
-        tasks = [t for t in self.rt.graph if t.status is TaskStatus.PR_OPEN and t.pr is not None]
-        return sorted(tasks, key=lambda t: (t.repo, t.updated_at))
+    def __repr__(self) -> str:
+        return "<PRMonitor " + " ".join(f"{k}={v}" for k, v in self.counts.items()) + ">"
+
+    @property
+    def _checks_merge_result(self) -> bool:
+        return bool(getattr(self.rt.forge, "checks_merge_result", False))
+
+    def _lock(self, repo: str) -> asyncio.Lock:
+        return self._locks.setdefault(repo, asyncio.Lock())
+
+    def _open_tasks(self) -> dict[str, list[Task]]:
+        by_repo: dict[str, list[Task]] = {}
+        for task in self.rt.graph:
+            if task.status is TaskStatus.PR_OPEN and task.pr is not None:
+                by_repo.setdefault(task.repo, []).append(task)
+        return {repo: sorted(tasks, key=lambda t: (t.pr or 0, t.id)) for repo, tasks in sorted(by_repo.items())}
 
     async def tick(self) -> None:
-        merged_in: set[str] = set()
-        for task in self._open_tasks():
+        for repo, tasks in self._open_tasks().items():
             if self.rt.stopping:
                 return
-            with alog.bound(task=task.id, repo=task.repo, pr=task.pr):
+            if not self.rt.repo_enabled(repo):
+                continue
+            async with self._lock(repo):
+                with alog.bound(repo=repo):
+                    try:
+                        await self._repo_pass(repo, tasks)
+                    except AgentosError as exc:
+                        log.warning("pr_monitor_repo_failed", error=str(exc))
+
+    async def _repo_pass(self, repo: str, tasks: list[Task]) -> None:
+        await self.branches.sync(repo)
+        ready: list[_Candidate] = []
+        busy = False
+        for task in tasks:
+            if self.rt.stopping:
+                return
+            if task.status is not TaskStatus.PR_OPEN:
+                continue
+            with alog.bound(task=task.id, pr=task.pr):
                 try:
-                    await self._check(task, merged_in)
+                    seen = await self._assess(task)
                 except AgentosError as exc:
                     log.warning("pr_check_failed", error=str(exc))
+                    continue
+            if isinstance(seen, _Candidate):
+                ready.append(seen)
+            elif seen == "in_flight":
+                busy = True
+        await self._queue(ready, busy)
 
-    async def _check(self, task: Task, merged_in: set[str]) -> None:
+    async def _queue(self, ready: list[_Candidate], busy: bool) -> None:
+        """Merge the oldest candidate that is up to date; rebase the oldest one behind the new base."""
+        merged: _Candidate | None = None
+        for c in ready:
+            if c.up_to_date and c.task.status is TaskStatus.PR_OPEN:
+                with alog.bound(task=c.task.id, pr=c.pr.number):
+                    try:
+                        if await self._merge(c.task, c.pr, c.checks):
+                            merged = c
+                            break
+                    except AgentosError as exc:
+                        log.warning("merge_failed", error=str(exc))
+        if self._checks_merge_result or (merged is None and busy):
+            return  # local: the next pass checks the merge result on the new base by itself
+        behind = [
+            c
+            for c in ready
+            if c is not merged and c.task.status is TaskStatus.PR_OPEN and (merged is not None or not c.up_to_date)
+        ]
+        if behind:
+            head = behind[0]
+            with alog.bound(task=head.task.id, pr=head.pr.number):
+                try:
+                    await self._rebase(head.task, head.pr, reason="queue")
+                except AgentosError as exc:
+                    log.warning("queue_rebase_failed", error=str(exc))
+
+    async def _assess(self, task: Task) -> _Candidate | InFlight | None:
+        """Act on what one PR needs now; a candidate for the merge queue, ``in_flight``, or None."""
         rt = self.rt
         assert task.pr is not None
         pr = await rt.forge.get_pr(task.repo, task.pr)
         if pr.state == "merged":
-            await self._mark_merged(task, pr.head_sha)
-            return
+            await self._mark_merged(task, pr.head_sha, reconciled=True)
+            return None
         if pr.state == "closed":
-            ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="pr_closed_without_merge")
-            rt.commit([ev], [task])
-            return
-        if task.repo in merged_in:
-            return  # one merge per repo per pass; the next PR is rebased onto it first
+            await self._closed(task, pr)
+            return None
         if pr.mergeable is False:
-            await self._rebase(task)
-            return
+            await self._conflict(task, pr)
+            return None
         checks = await rt.forge.checks(task.repo, pr.number)
         if checks.sha and pr.head_sha and checks.sha != pr.head_sha:
-            return  # checks of an older head; wait for the new ones
+            checks = Checks(sha=pr.head_sha, state="pending")  # checks of an older head: wait for the new ones
         if checks.state == "pending":
-            return
+            if await self._blocked(task, pr, pending_blocker(checks)):
+                return None
+            return "in_flight" if await self._up_to_date(task, pr) else None
         if checks.state == "failure":
-            # The local forge's checks run on the merge result: a conflict fails them and only then is the PR
-            # known to be unmergeable. A conflict is rebased, not sent to an agent as a test failure.
+            # The local forge's checks run on the merge result: a conflict fails them, and only then is the
+            # PR known to be unmergeable. A conflict is rebased, not sent to an agent as a test failure.
             if (await rt.forge.get_pr(task.repo, pr.number)).mergeable is False:
-                await self._rebase(task)
-                return
-            await self._ci_failed(task, checks)
+                await self._conflict(task, pr)
+            elif not await self._blocked(task, pr, red_blocker(checks)):
+                await self._send_back(task, pr, ci_context(checks), reason="ci_failed")
+            return None
+        self._unblocked(task, pr)
+        if not await self._gate(task, pr):
+            return None
+        return _Candidate(task, pr, checks, await self._up_to_date(task, pr))
+
+    async def _up_to_date(self, task: Task, pr: PullRequest) -> bool:
+        return self._checks_merge_result or await self.branches.up_to_date(task.repo, pr)
+
+    # ------------------------------------------------------------ gates: verifier, risk, approval
+
+    async def _gate(self, task: Task, pr: PullRequest) -> bool:
+        """Label the PR's risk; True when it may merge (no approval needed, or given)."""
+        repo = self.rt.repo(task.repo)
+        diff = await self.branches.diff(task.repo, pr)
+        findings = verify(
+            diff, task_type=task.type, protected_paths=repo.protected_paths, max_diff_lines=repo.max_diff_lines
+        )
+        risk = assess_risk(diff, findings, max_diff_lines=repo.max_diff_lines)
+        await self._label_risk(task, pr, risk, findings)
+        if task.approved_at is not None:
+            return True
+        if repo.automation_mode == "dispatcher_only" or risk == "high":
+            await self._ask_approval(task, pr, risk, findings)
+            return False
+        return True
+
+    async def _label_risk(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
+        rt = self.rt
+        label = RISK_LABELS[risk]
+        if label in pr.labels:
             return
-        repo = rt.repo(task.repo)
-        if repo.automation_mode == "dispatcher_only":
-            await self._ask_review(task, pr)
-            return
-        if await self._merge(task, pr, checks):
-            merged_in.add(task.repo)
+        for other in RISK_LABELS.values():
+            if other in pr.labels:
+                await rt.forge.remove_label(task.repo, pr.number, other)
+        if findings:  # the comment first: keyed, so a crash before the label only repeats a no-op
+            body = redact(verify_comment(task, pr, risk, findings))
+            await rt.forge.comment(task.repo, pr.number, body, key=f"verify:{task.id}:{digest(findings)}")
+        await rt.forge.add_labels(task.repo, pr.number, [label])
+        rt.record("pr_verified", task.id, pr=pr.number, risk=risk, findings=[f.code for f in findings])
+        log.info("pr_verified", risk=risk, findings=[f.code for f in findings])
+
+    async def _ask_approval(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
+        rt = self.rt
+        if REVIEW_LABEL in pr.labels:
+            return  # asked already
+        await rt.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
+        rt.record("review_requested", task.id, pr=pr.number, risk=risk)
+        if rt.notifier is not None:
+            ref = f"{task.repo}#{pr.number}"
+            if risk == "high":
+                reasons = "\n".join(f"- {f.detail}" for f in findings if f.blocking)
+                text = f"PR {ref} is green but high risk and waits for your approval: {task.title}\n{reasons}"
+            else:
+                text = f"PR {ref} is green and waits for your approval: {task.title}"
+            rt.notifier.notify(
+                1,
+                f"review:{task.id}:{pr.head_sha}",
+                redact(text),
+                buttons=[action_button("Approve", "approve", ref), action_button("Reject", "reject", ref)],
+            )
+
+    # ------------------------------------------------------------ merging
 
     async def _merge(self, task: Task, pr: PullRequest, checks: Checks) -> bool:
         rt = self.rt
         title = f"{pr.title} (#{pr.number})"
         body = redact(pr.body) if f"Closes #{task.issue}" in pr.body else f"Closes #{task.issue}\n\n{redact(pr.body)}"
         result = await rt.forge.merge_pr(task.repo, pr.number, sha=checks.sha or pr.head_sha, title=title, body=body)
-        if not result.merged:
-            log.info("merge_refused", reason=result.message)
-            if "conflict" in result.message.lower() or "not mergeable" in result.message.lower():
-                await self._rebase(task)
-            return False
-        await self._mark_merged(task, result.sha)
-        return True
+        if result.merged:
+            await self._mark_merged(task, result.sha)
+            return True
+        log.info("merge_refused", reason=result.message)
+        text = result.message.lower()
+        if "conflict" in text or "not mergeable" in text:
+            await self._conflict(task, pr)
+        elif not ("head" in text and ("moved" in text or "modified" in text)):  # a moved head: the next pass
+            await self._blocked(task, pr, Blocker("refused", (), (normalise(result.message)[:200],)))
+        return False
 
-    async def _mark_merged(self, task: Task, sha: str) -> None:
+    async def _mark_merged(self, task: Task, sha: str, *, reconciled: bool = False) -> None:
         rt = self.rt
+        task.last_signature, task.blocked_since = None, None
         ev = transition(task, TaskStatus.MERGED, rt.now(), sha=sha, pr=task.pr)
-        rt.commit([ev, rt.event("merged", task.id, pr=task.pr, sha=sha, attempts=len(task.attempts))], [task])
-        log.info("pr_merged", sha=sha)
+        extra = {"reconciled": True} if reconciled else {}
+        rt.commit([ev, rt.event("merged", task.id, pr=task.pr, sha=sha, attempts=len(task.attempts), **extra)], [task])
+        self.counts["merged"] += 1
+        log.info("pr_merged", sha=sha, reconciled=reconciled)
         await Executor._safe(rt.forge.close_issue(task.repo, task.issue))
         await Executor._safe(rt.forge.set_board_status(task.repo, task.issue, "Done"))
-        if task.branch:
+        if task.branch and reconciled:  # merged before a crash (or by hand): the branch may be left behind
             try:
-                await rt.workspace(rt.repo(task.repo)).remove(task.branch)
+                await self.branches.delete(task.repo, task.branch, sha)
             except AgentosError as exc:
-                log.warning("worktree_remove_failed", error=str(exc))
+                log.warning("branch_delete_failed", error=str(exc))
+        await self._drop_worktree(task)
         if rt.notifier is not None:
             rt.notifier.notify(3, f"merged:{task.id}", f"Merged {task.repo}#{task.pr}: {task.title}")
         self.executor.on_slot_free()  # tasks that depended on this one may start now, not at the next tick
 
-    async def _rebase(self, task: Task) -> None:
-        """Rebase a conflicting PR's branch onto the base and push it (with a lease).
-
-        When the rebase itself conflicts, the branch's change is saved as a patch, the branch is reset to
-        the current base, and the task goes back to an agent to redo the change on top of it, with the
-        conflicting files and the patch in its prompt (a branch that cannot be rebased cannot merge).
-        """
+    async def _closed(self, task: Task, pr: PullRequest) -> None:
+        """A PR closed without a merge: by agentos as wedged (finish the re-spawn) or by someone else."""
         rt = self.rt
-        ws = rt.workspace(rt.repo(task.repo))
-        assert task.branch is not None
-        worktree = await ws.prepare(task.branch)
-        await ws.reset(worktree)
-        result = await ws.rebase_onto_base(worktree)
-        if result.ok:
-            await ws.push(worktree, task.branch)
-            rt.record("pr_rebased", task.id, pr=task.pr)
-            log.info("pr_rebased")
+        tag = marker(wedge_key(task))
+        if any(tag in c.body for c in await rt.forge.comments(task.repo, pr.number)):
+            await self._respawn(task, pr)
             return
-        base = f"refs/remotes/origin/{ws.base}"
+        ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="pr_closed_without_merge")
+        rt.commit([ev], [task])
+        await self._drop_worktree(task)
+
+    async def _drop_worktree(self, task: Task) -> None:
+        if task.branch:
+            try:
+                await self.branches.remove_worktree(task.repo, task.branch)
+            except AgentosError as exc:
+                log.warning("worktree_remove_failed", error=str(exc))
+
+    # ------------------------------------------------------------ conflicts and red CI
+
+    async def _conflict(self, task: Task, pr: PullRequest) -> None:
+        if not await self._blocked(task, pr, Blocker("conflict", (pr.base,))):
+            await self._rebase(task, pr, reason="conflict")
+
+    async def _rebase(self, task: Task, pr: PullRequest, *, reason: str) -> None:
+        """Rebase the branch onto the base and push it with a lease; a rebase conflict goes back to an agent
+        with the conflicting files and the saved change (a branch that cannot be rebased cannot merge)."""
+        rt = self.rt
         attempt = task.current_attempt
         run_dir = Path(attempt.run_dir) if attempt and attempt.run_dir else rt.state_dir / "runs" / safe_id(task.id)
-        patch = run_dir / "conflict.patch"
-        diff = await ws.git("diff", "--binary", "--no-color", f"{base}...HEAD", cwd=worktree)
-        await asyncio.to_thread(_write, patch, diff.out)
-        await ws.reset(worktree, to=base)
+        outcome = await self.branches.rebase(task, pr.head_sha, run_dir / "conflict.patch")
+        if outcome.status == "pushed":
+            rt.record("pr_rebased", task.id, pr=pr.number, reason=reason, head=outcome.head)
+            self.counts["rebased"] += 1
+            log.info("pr_rebased", reason=reason, head=outcome.head)
+            return
+        if outcome.status != "conflict":
+            log.info("pr_not_rebased", reason=reason, status=outcome.status)
+            return
         if attempt is not None:
-            attempt.patch_path = str(patch)
-        conflicts = ", ".join(result.conflicts) or "(git named no file)"
+            attempt.patch_path = outcome.patch
+        base = rt.repo(task.repo).base_branch
+        conflicts = ", ".join(outcome.conflicts) or "(git named no file)"
         detail = (
-            f"The PR's branch conflicts with {ws.base} in: {conflicts}. The branch was reset to the current "
-            f"{ws.base}; the change it had is saved in {patch}. Redo that change on top of {ws.base}."
+            f"The PR's branch conflicts with {base} in: {conflicts}. The branch was reset to the current "
+            f"{base}; the change it had is saved in {outcome.patch}. Redo that change on top of {base}."
         )
-        await self._send_back(task, "test_failure", detail, reason="rebase_conflict")
+        await self._send_back(task, pr, detail, reason="rebase_conflict")
 
-    async def _ci_failed(self, task: Task, checks: Checks) -> None:
-        lines = [f"- {r.name}: {r.summary}\n{r.log_tail[-1500:]}" for r in checks.failing]
-        detail = "CI failed on the PR:\n" + redact("\n".join(lines))
-        await self._send_back(task, "test_failure", detail, reason="ci_failed")
-
-    async def _send_back(self, task: Task, code: str, detail: str, *, reason: str) -> None:
+    async def _send_back(self, task: Task, pr: PullRequest, detail: str, *, reason: str) -> None:
         """A red or conflicting PR goes back to an agent on the same branch, up to the fix budget."""
         rt = self.rt
         limit = rt.config.routing.max_ci_fix_attempts
         last = task.current_attempt
         if last is not None:
-            last.error = detail[-3000:]
-        task.last_blocker = code
+            last.error = detail[-CI_CONTEXT_CHARS:]
+        task.last_blocker = "test_failure"
         if task.ci_fix_attempts >= limit or counted_attempts(task) >= rt.config.routing.max_attempts + limit:
-            rt.commit([rt.event("ci_fix_exhausted", task.id, reason=reason)], [task])
-            await self.executor._escalate(task, [], reason=reason)
+            await self._exhausted(task, pr, reason)
             return
+        if REVIEW_LABEL in pr.labels:  # the change will change: a new approval is asked when it is green again
+            await Executor._safe(rt.forge.remove_label(task.repo, pr.number, REVIEW_LABEL))
         task.ci_fix_attempts += 1
-        ev = transition(task, TaskStatus.RETRYING, rt.now(), reason=reason, blocker=code)
+        task.approved_at = None
+        ev = transition(task, TaskStatus.RETRYING, rt.now(), reason=reason, blocker="test_failure")
         task.not_before = rt.now()
         rt.commit([ev], [task])
+        self.counts["sent_back"] += 1
         log.info("pr_sent_back", reason=reason, fix_attempt=task.ci_fix_attempts)
         self.executor.on_slot_free()
 
-    async def _ask_review(self, task: Task, pr: PullRequest) -> None:
+    async def _exhausted(self, task: Task, pr: PullRequest, reason: str) -> None:
+        """The fix budget is spent: comment on the PR (left open for a human), then escalate the task."""
         rt = self.rt
-        if REVIEW_LABEL in pr.labels:
+        fixes = task.ci_fix_attempts
+        what = "CI stayed red" if reason == "ci_failed" else "the branch kept conflicting with its base"
+        body = (
+            f"**agentos** stopped sending this PR back to an agent: {what} after {fixes} fix attempts "
+            f"(`routing.max_ci_fix_attempts`). The PR stays open for a human: fix and merge it, or close it. "
+            f"`agentos ctl task retry {task.id}` gives the task to an agent again.\n\n"
+            f"Last report:\n\n{fenced(task.current_attempt.error if task.current_attempt else '')}"
+        )
+        await Executor._safe(
+            rt.forge.comment(task.repo, pr.number, redact(body), key=f"ci-exhausted:{task.id}:{len(task.attempts)}")
+        )
+        task.ci_fix_attempts = 0  # an operator's retry starts with a fresh budget
+        event = rt.event("ci_fix_exhausted", task.id, reason=reason, fixes=fixes, pr=pr.number)
+        await self.executor._escalate(task, [event], reason=reason)
+
+    # ------------------------------------------------------------ blockers and wedged PRs
+
+    async def _blocked(self, task: Task, pr: PullRequest, blocker: Blocker) -> bool:
+        """Note the blocker (journalled when it changes); True when the PR was wedged on it and dealt with."""
+        rt = self.rt
+        signature = blocker.signature
+        now = rt.now()
+        # Checks re-running after a fix or a rebase are no new blocker: the PR stays blocked on the old one
+        # (its clock runs on) until it is seen green.
+        rerun = blocker.kind == "pending" and bool(task.last_signature) and task.last_signature != signature
+        if not rerun and (task.last_signature != signature or task.blocked_since is None):
+            task.last_signature, task.blocked_since = signature, now
+            rt.commit([rt.event("pr_blocked", task.id, pr=pr.number, kind=blocker.kind, signature=signature)], [task])
+            log.info("pr_blocked", kind=blocker.kind, signature=signature)
+            return False
+        if not is_wedged(task.blocked_since, now, rt.config.routing.wedged_after_hours):
+            return False
+        earlier = EARLIER_KINDS.get((task.last_signature or "").split(":", 1)[0])
+        if rerun and earlier is not None:  # still blocked on the earlier problem, whose checks re-run now
+            blocker = Blocker(earlier, blocker.names)
+        await self._wedged(task, pr, blocker)
+        return True
+
+    def _unblocked(self, task: Task, pr: PullRequest) -> None:
+        if task.last_signature is None and task.blocked_since is None:
             return
-        await rt.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
-        rt.record("review_requested", task.id, pr=pr.number)
+        task.last_signature, task.blocked_since = None, None
+        self.rt.commit([self.rt.event("pr_unblocked", task.id, pr=pr.number)], [task])
+
+    def _wedged_before(self, task: Task) -> bool:
+        return any(t is not task and t.last_blocker == "wedged" for t in self.rt.graph.for_issue(task.repo, task.issue))
+
+    async def _wedged(self, task: Task, pr: PullRequest, blocker: Blocker) -> None:
+        """Close and re-spawn (the first time for this issue) or escalate (after a re-spawn wedged too)."""
+        rt = self.rt
+        again = self._wedged_before(task)
+        since = task.blocked_since or rt.now()
+        hours = (rt.now() - since).total_seconds() / 3600
+        body = wedged_comment(task, pr, blocker, hours, rt.config.repo(task.repo).base_branch, escalate=again)
+        await rt.forge.comment(task.repo, pr.number, redact(body), key=wedge_key(task))
+        self.counts["wedged"] += 1
+        log.warning("pr_wedged", signature=task.last_signature, hours=round(hours, 2), escalate=again)
+        if again:
+            task.last_blocker = "wedged"
+            event = rt.event("pr_wedged", task.id, pr=pr.number, signature=task.last_signature, action="escalated")
+            await self.executor._escalate(task, [event], reason="wedged")
+            return
+        await rt.forge.close_pr(task.repo, pr.number)
+        await self._respawn(task, pr)
+
+    async def _respawn(self, task: Task, pr: PullRequest) -> None:
+        """After the wedge comment and the close: delete the branch, cancel the task, queue a new generation."""
+        rt = self.rt
+        if task.branch:
+            await self.branches.delete(task.repo, task.branch, pr.head_sha)
+        now = rt.now()
+        signature = task.last_signature
+        task.last_blocker = "wedged"
+        events = [
+            rt.event("pr_wedged", task.id, pr=pr.number, signature=signature, action="respawned"),
+            transition(task, TaskStatus.CANCELLED, now, reason="wedged", blocker="wedged"),
+        ]
+        changed = [task]
+        fresh: Task | None = None
+        if rt.graph.latest_for_issue(task.repo, task.issue) is task:
+            fresh = next_generation(task, now)
+            created = {"issue": task.issue, "generation": fresh.generation, "parent": task.id, "reason": "wedged"}
+            events.append(rt.event("task_created", fresh.id, **created))
+            changed.append(fresh)
+        rt.commit(events, changed)
         if rt.notifier is not None:
-            rt.notifier.notify(
-                1,
-                f"review:{task.id}:{pr.head_sha}",
-                f"PR {task.repo}#{pr.number} is green and waits for your approval: {task.title}",
-                buttons=[
-                    action_button("Approve", "approve", f"{task.repo}#{pr.number}"),
-                    action_button("Reject", "reject", f"{task.repo}#{pr.number}"),
-                ],
-            )
+            again = f"; restarted from the base as {fresh.id}" if fresh else ""
+            rt.notifier.notify(2, f"wedged:{task.id}", f"Closed wedged PR {task.repo}#{pr.number}: {task.title}{again}")
+        self.executor.on_slot_free()
+
+    # ------------------------------------------------------------ operator decisions
 
     async def approve(self, repo: str, number: int, approve: bool) -> dict[str, Any]:
-        """An operator's decision on a PR waiting for review (``/approve``, ``ctl approve``)."""
+        """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons).
+
+        Approval is recorded on the task (it outlives restarts and rebases by the queue, not a follow-up
+        attempt that changes the PR), then the PR merges at once if it is green and up to date, else as
+        soon as it is. Rejection closes the PR, cancels the task and takes the issue out of the ready set.
+        """
         rt = self.rt
-        task = next((t for t in rt.graph if t.repo == repo and t.pr == number), None)
+        owners = [t for t in rt.graph if t.repo == repo and t.pr == number]
+        task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
+        ref = f"{repo}#{number}"
         if task is None:
-            raise ControlError(f"no agentos task owns PR {repo}#{number}")
-        if task.status is TaskStatus.MERGED:
-            raise ControlError(f"PR {repo}#{number} is already merged")
-        if task.status is not TaskStatus.PR_OPEN:
-            raise ControlError(f"PR {repo}#{number} is not open for review (task is {task.status.value})")
-        if not approve:
-            await rt.forge.close_pr(repo, number, comment="Rejected by the operator.")
-            ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="rejected")
-            rt.commit([ev], [task])
-            return {"pr": f"{repo}#{number}", "result": "rejected"}
-        pr = await rt.forge.get_pr(repo, number)
-        checks = await rt.forge.checks(repo, number)
-        if checks.state != "success":
-            raise ControlError(f"PR {repo}#{number} checks are {checks.state}; it merges only when green")
-        if not await self._merge(task, pr, checks):
-            raise ControlError(f"PR {repo}#{number} could not be merged now; it will be rebased and retried")
-        return {"pr": f"{repo}#{number}", "result": "merged"}
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(text, encoding="utf-8")
+            raise ControlError(f"no agentos task owns PR {ref}")
+        async with self._lock(repo):
+            if task.status is TaskStatus.MERGED:
+                raise ControlError(f"PR {ref} is already merged")
+            if task.status is not TaskStatus.PR_OPEN:
+                raise ControlError(f"PR {ref} is not open for review (task is {task.status.value})")
+            if not approve:
+                await rt.forge.close_pr(repo, number, comment="Rejected by the operator.")
+                ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="rejected")
+                rt.commit([ev], [task])
+                await Executor._safe(rt.forge.remove_label(repo, task.issue, rt.ready_label))
+                await self._drop_worktree(task)
+                return {"pr": ref, "result": "rejected"}
+            if task.approved_at is None:
+                task.approved_at = rt.now()
+                rt.commit([rt.event("pr_approved", task.id, pr=number)], [task])
+                log.info("pr_approved", task=task.id, pr=number)
+            with alog.bound(task=task.id, repo=repo, pr=number):
+                await self.branches.sync(repo)
+                seen = await self._assess(task)
+                if isinstance(seen, _Candidate) and seen.up_to_date and await self._merge(task, seen.pr, seen.checks):
+                    return {"pr": ref, "result": "merged"}
+        if rt.scheduler is not None and task.status is TaskStatus.PR_OPEN:
+            rt.scheduler.poke("pr_monitor")
+        return {"pr": ref, "result": "approved", "status": task.status.value}

@@ -240,3 +240,165 @@ def _with_summary(result: str, summary: str) -> str:
 if (_planted_summary := os.environ.get("FAKE_AGENT_SUMMARY")) is not None:
     for _mode, _result in list(RESULTS.items()):
         RESULTS[_mode] = _with_summary(_result, _planted_summary)
+
+
+# ---- appended: reliability modes (tests/reliability) -----------------------------------------------
+# ``plan``: the behaviour is read from the prompt, so one agent config serves many issues. The issue body has
+#     a line ``soak-plan: <file> <step>,<step>,…``; the n-th *counted* attempt (prior attempts in the prompt
+#     that were not ``interrupted`` by a daemon restart) runs step n (the last step once they run out), and
+#     once an earlier attempt was ``complete`` (a PR sent back for a conflict) every attempt completes. A step
+#     is any mode above (``complete``, ``partial``, ``crash``, ``noresult``, ``hang``…); the edit goes to
+#     ``<file>``. A line is printed first so a loaded machine never makes a quick step look idle.
+#     ``FAKE_PLAN_FORK=1``: ``hang`` steps fork a child too (kills must reach it across daemon restarts).
+# ``escape``: silent and deaf to SIGTERM, with a child in its group that ignores SIGTERM and a grandchild
+#     that leaves the group with ``setsid()`` (only a sweep by more than the process group finds it).
+# ``rmgit``: the usual edit and commit, then ``rm .git`` (``FAKE_AGENT_RMGIT=reinit``: then ``git init``).
+# ``outside``: the usual edit and commit, then writes outside the worktree: a hook and ``core.hooksPath`` in
+#     agentos's clone (the hook writes ``$FAKE_AGENT_PWNED`` if agentos ever runs it), a push of its branch to
+#     ``agent-shortcut`` in the remote, and ``$FAKE_AGENT_OUTSIDE_FILE``.
+# ``bigresult`` (``$FAKE_AGENT_RESULT_MB``, default 10), ``fiforesult``, ``symresult`` (a symlink to
+#     ``$FAKE_AGENT_LINK_TARGET``): the usual edit and commit, and a hostile ``.agent_result.md``.
+# ``secret``: commits ``settings.py`` holding ``$FAKE_AGENT_SECRET`` (a ``ghp_`` token by default), reports complete.
+# ``rewrite``: rewrites the branch, then edits, commits and reports complete. ``FAKE_AGENT_REWRITE``: ``amend``
+#     (default: amends the commit the attempt started on), ``squash`` (soft reset to the fork point with
+#     ``origin/main`` and one new commit) or ``detach`` (commits on a detached HEAD).
+
+import re as _re  # noqa: E402  (appended section)
+
+_PLAN = _re.compile(r"soak-plan:[ \t]*(\S+)[ \t]+([\w,]+)")
+_PRIOR = _re.compile(r"^## Attempt \d+ by \S+: (\w+)", _re.MULTILINE)
+_OWN_MODES = {"escape", "rmgit", "outside", "bigresult", "fiforesult", "symresult", "secret", "rewrite"}
+FAKE_SECRET = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0" + "PpOoNnMmLlKkJjIiHh"
+
+
+def _plan_step(prompt: str) -> str:
+    match = _PLAN.search(prompt)
+    if match is None:
+        die("fake agent: FAKE_AGENT_MODE=plan needs a 'soak-plan: <file> <steps>' line in the issue", 2)
+    file, steps = match.group(1), [s for s in match.group(2).split(",") if s]
+    os.environ["FAKE_AGENT_FILE"] = file
+    prior = _PRIOR.findall(prompt)
+    if "complete" in prior:
+        return "complete"
+    counted = len([outcome for outcome in prior if outcome != "interrupted"])
+    step = steps[min(counted, len(steps) - 1)]
+    if step == "hang" and os.environ.get("FAKE_PLAN_FORK") == "1":
+        os.environ["FAKE_AGENT_FORK"] = "1"
+    return step
+
+
+def _git_out(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        die(f"fake agent: git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def _escape() -> NoReturn:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = os.fork()
+    if child == 0:  # stays in the group, deaf to SIGTERM, holds the output pipe
+        while True:
+            time.sleep(3600)
+    _pid(child)
+    runaway = os.fork()
+    if runaway == 0:
+        os.setsid()  # out of the agent's process group and session
+        grandchild = os.fork()
+        if grandchild == 0:
+            for fd in (0, 1, 2):  # lets go of the pipe, like a daemonised dev server
+                os.close(fd)
+            while True:
+                time.sleep(3600)
+        _pid(grandchild)
+        os._exit(0)
+    os.waitpid(runaway, 0)
+    while True:
+        time.sleep(3600)
+
+
+def _outside() -> None:
+    common = Path(_git_out("rev-parse", "--git-common-dir")).resolve()
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/agent-shortcut"], capture_output=True)
+    pwned = os.environ.get("FAKE_AGENT_PWNED", "/nonexistent/pwned")
+    # Run by a git of the agent's own, the hook stays quiet (the agent's processes carry AGENTOS_ATTEMPT).
+    script = f"#!/bin/sh\n[ -n \"$AGENTOS_ATTEMPT\" ] || env > '{pwned}'\n"
+    hooks = [common / "hooks" / name for name in ("post-commit", "pre-push", "post-checkout", "reference-transaction")]
+    own = Path.cwd().parent / "agent-hooks"  # outside the worktree, next to it
+    own.mkdir(exist_ok=True)
+    hooks += [own / path.name for path in hooks]
+    for hook in hooks:
+        hook.parent.mkdir(parents=True, exist_ok=True)
+        hook.write_text(script, encoding="utf-8")
+        hook.chmod(0o755)
+    _git_out("config", "core.hooksPath", str(own))
+    if target := os.environ.get("FAKE_AGENT_OUTSIDE_FILE"):
+        with open(target, "a", encoding="utf-8") as f:
+            f.write("written by the fake agent from its worktree\n")
+
+
+def _rewrite() -> None:
+    how = os.environ.get("FAKE_AGENT_REWRITE", "amend")
+    if how == "amend":
+        _git_out("commit", "-q", "--amend", "-m", "rewritten by the fake agent")
+    elif how == "squash":
+        fork = _git_out("merge-base", "HEAD", "refs/remotes/origin/main")
+        _git_out("reset", "-q", "--soft", fork)
+        _git_out("commit", "-q", "--allow-empty", "-m", "everything, squashed by the fake agent")
+    elif how == "detach":
+        _git_out("checkout", "-q", "--detach")
+    else:
+        die(f"fake agent: unknown FAKE_AGENT_REWRITE={how!r}", 2)
+
+
+def _own_mode(mode: str, success: Callable[[str, bool], None]) -> int:
+    if mode == "escape":
+        _escape()
+    if mode == "rewrite":
+        _rewrite()
+    if mode == "secret":
+        token = os.environ.get("FAKE_AGENT_SECRET", FAKE_SECRET)
+        Path("settings.py").write_text(f'API_TOKEN = "{token}"\n', encoding="utf-8")
+        _git_out("add", "settings.py")
+    _edit()
+    if mode == "rmgit":
+        Path(".git").unlink()
+        if os.environ.get("FAKE_AGENT_RMGIT") == "reinit":
+            _git_out("init", "-q")
+    if mode == "outside":
+        _outside()
+    result = Path(RESULT_FILE)
+    if mode == "bigresult":
+        size = int(float(os.environ.get("FAKE_AGENT_RESULT_MB", "10")) * 1024 * 1024)
+        with result.open("w", encoding="utf-8") as f:
+            f.write(COMPLETE.format(file="agent_output.txt"))
+            f.write(("padding " * 16 + "\n") * (size // 129 + 1))
+    elif mode == "fiforesult":
+        os.mkfifo(RESULT_FILE)
+    elif mode == "symresult":
+        result.symlink_to(os.environ.get("FAKE_AGENT_LINK_TARGET", "/etc/hostname"))
+    else:
+        result.write_text(COMPLETE.format(file="agent_output.txt"), encoding="utf-8")
+    success(f"Done ({mode}).", True)
+    return 0
+
+
+_main_before_reliability = main
+
+
+def main(  # type: ignore[no-redef]  # appended: wraps the original to add the modes above
+    prompt: str,
+    *,
+    success: Callable[[str, bool], None],
+    failure: Callable[[str], int],
+    can_edit: bool = True,
+    crash_text: str = "Error: something broke\n    at main (cli.js:1:1)",
+) -> int:
+    mode = os.environ.get("FAKE_AGENT_MODE", "complete")
+    if mode == "plan":
+        mode = os.environ["FAKE_AGENT_MODE"] = _plan_step(prompt)
+        print(f"plan step: {mode}", flush=True)
+    if mode in _OWN_MODES and can_edit:
+        _record(prompt)
+        return _own_mode(mode, success)
+    return _main_before_reliability(prompt, success=success, failure=failure, can_edit=can_edit, crash_text=crash_text)

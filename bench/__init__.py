@@ -1,0 +1,1 @@
+"""agentos benchmarks: what the daemon costs per task, at idle and at scale. Run ``python -m bench``."""

@@ -1,0 +1,230 @@
+"""The work verifier: deterministic checks of a PR's diff before it may merge, and the PR's risk.
+
+Pure: the PR monitor reads the diff (``git diff --numstat`` and the added lines of the merge-base diff)
+and passes it in; nothing here does I/O. A *blocking* finding makes the PR high risk, and a high-risk
+PR merges only after an operator approves it (``agentos ctl approve repo#N``, the Telegram button):
+
+==================  ========  ===============================================================
+finding             blocking  when
+==================  ========  ===============================================================
+``empty_diff``      yes       the PR changes nothing (against the merge base)
+``protected_path``  yes       a changed path matches ``repos[].protected_paths``
+``secret``          yes       an added line holds a configured secret or a token shape
+``too_large``       yes       more than ``repos[].max_diff_lines`` lines added + deleted
+``no_tests``        no        an implementation task changes source code but no test file
+==================  ========  ===============================================================
+
+Risk: ``high`` with any blocking finding; ``medium`` with a non-blocking one, a diff over a quarter of
+``max_diff_lines`` or over 20 files, or a changed build/dependency manifest; else ``low``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from agentos.redact import Redactor, get_default
+
+__all__ = [
+    "FileChange",
+    "Finding",
+    "PRDiff",
+    "Risk",
+    "assess_risk",
+    "is_protected",
+    "is_test_path",
+    "parse_added_lines",
+    "parse_numstat",
+    "verify",
+]
+
+Risk = Literal["low", "medium", "high"]
+FindingCode = Literal["empty_diff", "protected_path", "secret", "too_large", "no_tests"]
+
+MAX_SCANNED_LINES = 50_000
+MANY_FILES = 20
+CODE_SUFFIXES = frozenset(
+    [
+        ".py",
+        ".pyi",
+        ".js",
+        ".jsx",
+        ".mjs",
+        ".ts",
+        ".tsx",
+        ".go",
+        ".rs",
+        ".java",
+        ".kt",
+        ".kts",
+        ".rb",
+        ".php",
+        ".c",
+        ".cc",
+        ".cpp",
+        ".h",
+        ".hpp",
+        ".cs",
+        ".swift",
+        ".scala",
+        ".m",
+        ".sh",
+        ".lua",
+        ".ex",
+        ".exs",
+        ".erl",
+        ".clj",
+        ".dart",
+        ".vue",
+        ".svelte",
+    ]
+)
+MANIFESTS = frozenset(
+    [
+        "pyproject.toml",
+        "setup.py",
+        "setup.cfg",
+        "package.json",
+        "go.mod",
+        "go.sum",
+        "cargo.toml",
+        "gemfile",
+        "dockerfile",
+        "makefile",
+        "pom.xml",
+        "build.gradle",
+        "build.gradle.kts",
+    ]
+)
+_TEST_PATH = re.compile(
+    r"(?:^|/)(?:tests?|spec|specs|__tests__|testing)/"  # a test directory
+    r"|(?:^|/)test_[^/]+$|_test\.[a-z]+$|\.(?:test|spec)\.[a-z]+$|(?:^|/)[^/]*Tests?\.[a-z]+$"
+)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    added: int
+    deleted: int
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class PRDiff:
+    """What a PR changes against its merge base: files with line counts, and the added lines."""
+
+    files: tuple[FileChange, ...]
+    added_lines: tuple[tuple[str, str], ...] = ()  # (path, line), at most MAX_SCANNED_LINES
+
+    @property
+    def lines(self) -> int:
+        return sum(f.added + f.deleted for f in self.files)
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: FindingCode
+    detail: str
+    blocking: bool = True
+
+
+def is_protected(path: str, patterns: Iterable[str]) -> str | None:
+    """The pattern ``path`` matches, if any: ``dir/`` is a prefix, anything else a glob on the path or its name."""
+    name = path.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        if not pattern:
+            continue
+        if pattern.endswith("/"):
+            if path.startswith(pattern) or f"/{pattern}" in f"/{path}":
+                return pattern
+        elif fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(name, pattern):
+            return pattern
+    return None
+
+
+def is_test_path(path: str) -> bool:
+    return bool(_TEST_PATH.search(path))
+
+
+def _is_code(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return "." in name and name[name.rindex(".") :].lower() in CODE_SUFFIXES
+
+
+def verify(
+    diff: PRDiff,
+    *,
+    task_type: str,
+    protected_paths: Sequence[str],
+    max_diff_lines: int,
+    redactor: Redactor | None = None,
+) -> list[Finding]:
+    """Every finding of the checks in the module docstring, blocking ones first."""
+    found: list[Finding] = []
+    if not diff.files:
+        found.append(Finding("empty_diff", "the PR changes nothing against its base"))
+    hits = [(f.path, pattern) for f in diff.files if (pattern := is_protected(f.path, protected_paths))]
+    if hits:
+        shown = ", ".join(f"`{path}` (matches `{pattern}`)" for path, pattern in hits[:10])
+        found.append(Finding("protected_path", f"it changes protected paths: {shown}"))
+    scanner = redactor or get_default()
+    leaks = sorted({path for path, line in diff.added_lines if scanner.spans(line)})
+    if leaks:
+        shown = ", ".join(f"`{path}`" for path in leaks[:10])
+        found.append(Finding("secret", f"added lines look like secrets (tokens, keys) in {shown}"))
+    if diff.lines > max_diff_lines:
+        found.append(Finding("too_large", f"{diff.lines} lines changed, over the limit of {max_diff_lines}"))
+    if task_type == "implementation":
+        code = [p for p in diff.paths if _is_code(p) and not is_test_path(p)]
+        if code and not any(is_test_path(p) for p in diff.paths):
+            shown = ", ".join(f"`{p}`" for p in code[:5])
+            found.append(Finding("no_tests", f"it changes code ({shown}) but adds or changes no test", blocking=False))
+    return found
+
+
+def assess_risk(diff: PRDiff, findings: Sequence[Finding], *, max_diff_lines: int) -> Risk:
+    """``low``, ``medium`` or ``high`` (see the module docstring)."""
+    if any(f.blocking for f in findings):
+        return "high"
+    manifests = any(p.rsplit("/", 1)[-1].lower() in MANIFESTS or p.endswith(".lock") for p in diff.paths)
+    if findings or manifests or diff.lines > max_diff_lines // 4 or len(diff.files) > MANY_FILES:
+        return "medium"
+    return "low"
+
+
+def parse_numstat(text: str) -> tuple[FileChange, ...]:
+    """Files of ``git diff --numstat -z --no-renames`` (``-`` counts are a binary file)."""
+    changes = []
+    for record in text.split("\0"):
+        parts = record.split("\t", 2)
+        if len(parts) != 3 or not parts[2]:
+            continue
+        added, deleted, path = parts
+        binary = added == "-" or deleted == "-"
+        changes.append(FileChange(path.strip("\n"), 0 if binary else int(added), 0 if binary else int(deleted), binary))
+    return tuple(changes)
+
+
+def parse_added_lines(text: str, limit: int = MAX_SCANNED_LINES) -> tuple[tuple[str, str], ...]:
+    """``(path, line)`` of every added line of a unified diff (``git diff -U0``), up to ``limit``."""
+    out: list[tuple[str, str]] = []
+    path = ""
+    previous = ""
+    for line in text.splitlines():
+        if line.startswith("+++ ") and previous.startswith("--- "):  # a file header, not an added "++ …"
+            target = line[4:].strip('"')
+            path = target[2:] if target.startswith("b/") else target
+        elif line.startswith("+") and path and path != "/dev/null":
+            out.append((path, line[1:]))
+            if len(out) >= limit:
+                break
+        previous = line
+    return tuple(out)
