@@ -33,6 +33,10 @@ test-agents: $(STAMP)
 	scripts/install-agent-clis.sh $(CLI_DIR)
 	AGENTOS_REAL_CLI_DIR=$(abspath $(CLI_DIR)) $(BIN)/python -m pytest tests/realcli -rs
 
+# The full crash soak (60 issues, 3 repos, >=25 SIGKILLs); `make test` runs a short one.
+soak: $(STAMP)
+	AGENTOS_SOAK=full $(BIN)/python -m pytest tests/reliability -rs
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
