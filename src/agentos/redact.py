@@ -136,7 +136,8 @@ class Redactor:
         kinds: list[str] = []
         if any(secret in text for secret in self._secrets):
             kinds.append("a configured secret")
-        for shape, name in zip(_SHAPES, _SHAPE_NAMES, strict=True):
+        for i, shape in enumerate(_SHAPES):
+            name = _SHAPE_NAMES[i] if i < len(_SHAPE_NAMES) else "secret-shaped string"  # a new shape counts
             if name is not None and name not in kinds and shape.search(text):
                 kinds.append(name)
         return kinds

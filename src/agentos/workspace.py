@@ -155,8 +155,9 @@ class Breach:
     """Something an attempt changed that is not its worktree's files or its branch's new commits.
 
     ``link``: ``.git`` deleted or replaced (restored). ``shared``: agentos's clone changed (restored). ``history``:
-    HEAD left the task branch, or the branch no longer descends from where the attempt started. ``remote``: the
-    attempt's commits reached a ref of the (local) remote other than the task branch (not undone).
+    HEAD no longer descends from where the attempt started (an agent that only switched branches or detached
+    HEAD is put back on the task branch, its commits kept). ``remote``: the attempt's commits reached a ref of
+    the (local) remote other than the task branch (not undone).
     """
 
     kind: Literal["link", "shared", "history", "remote"]
@@ -775,14 +776,14 @@ class Workspace:
             shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
             breaches.append(Breach("shared", f"the agent changed agentos's clone of the repo ({shown}); restored"))
         head = (await self.git("symbolic-ref", "-q", "HEAD", cwd=worktree, check=False)).out.strip()
-        tip = await self.rev(f"refs/heads/{branch}")
-        if head != f"refs/heads/{branch}":
-            where = head.removeprefix("refs/heads/") or "a detached HEAD"
-            breaches.append(Breach("history", f"the agent left the task branch {branch} for {where}"))
-        elif tip is None or not await self.is_ancestor(since, tip):
+        tip = await self.rev("HEAD", cwd=worktree)
+        if tip is None or not await self.is_ancestor(since, tip):
             breaches.append(
                 Breach("history", f"{branch} was rewritten: it no longer descends from {since[:12]}, its start")
             )
+        elif head != f"refs/heads/{branch}":  # work on another branch or a detached HEAD: it is still the task's
+            await self.git("checkout", "-q", "-B", branch, cwd=worktree)
+            log.info("worktree_reattached", repo=self.repo.name, branch=branch, left_for=head or "detached HEAD")
         if guard.remote_refs is not None:
             pushed = await self._pushed_elsewhere(worktree, guard.remote_refs, branch=branch, since=since)
             if pushed:

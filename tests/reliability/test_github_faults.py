@@ -52,6 +52,7 @@ PLANS: list[tuple[str, ...]] = [
     ("crash", "noresult", "crash", "crash"),  # escalated
 ]
 MAX_ATTEMPTS = 4
+SEED = int(os.environ.get("AGENTOS_SOAK_SEED", "0"))
 
 
 class Chaos:
@@ -153,7 +154,7 @@ async def test_github_fault_soak(
     rt.notifier = Notifier(None, seen=StateSeenStore(rt))
     executor = Executor(rt)
     dispatcher, monitor = Dispatcher(rt, executor), PRMonitor(rt, executor)
-    chaos = Chaos(fake, rate=RATE, seed=7)
+    chaos = Chaos(fake, rate=RATE, seed=7 + SEED)
     started = time.monotonic()
     try:
         await executor.recover()
@@ -329,8 +330,8 @@ async def test_github_fault_soak_through_the_daemon_with_kills(
         number = fake.add_issue(REPO, f"Fault soak issue {index}", body(index, steps), author="alice").number
         fake.label_issue(REPO, number, READY_LABEL, actor="maya")
         numbers.append(number)
-    chaos = Chaos(fake, rate=RATE, seed=11, kinds=DAEMON_KINDS)
-    rng = random.Random(23)
+    chaos = Chaos(fake, rate=RATE, seed=11 + SEED, kinds=DAEMON_KINDS)
+    rng = random.Random(23 + SEED)
     kills = 0
     started = time.monotonic()
     try:

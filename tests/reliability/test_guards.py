@@ -81,9 +81,12 @@ class TestWorktreeGuard:
         [history] = await ws.check_guard(path, guard, branch="agentos/1-a", since=start)
         assert history.kind == "history" and "no longer descends" in history.detail
         await ws.restore_branch(path, "agentos/1-a", start)
-        await git("checkout", "-q", "--detach", cwd=path, env=GIT_ENV)
-        [left] = await ws.check_guard(path, guard, branch="agentos/1-a", since=start)
-        assert left.kind == "history" and "left the task branch" in left.detail
+        await git("checkout", "-q", "-b", "elsewhere", cwd=path, env=GIT_ENV)  # work that left the branch
+        (path / "c.txt").write_text("3\n")
+        elsewhere = await ws.commit_all(path, "on another branch")
+        assert await ws.check_guard(path, guard, branch="agentos/1-a", since=start) == []
+        assert await run("symbolic-ref", "HEAD", cwd=path) == "refs/heads/agentos/1-a"  # put back, work kept
+        assert await ws.rev("refs/heads/agentos/1-a") == elsewhere
         await ws.restore_branch(path, "agentos/1-a", start)
         (path / "b.txt").write_text("2\n")
         await ws.commit_all(path, "more")

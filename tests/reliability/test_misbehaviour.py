@@ -323,11 +323,11 @@ class TestBranch:
         assert SECRET in (loop.run_path(f"{REPO}#{number}", 1) / "secret.patch").read_text()
         assert_untouched(loop, before, merged=False, branch=branch)
 
-    @pytest.mark.parametrize("how", ["amend", "squash", "detach"])
+    @pytest.mark.parametrize("how", ["amend", "squash"])
     def test_rewritten_history_is_detected_and_undone(self, make_loop: MakeLoop, how: str) -> None:
-        """After a partial attempt committed its half, an agent amends that commit, squashes the branch, or
-        commits on a detached HEAD: history_rewritten; its work is kept as a patch, the branch goes back to the
-        partial commit, and the next agent builds on that (the rewriter's line never lands)."""
+        """After a partial attempt committed its half, an agent amends that commit or squashes the branch down
+        to its fork point: history_rewritten; its work is kept as a patch, the branch goes back to the partial
+        commit, and the next agent builds on that (the rewriter's line never lands)."""
         loop, before = prepared(
             make_loop,
             {
@@ -343,10 +343,21 @@ class TestBranch:
             ("rewriter", "failed", "history_rewritten"),
             ("finisher", "complete", None),
         ]
-        error = task["attempts"][1]["error"]
-        assert ("left the task branch" if how == "detach" else "no longer descends from") in error
+        assert "no longer descends from" in task["attempts"][1]["error"]
         assert Path(task["attempts"][1]["patch_path"]).is_file()
         assert len(loop.show("agent_output.txt").splitlines()) == 2  # the half and the finisher
+        assert_untouched(loop, before, merged=True, branch=None)
+
+    def test_work_on_a_detached_head_is_put_back_on_the_branch(self, make_loop: MakeLoop) -> None:
+        """An agent that commits on a detached HEAD (or a branch of its own) loses nothing: its commits still
+        descend from the attempt's start, so the task branch is moved to them and the attempt goes on."""
+        loop, before = prepared(
+            make_loop, {"half": claude("partial"), "detacher": claude("rewrite", FAKE_AGENT_REWRITE="detach")}
+        )
+        number = loop.new_issue("Detach the head")
+        task = loop.wait_status(f"{REPO}#{number}", "merged")
+        assert outcomes(task) == [("half", "partial", "test_failure"), ("detacher", "complete", None)]
+        assert len(loop.show("agent_output.txt").splitlines()) == 2
         assert_untouched(loop, before, merged=True, branch=None)
 
 

@@ -190,10 +190,11 @@ def soak(make_multi: MakeMulti, size: Size, *, kills: int) -> Run:
             loop.start()
             if finished(loop, len(plans)):
                 break
-            time.sleep(rng.uniform(0.2, 2.0))
+            time.sleep(rng.uniform(0.1, 0.7))  # short enough that every kill lands before the work is done
         loop.kill9()
         run.kills += 1
-    loop.start()
+    if loop.daemon is None or loop.daemon.poll() is not None:  # not when the work finished before the last kill
+        loop.start()
     rows = wait_finished(loop, len(plans), size.timeout_s)
     run.seconds = time.monotonic() - started
     run.tasks = [loop.task(row["id"]) for row in rows]
@@ -238,14 +239,15 @@ def check_run(run: Run) -> dict[str, int]:
         # Exactly one squash commit and one PR record for a merged issue, none for an escalated one.
         squashes = [s for s, b in loop.main_log_of(plan.repo) if re.search(rf"(?m)^Closes #{plan.number}$", b)]
         pulls = [p for p in loop.pulls_in(plan.repo) if p["head"] == task["branch"]]
+        issue, comments = loop.issue_in(plan.repo, plan.number)
+        keys = [k for c in comments for k in KEY.findall(c.body)]
+        figures["duplicates"] += max(0, len(squashes) - 1) + max(0, len(pulls) - 1) + len(keys) - len(set(keys))
         if plan.merges:
             assert len(squashes) == 1, (plan, squashes)
             assert [p["state"] for p in pulls] == ["merged"], (plan, pulls)
         else:
             assert squashes == [] and pulls == [], (plan, squashes, pulls)
         # Comments: no key twice; one escalation comment for an escalated issue.
-        issue, comments = loop.issue_in(plan.repo, plan.number)
-        keys = [k for c in comments for k in KEY.findall(c.body)]
         assert len(keys) == len(set(keys)), (plan, keys)
         escalations = [k for k in keys if k.startswith("escalation:")]
         assert len(escalations) == (0 if plan.merges else 1), (plan, keys)
@@ -260,6 +262,7 @@ def check_run(run: Run) -> dict[str, int]:
         e["key"] for e in log_events(loop.log.read_text(errors="replace")) if e.get("event") == "notify_unsent"
     )
     escalation_keys = {k: n for k, n in sent.items() if k.startswith("escalation:")}
+    figures["duplicates"] += sum(n - 1 for n in escalation_keys.values())
     assert all(n == 1 for n in escalation_keys.values()), escalation_keys
     figures["notifications lost to a kill"] = figures["blocked"] - len(escalation_keys)
     # The state loads cleanly (read-only, as another process would) and agrees with what the daemon said.
@@ -275,7 +278,12 @@ def check_run(run: Run) -> dict[str, int]:
     # No worktree left: every task finished. No agent left running.
     assert loop.worktrees_left() == []
     orphans = wait_no_marked(timeout=5)
+    figures["orphans"] = len(orphans)
     assert orphans == [], f"agent processes outlived the daemon: {orphans}"
+    figures["rebased"] = sum(
+        1 for e in log_events(loop.log.read_text(errors="replace")) if e.get("event") == "pr_rebased"
+    )
+    assert figures["duplicates"] == 0
     return dict(figures)
 
 
@@ -283,13 +291,14 @@ def table(kind: str, runs: list[tuple[str, Run, dict[str, int]]], faults: Counte
     lines = [
         f"\n{kind}",
         f"{'run':<14}{'seconds':>9}{'kills':>7}{'early':>7}{'merged':>8}{'blocked':>9}"
-        f"{'attempts':>10}{'interrupted':>13}{'redone':>8}{'dups':>6}{'orphans':>9}",
+        f"{'attempts':>10}{'interrupted':>13}{'rebased':>9}{'redone':>8}{'dups':>6}{'orphans':>9}",
     ]
     for name, run, fig in runs:
         lines.append(
             f"{name:<14}{run.seconds:>9.1f}{run.kills:>7}{run.early_kills:>7}{fig.get('merged', 0):>8}"
             f"{fig.get('blocked', 0):>9}{fig.get('attempts', 0):>10}{fig.get('interrupted', 0):>13}"
-            f"{fig.get('redone after a conflict', 0):>8}{0:>6}{0:>9}"
+            f"{fig.get('rebased', 0):>9}{fig.get('redone after a conflict', 0):>8}{fig.get('duplicates', 0):>6}"
+            f"{fig.get('orphans', 0):>9}"
         )
     lines.append("faults injected (planned agent steps): " + ", ".join(f"{k} {v}" for k, v in sorted(faults.items())))
     return "\n".join(lines)
