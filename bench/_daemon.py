@@ -132,7 +132,7 @@ class Probe:
         Workspace.run_tests = run_tests  # type: ignore[method-assign]
         Workspace.remove = remove  # type: ignore[method-assign]
         Store.append = append  # type: ignore[method-assign]
-        asyncio.create_subprocess_exec = create_subprocess_exec  # type: ignore[assignment]
+        asyncio.create_subprocess_exec = create_subprocess_exec
         try:
             yield
         finally:

@@ -217,6 +217,7 @@ class TaskGraph:
 
     def __init__(self, tasks: Iterable[Task] = ()) -> None:
         self._tasks: dict[str, Task] = {}
+        self._by_issue: dict[tuple[str, int], dict[str, Task]] = {}
         for task in tasks:
             self.put(task)
 
@@ -236,7 +237,11 @@ class TaskGraph:
         return f"<TaskGraph {counts}>"
 
     def put(self, task: Task) -> None:
+        old = self._tasks.get(task.id)
+        if old is not None and (old.repo, old.issue) != (task.repo, task.issue):
+            self._by_issue.get((old.repo, old.issue), {}).pop(task.id, None)
         self._tasks[task.id] = task
+        self._by_issue.setdefault((task.repo, task.issue), {})[task.id] = task
 
     def get(self, task_id: str) -> Task:
         try:
@@ -249,8 +254,7 @@ class TaskGraph:
 
     def for_issue(self, repo: str, issue: int) -> list[Task]:
         """Every generation of one issue's task, oldest first."""
-        found = [t for t in self._tasks.values() if t.repo == repo and t.issue == issue]
-        return sorted(found, key=lambda t: t.generation)
+        return sorted(self._by_issue.get((repo, issue), {}).values(), key=lambda t: t.generation)
 
     def latest_for_issue(self, repo: str, issue: int) -> Task | None:
         tasks = self.for_issue(repo, issue)

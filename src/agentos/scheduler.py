@@ -104,6 +104,7 @@ class _Job:
     runs_when_paused: bool
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     skipped: int = 0
+    pending: bool = False  # poked while it ran: run once more right after
 
 
 class Scheduler:
@@ -257,15 +258,33 @@ class Scheduler:
 
     async def run_now(self, name: str) -> RunResult:
         """Run a job at once and wait for it (an operator's ``ctl run``); disabled jobs run too."""
-        return await self._run(self._job(name), manual=True)
+        job = self._job(name)
+        result = await self._run(job, manual=True)
+        if job.pending:  # poked while it ran: let the trigger run it once more
+            job.pending = False
+            self.poke(name)
+        return result
 
     async def run_scheduled(self, name: str) -> RunResult:
-        """What the trigger does when a job is due: like :meth:`run_now`, but a disabled job is skipped."""
-        return await self._run(self._job(name), manual=False)
+        """What the trigger does when a job is due: like :meth:`run_now`, but a disabled job is skipped.
+
+        A poke that came while the job ran is honoured now (see :meth:`poke`)."""
+        job = self._job(name)
+        result = await self._run(job, manual=False)
+        while job.pending and result != "skipped_busy":
+            job.pending = False
+            result = await self._run(job, manual=False)
+        return result
 
     def poke(self, name: str) -> None:
-        """Ask for a run soon without waiting for it (a new ready issue pokes dispatch)."""
+        """Ask for a run soon without waiting for it (a new ready issue pokes dispatch).
+
+        A job that is running now runs once more when it ends: the poke may be about something its
+        current run has already passed (an issue filed, a slot freed, a PR opened meanwhile)."""
         job = self._job(name)
+        if job.lock.locked():
+            job.pending = True
+            return
         if self._started:
             self._aps.modify_job(job.name, next_run_time=datetime.now(UTC))
         else:

@@ -453,3 +453,18 @@ class TestThroughAPScheduler:
         sched.poke("dispatch")
         await asyncio.wait_for(job.started.wait(), 1)
         assert job.count == 1
+
+
+class TestPokeWhileRunning:
+    async def test_a_poke_during_a_run_runs_the_job_once_more(self, state: DaemonState, clock: FakeClock) -> None:
+        """A new issue filed while dispatch runs is not left for the next timer: dispatch runs again at once."""
+        job = Calls()
+        job.gate = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job})
+        run = asyncio.create_task(sched.run_scheduled("dispatch"))
+        await job.started.wait()
+        sched.poke("dispatch")
+        sched.poke("dispatch")  # several pokes while busy collapse into one more run
+        job.gate.set()
+        await run
+        assert job.count == 2

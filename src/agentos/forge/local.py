@@ -41,6 +41,7 @@ import fcntl
 import getpass
 import io
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -251,6 +252,7 @@ class LocalForge:
         self._merge_locks: dict[str, asyncio.Lock] = {}
         self._check_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._workspaces: dict[str, Workspace] = {}
+        self._parsed: dict[Path, tuple[tuple[int, int, int], tuple[Issue, list[Comment]]]] = {}
 
     def __repr__(self) -> str:
         return f"LocalForge(root={str(self.base_dir)!r}, repos={sorted(self.repos)})"
@@ -308,12 +310,23 @@ class LocalForge:
         raise NotFound(f"{repo}: no issue or pull request #{number}")
 
     def _read_issue(self, repo: str, number: int) -> tuple[Issue, list[Comment]]:
+        """The issue file, parsed; a file unchanged since the last read (same inode, mtime and size: every
+        write is an atomic replace) is not parsed again, so a dispatch pass costs O(changed issues)."""
         path = self._issue_path(repo, number)
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                hit = self._parsed.get(path)
+                if hit is not None and hit[0] == key:
+                    issue, comments = hit[1]
+                    return issue.model_copy(), list(comments)
+                text = f.read().decode("utf-8")
         except FileNotFoundError:
             raise NotFound(f"{repo}: no issue #{number}") from None
-        return parse_issue_file(text, repo, path)
+        parsed = parse_issue_file(text, repo, path)
+        self._parsed[path] = (key, parsed)
+        return parsed[0].model_copy(), list(parsed[1])
 
     def _write_issue(self, issue: Issue, comments: list[Comment]) -> None:
         atomic_write_text(self._issue_path(issue.repo, issue.number), render_issue_file(issue, comments))

@@ -107,6 +107,15 @@ class PRMonitor:
         return {repo: sorted(tasks, key=lambda t: (t.pr or 0, t.id)) for repo, tasks in sorted(by_repo.items())}
 
     async def tick(self) -> None:
+        merged = self.counts["merged"]
+        try:
+            await self._pass()
+        finally:
+            if self.counts["merged"] != merged and self.rt.scheduler is not None:
+                # A pass merges at most one PR per repo; without this the rest wait for the 5-minute timer.
+                self.rt.scheduler.poke("pr_monitor")
+
+    async def _pass(self) -> None:
         for repo, tasks in self._open_tasks().items():
             if self.rt.stopping:
                 return
