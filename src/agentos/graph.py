@@ -212,6 +212,25 @@ def backoff_seconds(failures: int, base_s: float = 10.0, cap_s: float = 300.0) -
     return float(min(base_s * 2 ** (failures - 1), cap_s))
 
 
+def task_row(task: Task) -> dict[str, Any]:
+    """One task as a table row (``ctl tasks``, ``agentos tasks``, Telegram ``/tasks``)."""
+    last = task.current_attempt
+    return {
+        "id": task.id,
+        "repo": task.repo,
+        "issue": task.issue,
+        "title": task.title,
+        "status": task.status.value,
+        "attempts": len(task.attempts),
+        "agent": last.agent if last else task.agent,
+        "pr": task.pr,
+        "blocker": task.last_blocker,
+        "cost_usd": round(task.cost_usd(), 4),
+        "tokens": task.tokens(),
+        "updated": task.updated_at.isoformat(),
+    }
+
+
 class TaskGraph:
     """All tasks in memory, indexed by id and by (repo, issue)."""
 

@@ -124,24 +124,6 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def task_row(task: Task) -> dict[str, Any]:
-    last = task.current_attempt
-    return {
-        "id": task.id,
-        "repo": task.repo,
-        "issue": task.issue,
-        "title": task.title,
-        "status": task.status.value,
-        "attempts": len(task.attempts),
-        "agent": last.agent if last else task.agent,
-        "pr": task.pr,
-        "blocker": task.last_blocker,
-        "cost_usd": round(task.cost_usd(), 4),
-        "tokens": task.tokens(),
-        "updated": task.updated_at.isoformat(),
-    }
-
-
 def attempt_row(attempt: Attempt) -> dict[str, Any]:
     return {
         "number": attempt.number,
@@ -187,7 +169,7 @@ def tasks(
     as_json: bool = JsonOption,
 ) -> None:
     """Tasks, most recently changed first, read from the state directory (daemon running or not)."""
-    from agentos.graph import TaskStatus
+    from agentos.graph import TaskStatus, task_row
 
     statuses = [s.value for s in TaskStatus]
     if status is not None and status not in statuses:

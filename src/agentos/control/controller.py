@@ -15,29 +15,13 @@ from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.errors import AgentosError, ControlError
-from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, transition
+from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.controller")
 
 Approver = Callable[[str, int, bool], Awaitable[dict[str, Any]]]
-
-
-def task_row(task: Task) -> dict[str, Any]:
-    last = task.current_attempt
-    return {
-        "id": task.id,
-        "repo": task.repo,
-        "issue": task.issue,
-        "title": task.title,
-        "status": task.status.value,
-        "attempts": len(task.attempts),
-        "agent": last.agent if last else task.agent,
-        "pr": task.pr,
-        "blocker": task.last_blocker,
-        "updated": task.updated_at.isoformat(),
-    }
 
 
 class Controller:
