@@ -33,7 +33,7 @@ from agentos.agents.contract import (
 )
 from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt, fence
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
-from agentos.control.notify import action_button
+from agentos.control.notify import action_button, issue_button
 from agentos.errors import AgentosError
 from agentos.forge.base import BLOCKED_LABEL
 from agentos.fsutil import atomic_write_text
@@ -584,11 +584,22 @@ class Executor:
             log.warning("forge_call_failed", error=str(exc))
             return  # no marker: the next start tries again
         if rt.notifier is not None:
+            url = ""
+            with contextlib.suppress(AgentosError):  # the button degrades to "show" when the issue can't be read
+                url = (await rt.forge.get_issue(task.repo, task.issue)).url
+            try:
+                buttons = [
+                    action_button("Retry", "retry", task.id),
+                    action_button("Cancel", "cancel", task.id),
+                    issue_button(url, task.id),
+                ]
+            except ValueError:  # an id too long for Telegram's 64-byte callback data: /retry ID still works
+                buttons = [issue_button(url, task.id)] if url.startswith("http") else []
             rt.notifier.notify(
                 1,
                 key,
                 f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}",
-                buttons=[action_button("Retry", "retry", task.id), action_button("Cancel", "cancel", task.id)],
+                buttons=buttons,
             )
         marker = self._escalation_marker(task)
         with contextlib.suppress(OSError):

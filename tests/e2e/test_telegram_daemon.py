@@ -432,9 +432,20 @@ async def test_escalation_buttons_strangers_redaction_and_no_duplicate_after_res
     assert delivered - refused >= 0.95, "the retry did not wait out retry_after=1"
     [first] = ops.notices(prefix)
     [second] = ops.notices(prefix, SECOND)
-    buttons = [("Retry", f"act:retry:{task_id}"), ("Cancel", f"act:cancel:{task_id}")]
+    buttons = [
+        ("Retry", f"act:retry:{task_id}"),
+        ("Cancel", f"act:cancel:{task_id}"),
+        ("Open issue", f"act:show:{task_id}"),  # the local forge's issues are files: the bot shows the text
+    ]
     assert first.buttons == buttons and second.buttons == buttons
     assert "blocker: missing_context" in first.text and first.text == second.text
+
+    # Open issue: the issue's text as a reply in that chat; the escalation keeps its buttons.
+    assert await ops.press(first, "Open issue") == "Issue sent below."
+    await ops.wait_fake(lambda: bool(ops.notices(f"{task_id}: Change the right file")), "the issue's text")
+    [shown] = ops.notices(f"{task_id}: Change the right file")
+    assert "state: open · task: blocked · blocker: missing_context" in shown.text, shown.text
+    assert first.edits == 0 and first.buttons == buttons
 
     # The token is stored as the agent wrote it, and never sent to Telegram, whole or in part.
     assert PLANTED in (await ops.task(task_id))["attempts"][0]["summary"]

@@ -16,6 +16,7 @@ from agentos.control.notify import (
     TransientSendError,
     action_button,
     backoff_delay,
+    issue_button,
     retry_delay,
     retry_send,
     split_text,
@@ -170,6 +171,13 @@ class TestActionButton:
         """A ref with ':' , empty, or over 64 bytes of data is refused."""
         with pytest.raises(ValueError):
             action_button("Retry", "retry", ref)
+
+    def test_open_issue_is_a_link_on_a_web_forge_and_a_show_action_otherwise(self) -> None:
+        """GitHub issues open in the browser; a local forge's file:// issue is shown by the bot instead."""
+        url = "https://github.com/acme/calc/issues/12"
+        assert issue_button(url, "acme/calc#12") == ("Open issue", url)
+        assert issue_button("file:///srv/forge/calc/issues/12.md", "calc#12") == ("Open issue", "act:show:calc#12")
+        assert issue_button("", "calc#12") == ("Open issue", "act:show:calc#12")
 
 
 class TestSeverities:

@@ -197,6 +197,25 @@ class Controller:
         dumped: dict[str, Any] = self._task(task_id).model_dump(mode="json")
         return dumped
 
+    async def issue(self, task_id: str) -> dict[str, Any]:
+        """The task's issue as the forge has it now: what the escalation button "Open issue" shows."""
+        task = self._task(task_id)
+        try:
+            issue = await self.rt.forge.get_issue(task.repo, task.issue)
+        except AgentosError as exc:
+            raise ControlError(f"issue {task.repo}#{task.issue} could not be read: {exc}") from None
+        return {
+            "task": task.id,
+            "issue": f"{issue.repo}#{issue.number}",
+            "title": issue.title,
+            "state": issue.state,
+            "labels": issue.labels,
+            "url": issue.url,
+            "body": issue.body,
+            "status": task.status.value,
+            "blocker": task.last_blocker,
+        }
+
     async def retry(self, task_id: str) -> dict[str, Any]:
         task = self._task(task_id)
         if task.status in (TaskStatus.QUEUED, TaskStatus.RETRYING) or task.status in ACTIVE:

@@ -44,6 +44,7 @@ __all__ = [
     "TransientSendError",
     "action_button",
     "backoff_delay",
+    "issue_button",
     "retry_delay",
     "retry_send",
     "split_text",
@@ -54,7 +55,7 @@ log = alog.get_logger("agentos.notify")
 
 T = TypeVar("T")
 Severity = Literal[1, 2, 3]
-Action = Literal["retry", "cancel", "approve", "reject"]
+Action = Literal["retry", "cancel", "approve", "reject", "show"]
 Sleep = Callable[[float], Awaitable[None]]
 
 TELEGRAM_TEXT_LIMIT = 4096
@@ -62,7 +63,7 @@ TELEGRAM_TEXT_LIMIT = 4096
 CALLBACK_PREFIX = "act"
 """Prefix of button callback data; ``ActionCallback`` in ``control/telegram.py`` unpacks the same format."""
 _CALLBACK_LIMIT = 64  # bytes, Telegram's limit for callback_data
-_ACTIONS: frozenset[str] = frozenset({"retry", "cancel", "approve", "reject"})
+_ACTIONS: frozenset[str] = frozenset({"retry", "cancel", "approve", "reject", "show"})
 
 
 class TransientSendError(AgentosError):
@@ -218,6 +219,14 @@ def action_button(label: str, action: Action, ref: str) -> tuple[str, str]:
     if len(data.encode()) > _CALLBACK_LIMIT:
         raise ValueError(f"callback data {data!r} exceeds {_CALLBACK_LIMIT} bytes")
     return (label, data)
+
+
+def issue_button(url: str, task_id: str, label: str = "Open issue") -> tuple[str, str]:
+    """A button that opens the task's issue: a URL button for a web forge (GitHub), otherwise a ``show`` action
+    that makes the bot reply with the issue's text (the local forge's issues are files on the daemon's disk)."""
+    if url.startswith(("https://", "http://")):
+        return (label, url)
+    return action_button(label, "show", task_id)
 
 
 # ---------------------------------------------------------------- the notifier

@@ -108,6 +108,7 @@ class ControllerPort(Protocol):
     async def set_repo_cadence(self, name: str, days: int) -> JSON: ...
     async def tasks(self, repo: str | None = None, status: str | None = None) -> Sequence[JSON]: ...
     async def task(self, task_id: str) -> JSON: ...
+    async def issue(self, task_id: str) -> JSON: ...
     async def retry(self, task_id: str) -> JSON: ...
     async def cancel(self, task_id: str) -> JSON: ...
     async def approve(self, ref: str) -> JSON: ...
@@ -395,6 +396,19 @@ def _format_task(task: JSON) -> str:
         else:
             lines.append(f"{key}: {_text(value)}")
     return "\n".join(lines) or "Empty task record."
+
+
+def format_issue(issue: JSON) -> str:
+    """The reply to "Open issue": title, state and labels, then the body (the split at the limit is the sender's)."""
+    head = f"{_text(issue.get('issue'))}: {_text(issue.get('title'))}"
+    labels = issue.get("labels")
+    facts = [f"state: {_text(issue.get('state'))}", f"task: {_text(issue.get('status'))}"]
+    if issue.get("blocker"):
+        facts.append(f"blocker: {_text(issue.get('blocker'))}")
+    if isinstance(labels, Sequence) and not isinstance(labels, str) and labels:
+        facts.append("labels: " + ", ".join(str(label) for label in labels))
+    body = str(issue.get("body") or "").strip() or "(no description)"
+    return "\n".join([head, " · ".join(facts), "", body])
 
 
 async def execute(command: Command, controller: ControllerPort) -> str:
@@ -812,6 +826,9 @@ class TelegramBot:
 
     async def _on_action(self, query: CallbackQuery, callback_data: ActionCallback) -> None:
         action, ref = callback_data.action, callback_data.ref
+        if action == "show":
+            await self._show_issue(query, ref)
+            return
         if (action, ref) in self._busy_actions:
             await self._answer(query, "Already in progress.")
             return
@@ -838,6 +855,21 @@ class TelegramBot:
                 await self._mark_done(query, f"{toast} (by {query.from_user.full_name})")
         finally:
             self._busy_actions.discard((action, ref))
+
+    async def _show_issue(self, query: CallbackQuery, task_id: str) -> None:
+        """"Open issue" on a forge without web pages: the issue's text as a reply; the buttons stay."""
+        log.info("telegram_button", action="show", ref=task_id, user_id=query.from_user.id)
+        text = ""
+
+        async def show() -> str:
+            nonlocal text
+            text = format_issue(await self._controller.issue(task_id))
+            return "Issue sent below."
+
+        await self._answer(query, await self._guarded("show", show))
+        chat = query.message.chat.id if query.message is not None else None
+        if text and chat is not None:
+            await self._reply(chat, text)
 
     async def _on_unknown_button(self, query: CallbackQuery) -> None:
         await self._answer(query, "This button is not understood (any more).")
