@@ -257,7 +257,10 @@ class Scheduler:
         return name not in self._state.disabled_jobs
 
     async def run_now(self, name: str) -> RunResult:
-        """Run a job at once and wait for it (an operator's ``ctl run``); disabled jobs run too."""
+        """Run a job at once and wait for it (an operator's ``ctl run``); disabled jobs run too.
+
+        While the job is running on its own schedule, this waits for that run to end and then runs it once
+        more: the operator asked for a run that starts after the command, not for the one already under way."""
         job = self._job(name)
         result = await self._run(job, manual=True)
         if job.pending:  # poked while it ran: let the trigger run it once more
@@ -299,7 +302,7 @@ class Scheduler:
         if not manual and not self.is_enabled(job.name):
             log.debug("job_skipped", job=job.name, reason="disabled")
             return "skipped_disabled"
-        if job.lock.locked():
+        if job.lock.locked() and not manual:
             job.skipped += 1
             log.info("job_skipped", job=job.name, reason="busy")
             return "skipped_busy"

@@ -148,21 +148,26 @@ class TestJobs:
         with pytest.raises(ControlError, match="pr_monitor failed: RuntimeError: forge down"):
             await ctl.run_job("pr_monitor")
 
-    async def test_running_a_job_while_busy_or_paused_is_refused(self, ctl: Controller, jobs: dict[str, Job]) -> None:
-        """Busy: the second run is refused, not queued. Paused: dispatch needs a resume first."""
+    async def test_running_a_busy_job_waits_and_a_paused_one_is_refused(
+        self, ctl: Controller, jobs: dict[str, Job]
+    ) -> None:
+        """Busy: the second run waits for the first and then runs. Paused: dispatch needs a resume first."""
         jobs["dispatch"].gate = asyncio.Event()
         first = asyncio.create_task(ctl.run_job("dispatch"))
         await asyncio.wait_for(jobs["dispatch"].started.wait(), 1)
-        with pytest.raises(ControlError, match="already running"):
-            await ctl.run_job("dispatch")
+        second = asyncio.create_task(ctl.run_job("dispatch"))
+        await asyncio.sleep(0)
         assert (await ctl.status())["jobs_running"] == ["dispatch"]
+        assert not second.done() and jobs["dispatch"].runs == 1
         jobs["dispatch"].gate.set()
         assert (await first)["result"] == "ok"
+        assert (await asyncio.wait_for(second, 5))["result"] == "ok"
+        assert jobs["dispatch"].runs == 2
 
         await ctl.pause()
         with pytest.raises(ControlError, match="paused; `resume` first"):
             await ctl.run_job("dispatch")
-        assert jobs["dispatch"].runs == 1
+        assert jobs["dispatch"].runs == 2
 
     async def test_job_off_is_shown_in_jobs_and_persisted(self, ctl: Controller, rt: Runtime) -> None:
         """`job off` flips the row and is in the journal."""

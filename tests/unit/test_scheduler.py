@@ -285,21 +285,35 @@ class TestPauseAndDisable:
 
 
 class TestOverlap:
-    async def test_an_overlapping_run_is_skipped_busy(self, state: DaemonState, clock: FakeClock) -> None:
-        """While a run is in progress, another run-now or scheduled run is skipped, not queued."""
+    async def test_an_overlapping_scheduled_run_is_skipped_busy(self, state: DaemonState, clock: FakeClock) -> None:
+        """While a run is in progress, a scheduled run is skipped, not queued."""
         job = Calls()
         job.gate = asyncio.Event()
         sched = make(state, clock, {"dispatch": job})
         first = asyncio.create_task(sched.run_now("dispatch"))
         await asyncio.wait_for(job.started.wait(), 1)
         assert sched.busy() == ["dispatch"]
-        assert await sched.run_now("dispatch") == "skipped_busy"
         assert await sched.run_scheduled("dispatch") == "skipped_busy"
         job.gate.set()
         assert await first == "ok"
         assert job.count == 1
         row = sched.table()[0]
-        assert (row["runs"], row["skipped"], row["running"]) == (1, 2, False)
+        assert (row["runs"], row["skipped"], row["running"]) == (1, 1, False)
+
+    async def test_a_run_now_during_a_run_waits_and_runs_once_more(self, state: DaemonState, clock: FakeClock) -> None:
+        """An operator's run-now while the job runs on its own waits for that run, then runs it again."""
+        job = Calls()
+        job.gate = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job})
+        first = asyncio.create_task(sched.run_scheduled("dispatch"))
+        await asyncio.wait_for(job.started.wait(), 1)
+        second = asyncio.create_task(sched.run_now("dispatch"))
+        await asyncio.sleep(0)
+        assert not second.done() and job.count == 1
+        job.gate.set()
+        assert await first == "ok"
+        assert await asyncio.wait_for(second, 1) == "ok"
+        assert job.count == 2
 
     async def test_shutdown_waits_for_a_running_job(self, state: DaemonState, clock: FakeClock) -> None:
         """shutdown() lets a running job finish (within its timeout) instead of cancelling it."""

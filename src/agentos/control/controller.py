@@ -14,6 +14,7 @@ from typing import Any
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
+from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
 from agentos.runtime import Runtime
@@ -98,8 +99,6 @@ class Controller:
         result = await self._scheduler().run_now(name)
         if result == "skipped_paused":
             raise ControlError(f"the daemon is paused; `resume` first to run {name}")
-        if result == "skipped_busy":
-            raise ControlError(f"{name} is already running")
         if result == "failed":
             record = self.rt.state.job_runs.get(name)
             raise ControlError(f"{name} failed: {record.last_error if record else 'unknown error'}")
@@ -227,7 +226,11 @@ class Controller:
         task.not_before = None
         self.rt.commit([event], [task])
         self._poke("dispatch")
-        return {"task": task_id, "status": task.status.value}
+        result: dict[str, Any] = {"task": task_id, "status": task.status.value}
+        breach = issue_breach(self.rt.graph.for_issue(task.repo, task.issue), self.rt.config.limits)
+        if breach:  # an operator's retry runs once more past the ceiling; the ceiling is checked after it
+            result["budget"] = f"over budget ({breach}): this retry runs one attempt; if it fails, it escalates again"
+        return result
 
     async def cancel(self, task_id: str) -> dict[str, Any]:
         task = self._task(task_id)
