@@ -19,6 +19,11 @@ GraphQL is matched by *operation name* (the ones ``GitHubForge`` sends: ``Agento
 ``AgentosProjectById``, ``AgentosBoardItems``, ``AgentosReadyEdits``, ``AgentosIssueItems``, ``AgentosAddItem``,
 ``AgentosSetStatus``), not parsed; variables are honoured.
 
+Tokens: ``fake.token`` is unlimited; :meth:`~FakeGitHub.add_classic_token` answers with ``X-OAuth-Scopes``;
+:meth:`~FakeGitHub.add_fine_grained_token` and a GitHub App's installation tokens (:meth:`~FakeGitHub.enable_app`:
+the JWT is verified with the app's public key, RS256, against :attr:`FakeGitHub.clock`) are held to their
+permissions on REST routes and git push, with GitHub's 403 and ``x-accepted-github-permissions`` header.
+
 Fault switches (API requests only; ``method``/``path`` narrow them, ``path`` is a regex searched in the path):
 :meth:`~FakeGitHub.fail_next` (5xx), :meth:`~FakeGitHub.secondary_limit` (403 + ``retry-after``),
 :meth:`~FakeGitHub.exhaust_rate_limit` (403, ``x-ratelimit-remaining: 0``), :meth:`~FakeGitHub.drop_connections`,
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import itertools
 import json
@@ -46,8 +52,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import jwt
 import pytest_asyncio
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 __all__ = [
     "FakeGitHub",
@@ -58,6 +67,7 @@ __all__ = [
     "Fault",
     "Flaky",
     "RequestRecord",
+    "app_key_pair",
     "fake_github",
 ]
 
@@ -66,6 +76,19 @@ APP_LOGIN = "agentos-app[bot]"
 FAKE_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 DEFAULT_OPTIONS = ("Todo", "Ready", "In Progress", "In Review", "Blocked", "Done")
 RATE_LIMIT = 5000
+ROLES = ("read", "triage", "write", "maintain", "admin")
+ROLE_KEYS = {"pull": "read", "triage": "triage", "push": "write", "maintain": "maintain", "admin": "admin"}
+APP_PERMISSIONS = {
+    "metadata": "read",
+    "issues": "write",
+    "pull_requests": "write",
+    "contents": "write",
+    "checks": "read",
+    "statuses": "read",
+    "actions": "read",
+    "organization_projects": "write",
+}
+"""What the docs (docs/github.md) tell an app owner to grant; the default of :meth:`FakeGitHub.enable_app`."""
 CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)\b")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FaultKind = Literal["status", "secondary", "exhaust", "drop", "stall_after"]
@@ -233,7 +256,9 @@ class FakeState:
 
     repos: dict[str, FakeRepo] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)  # token → login
-    installation_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (epoch)
+    installation_tokens: dict[str, float] = field(default_factory=dict)  # token → expiry (epoch, fake.clock)
+    token_scopes: dict[str, str] = field(default_factory=dict)  # classic token → its X-OAuth-Scopes header
+    token_permissions: dict[str, dict[str, str]] = field(default_factory=dict)  # fine-grained token → permissions
     projects: dict[str, FakeProject] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -241,6 +266,8 @@ class FakeState:
     remaining: dict[str, int] = field(default_factory=lambda: {"core": RATE_LIMIT, "graphql": RATE_LIMIT})
     reset_at: int = field(default_factory=lambda: int(time.time()) + 3600)
     app_id: str | None = None
+    app_public_key: str | None = None
+    app_permissions: dict[str, str] = field(default_factory=dict)
     installation_id: int | None = None
     installation_token_ttl: float = 3600.0
     graphql_page_size: int = 100
@@ -281,9 +308,41 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
     )
 
 
-def _b64url_json(part: str) -> dict[str, Any]:
-    data = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return data if isinstance(data, dict) else {}
+_LEVELS = {"none": 0, "read": 1, "write": 2, "admin": 3}
+_ROUTE_PERMISSIONS: tuple[tuple[str, str], ...] = (  # (path regex after /repos/{o}/{r}, permission)
+    (r"^$", "metadata"),
+    (r"^/collaborators/", "metadata"),
+    (r"^/(issues|labels)\b", "issues"),
+    (r"^/pulls/\d+/merge$", "contents"),
+    (r"^/pulls\b", "pull_requests"),
+    (r"^/git/", "contents"),
+    (r"^/commits/[^/]+/check-runs$", "checks"),
+    (r"^/(commits/[^/]+/status|statuses/)", "statuses"),
+    (r"^/actions/", "actions"),
+)
+
+
+@functools.cache
+def app_key_pair(which: int = 0) -> tuple[str, str]:
+    """A real RSA key pair ``(private PEM, public PEM)`` for GitHub App tests, made once per ``which`` per process."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.decode(), public.decode()
+
+
+def _permission_for(method: str, path: str) -> tuple[str, str] | None:
+    """The fine-grained permission (name, level) a REST route needs; None when not modelled (GraphQL, /user)."""
+    match = re.match(r"^/repos/[^/]+/[^/]+(.*)$", path)
+    if match is None:
+        return None
+    rest = match.group(1)
+    for pattern, name in _ROUTE_PERMISSIONS:
+        if re.search(pattern, rest):
+            return name, "read" if method in ("GET", "HEAD") or name == "metadata" else "write"
+    return None
 
 
 class FakeGitHub:
@@ -298,6 +357,8 @@ class FakeGitHub:
         self.token = "ghp_" + secrets.token_hex(18)
         self.state.tokens[self.token] = BOT_LOGIN
         self.url = ""
+        self.clock: Callable[[], float] = time.time
+        """The fake's time for JWT checks and installation-token expiry; share a test clock with the client."""
         self._runner: web.AppRunner | None = None
         self._release = asyncio.Event()
 
@@ -313,7 +374,9 @@ class FakeGitHub:
         repo = "/repos/{owner}/{repo}"
         r.add_post("/app/installations/{iid}/access_tokens", self._h_access_token)
         r.add_post("/graphql", self._h_graphql)
+        r.add_get("/user", self._h_user)
         r.add_get(repo, self._h_repo)
+        r.add_get(repo + "/labels/{name}", self._h_get_label)
         r.add_get(repo + "/issues", self._h_list_issues)
         r.add_post(repo + "/issues", self._h_create_issue)
         r.add_get(repo + "/issues/{number:\\d+}", self._h_get_issue)
@@ -385,11 +448,41 @@ class FakeGitHub:
         """``role``: read, triage, write, maintain or admin."""
         self.state.repos[repo].permissions[login] = role
 
-    def enable_app(self, app_id: int | str, installation_id: int, *, token_ttl: float = 3600.0) -> None:
-        """Accept JWTs of ``app_id`` (signature not checked) for installation tokens of ``installation_id``."""
+    def enable_app(
+        self,
+        app_id: int | str,
+        installation_id: int,
+        public_key_pem: str,
+        *,
+        token_ttl: float = 3600.0,
+        permissions: dict[str, str] | None = None,
+    ) -> None:
+        """Accept JWTs of ``app_id`` signed by the key of ``public_key_pem`` (RS256, verified) for installation
+        tokens of ``installation_id``, valid ``token_ttl`` seconds of :attr:`clock` and limited to ``permissions``
+        (default: everything agentos needs, as GitHub's ``{"issues": "write", …}``)."""
         self.state.app_id = str(app_id)
+        self.state.app_public_key = public_key_pem
         self.state.installation_id = installation_id
         self.state.installation_token_ttl = token_ttl
+        self.state.app_permissions = dict(APP_PERMISSIONS if permissions is None else permissions)
+
+    def add_classic_token(self, scopes: str, *, login: str = BOT_LOGIN) -> str:
+        """A classic PAT of ``login`` whose responses carry ``X-OAuth-Scopes: scopes`` (returned)."""
+        token = "ghp_" + secrets.token_hex(18)
+        self.state.tokens[token] = login
+        self.state.token_scopes[token] = scopes
+        return token
+
+    def add_fine_grained_token(self, permissions: dict[str, str], *, login: str = BOT_LOGIN) -> str:
+        """A fine-grained PAT of ``login`` limited to ``permissions`` (``{"issues": "read", …}``; returned)."""
+        token = "github_pat_" + secrets.token_hex(24)
+        self.state.tokens[token] = login
+        self.state.token_permissions[token] = dict(permissions)
+        return token
+
+    def add_label(self, repo: str, name: str, color: str = "ededed") -> None:
+        """A repository label (as created in the web UI or by ``agentos init``)."""
+        self.state.repos[repo].labels[name] = color
 
     def add_issue(
         self, repo: str, title: str, body: str = "", *, author: str = "alice", labels: Iterable[str] = ()
@@ -657,9 +750,35 @@ class FakeGitHub:
             return None
         if token in self.state.tokens:
             return self.state.tokens[token]
-        expiry = self.state.installation_tokens.get(token)
-        if expiry is not None and expiry > time.time():
+        if self._installation_token_valid(token):
             return APP_LOGIN
+        return None
+
+    def _installation_token_valid(self, token: str) -> bool:
+        expiry = self.state.installation_tokens.get(token)
+        return expiry is not None and expiry > self.clock()
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        """A 403 as GitHub answers a fine-grained or installation token lacking the route's permission."""
+        held = self._permissions_of(request)
+        needed = _permission_for(request.method, request.path)
+        if held is None or needed is None:
+            return None
+        permissions, who = held
+        name, level = needed
+        if _LEVELS.get(permissions.get(name, "none"), 0) >= _LEVELS[level]:
+            return None
+        response = _error(403, f"Resource not accessible by {who}")
+        response.headers["x-accepted-github-permissions"] = f"{name}={level}"
+        return response
+
+    def _permissions_of(self, request: web.Request) -> tuple[dict[str, str], str] | None:
+        """The permissions a fine-grained or installation token holds, and who holds it; None when unlimited."""
+        token = request.headers.get("Authorization", "").partition(" ")[2]
+        if token in self.state.installation_tokens:
+            return self.state.app_permissions, "integration"
+        if token in self.state.token_permissions:
+            return self.state.token_permissions[token], "personal access token"
         return None
 
     def _rate_headers(self, resource: str) -> dict[str, str]:
@@ -702,11 +821,18 @@ class FakeGitHub:
                 return _error(401, "Bad credentials")
             request[LOGIN] = login
             record.login = login
+            denied = self._denied(request)
+            if denied is not None:
+                record.status = denied.status
+                return denied
             try:
                 response = await handler(request)
             except web.HTTPException as exc:  # the 404s of _repo/_issue/_pull and the logs redirect
                 response = web.Response(status=exc.status, body=exc.body, headers=exc.headers)
         response = self._conditional(request, response, resource)
+        scopes = self.state.token_scopes.get(request.headers.get("Authorization", "").partition(" ")[2])
+        if scopes is not None:  # a classic PAT: GitHub lists its scopes on every response
+            response.headers["X-OAuth-Scopes"] = scopes
         record.status = response.status
         if flaky == "after" and self.state.flaky is not None:  # applied; the client is told it failed
             record.status = self.state.flaky.status
@@ -860,39 +986,67 @@ class FakeGitHub:
     # -- REST: handlers -------------------------------------------------------------------------------
 
     async def _h_access_token(self, request: web.Request) -> web.Response:
-        scheme, _, jwt = request.headers.get("Authorization", "").partition(" ")
-        parts = jwt.split(".")
-        if scheme.lower() != "bearer" or len(parts) != 3 or self.state.app_id is None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or self.state.app_id is None or self.state.app_public_key is None:
             return _error(401, "A JSON web token could not be decoded")
-        header, claims = _b64url_json(parts[0]), _b64url_json(parts[1])
-        if header.get("alg") != "RS256" or str(claims.get("iss")) != self.state.app_id:
+        try:  # times are checked below against the fake's clock
+            claims = jwt.decode(
+                token,
+                self.state.app_public_key,
+                algorithms=["RS256"],
+                options={"verify_exp": False, "verify_iat": False, "require": ["iat", "exp", "iss"]},
+            )
+        except jwt.PyJWTError:
+            return _error(401, "A JSON web token could not be decoded")
+        if str(claims["iss"]) != self.state.app_id:
             return _error(401, "'Issuer' claim ('iss') must be an Integer")
-        if float(claims.get("exp", 0)) < time.time():
+        now = self.clock()
+        if float(claims["iat"]) > now + 60:
+            return _error(401, "'Issued at' claim ('iat') must be an Integer representing a time in the past")
+        if float(claims["exp"]) < now or float(claims["exp"]) - float(claims["iat"]) > 600:
             return _error(401, "'Expiration time' claim ('exp') is too far in the future or expired")
         if int(request.match_info["iid"]) != self.state.installation_id:
             return _error(404, "Not Found")
-        token = "ghs_" + secrets.token_hex(18)
-        expires = time.time() + self.state.installation_token_ttl
-        self.state.installation_tokens[token] = expires
+        minted = "ghs_" + secrets.token_hex(18)
+        expires = now + self.state.installation_token_ttl
+        self.state.installation_tokens[minted] = expires
         expires_at = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return web.json_response(
-            {"token": token, "expires_at": expires_at, "permissions": {"issues": "write"}}, status=201
-        )
+        body = {
+            "token": minted,
+            "expires_at": expires_at,
+            "permissions": self.state.app_permissions,
+            "repository_selection": "selected",
+        }
+        return web.json_response(body, status=201)
+
+    async def _h_user(self, request: web.Request) -> web.Response:
+        if request[LOGIN] == APP_LOGIN:
+            return _error(403, "Resource not accessible by integration")
+        return web.json_response(_user(request[LOGIN]))
+
+    async def _h_get_label(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        name = request.match_info["name"]
+        if name not in repo.labels:
+            return _error(404, "Not Found")
+        return web.json_response({"name": name, "color": repo.labels[name], "default": False})
 
     async def _h_repo(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
         role = repo.permissions.get(request[LOGIN], "read")
-        return web.json_response(
-            {
-                "id": repo.id,
-                "full_name": repo.full_name,
-                "name": repo.name,
-                "owner": _user(repo.owner),
-                "default_branch": repo.default_branch,
-                "private": True,
-                "role_name": role,
-            }
-        )
+        body: dict[str, Any] = {
+            "id": repo.id,
+            "full_name": repo.full_name,
+            "name": repo.name,
+            "owner": _user(repo.owner),
+            "default_branch": repo.default_branch,
+            "private": True,
+            "role_name": role,
+        }
+        if request[LOGIN] != APP_LOGIN:  # GitHub tells users their role; an installation gets none
+            rank = ROLES.index(role)
+            body["permissions"] = {key: rank >= ROLES.index(needed) for key, needed in ROLE_KEYS.items()}
+        return web.json_response(body)
 
     async def _h_list_issues(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
@@ -1323,11 +1477,14 @@ class FakeGitHub:
         login = None
         if scheme.lower() == "basic":
             _, _, password = base64.b64decode(encoded).decode(errors="replace").partition(":")
-            login = self.state.tokens.get(password) or (
-                APP_LOGIN if password in self.state.installation_tokens else None
-            )
+            login = self.state.tokens.get(password) or (APP_LOGIN if self._installation_token_valid(password) else None)
         if login is None:
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="fake GitHub"'})
+        pushing = "git-receive-pack" in request.path or request.query.get("service") == "git-receive-pack"
+        if login == APP_LOGIN and _LEVELS.get(self.state.app_permissions.get("contents", "none"), 0) < (
+            2 if pushing else 1
+        ):
+            return web.Response(status=403, text="Permission to this repository denied to the app.")
         full = f"{request.match_info['owner']}/{request.match_info['gitdir'].removesuffix('.git')}"
         if full not in self.state.repos:
             return web.Response(status=404, text="Repository not found.")

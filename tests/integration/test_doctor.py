@@ -8,14 +8,18 @@ import shutil
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from typer.testing import CliRunner
 
 from agentos.cli.doctor import Check, command_program, run_checks
 from agentos.cli.main import app
-from tests.integration.test_cli_init import GOOD_TOKEN, MiniGitHub, git_repo, mini_github  # noqa: F401
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL
+from tests.fakes.github_server import FakeGitHub, app_key_pair, fake_github  # noqa: F401
+from tests.integration.test_cli_init import git_repo
 
 PYTHON = sys.executable
 
@@ -25,6 +29,7 @@ def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The machine's tokens, sockets and logins stay out; HOME, cwd and the socket path are the test's own."""
     for name in (
         "GITHUB_TOKEN",
+        "GITHUB_APP_KEY",
         "TELEGRAM_BOT_TOKEN",
         "AGENTOS_CONFIG",
         "CREDENTIALS_DIRECTORY",
@@ -243,53 +248,190 @@ class TestAgentLogin:
         assert code == 1 and login.status == "error" and "ANTHROPIC_API_KEY" in login.fix
 
 
+REPO = "acme/calc"
+
+
+@dataclass
+class GhSite:
+    """The fake GitHub with one repo (and its agentos labels), a config pointing at it, and a way to run doctor."""
+
+    fake: FakeGitHub
+    tmp: Path
+
+    def config(self, github: str = "", repo: str = "") -> Path:
+        return write_config(
+            self.tmp,
+            f"forge: github\ngithub: {{api_url: '{self.fake.url}'{github}}}\n"
+            f"repos:\n  - {{name: {REPO}, test_command: 'true'{repo}}}\n",
+        )
+
+    async def github_checks(self, config: Path, credentials: list[Path] | None = None) -> dict[str, Check]:
+        """Doctor's github:* findings (doctor runs its own event loop, so it runs in a thread here)."""
+        checks = await asyncio.to_thread(run_checks, str(config), credentials=credentials or [])
+        return {c.check: c for c in checks if c.check.startswith("github:")}
+
+
+@pytest_asyncio.fixture
+async def gh(fake_github: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GhSite:  # noqa: F811
+    await fake_github.add_repo(REPO)
+    for name in (READY_LABEL, RUNNING_LABEL, BLOCKED_LABEL):
+        fake_github.add_label(REPO, name)
+    monkeypatch.setenv("GITHUB_TOKEN", fake_github.token)
+    return GhSite(fake_github, tmp_path)
+
+
+def problems(found: dict[str, Check]) -> dict[str, str]:
+    return {name: c.status for name, c in found.items() if c.status != "ok"}
+
+
 class TestGitHubChecks:
-    async def test_a_good_token_and_repo_pass(
-        self,
-        tmp_path: Path,
-        mini_github: MiniGitHub,  # noqa: F811
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
-        """GET /user and the repo answer; the scopes are listed."""
-        monkeypatch.setenv("GITHUB_TOKEN", GOOD_TOKEN)
-        config = write_config(
-            tmp_path,
-            f"forge: github\ngithub: {{api_url: '{mini_github.url}'}}\n"
-            f"repos:\n  - {{name: octo/calc, test_command: 'true'}}\n",
-        )
-        checks = by_name(await asyncio.to_thread(run_checks, str(config), credentials=[]))
-        assert checks["github:token"].status == "ok" and "repo, workflow" in checks["github:token"].detail
-        assert checks["github:octo/calc"].status == "ok"
+    """Doctor against the fake GitHub over HTTP: each seeded problem is found, with a fix."""
 
-    async def test_missing_scope_and_invisible_repo_are_errors(
-        self,
-        tmp_path: Path,
-        mini_github: MiniGitHub,  # noqa: F811
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
-        """A classic token without `repo` is named with the scope to add; a repo it cannot see is an error."""
-        mini_github.tokens["ghp_narrow"] = "read:user"
-        monkeypatch.setenv("GITHUB_TOKEN", "ghp_narrow")
-        config = write_config(
-            tmp_path,
-            f"forge: github\ngithub: {{api_url: '{mini_github.url}'}}\n"
-            f"repos:\n  - {{name: octo/hidden, test_command: 'true'}}\n",
-        )
-        checks = by_name(await asyncio.to_thread(run_checks, str(config), credentials=[]))
-        assert checks["github:token"].status == "error" and "missing repo" in checks["github:token"].detail
-        assert "repo" in checks["github:token"].fix
-        assert checks["github:octo/hidden"].status == "error"
+    async def test_a_good_setup_passes(self, gh: GhSite) -> None:
+        """Token, repo, per-feature permissions and labels are all ok."""
+        found = await gh.github_checks(gh.config())
+        assert problems(found) == {}
+        assert set(found) == {"github:token", f"github:{REPO}", f"github:{REPO}:permissions", f"github:{REPO}:labels"}
+        assert "can push" in found[f"github:{REPO}"].detail
+        _, checks = await asyncio.to_thread(doctor, gh.config())  # the CLI: --json stdout stays parseable
+        assert {c.check for c in checks} >= set(found)
 
-    async def test_no_token_or_a_rejected_one(self, tmp_path: Path, mini_github: MiniGitHub) -> None:  # noqa: F811
-        """No token anywhere, or one GitHub rejects, is an error pointing at where tokens go."""
-        config = write_config(tmp_path, f"forge: github\ngithub: {{api_url: '{mini_github.url}'}}\n")
-        checks = by_name(await asyncio.to_thread(run_checks, str(config), credentials=[]))
-        assert checks["github:token"].status == "error" and "GITHUB_TOKEN" in checks["github:token"].fix
-        creds = tmp_path / "creds"
+    async def test_classic_token_scopes(self, gh: GhSite, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A classic token's X-OAuth-Scopes are read: without `repo` (or `project` for a board) it is an error."""
+        monkeypatch.setenv("GITHUB_TOKEN", gh.fake.add_classic_token("read:user, read:project"))
+        gh.fake.add_project("acme", 1)
+        found = await gh.github_checks(gh.config(repo=", project: {number: 1}"))
+        scopes = found["github:scopes"]
+        assert scopes.status == "error" and "missing repo, project" in scopes.detail
+        assert "read:project can read a board but not move" in scopes.detail
+        assert "https://github.com/settings/tokens" in scopes.fix
+        monkeypatch.setenv("GITHUB_TOKEN", gh.fake.add_classic_token("repo, project"))
+        found = await gh.github_checks(gh.config(repo=", project: {number: 1}"))
+        assert problems(found) == {} and "scopes: repo, project" in found["github:token"].detail
+
+    async def test_no_token_or_a_rejected_one(self, gh: GhSite, monkeypatch: pytest.MonkeyPatch) -> None:
+        """No token anywhere, or one GitHub rejects, is an error pointing at where tokens go; nothing else is tried."""
+        monkeypatch.delenv("GITHUB_TOKEN")
+        found = await gh.github_checks(gh.config())
+        assert list(found) == ["github:token"] and "GITHUB_TOKEN" in found["github:token"].fix
+        creds = gh.tmp / "creds"
         creds.mkdir()
         (creds / "github_token").write_text("ghp_revoked\n")
-        checks = by_name(await asyncio.to_thread(run_checks, str(config), credentials=[creds]))
-        assert "rejected (401)" in checks["github:token"].detail and str(creds) in checks["github:token"].detail
+        found = await gh.github_checks(gh.config(), [creds])
+        assert "rejected (401)" in found["github:token"].detail and str(creds) in found["github:token"].detail
+
+    async def test_fine_grained_token_missing_permissions(self, gh: GhSite, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Each feature's endpoint is probed: a 403 names the permission GitHub wanted; Checks may be missing when
+        Actions is readable (GitHub cannot grant Checks to a fine-grained token)."""
+        grant = {"metadata": "read", "pull_requests": "write", "contents": "write", "actions": "read"}
+        monkeypatch.setenv("GITHUB_TOKEN", gh.fake.add_fine_grained_token(grant))
+        found = await gh.github_checks(gh.config())
+        perms = found[f"github:{REPO}:permissions"]
+        assert perms.status == "error"
+        assert "issues (issues=read" in perms.detail and "statuses (statuses=read" in perms.detail
+        assert "checks" not in perms.detail and "personal-access-tokens" in perms.fix
+        grant |= {"issues": "write", "statuses": "read"}
+        monkeypatch.setenv("GITHUB_TOKEN", gh.fake.add_fine_grained_token(grant))
+        found = await gh.github_checks(gh.config())
+        assert found[f"github:{REPO}:permissions"].status == "ok"
+        assert "Actions jobs" in found[f"github:{REPO}:permissions"].detail
+
+    async def test_invisible_repo_and_no_push(self, gh: GhSite, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A repo the token cannot see, or cannot push to, is an error with the fix."""
+        hidden = gh.config().read_text().replace(REPO, "acme/hidden")
+        found = await gh.github_checks(write_config(gh.tmp, hidden.split("\n", 1)[1]))
+        assert (
+            found["github:acme/hidden"].status == "error" and "not visible (404)" in found["github:acme/hidden"].detail
+        )
+        monkeypatch.setenv("GITHUB_TOKEN", gh.fake.add_user("gus", repo=REPO, role="triage"))
+        found = await gh.github_checks(gh.config())
+        assert (
+            found[f"github:{REPO}"].status == "error" and "cannot push (role triage)" in found[f"github:{REPO}"].detail
+        )
+
+    async def test_missing_labels(self, gh: GhSite) -> None:
+        """A missing ready label is an error in label mode (and a warning with a board); the fix is exact."""
+        labels = gh.fake.state.repos[REPO].labels
+        del labels[READY_LABEL], labels[BLOCKED_LABEL]
+        found = await gh.github_checks(gh.config())
+        check = found[f"github:{REPO}:labels"]
+        assert check.status == "error" and f"missing {READY_LABEL}, {BLOCKED_LABEL}" in check.detail
+        assert f"gh label create {READY_LABEL} -R {REPO} -c 0e8a16" in check.fix and "--create-labels" in check.fix
+        gh.fake.add_project("acme", 1)
+        found = await gh.github_checks(gh.config(repo=", project: {number: 1}"))
+        assert found[f"github:{REPO}:labels"].status == "warn"
+
+    async def test_projects_board(self, gh: GhSite) -> None:
+        """The board, its Status field and the options agentos moves cards to are checked."""
+        gh.fake.add_project("acme", 1)
+        found = await gh.github_checks(gh.config(repo=", project: {number: 1}"))
+        assert found[f"github:{REPO}:board"].status == "ok"
+        assert "'Status' has Ready, In Progress, In Review, Blocked, Done" in found[f"github:{REPO}:board"].detail
+        gh.fake.add_project("acme", 2, options=["Todo", "Ready", "Doing", "Done"])
+        found = await gh.github_checks(gh.config(repo=", project: {number: 2}"))
+        board = found[f"github:{REPO}:board"]
+        assert board.status == "error" and "'In Progress', 'In Review', 'Blocked'" in board.detail
+        assert "status_values" in board.fix
+        found = await gh.github_checks(gh.config(repo=", project: {number: 9}"))
+        assert found[f"github:{REPO}:board"].status == "error" and "not found" in found[f"github:{REPO}:board"].detail
+
+
+class TestGitHubAppChecks:
+    """Doctor for a GitHub App: the key, the installation, and the permissions the installation granted."""
+
+    async def test_a_good_app(self, gh: GhSite, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A real RS256 key (a path in GITHUB_APP_KEY) mints a token; every permission agentos needs is granted."""
+        private, public = app_key_pair()
+        gh.fake.enable_app(7, 42, public)
+        (gh.tmp / "app.pem").write_text(private)
+        monkeypatch.delenv("GITHUB_TOKEN")
+        monkeypatch.setenv("GITHUB_APP_KEY", str(gh.tmp / "app.pem"))
+        found = await gh.github_checks(gh.config(", app_id: 7, installation_id: 42"))
+        assert problems(found) == {}
+        assert "app 7, installation 42: installation token minted" in found["github:app"].detail
+        assert "issues=write" in found["github:permissions"].detail
+
+    async def test_missing_permissions(self, gh: GhSite, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An installation without pull requests (or, with a board, projects) write is an error naming each."""
+        private, public = app_key_pair()
+        grant = {"metadata": "read", "issues": "write", "pull_requests": "read", "contents": "write", "checks": "read"}
+        gh.fake.enable_app(7, 42, public, permissions=grant | {"statuses": "read"})
+        gh.fake.add_project("acme", 1)
+        monkeypatch.setenv("GITHUB_APP_KEY", private)
+        found = await gh.github_checks(gh.config(", app_id: 7, installation_id: 42", ", project: {number: 1}"))
+        perms = found["github:permissions"]
+        assert perms.status == "error"
+        assert (
+            "pull requests: write (has read" in perms.detail
+            and "organization projects: write (has none" in perms.detail
+        )
+        assert "actions: read" in perms.detail and "Permissions & events" in perms.fix
+
+    @pytest.mark.parametrize(
+        ("github", "key", "expected"),
+        [
+            pytest.param(", app_id: 7, installation_id: 42", "other", "refused the JWT of app 7", id="wrong-key"),
+            pytest.param(
+                ", app_id: 7, installation_id: 99", "good", "installation 99 of GitHub App 7 not found", id="iid"
+            ),
+            pytest.param(", app_id: 7", "good", "installation_id is not set", id="no-iid"),
+            pytest.param(", app_id: 7, installation_id: 42", "garbled", "not a readable PEM", id="garbled"),
+            pytest.param(", app_id: 7, installation_id: 42", None, "no GitHub App private key", id="no-key"),
+        ],
+    )
+    async def test_a_broken_app_is_one_line_with_a_fix(
+        self, gh: GhSite, monkeypatch: pytest.MonkeyPatch, github: str, key: str | None, expected: str
+    ) -> None:
+        """A wrong key, installation id or a key that is not a PEM: one line saying what to check, never the key."""
+        gh.fake.enable_app(7, 42, app_key_pair()[1])
+        monkeypatch.delenv("GITHUB_TOKEN")
+        values = {"good": app_key_pair()[0], "other": app_key_pair(1)[0], "garbled": "-----BEGIN RSA PRIVATE KEY-----"}
+        if key is not None:
+            monkeypatch.setenv("GITHUB_APP_KEY", values[key])
+        found = await gh.github_checks(gh.config(github))
+        app = found["github:app"]
+        assert list(found) == ["github:app"] and app.status == "error" and app.fix
+        assert expected in app.detail and "\n" not in app.detail and "PRIVATE KEY" not in app.detail
 
 
 class TestCommandProgram:

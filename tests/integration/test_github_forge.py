@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,15 +13,22 @@ import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
+from agentos.config import Config, ConfigError, GitHubConfig, JobConfig, RepoConfig
+from agentos.daemon import job_configs
 from agentos.forge.base import marker
+from agentos.forge.factory import build_forge
 from agentos.forge.github import (
     AppAuth,
     GitHubClient,
+    GitHubError,
     GitHubForge,
     ProjectConfig,
     TokenAuth,
 )
-from tests.fakes.github_server import FAKE_EPOCH, FakeGitHub, fake_github  # noqa: F401
+from agentos.redact import redact
+from agentos.scheduler import Scheduler
+from agentos.store import DaemonState
+from tests.fakes.github_server import FAKE_EPOCH, FakeGitHub, app_key_pair, fake_github  # noqa: F401
 
 REPO = "acme/calc"
 READY = "agentos:ready"
@@ -416,19 +424,19 @@ class TestFaultsOverHttp:
 
 
 class TestAppAuthOverHttp:
-    """A GitHub App installation token works for the API and for git push."""
+    """A GitHub App: a real RS256 JWT buys installation tokens that work for the API and for git push."""
 
     async def test_app_token_for_api_and_push(self, rig: Rig) -> None:
         """The client mints an installation token; the forge lists issues and pushes a branch with it."""
-        rig.fake.enable_app(7, 42)
-        auth = AppAuth(7, "unused", 42, signer=lambda data: b"not-really-rs256")
-        client = GitHubClient(rig.fake.url, auth=auth)
+        private, public = app_key_pair()
+        rig.fake.enable_app(7, 42, public)
+        client = GitHubClient(rig.fake.url, auth=AppAuth(7, private, 42))
         try:
             forge = GitHubForge(client)
             issue = rig.fake.add_issue(REPO, "Add mul", "please")
             assert (await forge.get_issue(REPO, issue.number)).number == issue.number
             url, env = await forge.git_credentials(REPO)
-            assert env["AGENTOS_GIT_TOKEN"].startswith("ghs_")
+            assert env["AGENTOS_GIT_TOKEN"] in rig.fake.state.installation_tokens
             work = rig.tmp / "app-work"
             full_env = git_env(rig.tmp, env)
             await git("clone", "-q", url, str(work), env=full_env)
@@ -436,9 +444,105 @@ class TestAppAuthOverHttp:
             await git("commit", "-q", "--allow-empty", "-m", "empty", cwd=work, env=full_env)
             await git("push", "-q", "origin", "agentos/app", cwd=work, env=full_env)
             assert await rig.fake.branch_sha(REPO, "agentos/app") is not None
-            assert rig.fake.requests_to("POST", r"^/app/installations/42/access_tokens$")
+            assert len(rig.fake.requests_to("POST", r"^/app/installations/42/access_tokens$")) == 1
         finally:
             await client.aclose()
+
+    async def test_token_refreshed_before_expiry(self, rig: Rig) -> None:
+        """Past 55 of its 60 minutes the token is replaced before use, for the API and for git; no 401 is seen."""
+        private, public = app_key_pair()
+        now = [time.time()]
+        rig.fake.clock = lambda: now[0]
+        rig.fake.enable_app(7, 42, public)
+        client = GitHubClient(rig.fake.url, auth=AppAuth(7, private, 42), clock=lambda: now[0])
+        try:
+            forge = GitHubForge(client)
+            issue = rig.fake.add_issue(REPO, "Add mul", "please")
+            await forge.get_issue(REPO, issue.number)
+            _, first = await forge.git_credentials(REPO)
+            now[0] += 54 * 60
+            await forge.get_issue(REPO, issue.number)
+            assert len(rig.fake.state.installation_tokens) == 1
+            now[0] += 2 * 60  # 56 minutes: inside the 5-minute margin
+            await forge.get_issue(REPO, issue.number)
+            url, second = await forge.git_credentials(REPO)
+            assert len(rig.fake.state.installation_tokens) == 2
+            assert second["AGENTOS_GIT_TOKEN"] != first["AGENTOS_GIT_TOKEN"]
+            now[0] += 5 * 60  # the first token has expired at the fake; the second still works for git
+            out = await git("ls-remote", url, "refs/heads/main", env=git_env(rig.tmp, second))
+            assert out.endswith("refs/heads/main")
+            assert not [r for r in rig.fake.state.requests if r.status == 401]
+        finally:
+            await client.aclose()
+
+    async def test_wrong_key_or_installation_is_one_clear_line(self, rig: Rig) -> None:
+        """A key the app does not own and an installation that does not exist each fail with one line saying what
+        to check (the fake verifies the signature with the app's public key)."""
+        rig.fake.enable_app(7, 42, app_key_pair()[1])
+        for auth, expected in [
+            (AppAuth(7, app_key_pair(1)[0], 42), "refused the JWT of app 7"),
+            (AppAuth(7, app_key_pair()[0], 99), "installation 99 of GitHub App 7 not found"),
+        ]:
+            client = GitHubClient(rig.fake.url, auth=auth, sleep=_no_sleep)
+            try:
+                with pytest.raises(GitHubError) as info:
+                    await GitHubForge(client).get_issue(REPO, 1)
+            finally:
+                await client.aclose()
+            assert expected in str(info.value) and "\n" not in str(info.value)
+        assert rig.fake.state.installation_tokens == {}
+
+    async def test_factory_builds_the_app_forge_and_secrets_stay_out_of_logs(
+        self, rig: Rig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``forge: github`` with app_id reads the key (a path in GITHUB_APP_KEY), works over HTTP, and neither the
+        key, the JWT nor the installation token reaches a log line; the redactor knows the key and the token."""
+        private, public = app_key_pair()
+        rig.fake.enable_app(7, 42, public)
+        key_file = rig.tmp / "app.pem"
+        key_file.write_text(private)
+        monkeypatch.setenv("GITHUB_APP_KEY", str(key_file))
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+        config = Config(
+            forge="github",
+            state_dir=str(rig.tmp / "state"),
+            github=GitHubConfig(api_url=rig.fake.url, app_id=7, installation_id=42),
+            repos=[RepoConfig(name=REPO, test_command="true")],
+        )
+        forge, _ = build_forge(config)
+        assert isinstance(forge, GitHubForge)
+        issue = rig.fake.add_issue(REPO, "Add mul", "please")
+        try:
+            with capture_logs() as logs:
+                await forge.get_issue(REPO, issue.number)
+                _, env = await forge.git_credentials(REPO)
+        finally:
+            await forge.aclose()
+        token = env["AGENTOS_GIT_TOKEN"]
+        text = repr(logs)
+        assert "github_app_token_minted" in text
+        assert token not in text and "PRIVATE KEY" not in text and "eyJ" not in text
+        assert redact(f"token {token} key {private.strip()}") == "token [REDACTED] key [REDACTED]"
+
+    async def test_a_bad_key_stops_the_factory_with_one_line(self, rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A key that is not a usable PEM, or no installation id, is a ConfigError of one line."""
+        monkeypatch.setenv("GITHUB_APP_KEY", "-----BEGIN RSA PRIVATE KEY-----\\nAAAA\\n-----END RSA PRIVATE KEY-----")
+        for installation_id, expected in [(42, "not a readable PEM private key"), (None, "github.installation_id")]:
+            config = Config(
+                forge="github", github=GitHubConfig(api_url=rig.fake.url, app_id=7, installation_id=installation_id)
+            )
+            with pytest.raises(ConfigError) as info:
+                build_forge(config)
+            assert len(info.value.problems) == 1 and expected in info.value.problems[0]
+            assert "AAAA" not in info.value.problems[0]
+
+
+async def _no_sleep(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+class TestPushAuth:
+    """git over HTTP wants the token the credential helper hands it."""
 
     async def test_push_without_credentials_is_refused(self, rig: Rig) -> None:
         """The fake's git endpoint wants the token: a push without the helper fails."""
@@ -449,3 +553,38 @@ class TestAppAuthOverHttp:
         )  # fmt: skip
         await proc.communicate()
         assert proc.returncode != 0
+
+
+class TestPollInterval:
+    """``github.poll_interval_s`` sets how often the dispatch job polls GitHub for ready issues."""
+
+    @pytest.mark.parametrize(
+        ("jobs", "trigger", "enabled", "reloaded"),
+        [
+            pytest.param({}, "every 15s", True, "every 45s", id="poll-interval"),
+            pytest.param(
+                {"dispatch": JobConfig(enabled=False)}, "every 15s", False, "every 45s", id="disabled-keeps-it"
+            ),
+            pytest.param({"dispatch": JobConfig(interval_s=300)}, "every 300s", True, "every 300s", id="jobs-wins"),
+        ],
+    )
+    async def test_dispatch_runs_every_poll_interval(
+        self, jobs: dict[str, JobConfig], trigger: str, enabled: bool, reloaded: str
+    ) -> None:
+        """The daemon's job table (``ctl jobs``) shows dispatch every poll_interval_s unless jobs.dispatch sets a
+        trigger; a reload with a new poll_interval_s applies it."""
+        config = Config(forge="github", github=GitHubConfig(poll_interval_s=15), jobs=jobs)
+        scheduler = Scheduler(DaemonState(), configs=job_configs(config))
+
+        async def tick() -> None:
+            return None
+
+        scheduler.register("dispatch", tick)
+        [row] = scheduler.table()
+        assert (row["trigger"], row["enabled"]) == (trigger, enabled)
+        scheduler.reconfigure(job_configs(config.model_copy(update={"github": GitHubConfig(poll_interval_s=45)})))
+        assert scheduler.table()[0]["trigger"] == reloaded
+
+    def test_local_forge_keeps_the_default_minute(self) -> None:
+        """On the local forge the poll interval does not apply (dispatch keeps its default)."""
+        assert "dispatch" not in job_configs(Config(github=GitHubConfig(poll_interval_s=15)))

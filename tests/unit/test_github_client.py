@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import importlib.util
 import json
 import os
 from collections.abc import Callable
@@ -12,7 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from structlog.testing import capture_logs
 
 from agentos.forge.base import ForgeError, NotFound
@@ -28,10 +29,12 @@ from agentos.forge.github import (
     backoff_delay,
     check_run_state,
     combine_states,
+    load_app_key,
     rate_limit_wait,
     ready_verdict,
     route_of,
 )
+from tests.fakes.github_server import app_key_pair
 
 TOKEN = "ghp_" + "S3cr3tT0ken" * 4
 BASE = "https://api.github.test"
@@ -539,24 +542,20 @@ class TestLogging:
         assert TOKEN not in repr(TokenAuth(TOKEN))
 
 
-def fake_signer(data: bytes) -> bytes:
-    return b"sig:" + data[:8]
-
-
 def app_handler(clock: Clock, minted: list[str], *, ttl: float = 3600.0) -> Handler:
+    """GitHub's token exchange: the JWT is verified with the app's public key; other routes want the last token."""
+    _, public = app_key_pair()
+
     def handler(request: httpx.Request) -> httpx.Response:
         auth = request.headers["authorization"].removeprefix("Bearer ")
         if request.url.path == "/app/installations/42/access_tokens":
-            header, claims, _ = auth.split(".")
-            claims_json = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
-            assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"] == "RS256"
-            assert claims_json["iss"] == "7"
-            assert claims_json["iat"] == int(clock.now) - 60
-            assert claims_json["exp"] == int(clock.now) + 540
-            token = f"ghs_installation_{len(minted)}"
+            claims = jwt.decode(auth, public, algorithms=["RS256"], options={"verify_exp": False, "verify_iat": False})
+            assert jwt.get_unverified_header(auth)["alg"] == "RS256"
+            assert claims == {"iss": "7", "iat": int(clock.now) - 60, "exp": int(clock.now) + 540}
+            token = f"ghs_installation{len(minted)}_" + "x" * 20
             minted.append(token)
             expires = datetime.fromtimestamp(clock.now + ttl, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            return json_response({"token": token, "expires_at": expires}, 201)
+            return json_response({"token": token, "expires_at": expires, "permissions": {"issues": "write"}}, 201)
         if auth != minted[-1]:
             return json_response({"message": "Bad credentials"}, 401)
         return json_response({"who": auth})
@@ -564,38 +563,42 @@ def app_handler(clock: Clock, minted: list[str], *, ttl: float = 3600.0) -> Hand
     return handler
 
 
+def app_auth() -> AppAuth:
+    return AppAuth(7, app_key_pair()[0], 42)
+
+
 class TestAppAuth:
     """GitHub App installation tokens: minted from a JWT, cached, refreshed before expiry."""
 
     async def test_mints_and_caches(self) -> None:
-        """The first request mints a token with the app JWT; later requests reuse it."""
+        """The first request mints a token with an RS256 JWT (iss = app id as a string); later requests reuse it."""
         clock, minted = Clock(), list[str]()
-        auth = AppAuth(7, "unused-pem", 42, signer=fake_signer)
+        auth = app_auth()
         client, _ = make_client(app_handler(clock, minted), clock, auth=auth)
-        assert await client.get("/a") == {"who": "ghs_installation_0"}
-        assert await client.get("/b") == {"who": "ghs_installation_0"}
-        assert minted == ["ghs_installation_0"]
+        assert await client.get("/a") == {"who": minted[0]}
+        assert await client.get("/b") == {"who": minted[0]}
+        assert len(minted) == 1
+        assert auth.permissions == {"issues": "write"}
+        assert auth.expires_at == clock.now + 3600
 
     async def test_refreshes_five_minutes_before_expiry(self) -> None:
         """At 56 minutes into a 60-minute token a new one is minted."""
         clock, minted = Clock(), list[str]()
-        auth = AppAuth(7, "unused-pem", 42, signer=fake_signer)
-        client, _ = make_client(app_handler(clock, minted), clock, auth=auth)
+        client, _ = make_client(app_handler(clock, minted), clock, auth=app_auth())
         await client.get("/a")
         clock.now += 54 * 60
         await client.get("/a")
         assert len(minted) == 1
         clock.now += 2 * 60
-        assert await client.get("/a") == {"who": "ghs_installation_1"}
+        assert await client.get("/a") == {"who": minted[1]}
 
     async def test_401_reminted_once(self) -> None:
         """A 401 with a cached token drops it and retries with a fresh one."""
         clock, minted = Clock(), list[str]()
-        auth = AppAuth(7, "unused-pem", 42, signer=fake_signer)
-        client, _ = make_client(app_handler(clock, minted), clock, auth=auth)
+        client, _ = make_client(app_handler(clock, minted), clock, auth=app_auth())
         await client.get("/a")
         minted.append("ghs_revoked_elsewhere")  # the cached token no longer works
-        assert await client.get("/a") == {"who": "ghs_installation_2"}
+        assert await client.get("/a") == {"who": minted[2]}
         assert len(minted) == 3
 
     async def test_401_with_fixed_token_raises(self) -> None:
@@ -607,11 +610,59 @@ class TestAppAuth:
         assert info.value.status == 401
         assert len(rec.requests) == 1
 
-    @pytest.mark.skipif(importlib.util.find_spec("cryptography") is not None, reason="cryptography is installed")
-    def test_without_cryptography_says_so(self) -> None:
-        """Without a signer and without ``cryptography`` the constructor names the missing package."""
-        with pytest.raises(ForgeError, match="cryptography"):
-            AppAuth(7, "-----BEGIN RSA PRIVATE KEY-----\n...", 42)
+    @pytest.mark.parametrize(
+        ("key", "message"),
+        [
+            pytest.param(
+                "-----BEGIN RSA PRIVATE KEY-----\nnot base64\n-----END RSA PRIVATE KEY-----",
+                "not a readable",
+                id="garbled",
+            ),
+            pytest.param("ec", "not an RSA key", id="ec-key"),
+            pytest.param("encrypted", "encrypted", id="encrypted"),
+        ],
+    )
+    def test_a_bad_key_is_one_line(self, key: str, message: str) -> None:
+        """A key that cannot sign fails at construction with one line that names the problem, never the key."""
+        if key == "ec":
+            key = (
+                ec.generate_private_key(ec.SECP256R1())
+                .private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+                .decode()
+            )
+        elif key == "encrypted":
+            key = (
+                serialization.load_pem_private_key(app_key_pair()[0].encode(), None)
+                .private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.BestAvailableEncryption(b"hunter2hunter2"),
+                )
+                .decode()
+            )
+        with pytest.raises(ForgeError, match=message) as info:
+            AppAuth(7, key, 42)
+        assert "\n" not in str(info.value) and "BEGIN" not in str(info.value)
+
+
+class TestLoadAppKey:
+    """The app key secret may be the PEM itself or the path of the .pem file."""
+
+    def test_pem_path_and_escaped_newlines(self, tmp_path: Any) -> None:
+        """A PEM, the path of one and a PEM with literal \\n escapes all give the same PEM."""
+        pem = app_key_pair()[0].strip()
+        (tmp_path / "app.pem").write_text(pem + "\n")
+        assert load_app_key(pem) == pem
+        assert load_app_key(str(tmp_path / "app.pem")) == pem
+        assert load_app_key(pem.replace("\n", "\\n")) == pem
+
+    def test_neither_pem_nor_file(self, tmp_path: Any) -> None:
+        """A value that is neither says so without echoing it."""
+        with pytest.raises(ForgeError, match="neither a PEM private key nor the path") as info:
+            load_app_key(str(tmp_path / "missing.pem"))
+        assert "missing.pem" not in str(info.value)
 
 
 class TestGitCredentials:

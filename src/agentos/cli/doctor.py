@@ -3,60 +3,47 @@
 Every check is a :class:`Check` ``{check, status: ok|warn|error, detail, fix}``. An error means the daemon
 cannot do its work (exit code 1); a warning means something to look at (exit code 0): a daemon that is
 not running, an agent with no API key in this shell, little disk space. The probes (a CLI's ``--version``,
-GitHub's ``GET /user``, Telegram's ``getMe``) are shared with ``agentos init``.
+GitHub's ``GET /user``, Telegram's ``getMe``) live in :mod:`agentos.cli.probes`, shared with ``agentos init``;
+the agent checks are in :mod:`agentos.cli.doctor_agents` and the GitHub checks in :mod:`agentos.cli.doctor_github`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+import structlog
 import typer
 
 from agentos.cli._common import ConfigOption, JsonOption, console, print_json
+from agentos.cli.probes import VERSION_TIMEOUT_S, git_version
+from agentos.cli.probes import Probe as Probe  # the probes are re-exported for agentos init
+from agentos.cli.probes import credential_dirs as credential_dirs
+from agentos.cli.probes import find_secret as find_secret
+from agentos.cli.probes import github_get as github_get
+from agentos.cli.probes import github_scopes as github_scopes
+from agentos.cli.probes import probe_version as probe_version
+from agentos.cli.probes import telegram_call as telegram_call
 
 if TYPE_CHECKING:
-    import httpx
-
-    from agentos.config import AgentConfig, Config, RepoConfig
+    from agentos.config import Config, RepoConfig
 
 Status = Literal["ok", "warn", "error"]
 
 MIN_FREE_BYTES = 2 * 1024**3
 """Below this much free space on the state directory's file system, doctor warns."""
 
-VERSION_TIMEOUT_S = 10.0
-DEEP_TIMEOUT_S = 90.0
-GITHUB_API = "https://api.github.com"
-TELEGRAM_API = "https://api.telegram.org"
-
-AUTH_ENV: dict[str, list[str]] = {
-    "claude": ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"],
-    "codex": ["OPENAI_API_KEY"],
-    "gemini": ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
-}
-"""The environment variables that authenticate each CLI (any one is enough)."""
-
-LOGIN_FILES: dict[str, list[str]] = {
-    "claude": ["~/.claude/.credentials.json"],
-    "codex": ["~/.codex/auth.json"],
-    "gemini": ["~/.gemini/oauth_creds.json"],
-}
-"""Where each CLI keeps an interactive login, as an alternative to an API key."""
-
-LOGIN_HINTS: dict[str, str] = {
-    "claude": "export ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`) where the daemon runs",
-    "codex": "export OPENAI_API_KEY where the daemon runs, or run `codex login` as the daemon's user",
-    "gemini": "export GEMINI_API_KEY where the daemon runs, or run `gemini` once as the daemon's user to log in",
-}
 
 SHELL_WORDS = frozenset({"cd", "export", "source", ".", "set", "env", "exec", "(", "{", "if", "for", "while"})
 SHELL_BUILTINS = frozenset({"true", "false", ":", "echo", "printf", "test", "[", "exit"})
@@ -73,113 +60,6 @@ class Check:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
-
-
-# ---------------------------------------------------------------- probes (shared with `agentos init`)
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """A program found (or not) on PATH, and what ``PROGRAM --version`` said."""
-
-    program: str
-    path: str | None
-    version: str
-    ok: bool
-
-
-def probe_version(program: str, *, timeout: float = VERSION_TIMEOUT_S, env: Mapping[str, str] | None = None) -> Probe:
-    """Find ``program`` and run ``program --version`` with a time limit; never raises."""
-    path_var = (env or os.environ).get("PATH") or os.defpath
-    path = shutil.which(program, path=path_var) if "/" not in program else program
-    if path is None or not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        return Probe(program, None, "not found on PATH", False)
-    try:
-        res = subprocess.run(
-            [path, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None,
-            errors="replace",
-        )
-    except subprocess.TimeoutExpired:
-        return Probe(program, path, f"`{program} --version` did not answer within {timeout:.0f} s", False)
-    except OSError as exc:
-        return Probe(program, path, f"cannot run: {exc.strerror or exc}", False)
-    lines = [ln.strip() for ln in (res.stdout + "\n" + res.stderr).splitlines() if ln.strip()]
-    first = lines[0] if lines else "(no output)"
-    if res.returncode != 0:
-        return Probe(program, path, f"`{program} --version` exited {res.returncode}: {first}", False)
-    return Probe(program, path, first, True)
-
-
-def git_version(text: str) -> tuple[int, ...]:
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
-    return tuple(int(g) for g in match.groups() if g is not None) if match else ()
-
-
-def github_get(api_url: str, token: str, path: str, *, timeout: float = 10.0) -> httpx.Response:
-    """One authenticated GET on the GitHub REST API (raises ``httpx.HTTPError`` when unreachable)."""
-    import httpx
-
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Accept": "application/vnd.github+json",
-        "X-GitHub-Api-Version": "2022-11-28",
-        "User-Agent": "agentos-doctor",
-    }
-    return httpx.get(api_url.rstrip("/") + path, headers=headers, timeout=timeout)
-
-
-def github_scopes(resp: httpx.Response) -> list[str] | None:
-    """The classic token's scopes from ``X-OAuth-Scopes``; None for a fine-grained token (no header)."""
-    header = resp.headers.get("x-oauth-scopes")
-    if header is None:
-        return None
-    return [s.strip() for s in header.split(",") if s.strip()]
-
-
-def telegram_call(
-    api_base: str | None, token: str, method: str, params: dict[str, Any] | None = None, *, timeout: float = 10.0
-) -> dict[str, Any]:
-    """Call a Bot API method; returns the decoded ``{"ok", "result"|"description"}`` (raises when unreachable)."""
-    import httpx
-
-    url = f"{(api_base or TELEGRAM_API).rstrip('/')}/bot{token}/{method}"
-    resp = httpx.post(url, json=params or {}, timeout=timeout)
-    try:
-        data = resp.json()
-    except ValueError:
-        return {"ok": False, "error_code": resp.status_code, "description": resp.text[:200]}
-    return data if isinstance(data, dict) else {"ok": False, "description": "unexpected answer"}
-
-
-def credential_dirs() -> list[Path]:
-    """Where ``agentos init`` stores tokens: the system directory, then the user's."""
-    return [Path("/etc/agentos/credentials"), Path("~/.config/agentos/credentials").expanduser()]
-
-
-def find_secret(
-    name: str, env_name: str, env: Mapping[str, str], dirs: list[Path] | None = None
-) -> tuple[str | None, str]:
-    """A secret and where it came from: ``$ENV``, ``$CREDENTIALS_DIRECTORY/name``, or a credentials directory.
-
-    ``dirs`` defaults to :func:`credential_dirs` (where ``agentos init`` stores tokens).
-    """
-    if value := (env.get(env_name) or "").strip():
-        return value, f"${env_name}"
-    files = [Path(d) / name for d in [env.get("CREDENTIALS_DIRECTORY")] if d]
-    files += [d / name for d in (credential_dirs() if dirs is None else dirs)]
-    for file in files:
-        try:
-            value = file.read_text(encoding="utf-8").strip()
-        except OSError:
-            continue
-        if value:
-            return value, str(file)
-    return None, ""
 
 
 # ---------------------------------------------------------------- checks
@@ -323,103 +203,6 @@ def check_git(env: Mapping[str, str]) -> Check:
     return Check("git", "ok", f"{probe.version} ({probe.path})")
 
 
-def agent_program(name: str, cfg: AgentConfig) -> str:
-    if cfg.kind == "command":
-        return (cfg.argv or [name])[0]
-    return cfg.binary or cfg.kind
-
-
-def check_agent(name: str, cfg: AgentConfig, env: Mapping[str, str], *, deep: bool = False) -> list[Check]:
-    from agentos.agents.adapters import INSTALL_HINTS
-
-    program = agent_program(name, cfg)
-    where = f"agent:{name}"
-    if cfg.kind == "command":
-        path = shutil.which(program, path=env.get("PATH") or os.defpath) if "/" not in program else program
-        if path is None or not os.access(path, os.X_OK):
-            return [
-                Check(where, "error", f"{program!r} is not on PATH or not executable", f"check agents.{name}.argv[0]")
-            ]
-        return [Check(where, "ok", f"command agent: {path}")]
-    probe = probe_version(program, env=env)
-    hint = INSTALL_HINTS.get(cfg.kind, "")
-    if probe.path is None:
-        fix = f"{hint}; or set agents.{name}.binary to its full path"
-        return [Check(where, "error", f"{program!r} ({cfg.kind}) is not installed or not on PATH", fix)]
-    if not probe.ok:
-        return [Check(where, "error", f"{probe.path}: {probe.version}", f"reinstall it: {hint}")]
-    checks = [Check(where, "ok", f"{probe.version} ({probe.path})")]
-    checks.append(_auth_check(name, cfg, env))
-    if deep:
-        checks.append(deep_auth_check(name, cfg, probe.path, env))
-    return checks
-
-
-def _auth_check(name: str, cfg: AgentConfig, env: Mapping[str, str]) -> Check:
-    where = f"agent:{name}:auth"
-    passed = list(cfg.pass_env)
-    shown = ", ".join(f"{v} ({'set' if env.get(v) else 'unset'})" for v in passed) or "nothing"
-    auth_vars = AUTH_ENV.get(cfg.kind, [])
-    usable = [v for v in auth_vars if v in passed and env.get(v)]
-    home = env.get("HOME") or str(Path.home())
-    logins = [f for f in LOGIN_FILES.get(cfg.kind, []) if Path(f.replace("~", home, 1)).is_file()]
-    detail = f"passes {shown} (in this shell)"
-    if usable:
-        return Check(where, "ok", f"{detail}; authenticates with {usable[0]}")
-    if logins:
-        return Check(where, "ok", f"{detail}; logged in ({logins[0]})")
-    missing = [v for v in auth_vars if v not in passed]
-    fix = LOGIN_HINTS.get(cfg.kind, "")
-    if missing and not any(v in passed for v in auth_vars):
-        fix += f"; and list it in agents.{name}.pass_env (e.g. {missing[0]})"
-    return Check(where, "warn", f"{detail}; no API key set and no login found", fix)
-
-
-def deep_auth_check(name: str, cfg: AgentConfig, path: str, env: Mapping[str, str]) -> Check:
-    """One tiny real call (or ``codex login status``) through the environment the daemon would give it."""
-    from datetime import UTC, datetime
-
-    from agentos.agents.adapters import parse_output
-    from agentos.agents.runner import scrubbed_env
-
-    where = f"agent:{name}:login"
-    agent_env = scrubbed_env(list(cfg.pass_env), dict(cfg.env), env)
-    prompt = "Reply with the single word OK and do nothing else."
-    if cfg.kind == "codex":
-        argv, stdin = [path, "login", "status"], None
-    elif cfg.kind == "claude":
-        argv, stdin = [path, "-p", "--output-format", "json", "--max-turns", "1", *_model(cfg)], prompt
-    else:
-        argv, stdin = [path, "-p", "", "--output-format", "json", *_model(cfg)], prompt
-    with tempfile.TemporaryDirectory(prefix="agentos-doctor-") as cwd:
-        try:
-            res = subprocess.run(
-                argv, input=stdin, capture_output=True, text=True, timeout=DEEP_TIMEOUT_S, cwd=cwd, env=agent_env
-            )
-        except subprocess.TimeoutExpired:
-            return Check(where, "warn", f"no answer within {DEEP_TIMEOUT_S:.0f} s", "run it by hand to see why")
-        except OSError as exc:
-            return Check(where, "error", f"cannot run {path}: {exc}", "reinstall the CLI")
-    output = res.stdout + "\n" + res.stderr
-    if cfg.kind == "codex":
-        if res.returncode == 0:
-            return Check(where, "ok", output.strip().splitlines()[0] if output.strip() else "logged in")
-        return Check(where, "error", f"not logged in: {output.strip()[-200:]}", LOGIN_HINTS["codex"])
-    report = parse_output(cfg.kind, output, res.returncode, now=datetime.now(UTC))
-    if report.failure == "missing_credentials":
-        return Check(where, "error", f"authentication failed: {report.detail}", LOGIN_HINTS.get(cfg.kind, ""))
-    if report.failure == "quota_limited":
-        return Check(where, "warn", f"authenticated, but at a usage limit: {report.detail}", "wait for the reset")
-    if report.is_error:
-        return Check(where, "error", f"the call failed: {report.detail or output.strip()[-200:]}", "run it by hand")
-    cost = f", ${report.cost_usd:.4f}" if report.cost_reported else ""
-    return Check(where, "ok", f"answered a one-line prompt ({report.tokens_in + report.tokens_out} tokens{cost})")
-
-
-def _model(cfg: AgentConfig) -> list[str]:
-    return (["--model" if cfg.kind == "claude" else "-m", cfg.model]) if cfg.model else []
-
-
 def command_program(command: str) -> str | None:
     """The program a test command runs (after ``VAR=value`` prefixes); None when it is shell syntax."""
     try:
@@ -489,65 +272,6 @@ def _git_repo_check(where: str, repo: RepoConfig, path: Path, env: Mapping[str, 
     return Check(where, "ok", f"{path} is a git repository (base {repo.base_branch})")
 
 
-def check_github(cfg: Config, env: Mapping[str, str], dirs: list[Path] | None = None) -> list[Check]:
-    import httpx
-
-    api = cfg.github.api_url if cfg.github else GITHUB_API
-    if cfg.github is not None and cfg.github.app_id is not None:
-        return [Check("github:token", "warn", "GitHub App authentication is not checked by doctor yet", "")]
-    token, source = find_secret("github_token", "GITHUB_TOKEN", env, dirs)
-    fix_token = "export GITHUB_TOKEN, or run agentos init --forge github to store it in the credentials file"
-    if token is None:
-        return [Check("github:token", "error", "no GitHub token (GITHUB_TOKEN or credential github_token)", fix_token)]
-    try:
-        resp = github_get(api, token, "/user")
-    except httpx.HTTPError as exc:
-        return [Check("github:token", "error", f"cannot reach {api}: {exc}", "check the network or github.api_url")]
-    if resp.status_code == 401:
-        return [Check("github:token", "error", f"the token from {source} is rejected (401)", fix_token)]
-    if resp.status_code != 200:
-        return [Check("github:token", "error", f"GET /user answered {resp.status_code}", "check the token")]
-    login = str(resp.json().get("login", "?"))
-    scopes = github_scopes(resp)
-    checks: list[Check] = []
-    if scopes is None:
-        checks.append(Check("github:token", "ok", f"fine-grained token of {login} (from {source})"))
-    else:
-        needed = ["repo"] + (["project"] if any(r.project for r in cfg.repos) else [])
-        missing = [s for s in needed if s not in scopes and not (s == "project" and "read:project" in scopes)]
-        detail = f"classic token of {login} (from {source}), scopes: {', '.join(scopes) or 'none'}"
-        if missing:
-            fix = f"add the scope(s) {', '.join(missing)} at https://github.com/settings/tokens"
-            checks.append(Check("github:token", "error", f"{detail}; missing {', '.join(missing)}", fix))
-        else:
-            checks.append(Check("github:token", "ok", detail))
-    for repo in cfg.repos:
-        checks.append(_github_repo(api, token, repo.name))
-    return checks
-
-
-def _github_repo(api: str, token: str, name: str) -> Check:
-    import httpx
-
-    where = f"github:{name}"
-    try:
-        resp = github_get(api, token, f"/repos/{name}")
-    except httpx.HTTPError as exc:
-        return Check(where, "error", f"cannot reach {api}: {exc}", "check the network")
-    if resp.status_code in (403, 404):
-        return Check(
-            where, "error", f"{name}: not visible to this token ({resp.status_code})", "grant the token access"
-        )
-    if resp.status_code != 200:
-        return Check(where, "error", f"{name}: GET answered {resp.status_code}", "check the name (owner/name)")
-    perms = resp.json().get("permissions") or {}
-    if perms and not perms.get("push"):
-        return Check(
-            where, "error", f"{name}: the token cannot push", "give the token write access to contents and PRs"
-        )
-    return Check(where, "ok", f"{name}: reachable" + (", can push" if perms.get("push") else ""))
-
-
 def check_telegram(cfg: Config, env: Mapping[str, str], dirs: list[Path] | None = None) -> list[Check]:
     import httpx
 
@@ -589,6 +313,8 @@ def run_checks(
     ``env`` is the environment the daemon is assumed to have (default: this process's);
     ``credentials`` the directories searched for stored tokens (default: :func:`credential_dirs`).
     """
+    from agentos.cli.doctor_agents import check_agent
+    from agentos.cli.doctor_github import check_github
     from agentos.cli.views import resolve_state_dir
 
     env = dict(os.environ if env is None else env)
@@ -623,6 +349,20 @@ def render(checks: list[Check]) -> None:
             console.print(f"{'':5}  {'':<{width}}  [dim]fix:[/dim] {escape(c.fix)}", highlight=False)
 
 
+@contextmanager
+def _logs_to_stderr() -> Iterator[None]:
+    """While doctor runs, library log lines (the GitHub client's) go to stderr, warnings only: stdout is the report."""
+    saved = structlog.get_config()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
 def doctor(
     config: str | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -634,7 +374,8 @@ def doctor(
 ) -> None:
     """Check the config, state dir, daemon, git, agents, repos, GitHub and Telegram; exit 1 on any error."""
     dirs = [Path(credentials_dir).expanduser()] if credentials_dir else None
-    checks = run_checks(config, socket=socket, deep=deep, credentials=dirs)
+    with _logs_to_stderr():
+        checks = run_checks(config, socket=socket, deep=deep, credentials=dirs)
     errors = sum(c.status == "error" for c in checks)
     warnings = sum(c.status == "warn" for c in checks)
     if as_json:

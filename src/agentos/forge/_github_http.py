@@ -30,9 +30,6 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
-import base64
-import importlib
-import json as jsonlib
 import random
 import re
 import time
@@ -41,13 +38,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Protocol, TypeAlias
 
 import httpx
+import jwt
 import structlog
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from agentos import __version__
 from agentos.forge.base import ForgeError, NotFound
+from agentos.redact import get_default
 
 __all__ = [
     "API_VERSION",
@@ -61,6 +64,7 @@ __all__ = [
     "RateLimited",
     "TokenAuth",
     "backoff_delay",
+    "load_app_key",
     "rate_limit_wait",
     "route_of",
 ]
@@ -199,53 +203,61 @@ class TokenAuth:
         return False
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def load_app_key(value: str) -> str:
+    """The PEM text of a GitHub App private key given as PEM text or as the path of a ``.pem`` file.
+
+    A PEM pasted into an environment variable with literal ``\\n`` escapes is accepted too. Errors
+    never echo the value: it may be the key itself.
+    """
+    text = value.strip()
+    if "-----BEGIN" not in text:
+        path = Path(text).expanduser()
+        if "\n" in text or not path.is_file():
+            raise ForgeError(
+                "GitHub App key (GITHUB_APP_KEY / credential github_app_key) is neither a PEM "
+                "private key nor the path of a readable file"
+            )
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ForgeError(f"GitHub App key file {path} cannot be read: {exc.__class__.__name__}") from None
+    elif "\n" not in text and "\\n" in text:
+        text = text.replace("\\n", "\n")
+    return text
 
 
-def rs256_signer(private_key_pem: str) -> Callable[[bytes], bytes]:
-    """An RS256 signing function for ``private_key_pem``; needs the ``cryptography`` package."""
-    try:
-        serialization = importlib.import_module("cryptography.hazmat.primitives.serialization")
-        hashes = importlib.import_module("cryptography.hazmat.primitives.hashes")
-        padding = importlib.import_module("cryptography.hazmat.primitives.asymmetric.padding")
-    except ImportError as exc:
-        raise ForgeError(
-            "GitHub App auth needs the 'cryptography' package to sign its JWT (RS256): "
-            "install it (pip install cryptography) or use a token"
-        ) from exc
+def _rsa_key(private_key_pem: str) -> RSAPrivateKey:
+    """The RSA private key of ``private_key_pem``, or a one-line :class:`ForgeError` saying what is wrong."""
     try:
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
-    except ValueError as exc:
-        raise ForgeError("GitHub App private key is not a readable unencrypted PEM key") from exc
-
-    def sign(data: bytes) -> bytes:
-        signature: bytes = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        return signature
-
-    return sign
+    except TypeError:
+        raise ForgeError("GitHub App private key is encrypted; give the unencrypted PEM GitHub generated") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ForgeError(
+            "GitHub App private key is not a readable PEM private key (the .pem file GitHub generated for the app)"
+        ) from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ForgeError("GitHub App private key is not an RSA key (GitHub signs apps with RS256)")
+    return key
 
 
 class AppAuth:
     """A GitHub App installation: a JWT (RS256, 9 minutes) buys an installation token (1 hour).
 
-    The token is cached and replaced ``refresh_margin`` seconds (default 5 minutes) before it expires,
-    or after a 401. ``signer`` signs the JWT; by default it is RS256 with ``cryptography``, and without
-    that package the constructor raises :class:`ForgeError` saying so.
+    The token is cached and replaced ``refresh_margin`` seconds (default 5 minutes) before its
+    ``expires_at``, or after a 401. ``private_key`` is the app's PEM (see :func:`load_app_key`); a key
+    that cannot sign raises :class:`ForgeError` here, not at the first request. Every minted token is
+    given to the process-wide redactor. ``permissions`` are those GitHub granted the last token.
     """
 
     def __init__(
-        self,
-        app_id: int | str,
-        private_key_pem: str,
-        installation_id: int,
-        *,
-        signer: Callable[[bytes], bytes] | None = None,
-        refresh_margin: float = 300.0,
+        self, app_id: int | str, private_key: str, installation_id: int, *, refresh_margin: float = 300.0
     ) -> None:
         self.app_id = str(app_id)
         self.installation_id = installation_id
-        self._sign = signer if signer is not None else rs256_signer(private_key_pem)
+        self.permissions: dict[str, str] = {}
+        self.minted = 0
+        self._key = _rsa_key(private_key)
         self._margin = refresh_margin
         self._token: str | None = None
         self._expires_at = 0.0
@@ -253,37 +265,77 @@ class AppAuth:
 
     def __repr__(self) -> str:
         token = "***" if self._token else None
-        return f"AppAuth(app_id={self.app_id}, installation_id={self.installation_id}, token={token})"
+        return (
+            f"AppAuth(app_id={self.app_id}, installation_id={self.installation_id}, token={token}, "
+            f"minted={self.minted})"
+        )
+
+    @property
+    def expires_at(self) -> float:
+        """When the cached token expires (epoch seconds; 0 before the first)."""
+        return self._expires_at
 
     def app_jwt(self, now: float) -> str:
-        """The app's JWT: issued a minute in the past (clock drift), valid for 9 minutes."""
-        header = _b64url(jsonlib.dumps({"alg": "RS256", "typ": "JWT"}, separators=(",", ":")).encode())
+        """The app's JWT: issued a minute in the past (clock drift), valid for 9 minutes, ``iss`` the app id."""
         claims = {"iat": int(now) - 60, "exp": int(now) + 540, "iss": self.app_id}
-        payload = _b64url(jsonlib.dumps(claims, separators=(",", ":")).encode())
-        signing_input = f"{header}.{payload}".encode("ascii")
-        return f"{header}.{payload}.{_b64url(self._sign(signing_input))}"
+        return jwt.encode(claims, self._key, algorithm="RS256")
 
     async def token(self, exchange: Exchange, now: float) -> str:
         async with self._lock:
             if self._token is not None and now < self._expires_at - self._margin:
                 return self._token
-            data = await exchange(f"/app/installations/{self.installation_id}/access_tokens", self.app_jwt(now))
+            route = "/app/installations/{id}/access_tokens"
+            try:
+                data = await exchange(f"/app/installations/{self.installation_id}/access_tokens", self.app_jwt(now))
+            except NotFound:
+                raise GitHubError(
+                    f"installation {self.installation_id} of GitHub App {self.app_id} not found: "
+                    "check github.installation_id (the number at the end of the installation's settings URL)",
+                    status=404,
+                    method="POST",
+                    route=route,
+                ) from None
+            except GitHubError as exc:
+                if exc.status != 401:
+                    raise
+                raise GitHubError(
+                    f"GitHub refused the JWT of app {self.app_id} ({exc.message}): check github.app_id, "
+                    "the private key and this machine's clock",
+                    status=401,
+                    method="POST",
+                    route=route,
+                ) from None
             if not isinstance(data, dict) or not isinstance(data.get("token"), str):
-                route = "/app/installations/{id}/access_tokens"
                 raise GitHubError("installation token response has no token", method="POST", route=route)
-            expires = data.get("expires_at")
             token = data["token"]
             assert isinstance(token, str)
+            get_default().add(token)
+            self._expires_at = _expiry(data.get("expires_at"), default=now + 3600)
+            granted = data.get("permissions")
+            self.permissions = {str(k): str(v) for k, v in granted.items()} if isinstance(granted, dict) else {}
             self._token = token
-            if isinstance(expires, str):
-                self._expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
-            else:
-                self._expires_at = now + 3600
+            self.minted += 1
+            _log.info(
+                "github_app_token_minted",
+                app_id=self.app_id,
+                installation_id=self.installation_id,
+                expires_in=round(self._expires_at - now),
+            )
             return token
 
     def invalidate(self) -> bool:
         self._token = None
         return True
+
+
+def _expiry(value: JSON, *, default: float) -> float:
+    """Epoch seconds of an ISO-8601 ``expires_at`` (``2025-01-01T01:00:00Z``), else ``default``."""
+    if not isinstance(value, str):
+        return default
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
 
 
 # ---------------------------------------------------------------------------------------------- client
@@ -364,6 +416,10 @@ class GitHubClient:
             f"rate_waits={s.rate_limit_waits} remaining[{limits}]>"
         )
 
+    @property
+    def auth(self) -> Auth:
+        return self._auth
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -397,6 +453,10 @@ class GitHubClient:
                 raise GitHubError("expected a list", status=200, method="GET", route=route_of(path))
             items.extend(body)
         return items
+
+    async def response(self, path: str, *, params: Mapping[str, str | int] | None = None) -> httpx.Response:
+        """GET ``path`` unconditionally and return the response whatever its status (doctor reads headers)."""
+        return await self._send("GET", path, params=params, idempotent=True)
 
     async def get_text(self, path: str) -> str:
         """GET a text resource, following redirects (Actions job logs redirect to blob storage)."""

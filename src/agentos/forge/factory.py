@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentos.config import Config, ConfigError, RepoConfig, secret
 from agentos.forge.base import Forge
+from agentos.redact import get_default
+
+if TYPE_CHECKING:
+    from agentos.forge.github import AppAuth
 
 RemoteFor = Callable[[RepoConfig], tuple[str, dict[str, str]]]
 
@@ -28,17 +33,14 @@ def build_forge(config: Config) -> tuple[Forge, RemoteFor]:
 
 
 def _github(config: Config) -> tuple[Forge, RemoteFor]:
-    from agentos.forge.github import AppAuth, GitHubClient, GitHubForge, ProjectConfig, TokenAuth
+    from agentos.forge.github import GitHubClient, GitHubForge, ProjectConfig, TokenAuth
 
     gh = config.github
     if gh is None:
         raise ConfigError(["forge: github needs a github: section (see config/agentos.example.yaml)"])
     auth: TokenAuth | AppAuth
     if gh.app_id is not None:
-        key = secret("github_app_key")
-        if key is None or gh.installation_id is None:
-            raise ConfigError(["github.app_id is set: give github.installation_id and the GITHUB_APP_KEY secret"])
-        auth = AppAuth(gh.app_id, key, gh.installation_id)
+        auth = app_auth(gh.app_id, gh.installation_id)
     else:
         token = secret("github_token")
         if token is None:
@@ -58,3 +60,31 @@ def _github(config: Config) -> tuple[Forge, RemoteFor]:
         return repo.remote or f"{forge.git_base_url}/{repo.name}.git", {}
 
     return forge, remote
+
+
+def app_auth(app_id: int, installation_id: int | None) -> AppAuth:
+    """GitHub App auth from ``github.app_id``/``installation_id`` and the ``github_app_key`` secret.
+
+    The secret (``$GITHUB_APP_KEY``, ``$CREDENTIALS_DIRECTORY/github_app_key`` or a credentials file)
+    is the PEM itself or the path of the ``.pem`` file; a missing or unusable key is a one-line
+    :class:`ConfigError`.
+    """
+    from agentos.forge.base import ForgeError
+    from agentos.forge.github import AppAuth, load_app_key
+
+    if installation_id is None:
+        raise ConfigError(["github.installation_id: needed with github.app_id (see docs/github.md, GitHub App)"])
+    key = secret("github_app_key")
+    if key is None:
+        raise ConfigError(
+            [
+                "github.app_id is set but there is no app key: set GITHUB_APP_KEY (PEM or path) or the github_app_key "
+                "credential"
+            ]
+        )
+    try:
+        pem = load_app_key(key)
+        get_default().add(pem)
+        return AppAuth(app_id, pem, installation_id)
+    except ForgeError as exc:
+        raise ConfigError([str(exc)]) from None

@@ -50,6 +50,7 @@ from agentos.forge._github_http import (
     RateLimited,
     TokenAuth,
     backoff_delay,
+    load_app_key,
     rate_limit_wait,
     route_of,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "backoff_delay",
     "check_run_state",
     "combine_states",
+    "load_app_key",
     "rate_limit_wait",
     "ready_verdict",
     "route_of",
@@ -706,6 +708,17 @@ class GitHubForge:
             digest = hashlib.sha256(comment.encode()).hexdigest()[:12]
             await self.comment(repo, number, comment, key=f"close-pr-{number}-{digest}")
         await self._client.patch(f"/repos/{repo}/pulls/{number}", json={"state": "closed"})
+
+    async def board_options(self, repo: str) -> list[str]:
+        """The option names (lower-cased) of the status field of ``repo``'s board.
+
+        Raises :class:`NotFound` when the board is not there and :class:`ForgeError` when it has no
+        single-select field of that name (``agentos doctor`` reports both).
+        """
+        project = self._projects.get(repo)
+        if project is None:
+            raise ForgeError(f"no Projects v2 board is configured for {repo}")
+        return sorted((await self._project_meta(repo, project)).options)
 
     async def git_credentials(self, repo: str) -> tuple[str, dict[str, str]]:
         """The HTTPS remote of ``repo`` and the env that lets ``git push`` authenticate to it.

@@ -205,6 +205,8 @@ class _CheckCache(BaseModel):
     base_sha: str
     mergeable: bool
     checks: Checks
+    tree: str | None = None
+    """The tree of the merge result the checks ran on: the squash of the same (head, base) is that tree."""
 
 
 class _PullRecord(BaseModel):
@@ -252,6 +254,7 @@ class LocalForge:
         self._merge_locks: dict[str, asyncio.Lock] = {}
         self._check_locks: dict[tuple[str, int], asyncio.Lock] = {}
         self._workspaces: dict[str, Workspace] = {}
+        self._receive_set: set[str] = set()  # user repos seen with receive.denyCurrentBranch set (asked once)
         self._parsed: dict[Path, tuple[tuple[int, int, int], tuple[Issue, list[Comment]]]] = {}
 
     def __repr__(self) -> str:
@@ -660,8 +663,7 @@ class LocalForge:
                 )
             ws = self.workspace(repo)
             await ws.fetch()
-            head_sha = await ws.rev(f"refs/remotes/origin/{record.head}")
-            base_sha = await ws.rev(f"refs/remotes/origin/{record.base}")
+            head_sha, base_sha = await _tips(ws, record)
             if head_sha is None or base_sha is None:
                 gone = record.head if head_sha is None else record.base
                 run = CheckRun(name="merge", state="failure", summary=f"branch {gone} is not in the repository")
@@ -669,18 +671,15 @@ class LocalForge:
             cache = record.checks
             if cache is not None and (cache.head_sha, cache.base_sha) == (head_sha, base_sha):
                 return cache.checks
-            checks, mergeable = await self._run_checks(ws, record, head_sha, base_sha)
-            await self._save_pull(
-                repo,
-                number,
-                checks=_CheckCache(head_sha=head_sha, base_sha=base_sha, mergeable=mergeable, checks=checks),
-            )
+            checks, mergeable, tree = await self._run_checks(ws, record, head_sha, base_sha)
+            cache = _CheckCache(head_sha=head_sha, base_sha=base_sha, mergeable=mergeable, checks=checks, tree=tree)
+            await self._save_pull(repo, number, checks=cache)
             log.info("checks_ran", repo=repo, number=number, head=head_sha, base=base_sha, state=checks.state)
             return checks
 
     async def _run_checks(
         self, ws: Workspace, record: _PullRecord, head_sha: str, base_sha: str
-    ) -> tuple[Checks, bool]:
+    ) -> tuple[Checks, bool, str | None]:
         async with ws.scratch(base_sha) as tree:
             merge = await ws.git(
                 "-c",
@@ -699,7 +698,8 @@ class LocalForge:
                 conflicts = await self._conflicts(ws, tree)
                 summary = f"conflicts with {record.base}: {', '.join(conflicts) or merge.err.strip()[-200:]}"
                 run = CheckRun(name="merge", state="failure", summary=summary)
-                return Checks(sha=head_sha, state="failure", runs=[run]), False
+                return Checks(sha=head_sha, state="failure", runs=[run]), False, None
+            merged_tree = (await ws.git("rev-parse", "HEAD^{tree}", cwd=tree)).out.strip()
             result = await ws.run_tests(tree)
         if result.timed_out:
             summary = f"timed out after {result.duration_s:.0f}s: {ws.repo.test_command}"
@@ -707,7 +707,7 @@ class LocalForge:
             summary = f"exit {result.code} in {result.duration_s:.1f}s: {ws.repo.test_command}"
         state: Literal["success", "failure"] = "success" if result.ok else "failure"
         run = CheckRun(name="tests", state=state, summary=summary, log_tail=result.output_tail[-4000:])
-        return Checks(sha=head_sha, state=state, runs=[run]), True
+        return Checks(sha=head_sha, state=state, runs=[run]), True, merged_tree
 
     @staticmethod
     async def _conflicts(ws: Workspace, tree: Path) -> list[str]:
@@ -732,13 +732,12 @@ class LocalForge:
                 return MergeResult(merged=False, message=f"pull request #{number} is closed")
             ws = self.workspace(repo)
             await ws.fetch()
-            base_sha = await ws.rev(f"refs/remotes/origin/{record.base}")
+            head_sha, base_sha = await _tips(ws, record)
             if base_sha is None:
                 return MergeResult(merged=False, message=f"base branch {record.base} is not in the repository")
             intent = record.merge_intent and await ws.rev(record.merge_intent)
             if intent and await ws.is_ancestor(intent, base_sha):
                 return await self._landed(repo, record, record.merge_intent, sha, "already merged")
-            head_sha = await ws.rev(f"refs/remotes/origin/{record.head}")
             if head_sha is None:
                 return MergeResult(merged=False, message=f"head branch {record.head} is not in the repository")
             if head_sha != sha:
@@ -751,20 +750,36 @@ class LocalForge:
             message_body = body or record.body
             missing = [n for n in closing_issues(record.body) if n not in closing_issues(message_body)]
             message_body = "\n".join([*(f"Closes #{n}" for n in missing), message_body]).strip()
-            async with ws.scratch(base_sha) as tree:
-                squash = await ws.git("merge", "--squash", "-q", head_sha, cwd=tree, check=False)
-                if not squash.ok:
-                    conflicts = await self._conflicts(ws, tree)
-                    detail = ", ".join(conflicts) or squash.err.strip()[-200:]
-                    return MergeResult(merged=False, message=f"conflicts with {record.base}: {detail}")
-                args = ["-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "--cleanup=whitespace"]
-                await ws.git(*args, "-m", subject, *(["-m", message_body] if message_body else []), cwd=tree)
-                new_sha = await ws.head_sha(tree)
+            new_sha = await self._squash_checked(ws, record, head_sha, base_sha, subject, message_body)
+            if new_sha is None:
+                async with ws.scratch(base_sha) as tree:
+                    squash = await ws.git("merge", "--squash", "-q", head_sha, cwd=tree, check=False)
+                    if not squash.ok:
+                        conflicts = await self._conflicts(ws, tree)
+                        detail = ", ".join(conflicts) or squash.err.strip()[-200:]
+                        return MergeResult(merged=False, message=f"conflicts with {record.base}: {detail}")
+                    args = ["-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "--cleanup=whitespace"]
+                    await ws.git(*args, "-m", subject, *(["-m", message_body] if message_body else []), cwd=tree)
+                    new_sha = await ws.head_sha(tree)
             await self._save_pull(repo, number, merge_intent=new_sha)
             refused = await self._push_base(repo, ws, new_sha, record.base)
             if refused:
                 return MergeResult(merged=False, message=refused)
             return await self._landed(repo, record, new_sha, sha, f"squashed into {record.base}")
+
+    @staticmethod
+    async def _squash_checked(
+        ws: Workspace, record: _PullRecord, head_sha: str, base_sha: str, subject: str, body: str
+    ) -> str | None:
+        """The squash commit made from the tree the checks merged and tested for this very (head, base), with
+        ``commit-tree`` (one git process, no scratch worktree, no second merge); None when there is no such tree
+        (no checks of this head on this base, or the tree is gone from the clone): then merge in a worktree."""
+        cache = record.checks
+        if cache is None or cache.tree is None or (cache.head_sha, cache.base_sha) != (head_sha, base_sha):
+            return None
+        message = _cleanup_message(subject, body)
+        res = await ws.git("commit-tree", "--no-gpg-sign", cache.tree, "-p", base_sha, "-m", message, check=False)
+        return res.out.strip() if res.ok and res.out.strip() else None
 
     async def _landed(
         self, repo: str, record: _PullRecord, merged_sha: str, head_sha: str, message: str
@@ -780,17 +795,19 @@ class LocalForge:
         """Fast-forward the user's base branch to ``sha``; why it was refused, or None."""
         user_repo = Path(self.remote_url(repo))
         checked_out = await self._checked_out_base(user_repo, base)
-        if checked_out:
+        if checked_out and repo not in self._receive_set:
             setting = await git(
                 "config", "--get", "receive.denyCurrentBranch", cwd=user_repo, env=self.git_env, check=False
             )
             if not setting.ok:
                 await git("config", "receive.denyCurrentBranch", "updateInstead", cwd=user_repo, env=self.git_env)
                 log.info("user_repo_configured", repo=repo, path=str(user_repo), key="receive.denyCurrentBranch")
+            self._receive_set.add(repo)
         async with ws.lock:
             res = await ws.git("push", "--porcelain", "origin", f"{sha}:refs/heads/{base}", check=False, timeout=600)
         if res.ok:
             return None
+        self._receive_set.discard(repo)  # the user may have changed the setting: ask again next time
         text = f"{res.out}\n{res.err}"
         if checked_out:
             status = await git(
@@ -808,6 +825,12 @@ class LocalForge:
         """Is ``user_repo`` a non-bare repository with ``base`` checked out?"""
         if not user_repo.is_dir():
             return False
+        # one process for both questions; it fails on an unborn HEAD, then they are asked one by one
+        args = ("rev-parse", "--is-bare-repository", "--symbolic-full-name", "HEAD")
+        both = await git(*args, cwd=user_repo, env=self.git_env, check=False)
+        if both.ok and len(both.out.split()) == 2:
+            bare_out, head_out = both.out.split()
+            return bare_out == "false" and head_out == f"refs/heads/{base}"
         bare = await git("rev-parse", "--is-bare-repository", cwd=user_repo, env=self.git_env, check=False)
         if not bare.ok or bare.out.strip() == "true":
             return False
@@ -840,6 +863,26 @@ class LocalForge:
 
     async def aclose(self) -> None:
         return None
+
+
+async def _tips(ws: Workspace, record: _PullRecord) -> tuple[str | None, str | None]:
+    """The fetched tips of the PR's head and base branches (None when gone), in one git process."""
+    head_ref, base_ref = f"refs/remotes/origin/{record.head}", f"refs/remotes/origin/{record.base}"
+    found = await ws.refs(head_ref, base_ref)
+    return found.get(head_ref), found.get(base_ref)
+
+
+def _cleanup_message(*paragraphs: str) -> str:
+    """What ``git commit --cleanup=whitespace -m p1 -m p2…`` records (without the final newline): paragraphs
+    joined by a blank line, trailing whitespace stripped, runs of blank lines collapsed, blank ends dropped."""
+    lines: list[str] = []
+    for line in "\n\n".join(p for p in paragraphs if p).splitlines():
+        line = line.rstrip(" \t\v\f\r")
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
 
 
 def _user() -> str:
