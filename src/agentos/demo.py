@@ -24,7 +24,8 @@ from agentos import logging as alog
 from agentos.config import Config, load_config
 from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge
-from agentos.graph import Event, TaskStatus
+from agentos.graph import TaskStatus
+from agentos.progress import Progress
 
 console = Console(highlight=False)
 
@@ -160,31 +161,6 @@ async def file_issues(config: Config, fix: str, feature: str) -> None:
     )
 
 
-class Timeline:
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def __call__(self, event: Event) -> None:
-        at = f"{time.monotonic() - self.t0:6.1f}s"
-        data = event.data
-        if event.type == "task_created":
-            line = "task created"
-        elif event.type == "transition":
-            line = f"{data['from']} → {data['to']}"
-            extra = {k: v for k, v in data.items() if k in ("agent", "attempt", "pr", "blocker", "reason")}
-            if extra:
-                line += "  " + " ".join(f"{k}={v}" for k, v in extra.items())
-        elif event.type == "attempt_ended":
-            line = f"attempt {data['attempt']} by {data['agent']}: {data['outcome']}"
-            if data.get("blocker_code"):
-                line += f" ({data['blocker_code']})"
-        elif event.type in ("merged", "escalated"):
-            line = f"[bold]{event.type.upper()}[/bold]"
-        else:
-            return
-        console.print(f"{at}  {event.task or '':<10} {line}")
-
-
 async def _run(config: Config, path: Path, root: Path, timeout: float) -> int:
     from agentos.daemon import Daemon
 
@@ -193,15 +169,17 @@ async def _run(config: Config, path: Path, root: Path, timeout: float) -> int:
     await daemon.ready.wait()
     rt = daemon.rt
     assert rt is not None
-    rt.listeners.append(Timeline())
+    progress = Progress(console, title_of=lambda task_id: t.title if (t := rt.graph.find(task_id)) else "")
+    rt.listeners.append(progress)
     deadline = time.monotonic() + timeout
     done = False
-    while time.monotonic() < deadline and not runner.done():
-        tasks = list(rt.graph)
-        if len(tasks) >= 3 and all(t.status in (TaskStatus.MERGED, TaskStatus.BLOCKED) for t in tasks):
-            done = True
-            break
-        await asyncio.sleep(0.2)
+    with progress:  # a live line per task on a terminal, a timeline of plain lines otherwise
+        while time.monotonic() < deadline and not runner.done():
+            tasks = list(rt.graph)
+            if len(tasks) >= 3 and all(t.status in (TaskStatus.MERGED, TaskStatus.BLOCKED) for t in tasks):
+                done = True
+                break
+            await asyncio.sleep(0.2)
     daemon.request_stop()
     await runner
     if not done:

@@ -592,6 +592,7 @@ class TestConfigurationDoc:
         "telegram": "### 2.6 `telegram`",
         "github": "### 2.7 `github`",
         "loops": "### 2.8 `loops`",
+        "status_page": "### 2.9 `status_page`",
     }
 
     @staticmethod

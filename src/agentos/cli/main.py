@@ -28,8 +28,16 @@ def version() -> None:
 
 
 @app.command()
-def run(config: str | None = ConfigOption) -> None:
+def run(
+    config: str | None = ConfigOption,
+    once: bool = typer.Option(False, "--once", help="Work through what is ready now with a progress view, then exit"),
+    timeout: float = typer.Option(3600, "--timeout", min=1, help="With --once: give up after this many seconds"),
+) -> None:
     """Run the daemon in the foreground (systemd runs exactly this)."""
+    if once:
+        from agentos.cli.once import run_once
+
+        raise typer.Exit(run_once(config, timeout))
     from agentos.daemon import run_daemon
 
     raise typer.Exit(run_daemon(config))

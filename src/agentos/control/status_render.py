@@ -1,0 +1,356 @@
+"""What the status page sends: the HTML page, its SVG chart, and the Prometheus text. Pure functions of
+the snapshot :meth:`agentos.control.status_page.StatusPage.snapshot` builds; no I/O, no clock.
+
+The page is one self-contained document: inline CSS, an inline SVG bar chart, no script and no external
+asset; it refreshes itself every 15 s with ``<meta http-equiv="refresh">``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from html import escape
+from typing import Any
+
+__all__ = ["agent_chart_svg", "render_html", "render_metrics"]
+
+REFRESH_S = 15
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f4f5f7;color:#1f2328}
+header{background:#1f2328;color:#fff;padding:14px 28px;display:flex;gap:18px;align-items:baseline;flex-wrap:wrap}
+header h1{font-size:20px;margin:0}header .meta{color:#c9d1d9;font-size:13px}
+.pill{padding:2px 10px;border-radius:10px;font-size:12px;font-weight:600;text-transform:uppercase}
+.on{background:#2da44e;color:#fff}.off{background:#d29922;color:#1f2328}
+main{padding:18px 28px;display:grid;grid-template-columns:1fr 1fr;gap:18px}
+section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:12px 16px}
+section.wide{grid-column:1/-1}h2{font-size:15px;margin:0 0 8px}
+.tiles{display:flex;gap:12px;flex-wrap:wrap}
+.tile{flex:1;min-width:110px;background:#f6f8fa;border-radius:6px;padding:8px 12px}
+.tile b{display:block;font-size:22px}.tile span{color:#57606a;font-size:12px}
+table{border-collapse:collapse;width:100%;font-size:13px}th{text-align:left;color:#57606a;font-weight:600}
+th,td{padding:4px 8px;border-bottom:1px solid #eaeef2;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums}code{font-size:12px}
+.empty{color:#57606a;font-style:italic;margin:4px 0}.err{color:#cf222e}
+footer{padding:0 28px 18px;color:#57606a;font-size:12px}
+"""
+
+
+def _e(value: object) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _when(iso: str | None, now: datetime) -> str:
+    """``3m ago`` / ``in 42s`` relative to ``now``; ``-`` when there is no time."""
+    if not iso:
+        return "-"
+    delta = (datetime.fromisoformat(iso) - now).total_seconds()
+    text = _span(abs(delta))
+    return f"in {text}" if delta > 0 else f"{text} ago"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str, numeric: Sequence[int] = ()) -> str:
+    """A table of already-escaped cells, or a line saying there is nothing."""
+    body = [
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r))
+        for r in rows
+    ]
+    if not body:
+        return f'<p class="empty">{_e(empty)}</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(r + '</tr>' for r in body)}</tbody></table>"
+
+
+def agent_chart_svg(agents: Sequence[Mapping[str, Any]], *, width: int = 520) -> str:
+    """A horizontal bar per agent: its success rate over the window, labelled with the attempts behind it."""
+    rated = [a for a in agents if a.get("success_rate") is not None]
+    if not rated:
+        return '<p class="empty">No rated attempts in the window yet.</p>'
+    label_w, bar_w, row_h = 130, width - 130 - 110, 26
+    height = row_h * len(rated) + 8
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="success rate per agent">'
+        "<title>Success rate per agent</title>"
+    ]
+    for i, agent in enumerate(rated):
+        rate = float(agent["success_rate"])
+        y = 4 + i * row_h
+        fill = "#2da44e" if rate >= 0.7 else "#d29922" if rate >= 0.4 else "#cf222e"
+        parts.append(
+            f'<g class="bar" data-agent="{_e(agent["key"])}">'
+            f'<text x="0" y="{y + 15}" font-size="13" fill="#1f2328">{_e(agent["key"])}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{bar_w}" height="18" rx="3" fill="#eaeef2"/>'
+            f'<rect x="{label_w}" y="{y}" width="{round(bar_w * rate, 1)}" height="18" rx="3" fill="{fill}"/>'
+            f'<text x="{label_w + bar_w + 8}" y="{y + 15}" font-size="12" fill="#57606a">'
+            f"{rate:.0%} of {int(agent['attempts'])}</text></g>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(snap: Mapping[str, Any]) -> str:
+    """The whole page for one snapshot."""
+    now = datetime.fromisoformat(snap["generated_at"])
+    d = snap["daemon"]
+    recent = snap["recent"]
+    window = f"{snap['window_days']}d"
+    paused = bool(d["paused"])
+    lag = snap.get("loop")
+    tiles = [
+        (f"{d['running']}/{d['max_parallel_workers']}", "agents running"),
+        (str(d["queued"]), "queued"),
+        (str(d["counts"].get("pr_open", 0)), "PRs open"),
+        (str(recent["merged_in_window"]), f"merged ({window})"),
+        (str(recent["escalated_in_window"]), f"escalated ({window})"),
+        ("-" if not lag else f"{lag['lag_s'] * 1000:.0f} ms", "loop lag"),
+    ]
+    running = _table(
+        ("task", "title", "agent", "attempt", "status", "elapsed"),
+        (
+            (
+                f"<code>{_e(r['id'])}</code>",
+                _e(r["title"]),
+                _e(r["agent"]),
+                _e(r["attempt"]),
+                _e(r["status"]),
+                _e(_span(r["elapsed_s"])),
+            )
+            for r in snap["running"]
+        ),
+        "No agent is working right now.",
+        numeric=(3, 5),
+    )
+    queue = _table(
+        ("task", "title", "status", "priority", "attempts", "waiting for"),
+        (
+            (
+                f"<code>{_e(q['id'])}</code>",
+                _e(q["title"]),
+                _e(q["status"]),
+                _e(q["priority"]),
+                _e(q["attempts"]),
+                _e(_waiting(q, now)),
+            )
+            for q in snap["queue"]
+        ),
+        "The queue is empty.",
+        numeric=(4,),
+    )
+    merges = _table(
+        ("when", "task", "agent", "attempts"),
+        ((_e(_when(m["at"], now)), _task_cell(m), _e(m["agent"]), _e(m["attempts"])) for m in recent["merges"]),
+        f"No merges in the last {window}.",
+        numeric=(3,),
+    )
+    escalations = _table(
+        ("when", "task", "agent", "blocker"),
+        (
+            (_e(_when(m["at"], now)), _task_cell(m), _e(m["agent"]), f"<code>{_e(m['blocker'] or '-')}</code>")
+            for m in recent["escalations"]
+        ),
+        f"No escalations in the last {window}.",
+    )
+    jobs = _table(
+        ("job", "trigger", "state", "last run", "next run", "runs", "failures", "last error"),
+        (
+            (
+                f"<code>{_e(j['name'])}</code>",
+                _e(j["trigger"]),
+                _e(_job_state(j)),
+                _e(_when(j["last_run"], now)),
+                _e(_when(j["next_run"], now)),
+                _e(j["runs"]),
+                _e(j["failures"]),
+                f'<span class="err">{_e(j["last_error"])}</span>' if j.get("last_error") else "",
+            )
+            for j in snap["jobs"]
+        ),
+        "The scheduler is not running.",
+        numeric=(5, 6),
+    )
+    tile_html = "".join(f'<div class="tile"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for v, k in tiles)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{REFRESH_S}"><title>agentos status</title><style>{CSS}</style></head>
+<body><header><h1>agentos</h1>
+<span class="pill {"off" if paused else "on"}">{"paused" if paused else "dispatching"}</span>
+<span class="meta">v{_e(d["version"])} · forge {_e(d["forge"])} · repos {_e(", ".join(d["repos"]) or "none")} ·
+up {_e(_span(d["uptime_s"]))} · {_e(d["tasks"])} tasks · updated {now:%Y-%m-%d %H:%M:%S} UTC</span></header>
+<main>
+<section class="wide"><div class="tiles">{tile_html}</div></section>
+<section class="wide"><h2>Running</h2>{running}</section>
+<section class="wide"><h2>Queue</h2>{queue}</section>
+<section><h2>Recent merges</h2>{merges}</section>
+<section><h2>Recent escalations</h2>{escalations}</section>
+<section class="wide"><h2>Success rate per agent ({window})</h2>{agent_chart_svg(snap["agents"])}</section>
+<section class="wide"><h2>Jobs</h2>{jobs}</section>
+</main>
+<footer>Read-only. Refreshes every {REFRESH_S} s.
+JSON: <code>/api/status</code> · Prometheus: <code>/metrics</code></footer>
+</body></html>
+"""
+
+
+def _task_cell(row: Mapping[str, Any]) -> str:
+    title = f" {_e(row['title'])}" if row.get("title") else ""
+    return f"<code>{_e(row['task'])}</code>{title}"
+
+
+def _waiting(row: Mapping[str, Any], now: datetime) -> str:
+    if row["depends_on"]:
+        return "after " + ", ".join(row["depends_on"])
+    if row["not_before"] and datetime.fromisoformat(row["not_before"]) > now:
+        return f"retry {_when(row['not_before'], now)}"
+    return "a free worker"
+
+
+def _job_state(job: Mapping[str, Any]) -> str:
+    if job["running"]:
+        return "running"
+    return "enabled" if job["enabled"] else "disabled"
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+def _label(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return "NaN" if math.isnan(value) else repr(float(value))
+
+
+class _Text:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, text: str, samples: Iterable[tuple[Mapping[str, object], float]]) -> None:
+        self.lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        for labels, value in samples:
+            tags = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            self.lines.append(f"{name}{{{tags}}} {_num(value)}" if tags else f"{name} {_num(value)}")
+
+
+def _ts(iso: str | None) -> float | None:
+    return None if not iso else datetime.fromisoformat(iso).timestamp()
+
+
+def render_metrics(snap: Mapping[str, Any]) -> str:
+    """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
+    d, out, window = snap["daemon"], _Text(), f"{snap['window_days']}d"
+    out.family("agentos_up", "gauge", "1 while the daemon answers.", [({}, 1)])
+    out.family("agentos_build_info", "gauge", "The running version.", [({"version": d["version"]}, 1)])
+    out.family("agentos_paused", "gauge", "1 when dispatching is paused.", [({}, bool(d["paused"]))])
+    out.family("agentos_uptime_seconds", "gauge", "Seconds since the daemon started.", [({}, float(d["uptime_s"]))])
+    out.family("agentos_workers_running", "gauge", "Attempts running now.", [({}, int(d["running"]))])
+    out.family("agentos_workers_max", "gauge", "max_parallel_workers.", [({}, int(d["max_parallel_workers"]))])
+    out.family("agentos_queue_depth", "gauge", "Tasks queued or waiting to retry.", [({}, int(d["queued"]))])
+    counts = d["counts"]
+    out.family(
+        "agentos_tasks",
+        "gauge",
+        "Tasks in the graph by status.",
+        [({"status": s}, int(counts.get(s, 0))) for s in snap["statuses"]],
+    )
+    out.family(
+        "agentos_attempts_total",
+        "counter",
+        "Agent attempts recorded in the task graph, by agent and outcome.",
+        [({"agent": a["agent"], "outcome": a["outcome"]}, int(a["count"])) for a in snap["attempts"]],
+    )
+    recent = snap["recent"]
+    out.family(
+        "agentos_recent_merges",
+        "gauge",
+        "Tasks merged within the window.",
+        [({"window": window}, int(recent["merged_in_window"]))],
+    )
+    out.family(
+        "agentos_recent_escalations",
+        "gauge",
+        "Tasks escalated within the window.",
+        [({"window": window}, int(recent["escalated_in_window"]))],
+    )
+    agents = snap["agents"]
+    out.family(
+        "agentos_agent_attempts",
+        "gauge",
+        "Attempts per agent within the window.",
+        [({"agent": a["key"], "window": window}, int(a["attempts"])) for a in agents],
+    )
+    out.family(
+        "agentos_agent_success_ratio",
+        "gauge",
+        "Successful attempts / rated attempts per agent within the window (quota limits not rated).",
+        [
+            ({"agent": a["key"], "window": window}, float(a["success_rate"]))
+            for a in agents
+            if a["success_rate"] is not None
+        ],
+    )
+    out.family(
+        "agentos_agent_merged",
+        "gauge",
+        "Tasks merged per agent (of the last attempt) within the window.",
+        [({"agent": a["key"], "window": window}, int(a["merged"])) for a in agents],
+    )
+    jobs = snap["jobs"]
+    out.family(
+        "agentos_job_enabled",
+        "gauge",
+        "1 when the job is enabled.",
+        [({"job": j["name"]}, bool(j["enabled"])) for j in jobs],
+    )
+    out.family(
+        "agentos_job_running",
+        "gauge",
+        "1 while the job runs.",
+        [({"job": j["name"]}, bool(j["running"])) for j in jobs],
+    )
+    out.family(
+        "agentos_job_runs_total", "counter", "Runs of the job.", [({"job": j["name"]}, int(j["runs"])) for j in jobs]
+    )
+    out.family(
+        "agentos_job_failures_total",
+        "counter",
+        "Failed runs of the job.",
+        [({"job": j["name"]}, int(j["failures"])) for j in jobs],
+    )
+    for key, text in (
+        ("last_run", "Unix time of the job's last run."),
+        ("last_success", "Unix time of the job's last successful run."),
+        ("next_run", "Unix time of the job's next scheduled run."),
+    ):
+        samples = [({"job": j["name"]}, t) for j in jobs if (t := _ts(j.get(key))) is not None]
+        out.family(f"agentos_job_{key}_timestamp_seconds", "gauge", text, samples)
+    loop = snap.get("loop")
+    if loop:
+        out.family(
+            "agentos_event_loop_lag_seconds",
+            "gauge",
+            "How late the event loop last woke up.",
+            [({}, float(loop["lag_s"]))],
+        )
+        out.family(
+            "agentos_event_loop_lag_max_seconds",
+            "gauge",
+            "The worst loop lag since start.",
+            [({}, float(loop["max_lag_s"]))],
+        )
+    return "\n".join(out.lines) + "\n"
