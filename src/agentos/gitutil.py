@@ -35,9 +35,17 @@ GIT_SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 """No hook and no fsmonitor command ever runs in agentos's own git commands: an agent can write both into the
 clone its worktree shares (``hooks/``, ``config``), and they would run with the daemon's environment."""
 TAIL_BYTES = 16 * 1024
-REPO_VARS = frozenset(
-    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX"}
+GIT_ENV_KEEP = frozenset(
+    {
+        *("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"),
+        *("XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM"),
+        *("SSH_AUTH_SOCK", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT"),
+        *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"),
+        *("GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "SSL_CERT_FILE", "SSL_CERT_DIR"),
+    }
 )
+"""What git inherits from the daemon's environment (and ``LC_*``): where it finds programs, the user's git
+config, ssh agent and proxy and CA settings. Everything else (tokens, API keys) stays out (docs/security.md)."""
 
 
 class WorkspaceError(AgentosError):
@@ -81,11 +89,15 @@ class CommandResult:
 
 
 def git_environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The daemon's environment plus ``env``, with prompts off and messages in the C locale.
+    """An allowlist of the daemon's environment (:data:`GIT_ENV_KEEP`) plus ``env``, with prompts off and
+    messages in the C locale.
 
-    Variables that point git at another repository (``GIT_DIR``…) are not inherited: ``cwd`` decides.
+    Nothing else is inherited: ``GITHUB_TOKEN``, ``TELEGRAM_BOT_TOKEN``, an agent's API key never reach git or
+    what git runs (a local remote's ``pre-receive``/``post-receive`` hooks, ``core.sshCommand``…). The git
+    credentials agentos itself uses come in ``env`` (:meth:`GitHubForge.git_credentials`). Variables that
+    point git at another repository (``GIT_DIR``…) are not in the allowlist: ``cwd`` decides.
     """
-    merged = {k: v for k, v in os.environ.items() if k not in REPO_VARS}
+    merged = {k: v for k, v in os.environ.items() if k in GIT_ENV_KEEP or k.startswith("LC_")}
     merged.update({"GIT_TERMINAL_PROMPT": "0", "GIT_EDITOR": "true", "GIT_MERGE_AUTOEDIT": "no", "LC_ALL": "C"})
     if env:
         merged.update(env)
@@ -101,7 +113,7 @@ async def git(
 ) -> GitResult:
     """Run ``git args…`` in ``cwd``; raise :class:`GitError` on failure when ``check``.
 
-    ``env`` is added to the daemon's environment. A timeout kills git and raises :class:`GitError`
+    ``env`` is added to :func:`git_environ`'s allowlist. A timeout kills git and raises :class:`GitError`
     whatever ``check`` says: a git that hung has not answered the question.
     """
     argv = ("git", *GIT_IDENTITY, *GIT_SAFETY, *args)

@@ -8,7 +8,12 @@ Layout under the state dir::
 
 Operations on the shared clone (fetch, worktree add/remove, push) hold a per-clone
 :class:`asyncio.Lock`; operations inside one worktree (commit, diff, reset) do not. Hooks and tests
-run with a scrubbed environment: PATH, HOME and LANG only, so a repo's scripts never see a token.
+run with a scrubbed environment: the agents' allowlist (PATH, HOME, locale…) plus the repo's ``pass_env``,
+so a repo's scripts never see a token they were not given.
+
+A repo may have a worktree budget (``max_worktrees``, ``max_worktree_disk_mb``): :meth:`Workspace.has_room`
+says whether a new worktree fits, :meth:`Workspace.enforce_budget` removes the oldest worktrees of finished
+tasks (their uncommitted work saved as a patch first) until one does.
 
 A worktree is *ready* once it was created and its ``after_create`` hook passed; the mark lives in the
 worktree's private git dir. :meth:`Workspace.prepare` recreates a worktree that is not ready (a crash
@@ -25,7 +30,7 @@ import time
 import unicodedata
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +38,7 @@ from typing import ClassVar, Literal
 
 import structlog
 
+from agentos.agents.runner import scrubbed_env as allowlisted_env
 from agentos.config import RepoConfig
 from agentos.fsutil import atomic_write_bytes, atomic_write_text
 from agentos.gitutil import CommandResult, GitError, GitResult, WorkspaceError, git, run_shell
@@ -40,7 +46,9 @@ from agentos.gitutil import CommandResult, GitError, GitResult, WorkspaceError, 
 __all__ = [
     "RESULT_FILE",
     "Breach",
+    "BudgetReport",
     "DiffStat",
+    "Finished",
     "GitError",
     "Guard",
     "HookFailed",
@@ -60,7 +68,6 @@ HookName = Literal["after_create", "before_run", "after_run", "before_remove"]
 RESULT_FILE = ".agent_result.md"
 READY_MARK = "agentos-ready"
 LEASE_MARK = "agentos-lease"
-SCRUB_KEEP = ("PATH", "HOME", "LANG")
 SLUG_MAX = 40
 CREDENTIALS_TTL_S = 300.0  # a GitHub App token lives an hour; ask the forge again every 5 minutes
 
@@ -132,6 +139,30 @@ class RebaseResult:
     head: str = ""
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A task worktree the budget may remove: its task ended (merged, escalated, cancelled, failed)."""
+
+    ended_at: float
+    """When the task ended (epoch seconds): the oldest goes first."""
+    patch: Path
+    """Where uncommitted work in the worktree is saved before it goes."""
+    keep_branch: bool = True
+    """Keep the local branch (an unmerged task's commits, for a retry)."""
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    """A repo's task worktrees after :meth:`Workspace.enforce_budget`."""
+
+    count: int
+    size: int
+    removed: tuple[str, ...] = ()
+    """Branches whose worktrees were removed."""
+    full: str | None = None
+    """Why a new worktree does not fit even after the cleanup; None when it fits."""
+
+
 SHARED_FILES = ("config", "objects/info/alternates")
 SHARED_DIRS = ("hooks", "info")
 """What of the clone an attempt's worktree can reach and agentos's own git reads: config (filters, remote URL,
@@ -177,12 +208,12 @@ def branch_name(issue: int, title: str) -> str:
     return f"agentos/{issue}-{slug}" if slug else f"agentos/{issue}"
 
 
-def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """PATH, HOME and LANG from the daemon's environment, plus ``extra``: nothing else gets through."""
-    env = {key: os.environ[key] for key in SCRUB_KEEP if key in os.environ}
+def scrubbed_env(extra: Mapping[str, str] | None = None, pass_env: Sequence[str] = ()) -> dict[str, str]:
+    """What a hook or the test command gets: what every agent gets from the daemon's environment
+    (:data:`~agentos.agents.runner.ENV_ALLOWLIST`, and ``TZ``), the ``pass_env`` names, plus ``extra``.
+    Nothing else gets through: no token reaches a repo's scripts unless ``pass_env`` names it."""
+    env = allowlisted_env([*pass_env, "TZ"], dict(extra or {}), os.environ)
     env.setdefault("PATH", os.defpath)
-    if extra:
-        env.update(extra)
     return env
 
 
@@ -323,6 +354,7 @@ class Workspace:
         self.clone_path = self.root / "clones" / repo.name
         self.worktrees_dir = self.root / "worktrees" / repo.name
         self._clone_ok = False
+        self._measured_size: int | None = None  # bytes under the task worktrees at the last budget pass
 
     def __repr__(self) -> str:
         return f"Workspace(repo={self.repo.name!r}, clone={str(self.clone_path)!r}, remote={self.remote_url!r})"
@@ -360,6 +392,18 @@ class Workspace:
         """The commit ``ref`` names, or None when it does not exist."""
         res = await self.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=cwd, check=False)
         return res.out.strip() if res.ok else None
+
+    async def refs(self, *names: str) -> dict[str, str]:
+        """Full ref name → commit for those of ``names`` that exist, in one ``git for-each-ref`` (not one
+        ``rev-parse`` each). Only for branch refs (``refs/heads/…``, ``refs/remotes/…``), which name commits."""
+        res = await self.git("for-each-ref", "--format=%(objectname) %(refname)", *names)
+        wanted = set(names)
+        found: dict[str, str] = {}
+        for line in res.out.splitlines():
+            sha, _, ref = line.partition(" ")
+            if ref in wanted:  # a pattern also matches the refs below it (refs/heads/a matches refs/heads/a/b)
+                found[ref] = sha
+        return found
 
     async def is_ancestor(self, ancestor: str, descendant: str, *, cwd: Path | None = None) -> bool:
         res = await self.git("merge-base", "--is-ancestor", ancestor, descendant, cwd=cwd, check=False)
@@ -434,10 +478,13 @@ class Workspace:
         return entries
 
     async def _drop_worktree(self, path: Path) -> None:
-        await self.git("worktree", "remove", "--force", "--force", str(path), check=False)
+        """Unregister and delete a worktree; ``worktree prune`` only when ``worktree remove`` failed (a directory
+        gone or broken), since a successful remove leaves nothing to prune."""
+        res = await self.git("worktree", "remove", "--force", "--force", str(path), check=False)
         if path.exists():
             await asyncio.to_thread(_rmtree, path)
-        await self.git("worktree", "prune")
+        if not res.ok:
+            await self.git("worktree", "prune")
 
     # ------------------------------------------------------------ worktrees of task branches
 
@@ -452,9 +499,9 @@ class Workspace:
         async with self.lock:
             await self._ensure_clone()
             await self._fetch()
-            path, created = await self._ensure_worktree(branch)
-            if created:
-                remote = await self.rev(f"refs/remotes/origin/{branch}") or ""
+            path, remote = await self._ensure_worktree(branch)
+            created = remote is not None
+            if remote is not None:  # the lease: where origin/<branch> was when the worktree was made ("" = absent)
                 await asyncio.to_thread(_write_mark, path, LEASE_MARK, remote)
         (path / RESULT_FILE).unlink(missing_ok=True)
         if created:
@@ -467,12 +514,23 @@ class Workspace:
     def _is_ready(self, path: Path) -> bool:
         return _read_mark(path, READY_MARK) is not None
 
-    async def _ensure_worktree(self, branch: str) -> tuple[Path, bool]:
+    async def _ensure_worktree(self, branch: str) -> tuple[Path, str | None]:
+        """The worktree of ``branch`` and, when it was created now, the tip of ``origin/<branch>`` ("" = absent);
+        None when a ready worktree was reused.
+
+        When the directory does not exist (a new task), the worktree list is not read first: ``worktree add``
+        itself refuses a branch checked out elsewhere or a path still registered, and then the full repair runs.
+        """
         path = self.worktree_for(branch)
+        if not path.exists():
+            try:
+                return path, await self._add_worktree(branch, path)
+            except GitError as exc:
+                log.info("worktree_add_retry", repo=self.repo.name, branch=branch, error=str(exc)[-200:])
         ref = f"refs/heads/{branch}"
         entries = await self._worktree_entries()
         if entries.get(path) == ref and path.is_dir() and self._is_ready(path):
-            return path, False
+            return path, None
         for other, other_ref in entries.items():
             if other_ref == ref or other == path:
                 log.warning("worktree_repairing", repo=self.repo.name, branch=branch, path=str(other))
@@ -480,37 +538,46 @@ class Workspace:
         if path.exists():
             log.warning("worktree_dir_stale", repo=self.repo.name, branch=branch, path=str(path))
             await self._drop_worktree(path)
+        return path, await self._add_worktree(branch, path)
+
+    async def _add_worktree(self, branch: str, path: Path) -> str:
+        """``worktree add`` at the start point; the tip of ``origin/<branch>`` it saw ("" = absent)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        start = await self._start_point(branch)
+        start, remote = await self._start_point(branch)
         if start is None:
             await self.git("worktree", "add", "-q", str(path), branch)
         else:
             await self.git("worktree", "add", "-q", "--no-track", "-B", branch, str(path), start)
         log.info("worktree_created", repo=self.repo.name, branch=branch, path=str(path), start=start or "local")
-        return path, True
+        return remote or ""
 
-    async def _start_point(self, branch: str) -> str | None:
-        """Where a new worktree of ``branch`` starts; None means "the local branch as it is"."""
-        base = await self.rev(f"refs/remotes/origin/{self.base}")
+    async def _start_point(self, branch: str) -> tuple[str | None, str | None]:
+        """Where a new worktree of ``branch`` starts (None: "the local branch as it is"), and ``origin/<branch>``."""
+        base_ref, remote_ref, local_ref = (
+            f"refs/remotes/origin/{self.base}",
+            f"refs/remotes/origin/{branch}",
+            f"refs/heads/{branch}",
+        )
+        found = await self.refs(base_ref, remote_ref, local_ref)
+        base, remote, local = found.get(base_ref), found.get(remote_ref), found.get(local_ref)
         if base is None:
             raise WorkspaceError(f"{self.remote_url} has no branch {self.base!r} (repo {self.repo.name})")
-        remote = await self.rev(f"refs/remotes/origin/{branch}")
-        local = await self.rev(f"refs/heads/{branch}")
         if remote is not None:
             if local is not None and await self.is_ancestor(remote, local):
-                return None
+                return None, remote
             if local is not None and local != remote:
                 log.warning("branch_reset_to_remote", repo=self.repo.name, branch=branch, lost=local)
-            return remote
+            return remote, remote
         if local is not None and not await self.is_ancestor(local, base):
-            return None
-        return base
+            return None, remote
+        return base, remote
 
     async def commit_all(self, worktree: Path, message: str) -> str | None:
         """Commit every change but ``.agent_result.md``; the new sha, or None when nothing changed."""
         await asyncio.to_thread(self._write_exclude)
         await self.git("add", "-A", cwd=worktree)
-        await self.git("rm", "--cached", "-q", "--ignore-unmatch", "--", RESULT_FILE, cwd=worktree)
+        if os.path.lexists(worktree / RESULT_FILE):  # excluded, so staged only when tracked; absent, never staged
+            await self.git("rm", "--cached", "-q", "--ignore-unmatch", "--", RESULT_FILE, cwd=worktree)
         staged = await self.git("diff", "--cached", "--quiet", cwd=worktree, check=False)
         if staged.code == 0:
             return None
@@ -675,8 +742,7 @@ class Workspace:
             await self.run_hook("before_remove", path)
         async with self.lock:
             await self._ensure_clone()
-            entries = await self._worktree_entries()
-            if path in entries or path.exists():
+            if path.exists() or path in await self._worktree_entries():
                 await self._drop_worktree(path)
             if not keep_branch:
                 await self.git("branch", "-D", branch, check=False)
@@ -775,9 +841,8 @@ class Workspace:
             await asyncio.to_thread(_restore_shared, self.clone_path, guard.shared, changed)
             shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
             breaches.append(Breach("shared", f"the agent changed agentos's clone of the repo ({shown}); restored"))
-        head = (await self.git("symbolic-ref", "-q", "HEAD", cwd=worktree, check=False)).out.strip()
-        tip = await self.rev("HEAD", cwd=worktree)
-        if tip is None or not await self.is_ancestor(since, tip):
+        head, tip = await self._head_ref(worktree)
+        if tip is None or (tip != since and not await self.is_ancestor(since, tip)):
             breaches.append(
                 Breach("history", f"{branch} was rewritten: it no longer descends from {since[:12]}, its start")
             )
@@ -793,6 +858,16 @@ class Workspace:
         if breaches:
             log.warning("attempt_breaches", repo=self.repo.name, branch=branch, breaches=[b.detail for b in breaches])
         return breaches
+
+    async def _head_ref(self, worktree: Path) -> tuple[str, str | None]:
+        """The branch HEAD is on (``refs/heads/…``, "" when detached) and its commit (None when unborn or broken),
+        in one git process when HEAD names a commit."""
+        res = await self.git("rev-parse", "HEAD^{commit}", "--symbolic-full-name", "HEAD", cwd=worktree, check=False)
+        lines = res.out.split()
+        if res.ok and len(lines) == 2:
+            return ("" if lines[1] == "HEAD" else lines[1]), lines[0]
+        head = (await self.git("symbolic-ref", "-q", "HEAD", cwd=worktree, check=False)).out.strip()
+        return head, await self.rev("HEAD", cwd=worktree)
 
     async def _local_remote_refs(self) -> dict[str, str] | None:
         if "://" in self.remote_url and not self.remote_url.startswith("file://"):
@@ -860,6 +935,70 @@ class Workspace:
                 found.append(f"{path} ({commit}): {', '.join(kinds)}")
         return found
 
+    # ------------------------------------------------------------ the worktree budget
+
+    @property
+    def budgeted(self) -> bool:
+        return self.repo.max_worktrees is not None or self.repo.max_worktree_disk_mb is not None
+
+    def _task_dirs(self) -> list[Path]:
+        if not self.worktrees_dir.is_dir():
+            return []
+        return sorted(p for p in self.worktrees_dir.iterdir() if p.name != ".scratch" and p.is_dir())
+
+    def _over(self, count: int, size: int | None, *, adding: int = 1) -> str | None:
+        """Why ``adding`` more worktrees do not fit beside ``count`` using ``size`` bytes; None when they do."""
+        most, mb = self.repo.max_worktrees, self.repo.max_worktree_disk_mb
+        if most is not None and count + adding > most:
+            return f"{count} worktrees, max_worktrees is {most}"
+        if mb is not None and size is not None and size >= mb * 2**20:
+            return f"worktrees use {size / 2**20:.0f} MB, max_worktree_disk_mb is {mb}"
+        return None
+
+    def has_room(self, branch: str | None, *, starting: int = 0) -> bool:
+        """Whether a task on ``branch`` may start: its worktree exists (it is reused) or a new one fits the
+        budget beside ``starting`` others on their way. The disk figure is the one the last
+        :meth:`enforce_budget` measured (walking the trees is too slow for every dispatch)."""
+        if not self.budgeted or (branch is not None and self.worktree_for(branch).is_dir()):
+            return True
+        return self._over(len(self._task_dirs()), self._measured_size, adding=starting + 1) is None
+
+    async def enforce_budget(self, finished: Mapping[str, Finished]) -> BudgetReport:
+        """Remove the oldest worktrees of ``finished`` (branch → how) until a new worktree fits the budget.
+
+        Only worktrees named in ``finished`` are candidates, never a live task's. Uncommitted and untracked
+        work is saved to ``Finished.patch`` first; a worktree whose work cannot be saved is left alone.
+        """
+        dirs = await asyncio.to_thread(self._task_dirs)
+        if not self.budgeted:
+            return BudgetReport(len(dirs), 0)
+        sizes = {path: await asyncio.to_thread(_du, path) for path in dirs}
+        by_dir = {self.worktree_for(branch): (branch, how) for branch, how in finished.items()}
+        candidates = sorted((by_dir[p] for p in dirs if p in by_dir), key=lambda item: item[1].ended_at)
+        count, size = len(dirs), sum(sizes.values())
+        removed: list[str] = []
+        for branch, how in candidates:
+            if self._over(count, size) is None:
+                break
+            path = self.worktree_for(branch)
+            try:
+                saved = await self.save_patch(path, how.patch)
+            except WorkspaceError as exc:  # unsaved work we cannot prove is safe: keep the worktree
+                log.warning("worktree_budget_kept", repo=self.repo.name, branch=branch, error=str(exc))
+                continue
+            await self.remove(branch, keep_branch=how.keep_branch)
+            count, size = count - 1, size - sizes[path]
+            removed.append(branch)
+            log.info(
+                "worktree_budget_removed",
+                repo=self.repo.name,
+                branch=branch,
+                freed_bytes=sizes[path],
+                patch=str(how.patch) if saved else None,
+            )
+        self._measured_size = size
+        return BudgetReport(count, size, tuple(removed), self._over(count, size))
+
     async def disk_usage(self) -> int:
         """Bytes under this repo's worktrees dir (apparent sizes, symlinks not followed)."""
         if not self.worktrees_dir.is_dir():
@@ -873,7 +1012,8 @@ class Workspace:
         command: str | None = getattr(self.repo.hooks, name)
         if not command:
             return HookResult(name, None)
-        res = await run_shell(command, cwd=worktree, env=scrubbed_env(), timeout=self.repo.hooks.timeout_s)
+        env = scrubbed_env(pass_env=self.repo.pass_env)
+        res = await run_shell(command, cwd=worktree, env=env, timeout=self.repo.hooks.timeout_s)
         result = HookResult(name, command, res.code, res.output_tail, res.timed_out, res.duration_s)
         if result.ok:
             log.info("hook_ran", repo=self.repo.name, hook=name, duration_s=res.duration_s)
@@ -891,10 +1031,13 @@ class Workspace:
     async def run_tests(self, worktree: Path, env: Mapping[str, str] | None = None) -> CommandResult:
         """The repo's ``test_command`` in ``worktree``, limited to ``test_timeout_s``.
 
-        The environment is the scrubbed one (PATH, HOME, LANG) plus ``env``.
+        The environment is the scrubbed one (:func:`scrubbed_env` with the repo's ``pass_env``) plus ``env``.
         """
         res = await run_shell(
-            self.repo.test_command, cwd=worktree, env=scrubbed_env(env), timeout=self.repo.test_timeout_s
+            self.repo.test_command,
+            cwd=worktree,
+            env=scrubbed_env(env, self.repo.pass_env),
+            timeout=self.repo.test_timeout_s,
         )
         log.info(
             "tests_ran",

@@ -366,7 +366,7 @@ class TestHooksAndTests:
         assert "timed out" in result.detail
 
     async def test_hooks_get_no_tokens(self, tmp_path: Path, origin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Hooks see PATH, HOME and LANG only: no GITHUB_TOKEN or any other daemon variable."""
+        """Hooks see the allowlist only (PATH, HOME, locale…): no GITHUB_TOKEN or any other daemon secret."""
         monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
         monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
         dump = tmp_path / "env.txt"

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentos.agents.runner import ENV_ALLOWLIST
 from agentos.config import RepoConfig
 from agentos.gitutil import CommandResult, GitError
 from agentos.workspace import DiffStat, HookFailed, HookResult, Workspace, branch_name, scrubbed_env
@@ -63,15 +64,24 @@ class TestWorkspacePaths:
 
 
 class TestScrubbedEnv:
-    def test_only_path_home_lang(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The daemon's secrets never reach a hook or test command."""
+    def test_only_the_agents_allowlist(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The daemon's secrets never reach a hook or test command: it gets what every agent gets, no more."""
         monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-x")
+        monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
         monkeypatch.setenv("HOME", "/home/u")
         monkeypatch.setenv("LANG", "C.UTF-8")
         env = scrubbed_env()
-        assert set(env) == {"PATH", "HOME", "LANG"}
-        assert env["HOME"] == "/home/u"
+        assert set(env) <= {*ENV_ALLOWLIST, "TZ", "GIT_TERMINAL_PROMPT"}
+        assert env["HOME"] == "/home/u" and env["LANG"] == "C.UTF-8"
+
+    def test_pass_env_names_what_else_gets_through(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A repo's pass_env copies the named variables, and only those."""
+        monkeypatch.setenv("DATABASE_URL", "postgres://db")
+        monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
+        env = scrubbed_env(pass_env=["DATABASE_URL", "UNSET_NAME"])
+        assert env["DATABASE_URL"] == "postgres://db"
+        assert "GITHUB_TOKEN" not in env and "UNSET_NAME" not in env
 
     def test_extra_is_added(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Variables the caller adds are passed; PATH has a default even when unset."""
