@@ -27,7 +27,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from agentos.graph import Attempt, Event, Task
 
 __all__ = [
     "AttemptRow",
+    "CheckFlip",
     "Failure",
     "Finish",
     "GroupStats",
@@ -67,6 +68,7 @@ class AttemptRow:
     duration_s: float
     tokens: int
     cost_usd: float
+    cost_reported: bool | None = None  # False: the CLI reported no cost ("not measured")
 
     @property
     def succeeded(self) -> bool:
@@ -108,10 +110,22 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckFlip:
+    """A PR's checks red, then green, on one head commit: nothing changed but the result (a flaky test)."""
+
+    ts: datetime
+    task: str
+    repo: str
+    sha: str
+    signature: str  # the red blocker's (``red:<check names>:<digest>``)
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     attempts: list[AttemptRow]
     failures: list[Failure]
     finishes: list[Finish]
+    flips: list[CheckFlip] = field(default_factory=list)
 
 
 def _attempt_at(task: Task | None, ts: datetime, number: int | None = None) -> Attempt | None:
@@ -133,6 +147,8 @@ def read_history(events: Iterable[Event], tasks: Iterable[Task], *, since: datet
     last_row: dict[str, int] = {}
     failures: list[Failure] = []
     finishes: list[Finish] = []
+    flips: list[CheckFlip] = []
+    red_on: dict[str, tuple[str, str]] = {}  # task → (head sha, signature) of its last red checks
     for ev in window:
         task_id = ev.task or ""
         task = by_id.get(task_id)
@@ -157,6 +173,7 @@ def read_history(events: Iterable[Event], tasks: Iterable[Task], *, since: datet
                 duration_s=float(data.get("duration_s") or 0.0),
                 tokens=int(data.get("tokens") or 0),
                 cost_usd=float(data.get("cost_usd") or 0.0),
+                cost_reported=data.get("cost_reported"),
             )
             last_row[task_id] = len(attempts)
             attempts.append(row)
@@ -172,6 +189,12 @@ def read_history(events: Iterable[Event], tasks: Iterable[Task], *, since: datet
                 attempts[index] = AttemptRow(**{**asdict(old), "outcome": "failed", "blocker": blocker})
             stage: Literal["validation", "ci"] = "validation" if data["from"] == "validating" else "ci"
             failures.append(Failure(ev.ts, task_id, repo, ttype, agent, blocker, _error_of(task, ev.ts), stage))
+        elif ev.type == "pr_blocked" and data.get("kind") == "red" and data.get("sha"):
+            red_on[task_id] = (str(data["sha"]), str(data.get("signature") or ""))
+        elif ev.type == "pr_unblocked" and data.get("sha"):
+            red = red_on.pop(task_id, None)
+            if red is not None and red[0] == data["sha"]:
+                flips.append(CheckFlip(ev.ts, task_id, repo, red[0], red[1]))
         elif ev.type in ("merged", "escalated"):
             index = last_row.get(task_id)
             agent = attempts[index].agent if index is not None else _agent_of(task, ev.ts)
@@ -190,7 +213,7 @@ def read_history(events: Iterable[Event], tasks: Iterable[Task], *, since: datet
                     blocker=data.get("blocker"),
                 )
             )
-    return History(attempts, failures, finishes)
+    return History(attempts, failures, finishes, flips)
 
 
 def _error_of(task: Task | None, ts: datetime, number: int | None = None) -> str:
@@ -220,6 +243,7 @@ class GroupStats:
     tokens: int
     cost_usd: float
     top_blockers: tuple[tuple[str, int], ...]
+    not_measured: int = 0  # attempts whose CLI reported no cost: not in cost_usd
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -267,6 +291,7 @@ def _stats(
         median_hours_to_merge=statistics.median(hours) if hours else None,
         tokens=sum(r.tokens for r in rows),
         cost_usd=round(sum(r.cost_usd for r in rows), 6),
+        not_measured=sum(1 for r in rows if r.cost_reported is False),
         top_blockers=tuple(sorted(blockers.items(), key=lambda kv: (-kv[1], kv[0]))[:top]),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,12 +29,14 @@ from agentos.jobs.analysis import (
 )
 from agentos.jobs.digest import DailyDigest
 from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, BacklogGroomer, find_duplicates, similar_titles
+from agentos.jobs.housekeeping import Housekeeping
 from agentos.jobs.planner import SPRINT_LABEL, SprintPlanner, pick_sprint
 from agentos.llm import Llm, last_json_object
 from agentos.metrics import History, read_history
 from agentos.runtime import Runtime
 from agentos.store import Store
 
+FAKE_LLM = Path(__file__).parents[1] / "fakes" / "agents" / "json_answer.py"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, ISO week 2026-W10
 
 
@@ -231,6 +234,19 @@ class TestFindings:
             merge(rt, run(rt, "calc", n, "codex", True))
         (finding,) = flaky_tests(history(rt))
         assert finding.repo == "calc" and "calc#1" in finding.detail and "calc#3" not in finding.detail
+
+    def test_checks_red_then_green_on_the_same_commit_are_flaky(self, env: Env) -> None:
+        """A PR's checks failing then passing on one head commit is a flaky test; a fix on a new commit is not."""
+        rt = env.runtime()
+        flaky, fixed = run(rt, "calc", 1, "claude", True), run(rt, "calc", 2, "claude", True)
+        red = "red:tests:0123456789ab"
+        for task, green_sha in ((flaky, "aaa111"), (fixed, "bbb222-fix")):
+            rt.commit([rt.event("pr_blocked", task.id, pr=task.pr, kind="red", signature=red, sha=task.id + "aaa111")])
+            rt.commit([rt.event("pr_unblocked", task.id, pr=task.pr, sha=task.id + green_sha)])
+        (finding,) = flaky_tests(history(rt))
+        assert (finding.kind, finding.repo, finding.subject) == ("flaky_tests", "calc", "calc:0123456789ab")
+        assert finding.title == "Flaky test in calc: tests failed then passed on the same commit"
+        assert "`calc#1` at `calc#1aaa111`" in finding.detail and "calc#2" not in finding.detail
 
 
 class TestLogAnalyzer:
@@ -492,6 +508,78 @@ class TestBacklogGroomer:
         assert events_of(rt, "backlog_groomed")[0].data["refill"] == "no_llm"
         assert await rt.forge.list_issues("calc") == []
 
+    def planner(self, env: Env, rt: Runtime, answer: str, **loops: Any) -> Path:
+        """Configure ``loops.llm_agent`` as the fake one-shot CLI answering ``answer``; the prompt log's path."""
+        from agentos.config import LoopsConfig
+
+        (env.tmp / "answer.txt").write_text(answer)
+        log = env.tmp / "prompts.log"
+        argv = [sys.executable, str(FAKE_LLM), "{prompt_file}", str(env.tmp / "answer.txt"), str(log)]
+        rt.config = rt.config.model_copy(
+            update={
+                "agents": {"planner": AgentConfig(kind="command", argv=argv)},
+                "loops": LoopsConfig(llm_agent="planner", **loops),
+            }
+        )
+        return log
+
+    async def closed_duplicate(self, rt: Runtime, title: str) -> Issue:
+        issue = await new_issue(rt, title, labels=(DUPLICATE_LABEL,))
+        await rt.forge.close_issue("calc", issue.number)
+        return issue
+
+    async def test_refill_asks_the_configured_agent_with_objectives_and_failures(self, env: Env) -> None:
+        """The planner CLI gets objectives and failure signatures; valid new titles are filed, a closed one never."""
+        rt = env.runtime()
+        (env.tmp / "calc" / "OBJECTIVES.md").write_text("Make reporting great.\n")
+        await new_issue(rt, "Add login page")
+        await self.closed_duplicate(rt, "Export reports as CSV")
+        for n in (7, 8):
+            run(rt, "calc", n, "claude", False, "test_failure", f"FAILED tests/test_api.py::test_auth - KeyError {n}")
+        answer = {
+            "issues": [
+                {"title": "Export reports as CSV", "body": "closed as a duplicate before"},
+                {"title": "two\nlines", "body": "not a title"},
+                {"body": "no title at all"},
+                {"title": 42},
+                {"title": "Write the API docs", "body": "## Goal\nDocs"},
+                {"title": "Fix the KeyError in test_auth", "body": "## Goal\nNo more KeyError"},
+            ]
+        }
+        log = self.planner(env, rt, json.dumps(answer), target_backlog_depth=4)
+        await BacklogGroomer(rt).tick()
+        prompt = log.read_text()
+        assert "Make reporting great." in prompt and "- Export reports as CSV" in prompt
+        assert "`test_failure` ×2: failed <path>::test_auth - keyerror <n>" in prompt
+        open_titles = sorted(i.title for i in await rt.forge.list_issues("calc"))
+        assert open_titles == ["Add login page", "Fix the KeyError in test_auth", "Write the API docs"]
+        (event,) = events_of(rt, "backlog_groomed")
+        assert event.data["refill"] == "asked" and len(event.data["proposed"]) == 2
+
+    async def test_refill_falls_back_to_the_objectives_without_a_working_agent(self, env: Env) -> None:
+        """An agent answering garbage (or none at all): open objective items and uncovered failures, no repeats."""
+        rt = env.runtime()
+        (env.tmp / "calc" / "OBJECTIVES.md").write_text(
+            "# Objectives\n- [x] Ship the first release\n- [ ] Export reports as CSV\n"
+            "- Add a dark mode toggle.\n* Document the release process\n"
+        )
+        await self.closed_duplicate(rt, "Export reports as CSV")
+        for n in (7, 8):
+            run(rt, "calc", n, "claude", False, "timeout", "idle limit reached")
+        self.planner(env, rt, "I think you should add more tests.", target_backlog_depth=5)
+        groomer = BacklogGroomer(rt)
+        await groomer.tick()
+        titles = sorted(i.title for i in await rt.forge.list_issues("calc"))
+        assert titles == [
+            "Add a dark mode toggle",
+            "Document the release process",
+            "Fix recurring timeout failures: idle limit reached",
+        ]
+        assert events_of(rt, "backlog_groomed")[0].data["refill"] == "deterministic"
+        s = LoopSettings(target_backlog_depth=5)  # no agent at all: the same proposals, none filed twice
+        result = await groomer.groom(rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), s, rt.now())
+        assert (result.refill, result.proposed) == ("deterministic", [])
+
     async def test_the_cadence_is_per_repo_and_dispatcher_only_repos_are_skipped(self, env: Env, clock: Clock) -> None:
         """calc (every 2 days) is groomed again after 2 days; lib (dispatcher_only) never."""
         rt = env.runtime(modes={"calc": "full", "lib": "dispatcher_only"}, cadence={"calc": 2})
@@ -599,6 +687,34 @@ class TestDailyDigest:
         await DailyDigest(rt).tick()
         (event,) = events_of(rt, "digest_sent")
         assert "Merged (0):" in event.data["text"]
+
+
+# ---------------------------------------------------------------- housekeeping
+
+
+class TestHousekeeping:
+    async def test_rotated_journals_past_the_retention_are_pruned_by_the_daily_job(
+        self, env: Env, clock: Clock
+    ) -> None:
+        """A day's rotated journal is kept for event_retention_days, then deleted by the job, not at start-up."""
+        rt = env.runtime()
+        rt.config = rt.config.model_copy(
+            update={"limits": rt.config.limits.model_copy(update={"event_retention_days": 30})}
+        )
+        merge(rt, run(rt, "calc", 1, "codex", True))
+        rt.store.snapshot(rt.graph, rt.state)  # rotates the journal into events/events-2026-03-02.jsonl
+        old_day = rt.store.events_dir / "events-2026-03-02.jsonl"
+        assert old_day.is_file()
+        job = Housekeeping(rt)
+        clock.advance(days=30)
+        await job.tick()
+        assert old_day.is_file(), "still inside the retention"
+        clock.advance(days=1, hours=1)
+        await job.tick()
+        await job.tick()
+        assert not old_day.exists()
+        assert [e.data for e in events_of(rt, "events_pruned")] == [{"before": "2026-03-03", "files": 1}]
+        assert repr(job) == "<Housekeeping pruned=1>"
 
 
 # ---------------------------------------------------------------- llm

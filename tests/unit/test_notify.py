@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -22,7 +24,10 @@ from agentos.control.notify import (
     split_text,
     text_units,
 )
+from agentos.graph import Event
+from agentos.store import Store
 
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 
 
@@ -326,3 +331,54 @@ class TestDelivery:
         notifier.notify(1, "k", "x")
         await notifier.aclose()
         assert "sent=1" in repr(notifier) and "suppressed=1" in repr(notifier)
+
+
+class TestJournal:
+    """Every accepted notification is one ``notification_sent`` journal event; suppressed ones are not."""
+
+    async def test_each_notification_is_journalled_once_with_redacted_truncated_text(self, tmp_path: Path) -> None:
+        """Through a real store: kind, severity, key, channel and the redacted text cut to 500 characters."""
+        store = Store(tmp_path / "state", fsync=False)
+        store.lock()
+        store.load()
+
+        def journal(data: dict[str, str | int]) -> None:
+            store.append([Event(type="notification_sent", task=None, ts=T0, data=dict(data))])
+
+        notifier = Notifier(Outbox(), seen=MemorySeenStore(), sleep=Sleeps(), journal=journal)
+        notifier.notify(1, "escalated:calc#1", f"Task calc#1 escalated, token {GITHUB_TOKEN}\n" + "x" * 900)
+        notifier.notify(1, "escalated:calc#1", "suppressed: same key")
+        notifier.notify(2, "wedged:calc#2", "Closed wedged PR calc#7")
+        notifier.notify(3, "merged:calc#3", "Merged calc#9")
+        await notifier.aclose()
+        events = [e for e in store.iter_events(T0) if e.type == "notification_sent"]
+        store.close()
+
+        assert [(e.data["kind"], e.data["severity"], e.data["key"], e.data["channel"]) for e in events] == [
+            ("escalated", 1, "escalated:calc#1", "telegram"),
+            ("wedged", 2, "wedged:calc#2", "telegram"),
+            ("merged", 3, "merged:calc#3", "digest"),
+        ]
+        first = events[0].data["text"]
+        assert GITHUB_TOKEN not in first and "[REDACTED]" in first
+        assert len(first) == 500 and first.endswith("…")
+
+    async def test_without_transport_the_channel_is_none(self) -> None:
+        """Telegram off: the event still says what would have been sent, on channel ``none``."""
+        seen: list[dict[str, str | int]] = []
+        notifier = Notifier(None, seen=MemorySeenStore(), journal=seen.append)
+        notifier.notify(2, "job_failed:dispatch", "Job dispatch failed")
+        await notifier.aclose()
+        assert [(d["kind"], d["channel"]) for d in seen] == [("job_failed", "none")]
+
+    async def test_a_journal_that_fails_does_not_stop_the_message(self) -> None:
+        """An unwritable journal is logged; the notification is still delivered."""
+
+        def broken(data: dict[str, str | int]) -> None:
+            raise OSError("disk full")
+
+        box = Outbox()
+        notifier = Notifier(box, seen=MemorySeenStore(), sleep=Sleeps(), journal=broken)
+        assert notifier.notify(1, "k", "still sent")
+        await notifier.aclose()
+        assert [m.text for m in box.messages] == ["still sent"]

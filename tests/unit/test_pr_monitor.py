@@ -6,6 +6,8 @@ nothing" is checked directly; time is a :class:`Clock` the tests move (STYLE rul
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from agentos.forge.base import (
     CheckRun,
     Checks,
     Comment,
+    Issue,
     MergeResult,
     PullRequest,
     marker,
@@ -32,10 +35,12 @@ from agentos.graph import Attempt, Event, Task, TaskStatus
 from agentos.jobs._pr_policy import Blocker, ci_context, is_wedged, normalise, red_blocker
 from agentos.jobs.pr_monitor import PRMonitor, RebaseOutcome
 from agentos.jobs.verify import FileChange, PRDiff
+from agentos.metrics import read_history
 from agentos.runtime import Runtime
 from agentos.store import Store
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+FAKE_LLM = Path(__file__).parents[1] / "fakes" / "agents" / "json_answer.py"
 REPO = "app"
 TOKEN = "ghp_" + "Z9y8X7w6" * 5
 SMALL = PRDiff((FileChange("notes.txt", 3, 0),))
@@ -154,6 +159,9 @@ class FakeForge:
 
     async def close_issue(self, repo: str, number: int) -> None:
         self.changes.append(("close_issue", number))
+
+    async def get_issue(self, repo: str, number: int) -> Issue:
+        return Issue(repo=repo, number=number, title=f"Issue {number}", created_at=NOW, updated_at=NOW)
 
     async def set_board_status(self, repo: str, issue: int, status: str) -> None:
         self.changes.append(("board", issue, status))
@@ -480,6 +488,20 @@ class TestRedCI:
         [sent] = [e for e in rig.events if e.type == "transition" and e.data["to"] == "retrying"]
         assert (sent.data["reason"], sent.data["blocker"]) == ("ci_failed", "test_failure")
 
+    async def test_red_then_green_on_the_same_head_is_a_flip_in_the_history(self, rig: Rig) -> None:
+        """pr_blocked and pr_unblocked carry the head sha, so checks that flip on one commit read as flaky."""
+        task = rig.open_pr(1, checks="red")
+        await rig.monitor.tick()
+        assert task.status is TaskStatus.RETRYING
+        task.status = TaskStatus.PR_OPEN  # the follow-up found nothing to fix: same head, checks re-run green
+        rig.forge.green("sha1")
+        await rig.monitor.tick()
+        assert task.status is TaskStatus.MERGED
+        blocked, unblocked = [e for e in rig.events if e.type in ("pr_blocked", "pr_unblocked")]
+        assert (blocked.data["sha"], unblocked.data["sha"]) == ("sha1", "sha1")
+        history = read_history(rig.events, rig.rt.graph, since=NOW, until=rig.clock.now)
+        assert [(f.task, f.sha) for f in history.flips] == [(task.id, "sha1")]
+
     async def test_red_after_the_fix_budget_escalates_and_leaves_the_pr_open(self, make_rig: MakeRig) -> None:
         """With max_ci_fix_attempts spent: a PR comment, the issue escalated (blocked label), the PR stays open."""
         rig = make_rig(routing={"max_ci_fix_attempts": 3})
@@ -641,6 +663,52 @@ class TestApprovals:
             await rig.monitor.approve(REPO, 101, True)
         with pytest.raises(ControlError, match="no agentos task owns PR"):
             await rig.monitor.approve(REPO, 999, True)
+
+
+class TestLlmJudge:
+    """repos[].llm_judge: a real subprocess (the fake one-shot CLI) reviews green PRs and may only block."""
+
+    def judged_rig(self, make_rig: MakeRig, tmp_path: Path, answer: str) -> tuple[Rig, Path]:
+        (tmp_path / "answer.txt").write_text(answer)
+        log = tmp_path / "judge-prompts.log"
+        argv = [sys.executable, str(FAKE_LLM), "{prompt_file}", str(tmp_path / "answer.txt"), str(log)]
+        rig = make_rig(agents={"judge": {"kind": "command", "argv": argv}}, repo={"llm_judge": "judge"})
+        return rig, log
+
+    async def test_a_block_verdict_makes_the_pr_wait_with_the_reasons(self, make_rig: MakeRig, tmp_path: Path) -> None:
+        """The judge says block: high risk, its reasons in the comment, no merge; asked once per head."""
+        answer = json.dumps({"verdict": "block", "reasons": [f"it deletes the tests, token {TOKEN}"]})
+        rig, log = self.judged_rig(make_rig, tmp_path, answer)
+        task = rig.open_pr(1)
+        rig.branches.diffs[101] = PRDiff((FileChange("calc.py", 3, 0),), (("calc.py", "def add(a, b): ..."),))
+
+        await rig.monitor.tick()
+        await rig.quiet_tick()
+
+        assert task.status is TaskStatus.PR_OPEN and {"risk:high", REVIEW_LABEL} <= set(rig.forge.prs[101].labels)
+        [comment] = rig.forge.prs[101].comments
+        assert "`llm_judge`: the LLM judge (judge) blocks it: it deletes the tests" in comment.body
+        assert TOKEN not in comment.body
+        prompts = log.read_text().split("\n=====\n")[:-1]
+        assert len(prompts) == 1 and "calc.py: def add(a, b): ..." in prompts[0] and "Task 1" in prompts[0]
+        assert (await rig.monitor.approve(REPO, 101, True))["result"] == "merged"
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            pytest.param('{"verdict": "ok", "reasons": []}', id="ok"),
+            pytest.param('{"verdict": "maybe"}', id="invalid-verdict"),
+            pytest.param("I cannot decide.", id="no-json"),
+            pytest.param("exit 3", id="crash"),
+        ],
+    )
+    async def test_ok_or_a_failed_judge_does_not_block(self, make_rig: MakeRig, tmp_path: Path, answer: str) -> None:
+        """ok, a verdict that does not validate, prose or a crash: the green PR merges (fail-open)."""
+        rig, _ = self.judged_rig(make_rig, tmp_path, answer)
+        task = rig.open_pr(1)
+        await rig.monitor.tick()
+        assert task.status is TaskStatus.MERGED
+        assert rig.forge.prs[101].comments == []
 
 
 # ---------------------------------------------------------------------------------------------- wedged

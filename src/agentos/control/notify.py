@@ -17,6 +17,10 @@ permanent and the message is dropped with an error log.
 
 A sev1 key is recorded in the :class:`SeenStore` *before* the message is handed to the worker: a crash
 between the two loses the message rather than sending it twice (the journal still has the event).
+
+Every notification accepted (not suppressed by dedup) is handed to the optional ``journal`` callable as
+one :func:`notification_event` (kind, severity, key, channel, redacted and truncated text); the daemon
+writes it to the event journal as ``notification_sent`` (docs/events.md).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ __all__ = [
     "action_button",
     "backoff_delay",
     "issue_button",
+    "notification_event",
     "retry_delay",
     "retry_send",
     "split_text",
@@ -57,12 +62,15 @@ T = TypeVar("T")
 Severity = Literal[1, 2, 3]
 Action = Literal["retry", "cancel", "approve", "reject", "show"]
 Sleep = Callable[[float], Awaitable[None]]
+Channel = Literal["telegram", "digest", "none"]
+Journal = Callable[[dict[str, str | int]], None]
 
 TELEGRAM_TEXT_LIMIT = 4096
 """Telegram's limit for one message's text, in UTF-16 code units (what Telegram counts)."""
 CALLBACK_PREFIX = "act"
 """Prefix of button callback data; ``ActionCallback`` in ``control/telegram.py`` unpacks the same format."""
 _CALLBACK_LIMIT = 64  # bytes, Telegram's limit for callback_data
+_JOURNAL_TEXT_CHARS = 500  # of a notification's text kept in its journal event
 _ACTIONS: frozenset[str] = frozenset({"retry", "cancel", "approve", "reject", "show"})
 
 
@@ -163,6 +171,22 @@ def split_text(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
     return [chunk for chunk in chunks if chunk.strip()]
 
 
+def notification_event(message: Message, channel: Channel) -> dict[str, str | int]:
+    """The ``data`` of the ``notification_sent`` journal event for ``message`` (its text already redacted).
+
+    ``kind`` is the key up to its first ``:`` (``escalated``, ``review``, ``digest``, ``merged`` …); the text
+    is cut to 500 characters; ``channel`` is ``telegram``, ``digest`` (sev3, batched) or ``none`` (no transport).
+    """
+    text = message.text if len(message.text) <= _JOURNAL_TEXT_CHARS else message.text[: _JOURNAL_TEXT_CHARS - 1] + "…"
+    return {
+        "kind": message.key.split(":", 1)[0],
+        "severity": message.severity,
+        "key": message.key,
+        "channel": channel,
+        "text": text,
+    }
+
+
 def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based): ``base · 2^(attempt-1)``, capped."""
     if attempt < 1:
@@ -237,7 +261,8 @@ class Notifier:
 
     ``send`` is called once per chunk from a single worker task; ``None`` means no transport (Telegram
     disabled): messages are logged and dropped, deduplication still applies. ``clock`` and ``sleep`` are
-    injected so tests need no real time. Call :meth:`notify` on the daemon's event loop.
+    injected so tests need no real time. ``journal`` receives one :func:`notification_event` per accepted
+    notification (the daemon journals it). Call :meth:`notify` on the daemon's event loop.
     """
 
     def __init__(
@@ -252,8 +277,10 @@ class Notifier:
         base_delay_s: float = 1.0,
         max_delay_s: float = 60.0,
         limit: int = TELEGRAM_TEXT_LIMIT,
+        journal: Journal | None = None,
     ) -> None:
         self._send = send
+        self._journal = journal
         self._seen = seen
         self._clock = clock
         self._sleep = sleep
@@ -313,8 +340,11 @@ class Notifier:
             if key in self._digest:
                 return self._suppress(key, severity)
             self._digest[key] = Message(safe_text, severity, key, safe_buttons)
+            self._record(self._digest[key], "digest")
             return True
-        self._enqueue(Message(safe_text, severity, key, safe_buttons))
+        message = Message(safe_text, severity, key, safe_buttons)
+        self._record(message, "none" if self._send is None else "telegram")
+        self._enqueue(message)
         return True
 
     def drain_digest(self) -> list[Message]:
@@ -340,6 +370,14 @@ class Notifier:
         self._worker = None
 
     # ------------------------------------------------------------ internals
+
+    def _record(self, message: Message, channel: Channel) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal(notification_event(message, channel))
+        except (OSError, AgentosError) as exc:  # a journal that cannot be written must not stop the message
+            log.error("notify_journal_failed", key=message.key, error=redact(str(exc)))
 
     def _suppress(self, key: str, severity: Severity) -> bool:
         self.suppressed += 1

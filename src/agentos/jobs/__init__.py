@@ -10,10 +10,11 @@ if TYPE_CHECKING:
 
 
 def loop_jobs(rt: Runtime) -> dict[str, Callable[[], Awaitable[None]]]:
-    """The improvement loops by job name, ready to register with the scheduler."""
+    """The improvement loops (and the daily housekeeping) by job name, ready to register with the scheduler."""
     from agentos.jobs.analysis import AgentScorer, LogAnalyzer
     from agentos.jobs.digest import DailyDigest
     from agentos.jobs.groomer import BacklogGroomer
+    from agentos.jobs.housekeeping import Housekeeping
     from agentos.jobs.incidents import IncidentScanner
     from agentos.jobs.planner import SprintPlanner
 
@@ -24,4 +25,5 @@ def loop_jobs(rt: Runtime) -> dict[str, Callable[[], Awaitable[None]]]:
         "backlog_groom": BacklogGroomer(rt).tick,
         "sprint_plan": SprintPlanner(rt).tick,
         "daily_digest": DailyDigest(rt).tick,
+        "housekeeping": Housekeeping(rt).tick,
     }

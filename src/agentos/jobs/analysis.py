@@ -5,9 +5,10 @@ Both read the last ``analysis_days`` (7) of the journal. Findings are pure funct
 - ``weak_agent``: an agent whose success rate on a task type is ``peer_gap`` (0.3) or more below the pooled
   rate of the other agents on that type (each with ``min_attempts`` or more attempts);
 - ``always_timeout``: a task with two or more attempts that all ended in ``timeout``;
-- ``flaky_tests``: a repo where one ``test_failure`` signature hit two or more tasks that merged anyway
-  (their change was not what broke the test). An exact check (a failure and a pass on the same commit)
-  needs the commit in the failure events, which they do not carry yet.
+- ``flaky_tests``, two heuristics: (1) a PR whose checks went red and later green **on the same head
+  commit** (``pr_blocked`` kind ``red`` then ``pr_unblocked``, both carrying ``sha``: nothing changed but the
+  result), once is enough; (2) one ``test_failure`` signature that hit two or more tasks which merged
+  anyway (their change was not what broke the test).
 
 The scorer ranks the agents of each type's chain by smoothed success rate ((s + 1) / (n + 2)) and
 proposes a new ``routing.fallbacks.<type>`` order when the agent moved up beats the one it displaces by
@@ -160,6 +161,8 @@ def always_timeout(history: History, *, min_attempts: int = 2) -> list[Finding]:
 
 
 def flaky_tests(history: History, *, min_tasks: int = 2) -> list[Finding]:
+    """Suspected flaky tests: checks red then green on one commit, or one failure that does not stop merges."""
+    found = _same_commit_flips(history)
     merged = {f.task for f in history.finishes if f.kind == "merged"}
     groups: dict[tuple[str, str], set[str]] = defaultdict(set)
     texts: dict[tuple[str, str], str] = {}
@@ -170,7 +173,6 @@ def flaky_tests(history: History, *, min_tasks: int = 2) -> list[Finding]:
         sig = signature(fail.blocker, text)
         groups[(fail.repo, sig)].add(fail.task)
         texts[(fail.repo, sig)] = text
-    found = []
     for (repo, sig), tasks in sorted(groups.items()):
         if len(tasks) < min_tasks:
             continue
@@ -185,6 +187,30 @@ def flaky_tests(history: History, *, min_tasks: int = 2) -> list[Finding]:
                 + ". A failure that does not stop unrelated changes from merging is likely flaky: run the test "
                 "repeatedly on the base branch and fix or quarantine it.",
                 float(len(tasks)),
+            )
+        )
+    return found
+
+
+def _same_commit_flips(history: History) -> list[Finding]:
+    """One finding per repo and red signature whose checks failed then passed on an unchanged head commit."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for flip in history.flips:
+        groups[(flip.repo, flip.signature)].append(f"`{flip.task}` at `{flip.sha[:12]}`")
+    found = []
+    for (repo, sig), where in sorted(groups.items()):
+        checks = sig.split(":")[1] if sig.count(":") >= 2 else "the checks"
+        found.append(
+            Finding(
+                "flaky_tests",
+                f"{repo}:{sig.rsplit(':', 1)[-1]}",
+                repo,
+                f"Flaky test in {repo}: {checks} failed then passed on the same commit"[:140],
+                f"The checks `{checks}` failed and later passed with no new commit: "
+                + ", ".join(where)
+                + ". Nothing changed but the result, so a test is flaky: run it repeatedly on the base branch "
+                "and fix or quarantine it.",
+                2.0 * len(where) + 1,
             )
         )
     return found

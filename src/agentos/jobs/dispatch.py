@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from agentos import logging as alog
 from agentos.agents.prompt import strip_hidden
+from agentos.budget import enforce_agent_budgets
 from agentos.errors import AgentosError
 from agentos.executor import Executor
 from agentos.forge.base import BLOCKED_LABEL, Issue, NotFound
@@ -107,7 +108,7 @@ class Dispatcher:
 
     async def tick(self) -> None:
         """One dispatch pass: sync ready issues into the graph, release done dependencies, start what may start."""
-        if self.rt.stopping:
+        if self.rt.stopping or self.rt.write_failure is not None:  # a full disk: nothing new until it is saved
             return
         for repo in self.rt.config.repos:
             if not self.rt.repo_enabled(repo.name):
@@ -228,11 +229,15 @@ class Dispatcher:
     def start_ready(self) -> int:
         """Start dispatchable tasks within the global, per-repo and per-issue limits."""
         rt = self.rt
-        if rt.stopping or rt.state.paused:
+        if rt.stopping or rt.state.paused or rt.write_failure is not None:
             return 0
+        # Agents past a daily or monthly budget are paused (skipped below like a usage limit); a new month, or
+        # a limit raised by a reload, lets them run again. An issue past its own ceiling: Executor.start.
+        enforce_agent_budgets(rt)
         cfg = rt.config
         started = 0
         per_repo: dict[str, int] = {}
+        started_in: dict[str, int] = {}
         busy_issues: set[tuple[str, int]] = set()
         for task_id in rt.running:
             t = rt.graph.find(task_id)
@@ -248,10 +253,14 @@ class Dispatcher:
             limit = repo.max_parallel or cfg.max_parallel_per_repo
             if per_repo.get(task.repo, 0) >= limit:
                 continue
+            budgeted = repo.max_worktrees is not None or repo.max_worktree_disk_mb is not None
+            if budgeted and not rt.workspace(repo).has_room(task.branch, starting=started_in.get(task.repo, 0)):
+                continue  # the repo's worktree budget is spent: the watchdog cleans up and tells the operator
             if task.id in rt.running:
                 continue
             if self.executor.start(task):
                 started += 1
                 per_repo[task.repo] = per_repo.get(task.repo, 0) + 1
+                started_in[task.repo] = started_in.get(task.repo, 0) + 1
                 busy_issues.add((task.repo, task.issue))
         return started

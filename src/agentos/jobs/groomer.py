@@ -13,8 +13,10 @@ the repo, else the loop default of 7), gated by its last ``backlog_groomed`` eve
 3. **transient escalations**: an ``agentos:blocked`` issue whose task was escalated with a transient
    blocker (``reready_codes``: ``quota_limited``) at least ``reready_after_hours`` ago is made ready again,
    at most ``max_rereadies`` times per issue.
-4. **refill** (only with ``target_backlog_depth`` and an LLM agent): issues proposed from the repo's
-   objectives file and recent incidents, never repeating a title that exists, open or closed.
+4. **refill** (only with ``target_backlog_depth``): issues proposed by the planner LLM (``llm_agent``) from
+   the repo's objectives file and recent failure signatures, validated (``jobs/_refill.py``); without an
+   agent, or when it fails, the objectives file's open items and uncovered recurring failures. Never a
+   title that exists, open or closed (so never one closed as a duplicate).
 
 Every comment carries a key, so a repeated pass writes nothing twice.
 """
@@ -43,7 +45,9 @@ from agentos.jobs._loops import (
     safely,
     settings_for,
 )
+from agentos.jobs._refill import deterministic_proposals, failure_clusters, parse_proposals, refill_prompt
 from agentos.llm import JsonAsker, from_config
+from agentos.metrics import read_history
 from agentos.redact import redact
 from agentos.runtime import Runtime
 
@@ -270,31 +274,31 @@ class BacklogGroomer:
         if wanted <= 0:
             result.refill = "full"
             return
-        llm = self._llm or from_config(self.rt.config, s.llm_agent, self.rt.state_dir)
-        if llm is None:
-            result.refill = "no_llm"
-            log.info("refill_skipped", reason="no llm agent configured", wanted=wanted)
-            return
         objectives = _read_objectives(repo, s.objectives_file)
-        existing = [i.title for i in issues]
-        answer = await llm.ask_json(
-            f"You plan work for the software repository {repo.name}. Propose {wanted} new issues that move it "
-            "toward its objectives. Each needs a short title and a body with '## Goal' and "
-            "'## Success criteria' sections. Do not repeat an existing issue.\n\n"
-            f"Objectives:\n{objectives or '(none written down)'}\n\nExisting issues:\n"
-            + "\n".join(f"- {t}" for t in existing[-200:])
-            + '\n\nAnswer as {"issues": [{"title": "...", "body": "..."}]}.'
-        )
-        raw = answer.get("issues") if answer else None
-        if not isinstance(raw, list):
-            result.refill = "no_answer"
-            return
-        result.refill = "asked"
-        for item in raw:
-            if len(result.proposed) >= wanted or not isinstance(item, dict):
-                continue
-            title, body = str(item.get("title") or "").strip(), str(item.get("body") or "").strip()
-            if len(title) < 5 or any(similar_titles(title, t, s.duplicate_ratio) for t in existing):
+        existing = [i.title for i in issues]  # open and closed: a title closed as a duplicate stays taken
+        now = self.rt.now()
+        since = now - timedelta(days=s.analysis_days)
+        events = await journal(self.rt, since)
+        history = read_history(events, self.rt.graph, since=since, until=now)
+        clusters = failure_clusters(history.failures, repo.name)
+        llm = self._llm or from_config(self.rt.config, s.llm_agent, self.rt.state_dir)
+        proposals = None
+        if llm is not None:
+            answer = await llm.ask_json(refill_prompt(repo.name, wanted, objectives, clusters, existing))
+            proposals = parse_proposals(answer)
+            result.refill = "asked" if proposals is not None else "no_answer"
+        if proposals is None:
+            proposals = deterministic_proposals(objectives, clusters, [i.body for i in issues])
+            if proposals:
+                result.refill = "deterministic"
+            elif llm is None:
+                result.refill = "no_llm"
+                log.info("refill_skipped", reason="no llm agent and nothing to propose", wanted=wanted)
+        for item in proposals:
+            if len(result.proposed) >= wanted:
+                break
+            title, body = item.title, item.body
+            if any(similar_titles(title, t, s.duplicate_ratio) for t in existing):
                 continue
             key = "proposed:" + hashlib.sha256(normalise_title(title).encode()).hexdigest()[:12]
             text = f"{redact(body)[:4000]}\n\n_Proposed by the backlog groomer. Make it ready to have it run._"

@@ -16,6 +16,10 @@ the head are then checks of what lands), at most one merge per repo per pass; th
 candidate behind the base onto it (its checks re-run on the new head) unless a PR that is up to date is
 still being checked. The local forge's checks run on the merge result itself, so there every candidate
 counts as up to date. A merge is guarded by the head SHA its checks ran on; "already merged" is success.
+Only the **head of the queue** (the first PR, oldest first, that is green, being checked or was just
+rebased) is rebased and re-checked: a PR behind it that was already seen green or conflicting on its
+current head SHA waits untouched (no checks, no rebase) until it reaches the head, so N queued PRs cost
+about N rebases and 2N check runs, not N²/2 of each.
 
 **Wedged**: a PR blocked on one blocker signature (normalised failing-check names + error lines, a
 conflict, a merge refusal, checks that never finish) for longer than ``routing.wedged_after_hours`` is
@@ -56,7 +60,8 @@ from agentos.jobs._pr_policy import (
     wedge_key,
     wedged_comment,
 )
-from agentos.jobs.verify import Finding, Risk, assess_risk, verify
+from agentos.jobs.verify import Finding, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
+from agentos.llm import JsonAsker, from_config
 from agentos.redact import redact
 from agentos.runtime import Runtime
 
@@ -79,6 +84,15 @@ class _Candidate:
 
 
 InFlight = Literal["in_flight"]
+Waiting = Literal["waiting"]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What a PR's checks said on one head SHA: it waits behind the queue's head until that SHA changes."""
+
+    sha: str
+    kind: Literal["green", "conflict"]
 
 
 class PRMonitor:
@@ -87,7 +101,10 @@ class PRMonitor:
         self.executor = executor
         self.branches: Branches = branches if branches is not None else WorkspaceBranches(rt)
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
+        self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
         self._locks: dict[str, asyncio.Lock] = {}
+        self._verdicts: dict[str, _Verdict] = {}  # task id → its checks' verdict on its current head
+        self._judged: dict[str, tuple[str, Finding | None]] = {}  # task id → (head sha, LLM judge's finding)
 
     def __repr__(self) -> str:
         return "<PRMonitor " + " ".join(f"{k}={v}" for k, v in self.counts.items()) + ">"
@@ -107,16 +124,22 @@ class PRMonitor:
         return {repo: sorted(tasks, key=lambda t: (t.pr or 0, t.id)) for repo, tasks in sorted(by_repo.items())}
 
     async def tick(self) -> None:
-        merged = self.counts["merged"]
+        merged, rebased = self.counts["merged"], self.counts["rebased"]
         try:
             await self._pass()
         finally:
-            if self.counts["merged"] != merged and self.rt.scheduler is not None:
-                # A pass merges at most one PR per repo; without this the rest wait for the 5-minute timer.
+            # A pass merges at most one PR per repo; without this the rest wait for the 5-minute timer. On a
+            # forge whose checks run on the merge result, a rebased head is checked by the very next pass.
+            again = self.counts["merged"] != merged or (self._checks_merge_result and self.counts["rebased"] != rebased)
+            if again and self.rt.scheduler is not None:
                 self.rt.scheduler.poke("pr_monitor")
 
     async def _pass(self) -> None:
-        for repo, tasks in self._open_tasks().items():
+        by_repo = self._open_tasks()
+        live = {t.id for tasks in by_repo.values() for t in tasks}
+        self._verdicts = {k: v for k, v in self._verdicts.items() if k in live}
+        self._judged = {k: v for k, v in self._judged.items() if k in live}
+        for repo, tasks in by_repo.items():
             if self.rt.stopping:
                 return
             if not self.rt.repo_enabled(repo):
@@ -132,6 +155,7 @@ class PRMonitor:
         await self.branches.sync(repo)
         ready: list[_Candidate] = []
         busy = False
+        head: Task | None = None  # the queue's head: the first PR that is green, being checked or rebased
         for task in tasks:
             if self.rt.stopping:
                 return
@@ -139,7 +163,7 @@ class PRMonitor:
                 continue
             with alog.bound(task=task.id, pr=task.pr):
                 try:
-                    seen = await self._assess(task)
+                    seen = await self._assess(task, behind_head=head is not None)
                 except AgentosError as exc:
                     log.warning("pr_check_failed", error=str(exc))
                     continue
@@ -147,6 +171,10 @@ class PRMonitor:
                 ready.append(seen)
             elif seen == "in_flight":
                 busy = True
+            elif seen == "waiting":
+                self.waited += 1
+            if head is None and seen is not None and seen != "waiting":
+                head = task
         await self._queue(ready, busy)
 
     async def _queue(self, ready: list[_Candidate], busy: bool) -> None:
@@ -176,8 +204,12 @@ class PRMonitor:
                 except AgentosError as exc:
                     log.warning("queue_rebase_failed", error=str(exc))
 
-    async def _assess(self, task: Task) -> _Candidate | InFlight | None:
-        """Act on what one PR needs now; a candidate for the merge queue, ``in_flight``, or None."""
+    async def _assess(self, task: Task, *, behind_head: bool = False) -> _Candidate | InFlight | Waiting | None:
+        """Act on what one PR needs now; a candidate for the merge queue, ``in_flight``, ``waiting`` or None.
+
+        ``behind_head``: an older PR heads the queue; this one is neither rebased nor merged now, and is not
+        even re-checked when its checks already ran on its current head SHA (it waits for its turn).
+        """
         rt = self.rt
         assert task.pr is not None
         pr = await rt.forge.get_pr(task.repo, task.pr)
@@ -187,9 +219,11 @@ class PRMonitor:
         if pr.state == "closed":
             await self._closed(task, pr)
             return None
+        verdict = self._verdicts.get(task.id)
+        if behind_head and verdict is not None and verdict.sha == pr.head_sha:
+            return "waiting"
         if pr.mergeable is False:
-            await self._conflict(task, pr)
-            return None
+            return await self._conflict_or_wait(task, pr, behind_head)
         checks = await rt.forge.checks(task.repo, pr.number)
         if checks.sha and pr.head_sha and checks.sha != pr.head_sha:
             checks = Checks(sha=pr.head_sha, state="pending")  # checks of an older head: wait for the new ones
@@ -201,14 +235,23 @@ class PRMonitor:
             # The local forge's checks run on the merge result: a conflict fails them, and only then is the
             # PR known to be unmergeable. A conflict is rebased, not sent to an agent as a test failure.
             if (await rt.forge.get_pr(task.repo, pr.number)).mergeable is False:
-                await self._conflict(task, pr)
-            elif not await self._blocked(task, pr, red_blocker(checks)):
+                return await self._conflict_or_wait(task, pr, behind_head)
+            if not await self._blocked(task, pr, red_blocker(checks)):
                 await self._send_back(task, pr, ci_context(checks), reason="ci_failed")
             return None
         self._unblocked(task, pr)
+        self._verdicts[task.id] = _Verdict(pr.head_sha, "green")
         if not await self._gate(task, pr):
             return None
         return _Candidate(task, pr, checks, await self._up_to_date(task, pr))
+
+    async def _conflict_or_wait(self, task: Task, pr: PullRequest, behind_head: bool) -> InFlight | Waiting | None:
+        """A PR that conflicts with its base: rebased at the head of the queue, else it waits for its turn."""
+        if behind_head:
+            self._verdicts[task.id] = _Verdict(pr.head_sha, "conflict")
+            return "waiting"
+        await self._conflict(task, pr)
+        return "in_flight" if task.status is TaskStatus.PR_OPEN else None
 
     async def _up_to_date(self, task: Task, pr: PullRequest) -> bool:
         return self._checks_merge_result or await self.branches.up_to_date(task.repo, pr)
@@ -222,6 +265,10 @@ class PRMonitor:
         findings = verify(
             diff, task_type=task.type, protected_paths=repo.protected_paths, max_diff_lines=repo.max_diff_lines
         )
+        if repo.llm_judge and not any(f.blocking for f in findings):  # blocked already: no need to ask
+            judged = await self._judge(task, pr, diff, repo.llm_judge)
+            if judged is not None:
+                findings.append(judged)
         risk = assess_risk(diff, findings, max_diff_lines=repo.max_diff_lines)
         await self._label_risk(task, pr, risk, findings)
         if task.approved_at is not None:
@@ -230,6 +277,21 @@ class PRMonitor:
             await self._ask_approval(task, pr, risk, findings)
             return False
         return True
+
+    async def _judge(self, task: Task, pr: PullRequest, diff: PRDiff, agent: str) -> Finding | None:
+        """The LLM judge's blocking finding on this head commit, or None; asked once per head (fail-open)."""
+        seen = self._judged.get(task.id)
+        if seen is not None and seen[0] == pr.head_sha:
+            return seen[1]
+        llm: JsonAsker | None = from_config(self.rt.config, agent, self.rt.state_dir)
+        if llm is None:
+            log.warning("llm_judge_unavailable", agent=agent, effect="not blocking")
+            finding = None
+        else:
+            finding = judge_finding(await llm.ask_json(judge_prompt(task.title, task.type, diff)), agent)
+        self._judged[task.id] = (pr.head_sha, finding)
+        log.info("llm_judged", agent=agent, blocks=finding is not None)
+        return finding
 
     async def _label_risk(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
         rt = self.rt
@@ -405,7 +467,10 @@ class PRMonitor:
         rerun = blocker.kind == "pending" and bool(task.last_signature) and task.last_signature != signature
         if not rerun and (task.last_signature != signature or task.blocked_since is None):
             task.last_signature, task.blocked_since = signature, now
-            rt.commit([rt.event("pr_blocked", task.id, pr=pr.number, kind=blocker.kind, signature=signature)], [task])
+            event = rt.event(
+                "pr_blocked", task.id, pr=pr.number, kind=blocker.kind, signature=signature, sha=pr.head_sha
+            )
+            rt.commit([event], [task])
             log.info("pr_blocked", kind=blocker.kind, signature=signature)
             return False
         if not is_wedged(task.blocked_since, now, rt.config.routing.wedged_after_hours):
@@ -420,7 +485,7 @@ class PRMonitor:
         if task.last_signature is None and task.blocked_since is None:
             return
         task.last_signature, task.blocked_since = None, None
-        self.rt.commit([self.rt.event("pr_unblocked", task.id, pr=pr.number)], [task])
+        self.rt.commit([self.rt.event("pr_unblocked", task.id, pr=pr.number, sha=pr.head_sha)], [task])
 
     def _wedged_before(self, task: Task) -> bool:
         return any(t is not task and t.last_blocker == "wedged" for t in self.rt.graph.for_issue(task.repo, task.issue))
