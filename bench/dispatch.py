@@ -88,9 +88,11 @@ def run(ctx: Context) -> BenchResult:
                 env=env,
                 capture_output=True,
                 text=True,
-                check=True,
+                check=False,
             )
             cli_s = time.perf_counter() - p0
+            if done.returncode != 0:
+                raise RuntimeError(f"agentos issue new exited {done.returncode}: {done.stderr.strip()[-500:]}")
             number = _issue_number(done.stdout)
             tid = f"bench#{number}"
             first = _wait_file(times / tid.replace("#", "_"), 30)

@@ -24,8 +24,10 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from structlog.typing import EventDict, WrappedLogger
+if TYPE_CHECKING:  # types only: the config loader imports this module, and structlog costs ~60 ms to import
+    from structlog.typing import EventDict, WrappedLogger
 
 __all__ = [
     "MARKER",

@@ -349,6 +349,30 @@ class TestMerge:
         assert pr.state == "merged"
         assert await run("config", "receive.denyCurrentBranch", cwd=user_repo) == "updateInstead"
 
+    async def test_merge_after_checks_lands_the_tested_tree(
+        self, forge: LocalForge, ws: Workspace, user_repo: Path, tmp_path: Path
+    ) -> None:
+        """After green checks on (head, base), the squash is the very tree the checks tested, with the message
+        `git commit --cleanup=whitespace` would write (trailing spaces and extra blank lines go)."""
+        issue = await forge.new_issue("calc", "Feature")
+        number, sha, _ = await ship(forge, ws, issue)
+        base = await commit_file(user_repo, "base.txt", "later on main\n", "base moves")
+        assert (await forge.checks("calc", number)).state == "success"
+        record = json.loads(next((tmp_path / "state").rglob(f"pulls/{number}.*")).read_text())
+        tested_tree = record["checks"]["tree"]
+        body = f"Closes #{issue.number}  \n\n\n\nDid the thing.\t\n\n"
+        result = await forge.merge_pr("calc", number, sha=sha, title="Feature  ", body=body)
+        assert result.merged, result.message
+        assert await run("rev-parse", "HEAD^{tree}", cwd=user_repo) == tested_tree
+        assert await run("rev-parse", "HEAD^", cwd=user_repo) == base
+        assert (user_repo / "feature.txt").read_text() == "on\n" and (user_repo / "base.txt").is_file()
+        scratch = tmp_path / "msg"
+        await run("init", "-q", str(scratch), cwd=tmp_path)
+        args = ("-c", "commit.gpgsign=false", "commit", "-q", "--allow-empty", "--cleanup=whitespace")
+        await run(*args, "-m", f"Feature (#{number})", "-m", body, cwd=scratch)
+        expected = await run("log", "-1", "--format=%B", cwd=scratch)
+        assert await run("log", "-1", "--format=%B", cwd=user_repo) == expected
+
     async def test_title_with_number_is_not_doubled(self, forge: LocalForge, ws: Workspace, user_repo: Path) -> None:
         """A title that already ends with (#pr), as the PR monitor passes it, is used as it is."""
         issue = await forge.new_issue("calc", "Feature")

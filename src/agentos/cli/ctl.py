@@ -14,7 +14,6 @@ from typing import Any
 import typer
 
 from agentos.cli._common import JsonOption, fail, kv, print_json, table
-from agentos.control.socket import NotRunning, client_socket_path, request
 from agentos.errors import ControlError
 
 app = typer.Typer(help="Steer the running daemon.", no_args_is_help=True)
@@ -34,10 +33,14 @@ RUN_TIMEOUT_S = 3600.0
 
 
 def socket_path(explicit: str | None) -> Path:
+    from agentos.control.socket import client_socket_path
+
     return Path(explicit) if explicit else client_socket_path()
 
 
 def call(cmd: str, args: dict[str, Any] | None = None, sock: str | None = None, *, timeout: float = TIMEOUT_S) -> Any:
+    from agentos.control.socket import NotRunning, request
+
     path = socket_path(sock or os.environ.get("AGENTOS_SOCKET"))
     try:
         return request(path, cmd, args, timeout=timeout)
@@ -190,10 +193,12 @@ def task_show(task_id: str, as_json: bool = JsonOption, sock: str | None = Socke
     if as_json:
         print_json(data)
         return
+    from agentos.budget import cost_cell
+
     attempts = data.pop("attempts", [])
     kv({k: v for k, v in data.items() if v not in (None, [], "")})
     table(
-        [{**a, "cost": f"${a.get('cost_usd', 0):.2f}"} for a in attempts],
+        [{**a, "cost": cost_cell(a.get("cost_usd") or 0.0, a.get("cost_reported"))} for a in attempts],
         ["number", "agent", "outcome", "blocker_code", "duration_s", "cost", "run_dir"],
         title="attempts",
     )

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from agentos.cli._common import ConfigOption, JsonOption, console, fail, load, print_json, table
 from agentos.cli.views import quiet_logs
-from agentos.config import Config
-from agentos.control.socket import default_socket_path, request
 from agentos.errors import AgentosError
-from agentos.forge.base import READY_LABEL
-from agentos.forge.local import LocalForge
+
+if TYPE_CHECKING:  # the forge (pydantic, structlog, git helpers) is imported by the commands that use it
+    from agentos.config import Config
+    from agentos.forge.local import LocalForge
 
 app = typer.Typer(help="The local forge's issues.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, imported here: `agentos` starts without asyncio for the commands that do not need it."""
+    import asyncio
+
+    return asyncio.run(coro)
 
 
 def _forge(config: Config) -> LocalForge:
+    from agentos.forge.local import LocalForge
+
     quiet_logs()  # stdout is the command's output (a table or JSON); log lines go to stderr
     if config.forge != "local":
         fail("`agentos issue` works on the local forge; this config uses GitHub (use GitHub's issues)")
@@ -41,6 +52,8 @@ def _repo(config: Config, name: str | None) -> str:
 
 def _poke() -> None:
     """Tell a running daemon to dispatch now; silent when none is running."""
+    from agentos.control.socket import default_socket_path, request
+
     with contextlib.suppress(AgentosError, OSError):
         request(default_socket_path(), "poke", {"job": "dispatch"}, timeout=2)
 
@@ -66,8 +79,10 @@ def new(
             body = Path(body_file).read_text(encoding="utf-8")
         except OSError as exc:
             fail(f"cannot read --body-file {body_file}: {exc.strerror}")
+    from agentos.forge.base import READY_LABEL
+
     labels = list(label) + ([READY_LABEL] if ready and READY_LABEL not in label else [])
-    issue = asyncio.run(_forge(cfg).new_issue(name, title, body, labels))
+    issue = _run(_forge(cfg).new_issue(name, title, body, labels))
     if ready:
         _poke()
     if as_json:
@@ -91,7 +106,7 @@ def list_(
     names = [_repo(cfg, repo)] if repo or len(cfg.repos) == 1 else [r.name for r in cfg.repos]
     rows = []
     for name in names:
-        for issue in asyncio.run(forge.list_issues(name, state=state)):  # type: ignore[arg-type]
+        for issue in _run(forge.list_issues(name, state=state)):  # type: ignore[arg-type]
             rows.append(
                 {
                     "repo": name,
@@ -119,8 +134,8 @@ def show(
     name = _repo(cfg, repo)
     forge = _forge(cfg)
     try:
-        issue = asyncio.run(forge.get_issue(name, number))
-        comments = asyncio.run(forge.comments(name, number))
+        issue = _run(forge.get_issue(name, number))
+        comments = _run(forge.comments(name, number))
     except AgentosError as exc:
         fail(str(exc))
     if as_json:
@@ -140,10 +155,12 @@ def ready(
     config: str | None = ConfigOption,
 ) -> None:
     """Make an issue ready for agentos."""
+    from agentos.forge.base import READY_LABEL
+
     cfg, _ = load(config)
     name = _repo(cfg, repo)
     try:
-        asyncio.run(_forge(cfg).add_labels(name, number, [READY_LABEL]))
+        _run(_forge(cfg).add_labels(name, number, [READY_LABEL]))
     except AgentosError as exc:
         fail(str(exc))
     _poke()
@@ -161,7 +178,7 @@ def comment(
     cfg, _ = load(config)
     name = _repo(cfg, repo)
     try:
-        asyncio.run(_forge(cfg).comment(name, number, body, key=f"cli:{uuid.uuid4().hex}"))
+        _run(_forge(cfg).comment(name, number, body, key=f"cli:{uuid.uuid4().hex}"))
     except AgentosError as exc:
         fail(str(exc))
     console.print(f"commented on {name}#{number}", markup=False)

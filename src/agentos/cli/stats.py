@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from agentos.cli._common import ConfigOption, JsonOption, console, fail, load, print_json
 from agentos.cli.views import StateDirOption, quiet_logs, resolve_state_dir
-from agentos.metrics import GroupStats, summarise
+
+if TYPE_CHECKING:
+    from agentos.metrics import GroupStats
 
 __all__ = ["parse_since", "stats_command"]
 
@@ -24,7 +27,7 @@ _UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days
 COLUMNS = ("att", "ok", "mrg", "esc", "esc%", "a/m", "h/m", "tok", "$")
 LEGEND = (
     "att attempts · ok success rate · mrg merged · esc escalated · a/m attempts per merged task · "
-    "h/m median hours to merge · tok tokens · $ cost"
+    "h/m median hours to merge · tok tokens · $ cost (+N: attempts whose CLI reported no cost, not measured)"
 )
 
 
@@ -42,6 +45,12 @@ def parse_since(value: str, now: datetime) -> datetime:
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _cost(g: GroupStats) -> str:
+    if g.not_measured and g.not_measured == g.attempts:
+        return "not measured"
+    return format(g.cost_usd, ".2f") + (f" +{g.not_measured}" if g.not_measured else "")
 
 
 def _render(groups: list[GroupStats], name: str) -> None:
@@ -64,7 +73,7 @@ def _render(groups: list[GroupStats], name: str) -> None:
             _fmt(g.attempts_per_merged, ".1f"),
             _fmt(g.median_hours_to_merge, ".1f"),
             str(g.tokens),
-            _fmt(g.cost_usd, ".2f"),
+            _cost(g),
         )
     console.print(t)
 
@@ -76,6 +85,7 @@ def stats_command(
     state_dir: str | None = StateDirOption,
 ) -> None:
     """Success rate, attempts per merge, time to merge, escalations, tokens, cost and blockers."""
+    from agentos.metrics import summarise
     from agentos.store import StateError, Store
 
     cfg, path = load(config)

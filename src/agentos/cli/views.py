@@ -169,6 +169,7 @@ def tasks(
     as_json: bool = JsonOption,
 ) -> None:
     """Tasks, most recently changed first, read from the state directory (daemon running or not)."""
+    from agentos.budget import task_cost_cell
     from agentos.graph import TaskStatus, task_row
 
     statuses = [s.value for s in TaskStatus]
@@ -187,7 +188,7 @@ def tasks(
     shown = [
         {
             **row,
-            "cost": f"${row['cost_usd']:.2f}" if row["cost_usd"] else "",
+            "cost": task_cost_cell(row["cost_usd"], row["not_measured"]),
             "updated": _ago(task.updated_at, now),
         }
         for row, task in zip(rows, found, strict=True)
@@ -203,6 +204,8 @@ def task_show(
     as_json: bool = JsonOption,
 ) -> None:
     """One task: status, branch, PR link, and every attempt with its blocker code, duration, tokens and cost."""
+    from agentos.budget import cost_cell, task_cost_cell
+
     cfg, state = _state(config, state_dir)
     task = find_task(read_tasks(state), task_id)
     link = pr_link(cfg, state, task)
@@ -224,7 +227,7 @@ def task_show(
         "not_before": task.not_before.isoformat() if task.not_before else None,
         "created": task.created_at.isoformat(),
         "updated": task.updated_at.isoformat(),
-        "cost": f"${task.cost_usd():.2f} ({task.tokens()} tokens)",
+        "cost": f"{task_cost_cell(task.cost_usd(), task.unmeasured()) or '$0.00'} ({task.tokens():,} tokens)",
         "note": task.note,
     }
     kv({k: v for k, v in details.items() if v not in (None, [], "")})
@@ -242,7 +245,7 @@ def task_show(
                 if a.outcome != "running"
                 else f"{_duration((datetime.now(UTC) - a.started_at).total_seconds())} so far",
                 "tokens": f"{a.tokens_in}/{a.tokens_out}" if a.tokens_in or a.tokens_out else "",
-                "cost": f"${a.cost_usd:.2f}" if a.cost_usd else "",
+                "cost": cost_cell(a.cost_usd, a.cost_reported),
                 "run dir": a.run_dir,
             }
             for a in task.attempts

@@ -27,13 +27,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentos import logging as alog
 from agentos.errors import ControlError
 
 if TYPE_CHECKING:  # `agentos ctl` imports this module: keep the daemon's parts out of its start-up
+    import structlog
+
     from agentos.control.controller import Controller
 
-log = alog.get_logger("agentos.socket")
+
+def _log() -> structlog.stdlib.BoundLogger:
+    """The server's logger; imported on first use, so a client (`agentos ctl`) never loads structlog."""
+    from agentos import logging as alog
+
+    return alog.get_logger("agentos.socket")
+
 
 MAX_LINE = 64 * 1024
 REFUSE_READ_S = 1.0
@@ -167,7 +174,7 @@ async def _answer(controller: Controller, req: dict[str, Any]) -> dict[str, Any]
     except ControlError as exc:
         return {"ok": False, "error": str(exc)}
     except Exception as exc:  # the socket must answer, whatever the controller did
-        log.error("control_command_failed", cmd=cmd, exc_info=True)
+        _log().error("control_command_failed", cmd=cmd, exc_info=True)
         return {"ok": False, "error": f"{cmd} failed: {type(exc).__name__}: {exc}"}
     return {"ok": True, "result": result}
 
@@ -220,7 +227,7 @@ class ControlServer:
         try:
             uid = peer_uid(sock)
             if uid not in self.allowed_uids:
-                log.warning("control_client_refused", uid=uid)
+                _log().warning("control_client_refused", uid=uid)
                 # Read the request first: closing with unread data would reset the client's connection.
                 with contextlib.suppress(ValueError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
                     await asyncio.wait_for(reader.readline(), REFUSE_READ_S)
