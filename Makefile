@@ -12,10 +12,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The real Claude Code, Codex and Gemini CLIs (from npm, pinned, ~740 MB, cached in CLI_DIR) are part of every
+# `make test`: tests/realcli runs them against a scripted model server on 127.0.0.1, alone and through the daemon.
+# No account and no internet beyond the npm registry; when that is unreachable they skip, saying so (-rs).
+CLI_DIR ?= .cache/agent-clis
+
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed (needs root and apt): the status-page screenshot test will be skipped"
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy src/
-	$(BIN)/python -m pytest
+	scripts/install-agent-clis.sh $(CLI_DIR)
+	AGENTOS_REAL_CLI_DIR=$(abspath $(CLI_DIR)) $(BIN)/python -m pytest -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
@@ -26,9 +33,7 @@ unit: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/agentos demo
 
-# The adapters against the real Claude Code, Codex and Gemini CLIs (from npm, ~740 MB, cached),
-# talking to a scripted model server on 127.0.0.1: no account and no internet beyond the npm registry.
-CLI_DIR ?= .cache/agent-clis
+# Only the real-CLI tests (tests/realcli): the adapters and the daemon with the real CLIs.
 test-agents: $(STAMP)
 	scripts/install-agent-clis.sh $(CLI_DIR)
 	AGENTOS_REAL_CLI_DIR=$(abspath $(CLI_DIR)) $(BIN)/python -m pytest tests/realcli -rs

@@ -27,15 +27,21 @@ gets JSON that fits its schema.
 :meth:`ModelServer.fail` makes the next requests fail the way the provider does, with its real error body and
 headers (:data:`FailureKind`): a usage limit (with the reset time the provider states), a quota with none, a
 rejected key. Every request is kept in :attr:`ModelServer.requests`.
+
+:func:`serve_in_thread` runs the server on an event loop of its own, for a test that blocks while a CLI talks to
+it (one that polls a daemon process with ``time.sleep``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -54,6 +60,7 @@ __all__ = [
     "Shell",
     "WriteFile",
     "model_server",
+    "serve_in_thread",
 ]
 
 Provider = Literal["anthropic", "openai", "gemini"]
@@ -124,6 +131,7 @@ class Failure:
     kind: FailureKind
     reset_at: int | None = None  # epoch seconds the provider states for a usage limit
     remaining: int | None = None  # how many more requests fail; None: all of them
+    provider: Provider | None = None  # only this provider's API fails; None: all three
 
 
 @dataclass(frozen=True)
@@ -206,12 +214,19 @@ class ModelServer:
 
     # ------------------------------------------------------------ switches
 
-    def fail(self, kind: FailureKind, *, reset_at: int | datetime | None = None, count: int | None = None) -> None:
+    def fail(
+        self,
+        kind: FailureKind,
+        *,
+        reset_at: int | datetime | None = None,
+        count: int | None = None,
+        provider: Provider | None = None,
+    ) -> None:
         """Fail the next ``count`` model requests (all when None) as ``kind``; ``reset_at``: when a usage limit
-        resets (epoch seconds or an aware datetime)."""
+        resets (epoch seconds or an aware datetime); ``provider``: fail only that API (one CLI of several)."""
         if isinstance(reset_at, datetime):
             reset_at = int(reset_at.timestamp())
-        self.failure = Failure(kind, reset_at, count)
+        self.failure = Failure(kind, reset_at, count, provider)
 
     def replies(self, provider: Provider | None = None) -> list[str]:
         return [r.reply for r in self.requests if provider is None or r.provider == provider]
@@ -223,9 +238,9 @@ class ModelServer:
                 return _tool_results(provider, r.body)
         return []
 
-    def _take_failure(self) -> Failure | None:
+    def _take_failure(self, provider: Provider) -> Failure | None:
         f = self.failure
-        if f is None:
+        if f is None or f.provider not in (None, provider):
             return None
         if f.remaining is not None:
             if f.remaining <= 0:
@@ -293,7 +308,7 @@ class ModelServer:
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        if (f := self._take_failure()) is not None:
+        if (f := self._take_failure("anthropic")) is not None:
             error = self._anthropic_error(f)
             self._record("anthropic", request, body, error.status, f"error:{f.kind}")
             return error
@@ -452,7 +467,7 @@ class ModelServer:
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        if (f := self._take_failure()) is not None:
+        if (f := self._take_failure("openai")) is not None:
             error = self._openai_error(f, request.headers.get("Authorization", "").removeprefix("Bearer "))
             self._record("openai", request, body, error.status, f"error:{f.kind}")
             return error
@@ -610,7 +625,7 @@ class ModelServer:
         if method == "countTokens":
             self._record("gemini", request, body, 200, "other")
             return web.json_response({"totalTokens": self.script.input_tokens})
-        if (f := self._take_failure()) is not None:
+        if (f := self._take_failure("gemini")) is not None:
             error = self._gemini_error(f)
             self._record("gemini", request, body, error.status, f"error:{f.kind}")
             return error
@@ -739,3 +754,26 @@ async def model_server() -> AsyncIterator[ModelServer]:
         yield server
     finally:
         await server.stop()
+
+
+@contextmanager
+def serve_in_thread(script: Script | None = None) -> Iterator[ModelServer]:
+    """A started :class:`ModelServer` on its own event loop in a background thread; stopped on exit.
+
+    Setting :attr:`ModelServer.script` or calling :meth:`ModelServer.fail` from the test's thread between runs
+    is safe; :attr:`ModelServer.requests` is only appended to, so reading it any time is too.
+    """
+    server = ModelServer(script)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="model-server", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=30)
+        yield server
+    finally:
+        try:
+            asyncio.run_coroutine_threadsafe(server.stop(), loop).result(timeout=30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            loop.close()

@@ -5,19 +5,12 @@ in a real git worktree, with the CLI pointed at :class:`~tests.fakes.model_serve
 
 * a complete run: the "model" has the CLI write a file with its file tool and write ``.agent_result.md``
   with its shell tool, then ends with a final text; the CLI exits 0 and reports tokens (and Claude a cost);
+* ``prompt_via: file``: the CLI reads the prompt from the run directory with its own file tool;
 * a usage limit with a reset time → ``quota_limited`` with that ``reset_at``; a quota with none → no time;
 * a rejected key → ``missing_credentials``;
 * Claude Code as root: without ``IS_SANDBOX=1`` it refuses the permission bypass; the adapter sets it.
 
-What each CLI needs to talk to a local server (set up by :func:`cli_setup`):
-
-* Claude Code: ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_API_KEY`` (API billing) or ``CLAUDE_CODE_OAUTH_TOKEN``
-  (a Claude plan: only then does it state a usage limit's reset time).
-* Codex: a model provider in ``~/.codex/config.toml`` (``base_url = "<url>/v1"``, ``wire_api = "responses"``,
-  ``supports_websockets = false``, ``env_key = "OPENAI_API_KEY"``); the ``OPENAI_BASE_URL`` variable is ignored.
-* Gemini CLI: ``GOOGLE_GEMINI_BASE_URL`` and ``GEMINI_API_KEY``, plus ``security.auth.selectedType:
-  gemini-api-key`` in ``~/.gemini/settings.json``: with the base URL alone 0.61.0 picks its "gateway" auth
-  type, which headless mode rejects ("Invalid auth method selected.", exit 41).
+What each CLI needs to talk to a local server is :func:`tests.realcli.clis.cli_setup`.
 
 Set ``AGENTOS_REAL_CLI_RECORD=<dir>`` to keep each run's output there (``<cli>-<case>.txt``).
 """
@@ -26,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -41,23 +33,19 @@ from agentos.agents.adapters import AgentReport, Invocation, build_invocation, p
 from agentos.agents.contract import read_contract
 from agentos.agents.runner import RunOutcome, RunSpec, run_process
 from agentos.config import AgentConfig, AgentKind
-from tests.fakes.model_server import ModelServer, Provider, ReadFile, Script, Shell, WriteFile
+from tests.fakes.model_server import ModelServer, ReadFile, Script, Shell, WriteFile
+from tests.realcli.clis import (
+    CLI_DIR,
+    CLIS,
+    IS_ROOT,
+    KEYS,
+    NODE,
+    PROVIDERS,
+    assert_installed,
+    binary,
+    cli_setup,
+)
 
-_DIR = os.environ.get("AGENTOS_REAL_CLI_DIR", "").strip()
-if not _DIR:
-    pytest.skip(
-        "AGENTOS_REAL_CLI_DIR is not set: the real Claude Code/Codex/Gemini CLI tests run with `make test-agents` "
-        "(installs the CLIs from npm into .cache/agent-clis)",
-        allow_module_level=True,
-    )
-CLI_DIR = Path(_DIR).expanduser().resolve()
-if (CLI_DIR / ".registry-unreachable").exists() and not (CLI_DIR / ".installed").exists():
-    pytest.skip((CLI_DIR / ".registry-unreachable").read_text().strip(), allow_module_level=True)
-
-CLIS: tuple[AgentKind, ...] = ("claude", "codex", "gemini")
-PROVIDERS: dict[AgentKind, Provider] = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
-IS_ROOT = os.geteuid() == 0
-NODE = shutil.which("node")
 PROMPT_MARK = "agentos-prompt-marker-5d1c"
 PROMPT = f"""Task {PROMPT_MARK}: change greeting.txt to say "hello, world", then write .agent_result.md."""
 RESULT = """STATUS: complete
@@ -74,26 +62,11 @@ ATTEMPTED_APPROACHES: write the file
 MANUAL_STEPS: none
 """
 FINAL = "Changed greeting.txt to say hello, world and wrote .agent_result.md."
-KEYS = {
-    "ANTHROPIC_API_KEY": "sk-ant-api03-realcli-test",
-    "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-realcli-test",
-    "OPENAI_API_KEY": "sk-proj-realcli-test",
-    "GEMINI_API_KEY": "AIzaSy-realcli-test",
-}
-
-
-def binary(kind: AgentKind) -> Path:
-    for path in (CLI_DIR / "node_modules" / ".bin" / kind, CLI_DIR / "bin" / kind, CLI_DIR / kind):
-        if path.exists():
-            return path
-    raise AssertionError(f"{kind} is not installed in {CLI_DIR}: run scripts/install-agent-clis.sh {CLI_DIR}")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _installed() -> None:
-    assert NODE, "node is not on PATH (Codex's launcher and Gemini CLI are Node programs)"
-    for kind in CLIS:
-        binary(kind)
+    assert_installed()
 
 
 # ---------------------------------------------------------------- setup
@@ -131,43 +104,6 @@ def worktree(tmp_path: Path) -> Path:
 def git_status(wt: Path) -> list[str]:
     out = subprocess.run(["git", "status", "--porcelain"], cwd=wt, check=True, capture_output=True, text=True)
     return sorted(out.stdout.splitlines())
-
-
-def cli_setup(
-    kind: AgentKind, server: ModelServer, home: Path, *, model: str | None = None, oauth: bool = False
-) -> AgentConfig:
-    """The agent config (and the CLI's files in ``home``) that run the real ``kind`` against ``server``."""
-    if kind == "claude":
-        return AgentConfig(
-            kind="claude",
-            binary=str(binary(kind)),
-            model=model,
-            env={"ANTHROPIC_BASE_URL": server.url, "DISABLE_AUTOUPDATER": "1"},
-            pass_env=["CLAUDE_CODE_OAUTH_TOKEN" if oauth else "ANTHROPIC_API_KEY"],
-        )
-    if kind == "codex":
-        (home / ".codex").mkdir(parents=True, exist_ok=True)
-        (home / ".codex" / "config.toml").write_text(
-            'model_provider = "agentos-test"\n\n'
-            "[model_providers.agentos-test]\n"
-            'name = "agentos scripted model server"\n'
-            f'base_url = "{server.url}/v1"\n'
-            'env_key = "OPENAI_API_KEY"\n'
-            'wire_api = "responses"\n'
-            "supports_websockets = false\n"
-        )
-        return AgentConfig(kind="codex", binary=str(binary(kind)), model=model, pass_env=["OPENAI_API_KEY"])
-    (home / ".gemini").mkdir(parents=True, exist_ok=True)
-    (home / ".gemini" / "settings.json").write_text(
-        json.dumps({"security": {"auth": {"selectedType": "gemini-api-key"}}})
-    )
-    return AgentConfig(
-        kind="gemini",
-        binary=str(binary(kind)),
-        model=model,
-        env={"GOOGLE_GEMINI_BASE_URL": server.url},
-        pass_env=["GEMINI_API_KEY"],
-    )
 
 
 @dataclass
@@ -377,6 +313,24 @@ async def test_claude_falls_back_to_a_non_streaming_request(
     assert (worktree / "greeting.txt").read_text() == "hello, world\n"
     assert read_contract(worktree / ".agent_result.md").status == "complete"
     assert run.report.final_message == FINAL and run.report.failure is None
+
+
+@pytest.mark.parametrize("kind", CLIS)
+async def test_prompt_via_file_is_readable(
+    kind: AgentKind, server: ModelServer, worktree: Path, tmp_path: Path
+) -> None:
+    """With ``prompt_via: file`` the CLI gets a pointer on stdin and reads the prompt with its own file tool, from
+    the run directory outside the worktree (Gemini CLI only with ``--include-directories``, which the adapter adds)."""
+    prompt_file = tmp_path / "run" / "prompt.md"
+    server.script = Script(steps=[ReadFile(str(prompt_file))], final=FINAL)
+    cfg = cli_setup(kind, server, tmp_path / "home").model_copy(update={"prompt_via": "file"})
+    run = await run_cli(kind, cfg, worktree, tmp_path, case="prompt-file")
+    assert run.outcome.exit_code == 0, run.output[-3000:]
+    main = [r for r in server.requests if r.reply.startswith("tool:")]
+    assert str(prompt_file) in json.dumps(main[0].body) and PROMPT_MARK not in json.dumps(main[0].body)
+    [read] = server.tool_results(PROVIDERS[kind])
+    assert PROMPT_MARK in read, read  # not "Path not in workspace"
+    assert run.report.failure is None and run.report.final_message == FINAL
 
 
 # ---------------------------------------------------------------- usage limits

@@ -15,7 +15,8 @@ command    the configured ``argv`` with ``{prompt_file}``, ``{worktree}``, ``{ta
 Claude Code refuses ``--dangerously-skip-permissions`` as root unless ``IS_SANDBOX=1`` says it runs in a
 sandbox; agentos runs agents in disposable worktrees, so as root it sets ``IS_SANDBOX=1`` for claude only.
 Gemini CLI refuses to run headless in a folder it does not trust (every new worktree), so gemini gets
-``GEMINI_CLI_TRUST_WORKSPACE=true``.
+``GEMINI_CLI_TRUST_WORKSPACE=true``; its file tools refuse paths outside the worktree, so with ``prompt_via: file``
+it also gets ``--include-directories <the prompt's run dir>``.
 
 :func:`parse_output` reads what the CLI printed (stdout and stderr, in any mix) into an :class:`AgentReport`:
 tokens, cost, turns, the final message, and a failure code when the run failed for a reason agentos handles
@@ -137,7 +138,10 @@ def build_invocation(
         argv[0] = _resolve(agent_name, argv[0], env, worktree, f"check agents.{agent_name}.argv[0] in the config")
         return Invocation(argv, env, None if cfg.prompt_via == "file" else prompt.encode("utf-8"))
     binary = _resolve(agent_name, cfg.binary or cfg.kind, env, worktree, INSTALL_HINTS[cfg.kind])
-    argv = [binary, *_cli_flags(cfg.kind, cfg.model, list(cfg.extra_args))]
+    extra = list(cfg.extra_args)
+    if cfg.kind == "gemini" and cfg.prompt_via == "file":  # read_file refuses paths outside the worktree
+        extra = ["--include-directories", str(prompt_file.parent), *extra]
+    argv = [binary, *_cli_flags(cfg.kind, cfg.model, extra)]
     if cfg.kind == "claude" and (os.geteuid() if euid is None else euid) == 0:
         env.setdefault("IS_SANDBOX", "1")  # Claude Code refuses --dangerously-skip-permissions as root without it
     if cfg.kind == "gemini":
