@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
@@ -69,6 +70,10 @@ class RepoConfig(_Model):
     project: dict[str, str | int] | None = None
     protected_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED_PATHS))
     max_diff_lines: int = Field(default=2000, ge=1)
+    llm_judge: str | None = None  # an agent name: it reviews green PRs and may only block (docs/pr-monitor.md)
+    max_worktrees: int | None = Field(default=None, ge=1)
+    max_worktree_disk_mb: int | None = Field(default=None, ge=1)
+    pass_env: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -89,6 +94,18 @@ class AgentConfig(_Model):
     prompt_via: Literal["stdin", "file"] | None = None
     cooldown_minutes: float = Field(default=60, gt=0)
     max_cost_usd_per_day: float | None = Field(default=None, gt=0)
+    monthly_warn_usd: float | None = Field(default=None, gt=0)
+    monthly_max_usd: float | None = Field(default=None, gt=0)
+    monthly_warn_tokens: int | None = Field(default=None, gt=0)
+    monthly_max_tokens: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _warn_below_max(self) -> AgentConfig:
+        for unit in ("usd", "tokens"):
+            warn, top = getattr(self, f"monthly_warn_{unit}"), getattr(self, f"monthly_max_{unit}")
+            if warn is not None and top is not None and warn >= top:
+                raise ValueError(f"monthly_warn_{unit} ({warn}) must be below monthly_max_{unit} ({top})")
+        return self
 
     @model_validator(mode="after")
     def _command_needs_argv(self) -> AgentConfig:
@@ -122,7 +139,18 @@ class Limits(_Model):
     max_log_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_task_cost_usd: float | None = Field(default=None, gt=0)
     max_task_tokens: int | None = Field(default=None, gt=0)
+    budget_timezone: str = "UTC"
     event_retention_days: int = Field(default=90, ge=1)
+
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)") from None
+        return value
 
 
 class JobConfig(_Model):
@@ -155,6 +183,21 @@ class GitHubConfig(_Model):
     app_id: int | None = None
     installation_id: int | None = None
     poll_interval_s: float = Field(default=60, gt=0)
+
+
+class StatusPageConfig(_Model):
+    """The read-only status page, JSON API and Prometheus metrics the daemon serves (docs/operations.md).
+
+    Off by default. On ``127.0.0.1`` (or ``::1``, ``localhost``) no token is needed; any other ``host``
+    needs the bearer token in the credential ``token_credential`` (or ``$STATUS_PAGE_TOKEN``), or the
+    daemon refuses to start. When a token is set, every request must carry it.
+    """
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8787, ge=0, le=65535)
+    token_credential: str = Field(default="status_page_token", pattern=r"^[A-Za-z0-9_.-]+$")
+    window_days: int = Field(default=7, ge=1)
 
 
 class LoopsConfig(_Model):
@@ -198,6 +241,7 @@ class Config(_Model):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     github: GitHubConfig | None = None
     loops: LoopsConfig = Field(default_factory=LoopsConfig)
+    status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

@@ -48,6 +48,7 @@ from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
 
 if TYPE_CHECKING:
+    from agentos.control.status_page import StatusPage
     from agentos.control.telegram import TelegramBot
 
 log = alog.get_logger("agentos.daemon")
@@ -73,7 +74,7 @@ def sd_notify(*lines: str) -> bool:
 EXIT_OK, EXIT_CRASHED, EXIT_ALREADY_RUNNING, EXIT_BAD_STATE, EXIT_CONFIG = 0, 1, 2, 3, 78
 STATUS_EVERY_S = 30.0
 """Without a watchdog, how often ``STATUS=`` is refreshed for ``systemctl status``."""
-RESTART_ONLY = ("state_dir", "forge", "github")
+RESTART_ONLY = ("state_dir", "forge", "github", "status_page")
 """Config keys a reload cannot change under a running daemon; a file that changes them is refused."""
 
 
@@ -91,6 +92,24 @@ def watchdog_interval() -> float | None:
 
 def _projects(config: Config) -> dict[str, object]:
     return {r.name: r.project for r in config.repos}
+
+
+def job_configs(config: Config) -> dict[str, JobConfig]:
+    """The job table's settings: the ``jobs:`` section over triggers other sections imply.
+
+    ``daily_digest`` runs at ``telegram.digest_hour``; on the GitHub forge ``dispatch`` (the readiness
+    poll) runs every ``github.poll_interval_s``. A ``jobs.NAME`` entry with its own ``cron`` or
+    ``interval_s`` wins; one that only sets ``enabled`` keeps the implied trigger.
+    """
+    implied = {"daily_digest": JobConfig(cron=f"0 {config.telegram.digest_hour} * * *")}
+    if config.forge == "github" and config.github is not None:
+        implied["dispatch"] = JobConfig(interval_s=config.github.poll_interval_s)
+    merged = dict(config.jobs)
+    for name, job in implied.items():
+        own = merged.get(name)
+        if own is None or not (own.cron or own.interval_s):
+            merged[name] = job.model_copy(update={"enabled": own.enabled if own is not None else True})
+    return merged
 
 
 def _say(message: str) -> None:
@@ -156,7 +175,7 @@ class Daemon:
             if changed:
                 raise ConfigError([f"{self.config_path}: {key}: changed; that needs a restart" for key in changed])
             if rt.scheduler is not None:
-                rt.scheduler.reconfigure(new.jobs)  # checks every trigger before changing anything
+                rt.scheduler.reconfigure(job_configs(new))  # checks every trigger before changing anything
             rt.config = new
             self.config = new
             if isinstance(rt.forge, LocalForge):
@@ -268,13 +287,24 @@ class Daemon:
         executor = Executor(rt)
         controller = Controller(rt, on_reload=self.reload)
         bot = self._telegram(controller)
+        try:
+            page = self._status_page(controller)
+        except ConfigError as exc:
+            log.critical("config_invalid", problems=exc.problems)
+            for problem in exc.problems:
+                _say(problem)
+            return EXIT_CONFIG
         # Before recover(): an escalation it finishes is announced (or deduplicated), not silently dropped.
-        rt.notifier = Notifier(bot.sender() if bot else None, seen=StateSeenStore(rt))
+        rt.notifier = Notifier(
+            bot.sender() if bot else None,
+            seen=StateSeenStore(rt),
+            journal=lambda data: rt.record("notification_sent", None, **data),
+        )
         await executor.recover()
 
-        jobs = {"daily_digest": JobConfig(cron=f"0 {self.config.telegram.digest_hour} * * *"), **self.config.jobs}
+        jobs = job_configs(self.config)
         scheduler = Scheduler(
-            state, configs=jobs, on_change=rt.save_state, on_failure=self._job_failed, clock=self.clock
+            state, configs=jobs, on_change=rt.save_job_state, on_failure=self._job_failed, clock=self.clock
         )
         rt.scheduler = scheduler
         monitor = PRMonitor(rt, executor)
@@ -306,6 +336,8 @@ class Daemon:
             _say(str(exc))
             return EXIT_ALREADY_RUNNING
         scheduler.start()
+        if page is not None:
+            await self._start_status_page(page)
 
         sd_notify("READY=1", f"STATUS={self._status_line()}")
         log.info(
@@ -331,6 +363,8 @@ class Daemon:
 
         await self._stop.wait()
         code = await self._shutdown(store, graph, state, scheduler, executor, server)
+        if page is not None:
+            await page.stop()
         await rt.notifier.aclose()
         if bot is not None:
             await bot.stop()
@@ -357,6 +391,25 @@ class Daemon:
         from agentos.control.telegram import TelegramBot  # aiogram costs a second to import; only when used
 
         return TelegramBot(token, controller, cfg.allowed_chat_ids, api_base=cfg.api_base)
+
+    def _status_page(self, controller: Controller) -> StatusPage | None:
+        """The read-only status page when enabled; a non-loopback bind with no token is a config error."""
+        cfg = self.config.status_page
+        if not cfg.enabled:
+            return None
+        from agentos.control.status_page import StatusPage  # aiohttp only when used
+
+        return StatusPage(controller, cfg, token=secret(cfg.token_credential))
+
+    async def _start_status_page(self, page: StatusPage) -> None:
+        """Bind the page; a busy port is logged and said, and the daemon works on without it."""
+        try:
+            url = await page.start()
+        except OSError as exc:
+            log.error("status_page_start_failed", host=page.cfg.host, port=page.cfg.port, error=str(exc))
+            _say(f"status page not started: {page.cfg.host}:{page.cfg.port}: {exc.strerror or exc}")
+        else:
+            log.info("status_page_started", url=url, token_required=page.token_required)
 
     async def _start_telegram(self, bot: TelegramBot) -> None:
         """Start polling in the background: the daemon never waits for Telegram to be reachable."""

@@ -33,6 +33,7 @@ from agentos.agents.contract import (
 )
 from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt, fence
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
+from agentos.budget import BUDGET_CODE, enforce_agent_budgets, issue_breach, issue_spend
 from agentos.control.notify import action_button, issue_button
 from agentos.errors import AgentosError
 from agentos.forge.base import BLOCKED_LABEL
@@ -112,7 +113,15 @@ class Executor:
         return usable[counted_attempts(task) % len(usable)]
 
     def start(self, task: Task) -> bool:
-        """Begin an attempt in the background; False when no agent is available now."""
+        """Begin an attempt in the background; False when no agent is available now.
+
+        A task the system itself re-queued (RETRYING: after a failure, or a red PR sent back) whose issue is over
+        its token or cost ceiling is escalated instead. A QUEUED one runs: it is new, or an operator retried it,
+        and gets that one attempt before the ceiling is checked again.
+        """
+        if task.status is TaskStatus.RETRYING and (breach := self.budget_breach(task)):
+            self._launch(task.id, self._escalate_over_budget(task, breach, []))
+            return False
         agent = self.choose_agent(task)
         if agent is None:
             return False
@@ -295,6 +304,8 @@ class Executor:
         report = parse_output(agent_cfg.kind, log_text, outcome.exit_code, now=rt.now())
         attempt.tokens_in, attempt.tokens_out = report.tokens_in, report.tokens_out
         attempt.cost_usd, attempt.turns = report.cost_usd, report.turns
+        attempt.cost_reported, attempt.tokens_reported = report.cost_reported, report.tokens_reported
+        enforce_agent_budgets(rt)  # an agent past its daily or monthly limit is paused before its next start
         attempt.exit_code = outcome.exit_code
         result_path = worktree / RESULT_FILE
         with contextlib.suppress(ContractError, OSError):  # never through a symlink, never from a FIFO
@@ -537,6 +548,9 @@ class Executor:
         if permanent or exhausted:
             await self._escalate(task, events, reason="permanent" if permanent else "max_attempts")
             return
+        if breach := self.budget_breach(task):
+            await self._escalate_over_budget(task, breach, events)
+            return
         delay = (
             0.0
             if verdict.blocker == "quota_limited"
@@ -571,6 +585,19 @@ class Executor:
             except AgentosError as exc:
                 log.warning("worktree_remove_failed", error=str(exc))
 
+    def budget_breach(self, task: Task) -> str | None:
+        """``spent …; limit …`` when the task's issue (every attempt of every generation) is over a ceiling."""
+        return issue_breach(self._issue_tasks(task), self.rt.config.limits)
+
+    def _issue_tasks(self, task: Task) -> list[Task]:
+        tasks = self.rt.graph.for_issue(task.repo, task.issue)
+        return tasks if any(t is task for t in tasks) else [*tasks, task]
+
+    async def _escalate_over_budget(self, task: Task, breach: str, events: Sequence[Event]) -> None:
+        task.last_blocker = BUDGET_CODE
+        log.warning("task_over_budget", task=task.id, detail=breach)
+        await self._escalate(task, events, reason="budget")
+
     def _escalation_marker(self, task: Task) -> Path:
         return self.rt.state_dir / "runs" / safe_id(task.id) / f"escalated-{len(task.attempts)}"
 
@@ -578,8 +605,9 @@ class Executor:
         """The structured comment (once, by key) and the notification; then the marker that says so."""
         rt = self.rt
         key = f"escalation:{task.id}:{len(task.attempts)}"
+        figures = self.budget_breach(task) or f"spent {issue_spend(self._issue_tasks(task)).describe()}"
         try:
-            await rt.forge.comment(task.repo, task.issue, redact(_escalation_comment(task)), key=key)
+            await rt.forge.comment(task.repo, task.issue, redact(_escalation_comment(task, figures)), key=key)
         except AgentosError as exc:
             log.warning("forge_call_failed", error=str(exc))
             return  # no marker: the next start tries again
@@ -598,7 +626,8 @@ class Executor:
             rt.notifier.notify(
                 1,
                 key,
-                f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}",
+                f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}"
+                f"\n{figures}",
                 buttons=buttons,
             )
         marker = self._escalation_marker(task)
@@ -718,13 +747,23 @@ def _cell(text: str, limit: int = 160) -> str:
     return " ".join(text.split()).replace("|", "\\|")[:limit]
 
 
-def _escalation_comment(task: Task) -> str:
-    """What was tried by whom, the blocker codes, the last error, the next step and the manual steps."""
+def _escalation_comment(task: Task, figures: str = "") -> str:
+    """What was tried by whom, the blocker codes, what it cost, the last error, the next step, the manual steps."""
     lines = [
         f"**agentos escalated this issue** after {len(task.attempts)} attempts; it needs a human.",
         "",
         f"Task `{task.id}`, last blocker: `{task.last_blocker or '-'}`.",
         "",
+    ]
+    if figures:
+        lines += [f"Budget: {figures}.", ""]
+    if task.last_blocker == BUDGET_CODE:
+        lines += [
+            "The issue reached its token or cost ceiling (`limits.max_task_tokens`, `limits.max_task_cost_usd`), "
+            "so agentos stopped retrying it. A retry runs one more attempt; raise the limit for more.",
+            "",
+        ]
+    lines += [
         "| # | agent | outcome | blocker | note |",
         "|---|---|---|---|---|",
     ]

@@ -82,6 +82,8 @@ class Attempt(BaseModel):
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    cost_reported: bool | None = None  # False: the CLI ran and reported no cost ("not measured"); None: unknown
+    tokens_reported: bool | None = None
     turns: int = 0
     run_dir: str | None = None
     pid: int | None = None
@@ -136,6 +138,10 @@ class Task(BaseModel):
 
     def tokens(self) -> int:
         return sum(a.tokens_in + a.tokens_out for a in self.attempts)
+
+    def unmeasured(self) -> int:
+        """Attempts whose CLI ran but reported no cost: their cost is "not measured", not $0."""
+        return sum(1 for a in self.attempts if a.cost_reported is False)
 
 
 class Event(BaseModel):
@@ -200,6 +206,7 @@ def end_attempt(
             "duration_s": attempt.duration_s,
             "tokens": attempt.tokens_in + attempt.tokens_out,
             "cost_usd": attempt.cost_usd,
+            "cost_reported": attempt.cost_reported,
             "error": attempt.error[-500:],
         },
     )
@@ -226,6 +233,7 @@ def task_row(task: Task) -> dict[str, Any]:
         "pr": task.pr,
         "blocker": task.last_blocker,
         "cost_usd": round(task.cost_usd(), 4),
+        "not_measured": task.unmeasured(),
         "tokens": task.tokens(),
         "updated": task.updated_at.isoformat(),
     }

@@ -46,6 +46,7 @@ DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
     "backlog_groom": "0 * * * *",
     "sprint_plan": "5 * * * *",
     "daily_digest": "0 8 * * *",
+    "housekeeping": "43 3 * * *",  # rotated journals past limits.event_retention_days (jobs/housekeeping.py)
     "stall_watchdog": 60.0,  # DESIGN.md says 5 min; a minute ends a dead attempt sooner and costs nothing
 }
 

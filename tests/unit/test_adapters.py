@@ -225,6 +225,26 @@ class TestBuildInvocation:
         assert inv.stdin is not None
         assert b"/tmp/prompt.md" in inv.stdin
 
+    def test_gemini_with_prompt_via_file_may_read_the_run_dir(self, tmp_path: Path) -> None:
+        """Gemini CLI's read_file refuses paths outside its workspace (the worktree): with prompt_via: file the
+        prompt's directory is added to it; with stdin the workspace stays the worktree alone."""
+        runs = tmp_path / "runs" / "t-42" / "1"
+
+        def argv(cfg: AgentConfig) -> list[str]:
+            return build_invocation(
+                "g",
+                cfg,
+                prompt="Fix",
+                prompt_file=runs / "prompt.md",
+                worktree=tmp_path,
+                task_id="t",
+                base_env=BASE_ENV,
+            ).argv
+
+        by_file = argv(AgentConfig(kind="gemini", prompt_via="file", extra_args=["--debug"]))
+        assert by_file[-3:] == ["--include-directories", str(runs), "--debug"]
+        assert "--include-directories" not in argv(AgentConfig(kind="gemini"))
+
 
 # ---------------------------------------------------------------- JSON in noisy output
 

@@ -148,6 +148,7 @@ class FakeRuntime:
         self.state = DaemonState()
         self.running: dict[str, Any] = {}
         self.stopping = False
+        self.write_failure = None
         self.events: list[Event] = []
 
     def now(self) -> datetime:

@@ -11,6 +11,8 @@ from agentos.jobs.verify import (
     assess_risk,
     is_protected,
     is_test_path,
+    judge_finding,
+    judge_prompt,
     parse_added_lines,
     parse_numstat,
     verify,
@@ -137,3 +139,33 @@ class TestParsing:
             "diff --git a/gone.txt b/gone.txt\n--- a/gone.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n"
         )
         assert parse_added_lines(text) == (("x.py", "new"), ("x.py", "++ tricky"))
+
+
+class TestJudge:
+    @pytest.mark.parametrize(
+        ("answer", "blocks"),
+        [
+            pytest.param({"verdict": "block", "reasons": ["deletes tests"]}, True, id="block"),
+            pytest.param({"verdict": "ok", "reasons": ["fine"]}, False, id="ok"),
+            pytest.param({"verdict": "approve"}, False, id="unknown-verdict"),
+            pytest.param({"reasons": ["no verdict"]}, False, id="missing-verdict"),
+            pytest.param({"verdict": "block", "reasons": "not a list"}, False, id="bad-reasons"),
+            pytest.param(None, False, id="no-answer"),
+        ],
+    )
+    def test_only_a_valid_block_verdict_is_a_finding(self, answer: dict[str, object] | None, blocks: bool) -> None:
+        """The judge can only add a blocking finding; anything but a valid ``block`` adds nothing (fail-open)."""
+        found = judge_finding(answer, "judge")
+        assert (found is not None) is blocks
+        if found is not None:
+            assert (found.code, found.blocking) == ("llm_judge", True)
+            assert found.detail == "the LLM judge (judge) blocks it: deletes tests"
+
+    def test_reasons_are_redacted_and_the_prompt_is_bounded(self) -> None:
+        """A token in the judge's reasons never reaches the PR; a huge diff is cut in the prompt."""
+        found = judge_finding({"verdict": "block", "reasons": [f"leaks {TOKEN}"]}, "judge")
+        assert found is not None and TOKEN not in found.detail
+        big = diff(("a.py", 100_000), added=tuple(("a.py", "x = 1" * 20) for _ in range(5000)))
+        prompt = judge_prompt("Add a flag", "implementation", big)
+        assert "Task (implementation): Add a flag" in prompt and "- a.py (+100000 -0)" in prompt
+        assert "… (cut)" in prompt and len(prompt) < 14_000

@@ -452,8 +452,9 @@ async def execute(command: Command, controller: ControllerPort) -> str:
         case "task":
             return _format_task(await controller.task(args[0]))
         case "retry":
-            await controller.retry(args[0])
-            return f"Task {args[0]} re-queued."
+            done = await controller.retry(args[0])
+            budget = done.get("budget") if isinstance(done, dict) else None
+            return f"Task {args[0]} re-queued." + (f"\n{budget}" if budget else "")
         case "cancel":
             await controller.cancel(args[0])
             return f"Task {args[0]} cancelled."
