@@ -6,6 +6,9 @@ A bad file gives one message per problem, naming the file, the line and the key 
 
 Secrets never live in the YAML: :func:`secret` reads them from the environment or from a credential
 file (systemd ``LoadCredential=`` puts those in ``$CREDENTIALS_DIRECTORY``).
+
+Every key needs a short ``Field(description=...)``: the key tables of docs/configuration.md are generated
+from them by ``agentos config docs`` (:mod:`agentos.configdoc`), and a test fails when the page is stale.
 """
 
 from __future__ import annotations
@@ -48,32 +51,97 @@ class _Model(BaseModel):
 class Hooks(_Model):
     """Shell commands run in the worktree at fixed moments; each gets ``timeout_s`` and no tokens."""
 
-    after_create: str | None = None
-    before_run: str | None = None
-    after_run: str | None = None
-    before_remove: str | None = None
-    timeout_s: float = Field(default=300, gt=0)
+    after_create: str | None = Field(
+        default=None,
+        description="After the worktree is created (for example `pip install -e .`). "
+        "A failure is an `environment_failure`.",
+    )
+    before_run: str | None = Field(default=None, description="Before each agent attempt.")
+    after_run: str | None = Field(default=None, description="After each attempt. Failures are logged and ignored.")
+    before_remove: str | None = Field(default=None, description="Before the worktree is removed.")
+    timeout_s: float = Field(default=300, gt=0, description="The time limit of each hook, in seconds.")
 
 
 class RepoConfig(_Model):
-    name: str = Field(min_length=1)
-    path: str | None = None
-    remote: str | None = None
-    base_branch: str = "main"
-    test_command: str
-    test_timeout_s: float = Field(default=900, gt=0)
-    automation_mode: AutomationMode = "full"
-    enabled: bool = True
-    max_parallel: int | None = Field(default=None, ge=1)
-    groom_cadence_days: int | None = Field(default=None, ge=1)
-    hooks: Hooks = Field(default_factory=Hooks)
-    project: dict[str, str | int] | None = None
-    protected_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_PROTECTED_PATHS))
-    max_diff_lines: int = Field(default=2000, ge=1)
-    llm_judge: str | None = None  # an agent name: it reviews green PRs and may only block (docs/pr-monitor.md)
-    max_worktrees: int | None = Field(default=None, ge=1)
-    max_worktree_disk_mb: int | None = Field(default=None, ge=1)
-    pass_env: list[str] = Field(default_factory=list)
+    """A repository to work on (``repos[]``)."""
+
+    name: str = Field(
+        min_length=1,
+        description="Local forge: any name (no spaces, `:` or `\\`, not starting with `-` or `.`). "
+        "GitHub: `owner/name`. Names are unique. Commands address a repo by this name "
+        "(`agentos config set repos.calc.enabled false`).",
+    )
+    path: str | None = Field(
+        default=None,
+        description="Local forge: the repository itself (required). Branches are pushed to it and merges land in "
+        "it; if its base branch is checked out, the working tree is updated in place, so keep that tree clean. "
+        "GitHub: an optional local clone to fetch from.",
+    )
+    remote: str | None = Field(
+        default=None,
+        description="The git remote to clone and push. Default: `path` on the local forge, the GitHub URL on GitHub.",
+    )
+    base_branch: str = Field(default="main", description="The branch PRs target.")
+    test_command: str = Field(
+        description="A shell command run in the worktree. It must pass before a PR opens, and again on the "
+        "merge result."
+    )
+    test_timeout_s: float = Field(default=900, gt=0, description="The time limit of `test_command`, in seconds.")
+    automation_mode: AutomationMode = Field(
+        default="full",
+        description="`full` merges a PR once its checks are green. `dispatcher_only` opens PRs and waits for "
+        "`agentos ctl approve repo#N`. `agentos init` writes `dispatcher_only`, so a pilot starts with manual review.",
+    )
+    enabled: bool = Field(
+        default=True,
+        description="`false` skips the repo (no dispatch, no PR monitoring). "
+        "`agentos ctl repo off NAME` does the same at run time.",
+    )
+    max_parallel: int | None = Field(default=None, ge=1, description="Overrides `max_parallel_per_repo` for this repo.")
+    groom_cadence_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="How often the backlog groomer visits this repo, in days; default `loops.groom_cadence_days` "
+        "(7). Repos in `dispatcher_only` mode are never groomed.",
+    )
+    hooks: Hooks = Field(default_factory=Hooks, description="Shell commands run in the worktree at fixed moments.")
+    project: dict[str, str | int] | None = Field(
+        default=None,
+        description="A GitHub Projects v2 board: `{owner: my-org, number: 3, status_field: Status}` (`owner` "
+        "defaults to the repo's owner; `status_values` maps agentos's statuses to your option names). "
+        "See `docs/github.md`.",
+    )
+    protected_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROTECTED_PATHS),
+        description="Paths an agent's PR may not change without an operator's approval (the verifier marks the PR "
+        "high risk, labels and comments why): a pattern ending in `/` is a directory anywhere in the tree, any "
+        "other a glob on the path or the file name. `[]` protects nothing.",
+    )
+    max_diff_lines: int = Field(
+        default=2000,
+        ge=1,
+        description="A PR changing more lines (added + deleted) is high risk and waits for an operator's approval; "
+        "over a quarter of it, medium risk.",
+    )
+    llm_judge: str | None = Field(
+        default=None,
+        description="An agent name from `agents:` that reviews each green PR's diff once per head commit before "
+        "merge. It can only block, never approve alone. `null`: no judge.",
+    )
+    max_worktrees: int | None = Field(
+        default=None, ge=1, description="At most this many task worktrees for the repo. See `docs/operations.md`."
+    )
+    max_worktree_disk_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="The same budget in disk space: the size of everything under the repo's worktrees, measured "
+        "by the watchdog every 5 minutes.",
+    )
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Names of variables copied from the daemon's environment into the hooks and `test_command` "
+        "(for example a database URL the tests need). See `docs/security.md`.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -84,20 +152,65 @@ class RepoConfig(_Model):
 
 
 class AgentConfig(_Model):
-    kind: AgentKind
-    binary: str | None = None
-    model: str | None = None
-    argv: list[str] | None = None
-    extra_args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    pass_env: list[str] = Field(default_factory=list)
-    prompt_via: Literal["stdin", "file"] | None = None
-    cooldown_minutes: float = Field(default=60, gt=0)
-    max_cost_usd_per_day: float | None = Field(default=None, gt=0)
-    monthly_warn_usd: float | None = Field(default=None, gt=0)
-    monthly_max_usd: float | None = Field(default=None, gt=0)
-    monthly_warn_tokens: int | None = Field(default=None, gt=0)
-    monthly_max_tokens: int | None = Field(default=None, gt=0)
+    """A coding-agent CLI (``agents.<name>``)."""
+
+    kind: AgentKind = Field(
+        description="`claude`, `codex`, `gemini` (agentos knows their command lines, see `docs/agents.md`) "
+        "or `command` (any program)."
+    )
+    binary: str | None = Field(
+        default=None, description="The CLI to run, looked up on `PATH` when not absolute. Not for `command`."
+    )
+    model: str | None = Field(default=None, description="Passed as the CLI's model flag (`--model` or `-m`).")
+    argv: list[str] | None = Field(
+        default=None,
+        description="`command` agents only, and required for them: the program and its arguments, with the "
+        "placeholders `{prompt_file}`, `{worktree}` and `{task_id}`.",
+    )
+    extra_args: list[str] = Field(default_factory=list, description="Appended to the command line.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Literal, non-secret variables for the agent. A name that looks like a secret (`…TOKEN`, "
+        "`…API_KEY`, `…SECRET`, `…PASSWORD`, `…PRIVATE_KEY`) is refused: list it in `pass_env` instead. "
+        "As root, `IS_SANDBOX=1` is added for Claude Code.",
+    )
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Variables copied from the daemon's environment. Agents get `PATH`, `HOME`, `LANG`, `LC_ALL`, "
+        "`TERM`, `TMPDIR`, `USER`, these, and nothing else.",
+    )
+    prompt_via: Literal["stdin", "file"] | None = Field(
+        default=None,
+        description="`stdin` or `file`. A `command` agent with `file` reads `{prompt_file}`; "
+        "a built-in CLI is told to read the file.",
+    )
+    cooldown_minutes: float = Field(
+        default=60,
+        gt=0,
+        description="How long an agent that hit a usage limit is skipped when its message states no reset time.",
+    )
+    max_cost_usd_per_day: float | None = Field(
+        default=None,
+        gt=0,
+        description="A hard daily cap in dollars: past it the agent is paused until the next midnight in "
+        '`limits.budget_timezone` (see "Budgets" in `docs/agents.md`).',
+    )
+    monthly_warn_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="A soft monthly level in dollars: past it, one notification per agent and month. "
+        "Must be below `monthly_max_usd`.",
+    )
+    monthly_max_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="A hard monthly cap in dollars: past it the agent is paused until the first of next month "
+        "(its tasks go to the next agent of the chain, or wait), with one notification.",
+    )
+    monthly_warn_tokens: int | None = Field(
+        default=None, gt=0, description="The soft monthly level in tokens (input, cached included, plus output)."
+    )
+    monthly_max_tokens: int | None = Field(default=None, gt=0, description="The hard monthly cap in tokens.")
 
     @model_validator(mode="after")
     def _warn_below_max(self) -> AgentConfig:
@@ -121,26 +234,91 @@ class AgentConfig(_Model):
 
 
 class Routing(_Model):
-    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
-    default: list[str] = Field(default_factory=list)
-    max_attempts: int = Field(default=4, ge=1)
-    max_ci_fix_attempts: int = Field(default=3, ge=0)
-    wedged_after_hours: float = Field(default=4, ge=0)
-    auto_tune: bool = False
-    backoff_base_s: float = Field(default=10, ge=0)
-    backoff_cap_s: float = Field(default=300, ge=0)
+    """Which agents try which task types, and how often (``routing``)."""
+
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="The chain of agents per task type (`implementation`, `debugging`, `architecture`, `research`, "
+        "`docs`, `design`, `content`, `browser_automation`). Each attempt takes the next agent of the chain.",
+    )
+    default: list[str] = Field(
+        default_factory=list,
+        description="The chain for task types with no chain of their own. When it is empty too, every agent, "
+        "in name order.",
+    )
+    max_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="Attempts before a task is escalated (label `agentos:blocked`, a comment, a notification). "
+        "A usage limit or a daemon restart does not use up an attempt.",
+    )
+    max_ci_fix_attempts: int = Field(
+        default=3,
+        ge=0,
+        description="How often red CI or a rebase conflict is sent back to an agent; then the task is escalated "
+        "and its PR left open with a comment (see `docs/pr-monitor.md`).",
+    )
+    wedged_after_hours: float = Field(
+        default=4,
+        ge=0,
+        description="A PR blocked on the same blocker for longer than this is closed with a comment, its branch "
+        "deleted, and the task restarted from the base as a new generation, once per issue; a second wedge "
+        "escalates. `0`: wedged the second time the same blocker is seen.",
+    )
+    auto_tune: bool = Field(
+        default=False,
+        description="The weekly `agent_scoring` job proposes chain orders from observed success rates; "
+        "with `true` it also writes them into this file (keeping comments).",
+    )
+    backoff_base_s: float = Field(
+        default=10,
+        ge=0,
+        description="The retry delay is `min(backoff_base_s · 2^(n−1), backoff_cap_s)` after the n-th failure.",
+    )
+    backoff_cap_s: float = Field(default=300, ge=0, description="The longest retry delay.")
 
 
 class Limits(_Model):
-    idle_timeout_minutes: float = Field(default=10, gt=0)
-    max_runtime_minutes: float = Field(default=40, gt=0)
-    kill_grace_s: float = Field(default=10, ge=0)
-    shutdown_grace_s: float = Field(default=30, ge=0)
-    max_log_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    max_task_cost_usd: float | None = Field(default=None, gt=0)
-    max_task_tokens: int | None = Field(default=None, gt=0)
-    budget_timezone: str = "UTC"
-    event_retention_days: int = Field(default=90, ge=1)
+    """Time, log, cost and retention limits (``limits``)."""
+
+    idle_timeout_minutes: float = Field(
+        default=10, gt=0, description="An agent that prints nothing for this long is stalled and killed (`timeout`)."
+    )
+    max_runtime_minutes: float = Field(default=40, gt=0, description="The wall-clock cap of one attempt.")
+    kill_grace_s: float = Field(
+        default=10, ge=0, description="SIGTERM → this long → SIGKILL for an agent's process group."
+    )
+    shutdown_grace_s: float = Field(
+        default=30,
+        ge=0,
+        description="On SIGTERM, running attempts get this long to finish. "
+        "The unit's `TimeoutStopSec` must exceed it plus `kill_grace_s`.",
+    )
+    max_log_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="The agent log cap per attempt (≥ 1024)."
+    )
+    max_task_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="A cost ceiling per issue, over every attempt of every generation: once reached, a failed "
+        "attempt is not retried and the issue is escalated (`budget_exceeded`) with the figures.",
+    )
+    max_task_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="The same in tokens. An attempt whose CLI reports no cost counts here with its tokens.",
+    )
+    budget_timezone: str = Field(
+        default="UTC",
+        description="The IANA zone (`Europe/Berlin`) whose midnights and firsts of the month start the agents' "
+        "daily and monthly budgets.",
+    )
+    event_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="How long rotated event files in `state_dir/events/` are kept; the daily `housekeeping` job "
+        "(and each start) deletes older ones.",
+    )
 
 
     @field_validator("budget_timezone")
@@ -154,9 +332,18 @@ class Limits(_Model):
 
 
 class JobConfig(_Model):
-    enabled: bool = True
-    cron: str | None = None
-    interval_s: float | None = Field(default=None, gt=0)
+    """An override of one job's built-in trigger (``jobs.<name>``)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="`false` never runs the job (`agentos ctl job off NAME` does the same at run time).",
+    )
+    cron: str | None = Field(
+        default=None, description='Five fields: minute hour day month weekday, e.g. `"*/5 * * * *"`.'
+    )
+    interval_s: float | None = Field(
+        default=None, gt=0, description="Every this many seconds. Give `cron` or `interval_s`, not both."
+    )
 
     @model_validator(mode="after")
     def _one_trigger(self) -> JobConfig:
@@ -168,21 +355,50 @@ class JobConfig(_Model):
 
 
 class TelegramConfig(_Model):
-    enabled: bool = False
-    allowed_chat_ids: list[int] = Field(default_factory=list)
-    api_base: str | None = None
-    digest_hour: int = Field(default=8, ge=0, le=23)
+    """The Telegram bot (``telegram``)."""
+
+    enabled: bool = Field(default=False, description="Start the bot. It needs the bot token (§3).")
+    allowed_chat_ids: list[int] = Field(
+        default_factory=list,
+        description="The only chats the bot answers (private chats or groups). `agentos init` fills it by pairing.",
+    )
+    api_base: str | None = Field(
+        default=None,
+        description="Another Bot API server, e.g. a local `telegram-bot-api`. Default `https://api.telegram.org`.",
+    )
+    digest_hour: int = Field(default=8, ge=0, le=23, description="The hour (0–23) of the daily digest.")
 
 
 class GitHubConfig(_Model):
-    api_url: str = "https://api.github.com"
-    git_url: str | None = None
-    ready_label: str = "agentos:ready"
-    trusted_permission: Literal["read", "triage", "write", "maintain", "admin"] = "triage"
-    checks_grace_s: float = Field(default=120, ge=0)
-    app_id: int | None = None
-    installation_id: int | None = None
-    poll_interval_s: float = Field(default=60, gt=0)
+    """The GitHub forge (``github``), needed when ``forge: github``."""
+
+    api_url: str = Field(
+        default="https://api.github.com",
+        description="The REST API. GitHub Enterprise: `https://HOST/api/v3`.",
+    )
+    git_url: str | None = Field(
+        default=None,
+        description="Where `git` pushes. Default: derived from `api_url` (`https://github.com` for github.com).",
+    )
+    ready_label: str = Field(default="agentos:ready", description="The label that makes an issue ready.")
+    trusted_permission: Literal["read", "triage", "write", "maintain", "admin"] = Field(
+        default="triage",
+        description="The least repository permission (`read`, `triage`, `write`, `maintain`, `admin`) of whoever "
+        "makes an issue ready; readiness set by anyone else is ignored.",
+    )
+    checks_grace_s: float = Field(
+        default=120,
+        ge=0,
+        description="A PR head with no checks at all counts as pending for this long after the PR's last update, "
+        "so CI has time to report.",
+    )
+    app_id: int | None = Field(
+        default=None,
+        description="Authenticate as a GitHub App instead of a token (with `installation_id` and the "
+        "`github_app_key` secret).",
+    )
+    installation_id: int | None = Field(default=None, description="The App's installation.")
+    poll_interval_s: float = Field(default=60, gt=0, description="How often ready issues are polled.")
 
 
 class StatusPageConfig(_Model):
@@ -193,56 +409,164 @@ class StatusPageConfig(_Model):
     daemon refuses to start. When a token is set, every request must carry it.
     """
 
-    enabled: bool = False
-    host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(default=8787, ge=0, le=65535)
-    token_credential: str = Field(default="status_page_token", pattern=r"^[A-Za-z0-9_.-]+$")
-    window_days: int = Field(default=7, ge=1)
+    enabled: bool = Field(
+        default=False,
+        description="Serve `GET /` (the page), `GET /api/status` (JSON) and `GET /metrics` (Prometheus text).",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="The address to bind. Any address other than `127.0.0.1`, `::1` or `localhost` needs a token, "
+        "or the daemon refuses to start (exit 78).",
+    )
+    port: int = Field(
+        default=8787,
+        ge=0,
+        le=65535,
+        description="The TCP port (`0`: any free port; the address is logged as `status_page_started`).",
+    )
+    token_credential: str = Field(
+        default="status_page_token",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The secret holding the bearer token: the credential file of this name, or the variable of its "
+        "upper-case name (`STATUS_PAGE_TOKEN`). When a token is set, every request needs "
+        "`Authorization: Bearer TOKEN`.",
+    )
+    window_days: int = Field(
+        default=7,
+        ge=1,
+        description="How far back the page and metrics look for merges, escalations and per-agent success rates.",
+    )
 
 
 class LoopsConfig(_Model):
     """The improvement loops (docs/loops.md): thresholds, cadences, and what they may do on their own."""
 
-    incident_threshold: int = Field(default=3, ge=1)
-    incident_window_hours: float = Field(default=24, gt=0)
-    fix_label: str = "autonomous-fix"
-    analysis_days: int = Field(default=7, ge=1)
-    report_repo: str | None = None
-    min_attempts: int = Field(default=3, ge=1)
-    peer_gap: float = Field(default=0.3, ge=0, le=1)
-    max_fix_issues: int = Field(default=3, ge=0)
-    tune_margin: float = Field(default=0.1, ge=0)
-    groom_cadence_days: int = Field(default=7, ge=1)
-    stale_days: int = Field(default=30, ge=1)
-    close_stale_days: int | None = Field(default=None, ge=1)
-    duplicate_ratio: float = Field(default=0.9, gt=0, le=1)
-    reready_codes: list[str] = Field(default_factory=lambda: ["quota_limited"])
-    reready_after_hours: float = Field(default=24, ge=0)
-    max_rereadies: int = Field(default=2, ge=0)
-    target_backlog_depth: int | None = Field(default=None, ge=0)
-    objectives_file: str = "OBJECTIVES.md"
-    sprint_enabled: bool = False
-    sprint_cadence_days: int = Field(default=7, ge=1)
-    plan_size: int = Field(default=5, ge=1)
-    digest_window_hours: float = Field(default=24, gt=0)
-    llm_agent: str | None = None
+    incident_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="A failure signature seen this many times in the window files an `autonomous-fix` issue.",
+    )
+    incident_window_hours: float = Field(default=24, gt=0, description="The incident scanner's window.")
+    fix_label: str = Field(
+        default="autonomous-fix", description="The label of issues the loops file about agentos's own failures."
+    )
+    analysis_days: int = Field(default=7, ge=1, description="The log analyzer's and agent scorer's window.")
+    report_repo: str | None = Field(
+        default=None, description="Where the weekly report issue goes (default: the first enabled repo)."
+    )
+    min_attempts: int = Field(
+        default=3, ge=1, description="Attempts an agent needs on a task type before it is judged or moved."
+    )
+    peer_gap: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description='An agent this far below its peers\' success rate on a type is a "weak agent" finding (0–1).',
+    )
+    max_fix_issues: int = Field(default=3, ge=0, description="Fix issues filed per analysis, worst findings first.")
+    tune_margin: float = Field(
+        default=0.1,
+        ge=0,
+        description="How much better an agent must do before the scorer proposes moving it up a chain.",
+    )
+    groom_cadence_days: int = Field(
+        default=7, ge=1, description="How often each repo is groomed (a repo's own `groom_cadence_days` wins)."
+    )
+    stale_days: int = Field(
+        default=30, ge=1, description="An issue with no activity this long is labelled `agentos:stale`."
+    )
+    close_stale_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Close a stale issue this many days after the stale comment (default: never).",
+    )
+    duplicate_ratio: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Titles this alike (0–1) mark the newer issue `agentos:duplicate`. Nothing is closed.",
+    )
+    reready_codes: list[str] = Field(
+        default_factory=lambda: ["quota_limited"],
+        description="Escalations with these blocker codes are transient: made ready again later.",
+    )
+    reready_after_hours: float = Field(
+        default=24, ge=0, description="How long after such an escalation the issue is made ready again."
+    )
+    max_rereadies: int = Field(default=2, ge=0, description="At most this many times per issue.")
+    target_backlog_depth: int | None = Field(
+        default=None,
+        ge=0,
+        description="Refill the backlog to this many open issues from `objectives_file` (needs `llm_agent`).",
+    )
+    objectives_file: str = Field(
+        default="OBJECTIVES.md", description="The file in the repo the refill and the sprint planner read."
+    )
+    sprint_enabled: bool = Field(
+        default=False,
+        description="Let the sprint planner make issues ready by itself. "
+        "Off by default: ready issues make agents run.",
+    )
+    sprint_cadence_days: int = Field(default=7, ge=1, description="The sprint length.")
+    plan_size: int = Field(default=5, ge=1, description="Issues picked per sprint.")
+    digest_window_hours: float = Field(default=24, gt=0, description="What the daily digest covers.")
+    llm_agent: str | None = Field(
+        default=None,
+        description="An agent from `agents` used to name incidents and propose refill issues; "
+        "without it the loops stay deterministic.",
+    )
 
 
 class Config(_Model):
-    state_dir: str = "~/.local/state/agentos"
-    forge: Literal["local", "github"] = "local"
-    max_parallel_workers: int = Field(default=2, ge=1)
-    max_parallel_per_repo: int = Field(default=2, ge=1)
-    repos: list[RepoConfig] = Field(default_factory=list)
-    agents: dict[str, AgentConfig] = Field(default_factory=dict)
-    routing: Routing = Field(default_factory=Routing)
-    limits: Limits = Field(default_factory=Limits)
-    jobs: dict[str, JobConfig] = Field(default_factory=dict)
-    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
-    github: GitHubConfig | None = None
-    loops: LoopsConfig = Field(default_factory=LoopsConfig)
-    status_page: StatusPageConfig = Field(default_factory=StatusPageConfig)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The whole file. docs/configuration.md's key tables are generated from these descriptions (configdoc.py)."""
+
+    state_dir: str = Field(
+        default="~/.local/state/agentos",
+        description="Where the task graph (`graph.json`, `journal.jsonl`), rotated events, agent logs (`runs/`), "
+        "worktrees and the local forge live. Under systemd, when it is left at this default, `$STATE_DIRECTORY` "
+        "is used instead (`/var/lib/agentos` for the system unit).",
+    )
+    forge: Literal["local", "github"] = Field(
+        default="local",
+        description="Where issues and pull requests live: `local` (Markdown and JSON files under `state_dir`, "
+        "no tokens) or `github` (then see `github`).",
+    )
+    max_parallel_workers: int = Field(
+        default=2, ge=1, description="How many agents run at once, across all repositories (≥ 1)."
+    )
+    max_parallel_per_repo: int = Field(
+        default=2,
+        ge=1,
+        description="How many agents run at once in one repository (≥ 1); "
+        "`repos[].max_parallel` overrides it per repo.",
+    )
+    repos: list[RepoConfig] = Field(default_factory=list, description="The repositories to work on (§2.1).")
+    agents: dict[str, AgentConfig] = Field(
+        default_factory=dict, description="The coding-agent CLIs, by a name you choose (§2.2)."
+    )
+    routing: Routing = Field(
+        default_factory=Routing, description="Which agents try which task types, and how often."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Time, log, cost and retention limits.")
+    jobs: dict[str, JobConfig] = Field(
+        default_factory=dict, description="Per-job overrides of the job table (§2.5)."
+    )
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig, description="The Telegram bot.")
+    github: GitHubConfig | None = Field(default=None, description="Needed when `forge: github` (§2.7).")
+    loops: LoopsConfig = Field(
+        default_factory=LoopsConfig,
+        description="The improvement loops: thresholds, cadences, and what they may do on their own.",
+    )
+    status_page: StatusPageConfig = Field(
+        default_factory=StatusPageConfig,
+        description="The read-only status page, JSON API and Prometheus metrics (off by default).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="`debug`, `info`, `warning` or `error`. Logs are JSON lines on journald, "
+        "or a console format on a terminal.",
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:

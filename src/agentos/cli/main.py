@@ -93,6 +93,35 @@ def config_set(
     console.print(f"{path}: {key} = {value}", markup=False)
 
 
+@config_app.command("docs")
+def config_docs(
+    check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 when a table is stale"),
+    file: str = typer.Option("docs/configuration.md", "--file", help="The page to regenerate"),
+) -> None:
+    """Regenerate the key tables of docs/configuration.md from the config models (prose is kept)."""
+    from agentos.config import Config
+    from agentos.configdoc import SHOWN_DEFAULTS, ConfigDocError, render, stale_sections
+    from agentos.fsutil import atomic_write_text
+
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{path}: cannot read ({exc.strerror}); run from the repository root or pass --file")
+    try:
+        stale = stale_sections(text, Config, shown_defaults=SHOWN_DEFAULTS, where=str(path))
+        new = render(text, Config, shown_defaults=SHOWN_DEFAULTS, where=str(path))
+    except ConfigDocError as exc:
+        fail(str(exc))
+    if not stale:
+        console.print(f"{path}: up to date", markup=False)
+        return
+    if check:
+        fail(f"{path} is stale in {', '.join(stale)}: run `agentos config docs`")
+    atomic_write_text(path, new, mode=path.stat().st_mode & 0o777)
+    console.print(f"{path}: regenerated {', '.join(stale)}", markup=False)
+
+
 app.command("init")(init.init_command)
 app.command("doctor")(doctor.doctor)
 app.command("tasks")(views.tasks)
