@@ -141,6 +141,9 @@ def agent_spend(tasks: Iterable[Task], start: datetime, end: datetime) -> dict[s
     return out
 
 
+Pair = tuple[int | None, float | None]  # (tokens, usd); None: no limit of that kind
+
+
 @dataclass(frozen=True, slots=True)
 class AgentVerdict:
     """One agent's standing in one period: the soft limits it reached (warn) and the hard ones (stop)."""
@@ -152,6 +155,7 @@ class AgentVerdict:
     spend: Spend
     warn: list[str] = field(default_factory=list)
     stop: list[str] = field(default_factory=list)
+    hard: Pair = (None, None)  # the period's hard limits (tokens, usd) the verdict was made against
 
     @property
     def warn_key(self) -> str:
@@ -161,8 +165,10 @@ class AgentVerdict:
     def stop_key(self) -> str:
         return f"budget:stop:{self.agent}:{self.label}"
 
-
-Pair = tuple[int | None, float | None]  # (tokens, usd); None: no limit of that kind
+    @property
+    def lift_key(self) -> str:
+        """An operator lifted this breach by hand: it holds for the period while the hard limits stay these."""
+        return f"budget:lift:{self.agent}:{self.label}:{self.hard[0]}:{self.hard[1]}"
 
 
 def _limits(cfg: AgentConfig) -> dict[Period, tuple[Pair, Pair]]:
@@ -210,7 +216,8 @@ def agent_verdicts(
             spend = by_agent.get(name, Spend())
             warn = reached(spend, max_tokens=warn_tokens, max_usd=warn_usd)
             stop = reached(spend, max_tokens=stop_tokens, max_usd=stop_usd)
-            verdicts.append(AgentVerdict(name, period, label, end, spend, warn=warn, stop=stop))
+            hard = (stop_tokens, stop_usd)
+            verdicts.append(AgentVerdict(name, period, label, end, spend, warn=warn, stop=stop, hard=hard))
     return verdicts
 
 
@@ -221,7 +228,10 @@ def enforce_agent_budgets(rt: Runtime) -> list[AgentVerdict]:
     """Warn once per agent and period at a soft limit; pause an agent at a hard one until the period ends.
 
     A pause this function set is lifted again when the agent is no longer over a hard limit (the operator
-    raised or removed it and reloaded the config). The verdicts are returned for the caller's logs and tests.
+    raised or removed it and reloaded the config). A breach the operator lifted by hand
+    (:func:`lift_agent_pause`) does not pause the agent again in that period while its hard limits stay the
+    ones it was lifted at; a changed limit that the agent is over is a new breach and pauses it.
+    The verdicts are returned for the caller's logs and tests.
     """
     agents = rt.config.agents
     now = rt.now()
@@ -235,6 +245,8 @@ def enforce_agent_budgets(rt: Runtime) -> list[AgentVerdict]:
     announce: list[tuple[AgentVerdict, Literal[1, 2], str, str]] = []
     for v in verdicts:
         paused_until = rt.state.paused_agents.get(v.agent)
+        if v.stop and v.lift_key in rt.state.notified:
+            continue  # the operator lifted this breach (`ctl agent resume`): not paused again at these limits
         if v.stop:
             if paused_until is None or paused_until < v.until:
                 rt.state.paused_agents[v.agent] = v.until
@@ -243,7 +255,8 @@ def enforce_agent_budgets(rt: Runtime) -> list[AgentVerdict]:
                 changed = True
                 text = (
                     f"Agent {v.agent} reached its {_per(v)} budget: {_figures(v, v.stop)}. It is paused until "
-                    f"{_local(v.until, zone)}; raise the limit and run `agentos ctl reload` to resume it sooner."
+                    f"{_local(v.until, zone)}; `agentos ctl agent resume {v.agent}` (or /agent resume {v.agent}) lets "
+                    f"it run for the rest of the {v.period}, or raise the limit and run `agentos ctl reload`."
                 )
                 announce.append((v, 1, text, "agent_budget_paused"))
         elif v.agent not in stopped and paused_until == v.until and v.stop_key in rt.state.notified:
@@ -288,6 +301,90 @@ def _announce(rt: Runtime, v: AgentVerdict, severity: Literal[1, 2], text: str, 
     log.warning(event, agent=v.agent, period=v.label, tokens=v.spend.tokens, cost_usd=round(v.spend.cost_usd, 4))
     if rt.notifier is not None:
         rt.notifier.notify(severity, f"{event}:{v.agent}:{v.label}", text)
+
+
+# ---------------------------------------------------------------- paused agents: why, and lifting by hand
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPause:
+    """Why an agent is paused now, and the budget breaches (if any) a lift by hand would waive."""
+
+    agent: str
+    until: datetime
+    why: str
+    breaches: list[AgentVerdict] = field(default_factory=list)
+
+
+def describe_pause(
+    agent: str, until: datetime, verdicts: Iterable[AgentVerdict], notified: Iterable[str], zone: ZoneInfo
+) -> AgentPause:
+    """Name the cause of ``agent``'s pause until ``until``: a daily or monthly budget, else a usage limit.
+
+    ``paused_agents`` keeps only the end of a pause; a budget pause ends exactly when its period does and its
+    stop notice is on record, so that is how it is told from a usage limit (the CLI's reset time or the
+    agent's ``cooldown_minutes``).
+    """
+    sent = set(notified)
+    mine = [v for v in verdicts if v.agent == agent]
+    breaches = [v for v in mine if v.stop]
+    for v in mine:
+        if v.until == until and v.stop_key in sent:
+            why = (
+                f"{_per(v)} budget: {_figures(v, v.stop)}"
+                if v.stop
+                else f"{_per(v)} budget (no longer over it: lifted at the next dispatch)"
+            )
+            return AgentPause(agent, until, why, breaches)
+    return AgentPause(agent, until, f"usage limit reported by the CLI (until {_local(until, zone)})", breaches)
+
+
+def lift_agent_pause(rt: Runtime, agent: str) -> AgentPause:
+    """An operator's ``agent resume``: end ``agent``'s pause now, whatever set it, and journal it.
+
+    A budget breach in force now is marked lifted (:attr:`AgentVerdict.lift_key`): the agent runs for the rest
+    of that day or month while its hard limits stay as they are. Changing a limit in the config re-arms the
+    check: an agent over the new limit is paused again. A usage limit the CLI still enforces simply fails the
+    next attempt, which pauses the agent again with the CLI's reset time.
+    The caller checks that the agent is paused and that state writes are not held.
+    """
+    now = rt.now()
+    until = rt.state.paused_agents[agent]
+    zone = ZoneInfo(rt.config.limits.budget_timezone)
+    agents = {agent: rt.config.agents[agent]} if agent in rt.config.agents else {}
+    verdicts = agent_verdicts(rt.graph, agents, now, zone, also=[agent])
+    pause = describe_pause(agent, until, verdicts, rt.state.notified, zone)
+    for v in pause.breaches:
+        rt.state.mark_notified(v.lift_key)
+    del rt.state.paused_agents[agent]
+    rt.save_state()
+    waived = [v.label for v in pause.breaches]
+    rt.record("agent_pause_lifted", agent=agent, until=until.isoformat(), why=pause.why, waived=waived)
+    log.warning("agent_pause_lifted", agent=agent, until=until.isoformat(), waived=waived)
+    return pause
+
+
+def limits_text(cfg: AgentConfig) -> str:
+    """``month: warn $5.00, max $10.00 · day: max $3.00``; ``none`` for an agent without limits."""
+    parts = []
+    month = [
+        f"{kind} {value}"
+        for kind, value in (
+            ("warn", _pair(cfg.monthly_warn_tokens, cfg.monthly_warn_usd)),
+            ("max", _pair(cfg.monthly_max_tokens, cfg.monthly_max_usd)),
+        )
+        if value
+    ]
+    if month:
+        parts.append("month: " + ", ".join(month))
+    if cfg.max_cost_usd_per_day is not None:
+        parts.append(f"day: max ${cfg.max_cost_usd_per_day:,.2f}")
+    return " · ".join(parts) or "none"
+
+
+def _pair(tokens: int | None, usd: float | None) -> str:
+    shown = ([f"{tokens:,} tokens"] if tokens is not None else []) + ([f"${usd:,.2f}"] if usd is not None else [])
+    return " / ".join(shown)
 
 
 # ---------------------------------------------------------------- display

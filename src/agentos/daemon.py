@@ -207,10 +207,16 @@ class Daemon:
         if rt.stopping:
             return "stopping"
         mode = "paused" if rt.state.paused else "dispatching"
-        return (
+        line = (
             f"{mode}, {len(rt.running)}/{rt.config.max_parallel_workers} agents running, "
             f"{rt.graph.counts()['queued']} queued"
         )
+        now = rt.now()
+        if paused := sum(1 for until in rt.state.paused_agents.values() if until > now):
+            line += f", {paused} agent{'s' if paused > 1 else ''} paused"
+        if rt.write_failure is not None:
+            line += ", STATE WRITES HELD (" + ("disk full" if rt.write_failure.disk_full else "write failed") + ")"
+        return line
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code (see the module's table)."""
@@ -304,7 +310,12 @@ class Daemon:
 
         jobs = job_configs(self.config)
         scheduler = Scheduler(
-            state, configs=jobs, on_change=rt.save_job_state, on_failure=self._job_failed, clock=self.clock
+            state,
+            configs=jobs,
+            on_change=rt.save_job_state,
+            on_failure=self._job_failed,
+            clock=self.clock,
+            held=lambda: rt.write_failure.describe() if rt.write_failure is not None else None,
         )
         rt.scheduler = scheduler
         monitor = PRMonitor(rt, executor)
@@ -315,7 +326,7 @@ class Daemon:
         try:
             scheduler.register("dispatch", dispatcher.tick)
             scheduler.register("pr_monitor", monitor.tick)
-            scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True)
+            scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True, runs_when_held=True)
             for name, job in loop_jobs(rt).items():
                 scheduler.register(name, job)
         except ConfigError as exc:
@@ -338,6 +349,7 @@ class Daemon:
         scheduler.start()
         if page is not None:
             await self._start_status_page(page)
+            controller.status_page_url = page.url
 
         sd_notify("READY=1", f"STATUS={self._status_line()}")
         log.info(

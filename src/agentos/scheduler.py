@@ -2,8 +2,11 @@
 
 Every job coalesces, never overlaps itself (a per-job lock shared by scheduled runs and run-now), runs
 however late it is (``misfire_grace_time=None``) and logs its own failure without stopping the daemon.
-A paused daemon runs only the jobs registered with ``runs_when_paused`` (the stall watchdog). Pause,
-disabled jobs and each job's last run, last success and last error live in :class:`DaemonState`, which
+A paused daemon runs only the jobs registered with ``runs_when_paused`` (the stall watchdog). While the
+state cannot be written (``held`` names why: a full disk, see :attr:`agentos.runtime.Runtime.write_failure`)
+only the jobs registered with ``runs_when_held`` run (the stall watchdog, which retries the write); the
+others are skipped (``skipped_held``, logged once per job and hold) instead of failing on their first write.
+Pause, disabled jobs and each job's last run, last success and last error live in :class:`DaemonState`, which
 the daemon journals through ``on_change``, so they survive a restart; so does the next run, which
 :func:`next_due` derives from the last run (a run missed while the daemon was down happens at start-up).
 """
@@ -50,7 +53,7 @@ DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
     "stall_watchdog": 60.0,  # DESIGN.md says 5 min; a minute ends a dead attempt sooner and costs nothing
 }
 
-RunResult = Literal["ok", "failed", "skipped_busy", "skipped_paused", "skipped_disabled"]
+RunResult = Literal["ok", "failed", "skipped_busy", "skipped_paused", "skipped_disabled", "skipped_held"]
 
 
 def make_trigger(spec: TriggerSpec) -> CronTrigger | IntervalTrigger:
@@ -103,8 +106,10 @@ class _Job:
     func: JobFunc
     spec: TriggerSpec
     runs_when_paused: bool
+    runs_when_held: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     skipped: int = 0
+    held_logged: bool = False  # this hold's skip is logged; reset by the next run
     pending: bool = False  # poked while it ran: run once more right after
 
 
@@ -119,8 +124,10 @@ class Scheduler:
         on_change: Callable[[], None] = lambda: None,
         on_failure: Callable[[str, str], None] = lambda job, error: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        held: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._state = state
+        self._held = held
         self._configs: dict[str, JobConfig] = dict(configs or {})
         self._on_change = on_change
         self._on_failure = on_failure
@@ -149,7 +156,9 @@ class Scheduler:
     def busy(self) -> list[str]:
         return [name for name, job in self._jobs.items() if job.lock.locked()]
 
-    def register(self, name: str, func: JobFunc, *, runs_when_paused: bool = False) -> None:
+    def register(
+        self, name: str, func: JobFunc, *, runs_when_paused: bool = False, runs_when_held: bool = False
+    ) -> None:
         """Add a job under its DESIGN.md name; the trigger comes from config, else the default table.
 
         Raises :class:`ConfigError` when the configured crontab is not valid.
@@ -157,7 +166,7 @@ class Scheduler:
         cfg = self._configs.get(name)
         spec = spec_for(name, cfg)
         self._check_spec(name, spec)
-        job = _Job(name, func, spec, runs_when_paused)
+        job = _Job(name, func, spec, runs_when_paused, runs_when_held)
         self._jobs[name] = job
         if cfg is not None and not cfg.enabled and name not in self._state.disabled_jobs:
             self._state.disabled_jobs.append(name)
@@ -307,6 +316,14 @@ class Scheduler:
             job.skipped += 1
             log.info("job_skipped", job=job.name, reason="busy")
             return "skipped_busy"
+        if not job.runs_when_held and (why := self._held()) is not None:
+            if not job.held_logged:
+                job.held_logged = True
+                log.warning("job_skipped", job=job.name, reason="state_writes_held", detail=why)
+            else:
+                log.debug("job_skipped", job=job.name, reason="state_writes_held")
+            return "skipped_held"
+        job.held_logged = False
         async with job.lock:
             alog.clear()  # a run-now carries the caller's context; a job starts from a clean one
             alog.bind(job=job.name, run_id=uuid4().hex[:8])

@@ -23,6 +23,8 @@ Recovery (:meth:`Store.load`) reads the snapshot (``graph.json``, else ``graph.j
 history in ``events/`` to bridge the gap), migrates old schemas, replays the journal and drops a torn
 tail. Anything else that does not parse is an error that stops the daemon loudly, never an empty state.
 
+The journal's line format and the reading of its rotated history are in :mod:`agentos.journal`.
+
 Exceptions::
 
     AgentosError
@@ -37,13 +39,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,6 +53,21 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 
 from agentos.errors import AgentosError
 from agentos.graph import Event, Task, TaskGraph
+from agentos.journal import (
+    STATE_TYPES,
+    JournalRecord,
+    _as_utc,
+    _day_of,
+    _file_day,
+    _history_tail,
+    _Line,
+    _line_head,
+    _parse_record,
+    _read_bytes,
+    _records_in,
+    _split_lines,
+    _write_all,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -78,9 +93,6 @@ SCHEMA = 1
 NOTIFIED_KEEP = 5000
 """How many notification dedup keys :class:`DaemonState` keeps (the most recent)."""
 
-STATE_TYPES = frozenset({"task_upsert", "daemon_update"})
-"""Journal line types that only carry state, not an event; :meth:`Store.iter_events` skips them."""
-
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 MIGRATIONS: dict[int, Migration] = {}
 """``MIGRATIONS[n]`` turns a schema-``n`` document into schema ``n + 1`` (the chain sets ``"schema"``).
@@ -90,7 +102,6 @@ migrated as partial documents: ``tasks`` holds the one task the line carries (or
 the fields the line changed, so a migration must tolerate missing daemon keys."""
 
 _TASKS = TypeAdapter(list[Task])
-_HEAD = re.compile(rb'^\{"seq":(\d+),"ts":"([^"]*)"')
 _SNAPSHOT_KEYS = frozenset({"schema", "seq", "tasks", "daemon"})
 
 
@@ -145,29 +156,8 @@ class DaemonState(BaseModel):
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRecord:
-    """One line of history: its place in the sequence and the event it recorded."""
-
-    seq: int
-    event: Event
-
-
-@dataclass(slots=True)
-class _Line:
-    seq: int
-    rec: dict[str, Any]
-    source: Path
-    lineno: int
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """Aware datetimes in UTC; naive ones are taken to be UTC already."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
@@ -178,68 +168,6 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
     where = where or "<root>"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {first['msg']}{more}"
-
-
-def _parse_record(line: bytes) -> dict[str, Any] | None:
-    """A journal line as a dict, or None when it is not a well-formed record."""
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(rec, dict):
-        return None
-    seq, schema = rec.get("seq"), rec.get("schema")
-    if type(seq) is not int or type(schema) is not int or not isinstance(rec.get("type"), str):
-        return None
-    return rec
-
-
-def _split_lines(data: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """``(lineno, end offset, line)`` for every newline-terminated line; a torn remainder is not yielded."""
-    start, lineno = 0, 0
-    while (nl := data.find(b"\n", start)) >= 0:
-        lineno += 1
-        yield lineno, nl + 1, data[start:nl]
-        start = nl + 1
-
-
-def _line_head(line: bytes) -> tuple[int, str] | None:
-    """``(seq, ts)`` of a journal line, read from its fixed prefix when possible."""
-    match = _HEAD.match(line)
-    if match:
-        return int(match.group(1)), match.group(2).decode()
-    rec = _parse_record(line)
-    if rec is None:
-        return None
-    return rec["seq"], str(rec.get("ts", ""))
-
-
-def _day_of(ts: str) -> str | None:
-    try:
-        return _as_utc(datetime.fromisoformat(ts)).date().isoformat()
-    except ValueError:
-        return None
-
-
-def _file_day(path: Path) -> date | None:
-    try:
-        return date.fromisoformat(path.name.removeprefix("events-").removesuffix(".jsonl"))
-    except ValueError:
-        return None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _notified_delta(old: list[str], new: list[str]) -> tuple[int, list[str]]:
@@ -813,7 +741,7 @@ class Store:
         existed = path.exists()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            last = self._history_tail(fd, path)
+            last = _history_tail(fd, path)
             data = b"".join(line for seq, line in items if seq > last)
             if data:
                 _write_all(fd, data)
@@ -823,31 +751,6 @@ class Store:
             os.close(fd)
         if not existed:
             self._fsync_dir(path.parent)
-
-    def _history_tail(self, fd: int, path: Path) -> int:
-        """The last seq in a history file; cuts off a torn last line left by a crashed rotation."""
-        size = os.fstat(fd).st_size
-        pos, chunk, buf = size, 65536, b""
-        while pos > 0:
-            step = min(chunk, pos)
-            pos -= step
-            buf = os.pread(fd, step, pos) + buf
-            last_nl = buf.rfind(b"\n")
-            if last_nl >= 0 and buf.rfind(b"\n", 0, last_nl) >= 0:
-                break
-            chunk *= 2
-        last_nl = buf.rfind(b"\n")
-        valid_end = pos + last_nl + 1
-        if valid_end < size:
-            os.ftruncate(fd, valid_end)
-            log.warning("history_torn_tail_dropped", path=str(path), bytes=size - valid_end)
-        if last_nl < 0:
-            return 0
-        head = _line_head(buf[buf.rfind(b"\n", 0, last_nl) + 1 : last_nl])
-        if head is not None:
-            return head[0]
-        seqs = [h[0] for _, _, raw in _split_lines(os.pread(fd, valid_end, 0)) if (h := _line_head(raw))]
-        return max(seqs, default=0)
 
     # ── history ──────────────────────────────────────────────────────────────────────────────────────
 
@@ -870,32 +773,8 @@ class Store:
         for path in sorted(self.events_dir.glob("events-*.jsonl")):
             day = _file_day(path)
             if day is None or day >= cutoff.date():
-                yield from self._records_in(_read_bytes(path), path, cutoff, include_state, seen)
-        yield from self._records_in(journal, self.journal_path, cutoff, include_state, seen)
-
-    def _records_in(
-        self, data: bytes, source: Path, cutoff: datetime, include_state: bool, seen: set[int]
-    ) -> Iterator[JournalRecord]:
-        skipped = 0
-        for _, _, raw in _split_lines(data):
-            rec = _parse_record(raw)
-            if rec is None:
-                skipped += 1
-                continue
-            if rec["seq"] in seen or (rec["type"] in STATE_TYPES and not include_state):
-                continue
-            try:
-                event = Event.model_validate(
-                    {"type": rec["type"], "task": rec.get("task"), "ts": rec.get("ts"), "data": rec.get("data", {})}
-                )
-            except ValidationError:
-                skipped += 1
-                continue
-            seen.add(rec["seq"])
-            if _as_utc(event.ts) >= cutoff:
-                yield JournalRecord(rec["seq"], event)
-        if skipped:
-            log.warning("history_lines_skipped", path=str(source), lines=skipped)
+                yield from _records_in(_read_bytes(path), path, cutoff, include_state, seen)
+        yield from _records_in(journal, self.journal_path, cutoff, include_state, seen)
 
     def prune_events(self, older_than: datetime) -> list[Path]:
         """Delete rotated history files whose whole day is before ``older_than``; return what was deleted."""

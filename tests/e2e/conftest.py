@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,24 +26,34 @@ import pytest
 from agentos.control.socket import request
 from agentos.forge.base import Comment, Issue
 from agentos.forge.local import parse_issue_file
+from tests.daemon_process import (
+    AGENTOS,
+    DROPPED_ENV,
+    FAKES,
+    ROOT,
+    TEST_FILE,
+    DaemonFiles,
+    alive,
+    daemon_env,
+    init_repo,
+    main_log,
+    merge_overrides,
+    pid_list,
+    read_log,
+    socket_answers,
+    spawn_daemon,
+    stop_daemon,
+    write_gitconfig,
+)
+from tests.daemon_process import git as _git
+
+__all__ = ["AGENTOS", "DROPPED_ENV", "FAKES", "ROOT", "TEST_FILE", "alive", "pid_list"]  # imported from here too
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parents[2]
-FAKES = ROOT / "tests" / "fakes" / "agents"
-AGENTOS = Path(sys.executable).with_name("agentos")
 REPO = "app"
 WAIT_S = 30.0
 POLL_S = 0.1
-DROPPED_ENV = ("STATE_DIRECTORY", "NOTIFY_SOCKET", "AGENTOS_CONFIG", "XDG_RUNTIME_DIR", "CREDENTIALS_DIRECTORY")
-
-TEST_FILE = """import unittest
-
-
-class TestApp(unittest.TestCase):
-    def test_truth(self) -> None:
-        self.assertTrue(True)
-"""
 
 
 def claude_agent(mode: str = "complete", **env: str) -> dict[str, Any]:
@@ -61,26 +70,10 @@ def command_agent(mode: str = "complete", **env: str) -> dict[str, Any]:
     }
 
 
-def alive(pid: int) -> bool:
-    """Running (zombies do not count: a container's pid 1 may never reap them)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
-    return done.stdout
-
-
 @dataclass
-class Loop:
+class Loop(DaemonFiles):
     """One user repository, one config and one daemon, driven from the outside."""
 
-    root: Path
-    run_dir: Path
     agents: dict[str, dict[str, Any]]
     overrides: dict[str, Any]
     daemon: subprocess.Popen[bytes] | None = None
@@ -98,18 +91,6 @@ class Loop:
         return self.root / "state"
 
     @property
-    def config(self) -> Path:
-        return self.root / "agentos.yaml"
-
-    @property
-    def socket(self) -> Path:
-        return self.run_dir / "agentos.sock"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "daemon.log"
-
-    @property
     def forge(self) -> Path:
         return self.state / "local-forge" / REPO
 
@@ -123,29 +104,9 @@ class Loop:
 
     def setup(self) -> None:
         home = self.root / "home"
-        home.mkdir()
-        (home / ".gitconfig").write_text(
-            "[user]\n\tname = agentos e2e\n\temail = e2e@agentos.invalid\n[init]\n\tdefaultBranch = main\n"
-        )
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in DROPPED_ENV and not k.startswith(("WATCHDOG_", "LISTEN_", "GIT_", "FAKE_AGENT_"))
-        }
-        self.env.update(
-            HOME=str(home),
-            GIT_CONFIG_NOSYSTEM="1",
-            RUNTIME_DIRECTORY=str(self.run_dir),
-            AGENTOS_SOCKET=str(self.socket),
-            PYTHONDONTWRITEBYTECODE="1",
-        )
-        self.repo.mkdir()
-        _git(self.repo, "init", "-q", "-b", "main", env=self.env)
-        (self.repo / "README.md").write_text("# app\n")
-        (self.repo / "test_app.py").write_text(TEST_FILE)
-        (self.repo / ".gitignore").write_text("__pycache__/\n")
-        _git(self.repo, "add", "-A", env=self.env)
-        _git(self.repo, "commit", "-q", "-m", "initial commit", env=self.env)
+        write_gitconfig(home, default_branch="main")
+        self.env = daemon_env(home, self.run_dir)
+        init_repo(self.repo, self.env, "app")
         self.write_config()
 
     def write_config(self) -> None:
@@ -176,11 +137,7 @@ class Loop:
             },
             "log_level": "info",
         }
-        for key, value in self.overrides.items():
-            if isinstance(value, dict) and isinstance(config.get(key), dict):
-                config[key] = {**config[key], **value}
-            else:
-                config[key] = value
+        merge_overrides(config, self.overrides)
         self.config.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
 
     # ------------------------------------------------------------ the daemon
@@ -189,26 +146,13 @@ class Loop:
         """Start ``agentos run`` and wait until its control socket answers."""
         assert self.daemon is None or self.daemon.poll() is not None, "the daemon is already running"
         self.starts += 1
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start {self.starts} =====\n".encode())
-            out.flush()
-            self.daemon = subprocess.Popen(
-                [str(AGENTOS), "run", "--config", str(self.config)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.daemon = spawn_daemon(self.config, self.env, self.log, banner=f"start {self.starts}")
 
         def answers() -> bool:
             assert self.daemon is not None
             if self.daemon.poll() is not None:
                 raise AssertionError(f"the daemon exited with {self.daemon.returncode}:\n{self.log_tail()}")
-            try:
-                request(self.socket, "status", timeout=1)
-            except Exception:
-                return False
-            return True
+            return socket_answers(self.socket)
 
         self.wait_for(answers, what="the daemon's control socket")
 
@@ -219,21 +163,10 @@ class Loop:
         self.daemon.wait(timeout=10)
 
     def stop(self) -> int | None:
-        if self.daemon is None or self.daemon.poll() is not None:
-            return None if self.daemon is None else self.daemon.returncode
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            return self.daemon.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait(timeout=5)
-            raise AssertionError(f"the daemon ignored SIGTERM for 15 s:\n{self.log_tail()}") from None
+        return stop_daemon(self.daemon, self.log_tail)
 
     def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no daemon log)"
+        return read_log(self.log)[-chars:] or "(no daemon log)"
 
     # ------------------------------------------------------------ the CLI and the socket
 
@@ -316,20 +249,10 @@ class Loop:
 
     def main_log(self) -> list[tuple[str, str]]:
         """(subject, body) of every commit on the user's main, newest first."""
-        out = self.git("log", "--format=%s%x1f%b%x1e", "main")
-        commits = []
-        for record in out.split("\x1e"):
-            if record.strip():
-                subject, _, body = record.strip("\n").partition("\x1f")
-                commits.append((subject, body))
-        return commits
+        return main_log(self.repo, self.env)
 
     def show(self, path: str, ref: str = "main") -> str:
         return self.git("show", f"{ref}:{path}")
-
-
-def pid_list(path: Path) -> list[int]:
-    return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -34,9 +33,21 @@ from agentos.config import Config
 from agentos.control.socket import request
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge
 from agentos.forge.factory import build_forge
+from tests.daemon_process import (
+    TEST_FILE,
+    DaemonFiles,
+    daemon_env,
+    merge_overrides,
+    parse_log,
+    read_log,
+    socket_answers,
+    spawn_daemon,
+    stop_daemon,
+    write_gitconfig,
+)
 from tests.fakes.github_server import BOT_LOGIN, FakeGitHub, FakeProject, FakeRepo, fake_github  # noqa: F401
 
-from .conftest import AGENTOS, DROPPED_ENV, TEST_FILE, claude_agent, command_agent
+from .conftest import claude_agent, command_agent
 
 T = TypeVar("T")
 REPO = "acme/app"
@@ -47,47 +58,21 @@ KEY = re.compile(r"<!-- agentos:key=(.*?) -->")
 BODY = "## Goal\n\nSay hello.\n\n## Success Criteria\n\n- a greeting exists\n"
 
 
-def parse_log(text: str) -> list[dict[str, Any]]:
-    """The daemon's JSON log lines (``<prio>{…}``)."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("<") and ">{" in line:
-            try:
-                out.append(json.loads(line.split(">", 1)[1]))
-            except ValueError:
-                continue
-    return out
-
-
 def squashed(history: list[str]) -> list[str]:
     """Consecutive repeats folded: a second attempt sets In Progress again."""
     return [s for i, s in enumerate(history) if i == 0 or history[i - 1] != s]
 
 
 @dataclass
-class GhDaemon:
+class GhDaemon(DaemonFiles):
     """One fake-GitHub repo (optionally on a board), one config and one ``agentos run`` process."""
 
     fake: FakeGitHub
-    root: Path
-    run_dir: Path
     agents: dict[str, dict[str, Any]]
     overrides: dict[str, Any]
     project: FakeProject | None
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def config(self) -> Path:
-        return self.root / "agentos.yaml"
-
-    @property
-    def socket(self) -> Path:
-        return self.run_dir / "agentos.sock"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "daemon.log"
 
     @property
     def git_argv_log(self) -> Path:
@@ -127,28 +112,16 @@ class GhDaemon:
             },
             "log_level": "info",
         }
-        for key, value in self.overrides.items():
-            config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+        merge_overrides(config, self.overrides)
         self.config.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
 
     async def start(self) -> None:
         self.write_config()
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [str(AGENTOS), "run", "--config", str(self.config)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn_daemon(self.config, self.env, self.log)
 
         async def answers() -> bool:
             self.check_alive()
-            try:
-                await self.ctl("status")
-            except Exception:
-                return False
-            return True
+            return await asyncio.to_thread(socket_answers, self.socket)
 
         await self.wait_for(answers, what="the daemon's control socket")
 
@@ -157,18 +130,8 @@ class GhDaemon:
             raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     async def stop(self) -> int | None:
-        """SIGTERM, then wait without blocking the loop (the fake keeps answering during the shutdown)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-                raise AssertionError(f"the daemon ignored SIGTERM for 15 s:\n{self.log_tail()}")
-            await asyncio.sleep(POLL_S)
-        return self.proc.returncode
+        """SIGTERM, then wait in a thread, not blocking the loop (the fake keeps answering during the shutdown)."""
+        return await asyncio.to_thread(stop_daemon, self.proc, self.log_tail)
 
     async def ctl(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(request, self.socket, cmd, args, timeout=60)
@@ -182,7 +145,7 @@ class GhDaemon:
         return rows
 
     def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+        return read_log(self.log)
 
     def log_tail(self, chars: int = 5000) -> str:
         return self.log_text()[-chars:]
@@ -301,27 +264,18 @@ async def make_daemon(fake_github: FakeGitHub, tmp_path: Path) -> AsyncIterator[
         run_dirs.append(run_dir)
         root = tmp_path / f"daemon{len(made)}"
         home = root / "home"
-        home.mkdir(parents=True)
-        (home / ".gitconfig").write_text("[user]\n\tname = agentos e2e\n\temail = e2e@agentos.invalid\n")
+        write_gitconfig(home)
         shim_dir = git_shim(root / "bin", root / "git-argv.log")
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in DROPPED_ENV
-            and k != "GITHUB_TOKEN"
-            and not k.startswith(("WATCHDOG_", "LISTEN_", "GIT_", "FAKE_"))
-        }
-        env.update(
-            HOME=str(home),
-            GIT_CONFIG_NOSYSTEM="1",
-            RUNTIME_DIRECTORY=str(run_dir),
-            AGENTOS_SOCKET=str(run_dir / "agentos.sock"),
-            PYTHONDONTWRITEBYTECODE="1",
+        env = daemon_env(
+            home,
+            run_dir,
+            drop=("GITHUB_TOKEN",),
+            drop_prefixes=("FAKE_",),
             GITHUB_TOKEN=fake.token,
             PATH=f"{shim_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
         )
         project = fake.add_project("acme", len(made) + 1) if board else None
-        daemon = GhDaemon(fake, root, run_dir, agents, overrides, project, env=env)
+        daemon = GhDaemon(root, run_dir, fake, agents, overrides, project, env=env)
         made.append(daemon)
         if start:
             await daemon.start()

@@ -151,6 +151,7 @@ class TestToken:
         loop.env["STATUS_PAGE_TOKEN"] = "s3cret-page-token"
         loop.start()
         base = f"http://127.0.0.2:{port}"
+        assert loop.ctl("status")["status_page"] == base + "/"  # `agentos ctl status` names the address
         for path in ("/", "/api/status", "/metrics"):
             assert fetch(base + path)[0] == 401
             assert fetch(base + path, token="wrong")[0] == 401

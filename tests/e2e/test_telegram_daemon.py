@@ -14,11 +14,13 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest_asyncio
 
 from agentos.errors import ControlError
+from agentos.store import Store
 from tests.fakes.telegram_server import FakeTelegram, SentMessage, fake_telegram  # noqa: F401
 
 from .conftest import FAKES, POLL_S, REPO, WAIT_S, Loop
@@ -305,7 +307,7 @@ async def test_every_command_does_what_ctl_does(ops: Ops) -> None:
     help_text = await ops.say("/help")
     assert all(f"/{name}" in help_text for name in commands), help_text
     assert {"status", "on", "off", "jobs", "job", "run", "repos", "repo", "tasks", "task", "retry", "cancel",
-            "approve", "help"} <= set(commands)  # fmt: skip
+            "approve", "agents", "agent", "help"} <= set(commands)  # fmt: skip
 
     number = await ops.sync(ops.loop.new_issue, "Change the right file")
     task_id = f"{REPO}#{number}"
@@ -322,6 +324,10 @@ async def test_every_command_does_what_ctl_does(ops: Ops) -> None:
     assert (await ops.say("/off")).startswith("⏸ Paused")
     assert (await ops.cli_json("ctl", "status"))["paused"] is True
     assert (await ops.say("/status")).startswith("⏸ Paused")
+
+    # /agents ≡ ctl agents (nothing paused here: see test_agents_and_agent_resume_do_what_ctl_does)
+    [row] = await ops.ctl("agents")
+    assert await ops.say("/agents") == (f"✓ blocker\n    {row['month']}: {row['month_spend']} · limits {row['limits']}")
 
     # /jobs ≡ ctl jobs
     jobs = await ops.ctl("jobs")
@@ -403,6 +409,48 @@ async def test_every_command_does_what_ctl_does(ops: Ops) -> None:
     refused, delivered = (await ops.sends_to(ALLOWED))[sends_before:]
     assert delivered - refused >= 0.95, "the retry did not wait out retry_after=1"
     assert await ops.stop() == 0
+
+
+async def test_agents_and_agent_resume_do_what_ctl_does(ops: Ops) -> None:
+    """An agent that hit its CLI's usage limit is paused: /agents shows until when and why as `ctl agents` has
+    it, /status counts it, /agent resume lifts it (journalled, `ctl status` agrees), and a second resume gets
+    the daemon's own refusal."""
+    ops.setup({"limited": agent("quota")})
+    await ops.start()
+    number = await ops.sync(ops.loop.new_issue, "Change the right file")
+
+    def paused() -> dict[str, Any] | None:
+        status: dict[str, Any] = ops.loop.ctl("status")
+        return status if status["agents_paused"] == 1 else None
+
+    status = await ops.until(paused, "the usage limit to pause the agent")
+    assert list(status["paused_agents"]) == ["limited"]
+    assert (await ops.say("/off")).startswith("⏸ Paused")  # nothing runs it again while we look
+
+    [row] = await ops.ctl("agents")
+    assert row["paused_until"] == status["paused_agents"]["limited"] and row["why"].startswith("usage limit")
+    reply = await ops.say("/agents")
+    assert reply.splitlines()[:2] == [
+        f"⏸ limited · paused until {row['paused_until_local']} · /agent resume limited",
+        f"    why: {row['why']}",
+    ], reply
+    assert "paused agents: limited until " in await ops.say("/status")
+
+    reply = await ops.say("/agent resume limited")
+    assert reply == f"Agent limited resumed (it was paused: {row['why']}).", reply
+    status = await ops.ctl("status")
+    assert status["agents_paused"] == 0 and status["paused_agents"] == {}
+    assert (await ops.ctl("agents"))[0]["paused_until"] is None
+    assert await ops.say("/agent resume limited") == await ops.ctl_error("agent_resume", {"name": "limited"})
+    assert await ops.say("/agent resume nobody") == await ops.ctl_error("agent_resume", {"name": "nobody"})
+    task = await ops.task(f"{REPO}#{number}")
+    assert [a["blocker_code"] for a in task["attempts"]] == ["quota_limited"]
+    assert await ops.stop() == 0
+    lifted = [
+        e for e in Store(ops.loop.state, fsync=False).iter_events(datetime.now(UTC) - timedelta(hours=1))
+        if e.type == "agent_pause_lifted"
+    ]  # fmt: skip
+    assert [e.data["agent"] for e in lifted] == ["limited"]
 
 
 # ---------------------------------------------------------------- notifications and buttons

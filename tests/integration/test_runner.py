@@ -20,22 +20,12 @@ import pytest
 from agentos.agents.adapters import build_invocation, parse_output
 from agentos.agents.runner import RunOutcome, RunSpec, kill_orphan, proc_start_time, run_process
 from agentos.config import AgentConfig
+from tests.daemon_process import alive
+from tests.daemon_process import pid_list as pids
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "agents"
 PY = sys.executable
 IS_ROOT = os.geteuid() == 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def pids(path: Path) -> list[int]:
-    return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
 async def wait_for_pids(path: Path, count: int) -> list[int]:

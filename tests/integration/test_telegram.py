@@ -28,6 +28,11 @@ from agentos.errors import ControlError
 from tests.fakes.telegram_server import FakeTelegram, FastAiohttpSession, fake_telegram  # noqa: F401
 
 ALLOWED = 1001
+OVER_BUDGET = "calc#13"
+BUDGET_NOTE = (
+    "over budget (spent 108,562 tokens / $0.18 over 2 attempts; limit 100,000 tokens): "
+    "this retry runs one attempt; if it fails, it escalates again"
+)
 STRANGER = 666
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
 FAST_BACKOFF = BackoffConfig(min_delay=0.01, max_delay=0.05, factor=1.5, jitter=0.0)
@@ -123,7 +128,27 @@ class FakeController:
         if task_id in self.queued:
             raise ControlError(f"task {task_id} is already queued")
         self.queued.add(task_id)
+        if task_id == OVER_BUDGET:
+            return {"task": task_id, "status": "queued", "budget": BUDGET_NOTE}
         return {"task": task_id, "status": "queued"}
+
+    async def agents(self) -> list[dict[str, Any]]:
+        self._record("agents")
+        return [
+            {"agent": "claude", "paused_until": "2026-11-30T23:00:00+00:00",
+             "paused_until_local": "2026-12-01 00:00 Europe/Berlin",
+             "why": "monthly budget: spent 1,000 tokens / $11.00 over 1 attempt in 2026-11; limit $10.00",
+             "month": "2026-11", "month_spend": "1,000 tokens / $11.00 over 1 attempt",
+             "limits": "month: warn $5.00, max $10.00"},
+            {"agent": "codex", "paused_until": None, "why": None, "month": "2026-11",
+             "month_spend": "0 tokens / $0.00 over 0 attempts", "limits": "none"},
+        ]  # fmt: skip
+
+    async def resume_agent(self, name: str) -> dict[str, Any]:
+        self._record("resume_agent", name)
+        if name != "claude":
+            raise ControlError(f"agent {name} is not paused")
+        return {"agent": name, "resumed": True, "why": "monthly budget: …", "budget": "still over budget for 2026-11"}
 
     async def cancel(self, task_id: str) -> dict[str, Any]:
         self._record("cancel", task_id)
@@ -209,6 +234,8 @@ class TestParseCommand:
             pytest.param("/repo cadence calc 007", Command("repo", ("cadence", "calc", "7")), id="cadence"),
             pytest.param("/tasks blocked calc", Command("tasks", ("blocked", "calc")), id="tasks-filters"),
             pytest.param("/approve calc#12", Command("approve", ("calc#12",)), id="approve"),
+            pytest.param("/agents", Command("agents"), id="agents"),
+            pytest.param("/agent RESUME claude", Command("agent", ("resume", "claude")), id="agent-resume"),
         ],
     )
     def test_valid(self, text: str, expected: Command) -> None:
@@ -228,6 +255,9 @@ class TestParseCommand:
             pytest.param("/retry", "usage: /retry ID", id="retry-missing-id"),
             pytest.param("/status now", "usage: /status", id="extra-arg"),
             pytest.param("/tasks a b c", "usage: /tasks", id="too-many-filters"),
+            pytest.param("/agent claude", "usage: /agent resume NAME", id="agent-missing-verb"),
+            pytest.param("/agent pause claude", "usage: /agent resume NAME", id="agent-bad-verb"),
+            pytest.param("/agents claude", "usage: /agents", id="agents-extra-arg"),
         ],
     )
     def test_invalid(self, text: str, message: str) -> None:
@@ -353,6 +383,24 @@ class TestCommands:
             pytest.param("/cancel calc#12", ("cancel", "calc#12"), "Task calc#12 cancelled", id="cancel"),
             pytest.param("/approve calc#7", ("approve", "calc#7"), "PR calc#7 approved", id="approve"),
             pytest.param("/reject 7", ("reject", "7"), "PR 7 rejected", id="reject"),
+            pytest.param(
+                "/agents",
+                ("agents",),
+                "⏸ claude · paused until 2026-12-01 00:00 Europe/Berlin · /agent resume claude\n"
+                "    why: monthly budget: spent 1,000 tokens / $11.00 over 1 attempt in 2026-11; limit $10.00\n"
+                "    2026-11: 1,000 tokens / $11.00 over 1 attempt · limits month: warn $5.00, max $10.00\n"
+                "✓ codex\n",
+                id="agents",
+            ),
+            pytest.param(
+                "/agent resume claude",
+                ("resume_agent", "claude"),
+                "Agent claude resumed (it was paused: monthly budget: …).\nstill over budget for 2026-11",
+                id="agent-resume",
+            ),
+            pytest.param(
+                f"/retry {OVER_BUDGET}", ("retry", OVER_BUDGET), f"re-queued.\n{BUDGET_NOTE}", id="retry-budget"
+            ),
         ],
     )
     async def test_command(self, harness: Harness, text: str, call: tuple[Any, ...], reply: str) -> None:
@@ -474,6 +522,20 @@ class TestNotificationsAndButtons:
         assert controller.names() == ["retry", "retry"] and controller.queued == {"calc#12"}
         assert sent.reply_markup is None  # keyboard removed after the first press
         assert "✓ calc#12 re-queued. (by Op1001)" in sent.text
+
+    async def test_retry_button_carries_the_budget_note(self, harness: Harness) -> None:
+        """Retry on a task over its budget answers, and marks the notification, with the note /retry gives."""
+        fake = harness.fake
+        notifier = Notifier(harness.bot.sender(), seen=MemorySeenStore(), sleep=harness.sleeps)
+        notifier.notify(
+            1, f"escalated:{OVER_BUDGET}", "escalated: budget", [action_button("Retry", "retry", OVER_BUDGET)]
+        )
+        await notifier.aclose()
+        (sent,) = fake.sent
+        fake.inject_callback(ALLOWED, f"act:retry:{OVER_BUDGET}", message_id=sent.message_id)
+        await fake.wait_for(lambda: sent.edits == 1)
+        assert fake.answers[0]["text"] == f"{OVER_BUDGET} re-queued.\n{BUDGET_NOTE}"
+        assert sent.text.endswith(f"✓ {OVER_BUDGET} re-queued. (by Op1001)\n{BUDGET_NOTE}"), sent.text
 
     async def test_approve_button(self, harness: Harness) -> None:
         """Approve on a waiting high-risk PR calls controller.approve with the PR ref."""

@@ -26,12 +26,17 @@ import pytest
 from agentos.config import RepoConfig
 from agentos.forge.base import READY_LABEL, Comment, Issue
 from agentos.forge.local import LocalForge, parse_issue_file
-from tests.e2e.conftest import AGENTOS, FAKES, TEST_FILE, Loop, _git, alive
+from tests.daemon_process import FAKES, alive, init_repo, main_log, parse_log, spawn_daemon
+from tests.e2e.conftest import Loop
 from tests.e2e.conftest import make_loop as make_loop  # the e2e fixture, reused as is
 
 MARKER_ENV = "RELIABILITY_RUN"
 MARKER = uuid.uuid4().hex
 """One value per test session: every fake agent started by this suite carries it."""
+
+
+log_events = parse_log
+"""The daemon's JSON log lines (the suite's tests know it by this name)."""
 
 
 def marked(agent: dict[str, Any]) -> dict[str, Any]:
@@ -87,18 +92,6 @@ def wait_no_marked(timeout: float = 10.0) -> list[int]:
     return left
 
 
-def log_events(text: str) -> list[dict[str, Any]]:
-    """The daemon's JSON log lines (``<prio>{…}``)."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("<") and ">{" in line:
-            try:
-                out.append(json.loads(line.split(">", 1)[1]))
-            except ValueError:
-                continue
-    return out
-
-
 @dataclass
 class MultiLoop(Loop):
     """A :class:`Loop` over several user repositories (``repos/<name>``), each like the e2e one."""
@@ -119,14 +112,7 @@ class MultiLoop(Loop):
         self.overrides.setdefault("repos", self.repo_configs())
         super().setup()
         for name in self.names:
-            path = self.repo_path(name)
-            path.mkdir(parents=True)
-            _git(path, "init", "-q", "-b", "main", env=self.env)
-            (path / "README.md").write_text(f"# {name}\n")
-            (path / "test_app.py").write_text(TEST_FILE)
-            (path / ".gitignore").write_text("__pycache__/\n")
-            _git(path, "add", "-A", env=self.env)
-            _git(path, "commit", "-q", "-m", "initial commit", env=self.env)
+            init_repo(self.repo_path(name), self.env, name)
 
     # ------------------------------------------------------------ the daemon, killed at any moment
 
@@ -134,16 +120,7 @@ class MultiLoop(Loop):
         """Start ``agentos run`` without waiting for it (a kill may come before it answers)."""
         assert self.daemon is None or self.daemon.poll() is not None, "the daemon is already running"
         self.starts += 1
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start {self.starts} (not waited for) =====\n".encode())
-            out.flush()
-            self.daemon = subprocess.Popen(
-                [str(AGENTOS), "run", "--config", str(self.config)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.daemon = spawn_daemon(self.config, self.env, self.log, banner=f"start {self.starts} (not waited for)")
         return self.daemon
 
     # ------------------------------------------------------------ the forge, read and written in-process
@@ -179,13 +156,7 @@ class MultiLoop(Loop):
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
     def main_log_of(self, name: str) -> list[tuple[str, str]]:
-        out = _git(self.repo_path(name), "log", "--format=%s%x1f%b%x1e", "main", env=self.env)
-        commits = []
-        for record in out.split("\x1e"):
-            if record.strip():
-                subject, _, body = record.strip("\n").partition("\x1f")
-                commits.append((subject, body))
-        return commits
+        return main_log(self.repo_path(name), self.env)
 
     def worktrees_left(self) -> list[Path]:
         """Worktree directories under the state dir (scratch ones included), for every repo."""

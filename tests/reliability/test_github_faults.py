@@ -237,7 +237,7 @@ async def test_github_fault_soak_through_the_daemon_with_kills(
     import tempfile
 
     from agentos.control.socket import request
-    from tests.e2e.conftest import AGENTOS, DROPPED_ENV
+    from tests.daemon_process import daemon_env, spawn_daemon
 
     fake = fake_github
     await fake.add_repo(REPO, files={"README.md": "# app\n", "test_app.py": TEST_FILE, ".gitignore": "__pycache__/\n"})
@@ -249,19 +249,7 @@ async def test_github_fault_soak_through_the_daemon_with_kills(
     (home / ".gitconfig").write_text("[user]\n\tname = fault soak\n\temail = soak@agentos.invalid\n")
     run_dir = Path(tempfile.mkdtemp(prefix="aghk-", dir="/tmp"))
     sock = run_dir / "agentos.sock"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in DROPPED_ENV and k != "GITHUB_TOKEN" and not k.startswith(("WATCHDOG_", "LISTEN_", "GIT_", "FAKE_"))
-    }
-    env.update(
-        HOME=str(home),
-        GIT_CONFIG_NOSYSTEM="1",
-        RUNTIME_DIRECTORY=str(run_dir),
-        AGENTOS_SOCKET=str(sock),
-        GITHUB_TOKEN=fake.token,
-        PYTHONDONTWRITEBYTECODE="1",
-    )
+    env = daemon_env(home, run_dir, drop=("GITHUB_TOKEN",), drop_prefixes=("FAKE_",), GITHUB_TOKEN=fake.token)
     state = root / "state"
     config = {
         "state_dir": str(state),
@@ -294,14 +282,7 @@ async def test_github_fault_soak_through_the_daemon_with_kills(
     proc: subprocess.Popen[bytes] | None = None
 
     def spawn() -> subprocess.Popen[bytes]:
-        with log.open("ab") as out:
-            return subprocess.Popen(
-                [str(AGENTOS), "run", "--config", str(root / "agentos.yaml")],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        return spawn_daemon(root / "agentos.yaml", env, log)
 
     async def ctl(cmd: str, args: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(request, sock, cmd, args, timeout=10)

@@ -17,6 +17,8 @@ from agentos.budget import (
     enforce_agent_budgets,
     issue_breach,
     issue_spend,
+    lift_agent_pause,
+    limits_text,
     period_bounds,
     task_cost_cell,
 )
@@ -320,6 +322,70 @@ class TestEnforceAgentBudgets:
         rt.state.paused_agents["claude"] = NOW + timedelta(hours=2)
         enforce_agent_budgets(rt)
         assert rt.state.paused_agents == {"claude": NOW + timedelta(hours=2)}
+
+
+class TestLiftByHand:
+    """``agent resume``: an operator lifts a pause; a budget lift holds for the period at the same limits."""
+
+    def test_a_lifted_budget_pause_holds_for_the_period_across_a_restart(self, tmp_path: Path) -> None:
+        """Lifted by hand, an agent over its monthly max runs on: later checks, a restarted daemon and more spend
+        do not pause it again in that month; the lift is journalled; the next month starts clean."""
+        clock = Clock(NOW)
+        rt = runtime(tmp_path, clock)
+        spend(rt, 11.0, NOW, 1)
+        enforce_agent_budgets(rt)
+        until = rt.state.paused_agents["claude"]
+
+        pause = lift_agent_pause(rt, "claude")
+        assert pause.until == until and [v.label for v in pause.breaches] == ["2025-03"]
+        assert pause.why == "monthly budget: spent 1,000 tokens / $11.00 over 1 attempt in 2025-03; limit $10.00"
+        assert rt.state.paused_agents == {}
+        [event] = [e for e in rt.store.iter_events(NOW - timedelta(days=1)) if e.type == "agent_pause_lifted"]
+        assert event.data["agent"] == "claude" and event.data["waived"] == ["2025-03"]
+
+        spend(rt, 5.0, NOW, 2)
+        enforce_agent_budgets(rt)
+        assert rt.state.paused_agents == {}
+        rt.store.close()
+        again = runtime(tmp_path, clock)
+        enforce_agent_budgets(again)
+        assert again.state.paused_agents == {}
+        assert [key for _, key, _ in rt.notifier.sent] == ["agent_budget_paused:claude:2025-03"]  # type: ignore[union-attr]
+
+        clock.now = datetime(2025, 4, 2, tzinfo=UTC)  # a new month: nothing spent in it yet
+        assert [v.stop for v in enforce_agent_budgets(again) if v.agent == "claude"] == [[]]
+        again.store.close()
+
+    def test_a_changed_limit_is_a_new_breach(self, tmp_path: Path) -> None:
+        """After a lift, a reloaded config whose limit the agent is still over pauses it again."""
+        clock = Clock(NOW)
+        rt = runtime(tmp_path, clock)
+        spend(rt, 11.0, NOW, 1)
+        enforce_agent_budgets(rt)
+        lift_agent_pause(rt, "claude")
+        rt.config = parse_config(
+            CONFIG.replace("monthly_max_usd: 10", "monthly_max_usd: 8").format(state=tmp_path / "s", repo="r")
+        )
+        enforce_agent_budgets(rt)
+        assert rt.state.paused_agents == {"claude": datetime(2025, 3, 31, 22, tzinfo=UTC)}
+        rt.store.close()
+
+    def test_a_usage_limit_pause_is_lifted_without_waiving_a_budget(self, tmp_path: Path) -> None:
+        """A usage-limit pause is named as such; lifting it marks no budget breach."""
+        rt = runtime(tmp_path, Clock(NOW))
+        rt.state.paused_agents["backup"] = NOW + timedelta(hours=2)
+        pause = lift_agent_pause(rt, "backup")
+        assert pause.why == "usage limit reported by the CLI (until 2025-03-14 15:00 Europe/Berlin)"
+        assert pause.breaches == [] and not [k for k in rt.state.notified if k.startswith("budget:lift:")]
+        assert rt.state.paused_agents == {}
+        rt.store.close()
+
+    def test_limits_text(self) -> None:
+        """Limits read as the operator wrote them; an agent without any says none."""
+        cfg = AgentConfig(kind="claude", monthly_warn_usd=5, monthly_max_usd=10, monthly_max_tokens=2_000_000)
+        assert limits_text(cfg) == "month: warn $5.00, max 2,000,000 tokens / $10.00"
+        assert limits_text(AgentConfig(kind="claude", max_cost_usd_per_day=3)) == "day: max $3.00"
+        assert limits_text(AgentConfig(kind="claude")) == "none"
 
 
 class TestPreDispatch:

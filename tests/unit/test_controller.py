@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from agentos.budget import enforce_agent_budgets
 from agentos.config import Config, ConfigError, RepoConfig, parse_config
 from agentos.control.controller import Controller
+from agentos.daemon import Daemon
 from agentos.errors import ControlError
 from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus
-from agentos.runtime import Runtime
+from agentos.runtime import Runtime, StateWriteFailure
 from agentos.scheduler import Scheduler
 from agentos.store import Store
+from tests.unit.test_budget import NOW as BUDGET_NOW
+from tests.unit.test_budget import Clock as BudgetClock
+from tests.unit.test_budget import runtime as budget_runtime
+from tests.unit.test_budget import spend
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 CONFIG = """\
@@ -290,3 +296,112 @@ def test_config_fixture_is_valid(tmp_path: Path) -> None:
     """The test config parses (guards the fixture itself)."""
     cfg = parse_config(CONFIG.format(state=tmp_path, repo=tmp_path), "x.yaml")
     assert isinstance(cfg, Config) and cfg.max_parallel_workers == 3
+
+
+class TestAgents:
+    """``agents`` and ``agent resume``: what is paused, why, the month's spend, and lifting a pause by hand."""
+
+    @pytest.fixture
+    def brt(self, tmp_path: Path) -> Iterator[Runtime]:
+        """A runtime whose claude has monthly limits (warn $5, max $10, Europe/Berlin) and a backup agent."""
+        runtime = budget_runtime(tmp_path, BudgetClock(BUDGET_NOW))
+        yield runtime
+        runtime.store.close()
+
+    async def test_agents_shows_each_pause_its_cause_and_the_month(self, brt: Runtime) -> None:
+        """A budget pause names the limit and the spend; a usage-limit pause says so; limits read as configured."""
+        spend(brt, 11.0, BUDGET_NOW, 1)
+        enforce_agent_budgets(brt)
+        brt.state.paused_agents["backup"] = BUDGET_NOW + timedelta(hours=2)
+        rows = {row["agent"]: row for row in await Controller(brt).agents()}
+        claude, backup = rows["claude"], rows["backup"]
+        assert claude["paused_until"] == "2025-03-31T22:00:00+00:00"
+        assert claude["paused_until_local"] == "2025-04-01 00:00 Europe/Berlin"
+        assert claude["why"] == "monthly budget: spent 1,000 tokens / $11.00 over 1 attempt in 2025-03; limit $10.00"
+        assert claude["month"] == "2025-03" and claude["month_cost_usd"] == 11.0 and claude["month_attempts"] == 1
+        assert claude["limits"] == "month: warn $5.00, max $10.00"
+        assert backup["why"].startswith("usage limit") and backup["limits"] == "none"
+        assert backup["month_spend"] == "0 tokens / $0.00 over 0 attempts"
+        status = await Controller(brt).status()
+        assert status["agents_paused"] == 2 and set(status["paused_agents"]) == {"claude", "backup"}
+
+    async def test_resume_lifts_the_pause_journals_it_and_it_holds(self, brt: Runtime) -> None:
+        """`agent resume` ends a budget pause at once (journalled, on disk), says it is still over budget, and
+        the next budget check leaves it running; the row then shows the lift."""
+        spend(brt, 11.0, BUDGET_NOW, 1)
+        enforce_agent_budgets(brt)
+        ctl = Controller(brt)
+        done = await ctl.resume_agent("claude")
+        assert done["resumed"] is True and done["was_paused_until"] == "2025-03-31T22:00:00+00:00"
+        assert done["budget"].startswith("still over budget for 2025-03: the pause stays lifted")
+        assert reloaded(brt).load()[1].paused_agents == {}
+        events = [e.type for e in brt.store.iter_events(BUDGET_NOW - timedelta(days=1))]
+        assert events[-1] == "agent_pause_lifted"
+        enforce_agent_budgets(brt)
+        assert brt.state.paused_agents == {}
+        [row] = [r for r in await ctl.agents() if r["agent"] == "claude"]
+        assert row["paused_until"] is None and row["lifted"] == ["2025-03"]
+        assert row["why"] == "over budget for 2025-03; pause lifted by hand"
+
+    async def test_resume_refusals_name_the_problem(self, brt: Runtime) -> None:
+        """An unknown name lists the agents; an agent that is not paused, or a held state write, is refused."""
+        ctl = Controller(brt)
+        with pytest.raises(ControlError, match=r"no agent named 'nope'; agents: claude, backup"):
+            await ctl.resume_agent("nope")
+        with pytest.raises(ControlError, match=r"^agent backup is not paused$"):
+            await ctl.resume_agent("backup")
+        brt.state.paused_agents["backup"] = BUDGET_NOW - timedelta(seconds=1)  # a pause already over
+        with pytest.raises(ControlError, match="is not paused"):
+            await ctl.resume_agent("backup")
+        brt.state.paused_agents["backup"] = BUDGET_NOW + timedelta(hours=1)
+        brt.write_failure = held_write(BUDGET_NOW)
+        with pytest.raises(ControlError, match=r"state writes are held \(the disk is full: .*\); free some space"):
+            await ctl.resume_agent("backup")
+        assert "backup" in brt.state.paused_agents
+
+
+def held_write(now: datetime) -> StateWriteFailure:
+    return StateWriteFailure(
+        since=now, path="/var/lib/agentos", mount="/ (/dev/sda1)", free_bytes=0, error="No space left", disk_full=True
+    )
+
+
+class TestHeldStatus:
+    async def test_status_shows_the_hold_and_the_status_page(self, ctl: Controller, rt: Runtime) -> None:
+        """A state-write hold and the status page address are in `status`; the systemd line says held too."""
+        status = await ctl.status()
+        assert status["state_writes_held"] is None and status["status_page"] is None
+        assert status["agents_paused"] == 0
+        rt.write_failure = held_write(NOW)
+        ctl.status_page_url = "http://127.0.0.1:8787/"
+        rt.state.paused_agents["claude"] = NOW + timedelta(hours=1)
+        status = await ctl.status()
+        assert status["state_writes_held"] == (
+            "since 2026-01-05T09:30:00+00:00: the disk is full: /var/lib/agentos on / (/dev/sda1) has 0.0 KiB free "
+            "(No space left)"
+        )
+        assert status["status_page"] == "http://127.0.0.1:8787/" and status["agents_paused"] == 1
+        daemon = Daemon(rt.config, None)
+        daemon.rt = rt
+        assert repr(daemon) == (
+            "<Daemon dispatching, 0/3 agents running, 0 queued, 1 agent paused, STATE WRITES HELD (disk full) "
+            "reloads=0>"
+        )
+
+    async def test_a_job_held_by_a_full_disk_is_refused_with_the_reason(self, rt: Runtime) -> None:
+        """`ctl run` of a job skipped for the hold says why; the stall watchdog (runs_when_held) still runs."""
+        sched = Scheduler(
+            rt.state, clock=lambda: NOW, held=lambda: rt.write_failure.describe() if rt.write_failure else None
+        )
+        rt.scheduler = sched
+        pr, watchdog = Job(), Job()
+        sched.register("pr_monitor", pr)
+        sched.register("stall_watchdog", watchdog, runs_when_paused=True, runs_when_held=True)
+        rt.write_failure = held_write(NOW)
+        ctl = Controller(rt)
+        with pytest.raises(ControlError, match=r"^state writes are held \(the disk is full: .*\); pr_monitor runs"):
+            await ctl.run_job("pr_monitor")
+        assert await ctl.run_job("stall_watchdog") == {"job": "stall_watchdog", "result": "ok"}
+        assert (pr.runs, watchdog.runs) == (0, 1)
+        rt.write_failure = None
+        assert (await ctl.run_job("pr_monitor"))["result"] == "ok" and pr.runs == 1

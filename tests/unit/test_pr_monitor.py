@@ -74,6 +74,7 @@ class FakeForge:
         self.issue_comments: dict[int, list[Comment]] = {}
         self.refuse: str | None = None
         self.changes: list[tuple[Any, ...]] = []
+        self.read: list[int] = []  # PR numbers asked for one by one (get_pr)
         self._ids = 0
 
     def green(self, sha: str) -> None:
@@ -87,6 +88,10 @@ class FakeForge:
         self.checks_by_sha[sha] = Checks(sha=sha, state="pending", runs=[CheckRun(name="ci", state="pending")])
 
     async def get_pr(self, repo: str, number: int) -> PullRequest:
+        self.read.append(number)
+        return self._pr(repo, number)
+
+    def _pr(self, repo: str, number: int) -> PullRequest:
         p = self.prs[number]
         return PullRequest(
             repo=repo,
@@ -101,6 +106,9 @@ class FakeForge:
             created_at=NOW,
             labels=list(p.labels),
         )
+
+    async def open_prs(self, repo: str) -> list[PullRequest]:
+        return [self._pr(repo, n) for n, p in sorted(self.prs.items()) if p.state == "open"]
 
     async def checks(self, repo: str, number: int) -> Checks:
         sha = self.prs[number].head_sha
@@ -595,6 +603,21 @@ class TestConflictsAndQueue:
         assert (first.status, second.status) == (TaskStatus.MERGED, TaskStatus.PR_OPEN)
         await rig.monitor.tick()
         assert second.status is TaskStatus.MERGED and rig.branches.rebased == []
+
+    async def test_prs_waiting_behind_the_head_are_not_read_one_by_one(self, make_rig: MakeRig) -> None:
+        """Five green PRs: after the first pass, a pass reads only the queue's head by itself (the others come
+        from one listing of the open PRs), so draining N PRs costs O(N) reads, not O(N²)."""
+        rig = make_rig(checks_merge_result=True)
+        tasks = [rig.open_pr(n) for n in range(1, 6)]
+        await rig.monitor.tick()  # every PR checked once, the first merged
+        rig.forge.read.clear()
+        waited = rig.monitor.waited
+
+        await rig.monitor.tick()
+
+        assert [t.status for t in tasks[:2]] == [TaskStatus.MERGED] * 2
+        assert rig.forge.read == [102], "only the head was read by itself"
+        assert rig.monitor.waited == waited + 3
 
 
 # ---------------------------------------------------------------------------------------------- approvals

@@ -276,6 +276,38 @@ class TestPauseAndDisable:
         assert state.disabled_jobs == []
         assert await sched.run_scheduled("dispatch") == "ok"
 
+    async def test_held_state_writes_skip_every_job_but_the_watchdog_logging_once(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """While ``held`` names a reason (a full disk) the PR monitor and loop jobs are skipped, not failed: no
+        failure is counted or reported, one warning per job and hold; the watchdog runs; afterwards all run."""
+        held: list[str] = []
+        failures: list[tuple[str, str]] = []
+        sched = Scheduler(
+            state, clock=clock, held=lambda: held[0] if held else None, on_failure=lambda j, e: failures.append((j, e))
+        )
+        pr, groom, watchdog = Calls(), Calls(), Calls()
+        sched.register("pr_monitor", pr)
+        sched.register("backlog_groom", groom)
+        sched.register("stall_watchdog", watchdog, runs_when_paused=True, runs_when_held=True)
+        held.append("the disk is full: /var/lib/agentos on / has 0.0 KiB free")
+        with capture_logs() as logs:
+            for _ in range(3):
+                assert await sched.run_scheduled("pr_monitor") == "skipped_held"
+                assert await sched.run_now("backlog_groom") == "skipped_held"
+                assert await sched.run_scheduled("stall_watchdog") == "ok"
+        assert (pr.count, groom.count, watchdog.count) == (0, 0, 3)
+        warned = [(e["job"], e["detail"]) for e in logs if e["event"] == "job_skipped" and e["log_level"] == "warning"]
+        assert warned == [("pr_monitor", held[0]), ("backlog_groom", held[0])]
+        assert failures == [] and "pr_monitor" not in state.job_runs
+
+        held.clear()
+        assert await sched.run_scheduled("pr_monitor") == "ok" and pr.count == 1
+        held.append("a write failed")
+        with capture_logs() as logs:
+            assert await sched.run_scheduled("pr_monitor") == "skipped_held"
+        assert [e["detail"] for e in logs if e["log_level"] == "warning"] == ["a write failed"]  # a new hold: said
+
     def test_disabling_an_unknown_job_is_a_control_error(self, state: DaemonState, clock: FakeClock) -> None:
         """Nothing is written for a typo."""
         sched = make(state, clock, {"dispatch": Calls()})

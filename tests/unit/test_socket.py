@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import stat
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentos.budget import enforce_agent_budgets
 from agentos.control.controller import Controller
 from agentos.control.socket import (
     COMMANDS,
@@ -30,6 +33,10 @@ from agentos.control.socket import (
 )
 from agentos.errors import ControlError
 from agentos.runtime import Runtime
+from tests.unit.test_budget import NOW as BUDGET_NOW
+from tests.unit.test_budget import Clock as BudgetClock
+from tests.unit.test_budget import runtime as budget_runtime
+from tests.unit.test_budget import spend
 from tests.unit.test_controller import Job, build_runtime
 
 
@@ -83,7 +90,9 @@ class TestHandleRequest:
             pytest.param("null", "request must be a JSON object", id="null"),
             pytest.param("{}", "unknown command None; commands: ", id="no-cmd"),
             pytest.param(
-                '{"cmd": "frobnicate"}', "unknown command 'frobnicate'; commands: approve, cancel", id="bad-cmd"
+                '{"cmd": "frobnicate"}',
+                "unknown command 'frobnicate'; commands: agent_resume, agents, approve, cancel",
+                id="bad-cmd",
             ),
             pytest.param('{"cmd": 5}', "unknown command 5", id="cmd-not-string"),
             pytest.param('{"cmd": "status", "args": [1]}', "args must be a JSON object", id="args-list"),
@@ -294,3 +303,57 @@ class TestClient:
         assert client_socket_path(system=system) == xdg / "agentos.sock"  # a daemon started by hand
         monkeypatch.setenv("AGENTOS_SOCKET", "/elsewhere.sock")
         assert client_socket_path(system=system) == Path("/elsewhere.sock")
+
+
+class TestAgentsThroughCtl:
+    """``agentos ctl agents`` and ``agentos ctl agent resume NAME``: the real CLI against a served controller."""
+
+    async def test_ctl_shows_a_budget_pause_and_lifts_it(self, tmp_path: Path, sock_dir: Path) -> None:
+        """The table names the paused agent, until when, why and its month; `agent resume` lifts it (exit 0,
+        the budget note shown), `ctl status` then counts no paused agent; a second resume exits 1 saying why."""
+        rt = budget_runtime(tmp_path, BudgetClock(BUDGET_NOW))
+        spend(rt, 11.0, BUDGET_NOW, 1)
+        enforce_agent_budgets(rt)
+        srv = ControlServer(Controller(rt), sock_dir / "agentos.sock")
+        await srv.start()
+        try:
+            code, out, _ = await ctl_cli(srv.path, "agents")
+            assert code == 0, out
+            [claude] = [line for line in out.splitlines() if line.strip().startswith("claude")]
+            assert "2025-04-01 00:00 Europe/Berlin" in claude and "monthly budget: spent 1,000 tokens" in claude
+            assert (
+                "2025-03: 1,000 tokens / $11.00 over 1 attempt" in claude and "month: warn $5.00, max $10.00" in claude
+            )
+            code, out, _ = await ctl_cli(srv.path, "agents", "--json")
+            assert [r["agent"] for r in json.loads(out) if r["paused_until"]] == ["claude"]
+
+            code, out, _ = await ctl_cli(srv.path, "agent", "resume", "claude")
+            assert code == 0 and "still over budget for 2025-03" in out, out
+            code, out, _ = await ctl_cli(srv.path, "status", "--json")
+            status = json.loads(out)
+            assert status["agents_paused"] == 0 and status["paused_agents"] == {}
+            code, out, _ = await ctl_cli(srv.path, "status")
+            assert re.search(r"^state_writes_held +no$", out, re.M) and re.search(r"^status_page +off$", out, re.M), out
+
+            code, _, err = await ctl_cli(srv.path, "agent", "resume", "claude")
+            assert code == 1 and "agent claude is not paused" in err
+        finally:
+            await srv.stop()
+            rt.store.close()
+
+
+async def ctl_cli(path: Path, *args: str) -> tuple[int, str, str]:
+    """Run ``agentos ctl ARGS --socket PATH`` as a process while this loop serves the socket."""
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "agentos"),
+        "ctl",
+        *args,
+        "--socket",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "250", "NO_COLOR": "1"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -20,7 +20,9 @@ app = typer.Typer(help="Steer the running daemon.", no_args_is_help=True)
 job_app = typer.Typer(help="Enable or disable a job.", no_args_is_help=True)
 repo_app = typer.Typer(help="Repositories: on, off, mode, cadence.", no_args_is_help=True)
 task_app = typer.Typer(help="One task: show, retry, cancel.", no_args_is_help=True)
+agent_app = typer.Typer(help="One agent: resume (lift its pause).", no_args_is_help=True)
 app.add_typer(job_app, name="job")
+app.add_typer(agent_app, name="agent")
 app.add_typer(repo_app, name="repo")
 app.add_typer(task_app, name="task")
 
@@ -65,8 +67,15 @@ def show(result: Any, as_json: bool) -> None:
 
 @app.command()
 def status(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
-    """Is it running, paused, how many agents are working."""
-    show(call("status", sock=sock), as_json)
+    """Is it running, paused, how many agents are working; paused agents, a state-write hold, the status page."""
+    result = call("status", sock=sock)
+    if not as_json and isinstance(result, dict):
+        result = {
+            **result,
+            "state_writes_held": result.get("state_writes_held") or "no",
+            "status_page": result.get("status_page") or "off",
+        }
+    show(result, as_json)
 
 
 @app.command()
@@ -140,6 +149,33 @@ def job_off(name: str, as_json: bool = JsonOption, sock: str | None = SocketOpti
 def run_job(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
     """Run a job now and wait for it."""
     show(call("run", {"name": name}, sock, timeout=RUN_TIMEOUT_S), as_json)
+
+
+@app.command()
+def agents(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """The agents: paused until when and why, this month's spend against their limits."""
+    rows = call("agents", sock=sock)
+    if as_json:
+        print_json(rows)
+        return
+    shown = [
+        {
+            **row,
+            "paused until": (
+                f"{row['paused_until_local']} ({when(row['paused_until'])})" if row.get("paused_until") else "-"
+            ),
+            "why": row.get("why") or "",
+            "spend": f"{row['month']}: {row['month_spend']}",
+        }
+        for row in rows
+    ]
+    table(shown, ["agent", "paused until", "why", "spend", "limits"])
+
+
+@agent_app.command("resume")
+def agent_resume(name: str, as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
+    """Lift an agent's pause now (a usage limit's or a budget's; a budget lift lasts the period)."""
+    show(call("agent_resume", {"name": name}, sock), as_json)
 
 
 @app.command()

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import structlog
 import typer
 
 from agentos.cli._common import ConfigOption, JsonOption, console, print_json
@@ -352,6 +351,8 @@ def render(checks: list[Check]) -> None:
 @contextmanager
 def _logs_to_stderr() -> Iterator[None]:
     """While doctor runs, library log lines (the GitHub client's) go to stderr, warnings only: stdout is the report."""
+    import structlog  # here, not at the top: every `agentos` command imports this module
+
     saved = structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),

@@ -10,11 +10,12 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
-from agentos.budget import issue_breach
+from agentos.budget import agent_verdicts, describe_pause, issue_breach, lift_agent_pause, limits_text
 from agentos.errors import AgentosError, ControlError
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
 from agentos.runtime import Runtime
@@ -30,6 +31,8 @@ class Controller:
         self.rt = rt
         self._on_reload = on_reload
         self.approver: Approver | None = None
+        self.status_page_url: str | None = None
+        """Where the status page answers, once the daemon has bound it (``status`` shows it)."""
         self._config_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ daemon
@@ -37,6 +40,9 @@ class Controller:
     async def status(self) -> dict[str, Any]:
         rt = self.rt
         counts = rt.graph.counts()
+        now = rt.now()
+        paused_agents = {k: v.isoformat() for k, v in rt.state.paused_agents.items() if v > now}
+        held = rt.write_failure
         return {
             "pid": os.getpid(),
             "version": __version__,
@@ -50,7 +56,10 @@ class Controller:
             "uptime_s": round((rt.now() - rt.started_at).total_seconds(), 1),
             "forge": rt.config.forge,
             "repos": [r.name for r in rt.config.repos if rt.repo_enabled(r.name)],
-            "paused_agents": {k: v.isoformat() for k, v in rt.state.paused_agents.items()},
+            "paused_agents": paused_agents,
+            "agents_paused": len(paused_agents),
+            "state_writes_held": None if held is None else f"since {held.since.isoformat()}: {held.describe()}",
+            "status_page": self.status_page_url,
             "state_dir": str(rt.state_dir),
             "config": str(rt.config_path) if rt.config_path else None,
             "jobs_running": rt.scheduler.busy() if rt.scheduler is not None else [],
@@ -79,6 +88,78 @@ class Controller:
             raise ControlError("config not reloaded, the last good one stays: " + "; ".join(exc.problems)) from None
         return {"reloaded": True, "config": str(self.rt.config_path) if self.rt.config_path else None}
 
+    # ------------------------------------------------------------ agents
+
+    async def agents(self) -> list[dict[str, Any]]:
+        """One row per configured agent (and per paused agent no longer configured): its pause and why,
+        this month's spend and its limits, in ``limits.budget_timezone``."""
+        rt = self.rt
+        now = rt.now()
+        zone = ZoneInfo(rt.config.limits.budget_timezone)
+        paused = {name: until for name, until in rt.state.paused_agents.items() if until > now}
+        names = list(rt.config.agents) + [name for name in paused if name not in rt.config.agents]
+        verdicts = agent_verdicts(rt.graph, rt.config.agents, now, zone, also=names)
+        notified = set(rt.state.notified)
+        rows = []
+        for name in names:
+            cfg = rt.config.agents.get(name)
+            mine = {v.period: v for v in verdicts if v.agent == name}
+            month, day = mine["month"], mine["day"]
+            row: dict[str, Any] = {
+                "agent": name,
+                "kind": cfg.kind if cfg is not None else None,
+                "paused_until": None,
+                "paused_until_local": None,
+                "why": None,
+                "month": month.label,
+                "month_spend": month.spend.describe(),
+                "month_tokens": month.spend.tokens,
+                "month_cost_usd": round(month.spend.cost_usd, 6),
+                "month_attempts": month.spend.attempts,
+                "month_not_measured": month.spend.unmeasured,
+                "today_cost_usd": round(day.spend.cost_usd, 6),
+                "limits": limits_text(cfg) if cfg is not None else "not in the config",
+                "lifted": [v.label for v in (day, month) if v.stop and v.lift_key in notified],
+            }
+            if name in paused:
+                until = paused[name]
+                pause = describe_pause(name, until, mine.values(), notified, zone)
+                local = until.astimezone(zone)
+                row.update(
+                    paused_until=until.isoformat(),
+                    paused_until_local=f"{local:%Y-%m-%d %H:%M} {zone.key}",
+                    why=pause.why,
+                )
+            elif row["lifted"]:
+                row["why"] = f"over budget for {', '.join(row['lifted'])}; pause lifted by hand"
+            rows.append(row)
+        return rows
+
+    async def resume_agent(self, name: str) -> dict[str, Any]:
+        """Lift ``name``'s pause now (a usage limit's or a budget's); see :func:`agentos.budget.lift_agent_pause`."""
+        rt = self.rt
+        until = rt.state.paused_agents.get(name)
+        if name not in rt.config.agents and until is None:
+            names = ", ".join(rt.config.agents) or "none"
+            raise ControlError(f"no agent named {name!r}; agents: {names}")
+        if until is None or until <= rt.now():
+            raise ControlError(f"agent {name} is not paused")
+        if rt.write_failure is not None:
+            raise ControlError(
+                f"state writes are held ({rt.write_failure.describe()}); free some space, then resume {name}"
+            )
+        pause = lift_agent_pause(rt, name)
+        self._poke("dispatch")
+        result: dict[str, Any] = {"agent": name, "resumed": True, "was_paused_until": until.isoformat()}
+        result["why"] = pause.why
+        if pause.breaches:
+            labels = ", ".join(v.label for v in pause.breaches)
+            result["budget"] = (
+                f"still over budget for {labels}: the pause stays lifted for the rest of that period unless its "
+                "limits change in the config (an agent over a changed limit is paused again)"
+            )
+        return result
+
     # ------------------------------------------------------------ jobs
 
     def _scheduler(self) -> Scheduler:
@@ -99,6 +180,10 @@ class Controller:
         result = await self._scheduler().run_now(name)
         if result == "skipped_paused":
             raise ControlError(f"the daemon is paused; `resume` first to run {name}")
+        if result == "skipped_held" and self.rt.write_failure is not None:
+            raise ControlError(
+                f"state writes are held ({self.rt.write_failure.describe()}); {name} runs again once they resume"
+            )
         if result == "failed":
             record = self.rt.state.job_runs.get(name)
             raise ControlError(f"{name} failed: {record.last_error if record else 'unknown error'}")

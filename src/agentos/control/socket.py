@@ -122,6 +122,8 @@ COMMANDS: dict[str, Handler] = {
     "pause": lambda c, a: c.pause(),
     "resume": lambda c, a: c.resume(),
     "reload": lambda c, a: c.reload(),
+    "agents": lambda c, a: c.agents(),
+    "agent_resume": lambda c, a: c.resume_agent(_str(a, "name")),
     "jobs": lambda c, a: c.jobs(),
     "job": lambda c, a: c.set_job(_str(a, "name"), _bool(a, "enabled")),
     "run": lambda c, a: c.run_job(_str(a, "name")),

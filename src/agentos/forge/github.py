@@ -29,14 +29,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentos.forge._github_http import (
     API_VERSION,
@@ -54,10 +52,36 @@ from agentos.forge._github_http import (
     rate_limit_wait,
     route_of,
 )
+from agentos.forge._github_payloads import (
+    _App,
+    _CombinedStatus,
+    _dig,
+    _GqlEdits,
+    _GqlIssueNode,
+    _GqlItem,
+    _GqlItems,
+    _GqlProject,
+    _RestCheckRun,
+    _RestComment,
+    _RestEvent,
+    _RestIssue,
+    _RestPermission,
+    _RestPull,
+)
+from agentos.forge._github_projects import (
+    _M_ADD_ITEM,
+    _M_SET_STATUS,
+    _MIRROR,
+    _Q_BOARD,
+    _Q_ISSUE_ITEMS,
+    _Q_PROJECT,
+    _Q_PROJECT_BY_ID,
+    ProjectConfig,
+    _BoardRead,
+    _ProjectMeta,
+)
 from agentos.forge.base import (
-    BLOCKED_LABEL,
     READY_LABEL,
-    RUNNING_LABEL,
     BoardStatus,
     CheckRun,
     Checks,
@@ -117,33 +141,6 @@ _T = TypeVar("_T")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
-class ProjectConfig(BaseModel):
-    """A Projects v2 board for one repo, found by ``owner`` and ``number`` or by ``node_id``.
-
-    ``owner`` is the org or user that owns the board (default: the repo's owner).
-
-    ``status_values`` maps agentos's statuses to the board's option names when they differ
-    (``{"In Progress": "Doing"}``); option names match case-insensitively.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    owner: str | None = None
-    number: int | None = None
-    node_id: str | None = None
-    status_field: str = "Status"
-    status_values: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_way_to_find_it(self) -> ProjectConfig:
-        if self.number is None and self.node_id is None:
-            raise ValueError("a project needs a number (with owner) or a node_id")
-        return self
-
-    def option_name(self, status: BoardStatus) -> str:
-        return self.status_values.get(status, status)
-
-
 # ---------------------------------------------------------------------------------------------- policies
 
 
@@ -191,245 +188,11 @@ def _tail(text: str) -> str:
     return "\n".join(text.rstrip().splitlines()[-LOG_TAIL_LINES:])[-LOG_TAIL_CHARS:]
 
 
-# ---------------------------------------------------------------------------------------------- payloads
-
-
-class _Gh(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _User(_Gh):
-    login: str = ""
-
-
-class _Label(_Gh):
-    name: str
-
-
-class _RestIssue(_Gh):
-    number: int
-    title: str
-    body: str | None = None
-    state: Literal["open", "closed"]
-    labels: list[_Label] = Field(default_factory=list)
-    user: _User | None = None
-    created_at: datetime
-    updated_at: datetime
-    html_url: str = ""
-    pull_request: dict[str, object] | None = None
-
-
-class _RestComment(_Gh):
-    id: int
-    user: _User | None = None
-    body: str | None = None
-    created_at: datetime
-
-
-class _RepoRef(_Gh):
-    full_name: str = ""
-
-
-class _Ref(_Gh):
-    ref: str
-    sha: str = ""
-    repo: _RepoRef | None = None
-
-
-class _RestPull(_Gh):
-    number: int
-    title: str
-    body: str | None = None
-    state: Literal["open", "closed"]
-    head: _Ref
-    base: _Ref
-    merged_at: datetime | None = None
-    merge_commit_sha: str | None = None
-    mergeable: bool | None = None
-    created_at: datetime
-    updated_at: datetime
-    html_url: str = ""
-    labels: list[_Label] = Field(default_factory=list)
-
-
-class _RestEvent(_Gh):
-    event: str
-    actor: _User | None = None
-    label: _Label | None = None
-    created_at: datetime
-
-
-class _Output(_Gh):
-    title: str | None = None
-    summary: str | None = None
-    text: str | None = None
-
-
-class _App(_Gh):
-    slug: str = ""
-
-
-class _RestCheckRun(_Gh):
-    id: int
-    name: str
-    status: str
-    conclusion: str | None = None
-    output: _Output = Field(default_factory=_Output)
-    app: _App | None = None
-
-
-class _RestStatus(_Gh):
-    context: str
-    state: str
-    description: str | None = None
-
-
-class _CombinedStatus(_Gh):
-    statuses: list[_RestStatus] = Field(default_factory=list)
-
-
-class _RestPermission(_Gh):
-    permission: str = "none"
-    role_name: str | None = None
-
-
-class _GqlPageInfo(_Gh):
-    hasNextPage: bool = False
-    endCursor: str | None = None
-
-
-class _GqlOption(_Gh):
-    id: str
-    name: str
-
-
-class _GqlField(_Gh):
-    id: str | None = None
-    options: list[_GqlOption] = Field(default_factory=list)
-
-
-class _GqlProject(_Gh):
-    id: str
-    field: _GqlField | None = None
-
-
-class _GqlStatusValue(_Gh):
-    name: str | None = None
-    updatedAt: datetime | None = None
-    creator: _User | None = None
-
-
-class _GqlRepoName(_Gh):
-    nameWithOwner: str
-
-
-class _GqlContent(_Gh):
-    number: int | None = None
-    state: str | None = None
-    lastEditedAt: datetime | None = None
-    repository: _GqlRepoName | None = None
-
-
-class _GqlItem(_Gh):
-    id: str
-    fieldValueByName: _GqlStatusValue | None = None
-    content: _GqlContent | None = None
-
-
-class _GqlItems(_Gh):
-    pageInfo: _GqlPageInfo
-    nodes: list[_GqlItem]
-
-
-class _GqlEdit(_Gh):
-    number: int
-    lastEditedAt: datetime | None = None
-
-
-class _GqlEdits(_Gh):
-    pageInfo: _GqlPageInfo
-    nodes: list[_GqlEdit]
-
-
-class _GqlId(_Gh):
-    id: str
-
-
-class _GqlIssueItem(_Gh):
-    id: str
-    project: _GqlId
-
-
-class _GqlIssueItems(_Gh):
-    nodes: list[_GqlIssueItem] = Field(default_factory=list)
-
-
-class _GqlIssueNode(_Gh):
-    id: str
-    projectItems: _GqlIssueItems = Field(default_factory=_GqlIssueItems)
-
-
-def _dig(data: JSON, *keys: str) -> JSON:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-_FIELD = "field(name: $field) { ... on ProjectV2SingleSelectField { id options { id name } } }"
-_Q_PROJECT = f"""query AgentosProject($owner: String!, $number: Int!, $field: String!) {{
-  repositoryOwner(login: $owner) {{ ... on ProjectV2Owner {{ projectV2(number: $number) {{ id {_FIELD} }} }} }}
-}}"""
-_Q_PROJECT_BY_ID = f"""query AgentosProjectById($id: ID!, $field: String!) {{
-  node(id: $id) {{ ... on ProjectV2 {{ id {_FIELD} }} }}
-}}"""
-_Q_BOARD = """query AgentosBoardItems($project: ID!, $field: String!, $cursor: String) {
-  node(id: $project) { ... on ProjectV2 { items(first: 100, after: $cursor) {
-    pageInfo { hasNextPage endCursor }
-    nodes { id
-      fieldValueByName(name: $field) { ... on ProjectV2ItemFieldSingleSelectValue { name updatedAt creator { login } } }
-      content { ... on Issue { number state lastEditedAt repository { nameWithOwner } } } } } } }
-}"""
 _Q_READY_EDITS = """query AgentosReadyEdits($owner: String!, $name: String!, $labels: [String!], $cursor: String) {
   repository(owner: $owner, name: $name) {
     issues(first: 100, after: $cursor, states: [OPEN], labels: $labels) {
       pageInfo { hasNextPage endCursor } nodes { number lastEditedAt } } }
 }"""
-_Q_ISSUE_ITEMS = """query AgentosIssueItems($owner: String!, $name: String!, $number: Int!) {
-  repository(owner: $owner, name: $name) {
-    issue(number: $number) { id projectItems(first: 50) { nodes { id project { id } } } } }
-}"""
-_M_ADD_ITEM = """mutation AgentosAddItem($project: ID!, $content: ID!) {
-  addProjectV2ItemById(input: {projectId: $project, contentId: $content}) { item { id } }
-}"""
-_M_SET_STATUS = """mutation AgentosSetStatus($project: ID!, $item: ID!, $field: ID!, $option: String!) {
-  updateProjectV2ItemFieldValue(input: {projectId: $project, itemId: $item, fieldId: $field,
-                                        value: {singleSelectOptionId: $option}}) { projectV2Item { id } }
-}"""
-
-# In Progress also clears a stale "blocked"; In Review and Done clear both.
-_MIRROR: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "Ready": ((), ()),
-    "In Progress": ((RUNNING_LABEL,), (BLOCKED_LABEL,)),
-    "Blocked": ((BLOCKED_LABEL,), (RUNNING_LABEL,)),
-    "In Review": ((), (RUNNING_LABEL, BLOCKED_LABEL)),
-    "Done": ((), (RUNNING_LABEL, BLOCKED_LABEL)),
-}
-
-
-@dataclass
-class _BoardRead:
-    at: float
-    items: list[_GqlItem]
-    served: set[str]  # the repos this read was handed to
-
-
-@dataclass(frozen=True)
-class _ProjectMeta:
-    id: str
-    field_id: str
-    options: dict[str, str]  # lower-cased option name → option id
 
 
 def _split(repo: str) -> tuple[str, str]:

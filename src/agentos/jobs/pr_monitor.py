@@ -19,7 +19,8 @@ counts as up to date. A merge is guarded by the head SHA its checks ran on; "alr
 Only the **head of the queue** (the first PR, oldest first, that is green, being checked or was just
 rebased) is rebased and re-checked: a PR behind it that was already seen green or conflicting on its
 current head SHA waits untouched (no checks, no rebase) until it reaches the head, so N queued PRs cost
-about N rebases and 2N check runs, not N²/2 of each.
+about N rebases and 2N check runs, not N²/2 of each. Waiting PRs are read from one listing of the repo's
+open PRs per pass, not one ``get_pr`` each.
 
 **Wedged**: a PR blocked on one blocker signature (normalised failing-check names + error lines, a
 conflict, a merge refusal, checks that never finish) for longer than ``routing.wedged_after_hours`` is
@@ -156,6 +157,7 @@ class PRMonitor:
         ready: list[_Candidate] = []
         busy = False
         head: Task | None = None  # the queue's head: the first PR that is green, being checked or rebased
+        listed: dict[int, PullRequest] | None = None  # the repo's open PRs, listed once when one may wait
         for task in tasks:
             if self.rt.stopping:
                 return
@@ -163,6 +165,16 @@ class PRMonitor:
                 continue
             with alog.bound(task=task.id, pr=task.pr):
                 try:
+                    verdict = self._verdicts.get(task.id)
+                    if head is not None and verdict is not None:
+                        # One listing of the open PRs per pass instead of a get_pr per waiting PR: N waiting
+                        # PRs re-read on each of N passes was O(N²) (one ls-remote each on the local forge).
+                        if listed is None:
+                            listed = {pr.number: pr for pr in await self.rt.forge.open_prs(repo)}
+                        still = listed.get(task.pr or 0)
+                        if still is not None and still.head_sha == verdict.sha:
+                            self.waited += 1
+                            continue
                     seen = await self._assess(task, behind_head=head is not None)
                 except AgentosError as exc:
                     log.warning("pr_check_failed", error=str(exc))
