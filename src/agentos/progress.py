@@ -161,7 +161,7 @@ class Progress:
         else:
             line = plain_line(event, now - self.t0)
             if line is not None:
-                self.console.print(line, highlight=False, markup=False)
+                self.console.print(line, highlight=False, markup=False, soft_wrap=True)  # a log line: never cut
 
     @staticmethod
     def _apply(row: TaskLine, event: Event, now: float) -> None:

@@ -91,6 +91,14 @@ class TestProgress:
         assert (row.status, row.agent, row.attempt, row.title) == ("merged", "demo", 1, "Fix add")
         assert row.elapsed(500.0) == 8.5
 
+    def test_a_long_plain_line_is_not_wrapped(self) -> None:
+        """A pipe's console is 80 columns wide; a log line longer than that stays one line (grep-able)."""
+        out = io.StringIO()
+        progress = Progress(Console(file=out, width=80), title_of=lambda _id: "x", clock=FakeClock())
+        with progress:
+            progress(ev("transition", **{"from": "running", "to": "blocked", "reason": "max_attempts " + "r" * 60}))
+        assert len(out.getvalue().splitlines()) == 1
+
     def test_on_a_terminal_only_outcomes_are_printed_above_the_live_view(self) -> None:
         """With a TTY the live table carries the states; merges and escalations are also printed once."""
         out = io.StringIO()
