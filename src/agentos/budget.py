@@ -5,6 +5,7 @@ The figures come from the attempts the graph recorded (what each CLI reported), 
     attempts ──► Spend (tokens, $, attempts, not measured) ──► issue ceiling   → escalate, no more retries
                                                           └──► agent period   → warn once · pause until the next one
 
+Days and months begin at midnight in the config's top-level ``timezone`` (``Config.zone``).
 Everything above :func:`enforce_agent_budgets` is pure (explicit ``now`` and time zone); that one function
 applies the verdicts to the daemon state: a pause in ``paused_agents`` (the same one a usage limit sets), a
 persisted "sent" marker so a warning goes out once per agent and period, and a journal event.
@@ -238,7 +239,7 @@ def enforce_agent_budgets(rt: Runtime) -> list[AgentVerdict]:
     paused = [name for name, until in rt.state.paused_agents.items() if until > now]
     if not has_agent_limits(agents) and not paused:
         return []
-    zone = ZoneInfo(rt.config.limits.budget_timezone)
+    zone = rt.config.zone
     verdicts = agent_verdicts(rt.graph, agents, now, zone, also=paused)
     stopped = {v.agent for v in verdicts if v.stop}
     changed = False
@@ -350,7 +351,7 @@ def lift_agent_pause(rt: Runtime, agent: str) -> AgentPause:
     """
     now = rt.now()
     until = rt.state.paused_agents[agent]
-    zone = ZoneInfo(rt.config.limits.budget_timezone)
+    zone = rt.config.zone
     agents = {agent: rt.config.agents[agent]} if agent in rt.config.agents else {}
     verdicts = agent_verdicts(rt.graph, agents, now, zone, also=[agent])
     pause = describe_pause(agent, until, verdicts, rt.state.notified, zone)

@@ -193,7 +193,7 @@ class AgentConfig(_Model):
         default=None,
         gt=0,
         description="A hard daily cap in dollars: past it the agent is paused until the next midnight in "
-        '`limits.budget_timezone` (see "Budgets" in `docs/agents.md`).',
+        'the top-level `timezone` (see "Budgets" in `docs/agents.md`).',
     )
     monthly_warn_usd: float | None = Field(
         default=None,
@@ -308,27 +308,12 @@ class Limits(_Model):
         gt=0,
         description="The same in tokens. An attempt whose CLI reports no cost counts here with its tokens.",
     )
-    budget_timezone: str = Field(
-        default="UTC",
-        description="The IANA zone (`Europe/Berlin`) whose midnights and firsts of the month start the agents' "
-        "daily and monthly budgets.",
-    )
     event_retention_days: int = Field(
         default=90,
         ge=1,
         description="How long rotated event files in `state_dir/events/` are kept; the daily `housekeeping` job "
         "(and each start) deletes older ones.",
     )
-
-
-    @field_validator("budget_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)") from None
-        return value
 
 
 class JobConfig(_Model):
@@ -339,7 +324,8 @@ class JobConfig(_Model):
         description="`false` never runs the job (`agentos ctl job off NAME` does the same at run time).",
     )
     cron: str | None = Field(
-        default=None, description='Five fields: minute hour day month weekday, e.g. `"*/5 * * * *"`.'
+        default=None,
+        description='Five fields: minute hour day month weekday, e.g. `"*/5 * * * *"`, in the top-level `timezone`.',
     )
     interval_s: float | None = Field(
         default=None, gt=0, description="Every this many seconds. Give `cron` or `interval_s`, not both."
@@ -366,7 +352,9 @@ class TelegramConfig(_Model):
         default=None,
         description="Another Bot API server, e.g. a local `telegram-bot-api`. Default `https://api.telegram.org`.",
     )
-    digest_hour: int = Field(default=8, ge=0, le=23, description="The hour (0–23) of the daily digest.")
+    digest_hour: int = Field(
+        default=8, ge=0, le=23, description="The hour (0–23) of the daily digest, in the top-level `timezone`."
+    )
 
 
 class GitHubConfig(_Model):
@@ -541,6 +529,12 @@ class Config(_Model):
         description="How many agents run at once in one repository (≥ 1); "
         "`repos[].max_parallel` overrides it per repo.",
     )
+    timezone: str = Field(
+        default="UTC",
+        description="The IANA zone (`Europe/Berlin`) of every cron trigger in the job table (`0 8 * * *` is 08:00 "
+        "there, across DST changes), of the daily digest's date, and of the midnights and firsts of the month "
+        "that start the agents' daily and monthly budgets.",
+    )
     repos: list[RepoConfig] = Field(default_factory=list, description="The repositories to work on (§2.1).")
     agents: dict[str, AgentConfig] = Field(
         default_factory=dict, description="The coding-agent CLIs, by a name you choose (§2.2)."
@@ -567,6 +561,20 @@ class Config(_Model):
         description="`debug`, `info`, `warning` or `error`. Logs are JSON lines on journald, "
         "or a console format on a terminal.",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """:attr:`timezone` as a ``ZoneInfo`` (cached by zoneinfo, so cheap to call per tick)."""
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Config:

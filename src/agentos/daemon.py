@@ -97,9 +97,9 @@ def _projects(config: Config) -> dict[str, object]:
 def job_configs(config: Config) -> dict[str, JobConfig]:
     """The job table's settings: the ``jobs:`` section over triggers other sections imply.
 
-    ``daily_digest`` runs at ``telegram.digest_hour``; on the GitHub forge ``dispatch`` (the readiness
-    poll) runs every ``github.poll_interval_s``. A ``jobs.NAME`` entry with its own ``cron`` or
-    ``interval_s`` wins; one that only sets ``enabled`` keeps the implied trigger.
+    ``daily_digest`` runs at ``telegram.digest_hour`` (in ``timezone``, like every crontab); on the GitHub
+    forge ``dispatch`` (the readiness poll) runs every ``github.poll_interval_s``. A ``jobs.NAME`` entry with
+    its own ``cron`` or ``interval_s`` wins; one that only sets ``enabled`` keeps the implied trigger.
     """
     implied = {"daily_digest": JobConfig(cron=f"0 {config.telegram.digest_hour} * * *")}
     if config.forge == "github" and config.github is not None:
@@ -158,8 +158,8 @@ class Daemon:
         """Re-read the config file and apply it; a bad file raises :class:`ConfigError` and changes nothing.
 
         A file that changes a key in :data:`RESTART_ONLY` is refused as a whole (those need a restart).
-        Job triggers are rescheduled, the local forge learns the new repos, and dispatch runs at once
-        (a higher ``max_parallel_workers`` takes effect without waiting a minute).
+        Job triggers are rescheduled (every crontab when ``timezone`` changed), the local forge learns the new
+        repos, and dispatch runs at once (a higher ``max_parallel_workers`` takes effect without waiting a minute).
         """
         async with self._reload_lock:
             rt = self.rt
@@ -175,7 +175,8 @@ class Daemon:
             if changed:
                 raise ConfigError([f"{self.config_path}: {key}: changed; that needs a restart" for key in changed])
             if rt.scheduler is not None:
-                rt.scheduler.reconfigure(job_configs(new))  # checks every trigger before changing anything
+                # checks every trigger before changing anything; a new `timezone` re-schedules the crons
+                rt.scheduler.reconfigure(job_configs(new), tz=new.zone)
             rt.config = new
             self.config = new
             if isinstance(rt.forge, LocalForge):
@@ -188,6 +189,7 @@ class Daemon:
                 path=str(self.config_path),
                 repos=[r.name for r in new.repos],
                 max_parallel_workers=new.max_parallel_workers,
+                timezone=new.timezone,
             )
             if rt.scheduler is not None and rt.scheduler.has_job("dispatch"):
                 rt.scheduler.poke("dispatch")
@@ -316,6 +318,7 @@ class Daemon:
             on_failure=self._job_failed,
             clock=self.clock,
             held=lambda: rt.write_failure.describe() if rt.write_failure is not None else None,
+            tz=self.config.zone,
         )
         rt.scheduler = scheduler
         monitor = PRMonitor(rt, executor)

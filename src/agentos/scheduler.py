@@ -9,6 +9,11 @@ others are skipped (``skipped_held``, logged once per job and hold) instead of f
 Pause, disabled jobs and each job's last run, last success and last error live in :class:`DaemonState`, which
 the daemon journals through ``on_change``, so they survive a restart; so does the next run, which
 :func:`next_due` derives from the last run (a run missed while the daemon was down happens at start-up).
+
+Crontabs are read in one zone, the config's ``timezone`` (``tz``): ``0 8 * * *`` fires at 08:00 there, 23 or
+25 hours apart across a DST change. A wall-clock time the spring change skips fires an hour later that
+day (02:30 in Europe/Berlin runs at 03:30); one the autumn change repeats fires at both instants.
+A reload that changes the zone re-schedules every cron job (:meth:`Scheduler.reconfigure`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from uuid import uuid4
 
@@ -35,7 +40,7 @@ log = alog.get_logger("agentos.scheduler")
 
 JobFunc = Callable[[], Awaitable[None]]
 TriggerSpec = str | float
-"""A crontab expression (``"*/5 * * * *"``, UTC) or an interval in seconds."""
+"""A crontab expression (``"*/5 * * * *"``, in the scheduler's zone) or an interval in seconds."""
 
 JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
@@ -56,11 +61,11 @@ DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
 RunResult = Literal["ok", "failed", "skipped_busy", "skipped_paused", "skipped_disabled", "skipped_held"]
 
 
-def make_trigger(spec: TriggerSpec) -> CronTrigger | IntervalTrigger:
-    """The APScheduler trigger of a spec; a bad crontab raises ``ValueError``."""
+def make_trigger(spec: TriggerSpec, tz: tzinfo = UTC) -> CronTrigger | IntervalTrigger:
+    """The APScheduler trigger of a spec, a crontab read in ``tz``; a bad crontab raises ``ValueError``."""
     if isinstance(spec, str):
-        return CronTrigger.from_crontab(spec, timezone=UTC)
-    return IntervalTrigger(seconds=spec, timezone=UTC)
+        return CronTrigger.from_crontab(spec, timezone=tz)
+    return IntervalTrigger(seconds=spec, timezone=tz)
 
 
 def spec_for(name: str, cfg: JobConfig | None) -> TriggerSpec:
@@ -81,17 +86,18 @@ def check_configs(configs: Mapping[str, JobConfig]) -> list[str]:
     return problems
 
 
-def next_due(spec: TriggerSpec, last_run: datetime | None, now: datetime) -> datetime | None:
+def next_due(spec: TriggerSpec, last_run: datetime | None, now: datetime, tz: tzinfo = UTC) -> datetime | None:
     """When a job should next run, given its last run: ``now`` when a run was missed, None when it never ran.
 
     An interval job is due ``interval`` after its last run; a cron job at the first slot after its last
     run. A due time already past means the daemon was down (or busy) when it came: coalesced into one
-    run now. With no last run, None lets the trigger pick the first time as usual.
+    run now. With no last run, None lets the trigger pick the first time as usual. A crontab is read in ``tz``.
     """
     if last_run is None:
         return None
     if isinstance(spec, str):
-        fire: datetime | None = make_trigger(spec).get_next_fire_time(None, last_run + timedelta(microseconds=1))
+        trigger = make_trigger(spec, tz)
+        fire: datetime | None = trigger.get_next_fire_time(None, last_run + timedelta(microseconds=1))
         due = fire
     else:
         due = last_run + timedelta(seconds=spec)
@@ -125,15 +131,17 @@ class Scheduler:
         on_failure: Callable[[str, str], None] = lambda job, error: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         held: Callable[[], str | None] = lambda: None,
+        tz: tzinfo = UTC,
     ) -> None:
         self._state = state
+        self._tz = tz
         self._held = held
         self._configs: dict[str, JobConfig] = dict(configs or {})
         self._on_change = on_change
         self._on_failure = on_failure
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
-        self._aps = AsyncIOScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+        self._aps = AsyncIOScheduler(timezone=tz, job_defaults=JOB_DEFAULTS)
         self._aps.add_listener(self._on_aps_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._started = False
         self._bg: set[asyncio.Task[RunResult]] = set()
@@ -144,6 +152,11 @@ class Scheduler:
     @property
     def names(self) -> list[str]:
         return list(self._jobs)
+
+    @property
+    def tz(self) -> tzinfo:
+        """The zone crontabs are read in (the config's ``timezone``)."""
+        return self._tz
 
     @property
     def apscheduler(self) -> AsyncIOScheduler:
@@ -180,20 +193,24 @@ class Scheduler:
         except ValueError as exc:
             raise ConfigError([f"jobs.{name}.cron: {spec!r} is not a valid crontab: {exc}"]) from None
 
-    def reconfigure(self, configs: Mapping[str, JobConfig]) -> list[str]:
+    def reconfigure(self, configs: Mapping[str, JobConfig], *, tz: tzinfo | None = None) -> list[str]:
         """Apply a reloaded ``jobs:`` section: new triggers, and ``enabled`` values that changed in the file.
 
-        An ``enabled`` the file did not change leaves the operator's ``ctl job on|off`` alone. Checks
-        every trigger before changing anything (raises :class:`ConfigError`); returns the jobs changed.
+        An ``enabled`` the file did not change leaves the operator's ``ctl job on|off`` alone. A new ``tz``
+        (the config's ``timezone``) re-schedules every cron job in it. Checks every trigger before changing
+        anything (raises :class:`ConfigError`); returns the jobs changed.
         """
         problems = check_configs(configs)
         if problems:
             raise ConfigError(problems)
+        rezoned = tz is not None and str(tz) != str(self._tz)
+        if tz is not None:
+            self._tz = tz
         changed = []
         for name, job in self._jobs.items():
             old_cfg, new_cfg = self._configs.get(name) or JobConfig(), configs.get(name) or JobConfig()
             spec = spec_for(name, new_cfg)
-            if spec != job.spec:
+            if spec != job.spec or (rezoned and isinstance(spec, str)):
                 job.spec = spec
                 if self._started:
                     self._add(job)
@@ -211,10 +228,10 @@ class Scheduler:
             await self.run_scheduled(job.name)
 
         record = self._state.job_runs.get(job.name)
-        due = next_due(job.spec, record.last_run if record else None, self._clock())
+        due = next_due(job.spec, record.last_run if record else None, self._clock(), self._tz)
         options: dict[str, Any] = {} if due is None else {"next_run_time": due}
         self._aps.add_job(
-            scheduled, make_trigger(job.spec), id=job.name, name=job.name, replace_existing=True, **options
+            scheduled, make_trigger(job.spec, self._tz), id=job.name, name=job.name, replace_existing=True, **options
         )
 
     def start(self, *, paused: bool = False) -> None:
@@ -362,11 +379,12 @@ class Scheduler:
             log.warning("job_missed", job=event.job_id, scheduled=str(event.scheduled_run_time))
 
     def next_run(self, name: str) -> datetime | None:
+        """The job's next scheduled run, in the scheduler's zone (its offset says which)."""
         if not self._started:
             return None
         aps_job = self._aps.get_job(name)
         nxt: datetime | None = aps_job.next_run_time if aps_job is not None else None
-        return nxt
+        return nxt.astimezone(self._tz) if nxt is not None else None
 
     def table(self) -> list[dict[str, Any]]:
         """One row per job, for ``ctl jobs`` and ``/jobs``."""

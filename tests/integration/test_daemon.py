@@ -332,6 +332,24 @@ class TestReload:
         assert daemon.request("reload")["reloaded"] is True
         assert daemon.request("status")["max_parallel_workers"] == 3
 
+    def test_a_reload_that_changes_timezone_reschedules_the_crons(self, site: Site) -> None:
+        """`timezone: Asia/Tokyo` plus a reload moves the digest to 08:00 Tokyo time; `ctl jobs` shows the offset."""
+        daemon = site.launch()
+        before = {row["name"]: row for row in daemon.ctl("jobs")}
+        assert before["daily_digest"]["next_run"].endswith("T08:00:00+00:00")
+
+        write_config(site.config, site.state, site.repo, extra="timezone: Asia/Tokyo\n")
+        assert daemon.request("reload")["reloaded"] is True
+        assert daemon.wait_for_event("config_reloaded")["timezone"] == "Asia/Tokyo"
+        after = {row["name"]: row for row in daemon.ctl("jobs")}
+        assert after["daily_digest"]["next_run"].endswith("T08:00:00+09:00")
+        assert after["housekeeping"]["next_run"].endswith("T03:43:00+09:00")
+        assert after["dispatch"]["next_run"].endswith("+09:00")
+        wide = {**daemon.env, "COLUMNS": "200"}  # rich wraps table cells at 80 columns without a terminal
+        shown = subprocess.run(agentos("ctl", "jobs"), env=wide, capture_output=True, text=True, timeout=30)
+        digest_line = next(line for line in shown.stdout.splitlines() if "daily_digest" in line)
+        assert "T08:00+09:00 (in " in digest_line
+
 
 class TestSystemd:
     def test_notify_ready_watchdog_stopping_then_exit_0(self, site: Site) -> None:

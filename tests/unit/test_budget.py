@@ -219,7 +219,8 @@ agents:
   claude: {{kind: claude, monthly_warn_usd: 5, monthly_max_usd: 10}}
   backup: {{kind: command, argv: [x]}}
 routing: {{default: [claude, backup]}}
-limits: {{budget_timezone: Europe/Berlin, max_task_tokens: 100000}}
+timezone: Europe/Berlin
+limits: {{max_task_tokens: 100000}}
 """
 
 
@@ -446,15 +447,15 @@ class TestConfig:
         with pytest.raises(ConfigError, match=r"agents\.claude: monthly_warn_usd \(10\.0\) must be below"):
             parse_config("agents:\n  claude: {kind: claude, monthly_warn_usd: 10, monthly_max_usd: 10}\n")
 
-    def test_an_unknown_time_zone_is_named(self) -> None:
-        """A budget_timezone that is no IANA zone is a one-line error at its line."""
-        with pytest.raises(ConfigError, match=r"x.yaml:2: limits.budget_timezone: unknown time zone 'Mars/Base'"):
-            parse_config("limits:\n  budget_timezone: Mars/Base\n", "x.yaml")
+    def test_the_old_budget_timezone_key_is_gone(self) -> None:
+        """The zone is the top-level `timezone`; `limits.budget_timezone` is an unknown key."""
+        with pytest.raises(ConfigError, match=r"x.yaml:2: limits.budget_timezone: unknown key"):
+            parse_config("limits:\n  budget_timezone: Europe/Berlin\n", "x.yaml")
 
     def test_defaults_have_no_budget(self) -> None:
         """Out of the box nothing is limited and budgets are reckoned in UTC."""
         config = Config()
-        assert config.limits.budget_timezone == "UTC" and config.limits.max_task_tokens is None
+        assert config.timezone == "UTC" and config.limits.max_task_tokens is None
 
     def test_stats_count_unmeasured_attempts_apart(self) -> None:
         """`agentos stats` keeps attempts with no reported cost out of the dollars and says how many there were."""

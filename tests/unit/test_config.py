@@ -121,6 +121,16 @@ class TestLoad:
                 "jobs.dispatch: cron '* *' must have 5 fields",
                 id="bad-cron",
             ),
+            pytest.param(
+                lambda t: t.replace("forge: local", "forge: local\ntimezone: Europe/Berln"),
+                "agentos.yaml:4: timezone: unknown time zone 'Europe/Berln' (an IANA name such as UTC or Europe/",
+                id="unknown-time-zone",
+            ),
+            pytest.param(
+                lambda t: t.replace("forge: local", "forge: local\ntimezone: ../../etc/passwd"),
+                "agentos.yaml:4: timezone: unknown time zone '../../etc/passwd'",
+                id="time-zone-path",
+            ),
         ],
     )
     def test_each_mistake_gives_one_precise_line(self, mutate: object, expected: str) -> None:
@@ -128,6 +138,14 @@ class TestLoad:
         found = problems(mutate(GOOD))  # type: ignore[operator]
         assert any(expected in p for p in found), found
         assert all("\n" not in p for p in found)
+
+
+class TestTimezone:
+    def test_the_zone_is_utc_unless_set(self) -> None:
+        """`timezone` defaults to UTC and is read as an IANA zone."""
+        assert str(parse_config(GOOD).zone) == "UTC"
+        cfg = parse_config(GOOD.replace("forge: local", "forge: local\ntimezone: Europe/Berlin"))
+        assert cfg.timezone == "Europe/Berlin" and cfg.zone.key == "Europe/Berlin"
 
 
 class TestSecrets:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -27,7 +28,7 @@ from agentos.jobs.analysis import (
     weak_agents,
     worst_pair,
 )
-from agentos.jobs.digest import DailyDigest
+from agentos.jobs.digest import DailyDigest, window
 from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, BacklogGroomer, find_duplicates, similar_titles
 from agentos.jobs.housekeeping import Housekeeping
 from agentos.jobs.planner import SPRINT_LABEL, SprintPlanner, pick_sprint
@@ -680,6 +681,65 @@ class TestDailyDigest:
         assert "Notifications (1):" in text and "Merged calc#101: Add the adder" in text
         assert [e.data["date"] for e in events_of(rt, "digest_sent")] == ["2026-03-03"]
         assert [m.key for m in rt.notifier.drain_digest()] == ["later"]  # not drained by the skipped run
+
+    async def test_the_window_is_yesterday_08_00_to_08_00_local_across_dst(self, env: Env, clock: Clock) -> None:
+        """With `timezone: Europe/Berlin`, the 08:00 digest the morning the clocks go forward covers 08:00 CET
+        to 08:00 CEST (23 h): a merge at 07:30 CET the day before is not in it, one at 08:30 CET is, and
+        the digest is keyed by the Berlin date."""
+        rt = env.runtime()
+        rt.config.timezone = "Europe/Berlin"
+        clock.now = datetime(2026, 3, 28, 6, 30, tzinfo=UTC)  # 07:30 CET: the previous digest's day
+        merge(rt, run(rt, "calc", 1, "codex", True, title="Before the window"))
+        clock.now = datetime(2026, 3, 28, 7, 30, tzinfo=UTC)  # 08:30 CET
+        merge(rt, run(rt, "calc", 2, "codex", True, title="Inside the window"))
+        clock.now = datetime(2026, 3, 29, 6, tzinfo=UTC)  # 08:00 CEST, when `0 8 * * *` fires in Berlin
+        await DailyDigest(rt).tick()
+        (event,) = events_of(rt, "digest_sent")
+        assert event.data["date"] == "2026-03-29"
+        assert event.data["merged"] == 1
+        text = event.data["text"]
+        assert text.splitlines()[:2] == [
+            "agentos daily digest 2026-03-29",
+            "2026-03-28 08:00 to 2026-03-29 08:00 Europe/Berlin",
+        ]
+        assert "Inside the window" in text and "Before the window" not in text
+
+    @pytest.mark.parametrize(
+        ("now", "zone", "since", "day"),
+        [
+            pytest.param(
+                datetime(2026, 3, 29, 6, tzinfo=UTC),
+                "Europe/Berlin",
+                datetime(2026, 3, 28, 7, tzinfo=UTC),
+                "2026-03-29",
+                id="spring-forward-23h",
+            ),
+            pytest.param(
+                datetime(2026, 10, 25, 7, tzinfo=UTC),
+                "Europe/Berlin",
+                datetime(2026, 10, 24, 6, tzinfo=UTC),
+                "2026-10-25",
+                id="fall-back-25h",
+            ),
+            pytest.param(
+                datetime(2026, 3, 2, 23, tzinfo=UTC),
+                "Asia/Tokyo",
+                datetime(2026, 3, 1, 23, tzinfo=UTC),
+                "2026-03-03",
+                id="local-date-ahead-of-utc",
+            ),
+            pytest.param(
+                datetime(2026, 3, 3, 8, tzinfo=UTC),
+                "UTC",
+                datetime(2026, 3, 2, 8, tzinfo=UTC),
+                "2026-03-03",
+                id="utc",
+            ),
+        ],
+    )
+    def test_the_digest_window_in_a_zone(self, now: datetime, zone: str, since: datetime, day: str) -> None:
+        """`digest_window_hours` (24) back on the zone's wall clock, and the zone's date."""
+        assert window(now, 24, ZoneInfo(zone)) == (since, day)
 
     async def test_without_a_notifier_the_digest_is_journalled(self, env: Env) -> None:
         """No Telegram: the text still lands in the journal."""

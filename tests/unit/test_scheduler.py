@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
@@ -21,9 +22,10 @@ from structlog.testing import capture_logs
 from agentos.config import ConfigError, JobConfig
 from agentos.errors import ControlError
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler, make_trigger, next_due
-from agentos.store import DaemonState, Store
+from agentos.store import DaemonState, JobRun, Store
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)  # a Monday
+BERLIN = ZoneInfo("Europe/Berlin")  # CET (+1) in winter, CEST (+2) from 29 March to 25 October 2026
 
 
 class FakeClock:
@@ -79,6 +81,7 @@ def make(
     *,
     configs: dict[str, JobConfig] | None = None,
     changes: list[int] | None = None,
+    tz: ZoneInfo | None = None,
 ) -> Scheduler:
     """A scheduler with ``jobs`` registered (stall_watchdog runs when paused, as in the daemon)."""
     sched = Scheduler(
@@ -86,6 +89,7 @@ def make(
         configs=configs,
         clock=clock,
         on_change=(lambda: changes.append(1)) if changes is not None else (lambda: None),
+        tz=tz or UTC,
     )
     for name, func in (jobs or {}).items():
         sched.register(name, func, runs_when_paused=name == "stall_watchdog")
@@ -170,6 +174,97 @@ class TestJobTable:
         """`jobs.pr_monitor.enabled: false` puts it in the disabled list."""
         make(state, clock, {"pr_monitor": Calls()}, configs={"pr_monitor": JobConfig(enabled=False)})
         assert state.disabled_jobs == ["pr_monitor"]
+
+
+class TestTimezone:
+    @pytest.mark.parametrize(
+        ("after", "expected"),
+        [
+            pytest.param(
+                datetime(2026, 3, 28, 8, 0, 1, tzinfo=BERLIN),
+                datetime(2026, 3, 29, 6, tzinfo=UTC),
+                id="spring-forward-08:00-CEST-is-06:00-UTC-23h-later",
+            ),
+            pytest.param(
+                datetime(2026, 3, 27, 8, 0, 1, tzinfo=BERLIN),
+                datetime(2026, 3, 28, 7, tzinfo=UTC),
+                id="the-day-before-spring-08:00-CET-is-07:00-UTC",
+            ),
+            pytest.param(
+                datetime(2026, 10, 24, 8, 0, 1, tzinfo=BERLIN),
+                datetime(2026, 10, 25, 7, tzinfo=UTC),
+                id="fall-back-08:00-CET-is-07:00-UTC-25h-later",
+            ),
+            pytest.param(
+                datetime(2026, 10, 23, 8, 0, 1, tzinfo=BERLIN),
+                datetime(2026, 10, 24, 6, tzinfo=UTC),
+                id="the-day-before-fall-08:00-CEST-is-06:00-UTC",
+            ),
+        ],
+    )
+    def test_eight_oclock_is_local_across_dst(self, after: datetime, expected: datetime) -> None:
+        """`0 8 * * *` in Europe/Berlin fires at 08:00 Berlin time on both sides of each DST change."""
+        fire = make_trigger("0 8 * * *", BERLIN).get_next_fire_time(None, after)
+        assert fire == expected
+        assert fire is not None and fire.astimezone(BERLIN).hour == 8
+
+    def test_a_skipped_and_a_repeated_wall_clock_time(self) -> None:
+        """02:30 does not exist on 29 March (it runs at 03:30 CEST) and happens twice on 25 October.
+
+        APScheduler returns these as wall-clock times in the gap or the fold, which never compare equal
+        across zones (PEP 495), so the instants are compared in UTC."""
+        trigger = make_trigger("30 2 * * *", BERLIN)
+        spring = trigger.get_next_fire_time(None, datetime(2026, 3, 28, 12, tzinfo=UTC))
+        assert spring is not None and spring.astimezone(UTC) == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+        assert spring.astimezone(UTC).astimezone(BERLIN).hour == 3
+        first = trigger.get_next_fire_time(None, datetime(2026, 10, 24, 12, tzinfo=UTC))
+        assert first is not None and first.astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+        second = trigger.get_next_fire_time(first, first + timedelta(microseconds=1))
+        assert second is not None and second.astimezone(UTC) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+
+    def test_a_missed_local_run_is_caught_up_from_the_last_run_in_the_zone(self) -> None:
+        """After a run at 08:00 CET on 28 March, the next slot is 08:00 CEST on 29 March (23 h later)."""
+        last = datetime(2026, 3, 28, 7, tzinfo=UTC)
+        due = next_due("0 8 * * *", last, datetime(2026, 3, 28, 12, tzinfo=UTC), BERLIN)
+        assert due == datetime(2026, 3, 29, 6, tzinfo=UTC)
+
+    async def test_the_job_table_shows_next_runs_with_the_zones_offset(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """Started in Europe/Berlin in March, the digest's next run reads 08:00+01:00 before the switch and
+        08:00+02:00 after it; interval jobs show the same offset."""
+        clock.now = datetime(2026, 3, 28, 9, tzinfo=UTC)
+        state.job_runs["daily_digest"] = JobRun(last_run=datetime(2026, 3, 28, 7, tzinfo=UTC))
+        sched = make(state, clock, {"daily_digest": Calls(), "dispatch": Calls()}, tz=BERLIN)
+        sched.start(paused=True)
+        try:
+            rows = {row["name"]: row for row in sched.table()}
+            assert rows["daily_digest"]["next_run"] == "2026-03-29T08:00:00+02:00"
+            assert rows["dispatch"]["next_run"].endswith("+01:00")
+            assert sched.next_run("daily_digest") == datetime(2026, 3, 29, 6, tzinfo=UTC)
+        finally:
+            await stop(sched)
+
+    async def test_a_reload_with_a_new_zone_reschedules_every_cron_job(
+        self, state: DaemonState, clock: FakeClock
+    ) -> None:
+        """UTC → Europe/Berlin moves 08:00 UTC to 08:00 Berlin; interval jobs are left alone."""
+        clock.now = datetime(2026, 1, 10, 5, tzinfo=UTC)
+        state.job_runs["daily_digest"] = JobRun(last_run=datetime(2026, 1, 9, 8, tzinfo=UTC))
+        changes: list[int] = []
+        sched = make(state, clock, {"daily_digest": Calls(), "dispatch": Calls()}, changes=changes)
+        sched.start(paused=True)
+        try:
+            assert sched.next_run("daily_digest") == datetime(2026, 1, 10, 8, tzinfo=UTC)
+            changed = sched.reconfigure({}, tz=BERLIN)
+            assert changed == ["daily_digest"] and changes == [1]
+            assert sched.next_run("daily_digest") == datetime(2026, 1, 10, 7, tzinfo=UTC)
+            assert {row["name"]: row for row in sched.table()}["daily_digest"]["next_run"] == (
+                "2026-01-10T08:00:00+01:00"
+            )
+            assert sched.reconfigure({}, tz=ZoneInfo("Europe/Berlin")) == []  # the same zone again: no change
+        finally:
+            await stop(sched)
 
 
 class TestRunNow:

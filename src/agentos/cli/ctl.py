@@ -113,9 +113,20 @@ def when(iso: str | None, now: datetime | None = None) -> str:
     return f"in {amount}" if delta >= 0 else f"{amount} ago"
 
 
+def when_at(iso: str | None, now: datetime | None = None) -> str:
+    """``2026-03-29T08:00+02:00 (in 9h)``: the moment with its offset (the daemon's ``timezone``), then how far."""
+    if not iso:
+        return ""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{moment.isoformat(timespec='minutes')} ({when(iso, now)})"
+
+
 @app.command()
 def jobs(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
-    """The job table: triggers, next and last runs, errors."""
+    """The job table: triggers, next runs (with the `timezone` offset), last runs, errors."""
     rows = call("jobs", sock=sock)
     if as_json:
         print_json(rows)
@@ -124,7 +135,7 @@ def jobs(as_json: bool = JsonOption, sock: str | None = SocketOption) -> None:
         {
             **row,
             "on": "yes" if row["enabled"] else "OFF",
-            "next": when(row.get("next_run")),
+            "next": when_at(row.get("next_run")),
             "last": when(row.get("last_run")),
             "fails": row.get("failures"),
         }

@@ -10,7 +10,6 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from agentos import __version__
 from agentos import config as cfgmod
@@ -92,10 +91,10 @@ class Controller:
 
     async def agents(self) -> list[dict[str, Any]]:
         """One row per configured agent (and per paused agent no longer configured): its pause and why,
-        this month's spend and its limits, in ``limits.budget_timezone``."""
+        this month's spend and its limits, in the config's ``timezone``."""
         rt = self.rt
         now = rt.now()
-        zone = ZoneInfo(rt.config.limits.budget_timezone)
+        zone = rt.config.zone
         paused = {name: until for name, until in rt.state.paused_agents.items() if until > now}
         names = list(rt.config.agents) + [name for name in paused if name not in rt.config.agents]
         verdicts = agent_verdicts(rt.graph, rt.config.agents, now, zone, also=names)

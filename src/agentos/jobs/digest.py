@@ -1,10 +1,12 @@
-"""The daily digest: the last 24 h in one message, with the batched severity-3 notifications.
+"""The daily digest: the last day in one message, with the batched severity-3 notifications.
 
-At 08:00 (the ``daily_digest`` trigger) it summarises merges, escalations, what is running, PRs waiting,
-cost and the top blockers and incident, appends the notifier's :meth:`~Notifier.drain_digest` items, and
-sends it as one severity-2 notification keyed ``digest:<date>``. The text is journalled as
-``digest_sent`` (also when no notifier is configured), and that event is the gate: one digest per date,
-so a second run the same day changes nothing and drains nothing.
+At 08:00 in the config's ``timezone`` (the ``daily_digest`` trigger) it summarises merges, escalations, what
+is running, PRs waiting, cost and the top blockers and incident, appends the notifier's
+:meth:`~Notifier.drain_digest` items, and sends it as one severity-2 notification keyed ``digest:<date>``.
+The date is the local one, and the window is wall-clock in that zone: ``digest_window_hours`` (24) before
+08:00 is 08:00 the day before, 23 or 25 hours earlier across a DST change, so no hour is reported twice or
+missed. The text is journalled as ``digest_sent`` (also when no notifier is configured), and that event is
+the gate: one digest per date, so a second run the same day changes nothing and drains nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from agentos.metrics import group_stats, read_history
 from agentos.redact import redact
 from agentos.runtime import Runtime
 
-__all__ = ["DailyDigest", "digest_text"]
+__all__ = ["DailyDigest", "digest_text", "window"]
 
 log = alog.get_logger("agentos.digest")
 
@@ -46,14 +48,20 @@ def digest_text(
     until: datetime,
     batched: Sequence[Message] = (),
     day: str = "",
+    tz: tzinfo | None = None,
 ) -> str:
-    """The digest for the window (pure: events, the graph and the batched messages in, text out)."""
+    """The digest for the window (pure: events, the graph and the batched messages in, text out).
+
+    With ``tz`` the text says which window it covers, in that zone's wall-clock time."""
     window = [e for e in events if since <= e.ts <= until]
     merged = [e for e in window if e.type == "merged"]
     escalated = [e for e in window if e.type == "escalated"]
     history = read_history(window, graph, since=since, until=until)
     overall = group_stats(history, lambda _r: "all")
-    lines = [f"agentos daily digest {day}".rstrip(), ""]
+    lines = [f"agentos daily digest {day}".rstrip()]
+    if tz is not None:
+        lines.append(f"{since.astimezone(tz):%Y-%m-%d %H:%M} to {until.astimezone(tz):%Y-%m-%d %H:%M} {_zone_name(tz)}")
+    lines.append("")
     lines.append(f"Merged ({len(merged)}):")
     _listed(lines, [f"• {e.task} PR #{e.data.get('pr')}: {_title(graph, e.task)}" for e in merged] or ["  none"])
     lines.append(f"Escalated ({len(escalated)}):")
@@ -84,14 +92,33 @@ def digest_text(
     return redact("\n".join(lines))
 
 
+def _zone_name(tz: tzinfo) -> str:
+    key = getattr(tz, "key", None)  # a ZoneInfo's IANA name
+    return key if isinstance(key, str) else str(tz)
+
+
+def window(now: datetime, hours: float, tz: tzinfo) -> tuple[datetime, str]:
+    """``(since, date)`` of the digest sent at ``now``: ``hours`` earlier on ``tz``'s wall clock, and the local date.
+
+    Wall-clock arithmetic (an aware ``ZoneInfo`` datetime minus a timedelta keeps the time of day), so the
+    digest at 08:00 always starts at 08:00 the day before, whatever DST did in between.
+    """
+    local = now.astimezone(tz)
+    since = (local - timedelta(hours=hours)).astimezone(UTC)
+    return since, local.date().isoformat()
+
+
 def _oldest(tasks: list[Task]) -> list[Task]:
     return sorted(tasks, key=lambda t: t.updated_at)
 
 
 class DailyDigest:
-    """The ``daily_digest`` job (08:00): one digest per date."""
+    """The ``daily_digest`` job (08:00 local): one digest per local date.
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, tz: tzinfo = UTC) -> None:
+    ``tz`` fixes the zone (tests); by default it is the config's ``timezone``, read at each run so a reload
+    that changes it applies to the next digest."""
+
+    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, tz: tzinfo | None = None) -> None:
         self.rt = rt
         self._settings = settings
         self.tz = tz
@@ -104,13 +131,13 @@ class DailyDigest:
         rt = self.rt
         s = settings_for(rt, self._settings)
         now = rt.now()
-        day = now.astimezone(self.tz).date().isoformat()
-        since = now - timedelta(hours=s.digest_window_hours)
+        zone = self.tz or rt.config.zone
+        since, day = window(now, s.digest_window_hours, zone)
         events = await journal(rt, min(since, now - timedelta(days=2)))
         if last_event(events, "digest_sent", date=day) is not None:
             return
         batched = rt.notifier.drain_digest() if rt.notifier is not None else []
-        text = digest_text(events, rt.graph, since=since, until=now, batched=batched, day=day)
+        text = digest_text(events, rt.graph, since=since, until=now, batched=batched, day=day, tz=zone)
         merged = sum(1 for e in events if e.type == "merged" and e.ts >= since)
         escalated = sum(1 for e in events if e.type == "escalated" and e.ts >= since)
         rt.record("digest_sent", None, date=day, merged=merged, escalated=escalated, batched=len(batched), text=text)

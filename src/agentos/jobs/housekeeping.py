@@ -2,8 +2,9 @@
 
 Compaction moves old journal lines to ``events/events-YYYY-MM-DD.jsonl`` (docs/events.md); the loops and
 ``agentos stats`` read them. A file whose whole day is older than ``limits.event_retention_days`` (90) is
-deleted by :meth:`Housekeeping.tick` (daily at 03:43 UTC by default, and once when the daemon starts).
-A pass that deletes nothing journals nothing, so running it twice in a row changes nothing the second time.
+deleted by :meth:`Housekeeping.tick` (daily at 03:43 in the config's ``timezone`` by default, and once when
+the daemon starts). The files themselves are named by UTC day, whatever the zone. A pass that deletes
+nothing journals nothing, so running it twice in a row changes nothing the second time.
 """
 
 from __future__ import annotations

@@ -135,7 +135,7 @@ class SprintPlanner:
             log.info("sprint_nothing_to_plan")
             return []
         previous = last_event(await journal(rt, now - timedelta(days=90)), "sprint_planned", repo=repo.name)
-        sprint = now.date().isoformat()
+        sprint = now.astimezone(rt.config.zone).date().isoformat()  # the local date, in `timezone`
         numbers = [i.number for i in picks]
         rt.record("sprint_planned", None, repo=repo.name, sprint=sprint, issues=numbers)
         self.planned += 1
