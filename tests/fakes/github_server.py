@@ -17,7 +17,7 @@ pagination honouring ``per_page``, ``x-ratelimit-*`` headers, 403/429 with ``ret
 
 GraphQL is matched by *operation name* (the ones ``GitHubForge`` sends: ``AgentosProject``,
 ``AgentosProjectById``, ``AgentosBoardItems``, ``AgentosReadyEdits``, ``AgentosIssueItems``, ``AgentosAddItem``,
-``AgentosSetStatus``), not parsed; variables are honoured.
+``AgentosSetStatus``, and ``AgentosSetStatusOptions`` that ``agentos init`` sends), not parsed; variables are honoured.
 
 Tokens: ``fake.token`` is unlimited; :meth:`~FakeGitHub.add_classic_token` answers with ``X-OAuth-Scopes``;
 :meth:`~FakeGitHub.add_fine_grained_token` and a GitHub App's installation tokens (:meth:`~FakeGitHub.enable_app`:
@@ -248,6 +248,7 @@ class FakeProject:
     field_name: str
     options: dict[str, str]  # name → option id
     items: list[FakeProjectItem] = field(default_factory=list)
+    styles: dict[str, tuple[str, str]] = field(default_factory=dict)  # option id → (color, description)
 
 
 @dataclass
@@ -377,6 +378,7 @@ class FakeGitHub:
         r.add_get("/user", self._h_user)
         r.add_get(repo, self._h_repo)
         r.add_get(repo + "/labels/{name}", self._h_get_label)
+        r.add_post(repo + "/labels", self._h_create_label)
         r.add_get(repo + "/issues", self._h_list_issues)
         r.add_post(repo + "/issues", self._h_create_issue)
         r.add_get(repo + "/issues/{number:\\d+}", self._h_get_issue)
@@ -1031,6 +1033,17 @@ class FakeGitHub:
             return _error(404, "Not Found")
         return web.json_response({"name": name, "color": repo.labels[name], "default": False})
 
+    async def _h_create_label(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        data = await self._json(request)
+        name, color = str(data.get("name") or ""), str(data.get("color") or "ededed")
+        if not name or name in repo.labels:
+            code = "already_exists" if name else "missing_field"
+            return _error(422, "Validation Failed", errors=[{"resource": "Label", "code": code, "field": "name"}])
+        repo.labels[name] = color
+        body = {"name": name, "color": color, "description": data.get("description"), "default": False}
+        return web.json_response(body, status=201)
+
     async def _h_repo(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
         role = repo.permissions.get(request[LOGIN], "read")
@@ -1364,7 +1377,11 @@ class FakeGitHub:
             field_json = {
                 "id": project.field_id,
                 "name": project.field_name,
-                "options": [{"id": oid, "name": name} for name, oid in project.options.items()],
+                "options": [
+                    {"id": oid, "name": name, "color": color, "description": description}
+                    for name, oid in project.options.items()
+                    for color, description in [project.styles.get(oid, ("GRAY", ""))]
+                ],
             }
         return {"id": project.id, "field": field_json}
 
@@ -1469,6 +1486,36 @@ class FakeGitHub:
         item.status, item.updated_at, item.creator = names[v["option"]], self.state.now(), login
         item.history.append((item.status, login))
         return {"data": {"updateProjectV2ItemFieldValue": {"projectV2Item": {"id": item.id}}}}
+
+    def _gql_AgentosSetStatusOptions(self, login: str, v: dict[str, Any]) -> dict[str, Any]:
+        """``updateProjectV2Field`` with ``singleSelectOptions``: the list *replaces* the options. An option sent with
+        the ``id`` of an existing one keeps it (and its cards' values); one without gets a new id; one left out is
+        deleted and its cards lose their value, as GitHub does."""
+        project = next((p for p in self.state.projects.values() if p.field_id == v["field"]), None)
+        if project is None:
+            message = f"Could not resolve to a node with the global id of '{v['field']}'"
+            return {"data": {"updateProjectV2Field": None}, "errors": [{"type": "NOT_FOUND", "message": message}]}
+        colors = {"BLUE", "GRAY", "GREEN", "ORANGE", "PINK", "PURPLE", "RED", "YELLOW"}
+        known = {oid: name for name, oid in project.options.items()}
+        options: dict[str, str] = {}
+        styles: dict[str, tuple[str, str]] = {}
+        for o in v["options"]:
+            name, color, text = o.get("name"), o.get("color"), o.get("description")
+            if not (isinstance(name, str) and isinstance(text, str) and color in colors):
+                message = "Argument 'singleSelectOptions' on 'UpdateProjectV2FieldInput' has an invalid value"
+                return {"data": None, "errors": [{"type": "INVALID", "message": message}]}
+            if o.get("id") is not None and o["id"] not in known:
+                return {"data": None, "errors": [{"type": "UNPROCESSABLE", "message": f"unknown option id {o['id']}"}]}
+            oid = o.get("id") or secrets.token_hex(4)
+            options[name] = oid
+            styles[oid] = (color, text)
+        names = {oid: name for name, oid in options.items()}
+        for item in project.items:
+            old = next((oid for oid, name in known.items() if name == item.status), None)
+            item.status = names.get(old) if old is not None else item.status
+        project.options, project.styles = options, styles
+        field_json = self._project_json(project, project.field_name)["field"]
+        return {"data": {"updateProjectV2Field": {"projectV2Field": field_json}}}
 
     # -- git smart HTTP -------------------------------------------------------------------------------
 

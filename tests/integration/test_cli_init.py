@@ -11,100 +11,21 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
 from typer.testing import CliRunner
 
 from agentos.cli._common import console
 from agentos.cli.init import RepoPlan, parse_repo_spec
 from agentos.cli.main import app
 from agentos.config import load_config
+from tests.fakes.github_server import FakeGitHub, app_key_pair, fake_github  # noqa: F401
 from tests.fakes.telegram_server import FakeTelegram, fake_telegram  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
-GOOD_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
-
-
-# ---------------------------------------------------------------- a small GitHub
-
-
-@dataclass
-class MiniGitHub:
-    """Just enough of GitHub's REST API for init and doctor: GET /user, GET /repos/o/n, POST labels."""
-
-    tokens: dict[str, str | None] = field(default_factory=lambda: {GOOD_TOKEN: "repo, workflow"})
-    """token → its X-OAuth-Scopes header (None: a fine-grained token, no header)."""
-    repos: dict[str, dict[str, bool]] = field(default_factory=lambda: {"octo/calc": {"push": True, "admin": True}})
-    labels: dict[str, list[str]] = field(default_factory=dict)
-    url: str = ""
-    _runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/user", self._user)
-        app.router.add_get("/repos/{owner}/{name}", self._repo)
-        app.router.add_post("/repos/{owner}/{name}/labels", self._label)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def _auth(self, request: web.Request) -> tuple[bool, dict[str, str]]:
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ").removeprefix("token ")
-        if token not in self.tokens:
-            return False, {}
-        scopes = self.tokens[token]
-        return True, ({} if scopes is None else {"X-OAuth-Scopes": scopes})
-
-    async def _user(self, request: web.Request) -> web.Response:
-        ok, headers = self._auth(request)
-        if not ok:
-            return web.json_response({"message": "Bad credentials"}, status=401)
-        return web.json_response({"login": "octocat", "id": 1}, headers=headers)
-
-    async def _repo(self, request: web.Request) -> web.Response:
-        ok, headers = self._auth(request)
-        name = f"{request.match_info['owner']}/{request.match_info['name']}"
-        if not ok:
-            return web.json_response({"message": "Bad credentials"}, status=401)
-        if name not in self.repos:
-            return web.json_response({"message": "Not Found"}, status=404)
-        return web.json_response({"full_name": name, "permissions": self.repos[name]}, headers=headers)
-
-    async def _label(self, request: web.Request) -> web.Response:
-        ok, _ = self._auth(request)
-        if not ok:
-            return web.json_response({"message": "Bad credentials"}, status=401)
-        name = f"{request.match_info['owner']}/{request.match_info['name']}"
-        label = (await request.json())["name"]
-        have = self.labels.setdefault(name, [])
-        if label in have:
-            return web.json_response(
-                {"message": "Validation Failed", "errors": [{"code": "already_exists"}]}, status=422
-            )
-        have.append(label)
-        return web.json_response({"name": label}, status=201)
-
-
-@pytest_asyncio.fixture
-async def mini_github() -> AsyncIterator[MiniGitHub]:
-    fake = MiniGitHub()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
+AGENTOS_LABELS = ["agentos:ready", "agentos:running", "agentos:blocked", "agentos:review"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -115,6 +36,7 @@ def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     """No token, config or systemd variable of the machine leaks in; HOME and the cwd are the test's own."""
     for name in (
         "GITHUB_TOKEN",
+        "GITHUB_APP_KEY",
         "TELEGRAM_BOT_TOKEN",
         "AGENTOS_CONFIG",
         "CREDENTIALS_DIRECTORY",
@@ -443,37 +365,69 @@ class TestTerminalSession:
         assert cfg.jobs["dispatch"].interval_s == 30 and cfg.routing.default == ["claude"]
 
 
-class TestGitHub:
-    async def test_verifies_the_token_stores_it_outside_the_yaml_and_creates_labels(
-        self, setup: Setup, mini_github: MiniGitHub
+@pytest.fixture
+async def github(fake_github: FakeGitHub) -> FakeGitHub:  # noqa: F811
+    """The fake GitHub with octo/calc."""
+    await fake_github.add_repo("octo/calc")
+    return fake_github
+
+
+def github_flags(fake: FakeGitHub, *extra: str, repo: str = "octo/calc") -> tuple[str, ...]:
+    return ("--yes", "--forge", "github", "--repo", f"{repo}::pytest", "--github-api-url", fake.url, *extra)
+
+
+def label_posts(fake: FakeGitHub) -> int:
+    return len(fake.requests_to("POST", "/repos/octo/calc/labels"))
+
+
+def board_config(setup: Setup, fake: FakeGitHub) -> None:
+    """An existing config whose repo octo/calc uses board 3 of octo."""
+    setup.config.parent.mkdir(parents=True)
+    setup.config.write_text(
+        f"forge: github\ngithub:\n  api_url: {fake.url}\n"
+        "repos:\n  - name: octo/calc\n    test_command: pytest\n    project: {owner: octo, number: 3}\n"
+    )
+
+
+def error_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "agentos init:" in line]
+
+
+class TestGitHubToken:
+    async def test_verifies_the_token_stores_it_outside_the_yaml_and_creates_labels_once(
+        self, setup: Setup, github: FakeGitHub
     ) -> None:
-        """The token is checked with GET /user, kept in a 0600 file, and the agentos labels are created once."""
-        flags = ("--yes", "--forge", "github", "--repo", "octo/calc::pytest", "--github-api-url", mini_github.url)
-        code, out = await asyncio.to_thread(setup.run, *flags, "--github-token", GOOD_TOKEN)
+        """The token is checked (GET /user, the repo), kept in a 0600 file, and each label is created once."""
+        token = github.add_classic_token("repo, workflow")
+        code, out = await asyncio.to_thread(setup.run, *github_flags(github, "--github-token", token))
         assert code == 0, out
-        assert "token of octocat" in out
-        assert GOOD_TOKEN not in setup.config.read_text()
+        assert "token of agentos-bot, scopes repo, workflow" in out and "octo/calc: ok" in out
+        assert token not in setup.config.read_text()
         token_file = setup.creds / "github_token"
-        assert token_file.read_text().strip() == GOOD_TOKEN
+        assert token_file.read_text().strip() == token
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        assert mini_github.labels["octo/calc"] == [
-            "agentos:ready",
-            "agentos:running",
-            "agentos:blocked",
-            "agentos:review",
-        ]
+        assert list(github.state.repos["octo/calc"].labels) == AGENTOS_LABELS
+        assert label_posts(github) == 4
         cfg, _ = load_config(setup.config)
-        assert cfg.forge == "github" and cfg.github is not None and cfg.github.api_url == mini_github.url
+        assert cfg.forge == "github" and cfg.github is not None and cfg.github.api_url == github.url
         drop_in = (setup.units / "agentos.service.d" / "10-agentos-init.conf").read_text()
         assert f"LoadCredential=github_token:{token_file}" in drop_in
-        code, out = await asyncio.to_thread(setup.run, *flags)  # the stored token is found again
+        code, out = await asyncio.to_thread(setup.run, *github_flags(github))  # the stored token is found again
         assert code == 0, out
         assert "labels already there" in out and "config unchanged" in out
+        assert label_posts(github) == 4, "a re-run creates nothing"
+
+    async def test_a_classic_token_without_repo_scope_is_warned_about(self, setup: Setup, github: FakeGitHub) -> None:
+        """A classic token lacking `repo` is accepted with a warning naming the scope."""
+        token = github.add_classic_token("read:org")
+        code, out = await asyncio.to_thread(setup.run, *github_flags(github, "--github-token", token))
+        assert code == 0, out
+        assert "lacks the scope(s) repo" in out
 
     async def test_the_wizard_asks_for_the_token_hidden_and_offers_labels(
-        self, setup: Setup, mini_github: MiniGitHub
+        self, setup: Setup, github: FakeGitHub
     ) -> None:
-        """Interactively: owner/name, an optional clone, the token (hidden input), then the labels offer."""
+        """Interactively: owner/name, an optional clone, token or App, the token (hidden), then the labels offer."""
         answers = [
             "github",  # forge
             "",  # automation mode [dispatcher_only]
@@ -485,30 +439,157 @@ class TestGitHub:
             "claude",
             "",  # workers [2]
             "",  # dispatch interval [60]
-            mini_github.url,  # API URL
-            GOOD_TOKEN,  # hidden
+            github.url,  # API URL
+            "",  # token or app [token]
+            github.token,  # hidden
             "n",  # telegram
             "y",  # labels
         ]
         code, out = await asyncio.to_thread(setup.run, input="\n".join(answers) + "\n")
         assert code == 0, out
-        assert GOOD_TOKEN not in out and GOOD_TOKEN not in setup.config.read_text()
+        assert github.token not in out and github.token not in setup.config.read_text()
         cfg, _ = load_config(setup.config)
         assert [(r.name, r.path, r.test_command) for r in cfg.repos] == [("octo/calc", None, "pytest -q")]
-        assert len(mini_github.labels["octo/calc"]) == 4
+        assert list(github.state.repos["octo/calc"].labels) == AGENTOS_LABELS
 
-    async def test_a_rejected_token_writes_nothing(self, setup: Setup, mini_github: MiniGitHub) -> None:
+    async def test_a_rejected_token_writes_nothing(self, setup: Setup, github: FakeGitHub) -> None:
         """A 401 from GET /user stops init before any file is written."""
-        flags = ("--yes", "--forge", "github", "--repo", "octo/calc::pytest", "--github-api-url", mini_github.url)
-        code, out = await asyncio.to_thread(setup.run, *flags, "--github-token", "ghp_wrong")
+        code, out = await asyncio.to_thread(setup.run, *github_flags(github, "--github-token", "ghp_wrong"))
         assert code == 1 and "401" in out
         assert not setup.config.exists() and not setup.creds.exists()
 
-    async def test_an_invisible_repo_is_an_error(self, setup: Setup, mini_github: MiniGitHub) -> None:
+    async def test_an_invisible_repo_is_an_error(self, setup: Setup, github: FakeGitHub) -> None:
         """A repo the token cannot see is named."""
-        flags = ("--yes", "--forge", "github", "--repo", "octo/secret::pytest", "--github-api-url", mini_github.url)
-        code, out = await asyncio.to_thread(setup.run, *flags, "--github-token", GOOD_TOKEN)
-        assert code == 1 and "octo/secret" in out and not setup.config.exists()
+        flags = github_flags(github, "--github-token", github.token, repo="octo/secret")
+        code, out = await asyncio.to_thread(setup.run, *flags)
+        assert code == 1 and "octo/secret is not visible to this token (404)" in out and not setup.config.exists()
+
+
+class TestGitHubApp:
+    async def test_app_flags_write_the_config_and_store_the_key_as_a_credential(
+        self, setup: Setup, github: FakeGitHub, tmp_path: Path
+    ) -> None:
+        """The App's ids go in the YAML, its key into a 0600 credential only; a token is minted and labels made."""
+        private, public = app_key_pair()
+        github.enable_app(12345, 678, public)
+        key = tmp_path / "app.pem"
+        key.write_text(private)
+        flags = ("--github-app-id", "12345", "--github-installation-id", "678", "--github-app-key", str(key))
+        code, out = await asyncio.to_thread(setup.run, *github_flags(github, *flags))
+        assert code == 0, out
+        assert "GitHub App 12345, installation 678: installation token minted" in out and "octo/calc: ok" in out
+        cfg, _ = load_config(setup.config)
+        assert cfg.github is not None and (cfg.github.app_id, cfg.github.installation_id) == (12345, 678)
+        stored = setup.creds / "github_app_key"
+        assert stored.read_text().strip() == private.strip()
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+        assert "PRIVATE KEY" not in setup.config.read_text() and str(key) not in setup.config.read_text()
+        drop_in = (setup.units / "agentos.service.d" / "10-agentos-init.conf").read_text()
+        assert f"LoadCredential=github_app_key:{stored}" in drop_in
+        assert len(github.requests_to("POST", "/app/installations/678/access_tokens")) >= 1
+        assert list(github.state.repos["octo/calc"].labels) == AGENTOS_LABELS
+        code, out = await asyncio.to_thread(setup.run, *github_flags(github))  # the config and stored key suffice
+        assert code == 0, out
+        assert "installation token minted" in out and "config unchanged" in out and "labels already there" in out
+
+    @pytest.mark.parametrize(
+        ("content", "expected"),
+        [
+            pytest.param("other", "refused the JWT of app 12345", id="another-apps-key"),
+            pytest.param("not a key\n", "not a PEM private key", id="not-pem"),
+            pytest.param(None, "no such file", id="missing"),
+        ],
+    )
+    async def test_a_wrong_key_is_one_clear_line(
+        self, setup: Setup, github: FakeGitHub, tmp_path: Path, content: str | None, expected: str
+    ) -> None:
+        """A key GitHub refuses, a file that is no PEM, or no file: exit 1, one line saying which, nothing written."""
+        github.enable_app(12345, 678, app_key_pair()[1])
+        key = tmp_path / "app.pem"
+        if content is not None:
+            key.write_text(app_key_pair(1)[0] if content == "other" else content)
+        flags = ("--github-app-id", "12345", "--github-installation-id", "678", "--github-app-key", str(key))
+        code, out = await asyncio.to_thread(setup.run, *github_flags(github, *flags))
+        assert code == 1
+        [line] = error_lines(out)
+        assert expected in line
+        assert "PRIVATE KEY" not in out
+        assert not setup.config.exists() and not setup.creds.exists()
+
+    async def test_the_wizard_asks_for_the_app_key_path(self, setup: Setup, github: FakeGitHub, tmp_path: Path) -> None:
+        """Interactively, choosing `app` asks for the App id, the installation id and the path of the .pem."""
+        private, public = app_key_pair()
+        github.enable_app(99, 7, public)
+        key = tmp_path / "app.pem"
+        key.write_text(private)
+        answers = [
+            "github",  # forge
+            "",  # automation mode
+            "",  # add a repository? [Y/n]
+            "octo/calc",
+            "",  # local clone
+            "pytest -q",
+            "n",  # another?
+            "claude",
+            "",  # workers
+            "",  # dispatch interval
+            github.url,  # API URL
+            "app",  # token or app
+            "99",  # app id
+            "7",  # installation id
+            str(key),  # the key's path
+            "n",  # telegram
+            "n",  # labels
+        ]
+        code, out = await asyncio.to_thread(setup.run, input="\n".join(answers) + "\n")
+        assert code == 0, out
+        assert "Path of the GitHub App's private key (.pem)" in out and "installation token minted" in out
+        cfg, _ = load_config(setup.config)
+        assert cfg.github is not None and (cfg.github.app_id, cfg.github.installation_id) == (99, 7)
+        assert (setup.creds / "github_app_key").read_text().strip() == private.strip()
+        assert "labels: left for later" in out and github.state.repos["octo/calc"].labels == {}
+
+
+class TestGitHubBoard:
+    async def test_missing_status_options_are_added_once_keeping_the_existing_ones(
+        self, setup: Setup, github: FakeGitHub
+    ) -> None:
+        """--yes leaves the board alone; --create-board-options adds what is missing (ids, cards kept); then nothing."""
+        board_config(setup, github)
+        project = github.add_project("octo", 3, options=("Todo", "In Progress", "Done"))
+        github.add_issue("octo/calc", "a task")
+        github.add_card(project, "octo/calc", 1, "In Progress")
+        before = dict(project.options)
+        flags = ("--yes", "--github-token", github.token, "--no-create-labels")
+
+        code, out = await asyncio.to_thread(setup.run, *flags)
+        assert code == 0, out
+        assert "lacks Ready, In Review, Blocked: left for later" in out
+        assert project.options == before
+
+        code, out = await asyncio.to_thread(setup.run, *flags, "--create-board-options")
+        assert code == 0, out
+        assert "board field 'Status': added Ready, In Review, Blocked" in out
+        assert list(project.options) == ["Todo", "Ready", "In Progress", "In Review", "Blocked", "Done"]
+        assert {name: project.options[name] for name in before} == before, "existing options keep their ids"
+        assert github.card_status(project, "octo/calc", 1) == "In Progress", "the card keeps its value"
+        assert project.styles[project.options["Blocked"]] == ("RED", "agentos escalated: a person is needed")
+        after = dict(project.options)
+
+        code, out = await asyncio.to_thread(setup.run, *flags, "--create-board-options")
+        assert code == 0, out
+        assert "has every option agentos uses" in out
+        assert project.options == after
+
+    async def test_a_missing_board_is_reported_and_init_still_finishes(self, setup: Setup, github: FakeGitHub) -> None:
+        """A board that does not exist is a warning naming it; the config and the unit are still written."""
+        board_config(setup, github)
+        code, out = await asyncio.to_thread(
+            setup.run, "--yes", "--github-token", github.token, "--no-create-labels", "--create-board-options"
+        )
+        assert code == 0, out
+        assert "board not set up" in out and "octo/calc" in out
+        assert (setup.units / "agentos.service").exists()
 
 
 class TestTelegram:

@@ -5,7 +5,9 @@ The wizard asks, and every answer is also a flag (``--yes`` takes flags and defa
 1. checks git and the agent CLIs (``claude``, ``codex``, ``gemini``: ``--version`` with a time limit);
 2. the forge, the repositories and their test commands, the agents, the automation mode (default
    ``dispatcher_only``: PRs wait for your approval, as a careful pilot should), workers and cadence;
-3. GitHub: verifies the token (``GET /user``, each repo) and offers to create the ``agentos:*`` labels;
+3. GitHub, through the daemon's own client: verifies the token (``GET /user``, each repo) or the GitHub
+   App (mints an installation token, reads each repo), offers to create the ``agentos:*`` labels and to
+   add the Status options agentos uses to each repo's Projects v2 board;
 4. Telegram: reads the chat id of a ``/start`` sent to the bot (``getUpdates``);
 5. writes tokens to a credentials directory (0600 files, never the YAML), then the config: a new file
    from a commented template, or a merge into the existing one that keeps every key and comment, after
@@ -34,7 +36,7 @@ import typer
 
 from agentos.cli._common import console, err_console
 from agentos.cli.init_config import WriteResult, write_config, write_secret
-from agentos.cli.init_github import ask_github_token, offer_labels
+from agentos.cli.init_github import GitHubAccess, GitHubFlags, ask_github, offer_board_options, offer_labels
 from agentos.cli.init_plan import (
     KNOWN_AGENTS,
     Asker,
@@ -107,7 +109,17 @@ def init_command(
     state_dir: str | None = typer.Option(None, "--state-dir"),
     github_token: str | None = typer.Option(None, "--github-token", envvar="GITHUB_TOKEN", show_envvar=True),
     github_api_url: str | None = typer.Option(None, "--github-api-url", help="Default https://api.github.com"),
+    github_app_id: int | None = typer.Option(None, "--github-app-id", help="Authenticate as this GitHub App"),
+    github_installation_id: int | None = typer.Option(None, "--github-installation-id", help="The App's installation"),
+    github_app_key: str | None = typer.Option(
+        None, "--github-app-key", metavar="FILE", help="The App's private key (.pem); stored as a 0600 credential"
+    ),
     labels: bool | None = typer.Option(None, "--create-labels/--no-create-labels", help="Create the agentos:* labels"),
+    board_options: bool | None = typer.Option(
+        None,
+        "--create-board-options/--no-create-board-options",
+        help="Add the Status options agentos uses to each repo's Projects v2 board (--yes: only with this flag)",
+    ),
     telegram_token: str | None = typer.Option(None, "--telegram-token", envvar="TELEGRAM_BOT_TOKEN", show_envvar=True),
     telegram_chat_id: list[int] = typer.Option([], "--telegram-chat-id", help="Skip pairing; repeatable"),
     telegram_api_base: str | None = typer.Option(None, "--telegram-api-base"),
@@ -168,8 +180,10 @@ def init_command(
         repo_names = list(dict.fromkeys(repo_names))
         api_url = plan.github_api_url or (existing.github.api_url if existing and existing.github else None)
         api_url = api_url or "https://api.github.com"
+        access: GitHubAccess | None = None
         if plan.forge == "github":
-            secrets["github_token"] = ask_github_token(ask, api_url, github_token, repo_names, creds)
+            flags = GitHubFlags(github_token, github_app_id, github_installation_id, github_app_key)
+            access = ask_github(ask, plan, existing, flags, api_url, repo_names, creds, secrets)
         if not no_telegram:
             ask_telegram(ask, plan, existing, telegram_token, pair_timeout, secrets, creds)
         for name, value in secrets.items():
@@ -179,8 +193,9 @@ def init_command(
     except InitError as exc:
         stop(str(exc))
     _report(result)
-    if plan.forge == "github":
-        offer_labels(ask, labels, api_url, secrets["github_token"], repo_names)
+    if access is not None:
+        offer_labels(ask, labels, access, repo_names)
+        offer_board_options(ask, board_options, access, result.config)
     if systemd:
         writable = [] if user_scope else writable_paths(result.config)
         install_systemd(user_scope, unit_dir, unit_file, result.path, creds, writable)

@@ -89,6 +89,7 @@ telegram:
 # Secrets, from the environment or systemd credentials ($CREDENTIALS_DIRECTORY/<name>);
 # `agentos init` stores them in its credentials directory and loads them with LoadCredential=:
 #   GITHUB_TOKEN        or credential github_token
+#   GITHUB_APP_KEY      or credential github_app_key (a GitHub App's private key, with github.app_id)
 #   TELEGRAM_BOT_TOKEN  or credential telegram_bot_token
 """
 
@@ -262,6 +263,9 @@ def merge_plan(doc: CommentedMap, plan: Plan) -> list[str]:
         github = _map(doc, "github", changes, "GitHub, for forge: github (the token is a secret: not here)")
         if plan.github_api_url is not None or "api_url" not in github:
             _set(github, "api_url", plan.github_api_url or "https://api.github.com", changes, "github.")
+        if plan.github_app_id is not None:  # a GitHub App; its key is the github_app_key credential, not here
+            _set(github, "app_id", plan.github_app_id, changes, "github.")
+            _set(github, "installation_id", plan.github_installation_id, changes, "github.")
 
     if plan.telegram_chat_ids or plan.telegram_api_base:
         telegram = _map(doc, "telegram", changes, "Telegram: notifications and control")

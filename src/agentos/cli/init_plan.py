@@ -68,6 +68,8 @@ class Plan:
     dispatch_interval_s: float | None = None
     groom_cadence_days: int | None = None
     github_api_url: str | None = None
+    github_app_id: int | None = None
+    github_installation_id: int | None = None
     telegram_chat_ids: list[int] = field(default_factory=list)
     telegram_api_base: str | None = None
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from agentos.config import Config
 
 DROP_IN = "10-agentos-init.conf"
-CREDENTIALS = ("github_token", "telegram_bot_token")
+CREDENTIALS = ("github_token", "github_app_key", "telegram_bot_token")
 """The credential files the units load (``LoadCredential=``) and ``config.secret`` reads."""
 
 
