@@ -314,6 +314,9 @@ async def _board(client: GitHubClient, repo: RepoConfig) -> Check:
     statuses: tuple[BoardStatus, ...] = get_args(BoardStatus)
     missing = [project.option_name(s) for s in statuses if project.option_name(s).lower() not in options]
     if missing:
-        fix = f"add the option(s) to the {field} field, or map them in repos[].project.status_values"
+        fix = (
+            f"run `agentos init --create-board-options` to add them to the {field} field, "
+            "or map them in repos[].project.status_values"
+        )
         return Check(where, "error", f"field {field!r} has no option {', '.join(map(repr, missing))}", fix)
     return Check(where, "ok", f"field {field!r} has {', '.join(project.option_name(s) for s in statuses)}")
