@@ -11,6 +11,7 @@ rule and returns the :class:`Event` it produced; the store journals events, the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from enum import StrEnum
@@ -212,6 +213,36 @@ def end_attempt(
     )
 
 
+_TASK_FIELDS: set[str] = set(Task.model_fields)
+_ATTEMPT_FIELDS: set[str] = set(Attempt.model_fields)
+
+
+def compact(task: Task) -> Task:
+    """Shrink a task read back from disk (in place) and return it; what it holds is unchanged.
+
+    pydantic keeps on every instance the set of field names it was given (``model_fields_set``). A task
+    or attempt read from a snapshot or the journal was given every field, and a set of 20 or more names
+    costs 2.2 KB, more than the rest of an attempt. Such instances share one set per model: pydantic only
+    ever adds field names to it, and they are all there already. The short strings that repeat from task
+    to task (repository, agent names, blocker codes) are interned.
+    """
+    if task.__pydantic_fields_set__ == _TASK_FIELDS:
+        object.__setattr__(task, "__pydantic_fields_set__", _TASK_FIELDS)
+    fields = task.__dict__
+    fields["repo"] = sys.intern(task.repo)
+    for key in ("agent", "last_blocker"):
+        if fields[key] is not None:
+            fields[key] = sys.intern(fields[key])
+    for attempt in task.attempts:
+        if attempt.__pydantic_fields_set__ == _ATTEMPT_FIELDS:
+            object.__setattr__(attempt, "__pydantic_fields_set__", _ATTEMPT_FIELDS)
+        fields = attempt.__dict__
+        fields["agent"] = sys.intern(attempt.agent)
+        if attempt.blocker_code is not None:
+            fields["blocker_code"] = sys.intern(attempt.blocker_code)
+    return task
+
+
 def backoff_seconds(failures: int, base_s: float = 10.0, cap_s: float = 300.0) -> float:
     """Retry delay after ``failures`` failed attempts: ``min(base · 2^(n-1), cap)``."""
     if failures <= 0:
@@ -244,7 +275,7 @@ class TaskGraph:
 
     def __init__(self, tasks: Iterable[Task] = ()) -> None:
         self._tasks: dict[str, Task] = {}
-        self._by_issue: dict[tuple[str, int], dict[str, Task]] = {}
+        self._by_issue: dict[tuple[str, int], list[Task]] = {}  # each issue's generations, oldest first
         for task in tasks:
             self.put(task)
 
@@ -265,10 +296,14 @@ class TaskGraph:
 
     def put(self, task: Task) -> None:
         old = self._tasks.get(task.id)
-        if old is not None and (old.repo, old.issue) != (task.repo, task.issue):
-            self._by_issue.get((old.repo, old.issue), {}).pop(task.id, None)
+        if old is not None:
+            generations = self._by_issue.get((old.repo, old.issue), [])
+            generations[:] = [t for t in generations if t.id != task.id]
         self._tasks[task.id] = task
-        self._by_issue.setdefault((task.repo, task.issue), {})[task.id] = task
+        generations = self._by_issue.setdefault((task.repo, task.issue), [])
+        generations.append(task)
+        if len(generations) > 1:
+            generations.sort(key=lambda t: t.generation)
 
     def get(self, task_id: str) -> Task:
         try:
@@ -281,7 +316,7 @@ class TaskGraph:
 
     def for_issue(self, repo: str, issue: int) -> list[Task]:
         """Every generation of one issue's task, oldest first."""
-        return sorted(self._by_issue.get((repo, issue), {}).values(), key=lambda t: t.generation)
+        return list(self._by_issue.get((repo, issue), ()))
 
     def latest_for_issue(self, repo: str, issue: int) -> Task | None:
         tasks = self.for_issue(repo, issue)

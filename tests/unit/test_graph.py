@@ -12,6 +12,7 @@ from agentos.graph import (
     TaskGraph,
     TaskStatus,
     backoff_seconds,
+    compact,
     end_attempt,
     start_attempt,
     transition,
@@ -102,3 +103,69 @@ class TestDispatchOrder:
 def test_backoff_formula(n: int, expected: float) -> None:
     """Retry delay is min(10 s · 2^(n-1), 5 min)."""
     assert backoff_seconds(n) == expected
+
+
+class TestIssueIndex:
+    def test_generations_come_oldest_first_and_a_replaced_task_is_not_listed_twice(self) -> None:
+        """for_issue lists each generation once, oldest first, whatever order they were put in."""
+        second = make(1).model_copy(update={"id": Task.make_id("calc", 1, 2), "generation": 2})
+        first = make(1)
+        graph = TaskGraph([second, first])
+        assert [t.generation for t in graph.for_issue("calc", 1)] == [1, 2]
+        again = first.model_copy(update={"note": "put again"})
+        graph.put(again)
+        assert graph.for_issue("calc", 1) == [again, second]
+        assert graph.latest_for_issue("calc", 1) is second
+        assert graph.for_issue("calc", 2) == []
+
+    def test_a_task_moved_to_another_issue_leaves_the_old_one(self) -> None:
+        graph = TaskGraph([make(1)])
+        graph.put(make(1).model_copy(update={"issue": 7}))
+        assert graph.for_issue("calc", 1) == []
+        assert [t.issue for t in graph.for_issue("calc", 7)] == [7]
+
+
+class TestCompact:
+    """Tasks read back from disk are made smaller in memory without changing what they hold."""
+
+    def read_back(self, task: Task) -> Task:
+        return compact(Task.model_validate(task.model_dump(mode="json")))
+
+    def finished(self, issue: int) -> Task:
+        task = make(issue)
+        start_attempt(task, "claude", T0)
+        end_attempt(task, T0 + timedelta(minutes=3), outcome="failed", blocker_code="test_failure", error="boom")
+        transition(task, TaskStatus.BLOCKED, T0 + timedelta(minutes=3))
+        return task
+
+    def test_a_compacted_task_holds_the_same_data(self) -> None:
+        task = self.finished(1)
+        back = self.read_back(task)
+        assert back == task
+        assert back.model_dump(mode="json") == task.model_dump(mode="json")
+        assert back.last_blocker == "test_failure"
+
+    def test_loaded_tasks_share_their_field_bookkeeping(self) -> None:
+        """Two tasks read back share one set of field names per model instead of 2 KB each."""
+        a, b = self.read_back(self.finished(1)), self.read_back(self.finished(2))
+        assert a.model_fields_set is b.model_fields_set
+        assert a.attempts[0].model_fields_set is b.attempts[0].model_fields_set
+        assert a.repo is b.repo
+        assert a.attempts[0].blocker_code is b.attempts[0].blocker_code
+
+    def test_changing_a_compacted_task_changes_only_that_task(self) -> None:
+        a, b = self.read_back(self.finished(1)), self.read_back(self.finished(2))
+        transition(a, TaskStatus.QUEUED, T0 + timedelta(minutes=5))
+        start_attempt(a, "codex", T0 + timedelta(minutes=6))
+        a.attempts[0].summary = "changed"
+        assert (a.status, len(a.attempts), a.attempts[0].summary) == (TaskStatus.RUNNING, 2, "changed")
+        assert (b.status, len(b.attempts), b.attempts[0].summary) == (TaskStatus.BLOCKED, 1, "")
+        assert b.model_fields_set == set(Task.model_fields)
+
+    def test_a_task_missing_fields_keeps_its_own_bookkeeping(self) -> None:
+        """A task written before a field existed still reports which fields it was given."""
+        data = make(1).model_dump(mode="json")
+        del data["note"]
+        task = compact(Task.model_validate(data))
+        assert "note" not in task.model_fields_set
+        assert task.note == ""

@@ -132,6 +132,27 @@ class TestRoundTrip:
         assert (snapshot["schema"], snapshot["seq"]) == (SCHEMA, 0)
         assert (state_dir / "graph.json").stat().st_mode & 0o777 == 0o600
 
+    def test_loaded_tasks_are_compact_and_still_change_and_journal(self, store: Store, state_dir: Path) -> None:
+        """Tasks from the snapshot and from journal replay share their field bookkeeping (2 KB a model
+        instance otherwise, issue 10); changing one after the restart is journalled and reloads the same."""
+        tasks = [make_task(n) for n in (1, 2, 3)]
+        for task in tasks:
+            start_attempt(task, "claude", NOW)
+        store.snapshot(TaskGraph(tasks), DaemonState())
+        store.append([touch(tasks[0], "replayed")], [tasks[0]])
+        store.close()
+        store, graph, _ = open_store(state_dir)
+        one, two, three = graph.get("calc#1"), graph.get("calc#2"), graph.get("calc#3")
+        assert one.note == "replayed"
+        assert one.model_fields_set is two.model_fields_set is three.model_fields_set
+        assert one.attempts[0].model_fields_set is two.attempts[0].model_fields_set
+        two.attempts[0].summary = "after the restart"
+        store.append([touch(two, "changed after the restart")], [two])
+        store.close()
+        again, _ = reload(state_dir)
+        assert [t.model_dump() for t in again] == [t.model_dump() for t in graph]
+        assert again.get("calc#3").attempts[0].summary == ""
+
 
 class TestJournal:
     """Appends are journal lines that a load replays over the snapshot."""
@@ -334,6 +355,20 @@ class TestCorruptSnapshot:
         with pytest.raises(CorruptState, match=r"tasks\.0\.status"):
             reload(state_dir)
         assert list(state_dir.glob("graph.json.corrupt-*"))
+
+    def test_invalid_task_deep_in_the_snapshot_is_named_with_every_error_counted(
+        self, store: Store, state_dir: Path
+    ) -> None:
+        """Tasks are read one by one, but the error still names the first bad task's place and counts the rest."""
+        store.snapshot(TaskGraph([make_task(n) for n in range(1, 6)]), DaemonState())
+        store.close()
+        doc = json.loads((state_dir / "graph.json").read_bytes())
+        doc["tasks"][2]["status"] = "exploded"
+        doc["tasks"][2]["issue"] = "three"
+        doc["tasks"][4]["created_at"] = "yesterday"
+        (state_dir / "graph.json").write_text(json.dumps(doc))
+        with pytest.raises(CorruptState, match=r"invalid state: tasks\.2\.issue: .* \(\+2 more\)"):
+            reload(state_dir)
 
     def test_next_start_falls_back_to_the_backup(self, store: Store, state_dir: Path) -> None:
         """After quarantining, the next load uses graph.json.bak plus rotated history and journal."""

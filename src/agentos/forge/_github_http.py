@@ -39,18 +39,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import httpx
-import jwt
 import structlog
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from agentos import __version__
 from agentos.forge.base import ForgeError, NotFound
 from agentos.redact import get_default
+
+if TYPE_CHECKING:  # PyJWT and cryptography (8 MB resident) load only for GitHub App auth, in AppAuth
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 __all__ = [
     "API_VERSION",
@@ -228,6 +227,10 @@ def load_app_key(value: str) -> str:
 
 def _rsa_key(private_key_pem: str) -> RSAPrivateKey:
     """The RSA private key of ``private_key_pem``, or a one-line :class:`ForgeError` saying what is wrong."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     try:
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     except TypeError:
@@ -277,6 +280,8 @@ class AppAuth:
 
     def app_jwt(self, now: float) -> str:
         """The app's JWT: issued a minute in the past (clock drift), valid for 9 minutes, ``iss`` the app id."""
+        import jwt
+
         claims = {"iat": int(now) - 60, "exp": int(now) + 540, "iss": self.app_id}
         return jwt.encode(claims, self._key, algorithm="RS256")
 
