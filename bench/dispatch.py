@@ -1,7 +1,8 @@
 """Dispatch latency: from ``agentos issue new --ready`` to the agent process running its first line.
 
 The daemon runs as a subprocess (``agentos run --config …``) with ``jobs.dispatch.interval_s: 3600``, so
-only the poke the CLI sends over the control socket can explain a fast start. Each iteration:
+only the poke can explain a fast start. The CLI hands the issue to the daemon over the control socket
+(``issue_new``); the daemon files it and pokes dispatch itself. Each iteration:
 
     t0 = time.time(); spawn `agentos issue new --ready --json`  →  the agent's first statement writes
     time.time()  (a Python script run with -S -I, so interpreter start-up is small and counted)

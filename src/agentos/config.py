@@ -25,6 +25,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from agentos.configpath import default_paths as default_paths
+from agentos.configpath import find_config as find_config
 from agentos.errors import AgentosError
 from agentos.fsutil import atomic_write_bytes
 from agentos.redact import get_default
@@ -626,28 +628,6 @@ def _yaml() -> YAML:
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     return yaml
-
-
-def default_paths() -> list[Path]:
-    """Where the config is looked for when ``--config`` is not given, in order."""
-    paths = []
-    if env := os.environ.get("AGENTOS_CONFIG"):
-        paths.append(Path(env))
-    paths += [
-        Path("agentos.yaml"),
-        Path("~/.config/agentos/config.yaml").expanduser(),
-        Path("/etc/agentos/config.yaml"),
-    ]
-    return paths
-
-
-def find_config(explicit: str | Path | None = None) -> Path | None:
-    if explicit is not None:
-        return Path(explicit)
-    for path in default_paths():
-        if path.is_file():
-            return path
-    return None
 
 
 def _line_of(doc: Any, loc: Sequence[int | str]) -> int | None:

@@ -235,13 +235,13 @@ class Executor:
         await self._board(task, "In Progress")
         assert task.branch is not None
         try:
-            worktree = await ws.prepare(task.branch)
+            worktree, start_sha = await ws.prepare_head(task.branch)
         except AgentosError as exc:
             await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=str(exc)))
             return
-        await self._stash_leftovers(ws, worktree, task)
+        if await self._stash_leftovers(ws, worktree, task):
+            start_sha = await ws.head_sha(worktree)
         (worktree / RESULT_FILE).unlink(missing_ok=True)
-        start_sha = await ws.head_sha(worktree)
         (run_dir / START_FILE).write_text(start_sha + "\n", encoding="utf-8")
         hook = await ws.run_hook("before_run", worktree)
         if hook is not None and not hook.ok:
@@ -435,11 +435,11 @@ class Executor:
         if await memory.record(worktree, task, attempt, stat.paths):
             await ws.commit_all(worktree, f"CODEBASE.md: notes from {task.id}")  # the only change after the reset
         branch = task.branch or ""
-        leaks = await ws.find_secrets(worktree, find_secrets)
+        leaks, scanned = await ws.find_secrets(worktree, find_secrets)
         if leaks:
             await self._refuse_secret(task, attempt, ws, worktree, leaks)
             return
-        await ws.push(worktree, branch)
+        await ws.push(worktree, branch, sha=scanned)  # the commit the scan read, not HEAD asked again
         pr = await rt.forge.find_pr(task.repo, branch)
         if pr is None:
             body = _pr_body(task, attempt, stat.files)
@@ -658,14 +658,15 @@ class Executor:
             )
         return prior
 
-    async def _stash_leftovers(self, ws: Workspace, worktree: Path, task: Task) -> None:
+    async def _stash_leftovers(self, ws: Workspace, worktree: Path, task: Task) -> bool:
         """A worktree left dirty by the previous attempt: keep its changes as a patch, start clean.
 
         An *interrupted* attempt (the daemon died) never got a verdict, so even what it committed is
         unproven: the branch goes back to where that attempt started, its work saved as a patch.
+        True when HEAD was moved.
         """
         if len(task.attempts) < 2:
-            return
+            return False
         prev = task.attempts[-2]
         prev_dir = Path(prev.run_dir or self.run_dir(task, prev))
         since = _read_start(prev_dir) if prev.outcome == "interrupted" else None
@@ -674,6 +675,7 @@ class Executor:
             prev.patch_path = prev.patch_path or str(prev_dir / "leftover.patch")
         if saved or since is not None:
             await ws.reset(worktree, to=since)
+        return since is not None
 
     async def _board(self, task: Task, status: str) -> None:
         await self._safe(self.rt.forge.set_board_status(task.repo, task.issue, status))  # type: ignore[arg-type]

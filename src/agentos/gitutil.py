@@ -142,6 +142,51 @@ async def git(
     return result
 
 
+def local_git_dir(where: str) -> Path | None:
+    """The git dir of a repository named by a local path: ``<path>/.git`` (a directory, or a gitfile git follows)
+    when it exists, else ``<path>`` itself (a bare repository). None for a URL or a path that is not a directory.
+
+    The same order as ``git upload-pack`` tries, so it is the repository ``ls-remote <path>`` and ``fetch`` read.
+    """
+    if "://" in where or not where.startswith("/"):
+        return None
+    path = Path(where)
+    if not path.is_dir():
+        return None
+    dot_git = path / ".git"
+    return dot_git if dot_git.exists() else path
+
+
+async def read_refs(
+    git_dir: Path, *patterns: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> dict[str, str] | None:
+    """Ref → object of the repository at ``git_dir`` (patterns as ``git for-each-ref`` takes them: ``refs/heads``
+    is every branch), in one ``for-each-ref``: no ``upload-pack`` process as ``ls-remote`` needs. None when git
+    could not read them (not a repository, ownership refused…): the caller asks ``ls-remote`` instead.
+
+    An annotated tag maps to the tag object, as in ``ls-remote`` (whose peeled ``^{}`` lines have no equivalent);
+    ``HEAD`` is not listed.
+    """
+    res = await git(
+        f"--git-dir={git_dir}",
+        "for-each-ref",
+        "--format=%(objectname) %(refname)",
+        *patterns,
+        cwd=git_dir.parent if git_dir.name == ".git" else git_dir,  # a gitfile is no directory to run in
+        env=env,
+        check=False,
+        timeout=timeout,
+    )
+    if not res.ok:
+        return None
+    refs: dict[str, str] = {}
+    for line in res.out.splitlines():
+        sha, _, ref = line.partition(" ")
+        if ref:
+            refs[ref] = sha
+    return refs
+
+
 def _kill_group(pgid: int, sig: signal.Signals) -> bool:
     try:
         os.killpg(pgid, sig)

@@ -41,7 +41,16 @@ import structlog
 from agentos.agents.runner import scrubbed_env as allowlisted_env
 from agentos.config import RepoConfig
 from agentos.fsutil import atomic_write_bytes, atomic_write_text
-from agentos.gitutil import CommandResult, GitError, GitResult, WorkspaceError, git, run_shell
+from agentos.gitutil import (
+    CommandResult,
+    GitError,
+    GitResult,
+    WorkspaceError,
+    git,
+    local_git_dir,
+    read_refs,
+    run_shell,
+)
 
 __all__ = [
     "RESULT_FILE",
@@ -69,6 +78,7 @@ RESULT_FILE = ".agent_result.md"
 READY_MARK = "agentos-ready"
 LEASE_MARK = "agentos-lease"
 SLUG_MAX = 40
+OID_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 CREDENTIALS_TTL_S = 300.0  # a GitHub App token lives an hour; ask the forge again every 5 minutes
 
 # Returns the remote URL and the git environment that authenticates to it (never written to disk).
@@ -234,6 +244,27 @@ def _admin_dir(worktree: Path) -> Path | None:
     return admin if admin.is_absolute() else (worktree / admin).resolve()
 
 
+def _loose_head(worktree: Path) -> str | None:
+    """The commit HEAD of a worktree of ours names, as ``rev-parse HEAD`` would say, read from the files git keeps
+    it in: the worktree's own ``HEAD`` (detached), or the loose ref of its branch in the clone (a loose ref wins
+    over ``packed-refs``, and ``git commit`` writes one). None whenever that does not settle it (a packed or
+    unborn branch, a ref format other than files, anything unexpected): then git is asked."""
+    admin = _admin_dir(worktree)
+    if admin is None:
+        return None
+    try:
+        head = (admin / "HEAD").read_text(encoding="ascii").strip()
+        if head.startswith("ref: "):
+            ref = head.removeprefix("ref: ")
+            if not ref.startswith("refs/heads/") or ".." in ref or "/." in ref or ref.endswith(".lock"):
+                return None
+            common = admin / (admin / "commondir").read_text(encoding="utf-8").strip()
+            head = (common / ref).read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return None
+    return head if OID_RE.fullmatch(head) else None
+
+
 def _read_mark(worktree: Path, name: str) -> str | None:
     admin = _admin_dir(worktree)
     try:
@@ -319,6 +350,23 @@ def _restore_shared(clone: Path, before: dict[str, tuple[bytes, int]], changed: 
                 os.chmod(path, mode)
 
 
+def _fetch_changes_nothing(theirs: Mapping[str, str], ours: Mapping[str, str]) -> bool:
+    """Would ``git fetch --prune origin`` leave the clone's refs (``ours``) as they are, the remote's branches and
+    tags being ``theirs``? Every branch at its tracking ref, no tracking ref without its branch, every tag here
+    (one that is not may be one a fetch brings)."""
+    branches: dict[str, str] = {}
+    for ref, sha in theirs.items():
+        if ref.startswith("refs/heads/"):
+            branches[ref.removeprefix("refs/heads/")] = sha
+        elif ours.get(ref) != sha:
+            return False
+    prefix = "refs/remotes/origin/"
+    tracking = {
+        ref.removeprefix(prefix): sha for ref, sha in ours.items() if ref.startswith(prefix) and ref != f"{prefix}HEAD"
+    }
+    return branches == tracking
+
+
 def _du(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -394,14 +442,15 @@ class Workspace:
         return res.out.strip() if res.ok else None
 
     async def refs(self, *names: str) -> dict[str, str]:
-        """Full ref name → commit for those of ``names`` that exist, in one ``git for-each-ref`` (not one
-        ``rev-parse`` each). Only for branch refs (``refs/heads/…``, ``refs/remotes/…``), which name commits."""
+        """Full ref name → commit for those of ``names`` that exist (every ref of the clone when none is named), in
+        one ``git for-each-ref`` (not one ``rev-parse`` each). Only for branch refs (``refs/heads/…``,
+        ``refs/remotes/…``), which name commits."""
         res = await self.git("for-each-ref", "--format=%(objectname) %(refname)", *names)
         wanted = set(names)
         found: dict[str, str] = {}
         for line in res.out.splitlines():
             sha, _, ref = line.partition(" ")
-            if ref in wanted:  # a pattern also matches the refs below it (refs/heads/a matches refs/heads/a/b)
+            if ref in wanted or not names:  # a pattern also matches the refs below it (refs/heads/a: refs/heads/a/b)
                 found[ref] = sha
         return found
 
@@ -421,6 +470,16 @@ class Workspace:
         async with self.lock:
             await self._ensure_clone()
             await self._fetch()
+
+    async def fetch_refs(self, *names: str) -> dict[str, str]:
+        """:meth:`fetch`, then :meth:`refs` of ``names`` as the fetch left them, read under the same lock (and not
+        read again when the fetch was skipped: its check read them)."""
+        async with self.lock:
+            await self._ensure_clone()
+            ours = await self._fetch()
+            if ours is None:
+                return await self.refs(*names)
+        return {name: ours[name] for name in names if name in ours}
 
     async def _ensure_clone(self) -> None:
         if self._clone_ok and (self.clone_path / "HEAD").is_file():
@@ -460,8 +519,24 @@ class Workspace:
             text += "\n"
         atomic_write_text(exclude, f"{text}/{RESULT_FILE}\n", mode=0o644)
 
-    async def _fetch(self) -> None:
+    async def _fetch(self) -> dict[str, str] | None:
+        """``git fetch --prune origin``; the clone's refs when the fetch was skipped because it would change nothing.
+
+        When the remote is a local repository (the local forge's user repository), its branches and tags are read
+        first, one ``for-each-ref`` there and one in the clone, cheaper than a fetch and its ``upload-pack``. When
+        every branch is already at its ``refs/remotes/origin/…``, no tracking ref is left over and every tag is
+        here, the fetch does not run. Our own pushes keep the tracking refs current, so that is the usual case.
+        The remote is read at every call: what a call sees is the remote as it is then.
+        """
+        git_dir = local_git_dir(self.remote_url)
+        if git_dir is not None:
+            theirs = await read_refs(git_dir, "refs/heads", "refs/tags", env=self.git_env)
+            if theirs is not None:
+                ours = await self.refs()
+                if _fetch_changes_nothing(theirs, ours):
+                    return ours
         await self.git("fetch", "--prune", "--quiet", "origin", timeout=600)
+        return None
 
     async def _worktree_entries(self) -> dict[Path, str | None]:
         """Registered worktrees: path → ``refs/heads/<branch>`` (None when detached)."""
@@ -496,27 +571,39 @@ class Workspace:
         Uncommitted changes in a reused worktree are kept: the caller decides (:meth:`save_patch`,
         :meth:`reset`). Raises :class:`HookFailed` when ``after_create`` fails; the next call retries.
         """
+        return (await self._prepare(branch))[0]
+
+    async def prepare_head(self, branch: str) -> tuple[Path, str]:
+        """:meth:`prepare`, and the commit the worktree's HEAD is on: for a worktree created now, the start point
+        it was created at (no ``rev-parse``), unless an ``after_create`` hook ran there and may have moved it."""
+        path, head = await self._prepare(branch)
+        return path, head or await self.head_sha(path)
+
+    async def _prepare(self, branch: str) -> tuple[Path, str | None]:
         async with self.lock:
             await self._ensure_clone()
-            await self._fetch()
-            path, remote = await self._ensure_worktree(branch)
-            created = remote is not None
-            if remote is not None:  # the lease: where origin/<branch> was when the worktree was made ("" = absent)
-                await asyncio.to_thread(_write_mark, path, LEASE_MARK, remote)
+            fetched = await self._fetch()
+            path, made = await self._ensure_worktree(branch, fetched)
+            if made is not None:  # the lease: where origin/<branch> was when the worktree was made ("" = absent)
+                await asyncio.to_thread(_write_mark, path, LEASE_MARK, made[0])
         (path / RESULT_FILE).unlink(missing_ok=True)
-        if created:
-            result = await self.run_hook("after_create", path)
-            if not result.ok:
-                raise HookFailed(result)
-            await asyncio.to_thread(_write_mark, path, READY_MARK, branch)
-        return path
+        if made is None:
+            return path, None
+        result = await self.run_hook("after_create", path)
+        if not result.ok:
+            raise HookFailed(result)
+        await asyncio.to_thread(_write_mark, path, READY_MARK, branch)
+        return path, None if result.ran else made[1]
 
     def _is_ready(self, path: Path) -> bool:
         return _read_mark(path, READY_MARK) is not None
 
-    async def _ensure_worktree(self, branch: str) -> tuple[Path, str | None]:
-        """The worktree of ``branch`` and, when it was created now, the tip of ``origin/<branch>`` ("" = absent);
-        None when a ready worktree was reused.
+    async def _ensure_worktree(
+        self, branch: str, fetched: Mapping[str, str] | None = None
+    ) -> tuple[Path, tuple[str, str] | None]:
+        """The worktree of ``branch`` and, when it was created now, the tip of ``origin/<branch>`` ("" = absent)
+        and the commit it was created at; None when a ready worktree was reused. ``fetched``: the clone's refs,
+        when the fetch just read them.
 
         When the directory does not exist (a new task), the worktree list is not read first: ``worktree add``
         itself refuses a branch checked out elsewhere or a path still registered, and then the full repair runs.
@@ -524,7 +611,7 @@ class Workspace:
         path = self.worktree_for(branch)
         if not path.exists():
             try:
-                return path, await self._add_worktree(branch, path)
+                return path, await self._add_worktree(branch, path, fetched)
             except GitError as exc:
                 log.info("worktree_add_retry", repo=self.repo.name, branch=branch, error=str(exc)[-200:])
         ref = f"refs/heads/{branch}"
@@ -540,64 +627,74 @@ class Workspace:
             await self._drop_worktree(path)
         return path, await self._add_worktree(branch, path)
 
-    async def _add_worktree(self, branch: str, path: Path) -> str:
-        """``worktree add`` at the start point; the tip of ``origin/<branch>`` it saw ("" = absent)."""
+    async def _add_worktree(self, branch: str, path: Path, fetched: Mapping[str, str] | None = None) -> tuple[str, str]:
+        """``worktree add`` at the start point; the tip of ``origin/<branch>`` it saw ("" = absent) and the commit
+        the worktree's HEAD is on."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        start, remote = await self._start_point(branch)
+        start, head, remote = await self._start_point(branch, fetched)
         if start is None:
             await self.git("worktree", "add", "-q", str(path), branch)
         else:
             await self.git("worktree", "add", "-q", "--no-track", "-B", branch, str(path), start)
         log.info("worktree_created", repo=self.repo.name, branch=branch, path=str(path), start=start or "local")
-        return remote or ""
+        return remote or "", head
 
-    async def _start_point(self, branch: str) -> tuple[str | None, str | None]:
-        """Where a new worktree of ``branch`` starts (None: "the local branch as it is"), and ``origin/<branch>``."""
+    async def _start_point(
+        self, branch: str, fetched: Mapping[str, str] | None = None
+    ) -> tuple[str | None, str, str | None]:
+        """Where a new worktree of ``branch`` starts (None: "the local branch as it is"), the commit that is, and
+        ``origin/<branch>``. The refs come from ``fetched`` (the clone's refs, read by the fetch) when given."""
         base_ref, remote_ref, local_ref = (
             f"refs/remotes/origin/{self.base}",
             f"refs/remotes/origin/{branch}",
             f"refs/heads/{branch}",
         )
-        found = await self.refs(base_ref, remote_ref, local_ref)
+        found = fetched if fetched is not None else await self.refs(base_ref, remote_ref, local_ref)
         base, remote, local = found.get(base_ref), found.get(remote_ref), found.get(local_ref)
         if base is None:
             raise WorkspaceError(f"{self.remote_url} has no branch {self.base!r} (repo {self.repo.name})")
         if remote is not None:
             if local is not None and await self.is_ancestor(remote, local):
-                return None, remote
+                return None, local, remote
             if local is not None and local != remote:
                 log.warning("branch_reset_to_remote", repo=self.repo.name, branch=branch, lost=local)
-            return remote, remote
+            return remote, remote, remote
         if local is not None and not await self.is_ancestor(local, base):
-            return None, remote
-        return base, remote
+            return None, local, remote
+        return base, base, remote
 
     async def commit_all(self, worktree: Path, message: str) -> str | None:
-        """Commit every change but ``.agent_result.md``; the new sha, or None when nothing changed."""
+        """Commit every change but ``.agent_result.md``; the new sha, or None when nothing changed.
+
+        ``git commit`` runs straight away: it refuses when nothing is staged, and only then does ``diff --cached``
+        tell "nothing to commit" from a real failure. With a merge in progress the order is the other way round,
+        because there ``git commit`` would record a merge commit even without a change.
+        """
         await asyncio.to_thread(self._write_exclude)
         await self.git("add", "-A", cwd=worktree)
         if os.path.lexists(worktree / RESULT_FILE):  # excluded, so staged only when tracked; absent, never staged
             await self.git("rm", "--cached", "-q", "--ignore-unmatch", "--", RESULT_FILE, cwd=worktree)
-        staged = await self.git("diff", "--cached", "--quiet", cwd=worktree, check=False)
-        if staged.code == 0:
+        admin = _admin_dir(worktree)
+        if (admin is None or (admin / "MERGE_HEAD").exists()) and not await self._staged(worktree):
             return None
-        if staged.code != 1:
-            raise GitError(("diff", "--cached", "--quiet"), staged.code, staged.err)
-        await self.git(
-            "-c",
-            "commit.gpgsign=false",
-            "commit",
-            "-q",
-            "--no-verify",
-            "--cleanup=whitespace",
-            "-m",
-            message,
-            cwd=worktree,
-        )
+        args = ("-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "--cleanup=whitespace", "-m", message)
+        res = await self.git(*args, cwd=worktree, check=False)
+        if not res.ok:
+            if not await self._staged(worktree):
+                return None
+            raise GitError(args, res.code, res.err or res.out)
         return await self.head_sha(worktree)
 
+    async def _staged(self, worktree: Path) -> bool:
+        """Does the index differ from HEAD?"""
+        staged = await self.git("diff", "--cached", "--quiet", cwd=worktree, check=False)
+        if staged.code not in (0, 1):
+            raise GitError(("diff", "--cached", "--quiet"), staged.code, staged.err)
+        return staged.code == 1
+
     async def head_sha(self, worktree: Path) -> str:
-        return (await self.git("rev-parse", "HEAD", cwd=worktree)).out.strip()
+        """The commit HEAD is on: read from git's own files when they hold it plainly (no process), else asked."""
+        return _loose_head(worktree) or (await self.git("rev-parse", "HEAD", cwd=worktree)).out.strip()
 
     async def diff_stat(self, worktree: Path) -> DiffStat:
         """What the branch changed since it forked from ``origin/<base>`` (committed changes only)."""
@@ -664,8 +761,9 @@ class Workspace:
         await self.git("clean", "-ffdq", *(["-x"] if ignored else []), cwd=worktree)
         (worktree / RESULT_FILE).unlink(missing_ok=True)
 
-    async def push(self, worktree: Path, branch: str, *, expected: str | None = None) -> str:
-        """Push the worktree's HEAD to ``origin/<branch>`` with a lease; the pushed sha.
+    async def push(self, worktree: Path, branch: str, *, expected: str | None = None, sha: str | None = None) -> str:
+        """Push the worktree's HEAD (``sha`` when the caller knows it, else asked) to ``origin/<branch>`` with a
+        lease; the pushed sha.
 
         The lease expects the remote branch where this worktree last saw it: where it was when the
         worktree was created, or where our last push put it (else where the last fetch saw it), or at
@@ -675,7 +773,7 @@ class Workspace:
         """
         tracking = f"refs/remotes/origin/{branch}"
         async with self.lock:
-            sha = await self.head_sha(worktree)
+            sha = sha or await self.head_sha(worktree)
             lease = expected if expected is not None else _read_mark(worktree, LEASE_MARK)
             if lease is None:
                 lease = await self.rev(tracking) or ""
@@ -872,6 +970,9 @@ class Workspace:
     async def _local_remote_refs(self) -> dict[str, str] | None:
         if "://" in self.remote_url and not self.remote_url.startswith("file://"):
             return None  # a network remote: the agent has no credentials for it (and a query costs a request)
+        git_dir = local_git_dir(self.remote_url)
+        if git_dir is not None and (found := await read_refs(git_dir, env=self.git_env)) is not None:
+            return found  # one for-each-ref there; ls-remote (a file:// URL, or git refused) runs upload-pack too
         res = await self.git("ls-remote", self.remote_url, check=False)
         if not res.ok:
             return None
@@ -908,10 +1009,12 @@ class Workspace:
         await self.git("clean", "-ffdq", cwd=worktree)
         (worktree / RESULT_FILE).unlink(missing_ok=True)
 
-    async def find_secrets(self, worktree: Path, find: Callable[[str], list[str]]) -> list[str]:
+    async def find_secrets(self, worktree: Path, find: Callable[[str], list[str]]) -> tuple[list[str], str | None]:
         """Secrets in what a push of ``worktree``'s HEAD would publish: the added lines of every commit since
         ``origin/<base>``. ``find`` names the secrets in one line (:func:`agentos.redact.find_secrets`).
-        Returns ``"<path> (<commit>): <what>"`` for each line with one, never the secret itself."""
+        Returns ``"<path> (<commit>): <what>"`` for each line with one, never the secret itself, and the commit
+        scanned as HEAD (the first the log shows; None when no commit is ahead of the base): push that one
+        (:meth:`push` ``sha=``) and what is published is what was scanned."""
         res = await self.git(
             "log",
             "-p",
@@ -925,15 +1028,17 @@ class Workspace:
             timeout=600,
         )
         found: list[str] = []
+        head: str | None = None
         commit = path = ""
         for line in res.out.splitlines():
             if line.startswith("commit "):
-                commit = line.removeprefix("commit ")[:12]
+                commit = line.removeprefix("commit ")
+                head = head or commit
             elif line.startswith("+++ "):
                 path = line.removeprefix("+++ ").removeprefix("b/")
             elif line.startswith("+") and (kinds := find(line[1:])):
-                found.append(f"{path} ({commit}): {', '.join(kinds)}")
-        return found
+                found.append(f"{path} ({commit[:12]}): {', '.join(kinds)}")
+        return found, head
 
     # ------------------------------------------------------------ the worktree budget
 

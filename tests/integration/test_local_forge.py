@@ -453,3 +453,20 @@ class TestMerge:
         result = await forge.merge_pr("calc", number, sha=sha, title="", body="")
         assert result.merged
         assert await run("rev-parse", "refs/heads/main", cwd=bare) == result.sha
+
+    async def test_a_repository_named_by_a_file_url(self, tmp_path: Path, user_repo: Path) -> None:
+        """A remote given as a file:// URL (read with ls-remote and fetched, not read in place) works the same,
+        and a commit made on its base just before the checks is in the checked merge."""
+        bare = tmp_path / "calc.git"
+        await run("clone", "-q", "--bare", str(user_repo), str(bare), cwd=tmp_path)
+        config = RepoConfig(name="calc", path=str(user_repo), remote=bare.as_uri(), test_command="test -f base.txt")
+        forge = LocalForge(tmp_path / "state2", {"calc": config}, git_env=GIT_ENV)
+        ws = Workspace(tmp_path / "state2", config, remote_url=forge.remote_url("calc"), git_env=GIT_ENV)
+        issue = await forge.new_issue("calc", "Feature")
+        number, sha, _ = await ship(forge, ws, issue)
+        assert (await forge.get_pr("calc", number)).head_sha == sha
+        await commit_file(user_repo, "base.txt", "later\n", "base moves")
+        await run("push", "-q", str(bare), "main", cwd=user_repo)
+        assert (await forge.checks("calc", number)).state == "success"
+        result = await forge.merge_pr("calc", number, sha=sha, title="", body="")
+        assert result.merged and await run("rev-parse", "refs/heads/main", cwd=bare) == result.sha

@@ -141,6 +141,66 @@ class TestPrepare:
             await ws.prepare("agentos/1-x")
 
 
+class TestReadingRefs:
+    """What agentos reads of the remote and of HEAD without a fetch or a ``rev-parse`` says what git would say."""
+
+    async def test_every_call_sees_the_remote_as_it_is_then(self, ws: Workspace, origin: Path) -> None:
+        """A commit on main, a new branch, a tag and a deleted branch in the user's repository are all seen by
+        the next call, and the clone is left as a real ``git fetch --prune`` would leave it."""
+        await ws.prepare("agentos/1-a")
+        await run("branch", "old", cwd=origin)
+        refs = await ws.fetch_refs("refs/remotes/origin/main", "refs/remotes/origin/old")
+        assert set(refs) == {"refs/remotes/origin/main", "refs/remotes/origin/old"}
+        tip = await commit_file(origin, "app.py", "x = 2\ny = 2\n", "newer base")
+        await run("branch", "feature", cwd=origin)
+        await run("branch", "-D", "old", cwd=origin)
+        await run("tag", "-a", "-m", "first", "v1", cwd=origin)
+        main, feature, old = "refs/remotes/origin/main", "refs/remotes/origin/feature", "refs/remotes/origin/old"
+        assert await ws.fetch_refs(main, feature, old) == {main: tip, feature: tip}
+        assert await ws.rev("refs/tags/v1") == tip
+        before = await run("for-each-ref", cwd=ws.clone_path)
+        await run("fetch", "--prune", "origin", cwd=ws.clone_path)
+        assert await run("for-each-ref", cwd=ws.clone_path) == before  # nothing was left for a fetch to do
+
+    async def test_head_after_a_commit_a_detach_and_packed_refs(self, ws: Workspace) -> None:
+        """head_sha is rev-parse HEAD whether the branch is a loose ref, packed, or HEAD is detached."""
+        path = await ws.prepare("agentos/1-a")
+        (path / "app.py").write_text("x = 1\ny = 3\n")
+        sha = await ws.commit_all(path, "change")
+        assert sha is not None and sha == await run("rev-parse", "HEAD", cwd=path)
+        await run("pack-refs", "--all", cwd=ws.clone_path)
+        assert await ws.head_sha(path) == sha
+        await run("checkout", "-q", "--detach", "HEAD~1", cwd=path)
+        assert await ws.head_sha(path) == await run("rev-parse", "HEAD", cwd=path) != sha
+
+    async def test_prepare_head_is_where_the_worktree_is(self, tmp_path: Path, origin: Path) -> None:
+        """The HEAD prepare_head reports is the worktree's: created at the base, at a pushed branch, reused, and
+        after an after_create hook that committed."""
+        ws = make_ws(tmp_path, origin)
+        path, head = await ws.prepare_head("agentos/1-a")
+        assert head == await run("rev-parse", "HEAD", cwd=path) == await run("rev-parse", "main", cwd=origin)
+        (path / "app.py").write_text("x = 1\ny = 3\n")
+        pushed = await ws.push(path, "agentos/1-a", sha=await ws.commit_all(path, "mine"))
+        assert await ws.prepare_head("agentos/1-a") == (path, pushed)  # reused
+        await ws.remove("agentos/1-a")
+        assert (await ws.prepare_head("agentos/1-a"))[1] == pushed  # recreated from origin/agentos/1-a
+        setup = "git -c user.name=t -c user.email=t@t commit -q --allow-empty -m setup"
+        hooked = make_ws(tmp_path / "h", origin, hooks=Hooks(after_create=setup))
+        path, head = await hooked.prepare_head("agentos/2-b")
+        assert head == await run("rev-parse", "HEAD", cwd=path) != await run("rev-parse", "main", cwd=origin)
+
+    async def test_secret_scan_names_the_commit_it_read(self, ws: Workspace) -> None:
+        """find_secrets returns the commit it scanned as HEAD (what a push should publish); None with no commit."""
+        path = await ws.prepare("agentos/1-a")
+        assert await ws.find_secrets(path, lambda line: []) == ([], None)
+        (path / "app.py").write_text("x = 1\ny = 3\n")
+        sha = await ws.commit_all(path, "change")
+        assert await ws.find_secrets(path, lambda line: ["shape"] if "y = 3" in line else []) == (
+            [f"app.py ({sha[:12] if sha else ''}): shape"],
+            sha,
+        )
+
+
 class TestCommit:
     async def test_commit_excludes_the_result_file(self, ws: Workspace) -> None:
         """Everything the agent changed is committed except .agent_result.md, which stays untracked."""
@@ -161,6 +221,16 @@ class TestCommit:
         path = await ws.prepare("agentos/1-a")
         (path / RESULT_FILE).write_text("STATUS: complete\n")
         assert await ws.commit_all(path, "nothing") is None
+
+    async def test_merge_in_progress_with_no_change_records_nothing(self, ws: Workspace, origin: Path) -> None:
+        """A merge left in progress that changes nothing is not concluded by commit_all (no merge commit)."""
+        path = await ws.prepare("agentos/1-a")
+        await commit_file(origin, "other.txt", "base moved\n")
+        await ws.fetch()
+        await run("merge", "--no-commit", "-s", "ours", "refs/remotes/origin/main", cwd=path)
+        head = await ws.head_sha(path)
+        assert await ws.commit_all(path, "nothing") is None
+        assert await ws.head_sha(path) == head
 
     async def test_diff_stat_against_base(self, ws: Workspace, origin: Path) -> None:
         """diff_stat counts the branch's own committed changes, not later changes on base."""

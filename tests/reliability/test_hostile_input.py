@@ -308,6 +308,10 @@ class TestSocketProtocol:
             b'{"cmd": "repo_cadence", "args": {"name": "calc", "days": ' + b"9" * 5000 + b"}}",
             b'{"cmd": "task", "args": {"id": "\\ud800"}}',
             b'{"cmd": "status"}\x00garbage',
+            b'{"cmd": "issue_new", "args": {"title": "' + b"t" * 60_000 + b'", "key": "k", "ready": true}}',
+            b'{"cmd": "issue_new", "args": {"title": "t", "labels": [' + b'"a",' * 10_000 + b'"a"], "ready": true}}',
+            b'{"cmd": "issue_new", "args": {"title": "t", "key": "k -->\\n<script>", "ready": true}}',
+            b'{"cmd": "issue_ready", "args": {"number": ' + b"9" * 5000 + b"}}",
             b"\xff\xfe{}",
         ],
     )

@@ -405,3 +405,81 @@ class TestHeldStatus:
         assert (pr.runs, watchdog.runs) == (0, 1)
         rt.write_failure = None
         assert (await ctl.run_job("pr_monitor"))["result"] == "ok" and pr.runs == 1
+
+
+class TestIssueCommands:
+    """`issue_new` / `issue_ready`: what `agentos issue new|ready` asks a running daemon to do."""
+
+    @staticmethod
+    def args(rt: Runtime, **changes: object) -> dict[str, object]:
+        base: dict[str, object] = {
+            "repo": None,
+            "title": "Add a greeting",
+            "body": "Say hello.",
+            "labels": ["prio:high"],
+            "ready": True,
+            "key": "cli:k1",
+            "config": str(rt.config_path),
+        }
+        return {**base, **changes}
+
+    async def test_a_ready_issue_is_filed_once_and_dispatch_is_poked(
+        self, ctl: Controller, rt: Runtime, jobs: dict[str, Job]
+    ) -> None:
+        """The issue lands on the local forge with the ready label and the key; dispatch runs; the same key
+        again (a retry) returns that issue instead of filing a second one."""
+        filed = await ctl.issue_new(**self.args(rt))  # type: ignore[arg-type]
+        await asyncio.wait_for(jobs["dispatch"].started.wait(), 5)
+        assert (filed["repo"], filed["number"], filed["title"]) == ("calc", 1, "Add a greeting")
+        assert filed["labels"] == ["prio:high", READY_LABEL]
+        again = await ctl.issue_new(**self.args(rt, title="Other title"))  # type: ignore[arg-type]
+        assert again["number"] == 1
+        forge = rt.forge
+        assert isinstance(forge, LocalForge)
+        [issue] = await forge.list_issues("calc", state="all")
+        assert issue.body.startswith("Say hello.") and "<!-- agentos:key=cli:k1 -->" in issue.body
+
+    async def test_the_cli_falling_back_after_a_timeout_finds_the_daemons_issue(
+        self, ctl: Controller, rt: Runtime
+    ) -> None:
+        """The CLI's own path (another LocalForge, another process in real life) with the key the daemon
+        used returns the daemon's issue, even once it is closed."""
+        filed = await ctl.issue_new(**self.args(rt, ready=False))  # type: ignore[arg-type]
+        other = LocalForge(rt.state_dir, {r.name: r for r in rt.config.repos})
+        await other.close_issue("calc", filed["number"])
+        found = await other.new_issue("calc", "Add a greeting", "Say hello.", ["prio:high"], key="cli:k1")
+        assert found.number == filed["number"] and found.state == "closed"
+        assert len(await other.list_issues("calc", state="all")) == 1
+
+    async def test_refusals_name_the_problem(self, ctl: Controller, rt: Runtime, tmp_path: Path) -> None:
+        """Another config file, an unknown repo and a missing issue are one-line errors; nothing is filed."""
+        other = tmp_path / "other.yaml"
+        other.write_text("repos: []\n")
+        with pytest.raises(ControlError, match=r"^this daemon serves .*agentos\.yaml, not .*other\.yaml$"):
+            await ctl.issue_new(**self.args(rt, config=str(other)))  # type: ignore[arg-type]
+        with pytest.raises(ControlError, match="not no config file"):
+            await ctl.issue_new(**self.args(rt, config=None))  # type: ignore[arg-type]
+        with pytest.raises(ControlError, match=r"^no repo named 'nope'; repos: calc$"):
+            await ctl.issue_new(**self.args(rt, repo="nope"))  # type: ignore[arg-type]
+        with pytest.raises(ControlError, match=r"^calc: no issue or pull request #7$"):
+            await ctl.issue_ready("calc", 7, str(rt.config_path))
+        forge = rt.forge
+        assert isinstance(forge, LocalForge)
+        assert await forge.list_issues("calc", state="all") == []
+
+    async def test_ready_labels_an_issue_and_pokes_dispatch(
+        self, ctl: Controller, rt: Runtime, jobs: dict[str, Job]
+    ) -> None:
+        """`issue_ready` adds the ready label (twice changes nothing) and runs dispatch."""
+        filed = await ctl.issue_new(**self.args(rt, ready=False, labels=[]))  # type: ignore[arg-type]
+        assert jobs["dispatch"].runs == 0
+        assert await ctl.issue_ready(None, filed["number"], str(rt.config_path)) == {
+            "repo": "calc",
+            "number": 1,
+            "ready": True,
+        }
+        await ctl.issue_ready("calc", filed["number"], str(rt.config_path))
+        await asyncio.wait_for(jobs["dispatch"].started.wait(), 5)
+        forge = rt.forge
+        assert isinstance(forge, LocalForge)
+        assert (await forge.get_issue("calc", 1)).labels == [READY_LABEL]

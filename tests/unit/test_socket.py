@@ -124,6 +124,53 @@ class TestHandleRequest:
         assert answer["ok"] is False
         assert answer["error"].startswith(error), answer["error"]
 
+    @pytest.mark.parametrize(
+        ("changes", "error"),
+        [
+            pytest.param({"title": "   "}, "the title must not be empty", id="blank-title"),
+            pytest.param({"title": None}, "argument 'title' is required", id="no-title"),
+            pytest.param({"title": "t" * 300}, "the title has 300 characters; at most 256", id="long-title"),
+            pytest.param({"body": "b" * 70_000}, "the body has 70000 characters; at most 65536", id="long-body"),
+            pytest.param({"body": 5}, "argument 'body' must be a string", id="body-not-str"),
+            pytest.param({"labels": "bug"}, "argument 'labels' must be a list of strings", id="labels-str"),
+            pytest.param({"labels": ["a\nb"]}, "label 'a\\nb' must be 1 to 50 printable", id="label-newline"),
+            pytest.param({"labels": ["x"] * 21}, "21 labels; at most 20", id="many-labels"),
+            pytest.param({"key": "cli:x -->"}, "argument 'key' must be 1 to 100 letters", id="key-breaks-marker"),
+            pytest.param({"ready": "yes"}, "argument 'ready' must be true or false", id="ready-not-bool"),
+            pytest.param({"repo": 3}, "argument 'repo' must be a string", id="repo-not-str"),
+            pytest.param({"repo": "nope"}, "no repo named 'nope'; repos: calc", id="unknown-repo"),
+            pytest.param({"config": "/nonexistent.yaml"}, "this daemon serves ", id="other-config"),
+        ],
+    )
+    async def test_a_bad_issue_new_is_refused_in_one_line(
+        self, controller: Controller, rt: Runtime, changes: dict[str, Any], error: str
+    ) -> None:
+        """`issue_new` checks every argument (type, size, a key that cannot break its marker, the repo, the
+        config file) and files nothing when one is wrong."""
+        args = {"title": "t", "body": "", "labels": [], "ready": True, "key": "cli:1", "config": str(rt.config_path)}
+        answer = await ask(controller, json.dumps({"cmd": "issue_new", "args": {**args, **changes}}))
+        assert answer["ok"] is False and "\n" not in answer["error"]
+        assert answer["error"].startswith(error), answer["error"]
+        assert not (rt.state_dir / "local-forge" / "calc" / "issues").exists()
+
+    async def test_issue_new_and_ready_answer_with_the_issue(self, controller: Controller, rt: Runtime) -> None:
+        """A good `issue_new` answers with the issue as `issue new --json` prints it; `issue_ready` with its ref."""
+        args = {"title": "t", "labels": [], "ready": False, "key": "cli:1", "config": str(rt.config_path)}
+        answer = await ask(controller, json.dumps({"cmd": "issue_new", "args": args}))
+        assert answer["ok"] is True
+        assert {k: answer["result"][k] for k in ("repo", "number", "title", "labels")} == {
+            "repo": "calc",
+            "number": 1,
+            "title": "t",
+            "labels": [],
+        }
+        ready = {"number": 1, "config": str(rt.config_path)}
+        answer = await ask(controller, json.dumps({"cmd": "issue_ready", "args": ready}))
+        assert answer == {"ok": True, "result": {"repo": "calc", "number": 1, "ready": True}}
+        for number in (0, -1, 2**40, True):
+            answer = await ask(controller, json.dumps({"cmd": "issue_ready", "args": {**ready, "number": number}}))
+            assert answer["ok"] is False and "argument 'number' must be" in answer["error"]
+
     async def test_a_good_request_gets_its_result(self, controller: Controller) -> None:
         """`{"cmd": "status"}` answers ok: true with the controller's result; args may be null."""
         answer = await ask(controller, '{"cmd": "status", "args": null}')

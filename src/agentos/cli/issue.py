@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import uuid
 from collections.abc import Coroutine
@@ -50,12 +51,37 @@ def _repo(config: Config, name: str | None) -> str:
     return name
 
 
+DAEMON_TIMEOUT_S = 5.0
+"""How long `issue new|ready` waits for a running daemon before doing the work itself (with the same key)."""
+
+
 def _poke() -> None:
     """Tell a running daemon to dispatch now; silent when none is running."""
-    from agentos.control.socket import default_socket_path, request
+    from agentos.control.socket import client_socket_path, request
 
     with contextlib.suppress(AgentosError, OSError):
-        request(default_socket_path(), "poke", {"job": "dispatch"}, timeout=2)
+        request(client_socket_path(), "poke", {"job": "dispatch"}, timeout=2)
+
+
+def _via_daemon(cmd: str, args: dict[str, Any], config: str | None) -> Any | None:
+    """The running daemon's answer to ``cmd``, or None when this process must do the work itself.
+
+    A daemon that serves this config has it and the forge loaded already, so the command needs neither
+    pydantic nor the forge here. None when no daemon answers, it serves another config file, it refuses
+    (the direct path then gives the same one-line error from the config on disk) or it does not answer in
+    :data:`DAEMON_TIMEOUT_S`.
+    """
+    from agentos.configpath import find_config
+    from agentos.control.socket import MAX_LINE, client_socket_path, request
+
+    path = find_config(config)
+    args = {**args, "config": str(path.resolve()) if path is not None else None}
+    if len(json.dumps({"cmd": cmd, "args": args})) >= MAX_LINE:  # the daemon would refuse the line
+        return None
+    try:
+        return request(client_socket_path(), cmd, args, timeout=DAEMON_TIMEOUT_S)
+    except (AgentosError, OSError):
+        return None
 
 
 @app.command("new")
@@ -69,9 +95,9 @@ def new(
     config: str | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Create an issue."""
-    cfg, _ = load(config)
-    name = _repo(cfg, repo)
+    """Create an issue (through the running daemon when there is one, so it starts at once)."""
+    from agentos.control.socket import issue_problem
+
     if body_file == "-":
         body = sys.stdin.read()
     elif body_file:
@@ -79,16 +105,38 @@ def new(
             body = Path(body_file).read_text(encoding="utf-8")
         except OSError as exc:
             fail(f"cannot read --body-file {body_file}: {exc.strerror}")
+    if problem := issue_problem(title, body, list(label)):
+        fail(problem)
+    key = f"cli:{uuid.uuid4().hex}"  # a retry, here or in the daemon, finds the issue instead of filing another
+    args = {"repo": repo, "title": title, "body": body, "labels": list(label), "ready": ready, "key": key}
+    issue = _via_daemon("issue_new", args, config)
+    if issue is None:
+        issue = _new_here(config, repo, title, body, list(label), ready, key)
+    if as_json:
+        print_json(issue)
+    else:
+        console.print(
+            f"{issue['repo']}#{issue['number']} {issue['title']}" + ("  [ready]" if ready else ""), markup=False
+        )
+
+
+def _new_here(
+    config: str | None, repo: str | None, title: str, body: str, labels: list[str], ready: bool, key: str
+) -> dict[str, Any]:
+    """``issue new`` without a daemon: the config and the forge in this process, then a poke."""
     from agentos.forge.base import READY_LABEL
 
-    labels = list(label) + ([READY_LABEL] if ready and READY_LABEL not in label else [])
-    issue = _run(_forge(cfg).new_issue(name, title, body, labels))
+    cfg, _ = load(config)
+    name = _repo(cfg, repo)
+    wanted = labels + ([READY_LABEL] if ready and READY_LABEL not in labels else [])
+    try:
+        issue = _run(_forge(cfg).new_issue(name, title, body, wanted, key=key))
+    except AgentosError as exc:
+        fail(f"issue not filed: {exc}")
     if ready:
         _poke()
-    if as_json:
-        print_json(issue.model_dump(mode="json"))
-    else:
-        console.print(f"{name}#{issue.number} {issue.title}" + ("  [ready]" if ready else ""), markup=False)
+    dumped: dict[str, Any] = issue.model_dump(mode="json")
+    return dumped
 
 
 @app.command("list")
@@ -154,7 +202,11 @@ def ready(
     repo: str | None = typer.Option(None, "--repo", "-r"),
     config: str | None = ConfigOption,
 ) -> None:
-    """Make an issue ready for agentos."""
+    """Make an issue ready for agentos (through the running daemon when there is one)."""
+    done = _via_daemon("issue_ready", {"repo": repo, "number": number}, config)
+    if done is not None:
+        console.print(f"{done['repo']}#{number} is ready", markup=False)
+        return
     from agentos.forge.base import READY_LABEL
 
     cfg, _ = load(config)

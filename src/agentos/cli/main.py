@@ -9,6 +9,9 @@ import typer
 from agentos import __version__
 from agentos.cli import ctl, doctor, init, issue, stats, views
 from agentos.cli._common import ConfigOption, console, err_console, fail
+from agentos.cli._typer import defer_adapters
+
+defer_adapters()  # typer would build a pydantic adapter for every parameter of every command: ~50 ms each run
 
 app = typer.Typer(
     help="agentos: turns a backlog of issues into merged pull requests with coding agents.",

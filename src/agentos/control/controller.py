@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from os.path import samefile
+from typing import TYPE_CHECKING, Any
 
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.budget import agent_verdicts, describe_pause, issue_breach, lift_agent_pause, limits_text
 from agentos.errors import AgentosError, ControlError
+from agentos.forge.base import READY_LABEL
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
+
+if TYPE_CHECKING:  # the daemon on GitHub never loads the local forge
+    from agentos.forge.local import LocalForge
 
 log = alog.get_logger("agentos.controller")
 
@@ -335,6 +340,55 @@ class Controller:
             log.warning("ready_label_not_removed", task=task_id, error=str(exc))
         return {"task": task_id, "status": task.status.value}
 
+    # ------------------------------------------------------------ issues (`agentos issue new|ready`)
+
+    def _local_forge(self, config: str | None) -> LocalForge:
+        """The local forge, when this daemon serves the config file ``config`` (the CLI's, None for none)."""
+        from agentos.forge.local import LocalForge
+
+        own = self.rt.config_path
+        if not _same_file(config, own):
+            raise ControlError(f"this daemon serves {own or 'no config file'}, not {config or 'no config file'}")
+        if not isinstance(self.rt.forge, LocalForge):
+            raise ControlError("`agentos issue` works on the local forge; this config uses GitHub (its issues)")
+        return self.rt.forge
+
+    def _issue_repo(self, name: str | None) -> str:
+        if name is not None:
+            return self._repo(name).name
+        names = [r.name for r in self.rt.config.repos]
+        if len(names) != 1:
+            raise ControlError(f"name the repo with --repo (repos: {', '.join(names) or 'none configured'})")
+        return names[0]
+
+    async def issue_new(
+        self, *, repo: str | None, title: str, body: str, labels: list[str], ready: bool, key: str, config: str | None
+    ) -> dict[str, Any]:
+        """File an issue on the local forge (``key`` makes a retry return the same one); ``ready`` pokes dispatch."""
+        forge = self._local_forge(config)
+        name = self._issue_repo(repo)
+        wanted = list(dict.fromkeys([*labels, READY_LABEL] if ready else labels))
+        try:
+            issue = await forge.new_issue(name, title, body, wanted, key=key)
+        except AgentosError as exc:
+            raise ControlError(f"issue not filed: {exc}") from None
+        log.info("issue_filed", repo=name, number=issue.number, ready=ready, key=key)
+        if ready:
+            self._poke("dispatch")
+        dumped: dict[str, Any] = issue.model_dump(mode="json")
+        return dumped
+
+    async def issue_ready(self, repo: str | None, number: int, config: str | None) -> dict[str, Any]:
+        """Label a local-forge issue ready and poke dispatch (a second time changes nothing)."""
+        forge = self._local_forge(config)
+        name = self._issue_repo(repo)
+        try:
+            await forge.add_labels(name, number, [READY_LABEL])
+        except AgentosError as exc:
+            raise ControlError(str(exc)) from None
+        self._poke("dispatch")
+        return {"repo": name, "number": number, "ready": True}
+
     def _pr_ref(self, ref: str) -> tuple[str, int]:
         repo, _, num = ref.rpartition("#")
         if not num.isdigit():
@@ -357,3 +411,13 @@ class Controller:
             raise ControlError("approvals are not available (the PR monitor is not running)")
         repo, number = self._pr_ref(ref)
         return await self.approver(repo, number, False)
+
+
+def _same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:
+    """Both None, or two names of one existing file."""
+    if a is None or b is None:
+        return a is None and b is None
+    try:
+        return samefile(a, b)
+    except OSError:
+        return False

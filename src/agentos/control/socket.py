@@ -17,7 +17,6 @@ and user units put it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -29,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from agentos.errors import ControlError
 
-if TYPE_CHECKING:  # `agentos ctl` imports this module: keep the daemon's parts out of its start-up
+if TYPE_CHECKING:  # `agentos ctl` imports this module: keep the daemon's parts (asyncio too) out of its start-up
+    import asyncio
+
     import structlog
 
     from agentos.control.controller import Controller
@@ -117,6 +118,60 @@ def _int(args: dict[str, Any], key: str) -> int:
     return value
 
 
+ISSUE_TITLE_MAX = 256
+ISSUE_BODY_MAX = 65_536
+"""GitHub's limits (characters); a request line is at most :data:`MAX_LINE` bytes anyway."""
+LABEL_MAX = 50
+LABELS_MAX = 20
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-")
+
+
+def issue_problem(title: str, body: str, labels: list[str]) -> str | None:
+    """What is wrong with an issue to file, in one line, or None: the daemon and the CLI check the same."""
+    if not title.strip():
+        return "the title must not be empty"
+    if len(title) > ISSUE_TITLE_MAX:
+        return f"the title has {len(title)} characters; at most {ISSUE_TITLE_MAX}"
+    if len(body) > ISSUE_BODY_MAX:
+        return f"the body has {len(body)} characters; at most {ISSUE_BODY_MAX}"
+    if len(labels) > LABELS_MAX:
+        return f"{len(labels)} labels; at most {LABELS_MAX}"
+    for label in labels:
+        if not label.strip() or len(label) > LABEL_MAX or not label.isprintable():
+            return f"label {_short(label, 60)} must be 1 to {LABEL_MAX} printable characters"
+    return None
+
+
+def _issue_new(args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of ``issue_new``, checked: one-line errors for a wrong type or a bad value."""
+    title, body, labels = _str(args, "title"), args.get("body", ""), args.get("labels", [])
+    if not isinstance(body, str):
+        raise ControlError("argument 'body' must be a string")
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ControlError("argument 'labels' must be a list of strings")
+    if problem := issue_problem(title, body, labels):
+        raise ControlError(problem)
+    key = _str(args, "key")
+    if len(key) > 100 or not set(key) <= _KEY_CHARS:
+        raise ControlError("argument 'key' must be 1 to 100 letters, digits or ':._-'")
+    return {
+        "repo": _opt_str(args, "repo"),
+        "title": title,
+        "body": body,
+        "labels": labels,
+        "ready": _bool(args, "ready"),
+        "key": key,
+        "config": _opt_str(args, "config"),
+    }
+
+
+def _number(args: dict[str, Any], key: str) -> int:
+    value = _int(args, key)
+    if not 1 <= value < 2**31:
+        raise ControlError(f"argument {key!r} must be an issue number ≥ 1")
+    return value
+
+
 COMMANDS: dict[str, Handler] = {
     "status": lambda c, a: c.status(),
     "pause": lambda c, a: c.pause(),
@@ -138,6 +193,8 @@ COMMANDS: dict[str, Handler] = {
     "cancel": lambda c, a: c.cancel(_str(a, "id")),
     "approve": lambda c, a: c.approve(_str(a, "ref")),
     "reject": lambda c, a: c.reject(_str(a, "ref")),
+    "issue_new": lambda c, a: c.issue_new(**_issue_new(a)),
+    "issue_ready": lambda c, a: c.issue_ready(_opt_str(a, "repo"), _number(a, "number"), _opt_str(a, "config")),
 }
 
 
@@ -202,6 +259,8 @@ class ControlServer:
 
     async def start(self) -> None:
         """Bind the socket (mode 0600). Raises :class:`SocketInUse` when a live daemon already answers there."""
+        import asyncio
+
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if _answers(self.path):
             # The state lock does not cover this: two state dirs may share one socket path, and
@@ -216,6 +275,8 @@ class ControlServer:
             os.umask(old)
 
     async def stop(self) -> None:
+        import asyncio
+
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -225,6 +286,8 @@ class ControlServer:
             self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio
+
         sock = writer.get_extra_info("socket")
         try:
             uid = peer_uid(sock)

@@ -70,7 +70,7 @@ from agentos.forge.base import (
     marker,
 )
 from agentos.fsutil import atomic_write_text
-from agentos.gitutil import git
+from agentos.gitutil import git, local_git_dir, read_refs
 from agentos.workspace import Workspace
 
 log = structlog.get_logger(__name__)
@@ -389,10 +389,30 @@ class LocalForge:
     # ------------------------------------------------------------ issues
 
     async def new_issue(
-        self, repo: str, title: str, body: str = "", labels: Iterable[str] = (), *, author: str | None = None
+        self,
+        repo: str,
+        title: str,
+        body: str = "",
+        labels: Iterable[str] = (),
+        *,
+        author: str | None = None,
+        key: str | None = None,
     ) -> Issue:
-        """Open an issue (the ``agentos issue new`` command)."""
-        return await self._mutate(repo, lambda: self._create(repo, title, body, list(labels), author or _user()))
+        """Open an issue (the ``agentos issue new`` command). With ``key``, an issue (open or closed) already
+        carrying it is returned instead: a retried command files one issue, whichever process ran it first."""
+        tag = marker(key) if key else None
+
+        def op() -> Issue:
+            if tag is None:
+                return self._create(repo, title, body, list(labels), author or _user())
+            for number in self._numbers(repo, "issues"):
+                issue = self._read_issue(repo, number)[0]
+                if tag in issue.body:
+                    return issue
+            full = f"{body.rstrip()}\n\n{tag}".lstrip("\n")
+            return self._create(repo, title, full, list(labels), author or _user())
+
+        return await self._mutate(repo, op)
 
     def _create(self, repo: str, title: str, body: str, labels: list[str], author: str) -> Issue:
         number = self._allocate(repo, "number")
@@ -535,8 +555,12 @@ class LocalForge:
     # ------------------------------------------------------------ pull requests
 
     async def _remote_heads(self, repo: str) -> dict[str, str]:
-        """Branch → sha in the user's repository."""
+        """Branch → sha in the user's repository: one ``for-each-ref`` there when it is a local path, else (a URL,
+        or git refused to read it that way) ``ls-remote``, which also runs ``upload-pack``."""
         remote = self.remote_url(repo)
+        git_dir = local_git_dir(remote)
+        if git_dir is not None and (refs := await read_refs(git_dir, "refs/heads", env=self.git_env)) is not None:
+            return {ref.removeprefix("refs/heads/"): sha for ref, sha in refs.items()}
         self.base_dir.mkdir(parents=True, exist_ok=True)
         res = await git("ls-remote", "--heads", remote, cwd=self.base_dir, env=self.git_env, check=False)
         if not res.ok:
@@ -662,7 +686,6 @@ class LocalForge:
                     runs=[CheckRun(name="merge", state=state, summary=f"the pull request is {record.state}")],
                 )
             ws = self.workspace(repo)
-            await ws.fetch()
             head_sha, base_sha = await _tips(ws, record)
             if head_sha is None or base_sha is None:
                 gone = record.head if head_sha is None else record.base
@@ -731,7 +754,6 @@ class LocalForge:
             if record.state == "closed":
                 return MergeResult(merged=False, message=f"pull request #{number} is closed")
             ws = self.workspace(repo)
-            await ws.fetch()
             head_sha, base_sha = await _tips(ws, record)
             if base_sha is None:
                 return MergeResult(merged=False, message=f"base branch {record.base} is not in the repository")
@@ -866,9 +888,9 @@ class LocalForge:
 
 
 async def _tips(ws: Workspace, record: _PullRecord) -> tuple[str | None, str | None]:
-    """The fetched tips of the PR's head and base branches (None when gone), in one git process."""
+    """Fetch, then the tips of the PR's head and base branches (None when gone), as the remote has them now."""
     head_ref, base_ref = f"refs/remotes/origin/{record.head}", f"refs/remotes/origin/{record.base}"
-    found = await ws.refs(head_ref, base_ref)
+    found = await ws.fetch_refs(head_ref, base_ref)
     return found.get(head_ref), found.get(base_ref)
 
 
