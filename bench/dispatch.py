@@ -169,7 +169,7 @@ def run(ctx: Context) -> BenchResult:
     res.add(Figure("t0 → task_created (CLI, poke, dispatch pass)", "ms", created, group=g))
     res.add(Figure("task_created → agent_started (worktree, spawn)", "ms", after_created, group=g))
     res.add(Figure("agent_started → agent's first line (interpreter)", "ms", after_started, group=g))
-    res.notes.append("GitHub polling latency (≤ the poll interval) comes with the GitHub forge; not measured yet")
+    res.notes.append("GitHub polling latency (label → agent, ≤ the poll interval): see the github_idle benchmark")
     return res
 
 

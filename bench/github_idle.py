@@ -26,6 +26,13 @@ REST/GraphQL calls that reach the same outcome with the same checks (who made it
 the body's edit time, labels and board moves, PR, comment, checks, squash merge, branch deletion, close),
 sent by a plain httpx script on another issue.
 
+*Poll latency*: a third daemon with ``github.poll_interval_s`` = 2 s (the dispatch job runs on that implied
+interval, no ``jobs.dispatch`` entry, nothing poked) and the label-mode repos. Each iteration waits for the
+daemon to be idle, sleeps a random fraction of the interval (so the label lands at a random phase of the
+poll cycle), labels a new issue ready as a maintainer, and times the wall clock from the label to the stand-in
+agent's first line (``date +%s%N``), then waits for the merge. Target: median ≤ the interval; with a uniform
+phase the expected wait is about interval / 2 plus the dispatch pass and the spawn, printed as the baseline.
+
 Run alone with ``python -m bench.github_idle [--quick]``.
 """
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -51,13 +59,14 @@ from bench._common import BenchResult, Context, Figure, at_most, configure_loggi
 from bench._daemon import idle, start_daemon, stop_daemon
 
 NAME = "github_idle"
-TITLE = "GitHub API budget: counted (non-304) requests, idle with 10 repos and per task (fake GitHub)"
+TITLE = "GitHub API budget: counted (non-304) requests, idle with 10 repos and per task; poll latency (fake GitHub)"
 
 REPOS = 10
 ISSUES_PER_REPO = 9  # plus one made ready by a read-only user: 10 per repo, 100 cards on the board
 POLLS_PER_HOUR = 3600 / 60.0  # jobs.dispatch default interval_s: 60
 MONITOR_PER_HOUR = 12.0  # jobs.pr_monitor default cron: */5 * * * *
 TARGET_PER_REPO_HOUR = 10.0  # issue 10
+POLL_S = 2.0  # github.poll_interval_s for the poll-latency daemon
 OWNER = "bench"
 MAINTAINER, GUEST = "maya", "gus"
 READY = "agentos:ready"
@@ -178,7 +187,8 @@ def _naive_forge(fake: Any, *, board: bool) -> Any:
     return GitHubForge(GitHubClient(fake.url, auth=TokenAuth(fake.token)), projects=projects, board_ttl=0.0)
 
 
-def _config(root: Path, fake: Any, agent: Path, *, board: bool) -> Path:
+def _config(root: Path, fake: Any, agent: Path, *, board: bool, poll_s: float | None = None) -> Path:
+    """The daemon's config; with ``poll_s`` dispatch runs on the interval ``github.poll_interval_s`` implies."""
     repos: list[dict[str, Any]] = []
     for i in range(REPOS):
         repo: dict[str, Any] = {"name": repo_name(i), "test_command": "true", "test_timeout_s": 60}
@@ -186,20 +196,21 @@ def _config(root: Path, fake: Any, agent: Path, *, board: bool) -> Path:
             repo["project"] = {"owner": OWNER, "number": 1}
         repos.append(repo)
     loops = ("incident_scan", "log_analysis", "agent_scoring", "backlog_groom", "sprint_plan", "daily_digest")
+    github: dict[str, Any] = {"api_url": fake.url, "git_url": fake.url, "checks_grace_s": 0}
+    jobs: dict[str, Any] = {"dispatch": {"interval_s": 3600}, "pr_monitor": {"interval_s": 3600}}
+    if poll_s is not None:
+        github["poll_interval_s"] = poll_s
+        del jobs["dispatch"]
     config = {
         "state_dir": str(root / "state"),
         "forge": "github",
-        "github": {"api_url": fake.url, "git_url": fake.url, "checks_grace_s": 0},
+        "github": github,
         "max_parallel_workers": 2,
         "repos": repos,
         "agents": {"bench": {"kind": "command", "argv": ["/bin/sh", str(agent), "{task_id}"]}},
         "routing": {"default": ["bench"], "max_attempts": 1},
         "limits": {"idle_timeout_minutes": 2, "max_runtime_minutes": 5, "kill_grace_s": 2, "shutdown_grace_s": 5},
-        "jobs": {
-            "dispatch": {"interval_s": 3600},
-            "pr_monitor": {"interval_s": 3600},
-            **{name: {"enabled": False} for name in loops},
-        },
+        "jobs": {**jobs, **{name: {"enabled": False} for name in loops}},
         "log_level": "info",
     }
     path = root / "agentos.yaml"
@@ -263,6 +274,53 @@ async def _one_task(daemon: Any, probe: Any, meter: Meter, fake: Any, project: A
     return meter.window()
 
 
+@contextmanager
+def poll_times() -> Iterator[list[float]]:
+    """Wall-clock start of every dispatch tick (a class-level wrapper, only for the benchmark)."""
+    from agentos.jobs.dispatch import Dispatcher
+
+    starts: list[float] = []
+    orig = Dispatcher.tick
+
+    async def tick(self: Dispatcher) -> None:
+        starts.append(time.time())
+        await orig(self)
+
+    Dispatcher.tick = tick  # type: ignore[method-assign]
+    try:
+        yield starts
+    finally:
+        Dispatcher.tick = orig  # type: ignore[method-assign]
+
+
+async def _poll_latency(
+    daemon: Any, probe: Any, fake: Any, times: Path, ticks: list[float], iterations: int
+) -> list[tuple[float, float]]:
+    """Per iteration: (label → agent's first line, label → the poll that started it), in seconds."""
+    from agentos.graph import Task
+
+    rng = random.Random(10)
+    out: list[tuple[float, float]] = []
+    for n in range(iterations):
+        repo = repo_name(n % REPOS)
+        issue = fake.add_issue(repo, f"Poll change {n}", "## Goal\n\nMake a one-line change.\n", author="alice")
+        await idle(daemon)
+        await asyncio.sleep(rng.uniform(0, POLL_S))
+        t0 = time.time()
+        fake.label_issue(repo, issue.number, READY, actor=MAINTAINER)
+        tid = Task.make_id(repo, issue.number)
+        await probe.wait(tid, "end", 60 + 2 * POLL_S)
+        if probe.outcome[tid] != "merged":
+            task = daemon.rt.graph.find(tid)
+            raise RuntimeError(f"{tid} ended {probe.outcome[tid]}: {task.last_blocker if task else '?'}")
+        safe = "".join(c if c.isalnum() else "_" for c in tid)
+        first = int((times / safe).read_text().split()[0]) / 1e9
+        poll = max((t for t in ticks if t <= first), default=t0)  # the last tick before the agent started
+        out.append((first - t0, poll - t0))
+    await idle(daemon)
+    return out
+
+
 async def _minimal_script(fake: Any, project: Any, n: int, *, board: bool) -> int:
     """The fewest calls reaching the same outcome with the same checks, by hand; how many were counted."""
     repo = repo_name((n + 1) % REPOS)
@@ -320,7 +378,7 @@ async def _minimal_script(fake: Any, project: Any, n: int, *, board: bool) -> in
 
 async def _run(ctx: Context, res: BenchResult) -> None:
     root = ctx.scratch(NAME)
-    rounds, tasks = (10, 1) if ctx.quick else (30, 3)
+    rounds, tasks, poll_runs = (10, 1, 5) if ctx.quick else (30, 3, 10)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, when run from elsewhere
     from tests.fakes.github_server import FakeGitHub
 
@@ -337,6 +395,8 @@ async def _run(ctx: Context, res: BenchResult) -> None:
         "tasks_per_mode": tasks,
         "poll_s": 3600 / POLLS_PER_HOUR,
         "pr_monitor_per_hour": MONITOR_PER_HOUR,
+        "poll_latency_iterations": poll_runs,
+        "poll_latency_interval_s": POLL_S,
     }
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -377,6 +437,16 @@ async def _run(ctx: Context, res: BenchResult) -> None:
                 "baseline": baseline,
             }
             fake.state.requests.clear()
+        poll_root = root / "poll"
+        poll_root.mkdir()
+        config = _config(poll_root, fake, agent, board=False, poll_s=POLL_S)
+        with poll_times() as ticks:
+            daemon, runner, probe = await start_daemon(config, poll_root / "agentos.sock")
+            try:
+                await idle(daemon)
+                poll_latency = await _poll_latency(daemon, probe, fake, root / "agent-times", ticks, poll_runs)
+            finally:
+                await stop_daemon(daemon, runner)
     finally:
         if old_token is None:
             os.environ.pop("GITHUB_TOKEN", None)
@@ -451,6 +521,38 @@ async def _run(ctx: Context, res: BenchResult) -> None:
         mismatch = sum(results[mode]["idle"]["mismatch"]) + sum(abs(w.counted - w.client_counted) for w in windows)
         if mismatch:
             res.notes.append(f"{label}: the client's stats.counted and the fake's log differ by {mismatch} requests")
+    interval_ms = POLL_S * 1000
+    res.add(
+        Figure(
+            f"label → agent's first line, github.poll_interval_s {POLL_S:g}",
+            "ms",
+            [lat * 1000 for lat, _ in poll_latency],
+            [interval_ms / 2],
+            "expected: interval / 2",
+            [at_most(interval_ms, label=f"median ≤ the poll interval ({interval_ms:g} ms)")],
+            group="poll latency",
+        )
+    )
+    res.add(
+        Figure(
+            "label → the poll that picked it up",
+            "ms",
+            [wait * 1000 for _, wait in poll_latency],
+            group="poll latency",
+        )
+    )
+    res.add(
+        Figure(
+            "that poll's start → agent's first line",
+            "ms",
+            [(lat - wait) * 1000 for lat, wait in poll_latency],
+            group="poll latency",
+        )
+    )
+    res.notes.append(
+        f"poll latency: {len(poll_latency)} issues labelled ready at a random phase of a {POLL_S:g} s poll cycle "
+        "(10 repos polled per tick), nothing poked; the label's worst case is the interval plus the dispatch pass"
+    )
     res.notes.append(
         "per hour = counted per dispatch tick × 60 (jobs.dispatch interval_s 60) + per pr_monitor tick × 12 "
         "(cron */5); the improvement loops (disabled here) add a few list requests per repo per groom cadence"
