@@ -477,7 +477,7 @@ async def _run(ctx: Context, res: BenchResult) -> None:
                 group="idle",
             )
         )
-        cold: Window = results[mode]["cold"]
+        cold = results[mode]["cold"]
         res.notes.append(f"first poll ({label}): {cold.counted} counted, {cold.graphql} of them GraphQL")
         res.add(
             Figure(

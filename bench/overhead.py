@@ -112,8 +112,9 @@ async def _run(ctx: Context, res: BenchResult) -> None:
                 tests_s = probe.tests_between(t0, t_merged)
                 spawns = probe.spawns_between(t0, t_removed)
                 journal_n, journal_s = probe.appends_between(t0, t_removed)
-                base_s = await run_cmd([str(script), str(base_clone), str(root / "baseline-wt"), f"b{i}", "0"],
-                                       env=baseline_env())
+                base_s = await run_cmd(
+                    [str(script), str(base_clone), str(root / "baseline-wt"), f"b{i}", "0"], env=baseline_env()
+                )
                 if i < warmup:
                     continue
                 baseline.append(base_s * 1000)
