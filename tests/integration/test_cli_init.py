@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from agentos.cli._common import console
 from agentos.cli.init import RepoPlan, parse_repo_spec
 from agentos.cli.main import app
-from agentos.config import load_config
+from agentos.config import load_config, secret
 from tests.fakes.github_server import FakeGitHub, app_key_pair, fake_github  # noqa: F401
 from tests.fakes.telegram_server import FakeTelegram, fake_telegram  # noqa: F401
 
@@ -42,6 +42,8 @@ def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
         "CREDENTIALS_DIRECTORY",
         "STATE_DIRECTORY",
         "AGENTOS_SOCKET",
+        "TZ",
+        "STATUS_PAGE_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -277,6 +279,8 @@ class TestInteractiveInit:
             "claude",  # agents
             "3",  # workers
             "",  # dispatch interval [60]
+            "",  # time zone [this machine's]
+            "",  # status page? [y/N]
             "",  # telegram? [y/N]
         ]
         code, out = setup.run(input="\n".join(answers) + "\n")
@@ -295,6 +299,106 @@ class TestInteractiveInit:
         code, out = setup.run(input="\n" * 12)
         assert code == 0, out
         assert setup.config.read_text() == first and "config unchanged" in out
+
+
+class TestDaemonSettings:
+    """The time zone and the status page: flags, the wizard's questions, the stored token."""
+
+    def test_the_timezone_flag_is_written_and_a_new_config_takes_the_machines_zone(
+        self, setup: Setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--timezone is written as given; without it a new config gets $TZ, the zone of this machine."""
+        code, out = setup.run("--yes", "--timezone", "Europe/Berlin")
+        assert code == 0, out
+        assert load_config(setup.config)[0].timezone == "Europe/Berlin"
+        assert "timezone: Europe/Berlin" in setup.config.read_text()
+        other = Setup(setup.root / "second")
+        other.root.mkdir()
+        monkeypatch.setenv("TZ", "America/New_York")
+        code, out = other.run("--yes")
+        assert code == 0, out
+        assert load_config(other.config)[0].timezone == "America/New_York"
+
+    def test_a_bad_zone_is_refused_with_nothing_written(self, setup: Setup) -> None:
+        """An unknown zone is one line naming it; no config, no credentials, no unit."""
+        code, out = setup.run("--yes", "--timezone", "Mars/Olympus_Mons")
+        assert code == 1
+        [line] = [ln for ln in out.splitlines() if "agentos init:" in ln]
+        assert "--timezone" in line and "Mars/Olympus_Mons" in line
+        assert not setup.config.exists() and not setup.creds.exists() and not setup.units.exists()
+
+    def test_a_zone_merged_into_an_existing_config_keeps_its_comments(self, setup: Setup) -> None:
+        """A config without `timezone` gets it under its top-level settings; every comment stays."""
+        setup.config.parent.mkdir(parents=True)
+        text = "forge: local   # my forge\nlog_level: info  # quiet\n\n# my repos\nrepos: []\n# my last note\n"
+        setup.config.write_text(text)
+        code, out = setup.run("--yes", "--timezone", "Asia/Tokyo")
+        assert code == 0, out
+        new = setup.config.read_text()
+        assert new.startswith(
+            "forge: local   # my forge\nlog_level: info  # quiet\ntimezone: Asia/Tokyo\n\n# my repos\n"
+        )
+        assert "# my last note" in new and load_config(setup.config)[0].timezone == "Asia/Tokyo"
+
+    def test_a_status_page_beyond_loopback_gets_a_stored_token_once(
+        self, setup: Setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A non-loopback host: a 0600 token credential, not in the YAML, loaded by the drop-in; a re-run keeps it."""
+        flags = ("--yes", "--status-page", "--status-page-host", "0.0.0.0", "--status-page-port", "9100")
+        code, out = setup.run(*flags)
+        assert code == 0, out
+        page = load_config(setup.config)[0].status_page
+        assert (page.enabled, page.host, page.port) == (True, "0.0.0.0", 9100)
+        token_file = setup.creds / "status_page_token"
+        token = token_file.read_text().strip()
+        assert len(token) >= 40 and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert token not in setup.config.read_text() and token not in out
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(setup.creds))  # as systemd hands it to the daemon
+        assert secret(page.token_credential) == token
+        drop_in = setup.units / "agentos.service.d" / "10-agentos-init.conf"
+        assert f"LoadCredential=status_page_token:{token_file}" in drop_in.read_text()
+        assert f"Authorization: Bearer $(sudo cat {token_file})" in out or f"$(cat {token_file})" in out
+        config_before, drop_in_before = setup.config.read_text(), drop_in.read_text()
+        code, out = setup.run(*flags)
+        assert code == 0, out
+        assert token_file.read_text().strip() == token, "a re-run keeps the token"
+        assert setup.config.read_text() == config_before and drop_in.read_text() == drop_in_before
+        assert "config unchanged" in out and "drop-in unchanged" in out and setup.backups() == []
+
+    def test_a_loopback_status_page_needs_no_token(self, setup: Setup) -> None:
+        """On 127.0.0.1 the page is turned on and no token is made or loaded."""
+        code, out = setup.run("--yes", "--status-page")
+        assert code == 0, out
+        page = load_config(setup.config)[0].status_page
+        assert (page.enabled, page.host, page.port) == (True, "127.0.0.1", 8787)
+        assert not (setup.creds / "status_page_token").exists()
+        assert "status_page_token" not in (setup.units / "agentos.service.d" / "10-agentos-init.conf").read_text()
+
+    def test_the_wizard_proposes_the_machines_zone_and_asks_about_the_status_page(
+        self, setup: Setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Interactively the zone defaults to $TZ; enabling the page asks host and port, and stores a token."""
+        monkeypatch.setenv("TZ", "Australia/Sydney")
+        answers = [
+            "",  # forge [local]
+            "",  # automation mode
+            "n",  # add a repository?
+            "claude",  # agents
+            "",  # workers
+            "",  # dispatch interval
+            "",  # time zone [Australia/Sydney]
+            "y",  # status page?
+            "192.0.2.10",  # host
+            "",  # port [8787]
+            "",  # telegram? [y/N]
+        ]
+        code, out = setup.run(input="\n".join(answers) + "\n")
+        assert code == 0, out
+        assert "[Australia/Sydney]" in out
+        cfg, _ = load_config(setup.config)
+        assert cfg.timezone == "Australia/Sydney"
+        assert (cfg.status_page.enabled, cfg.status_page.host, cfg.status_page.port) == (True, "192.0.2.10", 8787)
+        assert (setup.creds / "status_page_token").read_text().strip()
 
 
 class Terminal:
@@ -352,6 +456,8 @@ class TestTerminalSession:
                 ("Agents (comma-separated: claude, codex, gemini)", "claude"),
                 ("Agents at work at once [2]", ""),
                 ("Seconds between looks for ready issues [60]", "30"),
+                ("Time zone of cron jobs, the digest and budgets", ""),
+                ("Serve the status page (a web page, JSON and metrics)? [y/N]", ""),
                 ("Set up Telegram (notifications and control)? [y/N]", ""),
             ]:
                 term.expect(prompt)
@@ -440,6 +546,8 @@ class TestGitHubToken:
             "",  # workers [2]
             "",  # dispatch interval [60]
             github.url,  # API URL
+            "",  # time zone
+            "",  # status page? [y/N]
             "",  # token or app [token]
             github.token,  # hidden
             "n",  # telegram
@@ -534,6 +642,8 @@ class TestGitHubApp:
             "",  # workers
             "",  # dispatch interval
             github.url,  # API URL
+            "",  # time zone
+            "",  # status page? [y/N]
             "app",  # token or app
             "99",  # app id
             "7",  # installation id

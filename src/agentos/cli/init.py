@@ -45,9 +45,11 @@ from agentos.cli.init_plan import (
     RepoPlan,
     complete_repo,
     detect_test_command,
+    detect_timezone,
     parse_repo_spec,
     safe_repo_name,
     stop,
+    zone_problem,
 )
 from agentos.cli.init_systemd import install_systemd, writable_paths
 from agentos.cli.init_telegram import ask_telegram
@@ -107,6 +109,16 @@ def init_command(
     ),
     groom_cadence_days: int | None = typer.Option(None, "--groom-cadence-days", min=1),
     state_dir: str | None = typer.Option(None, "--state-dir"),
+    timezone: str | None = typer.Option(
+        None, "--timezone", help="IANA zone of cron jobs, the digest and budgets (default: this machine's)"
+    ),
+    status_page: bool | None = typer.Option(
+        None, "--status-page/--no-status-page", help="Serve the status page, JSON API and metrics (default: off)"
+    ),
+    status_page_host: str | None = typer.Option(
+        None, "--status-page-host", help="Address to bind (not loopback: init stores a bearer token)"
+    ),
+    status_page_port: int | None = typer.Option(None, "--status-page-port", min=0, max=65535),
     github_token: str | None = typer.Option(None, "--github-token", envvar="GITHUB_TOKEN", show_envvar=True),
     github_api_url: str | None = typer.Option(None, "--github-api-url", help="Default https://api.github.com"),
     github_app_id: int | None = typer.Option(None, "--github-app-id", help="Authenticate as this GitHub App"),
@@ -174,6 +186,7 @@ def init_command(
             github_api_url,
             telegram_chat_id,
             telegram_api_base,
+            (timezone, status_page, status_page_host, status_page_port),
         )
         secrets: dict[str, str] = {}
         repo_names = [r.name for r in plan.repos] + [r.name for r in (existing.repos if existing else [])]
@@ -193,12 +206,14 @@ def init_command(
     except InitError as exc:
         stop(str(exc))
     _report(result)
+    page_credential = _status_page_token(result.config, creds, user_scope)
     if access is not None:
         offer_labels(ask, labels, access, repo_names)
         offer_board_options(ask, board_options, access, result.config)
     if systemd:
         writable = [] if user_scope else writable_paths(result.config)
-        install_systemd(user_scope, unit_dir, unit_file, result.path, creds, writable)
+        extra = (page_credential,) if page_credential else ()
+        install_systemd(user_scope, unit_dir, unit_file, result.path, creds, writable, extra)
     else:
         console.print(
             "systemd: skipped (--no-systemd); run it with: agentos run --config " + str(result.path), markup=False
@@ -222,6 +237,7 @@ def _gather(
     github_api_url: str | None,
     chat_ids: list[int],
     telegram_api_base: str | None,
+    daemon: tuple[str | None, bool | None, str | None, int | None],
 ) -> Plan:
     plan = Plan(state_dir=state_dir, github_api_url=github_api_url, telegram_api_base=telegram_api_base)
     plan.forge = forge or ask.choice(
@@ -292,7 +308,80 @@ def _gather(
         current_api = existing.github.api_url if existing and existing.github else "https://api.github.com"
         plan.github_api_url = ask.text("GitHub API URL", current_api, flag="--github-api-url")
     plan.telegram_chat_ids = list(chat_ids)
+    _ask_daemon(ask, plan, existing, *daemon)
     return plan
+
+
+def _ask_daemon(
+    ask: Asker,
+    plan: Plan,
+    existing: Config | None,
+    timezone: str | None,
+    page: bool | None,
+    host: str | None,
+    port: int | None,
+) -> None:
+    """The time zone (default: this machine's, or the config's) and the status page (default: off)."""
+    if timezone is not None:
+        problem = zone_problem(timezone)
+        if problem:
+            raise InitError(f"--timezone: {problem}")
+        plan.timezone = timezone
+    elif ask.interactive:
+        has_zone = existing is not None and "timezone" in existing.model_fields_set
+        default = existing.timezone if existing is not None and has_zone else detect_timezone()
+        while True:
+            plan.timezone = ask.text("Time zone of cron jobs, the digest and budgets", default, flag="--timezone")
+            problem = zone_problem(plan.timezone)
+            if problem is None:
+                break
+            console.print(problem, markup=False)
+    elif existing is None:
+        plan.timezone = detect_timezone()
+
+    current = existing.status_page if existing is not None else None
+    if page is None and host is None and port is None:
+        if not ask.interactive:
+            return
+        page = ask.confirm("Serve the status page (a web page, JSON and metrics)?", bool(current and current.enabled))
+        if page:
+            host = ask.text(
+                "Address to bind (127.0.0.1: this machine only; another needs a token, which init makes)",
+                current.host if current else "127.0.0.1",
+                flag="--status-page-host",
+            )
+            port = ask.integer("Port", current.port if current else 8787, flag="--status-page-port")
+    plan.status_page_enabled = True if page is None else page  # --status-page-host alone turns it on
+    plan.status_page_host = host.strip() if host else None
+    plan.status_page_port = port
+    if plan.status_page_host == "":
+        raise InitError("--status-page-host: an address is needed, e.g. 127.0.0.1 or 0.0.0.0")
+
+
+def _status_page_token(config: Config, creds: Path, user_scope: bool) -> str | None:
+    """Store a bearer token for a status page on a non-loopback host (once); returns its credential's name."""
+    import secrets
+
+    from agentos.control.status_page import needs_token
+
+    page = config.status_page
+    if not page.enabled or not needs_token(page.host):
+        return None
+    name = page.token_credential
+    path = creds / name
+    if path.is_file() and path.read_text(encoding="utf-8").strip():
+        console.print(f"kept {name} in {path} (the status page's token)", markup=False)
+    else:
+        write_secret(creds, name, secrets.token_urlsafe(32))
+        console.print(f"stored {name} in {path} (0600): the status page's bearer token", markup=False)
+    sudo = "" if user_scope or os.geteuid() == 0 else "sudo "
+    host = "HOST" if page.host in ("0.0.0.0", "::") else f"[{page.host}]" if ":" in page.host else page.host
+    console.print(
+        f'status page: curl -H "Authorization: Bearer $({sudo}cat {path})" http://{host}:{page.port}/api/status',
+        markup=False,
+        highlight=False,
+    )
+    return name
 
 
 def _ask_repo(ask: Asker, forge: str, known: dict[str, dict[str, Any]], test_command: str | None) -> RepoPlan:

@@ -59,6 +59,9 @@ max_parallel_per_repo: 2
 # debug | info | warning | error
 log_level: info
 
+# The IANA zone of cron triggers, the daily digest and the budgets' midnights (Europe/Berlin, UTC…).
+timezone: UTC
+
 # The repositories agentos works on. test_command must pass before a PR opens.
 # automation_mode: dispatcher_only opens PRs and waits for `agentos ctl approve repo#N` (start here);
 # full merges a PR by itself once its checks are green.
@@ -85,12 +88,20 @@ telegram:
   allowed_chat_ids: []                  # only these chats get answers
   digest_hour: 8
 
+# The read-only status page, JSON API and Prometheus metrics (docs/operations.md). A host other than
+# 127.0.0.1 needs a bearer token: `agentos init` stores one as the credential status_page_token.
+status_page:
+  enabled: false
+  host: 127.0.0.1
+  port: 8787
+
 {github}
 # Secrets, from the environment or systemd credentials ($CREDENTIALS_DIRECTORY/<name>);
 # `agentos init` stores them in its credentials directory and loads them with LoadCredential=:
 #   GITHUB_TOKEN        or credential github_token
 #   GITHUB_APP_KEY      or credential github_app_key (a GitHub App's private key, with github.app_id)
 #   TELEGRAM_BOT_TOKEN  or credential telegram_bot_token
+#   STATUS_PAGE_TOKEN   or credential status_page_token (needed when status_page.host is not loopback)
 """
 
 
@@ -176,6 +187,32 @@ def _give_blank_lines(node: Any, blank: str) -> None:
         token.value = (token.value if token.value.endswith("\n") else token.value + "\n") + blank
 
 
+def _insert_scalar(doc: CommentedMap, key: str, value: Any, anchors: tuple[str, ...], changes: list[str]) -> None:
+    """Set a top-level scalar; a new one goes right under the first of ``anchors`` the file has (else last)."""
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    if key in doc or not any(a in doc for a in anchors):
+        _set(doc, key, value, changes, "")
+        return
+    anchor = next(a for a in anchors if a in doc)
+    doc.insert(list(doc.keys()).index(anchor) + 1, key, value)
+    changes.append(f"{key} = {value}")
+    slot = doc.ca.items.get(anchor)
+    token = slot[2] if slot and len(slot) > 2 else None
+    if token is None:
+        return
+    eol, newline, rest = token.value.partition("\n")
+    if eol.strip():  # the anchor's own end-of-line comment stays on its line; what follows moves down
+        token.value = eol + newline
+        rest = "\n" + rest if rest else ""
+    else:
+        rest = token.value
+        slot[2] = None
+    if rest:
+        doc.ca.items[key] = [None, None, CommentToken(rest, CommentMark(0), None), None]
+
+
 def merge_plan(doc: CommentedMap, plan: Plan) -> list[str]:
     """Apply ``plan`` to a round-trip document in place, touching only what differs; returns what changed."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -186,6 +223,9 @@ def merge_plan(doc: CommentedMap, plan: Plan) -> list[str]:
         _set(doc, "state_dir", plan.state_dir, changes, "")
     if plan.max_parallel_workers is not None:
         _set(doc, "max_parallel_workers", plan.max_parallel_workers, changes, "")
+    if plan.timezone is not None:
+        anchors = ("log_level", "max_parallel_per_repo", "max_parallel_workers", "forge", "state_dir")
+        _insert_scalar(doc, "timezone", plan.timezone, anchors, changes)
 
     repos = doc.get("repos")
     if not isinstance(repos, CommentedSeq):
@@ -278,6 +318,14 @@ def merge_plan(doc: CommentedMap, plan: Plan) -> list[str]:
                 changes.append(f"telegram.allowed_chat_ids = {merged}")
         if plan.telegram_api_base:
             _set(telegram, "api_base", plan.telegram_api_base, changes, "telegram.")
+
+    if plan.status_page_enabled or (plan.status_page_enabled is False and "status_page" in doc):
+        page = _map(doc, "status_page", changes, "The status page, JSON API and metrics (docs/operations.md)")
+        _set(page, "enabled", plan.status_page_enabled, changes, "status_page.")
+        if plan.status_page_host is not None:
+            _set(page, "host", plan.status_page_host, changes, "status_page.")
+        if plan.status_page_port is not None:
+            _set(page, "port", plan.status_page_port, changes, "status_page.")
     return changes
 
 

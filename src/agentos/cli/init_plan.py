@@ -5,6 +5,7 @@ Every question has a flag; with ``--yes`` a question takes its default or stops 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -72,6 +73,10 @@ class Plan:
     github_installation_id: int | None = None
     telegram_chat_ids: list[int] = field(default_factory=list)
     telegram_api_base: str | None = None
+    timezone: str | None = None
+    status_page_enabled: bool | None = None
+    status_page_host: str | None = None
+    status_page_port: int | None = None
 
 
 class Asker:
@@ -120,6 +125,33 @@ class Asker:
 
     def confirm(self, question: str, default: bool) -> bool:
         return bool(typer.confirm(question, default=default)) if self.interactive else default
+
+
+# ---------------------------------------------------------------- time zone
+
+
+def zone_problem(name: str) -> str | None:
+    """Why ``name`` is not an IANA zone this machine knows, or None when it is one."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {name!r} (an IANA name such as UTC or Europe/Berlin)"
+    return None
+
+
+def detect_timezone(localtime: Path = Path("/etc/localtime")) -> str:
+    """This machine's zone: ``$TZ``, else the ``/etc/localtime`` link's target under ``zoneinfo/``, else UTC."""
+    candidates = []
+    tz = os.environ.get("TZ", "").strip().removeprefix(":")
+    if tz:
+        candidates.append(tz.split("zoneinfo/", 1)[1] if "zoneinfo/" in tz else tz)
+    if localtime.is_symlink():
+        target = os.readlink(localtime)  # the link itself: zoneinfo may alias Europe/Berlin further
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    return next((c for c in candidates if not c.startswith("/") and zone_problem(c) is None), "UTC")
 
 
 # ---------------------------------------------------------------- repositories

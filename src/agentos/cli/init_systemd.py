@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 DROP_IN = "10-agentos-init.conf"
 CREDENTIALS = ("github_token", "github_app_key", "telegram_bot_token")
-"""The credential files the units load (``LoadCredential=``) and ``config.secret`` reads."""
+"""The credential files the units load (``LoadCredential=``) and ``config.secret`` reads; init adds the
+status page's token (``status_page.token_credential``) when the page binds beyond loopback."""
 
 
 def _checkout_root() -> Path:
@@ -90,7 +91,14 @@ def _quote(word: str) -> str:
     return f'"{word}"' if any(c.isspace() for c in word) else word
 
 
-def drop_in(*, config_path: Path, creds: Path, exec_start: str | None, writable: list[str]) -> str:
+def drop_in(
+    *,
+    config_path: Path,
+    creds: Path,
+    exec_start: str | None,
+    writable: list[str],
+    credentials: tuple[str, ...] = CREDENTIALS,
+) -> str:
     """The drop-in with this machine's settings; the unit file itself stays as shipped."""
     lines = [
         "# Written by `agentos init`; running it again rewrites this file. Local settings for agentos.service.",
@@ -99,7 +107,7 @@ def drop_in(*, config_path: Path, creds: Path, exec_start: str | None, writable:
         "# The tokens init stored (an empty file means: not configured). The empty line resets the unit's list.",
         "LoadCredential=",
     ]
-    lines += [f"LoadCredential={_quote(f'{name}:{creds / name}')}" for name in CREDENTIALS]
+    lines += [f"LoadCredential={_quote(f'{name}:{creds / name}')}" for name in credentials]
     if writable:
         lines.append("# The repositories the daemon fetches from and merges into (ProtectSystem=strict).")
         lines += [f"ReadWritePaths={_quote('-' + path)}" for path in writable]
@@ -109,10 +117,10 @@ def drop_in(*, config_path: Path, creds: Path, exec_start: str | None, writable:
     return "\n".join(lines) + "\n"
 
 
-def ensure_credential_files(creds: Path) -> list[Path]:
+def ensure_credential_files(creds: Path, credentials: tuple[str, ...] = CREDENTIALS) -> list[Path]:
     """Create each missing credential as an empty 0600 file: LoadCredential= fails the start on a missing one."""
     made = []
-    for name in CREDENTIALS:
+    for name in credentials:
         path = creds / name
         if not path.exists():
             creds.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -123,7 +131,14 @@ def ensure_credential_files(creds: Path) -> list[Path]:
 
 
 def install_unit(
-    unit_dir: Path, source: Path | None, *, user: bool, config_path: Path, creds: Path, writable: list[str]
+    unit_dir: Path,
+    source: Path | None,
+    *,
+    user: bool,
+    config_path: Path,
+    creds: Path,
+    writable: list[str],
+    credentials: tuple[str, ...] = CREDENTIALS,
 ) -> list[str]:
     """Copy the unit and write its drop-in; returns lines to print. Raises PermissionError when not allowed."""
     from agentos.fsutil import atomic_write_text
@@ -139,14 +154,16 @@ def install_unit(
         atomic_write_text(target, text, mode=0o644)
         lines.append(f"installed {target}" + (f" (from {source})" if source else " (a minimal unit)"))
     exec_start = agentos if _exec_start_missing(text, Path.home()) else None
-    override = drop_in(config_path=config_path, creds=creds, exec_start=exec_start, writable=writable)
+    override = drop_in(
+        config_path=config_path, creds=creds, exec_start=exec_start, writable=writable, credentials=credentials
+    )
     conf = unit_dir / "agentos.service.d" / DROP_IN
     if conf.is_file() and conf.read_text(encoding="utf-8") == override:
         lines.append(f"drop-in unchanged: {conf}")
     else:
         atomic_write_text(conf, override, mode=0o644)
         lines.append(f"wrote {conf}")
-    for made in ensure_credential_files(creds):
+    for made in ensure_credential_files(creds, credentials):
         lines.append(f"created {made} empty (not configured; systemd needs the file)")
     lines += service_notes(text, user=user, agentos=exec_start or agentos)
     return lines
@@ -188,7 +205,13 @@ def writable_paths(config: Config) -> list[str]:
 
 
 def install_systemd(
-    user: bool, unit_dir: str | None, unit_file: str | None, config_path: Path, creds: Path, writable: list[str]
+    user: bool,
+    unit_dir: str | None,
+    unit_file: str | None,
+    config_path: Path,
+    creds: Path,
+    writable: list[str],
+    extra_credentials: tuple[str, ...] = (),
 ) -> None:
     target = (
         Path(unit_dir).expanduser()
@@ -201,7 +224,16 @@ def install_systemd(
     if source is None:
         console.print("[yellow]note:[/yellow] deploy/systemd/agentos.service not found; installing a minimal unit")
     try:
-        lines = install_unit(target, source, user=user, config_path=config_path, creds=creds, writable=writable)
+        credentials = tuple(dict.fromkeys((*CREDENTIALS, *extra_credentials)))
+        lines = install_unit(
+            target,
+            source,
+            user=user,
+            config_path=config_path,
+            creds=creds,
+            writable=writable,
+            credentials=credentials,
+        )
         for line in lines:
             console.print(line, markup=False, highlight=False)
     except PermissionError:
