@@ -1,11 +1,16 @@
-"""One-shot prompts through a configured agent CLI, with a JSON answer or nothing.
+"""One-shot prompts through a configured agent CLI, answered with a JSON object validated by a pydantic model.
 
 The loops work fully without it: every caller has a deterministic fallback and uses an answer only to
-name, explain or propose. :meth:`Llm.ask_json` never raises for a failed run; it returns ``None`` (the
-agent is missing, timed out, crashed, or answered without a JSON object) and logs why.
+name, explain or propose. :meth:`Llm.ask` never raises for a failed run; it returns ``None`` (the agent is
+missing, timed out or crashed, or answered twice without a JSON object that validates) and logs why, once.
+
+An answer with no JSON object, or one the model rejects, is asked about once more: the same prompt with a
+short correction appended (the validation error, redacted and cut to :data:`CORRECTION_CHARS`, and the
+model's JSON schema). A second bad answer gives ``None``; a run that failed outright is not retried.
 
 The prompt is redacted before it leaves the process. The agent runs in a scratch directory under the
-state dir (``llm/``) with the same scrubbed environment and limits as a task attempt, only shorter.
+state dir (``llm/``) with the same scrubbed environment and limits as a task attempt, only shorter, and with
+its CLI's read-only switch (``build_invocation(read_only=True)``): it answers, it edits nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from agentos import logging as alog
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
@@ -24,18 +31,22 @@ from agentos.agents.runner import RunSpec, run_process
 from agentos.config import AgentConfig, Config
 from agentos.redact import redact
 
-__all__ = ["JsonAsker", "Llm", "from_config", "last_json_object"]
+__all__ = ["CORRECTION_CHARS", "Llm", "ModelAsker", "from_config", "last_json_object"]
 
 log = alog.get_logger("agentos.llm")
 
 _DECODER = json.JSONDecoder()
 _INSTRUCTION = "\n\nAnswer with exactly one JSON object and nothing else. Do not edit any file, run no command."
+CORRECTION_CHARS = 500
+"""How much of a validation error the correction quotes back to the agent."""
+
+M = TypeVar("M", bound=BaseModel)
 
 
-class JsonAsker(Protocol):
-    """What the loops need from an LLM: one prompt in, one JSON object (or None) out."""
+class ModelAsker(Protocol):
+    """What the loops need from an LLM: one prompt in, one validated ``model`` (or None) out."""
 
-    async def ask_json(self, prompt: str) -> dict[str, Any] | None: ...
+    async def ask(self, prompt: str, model: type[M]) -> M | None: ...
 
 
 def last_json_object(text: str) -> dict[str, Any] | None:
@@ -79,8 +90,33 @@ class Llm:
     def __repr__(self) -> str:
         return f"<Llm {self.name} asked={self.asked} answered={self.answered}>"
 
-    async def ask_json(self, prompt: str) -> dict[str, Any] | None:
+    async def ask(self, prompt: str, model: type[M]) -> M | None:
+        """The agent's answer to ``prompt`` as a validated ``model``; asked at most twice; None when it fails."""
         self.asked += 1
+        text = await self._run(prompt)
+        if text is None:
+            return None
+        answer, error = _validate(text, model)
+        if answer is None:
+            schema = json.dumps(model.model_json_schema(), separators=(",", ":"))
+            correction = (
+                f"\n\nYour previous answer was not valid: {_cut(redact(error), CORRECTION_CHARS)}\n"
+                f"Answer with one JSON object that matches this JSON schema: {schema}"
+            )
+            text = await self._run(prompt + correction)
+            if text is None:
+                return None
+            answer, error = _validate(text, model)
+        if answer is None:
+            log.warning(
+                "llm_invalid_answer", agent=self.name, model=model.__name__, tries=2, error=_cut(redact(error), 300)
+            )
+            return None
+        self.answered += 1
+        return answer
+
+    async def _run(self, prompt: str) -> str | None:
+        """The agent's final message, or None (logged) when it could not run or failed."""
         run_id = uuid.uuid4().hex[:12]
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         text = redact(prompt) + _INSTRUCTION
@@ -97,6 +133,7 @@ class Llm:
                     worktree=self.workdir,
                     task_id=f"llm-{run_id}",
                     base_env=self.base_env,
+                    read_only=True,
                 )
             except AgentNotInstalled as exc:
                 log.warning("llm_unavailable", agent=self.name, error=str(exc))
@@ -120,14 +157,26 @@ class Llm:
         if outcome.timed_out or outcome.exit_code != 0:
             log.warning("llm_failed", agent=self.name, exit_code=outcome.exit_code, timed_out=outcome.timed_out)
             return None
-        report = parse_output(self.cfg.kind, output, outcome.exit_code, now=self.clock())
-        answer = last_json_object(report.final_message)
-        if answer is None:
-            log.warning("llm_no_json", agent=self.name, tail=redact(report.final_message[-300:]))
-            return None
         log_path.unlink(missing_ok=True)
-        self.answered += 1
-        return answer
+        return parse_output(self.cfg.kind, output, outcome.exit_code, now=self.clock()).final_message
+
+
+def _validate(text: str, model: type[M]) -> tuple[M | None, str]:
+    """``text``'s last JSON object as a ``model``, or None and what is wrong with it."""
+    found = last_json_object(text)
+    if found is None:
+        tail = text.strip()[-120:]
+        return None, f"no JSON object in the answer (it ended: {tail!r})" if tail else "the answer was empty"
+    try:
+        return model.model_validate(found), ""
+    except ValidationError as exc:
+        return None, "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def from_config(config: Config, agent: str | None, state_dir: Path) -> Llm | None:

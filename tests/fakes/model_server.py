@@ -186,6 +186,10 @@ class ModelServer:
         self.script = script or Script()
         self.failure: Failure | None = None
         self.break_streams = 0  # the next N streamed Anthropic main-loop replies stop after message_start
+        # Claude Code run with no tools (``--tools ""``: agentos.llm's one-shot questions) sends its main request
+        # without tools, like a side request; while this holds answers, such a request gets the next one (the last
+        # one again when one is left), told from the side requests by Claude Code's main system prompt.
+        self.one_shot_answers: list[str] = []
         self.requests: list[RecordedRequest] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -323,7 +327,10 @@ class ModelServer:
         )
         content: list[dict[str, Any]]
         step = self._next(done)
-        if "Bash" not in tools:  # a side request (title, topic, quota probe): answer briefly
+        if not tools and self.one_shot_answers and "You are an interactive agent" in json.dumps(body.get("system")):
+            text = self.one_shot_answers.pop(0) if len(self.one_shot_answers) > 1 else self.one_shot_answers[0]
+            reply, content, stop = "one_shot", [{"type": "text", "text": text}], "end_turn"
+        elif "Bash" not in tools:  # a side request (title, topic, quota probe): answer briefly
             reply, content, stop = "aux", [{"type": "text", "text": "ok"}], "end_turn"
         elif step is None:
             reply, content, stop = "final", [{"type": "text", "text": self.script.final}], "end_turn"

@@ -143,6 +143,47 @@ class TestBuildInvocation:
             "yolo",
         ]
 
+    @pytest.mark.parametrize(
+        ("kind", "switch", "bypass"),
+        [
+            pytest.param("claude", ["--tools", ""], "--dangerously-skip-permissions", id="claude"),
+            pytest.param("codex", ["--sandbox", "read-only"], "--dangerously-bypass-approvals-and-sandbox", id="codex"),
+            pytest.param("gemini", ["--approval-mode", "plan"], "yolo", id="gemini"),
+        ],
+    )
+    def test_read_only_uses_the_clis_own_switch(self, kind: str, switch: list[str], bypass: str) -> None:
+        """A one-shot question runs with the CLI's read-only switch and never its permission bypass."""
+        cfg = AgentConfig.model_validate({"kind": kind, "model": "m1"})
+        inv = build_invocation(
+            "a",
+            cfg,
+            prompt="q",
+            prompt_file=Path("/tmp/p.md"),
+            worktree=Path("/tmp"),
+            task_id="t",
+            base_env=BASE_ENV,
+            euid=0,
+            read_only=True,
+        )
+        at = inv.argv.index(switch[0])
+        assert inv.argv[at : at + 2] == switch and bypass not in inv.argv
+        assert "m1" in inv.argv and "IS_SANDBOX" not in inv.env and inv.stdin == b"q"
+
+    def test_read_only_leaves_a_command_agents_argv_alone(self) -> None:
+        """A `command` agent's argv is the user's own: read_only adds nothing to it."""
+        cfg = AgentConfig(kind="command", argv=["/bin/echo", "{prompt_file}"])
+        inv = build_invocation(
+            "a",
+            cfg,
+            prompt="q",
+            prompt_file=Path("/tmp/p.md"),
+            worktree=Path("/tmp"),
+            task_id="t",
+            base_env=BASE_ENV,
+            read_only=True,
+        )
+        assert inv.argv == ["/bin/echo", "/tmp/p.md"]
+
     def test_gemini_trusts_the_worktree(self) -> None:
         """Gemini CLI refuses headless runs in an untrusted (new) folder, so the worktree is trusted by env."""
         assert invoke(AgentConfig(kind="gemini")).env["GEMINI_CLI_TRUST_WORKSPACE"] == "true"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from pydantic import BaseModel
 
 from agentos.config import Config, RepoConfig
 from agentos.forge.base import marker
@@ -18,6 +19,8 @@ from agentos.jobs.incidents import IncidentScanner, cluster_failures, headline, 
 from agentos.metrics import Failure
 from agentos.runtime import Runtime
 from agentos.store import Store
+
+M = TypeVar("M", bound=BaseModel)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
@@ -225,9 +228,10 @@ class TestIncidentScanner:
         """A configured LLM gives the title and an explanation; its text is redacted too."""
 
         class Namer:
-            async def ask_json(self, prompt: str) -> dict[str, Any] | None:
+            async def ask(self, prompt: str, model: type[M]) -> M | None:
                 assert "runner_failure" in prompt
-                return {"title": "Socket directory missing", "explanation": f"The run dir is gone. {SECRET}"}
+                answer = {"title": "Socket directory missing", "explanation": f"The run dir is gone. {SECRET}"}
+                return model.model_validate(answer)
 
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import BaseModel, Field
 
 from agentos.config import AgentConfig, Config, RepoConfig, load_config
 from agentos.control.notify import MemorySeenStore, Message, Notifier
@@ -32,10 +33,12 @@ from agentos.jobs.digest import DailyDigest, window
 from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, BacklogGroomer, find_duplicates, similar_titles
 from agentos.jobs.housekeeping import Housekeeping
 from agentos.jobs.planner import SPRINT_LABEL, SprintPlanner, pick_sprint
-from agentos.llm import Llm, last_json_object
+from agentos.llm import CORRECTION_CHARS, Llm, last_json_object
 from agentos.metrics import History, read_history
 from agentos.runtime import Runtime
 from agentos.store import Store
+
+M = TypeVar("M", bound=BaseModel)
 
 FAKE_LLM = Path(__file__).parents[1] / "fakes" / "agents" / "json_answer.py"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, ISO week 2026-W10
@@ -473,17 +476,19 @@ class TestBacklogGroomer:
         class Planner:
             asked: list[str] = []
 
-            async def ask_json(self, prompt: str) -> dict[str, Any] | None:
+            async def ask(self, prompt: str, model: type[M]) -> M | None:
                 self.asked.append(prompt)
-                return {
-                    "issues": [
-                        {"title": "Add login page", "body": "again"},
-                        {"title": "Write the API docs", "body": "## Goal\nDocs"},
-                        {"title": "x", "body": "too short"},
-                        {"title": "Add CSV export", "body": "## Goal\nCSV"},
-                        {"title": "One too many", "body": "over the target"},
-                    ]
-                }
+                return model.model_validate(
+                    {
+                        "issues": [
+                            {"title": "Add login page", "body": "again"},
+                            {"title": "Write the API docs", "body": "## Goal\nDocs"},
+                            {"title": "x", "body": "too short"},
+                            {"title": "Add CSV export", "body": "## Goal\nCSV"},
+                            {"title": "One too many", "body": "over the target"},
+                        ]
+                    }
+                )
 
         rt = env.runtime()
         (env.tmp / "calc" / "OBJECTIVES.md").write_text("Make reporting great.\n")
@@ -567,9 +572,11 @@ class TestBacklogGroomer:
         await self.closed_duplicate(rt, "Export reports as CSV")
         for n in (7, 8):
             run(rt, "calc", n, "claude", False, "timeout", "idle limit reached")
-        self.planner(env, rt, "I think you should add more tests.", target_backlog_depth=5)
+        log = self.planner(env, rt, "I think you should add more tests.", target_backlog_depth=5)
         groomer = BacklogGroomer(rt)
         await groomer.tick()
+        first, second = log.read_text().split("\n=====\n")[:-1]  # garbage twice: asked once more, then the fallback
+        assert "not valid" not in first and "Your previous answer was not valid: no JSON object" in second
         titles = sorted(i.title for i in await rt.forge.list_issues("calc"))
         assert titles == [
             "Add a dark mode toggle",
@@ -802,7 +809,7 @@ class TestLlm:
         return Llm("helper", cfg, workdir=tmp_path / "llm", timeout_s=20)
 
     async def test_an_answer_is_read_from_the_agents_output(self, tmp_path: Path) -> None:
-        """The prompt reaches the agent (redacted) and its JSON comes back."""
+        """The prompt reaches the agent (redacted), its JSON comes back validated, nothing is left behind."""
         llm = self.agent(
             tmp_path,
             "import json, sys\n"
@@ -811,15 +818,95 @@ class TestLlm:
             "print(json.dumps({'echo': prompt.splitlines()[0]}))\n",
         )
         secret = "ghp_" + "Z" * 36
-        assert await llm.ask_json(f"hello {secret}") == {"echo": "hello [REDACTED]"}
+        assert await llm.ask(f"hello {secret}", Echo) == Echo(echo="hello [REDACTED]")
         assert list((tmp_path / "llm").iterdir()) == []
+        assert (llm.asked, llm.answered) == (1, 1)
+
+    def scripted(self, tmp_path: Path, *answers: str) -> tuple[Llm, Path]:
+        """An agent that answers ``answers`` in turn (the last one again after that); the prompt log's path."""
+        (tmp_path / "answers.json").write_text(json.dumps(answers))
+        prompts = tmp_path / "prompts.json"
+        script = (
+            "import json, pathlib, sys\n"
+            f"answers = json.loads(pathlib.Path({str(tmp_path / 'answers.json')!r}).read_text())\n"
+            f"log = pathlib.Path({str(prompts)!r})\n"
+            "seen = json.loads(log.read_text()) if log.exists() else []\n"
+            "seen.append(open(sys.argv[1]).read())\n"
+            "log.write_text(json.dumps(seen))\n"
+            "print(answers[min(len(seen), len(answers)) - 1])\n"
+        )
+        return self.agent(tmp_path, script), prompts
+
+    async def test_a_valid_first_answer_is_asked_once(self, tmp_path: Path) -> None:
+        """A first answer that validates is the result; the agent is not asked again."""
+        llm, prompts = self.scripted(tmp_path, 'Here: {"title": "Disk full", "count": 3}')
+        assert await llm.ask("name it", Named) == Named(title="Disk full", count=3)
+        assert len(json.loads(prompts.read_text())) == 1
+
+    @pytest.mark.parametrize(
+        ("first", "error"),
+        [
+            pytest.param("I am not sure what you want.", "no JSON object in the answer", id="no-json"),
+            pytest.param(
+                '{"title": "Disk full", "count": "many"}', "count: Input should be a valid integer", id="invalid"
+            ),
+        ],
+    )
+    async def test_a_bad_answer_is_asked_again_with_the_correction(
+        self, tmp_path: Path, first: str, error: str
+    ) -> None:
+        """No JSON or a rejected one: asked once more, the second prompt carrying the error and the schema."""
+        llm, prompts = self.scripted(tmp_path, first, '{"title": "Disk full", "count": 3}')
+        assert await llm.ask("name it", Named) == Named(title="Disk full", count=3)
+        one, two = json.loads(prompts.read_text())
+        assert one.startswith("name it") and "not valid" not in one
+        assert two.startswith("name it") and f"Your previous answer was not valid: {error}" in two
+        assert json.dumps(Named.model_json_schema(), separators=(",", ":")) in two
+        assert (llm.asked, llm.answered) == (1, 1)
+
+    async def test_two_bad_answers_give_none_and_the_correction_is_redacted(self, tmp_path: Path) -> None:
+        """Garbage twice: None after exactly two runs; a secret in the bad answer never goes back to the agent."""
+        secret = "ghp_" + "Q" * 36
+        llm, prompts = self.scripted(tmp_path, f"I would rather not. My token is {secret}")
+        assert await llm.ask("name it", Named) is None
+        _, two = json.loads(prompts.read_text())
+        assert secret not in two and "My token is [REDACTED]" in two
+        assert (llm.asked, llm.answered) == (1, 0)
+
+    async def test_a_long_validation_error_is_cut(self, tmp_path: Path) -> None:
+        """Hundreds of errors in the first answer: the correction quotes at most CORRECTION_CHARS of them."""
+        llm, prompts = self.scripted(tmp_path, json.dumps({"values": ["x"] * 300}), '{"values": [1, 2]}')
+        assert await llm.ask("list them", Values) == Values(values=[1, 2])
+        _, two = json.loads(prompts.read_text())
+        error = two.split("Your previous answer was not valid: ", 1)[1].split("\nAnswer with one JSON object", 1)[0]
+        assert error.startswith("values.0: Input should be a valid integer") and error.endswith("…")
+        assert len(error) == CORRECTION_CHARS
 
     async def test_a_failed_run_gives_none(self, tmp_path: Path) -> None:
-        """A crash, a missing program or an answer without JSON: None, never an exception."""
-        assert await self.agent(tmp_path, "import sys\nsys.exit(3)\n").ask_json("q") is None
-        assert await self.agent(tmp_path, "print('no json here')\n").ask_json("q") is None
+        """A crash, a missing program or no JSON twice: None, never an exception; a crash is not retried."""
+        counter = tmp_path / "runs"
+        crash = (
+            f"import pathlib, sys\np = pathlib.Path({str(counter)!r})\n"
+            "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\nsys.exit(3)\n"
+        )
+        assert await self.agent(tmp_path, crash).ask("q", Echo) is None
+        assert counter.read_text() == "x"
+        assert await self.agent(tmp_path, "print('no json here')\n").ask("q", Echo) is None
         missing = Llm("gone", AgentConfig(kind="claude", binary="/nonexistent/claude"), workdir=tmp_path / "x")
-        assert await missing.ask_json("q") is None
+        assert await missing.ask("q", Echo) is None
+
+
+class Echo(BaseModel):
+    echo: str
+
+
+class Named(BaseModel):
+    title: str = Field(max_length=200)
+    count: int
+
+
+class Values(BaseModel):
+    values: list[int]
 
 
 # ---------------------------------------------------------------- settings

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from agentos.config import DEFAULT_PROTECTED_PATHS
 from agentos.jobs.verify import (
     FileChange,
+    JudgeVerdict,
     PRDiff,
     assess_risk,
     is_protected,
@@ -155,7 +157,11 @@ class TestJudge:
     )
     def test_only_a_valid_block_verdict_is_a_finding(self, answer: dict[str, object] | None, blocks: bool) -> None:
         """The judge can only add a blocking finding; anything but a valid ``block`` adds nothing (fail-open)."""
-        found = judge_finding(answer, "judge")
+        try:
+            verdict = None if answer is None else JudgeVerdict.model_validate(answer)
+        except ValidationError:
+            verdict = None  # what Llm.ask gives when the judge answers this twice
+        found = judge_finding(verdict, "judge")
         assert (found is not None) is blocks
         if found is not None:
             assert (found.code, found.blocking) == ("llm_judge", True)
@@ -163,7 +169,7 @@ class TestJudge:
 
     def test_reasons_are_redacted_and_the_prompt_is_bounded(self) -> None:
         """A token in the judge's reasons never reaches the PR; a huge diff is cut in the prompt."""
-        found = judge_finding({"verdict": "block", "reasons": [f"leaks {TOKEN}"]}, "judge")
+        found = judge_finding(JudgeVerdict(verdict="block", reasons=[f"leaks {TOKEN}"]), "judge")
         assert found is not None and TOKEN not in found.detail
         big = diff(("a.py", 100_000), added=tuple(("a.py", "x = 1" * 20) for _ in range(5000)))
         prompt = judge_prompt("Add a flag", "implementation", big)

@@ -12,6 +12,10 @@ gemini     ``gemini -p "" [-m M] --output-format json --approval-mode yolo …``
 command    the configured ``argv`` with ``{prompt_file}``, ``{worktree}``, ``{task_id}`` filled in  stdin or file
 =========  =====================================================================================  ===============
 
+With ``read_only=True`` (the one-shot questions of :mod:`agentos.llm`) the bypass flag is replaced by the CLI's
+read-only switch: ``--tools ""`` (claude: no tools at all), ``--sandbox read-only`` (codex),
+``--approval-mode plan`` (gemini).
+
 Claude Code refuses ``--dangerously-skip-permissions`` as root unless ``IS_SANDBOX=1`` says it runs in a
 sandbox; agentos runs agents in disposable worktrees, so as root it sets ``IS_SANDBOX=1`` for claude only.
 Gemini CLI refuses to run headless in a folder it does not trust (every new worktree), so gemini gets
@@ -74,21 +78,25 @@ class Invocation:
 # ---------------------------------------------------------------- command lines
 
 
-def _cli_flags(kind: AgentKind, model: str | None, extra: list[str]) -> list[str]:
+# Each CLI's own switch for a one-shot answer that edits nothing and runs nothing (``read_only=True``), checked
+# against each CLI's --help: Claude Code 2.1 ``--tools ""`` ("Use "" to disable all tools"), Codex 0.169
+# ``--sandbox read-only``, Gemini CLI 0.61 ``--approval-mode plan`` ("read-only mode").
+_WRITE = {
+    "claude": ["--dangerously-skip-permissions"],
+    "codex": ["--dangerously-bypass-approvals-and-sandbox"],
+    "gemini": ["--approval-mode", "yolo"],
+}
+_READ_ONLY = {"claude": ["--tools", ""], "codex": ["--sandbox", "read-only"], "gemini": ["--approval-mode", "plan"]}
+
+
+def _cli_flags(kind: AgentKind, model: str | None, extra: list[str], read_only: bool = False) -> list[str]:
+    mode = (_READ_ONLY if read_only else _WRITE).get(kind, [])
     if kind == "claude":
-        return ["-p", "--output-format", "json", "--dangerously-skip-permissions", *_opt("--model", model), *extra]
+        return ["-p", "--output-format", "json", *mode, *_opt("--model", model), *extra]
     if kind == "codex":
-        return [
-            "exec",
-            "--dangerously-bypass-approvals-and-sandbox",
-            "--skip-git-repo-check",
-            "--json",
-            *_opt("-m", model),
-            *extra,
-            "-",
-        ]
+        return ["exec", *mode, "--skip-git-repo-check", "--json", *_opt("-m", model), *extra, "-"]
     if kind == "gemini":
-        return ["-p", "", *_opt("-m", model), "--output-format", "json", "--approval-mode", "yolo", *extra]
+        return ["-p", "", *_opt("-m", model), "--output-format", "json", *mode, *extra]
     raise ValueError(f"no built-in command line for kind {kind!r}")
 
 
@@ -120,12 +128,15 @@ def build_invocation(
     task_id: str,
     base_env: Mapping[str, str],
     euid: int | None = None,
+    read_only: bool = False,
 ) -> Invocation:
     """The argv, environment and stdin that run ``cfg`` on ``prompt`` in ``worktree``.
 
     The caller has already written ``prompt`` to ``prompt_file``. The environment is
     :func:`~agentos.agents.runner.scrubbed_env` of ``base_env`` (the daemon's environment) with the agent's
     ``pass_env`` and ``env``. ``euid`` defaults to :func:`os.geteuid` (injectable for tests).
+    ``read_only`` (one-shot questions, :mod:`agentos.llm`) swaps the permission bypass for the CLI's own switch
+    that lets it edit nothing and run nothing; a ``command`` agent's argv is the user's and is left as it is.
     Raises :class:`AgentNotInstalled` when the program cannot be found.
     """
     env = scrubbed_env(list(cfg.pass_env), dict(cfg.env), base_env)
@@ -141,8 +152,8 @@ def build_invocation(
     extra = list(cfg.extra_args)
     if cfg.kind == "gemini" and cfg.prompt_via == "file":  # read_file refuses paths outside the worktree
         extra = ["--include-directories", str(prompt_file.parent), *extra]
-    argv = [binary, *_cli_flags(cfg.kind, cfg.model, extra)]
-    if cfg.kind == "claude" and (os.geteuid() if euid is None else euid) == 0:
+    argv = [binary, *_cli_flags(cfg.kind, cfg.model, extra, read_only)]
+    if cfg.kind == "claude" and not read_only and (os.geteuid() if euid is None else euid) == 0:
         env.setdefault("IS_SANDBOX", "1")  # Claude Code refuses --dangerously-skip-permissions as root without it
     if cfg.kind == "gemini":
         env.setdefault("GEMINI_CLI_TRUST_WORKSPACE", "true")  # headless runs refuse an untrusted (new) folder

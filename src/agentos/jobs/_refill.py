@@ -2,7 +2,8 @@
 
 The LLM (``loops.llm_agent``) gets the repo's objectives file, its recent failure signatures and every
 existing title (open and closed), and answers ``{"issues": [{"title": …, "body": …}]}``. The answer is
-validated with :class:`RefillAnswer`; an item that does not validate is dropped on its own. With no agent
+validated with :class:`RefillAnswer` by :meth:`agentos.llm.Llm.ask` (asked again once when it does not); an
+item that does not validate as a :class:`ProposedIssue` is dropped on its own. With no agent
 configured, or an agent that fails or answers garbage, :func:`deterministic_proposals` proposes the open
 items of the objectives file (``- item``, ``- [ ] item``) and recurring failures that have no incident issue.
 Pure functions: the groomer does the I/O.
@@ -62,17 +63,12 @@ class RefillAnswer(BaseModel):
     issues: list[dict[str, Any]] = Field(max_length=100)
 
 
-def parse_proposals(answer: dict[str, Any] | None) -> list[ProposedIssue] | None:
-    """The valid proposals of an LLM answer; None when the answer as a whole is missing or malformed."""
+def parse_proposals(answer: RefillAnswer | None) -> list[ProposedIssue] | None:
+    """The valid proposals of the planner's (validated) answer; None when there is none."""
     if answer is None:
         return None
-    try:
-        whole = RefillAnswer.model_validate(answer)
-    except ValidationError as exc:
-        log.warning("refill_answer_invalid", errors=exc.error_count(), first=exc.errors()[0]["msg"])
-        return None
     proposals = []
-    for n, item in enumerate(whole.issues):
+    for n, item in enumerate(answer.issues):
         try:
             proposals.append(ProposedIssue.model_validate(item))
         except ValidationError as exc:

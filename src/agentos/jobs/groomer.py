@@ -45,8 +45,14 @@ from agentos.jobs._loops import (
     safely,
     settings_for,
 )
-from agentos.jobs._refill import deterministic_proposals, failure_clusters, parse_proposals, refill_prompt
-from agentos.llm import JsonAsker, from_config
+from agentos.jobs._refill import (
+    RefillAnswer,
+    deterministic_proposals,
+    failure_clusters,
+    parse_proposals,
+    refill_prompt,
+)
+from agentos.llm import ModelAsker, from_config
 from agentos.metrics import read_history
 from agentos.redact import redact
 from agentos.runtime import Runtime
@@ -137,7 +143,7 @@ class GroomResult:
 class BacklogGroomer:
     """The ``backlog_groom`` job (hourly; each repo once per its grooming cadence)."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, llm: JsonAsker | None = None) -> None:
+    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> None:
         self.rt = rt
         self._settings = settings
         self._llm = llm
@@ -284,7 +290,7 @@ class BacklogGroomer:
         llm = self._llm or from_config(self.rt.config, s.llm_agent, self.rt.state_dir)
         proposals = None
         if llm is not None:
-            answer = await llm.ask_json(refill_prompt(repo.name, wanted, objectives, clusters, existing))
+            answer = await llm.ask(refill_prompt(repo.name, wanted, objectives, clusters, existing), RefillAnswer)
             proposals = parse_proposals(answer)
             result.refill = "asked" if proposals is not None else "no_answer"
         if proposals is None:

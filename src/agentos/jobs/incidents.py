@@ -23,16 +23,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from agentos import logging as alog
 from agentos.forge.base import Issue, marker
 from agentos.graph import Event
 from agentos.jobs._loops import LoopSettings, comment_once, file_once, journal, loop_repos, safely, settings_for
-from agentos.llm import JsonAsker, from_config
+from agentos.llm import ModelAsker, from_config
 from agentos.metrics import Failure, read_history
 from agentos.redact import redact
 from agentos.runtime import Runtime
 
-__all__ = ["HINTS", "Cluster", "IncidentScanner", "cluster_failures", "headline", "normalise", "signature"]
+__all__ = [
+    "HINTS",
+    "Cluster",
+    "IncidentName",
+    "IncidentScanner",
+    "cluster_failures",
+    "headline",
+    "normalise",
+    "signature",
+]
 
 log = alog.get_logger("agentos.incidents")
 
@@ -100,6 +111,15 @@ def normalise(text: str) -> str:
 def signature(blocker: str, text: str) -> str:
     """A short stable id of (blocker code, normalised text)."""
     return hashlib.sha256(f"{blocker}\n{text}".encode()).hexdigest()[:12]
+
+
+class IncidentName(BaseModel):
+    """The LLM's name for a new incident: a short title and the likely cause."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    title: str = Field(min_length=5, max_length=120)
+    explanation: str = Field(default="", max_length=4000)
 
 
 @dataclass(frozen=True)
@@ -221,7 +241,7 @@ def reported_upto(events: Iterable[Event], sig: str) -> datetime | None:
 class IncidentScanner:
     """The ``incident_scan`` job (every 6 h)."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, llm: JsonAsker | None = None) -> None:
+    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> None:
         self.rt = rt
         self._settings = settings
         self._llm = llm
@@ -301,19 +321,16 @@ class IncidentScanner:
         if llm is None:
             return title, ""
         excerpt = "\n---\n".join(f.error[-600:] for f in c.failures[-3:])
-        answer = await llm.ask_json(
+        answer = await llm.ask(
             "Several runs of coding agents failed the same way. Name the problem in a short issue title "
             "(at most 80 characters) and explain its likely cause in at most 5 sentences.\n"
             f"Blocker code: {c.blocker}\nNormalised error: {c.text}\nExcerpts:\n{excerpt}\n"
-            'Answer as {"title": "...", "explanation": "..."}.'
+            'Answer as {"title": "...", "explanation": "..."}.',
+            IncidentName,
         )
-        if not answer:
+        if answer is None:
             return title, ""
-        named = answer.get("title")
-        why = answer.get("explanation")
-        if isinstance(named, str) and 5 <= len(named.strip()) <= 120:
-            title = f"Recurring {c.blocker}: {named.strip()}"[:140]
-        return title, why.strip() if isinstance(why, str) else ""
+        return f"Recurring {c.blocker}: {answer.title}"[:140], answer.explanation
 
     def _record(self, action: str, c: Cluster, repo: str, number: int, new: Sequence[Failure]) -> None:
         self.rt.record(

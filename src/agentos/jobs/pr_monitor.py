@@ -61,8 +61,8 @@ from agentos.jobs._pr_policy import (
     wedge_key,
     wedged_comment,
 )
-from agentos.jobs.verify import Finding, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
-from agentos.llm import JsonAsker, from_config
+from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
+from agentos.llm import ModelAsker, from_config
 from agentos.redact import redact
 from agentos.runtime import Runtime
 
@@ -295,12 +295,12 @@ class PRMonitor:
         seen = self._judged.get(task.id)
         if seen is not None and seen[0] == pr.head_sha:
             return seen[1]
-        llm: JsonAsker | None = from_config(self.rt.config, agent, self.rt.state_dir)
+        llm: ModelAsker | None = from_config(self.rt.config, agent, self.rt.state_dir)
         if llm is None:
             log.warning("llm_judge_unavailable", agent=agent, effect="not blocking")
             finding = None
         else:
-            finding = judge_finding(await llm.ask_json(judge_prompt(task.title, task.type, diff)), agent)
+            finding = judge_finding(await llm.ask(judge_prompt(task.title, task.type, diff), JudgeVerdict), agent)
         self._judged[task.id] = (pr.head_sha, finding)
         log.info("llm_judged", agent=agent, blocks=finding is not None)
         return finding

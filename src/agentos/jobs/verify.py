@@ -16,7 +16,7 @@ finding             blocking  when
 ==================  ========  ===============================================================
 
 The **LLM judge** can only add a blocking finding, never remove one or approve a PR: its answer is
-validated as a :class:`JudgeVerdict`; an answer that does not validate (or no answer) blocks nothing
+validated as a :class:`JudgeVerdict` (asked again once if it does not); no valid answer blocks nothing
 (fail-open, logged; docs/pr-monitor.md explains why). :func:`judge_prompt` and :func:`judge_finding` are
 pure; the monitor asks the agent through :mod:`agentos.llm`, once per PR head commit.
 
@@ -30,9 +30,9 @@ import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentos import logging as alog
 from agentos.redact import Redactor, get_default, redact
@@ -239,15 +239,13 @@ def judge_prompt(title: str, task_type: str, diff: PRDiff) -> str:
     )
 
 
-def judge_finding(answer: dict[str, Any] | None, agent: str) -> Finding | None:
-    """A blocking ``llm_judge`` finding when the judge said ``block``; None for ``ok``, no answer or garbage."""
-    if answer is None:
+def judge_finding(verdict: JudgeVerdict | None, agent: str) -> Finding | None:
+    """A blocking ``llm_judge`` finding when the judge said ``block``; None for ``ok`` or no (valid) answer.
+
+    :meth:`agentos.llm.Llm.ask` has already validated the answer (retrying once) and logged a bad one.
+    """
+    if verdict is None:
         log.warning("llm_judge_no_answer", agent=agent, effect="not blocking")
-        return None
-    try:
-        verdict = JudgeVerdict.model_validate(answer)
-    except ValidationError as exc:
-        log.warning("llm_judge_invalid", agent=agent, error=exc.errors()[0]["msg"], effect="not blocking")
         return None
     if verdict.verdict == "ok":
         return None
