@@ -13,7 +13,10 @@ so a repo's scripts never see a token they were not given.
 
 A repo may have a worktree budget (``max_worktrees``, ``max_worktree_disk_mb``): :meth:`Workspace.has_room`
 says whether a new worktree fits, :meth:`Workspace.enforce_budget` removes the oldest worktrees of finished
-tasks (their uncommitted work saved as a patch first) until one does.
+tasks (their uncommitted work saved as a patch first) until one does. That half lives in
+:mod:`agentos._worktree_budget`; the guard around an agent's run (:meth:`Workspace.guard`,
+:meth:`Workspace.check_guard`) and the secret scan (:meth:`Workspace.find_secrets`) in
+:mod:`agentos._workspace_guard`. Both are mixed into :class:`Workspace` and their names re-exported here.
 
 A worktree is *ready* once it was created and its ``after_create`` hook passed; the mark lives in the
 worktree's private git dir. :meth:`Workspace.prepare` recreates a worktree that is not ready (a crash
@@ -31,13 +34,15 @@ import unicodedata
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import structlog
 
+from agentos._workspace_guard import Breach, Guard, WorkspaceGuard, _admin_dir
+from agentos._worktree_budget import BudgetReport, Finished, WorktreeBudget
 from agentos.agents.runner import scrubbed_env as allowlisted_env
 from agentos.config import RepoConfig
 from agentos.fsutil import atomic_write_bytes, atomic_write_text
@@ -149,62 +154,6 @@ class RebaseResult:
     head: str = ""
 
 
-@dataclass(frozen=True)
-class Finished:
-    """A task worktree the budget may remove: its task ended (merged, escalated, cancelled, failed)."""
-
-    ended_at: float
-    """When the task ended (epoch seconds): the oldest goes first."""
-    patch: Path
-    """Where uncommitted work in the worktree is saved before it goes."""
-    keep_branch: bool = True
-    """Keep the local branch (an unmerged task's commits, for a retry)."""
-
-
-@dataclass(frozen=True)
-class BudgetReport:
-    """A repo's task worktrees after :meth:`Workspace.enforce_budget`."""
-
-    count: int
-    size: int
-    removed: tuple[str, ...] = ()
-    """Branches whose worktrees were removed."""
-    full: str | None = None
-    """Why a new worktree does not fit even after the cleanup; None when it fits."""
-
-
-SHARED_FILES = ("config", "objects/info/alternates")
-SHARED_DIRS = ("hooks", "info")
-"""What of the clone an attempt's worktree can reach and agentos's own git reads: config (filters, remote URL,
-``core.hooksPath``…), hooks, ``info/attributes`` and ``info/exclude``, alternates, and ``config.worktree``."""
-
-
-@dataclass(frozen=True)
-class Guard:
-    """What an attempt must leave as it found it (:meth:`Workspace.guard`, :meth:`Workspace.check_guard`)."""
-
-    link: bytes | None
-    """The worktree's ``.git`` file."""
-    shared: dict[str, tuple[bytes, int]]
-    """Clone files (path relative to the clone → content and mode), see :data:`SHARED_FILES`."""
-    remote_refs: dict[str, str] | None
-    """The refs of the remote when it is a local repository (the local forge's user repository), else None."""
-
-
-@dataclass(frozen=True)
-class Breach:
-    """Something an attempt changed that is not its worktree's files or its branch's new commits.
-
-    ``link``: ``.git`` deleted or replaced (restored). ``shared``: agentos's clone changed (restored). ``history``:
-    HEAD no longer descends from where the attempt started (an agent that only switched branches or detached
-    HEAD is put back on the task branch, its commits kept). ``remote``: the attempt's commits reached a ref of
-    the (local) remote other than the task branch (not undone).
-    """
-
-    kind: Literal["link", "shared", "history", "remote"]
-    detail: str
-
-
 def branch_name(issue: int, title: str) -> str:
     """``agentos/<issue>-<slug>``: lowercase ascii words joined by hyphens, at most 40 characters."""
     text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii").lower()
@@ -230,18 +179,6 @@ def scrubbed_env(extra: Mapping[str, str] | None = None, pass_env: Sequence[str]
 def _dir_name(branch: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", branch.replace("/", "-")).strip("-.")
     return name or "branch"
-
-
-def _admin_dir(worktree: Path) -> Path | None:
-    """The worktree's private git dir (``<clone>/worktrees/<id>``), read from its ``.git`` file."""
-    try:
-        text = (worktree / ".git").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    if not text.startswith("gitdir:"):
-        return None
-    admin = Path(text.removeprefix("gitdir:").strip())
-    return admin if admin.is_absolute() else (worktree / admin).resolve()
 
 
 def _loose_head(worktree: Path) -> str | None:
@@ -289,67 +226,6 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _read_link(worktree: Path) -> bytes | None:
-    """The worktree's ``.git`` when it is a regular file (not a symlink, not a directory), else None."""
-    path = worktree / ".git"
-    try:
-        if not path.is_symlink() and path.is_file():
-            return path.read_bytes()
-    except OSError:
-        pass
-    return None
-
-
-def _restore_link(worktree: Path, link: bytes) -> None:
-    path = worktree / ".git"
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-    path.write_bytes(link)
-
-
-def _shared_files(clone: Path, worktree: Path) -> dict[str, tuple[bytes, int]]:
-    found: dict[str, tuple[bytes, int]] = {}
-    paths = [clone / name for name in SHARED_FILES]
-    for folder in SHARED_DIRS:
-        if (clone / folder).is_dir():
-            paths += sorted((clone / folder).rglob("*"))
-    admin = _admin_dir(worktree)
-    if admin is not None:
-        paths.append(admin / "config.worktree")
-    for path in paths:
-        try:
-            info = path.lstat()
-            if path.is_symlink():
-                data = b"symlink:" + os.readlink(path).encode()
-            elif path.is_file():
-                data = path.read_bytes()
-            else:
-                continue
-        except OSError:
-            continue
-        found[os.path.relpath(path, clone)] = (data, info.st_mode & 0o7777)
-    return found
-
-
-def _restore_shared(clone: Path, before: dict[str, tuple[bytes, int]], changed: list[str]) -> None:
-    for rel in changed:
-        path = clone / rel
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
-        if rel in before:
-            data, mode = before[rel]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if data.startswith(b"symlink:"):
-                os.symlink(data.removeprefix(b"symlink:").decode(), path)
-            else:
-                path.write_bytes(data)
-                os.chmod(path, mode)
-
-
 def _fetch_changes_nothing(theirs: Mapping[str, str], ours: Mapping[str, str]) -> bool:
     """Would ``git fetch --prune origin`` leave the clone's refs (``ours``) as they are, the remote's branches and
     tags being ``theirs``? Every branch at its tracking ref, no tracking ref without its branch, every tag here
@@ -367,16 +243,7 @@ def _fetch_changes_nothing(theirs: Mapping[str, str], ours: Mapping[str, str]) -
     return branches == tracking
 
 
-def _du(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            with suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
-
-
-class Workspace:
+class Workspace(WorkspaceGuard, WorktreeBudget):
     """The clone and worktrees agentos keeps for one repository."""
 
     _locks: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]]] = (
@@ -913,202 +780,11 @@ class Workspace:
             async with self.lock:
                 await self._drop_worktree(path)
 
-    # ------------------------------------------------------------ what an attempt may not change
-
-    async def guard(self, worktree: Path) -> Guard:
-        """Snapshot what an agent in ``worktree`` can reach but must not change: its ``.git`` link, the clone's
-        config, hooks and info files, and the refs of a local remote. Take it right before the agent starts."""
-        link = await asyncio.to_thread(_read_link, worktree)
-        shared = await asyncio.to_thread(_shared_files, self.clone_path, worktree)
-        return Guard(link, shared, await self._local_remote_refs())
-
-    async def check_guard(self, worktree: Path, guard: Guard, *, branch: str, since: str) -> list[Breach]:
-        """What the agent changed that it must not have, right after it ran and before agentos runs git there.
-
-        A replaced ``.git`` link and changed clone files are put back as they were (so no git command of ours
-        runs through them); history and remote breaches are only reported (the caller saves the work and resets
-        the branch). A push to a ref of the remote is seen when that ref now holds one of the attempt's commits.
-        """
-        breaches: list[Breach] = []
-        if guard.link is not None and await asyncio.to_thread(_read_link, worktree) != guard.link:
-            await asyncio.to_thread(_restore_link, worktree, guard.link)
-            breaches.append(Breach("link", "the agent deleted or replaced the worktree's .git; agentos restored it"))
-        now = await asyncio.to_thread(_shared_files, self.clone_path, worktree)
-        changed = sorted(k for k in set(now) | set(guard.shared) if now.get(k) != guard.shared.get(k))
-        if changed:
-            await asyncio.to_thread(_restore_shared, self.clone_path, guard.shared, changed)
-            shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
-            breaches.append(Breach("shared", f"the agent changed agentos's clone of the repo ({shown}); restored"))
-        head, tip = await self._head_ref(worktree)
-        if tip is None or (tip != since and not await self.is_ancestor(since, tip)):
-            breaches.append(
-                Breach("history", f"{branch} was rewritten: it no longer descends from {since[:12]}, its start")
-            )
-        elif head != f"refs/heads/{branch}":  # work on another branch or a detached HEAD: it is still the task's
-            await self.git("checkout", "-q", "-B", branch, cwd=worktree)
-            log.info("worktree_reattached", repo=self.repo.name, branch=branch, left_for=head or "detached HEAD")
-        if guard.remote_refs is not None:
-            pushed = await self._pushed_elsewhere(worktree, guard.remote_refs, branch=branch, since=since)
-            if pushed:
-                breaches.append(
-                    Breach("remote", f"the agent pushed its commits to {', '.join(pushed)} in {self.remote_url}")
-                )
-        if breaches:
-            log.warning("attempt_breaches", repo=self.repo.name, branch=branch, breaches=[b.detail for b in breaches])
-        return breaches
-
-    async def _head_ref(self, worktree: Path) -> tuple[str, str | None]:
-        """The branch HEAD is on (``refs/heads/…``, "" when detached) and its commit (None when unborn or broken),
-        in one git process when HEAD names a commit."""
-        res = await self.git("rev-parse", "HEAD^{commit}", "--symbolic-full-name", "HEAD", cwd=worktree, check=False)
-        lines = res.out.split()
-        if res.ok and len(lines) == 2:
-            return ("" if lines[1] == "HEAD" else lines[1]), lines[0]
-        head = (await self.git("symbolic-ref", "-q", "HEAD", cwd=worktree, check=False)).out.strip()
-        return head, await self.rev("HEAD", cwd=worktree)
-
-    async def _local_remote_refs(self) -> dict[str, str] | None:
-        if "://" in self.remote_url and not self.remote_url.startswith("file://"):
-            return None  # a network remote: the agent has no credentials for it (and a query costs a request)
-        git_dir = local_git_dir(self.remote_url)
-        if git_dir is not None and (found := await read_refs(git_dir, env=self.git_env)) is not None:
-            return found  # one for-each-ref there; ls-remote (a file:// URL, or git refused) runs upload-pack too
-        res = await self.git("ls-remote", self.remote_url, check=False)
-        if not res.ok:
-            return None
-        refs = {}
-        for line in res.out.splitlines():
-            sha, _, ref = line.partition("\t")
-            if ref and not ref.endswith("^{}"):
-                refs[ref] = sha
-        return refs
-
-    async def _pushed_elsewhere(self, worktree: Path, before: dict[str, str], *, branch: str, since: str) -> list[str]:
-        after = await self._local_remote_refs() or {}
-        moved = [r for r, sha in after.items() if r != f"refs/heads/{branch}" and before.get(r) != sha]
-        if not moved:
-            return []
-        ours = await self.git(
-            "rev-list", "--max-count=200", "HEAD", f"refs/heads/{branch}", "--not", since, cwd=worktree, check=False
-        )
-        commits = ours.out.split() if ours.ok else []
-        pushed = []
-        for ref in moved:
-            sha = after[ref]
-            if await self.rev(sha) is None:
-                continue  # not in our clone: no commit of this worktree's
-            for commit in commits:
-                if await self.is_ancestor(commit, sha):
-                    pushed.append(ref)
-                    break
-        return pushed
-
     async def restore_branch(self, worktree: Path, branch: str, sha: str) -> None:
         """Put ``worktree`` back on ``branch`` at ``sha``, clean (after an agent rewrote or left the branch)."""
         await self.git("checkout", "-q", "-f", "-B", branch, sha, cwd=worktree)
         await self.git("clean", "-ffdq", cwd=worktree)
         (worktree / RESULT_FILE).unlink(missing_ok=True)
-
-    async def find_secrets(self, worktree: Path, find: Callable[[str], list[str]]) -> tuple[list[str], str | None]:
-        """Secrets in what a push of ``worktree``'s HEAD would publish: the added lines of every commit since
-        ``origin/<base>``. ``find`` names the secrets in one line (:func:`agentos.redact.find_secrets`).
-        Returns ``"<path> (<commit>): <what>"`` for each line with one, never the secret itself, and the commit
-        scanned as HEAD (the first the log shows; None when no commit is ahead of the base): push that one
-        (:meth:`push` ``sha=``) and what is published is what was scanned."""
-        res = await self.git(
-            "log",
-            "-p",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "-U0",
-            "--format=commit %H",
-            f"refs/remotes/origin/{self.base}..HEAD",
-            cwd=worktree,
-            timeout=600,
-        )
-        found: list[str] = []
-        head: str | None = None
-        commit = path = ""
-        for line in res.out.splitlines():
-            if line.startswith("commit "):
-                commit = line.removeprefix("commit ")
-                head = head or commit
-            elif line.startswith("+++ "):
-                path = line.removeprefix("+++ ").removeprefix("b/")
-            elif line.startswith("+") and (kinds := find(line[1:])):
-                found.append(f"{path} ({commit[:12]}): {', '.join(kinds)}")
-        return found, head
-
-    # ------------------------------------------------------------ the worktree budget
-
-    @property
-    def budgeted(self) -> bool:
-        return self.repo.max_worktrees is not None or self.repo.max_worktree_disk_mb is not None
-
-    def _task_dirs(self) -> list[Path]:
-        if not self.worktrees_dir.is_dir():
-            return []
-        return sorted(p for p in self.worktrees_dir.iterdir() if p.name != ".scratch" and p.is_dir())
-
-    def _over(self, count: int, size: int | None, *, adding: int = 1) -> str | None:
-        """Why ``adding`` more worktrees do not fit beside ``count`` using ``size`` bytes; None when they do."""
-        most, mb = self.repo.max_worktrees, self.repo.max_worktree_disk_mb
-        if most is not None and count + adding > most:
-            return f"{count} worktrees, max_worktrees is {most}"
-        if mb is not None and size is not None and size >= mb * 2**20:
-            return f"worktrees use {size / 2**20:.0f} MB, max_worktree_disk_mb is {mb}"
-        return None
-
-    def has_room(self, branch: str | None, *, starting: int = 0) -> bool:
-        """Whether a task on ``branch`` may start: its worktree exists (it is reused) or a new one fits the
-        budget beside ``starting`` others on their way. The disk figure is the one the last
-        :meth:`enforce_budget` measured (walking the trees is too slow for every dispatch)."""
-        if not self.budgeted or (branch is not None and self.worktree_for(branch).is_dir()):
-            return True
-        return self._over(len(self._task_dirs()), self._measured_size, adding=starting + 1) is None
-
-    async def enforce_budget(self, finished: Mapping[str, Finished]) -> BudgetReport:
-        """Remove the oldest worktrees of ``finished`` (branch → how) until a new worktree fits the budget.
-
-        Only worktrees named in ``finished`` are candidates, never a live task's. Uncommitted and untracked
-        work is saved to ``Finished.patch`` first; a worktree whose work cannot be saved is left alone.
-        """
-        dirs = await asyncio.to_thread(self._task_dirs)
-        if not self.budgeted:
-            return BudgetReport(len(dirs), 0)
-        sizes = {path: await asyncio.to_thread(_du, path) for path in dirs}
-        by_dir = {self.worktree_for(branch): (branch, how) for branch, how in finished.items()}
-        candidates = sorted((by_dir[p] for p in dirs if p in by_dir), key=lambda item: item[1].ended_at)
-        count, size = len(dirs), sum(sizes.values())
-        removed: list[str] = []
-        for branch, how in candidates:
-            if self._over(count, size) is None:
-                break
-            path = self.worktree_for(branch)
-            try:
-                saved = await self.save_patch(path, how.patch)
-            except WorkspaceError as exc:  # unsaved work we cannot prove is safe: keep the worktree
-                log.warning("worktree_budget_kept", repo=self.repo.name, branch=branch, error=str(exc))
-                continue
-            await self.remove(branch, keep_branch=how.keep_branch)
-            count, size = count - 1, size - sizes[path]
-            removed.append(branch)
-            log.info(
-                "worktree_budget_removed",
-                repo=self.repo.name,
-                branch=branch,
-                freed_bytes=sizes[path],
-                patch=str(how.patch) if saved else None,
-            )
-        self._measured_size = size
-        return BudgetReport(count, size, tuple(removed), self._over(count, size))
-
-    async def disk_usage(self) -> int:
-        """Bytes under this repo's worktrees dir (apparent sizes, symlinks not followed)."""
-        if not self.worktrees_dir.is_dir():
-            return 0
-        return await asyncio.to_thread(_du, self.worktrees_dir)
 
     # ------------------------------------------------------------ commands in a worktree
 
