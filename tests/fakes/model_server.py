@@ -14,15 +14,15 @@ Gemini         ``POST /v1beta/models/{model}:generateContent`` and              
                ``:streamGenerateContent?alt=sse``, ``:countTokens``
 =============  ====================================================================  =============================
 
-The conversation is a :class:`Script`: tool steps (:class:`ReadFile`, :class:`WriteFile`, :class:`Shell`) the
-"model" asks the CLI to run, one per response, then a final text. The server is stateless about the
-conversation: the step it plays is the number of tool results already in the request, so a CLI's retries, side
-requests and restarts cannot put it out of step. Each CLI gets its steps in its own tools: Claude Code
-``Read``/``Write``/``Bash``; Codex ``exec_command`` (or, for models with Codex's JavaScript "code mode", an
-``exec`` cell that awaits ``tools.exec_command``); Gemini CLI ``read_file``/``write_file``/``run_shell_command``.
-:meth:`ModelServer.tool_results` is what the CLI sent back from its tools. A request without the tools (a
-session title, Gemini CLI's routing classifier, a quota probe) gets a short answer; a request that wants JSON
-gets JSON that fits its schema.
+The conversation is a :class:`Script`: tool steps (:class:`ReadFile`, :class:`WriteFile`, :class:`Shell`, and for
+Gemini CLI any named :class:`ToolCall`) the "model" asks the CLI to run, one per response, then a final text. The
+server is stateless about the conversation: the step it plays is the number of tool results already in the request,
+so a CLI's retries, side requests and restarts cannot put it out of step. Each CLI gets its steps in its own tools:
+Claude Code ``Read``/``Write``/``Bash``; Codex ``exec_command`` (or, for models with Codex's JavaScript "code
+mode", an ``exec`` cell that awaits ``tools.exec_command``); Gemini CLI
+``read_file``/``write_file``/``run_shell_command``. :meth:`ModelServer.tool_results` is what the CLI sent back from
+its tools. A request without the tools (a session title, Gemini CLI's routing classifier, a quota probe) gets a
+short answer; a request that wants JSON gets JSON that fits its schema.
 
 :meth:`ModelServer.fail` makes the next requests fail the way the provider does, with its real error body and
 headers (:data:`FailureKind`): a usage limit (with the reset time the provider states), a quota with none, a
@@ -58,6 +58,7 @@ __all__ = [
     "RecordedRequest",
     "Script",
     "Shell",
+    "ToolCall",
     "WriteFile",
     "model_server",
     "serve_in_thread",
@@ -90,7 +91,17 @@ class ReadFile:
     path: str
 
 
-Step = Shell | WriteFile | ReadFile
+@dataclass(frozen=True)
+class ToolCall:
+    """Gemini CLI: call its tool ``name`` with ``args`` as given, whether the CLI declared it or not (a real model
+    can name a tool it was not offered; the CLI answers with an error). The other CLIs run ``command`` instead."""
+
+    name: str
+    args: dict[str, Any]
+    command: str = "true"
+
+
+Step = Shell | WriteFile | ReadFile | ToolCall
 
 
 @dataclass
@@ -656,12 +667,16 @@ class ModelServer:
         if config.get("responseMimeType") == "application/json":  # routing classifier, next-speaker check, …
             schema = config.get("responseJsonSchema") or config.get("responseSchema") or {}
             reply, parts = "aux", [{"text": json.dumps(_fill_schema(schema))}]
-        elif "run_shell_command" not in declared:
+        elif not declared & {"read_file", "run_shell_command"} and not (
+            body.get("tools") and "CLI agent specializing" in json.dumps(body.get("systemInstruction"))
+        ):  # not the main loop (which, under a deny-all policy, declares no tool but keeps its system prompt)
             reply, parts = "aux", [{"text": "ok"}]
         elif step is None:
             reply, parts = "final", [{"text": self.script.final}]
         else:
-            if isinstance(step, WriteFile) and "write_file" in declared:
+            if isinstance(step, ToolCall):
+                name, args = step.name, step.args
+            elif isinstance(step, WriteFile) and "write_file" in declared:
                 name, args = "write_file", {"file_path": step.path, "content": step.content}
             elif isinstance(step, ReadFile) and "read_file" in declared:
                 name, args = "read_file", {"file_path": step.path}
@@ -732,6 +747,8 @@ def _shell(step: Step) -> str:
         return step.command
     if isinstance(step, ReadFile):
         return f"cat {_quote(step.path)}"
+    if isinstance(step, ToolCall):
+        return step.command
     marker = "AGENTOS_EOF"
     return f"cat > {_quote(step.path)} <<'{marker}'\n{step.content.rstrip(chr(10))}\n{marker}"
 

@@ -3,6 +3,10 @@
 The CLI runs as :meth:`~agentos.llm.Llm.ask` runs it: read-only (``--tools ""``), in the scratch directory, the
 prompt on stdin. The server answers the tool-less main request from ``one_shot_answers``: garbage then a valid
 JSON object gives the validated model on the retry (whose prompt carries the correction); garbage twice gives None.
+
+Read-only is proven against a model that tries to write: it asks Gemini CLI (``--approval-mode plan`` plus the
+deny-every-tool policy) to escape plan mode and write, edit and run a command, and Codex (``--sandbox read-only``) to
+do the same through its shell; the scratch directory stays as it was, and the JSON answer still comes back.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field
 
+from agentos.config import AgentKind
 from agentos.llm import Llm
-from tests.fakes.model_server import ModelServer
+from tests.fakes.model_server import ModelServer, Script, Shell, ToolCall, WriteFile
 from tests.realcli.clis import KEYS, NODE, assert_installed, binary, cli_setup
 
 PROMPT = "Several runs failed the same way: name the problem. llm-marker-8f2e"
@@ -43,16 +48,21 @@ async def server() -> AsyncIterator[ModelServer]:
 
 
 def claude(server: ModelServer, tmp_path: Path) -> Llm:
+    return one_shot("claude", server, tmp_path)
+
+
+def one_shot(kind: AgentKind, server: ModelServer, tmp_path: Path) -> Llm:
+    """The :class:`Llm` that runs the real ``kind`` against ``server``, as the loops run it (scratch dir ``llm/``)."""
     home = tmp_path / "home"
     home.mkdir()
     env = {
-        "PATH": os.pathsep.join([str(binary("claude").parent), str(Path(NODE or "node").parent), "/usr/bin", "/bin"]),
+        "PATH": os.pathsep.join([str(binary(kind).parent), str(Path(NODE or "node").parent), "/usr/bin", "/bin"]),
         "HOME": str(home),
         "TMPDIR": str(tmp_path),
         "LANG": "C.UTF-8",
         **KEYS,
     }
-    return Llm("planner", cli_setup("claude", server, home), workdir=tmp_path / "llm", timeout_s=120, base_env=env)
+    return Llm("planner", cli_setup(kind, server, home), workdir=tmp_path / "llm", timeout_s=120, base_env=env)
 
 
 def asked(server: ModelServer) -> list[dict[str, object]]:
@@ -88,3 +98,65 @@ class TestClaudeOneShot:
         _, second = asked(server)
         assert "title: String should have at least 5 characters" in last_user_text(second)
         assert (llm.asked, llm.answered) == (1, 0)
+
+
+ANSWER = '{"title": "Disk full on the runner", "explanation": "The tmp dir fills up."}'
+
+
+def scratch_with_a_file(tmp_path: Path) -> tuple[Path, Path]:
+    """The scratch dir with ``keep.txt`` in it (to be edited), and the path of a file to be created."""
+    (tmp_path / "llm").mkdir()
+    keep = tmp_path / "llm" / "keep.txt"
+    keep.write_text("original\n")
+    return keep, tmp_path / "llm" / "pwned.txt"
+
+
+class TestReadOnlyAgainstAModelThatWrites:
+    async def test_gemini_plan_mode_escape_writes_nothing(self, server: ModelServer, tmp_path: Path) -> None:
+        """Gemini's model enters and exits plan mode (headless, exit_plan_mode alone would switch to YOLO), then
+        writes, edits and runs a command: each call is refused, nothing changes, and the answer is the model."""
+        keep, pwned = scratch_with_a_file(tmp_path)
+        server.script = Script(
+            steps=[
+                ToolCall("enter_plan_mode", {"reason": "plan first"}),
+                ToolCall("write_file", {"file_path": "plan.md", "content": "# Plan\n\n1. Write pwned.txt\n"}),
+                ToolCall("exit_plan_mode", {"plan_filename": "plan.md"}),
+                WriteFile(str(pwned), "owned\n"),
+                ToolCall(
+                    "replace",
+                    {"file_path": str(keep), "old_string": "original", "new_string": "changed", "instruction": "edit"},
+                ),
+                ToolCall("run_shell_command", {"command": f"echo owned > {pwned}", "description": "write"}),
+            ],
+            final=ANSWER,
+        )
+        llm = one_shot("gemini", server, tmp_path)
+        named = await llm.ask(PROMPT, Named)
+        assert named == Named(title="Disk full on the runner", explanation="The tmp dir fills up.")
+        results = server.tool_results("gemini")
+        assert len(results) == 6 and all("not found" in r for r in results), results
+        assert not pwned.exists() and keep.read_text() == "original\n"
+        assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]
+        assert not list((tmp_path / "home").rglob("plan.md"))  # not even a plan file in Gemini's plans dir
+        main = [r.body for r in server.requests if r.reply.startswith("tool:") or r.reply == "final"]
+        assert main and all(b["tools"] == [{"functionDeclarations": []}] for b in main)  # offered no tool at all
+
+    async def test_codex_read_only_sandbox_writes_nothing(self, server: ModelServer, tmp_path: Path) -> None:
+        """Codex's model writes a file, edits one and redirects a command's output: the read-only sandbox refuses
+        each (a read-only file system), nothing changes, and the answer is the model."""
+        keep, pwned = scratch_with_a_file(tmp_path)
+        server.script = Script(
+            steps=[
+                WriteFile(str(pwned), "owned\n"),
+                Shell(f"sed -i s/original/changed/ {keep}"),
+                Shell(f"echo owned > {pwned}"),
+            ],
+            final=ANSWER,
+        )
+        llm = one_shot("codex", server, tmp_path)
+        named = await llm.ask(PROMPT, Named)
+        assert named == Named(title="Disk full on the runner", explanation="The tmp dir fills up.")
+        results = server.tool_results("openai")
+        assert len(results) == 3 and all("Read-only file system" in r for r in results), results
+        assert not pwned.exists() and keep.read_text() == "original\n"
+        assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]

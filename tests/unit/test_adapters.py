@@ -11,6 +11,7 @@ import pytest
 
 from agentos.agents.adapters import (
     FAILURE_RULES,
+    GEMINI_READ_ONLY_POLICY,
     AgentNotInstalled,
     Invocation,
     build_invocation,
@@ -148,7 +149,12 @@ class TestBuildInvocation:
         [
             pytest.param("claude", ["--tools", ""], "--dangerously-skip-permissions", id="claude"),
             pytest.param("codex", ["--sandbox", "read-only"], "--dangerously-bypass-approvals-and-sandbox", id="codex"),
-            pytest.param("gemini", ["--approval-mode", "plan"], "yolo", id="gemini"),
+            pytest.param(
+                "gemini",
+                ["--approval-mode", "plan", "--policy", str(GEMINI_READ_ONLY_POLICY)],
+                "yolo",
+                id="gemini",
+            ),
         ],
     )
     def test_read_only_uses_the_clis_own_switch(self, kind: str, switch: list[str], bypass: str) -> None:
@@ -166,7 +172,7 @@ class TestBuildInvocation:
             read_only=True,
         )
         at = inv.argv.index(switch[0])
-        assert inv.argv[at : at + 2] == switch and bypass not in inv.argv
+        assert inv.argv[at : at + len(switch)] == switch and bypass not in inv.argv
         assert "m1" in inv.argv and "IS_SANDBOX" not in inv.env and inv.stdin == b"q"
 
     def test_read_only_leaves_a_command_agents_argv_alone(self) -> None:

@@ -14,7 +14,8 @@ command    the configured ``argv`` with ``{prompt_file}``, ``{worktree}``, ``{ta
 
 With ``read_only=True`` (the one-shot questions of :mod:`agentos.llm`) the bypass flag is replaced by the CLI's
 read-only switch: ``--tools ""`` (claude: no tools at all), ``--sandbox read-only`` (codex),
-``--approval-mode plan`` (gemini).
+``--approval-mode plan --policy <gemini-read-only.toml>`` (gemini: plan mode alone can be left by the model, so a
+policy denies every tool).
 
 Claude Code refuses ``--dangerously-skip-permissions`` as root unless ``IS_SANDBOX=1`` says it runs in a
 sandbox; agentos runs agents in disposable worktrees, so as root it sets ``IS_SANDBOX=1`` for claude only.
@@ -79,14 +80,21 @@ class Invocation:
 
 
 # Each CLI's own switch for a one-shot answer that edits nothing and runs nothing (``read_only=True``), checked
-# against each CLI's --help: Claude Code 2.1 ``--tools ""`` ("Use "" to disable all tools"), Codex 0.169
-# ``--sandbox read-only``, Gemini CLI 0.61 ``--approval-mode plan`` ("read-only mode").
+# against each CLI's --help and run with a model that tries to write (tests/realcli/test_llm_real.py): Claude Code 2.1
+# ``--tools ""`` ("Use "" to disable all tools"), Codex 0.169 ``--sandbox read-only``. Gemini CLI 0.61's plan mode
+# ("read-only mode") alone is not: headless, the model's ``exit_plan_mode`` is auto-approved and switches to YOLO, so
+# a policy that denies every tool (``--policy``, GEMINI_READ_ONLY_POLICY) goes with it.
+GEMINI_READ_ONLY_POLICY = Path(__file__).with_name("gemini-read-only.toml")
 _WRITE = {
     "claude": ["--dangerously-skip-permissions"],
     "codex": ["--dangerously-bypass-approvals-and-sandbox"],
     "gemini": ["--approval-mode", "yolo"],
 }
-_READ_ONLY = {"claude": ["--tools", ""], "codex": ["--sandbox", "read-only"], "gemini": ["--approval-mode", "plan"]}
+_READ_ONLY = {
+    "claude": ["--tools", ""],
+    "codex": ["--sandbox", "read-only"],
+    "gemini": ["--approval-mode", "plan", "--policy", str(GEMINI_READ_ONLY_POLICY)],
+}
 
 
 def _cli_flags(kind: AgentKind, model: str | None, extra: list[str], read_only: bool = False) -> list[str]:
