@@ -29,7 +29,7 @@ from agentos.config import AgentKind
 from agentos.workspace import branch_name
 from tests.e2e.conftest import REPO, Loop
 from tests.fakes.model_server import ModelServer, ReadFile, Script, Shell, WriteFile, serve_in_thread
-from tests.realcli.clis import CLIS, IS_ROOT, KEYS, PROVIDERS, assert_installed, cli_setup
+from tests.realcli.clis import CLIS, IS_ROOT, KEYS, PROVIDERS, cli_setup
 
 MakeLoop = Callable[..., Loop]
 WAIT_S = 300.0  # three real CLI starts, tests and a merge on a shared 2-CPU machine; a run takes seconds
@@ -57,11 +57,6 @@ RISKS: none
 ATTEMPTED_APPROACHES: read and rewrite the file
 MANUAL_STEPS: none
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _installed() -> None:
-    assert_installed()
 
 
 @pytest.fixture

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from pydantic import BaseModel, Field
 
 from agentos.config import AgentKind
 from agentos.llm import Llm
 from tests.fakes.model_server import ModelServer, Script, Shell, ToolCall, WriteFile
-from tests.realcli.clis import KEYS, NODE, assert_installed, binary, cli_setup
+from tests.realcli.clis import KEYS, NODE, binary, cli_setup
 
 PROMPT = "Several runs failed the same way: name the problem. llm-marker-8f2e"
 
@@ -30,21 +28,6 @@ PROMPT = "Several runs failed the same way: name the problem. llm-marker-8f2e"
 class Named(BaseModel):
     title: str = Field(min_length=5)
     explanation: str = ""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _installed() -> None:
-    assert_installed()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ModelServer]:
-    model = ModelServer()
-    await model.start()
-    try:
-        yield model
-    finally:
-        await model.stop()
 
 
 def claude(server: ModelServer, tmp_path: Path) -> Llm:

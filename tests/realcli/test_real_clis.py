@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +40,6 @@ from tests.realcli.clis import (
     KEYS,
     NODE,
     PROVIDERS,
-    assert_installed,
     binary,
     cli_setup,
 )
@@ -64,23 +62,7 @@ MANUAL_STEPS: none
 FINAL = "Changed greeting.txt to say hello, world and wrote .agent_result.md."
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _installed() -> None:
-    assert_installed()
-
-
 # ---------------------------------------------------------------- setup
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ModelServer]:
-    """The scripted model server on 127.0.0.1, stopped after the test."""
-    model = ModelServer()
-    await model.start()
-    try:
-        yield model
-    finally:
-        await model.stop()
 
 
 @pytest.fixture
