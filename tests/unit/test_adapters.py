@@ -10,13 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agentos.agents.adapters import (
-    FAILURE_RULES,
     GEMINI_READ_ONLY_POLICY,
     AgentNotInstalled,
     Invocation,
     build_invocation,
     parse_output,
-    parse_reset_time,
     split_json,
 )
 from agentos.agents.runner import scrubbed_env
@@ -711,50 +709,6 @@ class TestParseFailures:
         r = parse_output("command", out, 1, now=NOW)
         assert r.failure == "quota_limited"
         assert r.reset_at == NOW + timedelta(hours=1)
-
-    def test_every_rule_has_a_description(self) -> None:
-        """The table documents itself: each rule says what it recognises."""
-        assert all(rule.what for rule in FAILURE_RULES)
-
-
-# ---------------------------------------------------------------- reset times
-
-
-class TestParseResetTime:
-    @pytest.mark.parametrize(
-        ("text", "expected"),
-        [
-            ("Claude AI usage limit reached|1750636800", datetime(2025, 6, 23, tzinfo=UTC)),
-            ('{"resets_at": 1775317531, "resets_in_seconds": 602705}', datetime.fromtimestamp(1775317531, UTC)),
-            ("try again in 2h 5m", NOW + timedelta(hours=2, minutes=5)),
-            ("try again in 4 days 6 hours 37 minutes.", NOW + timedelta(days=4, hours=6, minutes=37)),
-            ("Please retry in 41.5s.", NOW + timedelta(seconds=41.5)),
-            ('"retryDelay": "38s"', NOW + timedelta(seconds=38)),
-            ("resets 3pm (UTC)", datetime(2025, 6, 1, 15, tzinfo=UTC)),
-            ("resets 11am (UTC)", datetime(2025, 6, 2, 11, tzinfo=UTC)),
-            ("resets at 12pm (UTC)", datetime(2025, 6, 2, 12, tzinfo=UTC)),
-            ("resets at 12:30am (UTC)", datetime(2025, 6, 2, 0, 30, tzinfo=UTC)),
-            ("resets Apr 23 at 4pm (America/Recife)", datetime(2026, 4, 23, 19, tzinfo=UTC)),
-            ("resets Jun 3 at 4pm (UTC)", datetime(2025, 6, 3, 16, tzinfo=UTC)),
-            ("resets at 15:45 (Europe/Berlin)", datetime(2025, 6, 1, 13, 45, tzinfo=UTC)),
-            ("Your limit will reset at 5pm (Europe/Warsaw).", datetime(2025, 6, 1, 15, tzinfo=UTC)),
-            ("Please try again later.", None),
-            ("resets 3 times a day", None),
-            ("resets at 3pm (Not/AZone)", datetime(2025, 6, 1, 15, tzinfo=UTC)),
-        ],
-    )
-    def test_stated_reset_times(self, text: str, expected: datetime | None) -> None:
-        """Epochs, durations and wall-clock times (with their zone) become aware UTC datetimes."""
-        assert parse_reset_time(text, NOW, UTC) == expected
-
-    def test_clock_time_without_zone_uses_the_local_zone(self) -> None:
-        """'resets at 3pm' with no zone is read in the machine's zone, where the CLI printed it."""
-        at = parse_reset_time("rate limit reached… resets at 3pm", NOW, ZoneInfo("Europe/Berlin"))
-        assert at == datetime(2025, 6, 1, 13, tzinfo=UTC)
-
-    def test_naive_now_is_utc(self) -> None:
-        """A naive ``now`` is taken as UTC rather than failing."""
-        assert parse_reset_time("try again in 1m", NOW.replace(tzinfo=None)) == NOW + timedelta(minutes=1)
 
 
 # ---------------------------------------------------------------- output captured from the real CLIs
