@@ -18,6 +18,7 @@ from agentos.control.notify import MemorySeenStore, Message, Notifier
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
+from agentos.jobs import loop_jobs
 from agentos.jobs._loops import LoopSettings, settings_for
 from agentos.jobs.analysis import (
     always_timeout,
@@ -922,3 +923,31 @@ class TestSettings:
         s = settings_for(rt)
         assert (s.incident_threshold, s.reready_codes, s.stale_days) == (5, ("quota_limited", "runner_failure"), 30)
         assert settings_for(rt, LoopSettings(stale_days=3)).stale_days == 3
+
+
+class TestLoopJobs:
+    async def test_every_loop_is_built_from_the_ports_and_runs(self, env: Env, clock: Clock) -> None:
+        """``loop_jobs`` names each loop's job; built from the ports alone (no notifier), each one runs."""
+        rt = env.runtime()
+        jobs = loop_jobs(
+            settings=rt,
+            journal=rt,
+            clock=clock,
+            graph=rt.graph,
+            forge=rt.forge,
+            notify=None,
+            store=rt.store,
+            stopping=lambda: False,
+        )
+        assert sorted(jobs) == [
+            "agent_scoring",
+            "backlog_groom",
+            "daily_digest",
+            "housekeeping",
+            "incident_scan",
+            "log_analysis",
+            "sprint_plan",
+        ]
+        for job in jobs.values():
+            await job()
+        assert [e.type for e in rt.store.iter_events(T0 - timedelta(days=1))] == ["backlog_groomed", "digest_sent"]

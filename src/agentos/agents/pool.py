@@ -34,6 +34,7 @@ from agentos.budget import (
 from agentos.errors import ControlError
 from agentos.graph import Task, TaskGraph
 from agentos.ports import Clock, Journal, Notify, Settings
+from agentos.redact import redact
 from agentos.store import DaemonState
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class AgentPool:
             until = self._clock() + timedelta(minutes=self._settings.config.agents[agent].cooldown_minutes)
         self._state.paused_agents[agent] = until
         self._journal.save_state()
-        log.warning("agent_quota_limited", agent=agent, until=until.isoformat(), detail=detail[:200])
+        log.warning("agent_quota_limited", agent=agent, until=until.isoformat(), detail=redact(detail)[:200])
         if self._notify is not None:
             self._notify.notify(
                 2,
