@@ -6,9 +6,9 @@ The figures come from the attempts the graph recorded (what each CLI reported), 
                                                           └──► agent period   → warn once · pause until the next one
 
 Days and months begin at midnight in the config's top-level ``timezone`` (``Config.zone``).
-Everything above :func:`enforce_agent_budgets` is pure (explicit ``now`` and time zone); that one function
-applies the verdicts to the daemon state: a pause in ``paused_agents`` (the same one a usage limit sets), a
-persisted "sent" marker so a warning goes out once per agent and period, and a journal event.
+Everything here is pure (explicit ``now`` and time zone): :class:`agentos.agents.pool.AgentPool` applies the
+verdicts to the daemon state (a pause in ``paused_agents``, the same one a usage limit sets; a persisted "sent"
+marker so a warning goes out once per agent and period; a journal event and a notice).
 
 An attempt whose CLI reported no cost (Codex, Gemini, ``command`` agents) counts toward token limits with the
 tokens it reported, toward cost limits not at all, and is counted as "not measured" wherever figures are shown.
@@ -19,17 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from agentos import logging as alog
 from agentos.config import AgentConfig, Limits
 from agentos.graph import Attempt, Task
-
-if TYPE_CHECKING:
-    from agentos.runtime import Runtime
-
-log = alog.get_logger("agentos.budget")
 
 BUDGET_CODE = "budget_exceeded"
 """The blocker an issue over its token or cost ceiling is escalated with."""
@@ -198,15 +192,16 @@ def agent_verdicts(
 ) -> list[AgentVerdict]:
     """One verdict per agent and period with a limit, in config order, days before months.
 
-    Agents named in ``also`` (the paused ones) get a verdict for both periods even without a limit, so a
-    pause whose limit was removed from the config is seen to be over.
+    Agents named in ``also`` (the paused ones) get a verdict for both periods even without a limit, or without
+    a config (removed while paused, last), so a pause whose limit was removed from the config is seen to be over.
     """
     task_list = list(tasks)
     extra = set(also)
     spent: dict[Period, tuple[datetime, str, dict[str, Spend]]] = {}
     verdicts = []
-    for name, cfg in agents.items():
-        limits = _limits(cfg)
+    gone: list[tuple[str, AgentConfig | None]] = [(name, None) for name in dict.fromkeys(also) if name not in agents]
+    for name, cfg in [*agents.items(), *gone]:
+        limits = _limits(cfg) if cfg is not None else {}
         periods: list[Period] = ["day", "month"] if name in extra else sorted(limits)
         for period in periods:
             (warn_tokens, warn_usd), (stop_tokens, stop_usd) = limits.get(period, ((None, None), (None, None)))
@@ -222,86 +217,22 @@ def agent_verdicts(
     return verdicts
 
 
-# ---------------------------------------------------------------- applying them
+# ---------------------------------------------------------------- wording
 
 
-def enforce_agent_budgets(rt: Runtime) -> list[AgentVerdict]:
-    """Warn once per agent and period at a soft limit; pause an agent at a hard one until the period ends.
-
-    A pause this function set is lifted again when the agent is no longer over a hard limit (the operator
-    raised or removed it and reloaded the config). A breach the operator lifted by hand
-    (:func:`lift_agent_pause`) does not pause the agent again in that period while its hard limits stay the
-    ones it was lifted at; a changed limit that the agent is over is a new breach and pauses it.
-    The verdicts are returned for the caller's logs and tests.
-    """
-    agents = rt.config.agents
-    now = rt.now()
-    paused = [name for name, until in rt.state.paused_agents.items() if until > now]
-    if not has_agent_limits(agents) and not paused:
-        return []
-    zone = rt.config.zone
-    verdicts = agent_verdicts(rt.graph, agents, now, zone, also=paused)
-    stopped = {v.agent for v in verdicts if v.stop}
-    changed = False
-    announce: list[tuple[AgentVerdict, Literal[1, 2], str, str]] = []
-    for v in verdicts:
-        paused_until = rt.state.paused_agents.get(v.agent)
-        if v.stop and v.lift_key in rt.state.notified:
-            continue  # the operator lifted this breach (`ctl agent resume`): not paused again at these limits
-        if v.stop:
-            if paused_until is None or paused_until < v.until:
-                rt.state.paused_agents[v.agent] = v.until
-                changed = True
-            if rt.state.mark_notified(v.stop_key):
-                changed = True
-                text = (
-                    f"Agent {v.agent} reached its {_per(v)} budget: {_figures(v, v.stop)}. It is paused until "
-                    f"{_local(v.until, zone)}; `agentos ctl agent resume {v.agent}` (or /agent resume {v.agent}) lets "
-                    f"it run for the rest of the {v.period}, or raise the limit and run `agentos ctl reload`."
-                )
-                announce.append((v, 1, text, "agent_budget_paused"))
-        elif v.agent not in stopped and paused_until == v.until and v.stop_key in rt.state.notified:
-            del rt.state.paused_agents[v.agent]  # our pause, and the limit was raised or removed
-            changed = True
-            rt.record("agent_budget_resumed", agent=v.agent, period=v.label)
-            log.info("agent_budget_resumed", agent=v.agent, period=v.label)
-        if v.warn and not v.stop and rt.state.mark_notified(v.warn_key):
-            changed = True
-            text = f"Agent {v.agent} passed its {_per(v)} warning level: {_figures(v, v.warn)}."
-            announce.append((v, 2, text, "agent_budget_warning"))
-    if changed:
-        rt.save_state()  # the "sent" markers are on disk before anything is sent: never twice
-    for v, severity, text, event in announce:
-        _announce(rt, v, severity, text, event)
-    return verdicts
-
-
-def _per(v: AgentVerdict) -> str:
+def period_word(v: AgentVerdict) -> str:
+    """``daily`` or ``monthly``."""
     return "daily" if v.period == "day" else "monthly"
 
 
-def _figures(v: AgentVerdict, hit: list[str]) -> str:
+def verdict_figures(v: AgentVerdict, hit: list[str]) -> str:
+    """``spent 1,000 tokens / $6.00 over 1 attempt in 2025-03; limit $5.00``."""
     return f"spent {v.spend.describe()} in {v.label}; limit {' and '.join(hit)}"
 
 
-def _local(moment: datetime, zone: ZoneInfo) -> str:
+def local_time(moment: datetime, zone: ZoneInfo) -> str:
+    """``2025-04-01 00:00 Europe/Berlin``."""
     return f"{moment.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}"
-
-
-def _announce(rt: Runtime, v: AgentVerdict, severity: Literal[1, 2], text: str, event: str) -> None:
-    rt.record(
-        event,
-        agent=v.agent,
-        period=v.label,
-        tokens=v.spend.tokens,
-        cost_usd=round(v.spend.cost_usd, 6),
-        attempts=v.spend.attempts,
-        not_measured=v.spend.unmeasured,
-        until=v.until.isoformat(),
-    )
-    log.warning(event, agent=v.agent, period=v.label, tokens=v.spend.tokens, cost_usd=round(v.spend.cost_usd, 4))
-    if rt.notifier is not None:
-        rt.notifier.notify(severity, f"{event}:{v.agent}:{v.label}", text)
 
 
 # ---------------------------------------------------------------- paused agents: why, and lifting by hand
@@ -332,37 +263,12 @@ def describe_pause(
     for v in mine:
         if v.until == until and v.stop_key in sent:
             why = (
-                f"{_per(v)} budget: {_figures(v, v.stop)}"
+                f"{period_word(v)} budget: {verdict_figures(v, v.stop)}"
                 if v.stop
-                else f"{_per(v)} budget (no longer over it: lifted at the next dispatch)"
+                else f"{period_word(v)} budget (no longer over it: lifted at the next dispatch)"
             )
             return AgentPause(agent, until, why, breaches)
-    return AgentPause(agent, until, f"usage limit reported by the CLI (until {_local(until, zone)})", breaches)
-
-
-def lift_agent_pause(rt: Runtime, agent: str) -> AgentPause:
-    """An operator's ``agent resume``: end ``agent``'s pause now, whatever set it, and journal it.
-
-    A budget breach in force now is marked lifted (:attr:`AgentVerdict.lift_key`): the agent runs for the rest
-    of that day or month while its hard limits stay as they are. Changing a limit in the config re-arms the
-    check: an agent over the new limit is paused again. A usage limit the CLI still enforces simply fails the
-    next attempt, which pauses the agent again with the CLI's reset time.
-    The caller checks that the agent is paused and that state writes are not held.
-    """
-    now = rt.now()
-    until = rt.state.paused_agents[agent]
-    zone = rt.config.zone
-    agents = {agent: rt.config.agents[agent]} if agent in rt.config.agents else {}
-    verdicts = agent_verdicts(rt.graph, agents, now, zone, also=[agent])
-    pause = describe_pause(agent, until, verdicts, rt.state.notified, zone)
-    for v in pause.breaches:
-        rt.state.mark_notified(v.lift_key)
-    del rt.state.paused_agents[agent]
-    rt.save_state()
-    waived = [v.label for v in pause.breaches]
-    rt.record("agent_pause_lifted", agent=agent, until=until.isoformat(), why=pause.why, waived=waived)
-    log.warning("agent_pause_lifted", agent=agent, until=until.isoformat(), waived=waived)
-    return pause
+    return AgentPause(agent, until, f"usage limit reported by the CLI (until {local_time(until, zone)})", breaches)
 
 
 def limits_text(cfg: AgentConfig) -> str:

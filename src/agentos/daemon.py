@@ -330,7 +330,16 @@ class Daemon:
             scheduler.register("dispatch", dispatcher.tick)
             scheduler.register("pr_monitor", monitor.tick)
             scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True, runs_when_held=True)
-            for name, job in loop_jobs(rt).items():
+            for name, job in loop_jobs(
+                settings=rt,
+                journal=rt,
+                clock=rt.now,
+                graph=rt.graph,
+                forge=rt.forge,
+                notify=rt,
+                store=rt.store,
+                stopping=lambda: rt.stopping,
+            ).items():
                 scheduler.register(name, job)
         except ConfigError as exc:
             log.critical("config_invalid", problems=exc.problems)

@@ -31,9 +31,10 @@ from agentos.agents.contract import (
     read_contract,
     read_result_bytes,
 )
+from agentos.agents.pool import AgentPool
 from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt, fence
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
-from agentos.budget import BUDGET_CODE, enforce_agent_budgets, issue_breach, issue_spend
+from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
 from agentos.control.notify import action_button, issue_button
 from agentos.errors import AgentosError
 from agentos.forge.base import BLOCKED_LABEL
@@ -99,18 +100,7 @@ class Executor:
 
     def choose_agent(self, task: Task) -> str | None:
         """The first agent of the task's chain that is not paused by a usage limit."""
-        now = self.rt.now()
-        chain = self.rt.config.chain_for(task.type, task.agent)
-        failed = {a.agent for a in task.attempts if a.outcome in ("blocked", "failed", "partial")}
-        paused = {name for name, until in self.rt.state.paused_agents.items() if until > now}
-        usable = [a for a in chain if a not in paused]
-        if not usable:
-            return None
-        # Rotate through the chain: the next agent after the ones that already failed this task.
-        fresh = [a for a in usable if a not in failed]
-        if fresh:
-            return fresh[0]
-        return usable[counted_attempts(task) % len(usable)]
+        return AgentPool.from_runtime(self.rt).choose(task)
 
     def start(self, task: Task) -> bool:
         """Begin an attempt in the background; False when no agent is available now.
@@ -305,7 +295,8 @@ class Executor:
         attempt.tokens_in, attempt.tokens_out = report.tokens_in, report.tokens_out
         attempt.cost_usd, attempt.turns = report.cost_usd, report.turns
         attempt.cost_reported, attempt.tokens_reported = report.cost_reported, report.tokens_reported
-        enforce_agent_budgets(rt)  # an agent past its daily or monthly limit is paused before its next start
+        # An agent past its daily or monthly limit is paused before its next start.
+        AgentPool.from_runtime(rt).enforce_budgets()
         attempt.exit_code = outcome.exit_code
         result_path = worktree / RESULT_FILE
         with contextlib.suppress(ContractError, OSError):  # never through a symlink, never from a FIFO
@@ -351,18 +342,7 @@ class Executor:
         if outcome.not_found:
             return Verdict("failed", "runner_failure", error=f"could not start the agent: {tail}")
         if report.failure == "quota_limited":
-            until = report.reset_at or self.rt.now() + timedelta(
-                minutes=self.rt.config.agents[attempt.agent].cooldown_minutes
-            )
-            self.rt.state.paused_agents[attempt.agent] = until
-            self.rt.save_state()
-            log.warning("agent_quota_limited", until=until.isoformat())
-            if self.rt.notifier is not None:
-                self.rt.notifier.notify(
-                    2,
-                    f"quota:{attempt.agent}:{until.isoformat()}",
-                    f"Agent {attempt.agent} hit its usage limit; paused until {until:%Y-%m-%d %H:%M} UTC.",
-                )
+            AgentPool.from_runtime(self.rt).pause_for_quota(attempt.agent, report.reset_at, report.detail)
             return Verdict("failed", "quota_limited", error=report.detail or tail)
         if report.failure == "missing_credentials":
             return Verdict("failed", "missing_credentials", error=report.detail or tail)

@@ -18,7 +18,7 @@ import errno
 import functools
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +28,12 @@ from agentos import logging as alog
 from agentos.config import Config, RepoConfig
 from agentos.forge.base import READY_LABEL, Forge
 from agentos.graph import Event, Task, TaskGraph
+from agentos.ports import Action, Severity
 from agentos.store import DaemonState, StateError, Store
 from agentos.workspace import Workspace
 
 if TYPE_CHECKING:
-    from agentos.control.notify import Notifier
+    from agentos.control.notify import Message, Notifier
     from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.runtime")
@@ -119,6 +120,19 @@ class Runtime:
     @property
     def state_dir(self) -> Path:
         return self.config.state_path
+
+    @property
+    def held(self) -> str | None:
+        """The ``Journal`` port: why state writes are held, or None when they work."""
+        return self.write_failure.describe() if self.write_failure is not None else None
+
+    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
+        """The ``Notify`` port over :attr:`notifier` (False while there is none); actions are not sent yet."""
+        return self.notifier.notify(severity, key, text) if self.notifier is not None else False
+
+    def drain_digest(self) -> list[Message]:
+        """The notifier's batched sev3 messages (none while there is no notifier), for the daily digest."""
+        return self.notifier.drain_digest() if self.notifier is not None else []
 
     def now(self) -> datetime:
         return self.clock()

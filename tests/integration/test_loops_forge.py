@@ -102,7 +102,15 @@ async def test_recurring_crashes_file_one_issue_then_one_comment(rt: Runtime, tm
     dispatcher = Dispatcher(rt, Executor(rt))
     for n in range(1, 4):
         await crash_one(rt, dispatcher, f"Task {n}")
-    scanner = IncidentScanner(rt)
+    scanner = IncidentScanner(
+        settings=rt,
+        journal=rt,
+        clock=rt.now,
+        graph=rt.graph,
+        forge=rt.forge,
+        store=rt.store,
+        stopping=lambda: rt.stopping,
+    )
     await scanner.tick()
 
     state = rt.config.state_path

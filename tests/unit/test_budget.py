@@ -1,4 +1,4 @@
-"""Budgets: spend per issue and per agent period, the verdicts, and how the daemon state applies them."""
+"""Budgets: spend per issue and per agent period, and the verdicts (the pool applies them: test_pool.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from agentos.budget import (
     Spend,
     agent_verdicts,
     cost_cell,
-    enforce_agent_budgets,
     issue_breach,
     issue_spend,
-    lift_agent_pause,
     limits_text,
     period_bounds,
     task_cost_cell,
@@ -252,135 +250,7 @@ def spend(rt: Runtime, cost: float, at: datetime, issue: int) -> None:
     rt.commit([rt.event("test_spend", f"calc#{issue}")], [task(attempt(1, tokens=1000, cost=cost, at=at), issue=issue)])
 
 
-class TestEnforceAgentBudgets:
-    def test_soft_limit_warns_once_even_across_a_restart(self, tmp_path: Path) -> None:
-        """Past monthly_warn_usd one sev2 notice goes out; later checks, and a restarted daemon, send none."""
-        clock = Clock(NOW)
-        rt = runtime(tmp_path, clock)
-        spend(rt, 6.0, NOW, 1)
-        enforce_agent_budgets(rt)
-        enforce_agent_budgets(rt)
-        sent = rt.notifier.sent  # type: ignore[union-attr]
-        assert [(sev, key) for sev, key, _ in sent] == [(2, "agent_budget_warning:claude:2025-03")]
-        assert "spent 1,000 tokens / $6.00 over 1 attempt in 2025-03; limit $5.00" in sent[0][2]
-        assert rt.state.paused_agents == {}
-        rt.store.close()
-
-        again = runtime(tmp_path, clock)
-        enforce_agent_budgets(again)
-        assert again.notifier.sent == []  # type: ignore[union-attr]
-
-    def test_hard_limit_pauses_until_the_first_of_next_month_then_the_chain_moves_on(self, tmp_path: Path) -> None:
-        """Past monthly_max_usd the agent is paused until the 1st, 00:00 in the budget time zone, with one sev1
-        notice; its tasks go to the next agent of the chain, and the next month it runs again."""
-        clock = Clock(NOW)
-        rt = runtime(tmp_path, clock)
-        spend(rt, 6.0, NOW - timedelta(days=3), 1)
-        spend(rt, 4.5, NOW, 2)
-        enforce_agent_budgets(rt)
-        enforce_agent_budgets(rt)
-        until = datetime(2025, 3, 31, 22, tzinfo=UTC)  # 1 April 00:00 in Berlin (CEST)
-        assert rt.state.paused_agents == {"claude": until}
-        sent = rt.notifier.sent  # type: ignore[union-attr]
-        assert [(sev, key) for sev, key, _ in sent] == [(1, "agent_budget_paused:claude:2025-03")]
-        assert "$10.50 over 2 attempts in 2025-03; limit $10.00" in sent[0][2]
-        assert "paused until 2025-04-01 00:00 Europe/Berlin" in sent[0][2]
-        assert [e.type for e in rt.store.iter_events(NOW - timedelta(days=1)) if e.type.startswith("agent_")] == [
-            "agent_budget_paused"
-        ]
-        ex = Executor(rt)
-        assert ex.choose_agent(task(issue=3, status=TaskStatus.QUEUED)) == "backup"
-
-        clock.now = until + timedelta(seconds=1)
-        assert ex.choose_agent(task(issue=3, status=TaskStatus.QUEUED)) == "claude"
-
-    def test_raising_the_limit_lifts_the_pause(self, tmp_path: Path) -> None:
-        """A pause the budget set ends as soon as the reloaded config no longer puts the agent over a limit."""
-        clock = Clock(NOW)
-        rt = runtime(tmp_path, clock)
-        spend(rt, 11.0, NOW, 1)
-        enforce_agent_budgets(rt)
-        assert "claude" in rt.state.paused_agents
-        rt.config = parse_config(
-            CONFIG.replace("monthly_max_usd: 10", "monthly_max_usd: 20").format(state=tmp_path / "s", repo="r")
-        )
-        enforce_agent_budgets(rt)
-        assert rt.state.paused_agents == {}
-        assert [key for _, key, _ in rt.notifier.sent] == [  # type: ignore[union-attr]
-            "agent_budget_paused:claude:2025-03",
-            "agent_budget_warning:claude:2025-03",  # still past the warning level: said once, now
-        ]
-        assert [e.type for e in rt.store.iter_events(NOW - timedelta(days=1)) if e.type.startswith("agent_")] == [
-            "agent_budget_paused",
-            "agent_budget_resumed",
-            "agent_budget_warning",
-        ]
-
-    def test_a_usage_limit_pause_is_left_alone(self, tmp_path: Path) -> None:
-        """An agent paused by its CLI's usage limit is not resumed by a budget check."""
-        clock = Clock(NOW)
-        rt = runtime(tmp_path, clock)
-        rt.state.paused_agents["claude"] = NOW + timedelta(hours=2)
-        enforce_agent_budgets(rt)
-        assert rt.state.paused_agents == {"claude": NOW + timedelta(hours=2)}
-
-
-class TestLiftByHand:
-    """``agent resume``: an operator lifts a pause; a budget lift holds for the period at the same limits."""
-
-    def test_a_lifted_budget_pause_holds_for_the_period_across_a_restart(self, tmp_path: Path) -> None:
-        """Lifted by hand, an agent over its monthly max runs on: later checks, a restarted daemon and more spend
-        do not pause it again in that month; the lift is journalled; the next month starts clean."""
-        clock = Clock(NOW)
-        rt = runtime(tmp_path, clock)
-        spend(rt, 11.0, NOW, 1)
-        enforce_agent_budgets(rt)
-        until = rt.state.paused_agents["claude"]
-
-        pause = lift_agent_pause(rt, "claude")
-        assert pause.until == until and [v.label for v in pause.breaches] == ["2025-03"]
-        assert pause.why == "monthly budget: spent 1,000 tokens / $11.00 over 1 attempt in 2025-03; limit $10.00"
-        assert rt.state.paused_agents == {}
-        [event] = [e for e in rt.store.iter_events(NOW - timedelta(days=1)) if e.type == "agent_pause_lifted"]
-        assert event.data["agent"] == "claude" and event.data["waived"] == ["2025-03"]
-
-        spend(rt, 5.0, NOW, 2)
-        enforce_agent_budgets(rt)
-        assert rt.state.paused_agents == {}
-        rt.store.close()
-        again = runtime(tmp_path, clock)
-        enforce_agent_budgets(again)
-        assert again.state.paused_agents == {}
-        assert [key for _, key, _ in rt.notifier.sent] == ["agent_budget_paused:claude:2025-03"]  # type: ignore[union-attr]
-
-        clock.now = datetime(2025, 4, 2, tzinfo=UTC)  # a new month: nothing spent in it yet
-        assert [v.stop for v in enforce_agent_budgets(again) if v.agent == "claude"] == [[]]
-        again.store.close()
-
-    def test_a_changed_limit_is_a_new_breach(self, tmp_path: Path) -> None:
-        """After a lift, a reloaded config whose limit the agent is still over pauses it again."""
-        clock = Clock(NOW)
-        rt = runtime(tmp_path, clock)
-        spend(rt, 11.0, NOW, 1)
-        enforce_agent_budgets(rt)
-        lift_agent_pause(rt, "claude")
-        rt.config = parse_config(
-            CONFIG.replace("monthly_max_usd: 10", "monthly_max_usd: 8").format(state=tmp_path / "s", repo="r")
-        )
-        enforce_agent_budgets(rt)
-        assert rt.state.paused_agents == {"claude": datetime(2025, 3, 31, 22, tzinfo=UTC)}
-        rt.store.close()
-
-    def test_a_usage_limit_pause_is_lifted_without_waiving_a_budget(self, tmp_path: Path) -> None:
-        """A usage-limit pause is named as such; lifting it marks no budget breach."""
-        rt = runtime(tmp_path, Clock(NOW))
-        rt.state.paused_agents["backup"] = NOW + timedelta(hours=2)
-        pause = lift_agent_pause(rt, "backup")
-        assert pause.why == "usage limit reported by the CLI (until 2025-03-14 15:00 Europe/Berlin)"
-        assert pause.breaches == [] and not [k for k in rt.state.notified if k.startswith("budget:lift:")]
-        assert rt.state.paused_agents == {}
-        rt.store.close()
-
+class TestLimitsText:
     def test_limits_text(self) -> None:
         """Limits read as the operator wrote them; an agent without any says none."""
         cfg = AgentConfig(kind="claude", monthly_warn_usd=5, monthly_max_usd=10, monthly_max_tokens=2_000_000)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentos.budget import enforce_agent_budgets
+from agentos.agents.pool import AgentPool
 from agentos.config import Config, ConfigError, RepoConfig, parse_config
 from agentos.control.controller import Controller
 from agentos.daemon import Daemon
@@ -311,7 +311,7 @@ class TestAgents:
     async def test_agents_shows_each_pause_its_cause_and_the_month(self, brt: Runtime) -> None:
         """A budget pause names the limit and the spend; a usage-limit pause says so; limits read as configured."""
         spend(brt, 11.0, BUDGET_NOW, 1)
-        enforce_agent_budgets(brt)
+        AgentPool.from_runtime(brt).enforce_budgets()
         brt.state.paused_agents["backup"] = BUDGET_NOW + timedelta(hours=2)
         rows = {row["agent"]: row for row in await Controller(brt).agents()}
         claude, backup = rows["claude"], rows["backup"]
@@ -329,7 +329,7 @@ class TestAgents:
         """`agent resume` ends a budget pause at once (journalled, on disk), says it is still over budget, and
         the next budget check leaves it running; the row then shows the lift."""
         spend(brt, 11.0, BUDGET_NOW, 1)
-        enforce_agent_budgets(brt)
+        AgentPool.from_runtime(brt).enforce_budgets()
         ctl = Controller(brt)
         done = await ctl.resume_agent("claude")
         assert done["resumed"] is True and done["was_paused_until"] == "2025-03-31T22:00:00+00:00"
@@ -337,7 +337,7 @@ class TestAgents:
         assert reloaded(brt).load()[1].paused_agents == {}
         events = [e.type for e in brt.store.iter_events(BUDGET_NOW - timedelta(days=1))]
         assert events[-1] == "agent_pause_lifted"
-        enforce_agent_budgets(brt)
+        AgentPool.from_runtime(brt).enforce_budgets()
         assert brt.state.paused_agents == {}
         [row] = [r for r in await ctl.agents() if r["agent"] == "claude"]
         assert row["paused_until"] is None and row["lifted"] == ["2025-03"]

@@ -15,10 +15,10 @@ from agentos.forge.base import marker
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
 from agentos.jobs._loops import LoopSettings
-from agentos.jobs.incidents import IncidentScanner, cluster_failures, headline, normalise, signature
+from agentos.jobs.incidents import cluster_failures, headline, normalise_error, signature
 from agentos.metrics import Failure
-from agentos.runtime import Runtime
 from agentos.store import Store
+from tests.loop_world import LoopWorld
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,7 +45,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def rt(tmp_path: Path, clock: Clock) -> Iterator[Runtime]:
+def rt(tmp_path: Path, clock: Clock) -> Iterator[LoopWorld]:
     repos = []
     for name in ("calc", "web"):
         (tmp_path / name).mkdir()
@@ -53,14 +53,12 @@ def rt(tmp_path: Path, clock: Clock) -> Iterator[Runtime]:
     config = Config(state_dir=str(tmp_path / "state"), repos=repos)
     store = Store(tmp_path / "state", fsync=False)
     store.lock()
-    graph, state = store.load()
     forge = LocalForge(tmp_path / "state", {r.name: r for r in repos}, clock=clock)
-    runtime = Runtime(config, None, store, graph, state, forge, lambda r: ("", {}), clock=clock)
-    yield runtime
+    yield LoopWorld(config, store, forge, clock)
     store.close()
 
 
-def fail_attempt(rt: Runtime, repo: str, issue: int, error: str, blocker: str = "runner_failure") -> Task:
+def fail_attempt(rt: LoopWorld, repo: str, issue: int, error: str, blocker: str = "runner_failure") -> Task:
     """One failed attempt, journalled the way the executor does (start, end, retry)."""
     task = rt.graph.latest_for_issue(repo, issue)
     now = rt.now()
@@ -79,7 +77,7 @@ def crash(n: int) -> str:
     return f"exit 1: starting run {n} at 2026-03-02T09:0{n}:00Z\nError: cannot open /tmp/run-{n}/sock (pid {4000 + n})"
 
 
-async def open_issues(rt: Runtime, repo: str = "calc") -> list[Any]:
+async def open_issues(rt: LoopWorld, repo: str = "calc") -> list[Any]:
     return await rt.forge.list_issues(repo)
 
 
@@ -100,11 +98,11 @@ class TestNormalise:
     )
     def test_what_varies_is_stripped(self, raw: str, expected: str) -> None:
         """Times, ids, URLs, paths, hex and numbers become placeholders; case and spacing are folded."""
-        assert normalise(raw) == expected
+        assert normalise_error(raw) == expected
 
     def test_long_texts_are_cut(self) -> None:
         """A normalised text is at most 160 characters."""
-        assert len(normalise("word " * 100)) == 160
+        assert len(normalise_error("word " * 100)) == 160
 
 
 class TestHeadline:
@@ -146,20 +144,20 @@ class TestClusters:
 
 
 class TestIncidentScanner:
-    async def test_below_the_threshold_nothing_is_filed(self, rt: Runtime) -> None:
+    async def test_below_the_threshold_nothing_is_filed(self, rt: LoopWorld) -> None:
         """Two occurrences are not an incident."""
         for n in range(2):
             fail_attempt(rt, "calc", n + 1, crash(n))
-        await IncidentScanner(rt).tick()
+        await rt.incident_scanner().tick()
         assert await open_issues(rt) == []
 
-    async def test_three_occurrences_file_exactly_one_issue(self, rt: Runtime, clock: Clock) -> None:
+    async def test_three_occurrences_file_exactly_one_issue(self, rt: LoopWorld, clock: Clock) -> None:
         """The third occurrence files one autonomous-fix issue with the evidence, redacted."""
         fail_attempt(rt, "calc", 1, crash(1) + f"\ntoken {SECRET}")
         fail_attempt(rt, "calc", 1, crash(2))
         fail_attempt(rt, "web", 2, crash(3))
         clock.advance(minutes=5)
-        scanner = IncidentScanner(rt)
+        scanner = rt.incident_scanner()
         await scanner.tick()
         await scanner.tick()
         issues = await open_issues(rt)
@@ -174,11 +172,11 @@ class TestIncidentScanner:
         reported = [e for e in rt.store.iter_events(T0) if e.type == "incident_reported"]
         assert [(e.data["action"], e.data["count"]) for e in reported] == [("filed", 3)]
 
-    async def test_a_fourth_occurrence_comments_once_a_day(self, rt: Runtime, clock: Clock) -> None:
+    async def test_a_fourth_occurrence_comments_once_a_day(self, rt: LoopWorld, clock: Clock) -> None:
         """New occurrences comment on the open issue, at most once a day, never twice for the same ones."""
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))
-        scanner = IncidentScanner(rt)
+        scanner = rt.incident_scanner()
         await scanner.tick()
         clock.advance(hours=1)
         fail_attempt(rt, "calc", 4, crash(4))
@@ -198,22 +196,22 @@ class TestIncidentScanner:
         assert len(comments) == 2 and "`calc#5`" in comments[1].body
         assert len(await open_issues(rt)) == 1
 
-    async def test_the_open_issue_is_found_in_any_repo(self, rt: Runtime, clock: Clock) -> None:
+    async def test_the_open_issue_is_found_in_any_repo(self, rt: LoopWorld, clock: Clock) -> None:
         """The signature's open issue in another repo is commented on, not duplicated."""
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))
         fails = read_failures(rt)
         sig = cluster_failures(fails)[0].signature
         other = await rt.forge.create_issue("web", "older incident", "body", ["autonomous-fix"], key=f"incident:{sig}")
-        await IncidentScanner(rt).tick()
+        await rt.incident_scanner().tick()
         assert await open_issues(rt) == []
         assert len(await rt.forge.comments("web", other.number)) == 1
 
-    async def test_a_closed_incident_that_recurs_is_filed_again(self, rt: Runtime, clock: Clock) -> None:
+    async def test_a_closed_incident_that_recurs_is_filed_again(self, rt: LoopWorld, clock: Clock) -> None:
         """Closing the issue says "fixed"; a new burst files a new one (still one open)."""
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))
-        scanner = IncidentScanner(rt)
+        scanner = rt.incident_scanner()
         await scanner.tick()
         (first,) = await open_issues(rt)
         await rt.forge.close_issue("calc", first.number)
@@ -224,7 +222,7 @@ class TestIncidentScanner:
         (second,) = await open_issues(rt)
         assert second.number != first.number
 
-    async def test_an_llm_names_the_cluster_when_configured(self, rt: Runtime) -> None:
+    async def test_an_llm_names_the_cluster_when_configured(self, rt: LoopWorld) -> None:
         """A configured LLM gives the title and an explanation; its text is redacted too."""
 
         class Namer:
@@ -235,25 +233,25 @@ class TestIncidentScanner:
 
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))
-        await IncidentScanner(rt, LoopSettings(), llm=Namer()).tick()
+        await rt.incident_scanner(LoopSettings(), llm=Namer()).tick()
         (issue,) = await open_issues(rt)
         assert issue.title == "Recurring runner_failure: Socket directory missing"
         assert "The run dir is gone." in issue.body and SECRET not in issue.body
 
-    async def test_the_threshold_and_window_are_settings(self, rt: Runtime, clock: Clock) -> None:
+    async def test_the_threshold_and_window_are_settings(self, rt: LoopWorld, clock: Clock) -> None:
         """threshold 2 files on two; occurrences older than the window are not counted."""
         fail_attempt(rt, "calc", 1, crash(1))
         clock.advance(hours=30)
         fail_attempt(rt, "calc", 2, crash(2))
-        await IncidentScanner(rt, LoopSettings(incident_threshold=2)).tick()
+        await rt.incident_scanner(LoopSettings(incident_threshold=2)).tick()
         assert await open_issues(rt) == []
         fail_attempt(rt, "calc", 3, crash(3))
-        await IncidentScanner(rt, LoopSettings(incident_threshold=2)).tick()
+        await rt.incident_scanner(LoopSettings(incident_threshold=2)).tick()
         (issue,) = await open_issues(rt)
-        assert marker(f"incident:{signature('runner_failure', normalise(headline(crash(1))))}") in issue.body
+        assert marker(f"incident:{signature('runner_failure', normalise_error(headline(crash(1))))}") in issue.body
 
 
-def read_failures(rt: Runtime) -> list[Failure]:
+def read_failures(rt: LoopWorld) -> list[Failure]:
     from agentos.metrics import read_history
 
     return read_history(

@@ -18,10 +18,9 @@ from agentos.control.notify import MemorySeenStore, Message, Notifier
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
+from agentos.jobs import loop_jobs
 from agentos.jobs._loops import LoopSettings, settings_for
 from agentos.jobs.analysis import (
-    AgentScorer,
-    LogAnalyzer,
     always_timeout,
     flaky_tests,
     iso_week,
@@ -29,14 +28,13 @@ from agentos.jobs.analysis import (
     weak_agents,
     worst_pair,
 )
-from agentos.jobs.digest import DailyDigest, window
-from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, BacklogGroomer, find_duplicates, similar_titles
-from agentos.jobs.housekeeping import Housekeeping
-from agentos.jobs.planner import SPRINT_LABEL, SprintPlanner, pick_sprint
+from agentos.jobs.digest import window
+from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, find_duplicates, similar_titles
+from agentos.jobs.planner import SPRINT_LABEL, pick_sprint
 from agentos.llm import CORRECTION_CHARS, Llm, last_json_object
 from agentos.metrics import History, read_history
-from agentos.runtime import Runtime
 from agentos.store import Store
+from tests.loop_world import LoopWorld
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -82,7 +80,7 @@ def clock() -> Clock:
 
 
 class Env:
-    """A runtime on the real LocalForge and a real store, built per test."""
+    """The loops' ports (:class:`LoopWorld`) on the real LocalForge and a real store, built per test."""
 
     def __init__(self, tmp_path: Path, clock: Clock) -> None:
         self.tmp = tmp_path
@@ -95,7 +93,7 @@ class Env:
         modes: dict[str, str] | None = None,
         cadence: dict[str, int] | None = None,
         config_file: str | None = None,
-    ) -> Runtime:
+    ) -> LoopWorld:
         path: Path | None = None
         if config_file is not None:
             (self.tmp / "calc").mkdir(exist_ok=True)
@@ -119,9 +117,8 @@ class Env:
         store = Store(self.tmp / "state", fsync=False)
         store.lock()
         self.stores.append(store)
-        graph, state = store.load()
         forge = LocalForge(self.tmp / "state", {r.name: r for r in config.repos}, clock=self.clock)
-        return Runtime(config, path, store, graph, state, forge, lambda r: ("", {}), clock=self.clock)
+        return LoopWorld(config, store, forge, self.clock, config_path=path)
 
     def close(self) -> None:
         for store in self.stores:
@@ -136,7 +133,7 @@ def env(tmp_path: Path, clock: Clock) -> Iterator[Env]:
 
 
 def run(
-    rt: Runtime, repo: str, issue: int, agent: str, ok: bool, blocker: str = "", error: str = "", **kw: Any
+    rt: LoopWorld, repo: str, issue: int, agent: str, ok: bool, blocker: str = "", error: str = "", **kw: Any
 ) -> Task:
     """One attempt as the executor journals it: complete → validating → pr_open, or failed → retrying."""
     task = rt.graph.latest_for_issue(repo, issue)
@@ -164,27 +161,27 @@ def run(
     return task
 
 
-def merge(rt: Runtime, task: Task) -> None:
+def merge(rt: LoopWorld, task: Task) -> None:
     ev = transition(task, TaskStatus.MERGED, rt.now(), sha="abc", pr=task.pr)
     rt.commit([ev, rt.event("merged", task.id, pr=task.pr, sha="abc", attempts=len(task.attempts))], [task])
 
 
-def escalate(rt: Runtime, task: Task, blocker: str) -> None:
+def escalate(rt: LoopWorld, task: Task, blocker: str) -> None:
     task.last_blocker = blocker
     ev = transition(task, TaskStatus.BLOCKED, rt.now(), reason="max_attempts", blocker=blocker)
     rt.commit([ev, rt.event("escalated", task.id, blocker=blocker, attempts=len(task.attempts))], [task])
 
 
-def history(rt: Runtime, days: float = 7) -> History:
+def history(rt: LoopWorld, days: float = 7) -> History:
     since = rt.now() - timedelta(days=days)
     return read_history(list(rt.store.iter_events(since)), rt.graph, since=since, until=rt.now())
 
 
-def events_of(rt: Runtime, type_: str) -> list[Any]:
+def events_of(rt: LoopWorld, type_: str) -> list[Any]:
     return [e for e in rt.store.iter_events(T0 - timedelta(days=60)) if e.type == type_]
 
 
-def week_of_work(rt: Runtime) -> None:
+def week_of_work(rt: LoopWorld) -> None:
     """claude fails implementation 4 of 5 times; codex succeeds 4 of 4; claude does docs well."""
     for n in range(1, 6):
         if n == 1:
@@ -258,7 +255,7 @@ class TestLogAnalyzer:
         """The report names the worst agent/type pair and links the fix issue; a second run changes nothing."""
         rt = env.runtime()
         week_of_work(rt)
-        analyzer = LogAnalyzer(rt)
+        analyzer = rt.log_analyzer()
         await analyzer.tick()
         await analyzer.tick()
         issues = await rt.forge.list_issues("calc")
@@ -274,7 +271,7 @@ class TestLogAnalyzer:
     async def test_a_quiet_week_files_no_report(self, env: Env) -> None:
         """No attempts and no merges: no report issue, nothing journalled."""
         rt = env.runtime()
-        await LogAnalyzer(rt).tick()
+        await rt.log_analyzer().tick()
         assert await rt.forge.list_issues("calc") == []
         assert events_of(rt, "weekly_report_filed") == []
 
@@ -282,13 +279,13 @@ class TestLogAnalyzer:
         """Next week's run comments on the open fix issue instead of filing another."""
         rt = env.runtime()
         week_of_work(rt)
-        await LogAnalyzer(rt).tick()
+        await rt.log_analyzer().tick()
         clock.advance(days=7)
         week_of_work_again = [run(rt, "calc", n, "claude", False, "test_failure", "boom") for n in range(20, 24)]
         for n in range(30, 33):
             merge(rt, run(rt, "calc", n, "codex", True))
         assert week_of_work_again
-        await LogAnalyzer(rt).tick()
+        await rt.log_analyzer().tick()
         issues = await rt.forge.list_issues("calc")
         (fix,) = [i for i in issues if i.labels == ["autonomous-fix"]]
         comments = await rt.forge.comments("calc", fix.number)
@@ -327,7 +324,7 @@ class TestAgentScorer:
         text = self.config(env, False)
         rt = env.runtime(config_file=text)
         week_of_work(rt)
-        scorer = AgentScorer(rt)
+        scorer = rt.agent_scorer()
         await scorer.tick()
         await scorer.tick()
         assert (env.tmp / "agentos.yaml").read_text() == text
@@ -340,7 +337,7 @@ class TestAgentScorer:
         """auto_tune on: the chain is reordered in the file, comments stay, a second run changes nothing."""
         rt = env.runtime(config_file=self.config(env, True))
         week_of_work(rt)
-        scorer = AgentScorer(rt)
+        scorer = rt.agent_scorer()
         await scorer.tick()
         text = (env.tmp / "agentos.yaml").read_text()
         assert "implementation: [codex, claude]" in text
@@ -362,7 +359,7 @@ class TestAgentScorer:
             routing={"fallbacks": {"implementation": ["claude", "codex"]}, "auto_tune": True},  # type: ignore[arg-type]
         )
         week_of_work(rt)
-        await AgentScorer(rt).tick()
+        await rt.agent_scorer().tick()
         assert rt.config.routing.fallbacks["implementation"] == ["claude", "codex"]
         assert [e.data["applied"] for e in events_of(rt, "routing_proposed")] == [False]
         assert events_of(rt, "routing_tuned") == []
@@ -371,7 +368,9 @@ class TestAgentScorer:
 # ---------------------------------------------------------------- backlog groomer
 
 
-async def new_issue(rt: Runtime, title: str, body: str = "", labels: tuple[str, ...] = (), repo: str = "calc") -> Issue:
+async def new_issue(
+    rt: LoopWorld, title: str, body: str = "", labels: tuple[str, ...] = (), repo: str = "calc"
+) -> Issue:
     assert isinstance(rt.forge, LocalForge)
     return await rt.forge.new_issue(repo, title, body, labels, author="alice")
 
@@ -401,7 +400,7 @@ class TestBacklogGroomer:
         active = await new_issue(rt, "Being worked on", labels=(READY_LABEL,))
         clock.advance(days=40)
         fresh = await new_issue(rt, "New idea")
-        groomer = BacklogGroomer(rt)
+        groomer = rt.backlog_groomer()
         await groomer.tick()
         await groomer.tick()  # gated by the cadence
         s = LoopSettings()
@@ -419,7 +418,7 @@ class TestBacklogGroomer:
         answered = await new_issue(rt, "Answered one")
         clock.advance(days=31)
         s = LoopSettings(close_stale_days=7)
-        groomer = BacklogGroomer(rt, s)
+        groomer = rt.backlog_groomer(s)
         await groomer.tick()
         clock.advance(days=1)
         await rt.forge.comment("calc", answered.number, "Still wanted!", key="user-reply")
@@ -439,7 +438,7 @@ class TestBacklogGroomer:
         assert [(n.number, o.number) for n, o in find_duplicates(await rt.forge.list_issues("calc"))] == [
             (newer.number, older.number)
         ]
-        groomer = BacklogGroomer(rt)
+        groomer = rt.backlog_groomer()
         await groomer.tick()
         await groomer.groom(
             rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.now()
@@ -459,7 +458,7 @@ class TestBacklogGroomer:
         escalate(rt, run(rt, "calc", transient.number, "claude", False, "quota_limited"), "quota_limited")
         escalate(rt, run(rt, "calc", real.number, "claude", False, "test_failure"), "test_failure")
         clock.advance(hours=25)
-        groomer = BacklogGroomer(rt)
+        groomer = rt.backlog_groomer()
         await groomer.tick()
         await groomer.groom(
             rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.now()
@@ -494,7 +493,7 @@ class TestBacklogGroomer:
         (env.tmp / "calc" / "OBJECTIVES.md").write_text("Make reporting great.\n")
         await new_issue(rt, "Add login page")
         llm = Planner()
-        groomer = BacklogGroomer(rt, LoopSettings(target_backlog_depth=3), llm=llm)
+        groomer = rt.backlog_groomer(LoopSettings(target_backlog_depth=3), llm=llm)
         await groomer.tick()
         titles = sorted(i.title for i in await rt.forge.list_issues("calc"))
         assert titles == ["Add CSV export", "Add login page", "Write the API docs"]
@@ -510,11 +509,11 @@ class TestBacklogGroomer:
     async def test_refill_without_an_llm_is_skipped(self, env: Env) -> None:
         """No LLM agent configured: the target is noted as not reached, nothing is invented."""
         rt = env.runtime()
-        await BacklogGroomer(rt, LoopSettings(target_backlog_depth=3)).tick()
+        await rt.backlog_groomer(LoopSettings(target_backlog_depth=3)).tick()
         assert events_of(rt, "backlog_groomed")[0].data["refill"] == "no_llm"
         assert await rt.forge.list_issues("calc") == []
 
-    def planner(self, env: Env, rt: Runtime, answer: str, **loops: Any) -> Path:
+    def planner(self, env: Env, rt: LoopWorld, answer: str, **loops: Any) -> Path:
         """Configure ``loops.llm_agent`` as the fake one-shot CLI answering ``answer``; the prompt log's path."""
         from agentos.config import LoopsConfig
 
@@ -529,7 +528,7 @@ class TestBacklogGroomer:
         )
         return log
 
-    async def closed_duplicate(self, rt: Runtime, title: str) -> Issue:
+    async def closed_duplicate(self, rt: LoopWorld, title: str) -> Issue:
         issue = await new_issue(rt, title, labels=(DUPLICATE_LABEL,))
         await rt.forge.close_issue("calc", issue.number)
         return issue
@@ -553,7 +552,7 @@ class TestBacklogGroomer:
             ]
         }
         log = self.planner(env, rt, json.dumps(answer), target_backlog_depth=4)
-        await BacklogGroomer(rt).tick()
+        await rt.backlog_groomer().tick()
         prompt = log.read_text()
         assert "Make reporting great." in prompt and "- Export reports as CSV" in prompt
         assert "`test_failure` ×2: failed <path>::test_auth - keyerror <n>" in prompt
@@ -573,7 +572,7 @@ class TestBacklogGroomer:
         for n in (7, 8):
             run(rt, "calc", n, "claude", False, "timeout", "idle limit reached")
         log = self.planner(env, rt, "I think you should add more tests.", target_backlog_depth=5)
-        groomer = BacklogGroomer(rt)
+        groomer = rt.backlog_groomer()
         await groomer.tick()
         first, second = log.read_text().split("\n=====\n")[:-1]  # garbage twice: asked once more, then the fallback
         assert "not valid" not in first and "Your previous answer was not valid: no JSON object" in second
@@ -591,7 +590,7 @@ class TestBacklogGroomer:
     async def test_the_cadence_is_per_repo_and_dispatcher_only_repos_are_skipped(self, env: Env, clock: Clock) -> None:
         """calc (every 2 days) is groomed again after 2 days; lib (dispatcher_only) never."""
         rt = env.runtime(modes={"calc": "full", "lib": "dispatcher_only"}, cadence={"calc": 2})
-        groomer = BacklogGroomer(rt)
+        groomer = rt.backlog_groomer()
         await groomer.tick()
         clock.advance(days=1)
         await groomer.tick()
@@ -604,7 +603,7 @@ class TestBacklogGroomer:
 
 
 class TestSprintPlanner:
-    async def backlog(self, rt: Runtime) -> dict[str, Issue]:
+    async def backlog(self, rt: LoopWorld) -> dict[str, Issue]:
         return {
             "polish": await new_issue(rt, "Polish the UI", labels=("prio:low",)),
             "core": await new_issue(rt, "Core API", labels=("prio:high",)),
@@ -618,7 +617,7 @@ class TestSprintPlanner:
         """The default settings never make a backlog run."""
         rt = env.runtime()
         await self.backlog(rt)
-        await SprintPlanner(rt).tick()
+        await rt.sprint_planner().tick()
         assert [i.number for i in await rt.forge.ready_issues("calc")] == [5]
 
     async def test_picks_by_priority_and_age_after_dependencies(self, env: Env) -> None:
@@ -628,7 +627,7 @@ class TestSprintPlanner:
         assert b["base"].number == 4
         picked = pick_sprint(await rt.forge.list_issues("calc", state="all"), 3)
         assert [i.title for i in picked] == ["Core API", "Base layer", "Feature on top"]
-        planner = SprintPlanner(rt, LoopSettings(sprint_enabled=True, plan_size=3))
+        planner = rt.sprint_planner(LoopSettings(sprint_enabled=True, plan_size=3))
         await planner.tick()
         await planner.tick()
         ready = sorted(i.number for i in await rt.forge.ready_issues("calc"))
@@ -643,11 +642,11 @@ class TestSprintPlanner:
         rt = env.runtime()
         b = await self.backlog(rt)
         s = LoopSettings(sprint_enabled=True, plan_size=2)
-        await SprintPlanner(rt, s).tick()
+        await rt.sprint_planner(s).tick()
         merge(rt, run(rt, "calc", b["core"].number, "codex", True))
         await rt.forge.close_issue("calc", b["core"].number)
         clock.advance(days=7)
-        await SprintPlanner(rt, s).tick()
+        await rt.sprint_planner(s).tick()
         notes = [i for i in await rt.forge.list_issues("calc", state="all") if SPRINT_LABEL in i.labels]
         old, new = sorted(notes, key=lambda i: i.number)
         assert old.state == "closed" and new.state == "open"
@@ -674,7 +673,7 @@ class TestDailyDigest:
         run(rt, "calc", 3, "codex", True, title="Waiting for review")
         rt.notifier.notify(3, "merged:calc#1", "Merged calc#101: Add the adder")
         clock.advance(hours=23)
-        digest = DailyDigest(rt)
+        digest = rt.daily_digest()
         await digest.tick()
         rt.notifier.notify(3, "later", "arrives after the digest")
         await digest.tick()
@@ -700,7 +699,7 @@ class TestDailyDigest:
         clock.now = datetime(2026, 3, 28, 7, 30, tzinfo=UTC)  # 08:30 CET
         merge(rt, run(rt, "calc", 2, "codex", True, title="Inside the window"))
         clock.now = datetime(2026, 3, 29, 6, tzinfo=UTC)  # 08:00 CEST, when `0 8 * * *` fires in Berlin
-        await DailyDigest(rt).tick()
+        await rt.daily_digest().tick()
         (event,) = events_of(rt, "digest_sent")
         assert event.data["date"] == "2026-03-29"
         assert event.data["merged"] == 1
@@ -751,7 +750,7 @@ class TestDailyDigest:
     async def test_without_a_notifier_the_digest_is_journalled(self, env: Env) -> None:
         """No Telegram: the text still lands in the journal."""
         rt = env.runtime()
-        await DailyDigest(rt).tick()
+        await rt.daily_digest().tick()
         (event,) = events_of(rt, "digest_sent")
         assert "Merged (0):" in event.data["text"]
 
@@ -772,7 +771,7 @@ class TestHousekeeping:
         rt.store.snapshot(rt.graph, rt.state)  # rotates the journal into events/events-2026-03-02.jsonl
         old_day = rt.store.events_dir / "events-2026-03-02.jsonl"
         assert old_day.is_file()
-        job = Housekeeping(rt)
+        job = rt.housekeeping()
         clock.advance(days=30)
         await job.tick()
         assert old_day.is_file(), "still inside the retention"
@@ -924,3 +923,31 @@ class TestSettings:
         s = settings_for(rt)
         assert (s.incident_threshold, s.reready_codes, s.stale_days) == (5, ("quota_limited", "runner_failure"), 30)
         assert settings_for(rt, LoopSettings(stale_days=3)).stale_days == 3
+
+
+class TestLoopJobs:
+    async def test_every_loop_is_built_from_the_ports_and_runs(self, env: Env, clock: Clock) -> None:
+        """``loop_jobs`` names each loop's job; built from the ports alone (no notifier), each one runs."""
+        rt = env.runtime()
+        jobs = loop_jobs(
+            settings=rt,
+            journal=rt,
+            clock=clock,
+            graph=rt.graph,
+            forge=rt.forge,
+            notify=None,
+            store=rt.store,
+            stopping=lambda: False,
+        )
+        assert sorted(jobs) == [
+            "agent_scoring",
+            "backlog_groom",
+            "daily_digest",
+            "housekeeping",
+            "incident_scan",
+            "log_analysis",
+            "sprint_plan",
+        ]
+        for job in jobs.values():
+            await job()
+        assert [e.type for e in rt.store.iter_events(T0 - timedelta(days=1))] == ["backlog_groomed", "digest_sent"]

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentos.budget import enforce_agent_budgets
+from agentos.agents.pool import AgentPool
 from agentos.control.controller import Controller
 from agentos.control.socket import (
     COMMANDS,
@@ -360,7 +360,7 @@ class TestAgentsThroughCtl:
         the budget note shown), `ctl status` then counts no paused agent; a second resume exits 1 saying why."""
         rt = budget_runtime(tmp_path, BudgetClock(BUDGET_NOW))
         spend(rt, 11.0, BUDGET_NOW, 1)
-        enforce_agent_budgets(rt)
+        AgentPool.from_runtime(rt).enforce_budgets()
         srv = ControlServer(Controller(rt), sock_dir / "agentos.sock")
         await srv.start()
         try:

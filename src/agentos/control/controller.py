@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
-from agentos.budget import agent_verdicts, describe_pause, issue_breach, lift_agent_pause, limits_text
+from agentos.agents.pool import AgentPool
+from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import READY_LABEL
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
@@ -97,71 +98,12 @@ class Controller:
     async def agents(self) -> list[dict[str, Any]]:
         """One row per configured agent (and per paused agent no longer configured): its pause and why,
         this month's spend and its limits, in the config's ``timezone``."""
-        rt = self.rt
-        now = rt.now()
-        zone = rt.config.zone
-        paused = {name: until for name, until in rt.state.paused_agents.items() if until > now}
-        names = list(rt.config.agents) + [name for name in paused if name not in rt.config.agents]
-        verdicts = agent_verdicts(rt.graph, rt.config.agents, now, zone, also=names)
-        notified = set(rt.state.notified)
-        rows = []
-        for name in names:
-            cfg = rt.config.agents.get(name)
-            mine = {v.period: v for v in verdicts if v.agent == name}
-            month, day = mine["month"], mine["day"]
-            row: dict[str, Any] = {
-                "agent": name,
-                "kind": cfg.kind if cfg is not None else None,
-                "paused_until": None,
-                "paused_until_local": None,
-                "why": None,
-                "month": month.label,
-                "month_spend": month.spend.describe(),
-                "month_tokens": month.spend.tokens,
-                "month_cost_usd": round(month.spend.cost_usd, 6),
-                "month_attempts": month.spend.attempts,
-                "month_not_measured": month.spend.unmeasured,
-                "today_cost_usd": round(day.spend.cost_usd, 6),
-                "limits": limits_text(cfg) if cfg is not None else "not in the config",
-                "lifted": [v.label for v in (day, month) if v.stop and v.lift_key in notified],
-            }
-            if name in paused:
-                until = paused[name]
-                pause = describe_pause(name, until, mine.values(), notified, zone)
-                local = until.astimezone(zone)
-                row.update(
-                    paused_until=until.isoformat(),
-                    paused_until_local=f"{local:%Y-%m-%d %H:%M} {zone.key}",
-                    why=pause.why,
-                )
-            elif row["lifted"]:
-                row["why"] = f"over budget for {', '.join(row['lifted'])}; pause lifted by hand"
-            rows.append(row)
-        return rows
+        return AgentPool.from_runtime(self.rt).view()
 
     async def resume_agent(self, name: str) -> dict[str, Any]:
-        """Lift ``name``'s pause now (a usage limit's or a budget's); see :func:`agentos.budget.lift_agent_pause`."""
-        rt = self.rt
-        until = rt.state.paused_agents.get(name)
-        if name not in rt.config.agents and until is None:
-            names = ", ".join(rt.config.agents) or "none"
-            raise ControlError(f"no agent named {name!r}; agents: {names}")
-        if until is None or until <= rt.now():
-            raise ControlError(f"agent {name} is not paused")
-        if rt.write_failure is not None:
-            raise ControlError(
-                f"state writes are held ({rt.write_failure.describe()}); free some space, then resume {name}"
-            )
-        pause = lift_agent_pause(rt, name)
+        """Lift ``name``'s pause now (a usage limit's or a budget's); see :meth:`AgentPool.resume`."""
+        result = AgentPool.from_runtime(self.rt).resume(name)
         self._poke("dispatch")
-        result: dict[str, Any] = {"agent": name, "resumed": True, "was_paused_until": until.isoformat()}
-        result["why"] = pause.why
-        if pause.breaches:
-            labels = ", ".join(v.label for v in pause.breaches)
-            result["budget"] = (
-                f"still over budget for {labels}: the pause stays lifted for the rest of that period unless its "
-                "limits change in the config (an agent over a changed limit is paused again)"
-            )
         return result
 
     # ------------------------------------------------------------ jobs

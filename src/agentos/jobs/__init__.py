@@ -6,11 +6,31 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentos.runtime import Runtime
+    from agentos.forge.base import Forge
+    from agentos.graph import TaskGraph
+    from agentos.jobs._loops import TunableSettings
+    from agentos.jobs.digest import DigestNotify
+    from agentos.ports import Clock, Journal
+    from agentos.store import Store
 
 
-def loop_jobs(rt: Runtime) -> dict[str, Callable[[], Awaitable[None]]]:
-    """The improvement loops (and the daily housekeeping) by job name, ready to register with the scheduler."""
+def loop_jobs(
+    *,
+    settings: TunableSettings,
+    journal: Journal,
+    clock: Clock,
+    graph: TaskGraph,
+    forge: Forge,
+    notify: DigestNotify | None,
+    store: Store,
+    stopping: Callable[[], bool],
+) -> dict[str, Callable[[], Awaitable[None]]]:
+    """The improvement loops (and the daily housekeeping) by job name, ready to register with the scheduler.
+
+    ``settings`` is the live configuration (the agent scorer may tune its routing and replace it), ``store`` is
+    read for the journal's history (and pruned by housekeeping), ``stopping`` says the daemon is shutting down
+    (a loop stops between repos), ``notify`` sends the daily digest (None: it is only journalled).
+    """
     from agentos.jobs.analysis import AgentScorer, LogAnalyzer
     from agentos.jobs.digest import DailyDigest
     from agentos.jobs.groomer import BacklogGroomer
@@ -18,12 +38,19 @@ def loop_jobs(rt: Runtime) -> dict[str, Callable[[], Awaitable[None]]]:
     from agentos.jobs.incidents import IncidentScanner
     from agentos.jobs.planner import SprintPlanner
 
+    s, j, c, g = settings, journal, clock, graph
     return {
-        "incident_scan": IncidentScanner(rt).tick,
-        "log_analysis": LogAnalyzer(rt).tick,
-        "agent_scoring": AgentScorer(rt).tick,
-        "backlog_groom": BacklogGroomer(rt).tick,
-        "sprint_plan": SprintPlanner(rt).tick,
-        "daily_digest": DailyDigest(rt).tick,
-        "housekeeping": Housekeeping(rt).tick,
+        "incident_scan": IncidentScanner(
+            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping
+        ).tick,
+        "log_analysis": LogAnalyzer(settings=s, journal=j, clock=c, graph=g, forge=forge, store=store).tick,
+        "agent_scoring": AgentScorer(settings=s, journal=j, clock=c, graph=g, store=store).tick,
+        "backlog_groom": BacklogGroomer(
+            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping
+        ).tick,
+        "sprint_plan": SprintPlanner(
+            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping
+        ).tick,
+        "daily_digest": DailyDigest(settings=s, journal=j, clock=c, graph=g, store=store, notify=notify).tick,
+        "housekeeping": Housekeeping(settings=s, journal=j, clock=c, store=store).tick,
     }

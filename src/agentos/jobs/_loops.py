@@ -1,5 +1,9 @@
 """What the improvement loops share: their settings, the journal window, and forge writes made exactly once.
 
+Each loop is built with the ports it uses (``agentos.ports``: settings, journal, clock; the task graph, the
+forge, the store for history reads, a ``stopping`` flag), never with the whole runtime; :func:`agentos.jobs.loop_jobs`
+builds them all.
+
 The loops (incident scanner, log analyzer, agent scorer, backlog groomer, sprint planner, daily digest)
 read the journal and write only through the forge. Every write here is idempotent twice over: the forge
 dedups by hidden key marker, and the helpers look for the marker first so that they can tell the caller
@@ -11,28 +15,31 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from agentos import logging as alog
-from agentos.config import RepoConfig
+from agentos.config import Config, RepoConfig
 from agentos.errors import AgentosError
-from agentos.forge.base import Issue, marker
+from agentos.forge.base import Forge, Issue, marker
 from agentos.graph import Event
+from agentos.ports import Settings
 from agentos.redact import redact
-from agentos.runtime import Runtime
 
 __all__ = [
     "FIX_LABEL",
+    "EventHistory",
     "LoopSettings",
+    "TunableSettings",
     "comment_once",
     "file_once",
     "find_marked",
-    "journal",
     "last_event",
     "loop_repos",
+    "read_events",
     "safely",
     "settings_for",
 ]
@@ -86,26 +93,45 @@ class LoopSettings:
 _FIELDS = frozenset(f.name for f in dataclasses.fields(LoopSettings))
 
 
-def settings_for(rt: Runtime, explicit: LoopSettings | None = None) -> LoopSettings:
+class EventHistory(Protocol):
+    """The journal's history, read by the loops (the store: rotated files, then the live journal)."""
+
+    def iter_events(self, since: datetime) -> Iterator[Event]: ...
+
+
+class TunableSettings(Settings, Protocol):
+    """Settings the agent scorer may edit: the config file it came from, and the live config it replaces."""
+
+    @property
+    def config_path(self) -> Path | None: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @config.setter
+    def config(self, value: Config) -> None: ...
+
+
+def settings_for(settings: Settings, explicit: LoopSettings | None = None) -> LoopSettings:
     """``explicit`` if given, else the config's ``loops:`` section (read on every tick, so reloads apply)."""
     if explicit is not None:
         return explicit
-    raw = rt.config.loops.model_dump()
+    raw = settings.config.loops.model_dump()
     known: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in _FIELDS}
     return LoopSettings(**known)
 
 
-def loop_repos(rt: Runtime, *, full_only: bool = False) -> list[RepoConfig]:
+def loop_repos(settings: Settings, *, full_only: bool = False) -> list[RepoConfig]:
     """Enabled repos (and, with ``full_only``, only those in ``automation_mode: full``)."""
-    repos = [r for r in rt.config.repos if rt.repo_enabled(r.name)]
+    repos = [r for r in settings.config.repos if settings.repo_enabled(r.name)]
     if full_only:
         repos = [r for r in repos if r.automation_mode == "full"]
     return repos
 
 
-async def journal(rt: Runtime, since: datetime) -> list[Event]:
+async def read_events(history: EventHistory, since: datetime) -> list[Event]:
     """Events with ``ts >= since`` (rotated history, then the journal), read off the event loop."""
-    return await asyncio.to_thread(lambda: list(rt.store.iter_events(since)))
+    return await asyncio.to_thread(lambda: list(history.iter_events(since)))
 
 
 def last_event(events: Iterable[Event], type_: str, **match: Any) -> Event | None:
@@ -118,31 +144,31 @@ def last_event(events: Iterable[Event], type_: str, **match: Any) -> Event | Non
     return found
 
 
-async def find_marked(rt: Runtime, repo: str, key: str, *, state: str = "open") -> Issue | None:
+async def find_marked(forge: Forge, repo: str, key: str, *, state: str = "open") -> Issue | None:
     """The issue in ``repo`` whose body carries ``key``'s marker (``state``: open, closed or all)."""
     tag = marker(key)
-    issues = await rt.forge.list_issues(repo, state=state)  # type: ignore[arg-type]
+    issues = await forge.list_issues(repo, state=state)  # type: ignore[arg-type]
     return next((i for i in issues if tag in i.body), None)
 
 
 async def file_once(
-    rt: Runtime, repo: str, title: str, body: str, labels: list[str], *, key: str
+    forge: Forge, repo: str, title: str, body: str, labels: list[str], *, key: str
 ) -> tuple[Issue, bool]:
     """The open issue carrying ``key``, or a new one; True when it was created now."""
-    existing = await find_marked(rt, repo, key)
+    existing = await find_marked(forge, repo, key)
     if existing is not None:
         return existing, False
-    issue = await rt.forge.create_issue(repo, redact(title)[:200], redact(body), labels, key=key)
+    issue = await forge.create_issue(repo, redact(title)[:200], redact(body), labels, key=key)
     log.info("loop_issue_filed", repo=repo, issue=issue.number, key=key)
     return issue, True
 
 
-async def comment_once(rt: Runtime, repo: str, number: int, body: str, *, key: str) -> bool:
+async def comment_once(forge: Forge, repo: str, number: int, body: str, *, key: str) -> bool:
     """Comment unless a comment carrying ``key`` is there; True when it was posted now."""
     tag = marker(key)
-    if any(tag in c.body for c in await rt.forge.comments(repo, number)):
+    if any(tag in c.body for c in await forge.comments(repo, number)):
         return False
-    await rt.forge.comment(repo, number, redact(body), key=key)
+    await forge.comment(repo, number, redact(body), key=key)
     log.info("loop_comment_posted", repo=repo, issue=number, key=key)
     return True
 

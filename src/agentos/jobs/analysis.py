@@ -30,20 +30,23 @@ from ruamel.yaml.comments import CommentedSeq
 
 from agentos import logging as alog
 from agentos.config import ConfigError, set_value
-from agentos.graph import TASK_TYPES, Event
+from agentos.forge.base import Forge
+from agentos.graph import TASK_TYPES, Event, TaskGraph
 from agentos.jobs._loops import (
+    EventHistory,
     LoopSettings,
+    TunableSettings,
     comment_once,
     file_once,
     find_marked,
-    journal,
     loop_repos,
+    read_events,
     safely,
     settings_for,
 )
-from agentos.jobs.incidents import headline, normalise, signature
+from agentos.jobs.incidents import headline, normalise_error, signature
 from agentos.metrics import GroupStats, History, group_stats, read_history
-from agentos.runtime import Runtime
+from agentos.ports import Clock, Journal, Settings
 
 __all__ = [
     "AgentScorer",
@@ -169,7 +172,7 @@ def flaky_tests(history: History, *, min_tasks: int = 2) -> list[Finding]:
     for fail in history.failures:
         if fail.blocker != "test_failure" or fail.task not in merged:
             continue
-        text = normalise(headline(fail.error)) or "(no error text)"
+        text = normalise_error(headline(fail.error)) or "(no error text)"
         sig = signature(fail.blocker, text)
         groups[(fail.repo, sig)].add(fail.task)
         texts[(fail.repo, sig)] = text
@@ -295,29 +298,43 @@ def report_body(
 class LogAnalyzer:
     """The ``log_analysis`` job (Mondays 07:00): one report issue per ISO week plus fix issues."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        forge: Forge,
+        store: EventHistory,
+        loop_settings: LoopSettings | None = None,
+    ) -> None:
         self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._graph = graph
+        self._forge = forge
+        self._store = store
+        self._loop_settings = loop_settings
 
     def __repr__(self) -> str:
         return "<LogAnalyzer>"
 
     async def tick(self) -> None:
-        rt = self.rt
-        s = settings_for(rt, self._settings)
-        repos = [r.name for r in loop_repos(rt)]
+        s = settings_for(self._settings, self._loop_settings)
+        repos = [r.name for r in loop_repos(self._settings)]
         home = s.report_repo if s.report_repo in repos else (repos[0] if repos else None)
         if home is None:
             log.info("weekly_report_skipped", reason="no enabled repo")
             return
-        now = rt.now()
+        now = self._clock()
         week = iso_week(now)
         report_key = f"weekly-report:{week}"
-        if await safely("find", find_marked(rt, home, report_key, state="all")) is not None:
+        if await safely("find", find_marked(self._forge, home, report_key, state="all")) is not None:
             return  # this week's report exists (open or closed): nothing to redo
         since = now - timedelta(days=s.analysis_days)
-        events = await journal(rt, since)
-        history = read_history(events, rt.graph, since=since, until=now)
+        events = await read_events(self._store, since)
+        history = read_history(events, self._graph, since=since, until=now)
         if not history.attempts and not history.finishes:
             log.info("weekly_report_skipped", reason="no activity", week=week)
             return
@@ -331,26 +348,26 @@ class LogAnalyzer:
         proposals = [e for e in events if e.type == "routing_proposed"]
         body = report_body(history, linked, proposals, since=since, until=now)
         title = f"agentos weekly report {week}"
-        result = await safely("create_issue", file_once(rt, home, title, body, [], key=report_key))
+        result = await safely("create_issue", file_once(self._forge, home, title, body, [], key=report_key))
         if result is not None and result[1]:
-            rt.record("weekly_report_filed", None, week=week, repo=home, issue=result[0].number, findings=len(findings))
+            number, found = result[0].number, len(findings)
+            self._journal.record("weekly_report_filed", None, week=week, repo=home, issue=number, findings=found)
 
     async def _file(self, finding: Finding, week: str, s: LoopSettings) -> int | None:
-        rt = self.rt
         body = f"{finding.detail}\n\n_Filed by the log analyzer ({week}). It comments here weekly while seen._"
-        existing = await safely("find", find_marked(rt, finding.repo, finding.key))
+        existing = await safely("find", find_marked(self._forge, finding.repo, finding.key))
         if existing is not None:
             if f"({week})" in existing.body:
                 return existing.number  # filed this week by an earlier, interrupted run
             note = f"Still seen in {week}: {finding.title}.\n\n{finding.detail}"
             posted = await safely(
-                "comment", comment_once(rt, finding.repo, existing.number, note, key=f"{finding.key}:{week}")
+                "comment", comment_once(self._forge, finding.repo, existing.number, note, key=f"{finding.key}:{week}")
             )
             if posted:
                 self._record(finding, existing.number, "commented")
             return existing.number
         result = await safely(
-            "create_issue", file_once(rt, finding.repo, finding.title, body, [s.fix_label], key=finding.key)
+            "create_issue", file_once(self._forge, finding.repo, finding.title, body, [s.fix_label], key=finding.key)
         )
         if result is None:
             return None
@@ -359,7 +376,7 @@ class LogAnalyzer:
         return result[0].number
 
     def _record(self, finding: Finding, number: int, action: str) -> None:
-        self.rt.record(
+        self._journal.record(
             "finding_reported", None, kind=finding.kind, key=finding.key, repo=finding.repo, issue=number, action=action
         )
 
@@ -390,16 +407,29 @@ def propose_order(
 class AgentScorer:
     """The ``agent_scoring`` job (Mondays 06:30): proposes, and with ``routing.auto_tune`` applies, chains."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        *,
+        settings: TunableSettings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        store: EventHistory,
+        loop_settings: LoopSettings | None = None,
+    ) -> None:
         self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._graph = graph
+        self._store = store
+        self._loop_settings = loop_settings
 
     def __repr__(self) -> str:
         return "<AgentScorer>"
 
     def proposals(self, history: History, s: LoopSettings) -> dict[str, tuple[list[str], list[str]]]:
         """``{type: (current chain, proposed chain)}`` for the types whose order should change."""
-        cfg = self.rt.config
+        cfg = self._settings.config
         types = sorted(set(cfg.routing.fallbacks) | {r.type for r in history.attempts if r.type in TASK_TYPES})
         out = {}
         for ttype in types:
@@ -411,13 +441,12 @@ class AgentScorer:
         return out
 
     async def tick(self) -> None:
-        rt = self.rt
-        s = settings_for(rt, self._settings)
-        now = rt.now()
+        s = settings_for(self._settings, self._loop_settings)
+        now = self._clock()
         since = now - timedelta(days=s.analysis_days)
-        events = await journal(rt, since)
-        history = read_history(events, rt.graph, since=since, until=now)
-        auto = rt.config.routing.auto_tune
+        events = await read_events(self._store, since)
+        history = read_history(events, self._graph, since=since, until=now)
+        auto = self._settings.config.routing.auto_tune
         for ttype, (current, proposed) in self.proposals(history, s).items():
             rates = {a: list(_rated(history, a, ttype)) for a in current}
             applied = auto and await self._apply(ttype, current, proposed)
@@ -426,7 +455,7 @@ class AgentScorer:
                 for e in events
             )
             if applied or not seen:
-                rt.record(
+                self._journal.record(
                     "routing_proposed",
                     None,
                     type=ttype,
@@ -438,8 +467,7 @@ class AgentScorer:
             log.info("routing_proposed", type=ttype, current=current, proposed=proposed, applied=applied)
 
     async def _apply(self, ttype: str, current: list[str], proposed: list[str]) -> bool:
-        rt = self.rt
-        path = rt.config_path
+        path = self._settings.config_path
         if path is None:
             log.info("auto_tune_skipped", type=ttype, reason="the daemon runs without a config file")
             return False
@@ -450,7 +478,7 @@ class AgentScorer:
         except ConfigError as exc:
             log.error("auto_tune_failed", type=ttype, error=str(exc).splitlines()[0])
             return False
-        rt.config = new
-        rt.record("routing_tuned", None, type=ttype, before=current, after=proposed, path=str(path))
+        self._settings.config = new
+        self._journal.record("routing_tuned", None, type=ttype, before=current, after=proposed, path=str(path))
         log.warning("routing_tuned", type=ttype, before=current, after=proposed)
         return True

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Protocol
 
 from agentos import logging as alog
 from agentos.control.notify import Message
 from agentos.graph import Event, Task, TaskGraph, TaskStatus
-from agentos.jobs._loops import LoopSettings, journal, last_event, settings_for
+from agentos.jobs._loops import EventHistory, LoopSettings, last_event, read_events, settings_for
 from agentos.metrics import group_stats, read_history
+from agentos.ports import Clock, Journal, Notify, Settings
 from agentos.redact import redact
-from agentos.runtime import Runtime
 
 __all__ = ["DailyDigest", "digest_text", "window"]
 
@@ -112,15 +113,37 @@ def _oldest(tasks: list[Task]) -> list[Task]:
     return sorted(tasks, key=lambda t: t.updated_at)
 
 
+class DigestNotify(Notify, Protocol):
+    """The notifier, which also keeps the sev3 notices for the digest."""
+
+    def drain_digest(self) -> list[Message]: ...
+
+
 class DailyDigest:
     """The ``daily_digest`` job (08:00 local): one digest per local date.
 
     ``tz`` fixes the zone (tests); by default it is the config's ``timezone``, read at each run so a reload
-    that changes it applies to the next digest."""
+    that changes it applies to the next digest. With no ``notify`` the digest is only journalled."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, tz: tzinfo | None = None) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        store: EventHistory,
+        notify: DigestNotify | None,
+        loop_settings: LoopSettings | None = None,
+        tz: tzinfo | None = None,
+    ) -> None:
         self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._graph = graph
+        self._store = store
+        self._notify = notify
+        self._loop_settings = loop_settings
         self.tz = tz
         self.sent = 0
 
@@ -128,20 +151,21 @@ class DailyDigest:
         return f"<DailyDigest sent={self.sent}>"
 
     async def tick(self) -> None:
-        rt = self.rt
-        s = settings_for(rt, self._settings)
-        now = rt.now()
-        zone = self.tz or rt.config.zone
+        s = settings_for(self._settings, self._loop_settings)
+        now = self._clock()
+        zone = self.tz or self._settings.config.zone
         since, day = window(now, s.digest_window_hours, zone)
-        events = await journal(rt, min(since, now - timedelta(days=2)))
+        events = await read_events(self._store, min(since, now - timedelta(days=2)))
         if last_event(events, "digest_sent", date=day) is not None:
             return
-        batched = rt.notifier.drain_digest() if rt.notifier is not None else []
-        text = digest_text(events, rt.graph, since=since, until=now, batched=batched, day=day, tz=zone)
+        batched = self._notify.drain_digest() if self._notify is not None else []
+        text = digest_text(events, self._graph, since=since, until=now, batched=batched, day=day, tz=zone)
         merged = sum(1 for e in events if e.type == "merged" and e.ts >= since)
         escalated = sum(1 for e in events if e.type == "escalated" and e.ts >= since)
-        rt.record("digest_sent", None, date=day, merged=merged, escalated=escalated, batched=len(batched), text=text)
+        self._journal.record(
+            "digest_sent", None, date=day, merged=merged, escalated=escalated, batched=len(batched), text=text
+        )
         self.sent += 1
-        if rt.notifier is not None:
-            rt.notifier.notify(2, f"digest:{day}", text)
+        if self._notify is not None:
+            self._notify.notify(2, f"digest:{day}", text)
         log.info("digest_sent", date=day, merged=merged, escalated=escalated, batched=len(batched))

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 
 from agentos import logging as alog
+from agentos.agents.pool import AgentPool
 from agentos.agents.prompt import strip_hidden
-from agentos.budget import enforce_agent_budgets
 from agentos.errors import AgentosError
 from agentos.executor import Executor
 from agentos.forge.base import BLOCKED_LABEL, Issue, NotFound
@@ -233,7 +233,7 @@ class Dispatcher:
             return 0
         # Agents past a daily or monthly budget are paused (skipped below like a usage limit); a new month, or
         # a limit raised by a reload, lets them run again. An issue past its own ceiling: Executor.start.
-        enforce_agent_budgets(rt)
+        AgentPool.from_runtime(rt).enforce_budgets()
         cfg = rt.config
         started = 0
         per_repo: dict[str, int] = {}

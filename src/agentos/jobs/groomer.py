@@ -26,22 +26,23 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentos import logging as alog
 from agentos.config import RepoConfig
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Issue, marker
-from agentos.graph import TaskStatus
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue, marker
+from agentos.graph import TaskGraph, TaskStatus
 from agentos.jobs._loops import (
+    EventHistory,
     LoopSettings,
     comment_once,
     file_once,
-    journal,
     last_event,
     loop_repos,
+    read_events,
     safely,
     settings_for,
 )
@@ -54,8 +55,8 @@ from agentos.jobs._refill import (
 )
 from agentos.llm import ModelAsker, from_config
 from agentos.metrics import read_history
+from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
-from agentos.runtime import Runtime
 
 __all__ = [
     "DUPLICATE_LABEL",
@@ -143,9 +144,27 @@ class GroomResult:
 class BacklogGroomer:
     """The ``backlog_groom`` job (hourly; each repo once per its grooming cadence)."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        forge: Forge,
+        store: EventHistory,
+        stopping: Callable[[], bool],
+        loop_settings: LoopSettings | None = None,
+        llm: ModelAsker | None = None,
+    ) -> None:
         self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._graph = graph
+        self._forge = forge
+        self._store = store
+        self._stopping = stopping
+        self._loop_settings = loop_settings
         self._llm = llm
         self.groomed = 0
 
@@ -156,26 +175,25 @@ class BacklogGroomer:
         return repo.groom_cadence_days or s.groom_cadence_days
 
     async def tick(self) -> None:
-        rt = self.rt
-        s = settings_for(rt, self._settings)
-        repos = loop_repos(rt, full_only=True)
+        s = settings_for(self._settings, self._loop_settings)
+        repos = loop_repos(self._settings, full_only=True)
         if not repos:
             return
-        now = rt.now()
-        events = await journal(rt, now - timedelta(days=max(self.cadence_days(r, s) for r in repos)))
+        now = self._clock()
+        events = await read_events(self._store, now - timedelta(days=max(self.cadence_days(r, s) for r in repos)))
         for repo in repos:
-            if rt.stopping:
+            if self._stopping():
                 return
             last = last_event(events, "backlog_groomed", repo=repo.name)
             if last is not None and now - last.ts < timedelta(days=self.cadence_days(repo, s)):
                 continue
             with alog.bound(repo=repo.name):
-                issues = await safely("list_issues", rt.forge.list_issues(repo.name, state="all"))
+                issues = await safely("list_issues", self._forge.list_issues(repo.name, state="all"))
                 if issues is None:
                     continue
                 result = await self.groom(repo, issues, s, now)
             self.groomed += 1
-            rt.record("backlog_groomed", None, repo=repo.name, **vars(result))
+            self._journal.record("backlog_groomed", None, repo=repo.name, **vars(result))
             log.info("backlog_groomed", **vars(result))
 
     async def groom(self, repo: RepoConfig, issues: list[Issue], s: LoopSettings, now: datetime) -> GroomResult:
@@ -189,7 +207,7 @@ class BacklogGroomer:
         return result
 
     async def _stale(self, repo: str, issues: list[Issue], s: LoopSettings, now: datetime, result: GroomResult) -> None:
-        forge = self.rt.forge
+        forge = self._forge
         for issue in stale_issues(issues, now, s.stale_days):
             await safely("add_labels", forge.add_labels(repo, issue.number, [STALE_LABEL]))
             body = (
@@ -197,7 +215,7 @@ class BacklogGroomer:
                 f"Comment, or remove the `{STALE_LABEL}` label, to keep it"
                 + (f"; otherwise it is closed in {s.close_stale_days} days." if s.close_stale_days else ".")
             )
-            if await safely("comment", comment_once(self.rt, repo, issue.number, body, key=f"stale:{issue.number}")):
+            if await safely("comment", comment_once(forge, repo, issue.number, body, key=f"stale:{issue.number}")):
                 result.stale.append(issue.number)
         if not s.close_stale_days:
             return
@@ -220,7 +238,7 @@ class BacklogGroomer:
             posted = await safely(
                 "comment",
                 comment_once(
-                    self.rt,
+                    self._forge,
                     repo,
                     newer.number,
                     f"**agentos:** this looks like a duplicate of #{older.number} ({older.title}). "
@@ -231,37 +249,37 @@ class BacklogGroomer:
             await safely(
                 "comment",
                 comment_once(
-                    self.rt, repo, older.number, f"**agentos:** #{newer.number} may duplicate this issue.", key=key
+                    self._forge, repo, older.number, f"**agentos:** #{newer.number} may duplicate this issue.", key=key
                 ),
             )
-            await safely("add_labels", self.rt.forge.add_labels(repo, newer.number, [DUPLICATE_LABEL]))
+            await safely("add_labels", self._forge.add_labels(repo, newer.number, [DUPLICATE_LABEL]))
             if posted:
                 result.duplicates.append([newer.number, older.number])
 
     async def _reready(
         self, repo: str, issues: list[Issue], s: LoopSettings, now: datetime, result: GroomResult
     ) -> None:
-        rt = self.rt
+        forge = self._forge
         for issue in issues:
             if BLOCKED_LABEL not in issue.labels:
                 continue
-            task = rt.graph.latest_for_issue(repo, issue.number)
+            task = self._graph.latest_for_issue(repo, issue.number)
             if task is None or task.status is not TaskStatus.BLOCKED or task.last_blocker not in s.reready_codes:
                 continue
             if now - task.updated_at < timedelta(hours=s.reready_after_hours):
                 continue
-            comments = await safely("comments", rt.forge.comments(repo, issue.number)) or []
+            comments = await safely("comments", forge.comments(repo, issue.number)) or []
             if sum(1 for c in comments if _LOOP_MARKER + "reready:" in c.body) >= s.max_rereadies:
                 continue
             if any(marker(f"reready:{task.id}") in c.body for c in comments):
                 continue
-            await safely("remove_label", rt.forge.remove_label(repo, issue.number, BLOCKED_LABEL))
-            await safely("add_labels", rt.forge.add_labels(repo, issue.number, [READY_LABEL]))
+            await safely("remove_label", forge.remove_label(repo, issue.number, BLOCKED_LABEL))
+            await safely("add_labels", forge.add_labels(repo, issue.number, [READY_LABEL]))
             body = (
                 f"**agentos:** `{task.id}` was escalated with `{task.last_blocker}`, a transient blocker; "
                 "the issue is ready again."
             )
-            await safely("comment", comment_once(rt, repo, issue.number, body, key=f"reready:{task.id}"))
+            await safely("comment", comment_once(forge, repo, issue.number, body, key=f"reready:{task.id}"))
             result.rereadied.append(issue.number)
             log.info("issue_rereadied", issue=issue.number, task=task.id, blocker=task.last_blocker)
 
@@ -282,12 +300,13 @@ class BacklogGroomer:
             return
         objectives = _read_objectives(repo, s.objectives_file)
         existing = [i.title for i in issues]  # open and closed: a title closed as a duplicate stays taken
-        now = self.rt.now()
+        now = self._clock()
         since = now - timedelta(days=s.analysis_days)
-        events = await journal(self.rt, since)
-        history = read_history(events, self.rt.graph, since=since, until=now)
+        events = await read_events(self._store, since)
+        history = read_history(events, self._graph, since=since, until=now)
         clusters = failure_clusters(history.failures, repo.name)
-        llm = self._llm or from_config(self.rt.config, s.llm_agent, self.rt.state_dir)
+        config = self._settings.config
+        llm = self._llm or from_config(config, s.llm_agent, config.state_path)
         proposals = None
         if llm is not None:
             answer = await llm.ask(refill_prompt(repo.name, wanted, objectives, clusters, existing), RefillAnswer)
@@ -308,7 +327,8 @@ class BacklogGroomer:
                 continue
             key = "proposed:" + hashlib.sha256(normalise_title(title).encode()).hexdigest()[:12]
             text = f"{redact(body)[:4000]}\n\n_Proposed by the backlog groomer. Make it ready to have it run._"
-            made = await safely("create_issue", file_once(self.rt, repo.name, title, text, [PROPOSED_LABEL], key=key))
+            filed = file_once(self._forge, repo.name, title, text, [PROPOSED_LABEL], key=key)
+            made = await safely("create_issue", filed)
             if made is not None and made[1]:
                 result.proposed.append(made[0].number)
                 existing.append(title)

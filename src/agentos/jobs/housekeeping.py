@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agentos import logging as alog
-from agentos.runtime import Runtime
+from agentos.ports import Clock, Journal, Settings
+from agentos.store import Store
 
 __all__ = ["Housekeeping"]
 
@@ -22,22 +23,24 @@ log = alog.get_logger("agentos.housekeeping")
 class Housekeeping:
     """The ``housekeeping`` job (daily): prune rotated event files older than the retention."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, *, settings: Settings, journal: Journal, clock: Clock, store: Store) -> None:
+        self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._store = store
         self.pruned = 0
 
     def __repr__(self) -> str:
         return f"<Housekeeping pruned={self.pruned}>"
 
     async def tick(self) -> None:
-        rt = self.rt
-        days = rt.config.limits.event_retention_days
-        cutoff = rt.now() - timedelta(days=days)
+        days = self._settings.config.limits.event_retention_days
+        cutoff = self._clock() - timedelta(days=days)
         try:
-            removed = rt.store.prune_events(cutoff)  # a glob and a few unlinks: no thread needed
+            removed = self._store.prune_events(cutoff)  # a glob and a few unlinks: no thread needed
         except OSError as exc:
             log.warning("events_prune_failed", error=str(exc))
             return
         if removed:
             self.pruned += len(removed)
-            rt.record("events_pruned", None, before=cutoff.date().isoformat(), files=len(removed))
+            self._journal.record("events_pruned", None, before=cutoff.date().isoformat(), files=len(removed))

@@ -19,20 +19,29 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentos import logging as alog
-from agentos.forge.base import Issue, marker
-from agentos.graph import Event
-from agentos.jobs._loops import LoopSettings, comment_once, file_once, journal, loop_repos, safely, settings_for
+from agentos.forge.base import Forge, Issue, marker
+from agentos.graph import Event, TaskGraph
+from agentos.jobs._loops import (
+    EventHistory,
+    LoopSettings,
+    comment_once,
+    file_once,
+    loop_repos,
+    read_events,
+    safely,
+    settings_for,
+)
 from agentos.llm import ModelAsker, from_config
 from agentos.metrics import Failure, read_history
+from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
-from agentos.runtime import Runtime
 
 __all__ = [
     "HINTS",
@@ -41,7 +50,7 @@ __all__ = [
     "IncidentScanner",
     "cluster_failures",
     "headline",
-    "normalise",
+    "normalise_error",
     "signature",
 ]
 
@@ -100,8 +109,13 @@ def headline(error: str) -> str:
     return _LAST_OUTPUT.sub("", lines[0]).strip()
 
 
-def normalise(text: str) -> str:
-    """``text`` without what varies between occurrences of one problem (times, ids, paths, numbers)."""
+def normalise_error(text: str) -> str:
+    """``text`` without what varies between occurrences of one problem (times, ids, paths, numbers).
+
+    Not :func:`agentos.jobs._pr_policy.normalise` (a CI log line of a PR blocker: keeps file names, no length
+    cap): the two feed different signatures that are stored (in issue markers and in tasks), so each keeps its
+    own rules and they are named apart.
+    """
     out = text
     for pattern, repl in _SUBS:
         out = pattern.sub(repl, out)
@@ -154,7 +168,7 @@ def cluster_failures(failures: Iterable[Failure]) -> list[Cluster]:
     groups: dict[str, list[Failure]] = {}
     meta: dict[str, tuple[str, str]] = {}
     for fail in failures:
-        text = normalise(headline(fail.error)) or "(no error text)"
+        text = normalise_error(headline(fail.error)) or "(no error text)"
         sig = signature(fail.blocker, text)
         groups.setdefault(sig, []).append(fail)
         meta[sig] = (fail.blocker, text)
@@ -241,9 +255,27 @@ def reported_upto(events: Iterable[Event], sig: str) -> datetime | None:
 class IncidentScanner:
     """The ``incident_scan`` job (every 6 h)."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        forge: Forge,
+        store: EventHistory,
+        stopping: Callable[[], bool],
+        loop_settings: LoopSettings | None = None,
+        llm: ModelAsker | None = None,
+    ) -> None:
         self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._graph = graph
+        self._forge = forge
+        self._store = store
+        self._stopping = stopping
+        self._loop_settings = loop_settings
         self._llm = llm
         self.filed = 0
         self.commented = 0
@@ -252,24 +284,23 @@ class IncidentScanner:
         return f"<IncidentScanner filed={self.filed} commented={self.commented}>"
 
     async def tick(self) -> None:
-        rt = self.rt
-        s = settings_for(rt, self._settings)
-        now = rt.now()
+        s = settings_for(self._settings, self._loop_settings)
+        now = self._clock()
         since = now - timedelta(hours=s.incident_window_hours)
-        events = await journal(rt, since)
-        history = read_history(events, rt.graph, since=since, until=now)
+        events = await read_events(self._store, since)
+        history = read_history(events, self._graph, since=since, until=now)
         clusters = [c for c in cluster_failures(history.failures) if c.count >= s.incident_threshold]
         if not clusters:
             return
-        repos = [r.name for r in loop_repos(rt)]
+        repos = [r.name for r in loop_repos(self._settings)]
         listing: dict[str, list[Issue]] = {}
         for repo in repos:
-            issues = await safely("list_issues", rt.forge.list_issues(repo))
+            issues = await safely("list_issues", self._forge.list_issues(repo))
             if issues is None:
                 return  # without every repo's open issues, a duplicate incident could be filed: next time
             listing[repo] = issues
         for c in clusters:
-            if rt.stopping:
+            if self._stopping():
                 return
             with alog.bound(signature=c.signature, blocker=c.blocker):
                 await self._report(c, events, listing, s, now)
@@ -277,7 +308,6 @@ class IncidentScanner:
     async def _report(
         self, c: Cluster, events: list[Event], listing: dict[str, list[Issue]], s: LoopSettings, now: datetime
     ) -> None:
-        rt = self.rt
         upto = reported_upto(events, c.signature)
         new = [f for f in c.failures if upto is None or f.ts > upto]
         if not new:
@@ -289,7 +319,7 @@ class IncidentScanner:
             repo, issue = found
             day = now.date().isoformat()
             body = comment_body(c, new)
-            posted = await safely("comment", comment_once(rt, repo, issue.number, body, key=f"{key}:{day}"))
+            posted = await safely("comment", comment_once(self._forge, repo, issue.number, body, key=f"{key}:{day}"))
             if posted:
                 self.commented += 1
                 self._record("commented", c, repo, issue.number, new)
@@ -299,10 +329,8 @@ class IncidentScanner:
             log.info("incident_without_enabled_repo", repos=[r for r, _ in c.repos])
             return
         title, explanation = await self._name(c)
-        result = await safely(
-            "create_issue",
-            file_once(rt, home, title, issue_body(c, s.incident_window_hours, explanation), [s.fix_label], key=key),
-        )
+        body = issue_body(c, s.incident_window_hours, explanation)
+        result = await safely("create_issue", file_once(self._forge, home, title, body, [s.fix_label], key=key))
         if result is None:
             return
         issue, created = result
@@ -315,8 +343,9 @@ class IncidentScanner:
     async def _name(self, c: Cluster) -> tuple[str, str]:
         """A title (and an explanation when an LLM is configured) for a new incident issue."""
         title = f"Recurring {c.blocker}: {c.text}"[:120]
+        config = self._settings.config
         llm = self._llm or from_config(
-            self.rt.config, settings_for(self.rt, self._settings).llm_agent, self.rt.state_dir
+            config, settings_for(self._settings, self._loop_settings).llm_agent, config.state_path
         )
         if llm is None:
             return title, ""
@@ -333,7 +362,7 @@ class IncidentScanner:
         return f"Recurring {c.blocker}: {answer.title}"[:140], answer.explanation
 
     def _record(self, action: str, c: Cluster, repo: str, number: int, new: Sequence[Failure]) -> None:
-        self.rt.record(
+        self._journal.record(
             "incident_reported",
             None,
             signature=c.signature,

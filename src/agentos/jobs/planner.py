@@ -17,26 +17,27 @@ in ``automation_mode: full`` once per cadence, gated by the repo's last ``sprint
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from agentos import logging as alog
 from agentos.config import RepoConfig
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Issue
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue
 from agentos.graph import PRIORITY_RANK, Event, TaskGraph, TaskStatus
 from agentos.jobs._loops import (
+    EventHistory,
     LoopSettings,
     file_once,
     find_marked,
-    journal,
     last_event,
     loop_repos,
+    read_events,
     safely,
     settings_for,
 )
 from agentos.jobs.dispatch import parse_issue
 from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, is_loop_issue
-from agentos.runtime import Runtime
+from agentos.ports import Clock, Journal, Settings
 
 __all__ = ["HOLD_LABEL", "SPRINT_LABEL", "SprintPlanner", "outcome_of", "pick_sprint"]
 
@@ -98,25 +99,41 @@ def outcome_of(graph: TaskGraph, repo: str, issue: int, state: str | None) -> st
 class SprintPlanner:
     """The ``sprint_plan`` job (hourly; each repo once per sprint; only with ``sprint_enabled``)."""
 
-    def __init__(self, rt: Runtime, settings: LoopSettings | None = None) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        forge: Forge,
+        store: EventHistory,
+        stopping: Callable[[], bool],
+        loop_settings: LoopSettings | None = None,
+    ) -> None:
         self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._graph = graph
+        self._forge = forge
+        self._store = store
+        self._stopping = stopping
+        self._loop_settings = loop_settings
         self.planned = 0
 
     def __repr__(self) -> str:
         return f"<SprintPlanner planned={self.planned}>"
 
     async def tick(self) -> None:
-        rt = self.rt
-        s = settings_for(rt, self._settings)
+        s = settings_for(self._settings, self._loop_settings)
         if not s.sprint_enabled:
             log.debug("sprint_planner_disabled")
             return
-        now = rt.now()
+        now = self._clock()
         cadence = timedelta(days=s.sprint_cadence_days)
-        events = await journal(rt, now - cadence)
-        for repo in loop_repos(rt, full_only=True):
-            if rt.stopping:
+        events = await read_events(self._store, now - cadence)
+        for repo in loop_repos(self._settings, full_only=True):
+            if self._stopping():
                 return
             last = last_event(events, "sprint_planned", repo=repo.name)
             if last is not None and now - last.ts < cadence:
@@ -126,31 +143,33 @@ class SprintPlanner:
 
     async def plan(self, repo: RepoConfig, s: LoopSettings, now: datetime) -> list[int]:
         """Plan one repo's sprint now (the cadence gate is the caller's); the issue numbers made ready."""
-        rt = self.rt
-        issues = await safely("list_issues", rt.forge.list_issues(repo.name, state="all"))
+        forge = self._forge
+        issues = await safely("list_issues", forge.list_issues(repo.name, state="all"))
         if issues is None:
             return []
         picks = pick_sprint(issues, s.plan_size)
         if not picks:
             log.info("sprint_nothing_to_plan")
             return []
-        previous = last_event(await journal(rt, now - timedelta(days=90)), "sprint_planned", repo=repo.name)
-        sprint = now.astimezone(rt.config.zone).date().isoformat()  # the local date, in `timezone`
+        history = await read_events(self._store, now - timedelta(days=90))
+        previous = last_event(history, "sprint_planned", repo=repo.name)
+        sprint = now.astimezone(self._settings.config.zone).date().isoformat()  # the local date, in `timezone`
         numbers = [i.number for i in picks]
-        rt.record("sprint_planned", None, repo=repo.name, sprint=sprint, issues=numbers)
+        self._journal.record("sprint_planned", None, repo=repo.name, sprint=sprint, issues=numbers)
         self.planned += 1
         for issue in picks:
-            await safely("add_labels", rt.forge.add_labels(repo.name, issue.number, [READY_LABEL]))
+            await safely("add_labels", forge.add_labels(repo.name, issue.number, [READY_LABEL]))
         log.info("sprint_planned", sprint=sprint, issues=numbers)
         body = self._note(repo.name, picks, previous, {i.number: i for i in issues})
         await safely(
             "create_issue",
-            file_once(rt, repo.name, f"Sprint {sprint}", body, [SPRINT_LABEL], key=f"sprint:{repo.name}:{sprint}"),
+            file_once(forge, repo.name, f"Sprint {sprint}", body, [SPRINT_LABEL], key=f"sprint:{repo.name}:{sprint}"),
         )
         if previous is not None and previous.data.get("sprint") != sprint:
-            old = await safely("find", find_marked(rt, repo.name, f"sprint:{repo.name}:{previous.data.get('sprint')}"))
+            old_key = f"sprint:{repo.name}:{previous.data.get('sprint')}"
+            old = await safely("find", find_marked(forge, repo.name, old_key))
             if old is not None:
-                await safely("close_issue", rt.forge.close_issue(repo.name, old.number))
+                await safely("close_issue", forge.close_issue(repo.name, old.number))
         return numbers
 
     def _note(self, repo: str, picks: Sequence[Issue], previous: Event | None, issues: dict[int, Issue]) -> str:
@@ -163,7 +182,7 @@ class SprintPlanner:
             counts: dict[str, int] = {}
             for number in previous.data.get("issues") or []:
                 found = issues.get(int(number))
-                outcome = outcome_of(self.rt.graph, repo, int(number), found.state if found else None)
+                outcome = outcome_of(self._graph, repo, int(number), found.state if found else None)
                 counts[outcome] = counts.get(outcome, 0) + 1
                 lines.append(f"- #{number} {found.title if found else ''}: {outcome}")
             lines += ["", ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))]
