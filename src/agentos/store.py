@@ -39,7 +39,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -52,16 +51,14 @@ import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
 from agentos.errors import AgentosError
+from agentos.fsutil import atomic_write_bytes
 from agentos.graph import Event, Task, TaskGraph, compact
+from agentos.history import History
 from agentos.journal import (
     STATE_TYPES,
     JournalRecord,
     _as_utc,
-    _day_of,
-    _file_day,
-    _history_tail,
     _Line,
-    _line_head,
     _parse_record,
     _read_bytes,
     _records_in,
@@ -233,6 +230,8 @@ class Store:
         self._journal_lines = 0
         self._journal_size = 0
         self._daemon_saved: dict[str, Any] = DaemonState().model_dump(mode="json")
+        self.history = History(self.state_dir / "events", fsync=fsync, clock=clock)
+        """The rotated journal (``events/``) that compaction appends to and the loops read."""
 
     # ── paths and counters ───────────────────────────────────────────────────────────────────────────
 
@@ -250,7 +249,7 @@ class Store:
 
     @property
     def events_dir(self) -> Path:
-        return self.state_dir / "events"
+        return self.history.events_dir
 
     @property
     def lock_path(self) -> Path:
@@ -341,7 +340,7 @@ class Store:
             pending = {line.seq: line for line in lines if line.seq > base_seq}
             from_events = 0
             if base_path != self.graph_path:  # an older snapshot or none: bridge with the rotated history
-                for line in self._history_lines():
+                for line in self.history.lines():
                     if line.seq > base_seq and line.seq not in pending:
                         pending[line.seq] = line
                         from_events += 1
@@ -479,14 +478,6 @@ class Store:
                 batch = []
                 good_end = end
         return committed, good_end, good_end < len(data)
-
-    def _history_lines(self) -> Iterator[_Line]:
-        """Every whole record in ``events/`` (used to bridge from an older snapshot)."""
-        for path in sorted(self.events_dir.glob("events-*.jsonl")):
-            for lineno, _, raw in _split_lines(_read_bytes(path)):
-                rec = _parse_record(raw)
-                if rec is not None:
-                    yield _Line(rec["seq"], rec, path, lineno)
 
     def _check_contiguous(self, pending: dict[int, _Line], base_seq: int, base_path: Path | None) -> list[_Line]:
         """The records to replay in order; a hole in the sequence raises CorruptState."""
@@ -686,7 +677,7 @@ class Store:
             )
             try:
                 self._link_backup()
-                self._atomic_write(self.graph_path, data)
+                atomic_write_bytes(self.graph_path, data, fsync=self.fsync)
             except OSError as exc:
                 raise StateError(f"{self.graph_path}: snapshot failed: {exc}") from exc
             self._daemon_saved = daemon_json
@@ -722,57 +713,16 @@ class Store:
             return  # no current snapshot (first one, or it was quarantined): keep the old .bak
         os.replace(tmp, self.bak_path)
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                if self.fsync:
-                    os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._fsync_dir(path.parent)
-
     def _rotate_journal(self) -> None:
         if self._journal_size:
-            groups: dict[str, list[tuple[int, bytes]]] = {}
-            today = _as_utc(self._clock()).date().isoformat()
             with open(self.journal_path, "rb") as f:
-                data = f.read(self._journal_size)
-            for _, _, raw in _split_lines(data):
-                head = _line_head(raw)
-                if head is None:  # cannot happen: load() accepted every line of this journal
-                    continue
-                groups.setdefault(_day_of(head[1]) or today, []).append((head[0], raw + b"\n"))
-            if not self.events_dir.exists():
-                self.events_dir.mkdir(mode=0o700, exist_ok=True)
-                self._fsync_dir(self.state_dir)
-            for day, items in sorted(groups.items()):
-                self._append_history(self.events_dir / f"events-{day}.jsonl", items)
+                self.history.add(f.read(self._journal_size))
         fd = self._journal()
         os.ftruncate(fd, 0)
         if self.fsync:
             os.fsync(fd)
         self._journal_size = 0
         self._journal_lines = 0
-
-    def _append_history(self, path: Path, items: list[tuple[int, bytes]]) -> None:
-        existed = path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            last = _history_tail(fd, path)
-            data = b"".join(line for seq, line in items if seq > last)
-            if data:
-                _write_all(fd, data)
-                if self.fsync:
-                    os.fsync(fd)
-        finally:
-            os.close(fd)
-        if not existed:
-            self._fsync_dir(path.parent)
 
     # ── history ──────────────────────────────────────────────────────────────────────────────────────
 
@@ -792,24 +742,12 @@ class Store:
         with self._mutex:
             journal = _read_bytes(self.journal_path)
         seen: set[int] = set()
-        for path in sorted(self.events_dir.glob("events-*.jsonl")):
-            day = _file_day(path)
-            if day is None or day >= cutoff.date():
-                yield from _records_in(_read_bytes(path), path, cutoff, include_state, seen)
+        yield from self.history.records(cutoff, include_state, seen)
         yield from _records_in(journal, self.journal_path, cutoff, include_state, seen)
 
     def prune_events(self, older_than: datetime) -> list[Path]:
         """Delete rotated history files whose whole day is before ``older_than``; return what was deleted."""
-        cutoff = _as_utc(older_than).date()
-        removed = []
-        for path in sorted(self.events_dir.glob("events-*.jsonl")):
-            day = _file_day(path)
-            if day is not None and day < cutoff:
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        if removed:
-            log.info("events_pruned", files=len(removed), before=cutoff.isoformat())
-        return removed
+        return self.history.prune(older_than)
 
     # ── small helpers ────────────────────────────────────────────────────────────────────────────────
 
