@@ -111,4 +111,3 @@ class History:
     def _fsync_dir(self, path: Path) -> None:
         if self.fsync:
             fsync_dir(path)
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,9 +21,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from agentos.graph import Event
+from agentos.graph import Event, Task
 
-__all__ = ["STATE_TYPES", "JournalRecord"]
+__all__ = ["STATE_TYPES", "JournalRecord", "change_records"]
 
 log = structlog.get_logger("agentos.store")
 
@@ -47,6 +47,34 @@ class _Line:
     rec: dict[str, Any]
     source: Path
     lineno: int
+
+
+def change_records(events: Sequence[Event], tasks: Iterable[Task]) -> list[dict[str, Any]]:
+    """The journal records of one change, ``seq`` still 0: one per event, a task's state riding on the last
+    event that names it, and a ``task_upsert`` record for each changed task no event names."""
+    changed = {task.id: task for task in tasks}
+    carrier = {ev.task: i for i, ev in enumerate(events) if ev.task is not None and ev.task in changed}
+    records: list[dict[str, Any]] = []
+    for i, ev in enumerate(events):
+        dumped = ev.model_dump(mode="json")
+        rec = {"seq": 0, "ts": dumped["ts"], "type": ev.type, "task": ev.task, "data": dumped["data"]}
+        if ev.task is not None and carrier.get(ev.task) == i:
+            rec["task_state"] = changed[ev.task].model_dump(mode="json")
+        records.append(rec)
+    for task_id, task in changed.items():
+        if task_id not in carrier:
+            state = task.model_dump(mode="json")
+            records.append(
+                {
+                    "seq": 0,
+                    "ts": state["updated_at"],
+                    "type": "task_upsert",
+                    "task": task_id,
+                    "data": {},
+                    "task_state": state,
+                }
+            )
+    return records
 
 
 def _as_utc(moment: datetime) -> datetime:
