@@ -97,6 +97,19 @@ class ClientStats:
 
 
 @dataclass
+class _Call:
+    """One request's tries so far: each kind of retry has its own budget (``max_retries``)."""
+
+    method: str
+    route: str
+    idempotent: bool
+    failures: int = 0
+    rate_waits: int = 0
+    secondary: int = 0
+    refreshed: bool = False
+
+
+@dataclass
 class _Cached:
     etag: str
     body: JSON
@@ -326,19 +339,12 @@ class GitHubClient:
         bearer: str | None = None,
         follow_redirects: bool = False,
     ) -> httpx.Response:
-        route = self._route(url)
-        resource = self._resource(route)
-        failures = rate_waits = secondary = 0
-        refreshed = False
+        """Send until GitHub answers for good: waits out rate limits, retries failures, refreshes a 401 once."""
+        call = _Call(method, self._route(url), idempotent)
+        resource = self._resource(call.route)
         while True:
-            await self._wait_for_budget(resource, method, route)
-            token = bearer if bearer is not None else await self._auth.token(self._exchange, self.clock())
-            headers = {"Authorization": f"Bearer {token}"}
-            if bearer is None and token != self._etag_token:
-                self._etags.clear()  # ETags are per token: a new token gets 200s, never stale 304s
-                self._etag_token = token
-            if cache_key is not None and (cached := self._etags.get(cache_key)) is not None:
-                headers["If-None-Match"] = cached.etag
+            await self._wait_for_budget(resource, method, call.route)
+            headers = await self._headers(bearer, cache_key)
             started = time.perf_counter()
             try:
                 resp = await self._http.request(
@@ -350,56 +356,90 @@ class GitHubClient:
                     follow_redirects=follow_redirects,
                 )
             except httpx.TransportError as exc:
-                ms = round((time.perf_counter() - started) * 1000, 1)
-                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-                _log.warning("github_request", method=method, route=route, status=None, ms=ms, error=type(exc).__name__)
-                self.stats.failures += 1
-                if (idempotent or never_sent) and failures < self._max_retries:
-                    failures += 1
-                    self.stats.retries += 1
-                    await self.sleep(backoff_delay(failures, self._jitter()))
-                    continue
-                error = GitHubError if (idempotent or never_sent) else OutcomeUnknown
-                raise error(f"{type(exc).__name__}: {exc}", status=None, method=method, route=route) from exc
-            ms = round((time.perf_counter() - started) * 1000, 1)
-            remaining = self._note_limits(resp, resource)
-            self.stats.requests += 1
-            if resp.status_code == 304:
-                self.stats.not_modified += 1
-            _log.info("github_request", method=method, route=route, status=resp.status_code, ms=ms, remaining=remaining)
-            wait = rate_limit_wait(resp.status_code, resp.headers, resp.text, now=self.clock(), repeats=secondary)
-            if wait is not None:
-                if "retry-after" not in resp.headers and resp.headers.get("x-ratelimit-remaining") != "0":
-                    secondary += 1
-                if wait > self._max_rate_wait or rate_waits >= self._max_retries:
-                    raise RateLimited(
-                        _message_of(resp),
-                        retry_at=self.clock() + wait,
-                        status=resp.status_code,
-                        method=method,
-                        route=route,
-                    )
-                rate_waits += 1
-                self.stats.rate_limit_waits += 1
-                self._limits.pop(resource, None)  # this wait covers it; do not wait twice
-                _log.warning(
-                    "github_rate_limit_wait", method=method, route=route, status=resp.status_code, wait=round(wait, 3)
-                )
-                await self.sleep(wait)
+                await self._retry_transport_error(call, exc, started)
+                continue
+            self._note_response(call, resp, resource, started)
+            if await self._waited_for_rate_limit(call, resp, resource):
                 continue
             if resp.status_code >= 500:
-                self.stats.failures += 1
-                if idempotent and failures < self._max_retries:
-                    failures += 1
-                    self.stats.retries += 1
-                    await self.sleep(backoff_delay(failures, self._jitter()))
-                    continue
-                error = GitHubError if idempotent else OutcomeUnknown
-                raise error(_message_of(resp), status=resp.status_code, method=method, route=route)
-            if resp.status_code == 401 and bearer is None and not refreshed and self._auth.invalidate():
-                refreshed = True
+                await self._retry_server_error(call, resp)
+                continue
+            if resp.status_code == 401 and bearer is None and not call.refreshed and self._auth.invalidate():
+                call.refreshed = True  # a revoked or expired App token: mint a new one, once
                 continue
             return resp
+
+    async def _headers(self, bearer: str | None, cache_key: str | None) -> dict[str, str]:
+        """Authorization (the auth's token unless ``bearer`` is given) and ``If-None-Match`` for a cached GET."""
+        token = bearer if bearer is not None else await self._auth.token(self._exchange, self.clock())
+        headers = {"Authorization": f"Bearer {token}"}
+        if bearer is None and token != self._etag_token:
+            self._etags.clear()  # ETags are per token: a new token gets 200s, never stale 304s
+            self._etag_token = token
+        if cache_key is not None and (cached := self._etags.get(cache_key)) is not None:
+            headers["If-None-Match"] = cached.etag
+        return headers
+
+    async def _retry_transport_error(self, call: _Call, exc: httpx.TransportError, started: float) -> None:
+        """Back off before the next try, or raise: a request that may have arrived is retried only if idempotent
+        (else :class:`OutcomeUnknown`); one that never left (connect errors) always is."""
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        _log.warning(
+            "github_request", method=call.method, route=call.route, status=None, ms=ms, error=type(exc).__name__
+        )
+        self.stats.failures += 1
+        if (call.idempotent or never_sent) and call.failures < self._max_retries:
+            await self._back_off(call)
+            return
+        error = GitHubError if (call.idempotent or never_sent) else OutcomeUnknown
+        raise error(f"{type(exc).__name__}: {exc}", status=None, method=call.method, route=call.route) from exc
+
+    async def _retry_server_error(self, call: _Call, resp: httpx.Response) -> None:
+        """Back off before the next try of an idempotent request after a 5xx, or raise."""
+        self.stats.failures += 1
+        if call.idempotent and call.failures < self._max_retries:
+            await self._back_off(call)
+            return
+        error = GitHubError if call.idempotent else OutcomeUnknown
+        raise error(_message_of(resp), status=resp.status_code, method=call.method, route=call.route)
+
+    async def _back_off(self, call: _Call) -> None:
+        call.failures += 1
+        self.stats.retries += 1
+        await self.sleep(backoff_delay(call.failures, self._jitter()))
+
+    def _note_response(self, call: _Call, resp: httpx.Response, resource: str, started: float) -> None:
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        remaining = self._note_limits(resp, resource)
+        self.stats.requests += 1
+        if resp.status_code == 304:
+            self.stats.not_modified += 1
+        _log.info(
+            "github_request", method=call.method, route=call.route, status=resp.status_code, ms=ms, remaining=remaining
+        )
+
+    async def _waited_for_rate_limit(self, call: _Call, resp: httpx.Response, resource: str) -> bool:
+        """True after waiting out a rate-limited answer (send again); raises :class:`RateLimited` when the wait
+        is longer than ``max_rate_wait`` or the waits ran out; False when the answer is not rate-limited."""
+        now = self.clock()
+        wait = rate_limit_wait(resp.status_code, resp.headers, resp.text, now=now, repeats=call.secondary)
+        if wait is None:
+            return False
+        if "retry-after" not in resp.headers and resp.headers.get("x-ratelimit-remaining") != "0":
+            call.secondary += 1
+        if wait > self._max_rate_wait or call.rate_waits >= self._max_retries:
+            raise RateLimited(
+                _message_of(resp), retry_at=now + wait, status=resp.status_code, method=call.method, route=call.route
+            )
+        call.rate_waits += 1
+        self.stats.rate_limit_waits += 1
+        self._limits.pop(resource, None)  # this wait covers it; do not wait twice
+        _log.warning(
+            "github_rate_limit_wait", method=call.method, route=call.route, status=resp.status_code, wait=round(wait, 3)
+        )
+        await self.sleep(wait)
+        return True
 
     def _raise_for_status(self, resp: httpx.Response, method: str, url: str) -> None:
         if resp.status_code < 400:
