@@ -55,7 +55,13 @@ from agentos.forge._github_payloads import _comment, _dig, _issue, _pull, _RestP
 from agentos.forge._github_projects import (
     _M_SET_STATUS,
     _MIRROR,
+    BoardOption,
     ProjectConfig,
+    StatusField,
+    missing_status_options,
+    options_with,
+    read_status_field,
+    set_status_options,
 )
 from agentos.forge._github_readiness import Permission, ReadyGate, _split, ready_verdict
 from agentos.forge.base import (
@@ -77,6 +83,7 @@ __all__ = [
     "GIT_CREDENTIAL_HELPER",
     "AppAuth",
     "Auth",
+    "BoardOption",
     "ClientStats",
     "GitHubClient",
     "GitHubError",
@@ -85,14 +92,19 @@ __all__ = [
     "Permission",
     "ProjectConfig",
     "RateLimited",
+    "StatusField",
     "TokenAuth",
     "backoff_delay",
     "check_run_state",
     "combine_states",
     "load_app_key",
+    "missing_status_options",
+    "options_with",
     "rate_limit_wait",
+    "read_status_field",
     "ready_verdict",
     "route_of",
+    "set_status_options",
 ]
 
 GIT_TOKEN_ENV = "AGENTOS_GIT_TOKEN"
