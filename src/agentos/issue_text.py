@@ -81,7 +81,8 @@ class ParsedIssue:
 
 @functools.cache
 def _markdown() -> MarkdownIt:
-    return MarkdownIt("commonmark")
+    """CommonMark blocks only: the parser reads headings, lists and their raw text, never inline markup."""
+    return MarkdownIt("commonmark").disable("inline")
 
 
 def _section_name(heading: str) -> str | None:
@@ -110,20 +111,19 @@ def _sections(tokens: Sequence[Token]) -> list[tuple[str, int, int]]:
 def _items(text: str) -> list[str]:
     """The items of a criteria section: each list item (its task-list box dropped), each other line."""
     out: list[str] = []
-    item_starts = False
+    item_opens = False  # the next paragraph is the first of a list item: one item, whatever its line breaks
     for token in _markdown().parse(text):
         if token.type == "list_item_open":
-            item_starts = True
-        elif token.type == "inline" and item_starts:
-            item_starts = False
+            item_opens = True
+        elif token.type == "inline" and item_opens:
+            item_opens = False
             item = _CHECKBOX.sub("", " ".join(line.strip() for line in token.content.splitlines())).strip()
             if item:
                 out.append(item)
-        elif token.type in ("inline", "fence", "code_block", "html_block"):
-            for line in token.content.splitlines():
-                item = _MARKER.sub("", line).strip()
-                if item:
-                    out.append(item)
+        elif token.type != "paragraph_open":
+            item_opens = False
+            if token.type in ("inline", "fence", "code_block", "html_block"):
+                out.extend(item for line in token.content.splitlines() if (item := _MARKER.sub("", line).strip()))
     return out
 
 

@@ -63,6 +63,11 @@ class TestParseIssue:
             "nested",
         ]
 
+    def test_an_empty_list_item_does_not_swallow_the_next_lines(self) -> None:
+        """After a bullet with no text, the following paragraph's lines are items of their own."""
+        parsed = parse_issue("t", "## Constraints\n- \n\nno new dependency\nkeep it small\n", [])
+        assert parsed.constraints == ["no new dependency", "keep it small"]
+
     def test_a_heading_inside_a_quote_or_list_is_no_section(self) -> None:
         """Only top-level `##`/`###` headings open sections."""
         parsed = parse_issue("t", "Do it.\n\n> ## Goal\n> quoted\n\n- ## Constraints\n", [])
