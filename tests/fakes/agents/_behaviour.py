@@ -114,15 +114,26 @@ def _pid(pid: int) -> None:
 
 
 def _hang() -> NoReturn:
-    if os.environ.get("FAKE_AGENT_IGNORE_TERM") == "1":
+    """Sleep forever. With FAKE_AGENT_IGNORE_TERM or FAKE_AGENT_FORK, say so on stderr once SIGTERM is ignored
+    where asked (and the child is in place): the runner's idle limit counts from that line, so a test's short
+    limit never lands before the agent is set up, however slowly it started on a loaded machine."""
+    ignore_term = os.environ.get("FAKE_AGENT_IGNORE_TERM") == "1"
+    if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.environ.get("FAKE_AGENT_FORK") == "1":
+    fork = os.environ.get("FAKE_AGENT_FORK") == "1"
+    if fork:
+        ready_r, ready_w = os.pipe()
         child = os.fork()
         if child == 0:  # keeps the inherited stdout pipe open, like a stuck tool the agent started
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            os.write(ready_w, b"1")
             while True:
                 time.sleep(3600)
+        os.read(ready_r, 1)
         _pid(child)
+    if ignore_term or fork:
+        sys.stderr.write("fake agent: waiting (SIGTERM ignored where asked)\n")
+        sys.stderr.flush()
     while True:
         time.sleep(3600)
 
