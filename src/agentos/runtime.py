@@ -96,6 +96,11 @@ class Runtime:
         self.writer.write_failure = failure
 
     @property
+    def held(self) -> str | None:
+        """Why state writes are held (the disk is full), or None when they work (:class:`ports.Journal`)."""
+        return self.writer.held
+
+    @property
     def state_dir(self) -> Path:
         return self.config.state_path
 
