@@ -18,17 +18,17 @@ import structlog
 from agentos.fsutil import fsync_dir
 from agentos.journal import (
     JournalRecord,
-    _as_utc,
-    _day_of,
-    _file_day,
-    _history_tail,
-    _Line,
-    _line_head,
-    _parse_record,
-    _read_bytes,
-    _records_in,
-    _split_lines,
-    _write_all,
+    Line,
+    as_utc,
+    day_of,
+    file_day,
+    history_tail,
+    line_head,
+    parse_record,
+    read_bytes,
+    records_in,
+    split_lines,
+    write_all,
 )
 
 __all__ = ["History"]
@@ -53,12 +53,12 @@ class History:
     def add(self, journal: bytes) -> None:
         """Append whole journal lines to the files of their days (``ts``; today for a line without one)."""
         groups: dict[str, list[tuple[int, bytes]]] = {}
-        today = _as_utc(self._clock()).date().isoformat()
-        for _, _, raw in _split_lines(journal):
-            head = _line_head(raw)
+        today = as_utc(self._clock()).date().isoformat()
+        for _, _, raw in split_lines(journal):
+            head = line_head(raw)
             if head is None:  # cannot happen: load() accepted every line of this journal
                 continue
-            groups.setdefault(_day_of(head[1]) or today, []).append((head[0], raw + b"\n"))
+            groups.setdefault(day_of(head[1]) or today, []).append((head[0], raw + b"\n"))
         if not self.events_dir.exists():
             self.events_dir.mkdir(mode=0o700, exist_ok=True)
             self._fsync_dir(self.events_dir.parent)
@@ -69,10 +69,10 @@ class History:
         existed = path.exists()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            last = _history_tail(fd, path)
+            last = history_tail(fd, path)
             data = b"".join(line for seq, line in items if seq > last)
             if data:
-                _write_all(fd, data)
+                write_all(fd, data)
                 if self.fsync:
                     os.fsync(fd)
         finally:
@@ -80,27 +80,27 @@ class History:
         if not existed:
             self._fsync_dir(path.parent)
 
-    def lines(self) -> Iterator[_Line]:
+    def lines(self) -> Iterator[Line]:
         """Every whole record, oldest file first (used to bridge from an older snapshot)."""
         for path in self._files():
-            for lineno, _, raw in _split_lines(_read_bytes(path)):
-                rec = _parse_record(raw)
+            for lineno, _, raw in split_lines(read_bytes(path)):
+                rec = parse_record(raw)
                 if rec is not None:
-                    yield _Line(rec["seq"], rec, path, lineno)
+                    yield Line(rec["seq"], rec, path, lineno)
 
     def records(self, cutoff: datetime, include_state: bool, seen: set[int]) -> Iterator[JournalRecord]:
         """The records with ``ts >= cutoff`` whose seq is not in ``seen`` (which grows); bad lines skipped."""
         for path in self._files():
-            day = _file_day(path)
+            day = file_day(path)
             if day is None or day >= cutoff.date():
-                yield from _records_in(_read_bytes(path), path, cutoff, include_state, seen)
+                yield from records_in(read_bytes(path), path, cutoff, include_state, seen)
 
     def prune(self, older_than: datetime) -> list[Path]:
         """Delete the files whose whole day is before ``older_than``; return what was deleted."""
-        cutoff = _as_utc(older_than).date()
+        cutoff = as_utc(older_than).date()
         removed = []
         for path in self._files():
-            day = _file_day(path)
+            day = file_day(path)
             if day is not None and day < cutoff:
                 path.unlink(missing_ok=True)
                 removed.append(path)

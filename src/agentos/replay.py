@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from agentos.graph import Task, compact
-from agentos.journal import _Line, _parse_record, _split_lines
+from agentos.journal import Line, parse_record, split_lines
 from agentos.state_model import SCHEMA, CorruptState, DaemonState, Migration, SchemaTooNew, StateError
 
 __all__ = [
@@ -116,21 +116,21 @@ def migrate(doc: dict[str, Any], source: Path, migrations: Mapping[int, Migratio
     return doc
 
 
-def scan_journal(data: bytes, path: Path) -> tuple[list[_Line], int, bool]:
+def scan_journal(data: bytes, path: Path) -> tuple[list[Line], int, bool]:
     """``(committed lines, end offset of the last whole batch, whether a tail was dropped)``.
 
     Lines after the first bad one must all be bad too (a torn tail); a whole line after a bad one is
     damage in the middle and raises CorruptState. An unfinished batch at the end is part of the tail.
     """
-    parsed = [(lineno, end, _parse_record(raw)) for lineno, end, raw in _split_lines(data)]
+    parsed = [(lineno, end, parse_record(raw)) for lineno, end, raw in split_lines(data)]
     first_bad = next((i for i, (_, _, rec) in enumerate(parsed) if rec is None), len(parsed))
     for lineno, _, rec in parsed[first_bad:]:
         if rec is not None:
             raise CorruptState(
                 f"{path}: line {parsed[first_bad][0]} is damaged but line {lineno} after it is whole; refusing to guess"
             )
-    committed: list[_Line] = []
-    batch: list[_Line] = []
+    committed: list[Line] = []
+    batch: list[Line] = []
     batch_upto = 0
     good_end, prev = 0, None
     for lineno, end, rec in parsed[:first_bad]:
@@ -142,7 +142,7 @@ def scan_journal(data: bytes, path: Path) -> tuple[list[_Line], int, bool]:
         if type(upto) is not int or upto < seq or (batch and upto != batch_upto):
             raise CorruptState(f"{path}: line {lineno} breaks its batch (upto={upto!r})")
         prev = seq
-        batch.append(_Line(seq, rec, path, lineno))
+        batch.append(Line(seq, rec, path, lineno))
         batch_upto = upto
         if seq == upto:
             committed.extend(batch)
@@ -151,7 +151,7 @@ def scan_journal(data: bytes, path: Path) -> tuple[list[_Line], int, bool]:
     return committed, good_end, good_end < len(data)
 
 
-def check_contiguous(pending: dict[int, _Line], base_seq: int, base_path: Path | None) -> list[_Line]:
+def check_contiguous(pending: dict[int, Line], base_seq: int, base_path: Path | None) -> list[Line]:
     """The records to replay in order; a hole in the sequence raises CorruptState."""
     expected = base_seq + 1
     ordered = [pending[seq] for seq in sorted(pending)]
@@ -167,7 +167,7 @@ def check_contiguous(pending: dict[int, _Line], base_seq: int, base_path: Path |
 
 
 def apply_record(
-    line: _Line, tasks: dict[str, Task], daemon: dict[str, Any], migrations: Mapping[int, Migration]
+    line: Line, tasks: dict[str, Task], daemon: dict[str, Any], migrations: Mapping[int, Migration]
 ) -> bool:
     """Apply one record to the state being rebuilt; True when it had to be migrated."""
     rec = line.rec

@@ -47,7 +47,7 @@ from pydantic import ValidationError
 from agentos.fsutil import atomic_write_bytes, fsync_dir, truncate_durably
 from agentos.graph import Event, Task, TaskGraph
 from agentos.history import History
-from agentos.journal import STATE_TYPES, JournalRecord, _as_utc, _read_bytes, _records_in, _write_all, change_records
+from agentos.journal import STATE_TYPES, JournalRecord, as_utc, change_records, read_bytes, records_in, write_all
 from agentos.replay import (
     TASKS,
     SnapshotUnreadable,
@@ -225,7 +225,7 @@ class Store:
             self._writable = False
             if writable:
                 self._remove_temp_files()
-            journal = _read_bytes(self.journal_path)  # before the snapshot: a concurrent compaction stays consistent
+            journal = read_bytes(self.journal_path)  # before the snapshot: a concurrent compaction stays consistent
             base_path, base_seq, tasks, daemon, migrated = self._read_base(writable)
             lines, good_end, dropped = scan_journal(journal, self.journal_path)
             if dropped:
@@ -292,7 +292,7 @@ class Store:
         """Quarantine ``path`` (when we hold the lock) and build the error that names it."""
         if not writable:
             return CorruptState(f"{path}: {why}")
-        stamp = _as_utc(self._clock()).strftime("%Y%m%dT%H%M%SZ")
+        stamp = as_utc(self._clock()).strftime("%Y%m%dT%H%M%SZ")
         target = path.with_name(f"{path.name}.corrupt-{stamp}")
         n = 1
         while target.exists():
@@ -350,7 +350,7 @@ class Store:
         except OSError as exc:
             raise StateError(f"{self.journal_path}: cannot open the journal: {exc}") from exc
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         except OSError as exc:
             try:
                 os.ftruncate(fd, self._journal_size)  # take the partial batch back so later lines stay whole
@@ -472,12 +472,12 @@ class Store:
         cannot hide a change that was durable when the iteration started. Unreadable lines are skipped
         with a warning (this is history, not state).
         """
-        cutoff = _as_utc(since)
+        cutoff = as_utc(since)
         with self._mutex:
-            journal = _read_bytes(self.journal_path)
+            journal = read_bytes(self.journal_path)
         seen: set[int] = set()
         yield from self.history.records(cutoff, include_state, seen)
-        yield from _records_in(journal, self.journal_path, cutoff, include_state, seen)
+        yield from records_in(journal, self.journal_path, cutoff, include_state, seen)
 
     def prune_events(self, older_than: datetime) -> list[Path]:
         """Delete rotated history files whose whole day is before ``older_than``; return what was deleted."""
