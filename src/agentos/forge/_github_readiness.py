@@ -35,7 +35,7 @@ from agentos.forge._github_projects import (
 )
 from agentos.forge.base import ForgeError, Issue, NotFound
 
-__all__ = ["PERMISSION_RANK", "Permission", "ReadyGate", "Verdict", "ready_verdict"]
+__all__ = ["PERMISSION_RANK", "Permission", "ReadyGate", "Verdict", "ready_verdict", "split_repo"]
 
 _log = structlog.get_logger("agentos.forge.github")
 
@@ -78,7 +78,8 @@ _Q_READY_EDITS = """query AgentosReadyEdits($owner: String!, $name: String!, $la
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
-def _split(repo: str) -> tuple[str, str]:
+def split_repo(repo: str) -> tuple[str, str]:
+    """``("owner", "name")`` of ``owner/name``; a :class:`ForgeError` for anything else."""
     if not _REPO.match(repo):
         raise ForgeError(f"GitHub repo must be 'owner/name', not {repo!r}")
     owner, name = repo.split("/")
@@ -187,7 +188,7 @@ class ReadyGate:
         return last.created_at, last.actor.login if last.actor else None
 
     async def _edit_times(self, repo: str) -> dict[int, datetime | None]:
-        owner, name = _split(repo)
+        owner, name = split_repo(repo)
         out: dict[int, datetime | None] = {}
         cursor: str | None = None
         while True:
@@ -206,7 +207,7 @@ class ReadyGate:
             data = await self._client.graphql(_Q_PROJECT_BY_ID, {"id": project.node_id, "field": project.status_field})
             raw = _dig(data, "node")
         else:
-            owner = project.owner or _split(repo)[0]
+            owner = project.owner or split_repo(repo)[0]
             variables: dict[str, JSON] = {"owner": owner, "number": project.number, "field": project.status_field}
             raw = _dig(await self._client.graphql(_Q_PROJECT, variables), "repositoryOwner", "projectV2")
         if not raw:
@@ -221,7 +222,7 @@ class ReadyGate:
     async def item_id(self, repo: str, number: int, meta: _ProjectMeta) -> str:
         if (item := self._items.get((repo, number))) is not None:
             return item
-        owner, name = _split(repo)
+        owner, name = split_repo(repo)
         data = await self._client.graphql(_Q_ISSUE_ITEMS, {"owner": owner, "name": name, "number": number})
         node = _GqlIssueNode.model_validate(_dig(data, "repository", "issue"))
         item = next((i.id for i in node.projectItems.nodes if i.project.id == meta.id), None)

@@ -63,7 +63,7 @@ from agentos.forge._github_projects import (
     read_status_field,
     set_status_options,
 )
-from agentos.forge._github_readiness import Permission, ReadyGate, _split, ready_verdict
+from agentos.forge._github_readiness import Permission, ReadyGate, ready_verdict, split_repo
 from agentos.forge.base import (
     READY_LABEL,
     BoardStatus,
@@ -189,16 +189,16 @@ class GitHubForge:
 
     async def ready_issues(self, repo: str) -> list[Issue]:
         """Open issues made ready by a trusted person and not edited since, oldest first (see module doc)."""
-        _split(repo)
+        split_repo(repo)
         return await self._gate.ready_issues(repo)
 
     async def get_issue(self, repo: str, number: int) -> Issue:
-        _split(repo)
+        split_repo(repo)
         return _issue(repo, await self._client.get(f"/repos/{repo}/issues/{number}"))
 
     async def list_issues(self, repo: str, *, state: Literal["open", "closed", "all"] = "open") -> list[Issue]:
         """Issues (not PRs) in ``state``, oldest first."""
-        _split(repo)
+        split_repo(repo)
         raw = await self._client.paginate(f"/repos/{repo}/issues", params={"state": state})
         issues = [_issue(repo, x) for x in raw if _dig(x, "pull_request") is None]
         return sorted(issues, key=lambda i: i.number)
@@ -230,26 +230,26 @@ class GitHubForge:
         return await self._create_once("comment", repo, find, create)
 
     async def comments(self, repo: str, number: int) -> list[Comment]:
-        _split(repo)
+        split_repo(repo)
         return [_comment(x) for x in await self._client.paginate(f"/repos/{repo}/issues/{number}/comments")]
 
     async def add_labels(self, repo: str, number: int, labels: list[str]) -> None:
         """Add labels (GitHub creates a missing label with a default colour). Safe to repeat."""
-        _split(repo)
+        split_repo(repo)
         if labels:
             payload: JSON = {"labels": list(labels)}
             await self._client.post(f"/repos/{repo}/issues/{number}/labels", json=payload, idempotent=True)
 
     async def remove_label(self, repo: str, number: int, label: str) -> None:
         """Remove a label; a label that is not there is not an error."""
-        _split(repo)
+        split_repo(repo)
         try:
             await self._client.delete(f"/repos/{repo}/issues/{number}/labels/{quote(label, safe='')}")
         except NotFound:
             pass
 
     async def close_issue(self, repo: str, number: int) -> None:
-        _split(repo)
+        split_repo(repo)
         payload: JSON = {"state": "closed", "state_reason": "completed"}
         await self._client.patch(f"/repos/{repo}/issues/{number}", json=payload)
 
@@ -285,7 +285,7 @@ class GitHubForge:
 
     async def find_pr(self, repo: str, head: str) -> PullRequest | None:
         """The open PR for branch ``head``, else the latest merged one; closed unmerged PRs are ignored."""
-        owner, _ = _split(repo)
+        owner, _ = split_repo(repo)
         raw = await self._client.paginate(f"/repos/{repo}/pulls", params={"head": f"{owner}:{head}", "state": "all"})
         prs = [_pull(repo, x) for x in raw]
         prs = [p for p in prs if p.head == head]
@@ -313,7 +313,7 @@ class GitHubForge:
         return _pull(repo, await self._raw_pull(repo, number))
 
     async def open_prs(self, repo: str) -> list[PullRequest]:
-        _split(repo)
+        split_repo(repo)
         raw = await self._client.paginate(f"/repos/{repo}/pulls", params={"state": "open"})
         return sorted((_pull(repo, x) for x in raw), key=lambda p: p.number)
 
@@ -382,7 +382,7 @@ class GitHubForge:
         ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n`` reads it: nothing on disk, nothing in argv, nothing
         in the URL. Inherited helpers are reset first. Give this env to git only, never to an agent.
         """
-        _split(repo)
+        split_repo(repo)
         token = await self._client.token()
         env = {
             "GIT_CONFIG_COUNT": "2",
@@ -400,7 +400,7 @@ class GitHubForge:
     async def _create_once(
         self, what: str, repo: str, find: Callable[[], Awaitable[_T | None]], create: Callable[[], Awaitable[_T]]
     ) -> _T:
-        _split(repo)
+        split_repo(repo)
         last: OutcomeUnknown | None = None
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             found = await find()
@@ -419,7 +419,7 @@ class GitHubForge:
         raise last
 
     async def _raw_pull(self, repo: str, number: int) -> _RestPull:
-        _split(repo)
+        split_repo(repo)
         return _RestPull.model_validate(await self._client.get(f"/repos/{repo}/pulls/{number}"))
 
     async def _delete_branch(self, repo: str, branch: str) -> None:
