@@ -24,7 +24,7 @@ from agentos.store import DaemonState, StateError, Store
 from agentos.workspace import Workspace
 
 if TYPE_CHECKING:
-    from agentos.control.notify import Notifier
+    from agentos.control.notify import Message, Notifier
     from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.runtime")
@@ -40,18 +40,6 @@ async def _remote_credentials(
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _NotifierPort:
-    """The :class:`agentos.ports.Notify` view of ``rt.notifier``, looked up when a notice is sent (the daemon
-    assigns the notifier after building the runtime; the lead wires the writer directly after the redesign)."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
-        notifier = self._rt.notifier
-        return False if notifier is None else notifier.notify(severity, key, text)
 
 
 @dataclass
@@ -75,7 +63,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.writer = StateWriter(
-            self.store, self.graph, self.state, clock=self.now, notify=_NotifierPort(self), wake=self._wake
+            self.store, self.graph, self.state, clock=self.now, notify=self, wake=self._wake
         )
 
     def _wake(self, job: str) -> None:
@@ -96,13 +84,21 @@ class Runtime:
         self.writer.write_failure = failure
 
     @property
-    def held(self) -> str | None:
-        """Why state writes are held (the disk is full), or None when they work (:class:`ports.Journal`)."""
-        return self.writer.held
-
-    @property
     def state_dir(self) -> Path:
         return self.config.state_path
+
+    @property
+    def held(self) -> str | None:
+        """The ``Journal`` port: why state writes are held, or None when they work."""
+        return self.write_failure.describe() if self.write_failure is not None else None
+
+    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
+        """The ``Notify`` port over :attr:`notifier` (False while there is none); actions are not sent yet."""
+        return self.notifier.notify(severity, key, text) if self.notifier is not None else False
+
+    def drain_digest(self) -> list[Message]:
+        """The notifier's batched sev3 messages (none while there is no notifier), for the daily digest."""
+        return self.notifier.drain_digest() if self.notifier is not None else []
 
     def now(self) -> datetime:
         return self.clock()
