@@ -18,6 +18,7 @@ from agentos.journal import Line, parse_record, split_lines
 from agentos.state_model import SCHEMA, CorruptState, DaemonState, Migration, SchemaTooNew, StateError
 
 __all__ = [
+    "TASKS",
     "SnapshotUnreadable",
     "apply_record",
     "check_contiguous",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 TASKS = TypeAdapter(list[Task])
+"""Validates and dumps a snapshot's ``"tasks"`` in one pass."""
 _SNAPSHOT_KEYS = frozenset({"schema", "seq", "tasks", "daemon"})
 
 
