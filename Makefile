@@ -21,11 +21,13 @@ test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed (needs root and apt): the status-page screenshot test will be skipped"
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy src/
+	$(BIN)/lint-imports
 	scripts/install-agent-clis.sh $(CLI_DIR)
 	AGENTOS_REAL_CLI_DIR=$(abspath $(CLI_DIR)) $(BIN)/python -m pytest -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -2,7 +2,7 @@
 
 AgentosError
  ├── ConfigError            config.py       (a bad config file; one message per problem)
- ├── StateError             store.py        (CorruptState, SchemaTooNew, AlreadyRunning)
+ ├── StateError             state_model.py  (CorruptState, SchemaTooNew, AlreadyRunning; raised by store.py)
  ├── ForgeError             forge/base.py   (NotFound; GitHubError → RateLimited)
  ├── WorkspaceError         workspace.py    (a git operation failed)
  └── ControlError           control/        (a bad request, a daemon that is not running)

@@ -1,4 +1,4 @@
-"""Crash-safe file writes: temp file, fsync, atomic rename, directory fsync."""
+"""Crash-safe file writes: temp file, fsync, atomic rename, directory fsync; a truncation made durable."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def truncate_durably(path: Path, size: int, *, fsync: bool = True) -> None:
+    """Cut ``path`` to ``size`` bytes (a torn tail) and, with ``fsync``, make the cut durable before returning."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+        if fsync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

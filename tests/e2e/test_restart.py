@@ -11,7 +11,19 @@ from .conftest import REPO, Loop, alive, claude_agent, pid_list
 
 MakeLoop = Callable[..., Loop]
 KEY = re.compile(r"<!-- agentos:key=(.*?) -->")
-SLOW_TESTS = "python3 -c 'import time; time.sleep(1.5)'"
+# The repo's test command, held open by the test instead of by a timer: it notes that it runs ("in-tests" when
+# the executor validates a worktree, "in-checks" when the local forge checks a PR's merge result, whose commit
+# is "checks of #N"), then waits while "hold-tests"/"hold-checks" exists (50 s at most), and passes.
+GATE = """
+import pathlib, subprocess, sys, time
+root = pathlib.Path(sys.argv[1])
+subject = subprocess.run(["git", "log", "-1", "--format=%s"], capture_output=True, text=True).stdout
+kind = "checks" if subject.startswith("checks of #") else "tests"
+(root / f"in-{kind}").touch()
+deadline = time.monotonic() + 50
+while (root / f"hold-{kind}").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
 
 
 def assert_one_merge(loop: Loop, number: int, title: str) -> None:
@@ -60,19 +72,28 @@ class TestKillNine:
     def test_kill9_during_validation_and_review_never_opens_a_second_pr(self, make_loop: MakeLoop) -> None:
         """Killed while the tests run, then while the PR's checks run: one attempt, one PR, one comment, one merge."""
         loop = make_loop({"claude": claude_agent("complete")}, start=False)
+        gate = loop.root / "gate.py"
+        gate.write_text(GATE)
+        test_command = f"python3 {gate} {loop.root}"
         loop.overrides["repos"] = [
-            {"name": REPO, "path": str(loop.repo), "test_command": SLOW_TESTS, "test_timeout_s": 60}
+            {"name": REPO, "path": str(loop.repo), "test_command": test_command, "test_timeout_s": 60}
         ]
+        for hold in ("hold-tests", "hold-checks"):
+            (loop.root / hold).touch()
         loop.write_config()
         loop.start()
         number = loop.new_issue("Crash twice")
         task_id = f"{REPO}#{number}"
 
-        loop.wait_status(task_id, "validating")
+        loop.wait_for(lambda: (loop.root / "in-tests").exists(), what="the tests to run")
+        assert loop.task(task_id)["status"] == "validating"
         loop.kill9()
+        (loop.root / "hold-tests").unlink()  # the tests pass from now on
         loop.start()
-        task = loop.wait_status(task_id, "pr_open")
+        loop.wait_for(lambda: (loop.root / "in-checks").exists(), what="the PR's checks to run")
+        assert loop.task(task_id)["status"] == "pr_open"
         loop.kill9()
+        (loop.root / "hold-checks").unlink()
         loop.start()
         task = loop.wait_status(task_id, "merged")
 

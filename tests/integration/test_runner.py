@@ -183,9 +183,10 @@ class TestRunProcess:
         """Steady output keeps the idle limit away, but the wall-clock limit still ends the run."""
         env = base_env | {"FAKE_AGENT_MODE": "busy"}
         log = tmp_path / "agent.log"
-        out = await run_process(spec([str(FAKES / "command_agent.py")], tmp_path, env, log, idle=0.3, wall=0.8))
+        # An idle limit longer than any start-up on a loaded machine, so only the wall limit can end the run.
+        out = await run_process(spec([str(FAKES / "command_agent.py")], tmp_path, env, log, idle=2.0, wall=2.5))
         assert out.timed_out == "wall"
-        assert out.duration_s >= 0.8
+        assert out.duration_s >= 2.5
         assert log.read_text().count("working… step") >= 5
 
     async def test_huge_output_is_capped_and_the_report_survives(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -170,6 +171,14 @@ class TestTaskShow:
         assert code == 1 and "calc#1" in out
 
 
+def next_line(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> str:
+    """The next line ``proc`` prints on stdout, waiting for it (at most ``timeout`` seconds, then fail)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"nothing printed within {timeout} s"
+    return proc.stdout.readline().decode()
+
+
 class TestLogs:
     def test_prints_the_last_attempts_log(self, config: Path) -> None:
         """Without --attempt the last attempt's agent.log is printed."""
@@ -195,12 +204,11 @@ class TestLogs:
             cwd=ROOT,
         )
         try:
-            time.sleep(0.5)
-            with log.open("a") as f:
-                f.write("line 2\n")
-                f.flush()
-                time.sleep(0.3)
-                f.write("line 3\n")
+            printed = [next_line(proc)]  # it runs and has printed what there was: now it follows
+            for line in ("line 2\n", "line 3\n"):
+                with log.open("a") as f:
+                    f.write(line)
+                printed.append(next_line(proc))  # each appended line is printed while the attempt still runs
             running = graph.get("web#3")
             ended = end_attempt(running, datetime.now(UTC), outcome="partial", blocker_code="timeout")
             daemon.append([ended], [running])
@@ -209,7 +217,7 @@ class TestLogs:
             proc.kill()
             daemon.close()
         assert proc.returncode == 0, err
-        assert out.decode() == "line 1\nline 2\nline 3\n"
+        assert printed == ["line 1\n", "line 2\n", "line 3\n"] and out == b""
         assert "attempt 1 ended: partial (timeout)" in err.decode()
 
     def test_follow_stops_on_ctrl_c_with_exit_code_0(self, config: Path, state: Path) -> None:

@@ -31,7 +31,7 @@ from agentos.control.controller import Controller
 from agentos.control.socket import COMMANDS, handle_request
 from agentos.control.telegram import _SPECS, Command, ParseError, parse_command
 from agentos.graph import PRIORITY_RANK, TASK_TYPES, Task
-from agentos.jobs.dispatch import parse_issue
+from agentos.issue_text import parse_issue
 from agentos.runtime import Runtime
 from tests.unit.test_controller import build_runtime
 

@@ -16,7 +16,7 @@ import contextlib
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,25 @@ class RecordingExecutor:
         return True
 
 
-def make_runtime(state_dir: Path, repos: list[dict[str, Any]] | None = None) -> tuple[Runtime, list[Message]]:
+class Outbox(list[Message]):
+    """What the notifier delivered; :meth:`until` waits on deliveries instead of counting event-loop turns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._arrived = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        self.append(message)
+        self._arrived.set()
+
+    async def until(self, seen: Callable[[list[Message]], bool], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not seen(self):
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+def make_runtime(state_dir: Path, repos: list[dict[str, Any]] | None = None) -> tuple[Runtime, Outbox]:
     config = Config.model_validate(
         {
             "state_dir": str(state_dir),
@@ -213,12 +231,8 @@ def make_runtime(state_dir: Path, repos: list[dict[str, Any]] | None = None) -> 
     graph, state = store.load()
     remote = lambda r: (r.path or "", {})  # noqa: E731
     rt = Runtime(config, None, store, graph, state, forge=None, remote_for=remote, clock=lambda: NOW)  # type: ignore[arg-type]
-    sent: list[Message] = []
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    rt.notifier = Notifier(send, seen=StateSeenStore(rt))
+    sent = Outbox()
+    rt.notifier = Notifier(sent.send, seen=StateSeenStore(rt))
     return rt, sent
 
 
@@ -249,7 +263,7 @@ class TestDiskFull:
         tasks[0].goal = "a goal longer than the page the journal still has room in " * 300  # tmpfs pages are 4 KiB
         with capture_logs() as logs, pytest.raises(StateError, match="No space left"):
             rt.commit([rt.event("task_renamed", tasks[0].id)], [tasks[0]])
-        await asyncio.sleep(0)  # let the notifier deliver
+        await sent.until(lambda msgs: any(m.severity == 1 for m in msgs))
 
         assert rt.write_failure is not None and rt.write_failure.disk_full
         assert on_disk(small_disk) == good, "the last good state changed"
@@ -272,7 +286,7 @@ class TestDiskFull:
 
         filler.unlink()
         await watchdog.tick()
-        await asyncio.sleep(0)
+        await sent.until(lambda msgs: "saves its state again" in msgs[-1].text)
         assert rt.write_failure is None
         saved = on_disk(small_disk)
         assert saved["tasks"][tasks[0].id]["title"] == "renamed while the disk was full"
@@ -383,7 +397,7 @@ class TestWorktreeBudget:
         for _ in range(3):
             await watchdog.tick()
             assert dispatcher.start_ready() == 0
-        await asyncio.sleep(0)
+        await sent.until(lambda msgs: any("worktree budget" in m.text for m in msgs))
         told = [m for m in sent if "worktree budget" in m.text]
         assert len(told) == 1 and "calc" in told[0].text and "max_worktrees is 2" in told[0].text
         assert set(watchdog.over_budget) == {"calc"}

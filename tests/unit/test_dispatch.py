@@ -1,4 +1,5 @@
-"""The dispatcher: issue parsing, admission (idempotent, generations), dependencies, and the worker limits."""
+"""The dispatcher: admission (idempotent, generations), dependencies, and the worker limits (the issue parser is
+tested in test_issue_text.py)."""
 
 from __future__ import annotations
 
@@ -10,94 +11,11 @@ import pytest
 from agentos.config import Config
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue, NotFound
 from agentos.graph import Event, Task, TaskGraph, TaskStatus, start_attempt, transition
-from agentos.jobs.dispatch import Dispatcher, ParsedIssue, issue_of, parse_issue
+from agentos.jobs.dispatch import Dispatcher, issue_of
 from agentos.runtime import Runtime
 from agentos.store import DaemonState
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-# ---------------------------------------------------------------- parse_issue
-
-
-class TestParseIssue:
-    def test_sections_give_goal_criteria_and_constraints(self) -> None:
-        """`## Goal`, `## Success Criteria` and `## Constraints` fill the task; list markers and checkboxes go."""
-        body = (
-            "Some context first.\n\n"
-            "## Goal\n\nAdd a --verbose flag.\nIt prints every step.\n\n"
-            "## Success Criteria\n\n- [ ] `cli --verbose` prints steps\n* tests pass\n1. docs mention it\n\n"
-            "### Constraints:\n\n- no new dependency\n"
-        )
-        parsed = parse_issue("Verbose flag", body, [])
-        assert parsed.goal == "Add a --verbose flag.\nIt prints every step."
-        assert parsed.success_criteria == ["`cli --verbose` prints steps", "tests pass", "docs mention it"]
-        assert parsed.constraints == ["no new dependency"]
-
-    @pytest.mark.parametrize(
-        ("title", "body", "goal"),
-        [
-            pytest.param("Fix the typo in README", "", "Fix the typo in README", id="title-only"),
-            pytest.param("Typo", "The README says 'teh'.", "The README says 'teh'.", id="one-line-body"),
-            pytest.param("Typo", "\n\n   \n", "Typo", id="blank-body"),
-            pytest.param("Typo", "Agent: codex\n", "Typo", id="only-an-agent-line"),
-        ],
-    )
-    def test_a_plain_issue_still_works(self, title: str, body: str, goal: str) -> None:
-        """An issue without sections: the body (or the title) is the goal, with the defaults."""
-        parsed = parse_issue(title, body, [])
-        assert parsed.goal == goal
-        assert (parsed.success_criteria, parsed.constraints, parsed.depends_on) == ([], [], [])
-        assert (parsed.type, parsed.priority) == ("implementation", "normal")
-
-    def test_agent_type_and_priority_lines(self) -> None:
-        """`Agent:`, `Type:` and `Priority:` lines are read case-insensitively and kept out of the goal."""
-        body = "Find why the build is slow.\n\nAgent: Codex\ntype: Debugging\nPRIORITY: high\n"
-        parsed = parse_issue("Slow build", body, [])
-        assert (parsed.agent, parsed.type, parsed.priority) == ("codex", "debugging", "high")
-        assert parsed.goal == "Find why the build is slow."
-
-    @pytest.mark.parametrize(
-        ("line", "labels", "expected"),
-        [
-            pytest.param("", ["prio:high"], "high", id="label"),
-            pytest.param("", ["bug", "Prio:LOW"], "low", id="label-any-case"),
-            pytest.param("Priority: low", ["prio:high"], "high", id="label-beats-line"),
-            pytest.param("Priority: urgent", [], "normal", id="unknown-line-ignored"),
-            pytest.param("", ["prio:p0"], "normal", id="unknown-label-ignored"),
-        ],
-    )
-    def test_priority_from_prio_labels(self, line: str, labels: list[str], expected: str) -> None:
-        """A `prio:high|normal|low` label sets the priority (over a line); unknown values keep `normal`."""
-        assert parse_issue("t", f"Do it.\n{line}\n", labels).priority == expected
-
-    def test_unknown_type_keeps_the_default(self) -> None:
-        """A `Type:` that is not a task type is ignored."""
-        assert parse_issue("t", "Type: chores\n", []).type == "implementation"
-
-    @pytest.mark.parametrize(
-        ("body", "deps"),
-        [
-            pytest.param("Depends on #3", [3], id="one"),
-            pytest.param("depends on: #3, #5 and #8", [3, 5, 8], id="list"),
-            pytest.param("Depends on #3\nDepends on #3\nDEPENDS ON #4", [3, 4], id="repeated"),
-            pytest.param("This no longer needs #3.", [], id="no-keyword"),
-            pytest.param("Depends on the weather", [], id="no-number"),
-        ],
-    )
-    def test_depends_on_lines(self, body: str, deps: list[int]) -> None:
-        """`Depends on #N` lines (one or a list) name the issues to wait for, each once."""
-        assert parse_issue("t", body, []).depends_on == deps
-
-    def test_section_aliases(self) -> None:
-        """`## Acceptance Criteria` counts as success criteria."""
-        parsed = parse_issue("t", "## Goal\nx\n## Acceptance Criteria\n- it works\n", [])
-        assert parsed.success_criteria == ["it works"]
-
-    def test_a_heading_does_not_swallow_the_next_line(self) -> None:
-        """A section heading ends at its own line: the section's first line belongs to the section."""
-        parsed = parse_issue("t", "## Goal\nfirst line\n## Constraints\n- keep it small\n", [])
-        assert (parsed.goal, parsed.constraints) == ("first line", ["keep it small"])
 
 
 @pytest.mark.parametrize(
@@ -380,9 +298,3 @@ class TestStartReady:
         transition(t, TaskStatus.RETRYING, NOW)
         rt.graph.put(t)
         assert dispatcher.start_ready() == 1
-
-
-def test_parsed_issue_defaults() -> None:
-    """A bare ParsedIssue is an implementation task of normal priority with no dependencies."""
-    parsed = ParsedIssue(goal="x")
-    assert (parsed.type, parsed.priority, parsed.agent, parsed.depends_on) == ("implementation", "normal", None, [])

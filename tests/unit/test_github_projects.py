@@ -1,10 +1,10 @@
-"""The pure parts of setting up a Projects v2 board (``agentos.forge._github_projects``)."""
+"""The pure parts of setting up a Projects v2 board (``agentos.forge.github``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from agentos.forge._github_projects import BoardOption, ProjectConfig, missing_status_options, options_with
+from agentos.forge.github import BoardOption, ProjectConfig, missing_status_options, options_with
 
 BOARD = ProjectConfig(owner="octo", number=3)
 

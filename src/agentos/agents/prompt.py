@@ -25,13 +25,13 @@ the latest attempt is dropped; if it is still too large, :class:`PromptTooLarge`
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentos.agents.contract import CONTRACT_TEMPLATE, FIELD_NAMES, RESULT_FILE
 from agentos.errors import AgentosError
 from agentos.graph import Attempt, Task
+from agentos.issue_text import strip_hidden
 from agentos.redact import Redactor, get_default
 
 __all__ = ["ERROR_TAIL_CHARS", "PriorAttempt", "PromptTooLarge", "build_prompt", "fence", "sanitize", "strip_hidden"]
@@ -39,15 +39,9 @@ __all__ = ["ERROR_TAIL_CHARS", "PriorAttempt", "PromptTooLarge", "build_prompt",
 ERROR_TAIL_CHARS = 4000
 """How much of a prior attempt's error text (its end) the prompt shows."""
 
-_HTML_COMMENT = re.compile(r"<!--(?:-?>|[\s\S]*?(?:--!?>|\Z))")
-# Also inside a list item or a block quote ("- [//]: # (…)" renders as an empty bullet: hidden all the same).
-_MD_COMMENT = re.compile(
-    r"^(?:[ \t]*(?:[-*+>]|\d{1,9}[.)])[ \t]{1,4}| {0,3})\[[^\]\n]*\]:[ \t]*(?:#|<>)(?:[ \t][^\n]*)?$\n?", re.MULTILINE
-)
 _NAMES = "|".join(sorted(FIELD_NAMES, key=len, reverse=True))
 _FIELD_LIKE = re.compile(rf"[\s>*_#+\-`|]*(?:{_NAMES})[\s*_`]*:", re.IGNORECASE | re.ASCII)
 _BACKTICKS = re.compile(r"`+")
-_LINE_BREAKS = re.compile("\r\n|[\r\u2028\u2029]")
 
 
 class PromptTooLarge(AgentosError):
@@ -87,25 +81,6 @@ class PriorAttempt:
             patch_path=attempt.patch_path,
             error=attempt.error,
         )
-
-
-def _visible(char: str) -> bool:
-    category = unicodedata.category(char)
-    if category == "Cc":
-        return char in "\n\t"
-    return category != "Cf"
-
-
-def strip_hidden(text: str) -> str:
-    """``text`` as a reader sees it: plain line breaks, no HTML or markdown comment, no invisible character.
-
-    The dispatcher reads an issue's fields from this too, so hidden text cannot pick the agent, the type, the
-    priority or a dependency.
-    """
-    text = _LINE_BREAKS.sub("\n", text)
-    text = "".join(char for char in text if _visible(char))
-    text = _HTML_COMMENT.sub("", text)
-    return _MD_COMMENT.sub("", text)
 
 
 def sanitize(text: str) -> str:

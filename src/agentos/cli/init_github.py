@@ -30,8 +30,7 @@ from agentos.cli.init_plan import LABELS, Asker, InitError, Plan
 
 if TYPE_CHECKING:
     from agentos.config import Config
-    from agentos.forge._github_projects import ProjectConfig
-    from agentos.forge.github import AppAuth, GitHubClient, TokenAuth
+    from agentos.forge.github import AppAuth, GitHubClient, ProjectConfig, TokenAuth
 
 T = TypeVar("T")
 TIMEOUT_S = 15.0
@@ -361,8 +360,8 @@ def offer_board_options(ask: Asker, flag: bool | None, access: GitHubAccess, con
     """
     from pydantic import ValidationError
 
-    from agentos.forge._github_projects import ProjectConfig
     from agentos.forge.base import ForgeError
+    from agentos.forge.github import ProjectConfig
 
     boards: dict[str, ProjectConfig] = {}
     for repo in config.repos:
@@ -387,7 +386,7 @@ def offer_board_options(ask: Asker, flag: bool | None, access: GitHubAccess, con
 
 def _board_options(ask: Asker, flag: bool | None, session: GitHubSession, repo: str, project: ProjectConfig) -> str:
     """Read one board's Status field, add what it lacks when agreed; the line to print."""
-    from agentos.forge._github_projects import (
+    from agentos.forge.github import (
         missing_status_options,
         options_with,
         read_status_field,

@@ -18,38 +18,37 @@ and retries. Policies, as GitHub documents them (LESSONS #14, #15):
   retried only when it provably never left (connect errors); otherwise :class:`OutcomeUnknown` is
   raised, and the forge looks for what it may have created before trying again.
 
-Exceptions::
-
-    ForgeError                      forge/base.py
-     ├── NotFound                   a 404 (or a GraphQL NOT_FOUND)
-     └── GitHubError                any other failed request: status, method, route, message
-          ├── RateLimited           the wait would be longer than max_rate_wait, or waits ran out
-          └── OutcomeUnknown        a non-idempotent request may or may not have been applied
+The errors and the wait/backoff policies are in :mod:`agentos.forge._github_policy`, token and App auth in
+:mod:`agentos.forge._github_auth`; this module re-exports their public names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import httpx
 import structlog
 
 from agentos import __version__
-from agentos.forge.base import ForgeError, NotFound
-from agentos.redact import get_default
-
-if TYPE_CHECKING:  # PyJWT and cryptography (8 MB resident) load only for GitHub App auth, in AppAuth
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from agentos.forge._github_auth import AppAuth, Auth, TokenAuth, load_app_key
+from agentos.forge._github_policy import (
+    JSON,
+    SECONDARY_DEFAULT_WAIT,
+    GitHubError,
+    OutcomeUnknown,
+    RateLimited,
+    _json_of,
+    _message_of,
+    backoff_delay,
+    rate_limit_wait,
+    route_of,
+)
+from agentos.forge.base import NotFound
 
 __all__ = [
     "API_VERSION",
@@ -68,279 +67,14 @@ __all__ = [
     "route_of",
 ]
 
-JSON: TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
-Exchange = Callable[[str, str], Awaitable[JSON]]
 
 API_VERSION = "2022-11-28"
 DEFAULT_BASE_URL = "https://api.github.com"
-SECONDARY_DEFAULT_WAIT = 60.0
 _ETAG_CACHE_SIZE = 4096
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 
 _log = structlog.get_logger("agentos.forge.github")
-
-
-class GitHubError(ForgeError):
-    """A GitHub request failed. ``status`` is None when no response arrived (timeout, connection)."""
-
-    def __init__(self, message: str, *, status: int | None = None, method: str = "", route: str = "") -> None:
-        self.message = " ".join(message.split())
-        self.status = status
-        self.method = method
-        self.route = route
-        super().__init__(f"GitHub {method} {route} → {status if status is not None else 'no response'}: {self.message}")
-
-
-class RateLimited(GitHubError):
-    """GitHub asked us to wait longer than we are willing to (or kept asking); try again at ``retry_at``."""
-
-    def __init__(self, message: str, *, retry_at: float, status: int | None, method: str, route: str) -> None:
-        self.retry_at = retry_at
-        super().__init__(message, status=status, method=method, route=route)
-
-
-class OutcomeUnknown(GitHubError):
-    """A non-idempotent request (a create) timed out or failed after it was sent: it may have been applied."""
-
-
-# ---------------------------------------------------------------------------------------------- policies
-
-
-def rate_limit_wait(
-    status: int, headers: Mapping[str, str], body: str, *, now: float, repeats: int = 0
-) -> float | None:
-    """Seconds to wait before retrying a rate-limited response, or None when it is not a rate limit.
-
-    ``repeats`` is how many secondary-limit waits without ``retry-after`` already happened for this
-    request (the default 60 s doubles each time). A 403 without any rate-limit signal returns None.
-    """
-    if status not in (403, 429):
-        return None
-    retry_after = headers.get("retry-after")
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))  # seconds
-        except ValueError:
-            try:
-                return max(0.0, float(parsedate_to_datetime(retry_after).timestamp()) - now)
-            except (TypeError, ValueError):
-                pass
-    if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
-        try:
-            return max(0.0, float(headers["x-ratelimit-reset"]) - now) + 1.0
-        except ValueError:
-            pass
-    if status == 429 or "rate limit" in body.lower():
-        return SECONDARY_DEFAULT_WAIT * 2.0**repeats
-    return None
-
-
-def backoff_delay(attempt: int, rand: float, *, base: float = 1.0, cap: float = 30.0) -> float:
-    """Exponential backoff with jitter for retry ``attempt`` (1-based): ``min(cap, base·2^(n-1)) · [0.5, 1)``."""
-    return min(cap, base * 2.0 ** (attempt - 1)) * (0.5 + rand / 2)
-
-
-def route_of(path: str) -> str:
-    """The route template of ``path`` for logs.
-
-    ``/repos/o/r/issues/7/comments`` → ``/repos/{owner}/{repo}/issues/{number}/comments``.
-    """
-    parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    out: list[str] = []
-    index = 0
-    if parts[:1] == ["repos"] and len(parts) >= 3:
-        out, index = ["repos", "{owner}", "{repo}"], 3
-    while index < len(parts):
-        segment, prev = parts[index], (out[-1] if out else "")
-        if prev == "heads":
-            out.append("{ref}")
-            break
-        if prev in ("collaborators", "users"):
-            out.append("{user}")
-        elif prev in ("commits", "statuses"):
-            out.append("{ref}")
-        elif prev == "labels" and out[-2:-1] == ["{number}"]:
-            out.append("{name}")
-        elif segment.isdigit():
-            out.append("{number}" if prev in ("issues", "pulls") else "{id}")
-        else:
-            out.append(segment)
-        index += 1
-    return "/" + "/".join(out)
-
-
-# ---------------------------------------------------------------------------------------------- auth
-
-
-class Auth(Protocol):
-    """Something that yields a bearer token. ``exchange(path, jwt)`` POSTs with another bearer (App auth)."""
-
-    async def token(self, exchange: Exchange, now: float) -> str: ...
-
-    def invalidate(self) -> bool:
-        """Forget a cached token after a 401; True when a fresh one can be had (and the request retried)."""
-        ...
-
-
-class TokenAuth:
-    """A fixed token: a fine-grained or classic PAT, or ``GITHUB_TOKEN``."""
-
-    def __init__(self, token: str) -> None:
-        if not token.strip():
-            raise ForgeError("GitHub token is empty")
-        self._token = token.strip()
-
-    def __repr__(self) -> str:
-        return "TokenAuth(token=***)"
-
-    async def token(self, exchange: Exchange, now: float) -> str:
-        return self._token
-
-    def invalidate(self) -> bool:
-        return False
-
-
-def load_app_key(value: str) -> str:
-    """The PEM text of a GitHub App private key given as PEM text or as the path of a ``.pem`` file.
-
-    A PEM pasted into an environment variable with literal ``\\n`` escapes is accepted too. Errors
-    never echo the value: it may be the key itself.
-    """
-    text = value.strip()
-    if "-----BEGIN" not in text:
-        path = Path(text).expanduser()
-        if "\n" in text or not path.is_file():
-            raise ForgeError(
-                "GitHub App key (GITHUB_APP_KEY / credential github_app_key) is neither a PEM "
-                "private key nor the path of a readable file"
-            )
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ForgeError(f"GitHub App key file {path} cannot be read: {exc.__class__.__name__}") from None
-    elif "\n" not in text and "\\n" in text:
-        text = text.replace("\\n", "\n")
-    return text
-
-
-def _rsa_key(private_key_pem: str) -> RSAPrivateKey:
-    """The RSA private key of ``private_key_pem``, or a one-line :class:`ForgeError` saying what is wrong."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
-
-    try:
-        key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
-    except TypeError:
-        raise ForgeError("GitHub App private key is encrypted; give the unencrypted PEM GitHub generated") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise ForgeError(
-            "GitHub App private key is not a readable PEM private key (the .pem file GitHub generated for the app)"
-        ) from None
-    if not isinstance(key, RSAPrivateKey):
-        raise ForgeError("GitHub App private key is not an RSA key (GitHub signs apps with RS256)")
-    return key
-
-
-class AppAuth:
-    """A GitHub App installation: a JWT (RS256, 9 minutes) buys an installation token (1 hour).
-
-    The token is cached and replaced ``refresh_margin`` seconds (default 5 minutes) before its
-    ``expires_at``, or after a 401. ``private_key`` is the app's PEM (see :func:`load_app_key`); a key
-    that cannot sign raises :class:`ForgeError` here, not at the first request. Every minted token is
-    given to the process-wide redactor. ``permissions`` are those GitHub granted the last token.
-    """
-
-    def __init__(
-        self, app_id: int | str, private_key: str, installation_id: int, *, refresh_margin: float = 300.0
-    ) -> None:
-        self.app_id = str(app_id)
-        self.installation_id = installation_id
-        self.permissions: dict[str, str] = {}
-        self.minted = 0
-        self._key = _rsa_key(private_key)
-        self._margin = refresh_margin
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
-
-    def __repr__(self) -> str:
-        token = "***" if self._token else None
-        return (
-            f"AppAuth(app_id={self.app_id}, installation_id={self.installation_id}, token={token}, "
-            f"minted={self.minted})"
-        )
-
-    @property
-    def expires_at(self) -> float:
-        """When the cached token expires (epoch seconds; 0 before the first)."""
-        return self._expires_at
-
-    def app_jwt(self, now: float) -> str:
-        """The app's JWT: issued a minute in the past (clock drift), valid for 9 minutes, ``iss`` the app id."""
-        import jwt
-
-        claims = {"iat": int(now) - 60, "exp": int(now) + 540, "iss": self.app_id}
-        return jwt.encode(claims, self._key, algorithm="RS256")
-
-    async def token(self, exchange: Exchange, now: float) -> str:
-        async with self._lock:
-            if self._token is not None and now < self._expires_at - self._margin:
-                return self._token
-            route = "/app/installations/{id}/access_tokens"
-            try:
-                data = await exchange(f"/app/installations/{self.installation_id}/access_tokens", self.app_jwt(now))
-            except NotFound:
-                raise GitHubError(
-                    f"installation {self.installation_id} of GitHub App {self.app_id} not found: "
-                    "check github.installation_id (the number at the end of the installation's settings URL)",
-                    status=404,
-                    method="POST",
-                    route=route,
-                ) from None
-            except GitHubError as exc:
-                if exc.status != 401:
-                    raise
-                raise GitHubError(
-                    f"GitHub refused the JWT of app {self.app_id} ({exc.message}): check github.app_id, "
-                    "the private key and this machine's clock",
-                    status=401,
-                    method="POST",
-                    route=route,
-                ) from None
-            if not isinstance(data, dict) or not isinstance(data.get("token"), str):
-                raise GitHubError("installation token response has no token", method="POST", route=route)
-            token = data["token"]
-            assert isinstance(token, str)
-            get_default().add(token)
-            self._expires_at = _expiry(data.get("expires_at"), default=now + 3600)
-            granted = data.get("permissions")
-            self.permissions = {str(k): str(v) for k, v in granted.items()} if isinstance(granted, dict) else {}
-            self._token = token
-            self.minted += 1
-            _log.info(
-                "github_app_token_minted",
-                app_id=self.app_id,
-                installation_id=self.installation_id,
-                expires_in=round(self._expires_at - now),
-            )
-            return token
-
-    def invalidate(self) -> bool:
-        self._token = None
-        return True
-
-
-def _expiry(value: JSON, *, default: float) -> float:
-    """Epoch seconds of an ISO-8601 ``expires_at`` (``2025-01-01T01:00:00Z``), else ``default``."""
-    if not isinstance(value, str):
-        return default
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return default
 
 
 # ---------------------------------------------------------------------------------------------- client
@@ -360,6 +94,19 @@ class ClientStats:
     def counted(self) -> int:
         """Requests that count against the primary rate limit (everything but 304s)."""
         return self.requests - self.not_modified
+
+
+@dataclass
+class _Call:
+    """One request's tries so far: each kind of retry has its own budget (``max_retries``)."""
+
+    method: str
+    route: str
+    idempotent: bool
+    failures: int = 0
+    rate_waits: int = 0
+    secondary: int = 0
+    refreshed: bool = False
 
 
 @dataclass
@@ -592,19 +339,12 @@ class GitHubClient:
         bearer: str | None = None,
         follow_redirects: bool = False,
     ) -> httpx.Response:
-        route = self._route(url)
-        resource = self._resource(route)
-        failures = rate_waits = secondary = 0
-        refreshed = False
+        """Send until GitHub answers for good: waits out rate limits, retries failures, refreshes a 401 once."""
+        call = _Call(method, self._route(url), idempotent)
+        resource = self._resource(call.route)
         while True:
-            await self._wait_for_budget(resource, method, route)
-            token = bearer if bearer is not None else await self._auth.token(self._exchange, self.clock())
-            headers = {"Authorization": f"Bearer {token}"}
-            if bearer is None and token != self._etag_token:
-                self._etags.clear()  # ETags are per token: a new token gets 200s, never stale 304s
-                self._etag_token = token
-            if cache_key is not None and (cached := self._etags.get(cache_key)) is not None:
-                headers["If-None-Match"] = cached.etag
+            await self._wait_for_budget(resource, method, call.route)
+            headers = await self._headers(bearer, cache_key)
             started = time.perf_counter()
             try:
                 resp = await self._http.request(
@@ -616,56 +356,90 @@ class GitHubClient:
                     follow_redirects=follow_redirects,
                 )
             except httpx.TransportError as exc:
-                ms = round((time.perf_counter() - started) * 1000, 1)
-                never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-                _log.warning("github_request", method=method, route=route, status=None, ms=ms, error=type(exc).__name__)
-                self.stats.failures += 1
-                if (idempotent or never_sent) and failures < self._max_retries:
-                    failures += 1
-                    self.stats.retries += 1
-                    await self.sleep(backoff_delay(failures, self._jitter()))
-                    continue
-                error = GitHubError if (idempotent or never_sent) else OutcomeUnknown
-                raise error(f"{type(exc).__name__}: {exc}", status=None, method=method, route=route) from exc
-            ms = round((time.perf_counter() - started) * 1000, 1)
-            remaining = self._note_limits(resp, resource)
-            self.stats.requests += 1
-            if resp.status_code == 304:
-                self.stats.not_modified += 1
-            _log.info("github_request", method=method, route=route, status=resp.status_code, ms=ms, remaining=remaining)
-            wait = rate_limit_wait(resp.status_code, resp.headers, resp.text, now=self.clock(), repeats=secondary)
-            if wait is not None:
-                if "retry-after" not in resp.headers and resp.headers.get("x-ratelimit-remaining") != "0":
-                    secondary += 1
-                if wait > self._max_rate_wait or rate_waits >= self._max_retries:
-                    raise RateLimited(
-                        _message_of(resp),
-                        retry_at=self.clock() + wait,
-                        status=resp.status_code,
-                        method=method,
-                        route=route,
-                    )
-                rate_waits += 1
-                self.stats.rate_limit_waits += 1
-                self._limits.pop(resource, None)  # this wait covers it; do not wait twice
-                _log.warning(
-                    "github_rate_limit_wait", method=method, route=route, status=resp.status_code, wait=round(wait, 3)
-                )
-                await self.sleep(wait)
+                await self._retry_transport_error(call, exc, started)
+                continue
+            self._note_response(call, resp, resource, started)
+            if await self._waited_for_rate_limit(call, resp, resource):
                 continue
             if resp.status_code >= 500:
-                self.stats.failures += 1
-                if idempotent and failures < self._max_retries:
-                    failures += 1
-                    self.stats.retries += 1
-                    await self.sleep(backoff_delay(failures, self._jitter()))
-                    continue
-                error = GitHubError if idempotent else OutcomeUnknown
-                raise error(_message_of(resp), status=resp.status_code, method=method, route=route)
-            if resp.status_code == 401 and bearer is None and not refreshed and self._auth.invalidate():
-                refreshed = True
+                await self._retry_server_error(call, resp)
+                continue
+            if resp.status_code == 401 and bearer is None and not call.refreshed and self._auth.invalidate():
+                call.refreshed = True  # a revoked or expired App token: mint a new one, once
                 continue
             return resp
+
+    async def _headers(self, bearer: str | None, cache_key: str | None) -> dict[str, str]:
+        """Authorization (the auth's token unless ``bearer`` is given) and ``If-None-Match`` for a cached GET."""
+        token = bearer if bearer is not None else await self._auth.token(self._exchange, self.clock())
+        headers = {"Authorization": f"Bearer {token}"}
+        if bearer is None and token != self._etag_token:
+            self._etags.clear()  # ETags are per token: a new token gets 200s, never stale 304s
+            self._etag_token = token
+        if cache_key is not None and (cached := self._etags.get(cache_key)) is not None:
+            headers["If-None-Match"] = cached.etag
+        return headers
+
+    async def _retry_transport_error(self, call: _Call, exc: httpx.TransportError, started: float) -> None:
+        """Back off before the next try, or raise: a request that may have arrived is retried only if idempotent
+        (else :class:`OutcomeUnknown`); one that never left (connect errors) always is."""
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        _log.warning(
+            "github_request", method=call.method, route=call.route, status=None, ms=ms, error=type(exc).__name__
+        )
+        self.stats.failures += 1
+        if (call.idempotent or never_sent) and call.failures < self._max_retries:
+            await self._back_off(call)
+            return
+        error = GitHubError if (call.idempotent or never_sent) else OutcomeUnknown
+        raise error(f"{type(exc).__name__}: {exc}", status=None, method=call.method, route=call.route) from exc
+
+    async def _retry_server_error(self, call: _Call, resp: httpx.Response) -> None:
+        """Back off before the next try of an idempotent request after a 5xx, or raise."""
+        self.stats.failures += 1
+        if call.idempotent and call.failures < self._max_retries:
+            await self._back_off(call)
+            return
+        error = GitHubError if call.idempotent else OutcomeUnknown
+        raise error(_message_of(resp), status=resp.status_code, method=call.method, route=call.route)
+
+    async def _back_off(self, call: _Call) -> None:
+        call.failures += 1
+        self.stats.retries += 1
+        await self.sleep(backoff_delay(call.failures, self._jitter()))
+
+    def _note_response(self, call: _Call, resp: httpx.Response, resource: str, started: float) -> None:
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        remaining = self._note_limits(resp, resource)
+        self.stats.requests += 1
+        if resp.status_code == 304:
+            self.stats.not_modified += 1
+        _log.info(
+            "github_request", method=call.method, route=call.route, status=resp.status_code, ms=ms, remaining=remaining
+        )
+
+    async def _waited_for_rate_limit(self, call: _Call, resp: httpx.Response, resource: str) -> bool:
+        """True after waiting out a rate-limited answer (send again); raises :class:`RateLimited` when the wait
+        is longer than ``max_rate_wait`` or the waits ran out; False when the answer is not rate-limited."""
+        now = self.clock()
+        wait = rate_limit_wait(resp.status_code, resp.headers, resp.text, now=now, repeats=call.secondary)
+        if wait is None:
+            return False
+        if "retry-after" not in resp.headers and resp.headers.get("x-ratelimit-remaining") != "0":
+            call.secondary += 1
+        if wait > self._max_rate_wait or call.rate_waits >= self._max_retries:
+            raise RateLimited(
+                _message_of(resp), retry_at=now + wait, status=resp.status_code, method=call.method, route=call.route
+            )
+        call.rate_waits += 1
+        self.stats.rate_limit_waits += 1
+        self._limits.pop(resource, None)  # this wait covers it; do not wait twice
+        _log.warning(
+            "github_rate_limit_wait", method=call.method, route=call.route, status=resp.status_code, wait=round(wait, 3)
+        )
+        await self.sleep(wait)
+        return True
 
     def _raise_for_status(self, resp: httpx.Response, method: str, url: str) -> None:
         if resp.status_code < 400:
@@ -674,32 +448,3 @@ class GitHubClient:
         if resp.status_code == 404:
             raise NotFound(f"GitHub {method} {route} → 404: {_message_of(resp)}")
         raise GitHubError(_message_of(resp), status=resp.status_code, method=method, route=route)
-
-
-def _json_of(resp: httpx.Response) -> JSON:
-    if resp.status_code == 204 or not resp.content:
-        return None
-    try:
-        body: JSON = resp.json()
-    except ValueError:
-        return resp.text
-    return body
-
-
-def _message_of(resp: httpx.Response) -> str:
-    """GitHub's error ``message`` plus the first validation ``errors`` entries, as one line."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return re.sub(r"\s+", " ", resp.text[:200]) or resp.reason_phrase
-    if not isinstance(body, dict):
-        return resp.reason_phrase
-    message = str(body.get("message") or resp.reason_phrase)
-    details: list[str] = []
-    for err in body.get("errors") or []:
-        if isinstance(err, dict):
-            details.append(str(err.get("message") or err.get("code") or ""))
-        else:
-            details.append(str(err))
-    details = [d for d in details if d][:3]
-    return f"{message} ({'; '.join(details)})" if details else message

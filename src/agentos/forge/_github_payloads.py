@@ -1,4 +1,5 @@
-"""The parts of GitHub's REST and GraphQL answers that :class:`~agentos.forge.github.GitHubForge` reads.
+"""The parts of GitHub's REST and GraphQL answers that :class:`~agentos.forge.github.GitHubForge` reads, and
+their conversion to the forge's own :class:`~agentos.forge.base.Issue`, ``Comment`` and ``PullRequest``.
 
 Every model ignores fields it does not name, so GitHub adding a field never breaks a read.
 """
@@ -11,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentos.forge._github_http import JSON
+from agentos.forge.base import Comment, Issue, PullRequest
 
 
 class _Gh(BaseModel):
@@ -194,3 +196,42 @@ def _dig(data: JSON, *keys: str) -> JSON:
             return None
         data = data.get(key)
     return data
+
+
+def _issue(repo: str, raw: JSON) -> Issue:
+    r = _RestIssue.model_validate(raw)
+    return Issue(
+        repo=repo,
+        number=r.number,
+        title=r.title,
+        body=r.body or "",
+        state=r.state,
+        labels=[label.name for label in r.labels],
+        author=r.user.login if r.user else "",
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        url=r.html_url,
+    )
+
+
+def _comment(raw: JSON) -> Comment:
+    c = _RestComment.model_validate(raw)
+    return Comment(id=c.id, author=c.user.login if c.user else "", body=c.body or "", created_at=c.created_at)
+
+
+def _pull(repo: str, raw: JSON | _RestPull) -> PullRequest:
+    p = raw if isinstance(raw, _RestPull) else _RestPull.model_validate(raw)
+    return PullRequest(
+        repo=repo,
+        number=p.number,
+        title=p.title,
+        body=p.body or "",
+        head=p.head.ref,
+        base=p.base.ref,
+        state="merged" if p.merged_at is not None else p.state,
+        head_sha=p.head.sha,
+        mergeable=p.mergeable,
+        created_at=p.created_at,
+        url=p.html_url,
+        labels=[label.name for label in p.labels],
+    )

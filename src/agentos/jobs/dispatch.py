@@ -11,88 +11,17 @@ the next pass, so the dependent task is never held forever.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
 from agentos import logging as alog
 from agentos.agents.pool import AgentPool
-from agentos.agents.prompt import strip_hidden
 from agentos.errors import AgentosError
 from agentos.executor import Executor
 from agentos.forge.base import BLOCKED_LABEL, Issue, NotFound
-from agentos.graph import PRIORITY_RANK, TASK_TYPES, TERMINAL, Task, TaskStatus
+from agentos.graph import TERMINAL, Task, TaskStatus
+from agentos.issue_text import ParsedIssue as ParsedIssue  # re-exported: the parser moved to issue_text
+from agentos.issue_text import parse_issue as parse_issue
 from agentos.runtime import Runtime
 
 log = alog.get_logger("agentos.dispatch")
-
-# Unambiguous on purpose: "[A-Za-z ]+?[ \t]*:?[ \t]*$" split a run of spaces three ways and took minutes (the
-# daemon's loop with it) on a heading line padded with a few thousand spaces.
-SECTION = re.compile(r"^#{2,3}[ \t]*(?P<name>[A-Za-z]+(?: +[A-Za-z]+)*)[ \t]*(?::[ \t]*)?$", re.MULTILINE)
-DEPENDS = re.compile(r"\bdepends\s+on\s*:?\s*((?:#\d+[\s,and]*)+)", re.IGNORECASE)
-LINE_FIELD = re.compile(r"^[ \t]*(agent|type|priority)[ \t]*:[ \t]*(\S+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
-ALIASES = {
-    "acceptance criteria": "success criteria",
-    "done when": "success criteria",
-    "success criterion": "success criteria",
-    "constraint": "constraints",
-}
-
-
-@dataclass
-class ParsedIssue:
-    goal: str
-    success_criteria: list[str] = field(default_factory=list)
-    constraints: list[str] = field(default_factory=list)
-    agent: str | None = None
-    type: str = "implementation"
-    priority: str = "normal"
-    depends_on: list[int] = field(default_factory=list)
-
-
-def _items(text: str) -> list[str]:
-    out = []
-    for line in text.splitlines():
-        item = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[[ xX]\]\s*)?", "", line).strip()
-        if item:
-            out.append(item)
-    return out
-
-
-def parse_issue(title: str, body: str, labels: list[str]) -> ParsedIssue:
-    """Read goal, criteria, constraints and the optional lines from an issue; a one-liner still works.
-
-    Only what a reader of the issue sees counts: HTML comments and invisible characters are dropped first.
-    """
-    title, body = strip_hidden(title), strip_hidden(body)
-    sections: dict[str, str] = {}
-    matches = list(SECTION.finditer(body))
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
-        name = m.group("name").strip().lower()
-        sections.setdefault(ALIASES.get(name, name), body[m.end() : end].strip())
-    preamble = body[: matches[0].start()] if matches else body
-    fields = {m.group(1).lower(): m.group(2).strip().lower() for m in LINE_FIELD.finditer(body)}
-    goal = sections.get("goal") or LINE_FIELD.sub("", preamble).strip() or title
-    parsed = ParsedIssue(
-        goal=goal,
-        success_criteria=_items(sections.get("success criteria", "")),
-        constraints=_items(sections.get("constraints", "")),
-        agent=fields.get("agent"),
-    )
-    if fields.get("type") in TASK_TYPES:
-        parsed.type = fields["type"]
-    priority = fields.get("priority")
-    for label in labels:
-        if label.lower().startswith("prio:"):
-            priority = label.split(":", 1)[1].lower()
-    if priority in PRIORITY_RANK:
-        parsed.priority = priority
-    for m in DEPENDS.finditer(body):
-        for n in re.findall(r"#(\d+)", m.group(1)):
-            if int(n) not in parsed.depends_on:
-                parsed.depends_on.append(int(n))
-    return parsed
-
 
 def issue_of(task_id: str) -> tuple[str, int] | None:
     """``("calc", 12)`` from a task id ``calc#12`` or ``calc#12.3``."""

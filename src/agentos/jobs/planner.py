@@ -24,6 +24,7 @@ from agentos import logging as alog
 from agentos.config import RepoConfig
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue
 from agentos.graph import PRIORITY_RANK, Event, TaskGraph, TaskStatus
+from agentos.issue_text import parse_issue
 from agentos.jobs._loops import (
     EventHistory,
     LoopSettings,
@@ -35,7 +36,6 @@ from agentos.jobs._loops import (
     safely,
     settings_for,
 )
-from agentos.jobs.dispatch import parse_issue
 from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, is_loop_issue
 from agentos.ports import Clock, Journal, Settings
 

@@ -114,15 +114,26 @@ def _pid(pid: int) -> None:
 
 
 def _hang() -> NoReturn:
-    if os.environ.get("FAKE_AGENT_IGNORE_TERM") == "1":
+    """Sleep forever. With FAKE_AGENT_IGNORE_TERM or FAKE_AGENT_FORK, say so on stderr once SIGTERM is ignored
+    where asked (and the child is in place): the runner's idle limit counts from that line, so a test's short
+    limit never lands before the agent is set up, however slowly it started on a loaded machine."""
+    ignore_term = os.environ.get("FAKE_AGENT_IGNORE_TERM") == "1"
+    if ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if os.environ.get("FAKE_AGENT_FORK") == "1":
+    fork = os.environ.get("FAKE_AGENT_FORK") == "1"
+    if fork:
+        ready_r, ready_w = os.pipe()
         child = os.fork()
         if child == 0:  # keeps the inherited stdout pipe open, like a stuck tool the agent started
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            os.write(ready_w, b"1")
             while True:
                 time.sleep(3600)
+        os.read(ready_r, 1)
         _pid(child)
+    if ignore_term or fork:
+        sys.stderr.write("fake agent: waiting (SIGTERM ignored where asked)\n")
+        sys.stderr.flush()
     while True:
         time.sleep(3600)
 
@@ -248,7 +259,8 @@ if (_planted_summary := os.environ.get("FAKE_AGENT_SUMMARY")) is not None:
 #     that were not ``interrupted`` by a daemon restart) runs step n (the last step once they run out), and
 #     once an earlier attempt was ``complete`` (a PR sent back for a conflict) every attempt completes. A step
 #     is any mode above (``complete``, ``partial``, ``crash``, ``noresult``, ``hang``…); the edit goes to
-#     ``<file>``. A line is printed first so a loaded machine never makes a quick step look idle.
+#     ``<file>``. A line is printed first, and one every 0.5 s while a step other than ``hang`` works (a git
+#     commit on a loaded machine can be slower than the soak's idle limit), so only ``hang`` ever looks idle.
 #     ``FAKE_PLAN_FORK=1``: ``hang`` steps fork a child too (kills must reach it across daemon restarts).
 # ``escape``: silent and deaf to SIGTERM, with a child in its group that ignores SIGTERM and a grandchild
 #     that leaves the group with ``setsid()`` (only a sweep by more than the process group finds it).
@@ -264,6 +276,7 @@ if (_planted_summary := os.environ.get("FAKE_AGENT_SUMMARY")) is not None:
 #     ``origin/main`` and one new commit) or ``detach`` (commits on a detached HEAD).
 
 import re as _re  # noqa: E402  (appended section)
+import threading as _threading  # noqa: E402
 
 _PLAN = _re.compile(r"soak-plan:[ \t]*(\S+)[ \t]+([\w,]+)")
 _PRIOR = _re.compile(r"^## Attempt \d+ by \S+: (\w+)", _re.MULTILINE)
@@ -383,6 +396,34 @@ def _own_mode(mode: str, success: Callable[[str, bool], None]) -> int:
     return 0
 
 
+def _heartbeat(
+    success: Callable[[str, bool], None], failure: Callable[[str], int]
+) -> tuple[Callable[[str, bool], None], Callable[[str], int]]:
+    """Print a line every 0.5 s until the final report; the wrapped callbacks stop it before they print, so
+    nothing follows the report (the CLI's JSON stays the last thing it prints)."""
+    lock, done = _threading.Lock(), _threading.Event()
+
+    def beat() -> None:
+        while not done.wait(0.5):
+            with lock:
+                if not done.is_set():
+                    print("working…", flush=True)
+
+    _threading.Thread(target=beat, daemon=True).start()
+
+    def last_success(message: str, edited: bool) -> None:
+        with lock:
+            done.set()
+        success(message, edited)
+
+    def last_failure(kind: str) -> int:
+        with lock:
+            done.set()
+        return failure(kind)
+
+    return last_success, last_failure
+
+
 _main_before_reliability = main
 
 
@@ -398,6 +439,8 @@ def main(  # type: ignore[no-redef]  # appended: wraps the original to add the m
     if mode == "plan":
         mode = os.environ["FAKE_AGENT_MODE"] = _plan_step(prompt)
         print(f"plan step: {mode}", flush=True)
+        if mode != "hang":
+            success, failure = _heartbeat(success, failure)
     if mode in _OWN_MODES and can_edit:
         _record(prompt)
         return _own_mode(mode, success)
