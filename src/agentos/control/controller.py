@@ -175,8 +175,6 @@ class Controller:
         return self._scheduler().table()
 
     async def set_job(self, name: str, enabled: bool) -> dict[str, Any]:
-        if name == "telegram" and not enabled:
-            raise ControlError("the telegram job cannot be disabled from here (you would lock yourself out)")
         self._scheduler().set_enabled(name, enabled)
         return {"job": name, "enabled": enabled}
 

@@ -61,18 +61,14 @@ from agentos.control.notify import (
     split_text,
     text_units,
 )
+from agentos.control.replies import duration, format_issue, one_line
 from agentos.control.telegram_commands import (
-    _SPECS,
-    PROTECTED_JOB,
     Command,
-    CommandName,
     ControllerPort,
     NotACommand,
     ParseError,
-    _duration,
-    _text,
+    chat_heads,
     execute,
-    format_issue,
     help_text,
     parse_command,
 )
@@ -80,10 +76,8 @@ from agentos.errors import AgentosError, ControlError
 from agentos.redact import redact
 
 __all__ = [
-    "PROTECTED_JOB",
     "ActionCallback",
     "Command",
-    "CommandName",
     "ControllerPort",
     "ParseError",
     "TelegramBot",
@@ -104,7 +98,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 def bot_commands() -> list[BotCommand]:
     """The command menu registered with ``setMyCommands``."""
-    return [BotCommand(command=name, description=spec[1]) for name, spec in _SPECS.items()]
+    return [BotCommand(command=head, description=text[:256]) for head, text in chat_heads().items()]
 
 
 # ---------------------------------------------------------------- buttons
@@ -431,7 +425,8 @@ class TelegramBot:
         age = self._clock() - message.date.timestamp()
         if age > self._max_age:
             log.info("telegram_stale_command", command=command.name, age_s=round(age))
-            await self._reply(chat_id, f"Ignored /{command.name}: sent {_duration(age)} ago. Send it again if meant.")
+            typed = text.split()[0].partition("@")[0]
+            await self._reply(chat_id, f"Ignored {typed}: sent {duration(age)} ago. Send it again if meant.")
             return
         user = message.from_user
         log.info("telegram_command", command=command.name, chat_id=chat_id, user_id=user.id if user else None)
@@ -487,7 +482,7 @@ class TelegramBot:
                 result = await calls[action](ref)
                 done = True
                 budget = result.get("budget") if isinstance(result, Mapping) else None
-                note = f"\n{_text(budget)}" if budget else ""
+                note = f"\n{one_line(budget)}" if budget else ""
                 return f"{ref} {_ACTION_DONE[action]}."
 
             toast = await self._guarded(action, act)
@@ -498,7 +493,7 @@ class TelegramBot:
             self._busy_actions.discard((action, ref))
 
     async def _show_issue(self, query: CallbackQuery, task_id: str) -> None:
-        """"Open issue" on a forge without web pages: the issue's text as a reply; the buttons stay."""
+        """ "Open issue" on a forge without web pages: the issue's text as a reply; the buttons stay."""
         log.info("telegram_button", action="show", ref=task_id, user_id=query.from_user.id)
         text = ""
 
