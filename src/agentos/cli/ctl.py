@@ -2,30 +2,29 @@
 
 Every subcommand is generated from the command table (:data:`agentos.control.commands.TABLE`): one per
 ``ctl`` form of a command, with the command's help, an argument or ``--option`` per argument, ``--json``
-and ``--socket``. Exit codes: 0 done, 1 the daemon refused or failed the command (its message on stderr),
-3 no daemon is running (one line: ``agentos is not running (no daemon at PATH)``) or it could not be reached.
+and ``--socket``. The command line is argparse, not typer: typer 0.29 builds a pydantic adapter for every
+parameter of the command it runs, which would add ~50 ms to every ``agentos ctl``.
+
+Exit codes: 0 done, 1 the daemon refused or failed the command (its message on stderr), 2 a bad command
+line, 3 no daemon is running (one line: ``agentos is not running (no daemon at PATH)``) or it could not be reached.
 """
 
 from __future__ import annotations
 
-import inspect
+import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import typer
-
-from agentos.cli._common import JsonOption, fail, kv, print_json, table
-from agentos.control.commands import GROUPS, TABLE, Arg, CommandSpec, Form
+from agentos.cli._common import fail, kv, print_json, table
+from agentos.control.commands import GROUPS, TABLE, CommandSpec, Form
 from agentos.control.replies import KeyValues, Table, View, when, when_at
 from agentos.errors import ControlError
 
-__all__ = ["EXIT_FAILED", "EXIT_NOT_RUNNING", "app", "call", "socket_path", "when", "when_at"]
+__all__ = ["EXIT_FAILED", "EXIT_NOT_RUNNING", "HELP", "call", "main", "parser", "socket_path", "when", "when_at"]
 
-app = typer.Typer(help="Steer the running daemon.", no_args_is_help=True)
-
-SocketOption = typer.Option(None, "--socket", envvar="AGENTOS_SOCKET", help="Control socket path.")
+HELP = "Steer the running daemon."
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3
 
@@ -73,53 +72,43 @@ def show(spec: CommandSpec, result: Any, as_json: bool) -> None:
             kv(view.data)
 
 
-_TYPES: dict[str, type] = {"int": int, "issue_number": int}
-
-
-def _parameter(arg: Arg) -> inspect.Parameter:
-    kind: Any = _TYPES.get(arg.type, str)
-    if arg.option:
-        default: Any = typer.Option(arg.default, f"--{arg.name}", help=arg.help)
-        kind = kind | None
-    elif arg.required:
-        default = typer.Argument(..., help=arg.help, show_default=False)
-    else:
-        default = typer.Argument(arg.default, help=arg.help)
-    return inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-
-
-def _command(spec: CommandSpec, form: Form) -> Callable[..., None]:
-    """A typer command for one ctl form of ``spec``: its arguments, ``--json`` and ``--socket``."""
-    args = spec.positional(form) + [a for a in spec.args if a.option and a.name not in form.fixed]
-    params = [_parameter(a) for a in args]
-    params.append(inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=JsonOption, annotation=bool))
-    params.append(
-        inspect.Parameter("sock", inspect.Parameter.KEYWORD_ONLY, default=SocketOption, annotation=str | None)
-    )
-
-    def command(**given: Any) -> None:
-        as_json, sock = given.pop("as_json"), given.pop("sock")
-        show(spec, call(spec.name, {**form.fixed, **given}, sock, timeout=spec.timeout_s), as_json)
-
-    command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__name__ = "_".join(form.words)
-    command.__doc__ = form.help or spec.help
-    return command
-
-
-def _build() -> None:
-    groups: dict[str, typer.Typer] = {}
+def parser() -> argparse.ArgumentParser:
+    """``agentos ctl``'s command line, generated from the table: a subcommand per ctl form, help included."""
+    top = argparse.ArgumentParser(prog="agentos ctl", description=HELP)
+    subs = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for spec in TABLE.values():
         for form in spec.ctl:
-            target = app
+            where = subs
             if len(form.words) > 1:
                 head = form.words[0]
                 if head not in groups:
-                    groups[head] = typer.Typer(help=GROUPS[head], no_args_is_help=True)
-                    app.add_typer(groups[head], name=head)
-                target = groups[head]
-            target.command(form.words[-1])(_command(spec, form))
+                    group = subs.add_parser(head, help=GROUPS[head], description=GROUPS[head])
+                    groups[head] = group.add_subparsers(dest="verb", metavar="VERB", required=True)
+                where = groups[head]
+            text = form.help or spec.help
+            sub = where.add_parser(form.words[-1], help=text, description=text)
+            _arguments(sub, spec, form)
+            sub.set_defaults(spec=spec, form=form)
+    return top
 
 
-_build()
+def _arguments(sub: argparse.ArgumentParser, spec: CommandSpec, form: Form) -> None:
+    for arg in spec.positional(form):
+        sub.add_argument(arg.name, type=_TYPES.get(arg.type, str), help=arg.help, metavar=arg.name.upper())
+    for arg in spec.args:
+        if arg.option and arg.name not in form.fixed:
+            sub.add_argument(f"--{arg.name}", type=_TYPES.get(arg.type, str), help=arg.help, default=arg.default)
+    sub.add_argument("--json", dest="as_json", action="store_true", help="Print JSON instead of a table.")
+    sub.add_argument("--socket", dest="sock", metavar="PATH", help="Control socket path (default: $AGENTOS_SOCKET).")
+
+
+_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "issue_number": int}
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run ``agentos ctl ARGV`` (argparse: typer would load pydantic for every command, ~50 ms)."""
+    ns = parser().parse_args(list(argv))
+    spec, form = ns.spec, ns.form
+    given = {a.name: getattr(ns, a.name) for a in spec.args if a.name not in form.fixed}
+    show(spec, call(spec.name, {**form.fixed, **given}, ns.sock, timeout=spec.timeout_s), ns.as_json)
