@@ -8,8 +8,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentos.config import ConfigError, StatusPageConfig
-from agentos.control.status_page import StatusPage, needs_token
-from agentos.control.status_render import agent_chart_svg, render_html, render_metrics
+from agentos.ops.prometheus import render_metrics
+from agentos.ops.status_page import StatusPage, needs_token
+from agentos.ops.status_render import agent_chart_svg, render_html
 
 NOW = "2026-01-05T12:00:00+00:00"
 
