@@ -26,7 +26,8 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentos.control.commands import TABLE, run
+from agentos.control.arguments import run
+from agentos.control.commands import TABLE
 from agentos.errors import ControlError
 
 if TYPE_CHECKING:  # `agentos ctl` imports this module: keep the daemon's parts (asyncio too) out of its start-up

@@ -11,7 +11,8 @@ The bot is a thin adapter (DESIGN §8): it parses, calls :class:`ControllerPort`
 short plain text (no parse mode, so task titles cannot inject markup) and sends it through ``redact()``,
 split at Telegram's length limit, with 429s waited out. :func:`parse_command`, :func:`execute` and the
 reply formatting live in :mod:`agentos.control.telegram_commands` (no aiogram there) and are re-exported
-here; :class:`TelegramSender` adapts a :class:`~agentos.control.notify.Notifier` to the Bot API.
+here; :class:`TelegramSender` (in :mod:`agentos.control.telegram_sender`, re-exported) adapts a
+:class:`~agentos.control.notify.Notifier` to the Bot API.
 
 Importing this module imports aiogram (about 2 s): keep it off the ``agentos ctl`` path.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
@@ -32,8 +33,6 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
-    TelegramNetworkError,
-    TelegramServerError,
     TelegramUnauthorizedError,
 )
 from aiogram.filters.callback_data import CallbackData
@@ -41,8 +40,6 @@ from aiogram.types import (
     BotCommand,
     CallbackQuery,
     Chat,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     TelegramObject,
     User,
 )
@@ -55,7 +52,6 @@ from agentos.control.notify import (
     CALLBACK_PREFIX,
     TELEGRAM_TEXT_LIMIT,
     Action,
-    Message,
     TransientSendError,
     retry_send,
     split_text,
@@ -72,6 +68,7 @@ from agentos.control.telegram_commands import (
     help_text,
     parse_command,
 )
+from agentos.control.telegram_sender import TelegramSender, bot_api, keyboard
 from agentos.errors import AgentosError, ControlError
 from agentos.redact import redact
 
@@ -112,72 +109,6 @@ class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
 
 
 _ACTION_DONE = {"retry": "re-queued", "cancel": "cancelled", "approve": "approved", "reject": "rejected"}
-
-
-def keyboard(buttons: Sequence[tuple[str, str]], *, per_row: int = 3) -> InlineKeyboardMarkup | None:
-    """An inline keyboard from ``(label, callback_data)`` pairs; an ``http(s)://`` value makes a URL button."""
-    if not buttons:
-        return None
-    row: list[InlineKeyboardButton] = []
-    rows: list[list[InlineKeyboardButton]] = []
-    for label, data in buttons:
-        if data.startswith(("https://", "http://")):
-            row.append(InlineKeyboardButton(text=label, url=data))
-        else:
-            row.append(InlineKeyboardButton(text=label, callback_data=data))
-        if len(row) == per_row:
-            rows.append(row)
-            row = []
-    if row:
-        rows.append(row)
-    return InlineKeyboardMarkup(inline_keyboard=rows)
-
-
-# ---------------------------------------------------------------- sending
-
-
-async def _api(call: Callable[[], Awaitable[T]]) -> T:
-    """Await a Bot API call, turning network and 5xx failures into :class:`TransientSendError`."""
-    try:
-        return await call()
-    except (TelegramNetworkError, TelegramServerError) as exc:
-        raise TransientSendError(redact(str(exc))) from exc
-
-
-class TelegramSender:
-    """Delivers a :class:`~agentos.control.notify.Message` to every allowed chat (the ``Notifier``'s ``send``).
-
-    A 429 or a network error propagates so the Notifier retries; chats already reached for that message
-    (by ``Message.seq``) are skipped on the retry. A permanent error for one chat (bot blocked, chat
-    gone) is logged and that chat skipped, so one bad chat does not hold back the others.
-    """
-
-    def __init__(self, bot: Bot, chat_ids: Iterable[int]) -> None:
-        self._bot = bot
-        self._chat_ids = tuple(sorted(set(chat_ids)))
-        self._reached: dict[int, set[int]] = {}
-        self.sent = 0
-
-    def __repr__(self) -> str:
-        return f"<TelegramSender chats={len(self._chat_ids)} sent={self.sent}>"
-
-    async def __call__(self, message: Message) -> None:
-        markup = keyboard(message.buttons)
-        reached = self._reached.setdefault(message.seq, set()) if message.seq else set()
-        for chat_id in self._chat_ids:
-            if chat_id in reached:
-                continue
-            try:
-                await _api(functools.partial(self._bot.send_message, chat_id, message.text, reply_markup=markup))
-                self.sent += 1
-            except TelegramAPIError as exc:
-                if getattr(exc, "retry_after", None) is not None:
-                    raise
-                log.error("telegram_send_failed", chat_id=chat_id, key=message.key, error=redact(str(exc)))
-            reached.add(chat_id)
-        self._reached.pop(message.seq, None)
-        while len(self._reached) > 256:  # give-ups leave entries behind; keep the newest
-            self._reached.pop(next(iter(self._reached)))
 
 
 # ---------------------------------------------------------------- middlewares
@@ -517,7 +448,7 @@ class TelegramBot:
         for chunk in split_text(redact(text)):
             try:
                 await retry_send(
-                    functools.partial(_api, functools.partial(self._bot.send_message, chat_id, chunk)),
+                    functools.partial(bot_api, functools.partial(self._bot.send_message, chat_id, chunk)),
                     sleep=self._sleep,
                     max_attempts=4,
                 )
@@ -530,7 +461,7 @@ class TelegramBot:
         try:
             await retry_send(
                 functools.partial(
-                    _api, functools.partial(self._bot.answer_callback_query, query.id, text=redact(text)[:200])
+                    bot_api, functools.partial(self._bot.answer_callback_query, query.id, text=redact(text)[:200])
                 ),
                 sleep=self._sleep,
                 max_attempts=3,
@@ -547,11 +478,11 @@ class TelegramBot:
         chat_id, message_id = message.chat.id, message.message_id
         try:
             if message.text and text_units(text) <= TELEGRAM_TEXT_LIMIT:
-                await _api(
+                await bot_api(
                     functools.partial(self._bot.edit_message_text, text=text, chat_id=chat_id, message_id=message_id)
                 )
             else:
-                await _api(
+                await bot_api(
                     functools.partial(
                         self._bot.edit_message_reply_markup, chat_id=chat_id, message_id=message_id, reply_markup=None
                     )

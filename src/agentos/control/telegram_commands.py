@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentos.control.commands import GROUPS, TABLE, CommandSpec, ControllerPort, Form, validate
+from agentos.control.arguments import validate
+from agentos.control.commands import GROUPS, TABLE, CommandSpec, ControllerPort, Form
 from agentos.control.replies import format_issue
 from agentos.errors import ControlError
 
