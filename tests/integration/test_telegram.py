@@ -284,12 +284,16 @@ class TestParseCommand:
 
     @given(st.lists(st.text(min_size=1).filter(lambda s: s.strip() == s and " " not in s), max_size=4))
     def test_any_arguments_after_a_known_command(self, args: list[str]) -> None:
-        """Fuzz: arbitrary arguments to every command never escape as another exception."""
-        for name in ("job", "repo", "tasks", "retry", "run", "status"):
+        """Fuzz: arguments to a known command give that command, or one line with its usage, nothing else."""
+        commands = {"job": {"job"}, "repo": {"repo", "repo_mode", "repo_cadence"}, "tasks": {"tasks"}}
+        commands |= {"retry": {"retry"}, "run": {"run"}, "status": {"status"}}
+        for name, meant in commands.items():
             try:
-                parse_command(" ".join([f"/{name}", *args]))
-            except ParseError:
-                pass
+                command = parse_command(" ".join([f"/{name}", *args]))
+            except ParseError as exc:
+                assert str(exc).startswith(f"usage: /{name}") and "\n" not in str(exc)
+            else:
+                assert command.name in meant
 
 
 class TestButtons:
