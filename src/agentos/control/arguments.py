@@ -64,8 +64,6 @@ def _problem(arg: Arg) -> str:
         return f"must be one of {', '.join(dict.fromkeys(arg.choices.values()))}"
     if arg.minimum is not None:
         return f"must be a whole number ≥ {arg.minimum}"
-    if arg.type == "str" and not arg.required:
-        return "must be a string"
     return _PROBLEMS[arg.type]
 
 

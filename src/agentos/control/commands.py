@@ -226,7 +226,7 @@ TABLE: dict[str, CommandSpec] = {
             "poke",
             "Wake a job now without waiting for it (the webhook's nudge).",
             lambda c, a: c.poke(a["job"] or "dispatch"),
-            args=(Arg("job", "str", "The job to wake.", required=False, default="dispatch"),),
+            args=(Arg("job", "text", "The job to wake (default: dispatch).", required=False),),
         ),
         CommandSpec(
             "repos",
@@ -274,8 +274,8 @@ TABLE: dict[str, CommandSpec] = {
             "Tasks, newest first; narrow by repository and status.",
             lambda c, a: c.tasks(a["repo"], a["status"]),
             args=(
-                Arg("repo", "str", "Only this repository's tasks.", required=False, option=True),
-                Arg("status", "str", "Only tasks in this status.", required=False, option=True, pick=_task_status),
+                Arg("repo", "text", "Only this repository's tasks.", required=False, option=True),
+                Arg("status", "text", "Only tasks in this status.", required=False, option=True, pick=_task_status),
             ),
             ctl=(Form(("tasks",)),),
             chat=(Form(("tasks",)),),
