@@ -61,10 +61,12 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[str, li
         pytest.param(["ctl", "task", "retry", "--help"], id="ctl-subcommand-help"),
         pytest.param(["ctl", "status"], id="ctl-status-no-daemon"),
         pytest.param(["issue", "--help"], id="issue-help"),
+        pytest.param(["version"], id="version"),
     ],
 )
 def test_ctl_and_issue_run_without_pydantic(args: list[str], tmp_path: Path) -> None:
-    """`agentos ctl …` and `agentos issue …` run (not only import) without the daemon's stack or pydantic."""
+    """`agentos ctl …`, `agentos issue …` and `agentos version` run (not only import) without the daemon's stack
+    or pydantic."""
     env = {**os.environ, "AGENTOS_SOCKET": str(tmp_path / "none.sock")}
     _, loaded = run_cli(args, env)
     assert loaded == []

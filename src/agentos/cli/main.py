@@ -154,8 +154,11 @@ FAST = {"ctl": ctl.main, "issue": issue.main}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The ``agentos`` console script: ``ctl`` and ``issue`` without typer, the rest through it."""
+    """The ``agentos`` console script: ``ctl``, ``issue`` and a bare ``version`` without typer, the rest through it."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["version"]:  # scripts ask it often; typer would first build adapters for its own options
+        version()
+        return
     if args and args[0] in FAST:
         try:
             FAST[args[0]](args[1:])
