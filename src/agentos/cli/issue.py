@@ -98,7 +98,7 @@ def new(
     as_json: bool,
 ) -> None:
     """Create an issue (through the running daemon when there is one, so it starts at once)."""
-    from agentos.control.arguments import issue_problem
+    from agentos.control.commands import issue_problem
 
     if body_file == "-":
         body = sys.stdin.read()

@@ -8,7 +8,7 @@ string is not a number and ``1`` is not ``true``. The socket and the chat both g
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentos.control.commands import TABLE, Arg, CommandSpec, ControllerPort
@@ -17,14 +17,9 @@ from agentos.errors import ControlError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-__all__ = ["issue_problem", "model", "run", "validate"]
+__all__ = ["model", "run", "validate"]
 
 
-ISSUE_TITLE_MAX = 256
-ISSUE_BODY_MAX = 65_536
-"""GitHub's limits (characters)."""
-LABEL_MAX = 50
-LABELS_MAX = 20
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-")
 
 _PROBLEMS: dict[str, str] = {
@@ -36,27 +31,6 @@ _PROBLEMS: dict[str, str] = {
     "labels": "must be a list of strings",
     "key": "must be 1 to 100 letters, digits or ':._-'",
 }
-
-
-def issue_problem(title: str, body: str, labels: Sequence[str]) -> str | None:
-    """What is wrong with an issue to file, in one line, or None: the daemon and the CLI check the same."""
-    if not title.strip():
-        return "the title must not be empty"
-    if len(title) > ISSUE_TITLE_MAX:
-        return f"the title has {len(title)} characters; at most {ISSUE_TITLE_MAX}"
-    if len(body) > ISSUE_BODY_MAX:
-        return f"the body has {len(body)} characters; at most {ISSUE_BODY_MAX}"
-    if len(labels) > LABELS_MAX:
-        return f"{len(labels)} labels; at most {LABELS_MAX}"
-    for label in labels:
-        if not label.strip() or len(label) > LABEL_MAX or not label.isprintable():
-            return f"label {_short(label, 60)} must be 1 to {LABEL_MAX} printable characters"
-    return None
-
-
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _problem(arg: Arg) -> str:
@@ -98,7 +72,7 @@ def model(name: str) -> type[BaseModel]:
             fields[arg.name] = (kind, ...)
         else:
             fields[arg.name] = (kind | None, arg.default)
-    return create_model(f"{name}_args", __config__=ConfigDict(extra="ignore", frozen=True), **fields)
+    return create_model(f"{name}_args", __config__=ConfigDict(extra="ignore"), **fields)
 
 
 def _check_key(key: str) -> str:
@@ -125,18 +99,14 @@ def validate(spec: CommandSpec, args: Mapping[str, object]) -> dict[str, Any]:
         name = str(first["loc"][0]) if first["loc"] else "?"
         arg = next((a for a in spec.args if a.name == name), None)
         raise ControlError(f"argument {name!r} {_problem(arg) if arg else 'is not valid'}") from None
-    values = {a.name: getattr(checked, a.name) for a in spec.args}
-    values = {k: (v if v is not None else _default(spec, k)) for k, v in values.items()}
-    if spec.name == "issue_new":
-        values["labels"] = list(values["labels"])
-        if problem := issue_problem(values["title"], values["body"], values["labels"]):
-            raise ControlError(problem)
+    values: dict[str, Any] = {}
+    for arg in spec.args:
+        value: Any = getattr(checked, arg.name)
+        value = arg.default if value is None else value
+        values[arg.name] = list(value) if arg.type == "labels" else value
+    if spec.check is not None and (problem := spec.check(values)):
+        raise ControlError(problem)
     return values
-
-
-def _default(spec: CommandSpec, name: str) -> Any:
-    arg = next(a for a in spec.args if a.name == name)
-    return arg.default
 
 
 async def run(spec: CommandSpec, controller: ControllerPort, args: Mapping[str, object]) -> Any:

@@ -28,6 +28,7 @@ __all__ = [
     "CommandSpec",
     "ControllerPort",
     "Form",
+    "issue_problem",
 ]
 
 JSON = Mapping[str, Any]
@@ -124,11 +125,42 @@ class CommandSpec:
     """How ``agentos ctl`` shows the result; None: key/value lines for a mapping, JSON otherwise."""
     timeout_s: float = 30.0
     """How long ``agentos ctl`` waits for the answer."""
+    check: Callable[[JSON], str | None] | None = None
+    """What is wrong with the arguments taken together, in one line, or None (after each passed its own check)."""
 
     def positional(self, form: Form, *, options: bool = False) -> list[Arg]:
         """The arguments a form takes as words after its own: those it does not fix, and with ``options``
         (a chat has no ``--options``) the ``--options`` too."""
         return [a for a in self.args if a.name not in form.fixed and (options or not a.option)]
+
+
+ISSUE_TITLE_MAX = 256
+ISSUE_BODY_MAX = 65_536
+"""GitHub's limits (characters)."""
+LABEL_MAX = 50
+LABELS_MAX = 20
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-")
+
+
+def issue_problem(title: str, body: str, labels: Sequence[str]) -> str | None:
+    """What is wrong with an issue to file, in one line, or None: the daemon and the CLI check the same."""
+    if not title.strip():
+        return "the title must not be empty"
+    if len(title) > ISSUE_TITLE_MAX:
+        return f"the title has {len(title)} characters; at most {ISSUE_TITLE_MAX}"
+    if len(body) > ISSUE_BODY_MAX:
+        return f"the body has {len(body)} characters; at most {ISSUE_BODY_MAX}"
+    if len(labels) > LABELS_MAX:
+        return f"{len(labels)} labels; at most {LABELS_MAX}"
+    for label in labels:
+        if not label.strip() or len(label) > LABEL_MAX or not label.isprintable():
+            return f"label {_short(label, 60)} must be 1 to {LABEL_MAX} printable characters"
+    return None
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _task_status(word: str) -> str | None:
@@ -358,6 +390,7 @@ TABLE: dict[str, CommandSpec] = {
                 key=a["key"],
                 config=a["config"],
             ),
+            check=lambda a: issue_problem(a["title"], a["body"], a["labels"]),
             args=(
                 Arg("title", "str", "The title."),
                 Arg("body", "text", "The body.", required=False, default=""),
