@@ -5,7 +5,7 @@
     Bot API ──getUpdates──► Dispatcher (one task on the daemon's loop)
                               ├─ outer middleware: chat not allowed → dropped, logged once, never answered
                               ├─ message  → parse_command(text) → execute(command, controller) → reply
-                              └─ button   → ActionCallback(action, ref) → controller.retry/cancel/approve/reject
+                              └─ button   → ActionCallback(action, ref) → the table's retry/cancel/approve/reject
 
 The bot is a thin adapter (DESIGN §8): it parses, calls :class:`ControllerPort`, formats the answer as
 short plain text (no parse mode, so task titles cannot inject markup) and sends it through ``redact()``,
@@ -23,9 +23,9 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
+from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
@@ -39,15 +39,14 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     BotCommand,
     CallbackQuery,
-    Chat,
-    TelegramObject,
-    User,
 )
 from aiogram.types import Message as TgMessage
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.token import TokenValidationError
 
 from agentos import logging as alog
+from agentos.control.arguments import run
+from agentos.control.commands import TABLE
 from agentos.control.notify import (
     CALLBACK_PREFIX,
     TELEGRAM_TEXT_LIMIT,
@@ -68,6 +67,7 @@ from agentos.control.telegram_commands import (
     help_text,
     parse_command,
 )
+from agentos.control.telegram_middleware import AllowedChats, InFlight
 from agentos.control.telegram_sender import TelegramSender, bot_api, keyboard
 from agentos.errors import AgentosError, ControlError
 from agentos.redact import redact
@@ -109,59 +109,6 @@ class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
 
 
 _ACTION_DONE = {"retry": "re-queued", "cancel": "cancelled", "approve": "approved", "reject": "rejected"}
-
-
-# ---------------------------------------------------------------- middlewares
-
-Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
-
-
-class _AllowedChats(BaseMiddleware):
-    """Outer ``update`` middleware: drop updates from chats not in the allowlist; log each such chat once."""
-
-    def __init__(self, allowed: frozenset[int]) -> None:
-        self._allowed = allowed
-        self._logged: set[int | None] = set()
-        self.dropped = 0
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        chat = data.get("event_chat")
-        chat_id = chat.id if isinstance(chat, Chat) else None
-        if chat_id is not None and chat_id in self._allowed:
-            return await handler(event, data)
-        self.dropped += 1
-        if chat_id not in self._logged and len(self._logged) < 10_000:
-            self._logged.add(chat_id)
-            user = data.get("event_from_user")
-            log.warning(
-                "telegram_stranger_dropped",
-                chat_id=chat_id,
-                user_id=user.id if isinstance(user, User) else None,
-                username=user.username if isinstance(user, User) else None,
-            )
-        return None
-
-
-class _InFlight(BaseMiddleware):
-    """Outer ``update`` middleware counting handlers in progress, so :meth:`TelegramBot.stop` can drain them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        self.count += 1
-        self._idle.clear()
-        try:
-            return await handler(event, data)
-        finally:
-            self.count -= 1
-            if self.count == 0:
-                self._idle.set()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
 
 # ---------------------------------------------------------------- the bot
@@ -215,8 +162,8 @@ class TelegramBot:
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._busy_actions: set[tuple[str, str]] = set()
-        self._gate = _AllowedChats(self._allowed)
-        self._inflight = _InFlight()
+        self._gate = AllowedChats(self._allowed)
+        self._inflight = InFlight()
         self.handled = 0
         self.failed = 0
         self._dp = self._build_dispatcher()
@@ -404,13 +351,8 @@ class TelegramBot:
 
             async def act() -> str:
                 nonlocal done, note
-                calls = {
-                    "retry": self._controller.retry,
-                    "cancel": self._controller.cancel,
-                    "approve": self._controller.approve,
-                    "reject": self._controller.reject,
-                }
-                result = await calls[action](ref)
+                spec = TABLE[action]  # retry, cancel, approve, reject: one argument, the button's ref
+                result = await run(spec, self._controller, {spec.args[0].name: ref})
                 done = True
                 budget = result.get("budget") if isinstance(result, Mapping) else None
                 note = f"\n{one_line(budget)}" if budget else ""
