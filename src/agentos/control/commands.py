@@ -139,7 +139,6 @@ ISSUE_BODY_MAX = 65_536
 """GitHub's limits (characters)."""
 LABEL_MAX = 50
 LABELS_MAX = 20
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-")
 
 
 def issue_problem(title: str, body: str, labels: Sequence[str]) -> str | None:
