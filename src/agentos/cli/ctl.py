@@ -95,7 +95,9 @@ def parser() -> argparse.ArgumentParser:
 
 def _arguments(sub: argparse.ArgumentParser, spec: CommandSpec, form: Form) -> None:
     for arg in spec.positional(form):
-        sub.add_argument(arg.name, type=_TYPES.get(arg.type, str), help=arg.help, metavar=arg.metavar or arg.name.upper())
+        sub.add_argument(
+            arg.name, type=_TYPES.get(arg.type, str), help=arg.help, metavar=arg.metavar or arg.name.upper()
+        )
     for arg in spec.args:
         if arg.option and arg.name not in form.fixed:
             sub.add_argument(f"--{arg.name}", type=_TYPES.get(arg.type, str), help=arg.help, default=arg.default)
