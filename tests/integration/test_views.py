@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -105,6 +106,20 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def stdout_lines(proc: subprocess.Popen[bytes]) -> queue.Queue[bytes]:
+    """``proc``'s stdout, line by line as it prints them (``b""`` once it closes), read by a thread."""
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            lines.put(line)
+        lines.put(b"")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 class TestTasks:
     def test_lists_every_task_newest_first_as_json(self, config: Path) -> None:
         """`tasks --json` reads snapshot and journal without a daemon and sorts by the last change."""
@@ -171,14 +186,6 @@ class TestTaskShow:
         assert code == 1 and "calc#1" in out
 
 
-def next_line(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> str:
-    """The next line ``proc`` prints on stdout, waiting for it (at most ``timeout`` seconds, then fail)."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert ready, f"nothing printed within {timeout} s"
-    return proc.stdout.readline().decode()
-
-
 class TestLogs:
     def test_prints_the_last_attempts_log(self, config: Path) -> None:
         """Without --attempt the last attempt's agent.log is printed."""
@@ -203,21 +210,26 @@ class TestLogs:
             stderr=subprocess.PIPE,
             cwd=ROOT,
         )
+        lines = stdout_lines(proc)
         try:
-            printed = [next_line(proc)]  # it runs and has printed what there was: now it follows
-            for line in ("line 2\n", "line 3\n"):
-                with log.open("a") as f:
-                    f.write(line)
-                printed.append(next_line(proc))  # each appended line is printed while the attempt still runs
+            assert lines.get(timeout=20) == b"line 1\n"  # it is following now
+            with log.open("a") as f:
+                f.write("line 2\n")
+            assert lines.get(timeout=20) == b"line 2\n"  # printed as it was appended, not at the end
+            with log.open("a") as f:
+                f.write("line 3\n")
+            assert lines.get(timeout=20) == b"line 3\n"
             running = graph.get("web#3")
             ended = end_attempt(running, datetime.now(UTC), outcome="partial", blocker_code="timeout")
             daemon.append([ended], [running])
-            out, err = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
+            assert proc.stderr is not None
+            err = proc.stderr.read()
         finally:
             proc.kill()
             daemon.close()
         assert proc.returncode == 0, err
-        assert printed == ["line 1\n", "line 2\n", "line 3\n"] and out == b""
+        assert lines.get(timeout=20) == b""  # nothing more: its output ended
         assert "attempt 1 ended: partial (timeout)" in err.decode()
 
     def test_follow_stops_on_ctrl_c_with_exit_code_0(self, config: Path, state: Path) -> None:

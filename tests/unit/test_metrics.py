@@ -1,4 +1,4 @@
-"""Specification of the metrics derived from the journal and the graph (agentos.metrics)."""
+"""Specification of the metrics derived from the journal and the graph (agentos.ops.metrics)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from agentos.cli.stats import parse_since
 from agentos.graph import Attempt, Event, Task, TaskStatus
-from agentos.metrics import GroupStats, read_history, repo_of, summarise
+from agentos.ops.metrics import GroupStats, read_history, repo_of, summarise
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)

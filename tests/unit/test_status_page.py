@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentos.config import ConfigError, StatusPageConfig
-from agentos.control.status_page import StatusPage, needs_token
-from agentos.control.status_render import agent_chart_svg, render_html, render_metrics
+from agentos.control.controller import Controller
+from agentos.ops.prometheus import render_metrics
+from agentos.ops.status_page import StatusPage, needs_token
+from agentos.ops.status_render import agent_chart_svg, render_html
+from tests.unit.test_controller import NOW as NOW_RT
+from tests.unit.test_controller import Job, add_task, build_runtime
 
 NOW = "2026-01-05T12:00:00+00:00"
 
@@ -197,3 +202,23 @@ class TestChart:
         assert 'width="210.0"' in svg  # 0.75 × (520 − 130 − 110)
         assert "75% of 4" in svg and "gemini" not in svg
         assert 'data-agent="co&quot;dex"' in svg
+
+
+class TestSnapshotFromTheController:
+    async def test_the_page_shows_what_the_controller_snapshot_holds(self, tmp_path: Path) -> None:
+        """Tasks, jobs and the daemon's status reach the page's data through Controller.snapshot()."""
+        rt = build_runtime(tmp_path)
+        assert rt.scheduler is not None
+        rt.scheduler.register("dispatch", Job())
+        try:
+            add_task(rt, 7)
+            page = StatusPage(Controller(rt), StatusPageConfig(), token=None)
+            snap = await page.snapshot()
+            assert [q["id"] for q in snap["queue"]] == ["calc#7"] and snap["running"] == []
+            assert [j["name"] for j in snap["jobs"]] == ["dispatch"]
+            assert snap["daemon"]["queued"] == 1 and snap["generated_at"] == NOW_RT.isoformat()
+            assert snap["recent"]["merged_in_window"] == 0
+            fams = {f.name for f in text_string_to_metric_families(render_metrics(snap))}
+            assert {"agentos_tasks", "agentos_job_runs", "agentos_queue_depth"} <= fams
+        finally:
+            rt.store.close()

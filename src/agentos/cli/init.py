@@ -362,7 +362,7 @@ def _status_page_token(config: Config, creds: Path, user_scope: bool) -> str | N
     """Store a bearer token for a status page on a non-loopback host (once); returns its credential's name."""
     import secrets
 
-    from agentos.control.status_page import needs_token
+    from agentos.ops.status_page import needs_token
 
     page = config.status_page
     if not page.enabled or not needs_token(page.host):

@@ -1,18 +1,21 @@
-"""``agentos issue …``: the local forge's backlog from the command line (files under the state dir)."""
+"""``agentos issue …``: the local forge's backlog from the command line (files under the state dir).
+
+The command line is argparse (:func:`parser`), not typer: typer 0.29 builds a pydantic adapter for every
+parameter of the command it runs, and ``issue new`` through a running daemon needs no pydantic at all.
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import typer
-
-from agentos.cli._common import ConfigOption, JsonOption, console, fail, load, print_json, table
+from agentos.cli._common import console, fail, load, print_json, table
 from agentos.cli.views import quiet_logs
 from agentos.errors import AgentosError
 
@@ -20,7 +23,7 @@ if TYPE_CHECKING:  # the forge (pydantic, structlog, git helpers) is imported by
     from agentos.config import Config
     from agentos.forge.local import LocalForge
 
-app = typer.Typer(help="The local forge's issues.", no_args_is_help=True)
+HELP = "The local forge's issues."
 T = TypeVar("T")
 
 
@@ -84,19 +87,18 @@ def _via_daemon(cmd: str, args: dict[str, Any], config: str | None) -> Any | Non
         return None
 
 
-@app.command("new")
 def new(
-    title: str = typer.Option(..., "--title", "-t"),
-    repo: str | None = typer.Option(None, "--repo", "-r"),
-    body_file: str | None = typer.Option(None, "--body-file", "-F", help="File with the body, or - for stdin"),
-    body: str = typer.Option("", "--body", "-b"),
-    label: list[str] = typer.Option([], "--label", "-l"),
-    ready: bool = typer.Option(False, "--ready", help="Make it ready for agentos at once"),
-    config: str | None = ConfigOption,
-    as_json: bool = JsonOption,
+    title: str,
+    repo: str | None,
+    body_file: str | None,
+    body: str,
+    label: list[str],
+    ready: bool,
+    config: str | None,
+    as_json: bool,
 ) -> None:
     """Create an issue (through the running daemon when there is one, so it starts at once)."""
-    from agentos.control.socket import issue_problem
+    from agentos.control.commands import issue_problem
 
     if body_file == "-":
         body = sys.stdin.read()
@@ -139,13 +141,7 @@ def _new_here(
     return dumped
 
 
-@app.command("list")
-def list_(
-    repo: str | None = typer.Option(None, "--repo", "-r"),
-    state: str = typer.Option("open", "--state", help="open, closed or all"),
-    config: str | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
+def list_(repo: str | None, state: str, config: str | None, as_json: bool) -> None:
     """List issues."""
     cfg, _ = load(config)
     if state not in ("open", "closed", "all"):
@@ -170,13 +166,7 @@ def list_(
         table(rows, ["repo", "n", "state", "labels", "title"])
 
 
-@app.command("show")
-def show(
-    number: int,
-    repo: str | None = typer.Option(None, "--repo", "-r"),
-    config: str | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
+def show(number: int, repo: str | None, config: str | None, as_json: bool) -> None:
     """Show one issue with its comments."""
     cfg, _ = load(config)
     name = _repo(cfg, repo)
@@ -196,12 +186,7 @@ def show(
         console.print(c.body, markup=False)
 
 
-@app.command("ready")
-def ready(
-    number: int,
-    repo: str | None = typer.Option(None, "--repo", "-r"),
-    config: str | None = ConfigOption,
-) -> None:
+def ready(number: int, repo: str | None, config: str | None) -> None:
     """Make an issue ready for agentos (through the running daemon when there is one)."""
     done = _via_daemon("issue_ready", {"repo": repo, "number": number}, config)
     if done is not None:
@@ -219,13 +204,7 @@ def ready(
     console.print(f"{name}#{number} is ready", markup=False)
 
 
-@app.command("comment")
-def comment(
-    number: int,
-    body: str = typer.Option(..., "--body", "-b"),
-    repo: str | None = typer.Option(None, "--repo", "-r"),
-    config: str | None = ConfigOption,
-) -> None:
+def comment(number: int, body: str, repo: str | None, config: str | None) -> None:
     """Add a comment to an issue."""
     cfg, _ = load(config)
     name = _repo(cfg, repo)
@@ -234,3 +213,45 @@ def comment(
     except AgentosError as exc:
         fail(str(exc))
     console.print(f"commented on {name}#{number}", markup=False)
+
+
+CONFIG_HELP = "Config file (default: $AGENTOS_CONFIG, ./agentos.yaml, …)"
+
+
+def parser() -> argparse.ArgumentParser:
+    """``agentos issue``'s command line."""
+    top = argparse.ArgumentParser(prog="agentos issue", description=HELP)
+    subs = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def sub(name: str, run: Any, *, number: bool = False, as_json: bool = True) -> argparse.ArgumentParser:
+        doc = (run.__doc__ or "").strip().splitlines()[0]
+        cmd = subs.add_parser(name, help=doc, description=doc)
+        if number:
+            cmd.add_argument("number", type=int, metavar="NUMBER", help="The issue number.")
+        cmd.add_argument("--repo", "-r", help="The repository (optional with one repo).")
+        cmd.add_argument("--config", "-c", help=CONFIG_HELP)
+        if as_json:
+            cmd.add_argument("--json", dest="as_json", action="store_true", help="Print JSON instead of a table.")
+        cmd.set_defaults(run=run)
+        return cmd
+
+    cmd = sub("new", new)
+    cmd.add_argument("--title", "-t", required=True, help="The title.")
+    cmd.add_argument("--body-file", "-F", help="File with the body, or - for stdin")
+    cmd.add_argument("--body", "-b", default="", help="The body.")
+    cmd.add_argument("--label", "-l", action="append", default=[], help="A label (repeat for more).")
+    cmd.add_argument("--ready", action="store_true", help="Make it ready for agentos at once")
+    cmd = sub("list", list_)
+    cmd.add_argument("--state", default="open", help="open, closed or all")
+    sub("show", show, number=True)
+    sub("ready", ready, number=True, as_json=False)
+    cmd = sub("comment", comment, number=True, as_json=False)
+    cmd.add_argument("--body", "-b", required=True, help="The comment.")
+    return top
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run ``agentos issue ARGV``."""
+    given = vars(parser().parse_args(list(argv)))
+    given.pop("command")
+    given.pop("run")(**given)

@@ -1,7 +1,16 @@
-"""The ``agentos`` command. Heavy modules (the daemon, aiogram, httpx) are imported inside commands."""
+"""The ``agentos`` command. Heavy modules (the daemon, aiogram, httpx) are imported inside commands.
+
+``agentos ctl …`` and ``agentos issue …`` run often and must start fast: :func:`main` (the console
+script) hands them straight to their argparse command lines (:func:`agentos.cli.ctl.main`,
+:func:`agentos.cli.issue.main`), since typer 0.29 builds a pydantic adapter for every parameter it
+parses, its own ``--install-completion`` included (~50 ms). Everything else is the typer ``app``, which
+also lists ``ctl`` and ``issue`` and passes their arguments through untouched.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -9,9 +18,6 @@ import typer
 from agentos import __version__
 from agentos.cli import ctl, doctor, init, issue, stats, views
 from agentos.cli._common import ConfigOption, console, err_console, fail
-from agentos.cli._typer import defer_adapters
-
-defer_adapters()  # typer would build a pydantic adapter for every parameter of every command: ~50 ms each run
 
 app = typer.Typer(
     help="agentos: turns a backlog of issues into merged pull requests with coding agents.",
@@ -19,9 +25,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Validate and edit the config file.", no_args_is_help=True)
-app.add_typer(ctl.app, name="ctl")
-app.add_typer(issue.app, name="issue")
 app.add_typer(config_app, name="config")
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+"""A command that hands every argument, ``--help`` included, to its own argparse command line."""
+
+
+@app.command("ctl", context_settings=PASS_THROUGH, add_help_option=False)
+def ctl_command(ctx: typer.Context) -> None:
+    """Steer the running daemon (`agentos ctl --help` lists its commands)."""
+    ctl.main(ctx.args)
+
+
+@app.command("issue", context_settings=PASS_THROUGH, add_help_option=False)
+def issue_command(ctx: typer.Context) -> None:
+    """The local forge's issues (`agentos issue --help` lists its commands)."""
+    issue.main(ctx.args)
 
 
 @app.command()
@@ -132,5 +150,23 @@ app.add_typer(views.task_app, name="task")
 app.command("logs")(views.logs)
 app.command("stats")(stats.stats_command)
 
+FAST = {"ctl": ctl.main, "issue": issue.main}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``agentos`` console script: ``ctl``, ``issue`` and a bare ``version`` without typer, the rest through it."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["version"]:  # scripts ask it often; typer would first build adapters for its own options
+        version()
+        return
+    if args and args[0] in FAST:
+        try:
+            FAST[args[0]](args[1:])
+        except typer.Exit as exc:
+            raise SystemExit(exc.exit_code) from None
+        return
+    app(args)
+
+
 if __name__ == "__main__":
-    app()
+    main()

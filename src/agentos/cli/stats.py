@@ -18,7 +18,7 @@ from agentos.cli._common import ConfigOption, JsonOption, console, fail, load, p
 from agentos.cli.views import StateDirOption, quiet_logs, resolve_state_dir
 
 if TYPE_CHECKING:
-    from agentos.metrics import GroupStats
+    from agentos.ops.metrics import GroupStats
 
 __all__ = ["parse_since", "stats_command"]
 
@@ -85,7 +85,7 @@ def stats_command(
     state_dir: str | None = StateDirOption,
 ) -> None:
     """Success rate, attempts per merge, time to merge, escalations, tokens, cost and blockers."""
-    from agentos.metrics import summarise
+    from agentos.ops.metrics import summarise
     from agentos.store import StateError, Store
 
     cfg, path = load(config)

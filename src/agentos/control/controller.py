@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from os.path import samefile
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import READY_LABEL
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
+from agentos.ops.metrics import History, read_history
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
 
@@ -29,6 +32,20 @@ if TYPE_CHECKING:  # the daemon on GitHub never loads the local forge
 log = alog.get_logger("agentos.controller")
 
 Approver = Callable[[str, int, bool], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the daemon looks like at one moment, for read-only views (the status page, its metrics)."""
+
+    at: datetime
+    status: dict[str, Any]
+    """:meth:`Controller.status`."""
+    jobs: list[dict[str, Any]]
+    """:meth:`Controller.jobs`; empty while the scheduler is not running."""
+    tasks: list[Task]
+    history: History | None
+    """The journal's history of the days asked for, up to ``at``; None when not asked for."""
 
 
 class Controller:
@@ -69,6 +86,19 @@ class Controller:
             "config": str(rt.config_path) if rt.config_path else None,
             "jobs_running": rt.scheduler.busy() if rt.scheduler is not None else [],
         }
+
+    async def snapshot(self, *, history_days: float | None = None) -> Snapshot:
+        """The daemon's state as plain data; with ``history_days`` also the journal's history of those last
+        days (read in a thread)."""
+        rt, now, tasks = self.rt, self.rt.now(), list(self.rt.graph)
+        history = None
+        if history_days is not None:
+            since = now - timedelta(days=history_days)
+            history = await asyncio.to_thread(
+                lambda: read_history(rt.store.iter_events(since), tasks, since=since, until=now)
+            )
+        jobs = await self.jobs() if rt.scheduler is not None else []
+        return Snapshot(at=now, status=await self.status(), jobs=jobs, tasks=tasks, history=history)
 
     async def pause(self) -> dict[str, Any]:
         self.rt.state.paused = True
@@ -117,8 +147,6 @@ class Controller:
         return self._scheduler().table()
 
     async def set_job(self, name: str, enabled: bool) -> dict[str, Any]:
-        if name == "telegram" and not enabled:
-            raise ControlError("the telegram job cannot be disabled from here (you would lock yourself out)")
         self._scheduler().set_enabled(name, enabled)
         return {"job": name, "enabled": enabled}
 

@@ -6,7 +6,8 @@
 The socket is created mode 0600 (umask around the bind, no chmod window) and every caller's uid is
 checked with SO_PEERCRED: only root and the daemon's own uid are served. A request may carry an
 ``"id"``, echoed in its answer. :func:`handle_request` answers anything (bad JSON, a wrong type, an
-unknown command, a controller that raised) with ``{"ok": false, "error": …}``; it never raises.
+unknown command, an argument its model refuses, a controller that raised) with ``{"ok": false, "error": …}``;
+it never raises. The commands and their arguments are :data:`agentos.control.commands.TABLE`.
 
 Where the daemon binds it (:func:`default_socket_path`): ``$AGENTOS_SOCKET``, else
 ``$RUNTIME_DIRECTORY/agentos.sock`` (systemd's ``RuntimeDirectory=agentos``), else
@@ -22,10 +23,11 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentos.control.arguments import run
+from agentos.control.commands import TABLE
 from agentos.errors import ControlError
 
 if TYPE_CHECKING:  # `agentos ctl` imports this module: keep the daemon's parts (asyncio too) out of its start-up
@@ -46,7 +48,6 @@ def _log() -> structlog.stdlib.BoundLogger:
 MAX_LINE = 64 * 1024
 REFUSE_READ_S = 1.0
 """How long a refused client gets to finish sending its request before it is answered and closed."""
-Handler = Callable[["Controller", dict[str, Any]], Awaitable[Any]]
 
 
 class SocketInUse(ControlError):
@@ -90,112 +91,8 @@ def client_socket_path(*, system: Path = SYSTEM_SOCKET) -> Path:
     return candidates[0]
 
 
-def _str(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not value:
-        raise ControlError(f"argument {key!r} is required and must be a non-empty string")
-    return value
-
-
-def _opt_str(args: dict[str, Any], key: str) -> str | None:
-    value = args.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ControlError(f"argument {key!r} must be a string")
-    return value
-
-
-def _bool(args: dict[str, Any], key: str) -> bool:
-    value = args.get(key)
-    if not isinstance(value, bool):
-        raise ControlError(f"argument {key!r} must be true or false")
-    return value
-
-
-def _int(args: dict[str, Any], key: str) -> int:
-    value = args.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ControlError(f"argument {key!r} must be a whole number")
-    return value
-
-
-ISSUE_TITLE_MAX = 256
-ISSUE_BODY_MAX = 65_536
-"""GitHub's limits (characters); a request line is at most :data:`MAX_LINE` bytes anyway."""
-LABEL_MAX = 50
-LABELS_MAX = 20
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:._-")
-
-
-def issue_problem(title: str, body: str, labels: list[str]) -> str | None:
-    """What is wrong with an issue to file, in one line, or None: the daemon and the CLI check the same."""
-    if not title.strip():
-        return "the title must not be empty"
-    if len(title) > ISSUE_TITLE_MAX:
-        return f"the title has {len(title)} characters; at most {ISSUE_TITLE_MAX}"
-    if len(body) > ISSUE_BODY_MAX:
-        return f"the body has {len(body)} characters; at most {ISSUE_BODY_MAX}"
-    if len(labels) > LABELS_MAX:
-        return f"{len(labels)} labels; at most {LABELS_MAX}"
-    for label in labels:
-        if not label.strip() or len(label) > LABEL_MAX or not label.isprintable():
-            return f"label {_short(label, 60)} must be 1 to {LABEL_MAX} printable characters"
-    return None
-
-
-def _issue_new(args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of ``issue_new``, checked: one-line errors for a wrong type or a bad value."""
-    title, body, labels = _str(args, "title"), args.get("body", ""), args.get("labels", [])
-    if not isinstance(body, str):
-        raise ControlError("argument 'body' must be a string")
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise ControlError("argument 'labels' must be a list of strings")
-    if problem := issue_problem(title, body, labels):
-        raise ControlError(problem)
-    key = _str(args, "key")
-    if len(key) > 100 or not set(key) <= _KEY_CHARS:
-        raise ControlError("argument 'key' must be 1 to 100 letters, digits or ':._-'")
-    return {
-        "repo": _opt_str(args, "repo"),
-        "title": title,
-        "body": body,
-        "labels": labels,
-        "ready": _bool(args, "ready"),
-        "key": key,
-        "config": _opt_str(args, "config"),
-    }
-
-
-def _number(args: dict[str, Any], key: str) -> int:
-    value = _int(args, key)
-    if not 1 <= value < 2**31:
-        raise ControlError(f"argument {key!r} must be an issue number ≥ 1")
-    return value
-
-
-COMMANDS: dict[str, Handler] = {
-    "status": lambda c, a: c.status(),
-    "pause": lambda c, a: c.pause(),
-    "resume": lambda c, a: c.resume(),
-    "reload": lambda c, a: c.reload(),
-    "agents": lambda c, a: c.agents(),
-    "agent_resume": lambda c, a: c.resume_agent(_str(a, "name")),
-    "jobs": lambda c, a: c.jobs(),
-    "job": lambda c, a: c.set_job(_str(a, "name"), _bool(a, "enabled")),
-    "run": lambda c, a: c.run_job(_str(a, "name")),
-    "poke": lambda c, a: c.poke(_opt_str(a, "job") or "dispatch"),
-    "repos": lambda c, a: c.repos(),
-    "repo": lambda c, a: c.set_repo(_str(a, "name"), _bool(a, "enabled")),
-    "repo_mode": lambda c, a: c.set_repo_mode(_str(a, "name"), _str(a, "mode")),
-    "repo_cadence": lambda c, a: c.set_repo_cadence(_str(a, "name"), _int(a, "days")),
-    "tasks": lambda c, a: c.tasks(_opt_str(a, "repo"), _opt_str(a, "status")),
-    "task": lambda c, a: c.task(_str(a, "id")),
-    "retry": lambda c, a: c.retry(_str(a, "id")),
-    "cancel": lambda c, a: c.cancel(_str(a, "id")),
-    "approve": lambda c, a: c.approve(_str(a, "ref")),
-    "reject": lambda c, a: c.reject(_str(a, "ref")),
-    "issue_new": lambda c, a: c.issue_new(**_issue_new(a)),
-    "issue_ready": lambda c, a: c.issue_ready(_opt_str(a, "repo"), _number(a, "number"), _opt_str(a, "config")),
-}
+COMMANDS = TABLE
+"""Every command the socket serves, by wire name (:data:`agentos.control.commands.TABLE`)."""
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -225,11 +122,11 @@ async def _answer(controller: Controller, req: dict[str, Any]) -> dict[str, Any]
         args = {}
     if not isinstance(args, dict):
         return {"ok": False, "error": "args must be a JSON object"}
-    handler = COMMANDS.get(cmd) if isinstance(cmd, str) else None
-    if handler is None:
+    spec = COMMANDS.get(cmd) if isinstance(cmd, str) else None
+    if spec is None:
         return {"ok": False, "error": f"unknown command {_short(cmd)}; commands: {', '.join(sorted(COMMANDS))}"}
     try:
-        result = await handler(controller, args)
+        result = await run(spec, controller, args)
     except ControlError as exc:
         return {"ok": False, "error": str(exc)}
     except Exception as exc:  # the socket must answer, whatever the controller did

@@ -5,13 +5,14 @@
     Bot API ──getUpdates──► Dispatcher (one task on the daemon's loop)
                               ├─ outer middleware: chat not allowed → dropped, logged once, never answered
                               ├─ message  → parse_command(text) → execute(command, controller) → reply
-                              └─ button   → ActionCallback(action, ref) → controller.retry/cancel/approve/reject
+                              └─ button   → ActionCallback(action, ref) → the table's retry/cancel/approve/reject
 
 The bot is a thin adapter (DESIGN §8): it parses, calls :class:`ControllerPort`, formats the answer as
 short plain text (no parse mode, so task titles cannot inject markup) and sends it through ``redact()``,
 split at Telegram's length limit, with 429s waited out. :func:`parse_command`, :func:`execute` and the
 reply formatting live in :mod:`agentos.control.telegram_commands` (no aiogram there) and are re-exported
-here; :class:`TelegramSender` adapts a :class:`~agentos.control.notify.Notifier` to the Bot API.
+here; :class:`TelegramSender` (in :mod:`agentos.control.telegram_sender`, re-exported) adapts a
+:class:`~agentos.control.notify.Notifier` to the Bot API.
 
 Importing this module imports aiogram (about 2 s): keep it off the ``agentos ctl`` path.
 """
@@ -21,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeVar
 
-from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
+from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
@@ -32,58 +33,48 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
-    TelegramNetworkError,
-    TelegramServerError,
     TelegramUnauthorizedError,
 )
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     BotCommand,
     CallbackQuery,
-    Chat,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    TelegramObject,
-    User,
 )
 from aiogram.types import Message as TgMessage
 from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.token import TokenValidationError
 
 from agentos import logging as alog
+from agentos.control.arguments import run
+from agentos.control.commands import TABLE
 from agentos.control.notify import (
     CALLBACK_PREFIX,
     TELEGRAM_TEXT_LIMIT,
     Action,
-    Message,
     TransientSendError,
     retry_send,
     split_text,
     text_units,
 )
+from agentos.control.replies import duration, format_issue, one_line
 from agentos.control.telegram_commands import (
-    _SPECS,
-    PROTECTED_JOB,
     Command,
-    CommandName,
     ControllerPort,
     NotACommand,
     ParseError,
-    _duration,
-    _text,
+    chat_heads,
     execute,
-    format_issue,
     help_text,
     parse_command,
 )
+from agentos.control.telegram_middleware import AllowedChats, InFlight
+from agentos.control.telegram_sender import TelegramSender, bot_api, keyboard
 from agentos.errors import AgentosError, ControlError
 from agentos.redact import redact
 
 __all__ = [
-    "PROTECTED_JOB",
     "ActionCallback",
     "Command",
-    "CommandName",
     "ControllerPort",
     "ParseError",
     "TelegramBot",
@@ -104,7 +95,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 def bot_commands() -> list[BotCommand]:
     """The command menu registered with ``setMyCommands``."""
-    return [BotCommand(command=name, description=spec[1]) for name, spec in _SPECS.items()]
+    return [BotCommand(command=head, description=text[:256]) for head, text in chat_heads().items()]
 
 
 # ---------------------------------------------------------------- buttons
@@ -118,125 +109,6 @@ class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
 
 
 _ACTION_DONE = {"retry": "re-queued", "cancel": "cancelled", "approve": "approved", "reject": "rejected"}
-
-
-def keyboard(buttons: Sequence[tuple[str, str]], *, per_row: int = 3) -> InlineKeyboardMarkup | None:
-    """An inline keyboard from ``(label, callback_data)`` pairs; an ``http(s)://`` value makes a URL button."""
-    if not buttons:
-        return None
-    row: list[InlineKeyboardButton] = []
-    rows: list[list[InlineKeyboardButton]] = []
-    for label, data in buttons:
-        if data.startswith(("https://", "http://")):
-            row.append(InlineKeyboardButton(text=label, url=data))
-        else:
-            row.append(InlineKeyboardButton(text=label, callback_data=data))
-        if len(row) == per_row:
-            rows.append(row)
-            row = []
-    if row:
-        rows.append(row)
-    return InlineKeyboardMarkup(inline_keyboard=rows)
-
-
-# ---------------------------------------------------------------- sending
-
-
-async def _api(call: Callable[[], Awaitable[T]]) -> T:
-    """Await a Bot API call, turning network and 5xx failures into :class:`TransientSendError`."""
-    try:
-        return await call()
-    except (TelegramNetworkError, TelegramServerError) as exc:
-        raise TransientSendError(redact(str(exc))) from exc
-
-
-class TelegramSender:
-    """Delivers a :class:`~agentos.control.notify.Message` to every allowed chat (the ``Notifier``'s ``send``).
-
-    A 429 or a network error propagates so the Notifier retries; chats already reached for that message
-    (by ``Message.seq``) are skipped on the retry. A permanent error for one chat (bot blocked, chat
-    gone) is logged and that chat skipped, so one bad chat does not hold back the others.
-    """
-
-    def __init__(self, bot: Bot, chat_ids: Iterable[int]) -> None:
-        self._bot = bot
-        self._chat_ids = tuple(sorted(set(chat_ids)))
-        self._reached: dict[int, set[int]] = {}
-        self.sent = 0
-
-    def __repr__(self) -> str:
-        return f"<TelegramSender chats={len(self._chat_ids)} sent={self.sent}>"
-
-    async def __call__(self, message: Message) -> None:
-        markup = keyboard(message.buttons)
-        reached = self._reached.setdefault(message.seq, set()) if message.seq else set()
-        for chat_id in self._chat_ids:
-            if chat_id in reached:
-                continue
-            try:
-                await _api(functools.partial(self._bot.send_message, chat_id, message.text, reply_markup=markup))
-                self.sent += 1
-            except TelegramAPIError as exc:
-                if getattr(exc, "retry_after", None) is not None:
-                    raise
-                log.error("telegram_send_failed", chat_id=chat_id, key=message.key, error=redact(str(exc)))
-            reached.add(chat_id)
-        self._reached.pop(message.seq, None)
-        while len(self._reached) > 256:  # give-ups leave entries behind; keep the newest
-            self._reached.pop(next(iter(self._reached)))
-
-
-# ---------------------------------------------------------------- middlewares
-
-Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
-
-
-class _AllowedChats(BaseMiddleware):
-    """Outer ``update`` middleware: drop updates from chats not in the allowlist; log each such chat once."""
-
-    def __init__(self, allowed: frozenset[int]) -> None:
-        self._allowed = allowed
-        self._logged: set[int | None] = set()
-        self.dropped = 0
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        chat = data.get("event_chat")
-        chat_id = chat.id if isinstance(chat, Chat) else None
-        if chat_id is not None and chat_id in self._allowed:
-            return await handler(event, data)
-        self.dropped += 1
-        if chat_id not in self._logged and len(self._logged) < 10_000:
-            self._logged.add(chat_id)
-            user = data.get("event_from_user")
-            log.warning(
-                "telegram_stranger_dropped",
-                chat_id=chat_id,
-                user_id=user.id if isinstance(user, User) else None,
-                username=user.username if isinstance(user, User) else None,
-            )
-        return None
-
-
-class _InFlight(BaseMiddleware):
-    """Outer ``update`` middleware counting handlers in progress, so :meth:`TelegramBot.stop` can drain them."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        self.count += 1
-        self._idle.clear()
-        try:
-            return await handler(event, data)
-        finally:
-            self.count -= 1
-            if self.count == 0:
-                self._idle.set()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
 
 # ---------------------------------------------------------------- the bot
@@ -290,8 +162,8 @@ class TelegramBot:
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         self._busy_actions: set[tuple[str, str]] = set()
-        self._gate = _AllowedChats(self._allowed)
-        self._inflight = _InFlight()
+        self._gate = AllowedChats(self._allowed)
+        self._inflight = InFlight()
         self.handled = 0
         self.failed = 0
         self._dp = self._build_dispatcher()
@@ -431,7 +303,8 @@ class TelegramBot:
         age = self._clock() - message.date.timestamp()
         if age > self._max_age:
             log.info("telegram_stale_command", command=command.name, age_s=round(age))
-            await self._reply(chat_id, f"Ignored /{command.name}: sent {_duration(age)} ago. Send it again if meant.")
+            typed = text.split()[0].partition("@")[0]
+            await self._reply(chat_id, f"Ignored {typed}: sent {duration(age)} ago. Send it again if meant.")
             return
         user = message.from_user
         log.info("telegram_command", command=command.name, chat_id=chat_id, user_id=user.id if user else None)
@@ -478,16 +351,11 @@ class TelegramBot:
 
             async def act() -> str:
                 nonlocal done, note
-                calls = {
-                    "retry": self._controller.retry,
-                    "cancel": self._controller.cancel,
-                    "approve": self._controller.approve,
-                    "reject": self._controller.reject,
-                }
-                result = await calls[action](ref)
+                spec = TABLE[action]  # retry, cancel, approve, reject: one argument, the button's ref
+                result = await run(spec, self._controller, {spec.args[0].name: ref})
                 done = True
                 budget = result.get("budget") if isinstance(result, Mapping) else None
-                note = f"\n{_text(budget)}" if budget else ""
+                note = f"\n{one_line(budget)}" if budget else ""
                 return f"{ref} {_ACTION_DONE[action]}."
 
             toast = await self._guarded(action, act)
@@ -498,7 +366,7 @@ class TelegramBot:
             self._busy_actions.discard((action, ref))
 
     async def _show_issue(self, query: CallbackQuery, task_id: str) -> None:
-        """"Open issue" on a forge without web pages: the issue's text as a reply; the buttons stay."""
+        """ "Open issue" on a forge without web pages: the issue's text as a reply; the buttons stay."""
         log.info("telegram_button", action="show", ref=task_id, user_id=query.from_user.id)
         text = ""
 
@@ -522,7 +390,7 @@ class TelegramBot:
         for chunk in split_text(redact(text)):
             try:
                 await retry_send(
-                    functools.partial(_api, functools.partial(self._bot.send_message, chat_id, chunk)),
+                    functools.partial(bot_api, functools.partial(self._bot.send_message, chat_id, chunk)),
                     sleep=self._sleep,
                     max_attempts=4,
                 )
@@ -535,7 +403,7 @@ class TelegramBot:
         try:
             await retry_send(
                 functools.partial(
-                    _api, functools.partial(self._bot.answer_callback_query, query.id, text=redact(text)[:200])
+                    bot_api, functools.partial(self._bot.answer_callback_query, query.id, text=redact(text)[:200])
                 ),
                 sleep=self._sleep,
                 max_attempts=3,
@@ -552,11 +420,11 @@ class TelegramBot:
         chat_id, message_id = message.chat.id, message.message_id
         try:
             if message.text and text_units(text) <= TELEGRAM_TEXT_LIMIT:
-                await _api(
+                await bot_api(
                     functools.partial(self._bot.edit_message_text, text=text, chat_id=chat_id, message_id=message_id)
                 )
             else:
-                await _api(
+                await bot_api(
                     functools.partial(
                         self._bot.edit_message_reply_markup, chat_id=chat_id, message_id=message_id, reply_markup=None
                     )

@@ -1,5 +1,6 @@
-"""What the status page sends: the HTML page, its SVG chart, and the Prometheus text. Pure functions of
-the snapshot :meth:`agentos.control.status_page.StatusPage.snapshot` builds; no I/O, no clock.
+"""What the status page sends as HTML: the page and its SVG chart. Pure functions of the snapshot
+:meth:`agentos.ops.status_page.StatusPage.snapshot` builds; no I/O, no clock. The Prometheus text is
+:mod:`agentos.ops.prometheus`.
 
 The page is one self-contained document: inline CSS, an inline SVG bar chart, no script and no external
 asset; it refreshes itself every 15 s with ``<meta http-equiv="refresh">``.
@@ -7,13 +8,12 @@ asset; it refreshes itself every 15 s with ``<meta http-equiv="refresh">``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
 
-__all__ = ["agent_chart_svg", "render_html", "render_metrics"]
+__all__ = ["agent_chart_svg", "render_html"]
 
 REFRESH_S = 15
 CSS = """
@@ -219,138 +219,3 @@ def _job_state(job: Mapping[str, Any]) -> str:
     if job["running"]:
         return "running"
     return "enabled" if job["enabled"] else "disabled"
-
-
-# ---------------------------------------------------------------- Prometheus
-
-
-def _label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _num(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    return "NaN" if math.isnan(value) else repr(float(value))
-
-
-class _Text:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, text: str, samples: Iterable[tuple[Mapping[str, object], float]]) -> None:
-        self.lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-        for labels, value in samples:
-            tags = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            self.lines.append(f"{name}{{{tags}}} {_num(value)}" if tags else f"{name} {_num(value)}")
-
-
-def _ts(iso: str | None) -> float | None:
-    return None if not iso else datetime.fromisoformat(iso).timestamp()
-
-
-def render_metrics(snap: Mapping[str, Any]) -> str:
-    """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
-    d, out, window = snap["daemon"], _Text(), f"{snap['window_days']}d"
-    out.family("agentos_up", "gauge", "1 while the daemon answers.", [({}, 1)])
-    out.family("agentos_build_info", "gauge", "The running version.", [({"version": d["version"]}, 1)])
-    out.family("agentos_paused", "gauge", "1 when dispatching is paused.", [({}, bool(d["paused"]))])
-    out.family("agentos_uptime_seconds", "gauge", "Seconds since the daemon started.", [({}, float(d["uptime_s"]))])
-    out.family("agentos_workers_running", "gauge", "Attempts running now.", [({}, int(d["running"]))])
-    out.family("agentos_workers_max", "gauge", "max_parallel_workers.", [({}, int(d["max_parallel_workers"]))])
-    out.family("agentos_queue_depth", "gauge", "Tasks queued or waiting to retry.", [({}, int(d["queued"]))])
-    counts = d["counts"]
-    out.family(
-        "agentos_tasks",
-        "gauge",
-        "Tasks in the graph by status.",
-        [({"status": s}, int(counts.get(s, 0))) for s in snap["statuses"]],
-    )
-    out.family(
-        "agentos_attempts_total",
-        "counter",
-        "Agent attempts recorded in the task graph, by agent and outcome.",
-        [({"agent": a["agent"], "outcome": a["outcome"]}, int(a["count"])) for a in snap["attempts"]],
-    )
-    recent = snap["recent"]
-    out.family(
-        "agentos_recent_merges",
-        "gauge",
-        "Tasks merged within the window.",
-        [({"window": window}, int(recent["merged_in_window"]))],
-    )
-    out.family(
-        "agentos_recent_escalations",
-        "gauge",
-        "Tasks escalated within the window.",
-        [({"window": window}, int(recent["escalated_in_window"]))],
-    )
-    agents = snap["agents"]
-    out.family(
-        "agentos_agent_attempts",
-        "gauge",
-        "Attempts per agent within the window.",
-        [({"agent": a["key"], "window": window}, int(a["attempts"])) for a in agents],
-    )
-    out.family(
-        "agentos_agent_success_ratio",
-        "gauge",
-        "Successful attempts / rated attempts per agent within the window (quota limits not rated).",
-        [
-            ({"agent": a["key"], "window": window}, float(a["success_rate"]))
-            for a in agents
-            if a["success_rate"] is not None
-        ],
-    )
-    out.family(
-        "agentos_agent_merged",
-        "gauge",
-        "Tasks merged per agent (of the last attempt) within the window.",
-        [({"agent": a["key"], "window": window}, int(a["merged"])) for a in agents],
-    )
-    jobs = snap["jobs"]
-    out.family(
-        "agentos_job_enabled",
-        "gauge",
-        "1 when the job is enabled.",
-        [({"job": j["name"]}, bool(j["enabled"])) for j in jobs],
-    )
-    out.family(
-        "agentos_job_running",
-        "gauge",
-        "1 while the job runs.",
-        [({"job": j["name"]}, bool(j["running"])) for j in jobs],
-    )
-    out.family(
-        "agentos_job_runs_total", "counter", "Runs of the job.", [({"job": j["name"]}, int(j["runs"])) for j in jobs]
-    )
-    out.family(
-        "agentos_job_failures_total",
-        "counter",
-        "Failed runs of the job.",
-        [({"job": j["name"]}, int(j["failures"])) for j in jobs],
-    )
-    for key, text in (
-        ("last_run", "Unix time of the job's last run."),
-        ("last_success", "Unix time of the job's last successful run."),
-        ("next_run", "Unix time of the job's next scheduled run."),
-    ):
-        samples = [({"job": j["name"]}, t) for j in jobs if (t := _ts(j.get(key))) is not None]
-        out.family(f"agentos_job_{key}_timestamp_seconds", "gauge", text, samples)
-    loop = snap.get("loop")
-    if loop:
-        out.family(
-            "agentos_event_loop_lag_seconds",
-            "gauge",
-            "How late the event loop last woke up.",
-            [({}, float(loop["lag_s"]))],
-        )
-        out.family(
-            "agentos_event_loop_lag_max_seconds",
-            "gauge",
-            "The worst loop lag since start.",
-            [({}, float(loop["max_lag_s"]))],
-        )
-    return "\n".join(out.lines) + "\n"
