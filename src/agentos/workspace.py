@@ -8,7 +8,7 @@ Layout under the state dir::
 
 Operations on the shared clone (fetch, worktree add/remove, push) hold a per-clone
 :class:`asyncio.Lock`; operations inside one worktree (commit, diff, reset) do not. Hooks and tests
-run with a scrubbed environment: the agents' allowlist (PATH, HOME, locale…) plus the repo's ``pass_env``,
+run with :func:`agentos.proc.scrubbed_env` (the one allowlist every child gets) plus the repo's ``pass_env``,
 so a repo's scripts never see a token they were not given.
 
 A repo may have a worktree budget (``max_worktrees``, ``max_worktree_disk_mb``): :meth:`Workspace.has_room`
@@ -33,7 +33,7 @@ import time
 import unicodedata
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,19 +43,11 @@ import structlog
 
 from agentos._workspace_guard import Breach, Guard, WorkspaceGuard, _admin_dir
 from agentos._worktree_budget import BudgetReport, Finished, WorktreeBudget
-from agentos.agents.runner import scrubbed_env as allowlisted_env
+from agentos.agents.contract import RESULT_FILE
 from agentos.config import RepoConfig
 from agentos.fsutil import atomic_write_bytes, atomic_write_text
-from agentos.gitutil import (
-    CommandResult,
-    GitError,
-    GitResult,
-    WorkspaceError,
-    git,
-    local_git_dir,
-    read_refs,
-    run_shell,
-)
+from agentos.gitutil import GitError, GitResult, WorkspaceError, git, local_git_dir, read_refs
+from agentos.proc import CommandResult, run_shell, scrubbed_env
 
 __all__ = [
     "RESULT_FILE",
@@ -73,13 +65,11 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "branch_name",
-    "scrubbed_env",
 ]
 
 log = structlog.get_logger(__name__)
 
 HookName = Literal["after_create", "before_run", "after_run", "before_remove"]
-RESULT_FILE = ".agent_result.md"
 READY_MARK = "agentos-ready"
 LEASE_MARK = "agentos-lease"
 SLUG_MAX = 40
@@ -165,15 +155,6 @@ def branch_name(issue: int, title: str) -> str:
             break
         slug = candidate
     return f"agentos/{issue}-{slug}" if slug else f"agentos/{issue}"
-
-
-def scrubbed_env(extra: Mapping[str, str] | None = None, pass_env: Sequence[str] = ()) -> dict[str, str]:
-    """What a hook or the test command gets: what every agent gets from the daemon's environment
-    (:data:`~agentos.agents.runner.ENV_ALLOWLIST`, and ``TZ``), the ``pass_env`` names, plus ``extra``.
-    Nothing else gets through: no token reaches a repo's scripts unless ``pass_env`` names it."""
-    env = allowlisted_env([*pass_env, "TZ"], dict(extra or {}), os.environ)
-    env.setdefault("PATH", os.defpath)
-    return env
 
 
 def _dir_name(branch: str) -> str:
@@ -793,7 +774,7 @@ class Workspace(WorkspaceGuard, WorktreeBudget):
         command: str | None = getattr(self.repo.hooks, name)
         if not command:
             return HookResult(name, None)
-        env = scrubbed_env(pass_env=self.repo.pass_env)
+        env = scrubbed_env(self.repo.pass_env)
         res = await run_shell(command, cwd=worktree, env=env, timeout=self.repo.hooks.timeout_s)
         result = HookResult(name, command, res.code, res.output_tail, res.timed_out, res.duration_s)
         if result.ok:
@@ -812,12 +793,12 @@ class Workspace(WorkspaceGuard, WorktreeBudget):
     async def run_tests(self, worktree: Path, env: Mapping[str, str] | None = None) -> CommandResult:
         """The repo's ``test_command`` in ``worktree``, limited to ``test_timeout_s``.
 
-        The environment is the scrubbed one (:func:`scrubbed_env` with the repo's ``pass_env``) plus ``env``.
+        The environment is :func:`agentos.proc.scrubbed_env` with the repo's ``pass_env``, plus ``env``.
         """
         res = await run_shell(
             self.repo.test_command,
             cwd=worktree,
-            env=scrubbed_env(env, self.repo.pass_env),
+            env=scrubbed_env(self.repo.pass_env, env),
             timeout=self.repo.test_timeout_s,
         )
         log.info(
