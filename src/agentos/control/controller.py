@@ -10,20 +10,17 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from os.path import samefile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.budget import agent_verdicts, describe_pause, issue_breach, lift_agent_pause, limits_text
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import READY_LABEL
+from agentos.forge.base import READY_LABEL, IssueWriter
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
-
-if TYPE_CHECKING:  # the daemon on GitHub never loads the local forge
-    from agentos.forge.local import LocalForge
 
 log = alog.get_logger("agentos.controller")
 
@@ -342,16 +339,16 @@ class Controller:
 
     # ------------------------------------------------------------ issues (`agentos issue new|ready`)
 
-    def _local_forge(self, config: str | None) -> LocalForge:
-        """The local forge, when this daemon serves the config file ``config`` (the CLI's, None for none)."""
-        from agentos.forge.local import LocalForge
-
+    def _local_forge(self, config: str | None) -> IssueWriter:
+        """The forge's issue writer (the local forge's), when this daemon serves the config file ``config`` (the
+        CLI's, None for none)."""
         own = self.rt.config_path
         if not _same_file(config, own):
             raise ControlError(f"this daemon serves {own or 'no config file'}, not {config or 'no config file'}")
-        if not isinstance(self.rt.forge, LocalForge):
+        writer = self.rt.forge.issue_writer
+        if writer is None:
             raise ControlError("`agentos issue` works on the local forge; this config uses GitHub (its issues)")
-        return self.rt.forge
+        return writer
 
     def _issue_repo(self, name: str | None) -> str:
         if name is not None:
