@@ -3,13 +3,15 @@
     AgentosError
      └── WorkspaceError       a workspace operation failed
           ├── GitError        a git command exited non-zero or timed out
-          ├── PushRejected    (workspace.py) the remote moved: the lease did not hold
-          └── HookFailed      (workspace.py) a hook that must pass did not
+          ├── PushRejected    (_worktree.py) the remote moved: the lease did not hold
+          └── HookFailed      (_worktree.py) a hook that must pass did not
+
+(``agentos.workspace`` re-exports all four.)
 
 :func:`git` supplies agentos's own identity through ``-c`` options so commits never depend on the
 machine's global config, turns hooks and fsmonitor off (:data:`GIT_SAFETY`), and runs git in the C locale
-so the messages we look at are stable.
-Shell commands (tests, hooks) and the process-group kill policy are in :mod:`agentos.proc`.
+so the messages we look at are stable. Shell commands (tests, hooks) and the process-group kill policy are in
+:mod:`agentos.proc`.
 """
 
 from __future__ import annotations
