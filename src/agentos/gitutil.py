@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from agentos.errors import AgentosError
-from agentos.proc import kill_group_now
+from agentos.proc import signal_group
 
 GIT_IDENTITY = ("-c", "user.name=agentos", "-c", "user.email=agentos@localhost")
 GIT_SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
@@ -110,11 +111,11 @@ async def git(
         async with asyncio.timeout(timeout):
             out_b, err_b = await proc.communicate()
     except TimeoutError:
-        kill_group_now(proc.pid)
+        signal_group(proc.pid, signal.SIGKILL)
         await proc.wait()
         raise GitError(args, -1, f"timed out after {timeout:g}s") from None
     except BaseException:
-        kill_group_now(proc.pid)
+        signal_group(proc.pid, signal.SIGKILL)
         raise
     result = GitResult(proc.returncode or 0, out_b.decode("utf-8", "replace"), err_b.decode("utf-8", "replace"))
     if check and result.code != 0:

@@ -42,7 +42,6 @@ __all__ = [
     "MARKER_ENV",
     "CommandResult",
     "group_alive",
-    "kill_group_now",
     "kill_marked",
     "kill_orphan",
     "marked_pids",
@@ -175,12 +174,6 @@ async def sweep_group(proc: asyncio.subprocess.Process, *, what: str) -> None:
         log.info("process_leftovers_killed", what=what, pid=proc.pid)
         signal_group(proc.pid, signal.SIGKILL)
         await wait_group_gone(proc, _REAP_S)
-
-
-def kill_group_now(pgid: int) -> None:
-    """SIGKILL the group without waiting (a cancelled ``git``); a group already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- /proc
@@ -347,7 +340,7 @@ async def run_shell(
         except TimeoutError:
             reader.cancel()
     except BaseException:
-        kill_group_now(proc.pid)
+        signal_group(proc.pid, signal.SIGKILL)
         reader.cancel()
         raise
     code = -1 if timed_out else (proc.returncode if proc.returncode is not None else -1)
