@@ -33,7 +33,8 @@ class TestRunShell:
     async def test_timeout_kills_the_whole_group(self, tmp_path: Path) -> None:
         """A timed-out command's children die with it."""
         pid_file = tmp_path / "pid"
-        result = await run_shell(f"sleep 30 & echo $! > {pid_file}; wait", cwd=tmp_path, env=ENV, timeout=0.5)
+        # the limit leaves a loaded machine time to start the shell and write the pid before it is killed
+        result = await run_shell(f"sleep 30 & echo $! > {pid_file}; wait", cwd=tmp_path, env=ENV, timeout=2)
         assert result.timed_out and result.code == -1
         assert await _gone(int(pid_file.read_text()))
 
@@ -41,7 +42,7 @@ class TestRunShell:
         """A command that ignores SIGTERM is SIGKILLed after the grace period, and still reported as timed out."""
         ready = tmp_path / "ready"
         cmd = f"trap '' TERM; touch {ready}; while :; do sleep 1; done"
-        result = await run_shell(cmd, cwd=tmp_path, env=ENV, timeout=2, kill_grace_s=0.2)
+        result = await run_shell(cmd, cwd=tmp_path, env=ENV, timeout=3, kill_grace_s=0.2)
         assert ready.exists(), "the command never started"
         assert result.timed_out and result.code == -1
 
