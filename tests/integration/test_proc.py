@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from agentos.proc import run_shell
 
@@ -39,12 +40,16 @@ class TestRunShell:
         assert await _gone(int(pid_file.read_text()))
 
     async def test_a_command_ignoring_sigterm_is_killed(self, tmp_path: Path) -> None:
-        """A command that ignores SIGTERM is SIGKILLed after the grace period, and still reported as timed out."""
+        """A command that ignores SIGTERM is SIGKILLed after the grace period (the escalation is logged for the
+        operator), and still reported as timed out."""
         ready = tmp_path / "ready"
         cmd = f"trap '' TERM; touch {ready}; while :; do sleep 1; done"
-        result = await run_shell(cmd, cwd=tmp_path, env=ENV, timeout=3, kill_grace_s=0.2)
+        with capture_logs() as logs:
+            result = await run_shell(cmd, cwd=tmp_path, env=ENV, timeout=3, kill_grace_s=0.2)
         assert ready.exists(), "the command never started"
         assert result.timed_out and result.code == -1
+        escalations = [e for e in logs if e["event"] == "process_kill_escalated"]
+        assert [e["what"] for e in escalations] == ["command"]
 
     async def test_leftovers_of_a_finished_command_are_killed(self, tmp_path: Path) -> None:
         """What a command leaves running in the background is killed when it exits, and does not hold it up."""
