@@ -1,10 +1,10 @@
-"""What an attempt may not change, checked around every agent run: :class:`WorkspaceGuard`, mixed into
-:class:`~agentos.workspace.Workspace`.
+"""What an attempt may not change, checked around every agent run: :class:`AttemptGuard`, built over a
+:class:`~agentos.clone.Clone` (a :class:`~agentos.workspace.Workspace` has one and delegates to it).
 
-Before the agent starts, :meth:`WorkspaceGuard.guard` snapshots what it can reach but must not change: its
+Before the agent starts, :meth:`AttemptGuard.snapshot` records what it can reach but must not change: its
 worktree's ``.git`` link, agentos's clone (config, hooks, info files; :data:`SHARED_FILES`, :data:`SHARED_DIRS`)
-and the refs of a local remote. Right after it ran, :meth:`WorkspaceGuard.check_guard` puts the link and the
-clone back and reports each :class:`Breach`. :meth:`WorkspaceGuard.find_secrets` scans what a push would publish.
+and the refs of a local remote. Right after it ran, :meth:`AttemptGuard.check` puts the link and the clone back
+and reports each :class:`Breach`. :meth:`AttemptGuard.find_secrets` scans what a push would publish.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import structlog
 
-from agentos.config import RepoConfig
-from agentos.gitutil import GitResult, local_git_dir, read_refs
+from agentos._worktree import admin_dir
+from agentos.clone import Clone
+from agentos.gitutil import local_git_dir, read_refs
 
-__all__ = ["SHARED_DIRS", "SHARED_FILES", "Breach", "Guard", "WorkspaceGuard"]
+__all__ = ["SHARED_DIRS", "SHARED_FILES", "AttemptGuard", "Breach", "Guard"]
 
 log = structlog.get_logger("agentos.workspace")
 
@@ -35,7 +36,7 @@ SHARED_DIRS = ("hooks", "info")
 
 @dataclass(frozen=True)
 class Guard:
-    """What an attempt must leave as it found it (:meth:`Workspace.guard`, :meth:`Workspace.check_guard`)."""
+    """What an attempt must leave as it found it (:meth:`AttemptGuard.snapshot`, :meth:`AttemptGuard.check`)."""
 
     link: bytes | None
     """The worktree's ``.git`` file."""
@@ -57,18 +58,6 @@ class Breach:
 
     kind: Literal["link", "shared", "history", "remote"]
     detail: str
-
-
-def _admin_dir(worktree: Path) -> Path | None:
-    """The worktree's private git dir (``<clone>/worktrees/<id>``), read from its ``.git`` file."""
-    try:
-        text = (worktree / ".git").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    if not text.startswith("gitdir:"):
-        return None
-    admin = Path(text.removeprefix("gitdir:").strip())
-    return admin if admin.is_absolute() else (worktree / admin).resolve()
 
 
 def _read_link(worktree: Path) -> bytes | None:
@@ -97,7 +86,7 @@ def _shared_files(clone: Path, worktree: Path) -> dict[str, tuple[bytes, int]]:
     for folder in SHARED_DIRS:
         if (clone / folder).is_dir():
             paths += sorted((clone / folder).rglob("*"))
-    admin = _admin_dir(worktree)
+    admin = admin_dir(worktree)
     if admin is not None:
         paths.append(admin / "config.worktree")
     for path in paths:
@@ -132,40 +121,20 @@ def _restore_shared(clone: Path, before: dict[str, tuple[bytes, int]], changed: 
                 os.chmod(path, mode)
 
 
-class WorkspaceGuard:
-    """The guard and the secret scan of :class:`~agentos.workspace.Workspace` (whose clone, remote and git it uses)."""
+class AttemptGuard:
+    """The guard around an agent's run and the secret scan before a push, over one repository's clone."""
 
-    clone_path: Path
-    repo: RepoConfig
-    remote_url: str
-    git_env: dict[str, str]
+    def __init__(self, clone: Clone) -> None:
+        self.clone = clone
 
-    if TYPE_CHECKING:
-
-        @property
-        def base(self) -> str: ...
-
-        async def git(
-            self,
-            *args: str,
-            cwd: Path | None = None,
-            check: bool = True,
-            timeout: float = 120,
-            env: Mapping[str, str] | None = None,
-        ) -> GitResult: ...
-
-        async def rev(self, ref: str, *, cwd: Path | None = None) -> str | None: ...
-
-        async def is_ancestor(self, ancestor: str, descendant: str, *, cwd: Path | None = None) -> bool: ...
-
-    async def guard(self, worktree: Path) -> Guard:
+    async def snapshot(self, worktree: Path) -> Guard:
         """Snapshot what an agent in ``worktree`` can reach but must not change: its ``.git`` link, the clone's
         config, hooks and info files, and the refs of a local remote. Take it right before the agent starts."""
         link = await asyncio.to_thread(_read_link, worktree)
-        shared = await asyncio.to_thread(_shared_files, self.clone_path, worktree)
+        shared = await asyncio.to_thread(_shared_files, self.clone.clone_path, worktree)
         return Guard(link, shared, await self._local_remote_refs())
 
-    async def check_guard(self, worktree: Path, guard: Guard, *, branch: str, since: str) -> list[Breach]:
+    async def check(self, worktree: Path, guard: Guard, *, branch: str, since: str) -> list[Breach]:
         """What the agent changed that it must not have, right after it ran and before agentos runs git there.
 
         A replaced ``.git`` link and changed clone files are put back as they were (so no git command of ours
@@ -176,47 +145,49 @@ class WorkspaceGuard:
         if guard.link is not None and await asyncio.to_thread(_read_link, worktree) != guard.link:
             await asyncio.to_thread(_restore_link, worktree, guard.link)
             breaches.append(Breach("link", "the agent deleted or replaced the worktree's .git; agentos restored it"))
-        now = await asyncio.to_thread(_shared_files, self.clone_path, worktree)
+        now = await asyncio.to_thread(_shared_files, self.clone.clone_path, worktree)
         changed = sorted(k for k in set(now) | set(guard.shared) if now.get(k) != guard.shared.get(k))
         if changed:
-            await asyncio.to_thread(_restore_shared, self.clone_path, guard.shared, changed)
+            await asyncio.to_thread(_restore_shared, self.clone.clone_path, guard.shared, changed)
             shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
             breaches.append(Breach("shared", f"the agent changed agentos's clone of the repo ({shown}); restored"))
         head, tip = await self._head_ref(worktree)
-        if tip is None or (tip != since and not await self.is_ancestor(since, tip)):
+        if tip is None or (tip != since and not await self.clone.is_ancestor(since, tip)):
             breaches.append(
                 Breach("history", f"{branch} was rewritten: it no longer descends from {since[:12]}, its start")
             )
         elif head != f"refs/heads/{branch}":  # work on another branch or a detached HEAD: it is still the task's
-            await self.git("checkout", "-q", "-B", branch, cwd=worktree)
-            log.info("worktree_reattached", repo=self.repo.name, branch=branch, left_for=head or "detached HEAD")
+            await self.clone.git("checkout", "-q", "-B", branch, cwd=worktree)
+            log.info("worktree_reattached", repo=self.clone.repo.name, branch=branch, left_for=head or "detached HEAD")
         if guard.remote_refs is not None:
             pushed = await self._pushed_elsewhere(worktree, guard.remote_refs, branch=branch, since=since)
             if pushed:
                 breaches.append(
-                    Breach("remote", f"the agent pushed its commits to {', '.join(pushed)} in {self.remote_url}")
+                    Breach("remote", f"the agent pushed its commits to {', '.join(pushed)} in {self.clone.remote_url}")
                 )
         if breaches:
-            log.warning("attempt_breaches", repo=self.repo.name, branch=branch, breaches=[b.detail for b in breaches])
+            details = [b.detail for b in breaches]
+            log.warning("attempt_breaches", repo=self.clone.repo.name, branch=branch, breaches=details)
         return breaches
 
     async def _head_ref(self, worktree: Path) -> tuple[str, str | None]:
         """The branch HEAD is on (``refs/heads/…``, "" when detached) and its commit (None when unborn or broken),
         in one git process when HEAD names a commit."""
-        res = await self.git("rev-parse", "HEAD^{commit}", "--symbolic-full-name", "HEAD", cwd=worktree, check=False)
+        args = ("rev-parse", "HEAD^{commit}", "--symbolic-full-name", "HEAD")
+        res = await self.clone.git(*args, cwd=worktree, check=False)
         lines = res.out.split()
         if res.ok and len(lines) == 2:
             return ("" if lines[1] == "HEAD" else lines[1]), lines[0]
-        head = (await self.git("symbolic-ref", "-q", "HEAD", cwd=worktree, check=False)).out.strip()
-        return head, await self.rev("HEAD", cwd=worktree)
+        head = (await self.clone.git("symbolic-ref", "-q", "HEAD", cwd=worktree, check=False)).out.strip()
+        return head, await self.clone.rev("HEAD", cwd=worktree)
 
     async def _local_remote_refs(self) -> dict[str, str] | None:
-        if "://" in self.remote_url and not self.remote_url.startswith("file://"):
+        if "://" in self.clone.remote_url and not self.clone.remote_url.startswith("file://"):
             return None  # a network remote: the agent has no credentials for it (and a query costs a request)
-        git_dir = local_git_dir(self.remote_url)
-        if git_dir is not None and (found := await read_refs(git_dir, env=self.git_env)) is not None:
+        git_dir = local_git_dir(self.clone.remote_url)
+        if git_dir is not None and (found := await read_refs(git_dir, env=self.clone.git_env)) is not None:
             return found  # one for-each-ref there; ls-remote (a file:// URL, or git refused) runs upload-pack too
-        res = await self.git("ls-remote", self.remote_url, check=False)
+        res = await self.clone.git("ls-remote", self.clone.remote_url, check=False)
         if not res.ok:
             return None
         refs = {}
@@ -231,17 +202,17 @@ class WorkspaceGuard:
         moved = [r for r, sha in after.items() if r != f"refs/heads/{branch}" and before.get(r) != sha]
         if not moved:
             return []
-        ours = await self.git(
+        ours = await self.clone.git(
             "rev-list", "--max-count=200", "HEAD", f"refs/heads/{branch}", "--not", since, cwd=worktree, check=False
         )
         commits = ours.out.split() if ours.ok else []
         pushed = []
         for ref in moved:
             sha = after[ref]
-            if await self.rev(sha) is None:
+            if await self.clone.rev(sha) is None:
                 continue  # not in our clone: no commit of this worktree's
             for commit in commits:
-                if await self.is_ancestor(commit, sha):
+                if await self.clone.is_ancestor(commit, sha):
                     pushed.append(ref)
                     break
         return pushed
@@ -252,7 +223,7 @@ class WorkspaceGuard:
         Returns ``"<path> (<commit>): <what>"`` for each line with one, never the secret itself, and the commit
         scanned as HEAD (the first the log shows; None when no commit is ahead of the base): push that one
         (:meth:`push` ``sha=``) and what is published is what was scanned."""
-        res = await self.git(
+        res = await self.clone.git(
             "log",
             "-p",
             "--no-color",
@@ -260,7 +231,7 @@ class WorkspaceGuard:
             "--no-textconv",
             "-U0",
             "--format=commit %H",
-            f"refs/remotes/origin/{self.base}..HEAD",
+            f"refs/remotes/origin/{self.clone.base}..HEAD",
             cwd=worktree,
             timeout=600,
         )

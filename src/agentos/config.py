@@ -25,6 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from agentos.configpath import credential_dirs as credential_dirs
 from agentos.configpath import default_paths as default_paths
 from agentos.configpath import find_config as find_config
 from agentos.errors import AgentosError
@@ -771,12 +772,6 @@ def set_value(path: Path, key: str, raw_value: str | Any) -> Config:
 
 
 # ---------------------------------------------------------------- secrets
-
-
-def credential_dirs() -> list[Path]:
-    """Where credential files are looked for: systemd's, then the ones ``agentos init`` writes."""
-    dirs = [Path(p) for p in os.environ.get("CREDENTIALS_DIRECTORY", "").split(":") if p]
-    return [*dirs, Path("~/.config/agentos/credentials").expanduser(), Path("/etc/agentos/credentials")]
 
 
 def secret(name: str, *, env: str | None = None) -> str | None:

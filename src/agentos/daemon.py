@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from agentos import __version__
 from agentos import logging as alog
-from agentos.config import Config, ConfigError, JobConfig, RepoConfig, load_config, secret
+from agentos.config import Config, ConfigError, JobConfig, load_config, secret
 from agentos.control.controller import Controller
 from agentos.control.notify import Notifier
 from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
 from agentos.errors import ControlError
 from agentos.executor import Executor
 from agentos.forge.base import Forge
-from agentos.forge.local import LocalForge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
 from agentos.jobs.dispatch import Dispatcher
@@ -46,6 +45,7 @@ from agentos.jobs.watchdog import StallWatchdog
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
+from agentos.workspace_registry import WorkspaceRegistry
 
 if TYPE_CHECKING:
     from agentos.control.status_page import StatusPage
@@ -117,8 +117,8 @@ def _say(message: str) -> None:
     print(f"agentos: {message}", file=sys.stderr, flush=True)
 
 
-def build_forge(config: Config) -> tuple[Forge, Callable[[RepoConfig], tuple[str, dict[str, str]]]]:
-    """The forge the config names, and how to reach each repo's git remote (see forge/factory.py)."""
+def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
+    """The forge the config names, and the one workspace registry its parts share (see forge/factory.py)."""
     from agentos.forge.factory import build_forge as build
 
     return build(config)
@@ -179,8 +179,7 @@ class Daemon:
                 rt.scheduler.reconfigure(job_configs(new), tz=new.zone)
             rt.config = new
             self.config = new
-            if isinstance(rt.forge, LocalForge):
-                rt.forge.repos = {r.name: r for r in new.repos}
+            rt.forge.reconfigure(new.repos)
             if new.log_level != old.log_level:
                 alog.configure(new.log_level)
             self.reloads += 1
@@ -263,14 +262,14 @@ class Daemon:
             return EXIT_BAD_STATE
         self._prune_events(store)
         try:
-            forge, remote = build_forge(self.config)
+            forge, workspaces = build_forge(self.config)
         except ConfigError as exc:
             log.critical("config_invalid", problems=exc.problems)
             for problem in exc.problems:
                 _say(problem)
             return EXIT_CONFIG
         try:
-            return await self._serve(store, graph, state, forge, remote)
+            return await self._serve(store, graph, state, forge, workspaces)
         finally:
             await forge.aclose()
 
@@ -288,9 +287,19 @@ class Daemon:
         graph: TaskGraph,
         state: DaemonState,
         forge: Forge,
-        remote: Callable[[RepoConfig], tuple[str, dict[str, str]]],
+        workspaces: WorkspaceRegistry,
     ) -> int:
-        rt = Runtime(self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock)
+        rt = Runtime(
+            self.config,
+            self.config_path,
+            store,
+            graph,
+            state,
+            forge,
+            workspaces.remote_for,
+            clock=self.clock,
+            workspace_registry=workspaces,
+        )
         self.rt = rt
         executor = Executor(rt)
         controller = Controller(rt, on_reload=self.reload)

@@ -13,8 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agentos.agents.contract import RESULT_FILE as RESULT
+
 DIFF = re.compile(r"```+diff\n(.*?)\n```", re.DOTALL)
-RESULT = ".agent_result.md"
 
 
 def write_result(status: str, code: str, summary: str, **fields: str) -> None:

@@ -4,7 +4,7 @@ AgentosError
  ├── ConfigError            config.py       (a bad config file; one message per problem)
  ├── StateError             state_model.py  (CorruptState, SchemaTooNew, AlreadyRunning; raised by store.py)
  ├── ForgeError             forge/base.py   (NotFound; GitHubError → RateLimited)
- ├── WorkspaceError         workspace.py    (a git operation failed)
+ ├── WorkspaceError         gitutil.py      (a git operation failed; PushRejected, HookFailed in _worktree.py)
  └── ControlError           control/        (a bad request, a daemon that is not running)
 """
 

@@ -26,6 +26,7 @@ from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
 from agentos.agents.contract import (
     PERMANENT_CODES,
+    RESULT_FILE,
     ContractError,
     ResultContract,
     read_contract,
@@ -55,7 +56,6 @@ from agentos.workspace import Breach, Workspace, branch_name
 
 log = alog.get_logger("agentos.executor")
 
-RESULT_FILE = ".agent_result.md"
 START_FILE = "start_sha"  # in the run dir: the branch tip the attempt started from
 CONTAINMENT_CODES: dict[str, bool] = {
     "history_rewritten": False,  # the branch was rewritten or left: work saved as a patch, retried from the start
@@ -405,7 +405,7 @@ class Executor:
                 task, attempt, "no_diff_produced", "the agent reported complete but changed nothing"
             )
             return
-        tests = await ws.run_tests(worktree, _test_env())
+        tests = await ws.run_tests(worktree)
         if tests.code != 0 or tests.timed_out:
             why = "timed out" if tests.timed_out else f"exit {tests.code}"
             detail = f"`{repo.test_command}` {why}:\n{redact(tests.output_tail[-3000:])}"
@@ -686,11 +686,6 @@ def _read_start(run_dir: Path) -> str | None:
     except OSError:
         return None
     return sha or None
-
-
-def _test_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "VIRTUAL_ENV")
-    return {k: v for k, v in os.environ.items() if k in keep}
 
 
 def _commit_message(task: Task, summary: str, *, partial: bool = False) -> str:

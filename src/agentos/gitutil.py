@@ -1,40 +1,35 @@
-"""Subprocesses that never block the event loop: ``git`` and shell commands (tests, hooks).
+"""``git`` without blocking the event loop, and the errors of a workspace.
 
     AgentosError
      └── WorkspaceError       a workspace operation failed
           ├── GitError        a git command exited non-zero or timed out
-          ├── PushRejected    (workspace.py) the remote moved: the lease did not hold
-          └── HookFailed      (workspace.py) a hook that must pass did not
+          ├── PushRejected    (_worktree.py) the remote moved: the lease did not hold
+          └── HookFailed      (_worktree.py) a hook that must pass did not
+
+(``agentos.workspace`` re-exports all four.)
 
 :func:`git` supplies agentos's own identity through ``-c`` options so commits never depend on the
 machine's global config, turns hooks and fsmonitor off (:data:`GIT_SAFETY`), and runs git in the C locale
-so the messages we look at are stable.
-:func:`run_shell` runs a command in its own process group and kills the whole group on timeout or
-cancellation (TERM, a grace period, then KILL), so nothing a test command or hook started survives it.
+so the messages we look at are stable. Shell commands (tests, hooks) and the process-group kill policy are in
+:mod:`agentos.proc`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from agentos.errors import AgentosError
-
-log = structlog.get_logger(__name__)
+from agentos.proc import signal_group
 
 GIT_IDENTITY = ("-c", "user.name=agentos", "-c", "user.email=agentos@localhost")
 GIT_SAFETY = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 """No hook and no fsmonitor command ever runs in agentos's own git commands: an agent can write both into the
 clone its worktree shares (``hooks/``, ``config``), and they would run with the daemon's environment."""
-TAIL_BYTES = 16 * 1024
 GIT_ENV_KEEP = frozenset(
     {
         *("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"),
@@ -72,20 +67,6 @@ class GitResult:
     @property
     def ok(self) -> bool:
         return self.code == 0
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """How a shell command ended. ``code`` is -1 when it was killed for its time limit."""
-
-    code: int
-    output_tail: str
-    timed_out: bool
-    duration_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0 and not self.timed_out
 
 
 def git_environ(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -130,11 +111,11 @@ async def git(
         async with asyncio.timeout(timeout):
             out_b, err_b = await proc.communicate()
     except TimeoutError:
-        _kill_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         await proc.wait()
         raise GitError(args, -1, f"timed out after {timeout:g}s") from None
     except BaseException:
-        _kill_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
         raise
     result = GitResult(proc.returncode or 0, out_b.decode("utf-8", "replace"), err_b.decode("utf-8", "replace"))
     if check and result.code != 0:
@@ -185,85 +166,3 @@ async def read_refs(
         if ref:
             refs[ref] = sha
     return refs
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-async def run_shell(
-    cmd: str,
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout: float,
-    kill_grace_s: float = 5.0,
-    tail_bytes: int = TAIL_BYTES,
-) -> CommandResult:
-    """Run ``cmd`` with ``/bin/sh -c`` in its own process group, with exactly ``env`` as environment.
-
-    Output (stdout and stderr together) is kept as a tail of ``tail_bytes``. On timeout the group gets
-    SIGTERM, then SIGKILL after ``kill_grace_s``. When the shell exits, whatever it left running in its
-    group is killed too, so a stray background process cannot hold the output pipe open.
-    """
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh",
-        "-c",
-        cmd,
-        cwd=cwd,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    tail = bytearray()
-
-    async def pump() -> None:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):
-            tail.extend(chunk)
-            if len(tail) > tail_bytes:
-                del tail[: len(tail) - tail_bytes]
-
-    reader = asyncio.create_task(pump())
-    timed_out = False
-    try:
-        try:
-            async with asyncio.timeout(timeout):
-                await proc.wait()
-        except TimeoutError:
-            timed_out = True
-            await _terminate_group(proc, kill_grace_s, cmd)
-        _kill_group(proc.pid, signal.SIGKILL)
-        try:
-            async with asyncio.timeout(max(kill_grace_s, 1.0)):
-                await reader  # a process that left our group may still hold the pipe: stop waiting
-        except TimeoutError:
-            reader.cancel()
-    except BaseException:
-        _kill_group(proc.pid, signal.SIGKILL)
-        reader.cancel()
-        raise
-    code = -1 if timed_out else (proc.returncode if proc.returncode is not None else -1)
-    return CommandResult(code, tail.decode("utf-8", "replace"), timed_out, round(time.monotonic() - started, 3))
-
-
-async def _terminate_group(proc: asyncio.subprocess.Process, grace_s: float, cmd: str) -> None:
-    """TERM the group, give it ``grace_s`` to go, then KILL it (logged: that is an escalation)."""
-    _kill_group(proc.pid, signal.SIGTERM)
-    try:
-        async with asyncio.timeout(grace_s):
-            await proc.wait()
-        return
-    except TimeoutError:
-        pass
-    log.warning("command_ignored_sigterm", cmd=cmd[:200], pid=proc.pid, grace_s=grace_s)
-    _kill_group(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await proc.wait()

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from agentos.agents.contract import ContractError, read_contract
+from agentos.agents.contract import RESULT_FILE, ContractError, read_contract
 from agentos.graph import Attempt, Task
 from agentos.redact import redact
 
@@ -78,7 +78,7 @@ def _update(worktree: Path, task: Task, attempt: Attempt, files: Sequence[str]) 
     decisions = risks = ""
     if attempt.run_dir:
         try:
-            contract = read_contract(Path(attempt.run_dir) / ".agent_result.md")
+            contract = read_contract(Path(attempt.run_dir) / RESULT_FILE)
             decisions, risks = contract.decisions, contract.risks
         except ContractError:
             pass

@@ -7,8 +7,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,20 +21,13 @@ from agentos.ports import Action, Severity
 from agentos.state_writer import StateWriteFailure, StateWriter
 from agentos.store import DaemonState, StateError, Store
 from agentos.workspace import Workspace
+from agentos.workspace_registry import WorkspaceRegistry
 
 if TYPE_CHECKING:
     from agentos.control.notify import Message, Notifier
     from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.runtime")
-
-
-async def _remote_credentials(
-    creds: Callable[[str], Awaitable[tuple[str, dict[str, str]]]], repo: RepoConfig
-) -> tuple[str, dict[str, str]]:
-    """A forge's fresh git credentials for ``repo``; an explicit ``remote`` in the config wins."""
-    url, env = await creds(repo.name)
-    return repo.remote or url, env
 
 
 def utcnow() -> datetime:
@@ -55,7 +47,9 @@ class Runtime:
     notifier: Notifier | None = None
     scheduler: Scheduler | None = None
     started_at: datetime = field(default_factory=utcnow)
-    workspaces: dict[str, Workspace] = field(default_factory=dict)
+    workspace_registry: WorkspaceRegistry | None = None
+    """The daemon's one registry of clones (shared with the local forge); built from ``remote_for`` and the
+    forge's credentials on first use when not given."""
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     stopping: bool = False
     writer: StateWriter = field(init=False)
@@ -127,14 +121,10 @@ class Runtime:
         return repo.enabled and name not in self.state.disabled_repos
 
     def workspace(self, repo: RepoConfig) -> Workspace:
-        ws = self.workspaces.get(repo.name)
-        if ws is None or ws.repo != repo:
-            url, env = self.remote_for(repo)
-            creds = getattr(self.forge, "git_credentials", None)
-            refresh = None if creds is None else functools.partial(_remote_credentials, creds, repo)
-            ws = Workspace(self.state_dir, repo, remote_url=url, git_env=env, credentials=refresh)
-            self.workspaces[repo.name] = ws
-        return ws
+        if self.workspace_registry is None:
+            creds = self.forge.credentials if self.forge is not None else None
+            self.workspace_registry = WorkspaceRegistry(self.state_dir, self.remote_for, credentials=creds)
+        return self.workspace_registry.workspace(repo)
 
     def commit(self, events: Iterable[Event], tasks: Iterable[Task] = ()) -> None:
         """Journal events and the tasks they changed (fsynced) before anything is done outside."""

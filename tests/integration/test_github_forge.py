@@ -245,7 +245,7 @@ class TestPullRequestLifecycle:
             assert (await forge.checks(REPO, pr.number)).state == "success"
 
             result = await forge.merge_pr(REPO, pr.number, sha=head, title="Add mul", body=f"Closes #{issue.number}")
-            assert result.merged
+            assert result.merged and result.reason == "merged"
             assert await fake.branch_sha(REPO, "agentos/1-mul") is None
             assert await fake.branch_sha(REPO, "main") == result.sha
             assert await fake.git(REPO, "log", "-1", "--format=%s", "main") == f"Add mul (#{pr.number})"
@@ -289,9 +289,25 @@ class TestPullRequestLifecycle:
         pr = await rig.forge.open_pr(REPO, head="agentos/2-div", base="main", title="Div", body="")
         await push_branch(rig, "agentos/2-div", {"div.py": "x = 2\n"})
         result = await rig.forge.merge_pr(REPO, pr.number, sha=first, title="Div", body="")
-        assert not result.merged
+        assert not result.merged and result.reason == "head_moved"
         assert "Head branch was modified" in result.message
         assert await rig.fake.branch_sha(REPO, "agentos/2-div") is not None
+
+    async def test_a_conflicting_pr_is_not_merged_and_says_conflict(self, rig: Rig) -> None:
+        """GitHub's "not mergeable" refusal is a conflict, for the PR monitor to rebase."""
+        first = await push_branch(rig, "agentos/4-y", {"y.py": "y = 1\n"})
+        one = await rig.forge.open_pr(REPO, head="agentos/4-y", base="main", title="Y", body="")
+        second = await push_branch(rig, "agentos/5-y", {"y.py": "y = 2\n"})
+        two = await rig.forge.open_pr(REPO, head="agentos/5-y", base="main", title="Y too", body="")
+        assert (await rig.forge.merge_pr(REPO, one.number, sha=first, title="Y", body="")).merged
+        result = await rig.forge.merge_pr(REPO, two.number, sha=second, title="Y too", body="")
+        assert not result.merged and result.reason == "conflict"
+
+    def test_github_forge_declares_its_capabilities(self, rig: Rig) -> None:
+        """Checks ran on the head (rebase first), git credentials come from the forge, no issue writer."""
+        assert rig.forge.checks_merge_result is False
+        assert rig.forge.credentials is rig.forge
+        assert rig.forge.issue_writer is None
 
     async def test_close_pr_with_comment(self, rig: Rig) -> None:
         """close_pr comments once and closes."""

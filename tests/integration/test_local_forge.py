@@ -23,11 +23,13 @@ from agentos.forge.base import (
     Forge,
     ForgeError,
     Issue,
+    NotFound,
     marker,
 )
 from agentos.forge.local import LocalForge, closing_issues, parse_issue_file, render_issue_file
 from agentos.gitutil import git
 from agentos.workspace import Workspace, branch_name
+from agentos.workspace_registry import WorkspaceRegistry
 
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -100,6 +102,37 @@ def test_local_forge_is_a_forge(forge: LocalForge) -> None:
     """LocalForge satisfies the Forge protocol (checked by mypy through this assignment)."""
     implementation: Forge = forge
     assert implementation.kind == "local"
+
+
+def test_local_forge_declares_its_capabilities(forge: LocalForge) -> None:
+    """Checks test the merge result, git needs no credentials, and `agentos issue` can file issues here."""
+    assert forge.checks_merge_result is True
+    assert forge.credentials is None
+    assert forge.issue_writer is forge
+
+
+async def test_reconfigure_serves_the_repos_of_a_reloaded_config(forge: LocalForge, config: RepoConfig) -> None:
+    """After a reload names another repo, its issues are served; a repo no longer named is unknown."""
+    other = RepoConfig(name="other", path=config.path, test_command="true")
+    forge.reconfigure([other])
+    issue = await forge.new_issue("other", "On the new repo")
+    assert (await forge.get_issue("other", issue.number)).title == "On the new repo"
+    with pytest.raises(NotFound):
+        await forge.get_issue("calc", 1)
+
+
+async def test_checks_and_merges_use_the_workspace_registry_it_is_given(
+    tmp_path: Path, config: RepoConfig, user_repo: Path
+) -> None:
+    """Given the daemon's registry, the forge works in that registry's clone: one clone per repo in the process."""
+    registry = WorkspaceRegistry(tmp_path / "state", lambda repo: (str(user_repo), GIT_ENV))
+    forge = LocalForge(tmp_path / "state", {"calc": config}, git_env=GIT_ENV, workspaces=registry)
+    ws = registry.workspace(config)
+    assert forge.workspace("calc") is ws
+    issue = await forge.new_issue("calc", "Feature")
+    number, sha, _ = await ship(forge, ws, issue)
+    result = await forge.merge_pr("calc", number, sha=sha, title="", body="")
+    assert result.merged and await run("rev-parse", "refs/heads/main", cwd=user_repo) == result.sha
 
 
 class TestIssueFiles:
@@ -391,7 +424,7 @@ class TestMerge:
         await ws.commit_all(tree, "late")
         await ws.push(tree, "agentos/1-feature")
         result = await forge.merge_pr("calc", number, sha=old, title="", body="")
-        assert not result.merged and "head moved" in result.message
+        assert not result.merged and result.reason == "head_moved" and "head moved" in result.message
         assert await run("rev-parse", "HEAD", cwd=user_repo) == base
         assert (await forge.get_pr("calc", number)).state == "open"
 
@@ -401,6 +434,7 @@ class TestMerge:
         number, sha, _ = await ship(forge, ws, issue)
         first = await forge.merge_pr("calc", number, sha=sha, title="", body="")
         second = await forge.merge_pr("calc", number, sha=sha, title="", body="")
+        assert first.reason == second.reason == "merged"
         assert second.merged and second.sha == first.sha
         assert await run("rev-list", "--count", "HEAD", cwd=user_repo) == "2"
 
@@ -425,7 +459,7 @@ class TestMerge:
         number, sha, _ = await ship(forge, ws, issue)
         (user_repo / "app.py").write_text("x = 'editing'\n")
         result = await forge.merge_pr("calc", number, sha=sha, title="", body="")
-        assert not result.merged and "has uncommitted changes" in result.message
+        assert not result.merged and result.reason == "refused" and "has uncommitted changes" in result.message
         assert (user_repo / "app.py").read_text() == "x = 'editing'\n"
         assert (await forge.get_issue("calc", issue.number)).state == "open"
         await run("checkout", "--", "app.py", cwd=user_repo)
@@ -438,7 +472,8 @@ class TestMerge:
         number, sha, _ = await ship(forge, ws, issue)
         await commit_file(user_repo, "feature.txt", "base version\n", "conflicting base")
         result = await forge.merge_pr("calc", number, sha=sha, title="", body="")
-        assert not result.merged and "conflicts" in result.message and "feature.txt" in result.message
+        assert not result.merged and result.reason == "conflict"
+        assert "conflicts" in result.message and "feature.txt" in result.message
 
     async def test_merge_into_a_bare_repository(self, tmp_path: Path, user_repo: Path) -> None:
         """A bare repository works as the remote too."""

@@ -23,6 +23,7 @@ from agentos.graph import Attempt, Task, TaskStatus
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.runtime import Runtime
 from agentos.store import Store
+from agentos.workspace_registry import WorkspaceRegistry
 
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -60,10 +61,11 @@ async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
     store = Store(config.state_path, fsync=False)
     store.lock()
     graph, state = store.load()
-    forge = LocalForge(config.state_path, {"calc": repo}, git_env=GIT_ENV)
-    rt = Runtime(config, None, store, graph, state, forge, lambda r: (str(user), GIT_ENV), clock=lambda: NOW)
-    ws = forge.workspace("calc")
-    rt.workspaces["calc"] = ws  # one clone, one lock, as in the daemon
+    workspaces = WorkspaceRegistry(config.state_path, lambda r: (str(user), GIT_ENV))
+    forge = LocalForge(config.state_path, {"calc": repo}, git_env=GIT_ENV, workspaces=workspaces)
+    remote = workspaces.remote_for
+    rt = Runtime(config, None, store, graph, state, forge, remote, clock=lambda: NOW, workspace_registry=workspaces)
+    ws = rt.workspace(repo)  # one clone, one lock, shared with the forge, as in the daemon
     tasks = []
     for n in range(1, N + 1):
         branch = f"agentos/{n}-change-{n}"

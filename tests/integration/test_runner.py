@@ -83,6 +83,24 @@ def py(code: str) -> list[str]:
     return [PY, "-c", code]
 
 
+async def startup_s(argv: list[str], cwd: Path, env: dict[str, str], tmp_path: Path) -> float:
+    """How long this fake agent takes, on this machine and under its load now, to start, reach its mode and exit
+    (its ``crash`` mode: the same imports and set-up as ``hang``, then a stack trace).
+
+    Limits that a fake must outlive (installing ``SIG_IGN`` before the idle limit sends SIGTERM, printing before
+    the idle limit) are derived from it instead of being fixed fractions of a second that a loaded 2-core
+    machine can miss.
+    """
+    probe = await run_process(spec(argv, cwd, env | {"FAKE_AGENT_MODE": "crash"}, tmp_path / "startup.log"))
+    assert probe.exit_code == 1, (tmp_path / "startup.log").read_text()
+    return probe.duration_s
+
+
+def idle_after(startup: float) -> float:
+    """An idle limit that starts counting only well after the fake is up: four start-ups, and never below 0.3 s."""
+    return max(0.3, 4 * startup)
+
+
 # ---------------------------------------------------------------- process supervision
 
 
@@ -153,10 +171,11 @@ class TestRunProcess:
         env["FAKE_AGENT_PID_FILE"] = str(pid_file)
         argv = [str(FAKES / "claude"), "-p", "--output-format", "json", "--dangerously-skip-permissions"]
         log = tmp_path / "agent.log"
-        out = await run_process(spec(argv, repo, env, log, stdin=b"hi", idle=0.4, grace=0.2))
+        idle = idle_after(await startup_s(argv, repo, base_env | {"IS_SANDBOX": "1"}, tmp_path))
+        out = await run_process(spec(argv, repo, env, log, stdin=b"hi", idle=idle, grace=0.2))
         assert out.timed_out == "idle"
         assert out.killed_escalated
-        assert out.duration_s < 3
+        assert out.duration_s < idle + 3
         agent, child = pids(pid_file)
         assert not alive(agent) and not alive(child)
         assert "idle limit" in log.read_text()
@@ -175,18 +194,21 @@ class TestRunProcess:
         env = base_env | {"FAKE_AGENT_MODE": "hang", "FAKE_AGENT_IGNORE_TERM": "1"}
         env["FAKE_AGENT_PID_FILE"] = str(pid_file)
         argv = [str(FAKES / "command_agent.py")]
-        out = await run_process(spec(argv, tmp_path, env, tmp_path / "l", idle=0.3, grace=0.1))
+        idle = idle_after(await startup_s(argv, tmp_path, base_env, tmp_path))
+        out = await run_process(spec(argv, tmp_path, env, tmp_path / "l", idle=idle, grace=0.1))
         assert out.killed_escalated and out.exit_code == -signal.SIGKILL
         assert not any(alive(p) for p in pids(pid_file))
 
     async def test_wall_limit_stops_a_busy_agent(self, tmp_path: Path, base_env: dict[str, str]) -> None:
         """Steady output keeps the idle limit away, but the wall-clock limit still ends the run."""
         env = base_env | {"FAKE_AGENT_MODE": "busy"}
+        argv = [str(FAKES / "command_agent.py")]
         log = tmp_path / "agent.log"
-        # An idle limit longer than any start-up on a loaded machine, so only the wall limit can end the run.
-        out = await run_process(spec([str(FAKES / "command_agent.py")], tmp_path, env, log, idle=2.0, wall=2.5))
+        idle = max(1.0, idle_after(await startup_s(argv, tmp_path, base_env, tmp_path)))  # > the 50 ms between lines
+        wall = idle + 1.0  # reached only by an agent that printed all along: idle alone would have ended it sooner
+        out = await run_process(spec(argv, tmp_path, env, log, idle=idle, wall=wall))
         assert out.timed_out == "wall"
-        assert out.duration_s >= 2.5
+        assert out.duration_s >= wall
         assert log.read_text().count("working… step") >= 5
 
     async def test_huge_output_is_capped_and_the_report_survives(
@@ -369,12 +391,15 @@ class TestFakeAgents:
         result = repo / ".agent_result.md"
         assert (result.read_text().splitlines()[0] if result.exists() else None) == status
 
-    async def test_slow_mode_works_silently_then_completes(
+    async def test_slow_mode_reports_progress_then_completes(
         self, tmp_path: Path, repo: Path, base_env: dict[str, str]
     ) -> None:
-        """slow: no output for FAKE_AGENT_SLOW_S, then a complete run (for kill -9 mid-attempt tests)."""
-        out, _ = await run_agent("claude", repo, tmp_path, base_env, mode="slow", env={"FAKE_AGENT_SLOW_S": "0.1"})
-        assert out.exit_code == 0 and out.duration_s >= 0.1
+        """slow: progress lines for FAKE_AGENT_SLOW_S (an attempt that is visibly busy, for kill -9 mid-attempt
+        tests), then a complete run; it takes at least that long."""
+        env = {"FAKE_AGENT_SLOW_S": "0.3"}
+        out, log = await run_agent("claude", repo, tmp_path, base_env, mode="slow", env=env)
+        assert out.exit_code == 0 and out.duration_s >= 0.3
+        assert "thinking… step 1" in log.read_text()
         assert (repo / ".agent_result.md").read_text().startswith("STATUS: complete")
 
     async def test_uncommitted_edit(self, tmp_path: Path, repo: Path, base_env: dict[str, str]) -> None:

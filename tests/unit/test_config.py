@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from agentos import configpath
+from agentos.cli.probes import find_secret
 from agentos.config import Config, ConfigError, load_config, parse_config, secret, set_value
 
 GOOD = """\
@@ -153,6 +156,35 @@ class TestSecrets:
         """A secret is read from its environment variable."""
         monkeypatch.setenv("GITHUB_TOKEN", "ghp_fromenv")
         assert secret("github_token") == "ghp_fromenv"
+
+    def test_doctor_and_daemon_read_a_token_from_the_same_folder(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With a token stored in several credential folders, `agentos doctor` checks the one the daemon uses:
+        systemd's first, then the user's, then the system's."""
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+        monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        system = tmp_path / "etc"
+        monkeypatch.setattr(configpath, "SYSTEM_CREDENTIALS_DIR", system)
+        folders = {
+            "system": system,
+            "user": tmp_path / "home" / ".config" / "agentos" / "credentials",
+            "systemd": tmp_path / "systemd",
+        }
+        for where, folder in folders.items():
+            folder.mkdir(parents=True)
+            (folder / "github_token").write_text(f"ghp_{where}\n")
+
+        def both() -> tuple[str | None, str | None]:
+            return secret("github_token"), find_secret("github_token", "GITHUB_TOKEN", dict(os.environ))[0]
+
+        assert both() == ("ghp_user", "ghp_user")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(folders["systemd"]))
+        assert both() == ("ghp_systemd", "ghp_systemd")
+        monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+        (folders["user"] / "github_token").unlink()
+        assert both() == ("ghp_system", "ghp_system")
 
     def test_credentials_directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """systemd LoadCredential files are read when the variable is not set."""

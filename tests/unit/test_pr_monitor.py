@@ -27,6 +27,7 @@ from agentos.forge.base import (
     Checks,
     Comment,
     Issue,
+    MergeReason,
     MergeResult,
     PullRequest,
     marker,
@@ -65,6 +66,8 @@ class FakeForge:
     """Just enough of a forge: PRs, checks per head sha, comments by key, labels; changes are recorded."""
 
     kind = "fake"
+    credentials = None
+    issue_writer = None
 
     def __init__(self, *, checks_merge_result: bool = False) -> None:
         self.checks_merge_result = checks_merge_result
@@ -72,7 +75,7 @@ class FakeForge:
         self.checks_by_sha: dict[str, Checks] = {}
         self.issue_labels: dict[int, list[str]] = {}
         self.issue_comments: dict[int, list[Comment]] = {}
-        self.refuse: str | None = None
+        self.refuse: tuple[MergeReason, str] | None = None  # the next merges are refused: why, and the message
         self.changes: list[tuple[Any, ...]] = []
         self.read: list[int] = []  # PR numbers asked for one by one (get_pr)
         self._ids = 0
@@ -117,14 +120,15 @@ class FakeForge:
     async def merge_pr(self, repo: str, number: int, *, sha: str, title: str, body: str) -> MergeResult:
         p = self.prs[number]
         if p.state == "merged":
-            return MergeResult(merged=True, sha=f"squash-{number}", message="already merged")
+            return MergeResult(merged=True, reason="merged", sha=f"squash-{number}", message="already merged")
         self.changes.append(("merge", number, sha))
         if self.refuse is not None:
-            return MergeResult(merged=False, message=self.refuse)
+            return MergeResult(merged=False, reason=self.refuse[0], message=self.refuse[1])
         if sha != p.head_sha:
-            return MergeResult(merged=False, message=f"head moved: expected {sha}, it is at {p.head_sha}")
+            moved = f"head moved: expected {sha}, it is at {p.head_sha}"
+            return MergeResult(merged=False, reason="head_moved", message=moved)
         p.state = "merged"
-        return MergeResult(merged=True, sha=f"squash-{number}", message="merged")
+        return MergeResult(merged=True, reason="merged", sha=f"squash-{number}", message="merged")
 
     async def close_pr(self, repo: str, number: int, *, comment: str = "") -> None:
         if comment:
@@ -427,7 +431,7 @@ class TestCIGate:
     async def test_a_head_that_moved_during_the_merge_is_not_merged(self, rig: Rig) -> None:
         """The merge names the sha the checks ran on; the forge refuses when the head moved, and that is no error."""
         task = rig.open_pr(1)
-        rig.forge.refuse = "Head branch was modified. Review and try the merge again."
+        rig.forge.refuse = ("head_moved", "Head branch was modified. Review and try the merge again.")
 
         await rig.monitor.tick()
 
@@ -436,12 +440,23 @@ class TestCIGate:
         await rig.monitor.tick()
         assert task.status is TaskStatus.MERGED
 
+    async def test_a_merge_refused_for_another_reason_blocks_the_pr_on_it(self, rig: Rig) -> None:
+        """A refusal that is neither a conflict nor a moved head (a protected branch…) is a blocker of the PR."""
+        task = rig.open_pr(1)
+        rig.forge.refuse = ("refused", "Required status check is expected")
+
+        await rig.monitor.tick()
+
+        assert task.status is TaskStatus.PR_OPEN
+        assert task.last_signature is not None and task.last_signature.startswith("refused:")
+        assert [e.data["kind"] for e in rig.events if e.type == "pr_blocked"] == ["refused"]
+
     async def test_already_merged_is_success(self, rig: Rig) -> None:
         """A merge that the forge reports as already done marks the task merged."""
         task = rig.open_pr(1)
 
         async def merged_already(*_: Any, **__: Any) -> MergeResult:
-            return MergeResult(merged=True, sha="old-squash", message="already merged")
+            return MergeResult(merged=True, reason="merged", sha="old-squash", message="already merged")
 
         rig.forge.merge_pr = merged_already  # type: ignore[method-assign]
         await rig.monitor.tick()

@@ -1,4 +1,4 @@
-"""The pure parts of the workspace: branch names, directories, scrubbed environments, result types."""
+"""The pure parts of the workspace: branch names, directories, result types."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentos.agents.runner import ENV_ALLOWLIST
 from agentos.config import RepoConfig
-from agentos.gitutil import CommandResult, GitError
-from agentos.workspace import DiffStat, HookFailed, HookResult, Workspace, branch_name, scrubbed_env
+from agentos.gitutil import GitError
+from agentos.workspace import DiffStat, HookFailed, HookResult, Workspace, branch_name
 
 # what git check-ref-format allows, narrowed to what we promise: lowercase words and hyphens
 SAFE_BRANCH = re.compile(r"^agentos/\d+(-[a-z0-9]+)*$")
@@ -63,33 +62,6 @@ class TestWorkspacePaths:
         assert "calc" in repr(ws)
 
 
-class TestScrubbedEnv:
-    def test_only_the_agents_allowlist(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The daemon's secrets never reach a hook or test command: it gets what every agent gets, no more."""
-        monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-x")
-        monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
-        monkeypatch.setenv("HOME", "/home/u")
-        monkeypatch.setenv("LANG", "C.UTF-8")
-        env = scrubbed_env()
-        assert set(env) <= {*ENV_ALLOWLIST, "TZ", "GIT_TERMINAL_PROMPT"}
-        assert env["HOME"] == "/home/u" and env["LANG"] == "C.UTF-8"
-
-    def test_pass_env_names_what_else_gets_through(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """A repo's pass_env copies the named variables, and only those."""
-        monkeypatch.setenv("DATABASE_URL", "postgres://db")
-        monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
-        env = scrubbed_env(pass_env=["DATABASE_URL", "UNSET_NAME"])
-        assert env["DATABASE_URL"] == "postgres://db"
-        assert "GITHUB_TOKEN" not in env and "UNSET_NAME" not in env
-
-    def test_extra_is_added(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Variables the caller adds are passed; PATH has a default even when unset."""
-        monkeypatch.delenv("PATH", raising=False)
-        env = scrubbed_env({"CI": "1"})
-        assert env["CI"] == "1" and env["PATH"]
-
-
 class TestResults:
     def test_hook_result(self) -> None:
         """A hook is ok when it exited 0 within its time; an unconfigured hook is ok and did not run."""
@@ -99,12 +71,6 @@ class TestResults:
         slow = HookResult("after_create", "sleep 9", code=-1, timed_out=True, duration_s=1.25)
         assert not slow.ok and slow.detail == "after_create hook timed out after 1.2s"
         assert str(HookFailed(failed)) == failed.detail
-
-    def test_command_result(self) -> None:
-        """A command is ok when it exited 0 and did not time out."""
-        assert CommandResult(0, "", False, 0.1).ok
-        assert not CommandResult(0, "", True, 0.1).ok
-        assert not CommandResult(1, "", False, 0.1).ok
 
     def test_diff_stat(self) -> None:
         """An empty diff is one with no files."""

@@ -1,15 +1,17 @@
 """Supervise one agent process: spawn it, stream its output into a capped log, enforce two limits, kill its group.
 
 The runner knows nothing about agents (that is :mod:`agentos.agents.adapters`). It runs an argv in its own
-session, so ``os.killpg(pid, …)`` reaches the whole process tree the agent starts, and it watches two limits:
+session through :mod:`agentos.proc` (the one process layer: spawn, kill policy, ``/proc`` helpers, the scrubbed
+environment, re-exported here), so a kill reaches the whole process tree the agent starts, and it watches two
+limits:
 
 * **idle**: no output for ``idle_timeout_s`` (the agent is stalled; LESSONS #4, #9), and
 * **wall**: ``max_runtime_s`` since the spawn, however chatty the agent is.
 
-Either one ends the run the same way: SIGTERM to the group, up to ``kill_grace_s`` for the group to go, then
-SIGKILL to the group (logged as an escalation), then a final SIGKILL sweep. A run that ends by itself gets the
-sweep too, so nothing the agent started in the background outlives the attempt. Cancelling
-:func:`run_process` (daemon shutdown) runs the same kill, shielded, and re-raises.
+Either one ends the run the same way, :func:`agentos.proc.terminate_group`: SIGTERM to the group, up to
+``kill_grace_s`` for the group to go, then SIGKILL to the group (logged as an escalation), then a final SIGKILL
+sweep. A run that ends by itself gets the sweep too, so nothing the agent started in the background outlives the
+attempt. Cancelling :func:`run_process` (daemon shutdown) runs the same kill, shielded, and re-raises.
 
 stdout and stderr share one pipe that a reader task copies into the log; the log keeps its first bytes and,
 once ``max_log_bytes`` is reached, only the last quarter (at most 1 MiB) of everything after, so the CLI's
@@ -30,33 +32,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import structlog
 
+from agentos.proc import (
+    ENV_ALLOWLIST,
+    MARKER_ENV,
+    kill_marked,
+    kill_orphan,
+    proc_start_time,
+    scrubbed_env,
+    spawn,
+    sweep_group,
+    terminate_group,
+)
+
+__all__ = [
+    "ENV_ALLOWLIST",
+    "MARKER_ENV",
+    "RunOutcome",
+    "RunSpec",
+    "TimedOut",
+    "kill_marked",
+    "kill_orphan",
+    "proc_start_time",
+    "run_process",
+    "scrubbed_env",
+]
+
 log = structlog.get_logger(__name__)
 
 TimedOut = Literal["idle", "wall"]
-
-ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER")
-"""Variables every agent gets from the daemon's environment when they are set."""
-
-_FORBIDDEN_ENV = ("NOTIFY_SOCKET",)
-_FORBIDDEN_ENV_PREFIXES = ("WATCHDOG_", "LISTEN_")
 
 TAIL_BYTES = 4096
 _CHUNK = 64 * 1024
 _TAIL_RESERVE_MAX = 1 << 20
 _TICK_S = 0.1  # how often the watchdog looks at the child while nothing else wakes it
-_POLL_S = 0.02  # how often a dying group is checked
 _DRAIN_S = 2.0  # after the group is gone, how long an escaped process may hold the output pipe
-_REAP_S = 5.0  # after SIGKILL, how long to wait for the group to disappear
 
 
 @dataclass(frozen=True)
@@ -101,151 +118,6 @@ class RunOutcome:
     truncated: bool
     not_found: bool
     killed_escalated: bool
-
-
-# ---------------------------------------------------------------- environment
-
-
-def scrubbed_env(pass_env: list[str], extra: dict[str, str], base: Mapping[str, str]) -> dict[str, str]:
-    """The environment an agent or hook gets: an allowlist, never the daemon's whole environment (LESSONS #10).
-
-    ``PATH``/``HOME``/``LANG``/``LC_ALL``/``TERM``/``TMPDIR``/``USER`` and the ``pass_env`` names are copied
-    from ``base`` when set, ``extra`` literal values are added, and ``GIT_TERMINAL_PROMPT=0`` stops git from
-    waiting on a password prompt. systemd's ``NOTIFY_SOCKET``, ``WATCHDOG_*`` and ``LISTEN_*`` are dropped even
-    when listed: an agent that could talk to the daemon's notify socket could fake its readiness or watchdog.
-    """
-    env: dict[str, str] = {}
-    for name in (*ENV_ALLOWLIST, *pass_env):
-        if name in base:
-            env[name] = base[name]
-    env.update(extra)
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    return {k: v for k, v in env.items() if not _forbidden_env(k)}
-
-
-def _forbidden_env(name: str) -> bool:
-    return name in _FORBIDDEN_ENV or name.startswith(_FORBIDDEN_ENV_PREFIXES)
-
-
-# ---------------------------------------------------------------- /proc
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields 3… of ``/proc/<pid>/stat`` (the command name may contain spaces and parentheses)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    _, sep, rest = raw.rpartition(b")")
-    return rest.decode("ascii", "replace").split() if sep else None
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of ``/proc/<pid>/stat``: when the process started, in clock ticks since boot; ``None`` if gone."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (IndexError, ValueError):
-        return None
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group is still running. Zombies don't count: they hold nothing and
-    a container's pid 1 may never reap the grandchildren reparented to it."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return True
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> bool:
-    """Send ``sig`` to the group; False when the group no longer exists."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        log.warning("agent_group_signal_denied", pgid=pgid, signal=sig.name)
-        return False
-    return True
-
-
-def kill_orphan(pid: int, start_time: int) -> bool:
-    """SIGKILL the group of an agent left running by a crashed daemon, if it is still that agent.
-
-    ``start_time`` is what :func:`proc_start_time` returned at spawn (``on_start``). A pid that is gone, or that
-    now belongs to a process with another start time (pid reuse), is left alone and False is returned.
-    """
-    if pid <= 1 or start_time <= 0 or proc_start_time(pid) != start_time:
-        return False
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return False
-    log.warning("agent_orphan_killed", pid=pid, start_time=start_time)
-    return True
-
-
-MARKER_ENV = "AGENTOS_ATTEMPT"
-
-
-def marked_pids(marker: str, *, prefix: bool = False) -> list[int]:
-    """Live processes (not zombies) whose environment has ``AGENTOS_ATTEMPT=<marker>`` (or ``<marker>…``).
-
-    Only processes whose ``/proc/<pid>/environ`` we may read are seen: our own user's (or all, as root).
-    """
-    needle = f"{MARKER_ENV}={marker}".encode()
-    me = os.getpid()
-    try:
-        names = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return []
-    found = []
-    for name in names:
-        pid = int(name)
-        if pid == me:
-            continue
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        entries = environ.split(b"\0")
-        hit = any(e.startswith(needle) for e in entries) if prefix else needle in entries
-        fields = _stat_fields(pid) if hit else None
-        if fields and fields[0] not in ("Z", "X"):
-            found.append(pid)
-    return found
-
-
-def kill_marked(marker: str, *, prefix: bool = False) -> list[int]:
-    """SIGKILL every live process carrying the marker (see :func:`marked_pids`); the pids killed.
-
-    Scans again after killing, a few times, so a child forked between the scan and the kill is caught.
-    """
-    killed: list[int] = []
-    for _ in range(3):
-        pids = [pid for pid in marked_pids(marker, prefix=prefix) if pid not in killed]
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-    if killed:
-        log.warning("agent_marked_processes_killed", marker=marker, prefix=prefix, pids=killed)
-    return killed
 
 
 # ---------------------------------------------------------------- the log
@@ -366,39 +238,6 @@ async def _watch(proc: asyncio.subprocess.Process, sink: _CappedLog, spec: RunSp
         waiter.cancel()
 
 
-async def _wait_group_gone(proc: asyncio.subprocess.Process, pgid: int, timeout: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if proc.returncode is not None and not _group_alive(pgid):
-            return True
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(_POLL_S)
-
-
-async def _terminate_group(proc: asyncio.subprocess.Process, pgid: int, grace_s: float) -> bool:
-    """SIGTERM the group, wait ``grace_s``, SIGKILL what is left, sweep. True when SIGKILL was needed."""
-    _signal_group(pgid, signal.SIGTERM)
-    escalated = False
-    if not await _wait_group_gone(proc, pgid, grace_s):
-        escalated = True
-        log.warning("agent_kill_escalated", pid=proc.pid, grace_s=grace_s)
-        _signal_group(pgid, signal.SIGKILL)
-        if not await _wait_group_gone(proc, pgid, _REAP_S):
-            log.error("agent_group_survived_sigkill", pid=proc.pid)
-    _signal_group(pgid, signal.SIGKILL)  # the sweep: anything that slipped in between
-    return escalated
-
-
-async def _sweep_leftovers(proc: asyncio.subprocess.Process, pgid: int) -> None:
-    """After the agent exited by itself: kill what it left running in its group (servers, stuck tools)."""
-    if _group_alive(pgid):
-        log.info("agent_leftovers_killed", pid=proc.pid)
-        _signal_group(pgid, signal.SIGKILL)
-        await _wait_group_gone(proc, pgid, _REAP_S)
-
-
 async def _finish_io(pump: asyncio.Task[None], feeder: asyncio.Task[None] | None) -> None:
     await asyncio.wait({pump}, timeout=_DRAIN_S)
     for task in (pump, feeder):
@@ -420,14 +259,11 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
     with open(spec.log_path, "ab", buffering=0) as file:  # unbuffered: `agentos logs -f` sees output live
         sink = _CappedLog(file, spec.max_log_bytes, started)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
+            proc = await spawn(
+                spec.argv,
                 cwd=spec.cwd,
-                env={**spec.env, MARKER_ENV: spec.marker} if spec.marker else dict(spec.env),
-                stdin=asyncio.subprocess.PIPE if spec.stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
+                env={**spec.env, MARKER_ENV: spec.marker} if spec.marker else spec.env,
+                stdin=spec.stdin is not None,
             )
         except (FileNotFoundError, PermissionError) as exc:
             message = f"[agentos: cannot start {spec.argv[0]!r} in {str(spec.cwd)!r}: {exc}]\n"
@@ -436,7 +272,6 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
             log.warning("agent_not_started", argv0=spec.argv[0], error=str(exc))
             return RunOutcome(None, None, loop.time() - started, message, 0, False, True, False)
 
-        pgid = proc.pid  # start_new_session: the child leads its own group
         start_time = proc_start_time(proc.pid) or 0  # first thing: a fast child may be reaped soon after
         log.info("agent_process_started", pid=proc.pid, argv0=spec.argv[0], cwd=str(spec.cwd), log=str(spec.log_path))
         assert proc.stdout is not None
@@ -449,7 +284,7 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
                 on_start(proc.pid, start_time)
             timed_out = await _watch(proc, sink, spec, started)
             if timed_out is None:
-                await _sweep_leftovers(proc, pgid)
+                await sweep_group(proc, what="agent")
             else:
                 log.warning(
                     "agent_timed_out",
@@ -458,12 +293,12 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
                     idle_timeout_s=spec.idle_timeout_s,
                     max_runtime_s=spec.max_runtime_s,
                 )
-                escalated = await _terminate_group(proc, pgid, spec.kill_grace_s)
+                escalated = await terminate_group(proc, spec.kill_grace_s, what="agent")
             if spec.marker:  # what left the group (setsid) is found by the marker it inherited
                 await asyncio.to_thread(kill_marked, spec.marker)
         except BaseException:  # cancelled (daemon shutdown) or on_start failed: the agent must not outlive us
             log.warning("agent_run_interrupted", pid=proc.pid)
-            await asyncio.shield(_terminate_group(proc, pgid, spec.kill_grace_s))
+            await asyncio.shield(terminate_group(proc, spec.kill_grace_s, what="agent"))
             if spec.marker:
                 kill_marked(spec.marker)
             raise

@@ -370,7 +370,7 @@ def doctor(
     deep: bool = typer.Option(False, "--deep", help="Also make one tiny real call per agent to prove its login"),
     socket: str | None = typer.Option(None, "--socket", help="Control socket path (default: the usual places)"),
     credentials_dir: str | None = typer.Option(
-        None, "--credentials-dir", help="Where tokens are stored (default: /etc/agentos/credentials, then ~/.config/…)"
+        None, "--credentials-dir", help="Where tokens are stored (default: ~/.config/agentos/credentials, then /etc/…)"
     ),
 ) -> None:
     """Check the config, state dir, daemon, git, agents, repos, GitHub and Telegram; exit 1 on any error."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentos.configpath import credential_dirs, systemd_credential_dirs
+
 if TYPE_CHECKING:
     import httpx
 
@@ -113,22 +115,19 @@ def telegram_call(
     return data if isinstance(data, dict) else {"ok": False, "description": "unexpected answer"}
 
 
-def credential_dirs() -> list[Path]:
-    """Where ``agentos init`` stores tokens: the system directory, then the user's."""
-    return [Path("/etc/agentos/credentials"), Path("~/.config/agentos/credentials").expanduser()]
-
-
 def find_secret(
     name: str, env_name: str, env: Mapping[str, str], dirs: list[Path] | None = None
 ) -> tuple[str | None, str]:
-    """A secret and where it came from: ``$ENV``, ``$CREDENTIALS_DIRECTORY/name``, or a credentials directory.
+    """A secret and where it came from: ``$ENV``, else the first credential file ``name`` found, searched as the
+    daemon searches (:func:`agentos.configpath.credential_dirs` of ``env``).
 
-    ``dirs`` defaults to :func:`credential_dirs` (where ``agentos init`` stores tokens).
+    ``dirs`` replaces the user's and the system directory (``agentos doctor --credentials-dir``, ``agentos init``'s
+    target); systemd's ``$CREDENTIALS_DIRECTORY`` is still searched first.
     """
     if value := (env.get(env_name) or "").strip():
         return value, f"${env_name}"
-    files = [Path(d) / name for d in [env.get("CREDENTIALS_DIRECTORY")] if d]
-    files += [d / name for d in (credential_dirs() if dirs is None else dirs)]
+    searched = credential_dirs(env) if dirs is None else [*systemd_credential_dirs(env), *dirs]
+    files = [Path(d) / name for d in searched]
     for file in files:
         try:
             value = file.read_text(encoding="utf-8").strip()

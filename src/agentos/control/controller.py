@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from os.path import samefile
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentos import __version__
 from agentos import config as cfgmod
@@ -20,14 +20,11 @@ from agentos import logging as alog
 from agentos.agents.pool import AgentPool
 from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import READY_LABEL
+from agentos.forge.base import READY_LABEL, IssueWriter
 from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
 from agentos.ops.metrics import History, read_history
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
-
-if TYPE_CHECKING:  # the daemon on GitHub never loads the local forge
-    from agentos.forge.local import LocalForge
 
 log = alog.get_logger("agentos.controller")
 
@@ -312,16 +309,16 @@ class Controller:
 
     # ------------------------------------------------------------ issues (`agentos issue new|ready`)
 
-    def _local_forge(self, config: str | None) -> LocalForge:
-        """The local forge, when this daemon serves the config file ``config`` (the CLI's, None for none)."""
-        from agentos.forge.local import LocalForge
-
+    def _local_forge(self, config: str | None) -> IssueWriter:
+        """The forge's issue writer (the local forge's), when this daemon serves the config file ``config`` (the
+        CLI's, None for none)."""
         own = self.rt.config_path
         if not _same_file(config, own):
             raise ControlError(f"this daemon serves {own or 'no config file'}, not {config or 'no config file'}")
-        if not isinstance(self.rt.forge, LocalForge):
+        writer = self.rt.forge.issue_writer
+        if writer is None:
             raise ControlError("`agentos issue` works on the local forge; this config uses GitHub (its issues)")
-        return self.rt.forge
+        return writer
 
     def _issue_repo(self, name: str | None) -> str:
         if name is not None:

@@ -1,5 +1,6 @@
-"""Checks and merges of the embedded forge: :class:`LocalChecks`, mixed into
-:class:`~agentos.forge.local.LocalForge`.
+"""Checks and merges of the embedded forge: :class:`LocalChecks`, a collaborator of
+:class:`~agentos.forge.local.LocalForge` over the same :class:`~agentos.forge._local_files.ForgeFiles` and the
+daemon's one workspace registry.
 
 ``checks`` runs the repo's test command on the merge result of a PR's head into its base in a scratch worktree
 of agentos's clone, cached per (head, base) in the PR's record; ``merge_pr`` pushes a squash commit to the base
@@ -9,48 +10,50 @@ branch of the user's repository, then deletes the head branch and closes the iss
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import structlog
 
-from agentos.forge._local_files import _CheckCache, _one_line, _PullRecord, closing_issues
-from agentos.forge.base import RUNNING_LABEL, CheckRun, Checks, Issue, MergeResult, NotFound
+from agentos.config import RepoConfig
+from agentos.forge._local_files import CheckCache, ForgeFiles, PullRecord, closing_issues, one_line
+from agentos.forge.base import RUNNING_LABEL, CheckRun, Checks, ForgeError, MergeResult, NotFound
 from agentos.gitutil import git
+from agentos.ports import Workspaces
 from agentos.workspace import Workspace
 
-__all__ = ["LocalChecks"]
+__all__ = ["LocalChecks", "user_repository"]
 
 log = structlog.get_logger("agentos.forge.local")
 
 DIRTY_HINTS = ("unstaged changes", "staged changes", "not clean", "would be overwritten")
 
 
+def user_repository(config: RepoConfig) -> str:
+    """The repository that stands for the remote: ``remote`` if set, else the user's ``path`` (resolved); the
+    same the daemon's workspaces use, so both speak of one clone and one remote."""
+    where = config.remote or config.path
+    if not where:
+        raise ForgeError(f"repo {config.name!r}: the local forge needs a path")
+    if "://" in where:
+        return where
+    return str(Path(where).expanduser().resolve())
+
+
 class LocalChecks:
-    """The checks runner and the merge of :class:`~agentos.forge.local.LocalForge` (whose PR records,
-    workspaces and locks they use)."""
+    """The checks runner and the merge of the local forge, over its files and the workspaces of its repos."""
 
-    clock: Callable[[], datetime]
-    git_env: dict[str, str]
-    _merge_locks: dict[str, asyncio.Lock]
-    _check_locks: dict[tuple[str, int], asyncio.Lock]
-    _receive_set: set[str]
+    def __init__(self, files: ForgeFiles, workspaces: Workspaces, *, git_env: Mapping[str, str] | None = None) -> None:
+        self.files = files
+        self.workspaces = workspaces
+        self.git_env = dict(git_env or {})
+        self._merge_locks: dict[str, asyncio.Lock] = {}
+        self._check_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._receive_set: set[str] = set()  # user repos seen with receive.denyCurrentBranch set (asked once)
 
-    if TYPE_CHECKING:
-
-        def remote_url(self, repo: str) -> str: ...
-
-        def workspace(self, repo: str) -> Workspace: ...
-
-        def _read_pull(self, repo: str, number: int) -> _PullRecord: ...
-
-        async def _save_pull(self, repo: str, number: int, **changes: Any) -> _PullRecord: ...
-
-        async def _update_issue(self, repo: str, number: int, **changes: Any) -> Issue: ...
-
-        async def _relabel(self, repo: str, number: int, *, add: list[str], remove: list[str]) -> list[str]: ...
+    def workspace(self, repo: str) -> Workspace:
+        return self.workspaces.workspace(self.files.config(repo))
 
     # ------------------------------------------------------------ checks
 
@@ -58,7 +61,7 @@ class LocalChecks:
         """The test command on the merge result of head into the current base, cached per (head, base)."""
         lock = self._check_locks.setdefault((repo, number), asyncio.Lock())
         async with lock:
-            record = await asyncio.to_thread(self._read_pull, repo, number)
+            record = await asyncio.to_thread(self.files.read_pull, repo, number)
             if record.state != "open":
                 if record.checks is not None:
                     return record.checks.checks
@@ -78,13 +81,13 @@ class LocalChecks:
             if cache is not None and (cache.head_sha, cache.base_sha) == (head_sha, base_sha):
                 return cache.checks
             checks, mergeable, tree = await self._run_checks(ws, record, head_sha, base_sha)
-            cache = _CheckCache(head_sha=head_sha, base_sha=base_sha, mergeable=mergeable, checks=checks, tree=tree)
-            await self._save_pull(repo, number, checks=cache)
+            cache = CheckCache(head_sha=head_sha, base_sha=base_sha, mergeable=mergeable, checks=checks, tree=tree)
+            await self.files.save_pull(repo, number, checks=cache)
             log.info("checks_ran", repo=repo, number=number, head=head_sha, base=base_sha, state=checks.state)
             return checks
 
     async def _run_checks(
-        self, ws: Workspace, record: _PullRecord, head_sha: str, base_sha: str
+        self, ws: Workspace, record: PullRecord, head_sha: str, base_sha: str
     ) -> tuple[Checks, bool, str | None]:
         async with ws.scratch(base_sha) as tree:
             merge = await ws.git(
@@ -130,26 +133,29 @@ class LocalChecks:
         """
         lock = self._merge_locks.setdefault(repo, asyncio.Lock())
         async with lock:
-            record = await asyncio.to_thread(self._read_pull, repo, number)
+            record = await asyncio.to_thread(self.files.read_pull, repo, number)
             if record.state == "merged":
                 await self._finish_merge(repo, record)
-                return MergeResult(merged=True, sha=record.merged_sha, message="already merged")
+                return MergeResult(merged=True, reason="merged", sha=record.merged_sha, message="already merged")
             if record.state == "closed":
-                return MergeResult(merged=False, message=f"pull request #{number} is closed")
+                return MergeResult(merged=False, reason="refused", message=f"pull request #{number} is closed")
             ws = self.workspace(repo)
             head_sha, base_sha = await _tips(ws, record)
             if base_sha is None:
-                return MergeResult(merged=False, message=f"base branch {record.base} is not in the repository")
+                gone = f"base branch {record.base} is not in the repository"
+                return MergeResult(merged=False, reason="refused", message=gone)
             intent = record.merge_intent and await ws.rev(record.merge_intent)
             if intent and await ws.is_ancestor(intent, base_sha):
                 return await self._landed(repo, record, record.merge_intent, sha, "already merged")
             if head_sha is None:
-                return MergeResult(merged=False, message=f"head branch {record.head} is not in the repository")
+                gone = f"head branch {record.head} is not in the repository"
+                return MergeResult(merged=False, reason="refused", message=gone)
             if head_sha != sha:
-                return MergeResult(merged=False, message=f"head moved: expected {sha[:12]}, it is at {head_sha[:12]}")
+                moved = f"head moved: expected {sha[:12]}, it is at {head_sha[:12]}"
+                return MergeResult(merged=False, reason="head_moved", message=moved)
             if await ws.is_ancestor(head_sha, base_sha):
                 return await self._landed(repo, record, base_sha, sha, f"already contained in {record.base}")
-            subject = _one_line(title or record.title)
+            subject = one_line(title or record.title)
             if not subject.endswith(f"(#{number})"):
                 subject = f"{subject} (#{number})"
             message_body = body or record.body
@@ -162,19 +168,20 @@ class LocalChecks:
                     if not squash.ok:
                         conflicts = await self._conflicts(ws, tree)
                         detail = ", ".join(conflicts) or squash.err.strip()[-200:]
-                        return MergeResult(merged=False, message=f"conflicts with {record.base}: {detail}")
+                        conflict = f"conflicts with {record.base}: {detail}"
+                        return MergeResult(merged=False, reason="conflict", message=conflict)
                     args = ["-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "--cleanup=whitespace"]
                     await ws.git(*args, "-m", subject, *(["-m", message_body] if message_body else []), cwd=tree)
                     new_sha = await ws.head_sha(tree)
-            await self._save_pull(repo, number, merge_intent=new_sha)
+            await self.files.save_pull(repo, number, merge_intent=new_sha)
             refused = await self._push_base(repo, ws, new_sha, record.base)
             if refused:
-                return MergeResult(merged=False, message=refused)
+                return MergeResult(merged=False, reason="refused", message=refused)
             return await self._landed(repo, record, new_sha, sha, f"squashed into {record.base}")
 
     @staticmethod
     async def _squash_checked(
-        ws: Workspace, record: _PullRecord, head_sha: str, base_sha: str, subject: str, body: str
+        ws: Workspace, record: PullRecord, head_sha: str, base_sha: str, subject: str, body: str
     ) -> str | None:
         """The squash commit made from the tree the checks merged and tested for this very (head, base), with
         ``commit-tree`` (one git process, no scratch worktree, no second merge); None when there is no such tree
@@ -187,18 +194,18 @@ class LocalChecks:
         return res.out.strip() if res.ok and res.out.strip() else None
 
     async def _landed(
-        self, repo: str, record: _PullRecord, merged_sha: str, head_sha: str, message: str
+        self, repo: str, record: PullRecord, merged_sha: str, head_sha: str, message: str
     ) -> MergeResult:
-        record = await self._save_pull(
-            repo, record.number, state="merged", merged_sha=merged_sha, merged_at=self.clock(), head_sha=head_sha
+        record = await self.files.save_pull(
+            repo, record.number, state="merged", merged_sha=merged_sha, merged_at=self.files.clock(), head_sha=head_sha
         )
         log.info("pr_merged", repo=repo, number=record.number, sha=merged_sha)
         await self._finish_merge(repo, record)
-        return MergeResult(merged=True, sha=merged_sha, message=message)
+        return MergeResult(merged=True, reason="merged", sha=merged_sha, message=message)
 
     async def _push_base(self, repo: str, ws: Workspace, sha: str, base: str) -> str | None:
         """Fast-forward the user's base branch to ``sha``; why it was refused, or None."""
-        user_repo = Path(self.remote_url(repo))
+        user_repo = Path(user_repository(self.files.config(repo)))
         checked_out = await self._checked_out_base(user_repo, base)
         if checked_out and repo not in self._receive_set:
             setting = await git(
@@ -242,7 +249,7 @@ class LocalChecks:
         head = await git("symbolic-ref", "-q", "HEAD", cwd=user_repo, env=self.git_env, check=False)
         return head.out.strip() == f"refs/heads/{base}"
 
-    async def _finish_merge(self, repo: str, record: _PullRecord) -> None:
+    async def _finish_merge(self, repo: str, record: PullRecord) -> None:
         """After a merge: delete the head branch (if still at the merged head), close the issues."""
         if record.cleaned_up:
             return
@@ -260,14 +267,14 @@ class LocalChecks:
             log.warning("head_branch_not_deleted", repo=repo, branch=record.head, detail=res.err.strip()[-200:])
         for issue in closing_issues(record.body):
             try:
-                await self._update_issue(repo, issue, state="closed")
-                await self._relabel(repo, issue, add=[], remove=[RUNNING_LABEL])
+                await self.files.update_issue(repo, issue, state="closed")
+                await self.files.relabel(repo, issue, add=[], remove=[RUNNING_LABEL])
             except NotFound:
                 log.warning("closed_issue_missing", repo=repo, pr=record.number, issue=issue)
-        await self._save_pull(repo, record.number, cleaned_up=True)
+        await self.files.save_pull(repo, record.number, cleaned_up=True)
 
 
-async def _tips(ws: Workspace, record: _PullRecord) -> tuple[str | None, str | None]:
+async def _tips(ws: Workspace, record: PullRecord) -> tuple[str | None, str | None]:
     """Fetch, then the tips of the PR's head and base branches (None when gone), as the remote has them now."""
     head_ref, base_ref = f"refs/remotes/origin/{record.head}", f"refs/remotes/origin/{record.base}"
     found = await ws.fetch_refs(head_ref, base_ref)

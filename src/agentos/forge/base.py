@@ -5,19 +5,34 @@ the state dir over a real git repository) and ``GitHubForge`` (REST + GraphQL ov
 
 Every create operation is idempotent: ``open_pr`` first looks for a PR with the same head branch,
 ``comment`` and ``create_issue`` carry a hidden marker ``<!-- agentos:key=… -->`` and look for it first.
+
+A forge declares what it can do beyond the protocol, instead of being probed with ``getattr``/``isinstance``:
+
+* ``checks_merge_result``: its checks test the merge result itself, so a PR behind its base needs no rebase first;
+* ``credentials``: a :class:`GitCredentials` that authenticates git to its remotes (GitHub), or None;
+* ``issue_writer``: an :class:`IssueWriter` that files issues for ``agentos issue`` (the local forge), or None.
+
+:meth:`Forge.reconfigure` gives it the repositories of a reloaded config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from agentos.errors import AgentosError
 
+if TYPE_CHECKING:
+    from agentos.config import RepoConfig
+
 BoardStatus = Literal["Ready", "In Progress", "In Review", "Blocked", "Done"]
 CheckState = Literal["pending", "success", "failure"]
+MergeReason = Literal["merged", "conflict", "head_moved", "refused"]
+"""How a merge ended: merged (or already was), the head conflicts with the base, the head is no longer the sha
+the caller checked, or the forge refused for another reason (closed, protected branch, a push that failed)."""
 
 READY_LABEL = "agentos:ready"
 RUNNING_LABEL = "agentos:running"
@@ -93,15 +108,56 @@ class Checks(BaseModel):
 
 
 class MergeResult(BaseModel):
+    """What ``merge_pr`` did: ``reason`` is for the caller to act on, ``message`` for people."""
+
     merged: bool
+    reason: MergeReason
     sha: str = ""
     message: str = ""
 
 
+class GitCredentials(Protocol):
+    """A forge capability: the remote URL of a repository and the git environment that authenticates to it."""
+
+    async def git_credentials(self, repo: str) -> tuple[str, dict[str, str]]: ...
+
+
+class IssueWriter(Protocol):
+    """A forge capability: filing issues from the command line (``agentos issue new|ready``)."""
+
+    async def new_issue(
+        self,
+        repo: str,
+        title: str,
+        body: str = "",
+        labels: Iterable[str] = (),
+        *,
+        author: str | None = None,
+        key: str | None = None,
+    ) -> Issue:
+        """Open an issue; with ``key``, the issue already carrying it is returned instead."""
+        ...
+
+    async def add_labels(self, repo: str, number: int, labels: list[str]) -> None: ...
+
+
 class Forge(Protocol):
-    """What agentos needs from a code host."""
+    """What agentos needs from a code host, and what it declares it can do (see the module docstring)."""
 
     kind: str
+
+    @property
+    def checks_merge_result(self) -> bool: ...
+
+    @property
+    def credentials(self) -> GitCredentials | None: ...
+
+    @property
+    def issue_writer(self) -> IssueWriter | None: ...
+
+    def reconfigure(self, repos: Sequence[RepoConfig]) -> None:
+        """The repositories of a reloaded config (a forge that needs none of their settings ignores it)."""
+        ...
 
     async def ready_issues(self, repo: str) -> list[Issue]:
         """Open issues made ready for agentos (label or board status), oldest first."""

@@ -1,35 +1,38 @@
-"""Build the forge a config names, and say how each repository's git remote is reached."""
+"""Build the forge a config names, and the one workspace registry that reaches each repository's git remote."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentos.config import Config, ConfigError, RepoConfig, secret
 from agentos.forge.base import Forge
 from agentos.redact import get_default
+from agentos.workspace_registry import RemoteFor, WorkspaceRegistry
 
 if TYPE_CHECKING:
     from agentos.forge.github import AppAuth
 
-RemoteFor = Callable[[RepoConfig], tuple[str, dict[str, str]]]
+__all__ = ["RemoteFor", "app_auth", "build_forge"]
 
 
-def build_forge(config: Config) -> tuple[Forge, RemoteFor]:
-    """The forge and a function giving each repo's remote URL and git environment.
+def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
+    """The forge and the one registry of workspaces (each repo's clone, remote URL and git environment) that the
+    daemon's parts share: the local forge gets it too, so its checks and merges use the executor's clones.
 
-    For GitHub the environment is filled (and refreshed) by ``GitHubForge.git_credentials`` through
+    For GitHub the environment is filled (and refreshed) by the forge's ``credentials`` capability through
     the workspace, so a token never sits in a URL, in argv or on disk.
     """
     if config.forge == "github":
-        return _github(config)
+        forge, remote = _github(config)
+        return forge, WorkspaceRegistry(config.state_path, remote, credentials=forge.credentials)
+    from agentos.forge._local_checks import user_repository
     from agentos.forge.local import LocalForge
 
-    def remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
-        return str(Path(repo.remote or repo.path or "").expanduser().resolve()), {}
+    def user_remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
+        return user_repository(repo), {}
 
-    return LocalForge(config.state_path, {r.name: r for r in config.repos}), remote
+    workspaces = WorkspaceRegistry(config.state_path, user_remote)
+    return LocalForge(config.state_path, {r.name: r for r in config.repos}, workspaces=workspaces), workspaces
 
 
 def _github(config: Config) -> tuple[Forge, RemoteFor]:

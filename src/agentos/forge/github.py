@@ -27,8 +27,8 @@ by another look before it is tried again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Literal, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -71,12 +71,16 @@ from agentos.forge.base import (
     Comment,
     ForgeError,
     Issue,
+    MergeReason,
     MergeResult,
     NotFound,
     PullRequest,
     marker,
 )
 from agentos.redact import redact
+
+if TYPE_CHECKING:
+    from agentos.config import RepoConfig
 
 __all__ = [
     "API_VERSION",
@@ -144,6 +148,8 @@ class GitHubForge:
     """
 
     kind = "github"
+    checks_merge_result = False  # GitHub's checks ran on the head: a PR behind its base is rebased before merging
+    issue_writer = None  # `agentos issue` files issues on the local forge; here they are GitHub's own
 
     def __init__(
         self,
@@ -179,6 +185,14 @@ class GitHubForge:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    @property
+    def credentials(self) -> GitHubForge:
+        """The git credentials capability: :meth:`git_credentials`."""
+        return self
+
+    def reconfigure(self, repos: Sequence[RepoConfig]) -> None:
+        """Nothing to learn: repos are named per call, and a change of boards needs a restart (daemon.reload)."""
 
     @property
     def stats(self) -> ClientStats:
@@ -346,11 +360,12 @@ class GitHubForge:
             pr = await self._raw_pull(repo, number)
             if pr.merged_at is None:
                 _log.info("pr_merge_refused", repo=repo, pr=number, status=exc.status, message=exc.message)
-                return MergeResult(merged=False, message=exc.message)
-            result = MergeResult(merged=True, sha=pr.merge_commit_sha or "", message="already merged")
+                return MergeResult(merged=False, reason=_refusal(exc.message), message=exc.message)
+            result = MergeResult(merged=True, reason="merged", sha=pr.merge_commit_sha or "", message="already merged")
         else:
             merged_sha = _dig(data, "sha")
-            result = MergeResult(merged=True, sha=merged_sha if isinstance(merged_sha, str) else "", message="merged")
+            merged = merged_sha if isinstance(merged_sha, str) else ""
+            result = MergeResult(merged=True, reason="merged", sha=merged, message="merged")
             pr = await self._raw_pull(repo, number)
         if pr.head.repo is None or pr.head.repo.full_name.lower() == repo.lower():
             await self._delete_branch(repo, pr.head.ref)
@@ -432,3 +447,13 @@ class GitHubForge:
                 raise
             return
         _log.info("branch_deleted", repo=repo, branch=branch)
+
+
+def _refusal(message: str) -> MergeReason:
+    """Why GitHub refused a merge, from its message (405 "not mergeable", 409 "Head branch was modified")."""
+    text = message.lower()
+    if "conflict" in text or "not mergeable" in text:
+        return "conflict"
+    if "head" in text and ("moved" in text or "modified" in text):
+        return "head_moved"
+    return "refused"

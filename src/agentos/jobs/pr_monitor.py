@@ -350,11 +350,10 @@ class PRMonitor:
         if result.merged:
             await self._mark_merged(task, result.sha)
             return True
-        log.info("merge_refused", reason=result.message)
-        text = result.message.lower()
-        if "conflict" in text or "not mergeable" in text:
+        log.info("merge_refused", reason=result.reason, message=result.message)
+        if result.reason == "conflict":
             await self._conflict(task, pr)
-        elif not ("head" in text and ("moved" in text or "modified" in text)):  # a moved head: the next pass
+        elif result.reason != "head_moved":  # a moved head: the next pass
             await self._blocked(task, pr, Blocker("refused", (), (normalise(result.message)[:200],)))
         return False
 

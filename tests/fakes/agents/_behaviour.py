@@ -11,10 +11,10 @@ prompt, and calls :func:`main` with what its permission flags allow. The behavio
     ``hang``: print nothing and sleep forever; ``FAKE_AGENT_FORK=1`` also forks a child that ignores
     SIGTERM; ``FAKE_AGENT_IGNORE_TERM=1`` makes the agent itself ignore SIGTERM.
     ``busy``: print a line every 50 ms forever (never idle, only the wall-clock limit stops it).
-    ``slow``: work silently for ``$FAKE_AGENT_SLOW_S`` seconds (default 2), then complete.
     ``crash``: a stack trace on stderr, exit 1. ``quota`` / ``auth``: the CLI's real usage-limit or
     login error, non-zero exit. ``chatty``: print ``$FAKE_AGENT_MB`` MB (default 3) first, then complete.
-    ``slow``: print a progress line every 0.1 s for ``$FAKE_AGENT_SLOW_S`` seconds (default 3), then complete.
+    ``slow``: print a progress line every 0.1 s for ``$FAKE_AGENT_SLOW_S`` seconds (default 3), stay silent as
+    long again (default 2), then complete.
 ``FAKE_AGENT_PROMPT_LOG``
     append the prompt received, followed by :data:`PROMPT_SEPARATOR`.
 ``FAKE_AGENT_ENV_LOG``
