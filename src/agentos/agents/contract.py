@@ -199,8 +199,10 @@ def field_at(line: str) -> tuple[str, str] | None:
 
 
 def _show(value: str, limit: int = 60) -> str:
-    """A one-line, bounded repr of a value for an error message."""
-    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+    """A one-line, bounded repr of a value for an error message (bounded after escaping: one astral or control
+    character can take ten characters to show)."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def _unfenced(lines: list[str]) -> list[str]:
