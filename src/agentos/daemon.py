@@ -43,6 +43,7 @@ from agentos.jobs import loop_jobs
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.jobs.watchdog import StallWatchdog
+from agentos.lifecycle import attempts_of, lifecycle_for
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
@@ -292,8 +293,10 @@ class Daemon:
     ) -> int:
         rt = Runtime(self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock)
         self.rt = rt
-        executor = Executor(rt)
-        controller = Controller(rt, on_reload=self.reload)
+        running = attempts_of(rt)
+        lifecycle = lifecycle_for(rt, running)
+        executor = Executor(rt, lifecycle=lifecycle, running=running, wake=rt.wake)
+        controller = Controller(rt, lifecycle=lifecycle, on_reload=self.reload)
         bot = self._telegram(controller)
         try:
             page = self._status_page(controller)
@@ -324,8 +327,6 @@ class Daemon:
         monitor = PRMonitor(rt, executor)
         dispatcher = Dispatcher(rt, executor)
         watchdog = StallWatchdog(rt, executor)
-        executor.on_pr_opened = lambda: scheduler.poke("pr_monitor")
-        executor.on_slot_free = lambda: scheduler.poke("dispatch")
         try:
             scheduler.register("dispatch", dispatcher.tick)
             scheduler.register("pr_monitor", monitor.tick)

@@ -16,86 +16,61 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentos import logging as alog
 from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.contract import (
-    PERMANENT_CODES,
-    ContractError,
-    ResultContract,
-    read_contract,
-    read_result_bytes,
-)
-from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt, fence
+from agentos.agents.contract import ContractError, read_contract, read_result_bytes
+from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
-from agentos.budget import BUDGET_CODE, enforce_agent_budgets, issue_breach, issue_spend
-from agentos.control.notify import action_button, issue_button
+from agentos.budget import enforce_agent_budgets
 from agentos.errors import AgentosError
-from agentos.forge.base import BLOCKED_LABEL
+from agentos.forge.base import BoardStatus
 from agentos.fsutil import atomic_write_text
-from agentos.graph import (
-    Attempt,
-    Event,
-    Task,
-    TaskStatus,
-    backoff_seconds,
-    end_attempt,
-    start_attempt,
-    transition,
-)
+from agentos.graph import Attempt, Task, TaskStatus
+from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, Verdict, attempts_of, best_effort, lifecycle_for
+from agentos.notices import safe_id
+from agentos.ports import Wake
 from agentos.redact import find_secrets, redact
+from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.runtime import Runtime
 from agentos.workspace import Breach, Workspace, branch_name
+
+__all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Verdict", "counted_attempts", "safe_id"]
 
 log = alog.get_logger("agentos.executor")
 
 RESULT_FILE = ".agent_result.md"
 START_FILE = "start_sha"  # in the run dir: the branch tip the attempt started from
-CONTAINMENT_CODES: dict[str, bool] = {
-    "history_rewritten": False,  # the branch was rewritten or left: work saved as a patch, retried from the start
-    "workspace_violation": True,  # agentos's clone or the user's repo was changed: a human must look
-    "secret_detected": True,  # a push would publish a secret: nothing pushed, a human must look
-}
-"""Blocker codes agentos assigns when it contains a misbehaving agent (code → permanent)."""
-
-
-@dataclass
-class Verdict:
-    """How an attempt ended, before the task's status follows from it."""
-
-    outcome: str  # complete | partial | blocked | failed
-    blocker: str | None = None
-    summary: str = ""
-    error: str = ""
-    keep_changes: bool = False
 
 
 def counted_attempts(task: Task) -> int:
-    """Attempts that count toward ``max_attempts``: a usage limit or a daemon restart burns none."""
-    return sum(
-        1 for a in task.attempts if a.outcome not in ("interrupted", "running") and a.blocker_code != "quota_limited"
-    )
-
-
-def safe_id(task_id: str) -> str:
-    return task_id.replace("/", "_").replace("#", "-")
+    """Kept for callers of the old name: :meth:`Task.counted_attempts`."""
+    return task.counted_attempts()
 
 
 class Executor:
-    def __init__(self, rt: Runtime) -> None:
+    """Runs attempts: one coroutine per attempt in :class:`RunningAttempts`, each ending in a verdict for lifecycle."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        lifecycle: Lifecycle | None = None,
+        running: RunningAttempts | None = None,
+        wake: Wake | None = None,
+    ) -> None:
         self.rt = rt
-        self.on_pr_opened: Callable[[], None] = lambda: None
-        self.on_slot_free: Callable[[], None] = lambda: None
+        self.wake: Wake = wake if wake is not None else rt.wake
+        self.attempts = running if running is not None else (lifecycle.running if lifecycle else attempts_of(rt))
+        self.lifecycle = lifecycle if lifecycle is not None else lifecycle_for(rt, self.attempts)
 
     def __repr__(self) -> str:
-        return f"<Executor running={len(self.rt.running)}>"
+        return f"<Executor running={len(self.attempts)}>"
 
-    # ------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------ the pool's three spots (agents/pool.py)
 
     def choose_agent(self, task: Task) -> str | None:
         """The first agent of the task's chain that is not paused by a usage limit."""
@@ -110,7 +85,28 @@ class Executor:
         fresh = [a for a in usable if a not in failed]
         if fresh:
             return fresh[0]
-        return usable[counted_attempts(task) % len(usable)]
+        return usable[task.counted_attempts() % len(usable)]
+
+    def _pause_for_quota(self, agent: str, until: datetime, detail: str) -> None:
+        """An agent hit its usage limit: it is skipped until ``until``, and the operator is told."""
+        self.rt.state.paused_agents[agent] = until
+        self.rt.save_state()
+        log.warning("agent_quota_limited", until=until.isoformat(), detail=detail[:200])
+        self.rt.notify(
+            2,
+            f"quota:{agent}:{until.isoformat()}",
+            f"Agent {agent} hit its usage limit; paused until {until:%Y-%m-%d %H:%M} UTC.",
+        )
+
+    def _enforce_budgets(self) -> None:
+        """An agent past its daily or monthly limit is paused before its next start."""
+        enforce_agent_budgets(self.rt)
+
+    # ------------------------------------------------------------ starting, stopping
+
+    def running(self) -> RunningAttempts:
+        """The attempts running now (the dispatcher counts them, lifecycle stops one)."""
+        return self.attempts
 
     def start(self, task: Task) -> bool:
         """Begin an attempt in the background; False when no agent is available now.
@@ -119,39 +115,31 @@ class Executor:
         its token or cost ceiling is escalated instead. A QUEUED one runs: it is new, or an operator retried it,
         and gets that one attempt before the ceiling is checked again.
         """
-        if task.status is TaskStatus.RETRYING and (breach := self.budget_breach(task)):
-            self._launch(task.id, self._escalate_over_budget(task, breach, []))
+        if task.status is TaskStatus.RETRYING and (breach := self.lifecycle.budget_breach(task)):
+            self.attempts.launch(task.id, self.lifecycle.escalate_over_budget(task, breach))
             return False
         agent = self.choose_agent(task)
         if agent is None:
             return False
-        if task.branch is None:
-            # A new generation starts afresh from the base, never on the branch of the one before it.
-            suffix = f"-g{task.generation}" if task.generation > 1 else ""
-            task.branch = branch_name(task.issue, task.title) + suffix
-        attempt, event = start_attempt(task, agent, self.rt.now())
-        attempt.run_dir = str(self.run_dir(task, attempt))
+        # A new generation starts afresh from the base, never on the branch of the one before it.
+        suffix = f"-g{task.generation}" if task.generation > 1 else ""
+        run_dir = self.rt.state_dir / "runs" / safe_id(task.id) / str(task.next_attempt)
+        attempt, event = task.start_attempt(
+            agent, self.rt.now(), branch=branch_name(task.issue, task.title) + suffix, run_dir=str(run_dir)
+        )
         self.rt.commit([event], [task])
-        self._launch(task.id, self._attempt(task, attempt))
+        self.attempts.launch(task.id, self._attempt(task, attempt))
         return True
 
-    def _launch(self, task_id: str, coro: object) -> None:
-        runner: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
-        self.rt.running[task_id] = runner
-
-        def done(t: asyncio.Task[None]) -> None:
-            self.rt.running.pop(task_id, None)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("executor_crashed", task=task_id, error=repr(t.exception()))
-            self.on_slot_free()
-
-        runner.add_done_callback(done)
+    async def stop(self, task_id: str, reason: str) -> bool:
+        """Stop the attempt of ``task_id`` (its processes killed); see :meth:`RunningAttempts.stop`."""
+        return await self.attempts.stop(task_id, reason)
 
     def resume_handoff(self, task: Task) -> None:
         """Run the hand-off of a VALIDATING task again in the background (after a crash of its coroutine)."""
         attempt = task.current_attempt
-        if attempt is not None and task.status is TaskStatus.VALIDATING and task.id not in self.rt.running:
-            self._launch(task.id, self._resume_handoff(task, attempt))
+        if attempt is not None and task.status is TaskStatus.VALIDATING and task.id not in self.attempts:
+            self.attempts.launch(task.id, self._resume_handoff(task, attempt))
 
     def run_dir(self, task: Task, attempt: Attempt) -> Path:
         return self.rt.state_dir / "runs" / safe_id(task.id) / str(attempt.number)
@@ -161,13 +149,8 @@ class Executor:
         return hashlib.sha256(str(self.rt.state_dir.resolve()).encode()).hexdigest()[:12] + "/"
 
     async def drain(self, grace_s: float) -> None:
-        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them."""
-        pending = list(self.rt.running.values())
-        if pending:
-            _done, still = await asyncio.wait(pending, timeout=grace_s)
-            for t in still:
-                t.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
+        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them (they are re-queued)."""
+        await self.attempts.drain(grace_s)
 
     async def recover(self) -> None:
         """After a crash: end attempts that were running, re-queue their tasks, resume hand-offs.
@@ -176,7 +159,7 @@ class Executor:
         races a git command of ours; escalations whose comment was not posted are finished.
         """
         now = self.rt.now()
-        resume: list[tuple[Task, Attempt]] = []
+        resume: list[Task] = []
         for task in list(self.rt.graph):
             attempt = task.current_attempt
             if task.status is TaskStatus.RUNNING and attempt is not None and attempt.outcome == "running":
@@ -184,12 +167,11 @@ class Executor:
                     killed = await asyncio.to_thread(kill_orphan, attempt.pid, attempt.pid_start)
                     if killed:
                         log.warning("orphan_agent_killed", task=task.id, pid=attempt.pid)
-                ev1 = end_attempt(task, now, outcome="interrupted", error="daemon stopped during the attempt")
-                ev2 = transition(task, TaskStatus.QUEUED, now, reason="recovered_after_restart")
-                self.rt.commit([ev1, ev2], [task])
+                events = task.requeue(now, "recovered_after_restart", error="daemon stopped during the attempt")
+                self.rt.commit(events, [task])
                 log.warning("attempt_interrupted", task=task.id, attempt=attempt.number)
             elif task.status is TaskStatus.VALIDATING and attempt is not None:
-                resume.append((task, attempt))
+                resume.append(task)
         # Whatever still carries our marker is an orphan: an agent whose pid the dead daemon never journalled,
         # or a process an agent moved out of its group. None of ours runs yet (we hold the state lock).
         await asyncio.to_thread(kill_marked, self.marker_prefix(), prefix=True)
@@ -197,13 +179,10 @@ class Executor:
         for repo in self.rt.config.repos:
             with contextlib.suppress(AgentosError):
                 await self.rt.workspace(repo).repair(keep)
-        for task, _attempt in resume:
+        for task in resume:
             log.info("handoff_resumed", task=task.id)
             self.resume_handoff(task)
-        for task in list(self.rt.graph):
-            if task.status is TaskStatus.BLOCKED and not self._escalation_marker(task).exists():
-                log.info("escalation_resumed", task=task.id)
-                await self._announce_escalation(task)
+        await self.lifecycle.recover_escalations()
 
     # ------------------------------------------------------------ one attempt
 
@@ -213,18 +192,21 @@ class Executor:
             try:
                 await self._attempt_body(task, attempt)
             except asyncio.CancelledError:
-                if attempt.outcome == "running":
-                    ev = end_attempt(task, self.rt.now(), outcome="interrupted", error="daemon shutting down")
-                    ev2 = transition(task, TaskStatus.QUEUED, self.rt.now(), reason="shutdown")
-                    self.rt.commit([ev, ev2], [task])
+                # An operator's cancel journalled CANCELLED (the attempt ended) before it stopped us; a
+                # shutdown did not: the attempt is interrupted and the task re-queued for the next start.
+                reason = self.attempts.stop_reason(task.id)
+                if attempt.outcome == "running" and reason == SHUTDOWN:
+                    events = task.requeue(self.rt.now(), "shutdown", error="daemon shutting down")
+                    self.rt.commit(events, [task])
+                log.info("attempt_stopped", reason=reason)
                 raise
             except Exception as exc:
                 log.error("attempt_crashed", error=repr(exc), exc_info=True)
                 if attempt.outcome == "running":
                     verdict = Verdict("failed", "environment_failure", error=f"{type(exc).__name__}: {exc}")
-                    await self._after_failure(task, attempt, verdict)
+                    await self.lifecycle.attempt_failed(task, verdict)
                 elif task.status is TaskStatus.VALIDATING:
-                    await self._fail_validation(task, attempt, "environment_failure", f"{type(exc).__name__}: {exc}")
+                    await self._fail_validation(task, "environment_failure", f"{type(exc).__name__}: {exc}")
 
     async def _attempt_body(self, task: Task, attempt: Attempt) -> None:
         rt = self.rt
@@ -237,7 +219,7 @@ class Executor:
         try:
             worktree, start_sha = await ws.prepare_head(task.branch)
         except AgentosError as exc:
-            await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=str(exc)))
+            await self.lifecycle.attempt_failed(task, Verdict("failed", "environment_failure", error=str(exc)))
             return
         if await self._stash_leftovers(ws, worktree, task):
             start_sha = await ws.head_sha(worktree)
@@ -245,7 +227,7 @@ class Executor:
         (run_dir / START_FILE).write_text(start_sha + "\n", encoding="utf-8")
         hook = await ws.run_hook("before_run", worktree)
         if hook is not None and not hook.ok:
-            await self._after_failure(task, attempt, Verdict("failed", "environment_failure", error=hook.detail))
+            await self.lifecycle.attempt_failed(task, Verdict("failed", "environment_failure", error=hook.detail))
             return
 
         try:
@@ -256,7 +238,7 @@ class Executor:
                 test_command=repo.test_command,
             )
         except PromptTooLarge as exc:
-            await self._after_failure(task, attempt, Verdict("failed", "prompt_too_large", error=str(exc)))
+            await self.lifecycle.attempt_failed(task, Verdict("failed", "prompt_too_large", error=str(exc)))
             return
         prompt_file = run_dir / "prompt.md"
         prompt_file.write_text(prompt, encoding="utf-8")
@@ -272,13 +254,13 @@ class Executor:
                 base_env=os.environ,
             )
         except AgentNotInstalled as exc:
-            await self._after_failure(task, attempt, Verdict("failed", "runner_failure", error=str(exc)))
+            await self.lifecycle.attempt_failed(task, Verdict("failed", "runner_failure", error=str(exc)))
             return
         limits = rt.config.limits
         guard = await ws.guard(worktree)
 
         def started(pid: int, start_time: int) -> None:
-            attempt.pid, attempt.pid_start = pid, start_time
+            task.note_process(pid, start_time)
             rt.commit([rt.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
             log.info("agent_spawned", pid=pid, log=str(run_dir / "agent.log"))
 
@@ -302,11 +284,16 @@ class Executor:
         await ws.run_hook("after_run", worktree)
         log_text = _read_tail(run_dir / "agent.log", 2 * 1024 * 1024)
         report = parse_output(agent_cfg.kind, log_text, outcome.exit_code, now=rt.now())
-        attempt.tokens_in, attempt.tokens_out = report.tokens_in, report.tokens_out
-        attempt.cost_usd, attempt.turns = report.cost_usd, report.turns
-        attempt.cost_reported, attempt.tokens_reported = report.cost_reported, report.tokens_reported
-        enforce_agent_budgets(rt)  # an agent past its daily or monthly limit is paused before its next start
-        attempt.exit_code = outcome.exit_code
+        task.note_usage(
+            tokens_in=report.tokens_in,
+            tokens_out=report.tokens_out,
+            cost_usd=report.cost_usd,
+            turns=report.turns,
+            cost_reported=report.cost_reported,
+            tokens_reported=report.tokens_reported,
+            exit_code=outcome.exit_code,
+        )
+        self._enforce_budgets()
         result_path = worktree / RESULT_FILE
         with contextlib.suppress(ContractError, OSError):  # never through a symlink, never from a FIFO
             data = await asyncio.to_thread(read_result_bytes, result_path, 256 * 1024, truncate=True)
@@ -319,7 +306,7 @@ class Executor:
         if verdict.outcome == "complete":
             await self._validate(task, attempt, ws, worktree, verdict)
         else:
-            await self._after_failure(task, attempt, verdict, ws=ws, worktree=worktree, since=start_sha)
+            await self._failed(task, attempt, verdict, ws, worktree, since=start_sha)
 
     async def _contain(
         self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, since: str, breaches: list[Breach]
@@ -337,10 +324,10 @@ class Executor:
         log.warning("attempt_contained", code=code, breaches=[b.kind for b in breaches])
         patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
         if await ws.save_patch(worktree, patch, since=since):
-            attempt.patch_path = str(patch)
+            task.note_patch(str(patch))
         assert task.branch is not None
         await ws.restore_branch(worktree, task.branch, since)
-        await self._after_failure(task, attempt, Verdict("failed", code, error=detail))
+        await self.lifecycle.attempt_failed(task, Verdict("failed", code, error=detail))
 
     async def _judge(self, task: Task, attempt: Attempt, outcome: object, report: object, result: Path) -> Verdict:
         from agentos.agents.adapters import AgentReport
@@ -354,15 +341,7 @@ class Executor:
             until = report.reset_at or self.rt.now() + timedelta(
                 minutes=self.rt.config.agents[attempt.agent].cooldown_minutes
             )
-            self.rt.state.paused_agents[attempt.agent] = until
-            self.rt.save_state()
-            log.warning("agent_quota_limited", until=until.isoformat())
-            if self.rt.notifier is not None:
-                self.rt.notifier.notify(
-                    2,
-                    f"quota:{attempt.agent}:{until.isoformat()}",
-                    f"Agent {attempt.agent} hit its usage limit; paused until {until:%Y-%m-%d %H:%M} UTC.",
-                )
+            self._pause_for_quota(attempt.agent, until, report.detail or tail)
             return Verdict("failed", "quota_limited", error=report.detail or tail)
         if report.failure == "missing_credentials":
             return Verdict("failed", "missing_credentials", error=report.detail or tail)
@@ -390,9 +369,7 @@ class Executor:
         rt = self.rt
         (worktree / RESULT_FILE).unlink(missing_ok=True)
         await ws.commit_all(worktree, _commit_message(task, verdict.summary))
-        ev = end_attempt(task, rt.now(), outcome="complete", summary=verdict.summary[:2000])
-        ev2 = transition(task, TaskStatus.VALIDATING, rt.now())
-        rt.commit([ev, ev2], [task])
+        rt.commit(task.complete_attempt(rt.now(), verdict.summary), [task])
         await self._handoff(task, attempt, ws, worktree)
 
     async def _resume_handoff(self, task: Task, attempt: Attempt) -> None:
@@ -412,7 +389,7 @@ class Executor:
                 log.error("handoff_crashed", error=repr(exc), exc_info=not isinstance(exc, AgentosError))
                 if task.status is TaskStatus.VALIDATING:
                     detail = f"{type(exc).__name__}: {exc}"
-                    await self._fail_validation(task, attempt, "environment_failure", detail, ws=ws, worktree=worktree)
+                    await self._fail_validation(task, "environment_failure", detail, ws=ws, worktree=worktree)
 
     async def _handoff(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path) -> None:
         """Prove, record and publish a complete (committed) attempt. Every step may be repeated safely:
@@ -421,15 +398,13 @@ class Executor:
         repo = rt.repo(task.repo)
         stat = await ws.diff_stat(worktree)
         if stat.files == 0:
-            await self._fail_validation(
-                task, attempt, "no_diff_produced", "the agent reported complete but changed nothing"
-            )
+            await self._fail_validation(task, "no_diff_produced", "the agent reported complete but changed nothing")
             return
         tests = await ws.run_tests(worktree, _test_env())
         if tests.code != 0 or tests.timed_out:
             why = "timed out" if tests.timed_out else f"exit {tests.code}"
             detail = f"`{repo.test_command}` {why}:\n{redact(tests.output_tail[-3000:])}"
-            await self._fail_validation(task, attempt, "test_failure", detail, ws=ws, worktree=worktree)
+            await self._fail_validation(task, "test_failure", detail, ws=ws, worktree=worktree)
             return
         await ws.reset(worktree)  # drop what the test run left behind (caches, reports)
         if await memory.record(worktree, task, attempt, stat.paths):
@@ -448,7 +423,7 @@ class Executor:
         else:
             log.info("pr_reused", pr=pr.number, state=pr.state)
         # The comment is keyed, so posting it before the state change is safe to repeat after a crash.
-        await self._safe(
+        await best_effort(
             rt.forge.comment(
                 task.repo,
                 task.issue,
@@ -456,11 +431,9 @@ class Executor:
                 key=f"attempt:{task.id}:{attempt.number}",
             )
         )
-        task.pr = pr.number
-        ev = transition(task, TaskStatus.PR_OPEN, rt.now(), pr=pr.number)
-        rt.commit([ev], [task])
+        rt.commit([task.open_pr(pr.number, rt.now())], [task])
         await self._board(task, "In Review")
-        self.on_pr_opened()
+        self.wake("pr_monitor")
 
     async def _refuse_secret(
         self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, leaks: list[str]
@@ -477,7 +450,7 @@ class Executor:
             f"change, secret included, is in {patch}. If the secret is real, rotate it."
         )
         log.warning("secret_in_branch", leaks=len(leaks))
-        await self._fail_validation(task, attempt, "secret_detected", detail, ws=ws, worktree=worktree)
+        await self._fail_validation(task, "secret_detected", detail, ws=ws, worktree=worktree)
         assert task.branch is not None
         if (worktree / ".git").exists():
             await ws.restore_branch(worktree, task.branch, base)
@@ -485,155 +458,27 @@ class Executor:
             await ws.git("branch", "-f", task.branch, base, check=False)
 
     async def _fail_validation(
-        self,
-        task: Task,
-        attempt: Attempt,
-        code: str,
-        detail: str,
-        *,
-        ws: Workspace | None = None,
-        worktree: Path | None = None,
+        self, task: Task, code: str, detail: str, *, ws: Workspace | None = None, worktree: Path | None = None
     ) -> None:
-        attempt.blocker_code = code
-        attempt.error = redact(detail)[-3000:]
-        attempt.outcome = "failed"
-        task.last_blocker = code
-        log.warning("validation_failed", code=code)
+        """The hand-off failed: the agent's work stays committed on the branch, test leftovers go; lifecycle decides."""
         if ws is not None and worktree is not None:
             with contextlib.suppress(AgentosError):
-                await ws.reset(worktree)  # the agent's work stays committed on the branch; test leftovers go
-        await self._after_failure(task, attempt, Verdict("failed", code, error=detail, keep_changes=True))
+                await ws.reset(worktree)
+        await self.lifecycle.validation_failed(task, code, detail)
 
-    # ------------------------------------------------------------ failure paths
-
-    async def _after_failure(
-        self,
-        task: Task,
-        attempt: Attempt,
-        verdict: Verdict,
-        *,
-        ws: Workspace | None = None,
-        worktree: Path | None = None,
-        since: str | None = None,
+    async def _failed(
+        self, task: Task, attempt: Attempt, verdict: Verdict, ws: Workspace, worktree: Path, *, since: str
     ) -> None:
-        """End a failed attempt; keep (partial) or save-and-drop (anything else) its changes; retry or escalate.
-
-        ``since`` is where the attempt started: a blocked, timed-out or invalid attempt's changes, commits
-        included, are saved as ``changes.patch`` in its run dir and the branch goes back to ``since``.
-        """
-        rt = self.rt
-        now = rt.now()
-        events: list[Event] = []
-        if attempt.outcome == "running":
-            events.append(
-                end_attempt(
-                    task,
-                    now,
-                    outcome=verdict.outcome if verdict.outcome in ("partial", "blocked") else "failed",  # type: ignore[arg-type]
-                    blocker_code=verdict.blocker,
-                    summary=verdict.summary[:2000],
-                    error=redact(verdict.error)[-3000:],
-                )
-            )
-        if ws is not None and worktree is not None:
-            if verdict.keep_changes:
-                await ws.commit_all(worktree, _commit_message(task, verdict.summary or "partial work", partial=True))
-            else:
-                patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
-                if await ws.save_patch(worktree, patch, since=since):
-                    attempt.patch_path = str(patch)
-                await ws.reset(worktree, to=since)
-        permanent = verdict.blocker in PERMANENT_CODES or CONTAINMENT_CODES.get(verdict.blocker or "", False)
-        exhausted = counted_attempts(task) >= rt.config.routing.max_attempts
-        if permanent or exhausted:
-            await self._escalate(task, events, reason="permanent" if permanent else "max_attempts")
-            return
-        if breach := self.budget_breach(task):
-            await self._escalate_over_budget(task, breach, events)
-            return
-        delay = (
-            0.0
-            if verdict.blocker == "quota_limited"
-            else backoff_seconds(
-                counted_attempts(task), rt.config.routing.backoff_base_s, rt.config.routing.backoff_cap_s
-            )
-        )
-        task.not_before = now + timedelta(seconds=delay)
-        events.append(transition(task, TaskStatus.RETRYING, now, blocker=verdict.blocker, retry_in_s=delay))
-        rt.commit(events, [task])
-        log.info("attempt_failed_will_retry", blocker=verdict.blocker, retry_in_s=delay)
-
-    async def _escalate(self, task: Task, events: Sequence[Event], *, reason: str) -> None:
-        """Label the issue blocked (and no longer ready), journal BLOCKED, then comment and notify.
-
-        The labels change first, so the dispatcher never sees a blocked task on a still-ready issue; the
-        comment is keyed and :meth:`recover` posts it if the daemon died before it did.
-        """
-        rt = self.rt
-        await self._safe(rt.forge.remove_label(task.repo, task.issue, rt.ready_label))
-        await self._safe(rt.forge.add_labels(task.repo, task.issue, [BLOCKED_LABEL]))
-        await self._board(task, "Blocked")
-        evs = list(events)
-        evs.append(transition(task, TaskStatus.BLOCKED, rt.now(), reason=reason, blocker=task.last_blocker))
-        evs.append(rt.event("escalated", task.id, blocker=task.last_blocker, attempts=len(task.attempts)))
-        rt.commit(evs, [task])
-        log.warning("task_escalated", blocker=task.last_blocker, attempts=len(task.attempts))
-        await self._announce_escalation(task)
-        if task.branch:  # a finished task keeps no worktree (LESSONS #17); its branch stays for a retry
-            try:
-                await rt.workspace(rt.repo(task.repo)).remove(task.branch, keep_branch=True)
-            except AgentosError as exc:
-                log.warning("worktree_remove_failed", error=str(exc))
-
-    def budget_breach(self, task: Task) -> str | None:
-        """``spent …; limit …`` when the task's issue (every attempt of every generation) is over a ceiling."""
-        return issue_breach(self._issue_tasks(task), self.rt.config.limits)
-
-    def _issue_tasks(self, task: Task) -> list[Task]:
-        tasks = self.rt.graph.for_issue(task.repo, task.issue)
-        return tasks if any(t is task for t in tasks) else [*tasks, task]
-
-    async def _escalate_over_budget(self, task: Task, breach: str, events: Sequence[Event]) -> None:
-        task.last_blocker = BUDGET_CODE
-        log.warning("task_over_budget", task=task.id, detail=breach)
-        await self._escalate(task, events, reason="budget")
-
-    def _escalation_marker(self, task: Task) -> Path:
-        return self.rt.state_dir / "runs" / safe_id(task.id) / f"escalated-{len(task.attempts)}"
-
-    async def _announce_escalation(self, task: Task) -> None:
-        """The structured comment (once, by key) and the notification; then the marker that says so."""
-        rt = self.rt
-        key = f"escalation:{task.id}:{len(task.attempts)}"
-        figures = self.budget_breach(task) or f"spent {issue_spend(self._issue_tasks(task)).describe()}"
-        try:
-            await rt.forge.comment(task.repo, task.issue, redact(_escalation_comment(task, figures)), key=key)
-        except AgentosError as exc:
-            log.warning("forge_call_failed", error=str(exc))
-            return  # no marker: the next start tries again
-        if rt.notifier is not None:
-            url = ""
-            with contextlib.suppress(AgentosError):  # the button degrades to "show" when the issue can't be read
-                url = (await rt.forge.get_issue(task.repo, task.issue)).url
-            try:
-                buttons = [
-                    action_button("Retry", "retry", task.id),
-                    action_button("Cancel", "cancel", task.id),
-                    issue_button(url, task.id),
-                ]
-            except ValueError:  # an id too long for Telegram's 64-byte callback data: /retry ID still works
-                buttons = [issue_button(url, task.id)] if url.startswith("http") else []
-            rt.notifier.notify(
-                1,
-                key,
-                f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}"
-                f"\n{figures}",
-                buttons=buttons,
-            )
-        marker = self._escalation_marker(task)
-        with contextlib.suppress(OSError):
-            marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            marker.write_text(key + "\n", encoding="utf-8")
+        """A failed attempt's changes: kept (partial) or saved as ``changes.patch`` with the branch back at
+        ``since`` (blocked, timed out, invalid); then lifecycle retries the task or escalates it."""
+        if verdict.keep_changes:
+            await ws.commit_all(worktree, _commit_message(task, verdict.summary or "partial work", partial=True))
+        else:
+            patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
+            if await ws.save_patch(worktree, patch, since=since):
+                task.note_patch(str(patch), attempt=attempt)
+            await ws.reset(worktree, to=since)
+        await self.lifecycle.attempt_failed(task, verdict)
 
     # ------------------------------------------------------------ helpers
 
@@ -672,21 +517,13 @@ class Executor:
         since = _read_start(prev_dir) if prev.outcome == "interrupted" else None
         saved = await ws.save_patch(worktree, prev_dir / "leftover.patch", since=since)
         if saved:
-            prev.patch_path = prev.patch_path or str(prev_dir / "leftover.patch")
+            task.note_patch(str(prev_dir / "leftover.patch"), attempt=prev, keep=True)
         if saved or since is not None:
             await ws.reset(worktree, to=since)
         return since is not None
 
-    async def _board(self, task: Task, status: str) -> None:
-        await self._safe(self.rt.forge.set_board_status(task.repo, task.issue, status))  # type: ignore[arg-type]
-
-    @staticmethod
-    async def _safe(coro: object) -> None:
-        """A forge call whose failure must not stop the task (it is retried by the next run)."""
-        try:
-            await coro  # type: ignore[misc]
-        except AgentosError as exc:
-            log.warning("forge_call_failed", error=str(exc))
+    async def _board(self, task: Task, status: BoardStatus) -> None:
+        await best_effort(self.rt.forge.set_board_status(task.repo, task.issue, status))
 
 
 def _read_tail(path: Path, limit: int) -> str:
@@ -732,60 +569,3 @@ def _attempt_comment(task: Task, attempt: Attempt, pr: int) -> str:
         f"**agentos**: attempt {attempt.number} by `{attempt.agent}` is complete; PR #{pr} is open.\n\n"
         f"{attempt.summary or '(no summary)'}"
     )
-
-
-def _last_contract(task: Task) -> ResultContract | None:
-    """The newest result file an attempt of ``task`` left that parses."""
-    for attempt in reversed(task.attempts):
-        if attempt.run_dir:
-            try:
-                return read_contract(Path(attempt.run_dir) / RESULT_FILE)
-            except ContractError:
-                continue
-    return None
-
-
-def _cell(text: str, limit: int = 160) -> str:
-    return " ".join(text.split()).replace("|", "\\|")[:limit]
-
-
-def _escalation_comment(task: Task, figures: str = "") -> str:
-    """What was tried by whom, the blocker codes, what it cost, the last error, the next step, the manual steps."""
-    lines = [
-        f"**agentos escalated this issue** after {len(task.attempts)} attempts; it needs a human.",
-        "",
-        f"Task `{task.id}`, last blocker: `{task.last_blocker or '-'}`.",
-        "",
-    ]
-    if figures:
-        lines += [f"Budget: {figures}.", ""]
-    if task.last_blocker == BUDGET_CODE:
-        lines += [
-            "The issue reached its token or cost ceiling (`limits.max_task_tokens`, `limits.max_task_cost_usd`), "
-            "so agentos stopped retrying it. A retry runs one more attempt; raise the limit for more.",
-            "",
-        ]
-    lines += [
-        "| # | agent | outcome | blocker | note |",
-        "|---|---|---|---|---|",
-    ]
-    for a in task.attempts:
-        lines.append(
-            f"| {a.number} | `{a.agent}` | {a.outcome} | `{a.blocker_code or '-'}` | {_cell(a.error or a.summary)} |"
-        )
-    last = task.attempts[-1] if task.attempts else None
-    if last and last.error.strip():
-        lines += ["", "Last error:", "", fence(last.error.strip()[-1500:])]
-    contract = _last_contract(task)
-    next_step = contract.next_step.strip() if contract else ""
-    manual = contract.manual_steps.strip() if contract else ""
-    if manual and manual.lower() not in ("none", "n/a", "-"):
-        lines += ["", "**Manual steps** (from the agent):", "", fence(manual[-1500:])]
-    if next_step and next_step.lower() not in ("none", "n/a", "-"):
-        lines += ["", f"**The agent's next step:** {_cell(next_step, 500)}"]
-    lines += [
-        "",
-        "**Next step:** fix the blocker above (or clarify the issue), then make the issue ready again "
-        f"(`agentos issue ready {task.issue}` on the local forge) or run `agentos ctl task retry {task.id}`.",
-    ]
-    return "\n".join(lines)

@@ -18,7 +18,7 @@ import errno
 import functools
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from agentos import logging as alog
 from agentos.config import Config, RepoConfig
 from agentos.forge.base import READY_LABEL, Forge
 from agentos.graph import Event, Task, TaskGraph
+from agentos.ports import Action, Severity
 from agentos.store import DaemonState, StateError, Store
 from agentos.workspace import Workspace
 
@@ -259,6 +260,20 @@ class Runtime:
         if self.scheduler is not None and self.scheduler.has_job("dispatch"):
             self.scheduler.poke("dispatch")
         return True
+
+    @property
+    def held(self) -> str | None:
+        """Why state writes are held (the disk is full), or None when they work (the ``Journal`` port)."""
+        return self.write_failure.describe() if self.write_failure is not None else None
+
+    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
+        """The ``Notify`` port over the daemon's notifier (none in tests: the notice is dropped)."""
+        return self.notifier.notify(severity, key, text, actions) if self.notifier is not None else False
+
+    def wake(self, job: str) -> None:
+        """The ``Wake`` port: run ``job`` now when the scheduler has it."""
+        if self.scheduler is not None and self.scheduler.has_job(job):
+            self.scheduler.poke(job)
 
     def event(self, type_: str, task: str | None = None, **data: Any) -> Event:
         return Event(type=type_, task=task, ts=self.now(), data=data)

@@ -18,7 +18,8 @@ from agentos import logging as alog
 from agentos.budget import agent_verdicts, describe_pause, issue_breach, lift_agent_pause, limits_text
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import READY_LABEL
-from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
+from agentos.graph import IllegalTransition, Task, TaskStatus, task_row
+from agentos.lifecycle import Lifecycle, lifecycle_for
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
 
@@ -31,8 +32,15 @@ Approver = Callable[[str, int, bool], Awaitable[dict[str, Any]]]
 
 
 class Controller:
-    def __init__(self, rt: Runtime, *, on_reload: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        lifecycle: Lifecycle | None = None,
+        on_reload: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.rt = rt
+        self.lifecycle = lifecycle if lifecycle is not None else lifecycle_for(rt)
         self._on_reload = on_reload
         self.approver: Approver | None = None
         self.status_page_url: str | None = None
@@ -306,15 +314,10 @@ class Controller:
 
     async def retry(self, task_id: str) -> dict[str, Any]:
         task = self._task(task_id)
-        if task.status in (TaskStatus.QUEUED, TaskStatus.RETRYING) or task.status in ACTIVE:
-            raise ControlError(f"task {task_id} is already {task.status.value}")
         try:
-            event = transition(task, TaskStatus.QUEUED, self.rt.now(), reason="operator_retry")
+            self.lifecycle.retry(task)
         except IllegalTransition as exc:
             raise ControlError(str(exc)) from None
-        task.not_before = None
-        self.rt.commit([event], [task])
-        self._poke("dispatch")
         result: dict[str, Any] = {"task": task_id, "status": task.status.value}
         breach = issue_breach(self.rt.graph.for_issue(task.repo, task.issue), self.rt.config.limits)
         if breach:  # an operator's retry runs once more past the ceiling; the ceiling is checked after it
@@ -323,21 +326,10 @@ class Controller:
 
     async def cancel(self, task_id: str) -> dict[str, Any]:
         task = self._task(task_id)
-        if task.status is TaskStatus.CANCELLED:
-            raise ControlError(f"task {task_id} is already cancelled")
-        running = self.rt.running.get(task_id)
-        if running is not None:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
         try:
-            event = transition(task, TaskStatus.CANCELLED, self.rt.now(), reason="operator_cancel")
+            await self.lifecycle.cancel(task)
         except IllegalTransition as exc:
             raise ControlError(str(exc)) from None
-        self.rt.commit([event], [task])
-        try:  # so the next dispatch does not start the issue again
-            await self.rt.forge.remove_label(task.repo, task.issue, self.rt.ready_label)
-        except AgentosError as exc:
-            log.warning("ready_label_not_removed", task=task_id, error=str(exc))
         return {"task": task_id, "status": task.status.value}
 
     # ------------------------------------------------------------ issues (`agentos issue new|ready`)

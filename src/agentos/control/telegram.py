@@ -54,7 +54,7 @@ from agentos import logging as alog
 from agentos.control.notify import (
     CALLBACK_PREFIX,
     TELEGRAM_TEXT_LIMIT,
-    Action,
+    ActionKind,
     Message,
     TransientSendError,
     retry_send,
@@ -113,7 +113,7 @@ def bot_commands() -> list[BotCommand]:
 class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
     """A button press: ``act:<action>:<ref>`` (built by :func:`agentos.control.notify.action_button`)."""
 
-    action: Action
+    action: ActionKind
     ref: str
 
 
@@ -168,7 +168,7 @@ class TelegramSender:
         return f"<TelegramSender chats={len(self._chat_ids)} sent={self.sent}>"
 
     async def __call__(self, message: Message) -> None:
-        markup = keyboard(message.buttons)
+        markup = keyboard(message.buttons)  # the message's domain actions, rendered
         reached = self._reached.setdefault(message.seq, set()) if message.seq else set()
         for chat_id in self._chat_ids:
             if chat_id in reached:

@@ -2,7 +2,8 @@
 
 Idempotent: an issue has at most one live task; a new generation is made only when an issue whose
 last task ended without a merge (escalated, cancelled) is made ready again: it is open, labelled ready
-and not labelled blocked when read afresh.
+and not labelled blocked when read afresh. After an operator's cancel the ready label is taken off first
+(:meth:`Lifecycle.clear_ready`), so only a label added again after the cancel counts.
 
 A dependency (``Depends on #N``) holds a task back until #N's task merges. One that cannot merge through
 agentos any more but is done (#N was closed by hand, or a later generation of it merged) is dropped on
@@ -129,6 +130,11 @@ class Dispatcher:
         if latest is not None:
             if latest.status not in TERMINAL or latest.status is TaskStatus.MERGED:
                 return None
+            if latest.awaiting_unready:
+                # Cancelled by an operator, and its ready label may still be the one from before the cancel:
+                # take it off first. Only a ready label added after that (a fresh one) starts a new generation.
+                await self.executor.lifecycle.clear_ready(latest)
+                return None
             if not await self._ready_again(issue):
                 return None
             if rt.graph.latest_for_issue(issue.repo, issue.number) is not latest:
@@ -220,7 +226,7 @@ class Dispatcher:
                         closed[ref] = False
                 (gone if closed[ref] else keep).append(dep)
             if gone:
-                task.depends_on = keep
+                task.release(keep)
                 rt.commit([rt.event("dependencies_released", task.id, released=gone)], [task])
                 log.info("dependencies_released", task=task.id, released=gone)
                 dropped += len(gone)
@@ -239,13 +245,14 @@ class Dispatcher:
         per_repo: dict[str, int] = {}
         started_in: dict[str, int] = {}
         busy_issues: set[tuple[str, int]] = set()
-        for task_id in rt.running:
+        running = self.executor.running()
+        for task_id in running:
             t = rt.graph.find(task_id)
             if t is not None:
                 per_repo[t.repo] = per_repo.get(t.repo, 0) + 1
                 busy_issues.add((t.repo, t.issue))
         for task in rt.graph.dispatchable(rt.now()):
-            if len(rt.running) >= cfg.max_parallel_workers:
+            if len(running) >= cfg.max_parallel_workers:
                 break
             if not rt.repo_enabled(task.repo) or (task.repo, task.issue) in busy_issues:
                 continue
@@ -256,7 +263,7 @@ class Dispatcher:
             budgeted = repo.max_worktrees is not None or repo.max_worktree_disk_mb is not None
             if budgeted and not rt.workspace(repo).has_room(task.branch, starting=started_in.get(task.repo, 0)):
                 continue  # the repo's worktree budget is spent: the watchdog cleans up and tells the operator
-            if task.id in rt.running:
+            if task.id in running:
                 continue
             if self.executor.start(task):
                 started += 1

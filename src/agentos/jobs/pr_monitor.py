@@ -39,21 +39,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentos import logging as alog
-from agentos.control.notify import action_button
 from agentos.errors import AgentosError, ControlError
-from agentos.executor import Executor, counted_attempts, safe_id
+from agentos.executor import Executor
 from agentos.forge.base import REVIEW_LABEL, Checks, PullRequest, marker
-from agentos.graph import Task, TaskStatus, transition
+from agentos.graph import Task, TaskStatus
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
 from agentos.jobs._pr_policy import (
-    CI_CONTEXT_CHARS,
     Blocker,
     BlockerKind,
     ci_context,
     digest,
-    fenced,
     is_wedged,
-    next_generation,
     normalise,
     pending_blocker,
     red_blocker,
@@ -62,7 +58,10 @@ from agentos.jobs._pr_policy import (
     wedged_comment,
 )
 from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
+from agentos.lifecycle import Lifecycle
 from agentos.llm import ModelAsker, from_config
+from agentos.notices import safe_id
+from agentos.ports import Action
 from agentos.redact import redact
 from agentos.runtime import Runtime
 
@@ -99,7 +98,7 @@ class _Verdict:
 class PRMonitor:
     def __init__(self, rt: Runtime, executor: Executor, *, branches: Branches | None = None) -> None:
         self.rt = rt
-        self.executor = executor
+        self.lifecycle: Lifecycle = executor.lifecycle
         self.branches: Branches = branches if branches is not None else WorkspaceBranches(rt)
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
@@ -132,8 +131,8 @@ class PRMonitor:
             # A pass merges at most one PR per repo; without this the rest wait for the 5-minute timer. On a
             # forge whose checks run on the merge result, a rebased head is checked by the very next pass.
             again = self.counts["merged"] != merged or (self._checks_merge_result and self.counts["rebased"] != rebased)
-            if again and self.rt.scheduler is not None:
-                self.rt.scheduler.poke("pr_monitor")
+            if again:
+                self.lifecycle.wake("pr_monitor")
 
     async def _pass(self) -> None:
         by_repo = self._open_tasks()
@@ -326,19 +325,18 @@ class PRMonitor:
             return  # asked already
         await rt.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
         rt.record("review_requested", task.id, pr=pr.number, risk=risk)
-        if rt.notifier is not None:
-            ref = f"{task.repo}#{pr.number}"
-            if risk == "high":
-                reasons = "\n".join(f"- {f.detail}" for f in findings if f.blocking)
-                text = f"PR {ref} is green but high risk and waits for your approval: {task.title}\n{reasons}"
-            else:
-                text = f"PR {ref} is green and waits for your approval: {task.title}"
-            rt.notifier.notify(
-                1,
-                f"review:{task.id}:{pr.head_sha}",
-                redact(text),
-                buttons=[action_button("Approve", "approve", ref), action_button("Reject", "reject", ref)],
-            )
+        ref = f"{task.repo}#{pr.number}"
+        if risk == "high":
+            reasons = "\n".join(f"- {f.detail}" for f in findings if f.blocking)
+            text = f"PR {ref} is green but high risk and waits for your approval: {task.title}\n{reasons}"
+        else:
+            text = f"PR {ref} is green and waits for your approval: {task.title}"
+        self.lifecycle.notify.notify(
+            1,
+            f"review:{task.id}:{pr.head_sha}",
+            redact(text),
+            [Action("approve", ref, "Approve"), Action("reject", ref, "Reject")],
+        )
 
     # ------------------------------------------------------------ merging
 
@@ -359,34 +357,22 @@ class PRMonitor:
         return False
 
     async def _mark_merged(self, task: Task, sha: str, *, reconciled: bool = False) -> None:
-        rt = self.rt
-        task.last_signature, task.blocked_since = None, None
-        ev = transition(task, TaskStatus.MERGED, rt.now(), sha=sha, pr=task.pr)
-        extra = {"reconciled": True} if reconciled else {}
-        rt.commit([ev, rt.event("merged", task.id, pr=task.pr, sha=sha, attempts=len(task.attempts), **extra)], [task])
+        await self.lifecycle.merged(task, sha, reconciled=reconciled)
         self.counts["merged"] += 1
-        log.info("pr_merged", sha=sha, reconciled=reconciled)
-        await Executor._safe(rt.forge.close_issue(task.repo, task.issue))
-        await Executor._safe(rt.forge.set_board_status(task.repo, task.issue, "Done"))
         if task.branch and reconciled:  # merged before a crash (or by hand): the branch may be left behind
             try:
                 await self.branches.delete(task.repo, task.branch, sha)
             except AgentosError as exc:
                 log.warning("branch_delete_failed", error=str(exc))
         await self._drop_worktree(task)
-        if rt.notifier is not None:
-            rt.notifier.notify(3, f"merged:{task.id}", f"Merged {task.repo}#{task.pr}: {task.title}")
-        self.executor.on_slot_free()  # tasks that depended on this one may start now, not at the next tick
 
     async def _closed(self, task: Task, pr: PullRequest) -> None:
         """A PR closed without a merge: by agentos as wedged (finish the re-spawn) or by someone else."""
-        rt = self.rt
         tag = marker(wedge_key(task))
-        if any(tag in c.body for c in await rt.forge.comments(task.repo, pr.number)):
+        if any(tag in c.body for c in await self.rt.forge.comments(task.repo, pr.number)):
             await self._respawn(task, pr)
             return
-        ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="pr_closed_without_merge")
-        rt.commit([ev], [task])
+        self.lifecycle.closed_unmerged(task)
         await self._drop_worktree(task)
 
     async def _drop_worktree(self, task: Task) -> None:
@@ -417,8 +403,8 @@ class PRMonitor:
         if outcome.status != "conflict":
             log.info("pr_not_rebased", reason=reason, status=outcome.status)
             return
-        if attempt is not None:
-            attempt.patch_path = outcome.patch
+        if outcome.patch:
+            task.note_patch(outcome.patch)
         base = rt.repo(task.repo).base_branch
         conflicts = ", ".join(outcome.conflicts) or "(git named no file)"
         detail = (
@@ -428,44 +414,9 @@ class PRMonitor:
         await self._send_back(task, pr, detail, reason="rebase_conflict")
 
     async def _send_back(self, task: Task, pr: PullRequest, detail: str, *, reason: str) -> None:
-        """A red or conflicting PR goes back to an agent on the same branch, up to the fix budget."""
-        rt = self.rt
-        limit = rt.config.routing.max_ci_fix_attempts
-        last = task.current_attempt
-        if last is not None:
-            last.error = detail[-CI_CONTEXT_CHARS:]
-        task.last_blocker = "test_failure"
-        if task.ci_fix_attempts >= limit or counted_attempts(task) >= rt.config.routing.max_attempts + limit:
-            await self._exhausted(task, pr, reason)
-            return
-        if REVIEW_LABEL in pr.labels:  # the change will change: a new approval is asked when it is green again
-            await Executor._safe(rt.forge.remove_label(task.repo, pr.number, REVIEW_LABEL))
-        task.ci_fix_attempts += 1
-        task.approved_at = None
-        ev = transition(task, TaskStatus.RETRYING, rt.now(), reason=reason, blocker="test_failure")
-        task.not_before = rt.now()
-        rt.commit([ev], [task])
-        self.counts["sent_back"] += 1
-        log.info("pr_sent_back", reason=reason, fix_attempt=task.ci_fix_attempts)
-        self.executor.on_slot_free()
-
-    async def _exhausted(self, task: Task, pr: PullRequest, reason: str) -> None:
-        """The fix budget is spent: comment on the PR (left open for a human), then escalate the task."""
-        rt = self.rt
-        fixes = task.ci_fix_attempts
-        what = "CI stayed red" if reason == "ci_failed" else "the branch kept conflicting with its base"
-        body = (
-            f"**agentos** stopped sending this PR back to an agent: {what} after {fixes} fix attempts "
-            f"(`routing.max_ci_fix_attempts`). The PR stays open for a human: fix and merge it, or close it. "
-            f"`agentos ctl task retry {task.id}` gives the task to an agent again.\n\n"
-            f"Last report:\n\n{fenced(task.current_attempt.error if task.current_attempt else '')}"
-        )
-        await Executor._safe(
-            rt.forge.comment(task.repo, pr.number, redact(body), key=f"ci-exhausted:{task.id}:{len(task.attempts)}")
-        )
-        task.ci_fix_attempts = 0  # an operator's retry starts with a fresh budget
-        event = rt.event("ci_fix_exhausted", task.id, reason=reason, fixes=fixes, pr=pr.number)
-        await self.executor._escalate(task, [event], reason=reason)
+        """A red or conflicting PR goes back to an agent on the same branch, up to the fix budget (lifecycle)."""
+        if await self.lifecycle.send_back(task, pr, detail, reason=reason):
+            self.counts["sent_back"] += 1
 
     # ------------------------------------------------------------ blockers and wedged PRs
 
@@ -478,7 +429,7 @@ class PRMonitor:
         # (its clock runs on) until it is seen green.
         rerun = blocker.kind == "pending" and bool(task.last_signature) and task.last_signature != signature
         if not rerun and (task.last_signature != signature or task.blocked_since is None):
-            task.last_signature, task.blocked_since = signature, now
+            task.note_pr_blocker(signature, now)
             event = rt.event(
                 "pr_blocked", task.id, pr=pr.number, kind=blocker.kind, signature=signature, sha=pr.head_sha
             )
@@ -494,18 +445,14 @@ class PRMonitor:
         return True
 
     def _unblocked(self, task: Task, pr: PullRequest) -> None:
-        if task.last_signature is None and task.blocked_since is None:
+        if not task.clear_pr_blocker():
             return
-        task.last_signature, task.blocked_since = None, None
         self.rt.commit([self.rt.event("pr_unblocked", task.id, pr=pr.number, sha=pr.head_sha)], [task])
-
-    def _wedged_before(self, task: Task) -> bool:
-        return any(t is not task and t.last_blocker == "wedged" for t in self.rt.graph.for_issue(task.repo, task.issue))
 
     async def _wedged(self, task: Task, pr: PullRequest, blocker: Blocker) -> None:
         """Close and re-spawn (the first time for this issue) or escalate (after a re-spawn wedged too)."""
         rt = self.rt
-        again = self._wedged_before(task)
+        again = self.lifecycle.wedged_before(task)
         since = task.blocked_since or rt.now()
         hours = (rt.now() - since).total_seconds() / 3600
         body = wedged_comment(task, pr, blocker, hours, rt.config.repo(task.repo).base_branch, escalate=again)
@@ -513,37 +460,16 @@ class PRMonitor:
         self.counts["wedged"] += 1
         log.warning("pr_wedged", signature=task.last_signature, hours=round(hours, 2), escalate=again)
         if again:
-            task.last_blocker = "wedged"
-            event = rt.event("pr_wedged", task.id, pr=pr.number, signature=task.last_signature, action="escalated")
-            await self.executor._escalate(task, [event], reason="wedged")
+            await self.lifecycle.escalate_wedged(task, pr)
             return
         await rt.forge.close_pr(task.repo, pr.number)
         await self._respawn(task, pr)
 
     async def _respawn(self, task: Task, pr: PullRequest) -> None:
-        """After the wedge comment and the close: delete the branch, cancel the task, queue a new generation."""
-        rt = self.rt
+        """After the wedge comment and the close: delete the branch; lifecycle cancels and re-spawns the task."""
         if task.branch:
             await self.branches.delete(task.repo, task.branch, pr.head_sha)
-        now = rt.now()
-        signature = task.last_signature
-        task.last_blocker = "wedged"
-        events = [
-            rt.event("pr_wedged", task.id, pr=pr.number, signature=signature, action="respawned"),
-            transition(task, TaskStatus.CANCELLED, now, reason="wedged", blocker="wedged"),
-        ]
-        changed = [task]
-        fresh: Task | None = None
-        if rt.graph.latest_for_issue(task.repo, task.issue) is task:
-            fresh = next_generation(task, now)
-            created = {"issue": task.issue, "generation": fresh.generation, "parent": task.id, "reason": "wedged"}
-            events.append(rt.event("task_created", fresh.id, **created))
-            changed.append(fresh)
-        rt.commit(events, changed)
-        if rt.notifier is not None:
-            again = f"; restarted from the base as {fresh.id}" if fresh else ""
-            rt.notifier.notify(2, f"wedged:{task.id}", f"Closed wedged PR {task.repo}#{pr.number}: {task.title}{again}")
-        self.executor.on_slot_free()
+        self.lifecycle.respawn(task, pr)
 
     # ------------------------------------------------------------ operator decisions
 
@@ -566,21 +492,14 @@ class PRMonitor:
             if task.status is not TaskStatus.PR_OPEN:
                 raise ControlError(f"PR {ref} is not open for review (task is {task.status.value})")
             if not approve:
-                await rt.forge.close_pr(repo, number, comment="Rejected by the operator.")
-                ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="rejected")
-                rt.commit([ev], [task])
-                await Executor._safe(rt.forge.remove_label(repo, task.issue, rt.ready_label))
-                await self._drop_worktree(task)
+                await self.lifecycle.reject(task, number)
                 return {"pr": ref, "result": "rejected"}
-            if task.approved_at is None:
-                task.approved_at = rt.now()
-                rt.commit([rt.event("pr_approved", task.id, pr=number)], [task])
-                log.info("pr_approved", task=task.id, pr=number)
+            self.lifecycle.approve(task, number)
             with alog.bound(task=task.id, repo=repo, pr=number):
                 await self.branches.sync(repo)
                 seen = await self._assess(task)
                 if isinstance(seen, _Candidate) and seen.up_to_date and await self._merge(task, seen.pr, seen.checks):
                     return {"pr": ref, "result": "merged"}
-        if rt.scheduler is not None and task.status is TaskStatus.PR_OPEN:
-            rt.scheduler.poke("pr_monitor")
+        if task.status is TaskStatus.PR_OPEN:
+            self.lifecycle.wake("pr_monitor")
         return {"pr": ref, "result": "approved", "status": task.status.value}

@@ -22,8 +22,10 @@ from datetime import timedelta
 from agentos import logging as alog
 from agentos.agents.runner import kill_orphan, proc_start_time
 from agentos.errors import AgentosError
-from agentos.executor import Executor, Verdict, safe_id
+from agentos.executor import Executor
 from agentos.graph import TaskStatus
+from agentos.lifecycle import Verdict
+from agentos.notices import safe_id
 from agentos.runtime import Runtime
 from agentos.workspace import Finished
 
@@ -75,7 +77,7 @@ class StallWatchdog:
             if supervised:
                 reason = "attempt overdue: past every time limit"
             log.warning("stalled_attempt_ended", task=task.id, reason=reason)
-            await self.executor._after_failure(task, attempt, Verdict("failed", "timeout", error=reason))
+            await self.executor.lifecycle.attempt_failed(task, Verdict("failed", "timeout", error=reason))
 
     async def enforce_budgets(self) -> None:
         """Each repo with a worktree budget: remove the oldest finished worktrees; tell once when it stays over."""
