@@ -178,6 +178,9 @@ class FakeExecutor:
         self.started: list[str] = []
         self.refuse = refuse
 
+    def running(self) -> dict[str, Any]:
+        return self.rt.running
+
     def start(self, task: Task) -> bool:
         if task.id in self.refuse:
             return False

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from agentos.config import Config
-from agentos.executor import Executor, _escalation_comment, counted_attempts, safe_id
-from agentos.forge.base import Comment, marker
+from agentos.executor import Executor, counted_attempts, safe_id
+from agentos.forge.base import Comment, Issue, marker
 from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus, start_attempt
+from agentos.notices import escalation_comment as _escalation_comment
+from agentos.running import RunningAttempts
 from agentos.store import DaemonState
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -46,6 +48,9 @@ class FakeForge:
             self.comments[key] = Comment(id=len(self.comments) + 1, body=f"{body}\n\n{marker(key)}", created_at=NOW)
         return self.comments[key]
 
+    async def get_issue(self, repo: str, number: int) -> Issue:
+        return Issue(repo=repo, number=number, title="Fix it", created_at=NOW, updated_at=NOW)
+
 
 class FakeRuntime:
     def __init__(self, state_dir: Path, **config: Any) -> None:
@@ -79,6 +84,24 @@ class FakeRuntime:
 
     def event(self, type_: str, task: str | None = None, **data: Any) -> Event:
         return Event(type=type_, task=task, ts=NOW, data=data)
+
+    def wake(self, job: str) -> None:
+        pass
+
+    def notify(self, severity: int, key: str, text: str, actions: Any = ()) -> bool:
+        return True
+
+
+class RecordingAttempts(RunningAttempts):
+    """Records what would be launched instead of running it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launched: list[str] = []
+
+    def launch(self, task_id: str, coro: Any) -> None:
+        self.launched.append(task_id)
+        coro.close()
 
 
 @pytest.fixture
@@ -131,15 +154,14 @@ class TestStart:
     @pytest.mark.parametrize(("generation", "branch"), [(1, "agentos/4-fix-it"), (3, "agentos/4-fix-it-g3")])
     def test_branch_per_generation(self, rt: FakeRuntime, generation: int, branch: str) -> None:
         """The first generation works on agentos/<issue>-<slug>; a later one on a fresh branch of its own."""
-        ex = Executor(rt)  # type: ignore[arg-type]
-        launched: list[str] = []
-        ex._launch = lambda task_id, coro: (launched.append(task_id), coro.close())  # type: ignore[assignment, method-assign, func-returns-value]
+        attempts = RecordingAttempts()
+        ex = Executor(rt, running=attempts)  # type: ignore[arg-type]
         task = make_task(status=TaskStatus.QUEUED, generation=generation)
         assert ex.start(task)
         assert task.branch == branch
         assert task.status is TaskStatus.RUNNING
         assert task.attempts[0].run_dir == str(rt.state_dir / "runs" / "calc-4" / "1")
-        assert launched == ["calc#4"]
+        assert attempts.launched == ["calc#4"]
         assert [e.data["to"] for e in rt.events] == ["running"]
 
 

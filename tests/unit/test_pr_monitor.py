@@ -36,6 +36,7 @@ from agentos.jobs._pr_policy import Blocker, ci_context, is_wedged, normalise, r
 from agentos.jobs.pr_monitor import PRMonitor, RebaseOutcome
 from agentos.jobs.verify import FileChange, PRDiff
 from agentos.metrics import read_history
+from agentos.ports import Action
 from agentos.runtime import Runtime
 from agentos.store import Store
 
@@ -231,10 +232,10 @@ class Clock:
 
 class FakeNotifier:
     def __init__(self) -> None:
-        self.sent: list[tuple[int, str, str, list[tuple[str, str]]]] = []
+        self.sent: list[tuple[int, str, str, list[Action]]] = []
 
-    def notify(self, severity: int, key: str, text: str, buttons: Any = ()) -> bool:
-        self.sent.append((severity, key, text, list(buttons)))
+    def notify(self, severity: int, key: str, text: str, actions: Any = ()) -> bool:
+        self.sent.append((severity, key, text, list(actions)))
         return True
 
 
@@ -634,9 +635,9 @@ class TestApprovals:
 
         assert task.status is TaskStatus.PR_OPEN and not [c for c in rig.forge.changes if c[0] == "merge"]
         assert REVIEW_LABEL in rig.forge.prs[101].labels
-        [(severity, _, text, buttons)] = rig.notes.sent
+        [(severity, _, text, actions)] = rig.notes.sent
         assert severity == 1 and text == f"PR {REPO}#101 is green and waits for your approval: Task 1"
-        assert [b[0] for b in buttons] == ["Approve", "Reject"]
+        assert [(a.kind, a.label) for a in actions] == [("approve", "Approve"), ("reject", "Reject")]
         assert await rig.monitor.approve(REPO, 101, True) == {"pr": f"{REPO}#101", "result": "merged"}
         assert task.status is TaskStatus.MERGED and task.approved_at == NOW
 
