@@ -78,10 +78,7 @@ def escalation_comment(task: Task, figures: str = "") -> str:
 
 
 def escalation_notice(task: Task, figures: str) -> str:
-    return (
-        f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}"
-        f"\n{figures}"
-    )
+    return f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}\n{figures}"
 
 
 def fixes_exhausted_comment(task: Task, reason: str, fixes: int) -> str:
