@@ -123,7 +123,7 @@ class Executor:
             return False
         # A new generation starts afresh from the base, never on the branch of the one before it.
         suffix = f"-g{task.generation}" if task.generation > 1 else ""
-        run_dir = self.rt.state_dir / "runs" / safe_id(task.id) / str(task.next_attempt)
+        run_dir = self.rt.state_dir / "runs" / safe_id(task.id) / str(len(task.attempts) + 1)
         attempt, event = task.start_attempt(
             agent, self.rt.now(), branch=branch_name(task.issue, task.title) + suffix, run_dir=str(run_dir)
         )

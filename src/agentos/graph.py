@@ -159,18 +159,22 @@ class Task(BaseModel):
 
     def move(self, to: TaskStatus, now: datetime, **data: Any) -> Event:
         """Move to ``to`` or raise :class:`IllegalTransition`."""
-        return transition(self, to, now, **data)
+        if to not in TRANSITIONS[self.status]:
+            raise IllegalTransition(f"task {self.id}: {self.status.value} → {to.value} is not allowed")
+        before, self.status, self.updated_at = self.status, to, now
+        return Event(type="transition", task=self.id, ts=now, data={"from": before.value, "to": to.value, **data})
 
-    def start_attempt(self, agent: str, now: datetime, *, branch: str, run_dir: str) -> tuple[Attempt, Event]:
+    def start_attempt(
+        self, agent: str, now: datetime, *, branch: str | None = None, run_dir: str | None = None
+    ) -> tuple[Attempt, Event]:
         """Begin the next attempt (on ``branch``, the task's from now on): the task must be dispatchable."""
-        attempt, event = start_attempt(self, agent, now)
+        event = self.move(TaskStatus.RUNNING, now, agent=agent)
+        attempt = Attempt(number=len(self.attempts) + 1, agent=agent, started_at=now, run_dir=run_dir)
+        self.attempts.append(attempt)
+        self.not_before = None
         self.branch = self.branch or branch
-        attempt.run_dir = run_dir
+        event.data["attempt"] = attempt.number
         return attempt, event
-
-    @property
-    def next_attempt(self) -> int:
-        return len(self.attempts) + 1
 
     def end_attempt(
         self,
@@ -180,29 +184,38 @@ class Task(BaseModel):
         blocker_code: str | None = None,
         **fields: Any,
     ) -> Event:
-        return end_attempt(self, now, outcome=outcome, blocker_code=blocker_code, **fields)
+        """Record how the current attempt ended (the status change is a separate transition)."""
+        attempt = self._running_attempt()
+        attempt.outcome, attempt.ended_at, attempt.blocker_code = outcome, now, blocker_code
+        attempt.duration_s = (now - attempt.started_at).total_seconds()
+        for key, value in fields.items():
+            setattr(attempt, key, value)
+        if blocker_code:
+            self.last_blocker = blocker_code
+        self.updated_at = now
+        data = {
+            "attempt": attempt.number,
+            "agent": attempt.agent,
+            "outcome": outcome,
+            "blocker_code": blocker_code,
+            "duration_s": attempt.duration_s,
+            "tokens": attempt.tokens_in + attempt.tokens_out,
+            "cost_usd": attempt.cost_usd,
+            "cost_reported": attempt.cost_reported,
+            "error": attempt.error[-500:],
+        }
+        return Event(type="attempt_ended", task=self.id, ts=now, data=data)
 
     def note_process(self, pid: int, start_time: int) -> None:
         """The running attempt's agent process (for :func:`agentos.agents.runner.kill_orphan` after a crash)."""
         attempt = self._running_attempt()
         attempt.pid, attempt.pid_start = pid, start_time
 
-    def note_usage(
-        self,
-        *,
-        tokens_in: int,
-        tokens_out: int,
-        cost_usd: float,
-        turns: int,
-        cost_reported: bool | None,
-        tokens_reported: bool | None,
-        exit_code: int | None,
-    ) -> None:
-        """What the running attempt's CLI reported it used, and how it exited."""
+    def note_usage(self, **usage: int | float | bool | None) -> None:
+        """What the running attempt's CLI reported (``tokens_in``, ``cost_usd``, ``turns``, …) and its exit code."""
         attempt = self._running_attempt()
-        attempt.tokens_in, attempt.tokens_out, attempt.cost_usd, attempt.turns = tokens_in, tokens_out, cost_usd, turns
-        attempt.cost_reported, attempt.tokens_reported = cost_reported, tokens_reported
-        attempt.exit_code = exit_code
+        for key, value in usage.items():
+            setattr(attempt, key, value)
 
     def note_patch(self, path: str, *, attempt: Attempt | None = None, keep: bool = False) -> None:
         """Where an attempt's (by default the last one's) dropped change was saved; ``keep``: an earlier note wins."""
@@ -241,10 +254,7 @@ class Task(BaseModel):
 
     def requeue(self, now: datetime, reason: str, *, error: str = "") -> list[Event]:
         """Back to the queue (a shutdown, a restart, an operator's retry); a running attempt ends interrupted."""
-        events: list[Event] = []
-        attempt = self.current_attempt
-        if attempt is not None and attempt.outcome == "running":
-            events.append(self.end_attempt(now, outcome="interrupted", error=error or reason))
+        events = self._interrupt(now, error or reason)
         events.append(self.move(TaskStatus.QUEUED, now, reason=reason))
         self.not_before = None
         self.awaiting_unready = False
@@ -263,17 +273,19 @@ class Task(BaseModel):
 
         ``unready``: the issue's ready label must go before it may start again (see :attr:`awaiting_unready`).
         """
-        events: list[Event] = []
         if blocker is not None:
-            self.last_blocker = blocker
-            data["blocker"] = blocker
-        attempt = self.current_attempt
-        if attempt is not None and attempt.outcome == "running":
-            events.append(self.end_attempt(now, outcome="interrupted", error=f"cancelled: {reason}"))
+            self.last_blocker = data["blocker"] = blocker
+        events = self._interrupt(now, f"cancelled: {reason}")
         events.append(self.move(TaskStatus.CANCELLED, now, reason=reason, **data))
         self.not_before = None
         self.awaiting_unready = unready
         return events
+
+    def _interrupt(self, now: datetime, error: str) -> list[Event]:
+        attempt = self.current_attempt
+        if attempt is None or attempt.outcome != "running":
+            return []
+        return [self.end_attempt(now, outcome="interrupted", error=error)]
 
     def unready_done(self) -> None:
         """The issue's ready label is gone: a ready label seen from now on was added after the cancel."""
@@ -281,10 +293,7 @@ class Task(BaseModel):
 
     def send_back(self, now: datetime, *, reason: str, detail: str) -> Event:
         """A red or conflicting PR goes back to an agent on its branch, with ``detail`` as the last error."""
-        last = self.current_attempt
-        if last is not None:
-            last.error = detail
-        self.last_blocker = "test_failure"
+        self._report(detail, "test_failure")
         self.ci_fix_attempts += 1
         self.approved_at = None
         event = self.move(TaskStatus.RETRYING, now, reason=reason, blocker="test_failure")
@@ -293,12 +302,14 @@ class Task(BaseModel):
 
     def fix_budget_spent(self, detail: str, blocker: str = "test_failure") -> int:
         """The PR's fix budget is spent: note the last report, reset the budget (for a retry); the fixes made."""
-        last = self.current_attempt
-        if last is not None:
-            last.error = detail
-        self.last_blocker = blocker
+        self._report(detail, blocker)
         fixes, self.ci_fix_attempts = self.ci_fix_attempts, 0
         return fixes
+
+    def _report(self, detail: str, blocker: str) -> None:
+        if self.current_attempt is not None:
+            self.current_attempt.error = detail
+        self.last_blocker = blocker
 
     def note_pr_blocker(self, signature: str, now: datetime) -> None:
         self.last_signature, self.blocked_since = signature, now
@@ -336,62 +347,18 @@ class Event(BaseModel):
 
 
 def transition(task: Task, to: TaskStatus, now: datetime, **data: Any) -> Event:
-    """Move ``task`` to ``to`` or raise :class:`IllegalTransition`."""
-    if to not in TRANSITIONS[task.status]:
-        raise IllegalTransition(f"task {task.id}: {task.status.value} → {to.value} is not allowed")
-    before = task.status
-    task.status = to
-    task.updated_at = now
-    return Event(type="transition", task=task.id, ts=now, data={"from": before.value, "to": to.value, **data})
+    """Move ``task`` to ``to`` or raise :class:`IllegalTransition` (:meth:`Task.move`)."""
+    return task.move(to, now, **data)
 
 
 def start_attempt(task: Task, agent: str, now: datetime) -> tuple[Attempt, Event]:
-    """Begin the next attempt: the task must be dispatchable."""
-    event = transition(task, TaskStatus.RUNNING, now, agent=agent)
-    attempt = Attempt(number=len(task.attempts) + 1, agent=agent, started_at=now)
-    task.attempts.append(attempt)
-    task.not_before = None
-    event.data["attempt"] = attempt.number
-    return attempt, event
+    """Begin the next attempt (:meth:`Task.start_attempt`)."""
+    return task.start_attempt(agent, now)
 
 
-def end_attempt(
-    task: Task,
-    now: datetime,
-    *,
-    outcome: Literal["complete", "partial", "blocked", "failed", "interrupted"],
-    blocker_code: str | None = None,
-    **fields: Any,
-) -> Event:
-    """Record how the current attempt ended (the status change is a separate transition)."""
-    attempt = task.current_attempt
-    if attempt is None or attempt.outcome != "running":
-        raise IllegalTransition(f"task {task.id}: no running attempt to end")
-    attempt.outcome = outcome
-    attempt.ended_at = now
-    attempt.duration_s = (now - attempt.started_at).total_seconds()
-    attempt.blocker_code = blocker_code
-    for key, value in fields.items():
-        setattr(attempt, key, value)
-    if blocker_code:
-        task.last_blocker = blocker_code
-    task.updated_at = now
-    return Event(
-        type="attempt_ended",
-        task=task.id,
-        ts=now,
-        data={
-            "attempt": attempt.number,
-            "agent": attempt.agent,
-            "outcome": outcome,
-            "blocker_code": blocker_code,
-            "duration_s": attempt.duration_s,
-            "tokens": attempt.tokens_in + attempt.tokens_out,
-            "cost_usd": attempt.cost_usd,
-            "cost_reported": attempt.cost_reported,
-            "error": attempt.error[-500:],
-        },
-    )
+def end_attempt(task: Task, now: datetime, **how: Any) -> Event:
+    """Record how the current attempt ended (:meth:`Task.end_attempt`)."""
+    return task.end_attempt(now, **how)
 
 
 _TASK_FIELDS: set[str] = set(Task.model_fields)
