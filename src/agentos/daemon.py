@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentos import __version__
 from agentos import logging as alog
+from agentos.assembly import build_core
 from agentos.config import Config, ConfigError, JobConfig, RepoConfig, load_config, secret
 from agentos.control.controller import Controller
 from agentos.control.notify import Notifier
@@ -40,10 +41,6 @@ from agentos.forge.base import Forge
 from agentos.forge.local import LocalForge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
-from agentos.jobs.dispatch import Dispatcher
-from agentos.jobs.pr_monitor import PRMonitor
-from agentos.jobs.watchdog import StallWatchdog
-from agentos.lifecycle import attempts_of, lifecycle_for
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
@@ -293,10 +290,9 @@ class Daemon:
     ) -> int:
         rt = Runtime(self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock)
         self.rt = rt
-        running = attempts_of(rt)
-        lifecycle = lifecycle_for(rt, running)
-        executor = Executor(rt, lifecycle=lifecycle, running=running, wake=rt.wake)
-        controller = Controller(rt, lifecycle=lifecycle, on_reload=self.reload)
+        core = build_core(rt)
+        executor = core.executor
+        controller = Controller(rt, lifecycle=core.lifecycle, on_reload=self.reload)
         bot = self._telegram(controller)
         try:
             page = self._status_page(controller)
@@ -324,13 +320,10 @@ class Daemon:
             tz=self.config.zone,
         )
         rt.scheduler = scheduler
-        monitor = PRMonitor(rt, executor)
-        dispatcher = Dispatcher(rt, executor)
-        watchdog = StallWatchdog(rt, executor)
         try:
-            scheduler.register("dispatch", dispatcher.tick)
-            scheduler.register("pr_monitor", monitor.tick)
-            scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True, runs_when_held=True)
+            scheduler.register("dispatch", core.dispatcher.tick)
+            scheduler.register("pr_monitor", core.monitor.tick)
+            scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
             for name, job in loop_jobs(rt).items():
                 scheduler.register(name, job)
         except ConfigError as exc:
@@ -342,7 +335,7 @@ class Daemon:
         if unknown:
             log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
 
-        controller.approver = monitor.approve
+        controller.approver = core.monitor.approve
         server = ControlServer(controller, self.socket_path)
         try:
             await server.start()

@@ -18,6 +18,7 @@ import hashlib
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from agentos import logging as alog
 from agentos import memory
@@ -25,20 +26,18 @@ from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_o
 from agentos.agents.contract import ContractError, read_contract, read_result_bytes
 from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
-from agentos.budget import enforce_agent_budgets
 from agentos.errors import AgentosError
-from agentos.forge.base import BoardStatus
+from agentos.forge.base import BoardStatus, Forge
 from agentos.fsutil import atomic_write_text
-from agentos.graph import Attempt, Task, TaskStatus
-from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, Verdict, attempts_of, best_effort, lifecycle_for
+from agentos.graph import Attempt, Task, TaskGraph, TaskStatus
+from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, Verdict, best_effort
 from agentos.notices import safe_id
-from agentos.ports import Wake
+from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.redact import find_secrets, redact
 from agentos.running import SHUTDOWN, RunningAttempts
-from agentos.runtime import Runtime
 from agentos.workspace import Breach, Workspace, branch_name
 
-__all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Verdict", "counted_attempts", "safe_id"]
+__all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "counted_attempts", "safe_id"]
 
 log = alog.get_logger("agentos.executor")
 
@@ -51,56 +50,53 @@ def counted_attempts(task: Task) -> int:
     return task.counted_attempts()
 
 
+class Pool(Protocol):
+    """Which agent runs next, and the pauses that keep one out (``agents/pool.py``'s ``AgentPool``)."""
+
+    def choose(self, task: Task) -> str | None: ...
+
+    def pause_for_quota(self, agent: str, until: datetime, detail: str) -> None: ...
+
+    def enforce_budgets(self) -> None: ...
+
+
 class Executor:
     """Runs attempts: one coroutine per attempt in :class:`RunningAttempts`, each ending in a verdict for lifecycle."""
 
     def __init__(
         self,
-        rt: Runtime,
         *,
-        lifecycle: Lifecycle | None = None,
-        running: RunningAttempts | None = None,
-        wake: Wake | None = None,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        forge: Forge,
+        workspaces: Workspaces,
+        pool: Pool,
+        lifecycle: Lifecycle,
+        wake: Wake,
     ) -> None:
-        self.rt = rt
-        self.wake: Wake = wake if wake is not None else rt.wake
-        self.attempts = running if running is not None else (lifecycle.running if lifecycle else attempts_of(rt))
-        self.lifecycle = lifecycle if lifecycle is not None else lifecycle_for(rt, self.attempts)
+        self.settings = settings
+        self.journal = journal
+        self.clock = clock
+        self.graph = graph
+        self.forge = forge
+        self.workspaces = workspaces
+        self.pool = pool
+        self.lifecycle = lifecycle
+        self.attempts = lifecycle.running
+        self.wake = wake
 
     def __repr__(self) -> str:
         return f"<Executor running={len(self.attempts)}>"
 
-    # ------------------------------------------------------------ the pool's three spots (agents/pool.py)
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.config.state_path
 
     def choose_agent(self, task: Task) -> str | None:
-        """The first agent of the task's chain that is not paused by a usage limit."""
-        now = self.rt.now()
-        chain = self.rt.config.chain_for(task.type, task.agent)
-        failed = {a.agent for a in task.attempts if a.outcome in ("blocked", "failed", "partial")}
-        paused = {name for name, until in self.rt.state.paused_agents.items() if until > now}
-        usable = [a for a in chain if a not in paused]
-        if not usable:
-            return None
-        # Rotate through the chain: the next agent after the ones that already failed this task.
-        fresh = [a for a in usable if a not in failed]
-        if fresh:
-            return fresh[0]
-        return usable[task.counted_attempts() % len(usable)]
-
-    def _pause_for_quota(self, agent: str, until: datetime, detail: str) -> None:
-        """An agent hit its usage limit: it is skipped until ``until``, and the operator is told."""
-        self.rt.state.paused_agents[agent] = until
-        self.rt.save_state()
-        log.warning("agent_quota_limited", until=until.isoformat(), detail=detail[:200])
-        self.rt.notify(
-            2,
-            f"quota:{agent}:{until.isoformat()}",
-            f"Agent {agent} hit its usage limit; paused until {until:%Y-%m-%d %H:%M} UTC.",
-        )
-
-    def _enforce_budgets(self) -> None:
-        """An agent past its daily or monthly limit is paused before its next start."""
-        enforce_agent_budgets(self.rt)
+        """The agent the task's next attempt gets (None: every agent of its chain is paused)."""
+        return self.pool.choose(task)
 
     # ------------------------------------------------------------ starting, stopping
 
@@ -123,11 +119,11 @@ class Executor:
             return False
         # A new generation starts afresh from the base, never on the branch of the one before it.
         suffix = f"-g{task.generation}" if task.generation > 1 else ""
-        run_dir = self.rt.state_dir / "runs" / safe_id(task.id) / str(len(task.attempts) + 1)
+        run_dir = self.state_dir / "runs" / safe_id(task.id) / str(len(task.attempts) + 1)
         attempt, event = task.start_attempt(
-            agent, self.rt.now(), branch=branch_name(task.issue, task.title) + suffix, run_dir=str(run_dir)
+            agent, self.clock(), branch=branch_name(task.issue, task.title) + suffix, run_dir=str(run_dir)
         )
-        self.rt.commit([event], [task])
+        self.journal.commit([event], [task])
         self.attempts.launch(task.id, self._attempt(task, attempt))
         return True
 
@@ -142,11 +138,11 @@ class Executor:
             self.attempts.launch(task.id, self._resume_handoff(task, attempt))
 
     def run_dir(self, task: Task, attempt: Attempt) -> Path:
-        return self.rt.state_dir / "runs" / safe_id(task.id) / str(attempt.number)
+        return self.state_dir / "runs" / safe_id(task.id) / str(attempt.number)
 
     def marker_prefix(self) -> str:
         """The start of every ``AGENTOS_ATTEMPT`` marker of this state dir's agents (runner.kill_marked)."""
-        return hashlib.sha256(str(self.rt.state_dir.resolve()).encode()).hexdigest()[:12] + "/"
+        return hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12] + "/"
 
     async def drain(self, grace_s: float) -> None:
         """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them (they are re-queued)."""
@@ -158,9 +154,9 @@ class Executor:
         Worktrees are repaired (stale git locks cleared) before any hand-off resumes, so the repair never
         races a git command of ours; escalations whose comment was not posted are finished.
         """
-        now = self.rt.now()
+        now = self.clock()
         resume: list[Task] = []
-        for task in list(self.rt.graph):
+        for task in list(self.graph):
             attempt = task.current_attempt
             if task.status is TaskStatus.RUNNING and attempt is not None and attempt.outcome == "running":
                 if attempt.pid and attempt.pid_start:
@@ -168,17 +164,17 @@ class Executor:
                     if killed:
                         log.warning("orphan_agent_killed", task=task.id, pid=attempt.pid)
                 events = task.requeue(now, "recovered_after_restart", error="daemon stopped during the attempt")
-                self.rt.commit(events, [task])
+                self.journal.commit(events, [task])
                 log.warning("attempt_interrupted", task=task.id, attempt=attempt.number)
             elif task.status is TaskStatus.VALIDATING and attempt is not None:
                 resume.append(task)
         # Whatever still carries our marker is an orphan: an agent whose pid the dead daemon never journalled,
         # or a process an agent moved out of its group. None of ours runs yet (we hold the state lock).
         await asyncio.to_thread(kill_marked, self.marker_prefix(), prefix=True)
-        keep = {t.branch for t in self.rt.graph if t.branch and not t.is_terminal}
-        for repo in self.rt.config.repos:
+        keep = {t.branch for t in self.graph if t.branch and not t.is_terminal}
+        for repo in self.settings.config.repos:
             with contextlib.suppress(AgentosError):
-                await self.rt.workspace(repo).repair(keep)
+                await self.workspaces.workspace(repo).repair(keep)
         for task in resume:
             log.info("handoff_resumed", task=task.id)
             self.resume_handoff(task)
@@ -196,8 +192,8 @@ class Executor:
                 # shutdown did not: the attempt is interrupted and the task re-queued for the next start.
                 reason = self.attempts.stop_reason(task.id)
                 if attempt.outcome == "running" and reason == SHUTDOWN:
-                    events = task.requeue(self.rt.now(), "shutdown", error="daemon shutting down")
-                    self.rt.commit(events, [task])
+                    events = task.requeue(self.clock(), "shutdown", error="daemon shutting down")
+                    self.journal.commit(events, [task])
                 log.info("attempt_stopped", reason=reason)
                 raise
             except Exception as exc:
@@ -209,9 +205,8 @@ class Executor:
                     await self._fail_validation(task, "environment_failure", f"{type(exc).__name__}: {exc}")
 
     async def _attempt_body(self, task: Task, attempt: Attempt) -> None:
-        rt = self.rt
-        repo = rt.repo(task.repo)
-        ws = rt.workspace(repo)
+        repo = self.settings.repo(task.repo)
+        ws = self.workspaces.workspace(repo)
         run_dir = Path(attempt.run_dir or self.run_dir(task, attempt))
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self._board(task, "In Progress")
@@ -242,7 +237,7 @@ class Executor:
             return
         prompt_file = run_dir / "prompt.md"
         prompt_file.write_text(prompt, encoding="utf-8")
-        agent_cfg = rt.config.agents[attempt.agent]
+        agent_cfg = self.settings.config.agents[attempt.agent]
         try:
             inv = build_invocation(
                 attempt.agent,
@@ -256,12 +251,12 @@ class Executor:
         except AgentNotInstalled as exc:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "runner_failure", error=str(exc)))
             return
-        limits = rt.config.limits
+        limits = self.settings.config.limits
         guard = await ws.guard(worktree)
 
         def started(pid: int, start_time: int) -> None:
             task.note_process(pid, start_time)
-            rt.commit([rt.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
+            self.journal.commit([self.journal.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
             log.info("agent_spawned", pid=pid, log=str(run_dir / "agent.log"))
 
         outcome = await run_process(
@@ -283,7 +278,7 @@ class Executor:
         breaches = await ws.check_guard(worktree, guard, branch=task.branch, since=start_sha)
         await ws.run_hook("after_run", worktree)
         log_text = _read_tail(run_dir / "agent.log", 2 * 1024 * 1024)
-        report = parse_output(agent_cfg.kind, log_text, outcome.exit_code, now=rt.now())
+        report = parse_output(agent_cfg.kind, log_text, outcome.exit_code, now=self.clock())
         task.note_usage(
             tokens_in=report.tokens_in,
             tokens_out=report.tokens_out,
@@ -293,7 +288,7 @@ class Executor:
             tokens_reported=report.tokens_reported,
             exit_code=outcome.exit_code,
         )
-        self._enforce_budgets()
+        self.pool.enforce_budgets()
         result_path = worktree / RESULT_FILE
         with contextlib.suppress(ContractError, OSError):  # never through a symlink, never from a FIFO
             data = await asyncio.to_thread(read_result_bytes, result_path, 256 * 1024, truncate=True)
@@ -338,10 +333,10 @@ class Executor:
         if outcome.not_found:
             return Verdict("failed", "runner_failure", error=f"could not start the agent: {tail}")
         if report.failure == "quota_limited":
-            until = report.reset_at or self.rt.now() + timedelta(
-                minutes=self.rt.config.agents[attempt.agent].cooldown_minutes
+            until = report.reset_at or self.clock() + timedelta(
+                minutes=self.settings.config.agents[attempt.agent].cooldown_minutes
             )
-            self._pause_for_quota(attempt.agent, until, report.detail or tail)
+            self.pool.pause_for_quota(attempt.agent, until, report.detail or tail)
             return Verdict("failed", "quota_limited", error=report.detail or tail)
         if report.failure == "missing_credentials":
             return Verdict("failed", "missing_credentials", error=report.detail or tail)
@@ -366,10 +361,9 @@ class Executor:
     async def _validate(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, verdict: Verdict) -> None:
         """A complete attempt: its work is committed *before* VALIDATING is journalled, so a hand-off
         resumed after a crash starts from a clean worktree (what the test run left behind is dropped)."""
-        rt = self.rt
         (worktree / RESULT_FILE).unlink(missing_ok=True)
         await ws.commit_all(worktree, _commit_message(task, verdict.summary))
-        rt.commit(task.complete_attempt(rt.now(), verdict.summary), [task])
+        self.journal.commit(task.complete_attempt(self.clock(), verdict.summary), [task])
         await self._handoff(task, attempt, ws, worktree)
 
     async def _resume_handoff(self, task: Task, attempt: Attempt) -> None:
@@ -378,7 +372,7 @@ class Executor:
             ws: Workspace | None = None
             worktree: Path | None = None
             try:
-                ws = self.rt.workspace(self.rt.repo(task.repo))
+                ws = self.workspaces.workspace(self.settings.repo(task.repo))
                 assert task.branch is not None
                 worktree = await ws.prepare(task.branch)
                 await ws.reset(worktree)
@@ -394,8 +388,7 @@ class Executor:
     async def _handoff(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path) -> None:
         """Prove, record and publish a complete (committed) attempt. Every step may be repeated safely:
         the PR is found by its head branch before one is opened, the comment is keyed."""
-        rt = self.rt
-        repo = rt.repo(task.repo)
+        repo = self.settings.repo(task.repo)
         stat = await ws.diff_stat(worktree)
         if stat.files == 0:
             await self._fail_validation(task, "no_diff_produced", "the agent reported complete but changed nothing")
@@ -415,23 +408,23 @@ class Executor:
             await self._refuse_secret(task, attempt, ws, worktree, leaks)
             return
         await ws.push(worktree, branch, sha=scanned)  # the commit the scan read, not HEAD asked again
-        pr = await rt.forge.find_pr(task.repo, branch)
+        pr = await self.forge.find_pr(task.repo, branch)
         if pr is None:
             body = _pr_body(task, attempt, stat.files)
-            pr = await rt.forge.open_pr(task.repo, head=branch, base=repo.base_branch, title=task.title, body=body)
+            pr = await self.forge.open_pr(task.repo, head=branch, base=repo.base_branch, title=task.title, body=body)
             log.info("pr_opened", pr=pr.number, url=pr.url)
         else:
             log.info("pr_reused", pr=pr.number, state=pr.state)
         # The comment is keyed, so posting it before the state change is safe to repeat after a crash.
         await best_effort(
-            rt.forge.comment(
+            self.forge.comment(
                 task.repo,
                 task.issue,
                 redact(_attempt_comment(task, attempt, pr.number)),
                 key=f"attempt:{task.id}:{attempt.number}",
             )
         )
-        rt.commit([task.open_pr(pr.number, rt.now())], [task])
+        self.journal.commit([task.open_pr(pr.number, self.clock())], [task])
         await self._board(task, "In Review")
         self.wake("pr_monitor")
 
@@ -523,7 +516,7 @@ class Executor:
         return since is not None
 
     async def _board(self, task: Task, status: BoardStatus) -> None:
-        await best_effort(self.rt.forge.set_board_status(task.repo, task.issue, status))
+        await best_effort(self.forge.set_board_status(task.repo, task.issue, status))
 
 
 def _read_tail(path: Path, limit: int) -> str:

@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from agentos import logging as alog
 from agentos.agents.contract import PERMANENT_CODES
@@ -42,9 +42,6 @@ from agentos.notices import (
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
 from agentos.redact import redact
 from agentos.running import RunningAttempts
-
-if TYPE_CHECKING:
-    from agentos.runtime import Runtime
 
 log = alog.get_logger("agentos.lifecycle")
 
@@ -73,6 +70,14 @@ def ready_label(config: Config) -> str:
     """The label that makes an issue ready (configurable on GitHub)."""
     gh = config.github
     return gh.ready_label if config.forge == "github" and gh is not None else READY_LABEL
+
+
+def ready_by_label(config: Config, repo: str) -> bool:
+    """False when a Projects v2 board's Status decides readiness for ``repo`` instead of the label."""
+    try:
+        return config.forge != "github" or not config.repo(repo).project
+    except KeyError:
+        return True
 
 
 async def best_effort(call: Awaitable[object]) -> bool:
@@ -369,22 +374,3 @@ class Lifecycle:
             self.journal.commit([self.journal.event("pr_approved", task.id, pr=pr)], [task])
             log.info("pr_approved", task=task.id, pr=pr)
 
-
-def attempts_of(rt: Runtime) -> RunningAttempts:
-    """The running attempts over ``rt.running`` (the map the status line and the watchdog read)."""
-    return RunningAttempts(rt.running, on_done=lambda _task_id: rt.wake("dispatch"))
-
-
-def lifecycle_for(rt: Runtime, running: RunningAttempts | None = None) -> Lifecycle:
-    """A lifecycle whose ports are all the runtime (until the daemon builds each port on its own)."""
-    return Lifecycle(
-        journal=rt,
-        clock=rt.now,
-        settings=rt,
-        graph=rt.graph,
-        forge=rt.forge,
-        notify=rt,
-        workspaces=rt,
-        running=running if running is not None else attempts_of(rt),
-        wake=rt.wake,
-    )

@@ -2,7 +2,7 @@
 
 ::
 
-    rig = build(config)                      # a Lifecycle over in-memory ports
+    rig = build(config)                      # lifecycle, executor, dispatcher, monitor over in-memory ports
     rig.forge.add_issue("calc", 12, "Fix it", labels=["agentos:ready"])
     await rig.lifecycle.attempt_failed(task, Verdict("failed", "timeout"))
     assert rig.forge.labels("calc", 12) == ["agentos:blocked"]
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentos.config import Config, RepoConfig
+from agentos.executor import Executor
 from agentos.forge.base import (
     BLOCKED_LABEL,
     READY_LABEL,
@@ -36,9 +37,14 @@ from agentos.forge.base import (
     marker,
 )
 from agentos.graph import Event, Task, TaskGraph
+from agentos.jobs._pr_git import Branches, WorkspaceBranches
+from agentos.jobs.dispatch import Dispatcher
+from agentos.jobs.pr_monitor import PRMonitor
 from agentos.lifecycle import Lifecycle
 from agentos.ports import Action, Severity
 from agentos.running import RunningAttempts
+from agentos.state_pool import StatePool
+from agentos.store import DaemonState
 from agentos.workspace import Workspace
 
 __all__ = [
@@ -390,7 +396,7 @@ class FakeForge:
 
 @dataclass
 class Rig:
-    """A lifecycle wired to in-memory ports, and the ports to look at."""
+    """The core wired to in-memory ports, and the ports to look at."""
 
     config: Config
     clock: SettableClock
@@ -400,12 +406,29 @@ class Rig:
     notes: RecordingNotifier
     wakes: Wakes
     settings: MemorySettings
+    state: DaemonState
     running: RunningAttempts
     lifecycle: Lifecycle
+    pool: StatePool
+    executor: Executor
+    dispatcher: Dispatcher
+    monitor: PRMonitor
+    stopping: bool = False
 
 
-def build(config: Config, *, tasks: Iterable[Task] = (), now: datetime = T0) -> Rig:
-    """A :class:`Lifecycle` over in-memory ports (its worktrees under ``config.state_path``)."""
+def build(
+    config: Config,
+    *,
+    tasks: Iterable[Task] = (),
+    now: datetime = T0,
+    running: RunningAttempts | None = None,
+    branches: Branches | None = None,
+) -> Rig:
+    """Lifecycle, executor, dispatcher and PR monitor over in-memory ports (worktrees under ``config.state_path``).
+
+    ``running`` replaces the registry of running attempts (a recording one, say); ``branches`` the PR monitor's
+    git (by default the real clones under the state dir, made only when a test gets that far).
+    """
     clock = SettableClock(now)
     graph = TaskGraph(tasks)
     journal = MemoryJournal(graph, clock)
@@ -413,7 +436,8 @@ def build(config: Config, *, tasks: Iterable[Task] = (), now: datetime = T0) -> 
     notes = RecordingNotifier()
     wakes = Wakes()
     settings = MemorySettings(config)
-    running = RunningAttempts(on_done=lambda _task_id: wakes("dispatch"))
+    state = DaemonState()
+    running = running if running is not None else RunningAttempts()
     workspaces = MemoryWorkspaces(config.state_path, config.state_path / "remote.git")
     lifecycle = Lifecycle(
         journal=journal,
@@ -426,4 +450,59 @@ def build(config: Config, *, tasks: Iterable[Task] = (), now: datetime = T0) -> 
         running=running,
         wake=wakes,
     )
-    return Rig(config, clock, graph, journal, forge, notes, wakes, settings, running, lifecycle)
+    pool = StatePool(
+        settings=settings, clock=clock, state=state, journal=journal, notify=notes, enforce_budgets=lambda: None
+    )
+    executor = Executor(
+        settings=settings,
+        journal=journal,
+        clock=clock,
+        graph=graph,
+        forge=forge,
+        workspaces=workspaces,
+        pool=pool,
+        lifecycle=lifecycle,
+        wake=wakes,
+    )
+    rig: Rig
+    dispatcher = Dispatcher(
+        settings=settings,
+        journal=journal,
+        clock=clock,
+        graph=graph,
+        forge=forge,
+        workspaces=workspaces,
+        executor=executor,
+        lifecycle=lifecycle,
+        pool=pool,
+        paused=lambda: state.paused,
+        stopping=lambda: rig.stopping,
+    )
+    monitor = PRMonitor(
+        settings=settings,
+        journal=journal,
+        clock=clock,
+        graph=graph,
+        forge=forge,
+        lifecycle=lifecycle,
+        branches=branches if branches is not None else WorkspaceBranches(settings, workspaces),
+        stopping=lambda: rig.stopping,
+    )
+    rig = Rig(
+        config,
+        clock,
+        graph,
+        journal,
+        forge,
+        notes,
+        wakes,
+        settings,
+        state,
+        running,
+        lifecycle,
+        pool,
+        executor,
+        dispatcher,
+        monitor,
+    )
+    return rig

@@ -25,6 +25,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from agentos.agents.adapters import build_invocation
+from agentos.assembly import build_core
 from agentos.config import AgentConfig, Config, RepoConfig
 from agentos.control.notify import Message, Notifier
 from agentos.gitutil import git, git_environ
@@ -191,11 +192,33 @@ class RecordingExecutor:
         self.rt = rt
         self.started: list[str] = []
 
+    def running(self) -> dict[str, Any]:
+        return self.rt.running
+
     def start(self, task: Task) -> bool:
         start_attempt(task, "claude", self.rt.now())
         self.rt.running[task.id] = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
         self.started.append(task.id)
         return True
+
+
+def parts(rt: Runtime, executor: RecordingExecutor) -> tuple[Dispatcher, StallWatchdog]:
+    """The dispatcher and the watchdog of a core whose executor only records what it starts."""
+    core = build_core(rt)
+    dispatcher = Dispatcher(
+        settings=rt,
+        journal=rt,
+        clock=rt.now,
+        graph=rt.graph,
+        forge=rt.forge,
+        workspaces=rt,
+        executor=executor,
+        lifecycle=core.lifecycle,
+        pool=core.pool,
+        paused=lambda: rt.state.paused,
+        stopping=lambda: rt.stopping,
+    )
+    return dispatcher, core.watchdog
 
 
 def make_runtime(state_dir: Path, repos: list[dict[str, Any]] | None = None) -> tuple[Runtime, list[Message]]:
@@ -234,8 +257,7 @@ class TestDiskFull:
         space, no dispatch and no exception loop while full, and a full save plus dispatch once space returns."""
         rt, sent = make_runtime(small_disk)
         executor = RecordingExecutor(rt)
-        dispatcher = Dispatcher(rt, executor)  # type: ignore[arg-type]
-        watchdog = StallWatchdog(rt, executor)  # type: ignore[arg-type]
+        dispatcher, watchdog = parts(rt, executor)
         rt.state.paused = True  # nothing starts before the disk is full
         rt.save_state()
         tasks = [make_task(n) for n in (1, 2, 3)]
@@ -358,8 +380,7 @@ class TestWorktreeBudget:
         repos = [{"name": "calc", "path": str(origin), "test_command": "true", "max_worktrees": 2}]
         rt, sent = make_runtime(state, repos)
         executor = RecordingExecutor(rt)
-        dispatcher = Dispatcher(rt, executor)  # type: ignore[arg-type]
-        watchdog = StallWatchdog(rt, executor)  # type: ignore[arg-type]
+        dispatcher, watchdog = parts(rt, executor)
         ws = rt.workspace(rt.repo("calc"))
         ws.git_env = dict(GIT_ENV)
         merged, running, waiting = make_task(1, age_min=30), make_task(2), make_task(3)

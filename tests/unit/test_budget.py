@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agentos.assembly import build_core
 from agentos.budget import (
     BUDGET_CODE,
     Spend,
@@ -289,7 +290,7 @@ class TestEnforceAgentBudgets:
         assert [e.type for e in rt.store.iter_events(NOW - timedelta(days=1)) if e.type.startswith("agent_")] == [
             "agent_budget_paused"
         ]
-        ex = Executor(rt)
+        ex = build_core(rt).executor
         assert ex.choose_agent(task(issue=3, status=TaskStatus.QUEUED)) == "backup"
 
         clock.now = until + timedelta(seconds=1)
@@ -394,7 +395,7 @@ class TestPreDispatch:
     def _executor(self, tmp_path: Path, t: Task) -> Executor:
         rt = runtime(tmp_path, Clock(NOW))
         rt.graph.put(t)
-        return Executor(rt)
+        return build_core(rt).executor
 
     async def test_an_automatic_retry_past_the_ceiling_escalates_instead(self, tmp_path: Path) -> None:
         """A RETRYING task whose issue reached max_task_tokens starts no attempt: it is escalated."""

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from agentos.assembly import build_core
 from agentos.config import Config
 from agentos.errors import ControlError
-from agentos.executor import Executor
 from agentos.forge.base import (
     BLOCKED_LABEL,
     READY_LABEL,
@@ -311,7 +311,7 @@ def build_rig(tmp_path: Path, *, checks_merge_result: bool = False, **config: An
     events: list[Event] = []
     rt.listeners.append(events.append)
     branches = FakeBranches(forge)
-    monitor = PRMonitor(rt, Executor(rt), branches=branches)
+    monitor = build_core(rt, branches=branches).monitor
     return Rig(rt, forge, branches, monitor, clock, notes, events)
 
 

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
+from agentos.assembly import build_core
 from agentos.budget import agent_verdicts, describe_pause, issue_breach, lift_agent_pause, limits_text
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import READY_LABEL
 from agentos.graph import IllegalTransition, Task, TaskStatus, task_row
-from agentos.lifecycle import Lifecycle, lifecycle_for
+from agentos.lifecycle import Lifecycle
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
 
@@ -40,7 +41,7 @@ class Controller:
         on_reload: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.rt = rt
-        self.lifecycle = lifecycle if lifecycle is not None else lifecycle_for(rt)
+        self.lifecycle = lifecycle if lifecycle is not None else build_core(rt).lifecycle
         self._on_reload = on_reload
         self.approver: Approver | None = None
         self.status_page_url: str | None = None

@@ -34,15 +34,15 @@ lease pushes, label checks), and a pass over an unchanged state changes nothing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from agentos import logging as alog
 from agentos.errors import AgentosError, ControlError
-from agentos.executor import Executor
-from agentos.forge.base import REVIEW_LABEL, Checks, PullRequest, marker
-from agentos.graph import Task, TaskStatus
+from agentos.forge.base import REVIEW_LABEL, Checks, Forge, PullRequest, marker
+from agentos.graph import Task, TaskGraph, TaskStatus
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
 from agentos.jobs._pr_policy import (
     Blocker,
@@ -61,9 +61,8 @@ from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk
 from agentos.lifecycle import Lifecycle
 from agentos.llm import ModelAsker, from_config
 from agentos.notices import safe_id
-from agentos.ports import Action
+from agentos.ports import Action, Clock, Journal, Settings
 from agentos.redact import redact
-from agentos.runtime import Runtime
 
 __all__ = ["Blocker", "Branches", "PRMonitor", "RebaseOutcome", "WorkspaceBranches"]
 
@@ -96,10 +95,26 @@ class _Verdict:
 
 
 class PRMonitor:
-    def __init__(self, rt: Runtime, executor: Executor, *, branches: Branches | None = None) -> None:
-        self.rt = rt
-        self.lifecycle: Lifecycle = executor.lifecycle
-        self.branches: Branches = branches if branches is not None else WorkspaceBranches(rt)
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        forge: Forge,
+        lifecycle: Lifecycle,
+        branches: Branches,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.clock = clock
+        self.graph = graph
+        self.forge = forge
+        self.lifecycle = lifecycle
+        self.branches = branches
+        self.stopping = stopping
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
         self._locks: dict[str, asyncio.Lock] = {}
@@ -111,14 +126,14 @@ class PRMonitor:
 
     @property
     def _checks_merge_result(self) -> bool:
-        return bool(getattr(self.rt.forge, "checks_merge_result", False))
+        return bool(getattr(self.forge, "checks_merge_result", False))
 
     def _lock(self, repo: str) -> asyncio.Lock:
         return self._locks.setdefault(repo, asyncio.Lock())
 
     def _open_tasks(self) -> dict[str, list[Task]]:
         by_repo: dict[str, list[Task]] = {}
-        for task in self.rt.graph:
+        for task in self.graph:
             if task.status is TaskStatus.PR_OPEN and task.pr is not None:
                 by_repo.setdefault(task.repo, []).append(task)
         return {repo: sorted(tasks, key=lambda t: (t.pr or 0, t.id)) for repo, tasks in sorted(by_repo.items())}
@@ -140,9 +155,9 @@ class PRMonitor:
         self._verdicts = {k: v for k, v in self._verdicts.items() if k in live}
         self._judged = {k: v for k, v in self._judged.items() if k in live}
         for repo, tasks in by_repo.items():
-            if self.rt.stopping:
+            if self.stopping():
                 return
-            if not self.rt.repo_enabled(repo):
+            if not self.settings.repo_enabled(repo):
                 continue
             async with self._lock(repo):
                 with alog.bound(repo=repo):
@@ -158,7 +173,7 @@ class PRMonitor:
         head: Task | None = None  # the queue's head: the first PR that is green, being checked or rebased
         listed: dict[int, PullRequest] | None = None  # the repo's open PRs, listed once when one may wait
         for task in tasks:
-            if self.rt.stopping:
+            if self.stopping():
                 return
             if task.status is not TaskStatus.PR_OPEN:
                 continue
@@ -169,7 +184,7 @@ class PRMonitor:
                         # One listing of the open PRs per pass instead of a get_pr per waiting PR: N waiting
                         # PRs re-read on each of N passes was O(N²) (one ls-remote each on the local forge).
                         if listed is None:
-                            listed = {pr.number: pr for pr in await self.rt.forge.open_prs(repo)}
+                            listed = {pr.number: pr for pr in await self.forge.open_prs(repo)}
                         still = listed.get(task.pr or 0)
                         if still is not None and still.head_sha == verdict.sha:
                             self.waited += 1
@@ -221,9 +236,8 @@ class PRMonitor:
         ``behind_head``: an older PR heads the queue; this one is neither rebased nor merged now, and is not
         even re-checked when its checks already ran on its current head SHA (it waits for its turn).
         """
-        rt = self.rt
         assert task.pr is not None
-        pr = await rt.forge.get_pr(task.repo, task.pr)
+        pr = await self.forge.get_pr(task.repo, task.pr)
         if pr.state == "merged":
             await self._mark_merged(task, pr.head_sha, reconciled=True)
             return None
@@ -235,7 +249,7 @@ class PRMonitor:
             return "waiting"
         if pr.mergeable is False:
             return await self._conflict_or_wait(task, pr, behind_head)
-        checks = await rt.forge.checks(task.repo, pr.number)
+        checks = await self.forge.checks(task.repo, pr.number)
         if checks.sha and pr.head_sha and checks.sha != pr.head_sha:
             checks = Checks(sha=pr.head_sha, state="pending")  # checks of an older head: wait for the new ones
         if checks.state == "pending":
@@ -245,7 +259,7 @@ class PRMonitor:
         if checks.state == "failure":
             # The local forge's checks run on the merge result: a conflict fails them, and only then is the
             # PR known to be unmergeable. A conflict is rebased, not sent to an agent as a test failure.
-            if (await rt.forge.get_pr(task.repo, pr.number)).mergeable is False:
+            if (await self.forge.get_pr(task.repo, pr.number)).mergeable is False:
                 return await self._conflict_or_wait(task, pr, behind_head)
             if not await self._blocked(task, pr, red_blocker(checks)):
                 await self._send_back(task, pr, ci_context(checks), reason="ci_failed")
@@ -271,7 +285,7 @@ class PRMonitor:
 
     async def _gate(self, task: Task, pr: PullRequest) -> bool:
         """Label the PR's risk; True when it may merge (no approval needed, or given)."""
-        repo = self.rt.repo(task.repo)
+        repo = self.settings.repo(task.repo)
         diff = await self.branches.diff(task.repo, pr)
         findings = verify(
             diff, task_type=task.type, protected_paths=repo.protected_paths, max_diff_lines=repo.max_diff_lines
@@ -294,7 +308,7 @@ class PRMonitor:
         seen = self._judged.get(task.id)
         if seen is not None and seen[0] == pr.head_sha:
             return seen[1]
-        llm: ModelAsker | None = from_config(self.rt.config, agent, self.rt.state_dir)
+        llm: ModelAsker | None = from_config(self.settings.config, agent, self.settings.config.state_path)
         if llm is None:
             log.warning("llm_judge_unavailable", agent=agent, effect="not blocking")
             finding = None
@@ -305,26 +319,24 @@ class PRMonitor:
         return finding
 
     async def _label_risk(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
-        rt = self.rt
         label = RISK_LABELS[risk]
         if label in pr.labels:
             return
         for other in RISK_LABELS.values():
             if other in pr.labels:
-                await rt.forge.remove_label(task.repo, pr.number, other)
+                await self.forge.remove_label(task.repo, pr.number, other)
         if findings:  # the comment first: keyed, so a crash before the label only repeats a no-op
             body = redact(verify_comment(task, pr, risk, findings))
-            await rt.forge.comment(task.repo, pr.number, body, key=f"verify:{task.id}:{digest(findings)}")
-        await rt.forge.add_labels(task.repo, pr.number, [label])
-        rt.record("pr_verified", task.id, pr=pr.number, risk=risk, findings=[f.code for f in findings])
+            await self.forge.comment(task.repo, pr.number, body, key=f"verify:{task.id}:{digest(findings)}")
+        await self.forge.add_labels(task.repo, pr.number, [label])
+        self.journal.record("pr_verified", task.id, pr=pr.number, risk=risk, findings=[f.code for f in findings])
         log.info("pr_verified", risk=risk, findings=[f.code for f in findings])
 
     async def _ask_approval(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
-        rt = self.rt
         if REVIEW_LABEL in pr.labels:
             return  # asked already
-        await rt.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
-        rt.record("review_requested", task.id, pr=pr.number, risk=risk)
+        await self.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
+        self.journal.record("review_requested", task.id, pr=pr.number, risk=risk)
         ref = f"{task.repo}#{pr.number}"
         if risk == "high":
             reasons = "\n".join(f"- {f.detail}" for f in findings if f.blocking)
@@ -341,10 +353,9 @@ class PRMonitor:
     # ------------------------------------------------------------ merging
 
     async def _merge(self, task: Task, pr: PullRequest, checks: Checks) -> bool:
-        rt = self.rt
         title = f"{pr.title} (#{pr.number})"
         body = redact(pr.body) if f"Closes #{task.issue}" in pr.body else f"Closes #{task.issue}\n\n{redact(pr.body)}"
-        result = await rt.forge.merge_pr(task.repo, pr.number, sha=checks.sha or pr.head_sha, title=title, body=body)
+        result = await self.forge.merge_pr(task.repo, pr.number, sha=checks.sha or pr.head_sha, title=title, body=body)
         if result.merged:
             await self._mark_merged(task, result.sha)
             return True
@@ -369,7 +380,7 @@ class PRMonitor:
     async def _closed(self, task: Task, pr: PullRequest) -> None:
         """A PR closed without a merge: by agentos as wedged (finish the re-spawn) or by someone else."""
         tag = marker(wedge_key(task))
-        if any(tag in c.body for c in await self.rt.forge.comments(task.repo, pr.number)):
+        if any(tag in c.body for c in await self.forge.comments(task.repo, pr.number)):
             await self._respawn(task, pr)
             return
         self.lifecycle.closed_unmerged(task)
@@ -391,12 +402,12 @@ class PRMonitor:
     async def _rebase(self, task: Task, pr: PullRequest, *, reason: str) -> None:
         """Rebase the branch onto the base and push it with a lease; a rebase conflict goes back to an agent
         with the conflicting files and the saved change (a branch that cannot be rebased cannot merge)."""
-        rt = self.rt
         attempt = task.current_attempt
-        run_dir = Path(attempt.run_dir) if attempt and attempt.run_dir else rt.state_dir / "runs" / safe_id(task.id)
+        runs = self.settings.config.state_path / "runs"
+        run_dir = Path(attempt.run_dir) if attempt and attempt.run_dir else runs / safe_id(task.id)
         outcome = await self.branches.rebase(task, pr.head_sha, run_dir / "conflict.patch")
         if outcome.status == "pushed":
-            rt.record("pr_rebased", task.id, pr=pr.number, reason=reason, head=outcome.head)
+            self.journal.record("pr_rebased", task.id, pr=pr.number, reason=reason, head=outcome.head)
             self.counts["rebased"] += 1
             log.info("pr_rebased", reason=reason, head=outcome.head)
             return
@@ -405,7 +416,7 @@ class PRMonitor:
             return
         if outcome.patch:
             task.note_patch(outcome.patch)
-        base = rt.repo(task.repo).base_branch
+        base = self.settings.repo(task.repo).base_branch
         conflicts = ", ".join(outcome.conflicts) or "(git named no file)"
         detail = (
             f"The PR's branch conflicts with {base} in: {conflicts}. The branch was reset to the current "
@@ -422,21 +433,20 @@ class PRMonitor:
 
     async def _blocked(self, task: Task, pr: PullRequest, blocker: Blocker) -> bool:
         """Note the blocker (journalled when it changes); True when the PR was wedged on it and dealt with."""
-        rt = self.rt
         signature = blocker.signature
-        now = rt.now()
+        now = self.clock()
         # Checks re-running after a fix or a rebase are no new blocker: the PR stays blocked on the old one
         # (its clock runs on) until it is seen green.
         rerun = blocker.kind == "pending" and bool(task.last_signature) and task.last_signature != signature
         if not rerun and (task.last_signature != signature or task.blocked_since is None):
             task.note_pr_blocker(signature, now)
-            event = rt.event(
+            event = self.journal.event(
                 "pr_blocked", task.id, pr=pr.number, kind=blocker.kind, signature=signature, sha=pr.head_sha
             )
-            rt.commit([event], [task])
+            self.journal.commit([event], [task])
             log.info("pr_blocked", kind=blocker.kind, signature=signature)
             return False
-        if not is_wedged(task.blocked_since, now, rt.config.routing.wedged_after_hours):
+        if not is_wedged(task.blocked_since, now, self.settings.config.routing.wedged_after_hours):
             return False
         earlier = EARLIER_KINDS.get((task.last_signature or "").split(":", 1)[0])
         if rerun and earlier is not None:  # still blocked on the earlier problem, whose checks re-run now
@@ -447,22 +457,21 @@ class PRMonitor:
     def _unblocked(self, task: Task, pr: PullRequest) -> None:
         if not task.clear_pr_blocker():
             return
-        self.rt.commit([self.rt.event("pr_unblocked", task.id, pr=pr.number, sha=pr.head_sha)], [task])
+        self.journal.commit([self.journal.event("pr_unblocked", task.id, pr=pr.number, sha=pr.head_sha)], [task])
 
     async def _wedged(self, task: Task, pr: PullRequest, blocker: Blocker) -> None:
         """Close and re-spawn (the first time for this issue) or escalate (after a re-spawn wedged too)."""
-        rt = self.rt
         again = self.lifecycle.wedged_before(task)
-        since = task.blocked_since or rt.now()
-        hours = (rt.now() - since).total_seconds() / 3600
-        body = wedged_comment(task, pr, blocker, hours, rt.config.repo(task.repo).base_branch, escalate=again)
-        await rt.forge.comment(task.repo, pr.number, redact(body), key=wedge_key(task))
+        since = task.blocked_since or self.clock()
+        hours = (self.clock() - since).total_seconds() / 3600
+        body = wedged_comment(task, pr, blocker, hours, self.settings.repo(task.repo).base_branch, escalate=again)
+        await self.forge.comment(task.repo, pr.number, redact(body), key=wedge_key(task))
         self.counts["wedged"] += 1
         log.warning("pr_wedged", signature=task.last_signature, hours=round(hours, 2), escalate=again)
         if again:
             await self.lifecycle.escalate_wedged(task, pr)
             return
-        await rt.forge.close_pr(task.repo, pr.number)
+        await self.forge.close_pr(task.repo, pr.number)
         await self._respawn(task, pr)
 
     async def _respawn(self, task: Task, pr: PullRequest) -> None:
@@ -480,8 +489,7 @@ class PRMonitor:
         attempt that changes the PR), then the PR merges at once if it is green and up to date, else as
         soon as it is. Rejection closes the PR, cancels the task and takes the issue out of the ready set.
         """
-        rt = self.rt
-        owners = [t for t in rt.graph if t.repo == repo and t.pr == number]
+        owners = [t for t in self.graph if t.repo == repo and t.pr == number]
         task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
         ref = f"{repo}#{number}"
         if task is None:
