@@ -292,7 +292,9 @@ class Daemon:
         self.rt = rt
         core = build_core(rt)
         executor = core.executor
-        controller = Controller(rt, lifecycle=core.lifecycle, on_reload=self.reload)
+        controller = Controller(
+            rt, lifecycle=core.lifecycle, on_reload=self.reload, status_page_url=lambda: page.url if page else None
+        )
         bot = self._telegram(controller)
         try:
             page = self._status_page(controller)
@@ -335,7 +337,6 @@ class Daemon:
         if unknown:
             log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
 
-        controller.approver = core.monitor.approve
         server = ControlServer(controller, self.socket_path)
         try:
             await server.start()
@@ -346,7 +347,6 @@ class Daemon:
         scheduler.start()
         if page is not None:
             await self._start_status_page(page)
-            controller.status_page_url = page.url
 
         sd_notify("READY=1", f"STATUS={self._status_line()}")
         log.info(

@@ -22,13 +22,13 @@ import contextlib
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agentos import logging as alog
 from agentos.agents.contract import PERMANENT_CODES
 from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
 from agentos.config import Config
-from agentos.errors import AgentosError
+from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Forge, PullRequest
 from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
@@ -367,6 +367,28 @@ class Lifecycle:
         self.journal.commit(task.cancel(self.clock(), "rejected"), [task])
         await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
         await self._drop_worktree(task)
+
+    async def review(self, repo: str, number: int, *, approve: bool) -> dict[str, Any]:
+        """An operator's decision on the PR ``repo#number`` (``ctl approve|reject``, the Telegram buttons).
+
+        Approval is recorded on the task and the PR monitor woken: the PR merges on that pass when it is green
+        and up to date, else as soon as it is. Raises :class:`ControlError` when no open agentos PR has that number.
+        """
+        owners = [t for t in self.graph if t.repo == repo and t.pr == number]
+        task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
+        ref = f"{repo}#{number}"
+        if task is None:
+            raise ControlError(f"no agentos task owns PR {ref}")
+        if task.status is TaskStatus.MERGED:
+            raise ControlError(f"PR {ref} is already merged")
+        if task.status is not TaskStatus.PR_OPEN:
+            raise ControlError(f"PR {ref} is not open for review (task is {task.status.value})")
+        if not approve:
+            await self.reject(task, number)
+            return {"pr": ref, "result": "rejected"}
+        self.approve(task, number)
+        self.wake("pr_monitor")
+        return {"pr": ref, "result": "approved", "status": task.status.value}
 
     def approve(self, task: Task, pr: int) -> None:
         """An operator approved the PR (it outlives restarts and queue rebases, not a follow-up attempt)."""

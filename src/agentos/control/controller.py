@@ -29,8 +29,6 @@ if TYPE_CHECKING:  # the daemon on GitHub never loads the local forge
 
 log = alog.get_logger("agentos.controller")
 
-Approver = Callable[[str, int, bool], Awaitable[dict[str, Any]]]
-
 
 class Controller:
     def __init__(
@@ -39,14 +37,18 @@ class Controller:
         *,
         lifecycle: Lifecycle | None = None,
         on_reload: Callable[[], Awaitable[None]] | None = None,
+        status_page_url: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.rt = rt
         self.lifecycle = lifecycle if lifecycle is not None else build_core(rt).lifecycle
         self._on_reload = on_reload
-        self.approver: Approver | None = None
-        self.status_page_url: str | None = None
-        """Where the status page answers, once the daemon has bound it (``status`` shows it)."""
+        self._status_page_url = status_page_url
         self._config_lock = asyncio.Lock()
+
+    @property
+    def status_page_url(self) -> str | None:
+        """Where the status page answers, once the daemon has bound it (``status`` shows it)."""
+        return self._status_page_url()
 
     # ------------------------------------------------------------ daemon
 
@@ -394,16 +396,14 @@ class Controller:
         return repo, int(num)
 
     async def approve(self, ref: str) -> dict[str, Any]:
-        if self.approver is None:
-            raise ControlError("approvals are not available (the PR monitor is not running)")
+        """Approve a PR waiting for review: it merges on the PR monitor's next pass when green and up to date."""
         repo, number = self._pr_ref(ref)
-        return await self.approver(repo, number, True)
+        return await self.lifecycle.review(repo, number, approve=True)
 
     async def reject(self, ref: str) -> dict[str, Any]:
-        if self.approver is None:
-            raise ControlError("approvals are not available (the PR monitor is not running)")
+        """Reject a PR: closed, its task cancelled, its issue out of the ready set."""
         repo, number = self._pr_ref(ref)
-        return await self.approver(repo, number, False)
+        return await self.lifecycle.review(repo, number, approve=False)
 
 
 def _same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:
