@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from agentos.budget import enforce_agent_budgets
 from agentos.executor import Executor
+from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.pr_monitor import PRMonitor
@@ -87,6 +88,7 @@ def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
         paused=lambda: rt.state.paused,
         stopping=lambda: rt.stopping,
     )
+    git = branches if branches is not None else WorkspaceBranches(rt, rt)
     monitor = PRMonitor(
         settings=rt,
         journal=rt,
@@ -94,7 +96,8 @@ def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
         graph=rt.graph,
         forge=rt.forge,
         lifecycle=lifecycle,
-        branches=branches if branches is not None else WorkspaceBranches(rt, rt),
+        branches=git,
+        gate=ReviewGate(settings=rt, journal=rt, forge=rt.forge, notify=rt, branches=git),
         stopping=lambda: rt.stopping,
     )
     watchdog = StallWatchdog(

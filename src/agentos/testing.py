@@ -37,6 +37,7 @@ from agentos.forge.base import (
     marker,
 )
 from agentos.graph import Event, Task, TaskGraph
+from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.pr_monitor import PRMonitor
@@ -478,6 +479,7 @@ def build(
         paused=lambda: state.paused,
         stopping=lambda: rig.stopping,
     )
+    git = branches if branches is not None else WorkspaceBranches(settings, workspaces)
     monitor = PRMonitor(
         settings=settings,
         journal=journal,
@@ -485,7 +487,8 @@ def build(
         graph=graph,
         forge=forge,
         lifecycle=lifecycle,
-        branches=branches if branches is not None else WorkspaceBranches(settings, workspaces),
+        branches=git,
+        gate=ReviewGate(settings=settings, journal=journal, forge=forge, notify=notes, branches=git),
         stopping=lambda: rig.stopping,
     )
     rig = Rig(

@@ -41,34 +41,30 @@ from typing import Any, Literal
 
 from agentos import logging as alog
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import REVIEW_LABEL, Checks, Forge, PullRequest, marker
+from agentos.forge.base import Checks, Forge, PullRequest, marker
 from agentos.graph import Task, TaskGraph, TaskStatus
+from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
 from agentos.jobs._pr_policy import (
     Blocker,
     BlockerKind,
     ci_context,
-    digest,
     is_wedged,
     normalise,
     pending_blocker,
     red_blocker,
-    verify_comment,
     wedge_key,
     wedged_comment,
 )
-from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
 from agentos.lifecycle import Lifecycle
-from agentos.llm import ModelAsker, from_config
 from agentos.notices import safe_id
-from agentos.ports import Action, Clock, Journal, Settings
+from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
 
 __all__ = ["Blocker", "Branches", "PRMonitor", "RebaseOutcome", "WorkspaceBranches"]
 
 log = alog.get_logger("agentos.pr_monitor")
 
-RISK_LABELS: dict[str, str] = {"low": "risk:low", "medium": "risk:medium", "high": "risk:high"}
 EARLIER_KINDS: dict[str, BlockerKind] = {"red": "red", "conflict": "conflict", "refused": "refused"}
 
 
@@ -105,6 +101,7 @@ class PRMonitor:
         forge: Forge,
         lifecycle: Lifecycle,
         branches: Branches,
+        gate: ReviewGate,
         stopping: Callable[[], bool],
     ) -> None:
         self.settings = settings
@@ -115,11 +112,11 @@ class PRMonitor:
         self.lifecycle = lifecycle
         self.branches = branches
         self.stopping = stopping
+        self.gate = gate
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
         self._locks: dict[str, asyncio.Lock] = {}
         self._verdicts: dict[str, _Verdict] = {}  # task id → its checks' verdict on its current head
-        self._judged: dict[str, tuple[str, Finding | None]] = {}  # task id → (head sha, LLM judge's finding)
 
     def __repr__(self) -> str:
         return "<PRMonitor " + " ".join(f"{k}={v}" for k, v in self.counts.items()) + ">"
@@ -153,7 +150,7 @@ class PRMonitor:
         by_repo = self._open_tasks()
         live = {t.id for tasks in by_repo.values() for t in tasks}
         self._verdicts = {k: v for k, v in self._verdicts.items() if k in live}
-        self._judged = {k: v for k, v in self._judged.items() if k in live}
+        self.gate.forget(live)
         for repo, tasks in by_repo.items():
             if self.stopping():
                 return
@@ -266,7 +263,7 @@ class PRMonitor:
             return None
         self._unblocked(task, pr)
         self._verdicts[task.id] = _Verdict(pr.head_sha, "green")
-        if not await self._gate(task, pr):
+        if not await self.gate.passes(task, pr):
             return None
         return _Candidate(task, pr, checks, await self._up_to_date(task, pr))
 
@@ -280,75 +277,6 @@ class PRMonitor:
 
     async def _up_to_date(self, task: Task, pr: PullRequest) -> bool:
         return self._checks_merge_result or await self.branches.up_to_date(task.repo, pr)
-
-    # ------------------------------------------------------------ gates: verifier, risk, approval
-
-    async def _gate(self, task: Task, pr: PullRequest) -> bool:
-        """Label the PR's risk; True when it may merge (no approval needed, or given)."""
-        repo = self.settings.repo(task.repo)
-        diff = await self.branches.diff(task.repo, pr)
-        findings = verify(
-            diff, task_type=task.type, protected_paths=repo.protected_paths, max_diff_lines=repo.max_diff_lines
-        )
-        if repo.llm_judge and not any(f.blocking for f in findings):  # blocked already: no need to ask
-            judged = await self._judge(task, pr, diff, repo.llm_judge)
-            if judged is not None:
-                findings.append(judged)
-        risk = assess_risk(diff, findings, max_diff_lines=repo.max_diff_lines)
-        await self._label_risk(task, pr, risk, findings)
-        if task.approved_at is not None:
-            return True
-        if repo.automation_mode == "dispatcher_only" or risk == "high":
-            await self._ask_approval(task, pr, risk, findings)
-            return False
-        return True
-
-    async def _judge(self, task: Task, pr: PullRequest, diff: PRDiff, agent: str) -> Finding | None:
-        """The LLM judge's blocking finding on this head commit, or None; asked once per head (fail-open)."""
-        seen = self._judged.get(task.id)
-        if seen is not None and seen[0] == pr.head_sha:
-            return seen[1]
-        llm: ModelAsker | None = from_config(self.settings.config, agent, self.settings.config.state_path)
-        if llm is None:
-            log.warning("llm_judge_unavailable", agent=agent, effect="not blocking")
-            finding = None
-        else:
-            finding = judge_finding(await llm.ask(judge_prompt(task.title, task.type, diff), JudgeVerdict), agent)
-        self._judged[task.id] = (pr.head_sha, finding)
-        log.info("llm_judged", agent=agent, blocks=finding is not None)
-        return finding
-
-    async def _label_risk(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
-        label = RISK_LABELS[risk]
-        if label in pr.labels:
-            return
-        for other in RISK_LABELS.values():
-            if other in pr.labels:
-                await self.forge.remove_label(task.repo, pr.number, other)
-        if findings:  # the comment first: keyed, so a crash before the label only repeats a no-op
-            body = redact(verify_comment(task, pr, risk, findings))
-            await self.forge.comment(task.repo, pr.number, body, key=f"verify:{task.id}:{digest(findings)}")
-        await self.forge.add_labels(task.repo, pr.number, [label])
-        self.journal.record("pr_verified", task.id, pr=pr.number, risk=risk, findings=[f.code for f in findings])
-        log.info("pr_verified", risk=risk, findings=[f.code for f in findings])
-
-    async def _ask_approval(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
-        if REVIEW_LABEL in pr.labels:
-            return  # asked already
-        await self.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
-        self.journal.record("review_requested", task.id, pr=pr.number, risk=risk)
-        ref = f"{task.repo}#{pr.number}"
-        if risk == "high":
-            reasons = "\n".join(f"- {f.detail}" for f in findings if f.blocking)
-            text = f"PR {ref} is green but high risk and waits for your approval: {task.title}\n{reasons}"
-        else:
-            text = f"PR {ref} is green and waits for your approval: {task.title}"
-        self.lifecycle.notify.notify(
-            1,
-            f"review:{task.id}:{pr.head_sha}",
-            redact(text),
-            [Action("approve", ref, "Approve"), Action("reject", ref, "Reject")],
-        )
 
     # ------------------------------------------------------------ merging
 
