@@ -23,18 +23,20 @@ from typing import Protocol
 from agentos import logging as alog
 from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.contract import ContractError, read_contract, read_result_bytes
-from agentos.agents.prompt import PriorAttempt, PromptTooLarge, build_prompt
+from agentos.agents.contract import ContractError, read_result_bytes
+from agentos.agents.prompt import PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
 from agentos.fsutil import atomic_write_text
 from agentos.graph import Attempt, Task, TaskGraph, TaskStatus
-from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, Verdict, best_effort
-from agentos.notices import safe_id
+from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, best_effort
+from agentos.notices import attempt_comment, commit_message, pr_body, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.redact import find_secrets, redact
+from agentos.run_files import START_FILE, prior_attempts, read_start, read_tail
 from agentos.running import SHUTDOWN, RunningAttempts
+from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Workspace, branch_name
 
 __all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "counted_attempts", "safe_id"]
@@ -42,7 +44,6 @@ __all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "c
 log = alog.get_logger("agentos.executor")
 
 RESULT_FILE = ".agent_result.md"
-START_FILE = "start_sha"  # in the run dir: the branch tip the attempt started from
 
 
 def counted_attempts(task: Task) -> int:
@@ -229,7 +230,7 @@ class Executor:
             prompt = build_prompt(
                 task,
                 repo_memory=memory.read(worktree),
-                prior_attempts=self._prior(task),
+                prior_attempts=prior_attempts(task, RESULT_FILE),
                 test_command=repo.test_command,
             )
         except PromptTooLarge as exc:
@@ -277,7 +278,7 @@ class Executor:
         # Before any git command of ours runs there: a replaced .git or a tampered clone is put back first.
         breaches = await ws.check_guard(worktree, guard, branch=task.branch, since=start_sha)
         await ws.run_hook("after_run", worktree)
-        log_text = _read_tail(run_dir / "agent.log", 2 * 1024 * 1024)
+        log_text = read_tail(run_dir / "agent.log", 2 * 1024 * 1024)
         report = parse_output(agent_cfg.kind, log_text, outcome.exit_code, now=self.clock())
         task.note_usage(
             tokens_in=report.tokens_in,
@@ -297,7 +298,10 @@ class Executor:
             await self._contain(task, attempt, ws, worktree, start_sha, breaches)
             return
 
-        verdict = await self._judge(task, attempt, outcome, report, result_path)
+        verdict = judge(outcome, report, result_path)
+        if verdict.blocker == "quota_limited":
+            cooldown = timedelta(minutes=self.settings.config.agents[attempt.agent].cooldown_minutes)
+            self.pool.pause_for_quota(attempt.agent, report.reset_at or self.clock() + cooldown, verdict.error)
         if verdict.outcome == "complete":
             await self._validate(task, attempt, ws, worktree, verdict)
         else:
@@ -324,45 +328,11 @@ class Executor:
         await ws.restore_branch(worktree, task.branch, since)
         await self.lifecycle.attempt_failed(task, Verdict("failed", code, error=detail))
 
-    async def _judge(self, task: Task, attempt: Attempt, outcome: object, report: object, result: Path) -> Verdict:
-        from agentos.agents.adapters import AgentReport
-        from agentos.agents.runner import RunOutcome
-
-        assert isinstance(outcome, RunOutcome) and isinstance(report, AgentReport)
-        tail = redact(outcome.log_tail[-2000:])
-        if outcome.not_found:
-            return Verdict("failed", "runner_failure", error=f"could not start the agent: {tail}")
-        if report.failure == "quota_limited":
-            until = report.reset_at or self.clock() + timedelta(
-                minutes=self.settings.config.agents[attempt.agent].cooldown_minutes
-            )
-            self.pool.pause_for_quota(attempt.agent, until, report.detail or tail)
-            return Verdict("failed", "quota_limited", error=report.detail or tail)
-        if report.failure == "missing_credentials":
-            return Verdict("failed", "missing_credentials", error=report.detail or tail)
-        if outcome.timed_out:
-            return Verdict("failed", "timeout", error=f"{outcome.timed_out} limit reached; last output: {tail[-500:]}")
-        try:
-            contract = read_contract(result)
-        except ContractError as exc:
-            if report.failure == "runner_failure" or (outcome.exit_code not in (0, None) and not result.exists()):
-                return Verdict("failed", "runner_failure", error=f"exit {outcome.exit_code}: {tail[-1500:]}")
-            return Verdict("failed", "invalid_result_contract", error=str(exc))
-        if contract.status == "complete":
-            return Verdict("complete", None, summary=contract.summary)
-        return Verdict(
-            contract.status,
-            contract.blocker_code,
-            summary=contract.summary,
-            error=contract.blockers,
-            keep_changes=contract.status == "partial",
-        )
-
     async def _validate(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, verdict: Verdict) -> None:
         """A complete attempt: its work is committed *before* VALIDATING is journalled, so a hand-off
         resumed after a crash starts from a clean worktree (what the test run left behind is dropped)."""
         (worktree / RESULT_FILE).unlink(missing_ok=True)
-        await ws.commit_all(worktree, _commit_message(task, verdict.summary))
+        await ws.commit_all(worktree, commit_message(task, verdict.summary))
         self.journal.commit(task.complete_attempt(self.clock(), verdict.summary), [task])
         await self._handoff(task, attempt, ws, worktree)
 
@@ -410,7 +380,7 @@ class Executor:
         await ws.push(worktree, branch, sha=scanned)  # the commit the scan read, not HEAD asked again
         pr = await self.forge.find_pr(task.repo, branch)
         if pr is None:
-            body = _pr_body(task, attempt, stat.files)
+            body = pr_body(task, attempt, stat.files)
             pr = await self.forge.open_pr(task.repo, head=branch, base=repo.base_branch, title=task.title, body=body)
             log.info("pr_opened", pr=pr.number, url=pr.url)
         else:
@@ -420,7 +390,7 @@ class Executor:
             self.forge.comment(
                 task.repo,
                 task.issue,
-                redact(_attempt_comment(task, attempt, pr.number)),
+                redact(attempt_comment(task, attempt, pr.number)),
                 key=f"attempt:{task.id}:{attempt.number}",
             )
         )
@@ -465,7 +435,7 @@ class Executor:
         """A failed attempt's changes: kept (partial) or saved as ``changes.patch`` with the branch back at
         ``since`` (blocked, timed out, invalid); then lifecycle retries the task or escalates it."""
         if verdict.keep_changes:
-            await ws.commit_all(worktree, _commit_message(task, verdict.summary or "partial work", partial=True))
+            await ws.commit_all(worktree, commit_message(task, verdict.summary or "partial work", partial=True))
         else:
             patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
             if await ws.save_patch(worktree, patch, since=since):
@@ -474,27 +444,6 @@ class Executor:
         await self.lifecycle.attempt_failed(task, verdict)
 
     # ------------------------------------------------------------ helpers
-
-    def _prior(self, task: Task) -> list[PriorAttempt]:
-        prior = []
-        for a in task.attempts[:-1]:
-            text = ""
-            if a.run_dir:
-                path = Path(a.run_dir) / RESULT_FILE
-                if path.is_file():
-                    text = path.read_text(encoding="utf-8", errors="replace")[:20_000]
-            prior.append(
-                PriorAttempt(
-                    number=a.number,
-                    agent=a.agent,
-                    outcome=a.outcome,
-                    blocker_code=a.blocker_code,
-                    result_text=text,
-                    patch_path=a.patch_path,
-                    error=a.error[-3000:],  # a CI report (PR monitor) is up to 3000 characters
-                )
-            )
-        return prior
 
     async def _stash_leftovers(self, ws: Workspace, worktree: Path, task: Task) -> bool:
         """A worktree left dirty by the previous attempt: keep its changes as a patch, start clean.
@@ -507,7 +456,7 @@ class Executor:
             return False
         prev = task.attempts[-2]
         prev_dir = Path(prev.run_dir or self.run_dir(task, prev))
-        since = _read_start(prev_dir) if prev.outcome == "interrupted" else None
+        since = read_start(prev_dir) if prev.outcome == "interrupted" else None
         saved = await ws.save_patch(worktree, prev_dir / "leftover.patch", since=since)
         if saved:
             task.note_patch(str(prev_dir / "leftover.patch"), attempt=prev, keep=True)
@@ -519,46 +468,7 @@ class Executor:
         await best_effort(self.forge.set_board_status(task.repo, task.issue, status))
 
 
-def _read_tail(path: Path, limit: int) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _read_start(run_dir: Path) -> str | None:
-    try:
-        sha = (run_dir / START_FILE).read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-    return sha or None
-
 
 def _test_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "VIRTUAL_ENV")
     return {k: v for k, v in os.environ.items() if k in keep}
-
-
-def _commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
-    first = (redact(summary).strip().splitlines() or [task.title])[0][:72]  # commits are pushed: no secrets
-    prefix = "partial: " if partial else ""
-    return f"{prefix}{first}\n\nagentos task {task.id} (issue #{task.issue})"
-
-
-def _pr_body(task: Task, attempt: Attempt, files: int) -> str:
-    return (
-        f"Closes #{task.issue}\n\n"
-        f"{redact(attempt.summary) or task.title}\n\n"
-        f"---\nagentos task `{task.id}` · attempt {attempt.number} by `{attempt.agent}` · {files} files changed"
-    )
-
-
-def _attempt_comment(task: Task, attempt: Attempt, pr: int) -> str:
-    return (
-        f"**agentos**: attempt {attempt.number} by `{attempt.agent}` is complete; PR #{pr} is open.\n\n"
-        f"{attempt.summary or '(no summary)'}"
-    )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +41,17 @@ from agentos.notices import (
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
 from agentos.redact import redact
 from agentos.running import RunningAttempts
+from agentos.verdicts import Verdict
+
+__all__ = [
+    "CONTAINMENT_CODES",
+    "OPERATOR_CANCEL",
+    "Lifecycle",
+    "Verdict",
+    "best_effort",
+    "ready_by_label",
+    "ready_label",
+]
 
 log = alog.get_logger("agentos.lifecycle")
 
@@ -53,17 +63,6 @@ CONTAINMENT_CODES: dict[str, bool] = {
 """Blocker codes agentos assigns when it contains a misbehaving agent (code → permanent)."""
 
 OPERATOR_CANCEL = "operator_cancel"
-
-
-@dataclass
-class Verdict:
-    """How an attempt ended, before the task's status follows from it."""
-
-    outcome: str  # complete | partial | blocked | failed
-    blocker: str | None = None
-    summary: str = ""
-    error: str = ""
-    keep_changes: bool = False
 
 
 def ready_label(config: Config) -> str:

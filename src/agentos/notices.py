@@ -11,8 +11,9 @@ from pathlib import Path
 from agentos.agents.contract import RESULT_FILE, ContractError, ResultContract, read_contract
 from agentos.agents.prompt import fence
 from agentos.budget import BUDGET_CODE
-from agentos.graph import Task
+from agentos.graph import Attempt, Task
 from agentos.jobs._pr_policy import fenced
+from agentos.redact import redact
 
 
 def safe_id(task_id: str) -> str:
@@ -97,4 +98,25 @@ def cancelled_pr_comment(task: Task) -> str:
     return (
         f"**agentos**: task `{task.id}` was cancelled by the operator, so this PR is closed. Its branch "
         f"`{task.branch}` is kept. `agentos ctl task retry {task.id}` gives the task to an agent again."
+    )
+
+
+def commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
+    first = (redact(summary).strip().splitlines() or [task.title])[0][:72]  # commits are pushed: no secrets
+    prefix = "partial: " if partial else ""
+    return f"{prefix}{first}\n\nagentos task {task.id} (issue #{task.issue})"
+
+
+def pr_body(task: Task, attempt: Attempt, files: int) -> str:
+    return (
+        f"Closes #{task.issue}\n\n"
+        f"{redact(attempt.summary) or task.title}\n\n"
+        f"---\nagentos task `{task.id}` · attempt {attempt.number} by `{attempt.agent}` · {files} files changed"
+    )
+
+
+def attempt_comment(task: Task, attempt: Attempt, pr: int) -> str:
+    return (
+        f"**agentos**: attempt {attempt.number} by `{attempt.agent}` is complete; PR #{pr} is open.\n\n"
+        f"{attempt.summary or '(no summary)'}"
     )

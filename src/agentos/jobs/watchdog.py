@@ -25,9 +25,10 @@ from agentos import logging as alog
 from agentos.agents.runner import kill_orphan, proc_start_time
 from agentos.errors import AgentosError
 from agentos.graph import Task, TaskGraph, TaskStatus
-from agentos.lifecycle import Lifecycle, Verdict
+from agentos.lifecycle import Lifecycle
 from agentos.notices import safe_id
 from agentos.ports import Clock, Journal, Notify, Settings, Wake, Workspaces
+from agentos.verdicts import Verdict
 from agentos.workspace import Finished
 
 log = alog.get_logger("agentos.watchdog")
