@@ -23,10 +23,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentos import __version__
 from agentos import logging as alog
@@ -139,7 +139,8 @@ class Daemon:
         self.clock = clock
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
-        self._bg: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
+        """The running daemon's task group (its background work: the systemd pings, Telegram, SIGHUP reloads)."""
         self._reload_lock = asyncio.Lock()
         self.rt: Runtime | None = None
         self.reloads = 0
@@ -192,6 +193,12 @@ class Daemon:
             if rt.scheduler is not None and rt.scheduler.has_job("dispatch"):
                 rt.scheduler.poke("dispatch")
 
+    def _reload_on_sighup(self) -> None:
+        if self._group is None:
+            log.warning("config_reload_deferred", reason="the daemon is not serving yet; send SIGHUP again")
+            return
+        self._group.create_task(self._reload_on_signal())
+
     async def _reload_on_signal(self) -> None:
         try:
             await self.reload()
@@ -224,13 +231,10 @@ class Daemon:
         # Before anything slow: a SIGTERM during start-up then stops us cleanly instead of killing us.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_on_signal()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_sighup)
         try:
             return await self._run()
         finally:
-            for task in list(self._bg):
-                task.cancel()
-            await asyncio.gather(*self._bg, return_exceptions=True)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
@@ -291,7 +295,6 @@ class Daemon:
         rt = Runtime(self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock)
         self.rt = rt
         core = build_core(rt)
-        executor = core.executor
         controller = Controller(
             rt, lifecycle=core.lifecycle, on_reload=self.reload, status_page_url=lambda: page.url if page else None
         )
@@ -309,7 +312,7 @@ class Daemon:
             seen=StateSeenStore(rt),
             journal=lambda data: rt.record("notification_sent", None, **data),
         )
-        await executor.recover()
+        await core.executor.recover()
 
         jobs = job_configs(self.config)
         scheduler = Scheduler(
@@ -363,15 +366,20 @@ class Daemon:
             max_parallel_workers=self.config.max_parallel_workers,
         )
         self.ready.set()
-        if os.environ.get("NOTIFY_SOCKET"):
-            self._spawn(self._notify_loop(watchdog_interval()))
-        if scheduler.has_job("dispatch"):
-            scheduler.poke("dispatch")
-        if bot is not None:
-            self._spawn(self._start_telegram(bot))
-
-        await self._stop.wait()
-        code = await self._shutdown(store, graph, state, scheduler, executor, server)
+        async with asyncio.TaskGroup() as group:  # the parts that run beside the scheduler's jobs
+            self._group = group
+            beside: list[asyncio.Task[None]] = []
+            if os.environ.get("NOTIFY_SOCKET"):
+                beside.append(group.create_task(self._notify_loop(watchdog_interval())))
+            if bot is not None:
+                beside.append(group.create_task(self._start_telegram(bot)))
+            if scheduler.has_job("dispatch"):
+                scheduler.poke("dispatch")
+            await self._stop.wait()
+            code = await self._shutdown(store, graph, state, scheduler, core.executor, server)
+            self._group = None
+            for task in beside:
+                task.cancel()
         if page is not None:
             await page.stop()
         await rt.notifier.aclose()
@@ -424,8 +432,8 @@ class Daemon:
         """Start polling in the background: the daemon never waits for Telegram to be reachable."""
         try:
             await bot.start()
-        except ControlError as exc:
-            log.error("telegram_start_failed", error=str(exc))
+        except Exception as exc:  # a boundary: the daemon works on without its bot
+            log.error("telegram_start_failed", error=str(exc), exc_info=not isinstance(exc, ControlError))
         else:
             log.info("telegram_started")
 
@@ -453,11 +461,6 @@ class Daemon:
             return EXIT_CRASHED  # the journal still holds every acknowledged change
         log.info("daemon_stopped")
         return EXIT_OK
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
 
     async def _notify_loop(self, watchdog: float | None) -> None:
         """Ping systemd from the loop itself, so a wedged loop stops the pings and gets us restarted.
