@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,28 @@ from .conftest import REPO, Loop, alive, claude_agent, pid_list
 
 MakeLoop = Callable[..., Loop]
 KEY = re.compile(r"<!-- agentos:key=(.*?) -->")
-SLOW_TESTS = "python3 -c 'import time; time.sleep(1.5)'"
+GATE = """import pathlib
+import sys
+import time
+
+# A test command that says it started, then waits until the test lets it finish: the test kills the daemon
+# while it runs, however slow the machine. Run n waits for release-<n> (or release-all) in its folder.
+folder = pathlib.Path(sys.argv[1])
+with (folder / "runs.log").open("a") as log:
+    log.write("run\\n")
+n = len((folder / "runs.log").read_text().splitlines())
+deadline = time.monotonic() + 120
+while not ((folder / f"release-{n}").exists() or (folder / "release-all").exists()):
+    if time.monotonic() > deadline:
+        sys.exit(1)
+    time.sleep(0.05)
+"""
+
+
+def gate_runs(folder: Path) -> int:
+    """How many times the gated test command has started."""
+    log = folder / "runs.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
 
 
 def assert_one_merge(loop: Loop, number: int, title: str) -> None:
@@ -60,19 +82,29 @@ class TestKillNine:
     def test_kill9_during_validation_and_review_never_opens_a_second_pr(self, make_loop: MakeLoop) -> None:
         """Killed while the tests run, then while the PR's checks run: one attempt, one PR, one comment, one merge."""
         loop = make_loop({"claude": claude_agent("complete")}, start=False)
+        gate = loop.root / "gate"
+        gate.mkdir()
+        (gate / "gate.py").write_text(GATE)
+        command = f"python3 {gate / 'gate.py'} {gate}"
         loop.overrides["repos"] = [
-            {"name": REPO, "path": str(loop.repo), "test_command": SLOW_TESTS, "test_timeout_s": 60}
+            {"name": REPO, "path": str(loop.repo), "test_command": command, "test_timeout_s": 180}
         ]
         loop.write_config()
         loop.start()
         number = loop.new_issue("Crash twice")
         task_id = f"{REPO}#{number}"
 
-        loop.wait_status(task_id, "validating")
+        loop.wait_for(lambda: gate_runs(gate) == 1, what="the tests to start (validating)")
+        assert loop.task(task_id)["status"] == "validating"
         loop.kill9()
+        (gate / "release-1").touch()  # the orphaned first run may end now
         loop.start()
+        loop.wait_for(lambda: gate_runs(gate) == 2, what="the resumed validation's tests")
+        (gate / "release-2").touch()
+        loop.wait_for(lambda: gate_runs(gate) == 3, what="the PR's checks to start")
         task = loop.wait_status(task_id, "pr_open")
         loop.kill9()
+        (gate / "release-all").touch()
         loop.start()
         task = loop.wait_status(task_id, "merged")
 
