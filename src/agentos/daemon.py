@@ -115,6 +115,13 @@ def _say(message: str) -> None:
     print(f"agentos: {message}", file=sys.stderr, flush=True)
 
 
+def _config_invalid(exc: ConfigError) -> int:
+    log.critical("config_invalid", problems=exc.problems)
+    for problem in exc.problems:
+        _say(problem)
+    return EXIT_CONFIG
+
+
 def build_forge(config: Config) -> tuple[Forge, Callable[[RepoConfig], tuple[str, dict[str, str]]]]:
     """The forge the config names, and how to reach each repo's git remote (see forge/factory.py)."""
     from agentos.forge.factory import build_forge as build
@@ -139,8 +146,7 @@ class Daemon:
         self.clock = clock
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
-        self._group: asyncio.TaskGroup | None = None
-        """The running daemon's task group (its background work: the systemd pings, Telegram, SIGHUP reloads)."""
+        self._group: asyncio.TaskGroup | None = None  # while serving: pings, Telegram, SIGHUP reloads
         self._reload_lock = asyncio.Lock()
         self.rt: Runtime | None = None
         self.reloads = 0
@@ -267,10 +273,7 @@ class Daemon:
         try:
             forge, remote = build_forge(self.config)
         except ConfigError as exc:
-            log.critical("config_invalid", problems=exc.problems)
-            for problem in exc.problems:
-                _say(problem)
-            return EXIT_CONFIG
+            return _config_invalid(exc)
         try:
             return await self._serve(store, graph, state, forge, remote)
         finally:
@@ -296,16 +299,17 @@ class Daemon:
         self.rt = rt
         core = build_core(rt)
         controller = Controller(
-            rt, lifecycle=core.lifecycle, on_reload=self.reload, status_page_url=lambda: page.url if page else None
+            rt,
+            lifecycle=core.lifecycle,
+            on_reload=self.reload,
+            approvals=core.monitor,
+            status_page_url=lambda: page.url if page else None,
         )
         bot = self._telegram(controller)
         try:
             page = self._status_page(controller)
         except ConfigError as exc:
-            log.critical("config_invalid", problems=exc.problems)
-            for problem in exc.problems:
-                _say(problem)
-            return EXIT_CONFIG
+            return _config_invalid(exc)
         # Before recover(): an escalation it finishes is announced (or deduplicated), not silently dropped.
         rt.notifier = Notifier(
             bot.sender() if bot else None,
@@ -332,10 +336,7 @@ class Daemon:
             for name, job in loop_jobs(rt).items():
                 scheduler.register(name, job)
         except ConfigError as exc:
-            log.critical("config_invalid", problems=exc.problems)
-            for problem in exc.problems:
-                _say(problem)
-            return EXIT_CONFIG
+            return _config_invalid(exc)
         unknown = sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS))
         if unknown:
             log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))

@@ -10,7 +10,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from os.path import samefile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentos import __version__
 from agentos import config as cfgmod
@@ -30,6 +30,12 @@ if TYPE_CHECKING:  # the daemon on GitHub never loads the local forge
 log = alog.get_logger("agentos.controller")
 
 
+class Approvals(Protocol):
+    """An operator's decision on a PR, merged at once when it may (``PRMonitor.approve``)."""
+
+    async def approve(self, repo: str, number: int, approve: bool) -> dict[str, Any]: ...
+
+
 class Controller:
     def __init__(
         self,
@@ -37,11 +43,14 @@ class Controller:
         *,
         lifecycle: Lifecycle | None = None,
         on_reload: Callable[[], Awaitable[None]] | None = None,
+        approvals: Approvals | None = None,
         status_page_url: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.rt = rt
         self.lifecycle = lifecycle if lifecycle is not None else build_core(rt).lifecycle
         self._on_reload = on_reload
+        self._approvals = approvals
+        """Who merges an approved PR at once (the PR monitor); without it lifecycle records the decision."""
         self._status_page_url = status_page_url
         self._config_lock = asyncio.Lock()
 
@@ -396,13 +405,17 @@ class Controller:
         return repo, int(num)
 
     async def approve(self, ref: str) -> dict[str, Any]:
-        """Approve a PR waiting for review: it merges on the PR monitor's next pass when green and up to date."""
+        """Approve a PR waiting for review: it merges at once when green and up to date, else when it is."""
         repo, number = self._pr_ref(ref)
+        if self._approvals is not None:
+            return await self._approvals.approve(repo, number, True)
         return await self.lifecycle.review(repo, number, approve=True)
 
     async def reject(self, ref: str) -> dict[str, Any]:
         """Reject a PR: closed, its task cancelled, its issue out of the ready set."""
         repo, number = self._pr_ref(ref)
+        if self._approvals is not None:
+            return await self._approvals.approve(repo, number, False)
         return await self.lifecycle.review(repo, number, approve=False)
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentos import logging as alog
-from agentos.errors import AgentosError, ControlError
+from agentos.errors import AgentosError
 from agentos.forge.base import Checks, Forge, PullRequest, marker
 from agentos.graph import Task, TaskGraph, TaskStatus
 from agentos.jobs._pr_gate import ReviewGate
@@ -411,31 +411,16 @@ class PRMonitor:
     # ------------------------------------------------------------ operator decisions
 
     async def approve(self, repo: str, number: int, approve: bool) -> dict[str, Any]:
-        """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons).
-
-        Approval is recorded on the task (it outlives restarts and rebases by the queue, not a follow-up
-        attempt that changes the PR), then the PR merges at once if it is green and up to date, else as
-        soon as it is. Rejection closes the PR, cancels the task and takes the issue out of the ready set.
-        """
-        owners = [t for t in self.graph if t.repo == repo and t.pr == number]
-        task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
-        ref = f"{repo}#{number}"
-        if task is None:
-            raise ControlError(f"no agentos task owns PR {ref}")
+        """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons): lifecycle records it
+        (:meth:`Lifecycle.review`), then an approved PR that is green and up to date merges at once."""
         async with self._lock(repo):
-            if task.status is TaskStatus.MERGED:
-                raise ControlError(f"PR {ref} is already merged")
-            if task.status is not TaskStatus.PR_OPEN:
-                raise ControlError(f"PR {ref} is not open for review (task is {task.status.value})")
-            if not approve:
-                await self.lifecycle.reject(task, number)
-                return {"pr": ref, "result": "rejected"}
-            self.lifecycle.approve(task, number)
+            result = await self.lifecycle.review(repo, number, approve=approve)
+            task = next((t for t in self.graph if t.repo == repo and t.pr == number and t.approved_at), None)
+            if result["result"] != "approved" or task is None or task.status is not TaskStatus.PR_OPEN:
+                return result
             with alog.bound(task=task.id, repo=repo, pr=number):
                 await self.branches.sync(repo)
                 seen = await self._assess(task)
                 if isinstance(seen, _Candidate) and seen.up_to_date and await self._merge(task, seen.pr, seen.checks):
-                    return {"pr": ref, "result": "merged"}
-        if task.status is TaskStatus.PR_OPEN:
-            self.lifecycle.wake("pr_monitor")
-        return {"pr": ref, "result": "approved", "status": task.status.value}
+                    return {"pr": result["pr"], "result": "merged"}
+        return {**result, "status": task.status.value}
