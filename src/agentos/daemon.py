@@ -318,14 +318,13 @@ class Daemon:
         )
         await core.executor.recover()
 
-        jobs = job_configs(self.config)
         scheduler = Scheduler(
             state,
-            configs=jobs,
+            configs=job_configs(self.config),
             on_change=rt.save_job_state,
             on_failure=self._job_failed,
             clock=self.clock,
-            held=lambda: rt.write_failure.describe() if rt.write_failure is not None else None,
+            held=lambda: rt.held,
             tz=self.config.zone,
         )
         rt.scheduler = scheduler
@@ -333,12 +332,13 @@ class Daemon:
             scheduler.register("dispatch", core.dispatcher.tick)
             scheduler.register("pr_monitor", core.monitor.tick)
             scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
+            # H5: loop_jobs(settings=rt, journal=rt, clock=rt.now, graph=rt.graph, forge=rt.forge, notify=rt,
+            #     store=store, stopping=lambda: rt.stopping)
             for name, job in loop_jobs(rt).items():
                 scheduler.register(name, job)
         except ConfigError as exc:
             return _config_invalid(exc)
-        unknown = sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS))
-        if unknown:
+        if unknown := sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS)):
             log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
 
         server = ControlServer(controller, self.socket_path)
