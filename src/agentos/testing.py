@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from agentos.config import Config, RepoConfig
 from agentos.executor import Executor
@@ -118,8 +118,7 @@ class MemoryJournal:
         ]
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(NamedTuple):
     severity: Severity
     key: str
     text: str
@@ -424,16 +423,18 @@ def build(
     now: datetime = T0,
     running: RunningAttempts | None = None,
     branches: Branches | None = None,
+    forge: FakeForge | None = None,
 ) -> Rig:
     """Lifecycle, executor, dispatcher and PR monitor over in-memory ports (worktrees under ``config.state_path``).
 
     ``running`` replaces the registry of running attempts (a recording one, say); ``branches`` the PR monitor's
-    git (by default the real clones under the state dir, made only when a test gets that far).
+    git (by default the real clones under the state dir, made only when a test gets that far); ``forge`` a
+    :class:`FakeForge` of the test's own (a subclass scripting what it needs).
     """
     clock = SettableClock(now)
     graph = TaskGraph(tasks)
     journal = MemoryJournal(graph, clock)
-    forge = FakeForge(clock)
+    forge = forge if forge is not None else FakeForge(clock)
     notes = RecordingNotifier()
     wakes = Wakes()
     settings = MemorySettings(config)
