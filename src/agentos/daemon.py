@@ -295,8 +295,18 @@ class Daemon:
         forge: Forge,
         remote: Callable[[RepoConfig], tuple[str, dict[str, str]]],
     ) -> int:
-        rt = Runtime(self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock)
-        self.rt = rt
+        scheduler = Scheduler(  # first: the parts wake its jobs (registered once the parts exist)
+            state,
+            configs=job_configs(self.config),
+            on_change=lambda: rt.save_job_state(),
+            on_failure=self._job_failed,
+            clock=self.clock,
+            held=lambda: rt.held,
+            tz=self.config.zone,
+        )
+        self.rt = rt = Runtime(
+            self.config, self.config_path, store, graph, state, forge, remote, clock=self.clock, scheduler=scheduler
+        )
         core = build_core(rt)
         controller = Controller(
             rt,
@@ -318,16 +328,6 @@ class Daemon:
         )
         await core.executor.recover()
 
-        scheduler = Scheduler(
-            state,
-            configs=job_configs(self.config),
-            on_change=rt.save_job_state,
-            on_failure=self._job_failed,
-            clock=self.clock,
-            held=lambda: rt.held,
-            tz=self.config.zone,
-        )
-        rt.scheduler = scheduler
         try:
             scheduler.register("dispatch", core.dispatcher.tick)
             scheduler.register("pr_monitor", core.monitor.tick)
