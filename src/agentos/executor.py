@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -56,9 +56,11 @@ class Pool(Protocol):
 
     def choose(self, task: Task) -> str | None: ...
 
-    def pause_for_quota(self, agent: str, until: datetime, detail: str) -> None: ...
+    def pause_for_quota(self, agent: str, until: datetime | None, detail: str = "") -> object:
+        """Pause ``agent`` until ``until`` (the CLI's reset time), else for its ``cooldown_minutes``."""
+        ...
 
-    def enforce_budgets(self) -> None: ...
+    def enforce_budgets(self) -> object: ...
 
 
 class Executor:
@@ -300,8 +302,7 @@ class Executor:
 
         verdict = judge(outcome, report, result_path)
         if verdict.blocker == "quota_limited":
-            cooldown = timedelta(minutes=self.settings.config.agents[attempt.agent].cooldown_minutes)
-            self.pool.pause_for_quota(attempt.agent, report.reset_at or self.clock() + cooldown, verdict.error)
+            self.pool.pause_for_quota(attempt.agent, report.reset_at, verdict.error)
         if verdict.outcome == "complete":
             await self._validate(task, attempt, ws, worktree, verdict)
         else:

@@ -7,7 +7,7 @@ The executor and the dispatcher see only the three calls of :class:`agentos.exec
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agentos import logging as alog
 from agentos.graph import Task
@@ -55,8 +55,11 @@ class StatePool:
             return fresh[0]
         return usable[task.counted_attempts() % len(usable)]
 
-    def pause_for_quota(self, agent: str, until: datetime, detail: str) -> None:
-        """An agent hit its usage limit: it is skipped until ``until``, and the operator is told."""
+    def pause_for_quota(self, agent: str, until: datetime | None, detail: str = "") -> datetime:
+        """An agent hit its usage limit: it is skipped until ``until`` (else its ``cooldown_minutes``), and the
+        operator is told. When the pause ends."""
+        if until is None:
+            until = self.clock() + timedelta(minutes=self.settings.config.agents[agent].cooldown_minutes)
         self.state.paused_agents[agent] = until
         self.journal.save_state()
         log.warning("agent_quota_limited", agent=agent, until=until.isoformat(), detail=detail[:200])
@@ -65,7 +68,8 @@ class StatePool:
             f"quota:{agent}:{until.isoformat()}",
             f"Agent {agent} hit its usage limit; paused until {until:%Y-%m-%d %H:%M} UTC.",
         )
+        return until
 
-    def enforce_budgets(self) -> None:
+    def enforce_budgets(self) -> object:
         """An agent past its daily or monthly limit is paused before its next start."""
-        self._enforce_budgets()
+        return self._enforce_budgets()
