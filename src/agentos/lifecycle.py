@@ -343,10 +343,14 @@ class Lifecycle:
         return task
 
     async def clear_ready(self, task: Task) -> bool:
-        """Take a cancelled task's issue out of the ready set (ready and running labels); True once done."""
+        """Take a cancelled task's issue out of the ready set (ready and running labels); True once done.
+
+        On a repo whose readiness is a Projects board's Status, no label says "ready" and a card moved back to
+        Ready cannot be told from one never moved: such a task stays cancelled until ``task retry``.
+        """
         removed = await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
         removed = await best_effort(self.forge.remove_label(task.repo, task.issue, RUNNING_LABEL)) and removed
-        if removed and task.awaiting_unready:
+        if removed and task.awaiting_unready and ready_by_label(self._config, task.repo):
             task.unready_done()
             self.journal.commit([self.journal.event("ready_label_removed", task.id)], [task])
         return removed

@@ -214,6 +214,22 @@ class TestCancel:
         assert await rig.lifecycle.clear_ready(task)
         assert not task.awaiting_unready and READY_LABEL not in rig.forge.labels(REPO, 7)
 
+    async def test_on_a_board_repo_only_a_retry_restarts_it(self, tmp_path: Path) -> None:
+        """Where a Projects board's Status makes issues ready, the cancel is never taken back by the card."""
+        board = build(
+            config(
+                tmp_path,
+                forge="github",
+                github={},
+                repos=[{"name": REPO, "project": {"owner": "o", "number": 1}, "test_command": "true"}],
+            )
+        )
+        board.forge.add_issue(REPO, 7, "Fix the sum")
+        task = put(board, make_task(status=TaskStatus.QUEUED))
+        await board.lifecycle.cancel(task)
+        await board.lifecycle.clear_ready(task)  # the dispatcher's next pass
+        assert task.awaiting_unready, "the dispatcher keeps not admitting the issue"
+
     async def test_an_open_pr_is_closed_with_a_comment(self, rig: Rig) -> None:
         """A task in pr_open: the PR is closed with the reason (the branch is not touched)."""
         rig.forge.add_pr(REPO, 101, "agentos/7-fix-the-sum")
