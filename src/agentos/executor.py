@@ -1,11 +1,11 @@
-"""The executor: one attempt of one task, from worktree to pull request (or to retry or escalation).
+"""The executor: one attempt of one task, from worktree to pull request; its verdict goes to lifecycle.
 
     prepare worktree → hooks → prompt → agent process → contract → commit → diff? → tests →
     CODEBASE.md entry → push → PR "Closes #N" → comment            (complete)
     … → commit to branch, next agent builds on it                   (partial)
     … → patch saved in the run dir, worktree reset                  (blocked, timeout, invalid, crash)
 
-Every state change is journalled (``Runtime.commit``) before the side effect it licenses, and every
+Every state change is journalled (``Journal.commit``) before the side effect it licenses, and every
 side effect is idempotent (worktree reuse, lease pushes, PR by head branch, comments by key), so a
 crash at any point followed by :meth:`Executor.recover` finishes the work exactly once.
 """
