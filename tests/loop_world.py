@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from agentos.config import Config, RepoConfig
-from agentos.control.notify import Message, Notifier
 from agentos.forge.base import Forge
 from agentos.graph import Event, Task
 from agentos.jobs._loops import LoopSettings
@@ -24,6 +23,7 @@ from agentos.jobs.housekeeping import Housekeeping
 from agentos.jobs.incidents import IncidentScanner
 from agentos.jobs.planner import SprintPlanner
 from agentos.llm import ModelAsker
+from agentos.ops.notify import Message, Notifier
 from agentos.ports import Action, Clock, Severity
 from agentos.store import Store
 

@@ -23,25 +23,23 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentos import __version__
 from agentos import logging as alog
+from agentos.assembly import build_core
 from agentos.config import Config, ConfigError, JobConfig, load_config, secret
 from agentos.control.controller import Controller
-from agentos.control.notify import Notifier
 from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
 from agentos.errors import ControlError
 from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
-from agentos.jobs.dispatch import Dispatcher
-from agentos.jobs.pr_monitor import PRMonitor
-from agentos.jobs.watchdog import StallWatchdog
+from agentos.ops.notify import Notifier
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
@@ -117,6 +115,13 @@ def _say(message: str) -> None:
     print(f"agentos: {message}", file=sys.stderr, flush=True)
 
 
+def _config_invalid(exc: ConfigError) -> int:
+    log.critical("config_invalid", problems=exc.problems)
+    for problem in exc.problems:
+        _say(problem)
+    return EXIT_CONFIG
+
+
 def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
     """The forge the config names, and the one workspace registry its parts share (see forge/factory.py)."""
     from agentos.forge.factory import build_forge as build
@@ -141,7 +146,7 @@ class Daemon:
         self.clock = clock
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
-        self._bg: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None  # while serving: pings, Telegram, SIGHUP reloads
         self._reload_lock = asyncio.Lock()
         self.rt: Runtime | None = None
         self.reloads = 0
@@ -193,6 +198,12 @@ class Daemon:
             if rt.scheduler is not None and rt.scheduler.has_job("dispatch"):
                 rt.scheduler.poke("dispatch")
 
+    def _reload_on_sighup(self) -> None:
+        if self._group is None:
+            log.warning("config_reload_deferred", reason="the daemon is not serving yet; send SIGHUP again")
+            return
+        self._group.create_task(self._reload_on_signal())
+
     async def _reload_on_signal(self) -> None:
         try:
             await self.reload()
@@ -225,13 +236,10 @@ class Daemon:
         # Before anything slow: a SIGTERM during start-up then stops us cleanly instead of killing us.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload_on_signal()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_sighup)
         try:
             return await self._run()
         finally:
-            for task in list(self._bg):
-                task.cancel()
-            await asyncio.gather(*self._bg, return_exceptions=True)
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
@@ -264,10 +272,7 @@ class Daemon:
         try:
             forge, workspaces = build_forge(self.config)
         except ConfigError as exc:
-            log.critical("config_invalid", problems=exc.problems)
-            for problem in exc.problems:
-                _say(problem)
-            return EXIT_CONFIG
+            return _config_invalid(exc)
         try:
             return await self._serve(store, graph, state, forge, workspaces)
         finally:
@@ -289,7 +294,16 @@ class Daemon:
         forge: Forge,
         workspaces: WorkspaceRegistry,
     ) -> int:
-        rt = Runtime(
+        scheduler = Scheduler(  # first: the parts wake its jobs (registered once the parts exist)
+            state,
+            configs=job_configs(self.config),
+            on_change=lambda: rt.save_job_state(),
+            on_failure=self._job_failed,
+            clock=self.clock,
+            held=lambda: rt.held,
+            tz=self.config.zone,
+        )
+        self.rt = rt = Runtime(
             self.config,
             self.config_path,
             store,
@@ -298,47 +312,34 @@ class Daemon:
             forge,
             workspaces.remote_for,
             clock=self.clock,
+            scheduler=scheduler,
             workspace_registry=workspaces,
         )
-        self.rt = rt
-        executor = Executor(rt)
-        controller = Controller(rt, on_reload=self.reload)
+        core = build_core(rt)
+        controller = Controller(
+            rt,
+            lifecycle=core.lifecycle,
+            on_reload=self.reload,
+            approvals=core.monitor,
+            status_page_url=lambda: page.url if page else None,
+        )
         bot = self._telegram(controller)
         try:
             page = self._status_page(controller)
         except ConfigError as exc:
-            log.critical("config_invalid", problems=exc.problems)
-            for problem in exc.problems:
-                _say(problem)
-            return EXIT_CONFIG
+            return _config_invalid(exc)
         # Before recover(): an escalation it finishes is announced (or deduplicated), not silently dropped.
         rt.notifier = Notifier(
             bot.sender() if bot else None,
             seen=StateSeenStore(rt),
             journal=lambda data: rt.record("notification_sent", None, **data),
         )
-        await executor.recover()
+        await core.executor.recover()
 
-        jobs = job_configs(self.config)
-        scheduler = Scheduler(
-            state,
-            configs=jobs,
-            on_change=rt.save_job_state,
-            on_failure=self._job_failed,
-            clock=self.clock,
-            held=lambda: rt.write_failure.describe() if rt.write_failure is not None else None,
-            tz=self.config.zone,
-        )
-        rt.scheduler = scheduler
-        monitor = PRMonitor(rt, executor)
-        dispatcher = Dispatcher(rt, executor)
-        watchdog = StallWatchdog(rt, executor)
-        executor.on_pr_opened = lambda: scheduler.poke("pr_monitor")
-        executor.on_slot_free = lambda: scheduler.poke("dispatch")
         try:
-            scheduler.register("dispatch", dispatcher.tick)
-            scheduler.register("pr_monitor", monitor.tick)
-            scheduler.register("stall_watchdog", watchdog.tick, runs_when_paused=True, runs_when_held=True)
+            scheduler.register("dispatch", core.dispatcher.tick)
+            scheduler.register("pr_monitor", core.monitor.tick)
+            scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
             for name, job in loop_jobs(
                 settings=rt,
                 journal=rt,
@@ -346,20 +347,15 @@ class Daemon:
                 graph=rt.graph,
                 forge=rt.forge,
                 notify=rt,
-                store=rt.store,
+                store=store,
                 stopping=lambda: rt.stopping,
             ).items():
                 scheduler.register(name, job)
         except ConfigError as exc:
-            log.critical("config_invalid", problems=exc.problems)
-            for problem in exc.problems:
-                _say(problem)
-            return EXIT_CONFIG
-        unknown = sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS))
-        if unknown:
+            return _config_invalid(exc)
+        if unknown := sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS)):
             log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
 
-        controller.approver = monitor.approve
         server = ControlServer(controller, self.socket_path)
         try:
             await server.start()
@@ -370,7 +366,6 @@ class Daemon:
         scheduler.start()
         if page is not None:
             await self._start_status_page(page)
-            controller.status_page_url = page.url
 
         sd_notify("READY=1", f"STATUS={self._status_line()}")
         log.info(
@@ -387,15 +382,20 @@ class Daemon:
             max_parallel_workers=self.config.max_parallel_workers,
         )
         self.ready.set()
-        if os.environ.get("NOTIFY_SOCKET"):
-            self._spawn(self._notify_loop(watchdog_interval()))
-        if scheduler.has_job("dispatch"):
-            scheduler.poke("dispatch")
-        if bot is not None:
-            self._spawn(self._start_telegram(bot))
-
-        await self._stop.wait()
-        code = await self._shutdown(store, graph, state, scheduler, executor, server)
+        async with asyncio.TaskGroup() as group:  # the parts that run beside the scheduler's jobs
+            self._group = group
+            beside: list[asyncio.Task[None]] = []
+            if os.environ.get("NOTIFY_SOCKET"):
+                beside.append(group.create_task(self._notify_loop(watchdog_interval())))
+            if bot is not None:
+                beside.append(group.create_task(self._start_telegram(bot)))
+            if scheduler.has_job("dispatch"):
+                scheduler.poke("dispatch")
+            await self._stop.wait()
+            code = await self._shutdown(store, graph, state, scheduler, core.executor, server)
+            self._group = None
+            for task in beside:
+                task.cancel()
         if page is not None:
             await page.stop()
         await rt.notifier.aclose()
@@ -448,8 +448,8 @@ class Daemon:
         """Start polling in the background: the daemon never waits for Telegram to be reachable."""
         try:
             await bot.start()
-        except ControlError as exc:
-            log.error("telegram_start_failed", error=str(exc))
+        except Exception as exc:  # a boundary: the daemon works on without its bot
+            log.error("telegram_start_failed", error=str(exc), exc_info=not isinstance(exc, ControlError))
         else:
             log.info("telegram_started")
 
@@ -477,11 +477,6 @@ class Daemon:
             return EXIT_CRASHED  # the journal still holds every acknowledged change
         log.info("daemon_stopped")
         return EXIT_OK
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
 
     async def _notify_loop(self, watchdog: float | None) -> None:
         """Ping systemd from the loop itself, so a wedged loop stops the pings and gets us restarted.

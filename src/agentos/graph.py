@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -120,6 +120,9 @@ class Task(BaseModel):
     blocked_since: datetime | None = None  # when the PR monitor first saw ``last_signature``
     ci_fix_attempts: int = 0
     approved_at: datetime | None = None  # an operator approved the PR (dispatcher_only, high risk)
+    awaiting_unready: bool = False
+    """Cancelled by an operator and the issue's ready label not yet removed: the dispatcher removes it before
+    a ready label counts as *fresh* (added after the cancel) and may start a new generation."""
     note: str = ""
 
     @staticmethod
@@ -144,6 +147,195 @@ class Task(BaseModel):
         """Attempts whose CLI ran but reported no cost: their cost is "not measured", not $0."""
         return sum(1 for a in self.attempts if a.cost_reported is False)
 
+    def counted_attempts(self) -> int:
+        """Attempts that count toward ``max_attempts``: a usage limit or a daemon restart burns none."""
+        return sum(
+            1
+            for a in self.attempts
+            if a.outcome not in ("interrupted", "running") and a.blocker_code != "quota_limited"
+        )
+
+    # ------------------------------------------------------------ transitions (the only writers of fields)
+
+    def move(self, to: TaskStatus, now: datetime, **data: Any) -> Event:
+        """Move to ``to`` or raise :class:`IllegalTransition`."""
+        if to not in TRANSITIONS[self.status]:
+            raise IllegalTransition(f"task {self.id}: {self.status.value} → {to.value} is not allowed")
+        before, self.status, self.updated_at = self.status, to, now
+        return Event(type="transition", task=self.id, ts=now, data={"from": before.value, "to": to.value, **data})
+
+    def start_attempt(
+        self, agent: str, now: datetime, *, branch: str | None = None, run_dir: str | None = None
+    ) -> tuple[Attempt, Event]:
+        """Begin the next attempt (on ``branch``, the task's from now on): the task must be dispatchable."""
+        event = self.move(TaskStatus.RUNNING, now, agent=agent)
+        attempt = Attempt(number=len(self.attempts) + 1, agent=agent, started_at=now, run_dir=run_dir)
+        self.attempts.append(attempt)
+        self.not_before = None
+        self.branch = self.branch or branch
+        event.data["attempt"] = attempt.number
+        return attempt, event
+
+    def end_attempt(
+        self,
+        now: datetime,
+        *,
+        outcome: Literal["complete", "partial", "blocked", "failed", "interrupted"],
+        blocker_code: str | None = None,
+        **fields: Any,
+    ) -> Event:
+        """Record how the current attempt ended (the status change is a separate transition)."""
+        attempt = self._running_attempt()
+        attempt.outcome, attempt.ended_at, attempt.blocker_code = outcome, now, blocker_code
+        attempt.duration_s = (now - attempt.started_at).total_seconds()
+        for key, value in fields.items():
+            setattr(attempt, key, value)
+        if blocker_code:
+            self.last_blocker = blocker_code
+        self.updated_at = now
+        data = {
+            "attempt": attempt.number,
+            "agent": attempt.agent,
+            "outcome": outcome,
+            "blocker_code": blocker_code,
+            "duration_s": attempt.duration_s,
+            "tokens": attempt.tokens_in + attempt.tokens_out,
+            "cost_usd": attempt.cost_usd,
+            "cost_reported": attempt.cost_reported,
+            "error": attempt.error[-500:],
+        }
+        return Event(type="attempt_ended", task=self.id, ts=now, data=data)
+
+    def note_process(self, pid: int, start_time: int) -> None:
+        """The running attempt's agent process (for :func:`agentos.agents.runner.kill_orphan` after a crash)."""
+        attempt = self._running_attempt()
+        attempt.pid, attempt.pid_start = pid, start_time
+
+    def note_usage(self, **usage: int | float | bool | None) -> None:
+        """What the running attempt's CLI reported (``tokens_in``, ``cost_usd``, ``turns``, …) and its exit code."""
+        attempt = self._running_attempt()
+        for key, value in usage.items():
+            setattr(attempt, key, value)
+
+    def note_patch(self, path: str, *, attempt: Attempt | None = None, keep: bool = False) -> None:
+        """Where an attempt's (by default the last one's) dropped change was saved; ``keep``: an earlier note wins."""
+        target = attempt if attempt is not None else self.current_attempt
+        if target is not None and not (keep and target.patch_path):
+            target.patch_path = path
+
+    def _running_attempt(self) -> Attempt:
+        attempt = self.current_attempt
+        if attempt is None or attempt.outcome != "running":
+            raise IllegalTransition(f"task {self.id}: no running attempt")
+        return attempt
+
+    def complete_attempt(self, now: datetime, summary: str) -> list[Event]:
+        """A complete attempt (its work committed): the hand-off proves and publishes it."""
+        ended = self.end_attempt(now, outcome="complete", summary=summary[:2000])
+        return [ended, self.move(TaskStatus.VALIDATING, now)]
+
+    def fail_validation(self, code: str, detail: str) -> None:
+        """A complete attempt whose hand-off failed (no diff, red tests, a secret): the attempt failed after all."""
+        attempt = self.current_attempt
+        if attempt is None:
+            raise IllegalTransition(f"task {self.id}: no attempt to fail")
+        attempt.blocker_code, attempt.error, attempt.outcome = code, detail[-3000:], "failed"
+        self.last_blocker = code
+
+    def open_pr(self, pr: int, now: datetime) -> Event:
+        self.pr = pr
+        return self.move(TaskStatus.PR_OPEN, now, pr=pr)
+
+    def retry_after(self, now: datetime, delay_s: float, *, blocker: str | None) -> Event:
+        """A failed attempt: the next one may start in ``delay_s`` seconds."""
+        event = self.move(TaskStatus.RETRYING, now, blocker=blocker, retry_in_s=delay_s)
+        self.not_before = now + timedelta(seconds=delay_s)
+        return event
+
+    def requeue(self, now: datetime, reason: str, *, error: str = "") -> list[Event]:
+        """Back to the queue (a shutdown, a restart, an operator's retry); a running attempt ends interrupted."""
+        events = self._interrupt(now, error or reason)
+        events.append(self.move(TaskStatus.QUEUED, now, reason=reason))
+        self.not_before = None
+        self.awaiting_unready = False
+        return events
+
+    def block(self, now: datetime, reason: str, *, blocker: str | None = None) -> Event:
+        """Escalated: a human must look (``blocker`` replaces the last blocker when given)."""
+        if blocker is not None:
+            self.last_blocker = blocker
+        return self.move(TaskStatus.BLOCKED, now, reason=reason, blocker=self.last_blocker)
+
+    def cancel(
+        self, now: datetime, reason: str, *, unready: bool = False, blocker: str | None = None, **data: Any
+    ) -> list[Event]:
+        """Stop the task for good; a running attempt ends ``interrupted`` with ``reason`` as its error.
+
+        ``unready``: the issue's ready label must go before it may start again (see :attr:`awaiting_unready`).
+        """
+        if blocker is not None:
+            self.last_blocker = data["blocker"] = blocker
+        events = self._interrupt(now, f"cancelled: {reason}")
+        events.append(self.move(TaskStatus.CANCELLED, now, reason=reason, **data))
+        self.not_before = None
+        self.awaiting_unready = unready
+        return events
+
+    def _interrupt(self, now: datetime, error: str) -> list[Event]:
+        attempt = self.current_attempt
+        if attempt is None or attempt.outcome != "running":
+            return []
+        return [self.end_attempt(now, outcome="interrupted", error=error)]
+
+    def unready_done(self) -> None:
+        """The issue's ready label is gone: a ready label seen from now on was added after the cancel."""
+        self.awaiting_unready = False
+
+    def send_back(self, now: datetime, *, reason: str, detail: str) -> Event:
+        """A red or conflicting PR goes back to an agent on its branch, with ``detail`` as the last error."""
+        self._report(detail, "test_failure")
+        self.ci_fix_attempts += 1
+        self.approved_at = None
+        event = self.move(TaskStatus.RETRYING, now, reason=reason, blocker="test_failure")
+        self.not_before = now
+        return event
+
+    def fix_budget_spent(self, detail: str, blocker: str = "test_failure") -> int:
+        """The PR's fix budget is spent: note the last report, reset the budget (for a retry); the fixes made."""
+        self._report(detail, blocker)
+        fixes, self.ci_fix_attempts = self.ci_fix_attempts, 0
+        return fixes
+
+    def _report(self, detail: str, blocker: str) -> None:
+        if self.current_attempt is not None:
+            self.current_attempt.error = detail
+        self.last_blocker = blocker
+
+    def note_pr_blocker(self, signature: str, now: datetime) -> None:
+        self.last_signature, self.blocked_since = signature, now
+
+    def clear_pr_blocker(self) -> bool:
+        """The PR is no longer blocked; False when it was not."""
+        if self.last_signature is None and self.blocked_since is None:
+            return False
+        self.last_signature, self.blocked_since = None, None
+        return True
+
+    def approve(self, now: datetime) -> bool:
+        """An operator approved the PR; False when it was approved already."""
+        if self.approved_at is not None:
+            return False
+        self.approved_at = now
+        return True
+
+    def mark_merged(self, now: datetime, sha: str) -> Event:
+        self.last_signature, self.blocked_since = None, None
+        return self.move(TaskStatus.MERGED, now, sha=sha, pr=self.pr)
+
+    def release(self, keep: list[str]) -> None:
+        """Dependencies that are done without a merge of theirs are dropped: only ``keep`` remain."""
+        self.depends_on = keep
+
 
 class Event(BaseModel):
     """What a change did, as the journal and the loops see it."""
@@ -155,62 +347,18 @@ class Event(BaseModel):
 
 
 def transition(task: Task, to: TaskStatus, now: datetime, **data: Any) -> Event:
-    """Move ``task`` to ``to`` or raise :class:`IllegalTransition`."""
-    if to not in TRANSITIONS[task.status]:
-        raise IllegalTransition(f"task {task.id}: {task.status.value} → {to.value} is not allowed")
-    before = task.status
-    task.status = to
-    task.updated_at = now
-    return Event(type="transition", task=task.id, ts=now, data={"from": before.value, "to": to.value, **data})
+    """Move ``task`` to ``to`` or raise :class:`IllegalTransition` (:meth:`Task.move`)."""
+    return task.move(to, now, **data)
 
 
 def start_attempt(task: Task, agent: str, now: datetime) -> tuple[Attempt, Event]:
-    """Begin the next attempt: the task must be dispatchable."""
-    event = transition(task, TaskStatus.RUNNING, now, agent=agent)
-    attempt = Attempt(number=len(task.attempts) + 1, agent=agent, started_at=now)
-    task.attempts.append(attempt)
-    task.not_before = None
-    event.data["attempt"] = attempt.number
-    return attempt, event
+    """Begin the next attempt (:meth:`Task.start_attempt`)."""
+    return task.start_attempt(agent, now)
 
 
-def end_attempt(
-    task: Task,
-    now: datetime,
-    *,
-    outcome: Literal["complete", "partial", "blocked", "failed", "interrupted"],
-    blocker_code: str | None = None,
-    **fields: Any,
-) -> Event:
-    """Record how the current attempt ended (the status change is a separate transition)."""
-    attempt = task.current_attempt
-    if attempt is None or attempt.outcome != "running":
-        raise IllegalTransition(f"task {task.id}: no running attempt to end")
-    attempt.outcome = outcome
-    attempt.ended_at = now
-    attempt.duration_s = (now - attempt.started_at).total_seconds()
-    attempt.blocker_code = blocker_code
-    for key, value in fields.items():
-        setattr(attempt, key, value)
-    if blocker_code:
-        task.last_blocker = blocker_code
-    task.updated_at = now
-    return Event(
-        type="attempt_ended",
-        task=task.id,
-        ts=now,
-        data={
-            "attempt": attempt.number,
-            "agent": attempt.agent,
-            "outcome": outcome,
-            "blocker_code": blocker_code,
-            "duration_s": attempt.duration_s,
-            "tokens": attempt.tokens_in + attempt.tokens_out,
-            "cost_usd": attempt.cost_usd,
-            "cost_reported": attempt.cost_reported,
-            "error": attempt.error[-500:],
-        },
-    )
+def end_attempt(task: Task, now: datetime, **how: Any) -> Event:
+    """Record how the current attempt ended (:meth:`Task.end_attempt`)."""
+    return task.end_attempt(now, **how)
 
 
 _TASK_FIELDS: set[str] = set(Task.model_fields)

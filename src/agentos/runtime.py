@@ -24,7 +24,7 @@ from agentos.workspace import Workspace
 from agentos.workspace_registry import WorkspaceRegistry
 
 if TYPE_CHECKING:
-    from agentos.control.notify import Message, Notifier
+    from agentos.ops.notify import Message, Notifier
     from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.runtime")
@@ -57,12 +57,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.writer = StateWriter(
-            self.store, self.graph, self.state, clock=self.now, notify=self, wake=self._wake
+            self.store, self.graph, self.state, clock=self.now, notify=self, wake=self.wake
         )
-
-    def _wake(self, job: str) -> None:
-        if self.scheduler is not None and self.scheduler.has_job(job):
-            self.scheduler.poke(job)
 
     @property
     def listeners(self) -> list[Callable[[Event], None]]:
@@ -80,15 +76,6 @@ class Runtime:
     @property
     def state_dir(self) -> Path:
         return self.config.state_path
-
-    @property
-    def held(self) -> str | None:
-        """The ``Journal`` port: why state writes are held, or None when they work."""
-        return self.write_failure.describe() if self.write_failure is not None else None
-
-    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
-        """The ``Notify`` port over :attr:`notifier` (False while there is none); actions are not sent yet."""
-        return self.notifier.notify(severity, key, text) if self.notifier is not None else False
 
     def drain_digest(self) -> list[Message]:
         """The notifier's batched sev3 messages (none while there is no notifier), for the daily digest."""
@@ -138,6 +125,20 @@ class Runtime:
 
     def retry_state_write(self) -> bool:
         return self.writer.retry_state_write()
+
+    @property
+    def held(self) -> str | None:
+        """Why state writes are held (the disk is full), or None when they work (the ``Journal`` port)."""
+        return self.write_failure.describe() if self.write_failure is not None else None
+
+    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
+        """The ``Notify`` port over the daemon's notifier (none in tests: the notice is dropped)."""
+        return self.notifier.notify(severity, key, text, actions) if self.notifier is not None else False
+
+    def wake(self, job: str) -> None:
+        """The ``Wake`` port: run ``job`` now when the scheduler has it."""
+        if self.scheduler is not None and self.scheduler.has_job(job):
+            self.scheduler.poke(job)
 
     def event(self, type_: str, task: str | None = None, **data: Any) -> Event:
         return self.writer.event(type_, task, **data)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -265,10 +268,13 @@ class TestLimits:
 
     def test_hung_agent_and_its_children_are_killed_at_the_idle_limit(self, make_loop: MakeLoop) -> None:
         """An agent that goes silent is killed with the child that ignores SIGTERM; the attempt is a timeout."""
+        # The fake must start, fork and record both pids before the idle limit: the limit is derived from how long
+        # a Python start-up takes on this machine now (a loaded machine gets a longer one), not a fixed 1.2 s.
+        idle_s = idle_limit_for(startup_s())
         loop = make_loop({"claude": claude_agent("hang")}, routing={"max_attempts": 1}, start=False)
         pids = loop.root / "agent.pids"
         loop.agents["claude"]["env"].update(FAKE_AGENT_FORK="1", FAKE_AGENT_PID_FILE=str(pids))
-        loop.overrides["limits"] = {"idle_timeout_minutes": 0.02, "kill_grace_s": 0.5}
+        loop.overrides["limits"] = {"idle_timeout_minutes": idle_s / 60, "kill_grace_s": 0.5}
         loop.write_config()
         loop.start()
         number = loop.new_issue("Hang forever")
@@ -282,5 +288,20 @@ class TestLimits:
         assert "idle limit" in attempt["error"]
         assert [pid for pid in found if alive(pid)] == []
         log = (loop.run_path(task_id, 1) / "agent.log").read_text()
-        assert "[agentos: idle limit of 1.2s reached; process group killed]" in log
-        assert attempt["duration_s"] < 10
+        assert f"[agentos: idle limit of {idle_s:g}s reached; process group killed]" in log
+        assert attempt["duration_s"] < idle_s + 10
+
+
+def startup_s() -> float:
+    """The slowest of three Python start-ups that import what the fake agents import, in seconds."""
+    runs = []
+    for _ in range(3):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import argparse, json, signal, subprocess"], check=True)
+        runs.append(time.monotonic() - started)
+    return max(runs)
+
+
+def idle_limit_for(startup: float) -> float:
+    """An idle limit well past one start-up (the fake and its child each start once): 1.2 s or 20 start-ups."""
+    return round(max(1.2, 20 * startup), 1)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from agentos.assembly import build_core
 from agentos.config import Config, RepoConfig
 from agentos.executor import Executor
 from agentos.forge.base import BLOCKED_LABEL, REVIEW_LABEL
@@ -343,8 +344,8 @@ async def make_gh(
             return f"{forge.git_base_url}/{repo.name}.git", {}
 
         rt = Runtime(config, None, store, graph, state, forge, remote, clock=clock)
-        executor = Executor(rt)
-        rig = GhRig(fake_github, rt, executor, PRMonitor(rt, executor), clock)
+        core = build_core(rt)
+        rig = GhRig(fake_github, rt, core.executor, core.monitor, clock)
         rt.listeners.append(rig.events.append)
 
         class Notes:

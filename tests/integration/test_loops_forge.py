@@ -18,9 +18,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from agentos.assembly import build_core
 from agentos.cli.stats import stats_command
 from agentos.config import AgentConfig, Config, RepoConfig
-from agentos.executor import Executor
 from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge, parse_issue_file
 from agentos.gitutil import git
@@ -99,7 +99,7 @@ def issue_files(state: Path) -> dict[int, str]:
 
 async def test_recurring_crashes_file_one_issue_then_one_comment(rt: Runtime, tmp_path: Path) -> None:
     """Three crashes file one autonomous-fix issue file; a fourth adds one comment; a rescan changes nothing."""
-    dispatcher = Dispatcher(rt, Executor(rt))
+    dispatcher = build_core(rt).dispatcher
     for n in range(1, 4):
         await crash_one(rt, dispatcher, f"Task {n}")
     scanner = IncidentScanner(
@@ -134,7 +134,7 @@ async def test_recurring_crashes_file_one_issue_then_one_comment(rt: Runtime, tm
 
 async def test_stats_reads_the_state_dir_while_the_daemon_holds_it(rt: Runtime, tmp_path: Path) -> None:
     """``agentos stats --json`` loads the locked state read-only and reports the crashes."""
-    dispatcher = Dispatcher(rt, Executor(rt))
+    dispatcher = build_core(rt).dispatcher
     await crash_one(rt, dispatcher, "Task 1")
     config_file = tmp_path / "agentos.yaml"
     config_file.write_text(json.dumps(make_config(tmp_path).model_dump(mode="json", exclude_defaults=True)))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from agentos.assembly import build_core
 from agentos.config import Config, RepoConfig
-from agentos.executor import Executor
 from agentos.forge.local import LocalForge
 from agentos.gitutil import git
 from agentos.graph import Attempt, Task, TaskStatus
@@ -90,7 +90,7 @@ async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
         )
         rt.commit([rt.event("task_created", task.id, issue=n, generation=1)], [task])
         tasks.append(task)
-    yield Queue(rt, PRMonitor(rt, Executor(rt)), runs_log, tasks)
+    yield Queue(rt, build_core(rt).monitor, runs_log, tasks)
     store.close()
 
 

@@ -13,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from agentos.control.notify import TELEGRAM_TEXT_LIMIT, MemorySeenStore, Notifier, action_button, text_units
 from agentos.control.telegram import (
     ActionCallback,
     Command,
@@ -25,6 +24,7 @@ from agentos.control.telegram import (
     parse_command,
 )
 from agentos.errors import ControlError
+from agentos.ops.notify import TELEGRAM_TEXT_LIMIT, Action, MemorySeenStore, Notifier, action_button, text_units
 from tests.fakes.telegram_server import FakeTelegram, FastAiohttpSession, fake_telegram  # noqa: F401
 
 ALLOWED = 1001
@@ -509,9 +509,9 @@ class TestNotificationsAndButtons:
             "escalated:calc#12",
             "calc#12 escalated after 4 attempts",
             [
-                action_button("Retry", "retry", "calc#12"),
-                action_button("Cancel", "cancel", "calc#12"),
-                ("Open issue", "https://forge.example/calc/issues/12"),
+                Action("retry", "calc#12", "Retry"),
+                Action("cancel", "calc#12", "Cancel"),
+                Action("show", "calc#12", "Open issue", "https://forge.example/calc/issues/12"),
             ],
         )
         await notifier.aclose()
@@ -537,7 +537,7 @@ class TestNotificationsAndButtons:
         fake = harness.fake
         notifier = Notifier(harness.bot.sender(), seen=MemorySeenStore(), sleep=harness.sleeps)
         notifier.notify(
-            1, f"escalated:{OVER_BUDGET}", "escalated: budget", [action_button("Retry", "retry", OVER_BUDGET)]
+            1, f"escalated:{OVER_BUDGET}", "escalated: budget", [Action("retry", OVER_BUDGET, "Retry")]
         )
         await notifier.aclose()
         (sent,) = fake.sent
@@ -553,7 +553,7 @@ class TestNotificationsAndButtons:
             1,
             "approval:calc#7",
             "High-risk PR calc#7 waits",
-            [action_button("Approve", "approve", "calc#7"), action_button("Reject", "reject", "calc#7")],
+            [Action("approve", "calc#7", "Approve"), Action("reject", "calc#7", "Reject")],
         )
         await notifier.aclose()
         harness.fake.inject_callback(ALLOWED, "act:approve:calc#7")
@@ -580,7 +580,7 @@ class TestNotificationsAndButtons:
         """A long notification arrives as several messages under the limit, in order."""
         notifier = Notifier(harness.bot.sender(), seen=MemorySeenStore())
         lines = [f"line {i:04d} " + "z" * 90 for i in range(120)]
-        notifier.notify(2, "log", "\n".join(lines), [action_button("Retry", "retry", "calc#1")])
+        notifier.notify(2, "log", "\n".join(lines), [Action("retry", "calc#1", "Retry")])
         await notifier.aclose()
         sent = harness.fake.sent
         assert len(sent) == 3

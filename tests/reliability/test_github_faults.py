@@ -23,14 +23,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from agentos.assembly import build_core
 from agentos.config import Config
-from agentos.control.notify import Notifier
-from agentos.executor import Executor
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL
 from agentos.forge.github import GitHubClient, GitHubForge, TokenAuth
 from agentos.graph import TaskStatus
-from agentos.jobs.dispatch import Dispatcher
-from agentos.jobs.pr_monitor import PRMonitor
+from agentos.ops.notify import Notifier
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.store import Store
 from tests.e2e.conftest import TEST_FILE
@@ -152,8 +150,8 @@ async def test_github_fault_soak(
 
     rt = Runtime(config, None, store, graph, state, forge, remote)
     rt.notifier = Notifier(None, seen=StateSeenStore(rt))
-    executor = Executor(rt)
-    dispatcher, monitor = Dispatcher(rt, executor), PRMonitor(rt, executor)
+    core = build_core(rt)
+    executor, dispatcher, monitor = core.executor, core.dispatcher, core.monitor
     chaos = Chaos(fake, rate=RATE, seed=7 + SEED)
     started = time.monotonic()
     try:

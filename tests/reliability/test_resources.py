@@ -25,12 +25,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from agentos.agents.adapters import build_invocation
+from agentos.assembly import build_core
 from agentos.config import AgentConfig, Config, RepoConfig
-from agentos.control.notify import Message, Notifier
 from agentos.gitutil import git, git_environ
 from agentos.graph import Task, TaskStatus, start_attempt
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.watchdog import StallWatchdog
+from agentos.ops.notify import Message, Notifier
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.store import StateError, Store
 from agentos.workspace import Finished, Workspace
@@ -191,6 +192,9 @@ class RecordingExecutor:
         self.rt = rt
         self.started: list[str] = []
 
+    def running(self) -> dict[str, Any]:
+        return self.rt.running
+
     def start(self, task: Task) -> bool:
         start_attempt(task, "claude", self.rt.now())
         self.rt.running[task.id] = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
@@ -214,6 +218,25 @@ class Outbox(list[Message]):
             while not seen(self):
                 self._arrived.clear()
                 await self._arrived.wait()
+
+
+def parts(rt: Runtime, executor: RecordingExecutor) -> tuple[Dispatcher, StallWatchdog]:
+    """The dispatcher and the watchdog of a core whose executor only records what it starts."""
+    core = build_core(rt)
+    dispatcher = Dispatcher(
+        settings=rt,
+        journal=rt,
+        clock=rt.now,
+        graph=rt.graph,
+        forge=rt.forge,
+        workspaces=rt,
+        executor=executor,
+        lifecycle=core.lifecycle,
+        pool=core.pool,
+        paused=lambda: rt.state.paused,
+        stopping=lambda: rt.stopping,
+    )
+    return dispatcher, core.watchdog
 
 
 def make_runtime(state_dir: Path, repos: list[dict[str, Any]] | None = None) -> tuple[Runtime, Outbox]:
@@ -248,8 +271,7 @@ class TestDiskFull:
         space, no dispatch and no exception loop while full, and a full save plus dispatch once space returns."""
         rt, sent = make_runtime(small_disk)
         executor = RecordingExecutor(rt)
-        dispatcher = Dispatcher(rt, executor)  # type: ignore[arg-type]
-        watchdog = StallWatchdog(rt, executor)  # type: ignore[arg-type]
+        dispatcher, watchdog = parts(rt, executor)
         rt.state.paused = True  # nothing starts before the disk is full
         rt.save_state()
         tasks = [make_task(n) for n in (1, 2, 3)]
@@ -372,8 +394,7 @@ class TestWorktreeBudget:
         repos = [{"name": "calc", "path": str(origin), "test_command": "true", "max_worktrees": 2}]
         rt, sent = make_runtime(state, repos)
         executor = RecordingExecutor(rt)
-        dispatcher = Dispatcher(rt, executor)  # type: ignore[arg-type]
-        watchdog = StallWatchdog(rt, executor)  # type: ignore[arg-type]
+        dispatcher, watchdog = parts(rt, executor)
         ws = rt.workspace(rt.repo("calc"))
         ws.git_env = dict(GIT_ENV)
         merged, running, waiting = make_task(1, age_min=30), make_task(2), make_task(3)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agentos.assembly import build_core
 from agentos.budget import (
     BUDGET_CODE,
     Spend,
@@ -21,9 +22,10 @@ from agentos.budget import (
     task_cost_cell,
 )
 from agentos.config import AgentConfig, Config, ConfigError, Limits, RepoConfig, parse_config
-from agentos.executor import Executor, _escalation_comment
+from agentos.executor import Executor
 from agentos.forge.local import LocalForge
 from agentos.graph import Attempt, Task, TaskStatus, task_row
+from agentos.notices import escalation_comment as _escalation_comment
 from agentos.runtime import Runtime
 from agentos.store import Store
 
@@ -260,34 +262,29 @@ class TestLimitsText:
 
 
 class TestPreDispatch:
-    def _executor(self, tmp_path: Path, t: Task) -> tuple[Executor, list[str]]:
+    def _executor(self, tmp_path: Path, t: Task) -> Executor:
         rt = runtime(tmp_path, Clock(NOW))
         rt.graph.put(t)
-        ex = Executor(rt)
-        launched: list[str] = []
+        return build_core(rt).executor
 
-        def launch(task_id: str, coro: Any) -> None:
-            launched.append(coro.__qualname__)
-            coro.close()
-
-        ex._launch = launch  # type: ignore[method-assign]
-        return ex, launched
-
-    def test_an_automatic_retry_past_the_ceiling_escalates_instead(self, tmp_path: Path) -> None:
+    async def test_an_automatic_retry_past_the_ceiling_escalates_instead(self, tmp_path: Path) -> None:
         """A RETRYING task whose issue reached max_task_tokens starts no attempt: it is escalated."""
         t = task(attempt(1, tokens=60_000, cost=1.0), attempt(2, tokens=60_000, cost=1.0))
-        ex, launched = self._executor(tmp_path, t)
+        ex = self._executor(tmp_path, t)
         assert ex.start(t) is False
-        assert launched == ["Executor._escalate_over_budget"]
+        escalation = ex.running().get(t.id)
+        assert escalation is not None
+        await escalation
         assert len(t.attempts) == 2
+        assert t.status is TaskStatus.BLOCKED and t.last_blocker == BUDGET_CODE
 
-    def test_an_operator_retry_runs_one_more_attempt(self, tmp_path: Path) -> None:
+    async def test_an_operator_retry_runs_one_more_attempt(self, tmp_path: Path) -> None:
         """A QUEUED task (an operator's retry) past the ceiling still gets its attempt."""
         t = task(attempt(1, tokens=60_000, cost=1.0), attempt(2, tokens=60_000, cost=1.0), status=TaskStatus.QUEUED)
-        ex, launched = self._executor(tmp_path, t)
+        ex = self._executor(tmp_path, t)
         assert ex.start(t) is True
-        assert launched == ["Executor._attempt"]
         assert t.status is TaskStatus.RUNNING and len(t.attempts) == 3
+        assert await ex.stop(t.id, "test_over")  # the attempt itself is not this test's business
 
 
 class TestShown:

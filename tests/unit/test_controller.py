@@ -286,9 +286,9 @@ class TestTasks:
         assert READY_LABEL not in (await forge.get_issue("calc", issue.number)).labels
         assert await forge.ready_issues("calc") == []
 
-    async def test_approve_needs_the_pr_monitor(self, ctl: Controller) -> None:
-        """Without the PR monitor wired in, approvals answer instead of crashing."""
-        with pytest.raises(ControlError, match="approvals are not available"):
+    async def test_approve_of_a_pr_no_task_owns_is_an_error(self, ctl: Controller) -> None:
+        """Approving a PR that no agentos task opened answers with why instead of crashing."""
+        with pytest.raises(ControlError, match="no agentos task owns PR calc#3"):
             await ctl.approve("calc#3")
 
 
@@ -373,7 +373,7 @@ class TestHeldStatus:
         assert status["state_writes_held"] is None and status["status_page"] is None
         assert status["agents_paused"] == 0
         rt.write_failure = held_write(NOW)
-        ctl.status_page_url = "http://127.0.0.1:8787/"
+        ctl = Controller(rt, status_page_url=lambda: "http://127.0.0.1:8787/")
         rt.state.paused_agents["claude"] = NOW + timedelta(hours=1)
         status = await ctl.status()
         assert status["state_writes_held"] == (

@@ -3,17 +3,17 @@ tested in test_issue_text.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from agentos.config import Config
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue, NotFound
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
 from agentos.graph import Event, Task, TaskGraph, TaskStatus, start_attempt, transition
 from agentos.jobs.dispatch import Dispatcher, issue_of
-from agentos.runtime import Runtime
-from agentos.store import DaemonState
+from agentos.testing import FakeForge, MemoryJournal, MemorySettings, MemoryWorkspaces, build
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -43,66 +43,53 @@ def issue(number: int, *, labels: tuple[str, ...] = (READY_LABEL,), body: str = 
     )
 
 
-class FakeForge:
-    def __init__(self, *issues: Issue) -> None:
-        self.issues = {i.number: i for i in issues}
-        self.reads = 0
+@dataclass
+class World:
+    """What the dispatcher works on, to look at after a pass (in-memory ports from agentos.testing)."""
 
-    async def ready_issues(self, repo: str) -> list[Issue]:
-        return [i for i in self.issues.values() if i.state == "open" and READY_LABEL in i.labels]
+    graph: TaskGraph
+    journal: MemoryJournal
+    forge: FakeForge
+    settings: MemorySettings
+    running: dict[str, object] = field(default_factory=dict)
+    paused: bool = False
 
-    async def get_issue(self, repo: str, number: int) -> Issue:
-        self.reads += 1
-        if number not in self.issues:
-            raise NotFound(f"no issue #{number}")
-        return self.issues[number]
-
-
-class FakeRuntime:
-    def __init__(self, config: Config, forge: FakeForge) -> None:
-        self.config = config
-        self.forge = forge
-        self.graph = TaskGraph()
-        self.state = DaemonState()
-        self.running: dict[str, Any] = {}
-        self.stopping = False
-        self.write_failure = None
-        self.events: list[Event] = []
-
-    def now(self) -> datetime:
-        return NOW
-
-    def repo_enabled(self, name: str) -> bool:
-        return any(r.name == name for r in self.config.repos) and name not in self.state.disabled_repos
-
-    ready_label = Runtime.ready_label
-    ready_by_label = Runtime.ready_by_label
-
-    def commit(self, events: list[Event], tasks: list[Task] = ()) -> None:  # type: ignore[assignment]
-        for task in tasks:
-            if task.id not in self.graph:
-                self.graph.put(task)
-        self.events += events
-
-    def event(self, type_: str, task: str | None = None, **data: Any) -> Event:
-        return Event(type=type_, task=task, ts=NOW, data=data)
+    @property
+    def events(self) -> list[Event]:
+        return self.journal.events
 
 
 class FakeExecutor:
-    """Starts a task the way the executor does (status RUNNING, a slot in ``rt.running``)."""
+    """Starts a task the way the executor does (status RUNNING, a slot in ``running``)."""
 
-    def __init__(self, rt: FakeRuntime, *, refuse: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-        self.rt = rt
+    def __init__(self, world: World) -> None:
+        self.world = world
         self.started: list[str] = []
-        self.refuse = refuse
+        self.refuse: set[str] = set()
+
+    def running(self) -> dict[str, object]:
+        return self.world.running
 
     def start(self, task: Task) -> bool:
         if task.id in self.refuse:
             return False
         start_attempt(task, "claude", NOW)
-        self.rt.running[task.id] = object()
+        self.world.running[task.id] = object()
         self.started.append(task.id)
         return True
+
+
+class AnyAgent:
+    """A pool with every agent free (the dispatcher only asks it to enforce budgets)."""
+
+    def choose(self, task: Task) -> str | None:
+        return "claude"
+
+    def pause_for_quota(self, agent: str, until: datetime, detail: str) -> None:
+        pass
+
+    def enforce_budgets(self) -> None:
+        pass
 
 
 def make_config(**overrides: Any) -> Config:
@@ -112,10 +99,26 @@ def make_config(**overrides: Any) -> Config:
     )
 
 
-def make(*issues: Issue, **config: Any) -> tuple[Dispatcher, FakeRuntime, FakeExecutor]:
-    rt = FakeRuntime(make_config(**config), FakeForge(*issues))
-    executor = FakeExecutor(rt)
-    return Dispatcher(rt, executor), rt, executor  # type: ignore[arg-type]
+def make(*issues: Issue, **config: Any) -> tuple[Dispatcher, World, FakeExecutor]:
+    rig = build(make_config(**config), now=NOW)
+    for one in issues:
+        rig.forge.issues[one.repo, one.number] = one
+    world = World(rig.graph, rig.journal, rig.forge, rig.settings)
+    executor = FakeExecutor(world)
+    dispatcher = Dispatcher(
+        settings=rig.settings,
+        journal=rig.journal,
+        clock=rig.clock,
+        graph=rig.graph,
+        forge=rig.forge,
+        workspaces=MemoryWorkspaces(rig.config.state_path, rig.config.state_path / "remote"),
+        executor=executor,
+        lifecycle=rig.lifecycle,
+        pool=AnyAgent(),
+        paused=lambda: world.paused,
+        stopping=lambda: False,
+    )
+    return dispatcher, world, executor
 
 
 def task(repo: str, number: int, *, priority: str = "normal", age: int = 0, status: TaskStatus | None = None) -> Task:
@@ -163,7 +166,7 @@ class TestAdmit:
         dispatcher, rt, _ = make(listed)
         old = task("calc", 1, status=TaskStatus.BLOCKED)
         rt.graph.put(old)
-        rt.forge.issues[1] = issue(1, labels=labels)  # the fresh state; the listing above is stale
+        rt.forge.issues["calc", 1] = issue(1, labels=labels)  # the fresh state; the listing above is stale
         await dispatcher._admit(listed)
         assert sorted(t.id for t in rt.graph) == (["calc#1", "calc#1.2"] if respawn else ["calc#1"])
 
@@ -182,6 +185,20 @@ class TestAdmit:
         assert rt.graph.get("calc#2").depends_on == []
         assert executor.started == ["calc#2"]
 
+    async def test_a_cancelled_task_restarts_only_on_a_fresh_ready_label(self) -> None:
+        """After an operator's cancel the old ready label is removed, not obeyed; one added afterwards is."""
+        dispatcher, rt, _ = make(issue(1))
+        cancelled = task("calc", 1, status=TaskStatus.CANCELLED)
+        cancelled.awaiting_unready = True
+        rt.graph.put(cancelled)
+        await dispatcher.tick()
+        await dispatcher.tick()
+        assert [t.id for t in rt.graph] == ["calc#1"]
+        assert READY_LABEL not in rt.forge.labels("calc", 1) and not cancelled.awaiting_unready
+        await rt.forge.add_labels("calc", 1, [READY_LABEL])
+        await dispatcher.tick()
+        assert [t.id for t in rt.graph] == ["calc#1", "calc#1.2"]
+
     async def test_dependency_on_an_open_issue_waits_for_its_merge(self) -> None:
         """A dependency on an open issue (with or without a task yet) holds the task until that task merges."""
         dispatcher, rt, executor = make(issue(2, body="Depends on #1"), issue(1, labels=()))
@@ -198,7 +215,7 @@ class TestAdmit:
         dispatcher, rt, executor = make(issue(2, body="Depends on #1"), issue(1, labels=()))
         await dispatcher.tick()
         assert executor.started == []
-        rt.forge.issues[1] = issue(1, labels=(), state="closed")
+        rt.forge.issues["calc", 1] = issue(1, labels=(), state="closed")
         await dispatcher.tick()
         assert rt.graph.get("calc#2").depends_on == []
         assert executor.started == ["calc#2"]
@@ -275,12 +292,12 @@ class TestStartReady:
         """Nothing starts when paused; a disabled repo, a backoff not yet over, and refusal are skipped."""
         dispatcher, rt, executor = make(max_parallel_workers=10, max_parallel_per_repo=10)
         rt.graph.put(task("calc", 1))
-        rt.state.paused = True
+        rt.paused = True
         assert dispatcher.start_ready() == 0
-        rt.state.paused = False
-        rt.state.disabled_repos = ["calc"]
+        rt.paused = False
+        rt.settings.disabled = {"calc"}
         assert dispatcher.start_ready() == 0
-        rt.state.disabled_repos = []
+        rt.settings.disabled = set()
         waiting = task("calc", 2)
         waiting.not_before = NOW + timedelta(seconds=5)
         rt.graph.put(waiting)

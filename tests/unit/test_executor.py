@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from agentos.config import Config
-from agentos.executor import Executor, _escalation_comment, counted_attempts, safe_id
-from agentos.forge.base import Comment, marker
-from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus, start_attempt
-from agentos.store import DaemonState
+from agentos.executor import counted_attempts, safe_id
+from agentos.forge.base import marker
+from agentos.graph import Attempt, Task, TaskStatus, start_attempt
+from agentos.notices import escalation_comment as _escalation_comment
+from agentos.running import RunningAttempts
+from agentos.testing import Rig, build
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -35,55 +37,35 @@ def make_task(*attempts: Attempt, status: TaskStatus = TaskStatus.RETRYING, **fi
     )
 
 
-class FakeForge:
+class RecordingAttempts(RunningAttempts):
+    """Records what would be launched instead of running it."""
+
     def __init__(self) -> None:
-        self.comments: dict[str, Comment] = {}
-        self.calls = 0
+        super().__init__()
+        self.launched: list[str] = []
 
-    async def comment(self, repo: str, number: int, body: str, *, key: str) -> Comment:
-        self.calls += 1
-        if key not in self.comments:
-            self.comments[key] = Comment(id=len(self.comments) + 1, body=f"{body}\n\n{marker(key)}", created_at=NOW)
-        return self.comments[key]
+    def launch(self, task_id: str, coro: Any) -> None:
+        self.launched.append(task_id)
+        coro.close()
 
 
-class FakeRuntime:
-    def __init__(self, state_dir: Path, **config: Any) -> None:
-        self.config = Config.model_validate(
-            {
-                "state_dir": str(state_dir),
-                "agents": {name: {"kind": "claude"} for name in ("claude", "codex", "gemini")},
-                "routing": {"default": ["claude", "codex", "gemini"]},
-                **config,
-            }
-        )
-        self.graph = TaskGraph()
-        self.state = DaemonState()
-        self.forge = FakeForge()
-        self.notifier = None
-        self.running: dict[str, Any] = {}
-        self.events: list[Event] = []
-
-    @property
-    def state_dir(self) -> Path:
-        return self.config.state_path
-
-    def now(self) -> datetime:
-        return NOW
-
-    def commit(self, events: list[Event], tasks: list[Task] = ()) -> None:  # type: ignore[assignment]
-        for task in tasks:
-            if task.id not in self.graph:
-                self.graph.put(task)
-        self.events += events
-
-    def event(self, type_: str, task: str | None = None, **data: Any) -> Event:
-        return Event(type=type_, task=task, ts=NOW, data=data)
+def make_rig(tmp_path: Path, running: RunningAttempts | None = None) -> Rig:
+    config = Config.model_validate(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "repos": [{"name": "calc", "path": str(tmp_path / "calc"), "test_command": "true"}],
+            "agents": {name: {"kind": "claude"} for name in ("claude", "codex", "gemini")},
+            "routing": {"default": ["claude", "codex", "gemini"]},
+        }
+    )
+    rig = build(config, now=NOW, running=running)
+    rig.forge.add_issue("calc", 4, "Fix it")
+    return rig
 
 
 @pytest.fixture
-def rt(tmp_path: Path) -> FakeRuntime:
-    return FakeRuntime(tmp_path / "state")
+def rig(tmp_path: Path) -> Rig:
+    return make_rig(tmp_path)
 
 
 class TestCountedAttempts:
@@ -100,28 +82,28 @@ class TestCountedAttempts:
 
 
 class TestChooseAgent:
-    def test_the_next_agent_after_the_ones_that_failed(self, rt: FakeRuntime) -> None:
+    def test_the_next_agent_after_the_ones_that_failed(self, rig: Rig) -> None:
         """The chain is walked in order: an agent that failed this task is not asked again while others remain."""
-        ex = Executor(rt)  # type: ignore[arg-type]
+        ex = rig.executor
         assert ex.choose_agent(make_task()) == "claude"
         assert ex.choose_agent(make_task(attempt(1, "claude", "partial", "test_failure"))) == "codex"
         assert ex.choose_agent(make_task(attempt(1, "claude", "interrupted"))) == "claude"
 
-    def test_the_preferred_agent_goes_first(self, rt: FakeRuntime) -> None:
+    def test_the_preferred_agent_goes_first(self, rig: Rig) -> None:
         """`Agent: gemini` in the issue puts gemini at the head of the chain."""
-        assert Executor(rt).choose_agent(make_task(agent="gemini")) == "gemini"  # type: ignore[arg-type]
+        assert rig.executor.choose_agent(make_task(agent="gemini")) == "gemini"
 
-    def test_paused_agents_are_skipped_until_their_reset(self, rt: FakeRuntime) -> None:
+    def test_paused_agents_are_skipped_until_their_reset(self, rig: Rig) -> None:
         """An agent paused by a usage limit is skipped; with every agent paused there is none."""
-        ex = Executor(rt)  # type: ignore[arg-type]
-        rt.state.paused_agents = {"claude": NOW + timedelta(hours=1), "codex": NOW - timedelta(seconds=1)}
+        ex = rig.executor
+        rig.state.paused_agents = {"claude": NOW + timedelta(hours=1), "codex": NOW - timedelta(seconds=1)}
         assert ex.choose_agent(make_task()) == "codex"
-        rt.state.paused_agents = {a: NOW + timedelta(hours=1) for a in ("claude", "codex", "gemini")}
+        rig.state.paused_agents = {a: NOW + timedelta(hours=1) for a in ("claude", "codex", "gemini")}
         assert ex.choose_agent(make_task()) is None
 
-    def test_when_every_agent_failed_the_chain_rotates(self, rt: FakeRuntime) -> None:
+    def test_when_every_agent_failed_the_chain_rotates(self, rig: Rig) -> None:
         """After the whole chain failed, attempts rotate through it again."""
-        ex = Executor(rt)  # type: ignore[arg-type]
+        ex = rig.executor
         tried = [attempt(i + 1, a, "blocked", "missing_context") for i, a in enumerate(["claude", "codex", "gemini"])]
         assert ex.choose_agent(make_task(*tried)) == "claude"
         assert ex.choose_agent(make_task(*tried, attempt(4, "claude", "blocked", "x"))) == "codex"
@@ -129,18 +111,18 @@ class TestChooseAgent:
 
 class TestStart:
     @pytest.mark.parametrize(("generation", "branch"), [(1, "agentos/4-fix-it"), (3, "agentos/4-fix-it-g3")])
-    def test_branch_per_generation(self, rt: FakeRuntime, generation: int, branch: str) -> None:
+    def test_branch_per_generation(self, tmp_path: Path, generation: int, branch: str) -> None:
         """The first generation works on agentos/<issue>-<slug>; a later one on a fresh branch of its own."""
-        ex = Executor(rt)  # type: ignore[arg-type]
-        launched: list[str] = []
-        ex._launch = lambda task_id, coro: (launched.append(task_id), coro.close())  # type: ignore[assignment, method-assign, func-returns-value]
+        attempts = RecordingAttempts()
+        rig = make_rig(tmp_path, attempts)
+        ex = rig.executor
         task = make_task(status=TaskStatus.QUEUED, generation=generation)
         assert ex.start(task)
         assert task.branch == branch
         assert task.status is TaskStatus.RUNNING
-        assert task.attempts[0].run_dir == str(rt.state_dir / "runs" / "calc-4" / "1")
-        assert launched == ["calc#4"]
-        assert [e.data["to"] for e in rt.events] == ["running"]
+        assert task.attempts[0].run_dir == str(rig.config.state_path / "runs" / "calc-4" / "1")
+        assert attempts.launched == ["calc#4"]
+        assert rig.journal.types() == ["->running"]
 
 
 class TestEscalationComment:
@@ -175,23 +157,23 @@ class TestEscalationComment:
 
 
 class TestRecover:
-    async def test_a_running_attempt_is_interrupted_and_the_task_requeued(self, rt: FakeRuntime) -> None:
+    async def test_a_running_attempt_is_interrupted_and_the_task_requeued(self, rig: Rig) -> None:
         """An attempt that was running when the daemon died ends as interrupted; its task is queued again."""
         task = make_task(status=TaskStatus.QUEUED)
         start_attempt(task, "claude", NOW)
-        rt.graph.put(task)
-        await Executor(rt).recover()  # type: ignore[arg-type]
+        rig.graph.put(task)
+        await rig.executor.recover()
         assert task.status is TaskStatus.QUEUED
         assert task.attempts[0].outcome == "interrupted"
         assert counted_attempts(task) == 0
 
-    async def test_an_unannounced_escalation_is_announced_once(self, rt: FakeRuntime) -> None:
+    async def test_an_unannounced_escalation_is_announced_once(self, rig: Rig) -> None:
         """A task that was escalated but whose comment was never posted (crash) gets it at start, once."""
         task = make_task(attempt(1, "claude", "blocked", "missing_context"), status=TaskStatus.BLOCKED)
-        rt.graph.put(task)
-        ex = Executor(rt)  # type: ignore[arg-type]
-        await ex.recover()
-        await ex.recover()
-        assert list(rt.forge.comments) == ["escalation:calc#4:1"]
-        assert rt.forge.calls == 1
-        assert (rt.state_dir / "runs" / safe_id(task.id) / "escalated-1").is_file()
+        rig.graph.put(task)
+        await rig.executor.recover()
+        await rig.executor.recover()
+        [comment] = rig.forge.comment_bodies("calc", 4)
+        assert marker("escalation:calc#4:1") in comment
+        assert [c for c in rig.forge.changes if c[0] == "comment"] == [("comment", "calc", "4", "escalation:calc#4:1")]
+        assert (rig.config.state_path / "runs" / safe_id(task.id) / "escalated-1").is_file()

@@ -14,7 +14,6 @@ import pytest
 from pydantic import BaseModel, Field
 
 from agentos.config import AgentConfig, Config, RepoConfig, load_config
-from agentos.control.notify import MemorySeenStore, Message, Notifier
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
@@ -33,6 +32,7 @@ from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, find_duplicates, 
 from agentos.jobs.planner import SPRINT_LABEL, pick_sprint
 from agentos.llm import CORRECTION_CHARS, Llm, last_json_object
 from agentos.metrics import History, read_history
+from agentos.ops.notify import MemorySeenStore, Message, Notifier
 from agentos.store import Store
 from tests.loop_world import LoopWorld
 

@@ -10,21 +10,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentos.control.notify import (
+from agentos.graph import Event
+from agentos.ops.notify import (
     TELEGRAM_TEXT_LIMIT,
+    Action,
     MemorySeenStore,
     Message,
     Notifier,
     TransientSendError,
     action_button,
     backoff_delay,
+    buttons,
     issue_button,
     retry_delay,
     retry_send,
     split_text,
     text_units,
 )
-from agentos.graph import Event
 from agentos.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -247,24 +249,24 @@ class TestRedactionAndSplitting:
     async def test_planted_token_is_redacted(self) -> None:
         """A token inside the text never reaches send; button labels are redacted too."""
         notifier, box, _ = make()
-        notifier.notify(2, "k", f"agent said: export GITHUB_TOKEN={GITHUB_TOKEN}", [(GITHUB_TOKEN, "act:retry:x")])
+        notifier.notify(2, "k", f"agent said: export GITHUB_TOKEN={GITHUB_TOKEN}", [Action("retry", "x", GITHUB_TOKEN)])
         notifier.notify(3, "d", f"digest {GITHUB_TOKEN}")
         await notifier.aclose()
         assert GITHUB_TOKEN not in box.messages[0].text
         assert "[REDACTED]" in box.messages[0].text
-        assert box.messages[0].buttons == (("[REDACTED]", "act:retry:x"),)
+        assert box.messages[0].buttons == [("[REDACTED]", "act:retry:x")]
         assert GITHUB_TOKEN not in notifier.drain_digest()[0].text
 
     async def test_long_text_is_split_with_buttons_on_the_last_chunk(self) -> None:
         """A 10 000-character text goes out as ordered chunks under the limit."""
         notifier, box, _ = make()
         text = "\n".join(f"{i:05d} " + "y" * 94 for i in range(100))
-        notifier.notify(1, "long", text, [("Retry", "act:retry:calc#1")])
+        notifier.notify(1, "long", text, [Action("retry", "calc#1", "Retry")])
         await notifier.aclose()
         assert len(box.messages) == 3
         assert all(text_units(m.text) <= TELEGRAM_TEXT_LIMIT for m in box.messages)
         assert "".join(m.text for m in box.messages) == text
-        assert [m.buttons for m in box.messages] == [(), (), (("Retry", "act:retry:calc#1"),)]
+        assert [m.buttons for m in box.messages] == [[], [], [("Retry", "act:retry:calc#1")]]
         assert len({m.seq for m in box.messages}) == 3
 
 
@@ -382,3 +384,23 @@ class TestJournal:
         assert notifier.notify(1, "k", "still sent")
         await notifier.aclose()
         assert [m.text for m in box.messages] == ["still sent"]
+
+
+class TestActions:
+    """Domain actions become Telegram buttons only when rendered."""
+
+    def test_actions_render_as_callback_and_url_buttons(self) -> None:
+        """retry/cancel become act:<kind>:<ref> callbacks; show becomes the issue's URL, or a show callback."""
+        url = "https://github.com/acme/calc/issues/12"
+        assert buttons([Action("retry", "calc#12", "Retry"), Action("show", "calc#12", "Open issue", url)]) == [
+            ("Retry", "act:retry:calc#12"),
+            ("Open issue", url),
+        ]
+        assert buttons([Action("show", "calc#12", "Open issue")]) == [("Open issue", "act:show:calc#12")]
+
+    def test_a_ref_too_long_for_telegram_keeps_only_the_url_button(self) -> None:
+        """Past the 64-byte callback limit the callbacks go (/retry ID still works); the issue's URL stays."""
+        ref = "owner/" + "r" * 70 + "#1"
+        url = "https://github.com/owner/r/issues/1"
+        assert buttons([Action("retry", ref, "Retry"), Action("show", ref, "Open issue", url)]) == [("Open issue", url)]
+        assert buttons([Action("retry", ref, "Retry"), Action("show", ref, "Open issue")]) == []

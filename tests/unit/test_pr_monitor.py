@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
+from agentos import testing
 from agentos.config import Config
 from agentos.errors import ControlError
-from agentos.executor import Executor
 from agentos.forge.base import (
     BLOCKED_LABEL,
     READY_LABEL,
     REVIEW_LABEL,
+    BoardStatus,
     CheckRun,
     Checks,
     Comment,
@@ -32,13 +33,11 @@ from agentos.forge.base import (
     PullRequest,
     marker,
 )
-from agentos.graph import Attempt, Event, Task, TaskStatus
+from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus
 from agentos.jobs._pr_policy import Blocker, ci_context, is_wedged, normalise, red_blocker
 from agentos.jobs.pr_monitor import PRMonitor, RebaseOutcome
 from agentos.jobs.verify import FileChange, PRDiff
 from agentos.metrics import read_history
-from agentos.runtime import Runtime
-from agentos.store import Store
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FAKE_LLM = Path(__file__).parents[1] / "fakes" / "agents" / "json_answer.py"
@@ -62,19 +61,17 @@ class FakePR:
     body: str = ""
 
 
-class FakeForge:
-    """Just enough of a forge: PRs, checks per head sha, comments by key, labels; changes are recorded."""
-
-    kind = "fake"
-    credentials = None
-    issue_writer = None
+class FakeForge(testing.FakeForge):
+    """The in-memory forge with PRs scripted per test: checks per head sha, comments by key, labels; every change
+    recorded as ``(what, number, …)``."""
 
     def __init__(self, *, checks_merge_result: bool = False) -> None:
+        super().__init__()
         self.checks_merge_result = checks_merge_result
         self.prs: dict[int, FakePR] = {}
         self.checks_by_sha: dict[str, Checks] = {}
         self.issue_labels: dict[int, list[str]] = {}
-        self.issue_comments: dict[int, list[Comment]] = {}
+        self.comments_of: dict[int, list[Comment]] = {}
         self.refuse: tuple[MergeReason, str] | None = None  # the next merges are refused: why, and the message
         self.changes: list[tuple[Any, ...]] = []
         self.read: list[int] = []  # PR numbers asked for one by one (get_pr)
@@ -137,7 +134,7 @@ class FakeForge:
         self.prs[number].state = "closed"
 
     def _comments(self, number: int) -> list[Comment]:
-        return self.prs[number].comments if number in self.prs else self.issue_comments.setdefault(number, [])
+        return self.prs[number].comments if number in self.prs else self.comments_of.setdefault(number, [])
 
     async def comment(self, repo: str, number: int, body: str, *, key: str) -> Comment:
         existing = self._comments(number)
@@ -175,7 +172,7 @@ class FakeForge:
     async def get_issue(self, repo: str, number: int) -> Issue:
         return Issue(repo=repo, number=number, title=f"Issue {number}", created_at=NOW, updated_at=NOW)
 
-    async def set_board_status(self, repo: str, issue: int, status: str) -> None:
+    async def set_board_status(self, repo: str, issue: int, status: BoardStatus) -> None:
         self.changes.append(("board", issue, status))
 
 
@@ -222,35 +219,31 @@ class FakeBranches:
         self.removed.append(branch)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-class FakeNotifier:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str, str, list[tuple[str, str]]]] = []
-
-    def notify(self, severity: int, key: str, text: str, buttons: Any = ()) -> bool:
-        self.sent.append((severity, key, text, list(buttons)))
-        return True
-
-
 @dataclass
 class Rig:
-    rt: Runtime
+    core: testing.Rig
     forge: FakeForge
     branches: FakeBranches
-    monitor: PRMonitor
-    clock: Clock
-    notes: FakeNotifier
-    events: list[Event]
+
+    @property
+    def monitor(self) -> PRMonitor:
+        return self.core.monitor
+
+    @property
+    def clock(self) -> testing.SettableClock:
+        return self.core.clock
+
+    @property
+    def notes(self) -> testing.RecordingNotifier:
+        return self.core.notes
+
+    @property
+    def events(self) -> list[Event]:
+        return self.core.journal.events
+
+    @property
+    def graph(self) -> TaskGraph:
+        return self.core.graph
 
     def open_pr(
         self, n: int, *, checks: str = "green", issue: int | None = None, generation: int = 1, **fields: Any
@@ -261,7 +254,7 @@ class Rig:
         self.forge.prs[number] = FakePR(number, branch, sha, body=f"Closes #{issue}\n\nDid it.")
         self.forge.issue_labels[issue] = [READY_LABEL]
         getattr(self.forge, checks)(sha)
-        run_dir = self.rt.state_dir / "runs" / f"app-{n}" / "1"
+        run_dir = self.core.config.state_path / "runs" / f"app-{n}" / "1"
         values: dict[str, Any] = {
             "id": Task.make_id(REPO, issue, generation),
             "repo": REPO,
@@ -276,7 +269,8 @@ class Rig:
             "updated_at": NOW,
         }
         task = Task(**{**values, **fields})
-        self.rt.commit([self.rt.event("task_created", task.id, issue=issue, generation=generation)], [task])
+        journal = self.core.journal
+        journal.commit([journal.event("task_created", task.id, issue=issue, generation=generation)], [task])
         return task
 
     def types(self) -> list[str]:
@@ -303,19 +297,9 @@ def build_rig(tmp_path: Path, *, checks_merge_result: bool = False, **config: An
         cfg["repos"] = [{**cfg["repos"][0], **config["repo"]}]  # type: ignore[index]
         del cfg["repo"]
     conf = Config.model_validate(cfg)
-    store = Store(conf.state_path, fsync=False)
-    store.lock()
-    graph, state = store.load()
     forge = FakeForge(checks_merge_result=checks_merge_result)
-    clock = Clock()
-    rt = Runtime(conf, None, store, graph, state, forge, lambda r: (str(tmp_path / "remote"), {}), clock=clock)  # type: ignore[arg-type]
-    notes = FakeNotifier()
-    rt.notifier = notes  # type: ignore[assignment]
-    events: list[Event] = []
-    rt.listeners.append(events.append)
     branches = FakeBranches(forge)
-    monitor = PRMonitor(rt, Executor(rt), branches=branches)
-    return Rig(rt, forge, branches, monitor, clock, notes, events)
+    return Rig(testing.build(conf, now=NOW, forge=forge, branches=branches), forge, branches)
 
 
 MakeRig = Callable[..., Rig]
@@ -331,8 +315,6 @@ def make_rig(tmp_path: Path) -> Iterator[MakeRig]:
         return made[-1]
 
     yield make
-    for one in made:
-        one.rt.store.close()
 
 
 @pytest.fixture
@@ -487,7 +469,7 @@ class TestCIGate:
     async def test_a_disabled_repo_is_skipped(self, rig: Rig) -> None:
         """`ctl repo off` stops PR monitoring of that repo too."""
         task = rig.open_pr(1)
-        rig.rt.state.disabled_repos.append(REPO)
+        rig.core.settings.disabled.add(REPO)
         await rig.monitor.tick()
         assert task.status is TaskStatus.PR_OPEN and rig.forge.changes == []
 
@@ -522,7 +504,7 @@ class TestRedCI:
         assert task.status is TaskStatus.MERGED
         blocked, unblocked = [e for e in rig.events if e.type in ("pr_blocked", "pr_unblocked")]
         assert (blocked.data["sha"], unblocked.data["sha"]) == ("sha1", "sha1")
-        history = read_history(rig.events, rig.rt.graph, since=NOW, until=rig.clock.now)
+        history = read_history(rig.events, rig.graph, since=NOW, until=rig.clock.now)
         assert [(f.task, f.sha) for f in history.flips] == [(task.id, "sha1")]
 
     async def test_red_after_the_fix_budget_escalates_and_leaves_the_pr_open(self, make_rig: MakeRig) -> None:
@@ -539,7 +521,7 @@ class TestRedCI:
         assert "1 test failed" in comment.body
         assert BLOCKED_LABEL in rig.forge.issue_labels[1] and READY_LABEL not in rig.forge.issue_labels[1]
         assert [e.type for e in rig.events][-3:] == ["ci_fix_exhausted", "transition", "escalated"]
-        assert any("escalated this issue" in c.body for c in rig.forge.issue_comments[1])
+        assert any("escalated this issue" in c.body for c in rig.forge.comments_of[1])
         assert task.ci_fix_attempts == 0, "an operator's retry gets a fresh budget"
         await rig.quiet_tick()
 
@@ -649,9 +631,9 @@ class TestApprovals:
 
         assert task.status is TaskStatus.PR_OPEN and not [c for c in rig.forge.changes if c[0] == "merge"]
         assert REVIEW_LABEL in rig.forge.prs[101].labels
-        [(severity, _, text, buttons)] = rig.notes.sent
+        [(severity, _, text, actions)] = rig.notes.sent
         assert severity == 1 and text == f"PR {REPO}#101 is green and waits for your approval: Task 1"
-        assert [b[0] for b in buttons] == ["Approve", "Reject"]
+        assert [(a.kind, a.label) for a in actions] == [("approve", "Approve"), ("reject", "Reject")]
         assert await rig.monitor.approve(REPO, 101, True) == {"pr": f"{REPO}#101", "result": "merged"}
         assert task.status is TaskStatus.MERGED and task.approved_at == NOW
 
@@ -771,7 +753,7 @@ class TestWedged:
         assert "blocked on checks that never finished for 4.0 h" in comment.body
         assert "restarts from the current `main`" in comment.body
         assert rig.branches.deleted == [(task.branch, "sha1")]
-        fresh = rig.rt.graph.get(f"{REPO}#1.2")
+        fresh = rig.graph.get(f"{REPO}#1.2")
         assert (fresh.status, fresh.generation, fresh.parent, fresh.branch, fresh.pr) == (
             TaskStatus.QUEUED,
             2,
@@ -796,7 +778,7 @@ class TestWedged:
         assert second.status is TaskStatus.BLOCKED and rig.forge.prs[102].state == "open"
         assert "stops here" in rig.forge.prs[102].comments[0].body
         assert [e.data["action"] for e in rig.events if e.type == "pr_wedged"] == ["escalated"]
-        assert len(rig.rt.graph.for_issue(REPO, 1)) == 2
+        assert len(rig.graph.for_issue(REPO, 1)) == 2
 
     async def test_red_stays_the_same_blocker_through_fix_attempts(self, rig: Rig) -> None:
         """The wedge clock runs from the first red, through the agent's fix and its re-running checks."""
@@ -842,7 +824,7 @@ class TestWedged:
         await rig.monitor.tick()
 
         assert task.status is TaskStatus.CANCELLED
-        assert rig.rt.graph.get(f"{REPO}#1.2").status is TaskStatus.QUEUED
+        assert rig.graph.get(f"{REPO}#1.2").status is TaskStatus.QUEUED
 
     async def test_zero_hours_wedges_on_the_second_sighting(self, make_rig: MakeRig) -> None:
         """wedged_after_hours: 0 wedges a PR the second time the same blocker is seen (no waiting in tests)."""

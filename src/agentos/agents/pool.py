@@ -85,7 +85,6 @@ class AgentPool:
     def choose(self, task: Task) -> str | None:
         """The agent for the task's next attempt: the first of its chain that is not paused and has not failed
         it yet; when all have, the chain is rotated by the attempts so far. None when every agent is paused."""
-        from agentos.executor import counted_attempts  # executor imports this module; lifecycle will own it
 
         chain = self._settings.config.chain_for(task.type, task.agent)
         failed = {a.agent for a in task.attempts if a.outcome in _FAILED}
@@ -96,7 +95,7 @@ class AgentPool:
         fresh = [a for a in usable if a not in failed]
         if fresh:
             return fresh[0]
-        return usable[counted_attempts(task) % len(usable)]
+        return usable[task.counted_attempts() % len(usable)]
 
     # ------------------------------------------------------------ pauses
 

@@ -12,23 +12,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from os.path import samefile
-from typing import Any
+from typing import Any, Protocol
 
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.agents.pool import AgentPool
+from agentos.assembly import build_core
 from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import READY_LABEL, IssueWriter
-from agentos.graph import ACTIVE, IllegalTransition, Task, TaskStatus, task_row, transition
+from agentos.graph import IllegalTransition, Task, TaskStatus, task_row
+from agentos.lifecycle import Lifecycle
 from agentos.ops.metrics import History, read_history
 from agentos.runtime import Runtime
 from agentos.scheduler import Scheduler
 
 log = alog.get_logger("agentos.controller")
 
-Approver = Callable[[str, int, bool], Awaitable[dict[str, Any]]]
+
+class Approvals(Protocol):
+    """An operator's decision on a PR, merged at once when it may (``PRMonitor.approve``)."""
+
+    async def approve(self, repo: str, number: int, approve: bool) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +52,27 @@ class Snapshot:
 
 
 class Controller:
-    def __init__(self, rt: Runtime, *, on_reload: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        lifecycle: Lifecycle | None = None,
+        on_reload: Callable[[], Awaitable[None]] | None = None,
+        approvals: Approvals | None = None,
+        status_page_url: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.rt = rt
+        self.lifecycle = lifecycle if lifecycle is not None else build_core(rt).lifecycle
         self._on_reload = on_reload
-        self.approver: Approver | None = None
-        self.status_page_url: str | None = None
-        """Where the status page answers, once the daemon has bound it (``status`` shows it)."""
+        self._approvals = approvals
+        """Who merges an approved PR at once (the PR monitor); without it lifecycle records the decision."""
+        self._status_page_url = status_page_url
         self._config_lock = asyncio.Lock()
+
+    @property
+    def status_page_url(self) -> str | None:
+        """Where the status page answers, once the daemon has bound it (``status`` shows it)."""
+        return self._status_page_url()
 
     # ------------------------------------------------------------ daemon
 
@@ -273,15 +293,10 @@ class Controller:
 
     async def retry(self, task_id: str) -> dict[str, Any]:
         task = self._task(task_id)
-        if task.status in (TaskStatus.QUEUED, TaskStatus.RETRYING) or task.status in ACTIVE:
-            raise ControlError(f"task {task_id} is already {task.status.value}")
         try:
-            event = transition(task, TaskStatus.QUEUED, self.rt.now(), reason="operator_retry")
+            self.lifecycle.retry(task)
         except IllegalTransition as exc:
             raise ControlError(str(exc)) from None
-        task.not_before = None
-        self.rt.commit([event], [task])
-        self._poke("dispatch")
         result: dict[str, Any] = {"task": task_id, "status": task.status.value}
         breach = issue_breach(self.rt.graph.for_issue(task.repo, task.issue), self.rt.config.limits)
         if breach:  # an operator's retry runs once more past the ceiling; the ceiling is checked after it
@@ -290,21 +305,10 @@ class Controller:
 
     async def cancel(self, task_id: str) -> dict[str, Any]:
         task = self._task(task_id)
-        if task.status is TaskStatus.CANCELLED:
-            raise ControlError(f"task {task_id} is already cancelled")
-        running = self.rt.running.get(task_id)
-        if running is not None:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
         try:
-            event = transition(task, TaskStatus.CANCELLED, self.rt.now(), reason="operator_cancel")
+            await self.lifecycle.cancel(task)
         except IllegalTransition as exc:
             raise ControlError(str(exc)) from None
-        self.rt.commit([event], [task])
-        try:  # so the next dispatch does not start the issue again
-            await self.rt.forge.remove_label(task.repo, task.issue, self.rt.ready_label)
-        except AgentosError as exc:
-            log.warning("ready_label_not_removed", task=task_id, error=str(exc))
         return {"task": task_id, "status": task.status.value}
 
     # ------------------------------------------------------------ issues (`agentos issue new|ready`)
@@ -368,16 +372,18 @@ class Controller:
         return repo, int(num)
 
     async def approve(self, ref: str) -> dict[str, Any]:
-        if self.approver is None:
-            raise ControlError("approvals are not available (the PR monitor is not running)")
+        """Approve a PR waiting for review: it merges at once when green and up to date, else when it is."""
         repo, number = self._pr_ref(ref)
-        return await self.approver(repo, number, True)
+        if self._approvals is not None:
+            return await self._approvals.approve(repo, number, True)
+        return await self.lifecycle.review(repo, number, approve=True)
 
     async def reject(self, ref: str) -> dict[str, Any]:
-        if self.approver is None:
-            raise ControlError("approvals are not available (the PR monitor is not running)")
+        """Reject a PR: closed, its task cancelled, its issue out of the ready set."""
         repo, number = self._pr_ref(ref)
-        return await self.approver(repo, number, False)
+        if self._approvals is not None:
+            return await self._approvals.approve(repo, number, False)
+        return await self.lifecycle.review(repo, number, approve=False)
 
 
 def _same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:

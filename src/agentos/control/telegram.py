@@ -12,7 +12,7 @@ short plain text (no parse mode, so task titles cannot inject markup) and sends 
 split at Telegram's length limit, with 429s waited out. :func:`parse_command`, :func:`execute` and the
 reply formatting live in :mod:`agentos.control.telegram_commands` (no aiogram there) and are re-exported
 here; :class:`TelegramSender` (in :mod:`agentos.control.telegram_sender`, re-exported) adapts a
-:class:`~agentos.control.notify.Notifier` to the Bot API.
+:class:`~agentos.ops.notify.Notifier` to the Bot API.
 
 Importing this module imports aiogram (about 2 s): keep it off the ``agentos ctl`` path.
 """
@@ -47,15 +47,6 @@ from aiogram.utils.token import TokenValidationError
 from agentos import logging as alog
 from agentos.control.arguments import run
 from agentos.control.commands import TABLE
-from agentos.control.notify import (
-    CALLBACK_PREFIX,
-    TELEGRAM_TEXT_LIMIT,
-    Action,
-    TransientSendError,
-    retry_send,
-    split_text,
-    text_units,
-)
 from agentos.control.replies import duration, format_issue, one_line
 from agentos.control.telegram_commands import (
     Command,
@@ -70,6 +61,15 @@ from agentos.control.telegram_commands import (
 from agentos.control.telegram_middleware import AllowedChats, InFlight
 from agentos.control.telegram_sender import TelegramSender, bot_api, keyboard
 from agentos.errors import AgentosError, ControlError
+from agentos.ops.notify import (
+    CALLBACK_PREFIX,
+    TELEGRAM_TEXT_LIMIT,
+    ActionKind,
+    TransientSendError,
+    retry_send,
+    split_text,
+    text_units,
+)
 from agentos.redact import redact
 
 __all__ = [
@@ -102,9 +102,9 @@ def bot_commands() -> list[BotCommand]:
 
 
 class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
-    """A button press: ``act:<action>:<ref>`` (built by :func:`agentos.control.notify.action_button`)."""
+    """A button press: ``act:<action>:<ref>`` (built by :func:`agentos.ops.notify.action_button`)."""
 
-    action: Action
+    action: ActionKind
     ref: str
 
 

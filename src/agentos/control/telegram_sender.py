@@ -1,8 +1,8 @@
 """Sending to Telegram: notifications to every allowed chat, their buttons, and Bot API errors sorted.
 
-:class:`TelegramSender` is the :class:`~agentos.control.notify.Notifier`'s transport; :func:`keyboard`
+:class:`TelegramSender` is the :class:`~agentos.ops.notify.Notifier`'s transport; :func:`keyboard`
 renders a notification's buttons (the one place that does); :func:`bot_api` turns network and 5xx
-failures into :class:`~agentos.control.notify.TransientSendError`, which the callers retry. The command
+failures into :class:`~agentos.ops.notify.TransientSendError`, which the callers retry. The command
 bot (:mod:`agentos.control.telegram`) sends its replies through the same :func:`bot_api`.
 """
 
@@ -17,7 +17,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramS
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from agentos import logging as alog
-from agentos.control.notify import Message, TransientSendError
+from agentos.ops.notify import Message, TransientSendError
 from agentos.redact import redact
 
 __all__ = ["TelegramSender", "bot_api", "keyboard"]
@@ -55,7 +55,7 @@ async def bot_api(call: Callable[[], Awaitable[T]]) -> T:
 
 
 class TelegramSender:
-    """Delivers a :class:`~agentos.control.notify.Message` to every allowed chat (the ``Notifier``'s ``send``).
+    """Delivers a :class:`~agentos.ops.notify.Message` to every allowed chat (the ``Notifier``'s ``send``).
 
     A 429 or a network error propagates so the Notifier retries; chats already reached for that message
     (by ``Message.seq``) are skipped on the retry. A permanent error for one chat (bot blocked, chat

@@ -17,7 +17,7 @@ from agentos import memory
 from agentos.forge.base import PullRequest
 from agentos.graph import Task
 from agentos.jobs.verify import PRDiff, parse_added_lines, parse_numstat
-from agentos.runtime import Runtime
+from agentos.ports import Settings, Workspaces
 from agentos.workspace import PushRejected, Workspace, WorkspaceError
 
 log = alog.get_logger("agentos.pr_monitor")
@@ -64,11 +64,12 @@ class Branches(Protocol):
 class WorkspaceBranches:
     """:class:`Branches` over the daemon's clone of each repo, the one the executor's worktrees share."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, settings: Settings, workspaces: Workspaces) -> None:
+        self.settings = settings
+        self.workspaces = workspaces
 
     def _ws(self, repo: str) -> Workspace:
-        return self.rt.workspace(self.rt.repo(repo))
+        return self.workspaces.workspace(self.settings.repo(repo))
 
     async def sync(self, repo: str) -> None:
         await self._ws(repo).fetch()

@@ -34,43 +34,37 @@ lease pushes, label checks), and a pass over an unchanged state changes nothing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from agentos import logging as alog
-from agentos.control.notify import action_button
-from agentos.errors import AgentosError, ControlError
-from agentos.executor import Executor, counted_attempts, safe_id
-from agentos.forge.base import REVIEW_LABEL, Checks, PullRequest, marker
-from agentos.graph import Task, TaskStatus, transition
+from agentos.errors import AgentosError
+from agentos.forge.base import Checks, Forge, PullRequest, marker
+from agentos.graph import Task, TaskGraph, TaskStatus
+from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
 from agentos.jobs._pr_policy import (
-    CI_CONTEXT_CHARS,
     Blocker,
     BlockerKind,
     ci_context,
-    digest,
-    fenced,
     is_wedged,
-    next_generation,
     normalise,
     pending_blocker,
     red_blocker,
-    verify_comment,
     wedge_key,
     wedged_comment,
 )
-from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
-from agentos.llm import ModelAsker, from_config
+from agentos.lifecycle import Lifecycle
+from agentos.notices import safe_id
+from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
-from agentos.runtime import Runtime
 
 __all__ = ["Blocker", "Branches", "PRMonitor", "RebaseOutcome", "WorkspaceBranches"]
 
 log = alog.get_logger("agentos.pr_monitor")
 
-RISK_LABELS: dict[str, str] = {"low": "risk:low", "medium": "risk:medium", "high": "risk:high"}
 EARLIER_KINDS: dict[str, BlockerKind] = {"red": "red", "conflict": "conflict", "refused": "refused"}
 
 
@@ -97,29 +91,46 @@ class _Verdict:
 
 
 class PRMonitor:
-    def __init__(self, rt: Runtime, executor: Executor, *, branches: Branches | None = None) -> None:
-        self.rt = rt
-        self.executor = executor
-        self.branches: Branches = branches if branches is not None else WorkspaceBranches(rt)
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        forge: Forge,
+        lifecycle: Lifecycle,
+        branches: Branches,
+        gate: ReviewGate,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.clock = clock
+        self.graph = graph
+        self.forge = forge
+        self.lifecycle = lifecycle
+        self.branches = branches
+        self.stopping = stopping
+        self.gate = gate
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
         self._locks: dict[str, asyncio.Lock] = {}
         self._verdicts: dict[str, _Verdict] = {}  # task id → its checks' verdict on its current head
-        self._judged: dict[str, tuple[str, Finding | None]] = {}  # task id → (head sha, LLM judge's finding)
 
     def __repr__(self) -> str:
         return "<PRMonitor " + " ".join(f"{k}={v}" for k, v in self.counts.items()) + ">"
 
     @property
     def _checks_merge_result(self) -> bool:
-        return bool(getattr(self.rt.forge, "checks_merge_result", False))
+        return bool(getattr(self.forge, "checks_merge_result", False))
 
     def _lock(self, repo: str) -> asyncio.Lock:
         return self._locks.setdefault(repo, asyncio.Lock())
 
     def _open_tasks(self) -> dict[str, list[Task]]:
         by_repo: dict[str, list[Task]] = {}
-        for task in self.rt.graph:
+        for task in self.graph:
             if task.status is TaskStatus.PR_OPEN and task.pr is not None:
                 by_repo.setdefault(task.repo, []).append(task)
         return {repo: sorted(tasks, key=lambda t: (t.pr or 0, t.id)) for repo, tasks in sorted(by_repo.items())}
@@ -132,18 +143,18 @@ class PRMonitor:
             # A pass merges at most one PR per repo; without this the rest wait for the 5-minute timer. On a
             # forge whose checks run on the merge result, a rebased head is checked by the very next pass.
             again = self.counts["merged"] != merged or (self._checks_merge_result and self.counts["rebased"] != rebased)
-            if again and self.rt.scheduler is not None:
-                self.rt.scheduler.poke("pr_monitor")
+            if again:
+                self.lifecycle.wake("pr_monitor")
 
     async def _pass(self) -> None:
         by_repo = self._open_tasks()
         live = {t.id for tasks in by_repo.values() for t in tasks}
         self._verdicts = {k: v for k, v in self._verdicts.items() if k in live}
-        self._judged = {k: v for k, v in self._judged.items() if k in live}
+        self.gate.forget(live)
         for repo, tasks in by_repo.items():
-            if self.rt.stopping:
+            if self.stopping():
                 return
-            if not self.rt.repo_enabled(repo):
+            if not self.settings.repo_enabled(repo):
                 continue
             async with self._lock(repo):
                 with alog.bound(repo=repo):
@@ -159,7 +170,7 @@ class PRMonitor:
         head: Task | None = None  # the queue's head: the first PR that is green, being checked or rebased
         listed: dict[int, PullRequest] | None = None  # the repo's open PRs, listed once when one may wait
         for task in tasks:
-            if self.rt.stopping:
+            if self.stopping():
                 return
             if task.status is not TaskStatus.PR_OPEN:
                 continue
@@ -170,7 +181,7 @@ class PRMonitor:
                         # One listing of the open PRs per pass instead of a get_pr per waiting PR: N waiting
                         # PRs re-read on each of N passes was O(N²) (one ls-remote each on the local forge).
                         if listed is None:
-                            listed = {pr.number: pr for pr in await self.rt.forge.open_prs(repo)}
+                            listed = {pr.number: pr for pr in await self.forge.open_prs(repo)}
                         still = listed.get(task.pr or 0)
                         if still is not None and still.head_sha == verdict.sha:
                             self.waited += 1
@@ -222,9 +233,8 @@ class PRMonitor:
         ``behind_head``: an older PR heads the queue; this one is neither rebased nor merged now, and is not
         even re-checked when its checks already ran on its current head SHA (it waits for its turn).
         """
-        rt = self.rt
         assert task.pr is not None
-        pr = await rt.forge.get_pr(task.repo, task.pr)
+        pr = await self.forge.get_pr(task.repo, task.pr)
         if pr.state == "merged":
             await self._mark_merged(task, pr.head_sha, reconciled=True)
             return None
@@ -236,7 +246,7 @@ class PRMonitor:
             return "waiting"
         if pr.mergeable is False:
             return await self._conflict_or_wait(task, pr, behind_head)
-        checks = await rt.forge.checks(task.repo, pr.number)
+        checks = await self.forge.checks(task.repo, pr.number)
         if checks.sha and pr.head_sha and checks.sha != pr.head_sha:
             checks = Checks(sha=pr.head_sha, state="pending")  # checks of an older head: wait for the new ones
         if checks.state == "pending":
@@ -246,14 +256,14 @@ class PRMonitor:
         if checks.state == "failure":
             # The local forge's checks run on the merge result: a conflict fails them, and only then is the
             # PR known to be unmergeable. A conflict is rebased, not sent to an agent as a test failure.
-            if (await rt.forge.get_pr(task.repo, pr.number)).mergeable is False:
+            if (await self.forge.get_pr(task.repo, pr.number)).mergeable is False:
                 return await self._conflict_or_wait(task, pr, behind_head)
             if not await self._blocked(task, pr, red_blocker(checks)):
                 await self._send_back(task, pr, ci_context(checks), reason="ci_failed")
             return None
         self._unblocked(task, pr)
         self._verdicts[task.id] = _Verdict(pr.head_sha, "green")
-        if not await self._gate(task, pr):
+        if not await self.gate.passes(task, pr):
             return None
         return _Candidate(task, pr, checks, await self._up_to_date(task, pr))
 
@@ -268,85 +278,12 @@ class PRMonitor:
     async def _up_to_date(self, task: Task, pr: PullRequest) -> bool:
         return self._checks_merge_result or await self.branches.up_to_date(task.repo, pr)
 
-    # ------------------------------------------------------------ gates: verifier, risk, approval
-
-    async def _gate(self, task: Task, pr: PullRequest) -> bool:
-        """Label the PR's risk; True when it may merge (no approval needed, or given)."""
-        repo = self.rt.repo(task.repo)
-        diff = await self.branches.diff(task.repo, pr)
-        findings = verify(
-            diff, task_type=task.type, protected_paths=repo.protected_paths, max_diff_lines=repo.max_diff_lines
-        )
-        if repo.llm_judge and not any(f.blocking for f in findings):  # blocked already: no need to ask
-            judged = await self._judge(task, pr, diff, repo.llm_judge)
-            if judged is not None:
-                findings.append(judged)
-        risk = assess_risk(diff, findings, max_diff_lines=repo.max_diff_lines)
-        await self._label_risk(task, pr, risk, findings)
-        if task.approved_at is not None:
-            return True
-        if repo.automation_mode == "dispatcher_only" or risk == "high":
-            await self._ask_approval(task, pr, risk, findings)
-            return False
-        return True
-
-    async def _judge(self, task: Task, pr: PullRequest, diff: PRDiff, agent: str) -> Finding | None:
-        """The LLM judge's blocking finding on this head commit, or None; asked once per head (fail-open)."""
-        seen = self._judged.get(task.id)
-        if seen is not None and seen[0] == pr.head_sha:
-            return seen[1]
-        llm: ModelAsker | None = from_config(self.rt.config, agent, self.rt.state_dir)
-        if llm is None:
-            log.warning("llm_judge_unavailable", agent=agent, effect="not blocking")
-            finding = None
-        else:
-            finding = judge_finding(await llm.ask(judge_prompt(task.title, task.type, diff), JudgeVerdict), agent)
-        self._judged[task.id] = (pr.head_sha, finding)
-        log.info("llm_judged", agent=agent, blocks=finding is not None)
-        return finding
-
-    async def _label_risk(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
-        rt = self.rt
-        label = RISK_LABELS[risk]
-        if label in pr.labels:
-            return
-        for other in RISK_LABELS.values():
-            if other in pr.labels:
-                await rt.forge.remove_label(task.repo, pr.number, other)
-        if findings:  # the comment first: keyed, so a crash before the label only repeats a no-op
-            body = redact(verify_comment(task, pr, risk, findings))
-            await rt.forge.comment(task.repo, pr.number, body, key=f"verify:{task.id}:{digest(findings)}")
-        await rt.forge.add_labels(task.repo, pr.number, [label])
-        rt.record("pr_verified", task.id, pr=pr.number, risk=risk, findings=[f.code for f in findings])
-        log.info("pr_verified", risk=risk, findings=[f.code for f in findings])
-
-    async def _ask_approval(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
-        rt = self.rt
-        if REVIEW_LABEL in pr.labels:
-            return  # asked already
-        await rt.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
-        rt.record("review_requested", task.id, pr=pr.number, risk=risk)
-        if rt.notifier is not None:
-            ref = f"{task.repo}#{pr.number}"
-            if risk == "high":
-                reasons = "\n".join(f"- {f.detail}" for f in findings if f.blocking)
-                text = f"PR {ref} is green but high risk and waits for your approval: {task.title}\n{reasons}"
-            else:
-                text = f"PR {ref} is green and waits for your approval: {task.title}"
-            rt.notifier.notify(
-                1,
-                f"review:{task.id}:{pr.head_sha}",
-                redact(text),
-                buttons=[action_button("Approve", "approve", ref), action_button("Reject", "reject", ref)],
-            )
-
     # ------------------------------------------------------------ merging
 
     async def _merge(self, task: Task, pr: PullRequest, checks: Checks) -> bool:
-        rt = self.rt
         title = f"{pr.title} (#{pr.number})"
         body = redact(pr.body) if f"Closes #{task.issue}" in pr.body else f"Closes #{task.issue}\n\n{redact(pr.body)}"
-        result = await rt.forge.merge_pr(task.repo, pr.number, sha=checks.sha or pr.head_sha, title=title, body=body)
+        result = await self.forge.merge_pr(task.repo, pr.number, sha=checks.sha or pr.head_sha, title=title, body=body)
         if result.merged:
             await self._mark_merged(task, result.sha)
             return True
@@ -358,34 +295,22 @@ class PRMonitor:
         return False
 
     async def _mark_merged(self, task: Task, sha: str, *, reconciled: bool = False) -> None:
-        rt = self.rt
-        task.last_signature, task.blocked_since = None, None
-        ev = transition(task, TaskStatus.MERGED, rt.now(), sha=sha, pr=task.pr)
-        extra = {"reconciled": True} if reconciled else {}
-        rt.commit([ev, rt.event("merged", task.id, pr=task.pr, sha=sha, attempts=len(task.attempts), **extra)], [task])
+        await self.lifecycle.merged(task, sha, reconciled=reconciled)
         self.counts["merged"] += 1
-        log.info("pr_merged", sha=sha, reconciled=reconciled)
-        await Executor._safe(rt.forge.close_issue(task.repo, task.issue))
-        await Executor._safe(rt.forge.set_board_status(task.repo, task.issue, "Done"))
         if task.branch and reconciled:  # merged before a crash (or by hand): the branch may be left behind
             try:
                 await self.branches.delete(task.repo, task.branch, sha)
             except AgentosError as exc:
                 log.warning("branch_delete_failed", error=str(exc))
         await self._drop_worktree(task)
-        if rt.notifier is not None:
-            rt.notifier.notify(3, f"merged:{task.id}", f"Merged {task.repo}#{task.pr}: {task.title}")
-        self.executor.on_slot_free()  # tasks that depended on this one may start now, not at the next tick
 
     async def _closed(self, task: Task, pr: PullRequest) -> None:
         """A PR closed without a merge: by agentos as wedged (finish the re-spawn) or by someone else."""
-        rt = self.rt
         tag = marker(wedge_key(task))
-        if any(tag in c.body for c in await rt.forge.comments(task.repo, pr.number)):
+        if any(tag in c.body for c in await self.forge.comments(task.repo, pr.number)):
             await self._respawn(task, pr)
             return
-        ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="pr_closed_without_merge")
-        rt.commit([ev], [task])
+        self.lifecycle.closed_unmerged(task)
         await self._drop_worktree(task)
 
     async def _drop_worktree(self, task: Task) -> None:
@@ -404,21 +329,21 @@ class PRMonitor:
     async def _rebase(self, task: Task, pr: PullRequest, *, reason: str) -> None:
         """Rebase the branch onto the base and push it with a lease; a rebase conflict goes back to an agent
         with the conflicting files and the saved change (a branch that cannot be rebased cannot merge)."""
-        rt = self.rt
         attempt = task.current_attempt
-        run_dir = Path(attempt.run_dir) if attempt and attempt.run_dir else rt.state_dir / "runs" / safe_id(task.id)
+        runs = self.settings.config.state_path / "runs"
+        run_dir = Path(attempt.run_dir) if attempt and attempt.run_dir else runs / safe_id(task.id)
         outcome = await self.branches.rebase(task, pr.head_sha, run_dir / "conflict.patch")
         if outcome.status == "pushed":
-            rt.record("pr_rebased", task.id, pr=pr.number, reason=reason, head=outcome.head)
+            self.journal.record("pr_rebased", task.id, pr=pr.number, reason=reason, head=outcome.head)
             self.counts["rebased"] += 1
             log.info("pr_rebased", reason=reason, head=outcome.head)
             return
         if outcome.status != "conflict":
             log.info("pr_not_rebased", reason=reason, status=outcome.status)
             return
-        if attempt is not None:
-            attempt.patch_path = outcome.patch
-        base = rt.repo(task.repo).base_branch
+        if outcome.patch:
+            task.note_patch(outcome.patch)
+        base = self.settings.repo(task.repo).base_branch
         conflicts = ", ".join(outcome.conflicts) or "(git named no file)"
         detail = (
             f"The PR's branch conflicts with {base} in: {conflicts}. The branch was reset to the current "
@@ -427,64 +352,28 @@ class PRMonitor:
         await self._send_back(task, pr, detail, reason="rebase_conflict")
 
     async def _send_back(self, task: Task, pr: PullRequest, detail: str, *, reason: str) -> None:
-        """A red or conflicting PR goes back to an agent on the same branch, up to the fix budget."""
-        rt = self.rt
-        limit = rt.config.routing.max_ci_fix_attempts
-        last = task.current_attempt
-        if last is not None:
-            last.error = detail[-CI_CONTEXT_CHARS:]
-        task.last_blocker = "test_failure"
-        if task.ci_fix_attempts >= limit or counted_attempts(task) >= rt.config.routing.max_attempts + limit:
-            await self._exhausted(task, pr, reason)
-            return
-        if REVIEW_LABEL in pr.labels:  # the change will change: a new approval is asked when it is green again
-            await Executor._safe(rt.forge.remove_label(task.repo, pr.number, REVIEW_LABEL))
-        task.ci_fix_attempts += 1
-        task.approved_at = None
-        ev = transition(task, TaskStatus.RETRYING, rt.now(), reason=reason, blocker="test_failure")
-        task.not_before = rt.now()
-        rt.commit([ev], [task])
-        self.counts["sent_back"] += 1
-        log.info("pr_sent_back", reason=reason, fix_attempt=task.ci_fix_attempts)
-        self.executor.on_slot_free()
-
-    async def _exhausted(self, task: Task, pr: PullRequest, reason: str) -> None:
-        """The fix budget is spent: comment on the PR (left open for a human), then escalate the task."""
-        rt = self.rt
-        fixes = task.ci_fix_attempts
-        what = "CI stayed red" if reason == "ci_failed" else "the branch kept conflicting with its base"
-        body = (
-            f"**agentos** stopped sending this PR back to an agent: {what} after {fixes} fix attempts "
-            f"(`routing.max_ci_fix_attempts`). The PR stays open for a human: fix and merge it, or close it. "
-            f"`agentos ctl task retry {task.id}` gives the task to an agent again.\n\n"
-            f"Last report:\n\n{fenced(task.current_attempt.error if task.current_attempt else '')}"
-        )
-        await Executor._safe(
-            rt.forge.comment(task.repo, pr.number, redact(body), key=f"ci-exhausted:{task.id}:{len(task.attempts)}")
-        )
-        task.ci_fix_attempts = 0  # an operator's retry starts with a fresh budget
-        event = rt.event("ci_fix_exhausted", task.id, reason=reason, fixes=fixes, pr=pr.number)
-        await self.executor._escalate(task, [event], reason=reason)
+        """A red or conflicting PR goes back to an agent on the same branch, up to the fix budget (lifecycle)."""
+        if await self.lifecycle.send_back(task, pr, detail, reason=reason):
+            self.counts["sent_back"] += 1
 
     # ------------------------------------------------------------ blockers and wedged PRs
 
     async def _blocked(self, task: Task, pr: PullRequest, blocker: Blocker) -> bool:
         """Note the blocker (journalled when it changes); True when the PR was wedged on it and dealt with."""
-        rt = self.rt
         signature = blocker.signature
-        now = rt.now()
+        now = self.clock()
         # Checks re-running after a fix or a rebase are no new blocker: the PR stays blocked on the old one
         # (its clock runs on) until it is seen green.
         rerun = blocker.kind == "pending" and bool(task.last_signature) and task.last_signature != signature
         if not rerun and (task.last_signature != signature or task.blocked_since is None):
-            task.last_signature, task.blocked_since = signature, now
-            event = rt.event(
+            task.note_pr_blocker(signature, now)
+            event = self.journal.event(
                 "pr_blocked", task.id, pr=pr.number, kind=blocker.kind, signature=signature, sha=pr.head_sha
             )
-            rt.commit([event], [task])
+            self.journal.commit([event], [task])
             log.info("pr_blocked", kind=blocker.kind, signature=signature)
             return False
-        if not is_wedged(task.blocked_since, now, rt.config.routing.wedged_after_hours):
+        if not is_wedged(task.blocked_since, now, self.settings.config.routing.wedged_after_hours):
             return False
         earlier = EARLIER_KINDS.get((task.last_signature or "").split(":", 1)[0])
         if rerun and earlier is not None:  # still blocked on the earlier problem, whose checks re-run now
@@ -493,93 +382,44 @@ class PRMonitor:
         return True
 
     def _unblocked(self, task: Task, pr: PullRequest) -> None:
-        if task.last_signature is None and task.blocked_since is None:
+        if not task.clear_pr_blocker():
             return
-        task.last_signature, task.blocked_since = None, None
-        self.rt.commit([self.rt.event("pr_unblocked", task.id, pr=pr.number, sha=pr.head_sha)], [task])
-
-    def _wedged_before(self, task: Task) -> bool:
-        return any(t is not task and t.last_blocker == "wedged" for t in self.rt.graph.for_issue(task.repo, task.issue))
+        self.journal.commit([self.journal.event("pr_unblocked", task.id, pr=pr.number, sha=pr.head_sha)], [task])
 
     async def _wedged(self, task: Task, pr: PullRequest, blocker: Blocker) -> None:
         """Close and re-spawn (the first time for this issue) or escalate (after a re-spawn wedged too)."""
-        rt = self.rt
-        again = self._wedged_before(task)
-        since = task.blocked_since or rt.now()
-        hours = (rt.now() - since).total_seconds() / 3600
-        body = wedged_comment(task, pr, blocker, hours, rt.config.repo(task.repo).base_branch, escalate=again)
-        await rt.forge.comment(task.repo, pr.number, redact(body), key=wedge_key(task))
+        again = self.lifecycle.wedged_before(task)
+        since = task.blocked_since or self.clock()
+        hours = (self.clock() - since).total_seconds() / 3600
+        body = wedged_comment(task, pr, blocker, hours, self.settings.repo(task.repo).base_branch, escalate=again)
+        await self.forge.comment(task.repo, pr.number, redact(body), key=wedge_key(task))
         self.counts["wedged"] += 1
         log.warning("pr_wedged", signature=task.last_signature, hours=round(hours, 2), escalate=again)
         if again:
-            task.last_blocker = "wedged"
-            event = rt.event("pr_wedged", task.id, pr=pr.number, signature=task.last_signature, action="escalated")
-            await self.executor._escalate(task, [event], reason="wedged")
+            await self.lifecycle.escalate_wedged(task, pr)
             return
-        await rt.forge.close_pr(task.repo, pr.number)
+        await self.forge.close_pr(task.repo, pr.number)
         await self._respawn(task, pr)
 
     async def _respawn(self, task: Task, pr: PullRequest) -> None:
-        """After the wedge comment and the close: delete the branch, cancel the task, queue a new generation."""
-        rt = self.rt
+        """After the wedge comment and the close: delete the branch; lifecycle cancels and re-spawns the task."""
         if task.branch:
             await self.branches.delete(task.repo, task.branch, pr.head_sha)
-        now = rt.now()
-        signature = task.last_signature
-        task.last_blocker = "wedged"
-        events = [
-            rt.event("pr_wedged", task.id, pr=pr.number, signature=signature, action="respawned"),
-            transition(task, TaskStatus.CANCELLED, now, reason="wedged", blocker="wedged"),
-        ]
-        changed = [task]
-        fresh: Task | None = None
-        if rt.graph.latest_for_issue(task.repo, task.issue) is task:
-            fresh = next_generation(task, now)
-            created = {"issue": task.issue, "generation": fresh.generation, "parent": task.id, "reason": "wedged"}
-            events.append(rt.event("task_created", fresh.id, **created))
-            changed.append(fresh)
-        rt.commit(events, changed)
-        if rt.notifier is not None:
-            again = f"; restarted from the base as {fresh.id}" if fresh else ""
-            rt.notifier.notify(2, f"wedged:{task.id}", f"Closed wedged PR {task.repo}#{pr.number}: {task.title}{again}")
-        self.executor.on_slot_free()
+        self.lifecycle.respawn(task, pr)
 
     # ------------------------------------------------------------ operator decisions
 
     async def approve(self, repo: str, number: int, approve: bool) -> dict[str, Any]:
-        """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons).
-
-        Approval is recorded on the task (it outlives restarts and rebases by the queue, not a follow-up
-        attempt that changes the PR), then the PR merges at once if it is green and up to date, else as
-        soon as it is. Rejection closes the PR, cancels the task and takes the issue out of the ready set.
-        """
-        rt = self.rt
-        owners = [t for t in rt.graph if t.repo == repo and t.pr == number]
-        task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
-        ref = f"{repo}#{number}"
-        if task is None:
-            raise ControlError(f"no agentos task owns PR {ref}")
+        """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons): lifecycle records it
+        (:meth:`Lifecycle.review`), then an approved PR that is green and up to date merges at once."""
         async with self._lock(repo):
-            if task.status is TaskStatus.MERGED:
-                raise ControlError(f"PR {ref} is already merged")
-            if task.status is not TaskStatus.PR_OPEN:
-                raise ControlError(f"PR {ref} is not open for review (task is {task.status.value})")
-            if not approve:
-                await rt.forge.close_pr(repo, number, comment="Rejected by the operator.")
-                ev = transition(task, TaskStatus.CANCELLED, rt.now(), reason="rejected")
-                rt.commit([ev], [task])
-                await Executor._safe(rt.forge.remove_label(repo, task.issue, rt.ready_label))
-                await self._drop_worktree(task)
-                return {"pr": ref, "result": "rejected"}
-            if task.approved_at is None:
-                task.approved_at = rt.now()
-                rt.commit([rt.event("pr_approved", task.id, pr=number)], [task])
-                log.info("pr_approved", task=task.id, pr=number)
+            result = await self.lifecycle.review(repo, number, approve=approve)
+            task = next((t for t in self.graph if t.repo == repo and t.pr == number and t.approved_at), None)
+            if result["result"] != "approved" or task is None or task.status is not TaskStatus.PR_OPEN:
+                return result
             with alog.bound(task=task.id, repo=repo, pr=number):
                 await self.branches.sync(repo)
                 seen = await self._assess(task)
                 if isinstance(seen, _Candidate) and seen.up_to_date and await self._merge(task, seen.pr, seen.checks):
-                    return {"pr": ref, "result": "merged"}
-        if rt.scheduler is not None and task.status is TaskStatus.PR_OPEN:
-            rt.scheduler.poke("pr_monitor")
-        return {"pr": ref, "result": "approved", "status": task.status.value}
+                    return {"pr": result["pr"], "result": "merged"}
+        return {**result, "status": task.status.value}

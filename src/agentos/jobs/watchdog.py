@@ -7,7 +7,7 @@ plus grace, and a hand-off (VALIDATING) that nothing runs any more, which is res
 
 It also does two pieces of upkeep that must go on while the daemon is paused:
 
-* after a failed state write (a full disk) it retries the write (:meth:`Runtime.retry_state_write`) and does
+* after a failed state write (a full disk) it retries the write (``retry_writes``) and does
   nothing else until that works: ending an attempt would be a state change it cannot save;
 * it keeps every repo within its worktree budget (``max_worktrees``, ``max_worktree_disk_mb``): the oldest
   worktrees of finished tasks go first (:meth:`Workspace.enforce_budget`); a repo still over budget gets no
@@ -17,43 +17,73 @@ It also does two pieces of upkeep that must go on while the daemon is paused:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
 from agentos import logging as alog
 from agentos.agents.runner import kill_orphan, proc_start_time
 from agentos.errors import AgentosError
-from agentos.executor import Executor, Verdict, safe_id
-from agentos.graph import TaskStatus
-from agentos.runtime import Runtime
+from agentos.graph import Task, TaskGraph, TaskStatus
+from agentos.lifecycle import Lifecycle
+from agentos.notices import safe_id
+from agentos.ports import Clock, Journal, Notify, Settings, Wake, Workspaces
+from agentos.verdicts import Verdict
 from agentos.workspace import Finished
 
 log = alog.get_logger("agentos.watchdog")
 
 
+class Handoffs(Protocol):
+    """What the watchdog needs of the executor: run a hand-off whose coroutine is gone again."""
+
+    def resume_handoff(self, task: Task) -> None: ...
+
+
 class StallWatchdog:
-    def __init__(self, rt: Runtime, executor: Executor) -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        journal: Journal,
+        clock: Clock,
+        graph: TaskGraph,
+        workspaces: Workspaces,
+        lifecycle: Lifecycle,
+        executor: Handoffs,
+        notify: Notify,
+        wake: Wake,
+        retry_writes: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.clock = clock
+        self.graph = graph
+        self.workspaces = workspaces
+        self.lifecycle = lifecycle
+        self.running = lifecycle.running
         self.executor = executor
+        self.notify = notify
+        self.wake = wake
+        self.retry_writes = retry_writes
         self.over_budget: dict[str, str] = {}
         """Repos whose worktree budget cleanup could not meet → why (the operator was told)."""
 
     def __repr__(self) -> str:
-        return f"<StallWatchdog running={len(self.rt.running)} over_budget={len(self.over_budget)}>"
+        return f"<StallWatchdog running={len(self.running)} over_budget={len(self.over_budget)}>"
 
     async def tick(self) -> None:
-        if self.rt.write_failure is not None and not self.rt.retry_state_write():
+        if self.journal.held is not None and not self.retry_writes():
             return  # the disk is still full: no state change can be saved, so none is made
         await self._end_stalled()
         await self.enforce_budgets()
 
     async def _end_stalled(self) -> None:
-        rt = self.rt
-        limit = timedelta(minutes=rt.config.limits.max_runtime_minutes) + timedelta(
-            seconds=rt.config.limits.kill_grace_s + 60
-        )
-        for task in list(rt.graph):
+        limits = self.settings.config.limits
+        limit = timedelta(minutes=limits.max_runtime_minutes) + timedelta(seconds=limits.kill_grace_s + 60)
+        for task in list(self.graph):
             attempt = task.current_attempt
-            supervised = task.id in rt.running and not rt.running[task.id].done()
+            supervised = self.running.supervised(task.id)
             if task.status is TaskStatus.VALIDATING and attempt is not None and not supervised:
                 # A hand-off whose coroutine is gone: every step of it is idempotent, so run it again.
                 log.warning("handoff_unsupervised_resumed", task=task.id)
@@ -61,11 +91,12 @@ class StallWatchdog:
                 continue
             if task.status is not TaskStatus.RUNNING or attempt is None or attempt.outcome != "running":
                 continue
-            overdue = rt.now() - attempt.started_at > limit
+            overdue = self.clock() - attempt.started_at > limit
             if supervised and not overdue:
                 continue
-            if supervised and overdue:
-                rt.running[task.id].cancel()
+            runner = self.running.get(task.id)
+            if supervised and overdue and runner is not None:
+                runner.cancel()
                 log.warning("attempt_overdue_cancelled", task=task.id)
             alive = attempt.pid is not None and proc_start_time(attempt.pid) == attempt.pid_start
             if alive and attempt.pid and attempt.pid_start and not supervised:
@@ -75,25 +106,25 @@ class StallWatchdog:
             if supervised:
                 reason = "attempt overdue: past every time limit"
             log.warning("stalled_attempt_ended", task=task.id, reason=reason)
-            await self.executor._after_failure(task, attempt, Verdict("failed", "timeout", error=reason))
+            await self.lifecycle.attempt_failed(task, Verdict("failed", "timeout", error=reason))
 
     async def enforce_budgets(self) -> None:
         """Each repo with a worktree budget: remove the oldest finished worktrees; tell once when it stays over."""
-        rt = self.rt
-        for repo in rt.config.repos:
-            ws = rt.workspace(repo)
+        state_dir = self.settings.config.state_path
+        for repo in self.settings.config.repos:
+            ws = self.workspaces.workspace(repo)
             if not ws.budgeted:
                 self.over_budget.pop(repo.name, None)
                 continue
-            live = {t.branch for t in rt.graph if t.repo == repo.name and t.branch and not t.is_terminal}
-            live |= {t.branch for t in map(rt.graph.find, rt.running) if t is not None and t.branch}
+            live = {t.branch for t in self.graph if t.repo == repo.name and t.branch and not t.is_terminal}
+            live |= {t.branch for t in map(self.graph.find, self.running) if t is not None and t.branch}
             finished = {
                 t.branch: Finished(
                     t.updated_at.timestamp(),
-                    rt.state_dir / "runs" / safe_id(t.id) / "budget-cleanup.patch",
+                    state_dir / "runs" / safe_id(t.id) / "budget-cleanup.patch",
                     keep_branch=t.status is not TaskStatus.MERGED,
                 )
-                for t in rt.graph
+                for t in self.graph
                 if t.repo == repo.name and t.branch and t.is_terminal and t.branch not in live
             }
             try:
@@ -101,8 +132,8 @@ class StallWatchdog:
             except AgentosError as exc:
                 log.warning("worktree_budget_failed", repo=repo.name, error=str(exc))
                 continue
-            if report.removed and rt.scheduler is not None and rt.scheduler.has_job("dispatch"):
-                rt.scheduler.poke("dispatch")
+            if report.removed:
+                self.wake("dispatch")
             if report.full is None:
                 if self.over_budget.pop(repo.name, None) is not None:
                     log.info("worktree_budget_met", repo=repo.name, worktrees=report.count, bytes=report.size)
@@ -111,10 +142,9 @@ class StallWatchdog:
                 continue
             self.over_budget[repo.name] = report.full
             log.warning("worktree_budget_exceeded", repo=repo.name, why=report.full, worktrees=report.count)
-            if rt.notifier is not None:
-                rt.notifier.notify(
-                    2,
-                    f"worktree_budget:{repo.name}",
-                    f"Repo {repo.name} is over its worktree budget ({report.full}) and no finished task's worktree "
-                    "is left to remove: new tasks for it wait until a running one finishes or the budget is raised.",
-                )
+            self.notify.notify(
+                2,
+                f"worktree_budget:{repo.name}",
+                f"Repo {repo.name} is over its worktree budget ({report.full}) and no finished task's worktree "
+                "is left to remove: new tasks for it wait until a running one finishes or the budget is raised.",
+            )

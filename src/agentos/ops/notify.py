@@ -2,7 +2,7 @@
 
 ::
 
-    notifier.notify(1, "escalated:calc#12", text, buttons=[action_button("Retry", "retry", "calc#12")])
+    notifier.notify(1, "escalated:calc#12", text, [Action("retry", "calc#12", "Retry")])
         │  redact(text) ─ sev1: once per key, ever (SeenStore) ─ sev2: once per key per window ─ sev3: digest
         ▼
     queue ──► one worker task ──► send(Message) per ≤4096-unit chunk, 429 and network errors retried
@@ -34,12 +34,14 @@ from typing import Literal, Protocol, TypeVar
 
 from agentos import logging as alog
 from agentos.errors import AgentosError
+from agentos.ports import Action, ActionKind
 from agentos.redact import redact
 
 __all__ = [
     "CALLBACK_PREFIX",
     "TELEGRAM_TEXT_LIMIT",
     "Action",
+    "ActionKind",
     "MemorySeenStore",
     "Message",
     "Notifier",
@@ -48,6 +50,7 @@ __all__ = [
     "TransientSendError",
     "action_button",
     "backoff_delay",
+    "buttons",
     "issue_button",
     "notification_event",
     "retry_delay",
@@ -60,7 +63,6 @@ log = alog.get_logger("agentos.notify")
 
 T = TypeVar("T")
 Severity = Literal[1, 2, 3]
-Action = Literal["retry", "cancel", "approve", "reject", "show"]
 Sleep = Callable[[float], Awaitable[None]]
 Channel = Literal["telegram", "digest", "none"]
 Journal = Callable[[dict[str, str | int]], None]
@@ -82,16 +84,21 @@ class TransientSendError(AgentosError):
 class Message:
     """One outbound notification (or one chunk of a long one).
 
-    ``buttons`` are ``(label, callback_data)`` pairs (see :func:`action_button`); a value starting with
-    ``https://`` or ``http://`` becomes a URL button. ``seq`` is unique per :class:`Notifier` for every chunk
+    ``actions`` are the domain actions the operator may take (:class:`agentos.ports.Action`); the Telegram
+    sender renders them as buttons (:func:`buttons`). ``seq`` is unique per :class:`Notifier` for every chunk
     it sends (0 for messages built elsewhere) so a sender can skip chats it already reached when retried.
     """
 
     text: str
     severity: Severity
     key: str
-    buttons: tuple[tuple[str, str], ...] = ()
+    actions: tuple[Action, ...] = ()
     seq: int = 0
+
+    @property
+    def buttons(self) -> list[tuple[str, str]]:
+        """The actions as ``(label, callback_data or URL)`` pairs (:func:`buttons`)."""
+        return buttons(self.actions)
 
 
 class SeenStore(Protocol):
@@ -230,7 +237,7 @@ async def retry_send(
             attempt += 1
 
 
-def action_button(label: str, action: Action, ref: str) -> tuple[str, str]:
+def action_button(label: str, action: ActionKind, ref: str) -> tuple[str, str]:
     """A ``(label, callback_data)`` button that makes the bot call ``controller.<action>(ref)`` when pressed.
 
     Raises ``ValueError`` when ``ref`` contains ``:`` or the data would exceed Telegram's 64 bytes.
@@ -251,6 +258,23 @@ def issue_button(url: str, task_id: str, label: str = "Open issue") -> tuple[str
     if url.startswith(("https://", "http://")):
         return (label, url)
     return action_button(label, "show", task_id)
+
+
+def buttons(actions: Sequence[Action]) -> list[tuple[str, str]]:
+    """Domain actions as ``(label, data)`` button pairs: ``act:<kind>:<ref>`` callback data, or the issue's URL.
+
+    A ref too long for Telegram's 64-byte callback data drops the callback buttons (``/retry ID`` still
+    works); a URL button survives.
+    """
+    try:
+        return [
+            issue_button(a.url, a.ref, a.label or "Open issue")
+            if a.kind == "show"
+            else action_button(a.label or a.kind.capitalize(), a.kind, a.ref)
+            for a in actions
+        ]
+    except ValueError:
+        return [(a.label or "Open issue", a.url) for a in actions if a.url.startswith(("https://", "http://"))]
 
 
 # ---------------------------------------------------------------- the notifier
@@ -310,7 +334,7 @@ class Notifier:
         """Chunks waiting for the worker (not counting one being sent)."""
         return self._queue.qsize()
 
-    def notify(self, severity: Severity, key: str, text: str, buttons: Sequence[tuple[str, str]] = ()) -> bool:
+    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
         """Accept a notification; ``False`` when deduplication suppressed it (or the notifier is closed).
 
         sev1: sent at once, and never again for the same ``key``. sev2: sent at once, then suppressed for
@@ -324,7 +348,7 @@ class Notifier:
             log.warning("notify_after_close", key=key, severity=severity)
             return False
         safe_text = redact(text)
-        safe_buttons = tuple((redact(label), data) for label, data in buttons)
+        safe_actions = tuple(Action(a.kind, a.ref, redact(a.label), a.url) for a in actions)
         if severity == 1:
             if self._seen.has(key):
                 return self._suppress(key, severity)
@@ -339,10 +363,10 @@ class Notifier:
         else:
             if key in self._digest:
                 return self._suppress(key, severity)
-            self._digest[key] = Message(safe_text, severity, key, safe_buttons)
+            self._digest[key] = Message(safe_text, severity, key, safe_actions)
             self._record(self._digest[key], "digest")
             return True
-        message = Message(safe_text, severity, key, safe_buttons)
+        message = Message(safe_text, severity, key, safe_actions)
         self._record(message, "none" if self._send is None else "telegram")
         self._enqueue(message)
         return True
@@ -397,7 +421,7 @@ class Notifier:
             self._seq += 1
             last = i == len(chunks) - 1
             self._queue.put_nowait(
-                Message(chunk, message.severity, message.key, message.buttons if last else (), self._seq)
+                Message(chunk, message.severity, message.key, message.actions if last else (), self._seq)
             )
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run(self._send), name="notifier")

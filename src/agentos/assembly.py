@@ -1,0 +1,107 @@
+"""The core's parts built over one :class:`Runtime`, in the order they depend on each other.
+
+::
+
+    RunningAttempts ─► Lifecycle ─► AgentPool ─► Executor ─► Dispatcher · PRMonitor · StallWatchdog
+
+The runtime stands in for the ports it implements (``Journal``, ``Settings``, ``Workspaces``, ``Notify``,
+``Wake``) until the state writer and the notifier are parts of their own; each part still receives only the
+ports it uses, by name. The daemon builds its core here, and so do the tests and benchmarks that run a core
+over a real store (``agentos.testing`` has the in-memory ports).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentos.agents.pool import AgentPool
+from agentos.executor import Executor
+from agentos.jobs._pr_gate import ReviewGate
+from agentos.jobs._pr_git import Branches, WorkspaceBranches
+from agentos.jobs.dispatch import Dispatcher
+from agentos.jobs.pr_monitor import PRMonitor
+from agentos.jobs.watchdog import StallWatchdog
+from agentos.lifecycle import Lifecycle
+from agentos.running import RunningAttempts
+from agentos.runtime import Runtime
+
+__all__ = ["Core", "build_core"]
+
+
+@dataclass(frozen=True)
+class Core:
+    """The parts that move tasks: who decides (lifecycle), who runs (executor), who watches (the jobs)."""
+
+    running: RunningAttempts
+    lifecycle: Lifecycle
+    pool: AgentPool
+    executor: Executor
+    dispatcher: Dispatcher
+    monitor: PRMonitor
+    watchdog: StallWatchdog
+
+
+def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
+    """Build the core over ``rt`` (``branches``: the PR monitor's git, by default the daemon's clones)."""
+    running = RunningAttempts(rt.running, on_done=lambda _task_id: rt.wake("dispatch"))
+    lifecycle = Lifecycle(
+        journal=rt,
+        clock=rt.now,
+        settings=rt,
+        graph=rt.graph,
+        forge=rt.forge,
+        notify=rt,
+        workspaces=rt,
+        running=running,
+        wake=rt.wake,
+    )
+    pool = AgentPool(settings=rt, journal=rt, notify=rt, clock=rt.now, state=rt.state, graph=rt.graph)
+    executor = Executor(
+        settings=rt,
+        journal=rt,
+        clock=rt.now,
+        graph=rt.graph,
+        forge=rt.forge,
+        workspaces=rt,
+        pool=pool,
+        lifecycle=lifecycle,
+        wake=rt.wake,
+    )
+    dispatcher = Dispatcher(
+        settings=rt,
+        journal=rt,
+        clock=rt.now,
+        graph=rt.graph,
+        forge=rt.forge,
+        workspaces=rt,
+        executor=executor,
+        lifecycle=lifecycle,
+        pool=pool,
+        paused=lambda: rt.state.paused,
+        stopping=lambda: rt.stopping,
+    )
+    git = branches if branches is not None else WorkspaceBranches(rt, rt)
+    monitor = PRMonitor(
+        settings=rt,
+        journal=rt,
+        clock=rt.now,
+        graph=rt.graph,
+        forge=rt.forge,
+        lifecycle=lifecycle,
+        branches=git,
+        gate=ReviewGate(settings=rt, journal=rt, forge=rt.forge, notify=rt, branches=git),
+        stopping=lambda: rt.stopping,
+    )
+    watchdog = StallWatchdog(
+        settings=rt,
+        journal=rt,
+        clock=rt.now,
+        graph=rt.graph,
+        workspaces=rt,
+        lifecycle=lifecycle,
+        executor=executor,
+        notify=rt,
+        wake=rt.wake,
+        retry_writes=rt.retry_state_write,
+    )
+    return Core(running, lifecycle, pool, executor, dispatcher, monitor, watchdog)

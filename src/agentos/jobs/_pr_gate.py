@@ -1,0 +1,112 @@
+"""The PR monitor's gate before a green PR may merge: the verifier, the LLM judge, the risk label, approval.
+
+A PR that touches what it must not, or that the judge blocks, is high risk; a high-risk PR, or any PR of a
+``dispatcher_only`` repo, waits for an operator's approval (asked once: the ``agentos:review`` label and a
+notice with approve/reject actions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from agentos import logging as alog
+from agentos.forge.base import REVIEW_LABEL, Forge, PullRequest
+from agentos.graph import Task
+from agentos.jobs._pr_git import Branches
+from agentos.jobs._pr_policy import digest, verify_comment
+from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
+from agentos.llm import ModelAsker, from_config
+from agentos.ports import Action, Journal, Notify, Settings
+from agentos.redact import redact
+
+log = alog.get_logger("agentos.pr_monitor")
+
+RISK_LABELS: dict[str, str] = {"low": "risk:low", "medium": "risk:medium", "high": "risk:high"}
+
+
+class ReviewGate:
+    """Labels a green PR's risk and says whether it may merge now."""
+
+    def __init__(
+        self, *, settings: Settings, journal: Journal, forge: Forge, notify: Notify, branches: Branches
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.forge = forge
+        self.notify = notify
+        self.branches = branches
+        self._judged: dict[str, tuple[str, Finding | None]] = {}  # task id → (head sha, LLM judge's finding)
+
+    def __repr__(self) -> str:
+        return f"<ReviewGate judged={len(self._judged)}>"
+
+    def forget(self, live: Collection[str]) -> None:
+        """Drop what the judge said about tasks whose PR is no longer open."""
+        self._judged = {k: v for k, v in self._judged.items() if k in live}
+
+    async def passes(self, task: Task, pr: PullRequest) -> bool:
+        """Label the PR's risk; True when it may merge (no approval needed, or given)."""
+        repo = self.settings.repo(task.repo)
+        diff = await self.branches.diff(task.repo, pr)
+        findings = verify(
+            diff, task_type=task.type, protected_paths=repo.protected_paths, max_diff_lines=repo.max_diff_lines
+        )
+        if repo.llm_judge and not any(f.blocking for f in findings):  # blocked already: no need to ask
+            judged = await self._judge(task, pr, diff, repo.llm_judge)
+            if judged is not None:
+                findings.append(judged)
+        risk = assess_risk(diff, findings, max_diff_lines=repo.max_diff_lines)
+        await self._label_risk(task, pr, risk, findings)
+        if task.approved_at is not None:
+            return True
+        if repo.automation_mode == "dispatcher_only" or risk == "high":
+            await self._ask_approval(task, pr, risk, findings)
+            return False
+        return True
+
+    async def _judge(self, task: Task, pr: PullRequest, diff: PRDiff, agent: str) -> Finding | None:
+        """The LLM judge's blocking finding on this head commit, or None; asked once per head (fail-open)."""
+        seen = self._judged.get(task.id)
+        if seen is not None and seen[0] == pr.head_sha:
+            return seen[1]
+        llm: ModelAsker | None = from_config(self.settings.config, agent, self.settings.config.state_path)
+        if llm is None:
+            log.warning("llm_judge_unavailable", agent=agent, effect="not blocking")
+            finding = None
+        else:
+            finding = judge_finding(await llm.ask(judge_prompt(task.title, task.type, diff), JudgeVerdict), agent)
+        self._judged[task.id] = (pr.head_sha, finding)
+        log.info("llm_judged", agent=agent, blocks=finding is not None)
+        return finding
+
+    async def _label_risk(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
+        label = RISK_LABELS[risk]
+        if label in pr.labels:
+            return
+        for other in RISK_LABELS.values():
+            if other in pr.labels:
+                await self.forge.remove_label(task.repo, pr.number, other)
+        if findings:  # the comment first: keyed, so a crash before the label only repeats a no-op
+            body = redact(verify_comment(task, pr, risk, findings))
+            await self.forge.comment(task.repo, pr.number, body, key=f"verify:{task.id}:{digest(findings)}")
+        await self.forge.add_labels(task.repo, pr.number, [label])
+        self.journal.record("pr_verified", task.id, pr=pr.number, risk=risk, findings=[f.code for f in findings])
+        log.info("pr_verified", risk=risk, findings=[f.code for f in findings])
+
+    async def _ask_approval(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
+        if REVIEW_LABEL in pr.labels:
+            return  # asked already
+        await self.forge.add_labels(task.repo, pr.number, [REVIEW_LABEL])
+        self.journal.record("review_requested", task.id, pr=pr.number, risk=risk)
+        ref = f"{task.repo}#{pr.number}"
+        if risk == "high":
+            reasons = "\n".join(f"- {f.detail}" for f in findings if f.blocking)
+            text = f"PR {ref} is green but high risk and waits for your approval: {task.title}\n{reasons}"
+        else:
+            text = f"PR {ref} is green and waits for your approval: {task.title}"
+        self.notify.notify(
+            1,
+            f"review:{task.id}:{pr.head_sha}",
+            redact(text),
+            [Action("approve", ref, "Approve"), Action("reject", ref, "Reject")],
+        )

@@ -1,0 +1,401 @@
+"""Lifecycle: the one owner of a task's fate.
+
+The executor runs one attempt and hands its :class:`Verdict` here; the PR monitor reads a PR and tells what it
+saw; the controller passes on an operator's decision. Every decision about what happens to a task next is
+made in this module, and the task's own transition methods (:mod:`agentos.graph`) are the only writers::
+
+    attempt failed ──► permanent code or max_attempts ──► escalate (labels, BLOCKED, comment, notice, marker)
+                  └──► over the issue's budget ──────────► escalate (budget)
+                  └──► otherwise ────────────────────────► RETRYING after a backoff (a usage limit: at once)
+    PR red / rebase conflict ──► back to an agent on its branch, up to the fix budget, then escalate
+    PR wedged ──► close it and re-spawn a new generation from the base (once per issue), then escalate
+    PR merged ──► MERGED, issue closed, board Done · PR closed by someone ──► CANCELLED
+    operator cancel ──► CANCELLED first, then the attempt stopped (its processes killed), labels off, a PR closed
+    operator retry ──► QUEUED
+
+Each change is journalled before the side effect it licenses; every side effect is keyed or idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from agentos import logging as alog
+from agentos.agents.contract import PERMANENT_CODES
+from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
+from agentos.config import Config
+from agentos.errors import AgentosError, ControlError
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Forge, PullRequest
+from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
+from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
+from agentos.notices import (
+    cancelled_pr_comment,
+    escalation_comment,
+    escalation_notice,
+    fixes_exhausted_comment,
+    safe_id,
+)
+from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
+from agentos.redact import redact
+from agentos.running import RunningAttempts
+from agentos.verdicts import Verdict
+
+__all__ = [
+    "CONTAINMENT_CODES",
+    "OPERATOR_CANCEL",
+    "Lifecycle",
+    "Verdict",
+    "best_effort",
+    "ready_by_label",
+    "ready_label",
+]
+
+log = alog.get_logger("agentos.lifecycle")
+
+CONTAINMENT_CODES: dict[str, bool] = {
+    "history_rewritten": False,  # the branch was rewritten or left: work saved as a patch, retried from the start
+    "workspace_violation": True,  # agentos's clone or the user's repo was changed: a human must look
+    "secret_detected": True,  # a push would publish a secret: nothing pushed, a human must look
+}
+"""Blocker codes agentos assigns when it contains a misbehaving agent (code → permanent)."""
+
+OPERATOR_CANCEL = "operator_cancel"
+
+
+def ready_label(config: Config) -> str:
+    """The label that makes an issue ready (configurable on GitHub)."""
+    gh = config.github
+    return gh.ready_label if config.forge == "github" and gh is not None else READY_LABEL
+
+
+def ready_by_label(config: Config, repo: str) -> bool:
+    """False when a Projects v2 board's Status decides readiness for ``repo`` instead of the label."""
+    try:
+        return config.forge != "github" or not config.repo(repo).project
+    except KeyError:
+        return True
+
+
+async def best_effort(call: Awaitable[object]) -> bool:
+    """A forge call whose failure must not stop the task (the next pass or start tries again); False if it failed."""
+    try:
+        await call
+    except AgentosError as exc:
+        log.warning("forge_call_failed", error=str(exc))
+        return False
+    return True
+
+
+class Lifecycle:
+    """Decides what happens to a task next and makes it so (journal first, then the forge and the operator)."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        clock: Clock,
+        settings: Settings,
+        graph: TaskGraph,
+        forge: Forge,
+        notify: Notify,
+        workspaces: Workspaces,
+        running: RunningAttempts,
+        wake: Wake,
+    ) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.settings = settings
+        self.graph = graph
+        self.forge = forge
+        self.notify = notify
+        self.workspaces = workspaces
+        self.running = running
+        self.wake = wake
+
+    def __repr__(self) -> str:
+        return f"<Lifecycle tasks={len(self.graph)} running={len(self.running)}>"
+
+    @property
+    def _config(self) -> Config:
+        return self.settings.config
+
+    # ------------------------------------------------------------ verdicts of an attempt
+
+    async def attempt_failed(self, task: Task, verdict: Verdict) -> None:
+        """End a failed attempt (if it still runs) and retry the task or escalate it.
+
+        Its worktree was dealt with by the executor (partial work committed, anything else saved as a patch).
+        """
+        now = self.clock()
+        events: list[Event] = []
+        attempt = task.current_attempt
+        if attempt is not None and attempt.outcome == "running":
+            outcome: Literal["partial", "blocked", "failed"] = (
+                "partial" if verdict.outcome == "partial" else "blocked" if verdict.outcome == "blocked" else "failed"
+            )
+            events.append(
+                task.end_attempt(
+                    now,
+                    outcome=outcome,
+                    blocker_code=verdict.blocker,
+                    summary=verdict.summary[:2000],
+                    error=redact(verdict.error)[-3000:],
+                )
+            )
+        routing = self._config.routing
+        permanent = verdict.blocker in PERMANENT_CODES or CONTAINMENT_CODES.get(verdict.blocker or "", False)
+        exhausted = task.counted_attempts() >= routing.max_attempts
+        if permanent or exhausted:
+            await self.escalate(task, events, reason="permanent" if permanent else "max_attempts")
+            return
+        if breach := self.budget_breach(task):
+            await self.escalate_over_budget(task, breach, events)
+            return
+        delay = (
+            0.0
+            if verdict.blocker == "quota_limited"
+            else backoff_seconds(task.counted_attempts(), routing.backoff_base_s, routing.backoff_cap_s)
+        )
+        events.append(task.retry_after(now, delay, blocker=verdict.blocker))
+        self.journal.commit(events, [task])
+        log.info("attempt_failed_will_retry", task=task.id, blocker=verdict.blocker, retry_in_s=delay)
+
+    async def validation_failed(self, task: Task, code: str, detail: str) -> None:
+        """A complete attempt whose hand-off failed (no diff, red tests, a secret): it failed after all."""
+        task.fail_validation(code, redact(detail))
+        log.warning("validation_failed", task=task.id, code=code)
+        await self.attempt_failed(task, Verdict("failed", code, error=detail, keep_changes=True))
+
+    # ------------------------------------------------------------ escalation
+
+    async def escalate(self, task: Task, events: Sequence[Event], *, reason: str, blocker: str | None = None) -> None:
+        """Label the issue blocked (and no longer ready), journal BLOCKED, then comment and notify.
+
+        The labels change first, so the dispatcher never sees a blocked task on a still-ready issue; the
+        comment is keyed and :meth:`recover_escalations` posts it if the daemon died before it did.
+        """
+        await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
+        await best_effort(self.forge.add_labels(task.repo, task.issue, [BLOCKED_LABEL]))
+        await best_effort(self.forge.set_board_status(task.repo, task.issue, "Blocked"))
+        evs = list(events)
+        evs.append(task.block(self.clock(), reason, blocker=blocker))
+        evs.append(self.journal.event("escalated", task.id, blocker=task.last_blocker, attempts=len(task.attempts)))
+        self.journal.commit(evs, [task])
+        log.warning("task_escalated", task=task.id, blocker=task.last_blocker, attempts=len(task.attempts))
+        await self._announce_escalation(task)
+        await self._drop_worktree(task)
+
+    def budget_breach(self, task: Task) -> str | None:
+        """``spent …; limit …`` when the task's issue (every attempt of every generation) is over a ceiling."""
+        return issue_breach(self._issue_tasks(task), self._config.limits)
+
+    def _issue_tasks(self, task: Task) -> list[Task]:
+        tasks = self.graph.for_issue(task.repo, task.issue)
+        return tasks if any(t is task for t in tasks) else [*tasks, task]
+
+    async def escalate_over_budget(self, task: Task, breach: str, events: Sequence[Event] = ()) -> None:
+        log.warning("task_over_budget", task=task.id, detail=breach)
+        await self.escalate(task, events, reason="budget", blocker=BUDGET_CODE)
+
+    def _escalation_marker(self, task: Task) -> Path:
+        return self._config.state_path / "runs" / safe_id(task.id) / f"escalated-{len(task.attempts)}"
+
+    async def _announce_escalation(self, task: Task) -> None:
+        """The structured comment (once, by key) and the notification; then the marker that says so."""
+        key = f"escalation:{task.id}:{len(task.attempts)}"
+        figures = self.budget_breach(task) or f"spent {issue_spend(self._issue_tasks(task)).describe()}"
+        try:
+            await self.forge.comment(task.repo, task.issue, redact(escalation_comment(task, figures)), key=key)
+        except AgentosError as exc:
+            log.warning("forge_call_failed", error=str(exc))
+            return  # no marker: the next start tries again
+        url = ""
+        with contextlib.suppress(AgentosError):  # the button degrades to "show" when the issue can't be read
+            url = (await self.forge.get_issue(task.repo, task.issue)).url
+        actions = [
+            Action("retry", task.id, "Retry"),
+            Action("cancel", task.id, "Cancel"),
+            Action("show", task.id, "Open issue", url),
+        ]
+        self.notify.notify(1, key, escalation_notice(task, figures), actions)
+        marker = self._escalation_marker(task)
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            marker.write_text(key + "\n", encoding="utf-8")
+
+    async def recover_escalations(self) -> None:
+        """After a restart: escalations whose comment or notice was not sent are finished."""
+        for task in list(self.graph):
+            if task.status is TaskStatus.BLOCKED and not self._escalation_marker(task).exists():
+                log.info("escalation_resumed", task=task.id)
+                await self._announce_escalation(task)
+
+    async def _drop_worktree(self, task: Task) -> None:
+        """A finished task keeps no worktree (LESSONS #17); its branch stays for a retry."""
+        if not task.branch:
+            return
+        try:
+            await self.workspaces.workspace(self.settings.repo(task.repo)).remove(task.branch, keep_branch=True)
+        except (AgentosError, KeyError) as exc:
+            log.warning("worktree_remove_failed", task=task.id, error=str(exc))
+
+    # ------------------------------------------------------------ what the PR monitor saw
+
+    async def send_back(self, task: Task, pr: PullRequest, detail: str, *, reason: str) -> bool:
+        """A red or conflicting PR goes back to an agent on its branch, up to the fix budget (then escalate).
+
+        True when it was sent back, False when the budget was spent and the task escalated.
+        """
+        detail = detail[-CI_CONTEXT_CHARS:]
+        routing = self._config.routing
+        limit = routing.max_ci_fix_attempts
+        if task.ci_fix_attempts >= limit or task.counted_attempts() >= routing.max_attempts + limit:
+            await self._fixes_exhausted(task, pr, detail, reason)
+            return False
+        if REVIEW_LABEL in pr.labels:  # the change will change: a new approval is asked when it is green again
+            await best_effort(self.forge.remove_label(task.repo, pr.number, REVIEW_LABEL))
+        event = task.send_back(self.clock(), reason=reason, detail=detail)
+        self.journal.commit([event], [task])
+        log.info("pr_sent_back", task=task.id, reason=reason, fix_attempt=task.ci_fix_attempts)
+        self.wake("dispatch")
+        return True
+
+    async def _fixes_exhausted(self, task: Task, pr: PullRequest, detail: str, reason: str) -> None:
+        """The fix budget is spent: comment on the PR (left open for a human), then escalate the task."""
+        fixes = task.fix_budget_spent(detail)  # an operator's retry starts with a fresh budget
+        body = fixes_exhausted_comment(task, reason, fixes)
+        await best_effort(
+            self.forge.comment(task.repo, pr.number, redact(body), key=f"ci-exhausted:{task.id}:{len(task.attempts)}")
+        )
+        event = self.journal.event("ci_fix_exhausted", task.id, reason=reason, fixes=fixes, pr=pr.number)
+        await self.escalate(task, [event], reason=reason)
+
+    def wedged_before(self, task: Task) -> bool:
+        """Another generation of this issue was wedged already (a second wedge escalates)."""
+        return any(t is not task and t.last_blocker == "wedged" for t in self.graph.for_issue(task.repo, task.issue))
+
+    async def escalate_wedged(self, task: Task, pr: PullRequest) -> None:
+        signature = task.last_signature
+        event = self.journal.event("pr_wedged", task.id, pr=pr.number, signature=signature, action="escalated")
+        await self.escalate(task, [event], reason="wedged", blocker="wedged")
+
+    def respawn(self, task: Task, pr: PullRequest) -> Task | None:
+        """After the wedge comment, the close and the branch's deletion: cancel the task, queue a new generation."""
+        now = self.clock()
+        signature = task.last_signature
+        events = [
+            self.journal.event("pr_wedged", task.id, pr=pr.number, signature=signature, action="respawned"),
+            *task.cancel(now, "wedged", blocker="wedged"),
+        ]
+        changed = [task]
+        fresh: Task | None = None
+        if self.graph.latest_for_issue(task.repo, task.issue) is task:
+            fresh = next_generation(task, now)
+            created = {"issue": task.issue, "generation": fresh.generation, "parent": task.id, "reason": "wedged"}
+            events.append(self.journal.event("task_created", fresh.id, **created))
+            changed.append(fresh)
+        self.journal.commit(events, changed)
+        again = f"; restarted from the base as {fresh.id}" if fresh else ""
+        self.notify.notify(2, f"wedged:{task.id}", f"Closed wedged PR {task.repo}#{pr.number}: {task.title}{again}")
+        self.wake("dispatch")
+        return fresh
+
+    async def merged(self, task: Task, sha: str, *, reconciled: bool = False) -> None:
+        """The PR merged: MERGED, the issue closed, the board Done, the operator's digest told."""
+        ev = task.mark_merged(self.clock(), sha)
+        extra = {"reconciled": True} if reconciled else {}
+        merged = self.journal.event("merged", task.id, pr=task.pr, sha=sha, attempts=len(task.attempts), **extra)
+        self.journal.commit([ev, merged], [task])
+        log.info("pr_merged", task=task.id, sha=sha, reconciled=reconciled)
+        await best_effort(self.forge.close_issue(task.repo, task.issue))
+        await best_effort(self.forge.set_board_status(task.repo, task.issue, "Done"))
+        self.notify.notify(3, f"merged:{task.id}", f"Merged {task.repo}#{task.pr}: {task.title}")
+        self.wake("dispatch")  # tasks that depended on this one may start now, not at the next tick
+
+    def closed_unmerged(self, task: Task) -> None:
+        """The PR was closed without a merge by someone else: the task is cancelled."""
+        self.journal.commit(task.cancel(self.clock(), "pr_closed_without_merge"), [task])
+
+    # ------------------------------------------------------------ operator decisions
+
+    async def cancel(self, task: Task, reason: str = OPERATOR_CANCEL) -> Task:
+        """Stop a task for good: CANCELLED is journalled first, then its attempt is stopped (the agent's or the
+        test command's processes killed), the issue's ready and running labels go and an open PR is closed
+        (its branch kept). The issue runs again only after ``task retry`` or a ready label added afresh.
+
+        Raises :class:`IllegalTransition` for a task that is merged or cancelled already.
+        """
+        if task.status is TaskStatus.CANCELLED:
+            raise IllegalTransition(f"task {task.id} is already cancelled")
+        was = task.status
+        events = task.cancel(self.clock(), reason, unready=True)
+        events.append(self.journal.event(reason, task.id, status=was.value, pr=task.pr))
+        self.journal.commit(events, [task])
+        log.warning("task_cancelled", task=task.id, reason=reason, was=was.value)
+        await self.running.stop(task.id, reason)
+        if was is TaskStatus.PR_OPEN and task.pr is not None:
+            await best_effort(self.forge.close_pr(task.repo, task.pr, comment=redact(cancelled_pr_comment(task))))
+        await self.clear_ready(task)
+        await self._drop_worktree(task)
+        return task
+
+    async def clear_ready(self, task: Task) -> bool:
+        """Take a cancelled task's issue out of the ready set (ready and running labels); True once done.
+
+        On a repo whose readiness is a Projects board's Status, no label says "ready" and a card moved back to
+        Ready cannot be told from one never moved: such a task stays cancelled until ``task retry``.
+        """
+        removed = await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
+        removed = await best_effort(self.forge.remove_label(task.repo, task.issue, RUNNING_LABEL)) and removed
+        if removed and task.awaiting_unready and ready_by_label(self._config, task.repo):
+            task.unready_done()
+            self.journal.commit([self.journal.event("ready_label_removed", task.id)], [task])
+        return removed
+
+    def retry(self, task: Task) -> Event:
+        """An operator's retry: the task is queued again (one attempt past a budget ceiling)."""
+        if task.status in (TaskStatus.QUEUED, TaskStatus.RETRYING, TaskStatus.RUNNING, TaskStatus.VALIDATING):
+            raise IllegalTransition(f"task {task.id} is already {task.status.value}")
+        events = task.requeue(self.clock(), "operator_retry")
+        self.journal.commit(events, [task])
+        self.wake("dispatch")
+        return events[-1]
+
+    async def reject(self, task: Task, pr: int) -> None:
+        """An operator rejected the PR: closed, the task cancelled, the issue out of the ready set."""
+        await self.forge.close_pr(task.repo, pr, comment="Rejected by the operator.")
+        self.journal.commit(task.cancel(self.clock(), "rejected"), [task])
+        await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
+        await self._drop_worktree(task)
+
+    async def review(self, repo: str, number: int, *, approve: bool) -> dict[str, Any]:
+        """An operator's decision on the PR ``repo#number`` (``ctl approve|reject``, the Telegram buttons).
+
+        Approval is recorded on the task and the PR monitor woken: the PR merges on that pass when it is green
+        and up to date, else as soon as it is. Raises :class:`ControlError` when no open agentos PR has that number.
+        """
+        owners = [t for t in self.graph if t.repo == repo and t.pr == number]
+        task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
+        ref = f"{repo}#{number}"
+        if task is None:
+            raise ControlError(f"no agentos task owns PR {ref}")
+        if task.status is TaskStatus.MERGED:
+            raise ControlError(f"PR {ref} is already merged")
+        if task.status is not TaskStatus.PR_OPEN:
+            raise ControlError(f"PR {ref} is not open for review (task is {task.status.value})")
+        if not approve:
+            await self.reject(task, number)
+            return {"pr": ref, "result": "rejected"}
+        self.approve(task, number)
+        self.wake("pr_monitor")
+        return {"pr": ref, "result": "approved", "status": task.status.value}
+
+    def approve(self, task: Task, pr: int) -> None:
+        """An operator approved the PR (it outlives restarts and queue rebases, not a follow-up attempt)."""
+        if task.approve(self.clock()):
+            self.journal.commit([self.journal.event("pr_approved", task.id, pr=pr)], [task])
+            log.info("pr_approved", task=task.id, pr=pr)
+

@@ -1,0 +1,122 @@
+"""The texts agentos writes about a task's fate: issue and PR comments, operator notices.
+
+Pure functions of a task (and the figures the caller passes): :mod:`agentos.lifecycle` decides, this module
+words it. Every text here is redacted by its caller before it leaves the daemon.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentos.agents.contract import RESULT_FILE, ContractError, ResultContract, read_contract
+from agentos.agents.prompt import fence
+from agentos.budget import BUDGET_CODE
+from agentos.graph import Attempt, Task
+from agentos.jobs._pr_policy import fenced
+from agentos.redact import redact
+
+
+def safe_id(task_id: str) -> str:
+    """A task id as a file name (``owner/repo#12.2`` → ``owner_repo-12.2``)."""
+    return task_id.replace("/", "_").replace("#", "-")
+
+
+def _last_contract(task: Task) -> ResultContract | None:
+    """The newest result file an attempt of ``task`` left that parses."""
+    for attempt in reversed(task.attempts):
+        if attempt.run_dir:
+            try:
+                return read_contract(Path(attempt.run_dir) / RESULT_FILE)
+            except ContractError:
+                continue
+    return None
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    return " ".join(text.split()).replace("|", "\\|")[:limit]
+
+
+def escalation_comment(task: Task, figures: str = "") -> str:
+    """What was tried by whom, the blocker codes, what it cost, the last error, the next step, the manual steps."""
+    lines = [
+        f"**agentos escalated this issue** after {len(task.attempts)} attempts; it needs a human.",
+        "",
+        f"Task `{task.id}`, last blocker: `{task.last_blocker or '-'}`.",
+        "",
+    ]
+    if figures:
+        lines += [f"Budget: {figures}.", ""]
+    if task.last_blocker == BUDGET_CODE:
+        lines += [
+            "The issue reached its token or cost ceiling (`limits.max_task_tokens`, `limits.max_task_cost_usd`), "
+            "so agentos stopped retrying it. A retry runs one more attempt; raise the limit for more.",
+            "",
+        ]
+    lines += [
+        "| # | agent | outcome | blocker | note |",
+        "|---|---|---|---|---|",
+    ]
+    for a in task.attempts:
+        lines.append(
+            f"| {a.number} | `{a.agent}` | {a.outcome} | `{a.blocker_code or '-'}` | {_cell(a.error or a.summary)} |"
+        )
+    last = task.attempts[-1] if task.attempts else None
+    if last and last.error.strip():
+        lines += ["", "Last error:", "", fence(last.error.strip()[-1500:])]
+    contract = _last_contract(task)
+    next_step = contract.next_step.strip() if contract else ""
+    manual = contract.manual_steps.strip() if contract else ""
+    if manual and manual.lower() not in ("none", "n/a", "-"):
+        lines += ["", "**Manual steps** (from the agent):", "", fence(manual[-1500:])]
+    if next_step and next_step.lower() not in ("none", "n/a", "-"):
+        lines += ["", f"**The agent's next step:** {_cell(next_step, 500)}"]
+    lines += [
+        "",
+        "**Next step:** fix the blocker above (or clarify the issue), then make the issue ready again "
+        f"(`agentos issue ready {task.issue}` on the local forge) or run `agentos ctl task retry {task.id}`.",
+    ]
+    return "\n".join(lines)
+
+
+def escalation_notice(task: Task, figures: str) -> str:
+    return f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}\n{figures}"
+
+
+def fixes_exhausted_comment(task: Task, reason: str, fixes: int) -> str:
+    """On a PR whose fix budget is spent: it stays open for a human."""
+    what = "CI stayed red" if reason == "ci_failed" else "the branch kept conflicting with its base"
+    return (
+        f"**agentos** stopped sending this PR back to an agent: {what} after {fixes} fix attempts "
+        f"(`routing.max_ci_fix_attempts`). The PR stays open for a human: fix and merge it, or close it. "
+        f"`agentos ctl task retry {task.id}` gives the task to an agent again.\n\n"
+        f"Last report:\n\n{fenced(task.current_attempt.error if task.current_attempt else '')}"
+    )
+
+
+def cancelled_pr_comment(task: Task) -> str:
+    """On the PR of a task an operator cancelled: closed, its branch kept."""
+    return (
+        f"**agentos**: task `{task.id}` was cancelled by the operator, so this PR is closed. Its branch "
+        f"`{task.branch}` is kept. `agentos ctl task retry {task.id}` gives the task to an agent again."
+    )
+
+
+def commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
+    first = (redact(summary).strip().splitlines() or [task.title])[0][:72]  # commits are pushed: no secrets
+    prefix = "partial: " if partial else ""
+    return f"{prefix}{first}\n\nagentos task {task.id} (issue #{task.issue})"
+
+
+def pr_body(task: Task, attempt: Attempt, files: int) -> str:
+    return (
+        f"Closes #{task.issue}\n\n"
+        f"{redact(attempt.summary) or task.title}\n\n"
+        f"---\nagentos task `{task.id}` · attempt {attempt.number} by `{attempt.agent}` · {files} files changed"
+    )
+
+
+def attempt_comment(task: Task, attempt: Attempt, pr: int) -> str:
+    return (
+        f"**agentos**: attempt {attempt.number} by `{attempt.agent}` is complete; PR #{pr} is open.\n\n"
+        f"{attempt.summary or '(no summary)'}"
+    )

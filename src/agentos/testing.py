@@ -1,0 +1,285 @@
+"""In-memory ports for tests and benchmarks: a journal, a settable clock, a recording notifier, a fake forge.
+
+::
+
+    rig = build(config)                      # lifecycle, executor, dispatcher, monitor over in-memory ports
+    rig.forge.add_issue("calc", 12, "Fix it", labels=["agentos:ready"])
+    await rig.lifecycle.attempt_failed(task, Verdict("failed", "timeout"))
+    assert rig.forge.labels("calc", 12) == ["agentos:blocked"]
+    assert rig.notes.sent[0].key == "escalation:calc#12:1"
+
+Everything here is typed against the real ports (:mod:`agentos.ports`, :class:`agentos.forge.base.Forge`), so a
+test that builds a part with them needs no ``type: ignore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from agentos._fake_forge import T0, FakeForge
+from agentos.agents.pool import AgentPool
+from agentos.config import Config, RepoConfig
+from agentos.executor import Executor
+from agentos.graph import Event, Task, TaskGraph
+from agentos.jobs._pr_gate import ReviewGate
+from agentos.jobs._pr_git import Branches, WorkspaceBranches
+from agentos.jobs.dispatch import Dispatcher
+from agentos.jobs.pr_monitor import PRMonitor
+from agentos.lifecycle import Lifecycle
+from agentos.ports import Action, Severity
+from agentos.running import RunningAttempts
+from agentos.store import DaemonState
+from agentos.workspace import Workspace
+
+__all__ = [
+    "T0",
+    "FakeForge",
+    "MemoryJournal",
+    "MemorySettings",
+    "MemoryWorkspaces",
+    "Note",
+    "RecordingNotifier",
+    "Rig",
+    "SettableClock",
+    "Wakes",
+    "build",
+]
+
+
+class SettableClock:
+    """``clock()`` is ``now``; :meth:`advance` moves it."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class MemoryJournal:
+    """The ``Journal`` port over a :class:`TaskGraph`: changed tasks are put in the graph, events kept in order."""
+
+    def __init__(self, graph: TaskGraph, clock: SettableClock) -> None:
+        self.graph = graph
+        self.clock = clock
+        self.events: list[Event] = []
+        self.saves = 0
+        self.hold: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<MemoryJournal events={len(self.events)}>"
+
+    def commit(self, events: Iterable[Event], tasks: Iterable[Task] = ()) -> None:
+        for task in tasks:
+            if task.id not in self.graph:
+                self.graph.put(task)
+        self.events += list(events)
+
+    def record(self, type_: str, task: str | None = None, **data: Any) -> None:
+        self.events.append(self.event(type_, task, **data))
+
+    def event(self, type_: str, task: str | None = None, **data: Any) -> Event:
+        return Event(type=type_, task=task, ts=self.clock(), data=data)
+
+    def save_state(self) -> None:
+        self.saves += 1
+
+    @property
+    def held(self) -> str | None:
+        return self.hold
+
+    def types(self, task: str | None = None) -> list[str]:
+        """Event types (a transition as ``->status``), of one task when given."""
+        return [
+            e.type if e.type != "transition" else f"->{e.data['to']}"
+            for e in self.events
+            if task is None or e.task == task
+        ]
+
+
+class Note(NamedTuple):
+    severity: Severity
+    key: str
+    text: str
+    actions: tuple[Action, ...]
+
+
+class RecordingNotifier:
+    """The ``Notify`` port: every notice kept, none sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[Note] = []
+
+    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
+        self.sent.append(Note(severity, key, text, tuple(actions)))
+        return True
+
+
+class Wakes:
+    """The ``Wake`` port: the jobs asked to run, in order."""
+
+    def __init__(self) -> None:
+        self.jobs: list[str] = []
+
+    def __call__(self, job: str) -> None:
+        self.jobs.append(job)
+
+
+class MemorySettings:
+    """The ``Settings`` port over a fixed config (``disabled`` repos switched off)."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self.disabled: set[str] = set()
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def repo(self, name: str) -> RepoConfig:
+        return self._config.repo(name)
+
+    def repo_enabled(self, name: str) -> bool:
+        try:
+            return self._config.repo(name).enabled and name not in self.disabled
+        except KeyError:
+            return False
+
+
+class MemoryWorkspaces:
+    """The ``Workspaces`` port: real :class:`Workspace` objects that touch git only when used."""
+
+    def __init__(self, state_dir: Path, remote: Path) -> None:
+        self.state_dir = state_dir
+        self.remote = remote
+        self._made: dict[str, Workspace] = {}
+
+    def workspace(self, repo: RepoConfig) -> Workspace:
+        ws = self._made.get(repo.name)
+        if ws is None:
+            ws = Workspace(self.state_dir, repo, remote_url=str(self.remote))
+            self._made[repo.name] = ws
+        return ws
+
+
+@dataclass
+class Rig:
+    """The core wired to in-memory ports, and the ports to look at."""
+
+    config: Config
+    clock: SettableClock
+    graph: TaskGraph
+    journal: MemoryJournal
+    forge: FakeForge
+    notes: RecordingNotifier
+    wakes: Wakes
+    settings: MemorySettings
+    state: DaemonState
+    running: RunningAttempts
+    lifecycle: Lifecycle
+    pool: AgentPool
+    executor: Executor
+    dispatcher: Dispatcher
+    monitor: PRMonitor
+    stopping: bool = False
+
+
+def build(
+    config: Config,
+    *,
+    tasks: Iterable[Task] = (),
+    now: datetime = T0,
+    running: RunningAttempts | None = None,
+    branches: Branches | None = None,
+    forge: FakeForge | None = None,
+) -> Rig:
+    """Lifecycle, executor, dispatcher and PR monitor over in-memory ports (worktrees under ``config.state_path``).
+
+    ``running`` replaces the registry of running attempts (a recording one, say); ``branches`` the PR monitor's
+    git (by default the real clones under the state dir, made only when a test gets that far); ``forge`` a
+    :class:`FakeForge` of the test's own (a subclass scripting what it needs).
+    """
+    clock = SettableClock(now)
+    graph = TaskGraph(tasks)
+    journal = MemoryJournal(graph, clock)
+    forge = forge if forge is not None else FakeForge(clock)
+    notes = RecordingNotifier()
+    wakes = Wakes()
+    settings = MemorySettings(config)
+    state = DaemonState()
+    running = running if running is not None else RunningAttempts()
+    workspaces = MemoryWorkspaces(config.state_path, config.state_path / "remote.git")
+    lifecycle = Lifecycle(
+        journal=journal,
+        clock=clock,
+        settings=settings,
+        graph=graph,
+        forge=forge,
+        notify=notes,
+        workspaces=workspaces,
+        running=running,
+        wake=wakes,
+    )
+    pool = AgentPool(settings=settings, journal=journal, notify=notes, clock=clock, state=state, graph=graph)
+    executor = Executor(
+        settings=settings,
+        journal=journal,
+        clock=clock,
+        graph=graph,
+        forge=forge,
+        workspaces=workspaces,
+        pool=pool,
+        lifecycle=lifecycle,
+        wake=wakes,
+    )
+    rig: Rig
+    dispatcher = Dispatcher(
+        settings=settings,
+        journal=journal,
+        clock=clock,
+        graph=graph,
+        forge=forge,
+        workspaces=workspaces,
+        executor=executor,
+        lifecycle=lifecycle,
+        pool=pool,
+        paused=lambda: state.paused,
+        stopping=lambda: rig.stopping,
+    )
+    git = branches if branches is not None else WorkspaceBranches(settings, workspaces)
+    monitor = PRMonitor(
+        settings=settings,
+        journal=journal,
+        clock=clock,
+        graph=graph,
+        forge=forge,
+        lifecycle=lifecycle,
+        branches=git,
+        gate=ReviewGate(settings=settings, journal=journal, forge=forge, notify=notes, branches=git),
+        stopping=lambda: rig.stopping,
+    )
+    rig = Rig(
+        config,
+        clock,
+        graph,
+        journal,
+        forge,
+        notes,
+        wakes,
+        settings,
+        state,
+        running,
+        lifecycle,
+        pool,
+        executor,
+        dispatcher,
+        monitor,
+    )
+    return rig
