@@ -190,6 +190,66 @@ class TestSetValue:
         assert path.read_text() == GOOD
 
 
+class TestConfigSetCommand:
+    """Issue #21, problem 5: `agentos config set` names the key in one line, adds missing keys, adds agents."""
+
+    def run(self, path: Path, *args: str) -> tuple[int, str]:
+        from typer.testing import CliRunner
+
+        from agentos.cli.main import app
+
+        result = CliRunner().invoke(app, ["config", "set", *args, "--config", str(path)])
+        assert not isinstance(result.exception, KeyError | AttributeError | TypeError), result.exception
+        return result.exit_code, result.output
+
+    def test_a_typo_is_one_line_naming_the_key_and_a_close_match(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "max_parallel_worker", "3")
+        assert code == 1 and "Traceback" not in out
+        [line] = out.strip().splitlines()
+        assert "max_parallel_worker:" in line and "did you mean max_parallel_workers?" in line
+        assert path.read_text() == GOOD
+
+    def test_a_bad_value_for_a_key_not_yet_in_the_file_names_file_line_and_key(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text("forge: local\nlimits:\n  max_runtime_minutes: 30\n")
+        code, out = self.run(path, "limits.idle_timeout_minutes", "soon")
+        assert code == 1 and "Traceback" not in out
+        [line] = out.strip().splitlines()
+        assert line.startswith(f"{path}:2: limits.idle_timeout_minutes: ")
+
+    def test_a_missing_key_is_added_keeping_comments(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "limits.idle_timeout_minutes", "7")
+        assert code == 0, out
+        assert load_config(path)[0].limits.idle_timeout_minutes == 7
+        assert "# where the graph lives" in path.read_text()
+
+    def test_a_command_agent_is_added_with_its_argv_in_one_edit(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        argv = '["python3", "/opt/p.py", "{prompt_file}"]'
+        code, out = self.run(path, "agents.fixer.kind", "command", "agents.fixer.argv", argv)
+        assert code == 0, out
+        agent = load_config(path)[0].agents["fixer"]
+        assert agent.kind == "command" and agent.argv == ["python3", "/opt/p.py", "{prompt_file}"]
+
+    def test_an_agent_without_its_argv_is_refused_naming_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "agents.fixer.kind", "command")
+        assert code == 1 and "agents.fixer" in out and "argv" in out and len(out.strip().splitlines()) == 1
+        assert path.read_text() == GOOD
+
+    def test_a_key_under_a_plain_value_is_one_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "max_parallel_workers.x", "1")
+        assert code == 1 and "max_parallel_workers holds a value" in out
+
+
 def test_secrets_read_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A secret read from the environment is redacted from every outbound text afterwards."""
     from agentos.redact import redact

@@ -78,22 +78,30 @@ def config_validate(file: str | None = typer.Argument(None, help="Config file (d
 @config_app.command("set")
 def config_set(
     key: str = typer.Argument(..., help="Dotted key, e.g. repos.calc.automation_mode or max_parallel_workers"),
-    value: str = typer.Argument(...),
+    value: str = typer.Argument(..., help="The value, read as YAML: 3, true, [a, b], a text"),
+    more: list[str] | None = typer.Argument(
+        None, metavar="[KEY VALUE]...", help="More pairs, applied and checked together (e.g. a new agent's keys)"
+    ),
     config: str | None = ConfigOption,
 ) -> None:
-    """Set one value, keeping every comment and the key order."""
-    from agentos.config import ConfigError, find_config, set_value
+    """Set values, keeping every comment and the key order; a missing key is added. One line per problem."""
+    from agentos.config import ConfigError, find_config, set_values
 
+    rest = list(more or [])
+    if len(rest) % 2:
+        fail(f"{rest[-1]}: a key needs a value (KEY VALUE [KEY VALUE]...)")
+    edits = [(key, value), *zip(rest[::2], rest[1::2], strict=True)]
     path = find_config(config)
     if path is None:
         fail("no config file found; pass --config FILE")
     try:
-        set_value(path, key, value)
+        set_values(path, edits)
     except ConfigError as exc:
         for problem in exc.problems:
-            err_console.print(problem, markup=False, highlight=False)
+            err_console.print(problem, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(f"{path}: {key} = {value}", markup=False)
+    for k, v in edits:
+        console.print(f"{path}: {k} = {v}", markup=False, highlight=False)
 
 
 @config_app.command("docs")
