@@ -10,18 +10,26 @@ from agentos import __version__
 from agentos.cli import ctl, doctor, init, issue, stats, views
 from agentos.cli._common import ConfigOption, console, err_console, fail
 from agentos.cli._typer import defer_adapters
+from agentos.cli.help import CONTEXT_SETTINGS, VersionOption, hide_flag_types
 
 defer_adapters()  # typer would build a pydantic adapter for every parameter of every command: ~50 ms each run
+hide_flag_types()
 
 app = typer.Typer(
     help="agentos: turns a backlog of issues into merged pull requests with coding agents.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT_SETTINGS,
 )
 config_app = typer.Typer(help="Validate and edit the config file.", no_args_is_help=True)
 app.add_typer(ctl.app, name="ctl")
 app.add_typer(issue.app, name="issue")
 app.add_typer(config_app, name="config")
+
+
+@app.callback()
+def main(version: bool = VersionOption) -> None:
+    """agentos: turns a backlog of issues into merged pull requests with coding agents."""
 
 
 @app.command()
