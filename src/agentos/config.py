@@ -34,6 +34,11 @@ from agentos.redact import get_default
 AgentKind = Literal["claude", "codex", "gemini", "command"]
 AutomationMode = Literal["full", "dispatcher_only"]
 
+SYSTEM_CONFIG_DIR = Path("/etc/agentos")
+"""Where the system unit's config lives."""
+SYSTEM_STATE_DIR = Path("/var/lib/agentos")
+"""Where the system unit keeps its state (``StateDirectory=agentos``)."""
+
 SECRET_KEYS = ("token", "api_key", "secret", "password", "private_key")
 DEFAULT_PROTECTED_PATHS = (".github/workflows/", ".gitlab-ci.yml", ".env", "*.pem", "*.key", "id_rsa*", "secrets.*")
 
@@ -611,6 +616,26 @@ class Config(_Model):
         if env and self.state_dir == Config.model_fields["state_dir"].default:
             return Path(env.split(":")[0])
         return Path(self.state_dir).expanduser()
+
+    def state_dir_for(self, config_path: Path | None) -> Path:
+        """The state directory of the daemon that serves this config, read from ``config_path``.
+
+        Every command and the daemon take it from here. ``$STATE_DIRECTORY`` (set by the systemd unit)
+        when ``state_dir`` is left at its default; then a system config (under :data:`SYSTEM_CONFIG_DIR`)
+        that leaves ``state_dir`` at its default is the unit's, whose state is :data:`SYSTEM_STATE_DIR`
+        (when that exists), so ``sudo agentos issue new`` outside the unit writes where the unit reads;
+        else ``state_dir`` itself.
+        """
+        default = Config.model_fields["state_dir"].default
+        if (
+            self.state_dir == default
+            and not os.environ.get("STATE_DIRECTORY")
+            and config_path is not None
+            and config_path.absolute().is_relative_to(SYSTEM_CONFIG_DIR)
+            and SYSTEM_STATE_DIR.is_dir()
+        ):
+            return SYSTEM_STATE_DIR
+        return self.state_path
 
     def chain_for(self, task_type: str, preferred: str | None = None) -> list[str]:
         """The agents to try, in order: the issue's preferred agent first, then the type's chain."""

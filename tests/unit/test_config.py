@@ -250,6 +250,18 @@ class TestConfigSetCommand:
         assert code == 1 and "max_parallel_workers holds a value" in out
 
 
+def test_validate_counts_in_words(tmp_path: Path) -> None:
+    """Issue #21, problem 9: one repo is "1 repo", not "1 repos"."""
+    from typer.testing import CliRunner
+
+    from agentos.cli.main import app
+
+    path = tmp_path / "agentos.yaml"
+    path.write_text(GOOD)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "(1 repo, 2 agents, forge local)" in result.output
+
+
 def test_secrets_read_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A secret read from the environment is redacted from every outbound text afterwards."""
     from agentos.redact import redact

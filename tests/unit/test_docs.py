@@ -47,7 +47,7 @@ def command_lines(text: str) -> list[tuple[int, str]]:
                 if stripped.startswith("agentos "):
                     found.append((number, stripped.split(" #", 1)[0].split(" && ", 1)[0].split(" | ", 1)[0]))
         else:
-            found += [(number, m.group(1)) for m in INLINE.finditer(line)]
+            found += [(number, m.group(1).removeprefix("sudo ")) for m in INLINE.finditer(line)]
     return found
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from agentos.cli._common import ConfigOption, JsonOption, console, print_json
+from agentos.cli._common import ConfigOption, JsonOption, console, count, print_json
 from agentos.cli.probes import VERSION_TIMEOUT_S, git_version
 from agentos.cli.probes import Probe as Probe  # the probes are re-exported for agentos init
 from agentos.cli.probes import credential_dirs as credential_dirs
@@ -89,7 +89,7 @@ def check_config(explicit: str | None) -> tuple[list[Check], Config | None, Path
             None,
             path,
         )
-    what = f"{path}: {len(cfg.repos)} repos, {len(cfg.agents)} agents, forge {cfg.forge}"
+    what = f"{path}: {count(len(cfg.repos), 'repo')}, {count(len(cfg.agents), 'agent')}, forge {cfg.forge}"
     checks = [Check("config", "ok", what)]
     if not cfg.repos:
         checks.append(Check("config:repos", "warn", "no repositories configured", "agentos init --repo NAME:PATH:TEST"))

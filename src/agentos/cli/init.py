@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agentos.cli._common import console, err_console
+from agentos.cli._common import console, count, err_console
 from agentos.cli.init_config import WriteResult, write_config, write_secret
 from agentos.cli.init_github import GitHubAccess, GitHubFlags, ask_github, offer_board_options, offer_labels
 from agentos.cli.init_plan import (
@@ -468,4 +468,6 @@ def _report(result: WriteResult) -> None:
     for change in result.changes:
         console.print(f"  {change}", markup=False, highlight=False)
     cfg = result.config
-    console.print(f"valid: {len(cfg.repos)} repos, {len(cfg.agents)} agents, forge {cfg.forge}", markup=False)
+    console.print(
+        f"valid: {count(len(cfg.repos), 'repo')}, {count(len(cfg.agents), 'agent')}, forge {cfg.forge}", markup=False
+    )

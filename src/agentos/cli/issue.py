@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import uuid
 from collections.abc import Coroutine
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from agentos.cli._common import ConfigOption, JsonOption, console, fail, load, print_json, table
+from agentos.cli._common import ConfigOption, JsonOption, console, err_console, fail, load, print_json, table
 from agentos.cli.views import quiet_logs
 from agentos.errors import AgentosError
 
@@ -31,13 +32,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def _forge(config: Config) -> LocalForge:
+def _forge(config: Config, path: Path | None) -> LocalForge:
+    """The local forge in the state directory the daemon for this config reads (:meth:`Config.state_dir_for`)."""
     from agentos.forge.local import LocalForge
 
     quiet_logs()  # stdout is the command's output (a table or JSON); log lines go to stderr
     if config.forge != "local":
         fail("`agentos issue` works on the local forge; this config uses GitHub (use GitHub's issues)")
-    return LocalForge(config.state_path, {r.name: r for r in config.repos})
+    return LocalForge(config.state_dir_for(path), {r.name: r for r in config.repos})
 
 
 def _repo(config: Config, name: str | None) -> str:
@@ -49,6 +51,14 @@ def _repo(config: Config, name: str | None) -> str:
     if name not in names:
         fail(f"no repo named {name!r} (repos: {', '.join(names) or 'none configured'})")
     return name
+
+
+_MARKER = re.compile(r"[ \t]*<!--\s*agentos:[^>]*?-->[ \t]*\n?")
+
+
+def readable(text: str) -> str:
+    """``text`` without agentos's hidden ``<!-- agentos:key=… -->`` markers (what a forge's page shows)."""
+    return _MARKER.sub("", text).strip()
 
 
 DAEMON_TIMEOUT_S = 5.0
@@ -110,33 +120,68 @@ def new(
     key = f"cli:{uuid.uuid4().hex}"  # a retry, here or in the daemon, finds the issue instead of filing another
     args = {"repo": repo, "title": title, "body": body, "labels": list(label), "ready": ready, "key": key}
     issue = _via_daemon("issue_new", args, config)
+    paused = None
     if issue is None:
-        issue = _new_here(config, repo, title, body, list(label), ready, key)
+        issue, paused = _new_here(config, repo, title, body, list(label), ready, key)
+    elif ready:
+        paused = _daemon_paused()
     if as_json:
         print_json(issue)
     else:
         console.print(
             f"{issue['repo']}#{issue['number']} {issue['title']}" + ("  [ready]" if ready else ""), markup=False
         )
+    if ready and paused:
+        err_console.print(PAUSED_HINT, markup=False, highlight=False, soft_wrap=True)
+
+
+PAUSED_HINT = "agentos is paused: nothing starts until `agentos ctl resume`"
+
+
+def _daemon_paused() -> bool | None:
+    """Whether the running daemon is paused (None: no answer)."""
+    from agentos.control.socket import client_socket_path, request
+
+    try:
+        status = request(client_socket_path(), "status", {}, timeout=DAEMON_TIMEOUT_S)
+    except (AgentosError, OSError):
+        return None
+    return bool(status.get("paused")) if isinstance(status, dict) else None
+
+
+def _saved_paused(state_dir: Path) -> bool:
+    """Whether the state in ``state_dir`` says paused (a stopped daemon starts paused again). Never writes."""
+    from agentos.store import StateError, Store
+
+    if not state_dir.is_dir():
+        return False
+    try:
+        _, daemon = Store(state_dir, fsync=False).load()
+    except (StateError, OSError):
+        return False
+    return daemon.paused
 
 
 def _new_here(
     config: str | None, repo: str | None, title: str, body: str, labels: list[str], ready: bool, key: str
-) -> dict[str, Any]:
-    """``issue new`` without a daemon: the config and the forge in this process, then a poke."""
+) -> tuple[dict[str, Any], bool]:
+    """``issue new`` without a daemon: the config and the forge in this process, then a poke.
+
+    Returns the issue and whether the saved state is paused.
+    """
     from agentos.forge.base import READY_LABEL
 
-    cfg, _ = load(config)
+    cfg, path = load(config)
     name = _repo(cfg, repo)
     wanted = labels + ([READY_LABEL] if ready and READY_LABEL not in labels else [])
     try:
-        issue = _run(_forge(cfg).new_issue(name, title, body, wanted, key=key))
+        issue = _run(_forge(cfg, path).new_issue(name, title, body, wanted, key=key))
     except AgentosError as exc:
         fail(f"issue not filed: {exc}")
     if ready:
         _poke()
     dumped: dict[str, Any] = issue.model_dump(mode="json")
-    return dumped
+    return dumped, ready and _saved_paused(cfg.state_dir_for(path))
 
 
 @app.command("list")
@@ -147,10 +192,10 @@ def list_(
     as_json: bool = JsonOption,
 ) -> None:
     """List issues."""
-    cfg, _ = load(config)
+    cfg, path = load(config)
     if state not in ("open", "closed", "all"):
         fail(f"--state must be open, closed or all, not {state!r}")
-    forge = _forge(cfg)
+    forge = _forge(cfg, path)
     names = [_repo(cfg, repo)] if repo or len(cfg.repos) == 1 else [r.name for r in cfg.repos]
     rows = []
     for name in names:
@@ -178,9 +223,9 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one issue with its comments."""
-    cfg, _ = load(config)
+    cfg, path = load(config)
     name = _repo(cfg, repo)
-    forge = _forge(cfg)
+    forge = _forge(cfg, path)
     try:
         issue = _run(forge.get_issue(name, number))
         comments = _run(forge.comments(name, number))
@@ -190,10 +235,10 @@ def show(
         print_json({**issue.model_dump(mode="json"), "comments": [c.model_dump(mode="json") for c in comments]})
         return
     console.print(f"[bold]{name}#{issue.number} {issue.title}[/bold]  ({issue.state}; {', '.join(issue.labels)})")
-    console.print(issue.body or "(no body)", markup=False)
+    console.print(readable(issue.body) or "(no body)", markup=False)
     for c in comments:
         console.print(f"\n[dim]— {c.author} at {c.created_at:%Y-%m-%d %H:%M}[/dim]")
-        console.print(c.body, markup=False)
+        console.print(readable(c.body), markup=False)
 
 
 @app.command("ready")
@@ -209,10 +254,10 @@ def ready(
         return
     from agentos.forge.base import READY_LABEL
 
-    cfg, _ = load(config)
+    cfg, path = load(config)
     name = _repo(cfg, repo)
     try:
-        _run(_forge(cfg).add_labels(name, number, [READY_LABEL]))
+        _run(_forge(cfg, path).add_labels(name, number, [READY_LABEL]))
     except AgentosError as exc:
         fail(str(exc))
     _poke()
@@ -227,10 +272,10 @@ def comment(
     config: str | None = ConfigOption,
 ) -> None:
     """Add a comment to an issue."""
-    cfg, _ = load(config)
+    cfg, path = load(config)
     name = _repo(cfg, repo)
     try:
-        _run(_forge(cfg).comment(name, number, body, key=f"cli:{uuid.uuid4().hex}"))
+        _run(_forge(cfg, path).comment(name, number, body, key=f"cli:{uuid.uuid4().hex}"))
     except AgentosError as exc:
         fail(str(exc))
     console.print(f"commented on {name}#{number}", markup=False)

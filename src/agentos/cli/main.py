@@ -8,7 +8,7 @@ import typer
 
 from agentos import __version__
 from agentos.cli import ctl, doctor, init, issue, stats, views
-from agentos.cli._common import ConfigOption, console, err_console, fail
+from agentos.cli._common import ConfigOption, console, count, err_console, fail
 from agentos.cli._typer import defer_adapters
 from agentos.cli.help import CONTEXT_SETTINGS, VersionOption, hide_flag_types
 
@@ -80,7 +80,8 @@ def config_validate(file: str | None = typer.Argument(None, help="Config file (d
         for problem in exc.problems:
             err_console.print(problem, markup=False, highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"{path}: ok ({len(cfg.repos)} repos, {len(cfg.agents)} agents, forge {cfg.forge})", markup=False)
+    summary = f"{count(len(cfg.repos), 'repo')}, {count(len(cfg.agents), 'agent')}, forge {cfg.forge}"
+    console.print(f"{path}: ok ({summary})", markup=False)
 
 
 @config_app.command("set")
