@@ -252,14 +252,53 @@ class TestConfigSetCommand:
 
 def test_validate_counts_in_words(tmp_path: Path) -> None:
     """Issue #21, problem 9: one repo is "1 repo", not "1 repos"."""
+    import subprocess
+
     from typer.testing import CliRunner
 
     from agentos.cli.main import app
 
+    repo = tmp_path / "calc"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
     path = tmp_path / "agentos.yaml"
-    path.write_text(GOOD)
+    path.write_text(GOOD.replace("/srv/repos/calc", str(repo)))
     result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "(1 repo, 2 agents, forge local)" in result.output
+
+
+class TestValidateRepoPaths:
+    """Issue #21, problem 6: a repo path that cannot be worked on fails `config validate`, one line each."""
+
+    def validate(self, tmp_path: Path, repo_path: Path) -> tuple[int, str]:
+        from typer.testing import CliRunner
+
+        from agentos.cli.main import app
+
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD.replace("/srv/repos/calc", str(repo_path)))
+        result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"COLUMNS": "200"})
+        return result.exit_code, result.output
+
+    def test_a_missing_path(self, tmp_path: Path) -> None:
+        code, out = self.validate(tmp_path, tmp_path / "nowhere")
+        assert code == 1
+        assert out.strip().splitlines() == [
+            f"{tmp_path / 'agentos.yaml'}: repos.calc.path: {tmp_path / 'nowhere'} does not exist"
+        ]
+
+    def test_a_folder_that_is_not_a_git_repository(self, tmp_path: Path) -> None:
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        code, out = self.validate(tmp_path, plain)
+        assert code == 1 and f"repos.calc.path: {plain} is not a git repository" in out
+
+    def test_a_folder_inside_a_repository(self, tmp_path: Path) -> None:
+        import subprocess
+
+        subprocess.run(["git", "init", "-q", str(tmp_path / "calc")], check=True)
+        (tmp_path / "calc" / "src").mkdir()
+        code, out = self.validate(tmp_path, tmp_path / "calc" / "src")
+        assert code == 1 and "inside the git repository" in out and str(tmp_path / "calc") in out
 
 
 def test_secrets_read_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:

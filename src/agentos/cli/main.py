@@ -67,7 +67,7 @@ def demo(
 
 @config_app.command("validate")
 def config_validate(file: str | None = typer.Argument(None, help="Config file (default: the usual places)")) -> None:
-    """Check a config file; prints one line per problem."""
+    """Check a config file and that each repo's path is a git repository; prints one line per problem."""
     from agentos.config import ConfigError, find_config, load_config
 
     path = find_config(file)
@@ -80,6 +80,12 @@ def config_validate(file: str | None = typer.Argument(None, help="Config file (d
         for problem in exc.problems:
             err_console.print(problem, markup=False, highlight=False)
         raise typer.Exit(1) from None
+    from agentos.repopath import repo_problems
+
+    if problems := repo_problems([(r.name, r.path) for r in cfg.repos]):
+        for problem in problems:
+            err_console.print(f"{path}: {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     summary = f"{count(len(cfg.repos), 'repo')}, {count(len(cfg.agents), 'agent')}, forge {cfg.forge}"
     console.print(f"{path}: ok ({summary})", markup=False)
 
