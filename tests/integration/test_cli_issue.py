@@ -111,3 +111,5 @@ class TestIssueOutput:
         assert code == 0 and "nothing starts until `agentos ctl resume`" in out
         code, out = agentos("issue", "new", "--title", "Not ready", "--config", config)
         assert code == 0 and "paused" not in out
+        code, out = agentos("issue", "ready", "3", "--config", config)
+        assert code == 0 and "nothing starts until `agentos ctl resume`" in out

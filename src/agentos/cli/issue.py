@@ -251,6 +251,8 @@ def ready(
     done = _via_daemon("issue_ready", {"repo": repo, "number": number}, config)
     if done is not None:
         console.print(f"{done['repo']}#{number} is ready", markup=False)
+        if _daemon_paused():
+            err_console.print(PAUSED_HINT, markup=False, highlight=False, soft_wrap=True)
         return
     from agentos.forge.base import READY_LABEL
 
@@ -262,6 +264,8 @@ def ready(
         fail(str(exc))
     _poke()
     console.print(f"{name}#{number} is ready", markup=False)
+    if _saved_paused(cfg.state_dir_for(path)):
+        err_console.print(PAUSED_HINT, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("comment")
