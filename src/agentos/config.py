@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -583,6 +592,15 @@ class Config(_Model):
         """:attr:`timezone` as a ``ZoneInfo`` (cached by zoneinfo, so cheap to call per tick)."""
         return ZoneInfo(self.timezone)
 
+    _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _remember_source(self, info: ValidationInfo) -> Config:
+        """The file this config was read from (``load_config``'s ``source`` context), for :attr:`state_path`."""
+        source = (info.context or {}).get("source")
+        self._source = Path(source) if source is not None else None
+        return self
+
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
         names = [r.name for r in self.repos]
@@ -612,30 +630,26 @@ class Config(_Model):
 
     @property
     def state_path(self) -> Path:
-        env = os.environ.get("STATE_DIRECTORY")
-        if env and self.state_dir == Config.model_fields["state_dir"].default:
-            return Path(env.split(":")[0])
-        return Path(self.state_dir).expanduser()
+        """The state directory: the one resolution every command and the daemon use.
 
-    def state_dir_for(self, config_path: Path | None) -> Path:
-        """The state directory of the daemon that serves this config, read from ``config_path``.
-
-        Every command and the daemon take it from here. ``$STATE_DIRECTORY`` (set by the systemd unit)
-        when ``state_dir`` is left at its default; then a system config (under :data:`SYSTEM_CONFIG_DIR`)
-        that leaves ``state_dir`` at its default is the unit's, whose state is :data:`SYSTEM_STATE_DIR`
-        (when that exists), so ``sudo agentos issue new`` outside the unit writes where the unit reads;
-        else ``state_dir`` itself.
+        ``$STATE_DIRECTORY`` (set by the systemd unit) when ``state_dir`` is left at its default; then, for
+        a config read from :data:`SYSTEM_CONFIG_DIR` that leaves it at its default, the system unit's
+        :data:`SYSTEM_STATE_DIR` when that exists (so ``sudo agentos issue new`` outside the unit writes
+        where the unit reads); else ``state_dir`` itself.
         """
         default = Config.model_fields["state_dir"].default
+        env = os.environ.get("STATE_DIRECTORY")
+        if self.state_dir == default and env:
+            return Path(env.split(":")[0])
+        source = self._source
         if (
             self.state_dir == default
-            and not os.environ.get("STATE_DIRECTORY")
-            and config_path is not None
-            and config_path.absolute().is_relative_to(SYSTEM_CONFIG_DIR)
+            and source is not None
+            and source.absolute().is_relative_to(SYSTEM_CONFIG_DIR)
             and SYSTEM_STATE_DIR.is_dir()
         ):
             return SYSTEM_STATE_DIR
-        return self.state_path
+        return Path(self.state_dir).expanduser()
 
     def chain_for(self, task_type: str, preferred: str | None = None) -> list[str]:
         """The agents to try, in order: the issue's preferred agent first, then the type's chain."""
@@ -725,14 +739,17 @@ def _message(err: Any, loc: Sequence[int | str]) -> str:
     return str(msg).removeprefix("Value error, ")
 
 
-def validate_document(doc: Any, name: str) -> Config:
-    """Validate a parsed YAML document, turning pydantic errors into ``file:line: key: problem``."""
+def validate_document(doc: Any, name: str, source: Path | None = None) -> Config:
+    """Validate a parsed YAML document, turning pydantic errors into ``file:line: key: problem``.
+
+    ``source`` is the file it was read from, when it was (see :attr:`Config.state_path`).
+    """
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):
         raise ConfigError([f"{name}:1: the file must be a mapping of keys (found {type(doc).__name__})"])
     try:
-        return Config.model_validate(doc)
+        return Config.model_validate(doc, context={"source": source})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -754,10 +771,10 @@ def load_config(path: str | Path | None = None) -> tuple[Config, Path | None]:
         text = found.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{found}: cannot read: {exc}"]) from None
-    return parse_config(text, str(found)), found
+    return parse_config(text, str(found), found), found
 
 
-def parse_config(text: str, name: str = "config.yaml") -> Config:
+def parse_config(text: str, name: str = "config.yaml", source: Path | None = None) -> Config:
     try:
         doc = _yaml().load(text)
     except YAMLError as exc:
@@ -767,7 +784,7 @@ def parse_config(text: str, name: str = "config.yaml") -> Config:
         raise ConfigError([f"{name}{line}: invalid YAML: {problem}"]) from None
     except Exception as exc:  # ruamel raises KeyError on "%YAML 0.0", RecursionError on deep nesting…
         raise ConfigError([f"{name}: invalid YAML: {type(exc).__name__}: {exc}"[:300]]) from None
-    return validate_document(doc, name)
+    return validate_document(doc, name, source)
 
 
 # ---------------------------------------------------------------- edits that keep comments
@@ -815,7 +832,7 @@ def set_values(path: Path, edits: Sequence[tuple[str, str | Any]]) -> Config:
         raise ConfigError([f"{path}:1: the file must be a mapping of keys"])
     for key, raw_value in edits:
         _set_in(doc, path, key, _coerce(raw_value) if isinstance(raw_value, str) else raw_value)
-    config = validate_document(doc, str(path))
+    config = validate_document(doc, str(path), path)
     buf = io.StringIO()
     yaml.dump(doc, buf)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o640

@@ -72,8 +72,7 @@ class TestOneStateDirectory:
         assert not (tmp_path / "home" / ".local" / "state" / "agentos").exists()
         code, out = agentos("issue", "list", "--json", "--config", config)
         assert code == 0 and [i["title"] for i in json.loads(out)] == ["Fix add()"]
-        cfg, path = config_module.load_config(config)
-        assert cfg.state_dir_for(path) == var
+        assert config_module.load_config(config)[0].state_path == var
 
     def test_state_directory_from_the_unit_is_where_issues_go(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

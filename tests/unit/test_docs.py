@@ -8,12 +8,10 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
 
-from agentos.cli.main import app
+from tests.cli_tree import tree
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -21,6 +19,7 @@ LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 INLINE = re.compile(r"`((?:sudo )?agentos (?!is )[-a-z][^`]*)`")  # `agentos is not running` is output
 FENCE = re.compile(r"^\s*(?:```|~~~)(\S*)")
 SHELL = ("sh", "bash", "shell", "console")
+TREE = tree()
 OUTSIDE = re.compile(r"\bDESIGN\.md\b|\bLESSONS\b|\.\./shared|\bSTYLE\.md\b|\barchitecture-review\b")
 
 
@@ -60,25 +59,23 @@ def words(line: str) -> list[str]:
 
 def unknown_part(line: str) -> str | None:
     """The first word of ``agentos …`` that names no subcommand, or an option the command does not have."""
-    command: Any = typer.main.get_command(app)
+    node = TREE
     naming = True  # still naming subcommands; after an argument or option, the rest are values
     for word in words(line)[1:]:
         if word.startswith("-") and len(word) > 1:
             name = word.split("=", 1)[0]
-            options = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"-h", "--help"}
-            if name not in options:
-                return f"option {name} of `{command.name}`"
+            if name not in node.options | {"-h", "--help"}:
+                return f"option {name} of `{node.name}`"
             naming = False
             continue
-        subcommands = getattr(command, "commands", None)
-        if not naming or subcommands is None:
+        if not naming or not node.children:
             naming = False
             continue
-        if word not in subcommands:
+        if word not in node.children:
             if re.fullmatch(r"[A-Z_<\[{.…].*|\S*[|…].*", word):
                 return None  # a placeholder such as `agentos ctl job on|off NAME`
             return f"subcommand {word!r}"
-        command = subcommands[word]
+        node = node.children[word]
     return None
 
 

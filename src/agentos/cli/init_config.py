@@ -358,7 +358,7 @@ def write_config(path: Path, plan: Plan, *, now: datetime) -> WriteResult:
         raise InitError(f"{path}: the file is not a YAML mapping; move it away and run init again")
     changes = merge_plan(doc, plan)
     try:
-        config = validate_document(doc, str(path))
+        config = validate_document(doc, str(path), path)
     except ConfigError as exc:
         raise InitError("the resulting config is invalid:\n  " + "\n  ".join(exc.problems)) from None
     buf = io.StringIO()

@@ -32,14 +32,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def _forge(config: Config, path: Path | None) -> LocalForge:
-    """The local forge in the state directory the daemon for this config reads (:meth:`Config.state_dir_for`)."""
+def _forge(config: Config) -> LocalForge:
+    """The local forge in the state directory the daemon for this config reads (:attr:`Config.state_path`)."""
     from agentos.forge.local import LocalForge
 
     quiet_logs()  # stdout is the command's output (a table or JSON); log lines go to stderr
     if config.forge != "local":
         fail("`agentos issue` works on the local forge; this config uses GitHub (use GitHub's issues)")
-    return LocalForge(config.state_dir_for(path), {r.name: r for r in config.repos})
+    return LocalForge(config.state_path, {r.name: r for r in config.repos})
 
 
 def _repo(config: Config, name: str | None) -> str:
@@ -171,17 +171,17 @@ def _new_here(
     """
     from agentos.forge.base import READY_LABEL
 
-    cfg, path = load(config)
+    cfg, _ = load(config)
     name = _repo(cfg, repo)
     wanted = labels + ([READY_LABEL] if ready and READY_LABEL not in labels else [])
     try:
-        issue = _run(_forge(cfg, path).new_issue(name, title, body, wanted, key=key))
+        issue = _run(_forge(cfg).new_issue(name, title, body, wanted, key=key))
     except AgentosError as exc:
         fail(f"issue not filed: {exc}")
     if ready:
         _poke()
     dumped: dict[str, Any] = issue.model_dump(mode="json")
-    return dumped, ready and _saved_paused(cfg.state_dir_for(path))
+    return dumped, ready and _saved_paused(cfg.state_path)
 
 
 @app.command("list")
@@ -192,10 +192,10 @@ def list_(
     as_json: bool = JsonOption,
 ) -> None:
     """List issues."""
-    cfg, path = load(config)
+    cfg, _ = load(config)
     if state not in ("open", "closed", "all"):
         fail(f"--state must be open, closed or all, not {state!r}")
-    forge = _forge(cfg, path)
+    forge = _forge(cfg)
     names = [_repo(cfg, repo)] if repo or len(cfg.repos) == 1 else [r.name for r in cfg.repos]
     rows = []
     for name in names:
@@ -223,9 +223,9 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one issue with its comments."""
-    cfg, path = load(config)
+    cfg, _ = load(config)
     name = _repo(cfg, repo)
-    forge = _forge(cfg, path)
+    forge = _forge(cfg)
     try:
         issue = _run(forge.get_issue(name, number))
         comments = _run(forge.comments(name, number))
@@ -256,15 +256,15 @@ def ready(
         return
     from agentos.forge.base import READY_LABEL
 
-    cfg, path = load(config)
+    cfg, _ = load(config)
     name = _repo(cfg, repo)
     try:
-        _run(_forge(cfg, path).add_labels(name, number, [READY_LABEL]))
+        _run(_forge(cfg).add_labels(name, number, [READY_LABEL]))
     except AgentosError as exc:
         fail(str(exc))
     _poke()
     console.print(f"{name}#{number} is ready", markup=False)
-    if _saved_paused(cfg.state_dir_for(path)):
+    if _saved_paused(cfg.state_path):
         err_console.print(PAUSED_HINT, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -276,10 +276,10 @@ def comment(
     config: str | None = ConfigOption,
 ) -> None:
     """Add a comment to an issue."""
-    cfg, path = load(config)
+    cfg, _ = load(config)
     name = _repo(cfg, repo)
     try:
-        _run(_forge(cfg, path).comment(name, number, body, key=f"cli:{uuid.uuid4().hex}"))
+        _run(_forge(cfg).comment(name, number, body, key=f"cli:{uuid.uuid4().hex}"))
     except AgentosError as exc:
         fail(str(exc))
     console.print(f"commented on {name}#{number}", markup=False)

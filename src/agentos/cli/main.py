@@ -28,7 +28,7 @@ app.add_typer(config_app, name="config")
 
 
 @app.callback()
-def main(version: bool = VersionOption) -> None:
+def root(version: bool = VersionOption) -> None:
     """agentos: turns a backlog of issues into merged pull requests with coding agents."""
 
 

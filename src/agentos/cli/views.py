@@ -37,10 +37,14 @@ def safe_id(task_id: str) -> str:
 
 
 def resolve_state_dir(config: Config, config_path: Path | None, explicit: str | None = None) -> Path:
-    """The state directory the daemon for this config uses (:meth:`Config.state_dir_for`); ``--state-dir`` wins."""
+    """The state directory the daemon for this config uses (:attr:`Config.state_path`); ``--state-dir`` wins.
+
+    ``config_path`` is unused: the config knows the file it was read from.
+    """
+    del config_path
     if explicit:
         return Path(explicit).expanduser()
-    return config.state_dir_for(config_path)
+    return config.state_path
 
 
 def quiet_logs() -> None:
