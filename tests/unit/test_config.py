@@ -301,6 +301,31 @@ class TestValidateRepoPaths:
         assert code == 1 and "inside the git repository" in out and str(tmp_path / "calc") in out
 
 
+class TestStatePath:
+    """Issue #21, problem 1: one state directory for the daemon and every command, from the config alone."""
+
+    def test_the_system_config_uses_the_units_state_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import agentos.config as config_module
+
+        etc, var = tmp_path / "etc", tmp_path / "var"
+        etc.mkdir()
+        var.mkdir()
+        monkeypatch.setattr(config_module, "SYSTEM_CONFIG_DIR", etc)
+        monkeypatch.setattr(config_module, "SYSTEM_STATE_DIR", var)
+        monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+        (etc / "config.yaml").write_text("forge: local\n")
+        (tmp_path / "mine.yaml").write_text("forge: local\n")
+        (etc / "explicit.yaml").write_text(f"state_dir: {tmp_path / 'own'}\n")
+
+        assert load_config(etc / "config.yaml")[0].state_path == var
+        assert load_config(tmp_path / "mine.yaml")[0].state_path == Path("~/.local/state/agentos").expanduser()
+        assert load_config(etc / "explicit.yaml")[0].state_path == tmp_path / "own"
+        monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "unit"))
+        assert load_config(etc / "config.yaml")[0].state_path == tmp_path / "unit"
+
+
 def test_secrets_read_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A secret read from the environment is redacted from every outbound text afterwards."""
     from agentos.redact import redact
