@@ -592,13 +592,18 @@ class Config(_Model):
         """:attr:`timezone` as a ``ZoneInfo`` (cached by zoneinfo, so cheap to call per tick)."""
         return ZoneInfo(self.timezone)
 
-    _source: Path | None = PrivateAttr(default=None)
+    _unit_state: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _remember_source(self, info: ValidationInfo) -> Config:
-        """The file this config was read from (``load_config``'s ``source`` context), for :attr:`state_path`."""
+    def _unit_state_dir(self, info: ValidationInfo) -> Config:
+        """Read from the system config (``load_config``'s ``source`` context) with ``state_dir`` at its default
+        while the system unit's state directory exists: that directory (decided once, at load)."""
         source = (info.context or {}).get("source")
-        self._source = Path(source) if source is not None else None
+        if self.state_dir != Config.model_fields["state_dir"].default:
+            self._unit_state = None  # also when an assignment (validate_assignment) sets a state_dir
+        elif source is not None:
+            system = Path(source).absolute().is_relative_to(SYSTEM_CONFIG_DIR) and SYSTEM_STATE_DIR.is_dir()
+            self._unit_state = SYSTEM_STATE_DIR if system else None
         return self
 
     @model_validator(mode="after")
@@ -634,22 +639,13 @@ class Config(_Model):
 
         ``$STATE_DIRECTORY`` (set by the systemd unit) when ``state_dir`` is left at its default; then, for
         a config read from :data:`SYSTEM_CONFIG_DIR` that leaves it at its default, the system unit's
-        :data:`SYSTEM_STATE_DIR` when that exists (so ``sudo agentos issue new`` outside the unit writes
-        where the unit reads); else ``state_dir`` itself.
+        :data:`SYSTEM_STATE_DIR` when that existed at load (so ``sudo agentos issue new`` outside the unit
+        writes where the unit reads); else ``state_dir`` itself.
         """
-        default = Config.model_fields["state_dir"].default
         env = os.environ.get("STATE_DIRECTORY")
-        if self.state_dir == default and env:
+        if env and self.state_dir == Config.model_fields["state_dir"].default:
             return Path(env.split(":")[0])
-        source = self._source
-        if (
-            self.state_dir == default
-            and source is not None
-            and source.absolute().is_relative_to(SYSTEM_CONFIG_DIR)
-            and SYSTEM_STATE_DIR.is_dir()
-        ):
-            return SYSTEM_STATE_DIR
-        return Path(self.state_dir).expanduser()
+        return self._unit_state or Path(self.state_dir).expanduser()
 
     def chain_for(self, task_type: str, preferred: str | None = None) -> list[str]:
         """The agents to try, in order: the issue's preferred agent first, then the type's chain."""

@@ -332,12 +332,11 @@ def _ask_agents(ask: Asker, flags: list[str], configured: tuple[str, ...], probe
         ]
         try:
             chosen = [parse_agent_spec(spec, configured) for spec in specs]
+            break
         except InitError as exc:
             if flags or not ask.interactive:
                 raise
             console.print(str(exc).removeprefix("--agent "), markup=False)
-            continue
-        break
     for agent in chosen:
         if agent.kind == "command" and agent.argv is None:
             line = ask.text(
