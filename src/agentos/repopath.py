@@ -15,6 +15,9 @@ from pathlib import Path
 
 GIT_TIMEOUT_S = 10.0
 
+ServiceUser = tuple[str, int, set[int]]
+"""A user as (name, uid, group ids)."""
+
 
 def path_problem(path: Path, *, git: str | None = None) -> str | None:
     """Why ``path`` is not a git repository agentos can use (``… does not exist``), or None when it is one."""
@@ -80,7 +83,7 @@ def writable_by(path: Path, uid: int, gids: set[int]) -> bool:
     return bool(st.st_mode & stat.S_IWOTH and st.st_mode & stat.S_IXOTH)
 
 
-def service_user(name: str) -> tuple[str, int, set[int]] | None:
+def service_user(name: str) -> ServiceUser | None:
     """The user ``name`` as (name, uid, groups), or None when there is no such user."""
     import grp
     import pwd
@@ -93,7 +96,8 @@ def service_user(name: str) -> tuple[str, int, set[int]] | None:
     return entry.pw_name, entry.pw_uid, groups
 
 
-def current_user() -> tuple[str, int, set[int]]:
+def current_user() -> ServiceUser:
+    """Whoever runs this process."""
     import pwd
 
     uid = os.geteuid()

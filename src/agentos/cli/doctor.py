@@ -34,13 +34,10 @@ from agentos.cli.probes import github_get as github_get
 from agentos.cli.probes import github_scopes as github_scopes
 from agentos.cli.probes import probe_version as probe_version
 from agentos.cli.probes import telegram_call as telegram_call
-from agentos.repopath import current_user, git_dir_of, path_problem, service_user, writable_by
+from agentos.repopath import ServiceUser, current_user, git_dir_of, path_problem, service_user, writable_by
 
 if TYPE_CHECKING:
     from agentos.config import Config, RepoConfig
-
-ServiceUser = tuple[str, int, set[int]]
-"""A user as (name, uid, group ids)."""
 
 Status = Literal["ok", "warn", "error"]
 
@@ -233,7 +230,7 @@ def check_repo(repo: RepoConfig, env: Mapping[str, str], user: ServiceUser | Non
     else:
         checks.append(_git_repo_check(where, repo, path, env))
         if checks[-1].status != "error":
-            checks.append(_writable_check(where, repo, path, user or current_user()))
+            checks.append(_writable_check(where, path, user or current_user()))
     program = command_program(repo.test_command)
     tests = f"{where}:tests"
     if program is None or program in SHELL_BUILTINS:
@@ -278,7 +275,7 @@ def _git_repo_check(where: str, repo: RepoConfig, path: Path, env: Mapping[str, 
     return Check(where, "ok", f"{path} is a git repository (base {repo.base_branch})")
 
 
-def _writable_check(where: str, repo: RepoConfig, path: Path, user: ServiceUser) -> Check:
+def _writable_check(where: str, path: Path, user: ServiceUser) -> Check:
     """The local forge pushes into the repository and updates its checkout: its folder and git directory must
     be writable by the daemon's user."""
     name, uid, gids = user
