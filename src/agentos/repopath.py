@@ -28,11 +28,10 @@ def path_problem(path: Path, *, git: str | None = None) -> str | None:
     found = _rev_parse(path, git)
     if found is None:
         return f"{path} is not a git repository"
-    git_dir, up = found
+    _, up = found
     if up:
         top = (path / up).resolve()
         return f"{path} is a folder inside the git repository {top}: give the repository's top folder"
-    del git_dir
     return None
 
 
