@@ -3,8 +3,9 @@
 The wizard asks, and every answer is also a flag (``--yes`` takes flags and defaults only, for scripts):
 
 1. checks git and the agent CLIs (``claude``, ``codex``, ``gemini``: ``--version`` with a time limit);
-2. the forge, the repositories and their test commands, the agents, the automation mode (default
-   ``dispatcher_only``: PRs wait for your approval, as a careful pilot should), workers and cadence;
+2. the forge, the repositories and their test commands, the agents (a built-in CLI, or any program as a
+   ``command`` agent), the automation mode (default ``dispatcher_only``: PRs wait for your approval, as a
+   careful pilot should), workers and cadence;
 3. GitHub, through the daemon's own client: verifies the token (``GET /user``, each repo) or the GitHub
    App (mints an installation token, reads each repo), offers to create the ``agentos:*`` labels and to
    add the Status options agentos uses to each repo's Projects v2 board;
