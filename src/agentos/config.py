@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -34,6 +43,11 @@ from agentos.redact import get_default
 
 AgentKind = Literal["claude", "codex", "gemini", "command"]
 AutomationMode = Literal["full", "dispatcher_only"]
+
+SYSTEM_CONFIG_DIR = Path("/etc/agentos")
+"""Where the system unit's config lives."""
+SYSTEM_STATE_DIR = Path("/var/lib/agentos")
+"""Where the system unit keeps its state (``StateDirectory=agentos``)."""
 
 SECRET_KEYS = ("token", "api_key", "secret", "password", "private_key")
 DEFAULT_PROTECTED_PATHS = (".github/workflows/", ".gitlab-ci.yml", ".env", "*.pem", "*.key", "id_rsa*", "secrets.*")
@@ -579,6 +593,20 @@ class Config(_Model):
         """:attr:`timezone` as a ``ZoneInfo`` (cached by zoneinfo, so cheap to call per tick)."""
         return ZoneInfo(self.timezone)
 
+    _unit_state: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _unit_state_dir(self, info: ValidationInfo) -> Config:
+        """Read from the system config (``load_config``'s ``source`` context) with ``state_dir`` at its default
+        while the system unit's state directory exists: that directory (decided once, at load)."""
+        source = (info.context or {}).get("source")
+        if self.state_dir != Config.model_fields["state_dir"].default:
+            self._unit_state = None  # also when an assignment (validate_assignment) sets a state_dir
+        elif source is not None:
+            system = Path(source).absolute().is_relative_to(SYSTEM_CONFIG_DIR) and SYSTEM_STATE_DIR.is_dir()
+            self._unit_state = SYSTEM_STATE_DIR if system else None
+        return self
+
     @model_validator(mode="after")
     def _references_exist(self) -> Config:
         names = [r.name for r in self.repos]
@@ -608,10 +636,17 @@ class Config(_Model):
 
     @property
     def state_path(self) -> Path:
+        """The state directory: the one resolution every command and the daemon use.
+
+        ``$STATE_DIRECTORY`` (set by the systemd unit) when ``state_dir`` is left at its default; then, for
+        a config read from :data:`SYSTEM_CONFIG_DIR` that leaves it at its default, the system unit's
+        :data:`SYSTEM_STATE_DIR` when that existed at load (so ``sudo agentos issue new`` outside the unit
+        writes where the unit reads); else ``state_dir`` itself.
+        """
         env = os.environ.get("STATE_DIRECTORY")
         if env and self.state_dir == Config.model_fields["state_dir"].default:
             return Path(env.split(":")[0])
-        return Path(self.state_dir).expanduser()
+        return self._unit_state or Path(self.state_dir).expanduser()
 
     def chain_for(self, task_type: str, preferred: str | None = None) -> list[str]:
         """The agents to try, in order: the issue's preferred agent first, then the type's chain."""
@@ -636,18 +671,49 @@ def _line_of(doc: Any, loc: Sequence[int | str]) -> int | None:
     node, line = doc, None
     for key in loc:
         if isinstance(node, CommentedMap) and key in node:
-            pos = node.lc.key(key)
-            line = pos[0] + 1 if pos else line
+            pos = _position(node.lc.key, key)
             node = node[key]
         elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-            pos = node.lc.item(key)
-            line = pos[0] + 1 if pos else line
+            pos = _position(node.lc.item, key)
             node = node[key]
         else:
             break
+        if pos is None:  # a key added by `config set`, not read from the file: its parent's line, if any
+            return line
+        line = pos[0] + 1
     if line is None and isinstance(doc, CommentedMap):
         line = 1
     return line
+
+
+def _position(lookup: Any, key: Any) -> tuple[int, int] | None:
+    try:
+        pos = lookup(key)
+    except (KeyError, IndexError, TypeError):
+        return None
+    return (int(pos[0]), int(pos[1])) if pos else None
+
+
+def _known_keys(loc: Sequence[int | str]) -> list[str]:
+    """The keys the config's models allow inside ``loc`` (``agents.claude`` → the keys of an agent)."""
+    from typing import get_args, get_origin
+
+    def unwrap(annotation: Any) -> Any:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if type(None) in get_args(annotation) and len(args) == 1 else annotation
+
+    model: Any = Config
+    for part in loc:
+        if get_origin(model) in (list, dict):
+            model = unwrap(get_args(model)[-1])
+        elif isinstance(model, type) and issubclass(model, BaseModel) and isinstance(part, str):
+            field = model.model_fields.get(part)
+            if field is None:
+                return []
+            model = unwrap(field.annotation)
+        else:
+            return []
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
 def _key_path(loc: Sequence[int | str]) -> str:
@@ -657,30 +723,37 @@ def _key_path(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
-def _message(err: Any) -> str:
+def _message(err: Any, loc: Sequence[int | str]) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "missing":
         return "field required"
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see config/agentos.example.yaml)"
+        import difflib
+
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
+        hint = f"did you mean {close[0]}?" if close else "check the spelling"
+        return f"unknown key; {hint} (every key: docs/configuration.md)"
     return str(msg).removeprefix("Value error, ")
 
 
-def validate_document(doc: Any, name: str) -> Config:
-    """Validate a parsed YAML document, turning pydantic errors into ``file:line: key: problem``."""
+def validate_document(doc: Any, name: str, source: Path | None = None) -> Config:
+    """Validate a parsed YAML document, turning pydantic errors into ``file:line: key: problem``.
+
+    ``source`` is the file it was read from, when it was (see :attr:`Config.state_path`).
+    """
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):
         raise ConfigError([f"{name}:1: the file must be a mapping of keys (found {type(doc).__name__})"])
     try:
-        return Config.model_validate(doc)
+        return Config.model_validate(doc, context={"source": source})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
             line = _line_of(doc, loc[:-1] if err["type"] == "missing" else loc)
             where = f"{name}:{line}" if line else name
-            problems.append(f"{where}: {_key_path(loc)}: {_message(err)}")
+            problems.append(f"{where}: {_key_path(loc)}: {_message(err, loc)}")
         raise ConfigError(problems) from None
 
 
@@ -695,10 +768,10 @@ def load_config(path: str | Path | None = None) -> tuple[Config, Path | None]:
         text = found.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{found}: cannot read: {exc}"]) from None
-    return parse_config(text, str(found)), found
+    return parse_config(text, str(found), found), found
 
 
-def parse_config(text: str, name: str = "config.yaml") -> Config:
+def parse_config(text: str, name: str = "config.yaml", source: Path | None = None) -> Config:
     try:
         doc = _yaml().load(text)
     except YAMLError as exc:
@@ -708,7 +781,7 @@ def parse_config(text: str, name: str = "config.yaml") -> Config:
         raise ConfigError([f"{name}{line}: invalid YAML: {problem}"]) from None
     except Exception as exc:  # ruamel raises KeyError on "%YAML 0.0", RecursionError on deep nesting…
         raise ConfigError([f"{name}: invalid YAML: {type(exc).__name__}: {exc}"[:300]]) from None
-    return validate_document(doc, name)
+    return validate_document(doc, name, source)
 
 
 # ---------------------------------------------------------------- edits that keep comments
@@ -735,9 +808,39 @@ def set_value(path: Path, key: str, raw_value: str | Any) -> Config:
     A repo may be addressed by its name in place of its index. The edited document is validated before
     it is written (atomically); an invalid edit changes nothing.
     """
+    return set_values(path, [(key, raw_value)])
+
+
+def set_values(path: Path, edits: Sequence[tuple[str, str | Any]]) -> Config:
+    """Set several keys at once (:func:`set_value`), validated together: ``agents.p.kind command`` needs its
+    ``agents.p.argv`` in the same edit. A missing key is added (with its missing parents); an edit that
+    leaves the file invalid raises :class:`ConfigError` naming the key, and changes nothing.
+    """
     yaml = _yaml()
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    doc = yaml.load(text) if text.strip() else CommentedMap()
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        doc = yaml.load(text) if text.strip() else CommentedMap()
+    except YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+    if not isinstance(doc, CommentedMap):
+        raise ConfigError([f"{path}:1: the file must be a mapping of keys"])
+    for key, raw_value in edits:
+        _set_in(doc, path, key, _coerce(raw_value) if isinstance(raw_value, str) else raw_value)
+    config = validate_document(doc, str(path), path)
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o640
+    try:
+        atomic_write_bytes(path, buf.getvalue().encode("utf-8"), mode=mode)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot write: {exc.strerror or exc}"]) from None
+    return config
+
+
+def _set_in(doc: CommentedMap, path: Path, key: str, value: Any) -> None:
     parts = _walk_key(key)
     if not parts:
         raise ConfigError([f"{path}: empty key"])
@@ -749,26 +852,24 @@ def set_value(path: Path, key: str, raw_value: str | Any) -> Config:
                 raise ConfigError([f"{path}: {_key_path(parts[: i + 1])}: no entry named {part!r}"])
             node = named[0]
             continue
+        if isinstance(node, dict) and isinstance(part, str) and node.get(part) is None:
+            node[part] = CommentedMap()  # a missing section (or an empty `key:`) is added
         try:
             node = node[part]
         except (KeyError, IndexError, TypeError):
-            if isinstance(node, dict) and isinstance(part, str):
-                node[part] = CommentedMap()
-                node = node[part]
-            else:
-                raise ConfigError([f"{path}: {_key_path(parts[: i + 1])}: no such key"]) from None
-    value = _coerce(raw_value) if isinstance(raw_value, str) else raw_value
+            raise ConfigError([f"{path}: {_key_path(parts[: i + 1])}: no such key"]) from None
     last = parts[-1]
-    try:
+    if isinstance(node, list) and isinstance(last, int) and last == len(node):
+        node.append(value)  # repos[N] with N the length: a new entry
+        return
+    if isinstance(node, list):
+        if not (isinstance(last, int) and 0 <= last < len(node)):
+            raise ConfigError([f"{path}: {_key_path(parts)}: no such entry"])
         node[last] = value
-    except (IndexError, TypeError):
-        raise ConfigError([f"{path}: {_key_path(parts)}: no such key"]) from None
-    config = validate_document(doc, str(path))
-    buf = io.StringIO()
-    yaml.dump(doc, buf)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o640
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8"), mode=mode)
-    return config
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError([f"{path}: {_key_path(parts)}: {_key_path(parts[:-1])} holds a value, not keys"])
 
 
 # ---------------------------------------------------------------- secrets

@@ -62,6 +62,19 @@ class TestThroughTheDaemon:
         loop.wait_status(f"{REPO}#{number}", "merged")
         assert [(e["number"], e["ready"]) for e in filed_by_daemon(loop)] == [(number, False)]
 
+    def test_a_paused_daemon_is_named_and_show_hides_the_key(self, make_loop: MakeLoop) -> None:
+        """Issue #21, problem 9: `issue new --ready` while paused says nothing starts until `ctl resume`;
+        `issue show` prints the body without the hidden key the daemon filed it with."""
+        loop = make_loop({"claude": claude_agent("complete")})
+        loop.ctl("pause")
+        config = str(loop.config)
+        done = loop.cli(
+            "issue", "new", "--repo", REPO, "--title", "Waits", "--body", "Body.", "--ready", "--config", config
+        )
+        assert "nothing starts until `agentos ctl resume`" in done.stderr
+        shown = loop.cli("issue", "show", "1", "--repo", REPO, "--config", config).stdout
+        assert "Body." in shown and not CLI_KEY.search(shown) and "<!--" not in shown
+
     @pytest.mark.slow
     def test_a_daemon_that_answers_late_still_gets_exactly_one_issue(self, make_loop: MakeLoop) -> None:
         """The daemon is stopped (SIGSTOP) while the CLI waits: the CLI gives up after its timeout and files the

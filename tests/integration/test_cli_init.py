@@ -453,7 +453,7 @@ class TestTerminalSession:
                 ("Name [calc]", ""),
                 ("Test command (must pass before a PR opens) [python3 -m pytest -q]", ""),
                 ("Add a repository? [y/N]", ""),
-                ("Agents (comma-separated: claude, codex, gemini)", "claude"),
+                ("Agents (comma-separated: claude, codex, gemini, or NAME:command for any program)", "claude"),
                 ("Agents at work at once [2]", ""),
                 ("Seconds between looks for ready issues [60]", "30"),
                 ("Time zone of cron jobs, the digest and budgets", ""),
@@ -797,3 +797,129 @@ class TestConfigurationDoc:
         result = CliRunner().invoke(app, ["config", "docs", "--check", "--file", str(tmp_path / "nope.md")])
         assert result.exit_code == 1
         assert "nope.md: cannot read" in result.output
+
+
+# ---------------------------------------------------------------- issue #21, problem 7
+
+
+def fake_cli(bin_dir: Path, name: str) -> None:
+    """An executable ``name`` on PATH that answers ``--version`` like an installed agent CLI."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / name
+    script.write_text(f"#!/bin/sh\necho '{name} 1.0.0'\n")
+    script.chmod(0o755)
+
+
+@pytest.fixture
+def only_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH holds git and the fake CLIs a test puts in the returned directory, and no real agent CLI."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (bin_dir / "git").symlink_to(git)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    for name in ("claude", "codex", "gemini"):
+        if shutil.which(name):
+            pytest.skip(f"{name} is installed in /usr/bin or /bin")
+    return bin_dir
+
+
+class TestProblem7Agents:
+    def test_a_command_agent_is_added_from_the_flag(self, setup: Setup, tmp_path: Path) -> None:
+        """`--agent NAME:command:COMMAND LINE` adds any program as an agent, joining the default chain."""
+        repo = git_repo(tmp_path / "calc")
+        code, out = setup.run(
+            "--yes", "--repo", f"calc:{repo}:true", "--agent", "patcher:command:python3 /opt/p.py {prompt_file}"
+        )
+        assert code == 0, out
+        cfg, _ = load_config(setup.config)
+        assert cfg.agents["patcher"].kind == "command"
+        assert cfg.agents["patcher"].argv == ["python3", "/opt/p.py", "{prompt_file}"]
+        assert cfg.routing.default == ["patcher"]
+
+    def test_the_wizard_asks_a_command_agent_for_its_command_line(self, setup: Setup, tmp_path: Path) -> None:
+        """An unknown answer is asked again, not a reason to throw every answer away; `command` asks for argv."""
+        repo = git_repo(tmp_path / "calc")
+        answers = [
+            "",  # forge
+            "",  # automation mode
+            "",  # add a repository?
+            str(repo),
+            "",  # name
+            "",  # test command
+            "n",  # another repository?
+            "aider",  # agents: unknown, asked again
+            "patcher:command",  # agents
+            "python3 /opt/p.py {prompt_file}",  # its command line
+            "",  # workers
+            "",  # dispatch interval
+            "",  # time zone
+            "",  # status page?
+            "",  # telegram?
+        ]
+        code, out = setup.run(input="\n".join(answers) + "\n")
+        assert code == 0, out
+        assert "unknown agent" in out
+        cfg, _ = load_config(setup.config)
+        assert cfg.agents["patcher"].argv == ["python3", "/opt/p.py", "{prompt_file}"]
+
+    def test_a_command_agent_without_a_command_line_names_the_flag(self, setup: Setup, tmp_path: Path) -> None:
+        repo = git_repo(tmp_path / "calc")
+        code, out = setup.run("--yes", "--repo", f"calc:{repo}:true", "--agent", "patcher:command")
+        assert code == 1 and "patcher:command:COMMAND LINE" in out and not setup.config.exists()
+
+    def test_the_default_agent_is_an_installed_one(self, setup: Setup, tmp_path: Path, only_installed: Path) -> None:
+        """With only codex on PATH, `--yes` without --agent sets up codex, not claude."""
+        fake_cli(only_installed, "codex")
+        repo = git_repo(tmp_path / "calc")
+        code, out = setup.run("--yes", "--repo", f"calc:{repo}:true")
+        assert code == 0, out
+        cfg, _ = load_config(setup.config)
+        assert list(cfg.agents) == ["codex"] and cfg.routing.default == ["codex"]
+
+    def test_no_installed_agent_adds_none_and_says_how(
+        self, setup: Setup, tmp_path: Path, only_installed: Path
+    ) -> None:
+        repo = git_repo(tmp_path / "calc")
+        code, out = setup.run("--yes", "--repo", f"calc:{repo}:true")
+        assert code == 0, out
+        assert load_config(setup.config)[0].agents == {} and "no agent CLI found" in out
+
+
+class TestProblem7Rerun:
+    def test_a_second_run_leaves_routing_and_agents_alone(self, setup: Setup, tmp_path: Path) -> None:
+        """A re-run with --yes does not append every configured agent to routing.default again."""
+        repo = git_repo(tmp_path / "calc")
+        assert setup.run("--yes", "--repo", f"calc:{repo}:true", "--agent", "claude", "--agent", "codex")[0] == 0
+        text = setup.config.read_text().replace("default: [claude, codex]", "default: [claude]")
+        setup.config.write_text(text)
+        code, out = setup.run("--yes")
+        assert code == 0, out
+        cfg, _ = load_config(setup.config)
+        assert cfg.routing.default == ["claude"] and set(cfg.agents) == {"claude", "codex"}
+        assert "config unchanged" in out
+
+    def test_a_repo_given_again_by_its_path_is_not_added_twice(self, setup: Setup, tmp_path: Path) -> None:
+        repo = git_repo(tmp_path / "calc")
+        assert setup.run("--yes", "--repo", f"mycalc:{repo}:true", "--agent", "claude")[0] == 0
+        code, out = setup.run("--yes", "--repo", str(repo))
+        assert code == 0, out
+        assert [r.name for r in load_config(setup.config)[0].repos] == ["mycalc"]
+
+
+def test_the_readmes_scripted_init_works_as_written(setup: Setup, tmp_path: Path) -> None:
+    """The README's `agentos init --yes --repo calc:PATH…` line, run on a repo with no test files, succeeds."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    [line] = [ln for ln in readme.splitlines() if ln.startswith("agentos init --yes --repo") and "calc" in ln]
+    argv = shlex.split(line.split("#", 1)[0])[1:]
+    repo = git_repo(tmp_path / "calc", "Makefile")
+    (repo / "Makefile").write_text("all:\n\ttrue\n")  # nothing to guess a test command from
+    argv = [a.replace("/home/me/src/calc", str(repo)) for a in argv]
+    assert argv[0] == "init"
+    code, out = setup.run(*argv[1:])
+    assert code == 0, out
+    cfg, _ = load_config(setup.config)
+    assert cfg.repos[0].name == "calc" and cfg.repos[0].test_command

@@ -130,6 +130,29 @@ class TestDoctor:
         assert found["repo:calc"].status == "error" and "not a git repository" in found["repo:calc"].detail
         assert "git init" in found["repo:calc"].fix
 
+    def test_a_repo_the_daemons_user_cannot_write_is_an_error(self, good: Path) -> None:
+        """Issue #21, problem 6: the local forge pushes into the repo, so its user must be able to write it."""
+        import pwd
+
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("no user nobody here")
+        code, checks = doctor(good, "--service-user", "nobody")
+        writable = by_name(checks)["repo:calc:writable"]
+        assert code == 1 and writable.status == "error" and "not writable by nobody" in writable.detail
+        assert "chown" in writable.fix
+        code, checks = doctor(good)
+        assert by_name(checks)["repo:calc:writable"].status == "ok"
+
+    def test_a_folder_inside_a_repo_is_an_error(self, good: Path, tmp_path: Path) -> None:
+        inner = tmp_path / "calc" / "src"
+        inner.mkdir()
+        good.write_text(good.read_text().replace(f"path: {tmp_path / 'calc'}", f"path: {inner}"))
+        code, checks = doctor(good)
+        found = by_name(checks)["repo:calc"]
+        assert code == 1 and found.status == "error" and "inside the git repository" in found.detail
+
     def test_reports_each_seeded_problem_with_a_fix(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A config with a dozen things wrong gets a finding with a fix hint for every one of them."""
         bin_dir = tmp_path / "bin"

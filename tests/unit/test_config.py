@@ -222,6 +222,142 @@ class TestSetValue:
         assert path.read_text() == GOOD
 
 
+class TestConfigSetCommand:
+    """Issue #21, problem 5: `agentos config set` names the key in one line, adds missing keys, adds agents."""
+
+    def run(self, path: Path, *args: str) -> tuple[int, str]:
+        from typer.testing import CliRunner
+
+        from agentos.cli.main import app
+
+        result = CliRunner().invoke(app, ["config", "set", *args, "--config", str(path)])
+        assert not isinstance(result.exception, KeyError | AttributeError | TypeError), result.exception
+        return result.exit_code, result.output
+
+    def test_a_typo_is_one_line_naming_the_key_and_a_close_match(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "max_parallel_worker", "3")
+        assert code == 1 and "Traceback" not in out
+        [line] = out.strip().splitlines()
+        assert "max_parallel_worker:" in line and "did you mean max_parallel_workers?" in line
+        assert path.read_text() == GOOD
+
+    def test_a_bad_value_for_a_key_not_yet_in_the_file_names_file_line_and_key(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text("forge: local\nlimits:\n  max_runtime_minutes: 30\n")
+        code, out = self.run(path, "limits.idle_timeout_minutes", "soon")
+        assert code == 1 and "Traceback" not in out
+        [line] = out.strip().splitlines()
+        assert line.startswith(f"{path}:2: limits.idle_timeout_minutes: ")
+
+    def test_a_missing_key_is_added_keeping_comments(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "limits.idle_timeout_minutes", "7")
+        assert code == 0, out
+        assert load_config(path)[0].limits.idle_timeout_minutes == 7
+        assert "# where the graph lives" in path.read_text()
+
+    def test_a_command_agent_is_added_with_its_argv_in_one_edit(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        argv = '["python3", "/opt/p.py", "{prompt_file}"]'
+        code, out = self.run(path, "agents.fixer.kind", "command", "agents.fixer.argv", argv)
+        assert code == 0, out
+        agent = load_config(path)[0].agents["fixer"]
+        assert agent.kind == "command" and agent.argv == ["python3", "/opt/p.py", "{prompt_file}"]
+
+    def test_an_agent_without_its_argv_is_refused_naming_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "agents.fixer.kind", "command")
+        assert code == 1 and "agents.fixer" in out and "argv" in out and len(out.strip().splitlines()) == 1
+        assert path.read_text() == GOOD
+
+    def test_a_key_under_a_plain_value_is_one_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD)
+        code, out = self.run(path, "max_parallel_workers.x", "1")
+        assert code == 1 and "max_parallel_workers holds a value" in out
+
+
+def test_validate_counts_in_words(tmp_path: Path) -> None:
+    """Issue #21, problem 9: one repo is "1 repo", not "1 repos"."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from agentos.cli.main import app
+
+    repo = tmp_path / "calc"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    path = tmp_path / "agentos.yaml"
+    path.write_text(GOOD.replace("/srv/repos/calc", str(repo)))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "(1 repo, 2 agents, forge local)" in result.output
+
+
+class TestValidateRepoPaths:
+    """Issue #21, problem 6: a repo path that cannot be worked on fails `config validate`, one line each."""
+
+    def validate(self, tmp_path: Path, repo_path: Path) -> tuple[int, str]:
+        from typer.testing import CliRunner
+
+        from agentos.cli.main import app
+
+        path = tmp_path / "agentos.yaml"
+        path.write_text(GOOD.replace("/srv/repos/calc", str(repo_path)))
+        result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"COLUMNS": "200"})
+        return result.exit_code, result.output
+
+    def test_a_missing_path(self, tmp_path: Path) -> None:
+        code, out = self.validate(tmp_path, tmp_path / "nowhere")
+        assert code == 1
+        assert out.strip().splitlines() == [
+            f"{tmp_path / 'agentos.yaml'}: repos.calc.path: {tmp_path / 'nowhere'} does not exist"
+        ]
+
+    def test_a_folder_that_is_not_a_git_repository(self, tmp_path: Path) -> None:
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        code, out = self.validate(tmp_path, plain)
+        assert code == 1 and f"repos.calc.path: {plain} is not a git repository" in out
+
+    def test_a_folder_inside_a_repository(self, tmp_path: Path) -> None:
+        import subprocess
+
+        subprocess.run(["git", "init", "-q", str(tmp_path / "calc")], check=True)
+        (tmp_path / "calc" / "src").mkdir()
+        code, out = self.validate(tmp_path, tmp_path / "calc" / "src")
+        assert code == 1 and "inside the git repository" in out and str(tmp_path / "calc") in out
+
+
+class TestStatePath:
+    """Issue #21, problem 1: one state directory for the daemon and every command, from the config alone."""
+
+    def test_the_system_config_uses_the_units_state_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import agentos.config as config_module
+
+        etc, var = tmp_path / "etc", tmp_path / "var"
+        etc.mkdir()
+        var.mkdir()
+        monkeypatch.setattr(config_module, "SYSTEM_CONFIG_DIR", etc)
+        monkeypatch.setattr(config_module, "SYSTEM_STATE_DIR", var)
+        monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+        (etc / "config.yaml").write_text("forge: local\n")
+        (tmp_path / "mine.yaml").write_text("forge: local\n")
+        (etc / "explicit.yaml").write_text(f"state_dir: {tmp_path / 'own'}\n")
+
+        assert load_config(etc / "config.yaml")[0].state_path == var
+        assert load_config(tmp_path / "mine.yaml")[0].state_path == Path("~/.local/state/agentos").expanduser()
+        assert load_config(etc / "explicit.yaml")[0].state_path == tmp_path / "own"
+        monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "unit"))
+        assert load_config(etc / "config.yaml")[0].state_path == tmp_path / "unit"
+
+
 def test_secrets_read_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A secret read from the environment is redacted from every outbound text afterwards."""
     from agentos.redact import redact

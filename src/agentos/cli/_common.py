@@ -22,6 +22,11 @@ ConfigOption = typer.Option(None, "--config", "-c", help="Config file (default: 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 repo``, ``2 repos``, ``0 repos`` (``plural`` for a noun that does not just take an s)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def fail(message: str, code: int = 1, *, prefix: bool = True) -> NoReturn:
     """Print one line to stderr (never wrapped, whatever the width) and exit with ``code``."""
     head = "[red]agentos:[/red] " if prefix else ""

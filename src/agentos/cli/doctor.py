@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from agentos.cli._common import ConfigOption, JsonOption, console, print_json
+from agentos.cli._common import ConfigOption, JsonOption, console, count, print_json
 from agentos.cli.probes import VERSION_TIMEOUT_S, git_version
 from agentos.cli.probes import Probe as Probe  # the probes are re-exported for agentos init
 from agentos.cli.probes import credential_dirs as credential_dirs
@@ -34,6 +34,7 @@ from agentos.cli.probes import github_get as github_get
 from agentos.cli.probes import github_scopes as github_scopes
 from agentos.cli.probes import probe_version as probe_version
 from agentos.cli.probes import telegram_call as telegram_call
+from agentos.repopath import ServiceUser, current_user, git_dir_of, path_problem, service_user, writable_by
 
 if TYPE_CHECKING:
     from agentos.config import Config, RepoConfig
@@ -89,7 +90,7 @@ def check_config(explicit: str | None) -> tuple[list[Check], Config | None, Path
             None,
             path,
         )
-    what = f"{path}: {len(cfg.repos)} repos, {len(cfg.agents)} agents, forge {cfg.forge}"
+    what = f"{path}: {count(len(cfg.repos), 'repo')}, {count(len(cfg.agents), 'agent')}, forge {cfg.forge}"
     checks = [Check("config", "ok", what)]
     if not cfg.repos:
         checks.append(Check("config:repos", "warn", "no repositories configured", "agentos init --repo NAME:PATH:TEST"))
@@ -215,7 +216,9 @@ def command_program(command: str) -> str | None:
     return words[0]
 
 
-def check_repo(repo: RepoConfig, env: Mapping[str, str]) -> list[Check]:
+def check_repo(repo: RepoConfig, env: Mapping[str, str], user: ServiceUser | None = None) -> list[Check]:
+    """The repo's path is a git repository's top folder (that ``user``, the daemon's, may write), and its
+    test command's program exists."""
     where = f"repo:{repo.name}"
     checks: list[Check] = []
     path = Path(repo.path).expanduser() if repo.path else None
@@ -226,6 +229,8 @@ def check_repo(repo: RepoConfig, env: Mapping[str, str]) -> list[Check]:
         checks.append(Check(where, "error", f"{path} does not exist", fix))
     else:
         checks.append(_git_repo_check(where, repo, path, env))
+        if checks[-1].status != "error":
+            checks.append(_writable_check(where, path, user or current_user()))
     program = command_program(repo.test_command)
     tests = f"{where}:tests"
     if program is None or program in SHELL_BUILTINS:
@@ -257,11 +262,10 @@ def _git_repo_check(where: str, repo: RepoConfig, path: Path, env: Mapping[str, 
             [git, "-C", str(path), *args], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S, errors="replace"
         )
 
+    if problem := path_problem(path, git=git):
+        fix = f"git init {path} (or point repos.{repo.name}.path at a clone)"
+        return Check(where, "error", problem, fix)
     try:
-        inside = run("rev-parse", "--git-dir")
-        if inside.returncode != 0:
-            fix = f"git init {path} (or point repos.{repo.name}.path at a clone)"
-            return Check(where, "error", f"{path} is not a git repository", fix)
         branch = run("rev-parse", "--verify", "--quiet", f"refs/heads/{repo.base_branch}^{{commit}}")
     except subprocess.TimeoutExpired:
         return Check(where, "warn", f"{path}: git did not answer in time", "check the file system")
@@ -269,6 +273,34 @@ def _git_repo_check(where: str, repo: RepoConfig, path: Path, env: Mapping[str, 
         fix = f"create it (git -C {path} branch {repo.base_branch}) or set repos.{repo.name}.base_branch"
         return Check(where, "warn", f"{path}: no branch {repo.base_branch!r}", fix)
     return Check(where, "ok", f"{path} is a git repository (base {repo.base_branch})")
+
+
+def _writable_check(where: str, path: Path, user: ServiceUser) -> Check:
+    """The local forge pushes into the repository and updates its checkout: its folder and git directory must
+    be writable by the daemon's user."""
+    name, uid, gids = user
+    places = [path]
+    if (git_dir := git_dir_of(path)) is not None and git_dir != path:
+        places.append(git_dir)
+    denied = [p for p in places if not writable_by(p, uid, gids)]
+    if denied:
+        fix = f"sudo chown -R {name} {path} (or give the group {name} is in write access)"
+        shown = ", ".join(str(p) for p in denied)
+        return Check(f"{where}:writable", "error", f"{shown} is not writable by {name}, the daemon's user", fix)
+    return Check(f"{where}:writable", "ok", f"{path} is writable by {name}")
+
+
+def daemon_user(config_path: Path | None, explicit: str | None = None) -> ServiceUser | None:
+    """The user the daemon runs as: ``explicit``; for the system config when run as root, the system unit's
+    ``agentos``; else whoever runs doctor. None when ``explicit`` names no user."""
+    from agentos.config import SYSTEM_CONFIG_DIR
+
+    if explicit:
+        return service_user(explicit)
+    system = config_path is not None and config_path.absolute().is_relative_to(SYSTEM_CONFIG_DIR)
+    if system and os.geteuid() == 0:
+        return service_user("agentos") or current_user()
+    return current_user()
 
 
 def check_telegram(cfg: Config, env: Mapping[str, str], dirs: list[Path] | None = None) -> list[Check]:
@@ -306,6 +338,7 @@ def run_checks(
     env: Mapping[str, str] | None = None,
     min_free_bytes: int = MIN_FREE_BYTES,
     credentials: list[Path] | None = None,
+    service_user_name: str | None = None,
 ) -> list[Check]:
     """Every check, in the order a person would fix things.
 
@@ -326,8 +359,11 @@ def run_checks(
     checks.append(check_socket(socket, env))
     for name, agent in cfg.agents.items():
         checks += check_agent(name, agent, env, deep=deep)
+    user = daemon_user(path, service_user_name)
+    if user is None:
+        checks.append(Check("service-user", "error", f"no user named {service_user_name!r}", "give an existing user"))
     for repo in cfg.repos:
-        checks += check_repo(repo, env)
+        checks += check_repo(repo, env, user)
     if cfg.forge == "github":
         checks += check_github(cfg, env, credentials)
     checks += check_telegram(cfg, env, credentials)
@@ -372,11 +408,17 @@ def doctor(
     credentials_dir: str | None = typer.Option(
         None, "--credentials-dir", help="Where tokens are stored (default: ~/.config/agentos/credentials, then /etc/…)"
     ),
+    service_user_name: str | None = typer.Option(
+        None,
+        "--service-user",
+        help="The user the daemon runs as, for the repos' write check (default: agentos for the system config "
+        "when run as root, else you)",
+    ),
 ) -> None:
     """Check the config, state dir, daemon, git, agents, repos, GitHub and Telegram; exit 1 on any error."""
     dirs = [Path(credentials_dir).expanduser()] if credentials_dir else None
     with _logs_to_stderr():
-        checks = run_checks(config, socket=socket, deep=deep, credentials=dirs)
+        checks = run_checks(config, socket=socket, deep=deep, credentials=dirs, service_user_name=service_user_name)
     errors = sum(c.status == "error" for c in checks)
     warnings = sum(c.status == "warn" for c in checks)
     if as_json:

@@ -3,8 +3,9 @@
 The wizard asks, and every answer is also a flag (``--yes`` takes flags and defaults only, for scripts):
 
 1. checks git and the agent CLIs (``claude``, ``codex``, ``gemini``: ``--version`` with a time limit);
-2. the forge, the repositories and their test commands, the agents, the automation mode (default
-   ``dispatcher_only``: PRs wait for your approval, as a careful pilot should), workers and cadence;
+2. the forge, the repositories and their test commands, the agents (a built-in CLI, or any program as a
+   ``command`` agent), the automation mode (default ``dispatcher_only``: PRs wait for your approval, as a
+   careful pilot should), workers and cadence;
 3. GitHub, through the daemon's own client: verifies the token (``GET /user``, each repo) or the GitHub
    App (mints an installation token, reads each repo), offers to create the ``agentos:*`` labels and to
    add the Status options agentos uses to each repo's Projects v2 board;
@@ -28,17 +29,19 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agentos.cli._common import console, err_console
+from agentos.cli._common import console, count, err_console
 from agentos.cli.init_config import WriteResult, write_config, write_secret
 from agentos.cli.init_github import GitHubAccess, GitHubFlags, ask_github, offer_board_options, offer_labels
 from agentos.cli.init_plan import (
     KNOWN_AGENTS,
+    AgentPlan,
     Asker,
     InitError,
     Plan,
@@ -46,6 +49,7 @@ from agentos.cli.init_plan import (
     complete_repo,
     detect_test_command,
     detect_timezone,
+    parse_agent_spec,
     parse_repo_spec,
     safe_repo_name,
     stop,
@@ -98,7 +102,10 @@ def init_command(
     ),
     test_command: str | None = typer.Option(None, "--test-command", help="Test command for --repo entries with none"),
     agent: list[str] = typer.Option(
-        [], "--agent", help="claude, codex or gemini; repeatable (default: installed ones)"
+        [],
+        "--agent",
+        help="claude, codex, gemini, NAME:KIND or NAME:command:COMMAND LINE (any program); repeatable "
+        "(default: the configured agents, else the installed CLIs)",
     ),
     automation_mode: str | None = typer.Option(
         None, "--automation-mode", help="dispatcher_only (default: PRs wait for approval) or full (merge on green)"
@@ -257,8 +264,11 @@ def _gather(
     if mode_default not in ("dispatcher_only", "full"):
         raise InitError(f"--automation-mode must be dispatcher_only or full, not {mode_default!r}")
     plan.automation_mode = mode_default
+    by_path = {str(Path(r["path"]).expanduser().absolute()): n for n, r in known.items() if r.get("path")}
     for spec in repo_specs:
         rp = parse_repo_spec(spec, plan.forge)
+        if plan.forge == "local" and ":" not in spec and rp.path in by_path:
+            rp.name = by_path[rp.path]  # a bare path the config has: that repo, not a second one
         rp.automation_mode = automation_mode
         plan.repos.append(complete_repo(rp, known, test_command))
     if ask.interactive:
@@ -272,22 +282,7 @@ def _gather(
     if len(set(names)) != len(names):
         raise InitError(f"a repo is given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
 
-    installed = [a for a in KNOWN_AGENTS if probes[a].ok]
-    configured = list(existing.agents) if existing else []
-    default_agents = ",".join(configured or installed or ["claude"])
-    chosen = agents or [
-        a.strip()
-        for a in ask.text("Agents (comma-separated: claude, codex, gemini)", default_agents, flag="--agent").split(",")
-        if a.strip()
-    ]
-    for name in chosen:
-        if name not in KNOWN_AGENTS and name not in configured:
-            raise InitError(
-                f"unknown agent {name!r}: init sets up {', '.join(KNOWN_AGENTS)}; edit the config for others"
-            )
-        if name in KNOWN_AGENTS and not probes[name].ok:
-            console.print(f"[yellow]note:[/yellow] {name} is not installed here yet; `agentos doctor` will remind you")
-    plan.agents = list(dict.fromkeys(chosen))
+    plan.agents = _ask_agents(ask, agents, tuple(existing.agents) if existing else (), probes)
 
     current_workers = existing.max_parallel_workers if existing else 2
     plan.max_parallel_workers = workers or ask.integer(
@@ -310,6 +305,56 @@ def _gather(
     plan.telegram_chat_ids = list(chat_ids)
     _ask_daemon(ask, plan, existing, *daemon)
     return plan
+
+
+def _ask_agents(ask: Asker, flags: list[str], configured: tuple[str, ...], probes: dict[str, Probe]) -> list[AgentPlan]:
+    """The agents: ``--agent`` flags, else the question (default: the configured ones, else the installed CLIs).
+
+    A wrong answer is asked again (the flags stop instead); a new ``command`` agent is asked for its command line.
+    """
+    installed = [a for a in KNOWN_AGENTS if probes[a].ok]
+    default = ", ".join(configured or installed) or None
+    if not flags and not ask.interactive and default is None:
+        console.print(
+            "[yellow]no agent CLI found[/yellow] (claude, codex, gemini): add one later with "
+            "agentos init --agent NAME, or --agent NAME:command:COMMAND LINE for any program"
+        )
+        return []
+    while True:
+        specs = flags or [
+            a.strip()
+            for a in ask.text(
+                "Agents (comma-separated: claude, codex, gemini, or NAME:command for any program)",
+                default,
+                flag="--agent",
+                empty=default is None,  # none installed: Enter adds none for now
+            ).split(",")
+            if a.strip()
+        ]
+        try:
+            chosen = [parse_agent_spec(spec, configured) for spec in specs]
+            break
+        except InitError as exc:
+            if flags or not ask.interactive:
+                raise
+            console.print(str(exc).removeprefix("--agent "), markup=False)
+    for agent in chosen:
+        if agent.kind == "command" and agent.argv is None:
+            line = ask.text(
+                f"Command line of {agent.name} ({{prompt_file}}, {{worktree}} and {{task_id}} are filled in)",
+                None,
+                flag=f"--agent {agent.name}:command:COMMAND LINE",
+            )
+            try:
+                agent.argv = shlex.split(line) or None
+            except ValueError as exc:
+                raise InitError(f"the command line of {agent.name} does not parse: {exc}") from None
+        elif agent.kind in KNOWN_AGENTS and agent.name not in configured and not probes[agent.kind].ok:
+            console.print(
+                f"[yellow]note:[/yellow] {agent.kind} is not installed here yet; `agentos doctor` will remind you"
+            )
+    unique = {a.name: a for a in chosen}
+    return list(unique.values())
 
 
 def _ask_daemon(
@@ -423,4 +468,6 @@ def _report(result: WriteResult) -> None:
     for change in result.changes:
         console.print(f"  {change}", markup=False, highlight=False)
     cfg = result.config
-    console.print(f"valid: {len(cfg.repos)} repos, {len(cfg.agents)} agents, forge {cfg.forge}", markup=False)
+    console.print(
+        f"valid: {count(len(cfg.repos), 'repo')}, {count(len(cfg.agents), 'agent')}, forge {cfg.forge}", markup=False
+    )

@@ -267,22 +267,29 @@ def merge_plan(doc: CommentedMap, plan: Plan) -> list[str]:
     if not isinstance(agents, CommentedMap):
         agents = CommentedMap()
         doc["agents"] = agents
-    for name in plan.agents:
-        if name not in agents:
-            spec = CommentedMap()
-            spec["kind"] = AGENT_DEFAULTS[name]["kind"]
-            spec["pass_env"] = _flow(list(AGENT_DEFAULTS[name]["pass_env"]))
-            gap = _take_blank_lines(agents)
-            agents[name] = spec
-            _give_blank_lines(agents, gap)
-            changes.append(f"added agent {name}")
+    added: list[str] = []
+    for agent in plan.agents:
+        if agent.name in agents or not agent.kind:
+            continue  # an agent the config has is the operator's: init neither changes nor re-routes it
+        spec = CommentedMap()
+        spec["kind"] = agent.kind
+        if agent.argv is not None:
+            spec["argv"] = _flow(list(agent.argv))
+        pass_env = AGENT_DEFAULTS.get(agent.kind, {}).get("pass_env")
+        if pass_env:
+            spec["pass_env"] = _flow(list(pass_env))
+        gap = _take_blank_lines(agents)
+        agents[agent.name] = spec
+        _give_blank_lines(agents, gap)
+        added.append(agent.name)
+        changes.append(f"added agent {agent.name}")
     if agents:
         agents.fa.set_block_style()
 
-    if plan.agents:
+    if added:  # only a new agent joins the default chain: a re-run leaves the operator's routing alone
         routing = _map(doc, "routing", changes)
         chain = list(routing.get("default") or [])
-        wanted = chain + [a for a in plan.agents if a not in chain]
+        wanted = chain + [a for a in added if a not in chain]
         if wanted != chain:
             routing["default"] = _flow(wanted)
             changes.append(f"routing.default = {wanted}")
@@ -351,7 +358,7 @@ def write_config(path: Path, plan: Plan, *, now: datetime) -> WriteResult:
         raise InitError(f"{path}: the file is not a YAML mapping; move it away and run init again")
     changes = merge_plan(doc, plan)
     try:
-        config = validate_document(doc, str(path))
+        config = validate_document(doc, str(path), path)
     except ConfigError as exc:
         raise InitError("the resulting config is invalid:\n  " + "\n  ".join(exc.problems)) from None
     buf = io.StringIO()

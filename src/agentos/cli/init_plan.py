@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from rich.markup import escape
 from agentos.cli._common import console, err_console
 
 KNOWN_AGENTS = ("claude", "codex", "gemini")
+AGENT_KINDS = (*KNOWN_AGENTS, "command")
 AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "claude": {"kind": "claude", "pass_env": ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]},
     "codex": {"kind": "codex", "pass_env": ["OPENAI_API_KEY"]},
@@ -57,13 +59,22 @@ class RepoPlan:
 
 
 @dataclass
+class AgentPlan:
+    """One agent to add: a built-in CLI (``kind`` claude, codex or gemini) or any program (``command``)."""
+
+    name: str
+    kind: str
+    argv: list[str] | None = None
+
+
+@dataclass
 class Plan:
     """Everything ``agentos init`` writes into the config."""
 
     forge: str = "local"
     state_dir: str | None = None
     repos: list[RepoPlan] = field(default_factory=list)
-    agents: list[str] = field(default_factory=list)
+    agents: list[AgentPlan] = field(default_factory=list)
     automation_mode: str = "dispatcher_only"
     max_parallel_workers: int | None = None
     dispatch_interval_s: float | None = None
@@ -226,3 +237,38 @@ def complete_repo(plan: RepoPlan, existing: dict[str, dict[str, Any]], default_t
     if plan.base_branch is None and path is not None:
         plan.base_branch = detect_base_branch(path)
     return plan
+
+
+# ---------------------------------------------------------------- agents
+
+
+def parse_agent_spec(spec: str, configured: tuple[str, ...] = ()) -> AgentPlan:
+    """``NAME`` (a built-in CLI, or an agent the config has), ``NAME:KIND`` or ``NAME:command:COMMAND LINE``.
+
+    The command line is split like a shell would; it may use ``{prompt_file}``, ``{worktree}`` and
+    ``{task_id}``. A ``command`` agent given without one has ``argv`` None: the wizard asks for it.
+    """
+    name, _, rest = (part.strip() for part in spec.strip().partition(":"))
+    kind, _, command = (part.strip() for part in rest.partition(":"))
+    if not name or not re.fullmatch(r"[\w.-]+", name):
+        raise InitError(f"--agent {spec!r}: an agent is NAME, NAME:KIND or NAME:command:COMMAND LINE")
+    if not kind:
+        if name in configured:
+            return AgentPlan(name, "")  # already in the config: left as it is
+        if name not in KNOWN_AGENTS:
+            raise InitError(
+                f"--agent {spec!r}: unknown agent; give one of {', '.join(KNOWN_AGENTS)}, "
+                f"or NAME:command:COMMAND LINE for any other program"
+            )
+        kind = name
+    if kind not in AGENT_KINDS:
+        raise InitError(f"--agent {spec!r}: the kind is one of {', '.join(AGENT_KINDS)}, not {kind!r}")
+    if command and kind != "command":
+        raise InitError(f"--agent {spec!r}: only a command agent takes a command line")
+    argv = None
+    if command:
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise InitError(f"--agent {spec!r}: the command line does not parse: {exc}") from None
+    return AgentPlan(name, kind, argv or None)

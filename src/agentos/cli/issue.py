@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import uuid
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agentos.cli._common import console, fail, load, print_json, table
+from agentos.cli._common import console, err_console, fail, load, print_json, table
 from agentos.cli.views import quiet_logs
 from agentos.errors import AgentosError
 
@@ -35,6 +36,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _forge(config: Config) -> LocalForge:
+    """The local forge in the state directory the daemon for this config reads (:attr:`Config.state_path`)."""
     from agentos.forge.local import LocalForge
 
     quiet_logs()  # stdout is the command's output (a table or JSON); log lines go to stderr
@@ -52,6 +54,14 @@ def _repo(config: Config, name: str | None) -> str:
     if name not in names:
         fail(f"no repo named {name!r} (repos: {', '.join(names) or 'none configured'})")
     return name
+
+
+_MARKER = re.compile(r"[ \t]*<!--\s*agentos:[^>]*?-->[ \t]*\n?")
+
+
+def readable(text: str) -> str:
+    """``text`` without agentos's hidden ``<!-- agentos:key=… -->`` markers (what a forge's page shows)."""
+    return _MARKER.sub("", text).strip()
 
 
 DAEMON_TIMEOUT_S = 5.0
@@ -112,20 +122,55 @@ def new(
     key = f"cli:{uuid.uuid4().hex}"  # a retry, here or in the daemon, finds the issue instead of filing another
     args = {"repo": repo, "title": title, "body": body, "labels": list(label), "ready": ready, "key": key}
     issue = _via_daemon("issue_new", args, config)
+    paused = None
     if issue is None:
-        issue = _new_here(config, repo, title, body, list(label), ready, key)
+        issue, paused = _new_here(config, repo, title, body, list(label), ready, key)
+    elif ready:
+        paused = _daemon_paused()
     if as_json:
         print_json(issue)
     else:
         console.print(
             f"{issue['repo']}#{issue['number']} {issue['title']}" + ("  [ready]" if ready else ""), markup=False
         )
+    if ready and paused:
+        err_console.print(PAUSED_HINT, markup=False, highlight=False, soft_wrap=True)
+
+
+PAUSED_HINT = "agentos is paused: nothing starts until `agentos ctl resume`"
+
+
+def _daemon_paused() -> bool | None:
+    """Whether the running daemon is paused (None: no answer)."""
+    from agentos.control.socket import client_socket_path, request
+
+    try:
+        status = request(client_socket_path(), "status", {}, timeout=DAEMON_TIMEOUT_S)
+    except (AgentosError, OSError):
+        return None
+    return bool(status.get("paused")) if isinstance(status, dict) else None
+
+
+def _saved_paused(state_dir: Path) -> bool:
+    """Whether the state in ``state_dir`` says paused (a stopped daemon starts paused again). Never writes."""
+    from agentos.store import StateError, Store
+
+    if not state_dir.is_dir():
+        return False
+    try:
+        _, daemon = Store(state_dir, fsync=False).load()
+    except (StateError, OSError):
+        return False
+    return daemon.paused
 
 
 def _new_here(
     config: str | None, repo: str | None, title: str, body: str, labels: list[str], ready: bool, key: str
-) -> dict[str, Any]:
-    """``issue new`` without a daemon: the config and the forge in this process, then a poke."""
+) -> tuple[dict[str, Any], bool]:
+    """``issue new`` without a daemon: the config and the forge in this process, then a poke.
+
+    Returns the issue and whether the saved state is paused.
+    """
     from agentos.forge.base import READY_LABEL
 
     cfg, _ = load(config)
@@ -138,7 +183,7 @@ def _new_here(
     if ready:
         _poke()
     dumped: dict[str, Any] = issue.model_dump(mode="json")
-    return dumped
+    return dumped, ready and _saved_paused(cfg.state_path)
 
 
 def list_(repo: str | None, state: str, config: str | None, as_json: bool) -> None:
@@ -180,10 +225,10 @@ def show(number: int, repo: str | None, config: str | None, as_json: bool) -> No
         print_json({**issue.model_dump(mode="json"), "comments": [c.model_dump(mode="json") for c in comments]})
         return
     console.print(f"[bold]{name}#{issue.number} {issue.title}[/bold]  ({issue.state}; {', '.join(issue.labels)})")
-    console.print(issue.body or "(no body)", markup=False)
+    console.print(readable(issue.body) or "(no body)", markup=False)
     for c in comments:
         console.print(f"\n[dim]— {c.author} at {c.created_at:%Y-%m-%d %H:%M}[/dim]")
-        console.print(c.body, markup=False)
+        console.print(readable(c.body), markup=False)
 
 
 def ready(number: int, repo: str | None, config: str | None) -> None:
@@ -191,6 +236,8 @@ def ready(number: int, repo: str | None, config: str | None) -> None:
     done = _via_daemon("issue_ready", {"repo": repo, "number": number}, config)
     if done is not None:
         console.print(f"{done['repo']}#{number} is ready", markup=False)
+        if _daemon_paused():
+            err_console.print(PAUSED_HINT, markup=False, highlight=False, soft_wrap=True)
         return
     from agentos.forge.base import READY_LABEL
 
@@ -202,6 +249,8 @@ def ready(number: int, repo: str | None, config: str | None) -> None:
         fail(str(exc))
     _poke()
     console.print(f"{name}#{number} is ready", markup=False)
+    if _saved_paused(cfg.state_path):
+        err_console.print(PAUSED_HINT, markup=False, highlight=False, soft_wrap=True)
 
 
 def comment(number: int, body: str, repo: str | None, config: str | None) -> None:

@@ -17,12 +17,16 @@ import typer
 
 from agentos import __version__
 from agentos.cli import ctl, doctor, init, issue, stats, views
-from agentos.cli._common import ConfigOption, console, err_console, fail
+from agentos.cli._common import ConfigOption, console, count, err_console, fail
+from agentos.cli.help import CONTEXT_SETTINGS, VersionOption, hide_flag_types
+
+hide_flag_types()
 
 app = typer.Typer(
     help="agentos: turns a backlog of issues into merged pull requests with coding agents.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT_SETTINGS,
 )
 config_app = typer.Typer(help="Validate and edit the config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -40,6 +44,11 @@ def ctl_command(ctx: typer.Context) -> None:
 def issue_command(ctx: typer.Context) -> None:
     """The local forge's issues (`agentos issue --help` lists its commands)."""
     issue.main(ctx.args)
+
+
+@app.callback()
+def root(version: bool = VersionOption) -> None:
+    """agentos: turns a backlog of issues into merged pull requests with coding agents."""
 
 
 @app.command()
@@ -77,7 +86,7 @@ def demo(
 
 @config_app.command("validate")
 def config_validate(file: str | None = typer.Argument(None, help="Config file (default: the usual places)")) -> None:
-    """Check a config file; prints one line per problem."""
+    """Check a config file and that each repo's path is a git repository; prints one line per problem."""
     from agentos.config import ConfigError, find_config, load_config
 
     path = find_config(file)
@@ -90,28 +99,43 @@ def config_validate(file: str | None = typer.Argument(None, help="Config file (d
         for problem in exc.problems:
             err_console.print(problem, markup=False, highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"{path}: ok ({len(cfg.repos)} repos, {len(cfg.agents)} agents, forge {cfg.forge})", markup=False)
+    from agentos.repopath import repo_problems
+
+    if problems := repo_problems([(r.name, r.path) for r in cfg.repos]):
+        for problem in problems:
+            err_console.print(f"{path}: {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    summary = f"{count(len(cfg.repos), 'repo')}, {count(len(cfg.agents), 'agent')}, forge {cfg.forge}"
+    console.print(f"{path}: ok ({summary})", markup=False)
 
 
 @config_app.command("set")
 def config_set(
     key: str = typer.Argument(..., help="Dotted key, e.g. repos.calc.automation_mode or max_parallel_workers"),
-    value: str = typer.Argument(...),
+    value: str = typer.Argument(..., help="The value, read as YAML: 3, true, [a, b], a text"),
+    more: list[str] | None = typer.Argument(
+        None, metavar="[KEY VALUE]...", help="More pairs, applied and checked together (e.g. a new agent's keys)"
+    ),
     config: str | None = ConfigOption,
 ) -> None:
-    """Set one value, keeping every comment and the key order."""
-    from agentos.config import ConfigError, find_config, set_value
+    """Set values, keeping every comment and the key order; a missing key is added. One line per problem."""
+    from agentos.config import ConfigError, find_config, set_values
 
+    rest = list(more or [])
+    if len(rest) % 2:
+        fail(f"{rest[-1]}: a key needs a value (KEY VALUE [KEY VALUE]...)")
+    edits = [(key, value), *zip(rest[::2], rest[1::2], strict=True)]
     path = find_config(config)
     if path is None:
         fail("no config file found; pass --config FILE")
     try:
-        set_value(path, key, value)
+        set_values(path, edits)
     except ConfigError as exc:
         for problem in exc.problems:
-            err_console.print(problem, markup=False, highlight=False)
+            err_console.print(problem, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(f"{path}: {key} = {value}", markup=False)
+    for k, v in edits:
+        console.print(f"{path}: {k} = {v}", markup=False, highlight=False)
 
 
 @config_app.command("docs")

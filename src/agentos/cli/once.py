@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 from agentos import logging as alog
+from agentos.cli._common import count
 from agentos.config import Config, ConfigError, load_config
 from agentos.graph import ACTIVE, DISPATCHABLE, Task, TaskStatus
 from agentos.progress import Progress
@@ -91,7 +92,7 @@ async def _run(config: Config, path: Path | None, console: Console, timeout: flo
     blocked = sum(1 for t in seen if t.status is TaskStatus.BLOCKED)
     opened = sum(1 for t in seen if t.status is TaskStatus.PR_OPEN)
     console.print(
-        f"this run: {len(seen)} tasks, {merged} merged, {blocked} escalated, {opened} PRs open; "
+        f"this run: {count(len(seen), 'task')}, {merged} merged, {blocked} escalated, {count(opened, 'PR')} open; "
         f"in all: {counts['queued'] + counts['retrying']} queued",
         highlight=False,
     )

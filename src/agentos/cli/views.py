@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 task_app = typer.Typer(help="One task, read from the state directory (no daemon needed).", no_args_is_help=True)
 
 StateDirOption = typer.Option(None, "--state-dir", help="State directory (default: from the config)")
-SYSTEM_STATE_DIR = Path("/var/lib/agentos")
-"""Where the systemd unit keeps its state (``StateDirectory=agentos``)."""
 
 
 # ---------------------------------------------------------------- where the state is
@@ -39,23 +37,13 @@ def safe_id(task_id: str) -> str:
 
 
 def resolve_state_dir(config: Config, config_path: Path | None, explicit: str | None = None) -> Path:
-    """The state directory the daemon for this config uses.
+    """The state directory the daemon for this config uses (:attr:`Config.state_path`); ``--state-dir`` wins.
 
-    ``--state-dir`` wins; then the config (``$STATE_DIRECTORY`` under systemd). A system config
-    (``/etc/agentos/…``) that leaves ``state_dir`` at its default is served by the systemd unit, whose
-    state lives in ``/var/lib/agentos``; outside the unit that directory is the one to read.
+    ``config_path`` is unused: the config knows the file it was read from.
     """
+    del config_path
     if explicit:
         return Path(explicit).expanduser()
-    default = type(config).model_fields["state_dir"].default
-    if (
-        config.state_dir == default
-        and not os.environ.get("STATE_DIRECTORY")
-        and config_path is not None
-        and str(config_path.absolute()).startswith("/etc/agentos/")
-        and SYSTEM_STATE_DIR.is_dir()
-    ):
-        return SYSTEM_STATE_DIR
     return config.state_path
 
 
