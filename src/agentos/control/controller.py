@@ -86,7 +86,7 @@ class Controller:
             "pid": os.getpid(),
             "version": __version__,
             "paused": rt.state.paused,
-            "running": len(rt.running),
+            "running": counts["running"] + counts["validating"],  # tasks at work, as the counts say
             "max_parallel_workers": rt.config.max_parallel_workers,
             "max_parallel_per_repo": rt.config.max_parallel_per_repo,
             "queued": counts["queued"] + counts["retrying"],
