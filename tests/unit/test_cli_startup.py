@@ -35,7 +35,7 @@ def test_importing_the_cli_loads_none_of_the_daemon_stack() -> None:
 RUN = """
 import json, sys
 sys.argv = ["agentos", *json.loads(sys.argv[1])]
-from agentos.cli.main import main
+from agentos.cli.entry import main
 try:
     main()
 except SystemExit as exc:

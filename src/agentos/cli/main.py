@@ -1,15 +1,14 @@
 """The ``agentos`` command. Heavy modules (the daemon, aiogram, httpx) are imported inside commands.
 
-``agentos ctl …`` and ``agentos issue …`` run often and must start fast: :func:`main` (the console
-script) hands them straight to their argparse command lines (:func:`agentos.cli.ctl.main`,
-:func:`agentos.cli.issue.main`), since typer 0.29 builds a pydantic adapter for every parameter it
-parses, its own ``--install-completion`` included (~50 ms). Everything else is the typer ``app``, which
-also lists ``ctl`` and ``issue`` and passes their arguments through untouched.
+``agentos ctl …`` and ``agentos issue …`` run often and must start fast: the console script
+(:mod:`agentos.cli.entry`) hands them straight to their argparse command lines without importing this
+module, since typer 0.29 builds a pydantic adapter for every parameter it parses (~50 ms) and this module
+loads every command. Everything else is the typer ``app``, which also lists ``ctl`` and ``issue`` and
+passes their arguments through untouched.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -174,22 +173,11 @@ app.add_typer(views.task_app, name="task")
 app.command("logs")(views.logs)
 app.command("stats")(stats.stats_command)
 
-FAST = {"ctl": ctl.main, "issue": issue.main}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """The ``agentos`` console script: ``ctl``, ``issue`` and a bare ``version`` without typer, the rest through it."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args == ["version"]:  # scripts ask it often; typer would first build adapters for its own options
-        version()
-        return
-    if args and args[0] in FAST:
-        try:
-            FAST[args[0]](args[1:])
-        except typer.Exit as exc:
-            raise SystemExit(exc.exit_code) from None
-        return
-    app(args)
+    """``python -m agentos.cli.main``: the same as the console script (:func:`agentos.cli.entry.main`)."""
+    from agentos.cli.entry import main as entry
+
+    entry(argv)
 
 
 if __name__ == "__main__":
