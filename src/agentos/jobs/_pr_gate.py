@@ -9,6 +9,7 @@ An operator's approval of a PR held by findings is an override: :meth:`ReviewGat
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 
 from agentos import logging as alog
@@ -85,7 +86,10 @@ class ReviewGate:
         findings = verify(
             diff, task_type=task.type, protected_paths=repo.protected_paths, max_diff_lines=repo.max_diff_lines
         )
-        findings += scan(diff, goal=task.goal, criteria=task.success_criteria, config=repo.verifier)
+        # a thread: a PR adding tens of thousands of lines is parsed and searched without stalling the loop
+        findings += await asyncio.to_thread(
+            scan, diff, goal=task.goal, criteria=list(task.success_criteria), config=repo.verifier
+        )
         if repo.llm_judge and not any(f.blocking for f in findings):  # blocked already: no need to ask
             judged = await self._judge(task, pr, diff, repo.llm_judge)
             if judged is not None:

@@ -33,6 +33,7 @@ __all__ = ["AddedLine", "added_lines", "asks_for_tests", "scan"]
 
 PER_CHECK = 5
 COMMENT_RUN = 3
+MAX_COMMENT_CHARS = 300
 
 _SKIP = re.compile(
     r"@pytest\.mark\.skip\b(?!if)|\bpytest\.skip\(|@unittest\.skip\b(?!If|Unless)"
@@ -79,10 +80,14 @@ def scan(diff: PRDiff, *, goal: str, criteria: Sequence[str], config: VerifierCo
     lines = added_lines(diff)
     checks: dict[StrictCheck, list[Finding]] = {
         "stub": _stubs(lines),
-        "skip_marker": _matches(lines, _SKIP, "skip_marker", "adds a skip marker", tests_too=True),
-        "todo": _matches(lines, _TODO, "todo", "adds a {0}", tests_too=True),
+        "skip_marker": _matches(
+            lines, _SKIP, ("skip", "xit(", "xdescribe(", "xtest("), "skip_marker", "adds a skip marker"
+        ),
+        "todo": _matches(lines, _TODO, ("TODO", "FIXME", "XXX"), "todo", "adds a {0}"),
         "commented_code": _commented_code(lines),
-        "mock": _matches(lines, _MOCK, "mock", "uses a mock ({0}) outside the tests", tests_too=False),
+        "mock": _matches(
+            lines, _MOCK, ("mock", "Mock", "jest.fn"), "mock", "uses a mock ({0}) outside the tests", code_only=True
+        ),
         "small_diff": _small_diff(diff, criteria, config),
         "tests_missing": _tests_missing(diff, goal, criteria),
     }
@@ -105,11 +110,18 @@ def _shown(text: str, limit: int = 100) -> str:
 
 
 def _matches(
-    lines: list[AddedLine], pattern: re.Pattern[str], code: FindingCode, what: str, *, tests_too: bool
+    lines: list[AddedLine],
+    pattern: re.Pattern[str],
+    hints: tuple[str, ...],
+    code: FindingCode,
+    what: str,
+    *,
+    code_only: bool = False,
 ) -> list[Finding]:
+    """Lines ``pattern`` finds (only lines holding one of ``hints`` are searched: a minified file stays cheap)."""
     found = []
     for line in lines:
-        if not tests_too and not _code(line.path):
+        if (code_only and not _code(line.path)) or not any(h in line.text for h in hints):
             continue
         if hit := pattern.search(line.text):
             detail = f"{what.format(hit.group(0))}: {_shown(line.text)}"
@@ -244,6 +256,8 @@ def _commented_code(lines: list[AddedLine]) -> list[Finding]:
 
 
 def _comment_is_code(line: AddedLine) -> bool:
+    if len(line.text) > MAX_COMMENT_CHARS:
+        return False  # no one comments out a line this long by hand
     path = line.path.lower()
     if path.endswith(_HASH_SUFFIXES) and (m := _HASH_COMMENT.match(line.text)):
         text = m.group(1).strip()
