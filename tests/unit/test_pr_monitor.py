@@ -728,6 +728,15 @@ class TestStricterVerifier:
         [finding] = approved.data["findings"]
         assert (finding["kind"], finding["file"], finding["line"]) == ("stub", "calc.py", 8)
 
+    async def test_an_approval_before_any_pass_still_names_the_findings(self, rig: Rig) -> None:
+        """Approved before this daemon verified the PR (just restarted): the findings are read from the diff."""
+        rig.open_pr(1)
+        rig.branches.diffs[101] = self.STUB
+        assert (await rig.monitor.approve(REPO, 101, True))["result"] == "merged"
+        [approved] = [e for e in rig.events if e.type == "pr_approved"]
+        assert approved.data["override"] is True and approved.data["by"] == "operator"
+        assert [f["kind"] for f in approved.data["findings"]] == ["stub"]
+
     async def test_approval_of_a_clean_pr_is_no_override(self, make_rig: MakeRig) -> None:
         """dispatcher_only with nothing found: the approval is journalled without override."""
         rig = make_rig(repo={"automation_mode": "dispatcher_only"})

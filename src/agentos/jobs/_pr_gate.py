@@ -70,17 +70,19 @@ class ReviewGate:
     async def holding(self, task: Task) -> list[Finding]:
         """The blocking findings that hold the task's PR on its current head (what an approval overrides).
 
-        Read again from the diff when this daemon has not verified that head yet (after a restart)."""
+        Read again from the diff when this daemon has not verified that head yet (after a restart); the LLM
+        judge is not asked then (the operator waits for the answer), so only a judge's verdict already given
+        on that head counts."""
         assert task.pr is not None
         pr = await self.forge.get_pr(task.repo, task.pr)
         seen = self._verified.get(task.id)
         if seen is None or seen[0] != pr.head_sha:
-            findings = await self._findings(task, pr, await self.branches.diff(task.repo, pr))
+            findings = await self._findings(task, pr, await self.branches.diff(task.repo, pr), ask_judge=False)
         else:
             findings = seen[1]
         return [f for f in findings if f.blocking]
 
-    async def _findings(self, task: Task, pr: PullRequest, diff: PRDiff) -> list[Finding]:
+    async def _findings(self, task: Task, pr: PullRequest, diff: PRDiff, *, ask_judge: bool = True) -> list[Finding]:
         """The verifier's findings, the stricter ones, and the judge's when nothing blocks already."""
         repo = self.settings.repo(task.repo)
         findings = verify(
@@ -90,10 +92,15 @@ class ReviewGate:
         findings += await asyncio.to_thread(
             scan, diff, goal=task.goal, criteria=list(task.success_criteria), config=repo.verifier
         )
+        if not ask_judge:
+            earlier = self._judged.get(task.id)
+            if earlier is not None and earlier[0] == pr.head_sha and earlier[1] is not None:
+                findings.append(earlier[1])
+            return findings
         if repo.llm_judge and not any(f.blocking for f in findings):  # blocked already: no need to ask
-            judged = await self._judge(task, pr, diff, repo.llm_judge)
-            if judged is not None:
-                findings.append(judged)
+            judged_now = await self._judge(task, pr, diff, repo.llm_judge)
+            if judged_now is not None:
+                findings.append(judged_now)
         self._verified[task.id] = (pr.head_sha, findings)
         return findings
 
