@@ -79,6 +79,36 @@ class Hooks(_Model):
     timeout_s: float = Field(default=300, gt=0, description="The time limit of each hook, in seconds.")
 
 
+StrictCheck = Literal["stub", "skip_marker", "todo", "commented_code", "mock", "small_diff", "tests_missing"]
+"""The stricter verifier's checks (``repos[].verifier.ignore``); docs/pr-monitor.md describes each."""
+
+
+class VerifierConfig(_Model):
+    """The stricter verifier's deterministic checks of a PR's added lines (``repos[].verifier``)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="`false` turns the stricter checks off (stubs, skip markers, TODOs, commented-out code, mocks "
+        "in non-test code, scope). The basic checks (protected paths, secrets, size) always run.",
+    )
+    ignore: list[StrictCheck] = Field(
+        default_factory=list,
+        description="Checks not to run, by finding name: `stub`, `skip_marker`, `todo`, `commented_code`, `mock`, "
+        "`small_diff`, `tests_missing`.",
+    )
+    scope_min_criteria: int = Field(
+        default=3,
+        ge=1,
+        description="`small_diff` applies to an issue with at least this many success criteria.",
+    )
+    min_diff_lines_per_criterion: int = Field(
+        default=3,
+        ge=0,
+        description="`small_diff`: such an issue's PR must change at least this many lines (added + deleted) "
+        "per success criterion; `0` turns the check off.",
+    )
+
+
 class RepoConfig(_Model):
     """A repository to work on (``repos[]``)."""
 
@@ -144,6 +174,11 @@ class RepoConfig(_Model):
         default=None,
         description="An agent name from `agents:` that reviews each green PR's diff once per head commit before "
         "merge. It can only block, never approve alone. `null`: no judge.",
+    )
+    verifier: VerifierConfig = Field(
+        default_factory=VerifierConfig,
+        description="The stricter verifier: findings on a PR's added lines hold it for an operator's approval "
+        "(`agentos ctl approve repo#N` overrides). See `docs/pr-monitor.md`.",
     )
     max_worktrees: int | None = Field(
         default=None, ge=1, description="At most this many task worktrees for the repo. See `docs/operations.md`."

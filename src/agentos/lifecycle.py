@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from agentos import caller
 from agentos import logging as alog
 from agentos.agents.contract import PERMANENT_CODES
 from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
@@ -31,6 +32,7 @@ from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Forge, PullRequest
 from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
+from agentos.jobs.verify import Finding
 from agentos.notices import (
     cancelled_pr_comment,
     escalation_comment,
@@ -371,11 +373,15 @@ class Lifecycle:
         await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
         await self._drop_worktree(task)
 
-    async def review(self, repo: str, number: int, *, approve: bool) -> dict[str, Any]:
+    async def review(
+        self, repo: str, number: int, *, approve: bool, overridden: Sequence[Finding] = ()
+    ) -> dict[str, Any]:
         """An operator's decision on the PR ``repo#number`` (``ctl approve|reject``, the Telegram buttons).
 
         Approval is recorded on the task and the PR monitor woken: the PR merges on that pass when it is green
-        and up to date, else as soon as it is. Raises :class:`ControlError` when no open agentos PR has that number.
+        and up to date, else as soon as it is. ``overridden``: the verifier's findings that held the PR (the
+        approval is then journalled as an override). Raises :class:`ControlError` when no open agentos PR has
+        that number.
         """
         owners = [t for t in self.graph if t.repo == repo and t.pr == number]
         task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
@@ -389,13 +395,22 @@ class Lifecycle:
         if not approve:
             await self.reject(task, number)
             return {"pr": ref, "result": "rejected"}
-        self.approve(task, number)
+        self.approve(task, number, overridden)
         self.wake("pr_monitor")
         return {"pr": ref, "result": "approved", "status": task.status.value}
 
-    def approve(self, task: Task, pr: int) -> None:
-        """An operator approved the PR (it outlives restarts and queue rebases, not a follow-up attempt)."""
-        if task.approve(self.clock()):
-            self.journal.commit([self.journal.event("pr_approved", task.id, pr=pr)], [task])
-            log.info("pr_approved", task=task.id, pr=pr)
+    def approve(self, task: Task, pr: int, overridden: Sequence[Finding] = ()) -> None:
+        """An operator approved the PR (it outlives restarts and queue rebases, not a follow-up attempt).
 
+        Journalled with who approved it (:func:`agentos.caller.current`) and, when the verifier's findings held
+        it, ``override: true`` and those findings."""
+        if task.approve(self.clock()):
+            by = caller.current()
+            audit: dict[str, Any] = {"by": by}
+            if overridden:
+                audit["override"] = True
+                audit["findings"] = [
+                    {"kind": f.code, "file": f.path, "line": f.line, "detail": f.detail} for f in overridden
+                ]
+            self.journal.commit([self.journal.event("pr_approved", task.id, pr=pr, **audit)], [task])
+            log.info("pr_approved", task=task.id, pr=pr, by=by, override=bool(overridden))

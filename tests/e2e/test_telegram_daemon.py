@@ -559,7 +559,7 @@ async def test_escalation_buttons_strangers_redaction_and_no_duplicate_after_res
 
 async def test_approve_button_merges_a_dispatcher_only_pr(ops: Ops) -> None:
     """A green PR in a dispatcher_only repo asks for approval with Approve/Reject; Approve squash-merges it
-    into the user's main."""
+    into the user's main, and the approval names the chat."""
     ops.setup({"worker": agent("complete")}, mode="dispatcher_only")
     await ops.start()
     title = "Add a greeting"
@@ -583,4 +583,6 @@ async def test_approve_button_merges_a_dispatcher_only_pr(ops: Ops) -> None:
     await ops.wait_fake(lambda: request.edits == 1, "the request to be marked done")
     assert request.buttons == [] and f"✓ {ref} approved." in request.text
     assert len(ops.notices(prefix)) == 1
+    [approved] = ops.log_events("pr_approved")  # who approved it; nothing held it, so no override
+    assert approved["by"] == f"telegram:{ALLOWED}" and approved["override"] is False
     assert await ops.stop() == 0

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from agentos import caller
 from agentos.control.telegram import (
     ActionCallback,
     Command,
@@ -43,6 +44,7 @@ class FakeController:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.approved_by = ""
         self.paused = False
         self.queued: set[str] = set()
         self.title = "Add a divide command"
@@ -156,6 +158,7 @@ class FakeController:
 
     async def approve(self, ref: str) -> dict[str, Any]:
         self._record("approve", ref)
+        self.approved_by = caller.current()
         return {"pr": ref, "merged": True}
 
     async def reject(self, ref: str) -> dict[str, Any]:
@@ -547,7 +550,7 @@ class TestNotificationsAndButtons:
         assert sent.text.endswith(f"✓ {OVER_BUDGET} re-queued. (by Op1001)\n{BUDGET_NOTE}"), sent.text
 
     async def test_approve_button(self, harness: Harness) -> None:
-        """Approve on a waiting high-risk PR calls controller.approve with the PR ref."""
+        """Approve on a waiting high-risk PR calls controller.approve with the PR ref, as telegram:<chat>."""
         notifier = Notifier(harness.bot.sender(), seen=MemorySeenStore())
         notifier.notify(
             1,
@@ -559,6 +562,7 @@ class TestNotificationsAndButtons:
         harness.fake.inject_callback(ALLOWED, "act:approve:calc#7")
         await harness.fake.wait_for(lambda: bool(harness.fake.answers))
         assert harness.controller.calls == [("approve", "calc#7")]
+        assert harness.controller.approved_by == f"telegram:{ALLOWED}"
 
     async def test_unknown_button_is_answered(self, harness: Harness) -> None:
         """Foreign callback data gets an answer (no hanging spinner) and no action."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agentos import testing
+from agentos import caller, testing
 from agentos.config import Config
 from agentos.errors import ControlError
 from agentos.forge.base import (
@@ -685,6 +685,76 @@ class TestApprovals:
             await rig.monitor.approve(REPO, 999, True)
 
 
+class TestStricterVerifier:
+    """repos[].verifier: a stub, a skip marker or a TODO on an added line holds the PR; an approval overrides."""
+
+    STUB = PRDiff(
+        (FileChange("calc.py", 2, 0),),
+        (("calc.py", "def add(a, b):"), ("calc.py", "    raise NotImplementedError")),
+        (7, 8),
+    )
+
+    async def test_a_finding_holds_the_pr_with_one_comment_per_head(self, rig: Rig) -> None:
+        """Held: risk:high, the review label, one comment naming the finding and its line; a new head, a new one."""
+        task = rig.open_pr(1)
+        rig.branches.diffs[101] = self.STUB
+
+        await rig.monitor.tick()
+        await rig.quiet_tick()
+
+        assert task.status is TaskStatus.PR_OPEN and {"risk:high", REVIEW_LABEL} <= set(rig.forge.prs[101].labels)
+        [comment] = rig.forge.prs[101].comments
+        assert "`stub` at `calc.py:8`" in comment.body and "NotImplementedError" in comment.body
+        [(_, _, text, _)] = rig.notes.sent
+        assert "stub calc.py:8" in text
+        rig.forge.prs[101].head_sha = "sha1b"  # a new head (a push of the same change): its own comment
+        rig.forge.green("sha1b")
+        await rig.monitor.tick()
+        await rig.monitor.tick()
+        assert len(rig.forge.prs[101].comments) == 2 and task.status is TaskStatus.PR_OPEN
+
+    async def test_approve_overrides_and_is_audited(self, rig: Rig) -> None:
+        """`ctl approve` merges the held PR; pr_approved says override, the findings and who approved it."""
+        task = rig.open_pr(1)
+        rig.branches.diffs[101] = self.STUB
+        await rig.monitor.tick()
+
+        with caller.calling("ctl"):
+            assert (await rig.monitor.approve(REPO, 101, True))["result"] == "merged"
+
+        assert task.status is TaskStatus.MERGED
+        [approved] = [e for e in rig.events if e.type == "pr_approved"]
+        assert approved.data["override"] is True and approved.data["by"] == "ctl"
+        [finding] = approved.data["findings"]
+        assert (finding["kind"], finding["file"], finding["line"]) == ("stub", "calc.py", 8)
+
+    async def test_an_approval_before_any_pass_still_names_the_findings(self, rig: Rig) -> None:
+        """Approved before this daemon verified the PR (just restarted): the findings are read from the diff."""
+        rig.open_pr(1)
+        rig.branches.diffs[101] = self.STUB
+        assert (await rig.monitor.approve(REPO, 101, True))["result"] == "merged"
+        [approved] = [e for e in rig.events if e.type == "pr_approved"]
+        assert approved.data["override"] is True and approved.data["by"] == "operator"
+        assert [f["kind"] for f in approved.data["findings"]] == ["stub"]
+
+    async def test_approval_of_a_clean_pr_is_no_override(self, make_rig: MakeRig) -> None:
+        """dispatcher_only with nothing found: the approval is journalled without override."""
+        rig = make_rig(repo={"automation_mode": "dispatcher_only"})
+        rig.open_pr(1)
+        await rig.monitor.tick()
+        with caller.calling("telegram:42"):
+            await rig.monitor.approve(REPO, 101, True)
+        [approved] = [e for e in rig.events if e.type == "pr_approved"]
+        assert approved.data == {"pr": 101, "by": "telegram:42"}
+
+    async def test_disabled_verifier_merges(self, make_rig: MakeRig) -> None:
+        rig = make_rig(repo={"verifier": {"enabled": False}})
+        task = rig.open_pr(1)
+        rig.branches.diffs[101] = self.STUB
+        await rig.monitor.tick()
+        assert task.status is TaskStatus.MERGED
+
+
 class TestLlmJudge:
     """repos[].llm_judge: a real subprocess (the fake one-shot CLI) reviews green PRs and may only block."""
 
@@ -700,7 +770,7 @@ class TestLlmJudge:
         answer = json.dumps({"verdict": "block", "reasons": [f"it deletes the tests, token {TOKEN}"]})
         rig, log = self.judged_rig(make_rig, tmp_path, answer)
         task = rig.open_pr(1)
-        rig.branches.diffs[101] = PRDiff((FileChange("calc.py", 3, 0),), (("calc.py", "def add(a, b): ..."),))
+        rig.branches.diffs[101] = PRDiff((FileChange("calc.py", 3, 0),), (("calc.py", "def add(a, b): return a + b"),))
 
         await rig.monitor.tick()
         await rig.quiet_tick()
@@ -710,7 +780,7 @@ class TestLlmJudge:
         assert "`llm_judge`: the LLM judge (judge) blocks it: it deletes the tests" in comment.body
         assert TOKEN not in comment.body
         prompts = log.read_text().split("\n=====\n")[:-1]
-        assert len(prompts) == 1 and "calc.py: def add(a, b): ..." in prompts[0] and "Task 1" in prompts[0]
+        assert len(prompts) == 1 and "calc.py: def add(a, b): return a + b" in prompts[0] and "Task 1" in prompts[0]
         assert (await rig.monitor.approve(REPO, 101, True))["result"] == "merged"
 
     @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentos.caller import calling
 from agentos.control.arguments import run
 from agentos.control.commands import TABLE
 from agentos.errors import ControlError
@@ -126,7 +127,8 @@ async def _answer(controller: Controller, req: dict[str, Any]) -> dict[str, Any]
     if spec is None:
         return {"ok": False, "error": f"unknown command {_short(cmd)}; commands: {', '.join(sorted(COMMANDS))}"}
     try:
-        result = await run(spec, controller, args)
+        with calling("ctl"):
+            result = await run(spec, controller, args)
     except ControlError as exc:
         return {"ok": False, "error": str(exc)}
     except Exception as exc:  # the socket must answer, whatever the controller did

@@ -45,6 +45,7 @@ from aiogram.utils.backoff import BackoffConfig
 from aiogram.utils.token import TokenValidationError
 
 from agentos import logging as alog
+from agentos.caller import calling
 from agentos.control.arguments import run
 from agentos.control.commands import TABLE
 from agentos.control.replies import duration, format_issue, one_line
@@ -308,7 +309,8 @@ class TelegramBot:
             return
         user = message.from_user
         log.info("telegram_command", command=command.name, chat_id=chat_id, user_id=user.id if user else None)
-        reply = await self._guarded(command.name, functools.partial(execute, command, self._controller))
+        with calling(f"telegram:{chat_id}"):
+            reply = await self._guarded(command.name, functools.partial(execute, command, self._controller))
         await self._reply(chat_id, reply)
 
     def _addressed_elsewhere(self, text: str) -> bool:
@@ -352,7 +354,9 @@ class TelegramBot:
             async def act() -> str:
                 nonlocal done, note
                 spec = TABLE[action]  # retry, cancel, approve, reject: one argument, the button's ref
-                result = await run(spec, self._controller, {spec.args[0].name: ref})
+                chat = query.message.chat.id if query.message is not None else query.from_user.id
+                with calling(f"telegram:{chat}"):
+                    result = await run(spec, self._controller, {spec.args[0].name: ref})
                 done = True
                 budget = result.get("budget") if isinstance(result, Mapping) else None
                 note = f"\n{one_line(budget)}" if budget else ""

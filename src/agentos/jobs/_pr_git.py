@@ -16,7 +16,7 @@ from agentos import logging as alog
 from agentos import memory
 from agentos.forge.base import PullRequest
 from agentos.graph import Task
-from agentos.jobs.verify import PRDiff, parse_added_lines, parse_numstat
+from agentos.jobs.verify import PRDiff, parse_added, parse_numstat
 from agentos.ports import Settings, Workspaces
 from agentos.workspace import PushRejected, Workspace, WorkspaceError
 
@@ -92,7 +92,8 @@ class WorkspaceBranches:
         quiet = ("-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff", "--no-renames")
         stat = await ws.git(*quiet, "--numstat", "-z", spec)
         text = await ws.git(*quiet, "-U0", spec)
-        return PRDiff(parse_numstat(stat.out), parse_added_lines(text.out))
+        added, numbers = parse_added(text.out)
+        return PRDiff(parse_numstat(stat.out), added, numbers)
 
     async def rebase(self, task: Task, head_sha: str, patch: Path) -> RebaseOutcome:
         ws = self._ws(task.repo)

@@ -89,10 +89,6 @@ def ci_context(checks: Checks, limit: int = CI_CONTEXT_CHARS) -> str:
     return (head + "\n".join(blocks))[:limit]
 
 
-def digest(findings: list[Finding]) -> str:
-    return hashlib.sha256("\n".join(f"{f.code}:{f.detail}" for f in findings).encode()).hexdigest()[:12]
-
-
 def wedge_key(task: Task) -> str:
     return f"wedged:{task.id}"
 
@@ -105,13 +101,16 @@ def fenced(text: str) -> str:
 
 def verify_comment(task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> str:
     lines = [f"**agentos verifier**: risk **{risk}** for task `{task.id}`.", ""]
-    lines += [f"- {'blocks' if f.blocking else 'note'} · `{f.code}`: {f.detail}" for f in findings]
+    lines += [
+        f"- {'blocks' if f.blocking else 'note'} · `{f.code}`{f' at `{f.where}`' if f.where else ''}: {f.detail}"
+        for f in findings
+    ]
     if risk == "high":
         ref = f"{task.repo}#{pr.number}"
         lines += [
             "",
-            f"This PR will not merge on its own. `agentos ctl approve {ref}` merges it once its checks are "
-            f"green; `agentos ctl reject {ref}` closes it.",
+            f"This PR will not merge on its own. `agentos ctl approve {ref}` (or the Approve button) overrides "
+            f"these findings and merges it once its checks are green; `agentos ctl reject {ref}` closes it.",
         ]
     return "\n".join(lines)
 

@@ -56,6 +56,7 @@ from agentos.jobs._pr_policy import (
     wedge_key,
     wedged_comment,
 )
+from agentos.jobs.verify import Finding
 from agentos.lifecycle import Lifecycle
 from agentos.notices import safe_id
 from agentos.ports import Clock, Journal, Settings
@@ -413,7 +414,16 @@ class PRMonitor:
         """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons): lifecycle records it
         (:meth:`Lifecycle.review`), then an approved PR that is green and up to date merges at once."""
         async with self._lock(repo):
-            result = await self.lifecycle.review(repo, number, approve=approve)
+            held = next(
+                (t for t in self.graph if t.repo == repo and t.pr == number and t.status is TaskStatus.PR_OPEN), None
+            )
+            overridden: list[Finding] = []
+            if approve and held is not None and held.approved_at is None:
+                try:
+                    overridden = await self.gate.holding(held)
+                except AgentosError as exc:  # the approval still counts; the audit names no findings
+                    log.warning("override_findings_unread", task=held.id, error=str(exc))
+            result = await self.lifecycle.review(repo, number, approve=approve, overridden=overridden)
             task = next((t for t in self.graph if t.repo == repo and t.pr == number and t.approved_at), None)
             if result["result"] != "approved" or task is None or task.status is not TaskStatus.PR_OPEN:
                 return result

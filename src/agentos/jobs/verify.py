@@ -48,13 +48,29 @@ __all__ = [
     "is_test_path",
     "judge_finding",
     "judge_prompt",
+    "parse_added",
     "parse_added_lines",
     "parse_numstat",
     "verify",
 ]
 
 Risk = Literal["low", "medium", "high"]
-FindingCode = Literal["empty_diff", "protected_path", "secret", "too_large", "no_tests", "llm_judge"]
+FindingCode = Literal[
+    "empty_diff",
+    "protected_path",
+    "secret",
+    "too_large",
+    "no_tests",
+    "llm_judge",
+    # the stricter checks of agentos.jobs.findings (repos[].verifier)
+    "stub",
+    "skip_marker",
+    "todo",
+    "commented_code",
+    "mock",
+    "small_diff",
+    "tests_missing",
+]
 log = alog.get_logger("agentos.verify")
 JUDGE_DIFF_CHARS = 12_000
 
@@ -133,6 +149,7 @@ class PRDiff:
 
     files: tuple[FileChange, ...]
     added_lines: tuple[tuple[str, str], ...] = ()  # (path, line), at most MAX_SCANNED_LINES
+    added_at: tuple[int, ...] = ()  # the new file's line number of each added line (parallel; may be absent)
 
     @property
     def lines(self) -> int:
@@ -148,6 +165,13 @@ class Finding:
     code: FindingCode
     detail: str
     blocking: bool = True
+    path: str = ""  # the file and line it is about, when it is about one
+    line: int = 0
+
+    @property
+    def where(self) -> str:
+        """``path:line`` (or ``path``, or nothing) for a comment."""
+        return f"{self.path}:{self.line}" if self.path and self.line else self.path
 
 
 def is_protected(path: str, patterns: Iterable[str]) -> str | None:
@@ -266,18 +290,36 @@ def parse_numstat(text: str) -> tuple[FileChange, ...]:
     return tuple(changes)
 
 
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
 def parse_added_lines(text: str, limit: int = MAX_SCANNED_LINES) -> tuple[tuple[str, str], ...]:
     """``(path, line)`` of every added line of a unified diff (``git diff -U0``), up to ``limit``."""
+    return parse_added(text, limit)[0]
+
+
+def parse_added(text: str, limit: int = MAX_SCANNED_LINES) -> tuple[tuple[tuple[str, str], ...], tuple[int, ...]]:
+    """``(path, line)`` of every added line of a unified diff, up to ``limit``, and each one's line number in
+    the new file (from the hunk headers; 0 when a hunk header is missing)."""
     out: list[tuple[str, str]] = []
+    numbers: list[int] = []
     path = ""
     previous = ""
+    at = 0
     for line in text.splitlines():
         if line.startswith("+++ ") and previous.startswith("--- "):  # a file header, not an added "++ …"
             target = line[4:].strip('"')
             path = target[2:] if target.startswith("b/") else target
+            at = 0
+        elif line.startswith("@@") and (hunk := _HUNK.match(line)):
+            at = int(hunk.group(1))
         elif line.startswith("+") and path and path != "/dev/null":
             out.append((path, line[1:]))
+            numbers.append(at)
+            at += 1 if at else 0
             if len(out) >= limit:
                 break
+        elif line.startswith(" ") and at:  # a context line (with -U1 or more)
+            at += 1
         previous = line
-    return tuple(out)
+    return tuple(out), tuple(numbers)
