@@ -1,0 +1,457 @@
+"""The egress allowlist: the only way out of an attempt's sandbox is this HTTP proxy, which lets through only
+listed ``host:port`` pairs.
+
+The sandbox has a network namespace of its own (only ``lo``). Inside it, :mod:`agentos.runners.bridge` listens on
+``127.0.0.1:PORT`` and forwards every connection to a unix socket bound in from outside; the agent's environment
+points ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` at that port. The daemon's :class:`EgressProxy` serves one
+unix socket per attempt (:meth:`EgressProxy.session`) and speaks just enough HTTP/1.1 proxying for the agent CLIs:
+
+* ``CONNECT host:port`` (what every HTTPS client sends): when allowed, a blind byte tunnel both ways, with
+  back-pressure, half-close (one side's EOF is passed on while the other side still talks) and an idle timeout;
+* an absolute-URI plain HTTP request (``GET http://host:port/path``): when allowed, the request goes to the
+  server in origin form with ``Connection: close`` and the response streams back;
+* anything else (a host not listed, an ``https://`` URI without CONNECT, an origin-form request, garbage):
+  ``403`` with a one-line body, and the denial is counted in :attr:`EgressSession.denied` and reported through
+  the ``on_denied(attempt_id, host_port)`` callback (the daemon journals ``egress_denied``).
+
+The allow check runs on the host name as the client gave it, and only then does the proxy resolve and connect
+to that name: no address is resolved ahead of the check, so a name cannot be swapped for an address the rules
+never named. An IP literal is allowed only when that literal is listed.
+
+Allow rules (:class:`Allowlist`): ``host:port`` exactly, ``*.example.com:443`` for any subdomain (not the bare
+``example.com``), ``[::1]:8080`` for IPv6; names compare case-insensitively, a trailing dot is ignored.
+:func:`default_allow` gives each agent kind the API host its CLI needs (see :data:`KIND_HOSTS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+
+__all__ = [
+    "BASE_URL_ENV",
+    "KIND_HOSTS",
+    "Allowlist",
+    "DeniedCallback",
+    "EgressProxy",
+    "EgressSession",
+    "default_allow",
+    "host_port",
+    "parse_host_port",
+]
+
+log = structlog.get_logger(__name__)
+
+DeniedCallback = Callable[[str, str], None]
+"""``on_denied(attempt_id, host_port)``: called once per denied request, on the event loop; must not block."""
+
+KIND_HOSTS: Mapping[str, tuple[str, ...]] = {
+    # Claude Code's model API. Its telemetry (statsig), error reports (sentry) and update checks are not needed
+    # to work: they are denied (set CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 so the CLI does not try).
+    "claude": ("api.anthropic.com:443",),
+    # Codex: the API with an API key; chatgpt.com's backend and auth.openai.com's token refresh with a ChatGPT
+    # plan login.
+    "codex": ("api.openai.com:443", "chatgpt.com:443", "auth.openai.com:443"),
+    # Gemini CLI: the API with an API key; Code Assist and Google's token endpoint with a Google login.
+    "gemini": (
+        "generativelanguage.googleapis.com:443",
+        "cloudcode-pa.googleapis.com:443",
+        "oauth2.googleapis.com:443",
+    ),
+    "command": (),
+}
+"""What each agent kind's CLI needs to reach by default (replaced by a base URL, see :func:`default_allow`)."""
+
+BASE_URL_ENV: Mapping[str, tuple[str, ...]] = {
+    "claude": ("ANTHROPIC_BASE_URL",),
+    "codex": ("OPENAI_BASE_URL",),
+    "gemini": ("GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL"),
+    "command": (),
+}
+"""The environment variables that point a CLI at another model server."""
+
+_HEAD_LIMIT = 64 * 1024  # a request line and headers longer than this are refused
+_HOST_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
+_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, with its NUL
+
+
+# ── allow rules ──────────────────────────────────────────────────────────────────────────────────────
+
+
+def _normal_host(host: str) -> str:
+    """A host name lower-cased without a trailing dot, or an IP literal in its canonical form; ValueError if
+    neither (no wildcards here)."""
+    host = host.strip().lower().removesuffix(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOST_RE.match(host) or len(host) > 253:
+        raise ValueError(f"not a host name: {host!r}")
+    return host
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``"Example.COM:443"`` → ``("example.com", 443)``; ``"[::1]:80"`` → ``("::1", 80)``. ValueError when the
+    text is not ``host:port`` with a port in 1–65535."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"not host:port: {text!r}")
+    if ":" in host and not host.startswith("["):
+        raise ValueError(f"an IPv6 address needs brackets: {text!r}")
+    return _normal_host(host), int(port_text)
+
+
+def host_port(host: str, port: int) -> str:
+    """The ``host:port`` key a denial is counted under (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    host: str  # for a wildcard: the suffix after "*." (e.g. "example.com")
+    port: int
+    wildcard: bool
+
+    def matches(self, host: str, port: int) -> bool:
+        if port != self.port:
+            return False
+        if self.wildcard:
+            return host.endswith("." + self.host)
+        return host == self.host
+
+
+class Allowlist:
+    """The ``host:port`` pairs one attempt may reach. A malformed entry is a ValueError naming it."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        rules: list[_Rule] = []
+        for entry in entries:
+            text = entry.strip().lower()
+            wildcard = text.startswith("*.")
+            host, port = parse_host_port(text[2:] if wildcard else text)
+            if wildcard and _is_ip(host):
+                raise ValueError(f"a wildcard needs a domain, not an address: {entry!r}")
+            rules.append(_Rule(host, port, wildcard))
+        self._rules = tuple(rules)
+
+    def allows(self, host: str, port: int) -> bool:
+        """Whether ``host:port`` (as the client named it) is listed; an unparsable host is never allowed."""
+        try:
+            name = _normal_host(host)
+        except ValueError:
+            return False
+        return any(rule.matches(name, port) for rule in self._rules)
+
+    def __repr__(self) -> str:
+        shown = (("*." if r.wildcard else "") + host_port(r.host, r.port) for r in self._rules)
+        return "Allowlist([" + ", ".join(shown) + "])"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def default_allow(kind: str, env: Mapping[str, str]) -> list[str]:
+    """The hosts an agent of ``kind`` needs, given the environment it runs with: a base-URL variable
+    (``ANTHROPIC_BASE_URL=http://127.0.0.1:8080``) replaces the kind's default hosts with the server it names."""
+    named: list[str] = []
+    for var in BASE_URL_ENV.get(kind, ()):
+        value = env.get(var, "").strip()
+        if value:
+            named.append(_url_host_port(value))
+    return named if named else list(KIND_HOSTS.get(kind, ()))
+
+
+def _url_host_port(url: str) -> str:
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    if not parts.hostname:
+        raise ValueError(f"no host in base URL {url!r}")
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    return host_port(_normal_host(parts.hostname), port)
+
+
+# ── sessions and the proxy ───────────────────────────────────────────────────────────────────────────
+
+
+class EgressSession:
+    """One attempt's door out: a unix socket at :attr:`socket_path` (bind it into the sandbox and run the
+    bridge on it) and the denials counted so far. Made by :meth:`EgressProxy.session`; :meth:`close` when the
+    attempt ends."""
+
+    def __init__(self, attempt_id: str, socket_path: Path, allow: Allowlist, proxy: EgressProxy) -> None:
+        self.attempt_id = attempt_id
+        self.socket_path = socket_path
+        self.allow = allow
+        self.denied: Counter[str] = Counter()
+        self.connections = 0  # requests let through
+        self._proxy = proxy
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    def summary(self) -> str:
+        """``"blocked: evil.example:443 ×3, 10.0.0.1:22 ×1"`` (most often denied first), or ``""``."""
+        if not self.denied:
+            return ""
+        return "blocked: " + ", ".join(f"{hp} ×{n}" for hp, n in self.denied.most_common())
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path), limit=_HEAD_LIMIT)
+        os.chmod(self.socket_path, 0o600)
+
+    async def close(self) -> None:
+        """Stop accepting, cut every open tunnel, remove the socket. Idempotent."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._handlers):
+            task.cancel()
+        if self._handlers:
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._proxy._forget(self)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass  # the client went away or sent nothing usable: nothing to report
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        cfg = self._proxy
+        async with asyncio.timeout(cfg.head_timeout_s):
+            head = await reader.readuntil(b"\r\n\r\n")
+        request_line, _, headers = head.partition(b"\r\n")
+        parts = request_line.decode("latin-1").split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await self._deny(writer, "malformed-request")
+            return
+        method, target, _version = parts
+        if method.upper() == "CONNECT":
+            try:
+                host, port = parse_host_port(target)
+            except ValueError:
+                await self._deny(writer, _printable(target))
+                return
+            rest = b""
+        else:
+            split = _absolute_http(target)
+            if split is None:
+                await self._deny(writer, _printable(target))
+                return
+            host, port, path = split
+            rest = _origin_request(method, path, headers)
+        if not self.allow.allows(host, port):
+            await self._deny(writer, host_port(host, port))
+            return
+        try:
+            async with asyncio.timeout(cfg.connect_timeout_s):
+                up_reader, up_writer = await asyncio.open_connection(host, port, limit=cfg.chunk)
+        except (OSError, TimeoutError) as exc:
+            log.info("egress_connect_failed", attempt=self.attempt_id, target=host_port(host, port), error=str(exc))
+            await _reply(writer, 502, "Bad Gateway", f"agentos egress: cannot reach {host_port(host, port)}\n")
+            return
+        self.connections += 1
+        try:
+            if rest:
+                up_writer.write(rest)
+            else:
+                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            await _pipe_both_ways(reader, writer, up_reader, up_writer, idle_s=cfg.idle_timeout_s, chunk=cfg.chunk)
+        finally:
+            up_writer.close()
+            with contextlib.suppress(Exception):
+                await up_writer.wait_closed()
+
+    async def _deny(self, writer: asyncio.StreamWriter, what: str) -> None:
+        self.denied[what] += 1
+        log.info("egress_denied", attempt=self.attempt_id, target=what)
+        if self._proxy.on_denied is not None:
+            try:
+                self._proxy.on_denied(self.attempt_id, what)
+            except Exception:  # the daemon's callback failing must not take the proxy down with it
+                log.exception("egress_denied_callback_failed", attempt=self.attempt_id)
+        await _reply(writer, 403, "Forbidden", f"agentos egress: {what} is not on this attempt's allowlist\n")
+
+
+class EgressProxy:
+    """The daemon's egress proxy: one unix socket per attempt under ``socket_dir`` (kept at 0700).
+
+    ``idle_timeout_s``: a tunnel with no byte either way for this long is cut. ``connect_timeout_s``: how long
+    resolving and connecting to an allowed server may take (then 502). ``head_timeout_s``: how long a client may
+    take to send its request head. :meth:`run` in the daemon's TaskGroup closes every session when cancelled.
+    """
+
+    def __init__(
+        self,
+        socket_dir: Path,
+        *,
+        on_denied: DeniedCallback | None = None,
+        idle_timeout_s: float = 600.0,
+        connect_timeout_s: float = 30.0,
+        head_timeout_s: float = 30.0,
+        chunk: int = 256 * 1024,
+    ) -> None:
+        self.socket_dir = socket_dir
+        self.on_denied = on_denied
+        self.idle_timeout_s = idle_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.head_timeout_s = head_timeout_s
+        self.chunk = chunk
+        self._sessions: dict[str, EgressSession] = {}
+
+    async def session(self, attempt_id: str, allow: Sequence[str]) -> EgressSession:
+        """Open ``attempt_id``'s socket allowing ``allow`` (``host:port`` entries; ValueError on a bad one)."""
+        if attempt_id in self._sessions:
+            raise ValueError(f"attempt {attempt_id!r} already has an egress session")
+        rules = Allowlist(allow)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.socket_dir, 0o700)
+        path = self.socket_dir / _socket_name(attempt_id)
+        if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+            raise ValueError(f"egress socket path too long for a unix socket ({len(str(path))} bytes): {path}")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left by a crashed daemon
+        session = EgressSession(attempt_id, path, rules, self)
+        await session._start()
+        self._sessions[attempt_id] = session
+        log.info("egress_session_opened", attempt=attempt_id, allow=repr(rules))
+        return session
+
+    def _forget(self, session: EgressSession) -> None:
+        if self._sessions.get(session.attempt_id) is session:
+            del self._sessions[session.attempt_id]
+
+    async def aclose(self) -> None:
+        """Close every open session."""
+        for session in list(self._sessions.values()):
+            await session.close()
+
+    async def run(self) -> None:
+        """Wait until cancelled (the daemon's TaskGroup ending), then close every session."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(self.aclose())
+
+
+def _socket_name(attempt_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", attempt_id)[:40]
+    digest = hashlib.sha256(attempt_id.encode()).hexdigest()[:8]
+    return f"{safe}-{digest}.sock"
+
+
+def _absolute_http(target: str) -> tuple[str, int, str] | None:
+    """``http://host:port/path?q`` → ``(host, port, "/path?q")``; None for anything else (https, origin form)."""
+    if not target.lower().startswith("http://"):
+        return None
+    try:
+        parts = urlsplit(target)
+        port = parts.port or 80
+        host = _normal_host(parts.hostname or "")
+    except ValueError:
+        return None
+    if parts.username or parts.password:
+        return None
+    path = parts.path or "/"
+    return host, port, path + (f"?{parts.query}" if parts.query else "")
+
+
+_HOP_HEADERS = frozenset({b"connection", b"proxy-connection", b"proxy-authorization", b"keep-alive"})
+
+
+def _origin_request(method: str, path: str, headers: bytes) -> bytes:
+    """The request the server gets: origin form, hop-by-hop and proxy headers dropped, ``Connection: close``
+    (one request per connection, so a second request on it cannot reach a host that was never checked)."""
+    kept = [
+        line for line in headers.split(b"\r\n") if line and line.split(b":", 1)[0].strip().lower() not in _HOP_HEADERS
+    ]
+    return b"\r\n".join([f"{method} {path} HTTP/1.1".encode("latin-1"), *kept, b"Connection: close", b"", b""])
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[^\x21-\x7e]", "?", text)[:120] or "?"
+
+
+async def _reply(writer: asyncio.StreamWriter, status: int, reason: str, body: str) -> None:
+    data = body.encode()
+    writer.write(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(data)}\r\n"
+        f"Connection: close\r\n\r\n".encode()
+        + data
+    )
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+
+
+async def _pipe_both_ways(
+    client_r: asyncio.StreamReader,
+    client_w: asyncio.StreamWriter,
+    up_r: asyncio.StreamReader,
+    up_w: asyncio.StreamWriter,
+    *,
+    idle_s: float,
+    chunk: int,
+) -> None:
+    """Copy bytes both ways until both sides have sent EOF, or no byte moved either way for ``idle_s``.
+
+    One side's EOF is passed on as a half-close (``write_eof``) while the other direction keeps going. Each
+    write waits for the transport to drain, so a slow reader slows its writer down instead of filling memory.
+    """
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+
+    async def one_way(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        nonlocal last
+        while data := await src.read(chunk):
+            last = loop.time()
+            dst.write(data)
+            await dst.drain()
+        if dst.can_write_eof():
+            dst.write_eof()
+
+    async def idle_watch() -> None:
+        while (left := last + idle_s - loop.time()) > 0:
+            await asyncio.sleep(left)
+
+    copies = {asyncio.create_task(one_way(client_r, up_w)), asyncio.create_task(one_way(up_r, client_w))}
+    watch = asyncio.create_task(idle_watch())
+    pending: set[asyncio.Task[None]] = {*copies, watch}
+    try:
+        while copies & pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if watch in done:
+                log.info("egress_tunnel_idle", idle_s=idle_s)
+                return
+            for task in done:
+                task.result()  # a copy that failed (reset, broken pipe) ends the tunnel
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
