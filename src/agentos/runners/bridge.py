@@ -9,6 +9,11 @@ the agent's proxy variables at it (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` 
 removed), and then **execs the agent**: the agent keeps the pid the runner started and waits on, and its exit
 status is the attempt's.
 
+The forwarder accepts each connection the agent makes and hands it over to the proxy: it sends the socket's
+descriptor through the unix socket (``SCM_RIGHTS``, with one ``\\0`` byte) and closes its own copy. The proxy
+then reads and writes the agent's connection directly, so no byte of the traffic passes through the forwarder
+(a copying bridge would be a second Python process on the data path; see ``bench/egress.py``).
+
 The forwarder is a grandchild (fork, fork again, the middle process exits), so it is not the agent's child:
 a shell agent's ``wait`` does not wait for it and no zombie of it is left to the agent. It stays in the
 agent's process group (no ``setsid``), so the runner's kill policy (SIGTERM to the group, then SIGKILL) reaches
@@ -17,15 +22,16 @@ the runner sees EOF on the agent's output as soon as the agent is done, and it e
 does: it watches the agent through a pidfd (Linux ≥ 5.3), or by polling where there is none.
 
 The listening socket is bound before the fork and handed down, so a connection the agent makes at once waits
-in the backlog instead of being refused. Each connection is copied both ways with back-pressure and half-close.
+in the backlog instead of being refused.
 
 Standard library only, no ``agentos`` import: it runs inside the sandbox with whatever ``python3`` is there.
 """
 
 from __future__ import annotations
 
-import asyncio
+import array
 import os
+import select
 import socket
 import sys
 from collections.abc import Sequence
@@ -34,7 +40,7 @@ __all__ = ["PROXY_VARIABLES", "bridge_argv", "main", "proxy_env"]
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 _NO_PROXY = ("NO_PROXY", "no_proxy")
-_CHUNK = 256 * 1024
+HANDOFF = b"\0"  # what carries a connection's descriptor to the proxy (as agentos.runners._egress_io expects)
 _POLL_S = 0.5  # how often the forwarder looks for the agent where there is no pidfd
 
 
@@ -59,45 +65,33 @@ def proxy_env(port: int, env: dict[str, str]) -> dict[str, str]:
 # ── the forwarder (the grandchild) ───────────────────────────────────────────────────────────────────
 
 
-async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            data = await src.read(_CHUNK)
-            if not data:
-                break
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()
-    except OSError:
-        dst.close()
+def _hand_over(client: socket.socket, socket_path: str) -> None:
+    """Send the agent's connection to the proxy: one ``\\0`` byte carrying its descriptor. The proxy then serves
+    that socket itself; no byte of the traffic passes through this process."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as up:
+        up.connect(socket_path)
+        up.sendmsg([HANDOFF], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [client.fileno()]))])
 
 
-async def _forward(socket_path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        up_reader, up_writer = await asyncio.open_unix_connection(socket_path, limit=_CHUNK)
-    except OSError:
-        writer.close()
-        return
-    try:
-        await asyncio.gather(_copy(reader, up_writer), _copy(up_reader, writer))
-    finally:
-        writer.close()
-        up_writer.close()
-
-
-async def _serve(listener: socket.socket, socket_path: str, agent_pid: int, pidfd: int | None) -> None:
-    loop = asyncio.get_running_loop()
-    agent_gone = asyncio.Event()
-    if pidfd is not None:
-        loop.add_reader(pidfd, agent_gone.set)
-    server = await asyncio.start_server(lambda r, w: _forward(socket_path, r, w), sock=listener, limit=_CHUNK)
-    async with server:
-        if pidfd is not None:
-            await agent_gone.wait()
-        else:
-            while _alive(agent_pid):
-                await asyncio.sleep(_POLL_S)
+def _forward(listener: socket.socket, socket_path: str, agent_pid: int, pidfd: int | None) -> None:
+    """Hand every connection over until the agent is gone (its pidfd readable, or no such process)."""
+    watched: list[int] = [listener.fileno(), *([pidfd] if pidfd is not None else [])]
+    while True:
+        ready, _, _ = select.select(watched, [], [], None if pidfd is not None else _POLL_S)
+        if (pidfd is not None and pidfd in ready) or (pidfd is None and not _alive(agent_pid)):
+            return
+        if listener.fileno() not in ready:
+            continue
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            continue
+        try:
+            _hand_over(client, socket_path)
+        except OSError:
+            pass  # the proxy is gone (the attempt is ending): the agent sees its connection closed
+        finally:
+            client.close()
 
 
 def _alive(pid: int) -> bool:
@@ -127,7 +121,7 @@ def _become_forwarder(listener: socket.socket, socket_path: str, agent_pid: int)
     keep = sorted({0, 1, 2, listener.fileno(), *([pidfd] if pidfd is not None else [])})
     _close_others(keep)
     try:
-        asyncio.run(_serve(listener, socket_path, agent_pid, pidfd))
+        _forward(listener, socket_path, agent_pid, pidfd)
     finally:
         os._exit(0)
 

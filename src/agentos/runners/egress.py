@@ -31,6 +31,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import socket
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import structlog
+
+from agentos.runners._egress_io import open_streams, pipe_both_ways, receive_first
 
 __all__ = [
     "BASE_URL_ENV",
@@ -203,7 +206,8 @@ class EgressSession:
         self.denied: Counter[str] = Counter()
         self.connections = 0  # requests let through
         self._proxy = proxy
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
     def summary(self) -> str:
@@ -213,14 +217,27 @@ class EgressSession:
         return "blocked: " + ", ".join(f"{hp} ×{n}" for hp, n in self.denied.most_common())
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path), limit=_HEAD_LIMIT)
-        os.chmod(self.socket_path, 0o600)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(self.socket_path))
+            os.chmod(self.socket_path, 0o600)
+            listener.listen(128)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        self._acceptor = asyncio.create_task(self._accept(listener), name=f"egress-{self.attempt_id}")
 
     async def close(self) -> None:
         """Stop accepting, cut every open tunnel, remove the socket. Idempotent."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            await asyncio.gather(self._acceptor, return_exceptions=True)
+            self._acceptor = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         for task in list(self._handlers):
             task.cancel()
         if self._handlers:
@@ -229,19 +246,35 @@ class EgressSession:
             self.socket_path.unlink()
         self._proxy._forget(self)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            task = asyncio.create_task(self._handle(conn))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _handle(self, conn: socket.socket) -> None:
+        """One client: a plain one on the unix socket, or the agent's TCP connection the bridge handed over."""
+        writer: asyncio.StreamWriter | None = None
         try:
+            first, handed = await receive_first(conn, _HEAD_LIMIT, self._proxy.head_timeout_s)
+            if handed is not None:
+                conn.close()
+                conn = handed
+            elif not first:
+                return
+            reader, writer = await open_streams(conn, first, _HEAD_LIMIT)
             await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             pass  # the client went away or sent nothing usable: nothing to report
         finally:
-            self._handlers.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            else:
+                conn.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cfg = self._proxy
@@ -283,7 +316,7 @@ class EgressSession:
                 up_writer.write(rest)
             else:
                 writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-            await _pipe_both_ways(reader, writer, up_reader, up_writer, idle_s=cfg.idle_timeout_s, chunk=cfg.chunk)
+            await pipe_both_ways(reader, writer, up_reader, up_writer, idle_s=cfg.idle_timeout_s, chunk=cfg.chunk)
         finally:
             up_writer.close()
             with contextlib.suppress(Exception):
@@ -408,50 +441,3 @@ async def _reply(writer: asyncio.StreamWriter, status: int, reason: str, body: s
     )
     with contextlib.suppress(ConnectionError):
         await writer.drain()
-
-
-async def _pipe_both_ways(
-    client_r: asyncio.StreamReader,
-    client_w: asyncio.StreamWriter,
-    up_r: asyncio.StreamReader,
-    up_w: asyncio.StreamWriter,
-    *,
-    idle_s: float,
-    chunk: int,
-) -> None:
-    """Copy bytes both ways until both sides have sent EOF, or no byte moved either way for ``idle_s``.
-
-    One side's EOF is passed on as a half-close (``write_eof``) while the other direction keeps going. Each
-    write waits for the transport to drain, so a slow reader slows its writer down instead of filling memory.
-    """
-    loop = asyncio.get_running_loop()
-    last = loop.time()
-
-    async def one_way(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        nonlocal last
-        while data := await src.read(chunk):
-            last = loop.time()
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()
-
-    async def idle_watch() -> None:
-        while (left := last + idle_s - loop.time()) > 0:
-            await asyncio.sleep(left)
-
-    copies = {asyncio.create_task(one_way(client_r, up_w)), asyncio.create_task(one_way(up_r, client_w))}
-    watch = asyncio.create_task(idle_watch())
-    pending: set[asyncio.Task[None]] = {*copies, watch}
-    try:
-        while copies & pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if watch in done:
-                log.info("egress_tunnel_idle", idle_s=idle_s)
-                return
-            for task in done:
-                task.result()  # a copy that failed (reset, broken pipe) ends the tunnel
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
