@@ -16,7 +16,7 @@ import socket
 
 import structlog
 
-__all__ = ["HANDOFF", "open_streams", "pipe_both_ways", "receive_first"]
+__all__ = ["HANDOFF", "Tunnel", "read_head", "receive_first", "reply"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,62 +58,134 @@ async def receive_first(conn: socket.socket, limit: int, timeout_s: float) -> tu
     return b"", handed
 
 
-async def open_streams(
-    sock: socket.socket, initial: bytes, limit: int
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """asyncio streams over an accepted ``sock``, with ``initial`` (bytes already read from it) first."""
+async def read_head(conn: socket.socket, initial: bytes, limit: int) -> tuple[bytes, bytes]:
+    """Read from ``conn`` (after ``initial``) up to the end of the request head: ``(head, what came after it)``.
+    ``head`` is empty when the client closed first or sent more than ``limit`` bytes without ending its head."""
     loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    if initial:
-        reader.feed_data(initial)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
-    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+    buf = bytearray(initial)
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        if len(buf) > limit:
+            return b"", b""
+        data = await loop.sock_recv(conn, 65536)
+        if not data:
+            return b"", b""
+        buf += data
+    return bytes(buf[: end + 4]), bytes(buf[end + 4 :])
 
 
-async def pipe_both_ways(
-    client_r: asyncio.StreamReader,
-    client_w: asyncio.StreamWriter,
-    up_r: asyncio.StreamReader,
-    up_w: asyncio.StreamWriter,
-    *,
-    idle_s: float,
-    chunk: int,
-) -> None:
-    """Copy bytes both ways until both sides have sent EOF, or no byte moved either way for ``idle_s``.
+async def reply(conn: socket.socket, status: int, reason: str, body: str) -> None:
+    """A short plain-text answer, and the connection is done."""
+    data = body.encode()
+    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(data)}\r\n"
+    with contextlib.suppress(OSError):
+        await asyncio.get_running_loop().sock_sendall(conn, (head + "Connection: close\r\n\r\n").encode() + data)
 
-    One side's EOF is passed on as a half-close (``write_eof``) while the other direction keeps going. Each
-    write waits for the transport to drain, so a slow reader slows its writer down instead of filling memory.
-    """
-    loop = asyncio.get_running_loop()
-    last = loop.time()
 
-    async def one_way(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        nonlocal last
-        while data := await src.read(chunk):
-            last = loop.time()
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()
+class _Half(asyncio.Protocol):
+    """One side of a tunnel: what it receives goes to the other side's transport."""
 
-    async def idle_watch() -> None:
-        while (left := last + idle_s - loop.time()) > 0:
-            await asyncio.sleep(left)
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Half | None = None
+        self.held: list[bytes] = []  # received before the tunnel started (the first bytes each way go first)
+        self.eof = False
+        self.closed: asyncio.Future[None] = tunnel.loop.create_future()
 
-    copies = {asyncio.create_task(one_way(client_r, up_w)), asyncio.create_task(one_way(up_r, client_w))}
-    watch = asyncio.create_task(idle_watch())
-    pending: set[asyncio.Task[None]] = {*copies, watch}
-    try:
-        while copies & pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if watch in done:
-                log.info("egress_tunnel_idle", idle_s=idle_s)
-                return
-            for task in done:
-                task.result()  # a copy that failed (reset, broken pipe) ends the tunnel
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.last = self.tunnel.loop.time()
+        out = self.peer.transport if self.peer is not None and self.tunnel.started else None
+        if out is None:
+            self.held.append(data)
+        else:
+            out.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        out = self.peer.transport if self.peer is not None and self.tunnel.started else None
+        if out is not None and out.can_write_eof():
+            out.write_eof()
+        self.tunnel.check_done()
+        return True  # stay open: the other direction may still be talking
+
+    def pause_writing(self) -> None:  # our outgoing buffer is full: stop reading what fills it
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.tunnel.end()
+
+
+class Tunnel:
+    """A client connection and an upstream connection joined: bytes copied both ways by the event loop's
+    transports, with back-pressure (a side whose outgoing buffer is full pauses reading from the other),
+    half-close (one side's EOF is passed on while the other side still talks), and an idle timeout."""
+
+    def __init__(self, idle_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.idle_s = idle_s
+        self.last = self.loop.time()
+        self.client = _Half(self)
+        self.upstream = _Half(self)
+        self.client.peer, self.upstream.peer = self.upstream, self.client
+        self.started = False
+        self._done: asyncio.Future[None] = self.loop.create_future()
+
+    async def connect(self, host: str, port: int, client: socket.socket) -> None:
+        """Connect to ``host:port`` (resolving the name now), then take over the ``client`` socket."""
+        await self.loop.create_connection(lambda: self.upstream, host, port)
+        await self.loop.connect_accepted_socket(lambda: self.client, client)
+
+    def check_done(self) -> None:
+        if self.client.eof and self.upstream.eof:
+            self.end()
+
+    def end(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+
+    async def run(self, *, to_upstream: bytes = b"", to_client: bytes = b"") -> bool:
+        """Send the first bytes each way, then carry the traffic until it ends; close both sides (what is still
+        buffered is sent first, within the idle timeout). False when it went idle. Cancelled: both cut at once."""
+        idle = False
+        try:
+            for half, first in ((self.upstream, to_upstream), (self.client, to_client)):
+                assert half.transport is not None and half.peer is not None
+                for data in [first, *half.peer.held]:
+                    if data:
+                        half.transport.write(data)
+                half.peer.held.clear()
+            self.started = True
+            for half in (self.client, self.upstream):
+                if half.eof:
+                    half.eof_received()
+            while not self._done.done():
+                left = self.last + self.idle_s - self.loop.time()
+                if left <= 0:
+                    idle = True
+                    break
+                await asyncio.wait([self._done], timeout=left)
+            open_halves = [h for h in (self.client, self.upstream) if h.transport is not None]
+            for half in open_halves:
+                assert half.transport is not None
+                half.transport.close()
+            await asyncio.wait([h.closed for h in open_halves], timeout=self.idle_s)
+        finally:
+            self.abort()
+        return not idle
+
+    def abort(self) -> None:
+        """Cut both connections now (a no-op for one already closed)."""
+        for half in (self.client, self.upstream):
+            if half.transport is not None:
+                half.transport.abort()

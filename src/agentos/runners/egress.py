@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from agentos.runners._egress_io import open_streams, pipe_both_ways, receive_first
+from agentos.runners._egress_io import Tunnel, read_head, receive_first, reply
 
 __all__ = [
     "BASE_URL_ENV",
@@ -256,73 +256,63 @@ class EgressSession:
 
     async def _handle(self, conn: socket.socket) -> None:
         """One client: a plain one on the unix socket, or the agent's TCP connection the bridge handed over."""
-        writer: asyncio.StreamWriter | None = None
-        try:
-            first, handed = await receive_first(conn, _HEAD_LIMIT, self._proxy.head_timeout_s)
-            if handed is not None:
-                conn.close()
-                conn = handed
-            elif not first:
-                return
-            reader, writer = await open_streams(conn, first, _HEAD_LIMIT)
-            await self._serve(reader, writer)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            pass  # the client went away or sent nothing usable: nothing to report
-        finally:
-            if writer is not None:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
-            else:
-                conn.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         cfg = self._proxy
-        async with asyncio.timeout(cfg.head_timeout_s):
-            head = await reader.readuntil(b"\r\n\r\n")
-        request_line, _, headers = head.partition(b"\r\n")
+        try:
+            async with asyncio.timeout(cfg.head_timeout_s):
+                first, handed = await receive_first(conn, _HEAD_LIMIT, cfg.head_timeout_s)
+                if handed is not None:
+                    conn.close()
+                    conn = handed
+                    conn.setblocking(False)
+                elif not first:
+                    return
+                head, rest = await read_head(conn, first, _HEAD_LIMIT)
+            if head:
+                await self._serve(conn, head, rest)
+        except (OSError, TimeoutError):
+            pass  # the client went away or was too slow to say anything: nothing to report
+        finally:
+            conn.close()
+
+    async def _serve(self, conn: socket.socket, head: bytes, rest: bytes) -> None:
+        cfg = self._proxy
+        request_line, _, headers = head[:-4].partition(b"\r\n")
         parts = request_line.decode("latin-1").split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            await self._deny(writer, "malformed-request")
+            await self._deny(conn, "malformed-request")
             return
         method, target, _version = parts
         if method.upper() == "CONNECT":
             try:
                 host, port = parse_host_port(target)
             except ValueError:
-                await self._deny(writer, _printable(target))
+                await self._deny(conn, _printable(target))
                 return
-            rest = b""
+            to_upstream, to_client = rest, b"HTTP/1.1 200 Connection Established\r\n\r\n"
         else:
             split = _absolute_http(target)
             if split is None:
-                await self._deny(writer, _printable(target))
+                await self._deny(conn, _printable(target))
                 return
             host, port, path = split
-            rest = _origin_request(method, path, headers)
+            to_upstream, to_client = _origin_request(method, path, headers) + rest, b""
         if not self.allow.allows(host, port):
-            await self._deny(writer, host_port(host, port))
+            await self._deny(conn, host_port(host, port))
             return
+        tunnel = Tunnel(cfg.idle_timeout_s)
         try:
             async with asyncio.timeout(cfg.connect_timeout_s):
-                up_reader, up_writer = await asyncio.open_connection(host, port, limit=cfg.chunk)
+                await tunnel.connect(host, port, conn)
         except (OSError, TimeoutError) as exc:
             log.info("egress_connect_failed", attempt=self.attempt_id, target=host_port(host, port), error=str(exc))
-            await _reply(writer, 502, "Bad Gateway", f"agentos egress: cannot reach {host_port(host, port)}\n")
+            await reply(conn, 502, "Bad Gateway", f"agentos egress: cannot reach {host_port(host, port)}\n")
+            tunnel.abort()  # what did connect
             return
         self.connections += 1
-        try:
-            if rest:
-                up_writer.write(rest)
-            else:
-                writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-            await pipe_both_ways(reader, writer, up_reader, up_writer, idle_s=cfg.idle_timeout_s, chunk=cfg.chunk)
-        finally:
-            up_writer.close()
-            with contextlib.suppress(Exception):
-                await up_writer.wait_closed()
+        if not await tunnel.run(to_upstream=to_upstream, to_client=to_client):
+            log.info("egress_tunnel_idle", attempt=self.attempt_id, target=host_port(host, port))
 
-    async def _deny(self, writer: asyncio.StreamWriter, what: str) -> None:
+    async def _deny(self, conn: socket.socket, what: str) -> None:
         self.denied[what] += 1
         log.info("egress_denied", attempt=self.attempt_id, target=what)
         if self._proxy.on_denied is not None:
@@ -330,7 +320,7 @@ class EgressSession:
                 self._proxy.on_denied(self.attempt_id, what)
             except Exception:  # the daemon's callback failing must not take the proxy down with it
                 log.exception("egress_denied_callback_failed", attempt=self.attempt_id)
-        await _reply(writer, 403, "Forbidden", f"agentos egress: {what} is not on this attempt's allowlist\n")
+        await reply(conn, 403, "Forbidden", f"agentos egress: {what} is not on this attempt's allowlist\n")
 
 
 class EgressProxy:
@@ -349,14 +339,12 @@ class EgressProxy:
         idle_timeout_s: float = 600.0,
         connect_timeout_s: float = 30.0,
         head_timeout_s: float = 30.0,
-        chunk: int = 256 * 1024,
     ) -> None:
         self.socket_dir = socket_dir
         self.on_denied = on_denied
         self.idle_timeout_s = idle_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.head_timeout_s = head_timeout_s
-        self.chunk = chunk
         self._sessions: dict[str, EgressSession] = {}
 
     async def session(self, attempt_id: str, allow: Sequence[str]) -> EgressSession:
@@ -430,14 +418,3 @@ def _origin_request(method: str, path: str, headers: bytes) -> bytes:
 
 def _printable(text: str) -> str:
     return re.sub(r"[^\x21-\x7e]", "?", text)[:120] or "?"
-
-
-async def _reply(writer: asyncio.StreamWriter, status: int, reason: str, body: str) -> None:
-    data = body.encode()
-    writer.write(
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(data)}\r\n"
-        f"Connection: close\r\n\r\n".encode()
-        + data
-    )
-    with contextlib.suppress(ConnectionError):
-        await writer.drain()
