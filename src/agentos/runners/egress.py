@@ -2,9 +2,10 @@
 listed ``host:port`` pairs.
 
 The sandbox has a network namespace of its own (only ``lo``). Inside it, :mod:`agentos.runners.bridge` listens on
-``127.0.0.1:PORT`` and forwards every connection to a unix socket bound in from outside; the agent's environment
-points ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` at that port. The daemon's :class:`EgressProxy` serves one
-unix socket per attempt (:meth:`EgressProxy.session`) and speaks just enough HTTP/1.1 proxying for the agent CLIs:
+``127.0.0.1:PORT`` and hands every connection over (its descriptor, ``SCM_RIGHTS``) through a unix socket bound in
+from outside; the agent's environment points ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` at that port. The
+daemon's :class:`EgressProxy` serves one unix socket per attempt (:meth:`EgressProxy.session`), takes plain
+clients on it as well as handed-over connections, and speaks just enough HTTP/1.1 proxying for the agent CLIs:
 
 * ``CONNECT host:port`` (what every HTTPS client sends): when allowed, a blind byte tunnel both ways, with
   back-pressure, half-close (one side's EOF is passed on while the other side still talks) and an idle timeout;
@@ -249,7 +250,12 @@ class EgressSession:
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            conn, _ = await loop.sock_accept(listener)
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as exc:  # out of descriptors, most likely: wait for some to be freed
+                log.warning("egress_accept_failed", attempt=self.attempt_id, error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
             task = asyncio.create_task(self._handle(conn))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
