@@ -4,6 +4,8 @@ cannot, and what is reported about the attempts that failed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +103,49 @@ class TestConnect:
         assert bytes(echo.received) == payload
         assert session.denied == {}
         writer.close()
+
+    async def test_bytes_sent_right_after_connect_arrive_after_the_answer(
+        self, proxy: EgressProxy, echo: EchoServer
+    ) -> None:
+        """A client that does not wait for ``200`` (its first bytes in the same packet as ``CONNECT``) loses
+        nothing: the server gets them, and the client reads the answer head before the echo."""
+        session = await proxy.session("a", [f"127.0.0.1:{echo.port}"])
+        reader, writer = await asyncio.open_unix_connection(str(session.socket_path))
+        writer.write(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\n\r\nearly bytes".encode())
+        writer.write_eof()
+        answer = await reader.read()
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\nearly bytes")
+        writer.close()
+
+    async def test_a_client_that_stops_reading_slows_the_server_down(self, proxy: EgressProxy) -> None:
+        """Back-pressure: while the client reads nothing, the server cannot push its 64 MB into the proxy's
+        memory; once the client reads, every byte arrives."""
+        total = 64 << 20
+        finished = asyncio.Event()
+
+        async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            block = b"x" * (1 << 20)
+            for _ in range(total // len(block)):
+                writer.write(block)
+                await writer.drain()
+            finished.set()
+            writer.close()
+
+        server = await asyncio.start_server(flood, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            session = await proxy.session("a", [f"127.0.0.1:{port}"])
+            head, reader, writer = await connect(session, f"127.0.0.1:{port}")
+            assert head.startswith(b"HTTP/1.1 200")
+            with pytest.raises(TimeoutError):  # on a slow machine this passes trivially; it never flakes
+                await asyncio.wait_for(finished.wait(), timeout=2)
+            received = 0
+            while data := await reader.read(1 << 20):
+                received += len(data)
+            assert received == total and finished.is_set()
+            writer.close()
+        finally:
+            server.close()
 
     async def test_a_host_not_listed_is_refused_and_never_contacted(
         self, proxy: EgressProxy, echo: EchoServer, other: EchoServer, denials: Denials
@@ -279,3 +324,23 @@ async def test_one_session_per_attempt(proxy: EgressProxy) -> None:
         await proxy.session("a", [])
     await session.close()
     await (await proxy.session("a", [])).close()
+
+
+async def test_a_bogus_hand_over_is_dropped_and_the_proxy_keeps_serving(proxy: EgressProxy, echo: EchoServer) -> None:
+    """Something in the sandbox sending descriptors that are not one stream socket (a pipe, two of them) gets
+    its connection closed; the next client is served as usual."""
+    session = await proxy.session("a", [f"127.0.0.1:{echo.port}"])
+    read_end, write_end = os.pipe()
+    try:
+        for fds in ([read_end], [read_end, write_end]):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(str(session.socket_path))
+                socket.send_fds(sock, [b"\0"], fds)
+                sock.settimeout(30)
+                assert await asyncio.to_thread(sock.recv, 100) == b""
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    head, _, writer = await connect(session, f"127.0.0.1:{echo.port}")
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
