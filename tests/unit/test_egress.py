@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from agentos.runners.egress import Allowlist, EgressProxy, EgressSession, default_allow, parse_host_port
+from agentos.runners.egress import (
+    MAX_DISTINCT_DENIALS,
+    OTHER_HOSTS,
+    Allowlist,
+    EgressProxy,
+    EgressSession,
+    default_allow,
+    parse_host_port,
+)
 
 
 @dataclass
@@ -162,8 +170,9 @@ class TestConnect:
     async def test_denials_are_counted_per_attempt_and_summarised(
         self, proxy: EgressProxy, echo: EchoServer, other: EchoServer, denials: Denials
     ) -> None:
-        """Each denied request is reported through the callback, and the attempt's summary reads
-        ``blocked: host:port ×N`` for the PR body and the escalation note."""
+        """The first denial of a host is reported through the callback (the journal's ``egress_denied``), every
+        one is counted, and the attempt's summary reads ``blocked: host:port ×N`` for the PR body and the
+        escalation note."""
         session = await proxy.session("task-7/2", [f"127.0.0.1:{echo.port}"])
         assert session.summary() == ""
         for _ in range(2):
@@ -172,7 +181,7 @@ class TestConnect:
             writer.close()
         assert session.summary() == f"blocked: 127.0.0.1:{other.port} ×2"
         assert session.denied == {f"127.0.0.1:{other.port}": 2}
-        assert denials.calls == [("task-7/2", f"127.0.0.1:{other.port}")] * 2
+        assert denials.calls == [("task-7/2", f"127.0.0.1:{other.port}")]
 
     async def test_a_name_does_not_unlock_its_address(self, proxy: EgressProxy, echo: EchoServer) -> None:
         """``localhost`` on the list does not allow ``127.0.0.1``: an IP literal passes only when it is listed."""
@@ -344,3 +353,18 @@ async def test_a_bogus_hand_over_is_dropped_and_the_proxy_keeps_serving(proxy: E
     head, _, writer = await connect(session, f"127.0.0.1:{echo.port}")
     assert head.startswith(b"HTTP/1.1 200")
     writer.close()
+
+
+async def test_an_agent_trying_many_hosts_cannot_flood_the_report(proxy: EgressProxy, denials: Denials) -> None:
+    """Denied hosts beyond a bound are counted together; the callback fires once per counted host, and the
+    summary names the top five and how many more there were."""
+    session = await proxy.session("a", [])
+    for i in range(MAX_DISTINCT_DENIALS + 10):
+        head, _, writer = await connect(session, f"h{i}.evil.example:443")
+        assert head.startswith(b"HTTP/1.1 403")
+        writer.close()
+    assert len(session.denied) == MAX_DISTINCT_DENIALS + 1
+    assert session.denied[OTHER_HOSTS] == 10
+    assert len(denials.calls) == MAX_DISTINCT_DENIALS + 1
+    assert session.summary().startswith("blocked: other hosts ×10, h0.evil.example:443 ×1")
+    assert session.summary().endswith(f", and {MAX_DISTINCT_DENIALS + 1 - 5} more")

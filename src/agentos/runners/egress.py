@@ -46,6 +46,8 @@ from agentos.runners._egress_io import Tunnel, read_head, receive_first, reply
 __all__ = [
     "BASE_URL_ENV",
     "KIND_HOSTS",
+    "MAX_DISTINCT_DENIALS",
+    "OTHER_HOSTS",
     "Allowlist",
     "DeniedCallback",
     "EgressProxy",
@@ -58,7 +60,13 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DeniedCallback = Callable[[str, str], None]
-"""``on_denied(attempt_id, host_port)``: called once per denied request, on the event loop; must not block."""
+"""``on_denied(attempt_id, host_port)``: called on the event loop the first time an attempt is denied a
+``host:port`` (so a looping agent cannot flood the journal; the counts are in :attr:`EgressSession.denied`);
+must not block."""
+
+MAX_DISTINCT_DENIALS = 50
+"""Distinct ``host:port`` keys counted per attempt; denials of further ones count under :data:`OTHER_HOSTS`."""
+OTHER_HOSTS = "other hosts"
 
 KIND_HOSTS: Mapping[str, tuple[str, ...]] = {
     # Claude Code's model API. Its telemetry (statsig), error reports (sentry) and update checks are not needed
@@ -211,11 +219,14 @@ class EgressSession:
         self._acceptor: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
-    def summary(self) -> str:
-        """``"blocked: evil.example:443 ×3, 10.0.0.1:22 ×1"`` (most often denied first), or ``""``."""
+    def summary(self, limit: int = 5) -> str:
+        """``"blocked: evil.example:443 ×3, 10.0.0.1:22 ×1"`` (most often denied first, at most ``limit``
+        hosts named, then ``"and N more"``), or ``""`` when nothing was denied."""
         if not self.denied:
             return ""
-        return "blocked: " + ", ".join(f"{hp} ×{n}" for hp, n in self.denied.most_common())
+        ranked = self.denied.most_common()
+        text = "blocked: " + ", ".join(f"{hp} ×{n}" for hp, n in ranked[:limit])
+        return text + (f", and {len(ranked) - limit} more" if len(ranked) > limit else "")
 
     async def _start(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -319,9 +330,11 @@ class EgressSession:
             log.info("egress_tunnel_idle", attempt=self.attempt_id, target=host_port(host, port))
 
     async def _deny(self, conn: socket.socket, what: str) -> None:
-        self.denied[what] += 1
-        log.info("egress_denied", attempt=self.attempt_id, target=what)
-        if self._proxy.on_denied is not None:
+        key = what if what in self.denied or len(self.denied) < MAX_DISTINCT_DENIALS else OTHER_HOSTS
+        first = key not in self.denied
+        self.denied[key] += 1
+        log.info("egress_denied", attempt=self.attempt_id, target=what, first=first)
+        if first and self._proxy.on_denied is not None:
             try:
                 self._proxy.on_denied(self.attempt_id, what)
             except Exception:  # the daemon's callback failing must not take the proxy down with it
