@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from agentos.proc import group_alive
-from agentos.runners.bridge import bridge_argv
+from agentos.runners.bridge import BRIDGE_PATH, bridge_argv
 from agentos.runners.egress import EgressProxy, EgressSession
 
 
@@ -119,6 +119,24 @@ class TestInASandbox:
         script = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/x').read().decode())"
         code, out, _ = await run(sandboxed(session, sys.executable, "-c", script))
         assert (code, out.strip()) == (0, "allowed server")
+
+    async def test_a_minimal_sandbox_needs_only_the_socket_and_the_bridge_file(
+        self, session: EgressSession, allowed: tuple[int, list[str]]
+    ) -> None:
+        """As the sandbox runner will make it: every namespace new, ``/usr`` read-only, the proxy's socket and
+        :data:`BRIDGE_PATH` bound in at paths of the sandbox's own; the system python runs the bridge."""
+        port, seen = allowed
+        argv = [
+            "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+            "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+            "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--bind", str(session.socket_path), "/run/egress.sock", "--ro-bind", BRIDGE_PATH, "/opt/bridge.py",
+            "--", "/usr/bin/python3", "-I", "-S", "/opt/bridge.py", "/run/egress.sock", "0", "--",
+            "curl", "-sS", "-p", f"http://127.0.0.1:{port}/minimal",
+        ]  # fmt: skip
+        code, out, _ = await run(argv)
+        assert (code, out) == (0, "allowed server")
+        assert seen == ["/minimal"]
 
 
 class TestTheAgentProcess:

@@ -36,10 +36,13 @@ import socket
 import sys
 from collections.abc import Sequence
 
-__all__ = ["PROXY_VARIABLES", "bridge_argv", "main", "proxy_env"]
+__all__ = ["BRIDGE_PATH", "HANDOFF", "PROXY_VARIABLES", "bridge_argv", "main", "proxy_env"]
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 _NO_PROXY = ("NO_PROXY", "no_proxy")
+_SYSTEM_PYTHON = "/usr/bin/python3"
+BRIDGE_PATH = os.path.abspath(__file__)
+"""This file, which the sandbox must show (read-only) for :func:`bridge_argv` to run it."""
 HANDOFF = b"\0"  # what carries a connection's descriptor to the proxy (as agentos.runners._egress_io expects)
 _POLL_S = 0.5  # how often the forwarder looks for the agent where there is no pidfd
 
@@ -48,11 +51,17 @@ def bridge_argv(socket_inside: str, port: int, python: str | None = None) -> lis
     """The argv prefix that runs the bridge and then the agent: append the agent's argv to it.
 
     ``socket_inside`` is the proxy's unix socket as the sandbox sees it; ``port`` the loopback port to listen
-    on; ``python`` an interpreter visible inside the sandbox (default: the one running this, symlinks resolved,
-    so a venv's ``bin/python`` becomes the system interpreter behind it). This file must be visible too.
+    on (0: any free one; the proxy variables name the one picked). ``python`` is an interpreter visible inside
+    the sandbox: by default the system's ``/usr/bin/python3`` (the sandbox shows ``/usr`` read-only), else the
+    one running this with symlinks resolved. :data:`BRIDGE_PATH` must be visible too (bind it read-only).
     """
-    interpreter = python or (os.path.realpath(sys.executable) if sys.executable else "python3")
-    return [interpreter, "-I", "-S", os.path.abspath(__file__), socket_inside, str(port), "--"]
+    return [python or _default_python(), "-I", "-S", BRIDGE_PATH, socket_inside, str(port), "--"]
+
+
+def _default_python() -> str:
+    if os.access(_SYSTEM_PYTHON, os.X_OK):
+        return _SYSTEM_PYTHON
+    return os.path.realpath(sys.executable) if sys.executable else "python3"
 
 
 def proxy_env(port: int, env: dict[str, str]) -> dict[str, str]:
