@@ -13,7 +13,7 @@ from agentos.config import parse_config
 from agentos.errors import ControlError
 from agentos.graph import TaskGraph, TaskStatus
 from agentos.store import DaemonState
-from tests.ports import FixedClock, MemoryJournal, MemorySettings, RecordingNotify
+from agentos.testing import MemoryJournal, MemorySettings, RecordingNotifier, SettableClock
 from tests.unit.test_budget import CONFIG, NOW, Clock, attempt, runtime, spend, task
 
 POOL_CONFIG = """\
@@ -33,11 +33,11 @@ class Pool:
     """An :class:`AgentPool` over in-memory ports, with the stand-ins at hand."""
 
     def __init__(self, now: datetime = NOW) -> None:
-        self.clock = FixedClock(now)
+        self.clock = SettableClock(now)
         self.graph = TaskGraph()
         self.state = DaemonState()
-        self.journal = MemoryJournal(self.clock, self.graph)
-        self.notify = RecordingNotify()
+        self.journal = MemoryJournal(self.graph, self.clock)
+        self.notify = RecordingNotifier()
         self.settings = MemorySettings(parse_config(POOL_CONFIG))
         self.pool = AgentPool(
             settings=self.settings,
@@ -89,7 +89,7 @@ class TestPauseForQuota:
         assert p.pool.pause_for_quota("codex", reset, "You've hit your usage limit") == reset
         assert p.state.paused_agents == {"codex": reset} and p.journal.saves == 1
         text = "Agent codex hit its usage limit; paused until 2025-03-14 17:30 UTC."
-        assert p.notify.sent == [(2, f"quota:codex:{reset.isoformat()}", text)]
+        assert [(n.severity, n.key, n.text) for n in p.notify.sent] == [(2, f"quota:codex:{reset.isoformat()}", text)]
 
     def test_without_a_reset_time_the_agents_cooldown(self) -> None:
         """A usage limit that states no reset time pauses the agent for its ``cooldown_minutes``."""
@@ -127,7 +127,7 @@ class TestResume:
         p = Pool()
         if paused_for is not None:
             p.state.paused_agents[name] = NOW + paused_for
-        p.journal.held_because = held
+        p.journal.hold = held
         with pytest.raises(ControlError, match=error):
             p.pool.resume(name)
 
@@ -152,6 +152,7 @@ class TestView:
         p.state.paused_agents["old"] = NOW + timedelta(hours=1)
         row = p.pool.view()[-1]
         assert (row["agent"], row["kind"], row["limits"]) == ("old", None, "not in the config")
+
 
 class TestEnforceAgentBudgets:
     def test_soft_limit_warns_once_even_across_a_restart(self, tmp_path: Path) -> None:
