@@ -28,6 +28,7 @@ from agentos.graph import Attempt, Task, TaskStatus, task_row
 from agentos.notices import escalation_comment as _escalation_comment
 from agentos.runtime import Runtime
 from agentos.store import Store
+from agentos.testing import SettableClock as Clock
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -222,14 +223,6 @@ routing: {{default: [claude, backup]}}
 timezone: Europe/Berlin
 limits: {{max_task_tokens: 100000}}
 """
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def runtime(tmp: Path, clock: Clock, config_text: str = CONFIG) -> Runtime:

@@ -14,7 +14,7 @@ from agentos.errors import ControlError
 from agentos.graph import TaskGraph, TaskStatus
 from agentos.store import DaemonState
 from agentos.testing import MemoryJournal, MemorySettings, RecordingNotifier, SettableClock
-from tests.unit.test_budget import CONFIG, NOW, Clock, attempt, runtime, spend, task
+from tests.unit.test_budget import CONFIG, NOW, attempt, runtime, spend, task
 
 POOL_CONFIG = """\
 state_dir: /nonexistent/state
@@ -157,7 +157,7 @@ class TestView:
 class TestEnforceAgentBudgets:
     def test_soft_limit_warns_once_even_across_a_restart(self, tmp_path: Path) -> None:
         """Past monthly_warn_usd one sev2 notice goes out; later checks, and a restarted daemon, send none."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 6.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -175,7 +175,7 @@ class TestEnforceAgentBudgets:
     def test_hard_limit_pauses_until_the_first_of_next_month_then_the_chain_moves_on(self, tmp_path: Path) -> None:
         """Past monthly_max_usd the agent is paused until the 1st, 00:00 in the budget time zone, with one sev1
         notice; its tasks go to the next agent of the chain, and the next month it runs again."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 6.0, NOW - timedelta(days=3), 1)
         spend(rt, 4.5, NOW, 2)
@@ -198,7 +198,7 @@ class TestEnforceAgentBudgets:
 
     def test_raising_the_limit_lifts_the_pause(self, tmp_path: Path) -> None:
         """A pause the budget set ends as soon as the reloaded config no longer puts the agent over a limit."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 11.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -220,7 +220,7 @@ class TestEnforceAgentBudgets:
 
     def test_a_usage_limit_pause_is_left_alone(self, tmp_path: Path) -> None:
         """An agent paused by its CLI's usage limit is not resumed by a budget check."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         rt.state.paused_agents["claude"] = NOW + timedelta(hours=2)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -233,7 +233,7 @@ class TestLiftByHand:
     def test_a_lifted_budget_pause_holds_for_the_period_across_a_restart(self, tmp_path: Path) -> None:
         """Lifted by hand, an agent over its monthly max runs on: later checks, a restarted daemon and more spend
         do not pause it again in that month; the lift is journalled; the next month starts clean."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 11.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -261,7 +261,7 @@ class TestLiftByHand:
 
     def test_a_changed_limit_is_a_new_breach(self, tmp_path: Path) -> None:
         """After a lift, a reloaded config whose limit the agent is still over pauses it again."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 11.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -275,7 +275,7 @@ class TestLiftByHand:
 
     def test_a_usage_limit_pause_is_lifted_without_waiving_a_budget(self, tmp_path: Path) -> None:
         """A usage-limit pause is named as such; lifting it marks no budget breach."""
-        rt = runtime(tmp_path, Clock(NOW))
+        rt = runtime(tmp_path, SettableClock(NOW))
         rt.state.paused_agents["backup"] = NOW + timedelta(hours=2)
         lifted = AgentPool.from_runtime(rt).resume("backup")
         assert lifted["why"] == "usage limit reported by the CLI (until 2025-03-14 15:00 Europe/Berlin)"
