@@ -30,7 +30,11 @@ BERLIN = ZoneInfo("Europe/Berlin")  # CET (+1) in winter, CEST (+2) from 29 Marc
 
 
 class Calls:
-    """A job body that counts its calls, optionally fails, optionally waits on a gate."""
+    """A job body that counts its calls, optionally fails, optionally waits on a gate.
+
+    ``order`` notes each body's ``start`` and ``end`` (a test may add its own entries), ``most_at_once`` how
+    many bodies ever ran at the same time.
+    """
 
     def __init__(self, *, fail: BaseException | None = None) -> None:
         self.count = 0
@@ -38,15 +42,25 @@ class Calls:
         self.started = asyncio.Event()
         self.gate: asyncio.Event | None = None
         self.context: dict[str, object] = {}
+        self.order: list[str] = []
+        self.running = 0
+        self.most_at_once = 0
 
     async def __call__(self) -> None:
         self.count += 1
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        self.order.append("start")
         self.context = structlog.contextvars.get_contextvars()
         self.started.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.fail is not None:
+                raise self.fail
+        finally:
+            self.running -= 1
+            self.order.append("end")
 
 
 @pytest.fixture(autouse=True)
@@ -71,16 +85,21 @@ def make(
     *,
     configs: dict[str, JobConfig] | None = None,
     changes: list[int] | None = None,
+    recorded: asyncio.Event | None = None,
     tz: ZoneInfo | None = None,
 ) -> Scheduler:
-    """A scheduler with ``jobs`` registered (stall_watchdog runs when paused, as in the daemon)."""
-    sched = Scheduler(
-        state,
-        configs=configs,
-        clock=clock,
-        on_change=(lambda: changes.append(1)) if changes is not None else (lambda: None),
-        tz=tz or UTC,
-    )
+    """A scheduler with ``jobs`` registered (stall_watchdog runs when paused, as in the daemon).
+
+    Each change it would journal appends to ``changes`` and sets ``recorded``.
+    """
+
+    def on_change() -> None:
+        if changes is not None:
+            changes.append(1)
+        if recorded is not None:
+            recorded.set()
+
+    sched = Scheduler(state, configs=configs, clock=clock, on_change=on_change, tz=tz or UTC)
     for name, func in (jobs or {}).items():
         sched.register(name, func, runs_when_paused=name == "stall_watchdog")
     return sched
@@ -428,13 +447,12 @@ class TestOverlap:
         sched = make(state, clock, {"dispatch": job})
         first = asyncio.create_task(sched.run_scheduled("dispatch"))
         await asyncio.wait_for(job.started.wait(), 1)
-        second = asyncio.create_task(sched.run_now("dispatch"))
-        await asyncio.sleep(0)
-        assert not second.done() and job.count == 1
+        second = asyncio.create_task(sched.run_now("dispatch"))  # asks before the gated body can go on
         job.gate.set()
         assert await first == "ok"
         assert await asyncio.wait_for(second, 1) == "ok"
-        assert job.count == 2
+        assert job.count == 2 and job.most_at_once == 1
+        assert job.order == ["start", "end", "start", "end"]
 
     async def test_shutdown_waits_for_a_running_job(self, state: DaemonState, clock: SettableClock) -> None:
         """shutdown() lets a running job finish (within its timeout) instead of cancelling it."""
@@ -444,12 +462,32 @@ class TestOverlap:
         sched.start(paused=True)
         run = asyncio.create_task(sched.run_now("dispatch"))
         await asyncio.wait_for(job.started.wait(), 1)
-        closing = asyncio.create_task(sched.shutdown(timeout=5))
-        await asyncio.sleep(0)
-        assert not closing.done()
+
+        async def close() -> None:
+            await sched.shutdown(timeout=5)
+            job.order.append("shut down")
+
+        closing = asyncio.create_task(close())  # begins before the gated body can go on
         job.gate.set()
         await asyncio.wait_for(closing, 1)
         assert await run == "ok"
+        assert job.order == ["start", "end", "shut down"]
+
+    async def test_shutdown_waits_no_longer_than_its_timeout(self, state: DaemonState, clock: SettableClock) -> None:
+        """A job still running when shutdown()'s timeout ends is named in a warning, and is not cancelled."""
+        job = Calls()
+        job.gate = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job})
+        sched.start(paused=True)
+        run = asyncio.create_task(sched.run_now("dispatch"))
+        await asyncio.wait_for(job.started.wait(), 1)
+        with capture_logs() as logs:
+            await asyncio.wait_for(sched.shutdown(timeout=0.1), 10)
+        assert [e["jobs"] for e in logs if e["event"] == "jobs_still_running_at_shutdown"] == [["dispatch"]]
+        assert job.order == ["start"]
+        job.gate.set()
+        assert await run == "ok"
+        assert job.order == ["start", "end"]
 
 
 class TestDurableState:
@@ -572,15 +610,13 @@ class TestThroughAPScheduler:
     ) -> None:
         """poke() makes the job due now; APScheduler runs the async job on this loop and the run is recorded."""
         job = Calls()
-        sched = make(state, clock, {"dispatch": job})
+        recorded = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job}, recorded=recorded)
         sched.start()
         try:
             sched.poke("dispatch")
-            await asyncio.wait_for(job.started.wait(), 2)
-            for _ in range(100):  # the run's bookkeeping finishes a few loop turns after the body
-                if state.job_runs.get("dispatch") and state.job_runs["dispatch"].last_success:
-                    break
-                await asyncio.sleep(0)
+            await asyncio.wait_for(recorded.wait(), 10)  # the run is recorded after its body returns
+            assert job.count == 1
             assert state.job_runs["dispatch"].last_success == T0
         finally:
             await stop(sched)
