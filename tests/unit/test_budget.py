@@ -28,6 +28,7 @@ from agentos.graph import Attempt, Task, TaskStatus, task_row
 from agentos.notices import escalation_comment as _escalation_comment
 from agentos.runtime import Runtime
 from agentos.store import Store
+from agentos.testing import RecordingNotifier
 from agentos.testing import SettableClock as Clock
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
@@ -201,15 +202,6 @@ class TestAgentVerdicts:
         assert codex.stop == ["1,000,000 tokens"] and codex.spend.unmeasured == 1
 
 
-class FakeNotifier:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str, str]] = []
-
-    def notify(self, severity: int, key: str, text: str, buttons: Any = ()) -> bool:
-        self.sent.append((severity, key, text))
-        return True
-
-
 CONFIG = """\
 state_dir: {state}
 repos:
@@ -237,7 +229,7 @@ def runtime(tmp: Path, clock: Clock, config_text: str = CONFIG) -> Runtime:
         return str(repo.path), {}
 
     rt = Runtime(config, None, store, graph, state, forge, remote, clock=clock)
-    rt.notifier = FakeNotifier()  # type: ignore[assignment]
+    rt.notifier = RecordingNotifier()  # type: ignore[assignment]
     return rt
 
 

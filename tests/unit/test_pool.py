@@ -163,8 +163,8 @@ class TestEnforceAgentBudgets:
         AgentPool.from_runtime(rt).enforce_budgets()
         AgentPool.from_runtime(rt).enforce_budgets()
         sent = rt.notifier.sent  # type: ignore[union-attr]
-        assert [(sev, key) for sev, key, _ in sent] == [(2, "agent_budget_warning:claude:2025-03")]
-        assert "spent 1,000 tokens / $6.00 over 1 attempt in 2025-03; limit $5.00" in sent[0][2]
+        assert [(n.severity, n.key) for n in sent] == [(2, "agent_budget_warning:claude:2025-03")]
+        assert "spent 1,000 tokens / $6.00 over 1 attempt in 2025-03; limit $5.00" in sent[0].text
         assert rt.state.paused_agents == {}
         rt.store.close()
 
@@ -184,9 +184,9 @@ class TestEnforceAgentBudgets:
         until = datetime(2025, 3, 31, 22, tzinfo=UTC)  # 1 April 00:00 in Berlin (CEST)
         assert rt.state.paused_agents == {"claude": until}
         sent = rt.notifier.sent  # type: ignore[union-attr]
-        assert [(sev, key) for sev, key, _ in sent] == [(1, "agent_budget_paused:claude:2025-03")]
-        assert "$10.50 over 2 attempts in 2025-03; limit $10.00" in sent[0][2]
-        assert "paused until 2025-04-01 00:00 Europe/Berlin" in sent[0][2]
+        assert [(n.severity, n.key) for n in sent] == [(1, "agent_budget_paused:claude:2025-03")]
+        assert "$10.50 over 2 attempts in 2025-03; limit $10.00" in sent[0].text
+        assert "paused until 2025-04-01 00:00 Europe/Berlin" in sent[0].text
         assert [e.type for e in rt.store.iter_events(NOW - timedelta(days=1)) if e.type.startswith("agent_")] == [
             "agent_budget_paused"
         ]
@@ -208,7 +208,7 @@ class TestEnforceAgentBudgets:
         )
         AgentPool.from_runtime(rt).enforce_budgets()
         assert rt.state.paused_agents == {}
-        assert [key for _, key, _ in rt.notifier.sent] == [  # type: ignore[union-attr]
+        assert [n.key for n in rt.notifier.sent] == [  # type: ignore[union-attr]
             "agent_budget_paused:claude:2025-03",
             "agent_budget_warning:claude:2025-03",  # still past the warning level: said once, now
         ]
@@ -253,7 +253,7 @@ class TestLiftByHand:
         again = runtime(tmp_path, clock)
         AgentPool.from_runtime(again).enforce_budgets()
         assert again.state.paused_agents == {}
-        assert [key for _, key, _ in rt.notifier.sent] == ["agent_budget_paused:claude:2025-03"]  # type: ignore[union-attr]
+        assert [n.key for n in rt.notifier.sent] == ["agent_budget_paused:claude:2025-03"]  # type: ignore[union-attr]
 
         clock.now = datetime(2025, 4, 2, tzinfo=UTC)  # a new month: nothing spent in it yet
         assert [v.stop for v in AgentPool.from_runtime(again).enforce_budgets() if v.agent == "claude"] == [[]]
