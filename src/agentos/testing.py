@@ -8,15 +8,19 @@
     assert rig.forge.labels("calc", 12) == ["agentos:blocked"]
     assert rig.notes.sent[0].key == "escalation:calc#12:1"
 
+    loops = build_loops(config, forge)       # the improvement loops, reading back what they journal
+    await loops.backlog_groomer().tick()
+    assert "backlog_groomed" in loops.journal.types()
+
 Everything here is typed against the real ports (:mod:`agentos.ports`, :class:`agentos.forge.base.Forge`), so a
 test that builds a part with them needs no ``type: ignore``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,20 +28,30 @@ from agentos._fake_forge import T0, FakeForge
 from agentos.agents.pool import AgentPool
 from agentos.config import Config, RepoConfig
 from agentos.executor import Executor
+from agentos.forge.base import Forge
 from agentos.graph import Event, Task, TaskGraph
+from agentos.jobs._loops import LoopSettings
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
+from agentos.jobs.analysis import AgentScorer, LogAnalyzer
+from agentos.jobs.digest import DailyDigest, DigestNotify
 from agentos.jobs.dispatch import Dispatcher
+from agentos.jobs.groomer import BacklogGroomer
+from agentos.jobs.housekeeping import Housekeeping
+from agentos.jobs.incidents import IncidentScanner
+from agentos.jobs.planner import SprintPlanner
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.lifecycle import Lifecycle
+from agentos.llm import ModelAsker
 from agentos.ports import Action, Severity
 from agentos.running import RunningAttempts
-from agentos.store import DaemonState
+from agentos.store import DaemonState, Store
 from agentos.workspace import Workspace
 
 __all__ = [
     "T0",
     "FakeForge",
+    "LoopRig",
     "MemoryJournal",
     "MemorySettings",
     "MemoryWorkspaces",
@@ -47,6 +61,7 @@ __all__ = [
     "SettableClock",
     "Wakes",
     "build",
+    "build_loops",
 ]
 
 
@@ -64,7 +79,10 @@ class SettableClock:
 
 
 class MemoryJournal:
-    """The ``Journal`` port over a :class:`TaskGraph`: changed tasks are put in the graph, events kept in order."""
+    """The ``Journal`` port over a :class:`TaskGraph`: changed tasks are put in the graph, events kept in order.
+
+    It is also the history the improvement loops read back (``iter_events``, like the store's).
+    """
 
     def __init__(self, graph: TaskGraph, clock: SettableClock) -> None:
         self.graph = graph
@@ -94,6 +112,10 @@ class MemoryJournal:
     @property
     def held(self) -> str | None:
         return self.hold
+
+    def iter_events(self, since: datetime) -> Iterator[Event]:
+        """The events with ``ts >= since``, oldest first (the loops' ``EventHistory``)."""
+        return (e for e in list(self.events) if e.ts >= since)
 
     def types(self, task: str | None = None) -> list[str]:
         """Event types (a transition as ``->status``), of one task when given."""
@@ -133,15 +155,24 @@ class Wakes:
 
 
 class MemorySettings:
-    """The ``Settings`` port over a fixed config (``disabled`` repos switched off)."""
+    """The ``Settings`` port over a config (``disabled`` repos switched off, like ``ctl repo off``).
 
-    def __init__(self, config: Config) -> None:
+    Assigning ``config`` is a reload. With ``config_path`` (the file the config came from) it is also the
+    agent scorer's ``TunableSettings``.
+    """
+
+    def __init__(self, config: Config, *, config_path: Path | None = None) -> None:
         self._config = config
+        self.config_path = config_path
         self.disabled: set[str] = set()
 
     @property
     def config(self) -> Config:
         return self._config
+
+    @config.setter
+    def config(self, value: Config) -> None:
+        self._config = value
 
     def repo(self, name: str) -> RepoConfig:
         return self._config.repo(name)
@@ -283,3 +314,74 @@ def build(
         monitor,
     )
     return rig
+
+
+@dataclass
+class LoopRig:
+    """The improvement loops' ports in memory, and a builder per loop.
+
+    Every loop reads its history back from ``journal`` (what it and the test journalled), writes through
+    ``forge`` and reads the config from ``settings`` (assign ``settings.config`` to reload it).
+    """
+
+    clock: SettableClock
+    graph: TaskGraph
+    journal: MemoryJournal
+    settings: MemorySettings
+    forge: Forge
+    stopping: bool = False
+
+    @property
+    def config(self) -> Config:
+        return self.settings.config
+
+    def _reads(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "journal": self.journal,
+            "clock": self.clock,
+            "graph": self.graph,
+            "store": self.journal,
+        }
+
+    def _stopping(self) -> bool:
+        return self.stopping
+
+    def incident_scanner(self, s: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> IncidentScanner:
+        return IncidentScanner(**self._reads(), forge=self.forge, stopping=self._stopping, loop_settings=s, llm=llm)
+
+    def log_analyzer(self, s: LoopSettings | None = None) -> LogAnalyzer:
+        return LogAnalyzer(**self._reads(), forge=self.forge, loop_settings=s)
+
+    def agent_scorer(self, s: LoopSettings | None = None) -> AgentScorer:
+        return AgentScorer(**self._reads(), loop_settings=s)
+
+    def backlog_groomer(self, s: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> BacklogGroomer:
+        return BacklogGroomer(**self._reads(), forge=self.forge, stopping=self._stopping, loop_settings=s, llm=llm)
+
+    def sprint_planner(self, s: LoopSettings | None = None) -> SprintPlanner:
+        return SprintPlanner(**self._reads(), forge=self.forge, stopping=self._stopping, loop_settings=s)
+
+    def daily_digest(
+        self, s: LoopSettings | None = None, *, notify: DigestNotify | None = None, tz: tzinfo | None = None
+    ) -> DailyDigest:
+        return DailyDigest(**self._reads(), notify=notify, loop_settings=s, tz=tz)
+
+    def housekeeping(self, store: Store) -> Housekeeping:
+        """The daily prune of ``store``'s rotated history (files on disk: the one loop that needs a real store)."""
+        return Housekeeping(settings=self.settings, journal=self.journal, clock=self.clock, store=store)
+
+
+def build_loops(
+    config: Config,
+    forge: Forge,
+    *,
+    clock: SettableClock | None = None,
+    config_path: Path | None = None,
+    tasks: Iterable[Task] = (),
+) -> LoopRig:
+    """The loops' ports over ``forge`` (share ``clock`` with it); ``config_path`` lets the scorer tune the file."""
+    clock = clock if clock is not None else SettableClock()
+    graph = TaskGraph(tasks)
+    journal = MemoryJournal(graph, clock)
+    return LoopRig(clock, graph, journal, MemorySettings(config, config_path=config_path), forge)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from tests.daemon_process import (
     write_gitconfig,
 )
 from tests.daemon_process import git as _git
+from tests.waiting import wait_until
 
 __all__ = ["AGENTOS", "DROPPED_ENV", "FAKES", "ROOT", "TEST_FILE", "alive", "pid_list"]  # imported from here too
 
@@ -203,28 +203,27 @@ class Loop(DaemonFiles):
 
     # ------------------------------------------------------------ waiting
 
-    def wait_for(self, check: Callable[[], T | None], *, what: str, timeout: float = WAIT_S) -> T:
-        """Poll ``check`` every 0.1 s until it returns something truthy; fail with the daemon's log."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.debug()}")
-            time.sleep(POLL_S)
+    def wait_for(
+        self,
+        check: Callable[[], T | None],
+        *,
+        what: str,
+        timeout: float = WAIT_S,
+        retry: tuple[type[BaseException], ...] = (),
+    ) -> T:
+        """Poll ``check`` every 0.1 s until it returns something truthy; fail with the tasks and the daemon's log."""
+        return wait_until(check, what=what, timeout=timeout, poll=POLL_S, retry=retry, context=self.debug)
 
     def wait_status(self, task_id: str, *statuses: str, timeout: float = WAIT_S) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             if self.daemon is not None and self.daemon.poll() is not None:
                 raise AssertionError(f"the daemon died ({self.daemon.returncode}):\n{self.log_tail()}")
-            try:
-                task = self.task(task_id)
-            except (ControlError, OSError):  # restarting, or the task is not there yet: a bug in here still fails
-                return None
+            task = self.task(task_id)
             return task if task["status"] in statuses else None
 
-        return self.wait_for(check, what=f"{task_id} to be {'/'.join(statuses)}", timeout=timeout)
+        # ControlError, OSError: restarting, or the task is not there yet; anything else fails at once
+        what = f"{task_id} to be {'/'.join(statuses)}"
+        return self.wait_for(check, what=what, timeout=timeout, retry=(ControlError, OSError))
 
     def debug(self) -> str:
         try:

@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import pytest_asyncio
 
 from agentos.config import Config
 from agentos.control.socket import request
+from agentos.errors import ControlError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge
 from agentos.forge.factory import build_forge
 from tests.daemon_process import (
@@ -46,6 +46,7 @@ from tests.daemon_process import (
     write_gitconfig,
 )
 from tests.fakes.github_server import BOT_LOGIN, FakeGitHub, FakeProject, FakeRepo, fake_github  # noqa: F401
+from tests.waiting import wait_until_async
 
 from .conftest import claude_agent, command_agent
 
@@ -154,35 +155,32 @@ class GhDaemon(DaemonFiles):
         return [e for e in parse_log(self.log_text()) if e.get("event") == name]
 
     async def wait_for(
-        self, check: Callable[[], Awaitable[T | None] | T | None], *, what: str, timeout: float = WAIT_S
+        self,
+        check: Callable[[], Awaitable[T | None] | T | None],
+        *,
+        what: str,
+        timeout: float = WAIT_S,
+        retry: tuple[type[BaseException], ...] = (),
     ) -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value  # type: ignore[return-value]
-            if time.monotonic() > deadline:
-                try:
-                    tasks = json.dumps(await self.tasks(), indent=1)
-                except Exception as exc:
-                    tasks = f"(unavailable: {exc})"
-                raise AssertionError(
-                    f"timed out after {timeout:.0f}s waiting for {what}\ntasks: {tasks}\n{self.log_tail()}"
-                )
-            await asyncio.sleep(POLL_S)
+        """Poll ``check`` until it returns something truthy; fail with the tasks and the daemon's log."""
+        return await wait_until_async(check, what=what, timeout=timeout, poll=POLL_S, retry=retry, context=self.debug)
+
+    async def debug(self) -> str:
+        try:
+            tasks = json.dumps(await self.tasks(), indent=1)
+        except (ControlError, OSError) as exc:
+            tasks = f"(unavailable: {exc})"
+        return f"tasks: {tasks}\n{self.log_tail()}"
 
     async def wait_status(self, task_id: str, *statuses: str, timeout: float = WAIT_S) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
             self.check_alive()
-            try:
-                task = await self.task(task_id)
-            except Exception:
-                return None
+            task = await self.task(task_id)
             return task if task["status"] in statuses else None
 
-        return await self.wait_for(check, what=f"{task_id} to be {'/'.join(statuses)}", timeout=timeout)
+        # ControlError, OSError: restarting, or the task is not there yet; anything else fails at once
+        what = f"{task_id} to be {'/'.join(statuses)}"
+        return await self.wait_for(check, what=what, timeout=timeout, retry=(ControlError, OSError))
 
     async def wait_merged(self, task_id: str, number: int, timeout: float = WAIT_S) -> dict[str, Any]:
         """The task merged, then what follows the journalled merge: the issue closed and the card in Done."""

@@ -33,6 +33,7 @@ from agentos.graph import Event, Task, TaskStatus
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.runtime import Runtime
 from agentos.store import Store
+from agentos.testing import SettableClock
 from tests.fakes.github_server import FakeGitHub, fake_github  # noqa: F401
 
 from .conftest import REPO, TEST_FILE, Loop, claude_agent, command_agent
@@ -238,14 +239,6 @@ GH_REPO = "acme/app"
 EPOCH = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class GhRig:
     """The daemon's parts in this process against the fake GitHub: store, forge, executor, monitor."""
@@ -254,7 +247,7 @@ class GhRig:
     rt: Runtime
     executor: Executor
     monitor: PRMonitor
-    clock: Clock
+    clock: SettableClock
     events: list[Event] = field(default_factory=list)
     notes: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -338,7 +331,7 @@ async def make_gh(
         graph, state = store.load()
         client = GitHubClient(fake_github.url, auth=TokenAuth(fake_github.token))
         forge = GitHubForge(client, checks_grace=3600)
-        clock = reopen.clock if reopen is not None else Clock()
+        clock = reopen.clock if reopen is not None else SettableClock(datetime.now(UTC))
 
         def remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
             return f"{forge.git_base_url}/{repo.name}.git", {}

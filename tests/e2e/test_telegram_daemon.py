@@ -22,6 +22,7 @@ import pytest_asyncio
 from agentos.errors import ControlError
 from agentos.store import Store
 from tests.fakes.telegram_server import FakeTelegram, SentMessage, fake_telegram  # noqa: F401
+from tests.waiting import wait_until_async
 
 from .conftest import FAKES, POLL_S, REPO, WAIT_S, Loop
 
@@ -206,29 +207,31 @@ class Ops:
         data: dict[str, Any] = await self.ctl("task", {"id": task_id})
         return data
 
-    async def until(self, check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-        """Poll ``check`` (in a thread) every 0.1 s until it returns something truthy."""
-        deadline = time.monotonic() + timeout
-        while True:
+    async def until(
+        self,
+        check: Callable[[], T | None],
+        what: str,
+        timeout: float = WAIT_S,
+        retry: tuple[type[BaseException], ...] = (),
+    ) -> T:
+        """Poll ``check`` (in a thread, so the fake keeps answering) every 0.1 s until it returns something truthy."""
+
+        async def probe() -> T | None:
             if self.loop.daemon is not None and self.loop.daemon.poll() is not None:
                 raise AssertionError(f"the daemon exited with {self.loop.daemon.returncode}:\n{self.loop.log_tail()}")
-            value = await self.sync(check)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.loop.debug()}")
-            await asyncio.sleep(POLL_S)
+            return await self.sync(check)
+
+        return await wait_until_async(
+            probe, what=what, timeout=timeout, poll=POLL_S, retry=retry, context=self.loop.debug
+        )
 
     async def wait_status(self, task_id: str, *statuses: str) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
-            try:
-                task = self.loop.task(task_id)
-            except ControlError:
-                return None
+            task = self.loop.task(task_id)
             return task if task["status"] in statuses else None
 
-        found: dict[str, Any] = await self.until(check, f"{task_id} to be {'/'.join(statuses)}")
-        return found
+        # ControlError: the task is not there yet; anything else fails at once
+        return await self.until(check, f"{task_id} to be {'/'.join(statuses)}", retry=(ControlError,))
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
         """The daemon's JSON log lines for ``event`` (every start appends to the same file)."""

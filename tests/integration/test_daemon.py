@@ -17,11 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -29,8 +29,7 @@ from agentos.control.socket import request
 from agentos.errors import ControlError
 from agentos.graph import Event
 from agentos.store import Store
-
-T = TypeVar("T")
+from tests.waiting import wait_until
 
 AGENTOS = Path(sys.executable).parent / "agentos"
 START_TIMEOUT = 15.0
@@ -43,18 +42,6 @@ def agentos(*args: str) -> list[str]:
     if AGENTOS.exists():
         return [str(AGENTOS), *args]
     return [sys.executable, "-m", "agentos.cli.main", *args]
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll ``probe`` until it returns something truthy, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def write_config(
@@ -128,7 +115,7 @@ class Daemon:
             found = self.events(name)
             return found[-1] if found else None
 
-        return eventually(probe, timeout, f"log event {name!r}")
+        return wait_until(probe, what=f"log event {name!r}", timeout=timeout)
 
     def _check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -140,13 +127,12 @@ class Daemon:
     def wait_ready(self) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             self._check_alive()
-            try:
-                status: dict[str, Any] = self.request("status")
-            except (ControlError, OSError):
-                return None
+            status: dict[str, Any] = self.request("status")
             return status
 
-        return eventually(probe, START_TIMEOUT, "the daemon to answer status")
+        return wait_until(
+            probe, what="the daemon to answer status", timeout=START_TIMEOUT, retry=(ControlError, OSError)
+        )
 
     def ctl(self, *args: str, ok: bool = True) -> Any:
         """``agentos ctl ARGS --json``: its parsed JSON output (``ok=False``: the completed process)."""
@@ -306,7 +292,7 @@ class TestReload:
         assert daemon.request("status")["max_parallel_workers"] == 2
         write_config(site.config, site.state, site.repo, workers=5)
         daemon.proc.send_signal(signal.SIGHUP)
-        eventually(lambda: daemon.request("status")["max_parallel_workers"] == 5, what="the reloaded config")
+        wait_until(lambda: daemon.request("status")["max_parallel_workers"] == 5, what="the reloaded config", timeout=5)
         assert daemon.wait_for_event("config_reloaded")["max_parallel_workers"] == 5
 
     def test_a_bad_config_on_sighup_keeps_the_last_good_one(self, site: Site) -> None:
@@ -401,7 +387,7 @@ class TestSystemd:
             attempt = task["attempts"][-1] if task["attempts"] else None
             return task if attempt and attempt.get("pid") else None
 
-        task = eventually(running_attempt, 10, "the attempt to start")
+        task = wait_until(running_attempt, what="the attempt to start", timeout=10)
         agent_pid = task["attempts"][-1]["pid"]
         daemon.request("pause")  # so that the restart below does not dispatch the task again
         code, took = daemon.stop()

@@ -41,7 +41,8 @@ class Queue:
     runs_log: Path
     tasks: list[Task]
 
-    def test_runs(self) -> int:
+    def test_command_runs(self) -> int:
+        """How often the repo's test command ran (each run appends a line to ``runs_log``)."""
         return len(self.runs_log.read_text().splitlines()) if self.runs_log.exists() else 0
 
 
@@ -105,7 +106,7 @@ class TestMergeQueue:
         assert [t.status for t in queue.tasks] == [TaskStatus.MERGED] * N
         merged = [e for e in queue.rt.store.iter_events(NOW) if e.type == "merged"]
         assert [e.task for e in merged] == [t.id for t in queue.tasks], "merged oldest first"
-        rebases, runs = queue.monitor.counts["rebased"], queue.test_runs()
+        rebases, runs = queue.monitor.counts["rebased"], queue.test_command_runs()
         assert rebases <= N, f"{rebases} rebases for {N} PRs"
         assert runs <= 2 * N, f"{runs} test runs for {N} PRs"
         assert queue.monitor.waited > 0, "PRs behind the head waited without being checked"
@@ -116,10 +117,10 @@ class TestMergeQueue:
     async def test_a_pass_over_a_waiting_queue_runs_no_checks(self, queue: Queue) -> None:
         """Once every PR has been checked, a pass re-checks only the head, never the PRs waiting behind it."""
         await queue.monitor.tick()  # checks all N once, merges the first
-        after_first = queue.test_runs()
+        after_first = queue.test_command_runs()
         assert after_first == N
         await queue.monitor.tick()  # the head conflicts on CODEBASE.md: rebased, the rest wait
-        assert queue.test_runs() == after_first and queue.monitor.counts["rebased"] == 1
+        assert queue.test_command_runs() == after_first and queue.monitor.counts["rebased"] == 1
         await queue.monitor.tick()  # the rebased head is checked (one run) and merged
-        assert queue.test_runs() == after_first + 1
+        assert queue.test_command_runs() == after_first + 1
         assert [t.status for t in queue.tasks[:2]] == [TaskStatus.MERGED] * 2

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from agentos.proc import run_shell
+from tests.waiting import wait_until_async
 
 ENV = {"PATH": os.defpath}
 
@@ -24,10 +23,7 @@ def _alive(pid: int) -> bool:
 
 
 async def _gone(pid: int, within: float = 10) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline and _alive(pid):
-        await asyncio.sleep(0.01)
-    return not _alive(pid)
+    return await wait_until_async(lambda: not _alive(pid), what=f"process {pid} to be gone", timeout=within)
 
 
 class TestRunShell:

@@ -22,6 +22,7 @@ from agentos.agents.runner import RunOutcome, RunSpec, kill_orphan, proc_start_t
 from agentos.config import AgentConfig
 from tests.daemon_process import alive
 from tests.daemon_process import pid_list as pids
+from tests.waiting import wait_until_async
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes" / "agents"
 PY = sys.executable
@@ -29,11 +30,11 @@ IS_ROOT = os.geteuid() == 0
 
 
 async def wait_for_pids(path: Path, count: int) -> list[int]:
-    for _ in range(100):
-        if len(found := pids(path)) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{path} never listed {count} pids")
+    def listed() -> list[int] | None:
+        found = pids(path)
+        return found if len(found) >= count else None
+
+    return await wait_until_async(listed, what=f"{path} to list {count} pids", timeout=5)
 
 
 @pytest.fixture

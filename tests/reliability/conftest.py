@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from agentos.forge.local import LocalForge, parse_issue_file
 from tests.daemon_process import FAKES, alive, init_repo, main_log, parse_log, spawn_daemon
 from tests.e2e.conftest import Loop
 from tests.e2e.conftest import make_loop as make_loop  # the e2e fixture, reused as is
+from tests.waiting import wait_until
 
 MARKER_ENV = "RELIABILITY_RUN"
 MARKER = uuid.uuid4().hex
@@ -86,10 +86,11 @@ def kill_marked(marker: str = MARKER) -> list[int]:
 
 def wait_no_marked(timeout: float = 10.0) -> list[int]:
     """The marked processes still alive after ``timeout`` (they may be on their way out when asked)."""
-    deadline = time.monotonic() + timeout
-    while (left := marked_processes()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
+    try:
+        wait_until(lambda: not marked_processes(), what="the marked processes to exit", timeout=timeout, poll=0.1)
+    except AssertionError:
+        return marked_processes()
+    return []
 
 
 @dataclass

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from agentos.assembly import build_core
 from agentos.config import Config
+from agentos.errors import ControlError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL
 from agentos.forge.github import GitHubClient, GitHubForge, TokenAuth
 from agentos.graph import TaskStatus
@@ -33,6 +34,7 @@ from agentos.runtime import Runtime, StateSeenStore
 from agentos.store import Store
 from tests.e2e.conftest import TEST_FILE
 from tests.fakes.github_server import FakeGitHub, Fault, fake_github  # noqa: F401
+from tests.waiting import wait_until_async
 
 from .conftest import claude, command, wait_no_marked
 
@@ -285,22 +287,22 @@ async def test_github_fault_soak_through_the_daemon_with_kills(
     async def ctl(cmd: str, args: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(request, sock, cmd, args, timeout=10)
 
+    def log_tail() -> str:
+        return log.read_text()[-5000:]
+
+    async def answers() -> bool:
+        assert proc is not None and proc.poll() is None, log_tail()
+        await ctl("status")
+        return True
+
     async def answering() -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc is not None and proc.poll() is None, log.read_text()[-3000:]
-            try:
-                await ctl("status")
-                return
-            except Exception:
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                await asyncio.sleep(0.1)
+        await wait_until_async(
+            answers, what="the daemon to answer", timeout=30, poll=0.1, retry=(ControlError, OSError), context=log_tail
+        )
 
     async def all_finished() -> list[dict[str, Any]] | None:
-        try:
-            rows: list[dict[str, Any]] = await ctl("tasks")
-        except Exception:
-            return None
+        assert proc is not None and proc.poll() is None, log_tail()
+        rows: list[dict[str, Any]] = await ctl("tasks")
         done = [r for r in rows if r["status"] in ("merged", "blocked")]
         return rows if len(rows) == len(plans) == len(done) else None
 
@@ -327,10 +329,14 @@ async def test_github_fault_soak_through_the_daemon_with_kills(
         if proc is None or proc.poll() is not None:
             proc = spawn()
             await answering()
-        deadline = time.monotonic() + 300
-        while (rows := await all_finished()) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-5000:]
-            await asyncio.sleep(0.2)
+        rows = await wait_until_async(
+            all_finished,
+            what="every task to finish",
+            timeout=300,
+            poll=0.2,
+            retry=(ControlError, OSError),
+            context=log_tail,
+        )
         tasks = [await ctl("task", {"id": row["id"]}) for row in rows]
         chaos.on = False
         proc.send_signal(signal.SIGTERM)

@@ -28,6 +28,8 @@ from agentos.graph import Attempt, Task, TaskStatus, task_row
 from agentos.notices import escalation_comment as _escalation_comment
 from agentos.runtime import Runtime
 from agentos.store import Store
+from agentos.testing import RecordingNotifier
+from agentos.testing import SettableClock as Clock
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -200,15 +202,6 @@ class TestAgentVerdicts:
         assert codex.stop == ["1,000,000 tokens"] and codex.spend.unmeasured == 1
 
 
-class FakeNotifier:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, str, str]] = []
-
-    def notify(self, severity: int, key: str, text: str, buttons: Any = ()) -> bool:
-        self.sent.append((severity, key, text))
-        return True
-
-
 CONFIG = """\
 state_dir: {state}
 repos:
@@ -224,14 +217,6 @@ limits: {{max_task_tokens: 100000}}
 """
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def runtime(tmp: Path, clock: Clock, config_text: str = CONFIG) -> Runtime:
     """A Runtime on a real store (its state survives a "restart": a new Runtime over the same directory)."""
     config = parse_config(config_text.format(state=tmp / "state", repo=tmp / "calc"))
@@ -244,7 +229,7 @@ def runtime(tmp: Path, clock: Clock, config_text: str = CONFIG) -> Runtime:
         return str(repo.path), {}
 
     rt = Runtime(config, None, store, graph, state, forge, remote, clock=clock)
-    rt.notifier = FakeNotifier()  # type: ignore[assignment]
+    rt.notifier = RecordingNotifier()  # type: ignore[assignment]
     return rt
 
 

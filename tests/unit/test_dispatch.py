@@ -99,8 +99,19 @@ def make_config(**overrides: Any) -> Config:
     )
 
 
-def make(*issues: Issue, **config: Any) -> tuple[Dispatcher, World, FakeExecutor]:
-    rig = build(make_config(**config), now=NOW)
+class StaleListing(FakeForge):
+    """Lists the ready issues as they were (``listed``); reading one issue gives its state now."""
+
+    def __init__(self, *listed: Issue) -> None:
+        super().__init__()
+        self.listed = listed
+
+    async def ready_issues(self, repo: str) -> list[Issue]:
+        return [i for i in self.listed if i.repo == repo]
+
+
+def make(*issues: Issue, forge: FakeForge | None = None, **config: Any) -> tuple[Dispatcher, World, FakeExecutor]:
+    rig = build(make_config(**config), now=NOW, forge=forge)
     for one in issues:
         rig.forge.issues[one.repo, one.number] = one
     world = World(rig.graph, rig.journal, rig.forge, rig.settings)
@@ -162,12 +173,11 @@ class TestAdmit:
     )
     async def test_new_generation_only_when_made_ready_again(self, labels: tuple[str, ...], respawn: bool) -> None:
         """An escalated issue gets a new generation only if, read afresh, it is ready and not blocked."""
-        listed = issue(1)
-        dispatcher, rt, _ = make(listed)
+        dispatcher, rt, _ = make(forge=StaleListing(issue(1)))  # listed as ready when the pass began
         old = task("calc", 1, status=TaskStatus.BLOCKED)
         rt.graph.put(old)
-        rt.forge.issues["calc", 1] = issue(1, labels=labels)  # the fresh state; the listing above is stale
-        await dispatcher._admit(listed)
+        rt.forge.issues["calc", 1] = issue(1, labels=labels)  # the fresh state; the listing is stale
+        await dispatcher.tick()
         assert sorted(t.id for t in rt.graph) == (["calc#1", "calc#1.2"] if respawn else ["calc#1"])
 
     async def test_a_merged_or_live_task_is_never_respawned(self) -> None:

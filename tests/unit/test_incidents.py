@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,8 +16,7 @@ from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transiti
 from agentos.jobs._loops import LoopSettings
 from agentos.jobs.incidents import cluster_failures, headline, normalise_error, signature
 from agentos.metrics import Failure
-from agentos.store import Store
-from tests.loop_world import LoopWorld
+from agentos.testing import LoopRig, SettableClock, build_loops
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -26,42 +24,26 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SECRET = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
 
 
-class Clock:
-    """A clock the test moves by hand; shared by the runtime and the forge."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def rt(tmp_path: Path, clock: Clock) -> Iterator[LoopWorld]:
+def rt(tmp_path: Path, clock: SettableClock) -> LoopRig:
     repos = []
     for name in ("calc", "web"):
         (tmp_path / name).mkdir()
         repos.append(RepoConfig(name=name, path=str(tmp_path / name), test_command="true"))
     config = Config(state_dir=str(tmp_path / "state"), repos=repos)
-    store = Store(tmp_path / "state", fsync=False)
-    store.lock()
     forge = LocalForge(tmp_path / "state", {r.name: r for r in repos}, clock=clock)
-    yield LoopWorld(config, store, forge, clock)
-    store.close()
+    return build_loops(config, forge, clock=clock)
 
 
-def fail_attempt(rt: LoopWorld, repo: str, issue: int, error: str, blocker: str = "runner_failure") -> Task:
+def fail_attempt(rt: LoopRig, repo: str, issue: int, error: str, blocker: str = "runner_failure") -> Task:
     """One failed attempt, journalled the way the executor does (start, end, retry)."""
     task = rt.graph.latest_for_issue(repo, issue)
-    now = rt.now()
+    now = rt.clock()
     if task is None:
         task = Task(
             id=Task.make_id(repo, issue), repo=repo, issue=issue, title=f"issue {issue}", created_at=now, updated_at=now
@@ -69,7 +51,7 @@ def fail_attempt(rt: LoopWorld, repo: str, issue: int, error: str, blocker: str 
     _, ev1 = start_attempt(task, "claude", now)
     ev2 = end_attempt(task, now, outcome="failed", blocker_code=blocker, error=error)
     ev3 = transition(task, TaskStatus.RETRYING, now, blocker=blocker)
-    rt.commit([ev1, ev2, ev3], [task])
+    rt.journal.commit([ev1, ev2, ev3], [task])
     return task
 
 
@@ -77,7 +59,7 @@ def crash(n: int) -> str:
     return f"exit 1: starting run {n} at 2026-03-02T09:0{n}:00Z\nError: cannot open /tmp/run-{n}/sock (pid {4000 + n})"
 
 
-async def open_issues(rt: LoopWorld, repo: str = "calc") -> list[Any]:
+async def open_issues(rt: LoopRig, repo: str = "calc") -> list[Any]:
     return await rt.forge.list_issues(repo)
 
 
@@ -144,14 +126,14 @@ class TestClusters:
 
 
 class TestIncidentScanner:
-    async def test_below_the_threshold_nothing_is_filed(self, rt: LoopWorld) -> None:
+    async def test_below_the_threshold_nothing_is_filed(self, rt: LoopRig) -> None:
         """Two occurrences are not an incident."""
         for n in range(2):
             fail_attempt(rt, "calc", n + 1, crash(n))
         await rt.incident_scanner().tick()
         assert await open_issues(rt) == []
 
-    async def test_three_occurrences_file_exactly_one_issue(self, rt: LoopWorld, clock: Clock) -> None:
+    async def test_three_occurrences_file_exactly_one_issue(self, rt: LoopRig, clock: SettableClock) -> None:
         """The third occurrence files one autonomous-fix issue with the evidence, redacted."""
         fail_attempt(rt, "calc", 1, crash(1) + f"\ntoken {SECRET}")
         fail_attempt(rt, "calc", 1, crash(2))
@@ -169,10 +151,10 @@ class TestIncidentScanner:
         assert "seen 3 times" in issue.body
         assert SECRET not in issue.body and "[REDACTED]" in issue.body
         assert await rt.forge.comments("calc", issue.number) == []
-        reported = [e for e in rt.store.iter_events(T0) if e.type == "incident_reported"]
+        reported = [e for e in rt.journal.iter_events(T0) if e.type == "incident_reported"]
         assert [(e.data["action"], e.data["count"]) for e in reported] == [("filed", 3)]
 
-    async def test_a_fourth_occurrence_comments_once_a_day(self, rt: LoopWorld, clock: Clock) -> None:
+    async def test_a_fourth_occurrence_comments_once_a_day(self, rt: LoopRig, clock: SettableClock) -> None:
         """New occurrences comment on the open issue, at most once a day, never twice for the same ones."""
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))
@@ -196,7 +178,7 @@ class TestIncidentScanner:
         assert len(comments) == 2 and "`calc#5`" in comments[1].body
         assert len(await open_issues(rt)) == 1
 
-    async def test_the_open_issue_is_found_in_any_repo(self, rt: LoopWorld, clock: Clock) -> None:
+    async def test_the_open_issue_is_found_in_any_repo(self, rt: LoopRig, clock: SettableClock) -> None:
         """The signature's open issue in another repo is commented on, not duplicated."""
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))
@@ -207,7 +189,7 @@ class TestIncidentScanner:
         assert await open_issues(rt) == []
         assert len(await rt.forge.comments("web", other.number)) == 1
 
-    async def test_a_closed_incident_that_recurs_is_filed_again(self, rt: LoopWorld, clock: Clock) -> None:
+    async def test_a_closed_incident_that_recurs_is_filed_again(self, rt: LoopRig, clock: SettableClock) -> None:
         """Closing the issue says "fixed"; a new burst files a new one (still one open)."""
         for n in range(3):
             fail_attempt(rt, "calc", n + 1, crash(n))
@@ -222,7 +204,7 @@ class TestIncidentScanner:
         (second,) = await open_issues(rt)
         assert second.number != first.number
 
-    async def test_an_llm_names_the_cluster_when_configured(self, rt: LoopWorld) -> None:
+    async def test_an_llm_names_the_cluster_when_configured(self, rt: LoopRig) -> None:
         """A configured LLM gives the title and an explanation; its text is redacted too."""
 
         class Namer:
@@ -238,7 +220,7 @@ class TestIncidentScanner:
         assert issue.title == "Recurring runner_failure: Socket directory missing"
         assert "The run dir is gone." in issue.body and SECRET not in issue.body
 
-    async def test_the_threshold_and_window_are_settings(self, rt: LoopWorld, clock: Clock) -> None:
+    async def test_the_threshold_and_window_are_settings(self, rt: LoopRig, clock: SettableClock) -> None:
         """threshold 2 files on two; occurrences older than the window are not counted."""
         fail_attempt(rt, "calc", 1, crash(1))
         clock.advance(hours=30)
@@ -251,9 +233,9 @@ class TestIncidentScanner:
         assert marker(f"incident:{signature('runner_failure', normalise_error(headline(crash(1))))}") in issue.body
 
 
-def read_failures(rt: LoopWorld) -> list[Failure]:
+def read_failures(rt: LoopRig) -> list[Failure]:
     from agentos.metrics import read_history
 
     return read_history(
-        list(rt.store.iter_events(T0 - timedelta(days=1))), rt.graph, since=T0 - timedelta(days=1), until=rt.now()
+        list(rt.journal.iter_events(T0 - timedelta(days=1))), rt.graph, since=T0 - timedelta(days=1), until=rt.clock()
     ).failures

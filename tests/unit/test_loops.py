@@ -33,26 +33,13 @@ from agentos.jobs.planner import SPRINT_LABEL, pick_sprint
 from agentos.llm import CORRECTION_CHARS, Llm, last_json_object
 from agentos.metrics import History, read_history
 from agentos.ops.notify import MemorySeenStore, Message, Notifier
-from agentos.store import Store
-from tests.loop_world import LoopWorld
+from agentos.store import DaemonState, Store
+from agentos.testing import LoopRig, SettableClock, build_loops
 
 M = TypeVar("M", bound=BaseModel)
 
 FAKE_LLM = Path(__file__).parents[1] / "fakes" / "agents" / "json_answer.py"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, ISO week 2026-W10
-
-
-class Clock:
-    """A clock the test moves by hand; shared by the runtime and the forge."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 CONFIG = """\
@@ -75,14 +62,15 @@ routing:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
+def clock() -> SettableClock:
+    return SettableClock(T0)
 
 
 class Env:
-    """The loops' ports (:class:`LoopWorld`) on the real LocalForge and a real store, built per test."""
+    """The loops' in-memory ports (:class:`LoopRig`) on the real LocalForge, built per test; a real store
+    for the jobs that prune its files."""
 
-    def __init__(self, tmp_path: Path, clock: Clock) -> None:
+    def __init__(self, tmp_path: Path, clock: SettableClock) -> None:
         self.tmp = tmp_path
         self.clock = clock
         self.stores: list[Store] = []
@@ -93,7 +81,7 @@ class Env:
         modes: dict[str, str] | None = None,
         cadence: dict[str, int] | None = None,
         config_file: str | None = None,
-    ) -> LoopWorld:
+    ) -> LoopRig:
         path: Path | None = None
         if config_file is not None:
             (self.tmp / "calc").mkdir(exist_ok=True)
@@ -114,11 +102,16 @@ class Env:
                     )
                 )
             config = Config(state_dir=str(self.tmp / "state"), repos=repos)
+        forge = LocalForge(self.tmp / "state", {r.name: r for r in config.repos}, clock=self.clock)
+        return build_loops(config, forge, clock=self.clock, config_path=path)
+
+    def store(self) -> Store:
+        """A real store under the state dir (closed after the test)."""
         store = Store(self.tmp / "state", fsync=False)
         store.lock()
+        store.load()
         self.stores.append(store)
-        forge = LocalForge(self.tmp / "state", {r.name: r for r in config.repos}, clock=self.clock)
-        return LoopWorld(config, store, forge, self.clock, config_path=path)
+        return store
 
     def close(self) -> None:
         for store in self.stores:
@@ -126,18 +119,18 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path, clock: Clock) -> Iterator[Env]:
+def env(tmp_path: Path, clock: SettableClock) -> Iterator[Env]:
     made = Env(tmp_path, clock)
     yield made
     made.close()
 
 
 def run(
-    rt: LoopWorld, repo: str, issue: int, agent: str, ok: bool, blocker: str = "", error: str = "", **kw: Any
+    rt: LoopRig, repo: str, issue: int, agent: str, ok: bool, blocker: str = "", error: str = "", **kw: Any
 ) -> Task:
     """One attempt as the executor journals it: complete → validating → pr_open, or failed → retrying."""
     task = rt.graph.latest_for_issue(repo, issue)
-    now = rt.now()
+    now = rt.clock()
     if task is None:
         task = Task(
             id=Task.make_id(repo, issue),
@@ -157,31 +150,35 @@ def run(
     else:
         events = [end_attempt(task, now, outcome="failed", blocker_code=blocker or "runner_failure", error=error)]
         events.append(transition(task, TaskStatus.RETRYING, now, blocker=blocker or "runner_failure"))
-    rt.commit([started, *events], [task])
+    rt.journal.commit([started, *events], [task])
     return task
 
 
-def merge(rt: LoopWorld, task: Task) -> None:
-    ev = transition(task, TaskStatus.MERGED, rt.now(), sha="abc", pr=task.pr)
-    rt.commit([ev, rt.event("merged", task.id, pr=task.pr, sha="abc", attempts=len(task.attempts))], [task])
+def merge(rt: LoopRig, task: Task) -> None:
+    ev = transition(task, TaskStatus.MERGED, rt.clock(), sha="abc", pr=task.pr)
+    rt.journal.commit(
+        [ev, rt.journal.event("merged", task.id, pr=task.pr, sha="abc", attempts=len(task.attempts))], [task]
+    )
 
 
-def escalate(rt: LoopWorld, task: Task, blocker: str) -> None:
+def escalate(rt: LoopRig, task: Task, blocker: str) -> None:
     task.last_blocker = blocker
-    ev = transition(task, TaskStatus.BLOCKED, rt.now(), reason="max_attempts", blocker=blocker)
-    rt.commit([ev, rt.event("escalated", task.id, blocker=blocker, attempts=len(task.attempts))], [task])
+    ev = transition(task, TaskStatus.BLOCKED, rt.clock(), reason="max_attempts", blocker=blocker)
+    rt.journal.commit(
+        [ev, rt.journal.event("escalated", task.id, blocker=blocker, attempts=len(task.attempts))], [task]
+    )
 
 
-def history(rt: LoopWorld, days: float = 7) -> History:
-    since = rt.now() - timedelta(days=days)
-    return read_history(list(rt.store.iter_events(since)), rt.graph, since=since, until=rt.now())
+def history(rt: LoopRig, days: float = 7) -> History:
+    since = rt.clock() - timedelta(days=days)
+    return read_history(list(rt.journal.iter_events(since)), rt.graph, since=since, until=rt.clock())
 
 
-def events_of(rt: LoopWorld, type_: str) -> list[Any]:
-    return [e for e in rt.store.iter_events(T0 - timedelta(days=60)) if e.type == type_]
+def events_of(rt: LoopRig, type_: str) -> list[Any]:
+    return [e for e in rt.journal.iter_events(T0 - timedelta(days=60)) if e.type == type_]
 
 
-def week_of_work(rt: LoopWorld) -> None:
+def week_of_work(rt: LoopRig) -> None:
     """claude fails implementation 4 of 5 times; codex succeeds 4 of 4; claude does docs well."""
     for n in range(1, 6):
         if n == 1:
@@ -242,8 +239,10 @@ class TestFindings:
         flaky, fixed = run(rt, "calc", 1, "claude", True), run(rt, "calc", 2, "claude", True)
         red = "red:tests:0123456789ab"
         for task, green_sha in ((flaky, "aaa111"), (fixed, "bbb222-fix")):
-            rt.commit([rt.event("pr_blocked", task.id, pr=task.pr, kind="red", signature=red, sha=task.id + "aaa111")])
-            rt.commit([rt.event("pr_unblocked", task.id, pr=task.pr, sha=task.id + green_sha)])
+            rt.journal.commit(
+                [rt.journal.event("pr_blocked", task.id, pr=task.pr, kind="red", signature=red, sha=task.id + "aaa111")]
+            )
+            rt.journal.commit([rt.journal.event("pr_unblocked", task.id, pr=task.pr, sha=task.id + green_sha)])
         (finding,) = flaky_tests(history(rt))
         assert (finding.kind, finding.repo, finding.subject) == ("flaky_tests", "calc", "calc:0123456789ab")
         assert finding.title == "Flaky test in calc: tests failed then passed on the same commit"
@@ -275,7 +274,7 @@ class TestLogAnalyzer:
         assert await rt.forge.list_issues("calc") == []
         assert events_of(rt, "weekly_report_filed") == []
 
-    async def test_a_finding_still_open_next_week_gets_a_comment(self, env: Env, clock: Clock) -> None:
+    async def test_a_finding_still_open_next_week_gets_a_comment(self, env: Env, clock: SettableClock) -> None:
         """Next week's run comments on the open fix issue instead of filing another."""
         rt = env.runtime()
         week_of_work(rt)
@@ -352,7 +351,7 @@ class TestAgentScorer:
     async def test_auto_tune_without_a_config_file_is_skipped(self, env: Env) -> None:
         """No config file to edit: the proposal is journalled, nothing else changes."""
         rt = env.runtime()
-        rt.config = Config(
+        rt.settings.config = Config(
             state_dir=str(env.tmp / "state"),
             repos=rt.config.repos,
             agents={"claude": AgentConfig(kind="claude"), "codex": AgentConfig(kind="codex")},
@@ -368,9 +367,7 @@ class TestAgentScorer:
 # ---------------------------------------------------------------- backlog groomer
 
 
-async def new_issue(
-    rt: LoopWorld, title: str, body: str = "", labels: tuple[str, ...] = (), repo: str = "calc"
-) -> Issue:
+async def new_issue(rt: LoopRig, title: str, body: str = "", labels: tuple[str, ...] = (), repo: str = "calc") -> Issue:
     assert isinstance(rt.forge, LocalForge)
     return await rt.forge.new_issue(repo, title, body, labels, author="alice")
 
@@ -393,7 +390,7 @@ class TestTitles:
 
 
 class TestBacklogGroomer:
-    async def test_a_stale_issue_gets_a_label_and_one_comment(self, env: Env, clock: Clock) -> None:
+    async def test_a_stale_issue_gets_a_label_and_one_comment(self, env: Env, clock: SettableClock) -> None:
         """30 days without activity: labelled and commented once; a repeated pass writes nothing."""
         rt = env.runtime()
         stale = await new_issue(rt, "Old idea")
@@ -411,7 +408,9 @@ class TestBacklogGroomer:
             assert await rt.forge.comments("calc", other.number) == []
         assert [e.data["stale"] for e in events_of(rt, "backlog_groomed")] == [[stale.number]]
 
-    async def test_a_stale_issue_is_closed_only_when_enabled_and_untouched(self, env: Env, clock: Clock) -> None:
+    async def test_a_stale_issue_is_closed_only_when_enabled_and_untouched(
+        self, env: Env, clock: SettableClock
+    ) -> None:
         """With close_stale_days, an issue nobody touched after the note is closed; a reply keeps it open."""
         rt = env.runtime()
         quiet = await new_issue(rt, "Quiet one")
@@ -441,7 +440,7 @@ class TestBacklogGroomer:
         groomer = rt.backlog_groomer()
         await groomer.tick()
         await groomer.groom(
-            rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.now()
+            rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.clock()
         )
         (note,) = await rt.forge.comments("calc", newer.number)
         assert f"duplicate of #{older.number}" in note.body
@@ -450,7 +449,7 @@ class TestBacklogGroomer:
         assert DUPLICATE_LABEL in (await rt.forge.get_issue("calc", newer.number)).labels
         assert all(i.state == "open" for i in await rt.forge.list_issues("calc", state="all"))
 
-    async def test_a_quota_limited_escalation_is_made_ready_again(self, env: Env, clock: Clock) -> None:
+    async def test_a_quota_limited_escalation_is_made_ready_again(self, env: Env, clock: SettableClock) -> None:
         """A transient blocker older than a day: blocked → ready, once; a real blocker stays blocked."""
         rt = env.runtime()
         transient = await new_issue(rt, "Hit a usage limit", labels=(BLOCKED_LABEL,))
@@ -461,7 +460,7 @@ class TestBacklogGroomer:
         groomer = rt.backlog_groomer()
         await groomer.tick()
         await groomer.groom(
-            rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.now()
+            rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), LoopSettings(), rt.clock()
         )
         labels = (await rt.forge.get_issue("calc", transient.number)).labels
         assert READY_LABEL in labels and BLOCKED_LABEL not in labels
@@ -502,7 +501,7 @@ class TestBacklogGroomer:
             rt.config.repos[0],
             await rt.forge.list_issues("calc", state="all"),
             LoopSettings(target_backlog_depth=3),
-            rt.now(),
+            rt.clock(),
         )
         assert (result.refill, result.proposed, len(llm.asked)) == ("full", [], 1)
 
@@ -513,14 +512,14 @@ class TestBacklogGroomer:
         assert events_of(rt, "backlog_groomed")[0].data["refill"] == "no_llm"
         assert await rt.forge.list_issues("calc") == []
 
-    def planner(self, env: Env, rt: LoopWorld, answer: str, **loops: Any) -> Path:
+    def planner(self, env: Env, rt: LoopRig, answer: str, **loops: Any) -> Path:
         """Configure ``loops.llm_agent`` as the fake one-shot CLI answering ``answer``; the prompt log's path."""
         from agentos.config import LoopsConfig
 
         (env.tmp / "answer.txt").write_text(answer)
         log = env.tmp / "prompts.log"
         argv = [sys.executable, str(FAKE_LLM), "{prompt_file}", str(env.tmp / "answer.txt"), str(log)]
-        rt.config = rt.config.model_copy(
+        rt.settings.config = rt.config.model_copy(
             update={
                 "agents": {"planner": AgentConfig(kind="command", argv=argv)},
                 "loops": LoopsConfig(llm_agent="planner", **loops),
@@ -528,7 +527,7 @@ class TestBacklogGroomer:
         )
         return log
 
-    async def closed_duplicate(self, rt: LoopWorld, title: str) -> Issue:
+    async def closed_duplicate(self, rt: LoopRig, title: str) -> Issue:
         issue = await new_issue(rt, title, labels=(DUPLICATE_LABEL,))
         await rt.forge.close_issue("calc", issue.number)
         return issue
@@ -584,10 +583,12 @@ class TestBacklogGroomer:
         ]
         assert events_of(rt, "backlog_groomed")[0].data["refill"] == "deterministic"
         s = LoopSettings(target_backlog_depth=5)  # no agent at all: the same proposals, none filed twice
-        result = await groomer.groom(rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), s, rt.now())
+        result = await groomer.groom(rt.config.repos[0], await rt.forge.list_issues("calc", state="all"), s, rt.clock())
         assert (result.refill, result.proposed) == ("deterministic", [])
 
-    async def test_the_cadence_is_per_repo_and_dispatcher_only_repos_are_skipped(self, env: Env, clock: Clock) -> None:
+    async def test_the_cadence_is_per_repo_and_dispatcher_only_repos_are_skipped(
+        self, env: Env, clock: SettableClock
+    ) -> None:
         """calc (every 2 days) is groomed again after 2 days; lib (dispatcher_only) never."""
         rt = env.runtime(modes={"calc": "full", "lib": "dispatcher_only"}, cadence={"calc": 2})
         groomer = rt.backlog_groomer()
@@ -603,7 +604,7 @@ class TestBacklogGroomer:
 
 
 class TestSprintPlanner:
-    async def backlog(self, rt: LoopWorld) -> dict[str, Issue]:
+    async def backlog(self, rt: LoopRig) -> dict[str, Issue]:
         return {
             "polish": await new_issue(rt, "Polish the UI", labels=("prio:low",)),
             "core": await new_issue(rt, "Core API", labels=("prio:high",)),
@@ -637,7 +638,7 @@ class TestSprintPlanner:
         assert f"#{b['core'].number} Core API (high)" in note.body
         assert [e.data["issues"] for e in events_of(rt, "sprint_planned")] == [[2, 4, 3]]
 
-    async def test_the_next_sprint_reports_the_previous_outcome(self, env: Env, clock: Clock) -> None:
+    async def test_the_next_sprint_reports_the_previous_outcome(self, env: Env, clock: SettableClock) -> None:
         """A week later the new note says what became of the last sprint, and the old note is closed."""
         rt = env.runtime()
         b = await self.backlog(rt)
@@ -659,7 +660,9 @@ class TestSprintPlanner:
 
 
 class TestDailyDigest:
-    async def test_the_digest_has_the_days_merges_escalations_and_batched_items(self, env: Env, clock: Clock) -> None:
+    async def test_the_digest_has_the_days_merges_escalations_and_batched_items(
+        self, env: Env, clock: SettableClock
+    ) -> None:
         """One sev2 message with merges, escalations, cost and the sev3 batch; once per date."""
         rt = env.runtime()
         sent: list[Message] = []
@@ -667,17 +670,17 @@ class TestDailyDigest:
         async def send(message: Message) -> None:
             sent.append(message)
 
-        rt.notifier = Notifier(send, seen=MemorySeenStore())
+        notifier = Notifier(send, seen=MemorySeenStore())
         merge(rt, run(rt, "calc", 1, "codex", True, title="Add the adder"))
         escalate(rt, run(rt, "calc", 2, "claude", False, "timeout", title="Huge refactor"), "timeout")
         run(rt, "calc", 3, "codex", True, title="Waiting for review")
-        rt.notifier.notify(3, "merged:calc#1", "Merged calc#101: Add the adder")
+        notifier.notify(3, "merged:calc#1", "Merged calc#101: Add the adder")
         clock.advance(hours=23)
-        digest = rt.daily_digest()
+        digest = rt.daily_digest(notify=notifier)
         await digest.tick()
-        rt.notifier.notify(3, "later", "arrives after the digest")
+        notifier.notify(3, "later", "arrives after the digest")
         await digest.tick()
-        await rt.notifier.aclose()
+        await notifier.aclose()
         (message,) = sent
         assert (message.severity, message.key) == (2, "digest:2026-03-03")
         text = message.text
@@ -686,9 +689,11 @@ class TestDailyDigest:
         assert "PRs waiting: 1" in text and "cost $0.50" in text
         assert "Notifications (1):" in text and "Merged calc#101: Add the adder" in text
         assert [e.data["date"] for e in events_of(rt, "digest_sent")] == ["2026-03-03"]
-        assert [m.key for m in rt.notifier.drain_digest()] == ["later"]  # not drained by the skipped run
+        assert [m.key for m in notifier.drain_digest()] == ["later"]  # not drained by the skipped run
 
-    async def test_the_window_is_yesterday_08_00_to_08_00_local_across_dst(self, env: Env, clock: Clock) -> None:
+    async def test_the_window_is_yesterday_08_00_to_08_00_local_across_dst(
+        self, env: Env, clock: SettableClock
+    ) -> None:
         """With `timezone: Europe/Berlin`, the 08:00 digest the morning the clocks go forward covers 08:00 CET
         to 08:00 CEST (23 h): a merge at 07:30 CET the day before is not in it, one at 08:30 CET is, and
         the digest is keyed by the Berlin date."""
@@ -760,18 +765,20 @@ class TestDailyDigest:
 
 class TestHousekeeping:
     async def test_rotated_journals_past_the_retention_are_pruned_by_the_daily_job(
-        self, env: Env, clock: Clock
+        self, env: Env, clock: SettableClock
     ) -> None:
         """A day's rotated journal is kept for event_retention_days, then deleted by the job, not at start-up."""
         rt = env.runtime()
-        rt.config = rt.config.model_copy(
+        rt.settings.config = rt.config.model_copy(
             update={"limits": rt.config.limits.model_copy(update={"event_retention_days": 30})}
         )
+        store = env.store()
         merge(rt, run(rt, "calc", 1, "codex", True))
-        rt.store.snapshot(rt.graph, rt.state)  # rotates the journal into events/events-2026-03-02.jsonl
-        old_day = rt.store.events_dir / "events-2026-03-02.jsonl"
+        store.append(rt.journal.events)
+        store.snapshot(rt.graph, DaemonState())  # rotates the journal into events/events-2026-03-02.jsonl
+        old_day = store.events_dir / "events-2026-03-02.jsonl"
         assert old_day.is_file()
-        job = rt.housekeeping()
+        job = rt.housekeeping(store)
         clock.advance(days=30)
         await job.tick()
         assert old_day.is_file(), "still inside the retention"
@@ -917,26 +924,26 @@ class TestSettings:
         from agentos.config import LoopsConfig
 
         rt = env.runtime()
-        assert settings_for(rt) == LoopSettings()
+        assert settings_for(rt.settings) == LoopSettings()
         loops = LoopsConfig(incident_threshold=5, reready_codes=["quota_limited", "runner_failure"])
-        rt.config = rt.config.model_copy(update={"loops": loops})
-        s = settings_for(rt)
+        rt.settings.config = rt.config.model_copy(update={"loops": loops})
+        s = settings_for(rt.settings)
         assert (s.incident_threshold, s.reready_codes, s.stale_days) == (5, ("quota_limited", "runner_failure"), 30)
-        assert settings_for(rt, LoopSettings(stale_days=3)).stale_days == 3
+        assert settings_for(rt.settings, LoopSettings(stale_days=3)).stale_days == 3
 
 
 class TestLoopJobs:
-    async def test_every_loop_is_built_from_the_ports_and_runs(self, env: Env, clock: Clock) -> None:
+    async def test_every_loop_is_built_from_the_ports_and_runs(self, env: Env, clock: SettableClock) -> None:
         """``loop_jobs`` names each loop's job; built from the ports alone (no notifier), each one runs."""
         rt = env.runtime()
         jobs = loop_jobs(
-            settings=rt,
-            journal=rt,
+            settings=rt.settings,
+            journal=rt.journal,
             clock=clock,
             graph=rt.graph,
             forge=rt.forge,
             notify=None,
-            store=rt.store,
+            store=env.store(),
             stopping=lambda: False,
         )
         assert sorted(jobs) == [
@@ -950,4 +957,4 @@ class TestLoopJobs:
         ]
         for job in jobs.values():
             await job()
-        assert [e.type for e in rt.store.iter_events(T0 - timedelta(days=1))] == ["backlog_groomed", "digest_sent"]
+        assert [e.type for e in rt.journal.iter_events(T0 - timedelta(days=1))] == ["backlog_groomed", "digest_sent"]

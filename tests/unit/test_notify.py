@@ -275,16 +275,17 @@ class TestDelivery:
 
     async def test_caller_does_not_wait_for_the_network(self) -> None:
         """notify() returns while send is still blocked; aclose() flushes it."""
-        release = asyncio.Event()
+        sending, release = asyncio.Event(), asyncio.Event()
         delivered: list[str] = []
 
         async def slow(message: Message) -> None:
+            sending.set()
             await release.wait()
             delivered.append(message.text)
 
         notifier = Notifier(slow, seen=MemorySeenStore())
         assert notifier.notify(1, "k", "hello")
-        await asyncio.sleep(0)
+        await asyncio.wait_for(sending.wait(), 10)  # the send is under way in the background, blocked
         assert delivered == []
         release.set()
         await notifier.aclose()

@@ -13,8 +13,8 @@ from agentos.config import parse_config
 from agentos.errors import ControlError
 from agentos.graph import TaskGraph, TaskStatus
 from agentos.store import DaemonState
-from tests.ports import FixedClock, MemoryJournal, MemorySettings, RecordingNotify
-from tests.unit.test_budget import CONFIG, NOW, Clock, attempt, runtime, spend, task
+from agentos.testing import MemoryJournal, MemorySettings, RecordingNotifier, SettableClock
+from tests.unit.test_budget import CONFIG, NOW, attempt, runtime, spend, task
 
 POOL_CONFIG = """\
 state_dir: /nonexistent/state
@@ -33,11 +33,11 @@ class Pool:
     """An :class:`AgentPool` over in-memory ports, with the stand-ins at hand."""
 
     def __init__(self, now: datetime = NOW) -> None:
-        self.clock = FixedClock(now)
+        self.clock = SettableClock(now)
         self.graph = TaskGraph()
         self.state = DaemonState()
-        self.journal = MemoryJournal(self.clock, self.graph)
-        self.notify = RecordingNotify()
+        self.journal = MemoryJournal(self.graph, self.clock)
+        self.notify = RecordingNotifier()
         self.settings = MemorySettings(parse_config(POOL_CONFIG))
         self.pool = AgentPool(
             settings=self.settings,
@@ -89,7 +89,7 @@ class TestPauseForQuota:
         assert p.pool.pause_for_quota("codex", reset, "You've hit your usage limit") == reset
         assert p.state.paused_agents == {"codex": reset} and p.journal.saves == 1
         text = "Agent codex hit its usage limit; paused until 2025-03-14 17:30 UTC."
-        assert p.notify.sent == [(2, f"quota:codex:{reset.isoformat()}", text)]
+        assert [(n.severity, n.key, n.text) for n in p.notify.sent] == [(2, f"quota:codex:{reset.isoformat()}", text)]
 
     def test_without_a_reset_time_the_agents_cooldown(self) -> None:
         """A usage limit that states no reset time pauses the agent for its ``cooldown_minutes``."""
@@ -127,7 +127,7 @@ class TestResume:
         p = Pool()
         if paused_for is not None:
             p.state.paused_agents[name] = NOW + paused_for
-        p.journal.held_because = held
+        p.journal.hold = held
         with pytest.raises(ControlError, match=error):
             p.pool.resume(name)
 
@@ -153,17 +153,18 @@ class TestView:
         row = p.pool.view()[-1]
         assert (row["agent"], row["kind"], row["limits"]) == ("old", None, "not in the config")
 
+
 class TestEnforceAgentBudgets:
     def test_soft_limit_warns_once_even_across_a_restart(self, tmp_path: Path) -> None:
         """Past monthly_warn_usd one sev2 notice goes out; later checks, and a restarted daemon, send none."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 6.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
         AgentPool.from_runtime(rt).enforce_budgets()
         sent = rt.notifier.sent  # type: ignore[union-attr]
-        assert [(sev, key) for sev, key, _ in sent] == [(2, "agent_budget_warning:claude:2025-03")]
-        assert "spent 1,000 tokens / $6.00 over 1 attempt in 2025-03; limit $5.00" in sent[0][2]
+        assert [(n.severity, n.key) for n in sent] == [(2, "agent_budget_warning:claude:2025-03")]
+        assert "spent 1,000 tokens / $6.00 over 1 attempt in 2025-03; limit $5.00" in sent[0].text
         assert rt.state.paused_agents == {}
         rt.store.close()
 
@@ -174,7 +175,7 @@ class TestEnforceAgentBudgets:
     def test_hard_limit_pauses_until_the_first_of_next_month_then_the_chain_moves_on(self, tmp_path: Path) -> None:
         """Past monthly_max_usd the agent is paused until the 1st, 00:00 in the budget time zone, with one sev1
         notice; its tasks go to the next agent of the chain, and the next month it runs again."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 6.0, NOW - timedelta(days=3), 1)
         spend(rt, 4.5, NOW, 2)
@@ -183,9 +184,9 @@ class TestEnforceAgentBudgets:
         until = datetime(2025, 3, 31, 22, tzinfo=UTC)  # 1 April 00:00 in Berlin (CEST)
         assert rt.state.paused_agents == {"claude": until}
         sent = rt.notifier.sent  # type: ignore[union-attr]
-        assert [(sev, key) for sev, key, _ in sent] == [(1, "agent_budget_paused:claude:2025-03")]
-        assert "$10.50 over 2 attempts in 2025-03; limit $10.00" in sent[0][2]
-        assert "paused until 2025-04-01 00:00 Europe/Berlin" in sent[0][2]
+        assert [(n.severity, n.key) for n in sent] == [(1, "agent_budget_paused:claude:2025-03")]
+        assert "$10.50 over 2 attempts in 2025-03; limit $10.00" in sent[0].text
+        assert "paused until 2025-04-01 00:00 Europe/Berlin" in sent[0].text
         assert [e.type for e in rt.store.iter_events(NOW - timedelta(days=1)) if e.type.startswith("agent_")] == [
             "agent_budget_paused"
         ]
@@ -197,7 +198,7 @@ class TestEnforceAgentBudgets:
 
     def test_raising_the_limit_lifts_the_pause(self, tmp_path: Path) -> None:
         """A pause the budget set ends as soon as the reloaded config no longer puts the agent over a limit."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 11.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -207,7 +208,7 @@ class TestEnforceAgentBudgets:
         )
         AgentPool.from_runtime(rt).enforce_budgets()
         assert rt.state.paused_agents == {}
-        assert [key for _, key, _ in rt.notifier.sent] == [  # type: ignore[union-attr]
+        assert [n.key for n in rt.notifier.sent] == [  # type: ignore[union-attr]
             "agent_budget_paused:claude:2025-03",
             "agent_budget_warning:claude:2025-03",  # still past the warning level: said once, now
         ]
@@ -219,7 +220,7 @@ class TestEnforceAgentBudgets:
 
     def test_a_usage_limit_pause_is_left_alone(self, tmp_path: Path) -> None:
         """An agent paused by its CLI's usage limit is not resumed by a budget check."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         rt.state.paused_agents["claude"] = NOW + timedelta(hours=2)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -232,7 +233,7 @@ class TestLiftByHand:
     def test_a_lifted_budget_pause_holds_for_the_period_across_a_restart(self, tmp_path: Path) -> None:
         """Lifted by hand, an agent over its monthly max runs on: later checks, a restarted daemon and more spend
         do not pause it again in that month; the lift is journalled; the next month starts clean."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 11.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -252,7 +253,7 @@ class TestLiftByHand:
         again = runtime(tmp_path, clock)
         AgentPool.from_runtime(again).enforce_budgets()
         assert again.state.paused_agents == {}
-        assert [key for _, key, _ in rt.notifier.sent] == ["agent_budget_paused:claude:2025-03"]  # type: ignore[union-attr]
+        assert [n.key for n in rt.notifier.sent] == ["agent_budget_paused:claude:2025-03"]  # type: ignore[union-attr]
 
         clock.now = datetime(2025, 4, 2, tzinfo=UTC)  # a new month: nothing spent in it yet
         assert [v.stop for v in AgentPool.from_runtime(again).enforce_budgets() if v.agent == "claude"] == [[]]
@@ -260,7 +261,7 @@ class TestLiftByHand:
 
     def test_a_changed_limit_is_a_new_breach(self, tmp_path: Path) -> None:
         """After a lift, a reloaded config whose limit the agent is still over pauses it again."""
-        clock = Clock(NOW)
+        clock = SettableClock(NOW)
         rt = runtime(tmp_path, clock)
         spend(rt, 11.0, NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
@@ -274,7 +275,7 @@ class TestLiftByHand:
 
     def test_a_usage_limit_pause_is_lifted_without_waiving_a_budget(self, tmp_path: Path) -> None:
         """A usage-limit pause is named as such; lifting it marks no budget breach."""
-        rt = runtime(tmp_path, Clock(NOW))
+        rt = runtime(tmp_path, SettableClock(NOW))
         rt.state.paused_agents["backup"] = NOW + timedelta(hours=2)
         lifted = AgentPool.from_runtime(rt).resume("backup")
         assert lifted["why"] == "usage limit reported by the CLI (until 2025-03-14 15:00 Europe/Berlin)"

@@ -1,6 +1,6 @@
 """The job table: triggers as data, run-now and scheduled runs, pause, disable, overlap, durable job state.
 
-Time is injected: the scheduler's clock is a :class:`FakeClock`, trigger maths is checked with explicit
+Time is injected: the scheduler's clock is a :class:`SettableClock`, trigger maths is checked with explicit
 datetimes, and the only test that goes through APScheduler itself pokes a job (due "now") and waits for
 it on an event, never for a wall-clock interval.
 """
@@ -23,24 +23,18 @@ from agentos.config import ConfigError, JobConfig
 from agentos.errors import ControlError
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler, make_trigger, next_due
 from agentos.store import DaemonState, JobRun, Store
+from agentos.testing import SettableClock
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)  # a Monday
 BERLIN = ZoneInfo("Europe/Berlin")  # CET (+1) in winter, CEST (+2) from 29 March to 25 October 2026
 
 
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 class Calls:
-    """A job body that counts its calls, optionally fails, optionally waits on a gate."""
+    """A job body that counts its calls, optionally fails, optionally waits on a gate.
+
+    ``order`` notes each body's ``start`` and ``end`` (a test may add its own entries), ``most_at_once`` how
+    many bodies ever ran at the same time.
+    """
 
     def __init__(self, *, fail: BaseException | None = None) -> None:
         self.count = 0
@@ -48,15 +42,25 @@ class Calls:
         self.started = asyncio.Event()
         self.gate: asyncio.Event | None = None
         self.context: dict[str, object] = {}
+        self.order: list[str] = []
+        self.running = 0
+        self.most_at_once = 0
 
     async def __call__(self) -> None:
         self.count += 1
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        self.order.append("start")
         self.context = structlog.contextvars.get_contextvars()
         self.started.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.fail is not None:
+                raise self.fail
+        finally:
+            self.running -= 1
+            self.order.append("end")
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +69,8 @@ def _clean_log_context() -> None:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> SettableClock:
+    return SettableClock(T0)
 
 
 @pytest.fixture
@@ -76,21 +80,26 @@ def state() -> DaemonState:
 
 def make(
     state: DaemonState,
-    clock: FakeClock,
+    clock: SettableClock,
     jobs: dict[str, Callable[[], Awaitable[None]]] | None = None,
     *,
     configs: dict[str, JobConfig] | None = None,
     changes: list[int] | None = None,
+    recorded: asyncio.Event | None = None,
     tz: ZoneInfo | None = None,
 ) -> Scheduler:
-    """A scheduler with ``jobs`` registered (stall_watchdog runs when paused, as in the daemon)."""
-    sched = Scheduler(
-        state,
-        configs=configs,
-        clock=clock,
-        on_change=(lambda: changes.append(1)) if changes is not None else (lambda: None),
-        tz=tz or UTC,
-    )
+    """A scheduler with ``jobs`` registered (stall_watchdog runs when paused, as in the daemon).
+
+    Each change it would journal appends to ``changes`` and sets ``recorded``.
+    """
+
+    def on_change() -> None:
+        if changes is not None:
+            changes.append(1)
+        if recorded is not None:
+            recorded.set()
+
+    sched = Scheduler(state, configs=configs, clock=clock, on_change=on_change, tz=tz or UTC)
     for name, func in (jobs or {}).items():
         sched.register(name, func, runs_when_paused=name == "stall_watchdog")
     return sched
@@ -102,7 +111,7 @@ async def stop(sched: Scheduler) -> None:
 
 class TestJobTable:
     async def test_every_job_coalesces_never_overlaps_and_runs_however_late(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """APScheduler holds each job with coalesce, max_instances=1 and misfire_grace_time=None."""
         sched = make(state, clock, {name: Calls() for name in ("dispatch", "pr_monitor", "stall_watchdog")})
@@ -136,7 +145,7 @@ class TestJobTable:
         """DESIGN.md §7's defaults, as UTC crontabs, fire when the table says."""
         assert make_trigger(DEFAULT_TRIGGERS[name]).get_next_fire_time(None, now) == expected
 
-    def test_interval_jobs_and_their_table_rows(self, state: DaemonState, clock: FakeClock) -> None:
+    def test_interval_jobs_and_their_table_rows(self, state: DaemonState, clock: SettableClock) -> None:
         """dispatch and stall_watchdog run every minute by default; the table shows the trigger."""
         sched = make(state, clock, {"dispatch": Calls(), "stall_watchdog": Calls()})
         rows = {row["name"]: row for row in sched.table()}
@@ -146,7 +155,7 @@ class TestJobTable:
         assert rows["dispatch"]["runs_when_paused"] is False
         assert rows["dispatch"]["next_run"] is None  # not started
 
-    async def test_config_triggers_replace_the_defaults(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_config_triggers_replace_the_defaults(self, state: DaemonState, clock: SettableClock) -> None:
         """`jobs.NAME.cron` and `jobs.NAME.interval_s` choose the trigger."""
         configs = {"dispatch": JobConfig(cron="*/2 * * * *"), "pr_monitor": JobConfig(interval_s=30)}
         sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()}, configs=configs)
@@ -163,14 +172,16 @@ class TestJobTable:
         finally:
             await stop(sched)
 
-    def test_an_invalid_crontab_is_a_config_error_naming_the_job(self, state: DaemonState, clock: FakeClock) -> None:
+    def test_an_invalid_crontab_is_a_config_error_naming_the_job(
+        self, state: DaemonState, clock: SettableClock
+    ) -> None:
         """A crontab APScheduler refuses is reported as `jobs.NAME.cron: …`, not as a traceback."""
         sched = make(state, clock, configs={"dispatch": JobConfig(cron="99 * * * *")})
         with pytest.raises(ConfigError) as info:
             sched.register("dispatch", Calls())
         assert info.value.problems[0].startswith("jobs.dispatch.cron: '99 * * * *'")
 
-    def test_a_job_disabled_in_the_config_starts_disabled(self, state: DaemonState, clock: FakeClock) -> None:
+    def test_a_job_disabled_in_the_config_starts_disabled(self, state: DaemonState, clock: SettableClock) -> None:
         """`jobs.pr_monitor.enabled: false` puts it in the disabled list."""
         make(state, clock, {"pr_monitor": Calls()}, configs={"pr_monitor": JobConfig(enabled=False)})
         assert state.disabled_jobs == ["pr_monitor"]
@@ -229,7 +240,7 @@ class TestTimezone:
         assert due == datetime(2026, 3, 29, 6, tzinfo=UTC)
 
     async def test_the_job_table_shows_next_runs_with_the_zones_offset(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """Started in Europe/Berlin in March, the digest's next run reads 08:00+01:00 before the switch and
         08:00+02:00 after it; interval jobs show the same offset."""
@@ -246,7 +257,7 @@ class TestTimezone:
             await stop(sched)
 
     async def test_a_reload_with_a_new_zone_reschedules_every_cron_job(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """UTC → Europe/Berlin moves 08:00 UTC to 08:00 Berlin; interval jobs are left alone."""
         clock.now = datetime(2026, 1, 10, 5, tzinfo=UTC)
@@ -268,7 +279,7 @@ class TestTimezone:
 
 
 class TestRunNow:
-    async def test_run_now_runs_and_records_the_run(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_run_now_runs_and_records_the_run(self, state: DaemonState, clock: SettableClock) -> None:
         """A run sets last_run and last_success from the clock, counts it, and reports the change."""
         job, changes = Calls(), []
         sched = make(state, clock, {"dispatch": job}, changes=changes)
@@ -280,7 +291,7 @@ class TestRunNow:
         assert changes == [1]
 
     async def test_a_failing_job_is_logged_and_counted_and_does_not_raise(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """An exception in a job becomes last_error and a failure count, and a `job_failed` error line."""
         sched = make(state, clock, {"dispatch": Calls(fail=RuntimeError("forge down"))})
@@ -293,7 +304,7 @@ class TestRunNow:
         assert failed and failed[0]["log_level"] == "error"
         assert failed[0]["error"] == "RuntimeError: forge down"
 
-    async def test_a_failure_is_reported_to_the_operator_hook(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_failure_is_reported_to_the_operator_hook(self, state: DaemonState, clock: SettableClock) -> None:
         """The daemon's on_failure hook (a sev2 notification) hears the job's name and error."""
         heard: list[tuple[str, str]] = []
         sched = Scheduler(state, clock=clock, on_failure=lambda job, error: heard.append((job, error)))
@@ -303,7 +314,7 @@ class TestRunNow:
         await sched.run_now("dispatch")
         assert heard == [("pr_monitor", "RuntimeError: forge down")]
 
-    async def test_a_success_after_a_failure_clears_the_error(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_success_after_a_failure_clears_the_error(self, state: DaemonState, clock: SettableClock) -> None:
         """last_error describes the latest run only; the failure count stays."""
         job = Calls(fail=ValueError("x"))
         sched = make(state, clock, {"dispatch": job})
@@ -315,14 +326,14 @@ class TestRunNow:
         assert (record.last_error, record.failures, record.runs) == (None, 1, 2)
         assert record.last_success == T0 + timedelta(minutes=1)
 
-    async def test_a_cancelled_job_is_not_swallowed(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_cancelled_job_is_not_swallowed(self, state: DaemonState, clock: SettableClock) -> None:
         """Cancellation (shutdown) propagates instead of being counted as a failure."""
         sched = make(state, clock, {"dispatch": Calls(fail=asyncio.CancelledError())})
         with pytest.raises(asyncio.CancelledError):
             await sched.run_now("dispatch")
         assert state.job_runs["dispatch"].failures == 0
 
-    async def test_a_job_runs_in_a_fresh_log_context(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_job_runs_in_a_fresh_log_context(self, state: DaemonState, clock: SettableClock) -> None:
         """The caller's bound context (a Telegram handler's task) does not leak into the job's lines."""
         job = Calls()
         sched = make(state, clock, {"dispatch": job})
@@ -333,7 +344,7 @@ class TestRunNow:
         assert "run_id" in job.context
 
     async def test_an_unknown_job_is_a_control_error_listing_the_jobs(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """`ctl run nosuch` gets a one-line answer naming the real jobs."""
         sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()})
@@ -342,7 +353,7 @@ class TestRunNow:
 
 
 class TestPauseAndDisable:
-    async def test_paused_only_runs_when_paused_jobs_run(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_paused_only_runs_when_paused_jobs_run(self, state: DaemonState, clock: SettableClock) -> None:
         """With the kill switch on, dispatch is skipped (scheduled or run-now) but the stall watchdog runs."""
         dispatch, watchdog = Calls(), Calls()
         sched = make(state, clock, {"dispatch": dispatch, "stall_watchdog": watchdog})
@@ -355,7 +366,7 @@ class TestPauseAndDisable:
         assert "dispatch" not in state.job_runs
 
     async def test_a_disabled_job_is_skipped_by_its_schedule_but_runs_now(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """`job off` stops scheduled runs; an operator's `run` still runs it; `job on` restores it."""
         job, changes = Calls(), []
@@ -372,7 +383,7 @@ class TestPauseAndDisable:
         assert await sched.run_scheduled("dispatch") == "ok"
 
     async def test_held_state_writes_skip_every_job_but_the_watchdog_logging_once(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """While ``held`` names a reason (a full disk) the PR monitor and loop jobs are skipped, not failed: no
         failure is counted or reported, one warning per job and hold; the watchdog runs; afterwards all run."""
@@ -403,7 +414,7 @@ class TestPauseAndDisable:
             assert await sched.run_scheduled("pr_monitor") == "skipped_held"
         assert [e["detail"] for e in logs if e["log_level"] == "warning"] == ["a write failed"]  # a new hold: said
 
-    def test_disabling_an_unknown_job_is_a_control_error(self, state: DaemonState, clock: FakeClock) -> None:
+    def test_disabling_an_unknown_job_is_a_control_error(self, state: DaemonState, clock: SettableClock) -> None:
         """Nothing is written for a typo."""
         sched = make(state, clock, {"dispatch": Calls()})
         with pytest.raises(ControlError):
@@ -412,7 +423,7 @@ class TestPauseAndDisable:
 
 
 class TestOverlap:
-    async def test_an_overlapping_scheduled_run_is_skipped_busy(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_an_overlapping_scheduled_run_is_skipped_busy(self, state: DaemonState, clock: SettableClock) -> None:
         """While a run is in progress, a scheduled run is skipped, not queued."""
         job = Calls()
         job.gate = asyncio.Event()
@@ -427,22 +438,23 @@ class TestOverlap:
         row = sched.table()[0]
         assert (row["runs"], row["skipped"], row["running"]) == (1, 1, False)
 
-    async def test_a_run_now_during_a_run_waits_and_runs_once_more(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_run_now_during_a_run_waits_and_runs_once_more(
+        self, state: DaemonState, clock: SettableClock
+    ) -> None:
         """An operator's run-now while the job runs on its own waits for that run, then runs it again."""
         job = Calls()
         job.gate = asyncio.Event()
         sched = make(state, clock, {"dispatch": job})
         first = asyncio.create_task(sched.run_scheduled("dispatch"))
         await asyncio.wait_for(job.started.wait(), 1)
-        second = asyncio.create_task(sched.run_now("dispatch"))
-        await asyncio.sleep(0)
-        assert not second.done() and job.count == 1
+        second = asyncio.create_task(sched.run_now("dispatch"))  # asks before the gated body can go on
         job.gate.set()
         assert await first == "ok"
         assert await asyncio.wait_for(second, 1) == "ok"
-        assert job.count == 2
+        assert job.count == 2 and job.most_at_once == 1
+        assert job.order == ["start", "end", "start", "end"]
 
-    async def test_shutdown_waits_for_a_running_job(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_shutdown_waits_for_a_running_job(self, state: DaemonState, clock: SettableClock) -> None:
         """shutdown() lets a running job finish (within its timeout) instead of cancelling it."""
         job = Calls()
         job.gate = asyncio.Event()
@@ -450,16 +462,36 @@ class TestOverlap:
         sched.start(paused=True)
         run = asyncio.create_task(sched.run_now("dispatch"))
         await asyncio.wait_for(job.started.wait(), 1)
-        closing = asyncio.create_task(sched.shutdown(timeout=5))
-        await asyncio.sleep(0)
-        assert not closing.done()
+
+        async def close() -> None:
+            await sched.shutdown(timeout=5)
+            job.order.append("shut down")
+
+        closing = asyncio.create_task(close())  # begins before the gated body can go on
         job.gate.set()
         await asyncio.wait_for(closing, 1)
         assert await run == "ok"
+        assert job.order == ["start", "end", "shut down"]
+
+    async def test_shutdown_waits_no_longer_than_its_timeout(self, state: DaemonState, clock: SettableClock) -> None:
+        """A job still running when shutdown()'s timeout ends is named in a warning, and is not cancelled."""
+        job = Calls()
+        job.gate = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job})
+        sched.start(paused=True)
+        run = asyncio.create_task(sched.run_now("dispatch"))
+        await asyncio.wait_for(job.started.wait(), 1)
+        with capture_logs() as logs:
+            await asyncio.wait_for(sched.shutdown(timeout=0.1), 10)
+        assert [e["jobs"] for e in logs if e["event"] == "jobs_still_running_at_shutdown"] == [["dispatch"]]
+        assert job.order == ["start"]
+        job.gate.set()
+        assert await run == "ok"
+        assert job.order == ["start", "end"]
 
 
 class TestDurableState:
-    async def test_job_state_survives_a_daemon_state_round_trip(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_job_state_survives_a_daemon_state_round_trip(self, state: DaemonState, clock: SettableClock) -> None:
         """Pause, disabled jobs, last run, last success, last error and counts are plain DaemonState data."""
         sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls(fail=OSError("no route"))})
         await sched.run_now("dispatch")
@@ -469,10 +501,10 @@ class TestDurableState:
 
         restored = DaemonState.model_validate_json(state.model_dump_json())
         assert restored == state
-        again = make(restored, FakeClock(T0 + timedelta(hours=1)), {"dispatch": Calls(), "pr_monitor": Calls()})
+        again = make(restored, SettableClock(T0 + timedelta(hours=1)), {"dispatch": Calls(), "pr_monitor": Calls()})
         assert again.table() == sched.table()
 
-    async def test_job_runs_are_journaled_through_on_change(self, tmp_path: Path, clock: FakeClock) -> None:
+    async def test_job_runs_are_journaled_through_on_change(self, tmp_path: Path, clock: SettableClock) -> None:
         """With the daemon's on_change (a journal append), a run is on disk when it returns."""
         store = Store(tmp_path, fsync=False)
         store.lock()
@@ -489,7 +521,7 @@ class TestDurableState:
         assert loaded.disabled_jobs == ["stall_watchdog"]
 
     async def test_the_next_run_after_a_restart_comes_from_the_last_run(
-        self, state: DaemonState, clock: FakeClock
+        self, state: DaemonState, clock: SettableClock
     ) -> None:
         """A job that ran 20 s before a restart runs again 60 s after that run, not 60 s after the start."""
         sched = make(state, clock, {"stall_watchdog": Calls()})
@@ -541,7 +573,9 @@ class TestNextDue:
 
 
 class TestReconfigure:
-    async def test_a_reload_changes_triggers_and_file_level_enabled(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_reload_changes_triggers_and_file_level_enabled(
+        self, state: DaemonState, clock: SettableClock
+    ) -> None:
         """New triggers are rescheduled; `enabled` applies only where the file changed it."""
         changes: list[int] = []
         sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()}, changes=changes)
@@ -559,7 +593,7 @@ class TestReconfigure:
         finally:
             await stop(sched)
 
-    def test_a_bad_crontab_in_a_reload_changes_nothing(self, state: DaemonState, clock: FakeClock) -> None:
+    def test_a_bad_crontab_in_a_reload_changes_nothing(self, state: DaemonState, clock: SettableClock) -> None:
         """Every trigger is checked before any is applied."""
         sched = make(state, clock, {"dispatch": Calls(), "pr_monitor": Calls()})
         with pytest.raises(ConfigError, match=r"jobs\.pr_monitor\.cron"):
@@ -571,23 +605,25 @@ class TestReconfigure:
 
 
 class TestThroughAPScheduler:
-    async def test_a_poked_job_runs_on_the_loop_through_apscheduler(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_poked_job_runs_on_the_loop_through_apscheduler(
+        self, state: DaemonState, clock: SettableClock
+    ) -> None:
         """poke() makes the job due now; APScheduler runs the async job on this loop and the run is recorded."""
         job = Calls()
-        sched = make(state, clock, {"dispatch": job})
+        recorded = asyncio.Event()
+        sched = make(state, clock, {"dispatch": job}, recorded=recorded)
         sched.start()
         try:
             sched.poke("dispatch")
-            await asyncio.wait_for(job.started.wait(), 2)
-            for _ in range(100):  # the run's bookkeeping finishes a few loop turns after the body
-                if state.job_runs.get("dispatch") and state.job_runs["dispatch"].last_success:
-                    break
-                await asyncio.sleep(0)
+            await asyncio.wait_for(recorded.wait(), 10)  # the run is recorded after its body returns
+            assert job.count == 1
             assert state.job_runs["dispatch"].last_success == T0
         finally:
             await stop(sched)
 
-    async def test_poke_before_start_runs_the_job_in_the_background(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_poke_before_start_runs_the_job_in_the_background(
+        self, state: DaemonState, clock: SettableClock
+    ) -> None:
         """Before the scheduler starts, a poke still runs the job once."""
         job = Calls()
         sched = make(state, clock, {"dispatch": job})
@@ -597,7 +633,7 @@ class TestThroughAPScheduler:
 
 
 class TestPokeWhileRunning:
-    async def test_a_poke_during_a_run_runs_the_job_once_more(self, state: DaemonState, clock: FakeClock) -> None:
+    async def test_a_poke_during_a_run_runs_the_job_once_more(self, state: DaemonState, clock: SettableClock) -> None:
         """A new issue filed while dispatch runs is not left for the next timer: dispatch runs again at once."""
         job = Calls()
         job.gate = asyncio.Event()

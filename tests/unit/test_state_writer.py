@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from agentos.graph import Event, Task, TaskGraph
-from agentos.ports import Action, Severity
 from agentos.state_writer import StateWriter
 from agentos.store import DaemonState, StateError, Store
+from agentos.testing import RecordingNotifier
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -45,26 +45,10 @@ class FullDiskStore(Store):
 
 
 @dataclass
-class Notice:
-    severity: Severity
-    key: str
-    text: str
-
-
-class RecordingNotify:
-    def __init__(self) -> None:
-        self.sent: list[Notice] = []
-
-    def notify(self, severity: Severity, key: str, text: str, actions: Sequence[Action] = ()) -> bool:
-        self.sent.append(Notice(severity, key, text))
-        return True
-
-
-@dataclass
 class Rig:
     store: FullDiskStore
     writer: StateWriter
-    notices: RecordingNotify
+    notices: RecordingNotifier
     woken: list[str]
     clock: list[datetime]
 
@@ -74,7 +58,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     store = FullDiskStore(tmp_path / "state")
     store.lock()
     graph, state = store.load()
-    notices, woken, clock = RecordingNotify(), [], [NOW]
+    notices, woken, clock = RecordingNotifier(), [], [NOW]
     writer = StateWriter(store, graph, state, clock=lambda: clock[0], notify=notices, wake=woken.append)
     yield Rig(store, writer, notices, woken, clock)
     store.close()
