@@ -34,6 +34,7 @@ from agentos.assembly import build_core
 from agentos.config import Config, ConfigError, JobConfig, load_config, secret
 from agentos.control.controller import Controller
 from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
+from agentos.daemon_parts import build_controller
 from agentos.errors import ControlError
 from agentos.executor import Executor
 from agentos.forge.base import Forge
@@ -316,9 +317,9 @@ class Daemon:
             workspace_registry=workspaces,
         )
         core = build_core(rt)
-        controller = Controller(
+        controller = build_controller(
             rt,
-            lifecycle=core.lifecycle,
+            core,
             on_reload=self.reload,
             approvals=core.monitor,
             status_page_url=lambda: page.url if page else None,

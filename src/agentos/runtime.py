@@ -100,6 +100,10 @@ class Runtime:
         except KeyError:
             return True
 
+    def replace_config(self, config: Config) -> None:
+        """Swap in a configuration read afresh (the ``ConfigFile`` port: a reload, a config edit)."""
+        self.config = config
+
     def repo_enabled(self, name: str) -> bool:
         try:
             repo = self.config.repo(name)
