@@ -28,7 +28,7 @@ from pathlib import Path
 
 from agentos import __version__
 from agentos import logging as alog
-from agentos.assembly import build_core
+from agentos.assembly import Core, build_core
 from agentos.config import Config, ConfigError, load_config
 from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
 from agentos.daemon_parts import (
@@ -114,6 +114,8 @@ class Daemon:
         self._group: asyncio.TaskGroup | None = None  # while serving: pings, Telegram, SIGHUP reloads
         self._reload_lock = asyncio.Lock()
         self.rt: Runtime | None = None
+        self.core: Core | None = None
+        """The running core (with :attr:`rt`, set once the parts are built; reload and tests use them)."""
         self.reloads = 0
 
     def __repr__(self) -> str:
@@ -147,9 +149,11 @@ class Daemon:
             if rt.scheduler is not None:
                 # checks every trigger before changing anything; a new `timezone` re-schedules the crons
                 rt.scheduler.reconfigure(job_configs(new), tz=new.zone)
-            rt.config = new
+            rt.replace_config(new)
             self.config = new
             rt.forge.reconfigure(new.repos)
+            if self.core is not None:
+                await self.core.guard.check()  # a new or moved repo path is refused (or taken back) now
             if new.log_level != old.log_level:
                 alog.configure(new.log_level)
             self.reloads += 1
@@ -290,7 +294,7 @@ class Daemon:
             scheduler=scheduler,
             workspace_registry=workspaces,
         )
-        core = build_core(rt)
+        self.core = core = build_core(rt)
         controller = build_controller(
             rt,
             core,
@@ -306,6 +310,7 @@ class Daemon:
                 await bot.stop()
             return _config_invalid(exc)
         await core.executor.recover()
+        await core.guard.check()  # a repo whose path is gone is refused from the start, with one notice
 
         try:
             scheduler.register("dispatch", core.dispatcher.tick)

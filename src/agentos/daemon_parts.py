@@ -126,6 +126,7 @@ def build_controller(
         scheduler=rt.scheduler,
         events=rt.store.iter_events,
         started_at=rt.started_at,
+        guard=core.guard,
         on_reload=on_reload,
         approvals=approvals,
         status_page_url=status_page_url,

@@ -25,6 +25,7 @@ from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus,
 from agentos.lifecycle import Lifecycle
 from agentos.ops.metrics import History, read_history
 from agentos.ports import Clock, ConfigFile, Journal
+from agentos.repo_guard import RepoGuard
 from agentos.scheduler import Scheduler
 from agentos.state_writer import StateWriteFailure
 from agentos.store import DaemonState
@@ -77,6 +78,7 @@ class Controller:
         scheduler: Scheduler | None,
         events: Callable[[datetime], Iterable[Event]],
         started_at: datetime,
+        guard: RepoGuard | None = None,
         on_reload: Callable[[], Awaitable[None]] | None = None,
         approvals: Approvals | None = None,
         status_page_url: Callable[[], str | None] = lambda: None,
@@ -95,6 +97,8 @@ class Controller:
         self._events = events
         """The journal's events since a time (the status page's history)."""
         self._started_at = started_at
+        self._guard = guard
+        """The repos refused for a broken path (``status`` and ``repos`` say why); None: none are checked."""
         self._on_reload = on_reload
         self._approvals = approvals
         """Who merges an approved PR at once (the PR monitor); without it lifecycle records the decision."""
@@ -131,6 +135,7 @@ class Controller:
             "uptime_s": round((now - self._started_at).total_seconds(), 1),
             "forge": config.forge,
             "repos": [r.name for r in config.repos if self._settings.repo_enabled(r.name)],
+            "repos_refused": self._refused(),
             "paused_agents": paused_agents,
             "agents_paused": len(paused_agents),
             "state_writes_held": None if held is None else f"since {held.since.isoformat()}: {held.describe()}",
@@ -139,6 +144,9 @@ class Controller:
             "config": self._config_path_text(),
             "jobs_running": sched.busy() if sched is not None else [],
         }
+
+    def _refused(self) -> dict[str, str]:
+        return self._guard.refused if self._guard is not None else {}
 
     def _config_path_text(self) -> str | None:
         path = self._settings.config_path
@@ -248,6 +256,7 @@ class Controller:
                 "cadence_days": r.groom_cadence_days,
                 "base": r.base_branch,
                 "path": r.path,
+                "refused": self._refused().get(r.name),
             }
             for r in self._settings.config.repos
         ]
