@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from agentos.agents.pool import AgentPool
+from agentos.assembly import build_core
 from agentos.config import Config, ConfigError, RepoConfig, parse_config
+from agentos.control import replies
 from agentos.control.controller import Controller
 from agentos.daemon import Daemon
 from agentos.daemon_parts import build_controller
@@ -484,3 +487,24 @@ class TestIssueCommands:
         forge = rt.forge
         assert isinstance(forge, LocalForge)
         assert (await forge.get_issue("calc", 1)).labels == [READY_LABEL]
+
+
+class TestRefusedRepo:
+    async def test_status_repos_and_the_chat_say_why_a_repo_is_refused_until_it_is_fixed(
+        self, rt: Runtime, jobs: dict[str, Job], tmp_path: Path
+    ) -> None:
+        """A repo whose path is gone is listed with its problem; a git repository there takes it back."""
+        core = build_core(rt)
+        ctl = build_controller(rt, core)
+        path = tmp_path / "calc"
+        assert await core.guard.check() == {"calc": f"{path} does not exist"}
+        status = await ctl.status()
+        assert status["repos_refused"] == {"calc": f"{path} does not exist"}
+        assert f"⚠ repo calc refused: {path} does not exist" in replies.chat_status(status)
+        [row] = await ctl.repos()
+        assert row["refused"] == f"{path} does not exist"
+
+        subprocess.run(["git", "init", "-q", str(path)], check=True)
+        await core.guard.check()
+        assert (await ctl.status())["repos_refused"] == {}
+        assert [r["refused"] for r in await ctl.repos()] == [None]
