@@ -120,7 +120,6 @@ def build_controller(
         graph=rt.graph,
         state=rt.state,
         forge=rt.forge,
-        running=core.running,
         lifecycle=core.lifecycle,
         pool=core.pool,
         scheduler=rt.scheduler,

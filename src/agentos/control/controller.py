@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable, Sized
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from os.path import samefile
@@ -72,7 +72,6 @@ class Controller:
         graph: TaskGraph,
         state: DaemonState,
         forge: Forge,
-        running: Sized,
         lifecycle: Lifecycle,
         pool: AgentPool,
         scheduler: Scheduler | None,
@@ -89,7 +88,6 @@ class Controller:
         self._graph = graph
         self._state = state
         self._forge = forge
-        self._running = running
         self.lifecycle = lifecycle
         self._pool = pool
         self._scheduler_or_none = scheduler
@@ -106,7 +104,7 @@ class Controller:
         self._config_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"<Controller tasks={len(self._graph)} running={len(self._running)}>"
+        return f"<Controller tasks={len(self._graph)} paused={self._state.paused}>"
 
     @property
     def status_page_url(self) -> str | None:
@@ -126,7 +124,7 @@ class Controller:
             "pid": os.getpid(),
             "version": __version__,
             "paused": state.paused,
-            "running": len(self._running),
+            "running": counts["running"] + counts["validating"],  # tasks at work, as the counts say
             "max_parallel_workers": config.max_parallel_workers,
             "max_parallel_per_repo": config.max_parallel_per_repo,
             "queued": counts["queued"] + counts["retrying"],
