@@ -302,82 +302,82 @@ class Daemon:
             approvals=core.monitor,
             status_page_url=lambda: page.url if page else None,
         )
-        bot = telegram_bot(sender, controller, self.config.telegram) if sender is not None else None
         try:
             page = status_page(controller, self.config.status_page)
         except ConfigError as exc:
+            return _config_invalid(exc)  # nothing to close yet: no notice sent, the Bot connects on first use
+        bot = telegram_bot(sender, controller, self.config.telegram) if sender is not None else None
+        try:
+            await core.executor.recover()
+            await core.guard.check()  # a repo whose path is gone is refused from the start, with one notice
+
+            try:
+                scheduler.register("dispatch", core.dispatcher.tick)
+                scheduler.register("pr_monitor", core.monitor.tick)
+                scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
+                for name, job in loop_jobs(
+                    settings=rt,
+                    journal=rt,
+                    clock=rt.now,
+                    graph=rt.graph,
+                    forge=rt.forge,
+                    notify=rt,
+                    store=store,
+                    stopping=lambda: rt.stopping,
+                ).items():
+                    scheduler.register(name, job)
+            except ConfigError as exc:
+                return _config_invalid(exc)
+            if unknown := sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS)):
+                log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
+
+            server = ControlServer(controller, self.socket_path)
+            try:
+                await server.start()
+            except SocketInUse as exc:
+                log.error("already_running", error=str(exc))
+                say(str(exc))
+                return EXIT_ALREADY_RUNNING
+            scheduler.start()
+            if page is not None:
+                await start_status_page(page)
+
+            sd_notify("READY=1", f"STATUS={self._status_line()}")
+            log.info(
+                "daemon_started",
+                pid=os.getpid(),
+                version=__version__,
+                state_dir=str(store.state_dir),
+                socket=str(self.socket_path),
+                config=str(self.config_path) if self.config_path else None,
+                forge=self.config.forge,
+                repos=[r.name for r in self.config.repos],
+                tasks=len(graph),
+                paused=state.paused,
+                max_parallel_workers=self.config.max_parallel_workers,
+            )
+            self.ready.set()
+            async with asyncio.TaskGroup() as group:  # the parts that run beside the scheduler's jobs
+                self._group = group
+                beside: list[asyncio.Task[None]] = []
+                if os.environ.get("NOTIFY_SOCKET"):
+                    beside.append(group.create_task(notify_loop(self._status_line, watchdog_interval())))
+                if bot is not None:
+                    beside.append(group.create_task(start_telegram(bot)))
+                if scheduler.has_job("dispatch"):
+                    scheduler.poke("dispatch")
+                await self._stop.wait()
+                code = await self._shutdown(store, graph, state, scheduler, core.executor, server)
+                self._group = None
+                for task in beside:
+                    task.cancel()
+            if page is not None:
+                await page.stop()
+            return code
+        finally:  # the notifier before the bot: the bot closes the session the sender uses
+            await notifier.aclose()
             if bot is not None:
                 await bot.stop()
-            return _config_invalid(exc)
-        await core.executor.recover()
-        await core.guard.check()  # a repo whose path is gone is refused from the start, with one notice
-
-        try:
-            scheduler.register("dispatch", core.dispatcher.tick)
-            scheduler.register("pr_monitor", core.monitor.tick)
-            scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
-            for name, job in loop_jobs(
-                settings=rt,
-                journal=rt,
-                clock=rt.now,
-                graph=rt.graph,
-                forge=rt.forge,
-                notify=rt,
-                store=store,
-                stopping=lambda: rt.stopping,
-            ).items():
-                scheduler.register(name, job)
-        except ConfigError as exc:
-            return _config_invalid(exc)
-        if unknown := sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS)):
-            log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
-
-        server = ControlServer(controller, self.socket_path)
-        try:
-            await server.start()
-        except SocketInUse as exc:
-            log.error("already_running", error=str(exc))
-            say(str(exc))
-            return EXIT_ALREADY_RUNNING
-        scheduler.start()
-        if page is not None:
-            await start_status_page(page)
-
-        sd_notify("READY=1", f"STATUS={self._status_line()}")
-        log.info(
-            "daemon_started",
-            pid=os.getpid(),
-            version=__version__,
-            state_dir=str(store.state_dir),
-            socket=str(self.socket_path),
-            config=str(self.config_path) if self.config_path else None,
-            forge=self.config.forge,
-            repos=[r.name for r in self.config.repos],
-            tasks=len(graph),
-            paused=state.paused,
-            max_parallel_workers=self.config.max_parallel_workers,
-        )
-        self.ready.set()
-        async with asyncio.TaskGroup() as group:  # the parts that run beside the scheduler's jobs
-            self._group = group
-            beside: list[asyncio.Task[None]] = []
-            if os.environ.get("NOTIFY_SOCKET"):
-                beside.append(group.create_task(notify_loop(self._status_line, watchdog_interval())))
-            if bot is not None:
-                beside.append(group.create_task(start_telegram(bot)))
-            if scheduler.has_job("dispatch"):
-                scheduler.poke("dispatch")
-            await self._stop.wait()
-            code = await self._shutdown(store, graph, state, scheduler, core.executor, server)
-            self._group = None
-            for task in beside:
-                task.cancel()
-        if page is not None:
-            await page.stop()
-        await notifier.aclose()
-        if bot is not None:
-            await bot.stop()
-        return code
 
     def _job_failed(self, job: str, error: str) -> None:
         """A job's failure reaches the operator once per job and error text per hour (sev2 dedup window)."""
