@@ -21,8 +21,8 @@ from typing import Any
 
 import agentos.daemon  # noqa: F401  # the daemon's import set, so the RSS baseline is a daemon's
 from agentos.config import Config
-from agentos.control.controller import Controller
 from agentos.control.socket import ControlServer
+from agentos.daemon_parts import build_controller
 from agentos.forge.local import LocalForge
 from agentos.runtime import Runtime
 from agentos.store import Store
@@ -74,7 +74,7 @@ async def serve(state_dir: Path, socket: Path) -> None:
     report, store, graph, state = measure(state_dir)
     config = Config.model_validate({"state_dir": str(state_dir)})
     rt = Runtime(config, None, store, graph, state, LocalForge(state_dir, {}), lambda r: ("", {}))
-    server = ControlServer(Controller(rt), socket)
+    server = ControlServer(build_controller(rt), socket)
     await server.start()
     print(json.dumps(report), flush=True)
     loop = asyncio.get_running_loop()

@@ -81,8 +81,8 @@ async def _finish(client: asyncio.subprocess.Process) -> dict[str, Any]:
 async def _run(ctx: Context, res: BenchResult) -> None:
     from agentos.agents.runner import RunSpec, run_process
     from agentos.config import Config
-    from agentos.control.controller import Controller
     from agentos.control.socket import ControlServer
+    from agentos.daemon_parts import build_controller
     from agentos.forge.local import LocalForge
     from agentos.runtime import Runtime
     from agentos.store import Store
@@ -109,7 +109,7 @@ async def _run(ctx: Context, res: BenchResult) -> None:
     for task in make_tasks(1000):
         graph.put(task)
     rt = Runtime(config, None, store, graph, state, LocalForge(config.state_path, {}), lambda r: ("", {}))
-    server = ControlServer(Controller(rt), root / "agentos.sock")
+    server = ControlServer(build_controller(rt), root / "agentos.sock")
     await server.start()
     lag = LagSampler()
     lag.start()

@@ -2,7 +2,7 @@
 
 ::
 
-    RunningAttempts ─► Lifecycle ─► AgentPool ─► Executor ─► Dispatcher · PRMonitor · StallWatchdog
+    RunningAttempts ─► Lifecycle ─► AgentPool ─► Executor ─► Dispatcher (+ RepoGuard) · PRMonitor · StallWatchdog
 
 The runtime stands in for the ports it implements (``Journal``, ``Settings``, ``Workspaces``, ``Notify``,
 ``Wake``) until the state writer and the notifier are parts of their own; each part still receives only the
@@ -22,6 +22,7 @@ from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.jobs.watchdog import StallWatchdog
 from agentos.lifecycle import Lifecycle
+from agentos.repo_guard import RepoGuard
 from agentos.running import RunningAttempts
 from agentos.runtime import Runtime
 
@@ -39,6 +40,7 @@ class Core:
     dispatcher: Dispatcher
     monitor: PRMonitor
     watchdog: StallWatchdog
+    guard: RepoGuard
 
 
 def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
@@ -67,6 +69,7 @@ def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
         lifecycle=lifecycle,
         wake=rt.wake,
     )
+    guard = RepoGuard(settings=rt, notify=rt)
     dispatcher = Dispatcher(
         settings=rt,
         journal=rt,
@@ -79,6 +82,7 @@ def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
         pool=pool,
         paused=lambda: rt.state.paused,
         stopping=lambda: rt.stopping,
+        guard=guard,
     )
     git = branches if branches is not None else WorkspaceBranches(rt, rt)
     monitor = PRMonitor(
@@ -104,4 +108,4 @@ def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
         wake=rt.wake,
         retry_writes=rt.retry_state_write,
     )
-    return Core(running, lifecycle, pool, executor, dispatcher, monitor, watchdog)
+    return Core(running, lifecycle, pool, executor, dispatcher, monitor, watchdog, guard)

@@ -21,104 +21,69 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agentos import __version__
 from agentos import logging as alog
-from agentos.assembly import build_core
-from agentos.config import Config, ConfigError, JobConfig, load_config, secret
-from agentos.control.controller import Controller
+from agentos.assembly import Core, build_core
+from agentos.config import Config, ConfigError, load_config
 from agentos.control.socket import ControlServer, SocketInUse, default_socket_path
-from agentos.errors import ControlError
+from agentos.daemon_parts import (
+    build_controller,
+    build_notifier,
+    job_configs,
+    say,
+    start_status_page,
+    start_telegram,
+    status_page,
+    telegram_bot,
+    telegram_sender,
+)
 from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
-from agentos.ops.notify import Notifier
-from agentos.runtime import Runtime, StateSeenStore
+from agentos.runtime import Runtime
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
+from agentos.systemd import STATUS_EVERY_S, notify_loop, sd_notify, watchdog_interval
 from agentos.workspace_registry import WorkspaceRegistry
 
-if TYPE_CHECKING:
-    from agentos.control.status_page import StatusPage
-    from agentos.control.telegram import TelegramBot
+__all__ = [  # job_configs, sd_notify, watchdog_interval, STATUS_EVERY_S: re-exported from their new homes
+    "EXIT_ALREADY_RUNNING",
+    "EXIT_BAD_STATE",
+    "EXIT_CONFIG",
+    "EXIT_CRASHED",
+    "EXIT_OK",
+    "RESTART_ONLY",
+    "STATUS_EVERY_S",
+    "Daemon",
+    "build_forge",
+    "job_configs",
+    "run_daemon",
+    "sd_notify",
+    "watchdog_interval",
+]
 
 log = alog.get_logger("agentos.daemon")
 
 
-def sd_notify(*lines: str) -> bool:
-    """Tell systemd about our state (``READY=1``, ``STATUS=…``); a no-op outside ``Type=notify``."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return False
-    if addr[0] == "@":
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.connect(addr)
-            s.sendall("\n".join(lines).encode())
-    except OSError as exc:
-        log.warning("sd_notify_failed", error=str(exc))
-        return False
-    return True
-
-
 EXIT_OK, EXIT_CRASHED, EXIT_ALREADY_RUNNING, EXIT_BAD_STATE, EXIT_CONFIG = 0, 1, 2, 3, 78
-STATUS_EVERY_S = 30.0
-"""Without a watchdog, how often ``STATUS=`` is refreshed for ``systemctl status``."""
 RESTART_ONLY = ("state_dir", "forge", "github", "status_page")
 """Config keys a reload cannot change under a running daemon; a file that changes them is refused."""
-
-
-def watchdog_interval() -> float | None:
-    """Half of ``$WATCHDOG_USEC`` in seconds, when systemd's watchdog is on for this process."""
-    usec, pid = os.environ.get("WATCHDOG_USEC", ""), os.environ.get("WATCHDOG_PID", "")
-    try:
-        if not usec or int(usec) <= 0 or (pid and int(pid) != os.getpid()):
-            return None
-        return int(usec) / 2_000_000
-    except ValueError:
-        log.warning("watchdog_env_invalid", watchdog_usec=usec, watchdog_pid=pid)
-        return None
 
 
 def _projects(config: Config) -> dict[str, object]:
     return {r.name: r.project for r in config.repos}
 
 
-def job_configs(config: Config) -> dict[str, JobConfig]:
-    """The job table's settings: the ``jobs:`` section over triggers other sections imply.
-
-    ``daily_digest`` runs at ``telegram.digest_hour`` (in ``timezone``, like every crontab); on the GitHub
-    forge ``dispatch`` (the readiness poll) runs every ``github.poll_interval_s``. A ``jobs.NAME`` entry with
-    its own ``cron`` or ``interval_s`` wins; one that only sets ``enabled`` keeps the implied trigger.
-    """
-    implied = {"daily_digest": JobConfig(cron=f"0 {config.telegram.digest_hour} * * *")}
-    if config.forge == "github" and config.github is not None:
-        implied["dispatch"] = JobConfig(interval_s=config.github.poll_interval_s)
-    merged = dict(config.jobs)
-    for name, job in implied.items():
-        own = merged.get(name)
-        if own is None or not (own.cron or own.interval_s):
-            merged[name] = job.model_copy(update={"enabled": own.enabled if own is not None else True})
-    return merged
-
-
-def _say(message: str) -> None:
-    """One plain line on stderr for whoever started us by hand (the journal has the JSON line too)."""
-    print(f"agentos: {message}", file=sys.stderr, flush=True)
-
-
 def _config_invalid(exc: ConfigError) -> int:
     log.critical("config_invalid", problems=exc.problems)
     for problem in exc.problems:
-        _say(problem)
+        say(problem)
     return EXIT_CONFIG
 
 
@@ -149,6 +114,8 @@ class Daemon:
         self._group: asyncio.TaskGroup | None = None  # while serving: pings, Telegram, SIGHUP reloads
         self._reload_lock = asyncio.Lock()
         self.rt: Runtime | None = None
+        self.core: Core | None = None
+        """The running core (with :attr:`rt`, set once the parts are built; reload and tests use them)."""
         self.reloads = 0
 
     def __repr__(self) -> str:
@@ -182,9 +149,11 @@ class Daemon:
             if rt.scheduler is not None:
                 # checks every trigger before changing anything; a new `timezone` re-schedules the crons
                 rt.scheduler.reconfigure(job_configs(new), tz=new.zone)
-            rt.config = new
+            rt.replace_config(new)
             self.config = new
             rt.forge.reconfigure(new.repos)
+            if self.core is not None:
+                await self.core.guard.check()  # a new or moved repo path is refused (or taken back) now
             if new.log_level != old.log_level:
                 alog.configure(new.log_level)
             self.reloads += 1
@@ -251,7 +220,7 @@ class Daemon:
             store.lock()
         except AlreadyRunning as exc:
             log.error("already_running", error=str(exc))
-            _say(str(exc))
+            say(str(exc))
             return EXIT_ALREADY_RUNNING
         try:
             return await self._run_locked(store)
@@ -266,7 +235,7 @@ class Daemon:
                 log.warning("state_resnapshotted_after_recovery", path=str(store.graph_path))
         except StateError as exc:
             log.critical("state_unreadable", error=str(exc))
-            _say(f"{exc} (the daemon will not start on a state it cannot read; fix or move the file)")
+            say(f"{exc} (the daemon will not start on a state it cannot read; fix or move the file)")
             return EXIT_BAD_STATE
         self._prune_events(store)
         try:
@@ -303,6 +272,15 @@ class Daemon:
             held=lambda: rt.held,
             tz=self.config.zone,
         )
+        # The notifier first (before recover(): an escalation it finishes is announced, not dropped): its sender
+        # needs only the Bot and the chats; the command bot comes last, over the controller.
+        sender = telegram_sender(self.config.telegram)
+        notifier = build_notifier(  # the runtime it journals through is built next, before any notice
+            sender,
+            state,
+            save=lambda: rt.save_state(),
+            journal=lambda data: rt.record("notification_sent", None, **data),
+        )
         self.rt = rt = Runtime(
             self.config,
             self.config_path,
@@ -312,146 +290,101 @@ class Daemon:
             forge,
             workspaces.remote_for,
             clock=self.clock,
+            notifier=notifier,
             scheduler=scheduler,
             workspace_registry=workspaces,
         )
-        core = build_core(rt)
-        controller = Controller(
+        self.core = core = build_core(rt)
+        controller = build_controller(
             rt,
-            lifecycle=core.lifecycle,
+            core,
             on_reload=self.reload,
             approvals=core.monitor,
             status_page_url=lambda: page.url if page else None,
         )
-        bot = self._telegram(controller)
         try:
-            page = self._status_page(controller)
+            page = status_page(controller, self.config.status_page)
         except ConfigError as exc:
-            return _config_invalid(exc)
-        # Before recover(): an escalation it finishes is announced (or deduplicated), not silently dropped.
-        rt.notifier = Notifier(
-            bot.sender() if bot else None,
-            seen=StateSeenStore(rt),
-            journal=lambda data: rt.record("notification_sent", None, **data),
-        )
-        await core.executor.recover()
-
+            return _config_invalid(exc)  # nothing to close yet: no notice sent, the Bot connects on first use
+        bot = telegram_bot(sender, controller, self.config.telegram) if sender is not None else None
         try:
-            scheduler.register("dispatch", core.dispatcher.tick)
-            scheduler.register("pr_monitor", core.monitor.tick)
-            scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
-            for name, job in loop_jobs(
-                settings=rt,
-                journal=rt,
-                clock=rt.now,
-                graph=rt.graph,
-                forge=rt.forge,
-                notify=rt,
-                store=store,
-                stopping=lambda: rt.stopping,
-            ).items():
-                scheduler.register(name, job)
-        except ConfigError as exc:
-            return _config_invalid(exc)
-        if unknown := sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS)):
-            log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
+            await core.executor.recover()
+            await core.guard.check()  # a repo whose path is gone is refused from the start, with one notice
 
-        server = ControlServer(controller, self.socket_path)
-        try:
-            await server.start()
-        except SocketInUse as exc:
-            log.error("already_running", error=str(exc))
-            _say(str(exc))
-            return EXIT_ALREADY_RUNNING
-        scheduler.start()
-        if page is not None:
-            await self._start_status_page(page)
+            try:
+                scheduler.register("dispatch", core.dispatcher.tick)
+                scheduler.register("pr_monitor", core.monitor.tick)
+                scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
+                for name, job in loop_jobs(
+                    settings=rt,
+                    journal=rt,
+                    clock=rt.now,
+                    graph=rt.graph,
+                    forge=rt.forge,
+                    notify=rt,
+                    store=store,
+                    stopping=lambda: rt.stopping,
+                ).items():
+                    scheduler.register(name, job)
+            except ConfigError as exc:
+                return _config_invalid(exc)
+            if unknown := sorted(set(self.config.jobs) - set(DEFAULT_TRIGGERS)):
+                log.warning("config_unknown_jobs", jobs=unknown, known=sorted(DEFAULT_TRIGGERS))
 
-        sd_notify("READY=1", f"STATUS={self._status_line()}")
-        log.info(
-            "daemon_started",
-            pid=os.getpid(),
-            version=__version__,
-            state_dir=str(store.state_dir),
-            socket=str(self.socket_path),
-            config=str(self.config_path) if self.config_path else None,
-            forge=self.config.forge,
-            repos=[r.name for r in self.config.repos],
-            tasks=len(graph),
-            paused=state.paused,
-            max_parallel_workers=self.config.max_parallel_workers,
-        )
-        self.ready.set()
-        async with asyncio.TaskGroup() as group:  # the parts that run beside the scheduler's jobs
-            self._group = group
-            beside: list[asyncio.Task[None]] = []
-            if os.environ.get("NOTIFY_SOCKET"):
-                beside.append(group.create_task(self._notify_loop(watchdog_interval())))
+            server = ControlServer(controller, self.socket_path)
+            try:
+                await server.start()
+            except SocketInUse as exc:
+                log.error("already_running", error=str(exc))
+                say(str(exc))
+                return EXIT_ALREADY_RUNNING
+            scheduler.start()
+            if page is not None:
+                await start_status_page(page)
+
+            sd_notify("READY=1", f"STATUS={self._status_line()}")
+            log.info(
+                "daemon_started",
+                pid=os.getpid(),
+                version=__version__,
+                state_dir=str(store.state_dir),
+                socket=str(self.socket_path),
+                config=str(self.config_path) if self.config_path else None,
+                forge=self.config.forge,
+                repos=[r.name for r in self.config.repos],
+                tasks=len(graph),
+                paused=state.paused,
+                max_parallel_workers=self.config.max_parallel_workers,
+            )
+            self.ready.set()
+            async with asyncio.TaskGroup() as group:  # the parts that run beside the scheduler's jobs
+                self._group = group
+                beside: list[asyncio.Task[None]] = []
+                if os.environ.get("NOTIFY_SOCKET"):
+                    beside.append(group.create_task(notify_loop(self._status_line, watchdog_interval())))
+                if bot is not None:
+                    beside.append(group.create_task(start_telegram(bot)))
+                if scheduler.has_job("dispatch"):
+                    scheduler.poke("dispatch")
+                await self._stop.wait()
+                code = await self._shutdown(store, graph, state, scheduler, core.executor, server)
+                self._group = None
+                for task in beside:
+                    task.cancel()
+            if page is not None:
+                await page.stop()
+            return code
+        finally:  # the notifier before the bot: the bot closes the session the sender uses
+            await notifier.aclose()
             if bot is not None:
-                beside.append(group.create_task(self._start_telegram(bot)))
-            if scheduler.has_job("dispatch"):
-                scheduler.poke("dispatch")
-            await self._stop.wait()
-            code = await self._shutdown(store, graph, state, scheduler, core.executor, server)
-            self._group = None
-            for task in beside:
-                task.cancel()
-        if page is not None:
-            await page.stop()
-        await rt.notifier.aclose()
-        if bot is not None:
-            await bot.stop()
-        return code
+                await bot.stop()
 
     def _job_failed(self, job: str, error: str) -> None:
         """A job's failure reaches the operator once per job and error text per hour (sev2 dedup window)."""
-        if self.rt is not None and self.rt.notifier is not None:
+        if self.rt is not None:
             first = error.splitlines()[0] if error else "unknown error"
-            self.rt.notifier.notify(2, f"job_failed:{job}:{first[:80]}", f"Job {job} failed: {first}")
+            self.rt.notify(2, f"job_failed:{job}:{first[:80]}", f"Job {job} failed: {first}")
             self.rt.record("job_failed", job=job, error=first[:300])
-
-    def _telegram(self, controller: Controller) -> TelegramBot | None:
-        """The Telegram bot when enabled and a token is configured (its absence is logged, not fatal)."""
-        cfg = self.config.telegram
-        if not cfg.enabled:
-            return None
-        token = secret("telegram_bot_token")
-        if token is None:
-            log.error("telegram_token_missing", fix="set TELEGRAM_BOT_TOKEN or the telegram_bot_token credential")
-            return None
-        if not cfg.allowed_chat_ids:
-            log.warning("telegram_no_allowed_chats", fix="add telegram.allowed_chat_ids; nobody will be answered")
-        from agentos.control.telegram import TelegramBot  # aiogram costs a second to import; only when used
-
-        return TelegramBot(token, controller, cfg.allowed_chat_ids, api_base=cfg.api_base)
-
-    def _status_page(self, controller: Controller) -> StatusPage | None:
-        """The read-only status page when enabled; a non-loopback bind with no token is a config error."""
-        cfg = self.config.status_page
-        if not cfg.enabled:
-            return None
-        from agentos.control.status_page import StatusPage  # aiohttp only when used
-
-        return StatusPage(controller, cfg, token=secret(cfg.token_credential))
-
-    async def _start_status_page(self, page: StatusPage) -> None:
-        """Bind the page; a busy port is logged and said, and the daemon works on without it."""
-        try:
-            url = await page.start()
-        except OSError as exc:
-            log.error("status_page_start_failed", host=page.cfg.host, port=page.cfg.port, error=str(exc))
-            _say(f"status page not started: {page.cfg.host}:{page.cfg.port}: {exc.strerror or exc}")
-        else:
-            log.info("status_page_started", url=url, token_required=page.token_required)
-
-    async def _start_telegram(self, bot: TelegramBot) -> None:
-        """Start polling in the background: the daemon never waits for Telegram to be reachable."""
-        try:
-            await bot.start()
-        except Exception as exc:  # a boundary: the daemon works on without its bot
-            log.error("telegram_start_failed", error=str(exc), exc_info=not isinstance(exc, ControlError))
-        else:
-            log.info("telegram_started")
 
     async def _shutdown(
         self,
@@ -478,20 +411,6 @@ class Daemon:
         log.info("daemon_stopped")
         return EXIT_OK
 
-    async def _notify_loop(self, watchdog: float | None) -> None:
-        """Ping systemd from the loop itself, so a wedged loop stops the pings and gets us restarted.
-
-        With the watchdog on, ``WATCHDOG=1`` goes out every half ``WATCHDOG_USEC``; either way the
-        ``STATUS=`` line is refreshed for ``systemctl status``.
-        """
-        while True:
-            if watchdog is not None:
-                sd_notify("WATCHDOG=1", f"STATUS={self._status_line()}")
-            else:
-                sd_notify(f"STATUS={self._status_line()}")
-            await asyncio.sleep(watchdog if watchdog is not None else STATUS_EVERY_S)
-
-
 def run_daemon(config_path: str | None = None) -> int:
     """The body of ``agentos run``: configure logging, load the config, run until signalled."""
     try:
@@ -510,5 +429,5 @@ def run_daemon(config_path: str | None = None) -> int:
         return EXIT_OK
     except Exception as exc:
         log.critical("daemon_crashed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
-        _say(f"crashed: {type(exc).__name__}: {exc}")
+        say(f"crashed: {type(exc).__name__}: {exc}")
         return EXIT_CRASHED

@@ -8,6 +8,7 @@
     Notify       notify(sev, key, text, actions)         outbound notices carrying *domain* actions
     Workspaces   workspace(repo)                         the one registry of per-repo clones
     Settings     config · repo(name) · repo_enabled()    the live configuration (a reload replaces it)
+    ConfigFile   Settings + config_path · replace_config  the file it was read from; edits and reloads swap it
 
 The daemon builds the real ones (``state_writer.StateWriter``, the scheduler, ``Notifier``, the workspace
 registry); ``agentos.testing`` holds in-memory versions. Only the Telegram adapter turns an :class:`Action`
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ __all__ = [
     "Action",
     "ActionKind",
     "Clock",
+    "ConfigFile",
     "Journal",
     "Notify",
     "Settings",
@@ -102,3 +105,15 @@ class Settings(Protocol):
     def repo(self, name: str) -> RepoConfig: ...
 
     def repo_enabled(self, name: str) -> bool: ...
+
+
+class ConfigFile(Settings, Protocol):
+    """The live configuration and the file it was read from (None: the daemon runs without one).
+
+    ``replace_config`` swaps in a configuration read afresh (a reload, an operator's ``repo mode`` edit).
+    """
+
+    @property
+    def config_path(self) -> Path | None: ...
+
+    def replace_config(self, config: Config) -> None: ...

@@ -100,6 +100,10 @@ class Runtime:
         except KeyError:
             return True
 
+    def replace_config(self, config: Config) -> None:
+        """Swap in a configuration read afresh (the ``ConfigFile`` port: a reload, a config edit)."""
+        self.config = config
+
     def repo_enabled(self, name: str) -> bool:
         try:
             repo = self.config.repo(name)
@@ -148,17 +152,18 @@ class Runtime:
 
 
 class StateSeenStore:
-    """The notifier's memory of sent notifications, kept in the daemon state (journalled)."""
+    """The notifier's memory of sent notifications, kept in the daemon state and journalled by ``save``."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
+    def __init__(self, state: DaemonState, save: Callable[[], None]) -> None:
+        self._state = state
+        self._save = save
 
     def has(self, key: str) -> bool:
-        return key in self.rt.state.notified
+        return key in self._state.notified
 
     def add(self, key: str) -> None:
-        if self.rt.state.mark_notified(key):
+        if self._state.mark_notified(key):
             try:
-                self.rt.save_state()
+                self._save()
             except StateError:  # an alert that cannot be recorded is still sent (the disk-full alert itself)
                 log.warning("notified_key_not_saved", key=key)

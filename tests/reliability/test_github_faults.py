@@ -151,7 +151,7 @@ async def test_github_fault_soak(
         return f"{forge.git_base_url}/{repo.name}.git", {}
 
     rt = Runtime(config, None, store, graph, state, forge, remote)
-    rt.notifier = Notifier(None, seen=StateSeenStore(rt))
+    rt.notifier = Notifier(None, seen=StateSeenStore(rt.state, rt.save_state))
     core = build_core(rt)
     executor, dispatcher, monitor = core.executor, core.dispatcher, core.monitor
     chaos = Chaos(fake, rate=RATE, seed=7 + SEED)

@@ -31,6 +31,7 @@ from agentos.control.controller import Controller
 from agentos.control.socket import COMMANDS, handle_request
 from agentos.control.telegram import Command, ParseError, parse_command
 from agentos.control.telegram_commands import chat_heads
+from agentos.daemon_parts import build_controller
 from agentos.graph import PRIORITY_RANK, TASK_TYPES, Task
 from agentos.issue_text import parse_issue
 from agentos.runtime import Runtime
@@ -266,7 +267,7 @@ _JSON = st.recursive(
 @pytest.fixture
 def controller(tmp_path: Path) -> Iterator[Controller]:
     rt: Runtime = build_runtime(tmp_path)
-    yield Controller(rt)
+    yield build_controller(rt)
     rt.store.close()
 
 

@@ -255,7 +255,7 @@ def make_runtime(state_dir: Path, repos: list[dict[str, Any]] | None = None) -> 
     remote = lambda r: (r.path or "", {})  # noqa: E731
     rt = Runtime(config, None, store, graph, state, forge=None, remote_for=remote, clock=lambda: NOW)  # type: ignore[arg-type]
     sent = Outbox()
-    rt.notifier = Notifier(sent.send, seen=StateSeenStore(rt))
+    rt.notifier = Notifier(sent.send, seen=StateSeenStore(rt.state, rt.save_state))
     return rt, sent
 
 

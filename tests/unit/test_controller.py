@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from agentos.agents.pool import AgentPool
+from agentos.assembly import build_core
 from agentos.config import Config, ConfigError, RepoConfig, parse_config
+from agentos.control import replies
 from agentos.control.controller import Controller
 from agentos.daemon import Daemon
+from agentos.daemon_parts import build_controller
 from agentos.errors import ControlError
 from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge
@@ -92,7 +96,7 @@ def jobs(rt: Runtime) -> dict[str, Job]:
 
 @pytest.fixture
 def ctl(rt: Runtime, jobs: dict[str, Job]) -> Controller:
-    return Controller(rt)
+    return build_controller(rt)
 
 
 def add_task(rt: Runtime, issue: int, status: TaskStatus = TaskStatus.QUEUED) -> Task:
@@ -194,7 +198,7 @@ class TestJobs:
         rt.scheduler = None
         try:
             with pytest.raises(ControlError, match="scheduler is not running"):
-                await Controller(rt).jobs()
+                await build_controller(rt).jobs()
         finally:
             rt.store.close()
 
@@ -206,7 +210,7 @@ class TestReload:
         async def bad_reload() -> None:
             raise ConfigError(["agentos.yaml:3: max_parallel_workers: must be ≥ 1", "agentos.yaml:9: x: unknown key"])
 
-        ctl = Controller(rt, on_reload=bad_reload)
+        ctl = build_controller(rt, on_reload=bad_reload)
         with pytest.raises(ControlError) as info:
             await ctl.reload()
         message = str(info.value)
@@ -245,7 +249,7 @@ class TestRepos:
         rt = build_runtime(tmp_path, with_file=False)
         try:
             with pytest.raises(ControlError, match="without a config file"):
-                await Controller(rt).set_repo_cadence("calc", 3)
+                await build_controller(rt).set_repo_cadence("calc", 3)
         finally:
             rt.store.close()
 
@@ -313,7 +317,7 @@ class TestAgents:
         spend(brt, 11.0, BUDGET_NOW, 1)
         AgentPool.from_runtime(brt).enforce_budgets()
         brt.state.paused_agents["backup"] = BUDGET_NOW + timedelta(hours=2)
-        rows = {row["agent"]: row for row in await Controller(brt).agents()}
+        rows = {row["agent"]: row for row in await build_controller(brt).agents()}
         claude, backup = rows["claude"], rows["backup"]
         assert claude["paused_until"] == "2025-03-31T22:00:00+00:00"
         assert claude["paused_until_local"] == "2025-04-01 00:00 Europe/Berlin"
@@ -322,7 +326,7 @@ class TestAgents:
         assert claude["limits"] == "month: warn $5.00, max $10.00"
         assert backup["why"].startswith("usage limit") and backup["limits"] == "none"
         assert backup["month_spend"] == "0 tokens / $0.00 over 0 attempts"
-        status = await Controller(brt).status()
+        status = await build_controller(brt).status()
         assert status["agents_paused"] == 2 and set(status["paused_agents"]) == {"claude", "backup"}
 
     async def test_resume_lifts_the_pause_journals_it_and_it_holds(self, brt: Runtime) -> None:
@@ -330,7 +334,7 @@ class TestAgents:
         the next budget check leaves it running; the row then shows the lift."""
         spend(brt, 11.0, BUDGET_NOW, 1)
         AgentPool.from_runtime(brt).enforce_budgets()
-        ctl = Controller(brt)
+        ctl = build_controller(brt)
         done = await ctl.resume_agent("claude")
         assert done["resumed"] is True and done["was_paused_until"] == "2025-03-31T22:00:00+00:00"
         assert done["budget"].startswith("still over budget for 2025-03: the pause stays lifted")
@@ -345,7 +349,7 @@ class TestAgents:
 
     async def test_resume_refusals_name_the_problem(self, brt: Runtime) -> None:
         """An unknown name lists the agents; an agent that is not paused, or a held state write, is refused."""
-        ctl = Controller(brt)
+        ctl = build_controller(brt)
         with pytest.raises(ControlError, match=r"no agent named 'nope'; agents: claude, backup"):
             await ctl.resume_agent("nope")
         with pytest.raises(ControlError, match=r"^agent backup is not paused$"):
@@ -373,7 +377,7 @@ class TestHeldStatus:
         assert status["state_writes_held"] is None and status["status_page"] is None
         assert status["agents_paused"] == 0
         rt.write_failure = held_write(NOW)
-        ctl = Controller(rt, status_page_url=lambda: "http://127.0.0.1:8787/")
+        ctl = build_controller(rt, status_page_url=lambda: "http://127.0.0.1:8787/")
         rt.state.paused_agents["claude"] = NOW + timedelta(hours=1)
         status = await ctl.status()
         assert status["state_writes_held"] == (
@@ -398,7 +402,7 @@ class TestHeldStatus:
         sched.register("pr_monitor", pr)
         sched.register("stall_watchdog", watchdog, runs_when_paused=True, runs_when_held=True)
         rt.write_failure = held_write(NOW)
-        ctl = Controller(rt)
+        ctl = build_controller(rt)
         with pytest.raises(ControlError, match=r"^state writes are held \(the disk is full: .*\); pr_monitor runs"):
             await ctl.run_job("pr_monitor")
         assert await ctl.run_job("stall_watchdog") == {"job": "stall_watchdog", "result": "ok"}
@@ -483,3 +487,24 @@ class TestIssueCommands:
         forge = rt.forge
         assert isinstance(forge, LocalForge)
         assert (await forge.get_issue("calc", 1)).labels == [READY_LABEL]
+
+
+class TestRefusedRepo:
+    async def test_status_repos_and_the_chat_say_why_a_repo_is_refused_until_it_is_fixed(
+        self, rt: Runtime, jobs: dict[str, Job], tmp_path: Path
+    ) -> None:
+        """A repo whose path is gone is listed with its problem; a git repository there takes it back."""
+        core = build_core(rt)
+        ctl = build_controller(rt, core)
+        path = tmp_path / "calc"
+        assert await core.guard.check() == {"calc": f"{path} does not exist"}
+        status = await ctl.status()
+        assert status["repos_refused"] == {"calc": f"{path} does not exist"}
+        assert f"⚠ repo calc refused: {path} does not exist" in replies.chat_status(status)
+        [row] = await ctl.repos()
+        assert row["refused"] == f"{path} does not exist"
+
+        subprocess.run(["git", "init", "-q", str(path)], check=True)
+        await core.guard.check()
+        assert (await ctl.status())["repos_refused"] == {}
+        assert [r["refused"] for r in await ctl.repos()] == [None]

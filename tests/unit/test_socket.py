@@ -31,6 +31,7 @@ from agentos.control.socket import (
     handle_request,
     request,
 )
+from agentos.daemon_parts import build_controller
 from agentos.errors import ControlError
 from agentos.runtime import Runtime
 from tests.unit.test_budget import NOW as BUDGET_NOW
@@ -51,7 +52,7 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
 
 @pytest.fixture
 def controller(rt: Runtime) -> Controller:
-    return Controller(rt)
+    return build_controller(rt)
 
 
 @pytest.fixture
@@ -267,14 +268,14 @@ class TestControlServer:
         writer.close()
         await writer.wait_closed()
 
-    async def test_a_uid_not_allowed_is_refused(self, controller: Controller, sock_dir: Path) -> None:
+    async def test_a_uid_not_allowed_is_refused(self, controller: Controller, rt: Runtime, sock_dir: Path) -> None:
         """SO_PEERCRED: a caller whose uid is not allowed gets the refusal, and the command is not run."""
         srv = ControlServer(controller, sock_dir / "agentos.sock", allowed_uids={os.getuid() + 1})
         await srv.start()
         try:
             with pytest.raises(ControlError, match=f"uid {os.getuid()} may not control this daemon"):
                 await asyncio.to_thread(request, srv.path, "pause")
-            assert controller.rt.state.paused is False
+            assert rt.state.paused is False
             assert srv.requests == 0
         finally:
             await srv.stop()
@@ -361,7 +362,7 @@ class TestAgentsThroughCtl:
         rt = budget_runtime(tmp_path, BudgetClock(BUDGET_NOW))
         spend(rt, 11.0, BUDGET_NOW, 1)
         AgentPool.from_runtime(rt).enforce_budgets()
-        srv = ControlServer(Controller(rt), sock_dir / "agentos.sock")
+        srv = ControlServer(build_controller(rt), sock_dir / "agentos.sock")
         await srv.start()
         try:
             code, out, _ = await ctl_cli(srv.path, "agents")

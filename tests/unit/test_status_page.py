@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentos.config import ConfigError, StatusPageConfig
-from agentos.control.controller import Controller
+from agentos.daemon_parts import build_controller
 from agentos.ops.prometheus import render_metrics
 from agentos.ops.status_page import StatusPage, needs_token
 from agentos.ops.status_render import agent_chart_svg, render_html
@@ -212,7 +212,7 @@ class TestSnapshotFromTheController:
         rt.scheduler.register("dispatch", Job())
         try:
             add_task(rt, 7)
-            page = StatusPage(Controller(rt), StatusPageConfig(), token=None)
+            page = StatusPage(build_controller(rt), StatusPageConfig(), token=None)
             snap = await page.snapshot()
             assert [q["id"] for q in snap["queue"]] == ["calc#7"] and snap["running"] == []
             assert [j["name"] for j in snap["jobs"]] == ["dispatch"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from os.path import samefile
@@ -18,15 +18,17 @@ from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.agents.pool import AgentPool
-from agentos.assembly import build_core
 from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import READY_LABEL, IssueWriter
-from agentos.graph import IllegalTransition, Task, TaskStatus, task_row
+from agentos.forge.base import READY_LABEL, Forge, IssueWriter
+from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, task_row
 from agentos.lifecycle import Lifecycle
 from agentos.ops.metrics import History, read_history
-from agentos.runtime import Runtime
+from agentos.ports import Clock, ConfigFile, Journal
+from agentos.repo_guard import RepoGuard
 from agentos.scheduler import Scheduler
+from agentos.state_writer import StateWriteFailure
+from agentos.store import DaemonState
 
 log = alog.get_logger("agentos.controller")
 
@@ -51,23 +53,58 @@ class Snapshot:
     """The journal's history of the days asked for, up to ``at``; None when not asked for."""
 
 
+class JournalWithHold(Journal, Protocol):
+    """The journal, and why its writes are held (since when, on which disk): what ``status`` shows."""
+
+    @property
+    def write_failure(self) -> StateWriteFailure | None: ...
+
+
 class Controller:
+    """The operator's commands over the daemon's parts, each given here (the daemon wires them)."""
+
     def __init__(
         self,
-        rt: Runtime,
         *,
-        lifecycle: Lifecycle | None = None,
+        settings: ConfigFile,
+        journal: JournalWithHold,
+        clock: Clock,
+        graph: TaskGraph,
+        state: DaemonState,
+        forge: Forge,
+        lifecycle: Lifecycle,
+        pool: AgentPool,
+        scheduler: Scheduler | None,
+        events: Callable[[datetime], Iterable[Event]],
+        started_at: datetime,
+        guard: RepoGuard | None = None,
         on_reload: Callable[[], Awaitable[None]] | None = None,
         approvals: Approvals | None = None,
         status_page_url: Callable[[], str | None] = lambda: None,
     ) -> None:
-        self.rt = rt
-        self.lifecycle = lifecycle if lifecycle is not None else build_core(rt).lifecycle
+        self._settings = settings
+        self._journal = journal
+        self._clock = clock
+        self._graph = graph
+        self._state = state
+        self._forge = forge
+        self.lifecycle = lifecycle
+        self._pool = pool
+        self._scheduler_or_none = scheduler
+        """The job table (None: a controller without a scheduler, as in some tests: job commands refuse)."""
+        self._events = events
+        """The journal's events since a time (the status page's history)."""
+        self._started_at = started_at
+        self._guard = guard
+        """The repos refused for a broken path (``status`` and ``repos`` say why); None: none are checked."""
         self._on_reload = on_reload
         self._approvals = approvals
         """Who merges an approved PR at once (the PR monitor); without it lifecycle records the decision."""
         self._status_page_url = status_page_url
         self._config_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Controller tasks={len(self._graph)} paused={self._state.paused}>"
 
     @property
     def status_page_url(self) -> str | None:
@@ -77,55 +114,64 @@ class Controller:
     # ------------------------------------------------------------ daemon
 
     async def status(self) -> dict[str, Any]:
-        rt = self.rt
-        counts = rt.graph.counts()
-        now = rt.now()
-        paused_agents = {k: v.isoformat() for k, v in rt.state.paused_agents.items() if v > now}
-        held = rt.write_failure
+        config, state = self._settings.config, self._state
+        counts = self._graph.counts()
+        now = self._clock()
+        paused_agents = {k: v.isoformat() for k, v in state.paused_agents.items() if v > now}
+        held = self._journal.write_failure
+        sched = self._scheduler_or_none
         return {
             "pid": os.getpid(),
             "version": __version__,
-            "paused": rt.state.paused,
+            "paused": state.paused,
             "running": counts["running"] + counts["validating"],  # tasks at work, as the counts say
-            "max_parallel_workers": rt.config.max_parallel_workers,
-            "max_parallel_per_repo": rt.config.max_parallel_per_repo,
+            "max_parallel_workers": config.max_parallel_workers,
+            "max_parallel_per_repo": config.max_parallel_per_repo,
             "queued": counts["queued"] + counts["retrying"],
             "counts": counts,
-            "tasks": len(rt.graph),
-            "uptime_s": round((rt.now() - rt.started_at).total_seconds(), 1),
-            "forge": rt.config.forge,
-            "repos": [r.name for r in rt.config.repos if rt.repo_enabled(r.name)],
+            "tasks": len(self._graph),
+            "uptime_s": round((now - self._started_at).total_seconds(), 1),
+            "forge": config.forge,
+            "repos": [r.name for r in config.repos if self._settings.repo_enabled(r.name)],
+            "repos_refused": self._refused(),
             "paused_agents": paused_agents,
             "agents_paused": len(paused_agents),
             "state_writes_held": None if held is None else f"since {held.since.isoformat()}: {held.describe()}",
             "status_page": self.status_page_url,
-            "state_dir": str(rt.state_dir),
-            "config": str(rt.config_path) if rt.config_path else None,
-            "jobs_running": rt.scheduler.busy() if rt.scheduler is not None else [],
+            "state_dir": str(config.state_path),
+            "config": self._config_path_text(),
+            "jobs_running": sched.busy() if sched is not None else [],
         }
+
+    def _refused(self) -> dict[str, str]:
+        return self._guard.refused if self._guard is not None else {}
+
+    def _config_path_text(self) -> str | None:
+        path = self._settings.config_path
+        return str(path) if path else None
 
     async def snapshot(self, *, history_days: float | None = None) -> Snapshot:
         """The daemon's state as plain data; with ``history_days`` also the journal's history of those last
         days (read in a thread)."""
-        rt, now, tasks = self.rt, self.rt.now(), list(self.rt.graph)
+        now, tasks = self._clock(), list(self._graph)
         history = None
         if history_days is not None:
             since = now - timedelta(days=history_days)
             history = await asyncio.to_thread(
-                lambda: read_history(rt.store.iter_events(since), tasks, since=since, until=now)
+                lambda: read_history(self._events(since), tasks, since=since, until=now)
             )
-        jobs = await self.jobs() if rt.scheduler is not None else []
+        jobs = await self.jobs() if self._scheduler_or_none is not None else []
         return Snapshot(at=now, status=await self.status(), jobs=jobs, tasks=tasks, history=history)
 
     async def pause(self) -> dict[str, Any]:
-        self.rt.state.paused = True
-        self.rt.save_state()
+        self._state.paused = True
+        self._journal.save_state()
         log.warning("daemon_paused")
         return {"paused": True}
 
     async def resume(self) -> dict[str, Any]:
-        self.rt.state.paused = False
-        self.rt.save_state()
+        self._state.paused = False
+        self._journal.save_state()
         log.info("daemon_resumed")
         self._poke("dispatch")
         return {"paused": False}
@@ -138,27 +184,27 @@ class Controller:
             await self._on_reload()
         except cfgmod.ConfigError as exc:
             raise ControlError("config not reloaded, the last good one stays: " + "; ".join(exc.problems)) from None
-        return {"reloaded": True, "config": str(self.rt.config_path) if self.rt.config_path else None}
+        return {"reloaded": True, "config": self._config_path_text()}
 
     # ------------------------------------------------------------ agents
 
     async def agents(self) -> list[dict[str, Any]]:
         """One row per configured agent (and per paused agent no longer configured): its pause and why,
         this month's spend and its limits, in the config's ``timezone``."""
-        return AgentPool.from_runtime(self.rt).view()
+        return self._pool.view()
 
     async def resume_agent(self, name: str) -> dict[str, Any]:
         """Lift ``name``'s pause now (a usage limit's or a budget's); see :meth:`AgentPool.resume`."""
-        result = AgentPool.from_runtime(self.rt).resume(name)
+        result = self._pool.resume(name)
         self._poke("dispatch")
         return result
 
     # ------------------------------------------------------------ jobs
 
     def _scheduler(self) -> Scheduler:
-        if self.rt.scheduler is None:
+        if self._scheduler_or_none is None:
             raise ControlError("the scheduler is not running")
-        return self.rt.scheduler
+        return self._scheduler_or_none
 
     async def jobs(self) -> list[dict[str, Any]]:
         return self._scheduler().table()
@@ -171,17 +217,16 @@ class Controller:
         result = await self._scheduler().run_now(name)
         if result == "skipped_paused":
             raise ControlError(f"the daemon is paused; `resume` first to run {name}")
-        if result == "skipped_held" and self.rt.write_failure is not None:
-            raise ControlError(
-                f"state writes are held ({self.rt.write_failure.describe()}); {name} runs again once they resume"
-            )
+        held = self._journal.write_failure
+        if result == "skipped_held" and held is not None:
+            raise ControlError(f"state writes are held ({held.describe()}); {name} runs again once they resume")
         if result == "failed":
-            record = self.rt.state.job_runs.get(name)
+            record = self._state.job_runs.get(name)
             raise ControlError(f"{name} failed: {record.last_error if record else 'unknown error'}")
         return {"job": name, "result": result}
 
     def _poke(self, name: str) -> None:
-        sched = self.rt.scheduler
+        sched = self._scheduler_or_none
         if sched is not None and name in sched.names:
             sched.poke(name)
 
@@ -195,37 +240,38 @@ class Controller:
 
     def _repo(self, name: str) -> cfgmod.RepoConfig:
         try:
-            return self.rt.config.repo(name)
+            return self._settings.config.repo(name)
         except KeyError:
-            names = ", ".join(r.name for r in self.rt.config.repos) or "none"
+            names = ", ".join(r.name for r in self._settings.config.repos) or "none"
             raise ControlError(f"no repo named {name!r}; repos: {names}") from None
 
     async def repos(self) -> list[dict[str, Any]]:
         return [
             {
                 "name": r.name,
-                "enabled": self.rt.repo_enabled(r.name),
+                "enabled": self._settings.repo_enabled(r.name),
                 "mode": r.automation_mode,
                 "cadence_days": r.groom_cadence_days,
                 "base": r.base_branch,
                 "path": r.path,
+                "refused": self._refused().get(r.name),
             }
-            for r in self.rt.config.repos
+            for r in self._settings.config.repos
         ]
 
     async def set_repo(self, name: str, enabled: bool) -> dict[str, Any]:
         self._repo(name)
-        disabled = self.rt.state.disabled_repos
+        disabled = self._state.disabled_repos
         if enabled and name in disabled:
             disabled.remove(name)
         elif not enabled and name not in disabled:
             disabled.append(name)
-        self.rt.save_state()
+        self._journal.save_state()
         return {"repo": name, "enabled": enabled}
 
     async def _edit_repo(self, name: str, key: str, value: Any) -> cfgmod.Config:
         self._repo(name)
-        path = self.rt.config_path
+        path = self._settings.config_path
         if path is None:
             raise ControlError("the daemon runs without a config file; there is nothing to edit")
         async with self._config_lock:
@@ -233,7 +279,7 @@ class Controller:
                 new = await asyncio.to_thread(cfgmod.set_value, path, f"repos.{name}.{key}", value)
             except cfgmod.ConfigError as exc:
                 raise ControlError(str(exc).splitlines()[0]) from None
-        self.rt.config = new
+        self._settings.replace_config(new)
         log.info("config_edited", repo=name, key=key, value=value)
         return new
 
@@ -253,7 +299,7 @@ class Controller:
     # ------------------------------------------------------------ tasks
 
     def _task(self, task_id: str) -> Task:
-        task = self.rt.graph.find(task_id)
+        task = self._graph.find(task_id)
         if task is None:
             raise ControlError(f"no task {task_id!r} (ids look like repo#12; see `agentos ctl tasks`)")
         return task
@@ -263,7 +309,7 @@ class Controller:
             raise ControlError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TaskStatus)}")
         rows = [
             task_row(t)
-            for t in self.rt.graph
+            for t in self._graph
             if (repo is None or t.repo == repo) and (status is None or t.status.value == status)
         ]
         return sorted(rows, key=lambda r: r["updated"], reverse=True)
@@ -276,7 +322,7 @@ class Controller:
         """The task's issue as the forge has it now: what the escalation button "Open issue" shows."""
         task = self._task(task_id)
         try:
-            issue = await self.rt.forge.get_issue(task.repo, task.issue)
+            issue = await self._forge.get_issue(task.repo, task.issue)
         except AgentosError as exc:
             raise ControlError(f"issue {task.repo}#{task.issue} could not be read: {exc}") from None
         return {
@@ -298,7 +344,7 @@ class Controller:
         except IllegalTransition as exc:
             raise ControlError(str(exc)) from None
         result: dict[str, Any] = {"task": task_id, "status": task.status.value}
-        breach = issue_breach(self.rt.graph.for_issue(task.repo, task.issue), self.rt.config.limits)
+        breach = issue_breach(self._graph.for_issue(task.repo, task.issue), self._settings.config.limits)
         if breach:  # an operator's retry runs once more past the ceiling; the ceiling is checked after it
             result["budget"] = f"over budget ({breach}): this retry runs one attempt; if it fails, it escalates again"
         return result
@@ -316,10 +362,10 @@ class Controller:
     def _local_forge(self, config: str | None) -> IssueWriter:
         """The forge's issue writer (the local forge's), when this daemon serves the config file ``config`` (the
         CLI's, None for none)."""
-        own = self.rt.config_path
+        own = self._settings.config_path
         if not _same_file(config, own):
             raise ControlError(f"this daemon serves {own or 'no config file'}, not {config or 'no config file'}")
-        writer = self.rt.forge.issue_writer
+        writer = self._forge.issue_writer
         if writer is None:
             raise ControlError("`agentos issue` works on the local forge; this config uses GitHub (its issues)")
         return writer
@@ -327,7 +373,7 @@ class Controller:
     def _issue_repo(self, name: str | None) -> str:
         if name is not None:
             return self._repo(name).name
-        names = [r.name for r in self.rt.config.repos]
+        names = [r.name for r in self._settings.config.repos]
         if len(names) != 1:
             raise ControlError(f"name the repo with --repo (repos: {', '.join(names) or 'none configured'})")
         return names[0]
@@ -365,9 +411,10 @@ class Controller:
         if not num.isdigit():
             raise ControlError(f"a PR is named repo#N or N, not {ref!r}")
         if not repo:
-            if len(self.rt.config.repos) != 1:
+            repos = self._settings.config.repos
+            if len(repos) != 1:
                 raise ControlError("more than one repo: name the PR as repo#N")
-            repo = self.rt.config.repos[0].name
+            repo = repos[0].name
         self._repo(repo)
         return repo, int(num)
 

@@ -82,6 +82,9 @@ def chat_status(status: JSON) -> str:
         lines.append("paused agents: " + ", ".join(f"{k} until {_when(v)}" for k, v in agents.items()))
     if status.get("state_writes_held"):
         lines.append(f"⚠ state writes held: {one_line(status.get('state_writes_held'))}")
+    refused = status.get("repos_refused")
+    if isinstance(refused, Mapping):
+        lines.extend(f"⚠ repo {one_line(name)} refused: {one_line(why)}" for name, why in refused.items())
     return "\n".join(lines)
 
 
@@ -124,10 +127,12 @@ def chat_repos(repos: Sequence[JSON]) -> str:
         return "No repos."
     lines = []
     for repo in repos:
-        mark = "✓" if repo.get("enabled") is not False else "✗"
+        mark = "✓" if repo.get("enabled") is not False and not repo.get("refused") else "✗"
         cadence = repo.get("cadence_days")
         grooming = f"groom every {one_line(cadence)}d" if cadence else "no grooming cadence"
         lines.append(f"{mark} {one_line(repo.get('name'), '?')} · {one_line(repo.get('mode'))} · {grooming}")
+        if repo.get("refused"):
+            lines.append(f"    refused: {one_line(repo.get('refused'))}")
     return "\n".join(lines)
 
 
@@ -260,6 +265,8 @@ def terminal_status(status: Any) -> list[View]:
             {
                 **status,
                 "state_writes_held": status.get("state_writes_held") or "no",
+                "repos_refused": "; ".join(f"{k}: {v}" for k, v in (status.get("repos_refused") or {}).items())
+                or "none",
                 "status_page": status.get("status_page") or "off",
             }
         )

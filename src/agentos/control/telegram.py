@@ -26,10 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.base import BaseSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -42,7 +39,6 @@ from aiogram.types import (
 )
 from aiogram.types import Message as TgMessage
 from aiogram.utils.backoff import BackoffConfig
-from aiogram.utils.token import TokenValidationError
 
 from agentos import logging as alog
 from agentos.caller import calling
@@ -60,7 +56,7 @@ from agentos.control.telegram_commands import (
     parse_command,
 )
 from agentos.control.telegram_middleware import AllowedChats, InFlight
-from agentos.control.telegram_sender import TelegramSender, bot_api, keyboard
+from agentos.control.telegram_sender import TelegramSender, bot_api, keyboard, telegram_client
 from agentos.errors import AgentosError, ControlError
 from agentos.ops.notify import (
     CALLBACK_PREFIX,
@@ -122,14 +118,15 @@ class TelegramBot:
     """The Telegram control plane: aiogram polling as one task on the running loop.
 
     ``api_base`` points aiogram at another Bot API server (a local ``telegram-bot-api`` or a test fake).
-    A ``session`` passed in is the caller's to close; one created here is closed by :meth:`stop`.
+    ``token`` may be an aiogram ``Bot`` already built (:func:`telegram_client`; its session is then closed by
+    :meth:`stop`). A ``session`` passed in is the caller's to close; one created here is closed by :meth:`stop`.
     ``clock`` and ``sleep`` are injected (stale-command check, 429 waits); ``backoff`` is aiogram's delay
     between failed ``getUpdates`` calls.
     """
 
     def __init__(
         self,
-        token: str,
+        token: str | Bot,
         controller: ControllerPort,
         allowed_chat_ids: Iterable[int],
         *,
@@ -142,15 +139,12 @@ class TelegramBot:
         max_command_age_s: float = 600.0,
         command_timeout_s: float = 60.0,
     ) -> None:
-        self._owns_session = session is None
-        if session is None:
-            session = AiohttpSession()
-        if api_base:
-            session.api = TelegramAPIServer.from_base(api_base)
-        try:
-            self._bot = Bot(token, session=session, default=DefaultBotProperties(link_preview_is_disabled=True))
-        except TokenValidationError:
-            raise ControlError("telegram: the bot token is malformed (expected 123456789:AA…)") from None
+        if isinstance(token, Bot):  # the daemon's, built first for the notifier's sender: handed over
+            self._owns_session = True
+            self._bot = token
+        else:
+            self._owns_session = session is None
+            self._bot = telegram_client(token, api_base=api_base, session=session)
         self._controller = controller
         self._allowed = frozenset(allowed_chat_ids)
         self._polling_timeout = polling_timeout

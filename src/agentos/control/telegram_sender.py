@@ -13,14 +13,20 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
+from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramServerError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.token import TokenValidationError
 
 from agentos import logging as alog
+from agentos.errors import ControlError
 from agentos.ops.notify import Message, TransientSendError
 from agentos.redact import redact
 
-__all__ = ["TelegramSender", "bot_api", "keyboard"]
+__all__ = ["TelegramSender", "bot_api", "keyboard", "telegram_client"]
 
 log = alog.get_logger("agentos.telegram")
 
@@ -44,6 +50,19 @@ def keyboard(buttons: Sequence[tuple[str, str]], *, per_row: int = 3) -> InlineK
     if row:
         rows.append(row)
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def telegram_client(token: str, *, api_base: str | None = None, session: BaseSession | None = None) -> Bot:
+    """An aiogram ``Bot`` for ``token`` (on ``api_base``: a local ``telegram-bot-api`` or a test fake), over
+    ``session`` or a new aiohttp one; a malformed token raises :class:`ControlError`. No request is made."""
+    if session is None:
+        session = AiohttpSession()
+    if api_base:
+        session.api = TelegramAPIServer.from_base(api_base)
+    try:
+        return Bot(token, session=session, default=DefaultBotProperties(link_preview_is_disabled=True))
+    except TokenValidationError:
+        raise ControlError("telegram: the bot token is malformed (expected 123456789:AA…)") from None
 
 
 async def bot_api(call: Callable[[], Awaitable[T]]) -> T:
@@ -70,6 +89,16 @@ class TelegramSender:
 
     def __repr__(self) -> str:
         return f"<TelegramSender chats={len(self._chat_ids)} sent={self.sent}>"
+
+    @property
+    def bot(self) -> Bot:
+        """The aiogram ``Bot`` it sends through (the command bot polls through the same one)."""
+        return self._bot
+
+    @property
+    def chat_ids(self) -> tuple[int, ...]:
+        """The chats it sends to: the allowed ones."""
+        return self._chat_ids
 
     async def __call__(self, message: Message) -> None:
         markup = keyboard(message.buttons)

@@ -24,6 +24,7 @@ from agentos.issue_text import ParsedIssue as ParsedIssue  # re-exported: the pa
 from agentos.issue_text import parse_issue as parse_issue
 from agentos.lifecycle import Lifecycle, ready_by_label, ready_label
 from agentos.ports import Clock, Journal, Settings, Workspaces
+from agentos.repo_guard import RepoGuard
 
 log = alog.get_logger("agentos.dispatch")
 
@@ -57,6 +58,7 @@ class Dispatcher:
         pool: Pool,
         paused: Callable[[], bool],
         stopping: Callable[[], bool],
+        guard: RepoGuard | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -69,6 +71,8 @@ class Dispatcher:
         self.pool = pool
         self.paused = paused
         self.stopping = stopping
+        self.guard = guard
+        """Repos refused for a broken path (looked at before each pass); None: every path is trusted."""
 
     def __repr__(self) -> str:
         return f"<Dispatcher tasks={len(self.graph)} running={len(self.executor.running())}>"
@@ -77,8 +81,10 @@ class Dispatcher:
         """One dispatch pass: sync ready issues into the graph, release done dependencies, start what may start."""
         if self.stopping() or self.journal.held is not None:  # a full disk: nothing new until it is saved
             return
+        if self.guard is not None:
+            await self.guard.check()
         for repo in self.settings.config.repos:
-            if not self.settings.repo_enabled(repo.name):
+            if not self._may_work_on(repo.name):
                 continue
             try:
                 issues = await self.forge.ready_issues(repo.name)
@@ -89,6 +95,10 @@ class Dispatcher:
                 await self._admit(issue)
         await self.release_dependencies()
         self.start_ready()
+
+    def _may_work_on(self, repo: str) -> bool:
+        """The repo is enabled and not refused for a broken path."""
+        return self.settings.repo_enabled(repo) and (self.guard is None or self.guard.problem(repo) is None)
 
     async def _admit(self, issue: Issue) -> Task | None:
         latest = self.graph.latest_for_issue(issue.repo, issue.number)
@@ -220,7 +230,7 @@ class Dispatcher:
         for task in self.graph.dispatchable(self.clock()):
             if len(running) >= cfg.max_parallel_workers:
                 break
-            if not self.settings.repo_enabled(task.repo) or (task.repo, task.issue) in busy_issues:
+            if not self._may_work_on(task.repo) or (task.repo, task.issue) in busy_issues:
                 continue
             repo = cfg.repo(task.repo)
             limit = repo.max_parallel or cfg.max_parallel_per_repo
