@@ -1,0 +1,122 @@
+"""The sandbox policy: what an agent attempt, a hook or a test command may see (:class:`SandboxSpec` builders).
+
+* An **agent attempt** (:func:`agent_spec`): its worktree read-write, with the git paths a commit there writes
+  (its own admin folder in the shared clone, the clone's objects, refs and logs) read-write and the rest of the
+  clone read-only; its prompt file read-only; a private ``HOME`` on disk in its run folder (``<run>/home``,
+  seeded from ``agents.<name>.home``) and a private tmpfs ``/tmp``; read-only its program and that program's
+  install folder, every absolute path in its argv, ``agents.<name>.ro_paths``. Hidden: the state directory and
+  ``$CREDENTIALS_DIRECTORY``. Limits: ``sandbox.memory_mb`` and ``sandbox.max_processes``.
+* A **hook or test command** (:func:`command_spec`): the same worktree and git paths, a tmpfs ``HOME``, and
+  read-only the Python environment the daemon runs in (``$VIRTUAL_ENV``: a repo's ``make test`` finds the
+  interpreter the operator tested with). Same limits.
+
+A read-only path is never ``/`` or a folder that holds the operator's home (it would show everything); such a
+path is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import structlog
+
+from agentos.config import AgentConfig, SandboxConfig
+from agentos.runners.sandbox import SandboxSpec, install_folder
+
+__all__ = ["agent_spec", "command_spec", "git_paths"]
+
+log = structlog.get_logger(__name__)
+
+
+def git_paths(worktree: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """``(read_write, read_only)``: what git in a linked ``worktree`` needs of the shared clone. A commit writes
+    the worktree's admin folder (index, HEAD), objects, refs and reflogs; it reads the clone's config. A worktree
+    with a ``.git`` folder of its own needs nothing more."""
+    dotgit = worktree / ".git"
+    try:
+        text = dotgit.read_text(encoding="utf-8").strip() if dotgit.is_file() else ""
+    except OSError:
+        return (), ()
+    if not text.startswith("gitdir:"):
+        return (), ()
+    admin = Path(text.removeprefix("gitdir:").strip())
+    admin = admin if admin.is_absolute() else (worktree / admin)
+    try:
+        common_rel = (admin / "commondir").read_text(encoding="utf-8").strip()
+    except OSError:
+        common_rel = "../.."
+    common = Path(os.path.normpath(admin / common_rel))
+    rw = (admin, common / "objects", common / "refs", common / "logs")
+    return rw, (common,)
+
+
+def _safe(paths: Iterable[Path]) -> list[Path]:
+    home = Path(os.path.expanduser("~"))
+    kept = []
+    for path in paths:
+        path = Path(os.path.normpath(path))
+        if path == Path("/") or path == home or path in home.parents:
+            log.warning("sandbox_path_refused", path=str(path), reason="would show / or the operator's home")
+            continue
+        kept.append(path)
+    return kept
+
+
+def _hidden(state_dir: Path, env: Mapping[str, str]) -> tuple[Path, ...]:
+    hidden = [state_dir]
+    if creds := env.get("CREDENTIALS_DIRECTORY"):
+        hidden.append(Path(creds))
+    return tuple(hidden)
+
+
+def agent_spec(
+    sandbox: SandboxConfig,
+    agent: AgentConfig,
+    *,
+    argv: Sequence[str],
+    worktree: Path,
+    run_dir: Path,
+    prompt_file: Path,
+    state_dir: Path,
+    env: Mapping[str, str] | None = None,
+) -> SandboxSpec:
+    """The sandbox of one agent attempt (see the module doc); ``env`` is the daemon's (for
+    ``$CREDENTIALS_DIRECTORY``), :data:`os.environ` by default."""
+    program = Path(argv[0])
+    ro = [program, install_folder(program)]
+    ro += [Path(arg) for arg in argv[1:] if os.path.isabs(arg) and os.path.exists(arg)]
+    ro += [Path(os.path.expanduser(p)) for p in agent.ro_paths]
+    rw, clone = git_paths(worktree)
+    return SandboxSpec(
+        worktree=worktree,
+        rw_paths=rw,
+        ro_paths=tuple(_safe(ro)),
+        inner_ro_paths=(prompt_file, *clone),
+        hidden=_hidden(state_dir, os.environ if env is None else env),
+        home=run_dir / "home",
+        home_template=Path(os.path.expanduser(agent.home)) if agent.home else None,
+        tmp_mb=sandbox.tmp_mb,
+        memory_mb=sandbox.memory_mb,
+        max_processes=sandbox.max_processes,
+    )
+
+
+def command_spec(
+    sandbox: SandboxConfig, *, worktree: Path, state_dir: Path, env: Mapping[str, str] | None = None
+) -> SandboxSpec:
+    """The sandbox of a hook or the test command in ``worktree``; ``env`` is the daemon's environment."""
+    env = os.environ if env is None else env
+    ro = [Path(venv)] if (venv := env.get("VIRTUAL_ENV")) else []
+    rw, clone = git_paths(worktree)
+    return SandboxSpec(
+        worktree=worktree,
+        rw_paths=rw,
+        ro_paths=tuple(_safe(ro)),
+        inner_ro_paths=clone,
+        hidden=_hidden(state_dir, env),
+        tmp_mb=sandbox.tmp_mb,
+        memory_mb=sandbox.memory_mb,
+        max_processes=sandbox.max_processes,
+    )
