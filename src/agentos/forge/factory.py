@@ -24,14 +24,16 @@ def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
     """
     if config.forge == "github":
         forge, remote = _github(config)
-        return forge, WorkspaceRegistry(config.state_path, remote, credentials=forge.credentials)
+        return forge, WorkspaceRegistry(
+            config.state_path, remote, credentials=forge.credentials, sandbox=config.sandbox
+        )
     from agentos.forge._local_checks import user_repository
     from agentos.forge.local import LocalForge
 
     def user_remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
         return user_repository(repo), {}
 
-    workspaces = WorkspaceRegistry(config.state_path, user_remote)
+    workspaces = WorkspaceRegistry(config.state_path, user_remote, sandbox=config.sandbox)
     return LocalForge(config.state_path, {r.name: r for r in config.repos}, workspaces=workspaces), workspaces
 
 

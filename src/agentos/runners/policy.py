@@ -81,9 +81,11 @@ def agent_spec(
     prompt_file: Path,
     state_dir: Path,
     env: Mapping[str, str] | None = None,
-) -> SandboxSpec:
-    """The sandbox of one agent attempt (see the module doc); ``env`` is the daemon's (for
-    ``$CREDENTIALS_DIRECTORY``), :data:`os.environ` by default."""
+) -> SandboxSpec | None:
+    """The sandbox of one agent attempt (see the module doc), ``None`` with ``mode: off``; ``env`` is the
+    daemon's (for ``$CREDENTIALS_DIRECTORY``), :data:`os.environ` by default."""
+    if sandbox.mode != "bubblewrap":
+        return None
     program = Path(argv[0])
     ro = [program, install_folder(program)]
     ro += [Path(arg) for arg in argv[1:] if os.path.isabs(arg) and os.path.exists(arg)]
@@ -104,9 +106,12 @@ def agent_spec(
 
 
 def command_spec(
-    sandbox: SandboxConfig, *, worktree: Path, state_dir: Path, env: Mapping[str, str] | None = None
-) -> SandboxSpec:
-    """The sandbox of a hook or the test command in ``worktree``; ``env`` is the daemon's environment."""
+    sandbox: SandboxConfig | None, worktree: Path, state_dir: Path, env: Mapping[str, str] | None = None
+) -> SandboxSpec | None:
+    """The sandbox of a hook or the test command in ``worktree`` (``None`` without a config or with ``mode:
+    off``); ``state_dir`` is hidden; ``env`` is the daemon's environment."""
+    if sandbox is None or sandbox.mode != "bubblewrap":
+        return None
     env = os.environ if env is None else env
     ro = [Path(venv)] if (venv := env.get("VIRTUAL_ENV")) else []
     rw, clone = git_paths(worktree)

@@ -72,6 +72,8 @@ MASKED_DIRS = (
 """Covered by an empty folder: host keys, TLS keys, systemd credentials, the operator's units and config."""
 
 INSTALL_HINT = "apt-get install bubblewrap"
+GIT_NAME, GIT_EMAIL = "agentos", "agentos@localhost"
+"""git's identity inside a sandbox (the daemon's own commits use the same, :data:`agentos.gitutil.GIT_IDENTITY`)."""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -85,7 +87,7 @@ class SandboxSpec:
     worktree: Path
     """Read-write, and the working directory."""
     rw_paths: tuple[Path, ...] = ()
-    """More read-write binds (the git admin folder, objects and refs a commit in the worktree writes)."""
+    """More read-write folders (the git admin folder, objects and refs a commit in the worktree writes)."""
     ro_paths: tuple[Path, ...] = ()
     """Read-only binds, made before :attr:`hidden` is covered (a path under a hidden folder stays invisible)."""
     inner_ro_paths: tuple[Path, ...] = ()
@@ -157,8 +159,10 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
     ]  # fmt: skip
     if spec.home is not None:
         args += ["--bind", str(spec.home), str(SANDBOX_HOME)]
-    else:
+    else:  # no folder to hold a .gitconfig: git's identity comes from the environment
         args += ["--size", size, "--tmpfs", str(SANDBOX_HOME)]
+        for role in ("AUTHOR", "COMMITTER"):
+            args += ["--setenv", f"GIT_{role}_NAME", GIT_NAME, "--setenv", f"GIT_{role}_EMAIL", GIT_EMAIL]
     for path in _unique(spec.ro_paths):
         if os.path.lexists(path):
             args += ["--ro-bind", str(path), str(path)]
@@ -185,12 +189,19 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
 
 
 def prepare(spec: SandboxSpec) -> None:
-    """Create the attempt's host ``HOME`` (mode 0700) and copy :attr:`SandboxSpec.home_template` into it."""
+    """Create the attempt's host ``HOME`` (mode 0700), copy :attr:`SandboxSpec.home_template` into it, and give
+    git an identity there when the template has no ``.gitconfig`` (the operator's own is not visible). Missing
+    read-write folders are created (a fresh clone has no ``logs/`` yet, and its parent is read-only inside)."""
+    for path in spec.rw_paths:
+        path.mkdir(parents=True, exist_ok=True)
     if spec.home is None:
         return
     spec.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if spec.home_template is not None and spec.home_template.is_dir():
         shutil.copytree(spec.home_template, spec.home, symlinks=True, dirs_exist_ok=True)
+    gitconfig = spec.home / ".gitconfig"
+    if not gitconfig.exists():
+        gitconfig.write_text(f"[user]\n\tname = {GIT_NAME}\n\temail = {GIT_EMAIL}\n", encoding="utf-8")
 
 
 def install_folder(program: Path) -> Path:
