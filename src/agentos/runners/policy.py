@@ -23,7 +23,7 @@ from pathlib import Path
 import structlog
 
 from agentos.config import AgentConfig, SandboxConfig
-from agentos.runners.sandbox import SandboxSpec, install_folder
+from agentos.runners.sandbox import SandboxSpec, install_folder, venv_paths
 
 __all__ = ["agent_spec", "command_spec", "git_paths"]
 
@@ -87,7 +87,8 @@ def agent_spec(
     if sandbox.mode != "bubblewrap":
         return None
     program = Path(argv[0])
-    ro = [program, install_folder(program)]
+    folder = install_folder(program)
+    ro = [program, *(venv_paths(folder) if (folder / "pyvenv.cfg").is_file() else [folder])]
     ro += [Path(arg) for arg in argv[1:] if os.path.isabs(arg) and os.path.exists(arg)]
     ro += [Path(os.path.expanduser(p)) for p in agent.ro_paths]
     rw, clone = git_paths(worktree)
@@ -113,7 +114,7 @@ def command_spec(
     if sandbox is None or sandbox.mode != "bubblewrap":
         return None
     env = os.environ if env is None else env
-    ro = [Path(venv)] if (venv := env.get("VIRTUAL_ENV")) else []
+    ro = venv_paths(Path(venv)) if (venv := env.get("VIRTUAL_ENV")) else []
     rw, clone = git_paths(worktree)
     return SandboxSpec(
         worktree=worktree,

@@ -44,6 +44,7 @@ __all__ = [
     "prepare",
     "probe",
     "usable",
+    "venv_paths",
     "wrap",
 ]
 
@@ -223,10 +224,25 @@ def install_folder(program: Path) -> Path:
     return folder
 
 
+def venv_paths(venv: Path) -> list[Path]:
+    """A Python virtualenv and the installation its interpreter links to (``home =`` in ``pyvenv.cfg``, e.g.
+    a pyenv version under the operator's home): both are needed for the venv's ``python`` to start."""
+    paths = [venv]
+    try:
+        lines = (venv / "pyvenv.cfg").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "home" and value.strip():
+            paths.append(Path(os.path.realpath(value.strip())).parent)
+    return paths
+
+
 # ---------------------------------------------------------------- is bwrap usable here
 
 
-_usable = False
+_usable: set[str] = set()  # the bwrap binaries that started a sandbox once
 
 
 def probe() -> str | None:
@@ -253,12 +269,12 @@ def probe() -> str | None:
 
 def usable() -> str | None:
     """:func:`probe`, remembered once it succeeded (a failure is probed again: the operator may fix it)."""
-    global _usable
-    if _usable:
+    found = shutil.which("bwrap")
+    if found in _usable:
         return None
     problem = probe()
-    if problem is None:
-        _usable = True
-    else:
+    if problem is None and found is not None:
+        _usable.add(found)
+    elif problem is not None:
         log.error("sandbox_unavailable", problem=problem)
     return problem
