@@ -94,7 +94,8 @@ class SandboxSpec:
     inner_ro_paths: tuple[Path, ...] = ()
     """Read-only binds made after :attr:`hidden` is covered (the prompt file, the shared clone's git folder)."""
     hidden: tuple[Path, ...] = ()
-    """Covered by an empty tmpfs (the state directory, ``$CREDENTIALS_DIRECTORY``)."""
+    """Covered by an empty tmpfs where a read-only path would show them (the state directory,
+    ``$CREDENTIALS_DIRECTORY``); elsewhere they are simply not there."""
     home: Path | None = None
     """A host folder bound read-write at :data:`SANDBOX_HOME`; ``None``: a tmpfs of ``tmp_mb``."""
     home_template: Path | None = None
@@ -167,8 +168,10 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
     for path in _unique(spec.ro_paths):
         if os.path.lexists(path):
             args += ["--ro-bind", str(path), str(path)]
-    for path in _unique(spec.hidden):
-        args += ["--tmpfs", str(path)]
+    shown = [Path(os.path.abspath(p)) for p in spec.ro_paths]
+    for path in _unique(spec.hidden):  # only under a read-only path: elsewhere it simply does not exist
+        if any(path == p or p in path.parents for p in shown):
+            args += ["--tmpfs", str(path)]
     for path in _unique(spec.inner_ro_paths):
         if os.path.lexists(path):
             args += ["--ro-bind", str(path), str(path)]
