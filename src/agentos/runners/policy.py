@@ -7,8 +7,8 @@
   install folder, every absolute path in its argv, ``agents.<name>.ro_paths``. Hidden: the state directory and
   ``$CREDENTIALS_DIRECTORY``. Limits: ``sandbox.memory_mb`` and ``sandbox.max_processes``.
 * A **hook or test command** (:func:`command_spec`): the same worktree and git paths, a tmpfs ``HOME``, and
-  read-only the Python environment the daemon runs in (``$VIRTUAL_ENV``: a repo's ``make test`` finds the
-  interpreter the operator tested with). Same limits.
+  read-only the Python environment the daemon runs in (``$VIRTUAL_ENV``, else the daemon's own virtualenv: a
+  repo's ``make test`` finds the interpreter the operator tested with). Same limits.
 
 A read-only path is never ``/`` or a folder that holds the operator's home (it would show everything); such a
 path is skipped with a warning.
@@ -17,6 +17,7 @@ path is skipped with a warning.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -114,7 +115,8 @@ def command_spec(
     if sandbox is None or sandbox.mode != "bubblewrap":
         return None
     env = os.environ if env is None else env
-    ro = venv_paths(Path(venv)) if (venv := env.get("VIRTUAL_ENV")) else []
+    venv = env.get("VIRTUAL_ENV") or (sys.prefix if sys.prefix != sys.base_prefix else None)
+    ro = venv_paths(Path(venv)) if venv else []
     rw, clone = git_paths(worktree)
     return SandboxSpec(
         worktree=worktree,

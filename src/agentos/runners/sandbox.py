@@ -165,9 +165,11 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
         args += ["--size", size, "--tmpfs", str(SANDBOX_HOME)]
         for role in ("AUTHOR", "COMMITTER"):
             args += ["--setenv", f"GIT_{role}_NAME", GIT_NAME, "--setenv", f"GIT_{role}_EMAIL", GIT_EMAIL]
+    bound: list[Path] = []
     for path in _unique(spec.ro_paths):
-        if os.path.lexists(path):
+        if os.path.lexists(path) and not any(p in path.parents for p in bound):  # a parent shows it already
             args += ["--ro-bind", str(path), str(path)]
+            bound.append(path)
     shown = [Path(os.path.abspath(p)) for p in spec.ro_paths]
     for path in _unique(spec.hidden):  # only under a read-only path: elsewhere it simply does not exist
         if any(path == p or p in path.parents for p in shown):
