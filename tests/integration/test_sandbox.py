@@ -283,3 +283,32 @@ async def test_without_bwrap_nothing_starts_and_the_fix_is_named(world: World, m
     assert not (world.worktree / "started.txt").exists()
     verdict = judge(outcome, _no_report(), world.worktree / ".agent_result.md")
     assert verdict.blocker == "environment_failure" and "apt-get install bubblewrap" in verdict.error
+
+
+async def test_the_egress_proxy_socket_is_the_one_way_out(world: World) -> None:
+    """With a proxy socket the sandbox gets HTTP(S)_PROXY and the socket, and reaches the host through it."""
+    path = world.root / "egress.sock"
+    got: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append(await reader.read(100))
+        writer.write(b"proxied")
+        writer.close()
+
+    server = await asyncio.start_unix_server(answer, str(path))
+    box = command_spec(SandboxConfig(tmp_mb=8), world.worktree, world.state, proxy_socket=path)
+    client = (
+        "import os, socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/agentos/egress.sock'); "
+        "s.sendall(b'CONNECT x:443'); print(os.environ['HTTPS_PROXY'], s.recv(100).decode())"
+    )
+    async with server:
+        res = await run_shell(
+            f'{PYTHON} -c "{client}"',
+            cwd=world.worktree,
+            env=scrubbed_env(base=world.daemon_env),
+            timeout=60,
+            sandbox=box,
+        )
+    assert res.ok, res.output_tail
+    assert res.output_tail.strip().endswith("http://127.0.0.1:3128 proxied")
+    assert got == [b"CONNECT x:443"]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import structlog
 
+import agentos
 from agentos.config import AgentConfig, SandboxConfig
 from agentos.runners.sandbox import SandboxSpec, install_folder, venv_paths
 
@@ -65,6 +66,13 @@ def _safe(paths: Iterable[Path]) -> list[Path]:
     return kept
 
 
+def _bridge_paths(proxy_socket: Path | None) -> list[Path]:
+    """With an egress proxy, the bridge runs inside the sandbox: it needs agentos and the daemon's Python."""
+    if proxy_socket is None:
+        return []
+    return [Path(agentos.__file__).parent, *venv_paths(Path(sys.prefix)), Path(sys.base_prefix)]
+
+
 def _hidden(state_dir: Path, env: Mapping[str, str]) -> tuple[Path, ...]:
     hidden = [state_dir]
     if creds := env.get("CREDENTIALS_DIRECTORY"):
@@ -82,6 +90,7 @@ def agent_spec(
     prompt_file: Path,
     state_dir: Path,
     env: Mapping[str, str] | None = None,
+    proxy_socket: Path | None = None,
 ) -> SandboxSpec | None:
     """The sandbox of one agent attempt (see the module doc), ``None`` with ``mode: off``; ``env`` is the
     daemon's (for ``$CREDENTIALS_DIRECTORY``), :data:`os.environ` by default."""
@@ -92,6 +101,7 @@ def agent_spec(
     ro = [program, *(venv_paths(folder) if (folder / "pyvenv.cfg").is_file() else [folder])]
     ro += [Path(arg) for arg in argv[1:] if os.path.isabs(arg) and os.path.exists(arg)]
     ro += [Path(os.path.expanduser(p)) for p in agent.ro_paths]
+    ro += _bridge_paths(proxy_socket)
     rw, clone = git_paths(worktree)
     return SandboxSpec(
         worktree=worktree,
@@ -101,6 +111,7 @@ def agent_spec(
         hidden=_hidden(state_dir, os.environ if env is None else env),
         home=run_dir / "home",
         home_template=Path(os.path.expanduser(agent.home)) if agent.home else None,
+        proxy_socket=proxy_socket,
         tmp_mb=sandbox.tmp_mb,
         memory_mb=sandbox.memory_mb,
         max_processes=sandbox.max_processes,
@@ -108,15 +119,20 @@ def agent_spec(
 
 
 def command_spec(
-    sandbox: SandboxConfig | None, worktree: Path, state_dir: Path, env: Mapping[str, str] | None = None
+    sandbox: SandboxConfig | None,
+    worktree: Path,
+    state_dir: Path,
+    env: Mapping[str, str] | None = None,
+    proxy_socket: Path | None = None,
 ) -> SandboxSpec | None:
     """The sandbox of a hook or the test command in ``worktree`` (``None`` without a config or with ``mode:
-    off``); ``state_dir`` is hidden; ``env`` is the daemon's environment."""
+    off``); ``state_dir`` is hidden; ``env`` is the daemon's environment; ``proxy_socket`` the egress proxy's
+    socket when ``repos[].test_allow_hosts`` lets the tests out."""
     if sandbox is None or sandbox.mode != "bubblewrap":
         return None
     env = os.environ if env is None else env
     venv = env.get("VIRTUAL_ENV") or (sys.prefix if sys.prefix != sys.base_prefix else None)
-    ro = venv_paths(Path(venv)) if venv else []
+    ro = [*(venv_paths(Path(venv)) if venv else []), *_bridge_paths(proxy_socket)]
     rw, clone = git_paths(worktree)
     return SandboxSpec(
         worktree=worktree,
@@ -124,6 +140,7 @@ def command_spec(
         ro_paths=tuple(_safe(ro)),
         inner_ro_paths=clone,
         hidden=_hidden(state_dir, env),
+        proxy_socket=proxy_socket,
         tmp_mb=sandbox.tmp_mb,
         memory_mb=sandbox.memory_mb,
         max_processes=sandbox.max_processes,

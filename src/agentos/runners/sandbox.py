@@ -23,6 +23,7 @@ Paths keep their host names inside, so an argv, a prompt file or a worktree path
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -190,8 +191,20 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             args += ["--setenv", name, proxy]
         args += ["--setenv", "NO_PROXY", "localhost,127.0.0.1,::1", "--setenv", "no_proxy", "localhost,127.0.0.1,::1"]
+        argv = [*_bridge_argv(), *argv]
     args += ["--chdir", str(spec.worktree), "--", *argv]
     return args
+
+
+def _bridge_argv() -> list[str]:
+    """The egress bridge's argv prefix (:func:`agentos.runners.egress.bridge_argv`): inside the sandbox it listens
+    on ``127.0.0.1:PROXY_PORT``, relays to the proxy's socket, then execs the rest. None yet: no prefix."""
+    try:
+        egress = importlib.import_module("agentos.runners.egress")
+    except ImportError:
+        log.warning("egress_bridge_missing", hint="HTTP(S)_PROXY is set but nothing listens on it in the sandbox")
+        return []
+    return list(egress.bridge_argv(PROXY_SOCKET_INSIDE, PROXY_PORT))
 
 
 def prepare(spec: SandboxSpec) -> None:
