@@ -312,3 +312,28 @@ async def test_the_egress_proxy_socket_is_the_one_way_out(world: World) -> None:
     assert res.ok, res.output_tail
     assert res.output_tail.strip().endswith("http://127.0.0.1:3128 proxied")
     assert got == [b"CONNECT x:443"]
+
+
+def running(cmdline: bytes) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if Path(f"/proc/{name}/cmdline").read_bytes() == cmdline:
+                    found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+async def test_a_command_past_its_time_limit_is_killed_with_all_it_started(world: World) -> None:
+    """A timed-out test command that left children behind, one of them in a session of its own: none survives."""
+    box = command_spec(SandboxConfig(tmp_mb=8), world.worktree, world.state)
+    cmd = "sleep 3017 & setsid sleep 3017 & echo started; sleep 3017"
+    res = await run_shell(cmd, cwd=world.worktree, env=scrubbed_env(base=world.daemon_env), timeout=2, sandbox=box)
+    assert res.timed_out and "started" in res.output_tail
+    for _ in range(100):  # the kernel reaps the sandbox's processes right after its init dies
+        if not running(b"sleep\x003017\x00"):
+            break
+        await asyncio.sleep(0.05)
+    assert running(b"sleep\x003017\x00") == []
