@@ -376,6 +376,12 @@ class SandboxConfig(_Model):
     max_processes: int = Field(
         default=512, ge=8, description="The most processes one attempt may run at once (a cgroup's pid limit)."
     )
+    cpus: float | None = Field(
+        default=None,
+        gt=0,
+        description="The CPU time one attempt may use, in cores (`1.5`: one and a half cores; a cgroup quota). "
+        "Empty: no CPU limit.",
+    )
     tmp_mb: int = Field(
         default=1024, ge=1, description="The size of each sandbox's private `/tmp` (a memory-backed tmpfs), in MiB."
     )

@@ -5,10 +5,12 @@ are the kernel's cgroup controllers, on the hierarchy the host has:
 
 * **cgroup v1** (``/sys/fs/cgroup/memory``, ``/sys/fs/cgroup/pids`` writable, as on this project's test
   machines): a child of the daemon's own cgroup in each hierarchy; ``memory.limit_in_bytes`` (and
-  ``memory.memsw.limit_in_bytes``, so swap is no way round it) and ``pids.max``.
+  ``memory.memsw.limit_in_bytes``, so swap is no way round it) and ``pids.max``; with a CPU limit, the ``cpu``
+  hierarchy's ``cpu.cfs_quota_us``.
 * **cgroup v2** (``/sys/fs/cgroup/cgroup.controllers``): a child of the daemon's own cgroup with ``memory.max``,
-  ``memory.swap.max`` and ``pids.max``. The daemon's cgroup must be delegated to it (systemd ``Delegate=yes``)
-  and enable the controllers for its children; when it cannot, the limits are skipped.
+  ``memory.swap.max``, ``pids.max`` and, with a CPU limit, ``cpu.max``. The daemon's cgroup must be delegated
+  to it (systemd ``Delegate=yes``) and enable the controllers for its children; when it cannot, the limits are
+  skipped.
 
 The run's first process joins the cgroup before it execs the sandbox (:meth:`Cgroup.join_argv`: a tiny
 ``sh`` prefix writes its own pid into ``cgroup.procs``), so everything it starts is counted and limited. After
@@ -118,22 +120,28 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
-def _create_v1(name: str, memory_bytes: int, max_processes: int) -> Cgroup:
+_PERIOD_US = 100_000
+
+
+def _create_v1(name: str, memory_bytes: int, max_processes: int, cpus: float | None) -> Cgroup:
     made: list[Path] = []
     try:
-        for controller in ("memory", "pids"):
+        for controller in ("memory", "pids", *(["cpu"] if cpus else [])):
             parent = _own(controller)
             if parent is None or not (parent / "cgroup.procs").exists():
                 raise OSError(f"no cgroup v1 {controller} hierarchy")
             d = parent / name
             d.mkdir()
             made.append(d)
-        memory, pids = made
+        memory, pids = made[:2]
         _write(memory / "memory.limit_in_bytes", str(memory_bytes))
         if (memory / "memory.memsw.limit_in_bytes").exists():
             with contextlib.suppress(OSError):  # swap accounting may be off: then there is no swap to escape to
                 _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))
         _write(pids / "pids.max", str(max_processes))
+        if cpus:
+            _write(made[2] / "cpu.cfs_period_us", str(_PERIOD_US))
+            _write(made[2] / "cpu.cfs_quota_us", str(round(cpus * _PERIOD_US)))
     except OSError:
         for d in made:
             with contextlib.suppress(OSError):
@@ -142,12 +150,12 @@ def _create_v1(name: str, memory_bytes: int, max_processes: int) -> Cgroup:
     return Cgroup(tuple(made), 1)
 
 
-def _create_v2(name: str, memory_bytes: int, max_processes: int) -> Cgroup:
+def _create_v2(name: str, memory_bytes: int, max_processes: int, cpus: float | None) -> Cgroup:
     parent = _own("")
     if parent is None:
         raise OSError("no cgroup v2 membership")
     enabled = (parent / "cgroup.subtree_control").read_text().split()
-    missing = [c for c in ("memory", "pids") if c not in enabled]
+    missing = [c for c in ("memory", "pids", *(["cpu"] if cpus else [])) if c not in enabled]
     if missing:
         _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
     d = parent / name
@@ -157,20 +165,23 @@ def _create_v2(name: str, memory_bytes: int, max_processes: int) -> Cgroup:
         with contextlib.suppress(OSError):
             _write(d / "memory.swap.max", "0")
         _write(d / "pids.max", str(max_processes))
+        if cpus:
+            _write(d / "cpu.max", f"{round(cpus * _PERIOD_US)} {_PERIOD_US}")
     except OSError:
         d.rmdir()
         raise
     return Cgroup((d,), 2)
 
 
-def create(label: str, *, memory_mb: int, max_processes: int) -> Cgroup | None:
-    """A new cgroup for one run with these limits, or ``None`` (logged once) when none can be made here."""
+def create(label: str, *, memory_mb: int, max_processes: int, cpus: float | None = None) -> Cgroup | None:
+    """A new cgroup for one run with these limits (``cpus``: CPU time as a number of cores, ``None`` for no
+    limit), or ``None`` (logged once) when none can be made here."""
     global _warned
     name = "agentos-" + "".join(c if c.isalnum() else "-" for c in label)[:60] + "-" + uuid.uuid4().hex[:8]
     try:
         if (CGROUP_ROOT / "cgroup.controllers").exists():
-            return _create_v2(name, memory_mb * 1024 * 1024, max_processes)
-        return _create_v1(name, memory_mb * 1024 * 1024, max_processes)
+            return _create_v2(name, memory_mb * 1024 * 1024, max_processes, cpus)
+        return _create_v1(name, memory_mb * 1024 * 1024, max_processes, cpus)
     except OSError as exc:
         if not _warned:
             _warned = True
@@ -182,9 +193,9 @@ def unavailable_reason() -> str | None:
     """``None`` when a limited cgroup can be made here, else why not (for ``agentos doctor``)."""
     try:
         if (CGROUP_ROOT / "cgroup.controllers").exists():
-            group = _create_v2("agentos-probe-" + uuid.uuid4().hex[:8], 64 << 20, 64)
+            group = _create_v2("agentos-probe-" + uuid.uuid4().hex[:8], 64 << 20, 64, None)
         else:
-            group = _create_v1("agentos-probe-" + uuid.uuid4().hex[:8], 64 << 20, 64)
+            group = _create_v1("agentos-probe-" + uuid.uuid4().hex[:8], 64 << 20, 64, None)
     except OSError as exc:
         return f"no writable cgroup for memory/process limits ({exc})"
     group.remove()

@@ -51,7 +51,7 @@ async def confine(argv: Sequence[str], spec: SandboxSpec | None, *, label: str) 
     group = None
     if spec.memory_mb is not None and spec.max_processes is not None:
         group = await asyncio.to_thread(
-            cgroups.create, label, memory_mb=spec.memory_mb, max_processes=spec.max_processes
+            cgroups.create, label, memory_mb=spec.memory_mb, max_processes=spec.max_processes, cpus=spec.cpus
         )
     wrapped = wrap(argv, spec)
     try:

@@ -115,6 +115,7 @@ def agent_spec(
         tmp_mb=sandbox.tmp_mb,
         memory_mb=sandbox.memory_mb,
         max_processes=sandbox.max_processes,
+        cpus=sandbox.cpus,
     )
 
 
@@ -144,4 +145,5 @@ def command_spec(
         tmp_mb=sandbox.tmp_mb,
         memory_mb=sandbox.memory_mb,
         max_processes=sandbox.max_processes,
+        cpus=sandbox.cpus,
     )

@@ -107,6 +107,8 @@ class SandboxSpec:
     memory_mb: int | None = None
     """The cgroup memory limit of everything the run starts (:mod:`agentos.runners.cgroups`); ``None``: none."""
     max_processes: int | None = None
+    cpus: float | None = None
+    """CPU time as a number of cores (a cgroup quota); ``None``: no CPU limit."""
 
 
 def _bwrap() -> str:
