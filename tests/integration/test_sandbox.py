@@ -25,7 +25,7 @@ from agentos.config import AgentConfig, SandboxConfig
 from agentos.proc import run_shell, scrubbed_env
 from agentos.runners import cgroups
 from agentos.runners.policy import agent_spec, command_spec
-from agentos.runners.sandbox import probe
+from agentos.runners.sandbox import SANDBOX_HOME, probe
 from agentos.verdicts import judge
 
 HOSTILE = Path(__file__).resolve().parents[1] / "fakes" / "agents" / "hostile_agent.py"
@@ -100,10 +100,17 @@ def bystander() -> Iterator[subprocess.Popen[bytes]]:
 
 
 async def run_hostile(
-    world: World, attack: str, target: str | Path, *, memory_mb: int = 512, max_processes: int = 64, tmp_mb: int = 16
+    world: World,
+    attack: str,
+    target: str | Path,
+    *,
+    memory_mb: int = 512,
+    max_processes: int = 64,
+    tmp_mb: int = 16,
+    home: Path | None = None,
 ) -> tuple[RunOutcome, str]:
     argv = [PYTHON, str(HOSTILE)]
-    cfg = AgentConfig(kind="command", argv=argv)
+    cfg = AgentConfig(kind="command", argv=argv, home=str(home) if home else None)
     sandbox = SandboxConfig(memory_mb=memory_mb, max_processes=max_processes, tmp_mb=tmp_mb)
     box = agent_spec(
         sandbox,
@@ -170,6 +177,15 @@ class TestAgentCannotRead:
         assert "GOT do the thing" in output, output
         _, output = await run_hostile(world, "read", world.worktree / "README")
         assert "GOT hello" in output, output
+
+    async def test_its_login_template_is_in_its_private_home(self, world: World) -> None:
+        template = world.root / "claude-login"
+        (template / ".claude").mkdir(parents=True)
+        (template / ".claude" / ".credentials.json").write_text('{"login": "template"}')
+        _, output = await run_hostile(world, "read", SANDBOX_HOME / ".claude" / ".credentials.json", home=template)
+        assert 'GOT {"login": "template"}' in output, output
+        _, output = await run_hostile(world, "list", SANDBOX_HOME, home=template)
+        assert ".ssh" not in output and ".claude" in output, output
 
 
 class TestAgentCannotWrite:
