@@ -212,6 +212,12 @@ class TestAgentCannotReachTheDaemon:
             _, output = await run_hostile(world, attack, os.getpid())
             assert denied(output), output
 
+    async def test_it_sees_only_its_own_processes(self, world: World, bystander: subprocess.Popen[bytes]) -> None:
+        _, output = await run_hostile(world, "list", "/proc")
+        pids = [int(name) for name in output.split("GOT ")[1].strip().split(",") if name.isdigit()]
+        assert pids and max(pids) < 10, output  # bwrap's init, the agent, nothing of the host
+        assert bystander.pid not in pids and os.getpid() not in pids
+
     async def test_a_server_on_loopback(self, world: World) -> None:
         hits: list[bytes] = []
 
