@@ -25,9 +25,10 @@ import structlog
 
 import agentos
 from agentos.config import AgentConfig, SandboxConfig
-from agentos.runners.sandbox import SandboxSpec, install_folder, venv_paths
+from agentos.runners import cgroups
+from agentos.runners.sandbox import SandboxSpec, install_folder, usable, venv_paths
 
-__all__ = ["agent_spec", "command_spec", "git_paths"]
+__all__ = ["agent_spec", "announce", "command_spec", "git_paths"]
 
 log = structlog.get_logger(__name__)
 
@@ -147,3 +148,17 @@ def command_spec(
         max_processes=sandbox.max_processes,
         cpus=sandbox.cpus,
     )
+
+
+def announce(sandbox: SandboxConfig) -> str | None:
+    """Log, at start-up, how attempts will run: ``sandbox_off`` (a warning: unconfined), ``sandbox_ready`` (with
+    whether the resource limits hold), or ``sandbox_unavailable`` (an error; no attempt will start). Returns the
+    line naming the fix in that last case, for a notice."""
+    if sandbox.mode == "off":
+        log.warning("sandbox_off", detail="agents, hooks and tests run unconfined, as the daemon's user")
+        return None
+    problem = usable()  # logs sandbox_unavailable itself
+    if problem is None:
+        limits = cgroups.unavailable_reason()
+        log.info("sandbox_ready", limits="on" if limits is None else f"skipped: {limits}")
+    return problem
