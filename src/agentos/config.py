@@ -194,6 +194,11 @@ class RepoConfig(_Model):
         description="Names of variables copied from the daemon's environment into the hooks and `test_command` "
         "(for example a database URL the tests need). See `docs/security.md`.",
     )
+    test_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="`host:port` pairs the hooks and `test_command` may reach from their sandbox (a package "
+        "registry, say). Empty: no network at all.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -263,6 +268,21 @@ class AgentConfig(_Model):
         default=None, gt=0, description="The soft monthly level in tokens (input, cached included, plus output)."
     )
     monthly_max_tokens: int | None = Field(default=None, gt=0, description="The hard monthly cap in tokens.")
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="`host:port` pairs this agent may reach from its sandbox beyond its kind's API host and "
+        "`sandbox.allow_hosts`.",
+    )
+    home: str | None = Field(
+        default=None,
+        description="A template folder copied into each attempt's private `HOME` in the sandbox: the CLI's login "
+        "(`~/.claude`, `~/.codex`, `~/.gemini` after a one-time login). API keys still come only through `pass_env`.",
+    )
+    ro_paths: list[str] = Field(
+        default_factory=list,
+        description="More files or folders the agent may read in its sandbox, besides the system folders, its "
+        "program and install folder, and every absolute path of a `command` agent's `argv`.",
+    )
 
     @model_validator(mode="after")
     def _warn_below_max(self) -> AgentConfig:
@@ -365,6 +385,40 @@ class Limits(_Model):
         ge=1,
         description="How long rotated event files in `state_dir/events/` are kept; the daily `housekeeping` job "
         "(and each start) deletes older ones.",
+    )
+
+
+class SandboxConfig(_Model):
+    """Where agents, hooks and `test_command` run (``sandbox``): see `docs/security.md`."""
+
+    mode: Literal["bubblewrap", "off"] = Field(
+        default="bubblewrap",
+        description="`bubblewrap`: every agent attempt, hook and `test_command` runs in its own bubblewrap sandbox "
+        "(its worktree read-write, system folders read-only, a private `HOME` and `/tmp`, no network but the "
+        "allowlist, resource limits); without a usable `bwrap` no attempt starts. `off`: they run unconfined as "
+        "the daemon's user.",
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="`host:port` pairs every agent may reach, beyond its kind's API host.",
+    )
+    memory_mb: int = Field(
+        default=4096,
+        ge=64,
+        description="The memory limit of one attempt, all its processes together, in MiB (a cgroup). Over it, "
+        "the kernel kills the attempt and it fails as `resource_limit`.",
+    )
+    max_processes: int = Field(
+        default=512, ge=8, description="The most processes one attempt may run at once (a cgroup's pid limit)."
+    )
+    cpus: float | None = Field(
+        default=None,
+        gt=0,
+        description="The CPU time one attempt may use, in cores (`1.5`: one and a half cores; a cgroup quota). "
+        "Empty: no CPU limit.",
+    )
+    tmp_mb: int = Field(
+        default=1024, ge=1, description="The size of each sandbox's private `/tmp` (a memory-backed tmpfs), in MiB."
     )
 
 
@@ -595,6 +649,10 @@ class Config(_Model):
         default_factory=Routing, description="Which agents try which task types, and how often."
     )
     limits: Limits = Field(default_factory=Limits, description="Time, log, cost and retention limits.")
+    sandbox: SandboxConfig = Field(
+        default_factory=SandboxConfig,
+        description="The sandbox every agent attempt, hook and `test_command` runs in (`docs/security.md`).",
+    )
     jobs: dict[str, JobConfig] = Field(
         default_factory=dict, description="Per-job overrides of the job table (§2.5)."
     )

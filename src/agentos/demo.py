@@ -20,12 +20,14 @@ from pathlib import Path
 
 from rich.console import Console
 
+import agentos
 from agentos import logging as alog
 from agentos.config import Config, load_config
 from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge
 from agentos.graph import TaskStatus
 from agentos.progress import Progress
+from agentos.runners.sandbox import probe
 
 console = Console(highlight=False)
 
@@ -108,7 +110,11 @@ def write_config(root: Path, repo: Path) -> Path:
         agent = "demo"
         agents = (
             f'  demo:\n    kind: command\n    argv: ["{sys.executable}", -m, agentos.demo_agent, "{{prompt_file}}"]\n'
+            f'    ro_paths: ["{Path(agentos.__file__).parent}"]\n'  # the demo agent imports agentos in its sandbox
         )
+    problem = probe()
+    if problem is not None:
+        console.print(f"[yellow]bubblewrap is not usable here, so the demo runs unconfined: {problem}[/yellow]")
     path = root / "agentos.yaml"
     path.write_text(
         "# Written by `agentos demo`: a local forge, one repo, one stand-in agent.\n"
@@ -134,6 +140,7 @@ def write_config(root: Path, repo: Path) -> Path:
         "  dispatch: {interval_s: 1}\n"
         "  pr_monitor: {interval_s: 1}\n"
         "log_level: error\n"
+        f"sandbox: {{mode: {'off' if problem else 'bubblewrap'}}}\n"
     )
     return path
 

@@ -35,6 +35,7 @@ from agentos.notices import attempt_comment, commit_message, pr_body, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.redact import find_secrets, redact
 from agentos.run_files import START_FILE, prior_attempts, read_start, read_tail
+from agentos.runners.policy import agent_spec
 from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Workspace, branch_name
@@ -42,7 +43,6 @@ from agentos.workspace import Breach, Workspace, branch_name
 __all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "counted_attempts", "safe_id"]
 
 log = alog.get_logger("agentos.executor")
-
 
 
 def counted_attempts(task: Task) -> int:
@@ -273,6 +273,15 @@ class Executor:
                 kill_grace_s=limits.kill_grace_s,
                 max_log_bytes=limits.max_log_bytes,
                 marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
+                sandbox=agent_spec(
+                    self.settings.config.sandbox,
+                    agent_cfg,
+                    argv=inv.argv,
+                    worktree=worktree,
+                    run_dir=run_dir,
+                    prompt_file=prompt_file,
+                    state_dir=self.settings.config.state_path.resolve(),
+                ),
             ),
             on_start=started,
         )

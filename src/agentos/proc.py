@@ -37,6 +37,9 @@ from pathlib import Path
 
 import structlog
 
+from agentos.runners.confinement import confine
+from agentos.runners.sandbox import SandboxSpec, SandboxUnavailable
+
 __all__ = [
     "ENV_ALLOWLIST",
     "MARKER_ENV",
@@ -307,8 +310,12 @@ async def run_shell(
     timeout: float,
     kill_grace_s: float = 5.0,
     tail_bytes: int = TAIL_BYTES,
+    sandbox: SandboxSpec | None = None,
 ) -> CommandResult:
     """Run ``cmd`` with ``/bin/sh -c`` in its own process group, with exactly ``env`` as environment.
+
+    With ``sandbox`` it runs in that bubblewrap sandbox and its cgroup (:mod:`agentos.runners`); when bwrap cannot
+    run here nothing starts and the result is code 126 with the one line that names the fix.
 
     Output (stdout and stderr together) is kept as a tail of ``tail_bytes``. On timeout the group is ended by
     :func:`terminate_group`; when the shell exits by itself, what it left running in its group is killed too,
@@ -316,7 +323,19 @@ async def run_shell(
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    proc = await spawn(["/bin/sh", "-c", cmd], cwd=cwd, env=env)
+    try:
+        async with confine(["/bin/sh", "-c", cmd], sandbox, label="command") as run:
+            code, tail, timed_out = await _run_shell(run.argv, cmd, cwd, env, timeout, kill_grace_s, tail_bytes)
+    except SandboxUnavailable as exc:
+        log.error("command_not_started", cmd=cmd[:200], error=str(exc))
+        return CommandResult(126, f"[agentos: no sandbox, nothing started: {exc}]\n", False, 0.0)
+    return CommandResult(code, tail, timed_out, round(loop.time() - started, 3))
+
+
+async def _run_shell(
+    argv: list[str], cmd: str, cwd: Path, env: Mapping[str, str], timeout: float, kill_grace_s: float, tail_bytes: int
+) -> tuple[int, str, bool]:
+    proc = await spawn(argv, cwd=cwd, env=env)
     tail = bytearray()
 
     async def pump() -> None:
@@ -344,4 +363,4 @@ async def run_shell(
         reader.cancel()
         raise
     code = -1 if timed_out else (proc.returncode if proc.returncode is not None else -1)
-    return CommandResult(code, tail.decode("utf-8", "replace"), timed_out, round(loop.time() - started, 3))
+    return code, tail.decode("utf-8", "replace"), timed_out

@@ -30,6 +30,11 @@ class Verdict:
 def judge(outcome: RunOutcome, report: AgentReport, result: Path) -> Verdict:
     """The verdict on one run: the runner's and the CLI's failures first, then the agent's result file."""
     tail = redact(outcome.log_tail[-2000:])
+    if outcome.refused:
+        return Verdict("failed", "environment_failure", error=outcome.refused)
+    if outcome.resource_limit:
+        error = f"the attempt went over its memory limit (sandbox.memory_mb); last output: {tail[-500:]}"
+        return Verdict("failed", "resource_limit", error=error)
     if outcome.not_found:
         return Verdict("failed", "runner_failure", error=f"could not start the agent: {tail}")
     if report.failure == "quota_limited":

@@ -8,7 +8,8 @@ Layout under the state dir::
 
 :class:`Workspace` is a :class:`~agentos.clone.Clone` (git in the shared clone, its lock, fetches, scratch
 worktrees) with the task worktrees on top; operations inside one worktree (commit, diff, reset) take no lock.
-Hooks and tests run with :func:`agentos.proc.scrubbed_env` plus the repo's ``pass_env``. Two collaborators work
+Hooks and tests run with :func:`agentos.proc.scrubbed_env` plus the repo's ``pass_env``, sandboxed by ``sandbox``
+(:func:`agentos.runners.policy.command_spec`: the code an agent just wrote is untrusted). Two collaborators work
 over its public face, reached under the names the executor and jobs use: :attr:`Workspace.attempt_guard`
 (:meth:`~Workspace.guard`, :meth:`~Workspace.check_guard`, :meth:`~Workspace.find_secrets`) and
 :attr:`Workspace.budget` (``max_worktrees``, ``max_worktree_disk_mb``: :meth:`~Workspace.has_room`,
@@ -51,10 +52,11 @@ from agentos._worktree import (
 from agentos._worktree_budget import BudgetReport, Finished, WorktreeBudget
 from agentos.agents.contract import RESULT_FILE
 from agentos.clone import Clone, Credentials
-from agentos.config import RepoConfig
+from agentos.config import RepoConfig, SandboxConfig
 from agentos.fsutil import atomic_write_bytes
 from agentos.gitutil import GitError, GitResult, WorkspaceError
 from agentos.proc import CommandResult, run_shell, scrubbed_env
+from agentos.runners.policy import command_spec
 
 __all__ = [
     "RESULT_FILE",
@@ -88,8 +90,10 @@ class Workspace(Clone):
         remote_url: str,
         git_env: Mapping[str, str] | None = None,
         credentials: Credentials | None = None,
+        sandbox: SandboxConfig | None = None,
     ) -> None:
         super().__init__(root, repo, remote_url=remote_url, git_env=git_env, credentials=credentials)
+        self.sandbox = sandbox
         self.attempt_guard = AttemptGuard(self)
         self.budget = WorktreeBudget(self)
 
@@ -431,8 +435,8 @@ class Workspace(Clone):
         command: str | None = getattr(self.repo.hooks, name)
         if not command:
             return HookResult(name, None)
-        env = scrubbed_env(self.repo.pass_env)
-        res = await run_shell(command, cwd=worktree, env=env, timeout=self.repo.hooks.timeout_s)
+        box, env = command_spec(self.sandbox, worktree, self.root), scrubbed_env(self.repo.pass_env)
+        res = await run_shell(command, cwd=worktree, env=env, timeout=self.repo.hooks.timeout_s, sandbox=box)
         result = HookResult(name, command, res.code, res.output_tail, res.timed_out, res.duration_s)
         if result.ok:
             log.info("hook_ran", repo=self.repo.name, hook=name, duration_s=res.duration_s)
@@ -457,15 +461,10 @@ class Workspace(Clone):
             cwd=worktree,
             env=scrubbed_env(self.repo.pass_env, env),
             timeout=self.repo.test_timeout_s,
+            sandbox=command_spec(self.sandbox, worktree, self.root),
         )
-        log.info(
-            "tests_ran",
-            repo=self.repo.name,
-            worktree=str(worktree),
-            code=res.code,
-            timed_out=res.timed_out,
-            duration_s=res.duration_s,
-        )
+        where = {"repo": self.repo.name, "worktree": str(worktree)}
+        log.info("tests_ran", **where, code=res.code, timed_out=res.timed_out, duration_s=res.duration_s)
         return res
 
     # ------------------------------------------------------------ the guard and the budget (collaborators)

@@ -9,7 +9,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from agentos.config import RepoConfig
+from agentos.config import RepoConfig, SandboxConfig
 from agentos.forge.base import GitCredentials
 from agentos.workspace import Workspace
 
@@ -27,12 +27,21 @@ async def _fresh_credentials(credentials: GitCredentials, repo: RepoConfig) -> t
 
 class WorkspaceRegistry:
     """One :class:`Workspace` per repository under ``root``, built on first use and rebuilt when the repository's
-    config changes (a reload); ``credentials`` (the forge's, when it has them) refresh git's authentication."""
+    config changes (a reload); ``credentials`` (the forge's, when it has them) refresh git's authentication;
+    ``sandbox`` (the config's) confines the hooks and test commands the workspaces run."""
 
-    def __init__(self, root: Path, remote_for: RemoteFor, *, credentials: GitCredentials | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        remote_for: RemoteFor,
+        *,
+        credentials: GitCredentials | None = None,
+        sandbox: SandboxConfig | None = None,
+    ) -> None:
         self.root = Path(root)
         self.remote_for = remote_for
         self.credentials = credentials
+        self.sandbox = sandbox
         self._workspaces: dict[str, Workspace] = {}
 
     def __repr__(self) -> str:
@@ -44,6 +53,6 @@ class WorkspaceRegistry:
             url, env = self.remote_for(repo)
             creds = self.credentials
             refresh = None if creds is None else functools.partial(_fresh_credentials, creds, repo)
-            ws = Workspace(self.root, repo, remote_url=url, git_env=env, credentials=refresh)
+            ws = Workspace(self.root, repo, remote_url=url, git_env=env, credentials=refresh, sandbox=self.sandbox)
             self._workspaces[repo.name] = ws
         return ws

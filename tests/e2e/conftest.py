@@ -137,6 +137,9 @@ class Loop(DaemonFiles):
                 "stall_watchdog": {"interval_s": 1},
             },
             "log_level": "info",
+            # The fakes record prompts and pids in files outside their worktree, which a sandbox hides:
+            # tests/e2e/test_sandbox_loop.py runs the loop with `mode: bubblewrap`.
+            "sandbox": {"mode": "off"},
         }
         merge_overrides(config, self.overrides)
         self.config.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML

@@ -112,6 +112,7 @@ class GhDaemon(DaemonFiles):
                 },
             },
             "log_level": "info",
+            "sandbox": {"mode": "off"},  # the fakes and the git shim write logs outside the worktree
         }
         merge_overrides(config, self.overrides)
         self.config.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from agentos.cli.doctor import Check, command_program, run_checks
 from agentos.cli.main import app
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL
+from agentos.runners import cgroups
+from agentos.runners.sandbox import probe
 from tests.fakes.github_server import FakeGitHub, app_key_pair, fake_github  # noqa: F401
 from tests.integration.test_cli_init import git_repo
 
@@ -90,7 +92,7 @@ def good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A config whose every check passes: claude installed and keyed, a git repo, a test command on PATH."""
     bin_dir = tmp_path / "bin"
     fake_cli(bin_dir, "claude", "2.1.0 (Claude Code)")
-    monkeypatch.setenv("PATH", path_with(bin_dir, "git", "python3"))
+    monkeypatch.setenv("PATH", path_with(bin_dir, "git", "python3", *(["bwrap"] if shutil.which("bwrap") else [])))
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     repo = git_repo(tmp_path / "calc")
     return write_config(
@@ -100,6 +102,29 @@ def good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
 
 
+def sandbox_problems() -> dict[str, str]:
+    """What the sandbox checks find wrong on this machine (nothing where bwrap and a cgroup work)."""
+    if probe() is not None:
+        return {"sandbox": "error"}
+    return {} if cgroups.unavailable_reason() is None else {"sandbox:limits": "warn"}
+
+
+class TestDoctorSandbox:
+    def test_no_bubblewrap_fails_with_the_fix(self, good: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With `sandbox.mode: bubblewrap` and no bwrap, doctor fails and names the install command."""
+        monkeypatch.setenv("PATH", path_with(good.parent / "bin-nobwrap", "git", "python3"))
+        code, checks = doctor(good)
+        sandbox = by_name(checks)["sandbox"]
+        assert code == 1 and sandbox.status == "error"
+        assert "apt-get install bubblewrap" in sandbox.fix
+
+    def test_mode_off_is_a_loud_warning(self, good: Path) -> None:
+        good.write_text(good.read_text() + "sandbox: {mode: off}\n")
+        _, checks = doctor(good)
+        sandbox = by_name(checks)["sandbox"]
+        assert sandbox.status == "warn" and "unconfined" in sandbox.detail
+
+
 class TestDoctor:
     def test_a_good_setup_passes_with_only_the_daemon_warning(self, good: Path) -> None:
         """Everything is ok; a daemon that is not running is a warning, so the exit code is 0."""
@@ -107,7 +132,7 @@ class TestDoctor:
         assert code == 0
         found = by_name(checks)
         problems = {c.check: c.status for c in checks if c.status != "ok"}
-        assert problems == {"socket": "warn"}
+        assert problems == {"socket": "warn", **sandbox_problems()}
         assert "2.1.0 (Claude Code)" in found["agent:claude"].detail
         assert "ANTHROPIC_API_KEY (set)" in found["agent:claude:auth"].detail
         assert "git repository" in found["repo:calc"].detail and "python3" in found["repo:calc:tests"].detail
@@ -173,7 +198,8 @@ class TestDoctor:
             f"  - {{name: calc, path: {repo}, test_command: tox -q, base_branch: trunk}}\n"  # 6 tox, 7 no trunk
             "telegram: {enabled: true}\n"  # 8 no token, 9 no chat ids
         )
-        checks = run_checks(str(config), min_free_bytes=1 << 62, credentials=[])  # 10 low disk, 11 no daemon
+        # 10 low disk, 11 no daemon, 12 no bwrap on PATH (sandbox.mode defaults to bubblewrap)
+        checks = run_checks(str(config), min_free_bytes=1 << 62, credentials=[])
         problems = {c.check: c for c in checks if c.status != "ok"}
         expected = {
             "state_dir": "error",
@@ -188,6 +214,7 @@ class TestDoctor:
             "repo:calc": "warn",
             "telegram": "error",
             "telegram:chats": "warn",
+            "sandbox": "error",
         }
         assert {name: c.status for name, c in problems.items()} == expected
         assert all(c.fix for c in problems.values()), [c for c in problems.values() if not c.fix]
@@ -235,7 +262,7 @@ class TestDoctor:
     def test_the_human_form_lists_fixes(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without --json each problem is printed with its fix under it."""
         monkeypatch.setenv("PATH", path_with(tmp_path / "bin", "git"))
-        config = write_config(tmp_path, "agents:\n  claude: {kind: claude}\n")
+        config = write_config(tmp_path, "agents:\n  claude: {kind: claude}\nsandbox: {mode: off}\n")
         result = CliRunner().invoke(app, ["doctor", "-c", str(config)])
         assert result.exit_code == 1
         assert "agent:claude" in result.output and "fix:" in result.output and "1 errors" in result.output

@@ -45,11 +45,12 @@ MANUAL_STEPS: none
 
 class TestBlockerCodes:
     def test_codes_are_the_documented_set(self) -> None:
-        """BLOCKER_CODES is the agent's codes from DESIGN §6 plus the two agentos assigns."""
+        """BLOCKER_CODES is the agent's codes from DESIGN §6 plus the three agentos assigns."""
         assert frozenset({
             "none", "missing_context", "missing_credentials", "environment_failure", "dependency_blocked",
             "quota_limited", "runner_failure", "timeout", "test_failure", "manual_intervention_required",
             "fallback_exhausted", "invalid_result_contract", "no_diff_produced", "prompt_too_large",
+            "resource_limit",
         }) == BLOCKER_CODES  # fmt: skip
 
     def test_permanent_codes(self) -> None:

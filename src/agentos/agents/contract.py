@@ -76,7 +76,9 @@ AGENT_BLOCKER_CODES: tuple[str, ...] = (
 )
 """The codes an agent may write, in the order the template lists them."""
 
-BLOCKER_CODES: frozenset[str] = frozenset({*AGENT_BLOCKER_CODES, "no_diff_produced", "prompt_too_large"})
+BLOCKER_CODES: frozenset[str] = frozenset(
+    {*AGENT_BLOCKER_CODES, "no_diff_produced", "prompt_too_large", "resource_limit"}
+)
 """Every known code: the agent's codes plus those only agentos assigns."""
 
 PERMANENT_CODES: frozenset[str] = frozenset({"manual_intervention_required", "prompt_too_large"})

@@ -51,6 +51,8 @@ from agentos.proc import (
     sweep_group,
     terminate_group,
 )
+from agentos.runners.confinement import confine
+from agentos.runners.sandbox import SandboxSpec, SandboxUnavailable
 
 __all__ = [
     "ENV_ALLOWLIST",
@@ -91,6 +93,8 @@ class RunSpec:
     max_log_bytes: int
     marker: str | None = None
     """``AGENTOS_ATTEMPT`` for the child's environment; every process still carrying it is killed at the end."""
+    sandbox: SandboxSpec | None = None
+    """Run inside this bubblewrap sandbox and its cgroup (:mod:`agentos.runners`); ``None``: unconfined."""
 
     def __post_init__(self) -> None:
         if not self.argv:
@@ -107,7 +111,9 @@ class RunOutcome:
 
     ``exit_code`` is the child's exit status, negative for a signal (``-9``), ``None`` when it never started.
     ``log_bytes`` counts everything the child printed; ``truncated`` says some of it was dropped from the log.
-    ``killed_escalated`` says SIGTERM was not enough and the group got SIGKILL.
+    ``killed_escalated`` says SIGTERM was not enough and the group got SIGKILL. ``refused`` is why a sandboxed
+    run never started (bwrap is not usable here: the line names the fix); ``resource_limit`` says the kernel's
+    OOM killer killed a process of the run's cgroup (it went over ``sandbox.memory_mb``).
     """
 
     exit_code: int | None
@@ -118,6 +124,8 @@ class RunOutcome:
     truncated: bool
     not_found: bool
     killed_escalated: bool
+    refused: str | None = None
+    resource_limit: bool = False
 
 
 # ---------------------------------------------------------------- the log
@@ -251,7 +259,8 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
 
     ``on_start(pid, start_time)`` is called right after the spawn so the caller can persist both for
     :func:`kill_orphan`. A program that cannot be started (missing, not executable, missing cwd) gives
-    ``RunOutcome(not_found=True)`` with the reason in the log. Cancellation kills the group, then re-raises.
+    ``RunOutcome(not_found=True)`` with the reason in the log; a sandbox that cannot start here gives
+    ``RunOutcome(refused=<the fix>)`` and starts nothing. Cancellation kills the group, then re-raises.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -259,64 +268,83 @@ async def run_process(spec: RunSpec, *, on_start: Callable[[int, int], None] | N
     with open(spec.log_path, "ab", buffering=0) as file:  # unbuffered: `agentos logs -f` sees output live
         sink = _CappedLog(file, spec.max_log_bytes, started)
         try:
-            proc = await spawn(
-                spec.argv,
-                cwd=spec.cwd,
-                env={**spec.env, MARKER_ENV: spec.marker} if spec.marker else spec.env,
-                stdin=spec.stdin is not None,
-            )
-        except (FileNotFoundError, PermissionError) as exc:
-            message = f"[agentos: cannot start {spec.argv[0]!r} in {str(spec.cwd)!r}: {exc}]\n"
+            async with confine(spec.argv, spec.sandbox, label=spec.marker or spec.log_path.parent.name) as run:
+                outcome = await _supervise(spec, run.argv, sink, started, on_start)
+                if outcome.exit_code is not None and run.oom_killed():
+                    outcome.resource_limit = True
+                    sink.note("\n[agentos: the attempt went over its memory limit (sandbox.memory_mb): killed]\n")
+                    log.warning("agent_memory_limit_reached", exit_code=outcome.exit_code, log=str(spec.log_path))
+        except SandboxUnavailable as exc:
+            message = f"[agentos: no sandbox, nothing started: {exc}]\n"
             sink.note(message)
-            sink.close()
-            log.warning("agent_not_started", argv0=spec.argv[0], error=str(exc))
-            return RunOutcome(None, None, loop.time() - started, message, 0, False, True, False)
-
-        start_time = proc_start_time(proc.pid) or 0  # first thing: a fast child may be reaped soon after
-        log.info("agent_process_started", pid=proc.pid, argv0=spec.argv[0], cwd=str(spec.cwd), log=str(spec.log_path))
-        assert proc.stdout is not None
-        pump = asyncio.create_task(_pump(proc.stdout, sink))
-        feeder = asyncio.create_task(_feed(proc.stdin, spec.stdin)) if proc.stdin and spec.stdin is not None else None
-        timed_out: TimedOut | None = None
-        escalated = False
-        try:
-            if on_start is not None:
-                on_start(proc.pid, start_time)
-            timed_out = await _watch(proc, sink, spec, started)
-            if timed_out is None:
-                await sweep_group(proc, what="agent")
-            else:
-                log.warning(
-                    "agent_timed_out",
-                    pid=proc.pid,
-                    limit=timed_out,
-                    idle_timeout_s=spec.idle_timeout_s,
-                    max_runtime_s=spec.max_runtime_s,
-                )
-                escalated = await terminate_group(proc, spec.kill_grace_s, what="agent")
-            if spec.marker:  # what left the group (setsid) is found by the marker it inherited
-                await asyncio.to_thread(kill_marked, spec.marker)
-        except BaseException:  # cancelled (daemon shutdown) or on_start failed: the agent must not outlive us
-            log.warning("agent_run_interrupted", pid=proc.pid)
-            await asyncio.shield(terminate_group(proc, spec.kill_grace_s, what="agent"))
-            if spec.marker:
-                kill_marked(spec.marker)
-            raise
+            log.error("agent_not_started", argv0=spec.argv[0], error=str(exc))
+            outcome = RunOutcome(None, None, loop.time() - started, message, 0, False, False, False, refused=str(exc))
         finally:
-            try:
-                await _finish_io(pump, feeder)
-            finally:
-                if timed_out is not None:
-                    limit = spec.idle_timeout_s if timed_out == "idle" else spec.max_runtime_s
-                    sink.note(f"\n[agentos: {timed_out} limit of {limit:g}s reached; process group killed]\n")
-                sink.close()
-        return RunOutcome(
-            exit_code=proc.returncode,
-            timed_out=timed_out,
-            duration_s=loop.time() - started,
-            log_tail=sink.tail,
-            log_bytes=sink.received,
-            truncated=sink.truncated,
-            not_found=False,
-            killed_escalated=escalated,
+            sink.close()
+        return outcome
+
+
+async def _supervise(
+    spec: RunSpec, argv: list[str], sink: _CappedLog, started: float, on_start: Callable[[int, int], None] | None
+) -> RunOutcome:
+    loop = asyncio.get_running_loop()
+    try:
+        proc = await spawn(
+            argv,
+            cwd=spec.cwd,
+            env={**spec.env, MARKER_ENV: spec.marker} if spec.marker else spec.env,
+            stdin=spec.stdin is not None,
         )
+    except (FileNotFoundError, PermissionError) as exc:
+        message = f"[agentos: cannot start {spec.argv[0]!r} in {str(spec.cwd)!r}: {exc}]\n"
+        sink.note(message)
+        log.warning("agent_not_started", argv0=spec.argv[0], error=str(exc))
+        return RunOutcome(None, None, loop.time() - started, message, 0, False, True, False)
+
+    start_time = proc_start_time(proc.pid) or 0  # first thing: a fast child may be reaped soon after
+    log.info("agent_process_started", pid=proc.pid, argv0=spec.argv[0], cwd=str(spec.cwd), log=str(spec.log_path))
+    assert proc.stdout is not None
+    pump = asyncio.create_task(_pump(proc.stdout, sink))
+    feeder = asyncio.create_task(_feed(proc.stdin, spec.stdin)) if proc.stdin and spec.stdin is not None else None
+    timed_out: TimedOut | None = None
+    escalated = False
+    try:
+        if on_start is not None:
+            on_start(proc.pid, start_time)
+        timed_out = await _watch(proc, sink, spec, started)
+        if timed_out is None:
+            await sweep_group(proc, what="agent")
+        else:
+            log.warning(
+                "agent_timed_out",
+                pid=proc.pid,
+                limit=timed_out,
+                idle_timeout_s=spec.idle_timeout_s,
+                max_runtime_s=spec.max_runtime_s,
+            )
+            escalated = await terminate_group(proc, spec.kill_grace_s, what="agent")
+        if spec.marker:  # what left the group (setsid) is found by the marker it inherited
+            await asyncio.to_thread(kill_marked, spec.marker)
+    except BaseException:  # cancelled (daemon shutdown) or on_start failed: the agent must not outlive us
+        log.warning("agent_run_interrupted", pid=proc.pid)
+        await asyncio.shield(terminate_group(proc, spec.kill_grace_s, what="agent"))
+        if spec.marker:
+            kill_marked(spec.marker)
+        raise
+    finally:
+        try:
+            await _finish_io(pump, feeder)
+        finally:
+            if timed_out is not None:
+                limit = spec.idle_timeout_s if timed_out == "idle" else spec.max_runtime_s
+                sink.note(f"\n[agentos: {timed_out} limit of {limit:g}s reached; process group killed]\n")
+    return RunOutcome(
+        exit_code=proc.returncode,
+        timed_out=timed_out,
+        duration_s=loop.time() - started,
+        log_tail=sink.tail,
+        log_bytes=sink.received,
+        truncated=sink.truncated,
+        not_found=False,
+        killed_escalated=escalated,
+    )

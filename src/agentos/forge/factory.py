@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from agentos.config import Config, ConfigError, RepoConfig, secret
 from agentos.forge.base import Forge
 from agentos.redact import get_default
+from agentos.runners.policy import announce
 from agentos.workspace_registry import RemoteFor, WorkspaceRegistry
 
 if TYPE_CHECKING:
@@ -22,16 +23,19 @@ def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
     For GitHub the environment is filled (and refreshed) by the forge's ``credentials`` capability through
     the workspace, so a token never sits in a URL, in argv or on disk.
     """
+    announce(config.sandbox)  # the start-up log says how attempts will run (unconfined, loudly)
     if config.forge == "github":
         forge, remote = _github(config)
-        return forge, WorkspaceRegistry(config.state_path, remote, credentials=forge.credentials)
+        return forge, WorkspaceRegistry(
+            config.state_path, remote, credentials=forge.credentials, sandbox=config.sandbox
+        )
     from agentos.forge._local_checks import user_repository
     from agentos.forge.local import LocalForge
 
     def user_remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
         return user_repository(repo), {}
 
-    workspaces = WorkspaceRegistry(config.state_path, user_remote)
+    workspaces = WorkspaceRegistry(config.state_path, user_remote, sandbox=config.sandbox)
     return LocalForge(config.state_path, {r.name: r for r in config.repos}, workspaces=workspaces), workspaces
 
 

@@ -1,0 +1,74 @@
+"""``python -m bench.sandbox [N]``: what the bubblewrap sandbox adds to one spawn.
+
+Runs ``/bin/true`` N times (20 by default) three ways in one run, through the same process layer agents use
+(:func:`agentos.agents.runner.run_process`): bare, in the sandbox (:func:`agentos.runners.sandbox.wrap`), and
+in the sandbox with its cgroup (created, joined and removed per spawn, as for an attempt). Prints the median
+and p95 of each and the median added per spawn. Not part of ``python -m bench``: it needs bwrap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agentos.agents.runner import RunSpec, run_process
+from agentos.runners import cgroups
+from agentos.runners.sandbox import SandboxSpec, probe
+
+
+async def spawn_times(n: int, root: Path, sandbox: SandboxSpec | None) -> list[float]:
+    times = []
+    for i in range(n):
+        spec = RunSpec(
+            argv=["/bin/true"],
+            cwd=root,
+            env={"PATH": "/usr/bin:/bin"},
+            stdin=None,
+            log_path=root / "logs" / f"{i}.log",
+            idle_timeout_s=60,
+            max_runtime_s=60,
+            kill_grace_s=1,
+            max_log_bytes=1 << 16,
+            sandbox=sandbox,
+        )
+        started = time.perf_counter()
+        outcome = await run_process(spec)
+        times.append(time.perf_counter() - started)
+        assert outcome.exit_code == 0, outcome.log_tail
+    return times
+
+
+def row(name: str, times: list[float]) -> str:
+    p95 = sorted(times)[max(0, round(0.95 * len(times)) - 1)]
+    return f"{name:<22} median {statistics.median(times) * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms"
+
+
+async def main(n: int) -> int:
+    if problem := probe():
+        print(f"bubblewrap cannot run here: {problem}")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="agentos-bench-sandbox-") as tmp:
+        root = Path(tmp)
+        bare = await spawn_times(n, root, None)
+        boxed = await spawn_times(n, root, SandboxSpec(worktree=root, tmp_mb=64))
+        limits = cgroups.unavailable_reason()
+        limited = SandboxSpec(worktree=root, tmp_mb=64, memory_mb=512, max_processes=64)
+        full = await spawn_times(n, root, limited) if limits is None else None
+    print(f"{n} spawns of /bin/true each, through run_process")
+    print(row("bare", bare))
+    print(row("bubblewrap", boxed))
+    if full is not None:
+        print(row("bubblewrap + cgroup", full))
+    else:
+        print(f"bubblewrap + cgroup    skipped: {limits}")
+    added = statistics.median(full or boxed) - statistics.median(bare)
+    print(f"added per spawn (median): {added * 1000:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)))

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""A hostile ``command`` agent: ``hostile_agent.py`` tries the attack ``HOSTILE_ATTACK`` names, then reports.
+
+Stdlib only (it runs under the system interpreter inside a sandbox). ``HOSTILE_TARGET`` is the path (or
+``host:port``, or pid) the attack aims at. It prints one line ``HOSTILE <attack>: GOT <what it got>`` when the
+attack worked and ``HOSTILE <attack>: DENIED <why>`` when it did not, and exits 0 either way (a memory attack
+that the kernel kills prints nothing more).
+
+Attacks: ``read`` (print the target file), ``list`` (list the target folder), ``write`` (create the target
+file), ``kill`` (SIGTERM the target pid), ``ptrace`` (PTRACE_ATTACH to the target pid), ``connect`` (TCP to
+``host:port``), ``unix`` (connect to the unix socket at the target), ``fork`` (start as many sleeping children
+as it can, up to 200, and report how many), ``memory`` (allocate 16 MiB blocks up to 1 GiB, touching every
+page), ``fill_tmp`` (write to ``/tmp`` until the disk is full, up to 256 MiB, and report how much).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import sys
+import time
+
+MIB = 1024 * 1024
+
+
+def attack(name: str, target: str) -> str:
+    """``GOT …`` or ``DENIED …``."""
+    try:
+        if name == "read":
+            with open(target, encoding="utf-8", errors="replace") as f:
+                return "GOT " + f.read(200).replace("\n", " ")
+        if name == "list":
+            return "GOT " + ",".join(sorted(os.listdir(target)))
+        if name == "write":
+            with open(target, "w", encoding="utf-8") as f:
+                f.write("hostile was here\n")
+            return "GOT wrote " + target
+        if name == "kill":
+            os.kill(int(target), signal.SIGTERM)
+            return f"GOT signalled {target}"
+        if name == "ptrace":
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.ptrace(16, int(target), None, None) == 0:  # PTRACE_ATTACH
+                return f"GOT traced {target}"
+            return f"DENIED ptrace errno {ctypes.get_errno()}"
+        if name == "connect":
+            host, _, port = target.rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=3) as conn:
+                conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                return "GOT " + conn.recv(100).decode("utf-8", "replace")
+        if name == "unix":
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.connect(target)
+                return f"GOT connected to {target}"
+        if name == "fork":
+            return fork_bomb()
+        if name == "memory":
+            blocks = []
+            for _ in range(64):
+                blocks.append(bytearray(16 * MIB))  # zero-filled: every page is touched
+            return f"GOT {len(blocks) * 16} MiB"
+        if name == "fill_tmp":
+            return fill_tmp()
+    except OSError as exc:
+        return f"DENIED {type(exc).__name__}: {exc}"
+    return f"DENIED unknown attack {name!r}"
+
+
+def fork_bomb() -> str:
+    children = []
+    try:
+        for _ in range(200):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            children.append(pid)
+    except OSError as exc:
+        result = f"DENIED after {len(children)} forks: {exc}"
+    else:
+        result = f"GOT {len(children)} forks"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return result
+
+
+def fill_tmp() -> str:
+    written = 0
+    try:
+        with open("/tmp/hostile-fill", "wb") as f:
+            while written < 256 * MIB:
+                f.write(b"\0" * MIB)
+                f.flush()
+                written += MIB
+    except OSError as exc:
+        return f"DENIED after {written // MIB} MiB: {exc}"
+    finally:
+        try:
+            os.unlink("/tmp/hostile-fill")
+        except OSError:
+            pass
+    return f"GOT {written // MIB} MiB"
+
+
+def main() -> int:
+    name = os.environ.get("HOSTILE_ATTACK", "")
+    print(f"HOSTILE {name}: {attack(name, os.environ.get('HOSTILE_TARGET', ''))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
