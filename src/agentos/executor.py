@@ -26,6 +26,7 @@ from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_o
 from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
+from agentos.context import git_reader, read_context
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
 from agentos.fsutil import atomic_write_text
@@ -227,12 +228,22 @@ class Executor:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "environment_failure", error=hook.detail))
             return
 
+        loops = self.settings.config.loops
+        context = await read_context(
+            task.repo,
+            git_reader(ws, f"refs/remotes/origin/{ws.base}"),
+            loops.context_files,
+            file_chars=loops.context_file_chars,
+            max_chars=loops.context_max_chars,
+            url_hosts=loops.objective_url_hosts,
+        )
         try:
             prompt = build_prompt(
                 task,
                 repo_memory=memory.read(worktree),
                 prior_attempts=prior_attempts(task, RESULT_FILE),
                 test_command=repo.test_command,
+                context=context,
             )
         except PromptTooLarge as exc:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "prompt_too_large", error=str(exc)))
