@@ -23,7 +23,7 @@ from typing import Protocol
 from agentos import logging as alog
 from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
+from agentos.agents.contract import RESULT_FILE, ContractError, read_contract, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
 from agentos.context import git_reader, read_context
@@ -371,8 +371,11 @@ class Executor:
         the PR is found by its head branch before one is opened, the comment is keyed."""
         repo = self.settings.repo(task.repo)
         stat = await ws.diff_stat(worktree)
-        if stat.files == 0:
-            await self._fail_validation(task, "no_diff_produced", "the agent reported complete but changed nothing")
+        if stat.files == 0:  # lifecycle decides: an answer (research, architecture, docs) or a failure
+            contract = None
+            with contextlib.suppress(ContractError):
+                contract = read_contract(Path(attempt.run_dir or self.run_dir(task, attempt)) / RESULT_FILE)
+            await self.lifecycle.completed_without_change(task, attempt, contract)
             return
         tests = await ws.run_tests(worktree)
         if tests.code != 0 or tests.timed_out:
