@@ -33,6 +33,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from agentos import logging as alog
+from agentos.errors import AgentosError
 from agentos.gitutil import GitResult
 
 __all__ = [
@@ -229,7 +230,7 @@ def readme_goal(text: str, *, max_paragraphs: int = 3) -> str:
         if tok.type == "heading_open" and tok.level == 0 and tok.map
     ]
     for n, (level, title, where) in enumerate(headings):
-        if level >= 2 and _GOAL_HEADING.fullmatch(title) and where is not None:
+        if level >= 2 and len(title) <= 100 and _GOAL_HEADING.fullmatch(title) and where is not None:
             end = next((w[0] for lv, _, w in headings[n + 1 :] if lv <= level and w is not None), len(lines))
             return "\n".join(lines[where[0] : end]).strip()
     paragraphs: list[str] = []
@@ -303,7 +304,7 @@ async def read_context(
     for name in dict.fromkeys(files):
         try:
             text = await read(name)
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, AgentosError) as exc:  # a git failure too: the context is never a blocker
             log.warning("context_file_unreadable", repo=repo, file=name, error=str(exc))
             text = None
         if text is None or not text.strip():

@@ -149,7 +149,8 @@ class Dispatcher:
         self.journal.commit(
             [self.journal.event("task_created", task.id, issue=issue.number, generation=generation)], [task]
         )
-        log.info("task_created", task=task.id, priority=task.priority, depends_on=deps)
+        how = {"priority": task.priority, "type": task.type, "type_from": parsed.type_from, "depends_on": deps}
+        log.info("task_created", task=task.id, **how)
         return task
 
     async def _ready_again(self, issue: Issue) -> bool:
