@@ -610,6 +610,33 @@ class LoopsConfig(_Model):
         description="An agent from `agents` used to name incidents and propose refill issues; "
         "without it the loops stay deterministic.",
     )
+    context_files: list[str] = Field(
+        default_factory=lambda: [
+            "README.md",
+            "NORTH_STAR.md",
+            "STRATEGY.md",
+            "PLANNING_PRINCIPLES.md",
+            "OBJECTIVES.md",
+            "objectives.yaml",
+        ],
+        description="The product context: files read from each repo's base branch (paths in the repo; missing ones "
+        "are skipped) and quoted, fenced as untrusted, in every worker prompt and the groomer's question. Of a "
+        "`README*` only its goal section is kept. `[]`: no context. See `docs/loops.md`.",
+    )
+    context_file_chars: int = Field(
+        default=6000, ge=100, description="Each context file is cut to this many characters."
+    )
+    context_max_chars: int = Field(
+        default=20000,
+        ge=0,
+        description="All context files together are cut to this many characters (later files first). A worker "
+        "prompt over its size limit leaves the context out before it cuts `CODEBASE.md`.",
+    )
+    objective_url_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts an `objectives.yaml` metric may name in its HTTPS `url`; a metric on any other host "
+        "makes the file invalid.",
+    )
 
 
 class Config(_Model):

@@ -23,9 +23,10 @@ from typing import Protocol
 from agentos import logging as alog
 from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
+from agentos.agents.contract import RESULT_FILE, ContractError, read_contract, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
+from agentos.context import git_reader, read_context
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
 from agentos.fsutil import atomic_write_text
@@ -227,12 +228,22 @@ class Executor:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "environment_failure", error=hook.detail))
             return
 
+        loops = self.settings.config.loops
+        context = await read_context(
+            task.repo,
+            git_reader(ws, f"refs/remotes/origin/{ws.base}"),
+            loops.context_files,
+            file_chars=loops.context_file_chars,
+            max_chars=loops.context_max_chars,
+            url_hosts=loops.objective_url_hosts,
+        )
         try:
             prompt = build_prompt(
                 task,
                 repo_memory=memory.read(worktree),
                 prior_attempts=prior_attempts(task, RESULT_FILE),
                 test_command=repo.test_command,
+                context=context,
             )
         except PromptTooLarge as exc:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "prompt_too_large", error=str(exc)))
@@ -369,8 +380,11 @@ class Executor:
         the PR is found by its head branch before one is opened, the comment is keyed."""
         repo = self.settings.repo(task.repo)
         stat = await ws.diff_stat(worktree)
-        if stat.files == 0:
-            await self._fail_validation(task, "no_diff_produced", "the agent reported complete but changed nothing")
+        if stat.files == 0:  # lifecycle decides: an answer (research, architecture, docs) or a failure
+            contract = None
+            with contextlib.suppress(ContractError):
+                contract = read_contract(Path(attempt.run_dir or self.run_dir(task, attempt)) / RESULT_FILE)
+            await self.lifecycle.completed_without_change(task, attempt, contract)
             return
         tests = await ws.run_tests(worktree)
         if tests.code != 0 or tests.timed_out:

@@ -4,7 +4,7 @@ Pure: no I/O, no clocks (callers pass ``now``). Every change goes through a meth
 rule and returns the :class:`Event` it produced; the store journals events, the executor acts on them.
 
     queued ──► running ──► validating ──► pr_open ──► merged
-      ▲           │             │             │
+      ▲           │             │   └─► done (answered without a change: research, architecture, docs)
       │           ▼             ▼             ▼
       └──────── retrying ◄──────┴─────────────┘      blocked · cancelled · failed (escalated / stopped)
 """
@@ -40,6 +40,7 @@ class TaskStatus(StrEnum):
     VALIDATING = "validating"
     PR_OPEN = "pr_open"
     MERGED = "merged"
+    DONE = "done"
     RETRYING = "retrying"
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
@@ -50,16 +51,18 @@ S = TaskStatus
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.QUEUED: frozenset({S.RUNNING, S.BLOCKED, S.CANCELLED}),
     S.RUNNING: frozenset({S.VALIDATING, S.RETRYING, S.BLOCKED, S.QUEUED, S.CANCELLED, S.FAILED}),
-    S.VALIDATING: frozenset({S.PR_OPEN, S.RETRYING, S.BLOCKED, S.QUEUED, S.CANCELLED, S.FAILED}),
+    S.VALIDATING: frozenset({S.PR_OPEN, S.DONE, S.RETRYING, S.BLOCKED, S.QUEUED, S.CANCELLED, S.FAILED}),
     S.RETRYING: frozenset({S.RUNNING, S.QUEUED, S.BLOCKED, S.CANCELLED}),
     S.PR_OPEN: frozenset({S.MERGED, S.RETRYING, S.BLOCKED, S.QUEUED, S.CANCELLED}),
     S.BLOCKED: frozenset({S.QUEUED, S.CANCELLED}),
     S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
     S.CANCELLED: frozenset({S.QUEUED}),
     S.MERGED: frozenset(),
+    S.DONE: frozenset(),
 }
 ACTIVE = frozenset({S.RUNNING, S.VALIDATING})
-TERMINAL = frozenset({S.MERGED, S.BLOCKED, S.CANCELLED, S.FAILED})
+TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED})
+FINISHED = frozenset({S.MERGED, S.DONE})  # the work is done (merged, or answered): its dependents may start
 DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
 
 
@@ -149,11 +152,8 @@ class Task(BaseModel):
 
     def counted_attempts(self) -> int:
         """Attempts that count toward ``max_attempts``: a usage limit or a daemon restart burns none."""
-        return sum(
-            1
-            for a in self.attempts
-            if a.outcome not in ("interrupted", "running") and a.blocker_code != "quota_limited"
-        )
+        uncounted = ("interrupted", "running")
+        return sum(1 for a in self.attempts if a.outcome not in uncounted and a.blocker_code != "quota_limited")
 
     # ------------------------------------------------------------ transitions (the only writers of fields)
 
@@ -316,10 +316,9 @@ class Task(BaseModel):
 
     def clear_pr_blocker(self) -> bool:
         """The PR is no longer blocked; False when it was not."""
-        if self.last_signature is None and self.blocked_since is None:
-            return False
+        was_blocked = self.last_signature is not None or self.blocked_since is not None
         self.last_signature, self.blocked_since = None, None
-        return True
+        return was_blocked
 
     def approve(self, now: datetime) -> bool:
         """An operator approved the PR; False when it was approved already."""
@@ -327,6 +326,10 @@ class Task(BaseModel):
             return False
         self.approved_at = now
         return True
+
+    def mark_done(self, now: datetime) -> Event:
+        """Complete without a change: the answer was posted on the issue; no PR, nothing to merge."""
+        return self.move(TaskStatus.DONE, now, attempt=len(self.attempts))
 
     def mark_merged(self, now: datetime, sha: str) -> Event:
         self.last_signature, self.blocked_since = None, None
@@ -480,10 +483,10 @@ class TaskGraph:
         return [t for t in self._tasks.values() if t.status in ACTIVE]
 
     def deps_met(self, task: Task) -> bool:
-        """A task runs only when every task it depends on is merged (unknown ids block)."""
+        """A task runs only when every task it depends on is finished: merged or done (unknown ids block)."""
         for dep in task.depends_on:
             other = self._tasks.get(dep)
-            if other is None or other.status is not TaskStatus.MERGED:
+            if other is None or other.status not in FINISHED:
                 return False
         return True
 

@@ -11,6 +11,12 @@ regexes over the raw text: a ``## Goal`` inside a fenced code block is code, not
 its heading to the next section heading (``##``/``###`` with a name of words, an optional colon); its list
 items (task-list boxes dropped) are the criteria. The regex version took minutes on a heading padded with a
 few thousand spaces (a ReDoS).
+
+The task type, first to last: a ``type:<t>`` label, a ``Type:`` line, then :func:`infer_type` (labels such as
+``bug`` or ``documentation``, then the first keyword of the title, else of the goal: :data:`TYPE_KEYWORDS`),
+else ``implementation``. The agent: an ``agent:<name>`` label, else an ``Agent:`` line. A label wins over a
+line, as ``prio:`` labels do over ``Priority:`` lines; :attr:`ParsedIssue.type_from` says where the type
+came from.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from markdown_it.token import Token
 
 from agentos.graph import PRIORITY_RANK, TASK_TYPES
 
-__all__ = ["ParsedIssue", "parse_issue", "strip_hidden"]
+__all__ = ["LABEL_TYPES", "TYPE_KEYWORDS", "ParsedIssue", "infer_type", "parse_issue", "strip_hidden"]
 
 _HTML_COMMENT = re.compile(r"<!--(?:-?>|[\s\S]*?(?:--!?>|\Z))")
 # Also inside a list item or a block quote ("- [//]: # (…)" renders as an empty bullet: hidden all the same).
@@ -47,6 +53,46 @@ ALIASES = {
     "success criterion": "success criteria",
     "constraint": "constraints",
 }
+
+
+TYPE_KEYWORDS: dict[str, str] = {
+    "debugging": "bug bugs buggy fix fixes crash crashes crashed crashing error errors exception traceback "
+    "regression broken fails failing failure flaky hang hangs debug panic segfault",
+    "docs": "doc docs documentation document documenting readme changelog docstring docstrings tutorial guide howto",
+    "research": "research investigate investigation evaluate evaluation compare comparison explore spike survey "
+    "feasibility assess",
+    "architecture": "design architecture architectural rfc adr redesign",
+    "browser_automation": "browser scrape scraping playwright selenium puppeteer",
+    "content": "blog article newsletter announcement copywriting",
+}
+"""Keywords (whole words, any case; space-separated) that infer a task type; the first one in the text decides."""
+_KEYWORD_TYPE = {word: kind for kind, words in TYPE_KEYWORDS.items() for word in words.split()}
+LABEL_TYPES: dict[str, str] = {
+    "bug": "debugging",
+    "documentation": "docs",
+    "docs": "docs",
+    "research": "research",
+    "question": "research",
+    "architecture": "architecture",
+    "design": "architecture",
+    "rfc": "architecture",
+}
+"""Plain labels (GitHub's defaults among them) that infer a task type."""
+_WORD = re.compile(r"[a-z]+")
+_INFER_CHARS = 2000
+
+
+def infer_type(title: str, goal: str = "", labels: Sequence[str] = ()) -> str | None:
+    """The task type an issue reads as (None: no clue): a plain label (:data:`LABEL_TYPES`), else the first
+    keyword (:data:`TYPE_KEYWORDS`) of the title, else of the goal's beginning."""
+    for label in labels:
+        if (kind := LABEL_TYPES.get(label.strip().lower())) is not None:
+            return kind
+    for text in (title, goal[:_INFER_CHARS]):
+        for word in _WORD.findall(text.lower()):
+            if (kind := _KEYWORD_TYPE.get(word)) is not None:
+                return kind
+    return None
 
 
 def _visible(char: str) -> bool:
@@ -75,6 +121,8 @@ class ParsedIssue:
     constraints: list[str] = field(default_factory=list)
     agent: str | None = None
     type: str = "implementation"
+    type_from: str = "default"
+    """Where :attr:`type` came from: ``label``, ``line``, ``inferred`` or ``default``."""
     priority: str = "normal"
     depends_on: list[int] = field(default_factory=list)
 
@@ -148,8 +196,17 @@ def parse_issue(title: str, body: str, labels: list[str]) -> ParsedIssue:
         constraints=_items(sections.get("constraints", "")),
         agent=fields.get("agent"),
     )
-    if fields.get("type") in TASK_TYPES:
-        parsed.type = fields["type"]
+    for label in labels:
+        name, _, value = label.partition(":")
+        if name.strip().lower() == "agent" and value.strip():
+            parsed.agent = value.strip().lower()
+    labelled = [label.split(":", 1)[1].strip().lower() for label in labels if label.lower().startswith("type:")]
+    if chosen := next((t for t in labelled if t in TASK_TYPES), None):
+        parsed.type, parsed.type_from = chosen, "label"
+    elif fields.get("type") in TASK_TYPES:
+        parsed.type, parsed.type_from = fields["type"], "line"
+    elif inferred := infer_type(title, goal, labels):
+        parsed.type, parsed.type_from = inferred, "inferred"
     priority = fields.get("priority")
     for label in labels:
         if label.lower().startswith("prio:"):

@@ -10,6 +10,7 @@ made in this module, and the task's own transition methods (:mod:`agentos.graph`
     PR red / rebase conflict ──► back to an agent on its branch, up to the fix budget, then escalate
     PR wedged ──► close it and re-spawn a new generation from the base (once per issue), then escalate
     PR merged ──► MERGED, issue closed, board Done · PR closed by someone ──► CANCELLED
+    complete, no change ──► research/architecture/docs: the answer on the issue, DONE, issue closed · else a failure
     operator cancel ──► CANCELLED first, then the attempt stopped (its processes killed), labels off, a PR closed
     operator retry ──► QUEUED
 
@@ -25,15 +26,16 @@ from typing import Any, Literal
 
 from agentos import caller
 from agentos import logging as alog
-from agentos.agents.contract import PERMANENT_CODES
+from agentos.agents.contract import PERMANENT_CODES, ResultContract
 from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
 from agentos.config import Config
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Forge, PullRequest
-from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
+from agentos.graph import Attempt, Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
 from agentos.notices import (
+    answer_comment,
     cancelled_pr_comment,
     escalation_comment,
     escalation_notice,
@@ -46,6 +48,7 @@ from agentos.running import RunningAttempts
 from agentos.verdicts import Verdict
 
 __all__ = [
+    "ANSWER_TYPES",
     "CONTAINMENT_CODES",
     "OPERATOR_CANCEL",
     "Lifecycle",
@@ -56,6 +59,9 @@ __all__ = [
 ]
 
 log = alog.get_logger("agentos.lifecycle")
+
+ANSWER_TYPES = frozenset({"research", "architecture", "docs"})
+"""Task types whose complete attempt may change nothing: the answer is the result, posted on the issue."""
 
 CONTAINMENT_CODES: dict[str, bool] = {
     "history_rewritten": False,  # the branch was rewritten or left: work saved as a patch, retried from the start
@@ -170,6 +176,28 @@ class Lifecycle:
         task.fail_validation(code, redact(detail))
         log.warning("validation_failed", task=task.id, code=code)
         await self.attempt_failed(task, Verdict("failed", code, error=detail, keep_changes=True))
+
+    async def completed_without_change(self, task: Task, attempt: Attempt, contract: ResultContract | None) -> None:
+        """A complete attempt that changed nothing. A research, architecture or docs task (:data:`ANSWER_TYPES`) is
+        done: its result (summary, done, decisions, risks) is posted on the issue as a keyed comment, DONE is
+        journalled, the issue closed and the board set to Done. Any other task failed (``no_diff_produced``).
+
+        Safe to repeat after a crash: the comment is keyed, closing a closed issue changes nothing.
+        """
+        if task.type not in ANSWER_TYPES:
+            await self.validation_failed(task, "no_diff_produced", "the agent reported complete but changed nothing")
+            return
+        # The answer is the deliverable, as a PR is: a forge failure here fails the hand-off like one on open_pr.
+        answer = redact(answer_comment(task, attempt, contract))
+        await self.forge.comment(task.repo, task.issue, answer, key=f"answer:{task.id}")
+        done = self.journal.event("completed_without_change", task.id, type=task.type, attempt=attempt.number)
+        self.journal.commit([task.mark_done(self.clock()), done], [task])
+        log.info("task_answered", task=task.id, type=task.type)
+        await best_effort(self.forge.close_issue(task.repo, task.issue))
+        await best_effort(self.forge.set_board_status(task.repo, task.issue, "Done"))
+        self.notify.notify(3, f"done:{task.id}", f"Answered {task.repo}#{task.issue} without a change: {task.title}")
+        await self._drop_worktree(task)
+        self.wake("dispatch")  # tasks that depended on this one may start now
 
     # ------------------------------------------------------------ escalation
 

@@ -12,6 +12,7 @@ from agentos.agents.contract import RESULT_FILE, ContractError, ResultContract, 
 from agentos.agents.prompt import fence
 from agentos.budget import BUDGET_CODE
 from agentos.graph import Attempt, Task
+from agentos.issue_text import strip_hidden
 from agentos.jobs._pr_policy import fenced
 from agentos.redact import redact
 
@@ -120,3 +121,22 @@ def attempt_comment(task: Task, attempt: Attempt, pr: int) -> str:
         f"**agentos**: attempt {attempt.number} by `{attempt.agent}` is complete; PR #{pr} is open.\n\n"
         f"{attempt.summary or '(no summary)'}"
     )
+
+
+def answer_comment(task: Task, attempt: Attempt, contract: ResultContract | None) -> str:
+    """A task done without a change: its result's summary, what was done and the decisions, as the issue's answer.
+
+    The agent's text is shown as a reader would see it (no hidden markup), never as a fenced block: it is the answer.
+    """
+    head = (
+        f"**agentos**: this {task.type} task was answered by `{attempt.agent}` (attempt {attempt.number}) without "
+        "a code change, so no pull request was opened. The issue is closed; reopen it and make it ready again "
+        "to have it worked on further."
+    )
+    summary = contract.summary if contract is not None and contract.summary else attempt.summary
+    parts = [head, f"### Summary\n\n{strip_hidden(summary).strip() or '(no summary)'}"]
+    if contract is not None:
+        for title, text in (("Done", contract.done), ("Decisions", contract.decisions), ("Risks", contract.risks)):
+            if strip_hidden(text).strip():
+                parts.append(f"### {title}\n\n{strip_hidden(text).strip()}")
+    return "\n\n".join(parts)

@@ -30,13 +30,14 @@ STYLES = {
     "validating": "cyan",
     "pr_open": "blue",
     "merged": "bold green",
+    "done": "bold green",
     "blocked": "bold red",
     "failed": "red",
     "cancelled": "dim",
     "retrying": "yellow",
     "queued": "dim",
 }
-FINAL = frozenset({"merged", "blocked", "failed", "cancelled"})
+FINAL = frozenset({"merged", "done", "blocked", "failed", "cancelled"})
 
 
 @dataclass

@@ -53,6 +53,9 @@ class TestTransitions:
             (TaskStatus.QUEUED, TaskStatus.MERGED),
             (TaskStatus.BLOCKED, TaskStatus.RUNNING),
             (TaskStatus.CANCELLED, TaskStatus.PR_OPEN),
+            (TaskStatus.DONE, TaskStatus.QUEUED),
+            (TaskStatus.PR_OPEN, TaskStatus.DONE),
+            (TaskStatus.RUNNING, TaskStatus.DONE),
         ],
     )
     def test_illegal_transition_raises(self, start: TaskStatus, to: TaskStatus) -> None:

@@ -101,8 +101,8 @@ class TestParseIssueFields:
     @pytest.mark.parametrize(
         ("title", "body", "goal"),
         [
-            pytest.param("Fix the typo in README", "", "Fix the typo in README", id="title-only"),
-            pytest.param("Typo", "The README says 'teh'.", "The README says 'teh'.", id="one-line-body"),
+            pytest.param("Rename the logo file", "", "Rename the logo file", id="title-only"),
+            pytest.param("Typo", "The page says 'teh'.", "The page says 'teh'.", id="one-line-body"),
             pytest.param("Typo", "\n\n   \n", "Typo", id="blank-body"),
             pytest.param("Typo", "Agent: codex\n", "Typo", id="only-an-agent-line"),
         ],
@@ -138,6 +138,59 @@ class TestParseIssueFields:
     def test_unknown_type_keeps_the_default(self) -> None:
         """A `Type:` that is not a task type is ignored."""
         assert parse_issue("t", "Type: chores\n", []).type == "implementation"
+
+    @pytest.mark.parametrize(
+        ("title", "body", "labels", "kind", "source"),
+        [
+            # inference: the first keyword of the title, else of the goal
+            pytest.param("Crash on empty input", "", [], "debugging", "inferred", id="crash"),
+            pytest.param("Parser bug with unicode", "", [], "debugging", "inferred", id="bug"),
+            pytest.param("Fix the typo in README", "", [], "debugging", "inferred", id="first-keyword-wins"),
+            pytest.param("Document the error codes", "", [], "docs", "inferred", id="docs-before-error"),
+            pytest.param("Update the README", "", [], "docs", "inferred", id="readme"),
+            pytest.param("Investigate slow startup", "", [], "research", "inferred", id="investigate"),
+            pytest.param("Evaluate sqlite vs postgres", "", [], "research", "inferred", id="evaluate"),
+            pytest.param("Compare the two parsers", "", [], "research", "inferred", id="compare"),
+            pytest.param("RFC: plugin system", "", [], "architecture", "inferred", id="rfc"),
+            pytest.param("Design the storage layer", "", [], "architecture", "inferred", id="design"),
+            pytest.param("Scrape the pricing page", "", [], "browser_automation", "inferred", id="scrape"),
+            pytest.param("Blog post for the release", "", [], "content", "inferred", id="blog"),
+            pytest.param("Parser problem", "It crashes with an error.", [], "debugging", "inferred", id="from-goal"),
+            pytest.param("Add a modulo operator", "Support a % b.", [], "implementation", "default", id="no-clue"),
+            pytest.param("Prefix handling", "", [], "implementation", "default", id="whole-words-only"),
+            pytest.param("Add a flag", "", ["bug"], "debugging", "inferred", id="plain-bug-label"),
+            pytest.param("Add a flag", "", ["documentation"], "docs", "inferred", id="plain-docs-label"),
+            # explicit lines and labels win over inference; a label wins over a line
+            pytest.param("Fix the crash", "Type: research\n", [], "research", "line", id="line-beats-keyword"),
+            pytest.param("Fix the crash", "", ["type:docs"], "docs", "label", id="label-beats-keyword"),
+            pytest.param("Fix it", "Type: research\n", ["Type: Architecture"], "architecture", "label",
+                         id="label-beats-line"),
+            pytest.param("Fix it", "", ["type:chores"], "debugging", "inferred", id="unknown-type-label-ignored"),
+            pytest.param("Add it", "", ["bug", "type:research"], "research", "label", id="type-label-beats-bug"),
+        ],
+    )
+    def test_task_type(self, title: str, body: str, labels: list[str], kind: str, source: str) -> None:
+        """`type:<t>` labels, then `Type:` lines, then keywords and plain labels decide; else implementation."""
+        parsed = parse_issue(title, body, labels)
+        assert (parsed.type, parsed.type_from) == (kind, source)
+
+    @pytest.mark.parametrize(
+        ("body", "labels", "agent"),
+        [
+            pytest.param("", ["agent:codex"], "codex", id="label"),
+            pytest.param("", ["Agent: Claude"], "claude", id="label-any-case"),
+            pytest.param("Agent: gemini\n", ["agent:codex"], "codex", id="label-beats-line"),
+            pytest.param("Agent: gemini\n", ["agent:"], "gemini", id="empty-label-ignored"),
+            pytest.param("", ["codex"], None, id="bare-name-is-not-an-agent-label"),
+        ],
+    )
+    def test_agent_label(self, body: str, labels: list[str], agent: str | None) -> None:
+        """An `agent:<name>` label pins the agent (over an `Agent:` line)."""
+        assert parse_issue("t", f"Do it.\n{body}", labels).agent == agent
+
+    def test_hidden_text_infers_nothing(self) -> None:
+        """A keyword inside an HTML comment does not pick the type."""
+        assert parse_issue("Add a flag", "<!-- crash research -->Add --x.", []).type == "implementation"
 
     @pytest.mark.parametrize(
         ("body", "deps"),

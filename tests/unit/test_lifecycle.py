@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agentos.agents.contract import ResultContract
 from agentos.budget import BUDGET_CODE
 from agentos.config import Config
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL
@@ -122,6 +123,48 @@ class TestAttemptFailed:
         await rig.lifecycle.validation_failed(task, "test_failure", "`pytest` exit 1")
         assert task.status is TaskStatus.RETRYING
         assert (task.attempts[0].outcome, task.attempts[0].blocker_code) == ("failed", "test_failure")
+
+
+class TestCompletedWithoutChange:
+    CONTRACT = ResultContract(
+        status="complete", summary="Use SQLite.", done="compared both", decisions="keep SQLite", risks="none"
+    )
+
+    @pytest.mark.parametrize("kind", ["research", "architecture", "docs"])
+    async def test_an_answer_is_posted_and_the_issue_closed(self, rig: Rig, kind: str) -> None:
+        """Research, architecture, docs: the result on the issue (keyed), DONE journalled, issue closed, no PR."""
+        task = put(rig, make_task(attempt(1, "complete"), status=TaskStatus.VALIDATING, type=kind))
+        await rig.lifecycle.completed_without_change(task, task.attempts[0], self.CONTRACT)
+        assert task.status is TaskStatus.DONE and task.is_terminal
+        [comment] = rig.forge.comment_bodies(REPO, 7)
+        assert "Use SQLite." in comment and "keep SQLite" in comment and "answer:calc#7" in comment
+        assert (await rig.forge.get_issue(REPO, 7)).state == "closed"
+        assert "completed_without_change" in rig.journal.types(task.id)
+        assert [(n.severity, n.key) for n in rig.notes.sent] == [(3, "done:calc#7")]
+        assert rig.wakes.jobs == ["dispatch"]
+
+    async def test_a_repeat_after_a_crash_posts_nothing_twice(self, rig: Rig) -> None:
+        task = put(rig, make_task(attempt(1, "complete"), status=TaskStatus.VALIDATING, type="research"))
+        await rig.forge.comment(REPO, 7, "the answer, posted before the crash", key="answer:calc#7")
+        await rig.lifecycle.completed_without_change(task, task.attempts[0], self.CONTRACT)
+        assert len(rig.forge.comment_bodies(REPO, 7)) == 1 and task.status is TaskStatus.DONE
+
+    async def test_an_implementation_without_a_change_failed(self, rig: Rig) -> None:
+        """Any other type: no_diff_produced, retried like a failed attempt; the issue stays open."""
+        task = put(rig, make_task(attempt(1, "complete"), status=TaskStatus.VALIDATING))
+        await rig.lifecycle.completed_without_change(task, task.attempts[0], self.CONTRACT)
+        assert task.status is TaskStatus.RETRYING and task.last_blocker == "no_diff_produced"
+        assert rig.forge.comment_bodies(REPO, 7) == []
+        assert (await rig.forge.get_issue(REPO, 7)).state == "open"
+
+    async def test_a_done_task_releases_its_dependants(self, rig: Rig) -> None:
+        task = put(rig, make_task(attempt(1, "complete"), status=TaskStatus.VALIDATING, type="research"))
+        waiting = make_task(status=TaskStatus.QUEUED, depends_on=[task.id]).model_copy(update={"id": f"{REPO}#8"})
+        put(rig, waiting.model_copy(update={"issue": 8}))
+        waiting = rig.graph.get(f"{REPO}#8")
+        assert not rig.graph.deps_met(waiting)
+        await rig.lifecycle.completed_without_change(task, task.attempts[0], None)
+        assert rig.graph.deps_met(waiting)
 
 
 class TestRecoverEscalations:

@@ -490,6 +490,7 @@ class TestBacklogGroomer:
 
         rt = env.runtime()
         (env.tmp / "calc" / "OBJECTIVES.md").write_text("Make reporting great.\n")
+        (env.tmp / "calc" / "NORTH_STAR.md").write_text("Every team reads its numbers daily.\n")
         await new_issue(rt, "Add login page")
         llm = Planner()
         groomer = rt.backlog_groomer(LoopSettings(target_backlog_depth=3), llm=llm)
@@ -536,6 +537,7 @@ class TestBacklogGroomer:
         """The planner CLI gets objectives and failure signatures; valid new titles are filed, a closed one never."""
         rt = env.runtime()
         (env.tmp / "calc" / "OBJECTIVES.md").write_text("Make reporting great.\n")
+        (env.tmp / "calc" / "NORTH_STAR.md").write_text("Every team reads its numbers daily.\n")
         await new_issue(rt, "Add login page")
         await self.closed_duplicate(rt, "Export reports as CSV")
         for n in (7, 8):
@@ -554,6 +556,8 @@ class TestBacklogGroomer:
         await rt.backlog_groomer().tick()
         prompt = log.read_text()
         assert "Make reporting great." in prompt and "- Export reports as CSV" in prompt
+        assert "# Product context" in prompt
+        assert "## NORTH_STAR.md\n\n```\nEvery team reads its numbers daily." in prompt
         assert "`test_failure` ×2: failed <path>::test_auth - keyerror <n>" in prompt
         open_titles = sorted(i.title for i in await rt.forge.list_issues("calc"))
         assert open_titles == ["Add login page", "Fix the KeyError in test_auth", "Write the API docs"]

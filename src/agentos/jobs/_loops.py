@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from agentos import logging as alog
 from agentos.config import Config, RepoConfig
+from agentos.context import DEFAULT_CONTEXT_FILES
 from agentos.errors import AgentosError
 from agentos.forge.base import Forge, Issue, marker
 from agentos.graph import Event
@@ -80,6 +81,11 @@ class LoopSettings:
     max_rereadies: int = 2
     target_backlog_depth: int | None = None
     objectives_file: str = "OBJECTIVES.md"
+    # the context layer (agentos.context): what the groomer's question quotes of the repo
+    context_files: tuple[str, ...] = DEFAULT_CONTEXT_FILES
+    context_file_chars: int = 6000
+    context_max_chars: int = 20000
+    objective_url_hosts: tuple[str, ...] = ()
     # sprint planner
     sprint_enabled: bool = False
     sprint_cadence_days: int = 7

@@ -117,14 +117,24 @@ def deterministic_proposals(objectives: str, clusters: Sequence[Cluster], bodies
     return valid
 
 
-def refill_prompt(repo: str, wanted: int, objectives: str, clusters: Sequence[Cluster], titles: Sequence[str]) -> str:
-    """The planner's question (redacted again by :mod:`agentos.llm` before it leaves the process)."""
+def refill_prompt(
+    repo: str,
+    wanted: int,
+    objectives: str,
+    clusters: Sequence[Cluster],
+    titles: Sequence[str],
+    *,
+    context: str = "",
+) -> str:
+    """The planner's question (redacted again by :mod:`agentos.llm` before it leaves the process); ``context``:
+    the repo's product context, already quoted and fenced (:func:`agentos.agents.prompt.context_section`)."""
     failures = "\n".join(f"- `{c.blocker}` ×{c.count}: {c.text}" for c in clusters) or "(none)"
     return (
         f"You plan work for the software repository {repo}. Propose {wanted} new issues that move it "
         "toward its objectives or stop its recurring failures. Each needs a short one-line title and a body "
         "with '## Goal' and '## Success criteria' sections. Do not repeat an existing issue, open or closed.\n\n"
-        f"Objectives:\n{redact(objectives) or '(none written down)'}\n\n"
+        + (f"{redact(context)}\n" if context else "")
+        + f"Objectives:\n{redact(objectives) or '(none written down)'}\n\n"
         f"Recurring failures (last days, blocker ×count: normalised error):\n{failures}\n\n"
         "Existing issues:\n"
         + "\n".join(f"- {t}" for t in titles[-200:])

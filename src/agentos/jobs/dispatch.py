@@ -19,7 +19,7 @@ from agentos import logging as alog
 from agentos.errors import AgentosError
 from agentos.executor import Pool
 from agentos.forge.base import BLOCKED_LABEL, Forge, Issue, NotFound
-from agentos.graph import TERMINAL, Task, TaskGraph, TaskStatus
+from agentos.graph import FINISHED, TERMINAL, Task, TaskGraph, TaskStatus
 from agentos.issue_text import ParsedIssue as ParsedIssue  # re-exported: the parser moved to issue_text
 from agentos.issue_text import parse_issue as parse_issue
 from agentos.lifecycle import Lifecycle, ready_by_label, ready_label
@@ -103,7 +103,7 @@ class Dispatcher:
     async def _admit(self, issue: Issue) -> Task | None:
         latest = self.graph.latest_for_issue(issue.repo, issue.number)
         if latest is not None:
-            if latest.status not in TERMINAL or latest.status is TaskStatus.MERGED:
+            if latest.status not in TERMINAL or latest.status in FINISHED:
                 return None
             if latest.awaiting_unready:
                 # Cancelled by an operator, and its ready label may still be the one from before the cancel:
@@ -122,7 +122,7 @@ class Dispatcher:
                 continue
             dep_task = self.graph.latest_for_issue(issue.repo, number)
             if dep_task is not None:
-                if dep_task.status is not TaskStatus.MERGED:
+                if dep_task.status not in FINISHED:
                     deps.append(dep_task.id)
                 continue
             try:
@@ -159,7 +159,8 @@ class Dispatcher:
         self.journal.commit(
             [self.journal.event("task_created", task.id, issue=issue.number, generation=generation)], [task]
         )
-        log.info("task_created", task=task.id, priority=task.priority, depends_on=deps)
+        how = {"priority": task.priority, "type": task.type, "type_from": parsed.type_from, "depends_on": deps}
+        log.info("task_created", task=task.id, **how)
         return task
 
     async def _ready_again(self, issue: Issue) -> bool:
@@ -176,7 +177,8 @@ class Dispatcher:
     async def release_dependencies(self) -> int:
         """Drop dependencies of waiting tasks that are done without a merge of theirs; how many were dropped.
 
-        A dependency is done when a task of its issue (any generation) merged, or when the issue is closed.
+        A dependency is done when a task of its issue (any generation) merged or was answered (done), or when the
+        issue is closed.
         An issue that does not exist (yet) or cannot be read now is waited for.
         """
         closed: dict[tuple[str, int], bool] = {}
@@ -189,10 +191,10 @@ class Dispatcher:
             for dep in task.depends_on:
                 other = self.graph.find(dep)
                 ref = issue_of(dep)
-                if (other is not None and other.status is TaskStatus.MERGED) or ref is None:
+                if (other is not None and other.status in FINISHED) or ref is None:
                     keep.append(dep)
                     continue
-                if any(t.status is TaskStatus.MERGED for t in self.graph.for_issue(*ref)):
+                if any(t.status in FINISHED for t in self.graph.for_issue(*ref)):
                     gone.append(dep)
                     continue
                 if ref not in closed:

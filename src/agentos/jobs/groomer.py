@@ -32,7 +32,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentos import logging as alog
+from agentos.agents.prompt import context_section
 from agentos.config import RepoConfig
+from agentos.context import ProductContext, directory_reader, read_context
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue, marker
 from agentos.graph import TaskGraph, TaskStatus
 from agentos.jobs._loops import (
@@ -309,7 +311,9 @@ class BacklogGroomer:
         llm = self._llm or from_config(config, s.llm_agent, config.state_path)
         proposals = None
         if llm is not None:
-            answer = await llm.ask(refill_prompt(repo.name, wanted, objectives, clusters, existing), RefillAnswer)
+            context = context_section(await _product_context(repo, s))
+            question = refill_prompt(repo.name, wanted, objectives, clusters, existing, context=context)
+            answer = await llm.ask(question, RefillAnswer)
             proposals = parse_proposals(answer)
             result.refill = "asked" if proposals is not None else "no_answer"
         if proposals is None:
@@ -332,6 +336,20 @@ class BacklogGroomer:
             if made is not None and made[1]:
                 result.proposed.append(made[0].number)
                 existing.append(title)
+
+
+async def _product_context(repo: RepoConfig, s: LoopSettings) -> ProductContext:
+    """The repo's product context, read from its local checkout (``path``); empty without one."""
+    if not repo.path:
+        return ProductContext(repo.name)
+    return await read_context(
+        repo.name,
+        directory_reader(Path(repo.path)),
+        s.context_files,
+        file_chars=s.context_file_chars,
+        max_chars=s.context_max_chars,
+        url_hosts=s.objective_url_hosts,
+    )
 
 
 def _read_objectives(repo: RepoConfig, name: str) -> str:

@@ -85,10 +85,12 @@ def pick_sprint(issues: Sequence[Issue], size: int) -> list[Issue]:
 
 
 def outcome_of(graph: TaskGraph, repo: str, issue: int, state: str | None) -> str:
-    """How a sprint's issue ended: merged, escalated, closed, or carried over."""
+    """How a sprint's issue ended: merged, answered (done without a change), escalated, closed, or carried over."""
     task = graph.latest_for_issue(repo, issue)
     if task is not None and task.status is TaskStatus.MERGED:
         return "merged"
+    if task is not None and task.status is TaskStatus.DONE:
+        return "answered"
     if task is not None and task.status is TaskStatus.BLOCKED:
         return "escalated"
     if state == "closed":

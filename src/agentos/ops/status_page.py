@@ -26,7 +26,7 @@ from aiohttp import web
 from agentos import logging as alog
 from agentos.config import ConfigError, StatusPageConfig
 from agentos.control.controller import Controller, Snapshot
-from agentos.graph import ACTIVE, DISPATCHABLE, PRIORITY_RANK, Task, TaskStatus
+from agentos.graph import ACTIVE, DISPATCHABLE, FINISHED, PRIORITY_RANK, Task, TaskStatus
 from agentos.ops.metrics import GroupStats, History, group_stats
 from agentos.ops.prometheus import CONTENT_TYPE, render_metrics
 from agentos.ops.status_render import render_html
@@ -263,4 +263,4 @@ class StatusPage:
 
 
 def _unmerged(task: Task | None) -> bool:
-    return task is None or task.status is not TaskStatus.MERGED
+    return task is None or task.status not in FINISHED
