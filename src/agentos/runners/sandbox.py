@@ -23,7 +23,6 @@ Paths keep their host names inside, so an argv, a prompt file or a worktree path
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -33,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from agentos.runners.bridge import BRIDGE_PATH, bridge_argv
 
 __all__ = [
     "MASKED_DIRS",
@@ -190,6 +191,7 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
         proxy = f"http://127.0.0.1:{PROXY_PORT}"
         args += ["--dir", str(PROXY_SOCKET_INSIDE.parent)]
         args += ["--bind", str(spec.proxy_socket), str(PROXY_SOCKET_INSIDE)]
+        args += ["--ro-bind", BRIDGE_PATH, BRIDGE_PATH]
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             args += ["--setenv", name, proxy]
         args += ["--setenv", "NO_PROXY", "localhost,127.0.0.1,::1", "--setenv", "no_proxy", "localhost,127.0.0.1,::1"]
@@ -199,14 +201,10 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
 
 
 def _bridge_argv() -> list[str]:
-    """The egress bridge's argv prefix (:func:`agentos.runners.egress.bridge_argv`): inside the sandbox it listens
-    on ``127.0.0.1:PROXY_PORT``, relays to the proxy's socket, then execs the rest. None yet: no prefix."""
-    try:
-        egress = importlib.import_module("agentos.runners.egress")
-    except ImportError:
-        log.warning("egress_bridge_missing", hint="HTTP(S)_PROXY is set but nothing listens on it in the sandbox")
-        return []
-    return list(egress.bridge_argv(PROXY_SOCKET_INSIDE, PROXY_PORT))
+    """The egress bridge's argv prefix (:func:`agentos.runners.bridge.bridge_argv`): inside the sandbox it listens
+    on ``127.0.0.1:PROXY_PORT``, relays to the proxy's socket, then execs the rest (:data:`BRIDGE_PATH` is bound
+    read-only by :func:`wrap`)."""
+    return bridge_argv(str(PROXY_SOCKET_INSIDE), PROXY_PORT)
 
 
 def prepare(spec: SandboxSpec) -> None:
