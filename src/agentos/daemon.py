@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -46,6 +47,8 @@ from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
+from agentos.runners.attempt_egress import egress_proxy
+from agentos.runners.policy import announce
 from agentos.runtime import Runtime
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
@@ -294,7 +297,8 @@ class Daemon:
             scheduler=scheduler,
             workspace_registry=workspaces,
         )
-        self.core = core = build_core(rt)
+        egress = egress_proxy(self.config.sandbox, rt)  # one per daemon: every sandboxed attempt's way out
+        self.core = core = build_core(rt, egress=egress)
         controller = build_controller(
             rt,
             core,
@@ -308,6 +312,8 @@ class Daemon:
             return _config_invalid(exc)  # nothing to close yet: no notice sent, the Bot connects on first use
         bot = telegram_bot(sender, controller, self.config.telegram) if sender is not None else None
         try:
+            if problem := announce(self.config.sandbox):  # the start-up log says how attempts will run
+                rt.notify(1, "sandbox_unavailable", f"No agent attempt can start: {problem}")
             await core.executor.recover()
             await core.guard.check()  # a repo whose path is gone is refused from the start, with one notice
 
@@ -364,6 +370,8 @@ class Daemon:
                     beside.append(group.create_task(notify_loop(self._status_line, watchdog_interval())))
                 if bot is not None:
                     beside.append(group.create_task(start_telegram(bot)))
+                if egress is not None:
+                    beside.append(group.create_task(egress.run()))
                 if scheduler.has_job("dispatch"):
                     scheduler.poke("dispatch")
                 await self._stop.wait()
@@ -375,6 +383,9 @@ class Daemon:
                 await page.stop()
             return code
         finally:  # the notifier before the bot: the bot closes the session the sender uses
+            if egress is not None:
+                await egress.aclose()
+                shutil.rmtree(egress.socket_dir, ignore_errors=True)
             await notifier.aclose()
             if bot is not None:
                 await bot.stop()

@@ -36,19 +36,16 @@ from agentos.notices import attempt_comment, commit_message, pr_body, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.redact import find_secrets, redact
 from agentos.run_files import START_FILE, prior_attempts, read_start, read_tail
+from agentos.runners.attempt_egress import agent_allow, egress_session, sandboxed_tests, session_id
+from agentos.runners.egress import EgressProxy
 from agentos.runners.policy import agent_spec
 from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Workspace, branch_name
 
-__all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "counted_attempts", "safe_id"]
+__all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "safe_id"]
 
 log = alog.get_logger("agentos.executor")
-
-
-def counted_attempts(task: Task) -> int:
-    """Kept for callers of the old name: :meth:`Task.counted_attempts`."""
-    return task.counted_attempts()
 
 
 class Pool(Protocol):
@@ -78,6 +75,7 @@ class Executor:
         pool: Pool,
         lifecycle: Lifecycle,
         wake: Wake,
+        egress: EgressProxy | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -89,6 +87,7 @@ class Executor:
         self.lifecycle = lifecycle
         self.attempts = lifecycle.running
         self.wake = wake
+        self.egress = egress  # the daemon's egress proxy, a sandboxed attempt's only way out (None: none, tests)
 
     def __repr__(self) -> str:
         return f"<Executor running={len(self.attempts)}>"
@@ -272,30 +271,35 @@ class Executor:
             self.journal.commit([self.journal.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
             log.info("agent_spawned", pid=pid, log=str(run_dir / "agent.log"))
 
-        outcome = await run_process(
-            RunSpec(
-                argv=inv.argv,
-                cwd=worktree,
-                env=inv.env,
-                stdin=inv.stdin,
-                log_path=run_dir / "agent.log",
-                idle_timeout_s=limits.idle_timeout_minutes * 60,
-                max_runtime_s=limits.max_runtime_minutes * 60,
-                kill_grace_s=limits.kill_grace_s,
-                max_log_bytes=limits.max_log_bytes,
-                marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
-                sandbox=agent_spec(
-                    self.settings.config.sandbox,
-                    agent_cfg,
+        sandbox = self.settings.config.sandbox
+        allow = agent_allow(sandbox, agent_cfg, inv.env)
+        async with egress_session(self._proxy(), session_id(task.id, attempt.number), allow) as door:
+            outcome = await run_process(
+                RunSpec(
                     argv=inv.argv,
-                    worktree=worktree,
-                    run_dir=run_dir,
-                    prompt_file=prompt_file,
-                    state_dir=self.settings.config.state_path.resolve(),
+                    cwd=worktree,
+                    env=inv.env,
+                    stdin=inv.stdin,
+                    log_path=run_dir / "agent.log",
+                    idle_timeout_s=limits.idle_timeout_minutes * 60,
+                    max_runtime_s=limits.max_runtime_minutes * 60,
+                    kill_grace_s=limits.kill_grace_s,
+                    max_log_bytes=limits.max_log_bytes,
+                    marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
+                    sandbox=agent_spec(
+                        sandbox,
+                        agent_cfg,
+                        argv=inv.argv,
+                        worktree=worktree,
+                        run_dir=run_dir,
+                        prompt_file=prompt_file,
+                        state_dir=self.settings.config.state_path.resolve(),
+                        proxy_socket=door.socket_path if door is not None else None,
+                    ),
                 ),
-            ),
-            on_start=started,
-        )
+                on_start=started,
+            )
+            task.note_egress(door.summary() if door is not None else "", attempt=attempt)
         # Before any git command of ours runs there: a replaced .git or a tampered clone is put back first.
         breaches = await ws.check_guard(worktree, guard, branch=task.branch, since=start_sha)
         await ws.run_hook("after_run", worktree)
@@ -386,7 +390,9 @@ class Executor:
                 contract = read_contract(Path(attempt.run_dir or self.run_dir(task, attempt)) / RESULT_FILE)
             await self.lifecycle.completed_without_change(task, attempt, contract)
             return
-        tests = await ws.run_tests(worktree)
+        door = session_id(task.id, attempt.number, tests=True)
+        tests, denied = await sandboxed_tests(ws, worktree, self._proxy(), door, repo.test_allow_hosts)
+        task.note_egress(denied, attempt=attempt)
         if tests.code != 0 or tests.timed_out:
             why = "timed out" if tests.timed_out else f"exit {tests.code}"
             detail = f"`{repo.test_command}` {why}:\n{redact(tests.output_tail[-3000:])}"
@@ -486,6 +492,9 @@ class Executor:
         if saved or since is not None:
             await ws.reset(worktree, to=since)
         return since is not None
+
+    def _proxy(self) -> EgressProxy | None:
+        return self.egress if self.settings.config.sandbox.mode == "bubblewrap" else None
 
     async def _board(self, task: Task, status: BoardStatus) -> None:
         await best_effort(self.forge.set_board_status(task.repo, task.issue, status))

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from agentos.config import Config, ConfigError, RepoConfig, secret
 from agentos.forge.base import Forge
 from agentos.redact import get_default
-from agentos.runners.policy import announce
 from agentos.workspace_registry import RemoteFor, WorkspaceRegistry
 
 if TYPE_CHECKING:
@@ -23,7 +22,6 @@ def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
     For GitHub the environment is filled (and refreshed) by the forge's ``credentials`` capability through
     the workspace, so a token never sits in a URL, in argv or on disk.
     """
-    announce(config.sandbox)  # the start-up log says how attempts will run (unconfined, loudly)
     if config.forge == "github":
         forge, remote = _github(config)
         return forge, WorkspaceRegistry(
