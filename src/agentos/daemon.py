@@ -422,6 +422,7 @@ class Daemon:
         log.info("daemon_stopped")
         return EXIT_OK
 
+
 def run_daemon(config_path: str | None = None) -> int:
     """The body of ``agentos run``: configure logging, load the config, run until signalled."""
     try:

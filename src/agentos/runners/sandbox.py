@@ -43,6 +43,7 @@ __all__ = [
     "SandboxSpec",
     "SandboxUnavailable",
     "install_folder",
+    "last_problem",
     "prepare",
     "probe",
     "usable",
@@ -261,6 +262,7 @@ def venv_paths(venv: Path) -> list[Path]:
 
 
 _usable: set[str] = set()  # the bwrap binaries that started a sandbox once
+_last_problem: list[str] = []  # what the last failed usable() said (cleared when one succeeds)
 
 
 def probe() -> str | None:
@@ -291,8 +293,15 @@ def usable() -> str | None:
     if found in _usable:
         return None
     problem = probe()
+    _last_problem.clear()
     if problem is None and found is not None:
         _usable.add(found)
     elif problem is not None:
+        _last_problem.append(problem)
         log.error("sandbox_unavailable", problem=problem)
     return problem
+
+
+def last_problem() -> str | None:
+    """What the last :func:`usable` found wrong (no probe: cheap enough for every status request), else None."""
+    return _last_problem[-1] if _last_problem else None
