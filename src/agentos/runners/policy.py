@@ -19,11 +19,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import structlog
 
 import agentos
+from agentos.agents.quiet_home import quiet_home
 from agentos.config import AgentConfig, SandboxConfig
 from agentos.runners import cgroups
 from agentos.runners.sandbox import SandboxSpec, install_folder, last_problem, usable, venv_paths
@@ -112,6 +114,7 @@ def agent_spec(
         hidden=_hidden(state_dir, os.environ if env is None else env),
         home=run_dir / "home",
         home_template=Path(os.path.expanduser(agent.home)) if agent.home else None,
+        home_setup=partial(quiet_home, agent.kind),
         proxy_socket=proxy_socket,
         tmp_mb=sandbox.tmp_mb,
         memory_mb=sandbox.memory_mb,

@@ -27,7 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +111,8 @@ class SandboxSpec:
     max_processes: int | None = None
     cpus: float | None = None
     """CPU time as a number of cores (a cgroup quota); ``None``: no CPU limit."""
+    home_setup: Callable[[Path], None] | None = None
+    """Called by :func:`prepare` with :attr:`home` after the template is copied (the CLI's quiet settings)."""
 
 
 def _bwrap() -> str:
@@ -219,6 +221,8 @@ def prepare(spec: SandboxSpec) -> None:
     spec.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if spec.home_template is not None and spec.home_template.is_dir():
         shutil.copytree(spec.home_template, spec.home, symlinks=True, dirs_exist_ok=True)
+    if spec.home_setup is not None:
+        spec.home_setup(spec.home)
     gitconfig = spec.home / ".gitconfig"
     if not gitconfig.exists():
         gitconfig.write_text(f"[user]\n\tname = {GIT_NAME}\n\temail = {GIT_EMAIL}\n", encoding="utf-8")
