@@ -48,6 +48,7 @@ from agentos.forge.base import Forge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
 from agentos.runners.attempt_egress import egress_proxy
+from agentos.runners.egress import EgressProxy
 from agentos.runners.policy import announce
 from agentos.runtime import Runtime
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
@@ -90,11 +91,11 @@ def _config_invalid(exc: ConfigError) -> int:
     return EXIT_CONFIG
 
 
-def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
+def build_forge(config: Config, *, egress: EgressProxy | None = None) -> tuple[Forge, WorkspaceRegistry]:
     """The forge the config names, and the one workspace registry its parts share (see forge/factory.py)."""
     from agentos.forge.factory import build_forge as build
 
-    return build(config)
+    return build(config, egress=egress)
 
 
 class Daemon:
@@ -241,14 +242,20 @@ class Daemon:
             say(f"{exc} (the daemon will not start on a state it cannot read; fix or move the file)")
             return EXIT_BAD_STATE
         self._prune_events(store)
+        egress = egress_proxy(self.config.sandbox)  # one per daemon: every sandboxed attempt's and test's way out
         try:
-            forge, workspaces = build_forge(self.config)
-        except ConfigError as exc:
-            return _config_invalid(exc)
-        try:
-            return await self._serve(store, graph, state, forge, workspaces)
+            try:
+                forge, workspaces = build_forge(self.config, egress=egress)
+            except ConfigError as exc:
+                return _config_invalid(exc)
+            try:
+                return await self._serve(store, graph, state, forge, workspaces, egress)
+            finally:
+                await forge.aclose()
         finally:
-            await forge.aclose()
+            if egress is not None:
+                await egress.aclose()
+                shutil.rmtree(egress.socket_dir, ignore_errors=True)
 
     def _prune_events(self, store: Store) -> None:
         """Drop rotated history older than ``limits.event_retention_days`` (once per start)."""
@@ -265,6 +272,7 @@ class Daemon:
         state: DaemonState,
         forge: Forge,
         workspaces: WorkspaceRegistry,
+        egress: EgressProxy | None,
     ) -> int:
         scheduler = Scheduler(  # first: the parts wake its jobs (registered once the parts exist)
             state,
@@ -297,7 +305,6 @@ class Daemon:
             scheduler=scheduler,
             workspace_registry=workspaces,
         )
-        egress = egress_proxy(self.config.sandbox, rt)  # one per daemon: every sandboxed attempt's way out
         self.core = core = build_core(rt, egress=egress)
         controller = build_controller(
             rt,
@@ -383,9 +390,6 @@ class Daemon:
                 await page.stop()
             return code
         finally:  # the notifier before the bot: the bot closes the session the sender uses
-            if egress is not None:
-                await egress.aclose()
-                shutil.rmtree(egress.socket_dir, ignore_errors=True)
             await notifier.aclose()
             if bot is not None:
                 await bot.stop()

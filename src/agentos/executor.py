@@ -36,7 +36,7 @@ from agentos.notices import attempt_comment, commit_message, pr_body, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.redact import find_secrets, redact
 from agentos.run_files import START_FILE, prior_attempts, read_start, read_tail
-from agentos.runners.attempt_egress import agent_allow, egress_session, sandboxed_tests, session_id
+from agentos.runners.attempt_egress import attempt_session, attempt_tests
 from agentos.runners.egress import EgressProxy
 from agentos.runners.policy import agent_spec
 from agentos.running import SHUTDOWN, RunningAttempts
@@ -271,9 +271,8 @@ class Executor:
             self.journal.commit([self.journal.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
             log.info("agent_spawned", pid=pid, log=str(run_dir / "agent.log"))
 
-        sandbox = self.settings.config.sandbox
-        allow = agent_allow(sandbox, agent_cfg, inv.env)
-        async with egress_session(self._proxy(), session_id(task.id, attempt.number), allow) as door:
+        sandbox, where = self.settings.config.sandbox, (self.journal, task.id, attempt.number)
+        async with attempt_session(self.egress, sandbox, agent_cfg, inv.env, *where) as door:
             outcome = await run_process(
                 RunSpec(
                     argv=inv.argv,
@@ -390,9 +389,8 @@ class Executor:
                 contract = read_contract(Path(attempt.run_dir or self.run_dir(task, attempt)) / RESULT_FILE)
             await self.lifecycle.completed_without_change(task, attempt, contract)
             return
-        door = session_id(task.id, attempt.number, tests=True)
-        tests, denied = await sandboxed_tests(ws, worktree, self._proxy(), door, repo.test_allow_hosts)
-        task.note_egress(denied, attempt=attempt)
+        tests, refused = await attempt_tests(ws, worktree, self.egress, self.journal, task.id, attempt.number)
+        task.note_egress(refused, attempt=attempt)
         if tests.code != 0 or tests.timed_out:
             why = "timed out" if tests.timed_out else f"exit {tests.code}"
             detail = f"`{repo.test_command}` {why}:\n{redact(tests.output_tail[-3000:])}"
@@ -492,9 +490,6 @@ class Executor:
         if saved or since is not None:
             await ws.reset(worktree, to=since)
         return since is not None
-
-    def _proxy(self) -> EgressProxy | None:
-        return self.egress if self.settings.config.sandbox.mode == "bubblewrap" else None
 
     async def _board(self, task: Task, status: BoardStatus) -> None:
         await best_effort(self.forge.set_board_status(task.repo, task.issue, status))

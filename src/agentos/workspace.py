@@ -456,8 +456,7 @@ class Workspace(Clone):
     ) -> CommandResult:
         """The repo's ``test_command`` in ``worktree``, limited to ``test_timeout_s``.
 
-        The environment is :func:`agentos.proc.scrubbed_env` with the repo's ``pass_env``, plus ``env``. Sandboxed,
-        the tests have no network, or only the egress proxy's ``proxy_socket`` (``repos[].test_allow_hosts``).
+        The environment is :func:`agentos.proc.scrubbed_env` with the repo's ``pass_env``, plus ``env``.
         """
         res = await run_shell(
             self.repo.test_command,

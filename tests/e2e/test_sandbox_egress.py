@@ -14,7 +14,7 @@ import pytest
 from agentos.runners.sandbox import probe
 from agentos.store import Store
 
-from .conftest import FAKES, REPO, Loop
+from .conftest import FAKES, REPO, Loop, claude_agent
 
 MakeLoop = Callable[..., Loop]
 PROBLEM = probe()
@@ -101,3 +101,42 @@ def test_with_the_sandbox_off_status_says_so(make_loop: MakeLoop) -> None:
     loop = make_loop({"hostile": hostile([])})
     assert loop.ctl("status")["sandbox"].startswith("off: ")
     assert "unconfined" in loop.cli("ctl", "status").stdout
+
+
+TEST_CLIENT = (
+    "import os, socket\n"
+    "host, port = os.environ['HTTPS_PROXY'].removeprefix('http://').split(':')\n"
+    "def ask(target):\n"
+    "    with socket.create_connection((host, int(port)), timeout=10) as s:\n"
+    "        s.sendall(('CONNECT %s HTTP/1.1\\r\\n\\r\\n' % target).encode())\n"
+    "        return s.recv(100).split(b'\\r\\n')[0]\n"
+    "assert b' 200 ' in ask('127.0.0.1:{allowed}'), 'the allowed host was refused'\n"
+    "assert b' 403 ' in ask('127.0.0.1:{forbidden}'), 'the forbidden host was let through'\n"
+)
+
+
+def test_the_tests_reach_only_test_allow_hosts(make_loop: MakeLoop, servers: tuple[Server, Server]) -> None:
+    """``repos[].test_allow_hosts`` lets the sandboxed test command (the hand-off's and the local forge's checks)
+    reach what it names and nothing else; what it was refused is on the attempt (``tests blocked: …``) and in
+    the PR body."""
+    allowed, forbidden = servers
+    sandbox = {"mode": "bubblewrap", "tmp_mb": 64}
+    loop = make_loop({"claude": claude_agent("complete")}, start=False, sandbox=sandbox)
+    script = TEST_CLIENT.format(allowed=allowed.port, forbidden=forbidden.port)
+    (loop.repo / "egress_check.py").write_text(script)
+    loop.git("add", "egress_check.py", cwd=loop.repo)
+    loop.git("commit", "-qm", "egress check", cwd=loop.repo)
+    repo = {"name": REPO, "path": str(loop.repo), "test_timeout_s": 60}
+    command = "python3 egress_check.py && python3 -m unittest -q"
+    loop.overrides["repos"] = [{**repo, "test_command": command, "test_allow_hosts": [f"127.0.0.1:{allowed.port}"]}]
+    loop.write_config()
+    loop.start()
+    number = loop.new_issue("Add a greeting", "## Goal\n\nSay hello.\n\nType: implementation\n")
+
+    task = loop.wait_status(f"{REPO}#{number}", "merged")
+
+    blocked = f"tests blocked: 127.0.0.1:{forbidden.port} ×1"
+    assert task["attempts"][0]["egress_denied"] == blocked
+    assert allowed.connections == 2 and forbidden.connections == 0  # the hand-off's tests, the forge's checks
+    [pull] = loop.pulls()
+    assert blocked in pull["body"]

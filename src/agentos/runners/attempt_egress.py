@@ -2,23 +2,23 @@
 
 * :func:`egress_proxy` builds the daemon's proxy (``None`` with ``sandbox.mode: off``): its sockets live in a
   private folder under the system's temporary folder (a unix socket path must stay under ~100 bytes, which a
-  state directory deep in a home need not), and every first denial of a ``host:port`` in a session is journalled
-  as ``egress_denied`` (task, attempt, host, and ``during: tests`` for a test run).
+  state directory deep in a home need not).
 * :func:`agent_allow` is an attempt's allow list: the kind's API host (or the base URL its env names),
   ``sandbox.allow_hosts``, ``agents.<name>.allow_hosts``.
-* :func:`egress_session` opens the session of one attempt (``task/N``) or of its test run (``task/N/tests``) and
+* :func:`egress_session` opens the session of one attempt (``task/N``) or of a test run (``task/N/tests``) and
   closes it when the block ends; with no proxy it yields ``None`` (no sandbox, or no network at all).
+* :func:`denial_recorder` journals ``egress_denied`` (task, attempt, host, ``during``: ``agent`` or ``tests``) the
+  first time a session is refused a ``host:port`` (the proxy counts the rest).
+* :func:`attempt_session` and :func:`attempt_tests` are the two an executor's attempt uses (both journalled).
+* :func:`sandboxed_tests` runs a repo's tests with a session only when ``repos[].test_allow_hosts`` names hosts.
 """
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-
-import structlog
 
 from agentos.config import AgentConfig, SandboxConfig
 from agentos.ports import Journal
@@ -26,11 +26,16 @@ from agentos.proc import CommandResult
 from agentos.runners.egress import DeniedCallback, EgressProxy, EgressSession, default_allow
 from agentos.workspace import Workspace
 
-__all__ = ["agent_allow", "denial_recorder", "egress_proxy", "egress_session", "sandboxed_tests", "session_id"]
-
-log = structlog.get_logger(__name__)
-
-_SESSION_RE = re.compile(r"^(?P<task>.+)/(?P<attempt>\d+)(?P<tests>/tests)?$")
+__all__ = [
+    "agent_allow",
+    "attempt_session",
+    "attempt_tests",
+    "denial_recorder",
+    "egress_proxy",
+    "egress_session",
+    "sandboxed_tests",
+    "session_id",
+]
 
 
 def session_id(task_id: str, attempt: int, *, tests: bool = False) -> str:
@@ -38,26 +43,20 @@ def session_id(task_id: str, attempt: int, *, tests: bool = False) -> str:
     return f"{task_id}/{attempt}" + ("/tests" if tests else "")
 
 
-def denial_recorder(journal: Journal) -> DeniedCallback:
-    """The proxy's ``on_denied``: journal ``egress_denied`` with the task, the attempt and the host."""
+def denial_recorder(journal: Journal, task_id: str, attempt: int, during: str) -> DeniedCallback:
+    """A session's ``on_denied``: journal ``egress_denied`` with the task, the attempt and the host."""
 
-    def denied(session: str, host: str) -> None:
-        match = _SESSION_RE.match(session)
-        if match is None:
-            journal.record("egress_denied", None, session=session, host=host)
-            return
-        during = "tests" if match["tests"] else "agent"
-        journal.record("egress_denied", match["task"], attempt=int(match["attempt"]), host=host, during=during)
+    def denied(_session: str, host: str) -> None:
+        journal.record("egress_denied", task_id, attempt=attempt, host=host, during=during)
 
     return denied
 
 
-def egress_proxy(sandbox: SandboxConfig, journal: Journal) -> EgressProxy | None:
+def egress_proxy(sandbox: SandboxConfig) -> EgressProxy | None:
     """The daemon's proxy with ``sandbox.mode: bubblewrap``, else ``None`` (nothing is confined)."""
     if sandbox.mode != "bubblewrap":
         return None
-    socket_dir = Path(tempfile.mkdtemp(prefix="agentos-egress-"))
-    return EgressProxy(socket_dir, on_denied=denial_recorder(journal))
+    return EgressProxy(Path(tempfile.mkdtemp(prefix="agentos-egress-")))
 
 
 def agent_allow(sandbox: SandboxConfig, agent: AgentConfig, env: Mapping[str, str]) -> list[str]:
@@ -67,14 +66,19 @@ def agent_allow(sandbox: SandboxConfig, agent: AgentConfig, env: Mapping[str, st
 
 @asynccontextmanager
 async def egress_session(
-    proxy: EgressProxy | None, session: str, allow: Sequence[str], *, always: bool = True
+    proxy: EgressProxy | None,
+    session: str,
+    allow: Sequence[str],
+    *,
+    always: bool = True,
+    on_denied: DeniedCallback | None = None,
 ) -> AsyncIterator[EgressSession | None]:
     """``session``'s door out for the block, closed after it; ``None`` with no proxy, or with an empty ``allow``
     when not ``always`` (a test run with no ``test_allow_hosts`` gets no network at all)."""
     if proxy is None or (not allow and not always):
         yield None
         return
-    opened = await proxy.session(session, allow)
+    opened = await proxy.session(session, allow, on_denied=on_denied)
     try:
         yield opened
     finally:
@@ -82,11 +86,44 @@ async def egress_session(
 
 
 async def sandboxed_tests(
-    ws: Workspace, worktree: Path, proxy: EgressProxy | None, session: str, allow: Sequence[str]
+    ws: Workspace,
+    worktree: Path,
+    proxy: EgressProxy | None,
+    session: str,
+    *,
+    on_denied: DeniedCallback | None = None,
 ) -> tuple[CommandResult, str]:
-    """The repo's tests in ``worktree``, reaching only ``allow`` (``repos[].test_allow_hosts``; empty: no network
-    at all), and what the proxy refused them (``"tests blocked: …"``, or ``""``)."""
-    async with egress_session(proxy, session, allow, always=False) as door:
+    """The repo's tests in ``worktree``; sandboxed, they reach only ``repos[].test_allow_hosts`` through ``proxy``
+    (none listed: no network at all). Also what the proxy refused them: ``"tests blocked: …"``, or ``""``."""
+    sandboxed = ws.sandbox is not None and ws.sandbox.mode == "bubblewrap"
+    allow = ws.repo.test_allow_hosts
+    async with egress_session(proxy if sandboxed else None, session, allow, always=False, on_denied=on_denied) as door:
         result = await ws.run_tests(worktree, proxy_socket=door.socket_path if door is not None else None)
         denied = f"tests {door.summary()}" if door is not None and door.denied else ""
     return result, denied
+
+
+def attempt_session(
+    proxy: EgressProxy | None,
+    sandbox: SandboxConfig,
+    agent: AgentConfig,
+    env: Mapping[str, str],
+    journal: Journal,
+    task_id: str,
+    attempt: int,
+) -> AbstractAsyncContextManager[EgressSession | None]:
+    """The agent's session of attempt ``attempt`` of ``task_id`` (None with ``mode: off``), denials journalled."""
+    return egress_session(
+        proxy if sandbox.mode == "bubblewrap" else None,
+        session_id(task_id, attempt),
+        agent_allow(sandbox, agent, env),
+        on_denied=denial_recorder(journal, task_id, attempt, "agent"),
+    )
+
+
+async def attempt_tests(
+    ws: Workspace, worktree: Path, proxy: EgressProxy | None, journal: Journal, task_id: str, attempt: int
+) -> tuple[CommandResult, str]:
+    """:func:`sandboxed_tests` of an attempt's hand-off, denials journalled (``during: tests``)."""
+    on_denied = denial_recorder(journal, task_id, attempt, "tests")
+    return await sandboxed_tests(ws, worktree, proxy, session_id(task_id, attempt, tests=True), on_denied=on_denied)
