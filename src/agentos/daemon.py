@@ -242,7 +242,7 @@ class Daemon:
             say(f"{exc} (the daemon will not start on a state it cannot read; fix or move the file)")
             return EXIT_BAD_STATE
         self._prune_events(store)
-        egress = egress_proxy(self.config.sandbox)  # one per daemon: every sandboxed attempt's and test's way out
+        egress = egress_proxy()  # one per daemon: every sandboxed attempt's and test's way out
         try:
             try:
                 forge, workspaces = build_forge(self.config, egress=egress)
@@ -253,9 +253,8 @@ class Daemon:
             finally:
                 await forge.aclose()
         finally:
-            if egress is not None:
-                await egress.aclose()
-                shutil.rmtree(egress.socket_dir, ignore_errors=True)
+            await egress.aclose()
+            shutil.rmtree(egress.socket_dir, ignore_errors=True)
 
     def _prune_events(self, store: Store) -> None:
         """Drop rotated history older than ``limits.event_retention_days`` (once per start)."""
@@ -272,7 +271,7 @@ class Daemon:
         state: DaemonState,
         forge: Forge,
         workspaces: WorkspaceRegistry,
-        egress: EgressProxy | None,
+        egress: EgressProxy,
     ) -> int:
         scheduler = Scheduler(  # first: the parts wake its jobs (registered once the parts exist)
             state,
@@ -377,8 +376,7 @@ class Daemon:
                     beside.append(group.create_task(notify_loop(self._status_line, watchdog_interval())))
                 if bot is not None:
                     beside.append(group.create_task(start_telegram(bot)))
-                if egress is not None:
-                    beside.append(group.create_task(egress.run()))
+                beside.append(group.create_task(egress.run()))
                 if scheduler.has_job("dispatch"):
                     scheduler.poke("dispatch")
                 await self._stop.wait()

@@ -1,8 +1,9 @@
 """Each attempt's way out through the daemon's one :class:`~agentos.runners.egress.EgressProxy`.
 
-* :func:`egress_proxy` builds the daemon's proxy (``None`` with ``sandbox.mode: off``): its sockets live in a
-  private folder under the system's temporary folder (a unix socket path must stay under ~100 bytes, which a
-  state directory deep in a home need not).
+* :func:`egress_proxy` builds the daemon's proxy: its sockets live in a private folder under the system's
+  temporary folder (a unix socket path must stay under ~100 bytes, which a state directory deep in a home need
+  not). It costs nothing until a session opens, so it exists whatever ``sandbox.mode`` says: a reload that turns
+  the sandbox on finds it there. Sessions open only for sandboxed runs (``mode: bubblewrap``).
 * :func:`agent_allow` is an attempt's allow list: the kind's API host (or the base URL its env names),
   ``sandbox.allow_hosts``, ``agents.<name>.allow_hosts``.
 * :func:`egress_session` opens the session of one attempt (``task/N``) or of a test run (``task/N/tests``) and
@@ -52,10 +53,8 @@ def denial_recorder(journal: Journal, task_id: str, attempt: int, during: str) -
     return denied
 
 
-def egress_proxy(sandbox: SandboxConfig) -> EgressProxy | None:
-    """The daemon's proxy with ``sandbox.mode: bubblewrap``, else ``None`` (nothing is confined)."""
-    if sandbox.mode != "bubblewrap":
-        return None
+def egress_proxy() -> EgressProxy:
+    """The daemon's one proxy, its socket folder made now (mode 0700, removed by the daemon when it stops)."""
     return EgressProxy(Path(tempfile.mkdtemp(prefix="agentos-egress-")))
 
 
