@@ -43,9 +43,14 @@ from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Workspace, branch_name
 
-__all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "safe_id"]
+__all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "counted_attempts", "safe_id"]
 
 log = alog.get_logger("agentos.executor")
+
+
+def counted_attempts(task: Task) -> int:
+    """Kept for callers of the old name: :meth:`Task.counted_attempts`."""
+    return task.counted_attempts()
 
 
 class Pool(Protocol):

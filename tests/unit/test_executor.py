@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentos.config import Config
-from agentos.executor import safe_id
+from agentos.executor import counted_attempts, safe_id
 from agentos.forge.base import marker
 from agentos.graph import Attempt, Task, TaskStatus, start_attempt
 from agentos.notices import escalation_comment as _escalation_comment
@@ -78,7 +78,7 @@ class TestCountedAttempts:
             attempt(4, "codex", "failed", "timeout"),
             attempt(5, "gemini", "running"),
         )
-        assert task.counted_attempts() == 2
+        assert counted_attempts(task) == 2
 
 
 class TestChooseAgent:
@@ -165,7 +165,7 @@ class TestRecover:
         await rig.executor.recover()
         assert task.status is TaskStatus.QUEUED
         assert task.attempts[0].outcome == "interrupted"
-        assert task.counted_attempts() == 0
+        assert counted_attempts(task) == 0
 
     async def test_an_unannounced_escalation_is_announced_once(self, rig: Rig) -> None:
         """A task that was escalated but whose comment was never posted (crash) gets it at start, once."""
