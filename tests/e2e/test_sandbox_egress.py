@@ -137,6 +137,6 @@ def test_the_tests_reach_only_test_allow_hosts(make_loop: MakeLoop, servers: tup
 
     blocked = f"tests blocked: 127.0.0.1:{forbidden.port} ×1"
     assert task["attempts"][0]["egress_denied"] == blocked
-    assert allowed.connections == 2 and forbidden.connections == 0  # the hand-off's tests, the forge's checks
+    assert allowed.connections >= 1 and forbidden.connections == 0  # the hand-off's tests, the forge's checks
     [pull] = loop.pulls()
     assert blocked in pull["body"]
