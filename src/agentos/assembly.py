@@ -23,6 +23,7 @@ from agentos.jobs.pr_monitor import PRMonitor
 from agentos.jobs.watchdog import StallWatchdog
 from agentos.lifecycle import Lifecycle
 from agentos.repo_guard import RepoGuard
+from agentos.runners.egress import EgressProxy
 from agentos.running import RunningAttempts
 from agentos.runtime import Runtime
 
@@ -43,8 +44,9 @@ class Core:
     guard: RepoGuard
 
 
-def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
-    """Build the core over ``rt`` (``branches``: the PR monitor's git, by default the daemon's clones)."""
+def build_core(rt: Runtime, *, branches: Branches | None = None, egress: EgressProxy | None = None) -> Core:
+    """Build the core over ``rt`` (``branches``: the PR monitor's git, by default the daemon's clones; ``egress``:
+    the daemon's egress proxy, the only way out of a sandboxed attempt, None without one)."""
     running = RunningAttempts(rt.running, on_done=lambda _task_id: rt.wake("dispatch"))
     lifecycle = Lifecycle(
         journal=rt,
@@ -68,6 +70,7 @@ def build_core(rt: Runtime, *, branches: Branches | None = None) -> Core:
         pool=pool,
         lifecycle=lifecycle,
         wake=rt.wake,
+        egress=egress,
     )
     guard = RepoGuard(settings=rt, notify=rt)
     dispatcher = Dispatcher(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -46,6 +47,9 @@ from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
+from agentos.runners.attempt_egress import egress_proxy
+from agentos.runners.egress import EgressProxy
+from agentos.runners.policy import announce
 from agentos.runtime import Runtime
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
@@ -87,11 +91,11 @@ def _config_invalid(exc: ConfigError) -> int:
     return EXIT_CONFIG
 
 
-def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
+def build_forge(config: Config, *, egress: EgressProxy | None = None) -> tuple[Forge, WorkspaceRegistry]:
     """The forge the config names, and the one workspace registry its parts share (see forge/factory.py)."""
     from agentos.forge.factory import build_forge as build
 
-    return build(config)
+    return build(config, egress=egress)
 
 
 class Daemon:
@@ -238,14 +242,19 @@ class Daemon:
             say(f"{exc} (the daemon will not start on a state it cannot read; fix or move the file)")
             return EXIT_BAD_STATE
         self._prune_events(store)
+        egress = egress_proxy()  # one per daemon: every sandboxed attempt's and test's way out
         try:
-            forge, workspaces = build_forge(self.config)
-        except ConfigError as exc:
-            return _config_invalid(exc)
-        try:
-            return await self._serve(store, graph, state, forge, workspaces)
+            try:
+                forge, workspaces = build_forge(self.config, egress=egress)
+            except ConfigError as exc:
+                return _config_invalid(exc)
+            try:
+                return await self._serve(store, graph, state, forge, workspaces, egress)
+            finally:
+                await forge.aclose()
         finally:
-            await forge.aclose()
+            await egress.aclose()
+            shutil.rmtree(egress.socket_dir, ignore_errors=True)
 
     def _prune_events(self, store: Store) -> None:
         """Drop rotated history older than ``limits.event_retention_days`` (once per start)."""
@@ -262,6 +271,7 @@ class Daemon:
         state: DaemonState,
         forge: Forge,
         workspaces: WorkspaceRegistry,
+        egress: EgressProxy,
     ) -> int:
         scheduler = Scheduler(  # first: the parts wake its jobs (registered once the parts exist)
             state,
@@ -294,7 +304,7 @@ class Daemon:
             scheduler=scheduler,
             workspace_registry=workspaces,
         )
-        self.core = core = build_core(rt)
+        self.core = core = build_core(rt, egress=egress)
         controller = build_controller(
             rt,
             core,
@@ -308,6 +318,8 @@ class Daemon:
             return _config_invalid(exc)  # nothing to close yet: no notice sent, the Bot connects on first use
         bot = telegram_bot(sender, controller, self.config.telegram) if sender is not None else None
         try:
+            if problem := announce(self.config.sandbox):  # the start-up log says how attempts will run
+                rt.notify(1, "sandbox_unavailable", f"No agent attempt can start: {problem}")
             await core.executor.recover()
             await core.guard.check()  # a repo whose path is gone is refused from the start, with one notice
 
@@ -364,6 +376,7 @@ class Daemon:
                     beside.append(group.create_task(notify_loop(self._status_line, watchdog_interval())))
                 if bot is not None:
                     beside.append(group.create_task(start_telegram(bot)))
+                beside.append(group.create_task(egress.run()))
                 if scheduler.has_job("dispatch"):
                     scheduler.poke("dispatch")
                 await self._stop.wait()
@@ -410,6 +423,7 @@ class Daemon:
             return EXIT_CRASHED  # the journal still holds every acknowledged change
         log.info("daemon_stopped")
         return EXIT_OK
+
 
 def run_daemon(config_path: str | None = None) -> int:
     """The body of ``agentos run``: configure logging, load the config, run until signalled."""

@@ -36,6 +36,8 @@ from agentos.notices import attempt_comment, commit_message, pr_body, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.redact import find_secrets, redact
 from agentos.run_files import START_FILE, prior_attempts, read_start, read_tail
+from agentos.runners.attempt_egress import attempt_session, attempt_tests
+from agentos.runners.egress import EgressProxy
 from agentos.runners.policy import agent_spec
 from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.verdicts import Verdict, judge
@@ -78,6 +80,7 @@ class Executor:
         pool: Pool,
         lifecycle: Lifecycle,
         wake: Wake,
+        egress: EgressProxy | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -89,6 +92,7 @@ class Executor:
         self.lifecycle = lifecycle
         self.attempts = lifecycle.running
         self.wake = wake
+        self.egress = egress  # the daemon's egress proxy, a sandboxed attempt's only way out (None: none, tests)
 
     def __repr__(self) -> str:
         return f"<Executor running={len(self.attempts)}>"
@@ -272,30 +276,34 @@ class Executor:
             self.journal.commit([self.journal.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
             log.info("agent_spawned", pid=pid, log=str(run_dir / "agent.log"))
 
-        outcome = await run_process(
-            RunSpec(
-                argv=inv.argv,
-                cwd=worktree,
-                env=inv.env,
-                stdin=inv.stdin,
-                log_path=run_dir / "agent.log",
-                idle_timeout_s=limits.idle_timeout_minutes * 60,
-                max_runtime_s=limits.max_runtime_minutes * 60,
-                kill_grace_s=limits.kill_grace_s,
-                max_log_bytes=limits.max_log_bytes,
-                marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
-                sandbox=agent_spec(
-                    self.settings.config.sandbox,
-                    agent_cfg,
+        sandbox, where = self.settings.config.sandbox, (self.journal, task.id, attempt.number)
+        async with attempt_session(self.egress, sandbox, agent_cfg, inv.env, *where) as door:
+            outcome = await run_process(
+                RunSpec(
                     argv=inv.argv,
-                    worktree=worktree,
-                    run_dir=run_dir,
-                    prompt_file=prompt_file,
-                    state_dir=self.settings.config.state_path.resolve(),
+                    cwd=worktree,
+                    env=inv.env,
+                    stdin=inv.stdin,
+                    log_path=run_dir / "agent.log",
+                    idle_timeout_s=limits.idle_timeout_minutes * 60,
+                    max_runtime_s=limits.max_runtime_minutes * 60,
+                    kill_grace_s=limits.kill_grace_s,
+                    max_log_bytes=limits.max_log_bytes,
+                    marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
+                    sandbox=agent_spec(
+                        sandbox,
+                        agent_cfg,
+                        argv=inv.argv,
+                        worktree=worktree,
+                        run_dir=run_dir,
+                        prompt_file=prompt_file,
+                        state_dir=self.settings.config.state_path.resolve(),
+                        proxy_socket=door.socket_path if door is not None else None,
+                    ),
                 ),
-            ),
-            on_start=started,
-        )
+                on_start=started,
+            )
+            task.note_egress(door.summary() if door is not None else "", attempt=attempt)
         # Before any git command of ours runs there: a replaced .git or a tampered clone is put back first.
         breaches = await ws.check_guard(worktree, guard, branch=task.branch, since=start_sha)
         await ws.run_hook("after_run", worktree)
@@ -386,7 +394,8 @@ class Executor:
                 contract = read_contract(Path(attempt.run_dir or self.run_dir(task, attempt)) / RESULT_FILE)
             await self.lifecycle.completed_without_change(task, attempt, contract)
             return
-        tests = await ws.run_tests(worktree)
+        tests, refused = await attempt_tests(ws, worktree, self.egress, self.journal, task.id, attempt.number)
+        task.note_egress(refused, attempt=attempt)
         if tests.code != 0 or tests.timed_out:
             why = "timed out" if tests.timed_out else f"exit {tests.code}"
             detail = f"`{repo.test_command}` {why}:\n{redact(tests.output_tail[-3000:])}"

@@ -93,6 +93,8 @@ class Attempt(BaseModel):
     pid: int | None = None
     pid_start: int | None = None
     patch_path: str | None = None
+    egress_denied: str = ""
+    """What the egress proxy refused this attempt (and its test run): ``"blocked: evil.example:443 ×3"``."""
 
 
 class Task(BaseModel):
@@ -222,6 +224,13 @@ class Task(BaseModel):
         target = attempt if attempt is not None else self.current_attempt
         if target is not None and not (keep and target.patch_path):
             target.patch_path = path
+
+    def note_egress(self, summary: str, *, attempt: Attempt | None = None) -> None:
+        """What the egress proxy refused an attempt (by default the last one): its session's ``summary()``; a
+        second note (the test run's) is added after the first."""
+        target = attempt if attempt is not None else self.current_attempt
+        if target is not None and summary:
+            target.egress_denied = f"{target.egress_denied}; {summary}" if target.egress_denied else summary
 
     def _running_attempt(self) -> Attempt:
         attempt = self.current_attempt

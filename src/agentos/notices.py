@@ -58,9 +58,8 @@ def escalation_comment(task: Task, figures: str = "") -> str:
         "|---|---|---|---|---|",
     ]
     for a in task.attempts:
-        lines.append(
-            f"| {a.number} | `{a.agent}` | {a.outcome} | `{a.blocker_code or '-'}` | {_cell(a.error or a.summary)} |"
-        )
+        note = _cell(a.error or a.summary) + (f" ({_cell(a.egress_denied)})" if a.egress_denied else "")
+        lines.append(f"| {a.number} | `{a.agent}` | {a.outcome} | `{a.blocker_code or '-'}` | {note} |")
     last = task.attempts[-1] if task.attempts else None
     if last and last.error.strip():
         lines += ["", "Last error:", "", fence(last.error.strip()[-1500:])]
@@ -80,7 +79,9 @@ def escalation_comment(task: Task, figures: str = "") -> str:
 
 
 def escalation_notice(task: Task, figures: str) -> str:
-    return f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}\n{figures}"
+    blocked = [f"attempt {a.number} egress {a.egress_denied}" for a in task.attempts if a.egress_denied]
+    text = f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}\n{figures}"
+    return "\n".join([text, *blocked])
 
 
 def fixes_exhausted_comment(task: Task, reason: str, fixes: int) -> str:
@@ -109,10 +110,13 @@ def commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
 
 
 def pr_body(task: Task, attempt: Attempt, files: int) -> str:
+    denied = attempt.egress_denied
+    egress = f"\n\nEgress {_cell(denied)} (not on the sandbox's allowlist)" if denied else ""
     return (
         f"Closes #{task.issue}\n\n"
         f"{redact(attempt.summary) or task.title}\n\n"
         f"---\nagentos task `{task.id}` · attempt {attempt.number} by `{attempt.agent}` · {files} files changed"
+        f"{egress}"
     )
 
 

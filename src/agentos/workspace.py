@@ -451,7 +451,9 @@ class Workspace(Clone):
             )
         return result
 
-    async def run_tests(self, worktree: Path, env: Mapping[str, str] | None = None) -> CommandResult:
+    async def run_tests(
+        self, worktree: Path, env: Mapping[str, str] | None = None, *, proxy_socket: Path | None = None
+    ) -> CommandResult:
         """The repo's ``test_command`` in ``worktree``, limited to ``test_timeout_s``.
 
         The environment is :func:`agentos.proc.scrubbed_env` with the repo's ``pass_env``, plus ``env``.
@@ -461,7 +463,7 @@ class Workspace(Clone):
             cwd=worktree,
             env=scrubbed_env(self.repo.pass_env, env),
             timeout=self.repo.test_timeout_s,
-            sandbox=command_spec(self.sandbox, worktree, self.root),
+            sandbox=command_spec(self.sandbox, worktree, self.root, proxy_socket=proxy_socket),
         )
         where = {"repo": self.repo.name, "worktree": str(worktree)}
         log.info("tests_ran", **where, code=res.code, timed_out=res.timed_out, duration_s=res.duration_s)

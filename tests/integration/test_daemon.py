@@ -239,6 +239,23 @@ class TestControl:
         assert started["socket"] == str(site.socket)
         assert started["level"] == "info"
 
+    def test_without_bubblewrap_status_and_a_sev1_notice_name_the_fix(self, site: Site, tmp_path: Path) -> None:
+        """``sandbox.mode: bubblewrap`` with no bwrap on PATH: the daemon serves, ``ctl status`` says the sandbox is
+        unusable and how to fix it, and one sev1 notice says so at start."""
+        tools = tmp_path / "tools"  # git and python3, but no bwrap
+        tools.mkdir()
+        for name in ("git", "python3"):
+            found = shutil.which(name)
+            assert found is not None
+            (tools / name).symlink_to(found)
+        daemon = site.launch(env={"PATH": str(tools)})
+        assert (
+            daemon.ctl("status")["sandbox"]
+            == "bubblewrap, unusable: bubblewrap is not installed: apt-get install bubblewrap"
+        )
+        notices = [e for e in parse_log(daemon.output()) if e.get("key") == "sandbox_unavailable"]
+        assert notices and notices[0]["severity"] == 1
+
     def test_pause_resume_and_state_survive_a_restart(self, site: Site) -> None:
         """Pause and a disabled job are kept across a restart; resume undoes the pause."""
         daemon = site.launch()

@@ -26,12 +26,14 @@ import pytest
 
 from agentos.agents.adapters import parse_output, split_json
 from agentos.config import AgentKind
+from agentos.runners.sandbox import probe
 from agentos.workspace import branch_name
 from tests.e2e.conftest import REPO, Loop
 from tests.fakes.model_server import ModelServer, ReadFile, Script, Shell, WriteFile, serve_in_thread
 from tests.realcli.clis import CLIS, IS_ROOT, KEYS, PROVIDERS, cli_setup
 
 MakeLoop = Callable[..., Loop]
+SANDBOX_PROBLEM = probe()
 WAIT_S = 300.0  # three real CLI starts, tests and a merge on a shared 2-CPU machine; a run takes seconds
 TITLE = "Greet the world in the README"
 BODY = """## Goal
@@ -87,13 +89,25 @@ def json_out(text: str) -> Any:
     return json.loads(text[start:])
 
 
-def start_loop(make_loop: MakeLoop, server: ModelServer, kinds: list[AgentKind], *, oauth: bool = False) -> Loop:
+def start_loop(
+    make_loop: MakeLoop, server: ModelServer, kinds: list[AgentKind], *, oauth: bool = False, sandboxed: bool = False
+) -> Loop:
     """The daemon with the real ``kinds`` as its fallback chain, each pointed at ``server``, which plays the fix of
-    the first issue (its worktree's path is known before the daemon makes it)."""
+    the first issue (its worktree's path is known before the daemon makes it). ``sandboxed``: ``sandbox.mode:
+    bubblewrap``, the CLI's files in a login template (``agents.<name>.home``) copied into each attempt's HOME."""
     loop = make_loop({}, start=False)
     for kind in kinds:
-        cfg = cli_setup(kind, server, loop.root / "home", oauth=oauth)  # the daemon's HOME is the agent's HOME
+        if sandboxed:
+            template = loop.root / "agent-home"
+            cfg = cli_setup(kind, server, template, oauth=oauth)
+            # Codex finds its server in config.toml (no base-URL variable): the allowlist names it.
+            hosts = [server.url.removeprefix("http://")] if kind == "codex" else []
+            cfg = cfg.model_copy(update={"home": str(template), "allow_hosts": hosts})
+        else:
+            cfg = cli_setup(kind, server, loop.root / "home", oauth=oauth)  # the daemon's HOME is the agent's HOME
         loop.agents[kind] = cfg.model_dump(mode="json", exclude_defaults=True)
+    if sandboxed:
+        loop.overrides["sandbox"] = {"mode": "bubblewrap"}
     loop.overrides |= {
         "routing": {"default": kinds, "max_attempts": 1},  # a usage limit spends no attempt
         "limits": {"idle_timeout_minutes": 3, "max_runtime_minutes": 5, "kill_grace_s": 2},
@@ -183,6 +197,27 @@ def test_real_cli_fixes_an_issue_through_the_daemon(
     ]
     if kind == "claude" and IS_ROOT:
         assert "cannot be used with root" not in output
+
+
+@pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=f"bubblewrap cannot run here: {SANDBOX_PROBLEM}")
+@pytest.mark.parametrize("kind", CLIS)
+def test_real_cli_fixes_an_issue_inside_the_sandbox(kind: AgentKind, server: ModelServer, make_loop: MakeLoop) -> None:
+    """The same fix with ``sandbox.mode: bubblewrap``: the CLI runs in its sandbox with no network but the egress
+    proxy, its model traffic goes through the allowlist to the scripted server on 127.0.0.1 (allowed by the base URL
+    its env names, or for Codex by ``allow_hosts``), and the issue merges with the CLI's edit."""
+    loop = start_loop(make_loop, server, [kind], sandboxed=True)
+    number, task_id, _ = fix_issue(loop)
+
+    assert len(server.tool_results(PROVIDERS[kind])) == 3
+    assert loop.show("README.md") == readme(kind)
+    assert loop.issue(number)[0].state == "closed"
+    [attempt] = json_out(loop.cli("ctl", "task", "show", task_id, "--json").stdout)["attempts"]
+    assert (attempt["outcome"], attempt["exit_code"]) == ("complete", 0)
+    assert loop.ctl("status")["sandbox"] == "bubblewrap"
+    # nothing the CLI needs was refused; its telemetry is switched off (codex still looks at github.com)
+    assert server.url.removeprefix("http://") not in attempt["egress_denied"]
+    if kind != "codex":
+        assert attempt["egress_denied"] == "", attempt["egress_denied"]
 
 
 def test_usage_limit_pauses_the_real_cli_and_the_next_one_fixes_the_issue(

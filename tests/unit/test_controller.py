@@ -21,6 +21,7 @@ from agentos.errors import ControlError
 from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus
+from agentos.runners.policy import OFF_LINE
 from agentos.runtime import Runtime, StateWriteFailure
 from agentos.scheduler import Scheduler
 from agentos.store import Store
@@ -487,6 +488,17 @@ class TestIssueCommands:
         forge = rt.forge
         assert isinstance(forge, LocalForge)
         assert (await forge.get_issue("calc", 1)).labels == [READY_LABEL]
+
+
+class TestSandboxStatus:
+    async def test_status_and_the_chat_say_when_attempts_run_unconfined(self, rt: Runtime) -> None:
+        """``sandbox.mode: off`` is said in the status (terminal and chat); a working sandbox needs no line."""
+        ctl = build_controller(rt)
+        status = await ctl.status()
+        assert status["sandbox"].startswith("bubblewrap" if rt.config.sandbox.mode == "bubblewrap" else "off: ")
+        off = {**status, "sandbox": OFF_LINE}
+        assert f"⚠ sandbox {OFF_LINE}" in replies.chat_status(off)
+        assert "⚠ sandbox" not in replies.chat_status({**status, "sandbox": "bubblewrap"})
 
 
 class TestRefusedRepo:

@@ -185,6 +185,17 @@ class TestHtml:
         snap["daemon"]["paused"] = True
         assert '<span class="pill off">paused</span>' in render_html(snap)
 
+    def test_an_unconfined_daemon_says_so_on_top(self) -> None:
+        """``sandbox.mode: off`` (or an unusable bwrap) is a warning at the top of the page; a sandbox that works
+        is not mentioned."""
+        snap = snapshot()
+        snap["daemon"]["sandbox"] = "off: agents, hooks and tests run unconfined, as the daemon's user"
+        html = render_html(snap)
+        assert "Sandbox off: agents, hooks and tests run unconfined" in html
+        assert html.index("Sandbox off") < html.index("agents running")
+        snap["daemon"]["sandbox"] = "bubblewrap"
+        assert "Sandbox" not in render_html(snap)
+
     def test_empty_daemon_says_there_is_nothing(self) -> None:
         """With no tasks and no history the page says so in words, not empty tables."""
         snap = snapshot(running=[], queue=[], agents=[], jobs=[])

@@ -3,7 +3,8 @@
 Read-only (the one-shot questions of :mod:`agentos.llm`): ``--tools ""`` instead of the bypass, no tools at all.
 Claude Code refuses ``--dangerously-skip-permissions`` as root unless ``IS_SANDBOX=1`` says it runs in a sandbox;
 agentos runs agents in disposable worktrees, so as root it sets ``IS_SANDBOX=1``. Its output is one JSON
-``result`` object (the last one wins).
+``result`` object (the last one wins). ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1``: its telemetry, error reports
+and update checks would only be denied by the sandbox's egress allowlist.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ClaudeAdapter:
         cfg = launch.cfg
         mode = ["--tools", ""] if launch.read_only else ["--dangerously-skip-permissions"]
         flags = ["-p", "--output-format", "json", *mode, *option("--model", cfg.model), *cfg.extra_args]
+        launch.env.setdefault("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")  # no telemetry for the allowlist to deny
         if not launch.read_only and launch.euid == 0:
             launch.env.setdefault("IS_SANDBOX", "1")  # Claude Code refuses the bypass as root without it
         return cli_invocation(launch, flags, self.install_hint)

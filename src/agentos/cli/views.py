@@ -241,6 +241,9 @@ def task_show(
         ["#", "agent", "outcome", "blocker", "duration", "tokens", "cost", "run dir"],
         title="attempts",
     )
+    for a in task.attempts:
+        if a.egress_denied:
+            console.print(f"attempt {a.number} egress {a.egress_denied}", markup=False, highlight=False)
     last = task.attempts[-1]
     if last.summary:
         console.print(f"last summary: {last.summary}", markup=False, highlight=False)

@@ -26,6 +26,7 @@ from agentos.lifecycle import Lifecycle
 from agentos.ops.metrics import History, read_history
 from agentos.ports import Clock, ConfigFile, Journal
 from agentos.repo_guard import RepoGuard
+from agentos.runners.policy import describe
 from agentos.scheduler import Scheduler
 from agentos.state_writer import StateWriteFailure
 from agentos.store import DaemonState
@@ -141,6 +142,7 @@ class Controller:
             "state_dir": str(config.state_path),
             "config": self._config_path_text(),
             "jobs_running": sched.busy() if sched is not None else [],
+            "sandbox": describe(config.sandbox),
         }
 
     def _refused(self) -> dict[str, str]:

@@ -85,6 +85,9 @@ def chat_status(status: JSON) -> str:
     refused = status.get("repos_refused")
     if isinstance(refused, Mapping):
         lines.extend(f"⚠ repo {one_line(name)} refused: {one_line(why)}" for name, why in refused.items())
+    sandbox = str(status.get("sandbox") or "")
+    if sandbox and sandbox != "bubblewrap":
+        lines.append(f"⚠ sandbox {one_line(sandbox)}")
     return "\n".join(lines)
 
 
@@ -162,7 +165,8 @@ _ATTEMPT_KEYS = ("number", "agent", "outcome", "blocker_code", "duration_s")
 def _format_attempt(attempt: JSON) -> str:
     head = " · ".join(one_line(attempt.get(k)) for k in _ATTEMPT_KEYS if attempt.get(k) not in (None, ""))
     detail = attempt.get("summary") or attempt.get("error")
-    return f"  - {head}" + (f": {one_line(detail, limit=120)}" if detail else "")
+    blocked = f" · {one_line(attempt.get('egress_denied'), limit=120)}" if attempt.get("egress_denied") else ""
+    return f"  - {head}" + (f": {one_line(detail, limit=120)}" if detail else "") + blocked
 
 
 def chat_task(task: JSON) -> str:
@@ -311,7 +315,7 @@ def terminal_task(task: Any) -> list[View]:
         KeyValues({k: v for k, v in data.items() if v not in (None, [], "")}),
         Table(
             [{**a, "cost": cost_cell(a.get("cost_usd") or 0.0, a.get("cost_reported"))} for a in attempts],
-            ["number", "agent", "outcome", "blocker_code", "duration_s", "cost", "run_dir"],
+            ["number", "agent", "outcome", "blocker_code", "duration_s", "cost", "egress_denied", "run_dir"],
             title="attempts",
         ),
     ]

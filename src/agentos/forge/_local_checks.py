@@ -21,6 +21,8 @@ from agentos.forge._local_files import CheckCache, ForgeFiles, PullRecord, closi
 from agentos.forge.base import RUNNING_LABEL, CheckRun, Checks, ForgeError, MergeResult, NotFound
 from agentos.gitutil import git
 from agentos.ports import Workspaces
+from agentos.runners.attempt_egress import sandboxed_tests
+from agentos.runners.egress import EgressProxy
 from agentos.workspace import Workspace
 
 __all__ = ["LocalChecks", "user_repository"]
@@ -44,8 +46,16 @@ def user_repository(config: RepoConfig) -> str:
 class LocalChecks:
     """The checks runner and the merge of the local forge, over its files and the workspaces of its repos."""
 
-    def __init__(self, files: ForgeFiles, workspaces: Workspaces, *, git_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        files: ForgeFiles,
+        workspaces: Workspaces,
+        *,
+        git_env: Mapping[str, str] | None = None,
+        egress: EgressProxy | None = None,
+    ) -> None:
         self.files = files
+        self.egress = egress  # the daemon's egress proxy: sandboxed tests reach repos[].test_allow_hosts through it
         self.workspaces = workspaces
         self.git_env = dict(git_env or {})
         self._merge_locks: dict[str, asyncio.Lock] = {}
@@ -109,7 +119,7 @@ class LocalChecks:
                 run = CheckRun(name="merge", state="failure", summary=summary)
                 return Checks(sha=head_sha, state="failure", runs=[run]), False, None
             merged_tree = (await ws.git("rev-parse", "HEAD^{tree}", cwd=tree)).out.strip()
-            result = await ws.run_tests(tree)
+            result, _ = await sandboxed_tests(ws, tree, self.egress, f"checks/{ws.repo.name}#{record.number}")
         if result.timed_out:
             summary = f"timed out after {result.duration_s:.0f}s: {ws.repo.test_command}"
         else:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from agentos.config import Config, ConfigError, RepoConfig, secret
 from agentos.forge.base import Forge
 from agentos.redact import get_default
-from agentos.runners.policy import announce
+from agentos.runners.egress import EgressProxy
 from agentos.workspace_registry import RemoteFor, WorkspaceRegistry
 
 if TYPE_CHECKING:
@@ -16,14 +16,14 @@ if TYPE_CHECKING:
 __all__ = ["RemoteFor", "app_auth", "build_forge"]
 
 
-def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
+def build_forge(config: Config, *, egress: EgressProxy | None = None) -> tuple[Forge, WorkspaceRegistry]:
     """The forge and the one registry of workspaces (each repo's clone, remote URL and git environment) that the
     daemon's parts share: the local forge gets it too, so its checks and merges use the executor's clones.
 
     For GitHub the environment is filled (and refreshed) by the forge's ``credentials`` capability through
-    the workspace, so a token never sits in a URL, in argv or on disk.
+    the workspace, so a token never sits in a URL, in argv or on disk. ``egress``: the daemon's egress proxy,
+    through which the local forge's sandboxed checks reach ``repos[].test_allow_hosts``.
     """
-    announce(config.sandbox)  # the start-up log says how attempts will run (unconfined, loudly)
     if config.forge == "github":
         forge, remote = _github(config)
         return forge, WorkspaceRegistry(
@@ -36,7 +36,8 @@ def build_forge(config: Config) -> tuple[Forge, WorkspaceRegistry]:
         return user_repository(repo), {}
 
     workspaces = WorkspaceRegistry(config.state_path, user_remote, sandbox=config.sandbox)
-    return LocalForge(config.state_path, {r.name: r for r in config.repos}, workspaces=workspaces), workspaces
+    repos = {r.name: r for r in config.repos}
+    return LocalForge(config.state_path, repos, workspaces=workspaces, egress=egress), workspaces
 
 
 def _github(config: Config) -> tuple[Forge, RemoteFor]:

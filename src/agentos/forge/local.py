@@ -77,6 +77,7 @@ from agentos.forge.base import (
 )
 from agentos.gitutil import git, local_git_dir, read_refs
 from agentos.ports import Workspaces
+from agentos.runners.egress import EgressProxy
 from agentos.workspace import Workspace
 from agentos.workspace_registry import WorkspaceRegistry
 
@@ -104,6 +105,7 @@ class LocalForge:
         clock: Callable[[], datetime] = utcnow,
         git_env: Mapping[str, str] | None = None,
         workspaces: Workspaces | None = None,
+        egress: EgressProxy | None = None,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.git_env = dict(git_env or {})
@@ -111,7 +113,7 @@ class LocalForge:
         self.workspaces: Workspaces = workspaces or WorkspaceRegistry(
             self.root, lambda repo: (user_repository(repo), self.git_env)
         )
-        self.checker = LocalChecks(self.files, self.workspaces, git_env=self.git_env)
+        self.checker = LocalChecks(self.files, self.workspaces, git_env=self.git_env, egress=egress)
 
     def __repr__(self) -> str:
         return f"LocalForge(root={str(self.base_dir)!r}, repos={sorted(self.repos)})"

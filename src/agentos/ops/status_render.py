@@ -179,6 +179,12 @@ def render_html(snap: Mapping[str, Any]) -> str:
         "The scheduler is not running.",
         numeric=(5, 6),
     )
+    sandbox = str(d.get("sandbox") or "")
+    warning = (  # an unconfined or unusable sandbox is said on top of the page, not in a corner of it
+        f'<section class="wide"><p class="err"><b>Sandbox {_e(sandbox)}</b></p></section>'
+        if sandbox and sandbox != "bubblewrap"
+        else ""
+    )
     tile_html = "".join(f'<div class="tile"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for v, k in tiles)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -187,7 +193,7 @@ def render_html(snap: Mapping[str, Any]) -> str:
 <span class="pill {"off" if paused else "on"}">{"paused" if paused else "dispatching"}</span>
 <span class="meta">v{_e(d["version"])} · forge {_e(d["forge"])} · repos {_e(", ".join(d["repos"]) or "none")} ·
 up {_e(_span(d["uptime_s"]))} · {_e(d["tasks"])} tasks · updated {now:%Y-%m-%d %H:%M:%S} UTC</span></header>
-<main>
+<main>{warning}
 <section class="wide"><div class="tiles">{tile_html}</div></section>
 <section class="wide"><h2>Running</h2>{running}</section>
 <section class="wide"><h2>Queue</h2>{queue}</section>

@@ -208,13 +208,21 @@ class EgressSession:
     bridge on it) and the denials counted so far. Made by :meth:`EgressProxy.session`; :meth:`close` when the
     attempt ends."""
 
-    def __init__(self, attempt_id: str, socket_path: Path, allow: Allowlist, proxy: EgressProxy) -> None:
+    def __init__(
+        self,
+        attempt_id: str,
+        socket_path: Path,
+        allow: Allowlist,
+        proxy: EgressProxy,
+        on_denied: DeniedCallback | None = None,
+    ) -> None:
         self.attempt_id = attempt_id
         self.socket_path = socket_path
         self.allow = allow
         self.denied: Counter[str] = Counter()
         self.connections = 0  # requests let through
         self._proxy = proxy
+        self._on_denied = on_denied if on_denied is not None else proxy.on_denied
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -334,9 +342,9 @@ class EgressSession:
         first = key not in self.denied
         self.denied[key] += 1
         log.info("egress_denied", attempt=self.attempt_id, target=what, first=first)
-        if first and self._proxy.on_denied is not None:
+        if first and self._on_denied is not None:
             try:
-                self._proxy.on_denied(self.attempt_id, what)
+                self._on_denied(self.attempt_id, what)
             except Exception:  # the daemon's callback failing must not take the proxy down with it
                 log.exception("egress_denied_callback_failed", attempt=self.attempt_id)
         await reply(conn, 403, "Forbidden", f"agentos egress: {what} is not on this attempt's allowlist\n")
@@ -366,8 +374,11 @@ class EgressProxy:
         self.head_timeout_s = head_timeout_s
         self._sessions: dict[str, EgressSession] = {}
 
-    async def session(self, attempt_id: str, allow: Sequence[str]) -> EgressSession:
-        """Open ``attempt_id``'s socket allowing ``allow`` (``host:port`` entries; ValueError on a bad one)."""
+    async def session(
+        self, attempt_id: str, allow: Sequence[str], *, on_denied: DeniedCallback | None = None
+    ) -> EgressSession:
+        """Open ``attempt_id``'s socket allowing ``allow`` (``host:port`` entries; ValueError on a bad one);
+        ``on_denied``: this session's denials go there instead of to the proxy's ``on_denied``."""
         if attempt_id in self._sessions:
             raise ValueError(f"attempt {attempt_id!r} already has an egress session")
         rules = Allowlist(allow)
@@ -378,7 +389,7 @@ class EgressProxy:
             raise ValueError(f"egress socket path too long for a unix socket ({len(str(path))} bytes): {path}")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # left by a crashed daemon
-        session = EgressSession(attempt_id, path, rules, self)
+        session = EgressSession(attempt_id, path, rules, self, on_denied)
         await session._start()
         self._sessions[attempt_id] = session
         log.info("egress_session_opened", attempt=attempt_id, allow=repr(rules))

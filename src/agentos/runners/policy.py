@@ -19,16 +19,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import structlog
 
 import agentos
+from agentos.agents.quiet_home import quiet_home
 from agentos.config import AgentConfig, SandboxConfig
 from agentos.runners import cgroups
-from agentos.runners.sandbox import SandboxSpec, install_folder, usable, venv_paths
+from agentos.runners.sandbox import SandboxSpec, install_folder, last_problem, usable, venv_paths
 
-__all__ = ["agent_spec", "announce", "command_spec", "git_paths"]
+__all__ = ["OFF_LINE", "agent_spec", "announce", "command_spec", "describe", "git_paths"]
 
 log = structlog.get_logger(__name__)
 
@@ -112,6 +114,7 @@ def agent_spec(
         hidden=_hidden(state_dir, os.environ if env is None else env),
         home=run_dir / "home",
         home_template=Path(os.path.expanduser(agent.home)) if agent.home else None,
+        home_setup=partial(quiet_home, agent.kind),
         proxy_socket=proxy_socket,
         tmp_mb=sandbox.tmp_mb,
         memory_mb=sandbox.memory_mb,
@@ -150,12 +153,24 @@ def command_spec(
     )
 
 
+OFF_LINE = "off: agents, hooks and tests run unconfined, as the daemon's user"
+
+
+def describe(sandbox: SandboxConfig) -> str:
+    """How attempts run, for ``ctl status`` and the status page: ``bubblewrap``, ``bubblewrap, unusable: <the
+    fix>`` (no attempt starts), or :data:`OFF_LINE`."""
+    if sandbox.mode == "off":
+        return OFF_LINE
+    problem = last_problem()
+    return f"bubblewrap, unusable: {problem}" if problem else "bubblewrap"
+
+
 def announce(sandbox: SandboxConfig) -> str | None:
     """Log, at start-up, how attempts will run: ``sandbox_off`` (a warning: unconfined), ``sandbox_ready`` (with
     whether the resource limits hold), or ``sandbox_unavailable`` (an error; no attempt will start). Returns the
     line naming the fix in that last case, for a notice."""
     if sandbox.mode == "off":
-        log.warning("sandbox_off", detail="agents, hooks and tests run unconfined, as the daemon's user")
+        log.warning("sandbox_off", detail=OFF_LINE.removeprefix("off: "))
         return None
     problem = usable()  # logs sandbox_unavailable itself
     if problem is None:

@@ -23,16 +23,17 @@ Paths keep their host names inside, so an argv, a prompt file or a worktree path
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from agentos.runners.bridge import BRIDGE_PATH, bridge_argv
 
 __all__ = [
     "MASKED_DIRS",
@@ -42,6 +43,7 @@ __all__ = [
     "SandboxSpec",
     "SandboxUnavailable",
     "install_folder",
+    "last_problem",
     "prepare",
     "probe",
     "usable",
@@ -109,6 +111,8 @@ class SandboxSpec:
     max_processes: int | None = None
     cpus: float | None = None
     """CPU time as a number of cores (a cgroup quota); ``None``: no CPU limit."""
+    home_setup: Callable[[Path], None] | None = None
+    """Called by :func:`prepare` with :attr:`home` after the template is copied (the CLI's quiet settings)."""
 
 
 def _bwrap() -> str:
@@ -190,6 +194,7 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
         proxy = f"http://127.0.0.1:{PROXY_PORT}"
         args += ["--dir", str(PROXY_SOCKET_INSIDE.parent)]
         args += ["--bind", str(spec.proxy_socket), str(PROXY_SOCKET_INSIDE)]
+        args += ["--ro-bind", BRIDGE_PATH, BRIDGE_PATH]
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             args += ["--setenv", name, proxy]
         args += ["--setenv", "NO_PROXY", "localhost,127.0.0.1,::1", "--setenv", "no_proxy", "localhost,127.0.0.1,::1"]
@@ -199,14 +204,10 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
 
 
 def _bridge_argv() -> list[str]:
-    """The egress bridge's argv prefix (:func:`agentos.runners.egress.bridge_argv`): inside the sandbox it listens
-    on ``127.0.0.1:PROXY_PORT``, relays to the proxy's socket, then execs the rest. None yet: no prefix."""
-    try:
-        egress = importlib.import_module("agentos.runners.egress")
-    except ImportError:
-        log.warning("egress_bridge_missing", hint="HTTP(S)_PROXY is set but nothing listens on it in the sandbox")
-        return []
-    return list(egress.bridge_argv(PROXY_SOCKET_INSIDE, PROXY_PORT))
+    """The egress bridge's argv prefix (:func:`agentos.runners.bridge.bridge_argv`): inside the sandbox it listens
+    on ``127.0.0.1:PROXY_PORT``, relays to the proxy's socket, then execs the rest (:data:`BRIDGE_PATH` is bound
+    read-only by :func:`wrap`)."""
+    return bridge_argv(str(PROXY_SOCKET_INSIDE), PROXY_PORT)
 
 
 def prepare(spec: SandboxSpec) -> None:
@@ -220,6 +221,8 @@ def prepare(spec: SandboxSpec) -> None:
     spec.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if spec.home_template is not None and spec.home_template.is_dir():
         shutil.copytree(spec.home_template, spec.home, symlinks=True, dirs_exist_ok=True)
+    if spec.home_setup is not None:
+        spec.home_setup(spec.home)
     gitconfig = spec.home / ".gitconfig"
     if not gitconfig.exists():
         gitconfig.write_text(f"[user]\n\tname = {GIT_NAME}\n\temail = {GIT_EMAIL}\n", encoding="utf-8")
@@ -263,6 +266,7 @@ def venv_paths(venv: Path) -> list[Path]:
 
 
 _usable: set[str] = set()  # the bwrap binaries that started a sandbox once
+_last_problem: list[str] = []  # what the last failed usable() said (cleared when one succeeds)
 
 
 def probe() -> str | None:
@@ -293,8 +297,15 @@ def usable() -> str | None:
     if found in _usable:
         return None
     problem = probe()
+    _last_problem.clear()
     if problem is None and found is not None:
         _usable.add(found)
     elif problem is not None:
+        _last_problem.append(problem)
         log.error("sandbox_unavailable", problem=problem)
     return problem
+
+
+def last_problem() -> str | None:
+    """What the last :func:`usable` found wrong (no probe: cheap enough for every status request), else None."""
+    return _last_problem[-1] if _last_problem else None

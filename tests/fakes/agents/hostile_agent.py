@@ -8,9 +8,11 @@ that the kernel kills prints nothing more).
 
 Attacks: ``read`` (print the target file), ``list`` (list the target folder), ``write`` (create the target
 file), ``kill`` (SIGTERM the target pid), ``ptrace`` (PTRACE_ATTACH to the target pid), ``connect`` (TCP to
-``host:port``), ``unix`` (connect to the unix socket at the target), ``fork`` (start as many sleeping children
-as it can, up to 200, and report how many), ``memory`` (allocate 16 MiB blocks up to 1 GiB, touching every
-page), ``fill_tmp`` (write to ``/tmp`` until the disk is full, up to 256 MiB, and report how much).
+``host:port``), ``proxy`` (``CONNECT`` to each of the comma-separated ``host:port`` targets through the
+proxy ``$HTTPS_PROXY`` names, twice each; ``GOT`` when any answered through it), ``unix`` (connect to the
+unix socket at the target), ``fork`` (start as many sleeping children as it can, up to 200, and report how
+many), ``memory`` (allocate 16 MiB blocks up to 1 GiB, touching every page), ``fill_tmp`` (write to ``/tmp``
+until the disk is full, up to 256 MiB, and report how much).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def attack(name: str, target: str) -> str:
             with socket.create_connection((host, int(port)), timeout=3) as conn:
                 conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 return "GOT " + conn.recv(100).decode("utf-8", "replace")
+        if name == "proxy":
+            return through_proxy(target.split(","))
         if name == "unix":
             with socket.socket(socket.AF_UNIX) as conn:
                 conn.connect(target)
@@ -103,6 +107,25 @@ def fill_tmp() -> str:
         except OSError:
             pass
     return f"GOT {written // MIB} MiB"
+
+
+def through_proxy(targets: list[str]) -> str:
+    """``CONNECT`` each target twice through ``$HTTPS_PROXY`` and send a request; report every answer."""
+    proxy = os.environ.get("HTTPS_PROXY", "")
+    host, _, port = proxy.removeprefix("http://").rstrip("/").rpartition(":")
+    if not host:
+        return "DENIED no HTTPS_PROXY"
+    seen = []
+    for target in targets * 2:
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            status = conn.recv(200).decode("utf-8", "replace").split("\r\n")[0]
+            if " 200 " in status + " ":
+                conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                status += " | " + conn.recv(100).decode("utf-8", "replace").strip()
+            seen.append(f"{target} {status}")
+    got = any(" 200 " in s for s in seen)
+    return ("GOT " if got else "DENIED ") + "; ".join(seen)
 
 
 def main() -> int:
