@@ -350,12 +350,14 @@ class ModelServer:
         if not tools and self.one_shot_answers and _claude_main_loop(body):
             text = self.one_shot_answers.pop(0) if len(self.one_shot_answers) > 1 else self.one_shot_answers[0]
             reply, content, stop = "one_shot", [{"type": "text", "text": text}], "end_turn"
-        elif "Bash" not in tools:  # a side request (title, topic, quota probe): answer briefly
+        elif "Bash" not in tools and not (self.script.steps and _claude_main_loop(body)):
+            # a side request (title, topic, quota probe): answer briefly. A tool-less main loop with a script is
+            # a one-shot question to a model that calls tools it was not offered (Write, Bash): played as scripted.
             reply, content, stop = "aux", [{"type": "text", "text": "ok"}], "end_turn"
         elif step is None:
             reply, content, stop = "final", [{"type": "text", "text": self.script.final}], "end_turn"
         else:
-            if isinstance(step, WriteFile) and "Write" in tools:
+            if isinstance(step, WriteFile) and ("Write" in tools or not tools):
                 name, args = "Write", {"file_path": step.path, "content": step.content}
             elif isinstance(step, ReadFile) and "Read" in tools:
                 name, args = "Read", {"file_path": step.path}
