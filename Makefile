@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench soak clean test-agents
+.PHONY: test lint typecheck unit demo bench soak clean test-agents test-agents-latest
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,14 @@ demo: $(STAMP)
 test-agents: $(STAMP)
 	scripts/install-agent-clis.sh $(CLI_DIR)
 	AGENTOS_REAL_CLI_DIR=$(abspath $(CLI_DIR)) $(BIN)/python -m pytest tests/realcli -rs
+
+# The same tests against the newest published CLIs (`npm view NAME version`), installed into a cache of their own,
+# and a compatibility table: CLI, pinned version, latest version, tests passed/failed. Fails when any test fails.
+# Not part of `make test` (the pins are): run it before moving a pin, or when users report a new release broke.
+LATEST_CLI_DIR ?= .cache/agent-clis-latest
+
+test-agents-latest: $(STAMP)
+	scripts/test-agents-latest.sh $(LATEST_CLI_DIR) $(BIN)/python
 
 # The reliability soak (tests/reliability, docs/security.md): 60 issues over 3 repos with fake agents of mixed
 # behaviour and the daemon SIGKILLed 25+ times, compared with an uninterrupted run of the same seed; then the

@@ -11,12 +11,18 @@ model's JSON schema). A second bad answer gives ``None``; a run that failed outr
 The prompt is redacted before it leaves the process. The agent runs in a scratch directory under the
 state dir (``llm/``) with the same scrubbed environment and limits as a task attempt, only shorter, and with
 its CLI's read-only switch (``build_invocation(read_only=True)``): it answers, it edits nothing.
+
+Each run gets a temporary directory of its own (``TMPDIR``, removed afterwards) under the scratch directory. Codex's
+read-only switch is its own sandbox, which re-executes codex as ``codex-linux-sandbox`` through a directory of
+aliases it creates under ``$CODEX_HOME/tmp``; it refuses to create them when ``CODEX_HOME`` lies inside ``TMPDIR``
+(a ``HOME`` under ``/tmp``), and then every command fails with ``bwrap: execvp codex-linux-sandbox``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -122,7 +128,9 @@ class Llm:
         text = redact(prompt) + _INSTRUCTION
         prompt_file = self.workdir / f"{run_id}.prompt.md"
         log_path = self.workdir / f"{run_id}.log"
+        tmp_dir = self.workdir / f"{run_id}.tmp"
         prompt_file.write_text(text, encoding="utf-8")
+        tmp_dir.mkdir(mode=0o700)
         try:
             try:
                 inv = build_invocation(
@@ -132,7 +140,7 @@ class Llm:
                     prompt_file=prompt_file,
                     worktree=self.workdir,
                     task_id=f"llm-{run_id}",
-                    base_env=self.base_env,
+                    base_env={**self.base_env, "TMPDIR": str(tmp_dir)},
                     read_only=True,
                 )
             except AgentNotInstalled as exc:
@@ -154,6 +162,7 @@ class Llm:
             output = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
         finally:
             prompt_file.unlink(missing_ok=True)
+            shutil.rmtree(tmp_dir, ignore_errors=True)
         if outcome.timed_out or outcome.exit_code != 0:
             log.warning("llm_failed", agent=self.name, exit_code=outcome.exit_code, timed_out=outcome.timed_out)
             return None

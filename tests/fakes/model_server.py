@@ -190,6 +190,15 @@ def _fill_schema(schema: Any) -> Any:
     return "simple"
 
 
+def _claude_main_loop(body: dict[str, Any]) -> bool:
+    """Whether an Anthropic request is Claude Code's main loop, not a side request (session title, topic).
+
+    Its main request manages its context (``context_management``, 2.1.197 and 2.1.332); 2.1.197's main system
+    prompt also began "You are an interactive agent", which 2.1.332 replaced ("You are an agent working with …").
+    """
+    return "context_management" in body or "You are an interactive agent" in json.dumps(body.get("system"))
+
+
 class ModelServer:
     """The server. ``await start()``, point a CLI at :attr:`url`, set :attr:`script`, ``await stop()``."""
 
@@ -199,7 +208,7 @@ class ModelServer:
         self.break_streams = 0  # the next N streamed Anthropic main-loop replies stop after message_start
         # Claude Code run with no tools (``--tools ""``: agentos.llm's one-shot questions) sends its main request
         # without tools, like a side request; while this holds answers, such a request gets the next one (the last
-        # one again when one is left), told from the side requests by Claude Code's main system prompt.
+        # one again when one is left), told from the side requests as Claude Code's main-loop request.
         self.one_shot_answers: list[str] = []
         self.requests: list[RecordedRequest] = []
         self.url = ""
@@ -338,15 +347,17 @@ class ModelServer:
         )
         content: list[dict[str, Any]]
         step = self._next(done)
-        if not tools and self.one_shot_answers and "You are an interactive agent" in json.dumps(body.get("system")):
+        if not tools and self.one_shot_answers and _claude_main_loop(body):
             text = self.one_shot_answers.pop(0) if len(self.one_shot_answers) > 1 else self.one_shot_answers[0]
             reply, content, stop = "one_shot", [{"type": "text", "text": text}], "end_turn"
-        elif "Bash" not in tools:  # a side request (title, topic, quota probe): answer briefly
+        elif "Bash" not in tools and not (self.script.steps and _claude_main_loop(body)):
+            # a side request (title, topic, quota probe): answer briefly. A tool-less main loop with a script is
+            # a one-shot question to a model that calls tools it was not offered (Write, Bash): played as scripted.
             reply, content, stop = "aux", [{"type": "text", "text": "ok"}], "end_turn"
         elif step is None:
             reply, content, stop = "final", [{"type": "text", "text": self.script.final}], "end_turn"
         else:
-            if isinstance(step, WriteFile) and "Write" in tools:
+            if isinstance(step, WriteFile) and ("Write" in tools or not tools):
                 name, args = "Write", {"file_path": step.path, "content": step.content}
             elif isinstance(step, ReadFile) and "Read" in tools:
                 name, args = "Read", {"file_path": step.path}

@@ -5,8 +5,10 @@ prompt on stdin. The server answers the tool-less main request from ``one_shot_a
 JSON object gives the validated model on the retry (whose prompt carries the correction); garbage twice gives None.
 
 Read-only is proven against a model that tries to write: it asks Gemini CLI (``--approval-mode plan`` plus the
-deny-every-tool policy) to escape plan mode and write, edit and run a command, and Codex (``--sandbox read-only``) to
-do the same through its shell; the scratch directory stays as it was, and the JSON answer still comes back.
+deny-every-tool policy) to escape plan mode and write, edit and run a command, Codex (``--sandbox read-only``, its own
+sandbox) to do the same through its shell, and Claude Code (``--tools ""``) to call Write and Bash it was not offered;
+the scratch directory stays as it was, and the JSON answer still comes back. ``make test-agents-latest`` runs the
+same tests against the newest releases.
 """
 
 from __future__ import annotations
@@ -124,6 +126,28 @@ class TestReadOnlyAgainstAModelThatWrites:
         main = [r.body for r in server.requests if r.reply.startswith("tool:") or r.reply == "final"]
         assert main and all(b["tools"] == [{"functionDeclarations": []}] for b in main)  # offered no tool at all
 
+    async def test_claude_without_tools_writes_nothing(self, server: ModelServer, tmp_path: Path) -> None:
+        """Claude's model (offered no tool: ``--tools ""``) calls Write and Bash anyway: Claude Code runs neither,
+        nothing changes, and the answer is the model."""
+        keep, pwned = scratch_with_a_file(tmp_path)
+        server.script = Script(
+            steps=[
+                WriteFile(str(pwned), "owned\n"),
+                Shell(f"sed -i s/original/changed/ {keep}"),
+                Shell(f"echo owned > {pwned}"),
+            ],
+            final=ANSWER,
+        )
+        llm = one_shot("claude", server, tmp_path)
+        named = await llm.ask(PROMPT, Named)
+        assert named == Named(title="Disk full on the runner", explanation="The tmp dir fills up.")
+        results = server.tool_results("anthropic")
+        assert len(results) == 3 and all("No such tool available" in r for r in results), results
+        assert not pwned.exists() and keep.read_text() == "original\n"
+        assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]
+        main = [r.body for r in server.requests if r.reply.startswith("tool:") or r.reply == "final"]
+        assert len(main) == 4 and all(not b.get("tools") for b in main)  # offered no tool at all
+
     async def test_codex_read_only_sandbox_writes_nothing(self, server: ModelServer, tmp_path: Path) -> None:
         """Codex's model writes a file, edits one and redirects a command's output: the read-only sandbox refuses
         each (a read-only file system), nothing changes, and the answer is the model."""
@@ -140,9 +164,8 @@ class TestReadOnlyAgainstAModelThatWrites:
         named = await llm.ask(PROMPT, Named)
         assert named == Named(title="Disk full on the runner", explanation="The tmp dir fills up.")
         results = server.tool_results("openai")
-        # Each command is refused: by the read-only file system, or (where bubblewrap is installed, which codex's
-        # sandbox then uses) because codex's own sandbox helper cannot start, so the command never runs.
-        refused = ("Read-only file system", "execvp codex-linux-sandbox")
-        assert len(results) == 3 and all(any(why in r for why in refused) for r in results), results
+        # Each command ran in codex's own sandbox and was refused by its read-only file system (not merely because
+        # the sandbox could not start: `bwrap: execvp codex-linux-sandbox`, as with a HOME inside TMPDIR).
+        assert len(results) == 3 and all("Read-only file system" in r for r in results), results
         assert not pwned.exists() and keep.read_text() == "original\n"
         assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]

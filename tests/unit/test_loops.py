@@ -832,6 +832,20 @@ class TestLlm:
         assert list((tmp_path / "llm").iterdir()) == []
         assert (llm.asked, llm.answered) == (1, 1)
 
+    async def test_each_run_has_a_temporary_folder_of_its_own(self, tmp_path: Path) -> None:
+        """The agent's TMPDIR is a fresh folder under the scratch dir (not the daemon's: Codex's sandbox cannot
+        start with its home inside TMPDIR), and it is gone afterwards with whatever the agent left there."""
+        llm = self.agent(
+            tmp_path,
+            "import json, os, pathlib\n"
+            "tmp = pathlib.Path(os.environ['TMPDIR'])\n"
+            "(tmp / 'scratch.txt').write_text('x')\n"
+            "print(json.dumps({'echo': str(tmp)}))\n",
+        )
+        answer = await llm.ask("where", Echo)
+        assert answer is not None and Path(answer.echo).parent == tmp_path / "llm"
+        assert not Path(answer.echo).exists() and list((tmp_path / "llm").iterdir()) == []
+
     def scripted(self, tmp_path: Path, *answers: str) -> tuple[Llm, Path]:
         """An agent that answers ``answers`` in turn (the last one again after that); the prompt log's path."""
         (tmp_path / "answers.json").write_text(json.dumps(answers))
