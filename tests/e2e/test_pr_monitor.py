@@ -303,6 +303,9 @@ def gh_config(root: Path, fake: FakeGitHub, **routing: Any) -> Config:
             "agents": {"claude": command_agent("complete")},
             "routing": {"default": ["claude"], "max_attempts": 2, "backoff_base_s": 0, **routing},
             "limits": {"idle_timeout_minutes": 0.5, "max_runtime_minutes": 1, "kill_grace_s": 0.5},
+            # The fake agent logs its prompts outside its worktree, which a sandbox hides: tests/e2e/test_sandbox_*
+            # cover the sandbox; these cover the PR monitor.
+            "sandbox": {"mode": "off"},
         }
     )
 
