@@ -3,7 +3,7 @@
 Pure: no I/O, no clocks (callers pass ``now``). Every change goes through a method that checks the
 rule and returns the :class:`Event` it produced; the store journals events, the executor acts on them.
 
-    queued ──► running ──► validating ──► pr_open ──► merged
+    queued ──► running ──► validating ──► pr_open ──► merged ──► accepted (its acceptance checks passed)
       ▲           │             │   └─► done (answered without a change: research, architecture, docs)
       │           ▼             ▼             ▼
       └──────── retrying ◄──────┴─────────────┘      blocked · cancelled · failed (escalated / stopped)
@@ -18,6 +18,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from agentos.acceptance import AcceptanceCheck
 
 TaskType = Literal[
     "implementation",
@@ -45,6 +47,7 @@ class TaskStatus(StrEnum):
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    ACCEPTED = "accepted"
 
 
 S = TaskStatus
@@ -57,12 +60,13 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.BLOCKED: frozenset({S.QUEUED, S.CANCELLED}),
     S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
     S.CANCELLED: frozenset({S.QUEUED}),
-    S.MERGED: frozenset(),
+    S.MERGED: frozenset({S.ACCEPTED, S.BLOCKED}),
     S.DONE: frozenset(),
+    S.ACCEPTED: frozenset(),
 }
 ACTIVE = frozenset({S.RUNNING, S.VALIDATING})
-TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED})
-FINISHED = frozenset({S.MERGED, S.DONE})  # the work is done (merged, or answered): its dependents may start
+TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED, S.ACCEPTED})
+FINISHED = frozenset({S.MERGED, S.DONE, S.ACCEPTED})  # the work is done (merged, or answered): its dependents may start
 DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
 
 
@@ -127,6 +131,12 @@ class Task(BaseModel):
     """Cancelled by an operator and the issue's ready label not yet removed: the dispatcher removes it before
     a ready label counts as *fresh* (added after the cancel) and may start a new generation."""
     note: str = ""
+    acceptance: list[AcceptanceCheck] = Field(default_factory=list)
+    """The issue's acceptance checks: after the merge the task stays ``merged`` until they pass (``accepted``)."""
+    acceptance_fixes: int = 0
+    """How many generations before this one were sent back because a check failed after their merge."""
+    checks_passed_at: datetime | None = None
+    """The machine checks passed on the merged base; a ``human`` check still waits for ``ctl accept``."""
 
     @staticmethod
     def make_id(repo: str, issue: int, generation: int = 1) -> str:
@@ -334,6 +344,14 @@ class Task(BaseModel):
     def mark_merged(self, now: datetime, sha: str) -> Event:
         self.last_signature, self.blocked_since = None, None
         return self.move(TaskStatus.MERGED, now, sha=sha, pr=self.pr)
+
+    def accept(self, now: datetime, by: str) -> Event:
+        """Every acceptance check passed (a ``human`` one signed off by ``by``): the task is accepted."""
+        return self.move(TaskStatus.ACCEPTED, now, by=by, checks=len(self.acceptance))
+
+    def note_checks_passed(self, now: datetime) -> None:
+        """The machine checks passed after the merge; an operator's sign-off is still awaited."""
+        self.checks_passed_at, self.updated_at = now, now
 
     def release(self, keep: list[str]) -> None:
         """Dependencies that are done without a merge of theirs are dropped: only ``keep`` remain."""

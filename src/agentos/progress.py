@@ -37,7 +37,7 @@ STYLES = {
     "retrying": "yellow",
     "queued": "dim",
 }
-FINAL = frozenset({"merged", "done", "blocked", "failed", "cancelled"})
+FINAL = frozenset({"merged", "accepted", "done", "blocked", "failed", "cancelled"})
 
 
 @dataclass
