@@ -157,6 +157,8 @@ def next_generation(task: Task, now: datetime) -> Task:
         type=task.type,
         priority=task.priority,
         agent=task.agent,
+        acceptance=list(task.acceptance),
+        acceptance_fixes=task.acceptance_fixes,
         parent=task.id,
         created_at=task.created_at,
         updated_at=now,
