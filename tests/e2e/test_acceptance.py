@@ -35,7 +35,8 @@ def test_a_failing_check_goes_back_to_an_agent_then_passes_and_is_accepted(make_
         {"writer": writer("version.txt", "1\n", FAKE_WRITE_TEXT_ON_FEEDBACK="2\n")},
         acceptance={"max_fix_attempts": 2},
     )
-    body = "Bump the version.\n\n## Acceptance\n- command: grep -q 2 version.txt || { echo version-is-wrong; exit 3; }\n"
+    check = "grep -q 2 version.txt || { echo version-is-wrong; exit 3; }"
+    body = f"Bump the version.\n\n## Acceptance\n- command: {check}\n"
     number = loop.new_issue("Bump the version", body)
 
     first = loop.wait_status(f"{REPO}#{number}", "merged")

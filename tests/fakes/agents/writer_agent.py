@@ -44,7 +44,8 @@ def main() -> int:
         if done.returncode != 0:
             sys.stderr.write(f"writer agent: {' '.join(cmd)} failed: {done.stderr.strip()}\n")
             return 1
-    Path(".agent_result.md").write_text(RESULT.format(path=path, manual=os.environ.get("FAKE_MANUAL_STEPS", "none")), encoding="utf-8")
+    manual = os.environ.get("FAKE_MANUAL_STEPS", "none")
+    Path(".agent_result.md").write_text(RESULT.format(path=path, manual=manual), encoding="utf-8")
     print(f"writer agent: wrote {path}")
     return 0
 
