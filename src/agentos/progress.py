@@ -30,6 +30,7 @@ STYLES = {
     "validating": "cyan",
     "pr_open": "blue",
     "merged": "bold green",
+    "accepted": "bold green",
     "done": "bold green",
     "blocked": "bold red",
     "failed": "red",
