@@ -43,6 +43,7 @@ def test_a_failing_check_goes_back_to_an_agent_then_passes_and_is_accepted(make_
     second = loop.wait_status(f"{REPO}#{number}.2", "accepted", timeout=60)
 
     assert first["status"] == "merged" and second["status"] == "accepted"
+    assert f"command: {check}" in (loop.run_path(f"{REPO}#{number}", 1) / "prompt.md").read_text()
     prompt = (loop.run_path(f"{REPO}#{number}.2", 1) / "prompt.md").read_text()
     assert "An acceptance check failed after the merge" in prompt and "version-is-wrong" in prompt
     assert loop.show("version.txt") == "2\n"
