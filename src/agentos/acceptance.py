@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-__all__ = ["KINDS", "Acceptance", "AcceptanceCheck", "CheckKind", "parse_acceptance"]
+__all__ = ["KINDS", "Acceptance", "AcceptanceCheck", "AcceptanceState", "CheckKind", "parse_acceptance"]
 
 CheckKind = Literal["command", "file", "url", "human"]
 KINDS: tuple[str, ...] = ("command", "file", "url", "human")
@@ -52,6 +53,19 @@ class AcceptanceCheck(BaseModel):
     def describe(self) -> str:
         extra = f" {self.json_pointer} == {self.equals!r}" if self.json_pointer is not None else ""
         return f"{self.kind}: {self.value}{extra}"
+
+
+class AcceptanceState(BaseModel):
+    """A task's acceptance: its issue's checks, the generations a failed check sent back before it (``fixes``),
+    and when its machine checks passed on the merged base (``passed_at``; a ``human`` item then still waits)."""
+
+    checks: list[AcceptanceCheck] = Field(default_factory=list)
+    fixes: int = 0
+    passed_at: datetime | None = None
+
+    @property
+    def needs_human(self) -> bool:
+        return any(c.kind == "human" for c in self.checks)
 
 
 @dataclass

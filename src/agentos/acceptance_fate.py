@@ -70,20 +70,20 @@ class AcceptanceFate:
         graph = self.lifecycle.graph
         return (
             task.status is TaskStatus.MERGED
-            and bool(task.acceptance)
+            and bool(task.acceptance.checks)
             and graph.latest_for_issue(task.repo, task.issue) is task
         )
 
     async def passed(self, task: Task) -> None:
         """Every machine check passed: accepted, or (with a ``human`` item) waiting for an operator's sign-off."""
-        if not any(c.kind == "human" for c in task.acceptance):
+        if not task.acceptance.needs_human:
             await self.accepted(task, "acceptance_check")
             return
-        if task.checks_passed_at is not None:
+        if task.acceptance.passed_at is not None:
             return
         lc = self.lifecycle
-        task.note_checks_passed(lc.clock())
-        questions = [c.value for c in task.acceptance if c.kind == "human"]
+        task.acceptance.passed_at = lc.clock()
+        questions = [c.value for c in task.acceptance.checks if c.kind == "human"]
         lc.journal.commit([lc.journal.event("acceptance_waiting", task.id, human=questions)], [task])
         log.info("acceptance_waiting", task=task.id)
         ref = f"{task.repo}#{task.issue}"
@@ -104,7 +104,7 @@ class AcceptanceFate:
     async def accepted(self, task: Task, by: str) -> None:
         """ACCEPTED is journalled (with who), then the issue is closed and the board set to Done."""
         lc = self.lifecycle
-        done = lc.journal.event("accepted", task.id, by=by, checks=[c.describe() for c in task.acceptance])
+        done = lc.journal.event("accepted", task.id, by=by, checks=[c.describe() for c in task.acceptance.checks])
         lc.journal.commit([task.accept(lc.clock(), by), done], [task])
         log.info("task_accepted", task=task.id, by=by)
         await best_effort(lc.forge.close_issue(task.repo, task.issue))
@@ -122,7 +122,7 @@ class AcceptanceFate:
             return {"issue": ref, "result": "already accepted", "task": task.id}
         if not self.pending(task):
             raise ControlError(f"issue {ref} has no merged task waiting for acceptance (task is {task.status.value})")
-        if task.checks_passed_at is None:
+        if task.acceptance.passed_at is None:
             raise ControlError(f"issue {ref}: the automatic acceptance checks have not passed yet")
         await self.accepted(task, caller.current())
         return {"issue": ref, "result": "accepted", "task": task.id}
@@ -132,16 +132,16 @@ class AcceptanceFate:
         lc = self.lifecycle
         report = failure_report(results)
         names = [r.check for r in results if not r.passed]
-        failed = lc.journal.event("acceptance_failed", task.id, checks=names, fixes=task.acceptance_fixes)
+        failed = lc.journal.event("acceptance_failed", task.id, checks=names, fixes=task.acceptance.fixes)
         permanent = any(r.permanent for r in results if not r.passed)
-        if permanent or task.acceptance_fixes >= lc.settings.config.acceptance.max_fix_attempts:
+        if permanent or task.acceptance.fixes >= lc.settings.config.acceptance.max_fix_attempts:
             if task.current_attempt is not None:
                 task.current_attempt.error = report
             await lc.escalate(task, [failed], reason="acceptance_failed", blocker="acceptance_failed")
             return None
         now = lc.clock()
         fresh = next_generation(task, now)
-        fresh.acceptance_fixes = task.acceptance_fixes + 1
+        fresh.acceptance.fixes = task.acceptance.fixes + 1
         original = task.goal.split(FEEDBACK_MARK, 1)[0]
         fresh.goal = (
             f"{original}{FEEDBACK_MARK} of PR #{task.pr} ({task.id}). The base branch now holds that change; "

@@ -11,7 +11,6 @@ rule and returns the :class:`Event` it produced; the store journals events, the 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -19,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agentos.acceptance import AcceptanceCheck
+from agentos.acceptance import AcceptanceState
 
 TaskType = Literal[
     "implementation",
@@ -66,7 +65,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
 }
 ACTIVE = frozenset({S.RUNNING, S.VALIDATING})
 TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED, S.ACCEPTED})
-FINISHED = frozenset({S.MERGED, S.DONE, S.ACCEPTED})  # the work is done (merged, or answered): its dependents may start
+FINISHED = frozenset({S.MERGED, S.DONE, S.ACCEPTED})  # the work is done (merged or answered): dependents may start
 DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
 
 
@@ -131,12 +130,7 @@ class Task(BaseModel):
     """Cancelled by an operator and the issue's ready label not yet removed: the dispatcher removes it before
     a ready label counts as *fresh* (added after the cancel) and may start a new generation."""
     note: str = ""
-    acceptance: list[AcceptanceCheck] = Field(default_factory=list)
-    """The issue's acceptance checks: after the merge the task stays ``merged`` until they pass (``accepted``)."""
-    acceptance_fixes: int = 0
-    """How many generations before this one were sent back because a check failed after their merge."""
-    checks_passed_at: datetime | None = None
-    """The machine checks passed on the merged base; a ``human`` check still waits for ``ctl accept``."""
+    acceptance: AcceptanceState = Field(default_factory=AcceptanceState)  # merged until they pass: accepted
 
     @staticmethod
     def make_id(repo: str, issue: int, generation: int = 1) -> str:
@@ -347,11 +341,7 @@ class Task(BaseModel):
 
     def accept(self, now: datetime, by: str) -> Event:
         """Every acceptance check passed (a ``human`` one signed off by ``by``): the task is accepted."""
-        return self.move(TaskStatus.ACCEPTED, now, by=by, checks=len(self.acceptance))
-
-    def note_checks_passed(self, now: datetime) -> None:
-        """The machine checks passed after the merge; an operator's sign-off is still awaited."""
-        self.checks_passed_at, self.updated_at = now, now
+        return self.move(TaskStatus.ACCEPTED, now, by=by, checks=len(self.acceptance.checks))
 
     def release(self, keep: list[str]) -> None:
         """Dependencies that are done without a merge of theirs are dropped: only ``keep`` remain."""
@@ -380,36 +370,6 @@ def start_attempt(task: Task, agent: str, now: datetime) -> tuple[Attempt, Event
 def end_attempt(task: Task, now: datetime, **how: Any) -> Event:
     """Record how the current attempt ended (:meth:`Task.end_attempt`)."""
     return task.end_attempt(now, **how)
-
-
-_TASK_FIELDS: set[str] = set(Task.model_fields)
-_ATTEMPT_FIELDS: set[str] = set(Attempt.model_fields)
-
-
-def compact(task: Task) -> Task:
-    """Shrink a task read back from disk (in place) and return it; what it holds is unchanged.
-
-    pydantic keeps on every instance the set of field names it was given (``model_fields_set``). A task
-    or attempt read from a snapshot or the journal was given every field, and a set of 20 or more names
-    costs 2.2 KB, more than the rest of an attempt. Such instances share one set per model: pydantic only
-    ever adds field names to it, and they are all there already. The short strings that repeat from task
-    to task (repository, agent names, blocker codes) are interned.
-    """
-    if task.__pydantic_fields_set__ == _TASK_FIELDS:
-        object.__setattr__(task, "__pydantic_fields_set__", _TASK_FIELDS)
-    fields = task.__dict__
-    fields["repo"] = sys.intern(task.repo)
-    for key in ("agent", "last_blocker"):
-        if fields[key] is not None:
-            fields[key] = sys.intern(fields[key])
-    for attempt in task.attempts:
-        if attempt.__pydantic_fields_set__ == _ATTEMPT_FIELDS:
-            object.__setattr__(attempt, "__pydantic_fields_set__", _ATTEMPT_FIELDS)
-        fields = attempt.__dict__
-        fields["agent"] = sys.intern(attempt.agent)
-        if attempt.blocker_code is not None:
-            fields["blocker_code"] = sys.intern(attempt.blocker_code)
-    return task
 
 
 def backoff_seconds(failures: int, base_s: float = 10.0, cap_s: float = 300.0) -> float:

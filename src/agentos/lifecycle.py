@@ -346,7 +346,7 @@ class Lifecycle:
         merged = self.journal.event("merged", task.id, pr=task.pr, sha=sha, attempts=len(task.attempts), **extra)
         self.journal.commit([ev, merged], [task])
         log.info("pr_merged", task=task.id, sha=sha, reconciled=reconciled)
-        if task.acceptance:
+        if task.acceptance.checks:
             self.wake("acceptance_check")
         else:
             await best_effort(self.forge.close_issue(task.repo, task.issue))

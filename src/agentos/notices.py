@@ -45,7 +45,7 @@ def manual_steps_comment(task: Task, steps: str) -> str:
     ref = f"{task.repo}#{task.issue}"
     tail = (
         f"The task waits in `merged` until an operator confirms: `agentos ctl accept {ref}`."
-        if any(c.kind == "human" for c in task.acceptance)
+        if task.acceptance.needs_human
         else "Nothing waits for them (an issue asks for a confirmation with a `human:` item under `## Acceptance`)."
     )
     return f"**agentos**: the merged change needs these manual steps:\n\n{fence(steps)}\n\n{tail}"
@@ -139,7 +139,7 @@ def commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
 def issue_ref(task: Task) -> str:
     """How a task's PR names its issue: ``Closes #N``, or ``Refs #N`` when acceptance checks hold the close
     (the issue is closed when they pass, not by the merge)."""
-    return f"{'Refs' if task.acceptance else 'Closes'} #{task.issue}"
+    return f"{'Refs' if task.acceptance.checks else 'Closes'} #{task.issue}"
 
 
 def pr_body(task: Task, attempt: Attempt, files: int) -> str:

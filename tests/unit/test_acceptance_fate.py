@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentos.acceptance import AcceptanceCheck
+from agentos.acceptance import AcceptanceCheck, AcceptanceState
 from agentos.acceptance_fate import AcceptanceFate, CheckResult
 from agentos.caller import calling
 from agentos.config import Config
@@ -32,7 +32,7 @@ def config(tmp_path: Path, **acceptance: Any) -> Config:
     )
 
 
-def merged_task(*checks: AcceptanceCheck, **fields: Any) -> Task:
+def merged_task(*checks: AcceptanceCheck, fixes: int = 0, **fields: Any) -> Task:
     fields = {"status": TaskStatus.MERGED, **fields}
     return Task(
         id=f"{REPO}#7",
@@ -41,7 +41,7 @@ def merged_task(*checks: AcceptanceCheck, **fields: Any) -> Task:
         title="Bump it",
         goal="Bump the version.",
         pr=3,
-        acceptance=list(checks),
+        acceptance=AcceptanceState(checks=list(checks), fixes=fixes),
         created_at=T0,
         updated_at=T0,
         **fields,
@@ -103,7 +103,7 @@ async def test_a_failed_check_starts_a_new_generation_with_the_output(rig: Rig) 
     rig.graph.put(task)
     fresh = await fate(rig).failed(task, [CheckResult("command: make smoke", False, "exit code 2\nboom")])
     assert fresh is not None and fresh.id == f"{REPO}#7.2" and fresh.status is TaskStatus.QUEUED
-    assert fresh.acceptance == [COMMAND] and fresh.acceptance_fixes == 1
+    assert fresh.acceptance.checks == [COMMAND] and fresh.acceptance.fixes == 1
     assert fresh.goal.startswith("Bump the version.") and "boom" in fresh.goal
     assert not fate(rig).pending(task) and fate(rig).pending(fresh) is False  # queued, not merged
     comments = await rig.forge.comments(REPO, 7)
@@ -111,7 +111,7 @@ async def test_a_failed_check_starts_a_new_generation_with_the_output(rig: Rig) 
 
 
 async def test_past_the_fix_budget_a_failed_check_escalates(rig: Rig) -> None:
-    task = merged_task(COMMAND, acceptance_fixes=1)
+    task = merged_task(COMMAND, fixes=1)
     rig.graph.put(task)
     assert await fate(rig).failed(task, [CheckResult("command: make smoke", False, "no")]) is None
     assert task.status is TaskStatus.BLOCKED and task.last_blocker == "acceptance_failed"

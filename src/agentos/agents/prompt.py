@@ -134,9 +134,9 @@ def _task_section(task: Task) -> str:
 
 def _acceptance_section(task: Task) -> str:
     """The issue's acceptance checks, quoted: they run on the base branch after the merge (empty without)."""
-    if not task.acceptance:
+    if not task.acceptance.checks:
         return ""
-    checks = "\n".join(f"- {check.describe()}" for check in task.acceptance)
+    checks = "\n".join(f"- {check.describe()}" for check in task.acceptance.checks)
     return (
         "\n## Acceptance checks\n\nAfter your PR merges, these are checked on the base branch (a `command` must "
         "exit 0, a `file` must exist, a `url` must answer; a `human` item is confirmed by an operator):\n\n"

@@ -89,7 +89,7 @@ class AcceptanceChecker:
         for task in list(self.graph):
             if self.stopping():
                 return
-            if not self.fate.pending(task) or task.checks_passed_at is not None:
+            if not self.fate.pending(task) or task.acceptance.passed_at is not None:
                 continue
             if not self.settings.repo_enabled(task.repo):
                 continue
@@ -110,7 +110,7 @@ class AcceptanceChecker:
             await self.fate.failed(task, results)
 
     async def run(self, task: Task) -> list[CheckResult]:
-        machine = [c for c in task.acceptance if c.kind != "human"]
+        machine = [c for c in task.acceptance.checks if c.kind != "human"]
         results = [await self._url(c) for c in machine if c.kind == "url"]
         local = [c for c in machine if c.kind in ("command", "file")]
         if local:

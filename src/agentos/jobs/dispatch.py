@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from typing import Protocol
 
 from agentos import logging as alog
+from agentos.acceptance import AcceptanceState
 from agentos.errors import AgentosError
 from agentos.executor import Pool
 from agentos.forge.base import BLOCKED_LABEL, Forge, Issue, NotFound
@@ -157,7 +158,7 @@ class Dispatcher:
             priority=parsed.priority,
             agent=parsed.agent,
             depends_on=deps,
-            acceptance=parsed.acceptance.checks,
+            acceptance=AcceptanceState(checks=parsed.acceptance.checks),
             created_at=issue.created_at,
             updated_at=now,
         )
