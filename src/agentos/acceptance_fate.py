@@ -7,7 +7,8 @@ task's fate stays in one layer while lifecycle.py stays under its size limit::
                             └─► machine checks pass, a human item ──► waits: a sev2 notice with "Accept"
                                                                         └─► ctl accept / the button ──► ACCEPTED
                             └─► a check fails ──► a new generation from the base with the check's output
-                                                  (up to acceptance.max_fix_attempts), then escalate
+                                                  (up to acceptance.max_fix_attempts; then that generation
+                                                  is escalated at once, and ``task retry`` runs it)
 
 Why a new generation and not the same branch: the merged branch is gone and its PR is history; a fresh
 branch from the base (which now holds the merged change) gets a fresh PR, CI and fix budget, as a wedged
@@ -127,20 +128,16 @@ class AcceptanceFate:
         await self.accepted(task, caller.current())
         return {"issue": ref, "result": "accepted", "task": task.id}
 
-    async def failed(self, task: Task, results: Sequence[CheckResult]) -> Task | None:
-        """A check failed: a new generation with its output, or (budget spent, or unfixable) escalation."""
+    async def failed(self, task: Task, results: Sequence[CheckResult]) -> Task:
+        """A check failed: a new generation from the base with its output, queued, or escalated at once when the
+        fix budget is spent or no agent can fix it (``ctl task retry`` of that generation then runs it)."""
         lc = self.lifecycle
         report = failure_report(results)
         names = [r.check for r in results if not r.passed]
         failed = lc.journal.event("acceptance_failed", task.id, checks=names, fixes=task.acceptance.fixes)
         permanent = any(r.permanent for r in results if not r.passed)
-        if permanent or task.acceptance.fixes >= lc.settings.config.acceptance.max_fix_attempts:
-            if task.current_attempt is not None:
-                task.current_attempt.error = report
-            await lc.escalate(task, [failed], reason="acceptance_failed", blocker="acceptance_failed")
-            return None
-        now = lc.clock()
-        fresh = next_generation(task, now)
+        give_up = permanent or task.acceptance.fixes >= lc.settings.config.acceptance.max_fix_attempts
+        fresh = next_generation(task, lc.clock())
         fresh.acceptance.fixes = task.acceptance.fixes + 1
         original = task.goal.split(FEEDBACK_MARK, 1)[0]
         fresh.goal = (
@@ -149,13 +146,19 @@ class AcceptanceFate:
         )
         fresh.note = f"re-spawned: an acceptance check failed after PR #{task.pr} of {task.id} merged"
         created = {"issue": task.issue, "generation": fresh.generation, "parent": task.id, "reason": "acceptance"}
-        lc.journal.commit([failed, lc.journal.event("task_created", fresh.id, **created)], [fresh])
-        log.warning("acceptance_failed_respawned", task=task.id, fresh=fresh.id, checks=names)
-        body = (
-            f"**agentos**: after PR #{task.pr} merged, an acceptance check failed; {fresh.id} gives the issue to an "
-            f"agent again with this output:\n\n```\n{report}\n```"
-        )
-        await best_effort(lc.forge.comment(task.repo, task.issue, redact(body), key=f"acceptance-failed:{task.id}"))
-        lc.notify.notify(2, f"acceptance-failed:{task.id}", f"Acceptance check failed on {task.id}; {fresh.id} queued")
-        lc.wake("dispatch")
+        events = [failed, lc.journal.event("task_created", fresh.id, **created)]
+        key = f"acceptance-failed:{task.id}"
+        if give_up:  # the new generation is journalled blocked: it never runs unless an operator retries it
+            fresh.last_blocker = "acceptance_failed"
+            await lc.escalate(fresh, events, reason="acceptance_failed", blocker="acceptance_failed")
+            what = f"{fresh.id} is escalated; `agentos ctl task retry {fresh.id}` gives it to an agent again"
+        else:
+            lc.journal.commit(events, [fresh])
+            what = f"{fresh.id} gives the issue to an agent again"
+        log.warning("acceptance_failed", task=task.id, fresh=fresh.id, checks=names, escalated=give_up)
+        body = f"**agentos**: after PR #{task.pr} merged, an acceptance check failed; {what}.\n\n```\n{report}\n```"
+        await best_effort(lc.forge.comment(task.repo, task.issue, redact(body), key=key))
+        if not give_up:
+            lc.notify.notify(2, key, f"Acceptance check failed on {task.id}; {fresh.id} queued")
+            lc.wake("dispatch")
         return fresh

@@ -59,7 +59,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.BLOCKED: frozenset({S.QUEUED, S.CANCELLED}),
     S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
     S.CANCELLED: frozenset({S.QUEUED}),
-    S.MERGED: frozenset({S.ACCEPTED, S.BLOCKED}),
+    S.MERGED: frozenset({S.ACCEPTED}),
     S.DONE: frozenset(),
     S.ACCEPTED: frozenset(),
 }

@@ -102,7 +102,7 @@ async def test_a_failed_check_starts_a_new_generation_with_the_output(rig: Rig) 
     task = merged_task(COMMAND)
     rig.graph.put(task)
     fresh = await fate(rig).failed(task, [CheckResult("command: make smoke", False, "exit code 2\nboom")])
-    assert fresh is not None and fresh.id == f"{REPO}#7.2" and fresh.status is TaskStatus.QUEUED
+    assert fresh.id == f"{REPO}#7.2" and fresh.status is TaskStatus.QUEUED
     assert fresh.acceptance.checks == [COMMAND] and fresh.acceptance.fixes == 1
     assert fresh.goal.startswith("Bump the version.") and "boom" in fresh.goal
     assert not fate(rig).pending(task) and fate(rig).pending(fresh) is False  # queued, not merged
@@ -110,12 +110,16 @@ async def test_a_failed_check_starts_a_new_generation_with_the_output(rig: Rig) 
     assert any("boom" in c.body for c in comments)
 
 
-async def test_past_the_fix_budget_a_failed_check_escalates(rig: Rig) -> None:
+async def test_past_the_fix_budget_the_new_generation_is_escalated(rig: Rig) -> None:
+    """The merge stands; the next generation carries the output, blocked until an operator retries it."""
     task = merged_task(COMMAND, fixes=1)
     rig.graph.put(task)
-    assert await fate(rig).failed(task, [CheckResult("command: make smoke", False, "no")]) is None
-    assert task.status is TaskStatus.BLOCKED and task.last_blocker == "acceptance_failed"
-    assert BLOCKED_LABEL in rig.forge.labels(REPO, 7)
+    fresh = await fate(rig).failed(task, [CheckResult("command: make smoke", False, "no")])
+    assert task.status is TaskStatus.MERGED and not fate(rig).pending(task)
+    assert fresh.status is TaskStatus.BLOCKED and fresh.last_blocker == "acceptance_failed"
+    assert rig.graph.latest_for_issue(REPO, 7) is fresh and BLOCKED_LABEL in rig.forge.labels(REPO, 7)
+    rig.lifecycle.retry(fresh)
+    assert fresh.status is TaskStatus.QUEUED and fresh.branch is None
 
 
 def checker(rig: Rig, handler: Any) -> AcceptanceChecker:
@@ -145,4 +149,6 @@ async def test_a_url_on_a_host_not_allowed_escalates_at_once(rig: Rig) -> None:
     task = merged_task(AcceptanceCheck(kind="url", value="https://evil.example.net/x"))
     rig.graph.put(task)
     await checker(rig, lambda request: httpx.Response(200)).tick()
-    assert task.status is TaskStatus.BLOCKED
+    fresh = rig.graph.latest_for_issue(REPO, 7)
+    assert fresh is not None and fresh is not task and fresh.status is TaskStatus.BLOCKED
+    assert "not in acceptance.url_hosts" in fresh.goal
