@@ -169,9 +169,8 @@ class Dispatcher:
         log.info("task_created", task=task.id, **how)
         if problem := parsed.acceptance.problem:  # one comment per issue and problem; the task runs without checks
             log.warning("acceptance_unreadable", task=task.id, problem=problem)
-            key = (
-                f"acceptance-unreadable:{issue.repo}#{issue.number}:{hashlib.sha256(problem.encode()).hexdigest()[:12]}"
-            )
+            digest = hashlib.sha256(problem.encode()).hexdigest()[:12]
+            key = f"acceptance-unreadable:{issue.repo}#{issue.number}:{digest}"
             text = redact(acceptance_unreadable_comment(problem))
             await best_effort(self.forge.comment(issue.repo, issue.number, text, key=key))
         return task
