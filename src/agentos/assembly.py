@@ -3,6 +3,7 @@
 ::
 
     RunningAttempts ─► Lifecycle ─► AgentPool ─► Executor ─► Dispatcher (+ RepoGuard) · PRMonitor · StallWatchdog
+                           └─► AcceptanceFate ─► AcceptanceChecker (the acceptance_check job)
 
 The runtime stands in for the ports it implements (``Journal``, ``Settings``, ``Workspaces``, ``Notify``,
 ``Wake``) until the state writer and the notifier are parts of their own; each part still receives only the
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentos.acceptance_fate import AcceptanceFate
 from agentos.agents.pool import AgentPool
 from agentos.executor import Executor
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
+from agentos.jobs.acceptance_check import AcceptanceChecker
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.jobs.watchdog import StallWatchdog
@@ -42,6 +45,7 @@ class Core:
     monitor: PRMonitor
     watchdog: StallWatchdog
     guard: RepoGuard
+    acceptance: AcceptanceChecker
 
 
 def build_core(rt: Runtime, *, branches: Branches | None = None, egress: EgressProxy | None = None) -> Core:
@@ -111,4 +115,11 @@ def build_core(rt: Runtime, *, branches: Branches | None = None, egress: EgressP
         wake=rt.wake,
         retry_writes=rt.retry_state_write,
     )
-    return Core(running, lifecycle, pool, executor, dispatcher, monitor, watchdog, guard)
+    acceptance = AcceptanceChecker(
+        settings=rt,
+        graph=rt.graph,
+        workspaces=rt,
+        fate=AcceptanceFate(lifecycle=lifecycle),
+        stopping=lambda: rt.stopping,
+    )
+    return Core(running, lifecycle, pool, executor, dispatcher, monitor, watchdog, guard, acceptance)

@@ -639,6 +639,24 @@ class LoopsConfig(_Model):
     )
 
 
+class AcceptanceConfig(_Model):
+    """Acceptance checks after a merge (an issue's ``## Acceptance`` section; docs/pr-monitor.md)."""
+
+    url_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts an acceptance `url:` check may fetch (exact names, e.g. `status.example.com`); a URL "
+        "on any other host fails its check and escalates the task.",
+    )
+    timeout_s: float = Field(
+        default=600, gt=0, description="Time limit of one acceptance `command:` (and 30 s at most per `url:`)."
+    )
+    max_fix_attempts: int = Field(
+        default=2,
+        ge=0,
+        description="How many new generations a failed acceptance check may start before the task escalates.",
+    )
+
+
 class Config(_Model):
     """The whole file. docs/configuration.md's key tables are generated from these descriptions (configdoc.py)."""
 
@@ -692,6 +710,10 @@ class Config(_Model):
     status_page: StatusPageConfig = Field(
         default_factory=StatusPageConfig,
         description="The read-only status page, JSON API and Prometheus metrics (off by default).",
+    )
+    acceptance: AcceptanceConfig = Field(
+        default_factory=AcceptanceConfig,
+        description="Acceptance checks after a merge: allowed URL hosts, the command time limit, the fix budget.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info",

@@ -326,6 +326,7 @@ class Daemon:
             try:
                 scheduler.register("dispatch", core.dispatcher.tick)
                 scheduler.register("pr_monitor", core.monitor.tick)
+                scheduler.register("acceptance_check", core.acceptance.tick)
                 scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
                 for name, job in loop_jobs(
                     settings=rt,

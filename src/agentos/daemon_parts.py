@@ -126,6 +126,7 @@ def build_controller(
         events=rt.store.iter_events,
         started_at=rt.started_at,
         guard=core.guard,
+        acceptance=core.acceptance.fate,
         on_reload=on_reload,
         approvals=approvals,
         status_page_url=status_page_url,

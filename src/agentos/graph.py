@@ -3,7 +3,7 @@
 Pure: no I/O, no clocks (callers pass ``now``). Every change goes through a method that checks the
 rule and returns the :class:`Event` it produced; the store journals events, the executor acts on them.
 
-    queued ──► running ──► validating ──► pr_open ──► merged
+    queued ──► running ──► validating ──► pr_open ──► merged ──► accepted (its acceptance checks passed)
       ▲           │             │   └─► done (answered without a change: research, architecture, docs)
       │           ▼             ▼             ▼
       └──────── retrying ◄──────┴─────────────┘      blocked · cancelled · failed (escalated / stopped)
@@ -11,13 +11,14 @@ rule and returns the :class:`Event` it produced; the store journals events, the 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from agentos.acceptance import AcceptanceState
 
 TaskType = Literal[
     "implementation",
@@ -45,6 +46,7 @@ class TaskStatus(StrEnum):
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    ACCEPTED = "accepted"
 
 
 S = TaskStatus
@@ -57,12 +59,13 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.BLOCKED: frozenset({S.QUEUED, S.CANCELLED}),
     S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
     S.CANCELLED: frozenset({S.QUEUED}),
-    S.MERGED: frozenset(),
+    S.MERGED: frozenset({S.ACCEPTED}),
     S.DONE: frozenset(),
+    S.ACCEPTED: frozenset(),
 }
 ACTIVE = frozenset({S.RUNNING, S.VALIDATING})
-TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED})
-FINISHED = frozenset({S.MERGED, S.DONE})  # the work is done (merged, or answered): its dependents may start
+TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED, S.ACCEPTED})
+FINISHED = frozenset({S.MERGED, S.DONE, S.ACCEPTED})  # the work is done (merged or answered): dependents may start
 DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
 
 
@@ -129,6 +132,7 @@ class Task(BaseModel):
     """Cancelled by an operator and the issue's ready label not yet removed: the dispatcher removes it before
     a ready label counts as *fresh* (added after the cancel) and may start a new generation."""
     note: str = ""
+    acceptance: AcceptanceState = Field(default_factory=AcceptanceState)  # merged until they pass: accepted
 
     @staticmethod
     def make_id(repo: str, issue: int, generation: int = 1) -> str:
@@ -344,6 +348,10 @@ class Task(BaseModel):
         self.last_signature, self.blocked_since = None, None
         return self.move(TaskStatus.MERGED, now, sha=sha, pr=self.pr)
 
+    def accept(self, now: datetime, by: str) -> Event:
+        """Every acceptance check passed (a ``human`` one signed off by ``by``): the task is accepted."""
+        return self.move(TaskStatus.ACCEPTED, now, by=by, checks=len(self.acceptance.checks))
+
     def release(self, keep: list[str]) -> None:
         """Dependencies that are done without a merge of theirs are dropped: only ``keep`` remain."""
         self.depends_on = keep
@@ -371,36 +379,6 @@ def start_attempt(task: Task, agent: str, now: datetime) -> tuple[Attempt, Event
 def end_attempt(task: Task, now: datetime, **how: Any) -> Event:
     """Record how the current attempt ended (:meth:`Task.end_attempt`)."""
     return task.end_attempt(now, **how)
-
-
-_TASK_FIELDS: set[str] = set(Task.model_fields)
-_ATTEMPT_FIELDS: set[str] = set(Attempt.model_fields)
-
-
-def compact(task: Task) -> Task:
-    """Shrink a task read back from disk (in place) and return it; what it holds is unchanged.
-
-    pydantic keeps on every instance the set of field names it was given (``model_fields_set``). A task
-    or attempt read from a snapshot or the journal was given every field, and a set of 20 or more names
-    costs 2.2 KB, more than the rest of an attempt. Such instances share one set per model: pydantic only
-    ever adds field names to it, and they are all there already. The short strings that repeat from task
-    to task (repository, agent names, blocker codes) are interned.
-    """
-    if task.__pydantic_fields_set__ == _TASK_FIELDS:
-        object.__setattr__(task, "__pydantic_fields_set__", _TASK_FIELDS)
-    fields = task.__dict__
-    fields["repo"] = sys.intern(task.repo)
-    for key in ("agent", "last_blocker"):
-        if fields[key] is not None:
-            fields[key] = sys.intern(fields[key])
-    for attempt in task.attempts:
-        if attempt.__pydantic_fields_set__ == _ATTEMPT_FIELDS:
-            object.__setattr__(attempt, "__pydantic_fields_set__", _ATTEMPT_FIELDS)
-        fields = attempt.__dict__
-        fields["agent"] = sys.intern(attempt.agent)
-        if attempt.blocker_code is not None:
-            fields["blocker_code"] = sys.intern(attempt.blocker_code)
-    return task
 
 
 def backoff_seconds(failures: int, base_s: float = 10.0, cap_s: float = 300.0) -> float:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from agentos.acceptance import Acceptance, parse_acceptance
 from agentos.graph import PRIORITY_RANK, TASK_TYPES
 
 __all__ = ["LABEL_TYPES", "TYPE_KEYWORDS", "ParsedIssue", "infer_type", "parse_issue", "strip_hidden"]
@@ -125,6 +126,8 @@ class ParsedIssue:
     """Where :attr:`type` came from: ``label``, ``line``, ``inferred`` or ``default``."""
     priority: str = "normal"
     depends_on: list[int] = field(default_factory=list)
+    acceptance: Acceptance = field(default_factory=Acceptance)
+    """The ``## Acceptance`` checks (:mod:`agentos.acceptance`); a section it could not read has a problem."""
 
 
 @functools.cache
@@ -195,6 +198,7 @@ def parse_issue(title: str, body: str, labels: list[str]) -> ParsedIssue:
         success_criteria=_items(sections.get("success criteria", "")),
         constraints=_items(sections.get("constraints", "")),
         agent=fields.get("agent"),
+        acceptance=parse_acceptance(sections.get("acceptance")),
     )
     for label in labels:
         name, _, value = label.partition(":")

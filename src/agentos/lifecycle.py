@@ -10,6 +10,7 @@ made in this module, and the task's own transition methods (:mod:`agentos.graph`
     PR red / rebase conflict ──► back to an agent on its branch, up to the fix budget, then escalate
     PR wedged ──► close it and re-spawn a new generation from the base (once per issue), then escalate
     PR merged ──► MERGED, issue closed, board Done · PR closed by someone ──► CANCELLED
+              └─► with acceptance checks: the issue stays open; acceptance_fate.py takes over (→ ACCEPTED)
     complete, no change ──► research/architecture/docs: the answer on the issue, DONE, issue closed · else a failure
     operator cancel ──► CANCELLED first, then the attempt stopped (its processes killed), labels off, a PR closed
     operator retry ──► QUEUED
@@ -40,6 +41,8 @@ from agentos.notices import (
     escalation_comment,
     escalation_notice,
     fixes_exhausted_comment,
+    manual_steps_comment,
+    manual_steps_of,
     safe_id,
 )
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
@@ -334,15 +337,25 @@ class Lifecycle:
         return fresh
 
     async def merged(self, task: Task, sha: str, *, reconciled: bool = False) -> None:
-        """The PR merged: MERGED, the issue closed, the board Done, the operator's digest told."""
+        """The PR merged: MERGED, the issue closed, the board Done, the operator's digest told.
+
+        A task with acceptance checks keeps its issue open: the ``acceptance_check`` job is woken and closes it
+        when they pass (:mod:`agentos.acceptance_fate`). Manual steps in the result are posted and notified."""
         ev = task.mark_merged(self.clock(), sha)
         extra = {"reconciled": True} if reconciled else {}
         merged = self.journal.event("merged", task.id, pr=task.pr, sha=sha, attempts=len(task.attempts), **extra)
         self.journal.commit([ev, merged], [task])
         log.info("pr_merged", task=task.id, sha=sha, reconciled=reconciled)
-        await best_effort(self.forge.close_issue(task.repo, task.issue))
-        await best_effort(self.forge.set_board_status(task.repo, task.issue, "Done"))
+        if task.acceptance.checks:
+            self.wake("acceptance_check")
+        else:
+            await best_effort(self.forge.close_issue(task.repo, task.issue))
+            await best_effort(self.forge.set_board_status(task.repo, task.issue, "Done"))
         self.notify.notify(3, f"merged:{task.id}", f"Merged {task.repo}#{task.pr}: {task.title}")
+        if steps := manual_steps_of(task):  # a sev2 notice and a keyed comment on the issue (redacted)
+            body = redact(manual_steps_comment(task, steps))
+            await best_effort(self.forge.comment(task.repo, task.issue, body, key=f"manual-steps:{task.id}"))
+            self.notify.notify(2, f"manual:{task.id}", redact(f"Manual steps for {task.id} ({task.title}):\n{steps}"))
         self.wake("dispatch")  # tasks that depended on this one may start now, not at the next tick
 
     def closed_unmerged(self, task: Task) -> None:

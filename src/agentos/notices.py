@@ -33,6 +33,34 @@ def _last_contract(task: Task) -> ResultContract | None:
     return None
 
 
+def manual_steps_of(task: Task) -> str:
+    """The MANUAL_STEPS of the task's newest result (bounded); empty when it says none, n/a or nothing."""
+    contract = _last_contract(task)
+    steps = contract.manual_steps.strip() if contract else ""
+    return "" if steps.lower().rstrip(".") in ("", "none", "n/a", "-", "no") else steps[-1500:]
+
+
+def manual_steps_comment(task: Task, steps: str) -> str:
+    """On the issue of a merged task whose result names manual steps; whether anything waits for them."""
+    ref = f"{task.repo}#{task.issue}"
+    tail = (
+        f"The task waits in `merged` until an operator confirms: `agentos ctl accept {ref}`."
+        if task.acceptance.needs_human
+        else "Nothing waits for them (an issue asks for a confirmation with a `human:` item under `## Acceptance`)."
+    )
+    return f"**agentos**: the merged change needs these manual steps:\n\n{fence(steps)}\n\n{tail}"
+
+
+def acceptance_unreadable_comment(problem: str) -> str:
+    """On an issue whose ``## Acceptance`` section could not be read: the problem; the task runs without checks."""
+    return (
+        f"**agentos**: the `## Acceptance` section of this issue could not be read: {problem}.\n\n"
+        "The task runs without acceptance checks, so its merge closes the issue. The section takes items such as "
+        "`- command: make test`, `- file: path`, `- url: https://…` (with `json: /pointer` and `equals: value`) "
+        "and `- human: what an operator confirms`, or the same as a fenced YAML list."
+    )
+
+
 def _cell(text: str, limit: int = 160) -> str:
     return " ".join(text.split()).replace("|", "\\|")[:limit]
 
@@ -109,11 +137,17 @@ def commit_message(task: Task, summary: str, *, partial: bool = False) -> str:
     return f"{prefix}{first}\n\nagentos task {task.id} (issue #{task.issue})"
 
 
+def issue_ref(task: Task) -> str:
+    """How a task's PR names its issue: ``Closes #N``, or ``Refs #N`` when acceptance checks hold the close
+    (the issue is closed when they pass, not by the merge)."""
+    return f"{'Refs' if task.acceptance.checks else 'Closes'} #{task.issue}"
+
+
 def pr_body(task: Task, attempt: Attempt, files: int) -> str:
     denied = attempt.egress_denied
     egress = f"\n\nEgress {_cell(denied)} (not on the sandbox's allowlist)" if denied else ""
     return (
-        f"Closes #{task.issue}\n\n"
+        f"{issue_ref(task)}\n\n"
         f"{redact(attempt.summary) or task.title}\n\n"
         f"---\nagentos task `{task.id}` · attempt {attempt.number} by `{attempt.agent}` · {files} files changed"
         f"{egress}"

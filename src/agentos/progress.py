@@ -30,6 +30,7 @@ STYLES = {
     "validating": "cyan",
     "pr_open": "blue",
     "merged": "bold green",
+    "accepted": "bold green",
     "done": "bold green",
     "blocked": "bold red",
     "failed": "red",
@@ -37,7 +38,7 @@ STYLES = {
     "retrying": "yellow",
     "queued": "dim",
 }
-FINAL = frozenset({"merged", "done", "blocked", "failed", "cancelled"})
+FINAL = frozenset({"merged", "accepted", "done", "blocked", "failed", "cancelled"})
 
 
 @dataclass

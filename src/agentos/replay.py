@@ -7,13 +7,15 @@ quarantines a damaged snapshot (:class:`SnapshotUnreadable` says why) and trunca
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from agentos.graph import Task, compact
+from agentos.acceptance import AcceptanceState
+from agentos.graph import Attempt, Task
 from agentos.journal import Line, parse_record, split_lines
 from agentos.state_model import SCHEMA, CorruptState, DaemonState, Migration, SchemaTooNew, StateError
 
@@ -22,6 +24,7 @@ __all__ = [
     "SnapshotUnreadable",
     "apply_record",
     "check_contiguous",
+    "compact",
     "first_error",
     "migrate",
     "migrate_record",
@@ -56,7 +59,7 @@ def first_error(exc: ValidationError, prefix: str = "") -> str:
 def validate_tasks(items: Any) -> list[Task]:
     """``list[Task]`` from a snapshot's parsed ``"tasks"``, emptying ``items`` as it goes.
 
-    One task at a time, each :func:`~agentos.graph.compact`-ed and its parsed dict dropped at once, so the
+    One task at a time, each :func:`compact`-ed and its parsed dict dropped at once, so the
     memory one task's validation churns through is reused by the next instead of being left scattered
     over the heap (RSS after a restart with 10k tasks: 157 → 87 MB, docs/performance.md). Raises the
     ValidationError of the whole list, as ``TypeAdapter(list[Task])`` does.
@@ -214,3 +217,36 @@ def migrate_record(rec: dict[str, Any], source: Path, migrations: Mapping[int, M
     if "daemon" in rec:
         rec["daemon"] = doc["daemon"]
     return rec
+
+
+_TASK_FIELDS: set[str] = set(Task.model_fields)
+_ATTEMPT_FIELDS: set[str] = set(Attempt.model_fields)
+_ACCEPTANCE_FIELDS: set[str] = set(AcceptanceState.model_fields)
+
+
+def compact(task: Task) -> Task:
+    """Shrink a task read back from disk (in place) and return it; what it holds is unchanged.
+
+    pydantic keeps on every instance the set of field names it was given (``model_fields_set``). A task
+    or attempt read from a snapshot or the journal was given every field, and a set of 20 or more names
+    costs 2.2 KB, more than the rest of an attempt. Such instances share one set per model: pydantic only
+    ever adds field names to it, and they are all there already. The short strings that repeat from task
+    to task (repository, agent names, blocker codes) are interned.
+    """
+    if task.__pydantic_fields_set__ == _TASK_FIELDS:
+        object.__setattr__(task, "__pydantic_fields_set__", _TASK_FIELDS)
+    if task.acceptance.__pydantic_fields_set__ == _ACCEPTANCE_FIELDS:
+        object.__setattr__(task.acceptance, "__pydantic_fields_set__", _ACCEPTANCE_FIELDS)
+    fields = task.__dict__
+    fields["repo"] = sys.intern(task.repo)
+    for key in ("agent", "last_blocker"):
+        if fields[key] is not None:
+            fields[key] = sys.intern(fields[key])
+    for attempt in task.attempts:
+        if attempt.__pydantic_fields_set__ == _ATTEMPT_FIELDS:
+            object.__setattr__(attempt, "__pydantic_fields_set__", _ATTEMPT_FIELDS)
+        fields = attempt.__dict__
+        fields["agent"] = sys.intern(attempt.agent)
+        if attempt.blocker_code is not None:
+            fields["blocker_code"] = sys.intern(attempt.blocker_code)
+    return task

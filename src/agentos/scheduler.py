@@ -56,6 +56,7 @@ DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
     "daily_digest": "0 8 * * *",
     "housekeeping": "43 3 * * *",  # rotated journals past limits.event_retention_days (jobs/housekeeping.py)
     "stall_watchdog": 60.0,  # DESIGN.md says 5 min; a minute ends a dead attempt sooner and costs nothing
+    "acceptance_check": "*/10 * * * *",  # also poked after each merge of a task with acceptance checks
 }
 
 RunResult = Literal["ok", "failed", "skipped_busy", "skipped_paused", "skipped_disabled", "skipped_held"]

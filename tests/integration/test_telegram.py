@@ -165,6 +165,11 @@ class FakeController:
         self._record("reject", ref)
         return {"pr": ref, "closed": True}
 
+    async def accept(self, ref: str) -> dict[str, Any]:
+        self._record("accept", ref)
+        self.approved_by = caller.current()
+        return {"issue": ref, "result": "accepted"}
+
 
 class Sleeps:
     """An injected sleep that records delays and returns at once."""
@@ -563,6 +568,17 @@ class TestNotificationsAndButtons:
         await harness.fake.wait_for(lambda: bool(harness.fake.answers))
         assert harness.controller.calls == [("approve", "calc#7")]
         assert harness.controller.approved_by == f"telegram:{ALLOWED}"
+
+    async def test_accept_button(self, harness: Harness) -> None:
+        """Accept on a merged issue waiting for sign-off calls controller.accept with the issue, as telegram:<chat>."""
+        notifier = Notifier(harness.bot.sender(), seen=MemorySeenStore())
+        notifier.notify(2, "acceptance:calc#7", "calc#7 waits for sign-off", [Action("accept", "calc#7", "Accept")])
+        await notifier.aclose()
+        harness.fake.inject_callback(ALLOWED, "act:accept:calc#7")
+        await harness.fake.wait_for(lambda: bool(harness.fake.answers))
+        assert harness.controller.calls == [("accept", "calc#7")]
+        assert harness.controller.approved_by == f"telegram:{ALLOWED}"
+        assert harness.fake.answers[0]["text"] == "calc#7 accepted."
 
     async def test_unknown_button_is_answered(self, harness: Harness) -> None:
         """Foreign callback data gets an answer (no hanging spinner) and no action."""

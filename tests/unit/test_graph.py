@@ -12,11 +12,11 @@ from agentos.graph import (
     TaskGraph,
     TaskStatus,
     backoff_seconds,
-    compact,
     end_attempt,
     start_attempt,
     transition,
 )
+from agentos.replay import compact
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -128,7 +128,19 @@ def _task_section(task: Task) -> str:
         f"## Title\n\n{_quoted(task.title)}\n\n"
         f"## Goal\n\n{_quoted(task.goal)}\n\n"
         f"## Success criteria\n\n{_quoted(criteria)}\n\n"
-        f"## Constraints\n\n{_quoted(constraints)}\n"
+        f"## Constraints\n\n{_quoted(constraints)}\n" + _acceptance_section(task)
+    )
+
+
+def _acceptance_section(task: Task) -> str:
+    """The issue's acceptance checks, quoted: they run on the base branch after the merge (empty without)."""
+    if not task.acceptance.checks:
+        return ""
+    checks = "\n".join(f"- {check.describe()}" for check in task.acceptance.checks)
+    return (
+        "\n## Acceptance checks\n\nAfter your PR merges, these are checked on the base branch (a `command` must "
+        "exit 0, a `file` must exist, a `url` must answer; a `human` item is confirmed by an operator):\n\n"
+        f"{_quoted(checks)}\n"
     )
 
 

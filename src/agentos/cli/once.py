@@ -88,7 +88,7 @@ async def _run(config: Config, path: Path | None, console: Console, timeout: flo
     code = await runner
     counts = rt.graph.counts()
     seen = [t for t in rt.graph if t.id in progress.rows]
-    merged = sum(1 for t in seen if t.status is TaskStatus.MERGED)
+    merged = sum(1 for t in seen if t.status in (TaskStatus.MERGED, TaskStatus.ACCEPTED))
     blocked = sum(1 for t in seen if t.status is TaskStatus.BLOCKED)
     opened = sum(1 for t in seen if t.status is TaskStatus.PR_OPEN)
     console.print(

@@ -63,6 +63,7 @@ class ControllerPort(Protocol):
         self, *, repo: str | None, title: str, body: str, labels: list[str], ready: bool, key: str, config: str | None
     ) -> JSON: ...
     async def issue_ready(self, repo: str | None, number: int, config: str | None) -> JSON: ...
+    async def accept(self, ref: str) -> JSON: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +410,15 @@ TABLE: dict[str, CommandSpec] = {
                 Arg("repo", "text", "The repository (optional with one repo).", required=False),
                 Arg("config", "text", "The config file the CLI read (must be the daemon's).", required=False),
             ),
+        ),
+        CommandSpec(
+            "accept",
+            "Sign off a merged issue's acceptance (its human checks, its manual steps): accepted, issue closed.",
+            lambda c, a: c.accept(a["ref"]),
+            args=(Arg("ref", "str", "The issue, repo#N (or N with one repo).", metavar="ISSUE"),),
+            ctl=(Form(("accept",)),),
+            chat=(Form(("accept",)),),
+            chat_reply=lambda a, r: f"{a['ref']}: {r.get('result', 'accepted')}.",
         ),
     )
 }

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
+from agentos.acceptance_fate import AcceptanceFate
 from agentos.agents.pool import AgentPool
 from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
@@ -79,6 +80,7 @@ class Controller:
         events: Callable[[datetime], Iterable[Event]],
         started_at: datetime,
         guard: RepoGuard | None = None,
+        acceptance: AcceptanceFate | None = None,
         on_reload: Callable[[], Awaitable[None]] | None = None,
         approvals: Approvals | None = None,
         status_page_url: Callable[[], str | None] = lambda: None,
@@ -102,6 +104,8 @@ class Controller:
         self._approvals = approvals
         """Who merges an approved PR at once (the PR monitor); without it lifecycle records the decision."""
         self._status_page_url = status_page_url
+        self._acceptance = acceptance or AcceptanceFate(lifecycle=lifecycle)
+        """Who records an operator's sign-off of a merged task's acceptance checks (``accept``)."""
         self._config_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -426,6 +430,11 @@ class Controller:
         if self._approvals is not None:
             return await self._approvals.approve(repo, number, True)
         return await self.lifecycle.review(repo, number, approve=True)
+
+    async def accept(self, ref: str) -> dict[str, Any]:
+        """Sign off a merged task's acceptance (its ``human`` items, its manual steps): accepted, issue closed."""
+        repo, number = self._pr_ref(ref)
+        return dict(await self._acceptance.accept(repo, number))
 
     async def reject(self, ref: str) -> dict[str, Any]:
         """Reject a PR: closed, its task cancelled, its issue out of the ready set."""

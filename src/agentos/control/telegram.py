@@ -105,7 +105,13 @@ class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
     ref: str
 
 
-_ACTION_DONE = {"retry": "re-queued", "cancel": "cancelled", "approve": "approved", "reject": "rejected"}
+_ACTION_DONE = {
+    "retry": "re-queued",
+    "cancel": "cancelled",
+    "approve": "approved",
+    "reject": "rejected",
+    "accept": "accepted",
+}
 
 
 # ---------------------------------------------------------------- the bot

@@ -12,21 +12,26 @@ the next pass, so the dependent task is never held forever.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection
 from typing import Protocol
 
 from agentos import logging as alog
+from agentos.acceptance import AcceptanceState
 from agentos.errors import AgentosError
 from agentos.executor import Pool
 from agentos.forge.base import BLOCKED_LABEL, Forge, Issue, NotFound
 from agentos.graph import FINISHED, TERMINAL, Task, TaskGraph, TaskStatus
 from agentos.issue_text import ParsedIssue as ParsedIssue  # re-exported: the parser moved to issue_text
 from agentos.issue_text import parse_issue as parse_issue
-from agentos.lifecycle import Lifecycle, ready_by_label, ready_label
+from agentos.lifecycle import Lifecycle, best_effort, ready_by_label, ready_label
+from agentos.notices import acceptance_unreadable_comment
 from agentos.ports import Clock, Journal, Settings, Workspaces
+from agentos.redact import redact
 from agentos.repo_guard import RepoGuard
 
 log = alog.get_logger("agentos.dispatch")
+
 
 def issue_of(task_id: str) -> tuple[str, int] | None:
     """``("calc", 12)`` from a task id ``calc#12`` or ``calc#12.3``."""
@@ -153,6 +158,7 @@ class Dispatcher:
             priority=parsed.priority,
             agent=parsed.agent,
             depends_on=deps,
+            acceptance=AcceptanceState(checks=parsed.acceptance.checks),
             created_at=issue.created_at,
             updated_at=now,
         )
@@ -161,6 +167,12 @@ class Dispatcher:
         )
         how = {"priority": task.priority, "type": task.type, "type_from": parsed.type_from, "depends_on": deps}
         log.info("task_created", task=task.id, **how)
+        if problem := parsed.acceptance.problem:  # one comment per issue and problem; the task runs without checks
+            log.warning("acceptance_unreadable", task=task.id, problem=problem)
+            digest = hashlib.sha256(problem.encode()).hexdigest()[:12]
+            key = f"acceptance-unreadable:{issue.repo}#{issue.number}:{digest}"
+            text = redact(acceptance_unreadable_comment(problem))
+            await best_effort(self.forge.comment(issue.repo, issue.number, text, key=key))
         return task
 
     async def _ready_again(self, issue: Issue) -> bool:

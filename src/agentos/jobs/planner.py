@@ -87,7 +87,7 @@ def pick_sprint(issues: Sequence[Issue], size: int) -> list[Issue]:
 def outcome_of(graph: TaskGraph, repo: str, issue: int, state: str | None) -> str:
     """How a sprint's issue ended: merged, answered (done without a change), escalated, closed, or carried over."""
     task = graph.latest_for_issue(repo, issue)
-    if task is not None and task.status is TaskStatus.MERGED:
+    if task is not None and task.status in (TaskStatus.MERGED, TaskStatus.ACCEPTED):
         return "merged"
     if task is not None and task.status is TaskStatus.DONE:
         return "answered"

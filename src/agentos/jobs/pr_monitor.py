@@ -58,7 +58,7 @@ from agentos.jobs._pr_policy import (
 )
 from agentos.jobs.verify import Finding
 from agentos.lifecycle import Lifecycle
-from agentos.notices import safe_id
+from agentos.notices import issue_ref, safe_id
 from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
 
@@ -283,7 +283,8 @@ class PRMonitor:
 
     async def _merge(self, task: Task, pr: PullRequest, checks: Checks) -> bool:
         title = f"{pr.title} (#{pr.number})"
-        body = redact(pr.body) if f"Closes #{task.issue}" in pr.body else f"Closes #{task.issue}\n\n{redact(pr.body)}"
+        ref = issue_ref(task)
+        body = redact(pr.body) if ref in pr.body else f"{ref}\n\n{redact(pr.body)}"
         result = await self.forge.merge_pr(task.repo, pr.number, sha=checks.sha or pr.head_sha, title=title, body=body)
         if result.merged:
             await self._mark_merged(task, result.sha)

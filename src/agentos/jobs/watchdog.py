@@ -122,7 +122,7 @@ class StallWatchdog:
                 t.branch: Finished(
                     t.updated_at.timestamp(),
                     state_dir / "runs" / safe_id(t.id) / "budget-cleanup.patch",
-                    keep_branch=t.status is not TaskStatus.MERGED,
+                    keep_branch=t.status not in (TaskStatus.MERGED, TaskStatus.ACCEPTED),
                 )
                 for t in self.graph
                 if t.repo == repo.name and t.branch and t.is_terminal and t.branch not in live

@@ -73,7 +73,7 @@ CALLBACK_PREFIX = "act"
 """Prefix of button callback data; ``ActionCallback`` in ``control/telegram.py`` unpacks the same format."""
 _CALLBACK_LIMIT = 64  # bytes, Telegram's limit for callback_data
 _JOURNAL_TEXT_CHARS = 500  # of a notification's text kept in its journal event
-_ACTIONS: frozenset[str] = frozenset({"retry", "cancel", "approve", "reject", "show"})
+_ACTIONS: frozenset[str] = frozenset({"retry", "cancel", "approve", "reject", "show", "accept"})
 
 
 class TransientSendError(AgentosError):
