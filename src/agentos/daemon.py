@@ -324,6 +324,7 @@ class Daemon:
                     notify=rt,
                     store=store,
                     stopping=lambda: rt.stopping,
+                    wake=rt.wake,
                 ).items():
                     scheduler.register(name, job)
             except ConfigError as exc:
@@ -410,6 +411,7 @@ class Daemon:
             return EXIT_CRASHED  # the journal still holds every acknowledged change
         log.info("daemon_stopped")
         return EXIT_OK
+
 
 def run_daemon(config_path: str | None = None) -> int:
     """The body of ``agentos run``: configure logging, load the config, run until signalled."""

@@ -44,14 +44,17 @@ __all__ = [
 Severity = Literal[1, 2, 3]
 """1: act now (escalations, state-write failures) · 2: soon (pauses, wedged PRs) · 3: the daily digest."""
 
-ActionKind = Literal["retry", "cancel", "approve", "reject", "show"]
+ActionKind = Literal[
+    "retry", "cancel", "approve", "reject", "show", "plan_approve", "plan_skip", "issue_make_ready", "issue_dismiss"
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     """Something the operator can do about a notice: retry/cancel a task, approve/reject a PR, open an issue.
 
-    ``ref`` is a task id (retry, cancel, show) or ``repo#PR`` (approve, reject); ``url`` is the issue's web
+    ``ref`` is a task id (retry, cancel, show), ``repo#PR`` (approve, reject), a repo (plan_approve,
+    plan_skip) or ``repo#issue`` (issue_make_ready, issue_dismiss); ``url`` is the issue's web
     address when the forge has one (``show`` then opens it instead of asking the bot for the text).
     """
 

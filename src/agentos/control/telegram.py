@@ -105,7 +105,16 @@ class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
     ref: str
 
 
-_ACTION_DONE = {"retry": "re-queued", "cancel": "cancelled", "approve": "approved", "reject": "rejected"}
+_ACTION_DONE = {
+    "retry": "re-queued",
+    "cancel": "cancelled",
+    "approve": "approved",
+    "reject": "rejected",
+    "plan_approve": "sprint plan approved",
+    "plan_skip": "sprint plan skipped",
+    "issue_make_ready": "made ready",
+    "issue_dismiss": "dismissed",
+}
 
 
 # ---------------------------------------------------------------- the bot
@@ -347,7 +356,7 @@ class TelegramBot:
 
             async def act() -> str:
                 nonlocal done, note
-                spec = TABLE[action]  # retry, cancel, approve, reject: one argument, the button's ref
+                spec = TABLE[action]  # retry, cancel, approve, reject, plan_…, issue_…: one argument, the button's ref
                 chat = query.message.chat.id if query.message is not None else query.from_user.id
                 with calling(f"telegram:{chat}"):
                     result = await run(spec, self._controller, {spec.args[0].name: ref})
