@@ -104,14 +104,13 @@ class TestSprintPlan:
     async def test_skip_runs_nothing_and_the_next_plan_does_not_repeat_the_picks(
         self, rt: LoopRig, clock: SettableClock
     ) -> None:
-        """A skipped plan's picks are left out of the next plan; nothing was made ready."""
+        """A skipped plan's picks are left out of the next plan, proposed at the next run; nothing ran."""
         await backlog(rt)
         planner = rt.sprint_planner(LoopSettings(sprint_enabled=True, plan_size=3))
         await planner.tick()
         await planner.plans.skip("calc")
         assert await ready(rt) == []
-        clock.advance(days=7)
-        await planner.tick()
+        await planner.tick()  # the operator said "not these": another plan at once
         pending = await planner.plans.pending("calc")
         assert pending is not None and pending.issues == [4, 5, 6]
 
@@ -127,6 +126,8 @@ class TestSprintPlan:
         assert await ready(rt) == []
         assert [e.data["reason"] for e in events_of(rt, "sprint_skipped")] == ["expired"]
         assert notes.sent[-1].key.startswith("plan_expired:calc")
+        await planner.tick()  # an expired plan waits out the cadence: the operator is away
+        assert await planner.plans.pending("calc") is None
 
     async def test_auto_approve_applies_the_plan_at_once(self, rt: LoopRig) -> None:
         """sprint_auto_approve: the picks are ready without a question."""

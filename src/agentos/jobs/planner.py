@@ -3,7 +3,8 @@
 **Off by default** (``sprint_enabled: false``): making an issue ready makes an agent run it, and that must
 never happen to a backlog whose owner did not ask for it. When enabled it runs hourly; for each repo in
 ``automation_mode: full`` it first skips a pending plan past its deadline, then, with no plan pending and
-none proposed within the cadence:
+no sprint applied (nor a plan expired unanswered) within the cadence — an operator's skip asks for
+another plan at the next run:
 
 1. candidates: open issues that are not ready, running, blocked, stale, duplicates, on hold, filed by
    the loops themselves, or picked by a plan skipped since the last approved one;
@@ -29,7 +30,7 @@ from agentos.agents.prompt import context_section
 from agentos.config import RepoConfig
 from agentos.context import ProductContext, directory_reader, read_context
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue
-from agentos.graph import PRIORITY_RANK, TaskGraph
+from agentos.graph import PRIORITY_RANK, Event, TaskGraph
 from agentos.issue_text import parse_issue
 from agentos.jobs._loops import (
     EventHistory,
@@ -204,7 +205,6 @@ class SprintPlanner:
             return
         now = self._clock()
         cadence = timedelta(days=s.sprint_cadence_days)
-        events = await read_events(self._store, now - cadence)
         for repo in loop_repos(self._settings, full_only=True):
             if self._stopping():
                 return
@@ -212,10 +212,8 @@ class SprintPlanner:
                 await self.plans.expire(repo.name)
                 if await self.plans.pending(repo.name) is not None:
                     continue  # one plan waits per repo
-                last = last_event(events, "sprint_proposed", repo=repo.name) or last_event(
-                    events, "sprint_planned", repo=repo.name
-                )
-                if last is not None and now - last.ts < cadence:
+                events = await read_events(self._store, now - cadence)
+                if _sprint_running(events, repo.name, now, cadence):
                     continue
                 await self.plan(repo, s, now)
 
@@ -236,7 +234,8 @@ class SprintPlanner:
         if not picks:
             log.info("sprint_nothing_to_plan")
             return []
-        sprint = now.astimezone(self._settings.config.zone).date().isoformat()  # the local date, in `timezone`
+        day = now.astimezone(self._settings.config.zone).date().isoformat()  # the local date, in `timezone`
+        sprint = await self.plans.next_id(repo.name, day)
         plan = Plan(repo.name, sprint, picks, source, now, now + timedelta(hours=s.sprint_approval_hours))
         await self.plans.propose(plan, auto_approve=s.sprint_auto_approve)
         self.planned += 1
@@ -292,6 +291,14 @@ class SprintPlanner:
             log.info("sprint_plan_fallback", reason="the planner agent promoted no candidate")
             return None, "rule"
         return tuple(picks), "planner agent"
+
+
+def _sprint_running(events: Sequence[Event], repo: str, now: datetime, cadence: timedelta) -> bool:
+    """A sprint was applied, or a plan expired unanswered, within the cadence. (An operator's skip asks for
+    another plan at once: the next one leaves the skipped picks out.)"""
+    applied = last_event(events, "sprint_planned", repo=repo)
+    expired = last_event(events, "sprint_skipped", repo=repo, reason="expired")
+    return any(e is not None and now - e.ts < cadence for e in (applied, expired))
 
 
 async def _product_context(repo: RepoConfig, s: LoopSettings) -> ProductContext:

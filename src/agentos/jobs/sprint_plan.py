@@ -152,6 +152,17 @@ class SprintPlans:
                 return None
         return Plan.from_event(proposed)
 
+    async def next_id(self, repo: str, day: str) -> str:
+        """A new plan's id: the local date, then ``-2``, ``-3`` … for more plans the same day."""
+        events = await self._events()
+        taken = {e.data.get("plan") for e in events if e.type == "sprint_proposed" and e.data.get("repo") == repo}
+        if day not in taken:
+            return day
+        n = 2
+        while f"{day}-{n}" in taken:
+            n += 1
+        return f"{day}-{n}"
+
     async def skipped(self, repo: str) -> set[int]:
         """The picks of plans skipped (by the operator or the deadline) since the repo's last approved plan."""
         events = await self._events()
