@@ -82,3 +82,36 @@ class TestSprintPlan:
             loop.wait_status(f"{REPO}#{n}", "merged", timeout=90)
         assert sorted(t["issue"] for t in loop.tasks()) == [backlog[2], backlog[3]]
         assert not pending(loop)["pending"]
+
+
+class TestAutoReady:
+    def test_a_recurring_failure_is_fixed_with_no_human_and_escalated_when_it_returns(
+        self, make_loop: MakeLoop
+    ) -> None:
+        """Under `auto_ready: fix_issues` a signature seen 3 times files a fix issue that runs and merges by
+        itself; the same signature after that merge is escalated on the fix issue, not filed again."""
+        loop = make_loop(
+            {"claude": claude_agent("complete"), "crasher": claude_agent("crash")},
+            routing={"default": ["claude"], "max_attempts": 1},
+            loops={"auto_ready": "fix_issues", "incident_threshold": 3},
+        )
+        body = "## Goal\n\nTry it.\n\nAgent: crasher\n"
+        first = [loop.new_issue(f"Crashing {n}", body) for n in range(3)]
+        for n in first:
+            loop.wait_status(f"{REPO}#{n}", "blocked")
+        loop.ctl("run", {"name": "incident_scan"})
+        loop.wait_for(lambda: [t for t in loop.tasks() if t["issue"] not in first], what="the fix issue to run")
+        fixes = [t for t in loop.tasks() if t["issue"] not in first]
+        (fix,) = fixes
+        loop.wait_status(fix["id"], "merged", timeout=90)
+        issue, _ = loop.issue(fix["issue"])
+        assert "autonomous-fix" in issue.labels and issue.state == "closed"
+
+        again = [loop.new_issue(f"Crashing again {n}", body) for n in range(3)]
+        for n in again:
+            loop.wait_status(f"{REPO}#{n}", "blocked")
+        loop.ctl("run", {"name": "incident_scan"})
+        known = {*first, *again, fix["issue"]}
+        assert [t for t in loop.tasks() if t["issue"] not in known] == []
+        _, comments = loop.issue(fix["issue"])
+        assert any("Recurred after the fix merged" in c.body for c in comments)
