@@ -603,15 +603,15 @@ class LoopsConfig(_Model):
     )
     sprint_enabled: bool = Field(
         default=False,
-        description="Let the sprint planner make issues ready by itself. "
-        "Off by default: ready issues make agents run.",
+        description="Let the sprint planner propose a plan each sprint (applied on approval, or at once with "
+        "`sprint_auto_approve`). Off by default: ready issues make agents run.",
     )
     sprint_cadence_days: int = Field(default=7, ge=1, description="The sprint length.")
     plan_size: int = Field(default=5, ge=1, description="Issues picked per sprint.")
     digest_window_hours: float = Field(default=24, gt=0, description="What the daily digest covers.")
     llm_agent: str | None = Field(
         default=None,
-        description="An agent from `agents` used to name incidents and propose refill issues; "
+        description="An agent from `agents` used to name incidents, propose refill issues and pick sprint plans; "
         "without it the loops stay deterministic.",
     )
     context_files: list[str] = Field(

@@ -272,3 +272,22 @@ class TestAutoReady:
         assert note.severity == 1 and f"calc#{fix.number}" in note.text
         comments = await rt.forge.comments("calc", fix.number)
         assert any("Recurred after the fix merged" in c.body for c in comments)
+
+    async def test_proposals_reach_the_queue_only_under_all(self, rt: LoopRig) -> None:
+        """The groomer's proposals are made ready under `all`; under `fix_issues` or `approve` they wait."""
+        proposal = await rt.forge.create_issue("calc", "Proposed work", "body", ["agentos:proposed"], key="p1")
+        for mode in ("approve", "fix_issues"):
+            notes = RecordingNotifier()
+            got = await rt.auto_ready(LoopSettings(auto_ready=mode), notify=notes).offer(
+                "calc", proposal.number, proposal.title, "proposed"
+            )
+            assert got == "left" and notes.sent == []
+        got = await rt.auto_ready(LoopSettings(auto_ready="all")).offer("calc", proposal.number, "x", "proposed")
+        assert got == "ready" and await ready(rt) == [proposal.number]
+
+    async def test_a_repo_override_wins(self, rt: LoopRig) -> None:
+        """A repo's own auto_ready beats the loops default."""
+        rt.config.repos[0].auto_ready = "fix_issues"
+        issue = await rt.forge.create_issue("calc", "Fix it", "body", ["autonomous-fix"], key="f1")
+        got = await rt.auto_ready(LoopSettings(auto_ready="none")).offer("calc", issue.number, "x", "incident")
+        assert got == "ready"

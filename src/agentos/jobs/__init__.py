@@ -60,7 +60,7 @@ def loop_jobs(
         ).tick,
         "agent_scoring": AgentScorer(settings=s, journal=j, clock=c, graph=g, store=store).tick,
         "backlog_groom": BacklogGroomer(
-            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping
+            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping, offers=offers
         ).tick,
         "sprint_plan": SprintPlanner(
             settings=s,

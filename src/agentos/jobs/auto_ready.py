@@ -4,8 +4,8 @@
 
 =============  =========================================================================================
 ``none``       nothing: the issue waits for a human to label it ready (the default)
-``approve``    a notice with **Make ready** / **Dismiss** (``agentos ctl issue make-ready|dismiss``)
-``fix_issues`` incident and finding fix issues are made ready at once; proposals get the notice
+``approve``    fix issues get a notice with **Make ready** / **Dismiss** (``agentos ctl offer ready|dismiss``)
+``fix_issues`` incident and finding fix issues are made ready at once
 ``all``        the groomer's proposed issues too
 =============  =========================================================================================
 
@@ -71,7 +71,7 @@ class AutoReady:
         s = settings_for(self._settings, self._loop_settings)
         mode = mode_for(self._settings, s, repo)
         automatic = mode == "all" or (mode == "fix_issues" and kind in _FIX_KINDS)
-        if mode == "none":
+        if mode == "none" or (kind not in _FIX_KINDS and mode != "all"):
             return "left"
         if automatic:
             used = await self._used_today(repo)
