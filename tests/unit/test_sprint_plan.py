@@ -291,3 +291,21 @@ class TestAutoReady:
         issue = await rt.forge.create_issue("calc", "Fix it", "body", ["autonomous-fix"], key="f1")
         got = await rt.auto_ready(LoopSettings(auto_ready="none")).offer("calc", issue.number, "x", "incident")
         assert got == "ready"
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "repo"),
+    [
+        ("/plan", "plan_show", None),
+        ("/plan calc", "plan_show", "calc"),
+        ("/plan approve", "plan_approve", None),
+        ("/plan approve calc", "plan_approve", "calc"),
+        ("/plan skip", "plan_skip", None),
+    ],
+)
+def test_the_chat_spells_plan_commands(text: str, name: str, repo: str | None) -> None:
+    """`/plan` shows, `/plan approve` and `/plan skip` decide (the repo is optional with one plan waiting)."""
+    from agentos.control.telegram_commands import parse_command
+
+    command = parse_command(text)
+    assert (command.name, command.args["repo"]) == (name, repo)

@@ -181,6 +181,13 @@ REPO = Arg("name", "str", "The repository's name as in the config.")
 TASK = Arg("id", "str", "The task id, like repo#12.", metavar="ID")
 PR = Arg("ref", "str", "The PR, repo#N (or N with one repo).", metavar="PR")
 PLAN_REPO = Arg("repo", "text", "The repository (optional when one plan waits).", required=False)
+SHOWN_REPO = Arg(
+    "repo",
+    "text",
+    "Only this repository's plan.",
+    required=False,
+    pick=lambda word: None if word.lower() in {"approve", "skip"} else word,  # `/plan approve` is not a repo
+)
 ISSUE_REF = Arg("ref", "str", "The issue, repo#N (or N with one repo).", metavar="ISSUE")
 
 GROUPS: dict[str, str] = {
@@ -423,7 +430,7 @@ TABLE: dict[str, CommandSpec] = {
             "plan_show",
             "The sprint plan waiting for approval: its picks with their rationale, and its deadline.",
             lambda c, a: c.plan_show(a["repo"]),
-            args=(PLAN_REPO,),
+            args=(SHOWN_REPO,),
             ctl=(Form(("plan", "show")),),
             chat=(Form(("plan",)),),
             chat_reply=lambda a, r: replies.chat_plans(r),
