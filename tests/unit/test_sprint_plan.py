@@ -168,6 +168,26 @@ class TestSprintPlan:
         assert pending is not None and pending.issues == [1, 2, 3, 4, 5] and pending.source == "rule"
 
 
+    async def test_a_finished_sprint_is_reported_once_and_the_next_plan_comes_early(self, rt: LoopRig) -> None:
+        """Every pick merged before the cadence ends: one "completed" notice, and the next plan at once."""
+        await backlog(rt)
+        notes = RecordingNotifier()
+        s = LoopSettings(sprint_enabled=True, sprint_auto_approve=True, plan_size=2)
+        planner = rt.sprint_planner(s, notify=notes)
+        await planner.tick()
+        await planner.tick()  # the picks are still open: nothing new
+        assert await ready(rt) == [1, 2] and notes.sent == []
+        for n in (1, 2):
+            merge_fix(rt, n)
+            await rt.forge.close_issue("calc", n)
+        await planner.tick()
+        (done,) = notes.sent
+        assert done.key == "sprint_done:calc:2026-03-02" and "2 merged" in done.text
+        assert await ready(rt) == [3, 4]
+        await planner.tick()
+        assert len(notes.sent) == 1
+
+
 # ---------------------------------------------------------------- auto_ready
 
 

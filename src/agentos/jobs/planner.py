@@ -3,8 +3,9 @@
 **Off by default** (``sprint_enabled: false``): making an issue ready makes an agent run it, and that must
 never happen to a backlog whose owner did not ask for it. When enabled it runs hourly; for each repo in
 ``automation_mode: full`` it first skips a pending plan past its deadline, then, with no plan pending and
-no sprint applied (nor a plan expired unanswered) within the cadence — an operator's skip asks for
-another plan at the next run:
+no sprint applied within the cadence that still has work (a sprint whose issues all finished gets one
+"sprint completed" notice and the next plan early), nor a plan expired unanswered since; an operator's
+skip asks for another plan at the next run:
 
 1. candidates: open issues that are not ready, running, blocked, stale, duplicates, on hold, filed by
    the loops themselves, or picked by a plan skipped since the last approved one;
@@ -176,6 +177,8 @@ class SprintPlanner:
         llm: ModelAsker | None = None,
     ) -> None:
         self._settings = settings
+        self._journal = journal
+        self._notify = notify
         self._clock = clock
         self._graph = graph
         self._forge = forge
@@ -213,9 +216,38 @@ class SprintPlanner:
                 if await self.plans.pending(repo.name) is not None:
                     continue  # one plan waits per repo
                 events = await read_events(self._store, now - cadence)
-                if _sprint_running(events, repo.name, now, cadence):
+                if await self._waits(repo.name, [e for e in events if now - e.ts < cadence]):
                     continue
                 await self.plan(repo, s, now)
+
+    async def _waits(self, repo: str, events: Sequence[Event]) -> bool:
+        """True while a sprint applied within the cadence has work left, or a plan expired unanswered since
+        (the operator is away). A sprint whose every issue finished is reported once (``sprint_completed``,
+        a notice) and the next plan comes early. An operator's skip asks for another plan at once."""
+        applied = last_event(events, "sprint_planned", repo=repo)
+        expired = last_event(events, "sprint_skipped", repo=repo, reason="expired")
+        if expired is not None and (applied is None or expired.ts >= applied.ts):
+            return True
+        if applied is None:
+            return False
+        numbers = [int(n) for n in applied.data.get("issues") or []]
+        issues = await safely("list_issues", self._forge.list_issues(repo, state="all"))
+        if issues is None:
+            return True
+        state = {i.number: i.state for i in issues}
+        outcomes = [outcome_of(self._graph, repo, n, state.get(n)) for n in numbers]
+        if "carried over" in outcomes:
+            return True
+        sprint = str(applied.data.get("sprint"))
+        if last_event(events, "sprint_completed", repo=repo, sprint=sprint) is None:
+            self._journal.record("sprint_completed", None, repo=repo, sprint=sprint, outcomes=outcomes)
+            log.info("sprint_completed", repo=repo, sprint=sprint)
+            if self._notify is not None:
+                counts = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+                self._notify.notify(
+                    2, f"sprint_done:{repo}:{sprint}", f"Sprint {sprint} for {repo} completed: {counts or 'empty'}."
+                )
+        return False
 
     async def plan(self, repo: RepoConfig, s: LoopSettings, now: datetime) -> list[int]:
         """Propose one repo's sprint now (the gates are the caller's); the issue numbers proposed."""
@@ -291,14 +323,6 @@ class SprintPlanner:
             log.info("sprint_plan_fallback", reason="the planner agent promoted no candidate")
             return None, "rule"
         return tuple(picks), "planner agent"
-
-
-def _sprint_running(events: Sequence[Event], repo: str, now: datetime, cadence: timedelta) -> bool:
-    """A sprint was applied, or a plan expired unanswered, within the cadence. (An operator's skip asks for
-    another plan at once: the next one leaves the skipped picks out.)"""
-    applied = last_event(events, "sprint_planned", repo=repo)
-    expired = last_event(events, "sprint_skipped", repo=repo, reason="expired")
-    return any(e is not None and now - e.ts < cadence for e in (applied, expired))
 
 
 async def _product_context(repo: RepoConfig, s: LoopSettings) -> ProductContext:
