@@ -83,6 +83,25 @@ class TestSprintPlan:
         assert sorted(t["issue"] for t in loop.tasks()) == [backlog[2], backlog[3]]
         assert not pending(loop)["pending"]
 
+    def test_an_unanswered_plan_is_skipped_at_its_deadline(self, make_loop: MakeLoop) -> None:
+        """With a deadline of a few seconds, a run of the planner after it skips the plan: nothing ran."""
+        loop = make_loop(
+            {"claude": claude_agent("complete")},
+            loops={"sprint_enabled": True, "plan_size": 2, "sprint_approval_hours": 0.001},
+        )
+        backlog = [file_issue(loop, f"Backlog item {n}") for n in range(1, 4)]
+        loop.ctl("run", {"name": "sprint_plan"})
+        plan = pending(loop)
+        assert [p["issue"] for p in plan["picks"]] == backlog[:2]
+
+        def expired() -> bool:
+            loop.ctl("run", {"name": "sprint_plan"})
+            return not pending(loop)["pending"]
+
+        loop.wait_for(expired, what="the plan to expire")
+        assert loop.tasks() == []
+        assert all(READY_LABEL not in loop.issue(n)[0].labels for n in backlog)
+
 
 class TestAutoReady:
     def test_a_recurring_failure_is_fixed_with_no_human_and_escalated_when_it_returns(
