@@ -16,7 +16,6 @@ issues ready, never more). The picks of plans skipped since the repo's last appr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -308,7 +307,3 @@ def describe(plan: Plan | None, repo: str) -> dict[str, Any]:
         return {"repo": repo, "pending": False}
     return {"pending": True, **plan.as_json()}
 
-
-def plan_picks(rows: Sequence[tuple[Issue, str, str]]) -> tuple[Pick, ...]:
-    """Picks from ``(issue, priority, rationale)`` rows."""
-    return tuple(Pick(i.number, i.title, prio, why) for i, prio, why in rows)
