@@ -93,6 +93,8 @@ class TestSprintPlan:
         loop.ctl("run", {"name": "sprint_plan"})
         plan = pending(loop)
         assert [p["issue"] for p in plan["picks"]] == backlog[:2]
+        shown = loop.cli("ctl", "plan", "show", REPO).stdout
+        assert "Sprint plan" in shown and "Backlog item 1" in shown
 
         def expired() -> bool:
             loop.ctl("run", {"name": "sprint_plan"})

@@ -169,7 +169,8 @@ class TestSprintPlan:
 
 
     async def test_a_finished_sprint_is_reported_once_and_the_next_plan_comes_early(self, rt: LoopRig) -> None:
-        """Every pick merged before the cadence ends: one "completed" notice, and the next plan at once."""
+        """Every pick merged before the cadence ends: one "completed" notice, the next plan at once, and the
+        old sprint note gets its report as a comment and is closed."""
         await backlog(rt)
         notes = RecordingNotifier()
         s = LoopSettings(sprint_enabled=True, sprint_auto_approve=True, plan_size=2)
@@ -186,6 +187,10 @@ class TestSprintPlan:
         assert await ready(rt) == [3, 4]
         await planner.tick()
         assert len(notes.sent) == 1
+        old_note, new_note = [i for i in await rt.forge.list_issues("calc", state="all") if "Sprint" in i.title]
+        assert old_note.state == "closed" and new_note.title == "Sprint 2026-03-02-2"
+        (report,) = await rt.forge.comments("calc", old_note.number)
+        assert "**Sprint report** (2026-03-02)" in report.body and "2 merged" in report.body
 
 
 # ---------------------------------------------------------------- auto_ready

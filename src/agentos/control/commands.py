@@ -434,6 +434,7 @@ TABLE: dict[str, CommandSpec] = {
             ctl=(Form(("plan", "show")),),
             chat=(Form(("plan",)),),
             chat_reply=lambda a, r: replies.chat_plans(r),
+            terminal=replies.terminal_plans,
         ),
         CommandSpec(
             "plan_approve",

@@ -332,3 +332,17 @@ def terminal_task(task: Any) -> list[View]:
             title="attempts",
         ),
     ]
+
+
+def terminal_plans(plans: Any) -> list[View]:
+    """``agentos ctl plan show``: one table per repo with a plan waiting, or a line saying none waits."""
+    views: list[View] = []
+    for plan in plans:
+        if not plan.get("pending"):
+            views.append(KeyValues({"repo": plan.get("repo"), "plan": "none waiting"}))
+            continue
+        title = f"Sprint plan {plan.get('plan')} for {plan.get('repo')} (by the {plan.get('source')}), " + (
+            f"expires {plan.get('deadline')}"
+        )
+        views.append(Table(list(plan.get("picks") or []), ["issue", "priority", "title", "rationale"], title))
+    return views

@@ -25,7 +25,7 @@ from agentos.errors import ControlError
 from agentos.forge.base import READY_LABEL, Forge, Issue
 from agentos.graph import Event, TaskGraph, TaskStatus
 from agentos.issue_text import parse_issue
-from agentos.jobs._loops import EventHistory, file_once, find_marked, last_event, read_events, safely
+from agentos.jobs._loops import EventHistory, comment_once, file_once, find_marked, last_event, read_events, safely
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake
 
 __all__ = ["HISTORY_DAYS", "SPRINT_LABEL", "Pick", "Plan", "SprintPlans", "outcome_of"]
@@ -249,43 +249,53 @@ class SprintPlans:
         key = f"sprint:{repo}:{plan.plan}"
         await safely("create_issue", file_once(forge, repo, f"Sprint {plan.plan}", body, [SPRINT_LABEL], key=key))
         if previous is not None and previous.data.get("sprint") != plan.plan:
-            old = await safely("find", find_marked(forge, repo, f"sprint:{repo}:{previous.data.get('sprint')}"))
+            old_sprint = previous.data.get("sprint")
+            old = await safely("find", find_marked(forge, repo, f"sprint:{repo}:{old_sprint}"))
             if old is not None:
+                report = "\n".join([f"**Sprint report** ({old_sprint})", "", *self._report(previous, by_number)])
+                key = f"sprint-report:{repo}:{old_sprint}"
+                await safely("comment", comment_once(forge, repo, old.number, report, key=key))
                 await safely("close_issue", forge.close_issue(repo, old.number))
         return made
 
     def _note(self, plan: Plan, previous: Event | None, issues: dict[int, Issue]) -> str:
-        """The sprint note: the picks, and the previous sprint's report (done, carried over, risks)."""
-        repo = plan.repo
-        lines = [f"**agentos sprint** for {repo}: these issues are now ready.", ""]
+        """The sprint note: the picks with their rationale, the previous sprint's report, the next focus."""
+        lines = [f"**agentos sprint** for {plan.repo}: these issues are now ready.", ""]
         for pick in plan.picks:
             found = issues.get(pick.issue)
             prio = pick.priority or (parse_issue(found.title, found.body, found.labels).priority if found else "")
             why = f": {pick.rationale}" if pick.rationale else ""
             lines.append(f"- #{pick.issue} {pick.title or (found.title if found else '')} ({prio}){why}")
         if previous is not None:
-            lines += ["", f"### Previous sprint ({previous.data.get('sprint')})", ""]
-            counts: dict[str, int] = {}
-            carried: list[str] = []
-            risks: list[str] = []
-            for number in previous.data.get("issues") or []:
-                found = issues.get(int(number))
-                outcome = outcome_of(self._graph, repo, int(number), found.state if found else None)
-                counts[outcome] = counts.get(outcome, 0) + 1
-                title = found.title if found else ""
-                lines.append(f"- #{number} {title}: {outcome}")
-                if outcome == "carried over":
-                    carried.append(f"#{number}")
-                if outcome == "escalated":
-                    risks.append(f"#{number} {title} escalated to a human")
-            lines += ["", ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))]
-            if risks:
-                lines += ["", "**Risks:** " + "; ".join(risks)]
-            if carried:
-                lines += ["", "**Carried over:** " + ", ".join(carried)]
+            lines += ["", f"### Previous sprint ({previous.data.get('sprint')})", "", *self._report(previous, issues)]
         lines += ["", "**Next focus:** " + (", ".join(f"#{n}" for n in plan.issues) or "nothing planned")]
         lines += ["", f"_Planned by the sprint planner ({plan.source}); approved. Remove a ready label to hold one._"]
         return "\n".join(lines)
+
+    def _report(self, sprint: Event, issues: dict[int, Issue]) -> list[str]:
+        """A sprint's report: each issue's outcome (done, answered, escalated, closed, carried over), the
+        counts, the risks (escalations) and what is carried over."""
+        repo = str(sprint.data.get("repo"))
+        lines: list[str] = []
+        counts: dict[str, int] = {}
+        carried: list[str] = []
+        risks: list[str] = []
+        for number in sprint.data.get("issues") or []:
+            found = issues.get(int(number))
+            outcome = outcome_of(self._graph, repo, int(number), found.state if found else None)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            title = found.title if found else ""
+            lines.append(f"- #{number} {title}: {outcome}")
+            if outcome == "carried over":
+                carried.append(f"#{number}")
+            if outcome == "escalated":
+                risks.append(f"#{number} {title} escalated to a human")
+        lines += ["", ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))]
+        if risks:
+            lines += ["", "**Risks:** " + "; ".join(risks)]
+        if carried:
+            lines += ["", "**Carried over:** " + ", ".join(carried)]
+        return lines
 
 
 def plan_text(plan: Plan) -> str:
@@ -306,4 +316,3 @@ def describe(plan: Plan | None, repo: str) -> dict[str, Any]:
     if plan is None:
         return {"repo": repo, "pending": False}
     return {"pending": True, **plan.as_json()}
-
