@@ -287,11 +287,13 @@ class SprintPlanner:
             await read_events(self._store, now - timedelta(days=90)), "sprint_planned", repo=repo.name
         )
         by_number = {i.number: i for i in issues}
-        last_sprint = [
-            f"- #{n} {by_number[int(n)].title if int(n) in by_number else ''}: "
-            f"{outcome_of(self._graph, repo.name, int(n), by_number[int(n)].state if int(n) in by_number else None)}"
-            for n in (previous.data.get("issues") or [] if previous is not None else [])
-        ]
+
+        def outcome(n: int) -> str:
+            found = by_number.get(n)
+            ended = outcome_of(self._graph, repo.name, n, found.state if found else None)
+            return f"- #{n} {found.title if found else ''}: {ended}"
+
+        last_sprint = [outcome(int(n)) for n in previous.data.get("issues") or []] if previous is not None else []
         failures = read_history(history, self._graph, since=now - timedelta(days=s.analysis_days), until=now).failures
         clusters = [
             f"- {c.blocker}: {c.text} ({c.count}×)"
