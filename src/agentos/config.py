@@ -43,6 +43,7 @@ from agentos.redact import get_default
 
 AgentKind = Literal["claude", "codex", "gemini", "command"]
 AutomationMode = Literal["full", "dispatcher_only"]
+AutoReady = Literal["none", "approve", "fix_issues", "all"]
 
 SYSTEM_CONFIG_DIR = Path("/etc/agentos")
 """Where the system unit's config lives."""
@@ -150,6 +151,9 @@ class RepoConfig(_Model):
         ge=1,
         description="How often the backlog groomer visits this repo, in days; default `loops.groom_cadence_days` "
         "(7). Repos in `dispatcher_only` mode are never groomed.",
+    )
+    auto_ready: AutoReady | None = Field(
+        default=None, description="Overrides `loops.auto_ready` for this repo (`none`, `approve`, `fix_issues`, `all`)."
     )
     hooks: Hooks = Field(default_factory=Hooks, description="Shell commands run in the worktree at fixed moments.")
     project: dict[str, str | int] | None = Field(
@@ -599,15 +603,15 @@ class LoopsConfig(_Model):
     )
     sprint_enabled: bool = Field(
         default=False,
-        description="Let the sprint planner make issues ready by itself. "
-        "Off by default: ready issues make agents run.",
+        description="Let the sprint planner propose a plan each sprint (applied on approval, or at once with "
+        "`sprint_auto_approve`). Off by default: ready issues make agents run.",
     )
     sprint_cadence_days: int = Field(default=7, ge=1, description="The sprint length.")
     plan_size: int = Field(default=5, ge=1, description="Issues picked per sprint.")
     digest_window_hours: float = Field(default=24, gt=0, description="What the daily digest covers.")
     llm_agent: str | None = Field(
         default=None,
-        description="An agent from `agents` used to name incidents and propose refill issues; "
+        description="An agent from `agents` used to name incidents, propose refill issues and pick sprint plans; "
         "without it the loops stay deterministic.",
     )
     context_files: list[str] = Field(
@@ -636,6 +640,26 @@ class LoopsConfig(_Model):
         default_factory=list,
         description="Hosts an `objectives.yaml` metric may name in its HTTPS `url`; a metric on any other host "
         "makes the file invalid.",
+    )
+    sprint_auto_approve: bool = Field(
+        default=False,
+        description="Apply each sprint plan at once instead of asking the operator (Approve / Skip) first.",
+    )
+    sprint_approval_hours: float = Field(
+        default=24,
+        gt=0,
+        description="A sprint plan nobody approved in this many hours is skipped (its picks are not offered again).",
+    )
+    auto_ready: AutoReady = Field(
+        default="none",
+        description="Which loop-filed issues reach the queue by themselves: `none`; `approve` (a notice with "
+        "Make ready / Dismiss); `fix_issues` (incident and finding fix issues are made ready); `all` (also the "
+        "groomer's proposed issues). A repo's own `auto_ready` wins.",
+    )
+    auto_ready_per_day: int = Field(
+        default=3,
+        ge=0,
+        description="At most this many issues made ready by `auto_ready` per repo in 24 h; more wait for a tap.",
     )
 
 

@@ -337,6 +337,7 @@ class Daemon:
                     notify=rt,
                     store=store,
                     stopping=lambda: rt.stopping,
+                    wake=rt.wake,
                 ).items():
                     scheduler.register(name, job)
             except ConfigError as exc:

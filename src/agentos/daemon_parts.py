@@ -113,6 +113,13 @@ def build_controller(
     """The controller over ``rt``'s ports and ``core``'s parts (built over ``rt`` when not given)."""
     if core is None:
         core = build_core(rt)
+    from agentos.jobs.auto_ready import AutoReady
+    from agentos.jobs.sprint_plan import SprintPlans
+
+    plans = SprintPlans(
+        settings=rt, journal=rt, clock=rt.now, graph=rt.graph, forge=rt.forge, store=rt.store, notify=rt, wake=rt.wake
+    )
+    offers = AutoReady(settings=rt, journal=rt, clock=rt.now, forge=rt.forge, store=rt.store, notify=rt, wake=rt.wake)
     return Controller(
         settings=rt,
         journal=rt,
@@ -130,6 +137,8 @@ def build_controller(
         on_reload=on_reload,
         approvals=approvals,
         status_page_url=status_page_url,
+        plans=plans,
+        offers=offers,
     )
 
 

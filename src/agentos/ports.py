@@ -44,15 +44,27 @@ __all__ = [
 Severity = Literal[1, 2, 3]
 """1: act now (escalations, state-write failures) · 2: soon (pauses, wedged PRs) · 3: the daily digest."""
 
-ActionKind = Literal["retry", "cancel", "approve", "reject", "show", "accept"]
+ActionKind = Literal[
+    "retry",
+    "cancel",
+    "approve",
+    "reject",
+    "show",
+    "accept",
+    "plan_approve",
+    "plan_skip",
+    "issue_make_ready",
+    "issue_dismiss",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     """Something the operator can do about a notice: retry/cancel a task, approve/reject a PR, open an issue.
 
-    ``ref`` is a task id (retry, cancel, show), ``repo#PR`` (approve, reject) or ``repo#issue`` (accept: an
-    operator signs off a task's acceptance checks); ``url`` is the issue's web
+    ``ref`` is a task id (retry, cancel, show), ``repo#PR`` (approve, reject), ``repo#issue`` (accept: an
+    operator signs off a task's acceptance checks; issue_make_ready, issue_dismiss) or a repo (plan_approve,
+    plan_skip); ``url`` is the issue's web
     address when the forge has one (``show`` then opens it instead of asking the bot for the text).
     """
 

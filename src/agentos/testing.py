@@ -34,6 +34,7 @@ from agentos.jobs._loops import LoopSettings
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
 from agentos.jobs.analysis import AgentScorer, LogAnalyzer
+from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.digest import DailyDigest, DigestNotify
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.groomer import BacklogGroomer
@@ -43,7 +44,7 @@ from agentos.jobs.planner import SprintPlanner
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.lifecycle import Lifecycle
 from agentos.llm import ModelAsker
-from agentos.ports import Action, Severity
+from agentos.ports import Action, Notify, Severity, Wake
 from agentos.running import RunningAttempts
 from agentos.store import DaemonState, Store
 from agentos.workspace import Workspace
@@ -347,8 +348,38 @@ class LoopRig:
     def _stopping(self) -> bool:
         return self.stopping
 
-    def incident_scanner(self, s: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> IncidentScanner:
-        return IncidentScanner(**self._reads(), forge=self.forge, stopping=self._stopping, loop_settings=s, llm=llm)
+    def incident_scanner(
+        self,
+        s: LoopSettings | None = None,
+        *,
+        llm: ModelAsker | None = None,
+        offers: AutoReady | None = None,
+        notify: Notify | None = None,
+    ) -> IncidentScanner:
+        return IncidentScanner(
+            **self._reads(),
+            forge=self.forge,
+            stopping=self._stopping,
+            loop_settings=s,
+            llm=llm,
+            offers=offers,
+            notify=notify,
+        )
+
+    def auto_ready(
+        self, s: LoopSettings | None = None, *, notify: Notify | None = None, wake: Wake | None = None
+    ) -> AutoReady:
+        """Where loop-filed issues go next (``loops.auto_ready``): ready, a one-tap offer, or nowhere."""
+        return AutoReady(
+            settings=self.settings,
+            journal=self.journal,
+            clock=self.clock,
+            forge=self.forge,
+            store=self.journal,
+            notify=notify,
+            wake=wake,
+            loop_settings=s,
+        )
 
     def log_analyzer(self, s: LoopSettings | None = None) -> LogAnalyzer:
         return LogAnalyzer(**self._reads(), forge=self.forge, loop_settings=s)
@@ -359,8 +390,24 @@ class LoopRig:
     def backlog_groomer(self, s: LoopSettings | None = None, *, llm: ModelAsker | None = None) -> BacklogGroomer:
         return BacklogGroomer(**self._reads(), forge=self.forge, stopping=self._stopping, loop_settings=s, llm=llm)
 
-    def sprint_planner(self, s: LoopSettings | None = None) -> SprintPlanner:
-        return SprintPlanner(**self._reads(), forge=self.forge, stopping=self._stopping, loop_settings=s)
+    def sprint_planner(
+        self,
+        s: LoopSettings | None = None,
+        *,
+        notify: Notify | None = None,
+        wake: Wake | None = None,
+        llm: ModelAsker | None = None,
+    ) -> SprintPlanner:
+        """The planner; its ``plans`` (:class:`agentos.jobs.sprint_plan.SprintPlans`) approve and skip."""
+        return SprintPlanner(
+            **self._reads(),
+            forge=self.forge,
+            stopping=self._stopping,
+            loop_settings=s,
+            notify=notify,
+            wake=wake,
+            llm=llm,
+        )
 
     def daily_digest(
         self, s: LoopSettings | None = None, *, notify: DigestNotify | None = None, tz: tzinfo | None = None

@@ -207,6 +207,10 @@ class Ops:
         data: dict[str, Any] = await self.ctl("task", {"id": task_id})
         return data
 
+    async def tasks_now(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self.ctl("tasks")
+        return rows
+
     async def until(
         self,
         check: Callable[[], T | None],
@@ -588,4 +592,26 @@ async def test_approve_button_merges_a_dispatcher_only_pr(ops: Ops) -> None:
     assert len(ops.notices(prefix)) == 1
     [approved] = ops.log_events("pr_approved")  # who approved it; nothing held it, so no override
     assert approved["by"] == f"telegram:{ALLOWED}" and approved["override"] is False
+    assert await ops.stop() == 0
+
+
+async def test_the_approve_button_starts_a_sprint_plan(ops: Ops) -> None:
+    """The sprint plan arrives with Approve / Skip; Approve makes its picks ready and they run and merge."""
+    text = ops.setup({"worker": agent("complete")})
+    ops.loop.config.write_text(text + "loops:\n  sprint_enabled: true\n  plan_size: 2\n", encoding="utf-8")
+    await ops.start()
+    backlog = []
+    for n in range(3):
+        done = await ops.cli_json("issue", "new", "--repo", REPO, "--title", f"Backlog {n}", "--config",
+                                  str(ops.loop.config))  # fmt: skip
+        backlog.append(int(done["number"]))
+    await ops.ctl("run", {"name": "sprint_plan"})
+    await ops.wait_fake(lambda: bool(ops.notices("Sprint plan ")), "the sprint plan")
+    [plan] = ops.notices("Sprint plan ")
+    assert plan.buttons == [("Approve", f"act:plan_approve:{REPO}"), ("Skip", f"act:plan_skip:{REPO}")]
+    assert await ops.tasks_now() == []
+    assert await ops.press(plan, "Approve") == f"{REPO} sprint plan approved."
+    for n in backlog[:2]:
+        await ops.wait_status(f"{REPO}#{n}", "merged")
+    assert sorted(t["issue"] for t in await ops.tasks_now()) == backlog[:2]
     assert await ops.stop() == 0

@@ -626,13 +626,14 @@ class TestSprintPlanner:
         assert [i.number for i in await rt.forge.ready_issues("calc")] == [5]
 
     async def test_picks_by_priority_and_age_after_dependencies(self, env: Env) -> None:
-        """plan_size issues are made ready: high first, then by age, each after what it depends on."""
+        """With sprint_auto_approve, plan_size issues are made ready: high first, then by age, each after what it
+        depends on."""
         rt = env.runtime()
         b = await self.backlog(rt)
         assert b["base"].number == 4
         picked = pick_sprint(await rt.forge.list_issues("calc", state="all"), 3)
         assert [i.title for i in picked] == ["Core API", "Base layer", "Feature on top"]
-        planner = rt.sprint_planner(LoopSettings(sprint_enabled=True, plan_size=3))
+        planner = rt.sprint_planner(LoopSettings(sprint_enabled=True, sprint_auto_approve=True, plan_size=3))
         await planner.tick()
         await planner.tick()
         ready = sorted(i.number for i in await rt.forge.ready_issues("calc"))
@@ -646,7 +647,7 @@ class TestSprintPlanner:
         """A week later the new note says what became of the last sprint, and the old note is closed."""
         rt = env.runtime()
         b = await self.backlog(rt)
-        s = LoopSettings(sprint_enabled=True, plan_size=2)
+        s = LoopSettings(sprint_enabled=True, sprint_auto_approve=True, plan_size=2)
         await rt.sprint_planner(s).tick()
         merge(rt, run(rt, "calc", b["core"].number, "codex", True))
         await rt.forge.close_issue("calc", b["core"].number)

@@ -64,6 +64,11 @@ class ControllerPort(Protocol):
     ) -> JSON: ...
     async def issue_ready(self, repo: str | None, number: int, config: str | None) -> JSON: ...
     async def accept(self, ref: str) -> JSON: ...
+    async def plan_show(self, repo: str | None) -> Sequence[JSON]: ...
+    async def plan_approve(self, repo: str | None) -> JSON: ...
+    async def plan_skip(self, repo: str | None) -> JSON: ...
+    async def issue_make_ready(self, ref: str) -> JSON: ...
+    async def issue_dismiss(self, ref: str) -> JSON: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +181,23 @@ JOB_NAME = Arg("name", "str", "The job's name (see `jobs`).")
 REPO = Arg("name", "str", "The repository's name as in the config.")
 TASK = Arg("id", "str", "The task id, like repo#12.", metavar="ID")
 PR = Arg("ref", "str", "The PR, repo#N (or N with one repo).", metavar="PR")
+PLAN_REPO = Arg("repo", "text", "The repository (optional when one plan waits).", required=False)
+SHOWN_REPO = Arg(
+    "repo",
+    "text",
+    "Only this repository's plan.",
+    required=False,
+    pick=lambda word: None if word.lower() in {"approve", "skip"} else word,  # `/plan approve` is not a repo
+)
+ISSUE_REF = Arg("ref", "str", "The issue, repo#N (or N with one repo).", metavar="ISSUE")
 
 GROUPS: dict[str, str] = {
     "job": "Enable or disable a job.",
     "repo": "Repositories: on, off, mode, cadence.",
     "task": "One task: show, retry, cancel.",
     "agent": "One agent: resume (lift its pause).",
+    "plan": "The sprint plan: show, approve, skip.",
+    "offer": "A loop-filed issue offered with one tap: make it ready, or dismiss it.",
 }
 """The help of a word that several commands share (``ctl job on|off``, ``/repo on|off|mode|cadence``)."""
 
@@ -419,6 +435,54 @@ TABLE: dict[str, CommandSpec] = {
             ctl=(Form(("accept",)),),
             chat=(Form(("accept",)),),
             chat_reply=lambda a, r: f"{a['ref']}: {r.get('result', 'accepted')}.",
+        ),
+        CommandSpec(
+            "plan_show",
+            "The sprint plan waiting for approval: its picks with their rationale, and its deadline.",
+            lambda c, a: c.plan_show(a["repo"]),
+            args=(SHOWN_REPO,),
+            ctl=(Form(("plan", "show")),),
+            chat=(Form(("plan",)),),
+            chat_reply=lambda a, r: replies.chat_plans(r),
+            terminal=replies.terminal_plans,
+        ),
+        CommandSpec(
+            "plan_approve",
+            "Approve the pending sprint plan: its issues are made ready and run.",
+            lambda c, a: c.plan_approve(a["repo"]),
+            args=(PLAN_REPO,),
+            ctl=(Form(("plan", "approve")),),
+            chat=(Form(("plan", "approve")),),
+            chat_reply=lambda a, r: (
+                f"Sprint plan {r['plan']} for {r['repo']} approved: {len(r['ready'])} issues ready."
+            ),
+        ),
+        CommandSpec(
+            "plan_skip",
+            "Skip the pending sprint plan: nothing runs, and the next plan does not pick the same issues.",
+            lambda c, a: c.plan_skip(a["repo"]),
+            args=(PLAN_REPO,),
+            ctl=(Form(("plan", "skip")),),
+            chat=(Form(("plan", "skip")),),
+            chat_reply=lambda a, r: f"Sprint plan {r['plan']} for {r['repo']} skipped.",
+        ),
+        CommandSpec(
+            "issue_make_ready",
+            "Make a loop-filed issue (an incident or finding fix) ready: an agent runs it.",
+            lambda c, a: c.issue_make_ready(a["ref"]),
+            args=(ISSUE_REF,),
+            ctl=(Form(("offer", "ready")),),
+            chat=(Form(("offer", "ready")),),
+            chat_reply=lambda a, r: f"{a['ref']} made ready.",
+        ),
+        CommandSpec(
+            "issue_dismiss",
+            "Dismiss a loop-filed issue's offer: it stays open and not ready.",
+            lambda c, a: c.issue_dismiss(a["ref"]),
+            args=(ISSUE_REF,),
+            ctl=(Form(("offer", "dismiss")),),
+            chat=(Form(("offer", "dismiss")),),
+            chat_reply=lambda a, r: f"{a['ref']} dismissed.",
         ),
     )
 }

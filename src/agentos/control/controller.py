@@ -23,6 +23,8 @@ from agentos.budget import issue_breach
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import READY_LABEL, Forge, IssueWriter
 from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, task_row
+from agentos.jobs.auto_ready import AutoReady
+from agentos.jobs.sprint_plan import SprintPlans
 from agentos.lifecycle import Lifecycle
 from agentos.ops.metrics import History, read_history
 from agentos.ports import Clock, ConfigFile, Journal
@@ -84,6 +86,8 @@ class Controller:
         on_reload: Callable[[], Awaitable[None]] | None = None,
         approvals: Approvals | None = None,
         status_page_url: Callable[[], str | None] = lambda: None,
+        plans: SprintPlans | None = None,
+        offers: AutoReady | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -107,6 +111,10 @@ class Controller:
         self._acceptance = acceptance or AcceptanceFate(lifecycle=lifecycle)
         """Who records an operator's sign-off of a merged task's acceptance checks (``accept``)."""
         self._config_lock = asyncio.Lock()
+        self._plans = plans
+        """Sprint plans waiting for a decision (``plan show|approve|skip``); None: those commands refuse."""
+        self._offers = offers
+        """Loop-filed issues offered with one tap (``issue make-ready|dismiss``); None: those commands refuse."""
 
     def __repr__(self) -> str:
         return f"<Controller tasks={len(self._graph)} paused={self._state.paused}>"
@@ -163,9 +171,7 @@ class Controller:
         history = None
         if history_days is not None:
             since = now - timedelta(days=history_days)
-            history = await asyncio.to_thread(
-                lambda: read_history(self._events(since), tasks, since=since, until=now)
-            )
+            history = await asyncio.to_thread(lambda: read_history(self._events(since), tasks, since=since, until=now))
         jobs = await self.jobs() if self._scheduler_or_none is not None else []
         return Snapshot(at=now, status=await self.status(), jobs=jobs, tasks=tasks, history=history)
 
@@ -442,6 +448,46 @@ class Controller:
         if self._approvals is not None:
             return await self._approvals.approve(repo, number, False)
         return await self.lifecycle.review(repo, number, approve=False)
+
+    # ------------------------------------------------------------ sprint plans and one-tap offers
+
+    def _sprint_plans(self) -> SprintPlans:
+        if self._plans is None:
+            raise ControlError("sprint plans are not available in this daemon")
+        return self._plans
+
+    async def plan_show(self, repo: str | None) -> list[dict[str, Any]]:
+        """The pending sprint plan of ``repo`` (or of every repo)."""
+        names = [self._repo(repo).name] if repo else [r.name for r in self._settings.config.repos]
+        return await self._sprint_plans().show(names)
+
+    async def _plan_repo(self, repo: str | None) -> str:
+        names = [r.name for r in self._settings.config.repos]
+        return self._repo(repo).name if repo else await self._sprint_plans().waiting_repo(names)
+
+    async def plan_approve(self, repo: str | None) -> dict[str, Any]:
+        """Approve the repo's pending sprint plan: its issues are made ready."""
+        return await self._sprint_plans().approve(await self._plan_repo(repo))
+
+    async def plan_skip(self, repo: str | None) -> dict[str, Any]:
+        """Skip the repo's pending sprint plan: nothing runs, the next plan leaves its picks out."""
+        return await self._sprint_plans().skip(await self._plan_repo(repo))
+
+    def _offer_ref(self, ref: str) -> tuple[AutoReady, str, int]:
+        if self._offers is None:
+            raise ControlError("one-tap offers are not available in this daemon")
+        repo, number = self._pr_ref(ref)
+        return self._offers, repo, number
+
+    async def issue_make_ready(self, ref: str) -> dict[str, Any]:
+        """Make a loop-filed issue ready (the offer's **Make ready**)."""
+        offers, repo, number = self._offer_ref(ref)
+        return await offers.make_ready(repo, number)
+
+    async def issue_dismiss(self, ref: str) -> dict[str, Any]:
+        """Dismiss a loop-filed issue's offer: it stays, not ready."""
+        offers, repo, number = self._offer_ref(ref)
+        return await offers.dismiss(repo, number)
 
 
 def _same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:

@@ -125,6 +125,23 @@ def chat_jobs(jobs: Sequence[JSON]) -> str:
     return "\n".join(lines)
 
 
+def chat_plans(plans: Sequence[JSON]) -> str:
+    """``/plan``: each repo's pending sprint plan, its picks and deadline."""
+    lines = []
+    for plan in plans:
+        if not plan.get("pending"):
+            lines.append(f"{one_line(plan.get('repo'), '?')}: no plan waiting.")
+            continue
+        lines.append(f"Sprint plan {one_line(plan.get('plan'))} for {one_line(plan.get('repo'))}:")
+        for pick in plan.get("picks") or []:
+            why = f": {one_line(pick.get('rationale'))}" if pick.get("rationale") else ""
+            lines.append(
+                f"  #{pick.get('issue')} {one_line(pick.get('title'))} ({one_line(pick.get('priority'))}){why}"
+            )
+        lines.append(f"  expires {one_line(plan.get('deadline'))} · /plan approve {plan.get('repo')} · /plan skip")
+    return "\n".join(lines) or "No repos."
+
+
 def chat_repos(repos: Sequence[JSON]) -> str:
     if not repos:
         return "No repos."
@@ -319,3 +336,17 @@ def terminal_task(task: Any) -> list[View]:
             title="attempts",
         ),
     ]
+
+
+def terminal_plans(plans: Any) -> list[View]:
+    """``agentos ctl plan show``: one table per repo with a plan waiting, or a line saying none waits."""
+    views: list[View] = []
+    for plan in plans:
+        if not plan.get("pending"):
+            views.append(KeyValues({"repo": plan.get("repo"), "plan": "none waiting"}))
+            continue
+        title = f"Sprint plan {plan.get('plan')} for {plan.get('repo')} (by the {plan.get('source')}), " + (
+            f"expires {plan.get('deadline')}"
+        )
+        views.append(Table(list(plan.get("picks") or []), ["issue", "priority", "title", "rationale"], title))
+    return views

@@ -111,6 +111,10 @@ _ACTION_DONE = {
     "approve": "approved",
     "reject": "rejected",
     "accept": "accepted",
+    "plan_approve": "sprint plan approved",
+    "plan_skip": "sprint plan skipped",
+    "issue_make_ready": "made ready",
+    "issue_dismiss": "dismissed",
 }
 
 
@@ -353,7 +357,7 @@ class TelegramBot:
 
             async def act() -> str:
                 nonlocal done, note
-                spec = TABLE[action]  # retry, cancel, approve, reject: one argument, the button's ref
+                spec = TABLE[action]  # retry, cancel, approve, reject, plan_…, issue_…: one argument, the button's ref
                 chat = query.message.chat.id if query.message is not None else query.from_user.id
                 with calling(f"telegram:{chat}"):
                     result = await run(spec, self._controller, {spec.args[0].name: ref})

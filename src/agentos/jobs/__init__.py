@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from agentos.graph import TaskGraph
     from agentos.jobs._loops import TunableSettings
     from agentos.jobs.digest import DigestNotify
-    from agentos.ports import Clock, Journal
+    from agentos.ports import Clock, Journal, Wake
     from agentos.store import Store
 
 
@@ -24,14 +24,17 @@ def loop_jobs(
     notify: DigestNotify | None,
     store: Store,
     stopping: Callable[[], bool],
+    wake: Wake | None = None,
 ) -> dict[str, Callable[[], Awaitable[None]]]:
     """The improvement loops (and the daily housekeeping) by job name, ready to register with the scheduler.
 
-    ``settings`` is the live configuration (the agent scorer may tune its routing and replace it), ``store`` is
-    read for the journal's history (and pruned by housekeeping), ``stopping`` says the daemon is shutting down
-    (a loop stops between repos), ``notify`` sends the daily digest (None: it is only journalled).
+        ``settings`` is the live configuration (the agent scorer may tune its routing and replace it), ``store`` is
+        read for the journal's history (and pruned by housekeeping), ``stopping`` says the daemon is shutting down
+        (a loop stops between repos), ``notify`` sends the daily digest, sprint plans and one-tap offers (None: they are
+    only journalled), ``wake`` runs dispatch when a plan or an offer makes issues ready.
     """
     from agentos.jobs.analysis import AgentScorer, LogAnalyzer
+    from agentos.jobs.auto_ready import AutoReady
     from agentos.jobs.digest import DailyDigest
     from agentos.jobs.groomer import BacklogGroomer
     from agentos.jobs.housekeeping import Housekeeping
@@ -39,17 +42,36 @@ def loop_jobs(
     from agentos.jobs.planner import SprintPlanner
 
     s, j, c, g = settings, journal, clock, graph
+    offers = AutoReady(settings=s, journal=j, clock=c, forge=forge, store=store, notify=notify, wake=wake)
     return {
         "incident_scan": IncidentScanner(
-            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping
+            settings=s,
+            journal=j,
+            clock=c,
+            graph=g,
+            forge=forge,
+            store=store,
+            stopping=stopping,
+            offers=offers,
+            notify=notify,
         ).tick,
-        "log_analysis": LogAnalyzer(settings=s, journal=j, clock=c, graph=g, forge=forge, store=store).tick,
+        "log_analysis": LogAnalyzer(
+            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, offers=offers
+        ).tick,
         "agent_scoring": AgentScorer(settings=s, journal=j, clock=c, graph=g, store=store).tick,
         "backlog_groom": BacklogGroomer(
-            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping
+            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping, offers=offers
         ).tick,
         "sprint_plan": SprintPlanner(
-            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping
+            settings=s,
+            journal=j,
+            clock=c,
+            graph=g,
+            forge=forge,
+            store=store,
+            stopping=stopping,
+            notify=notify,
+            wake=wake,
         ).tick,
         "daily_digest": DailyDigest(settings=s, journal=j, clock=c, graph=g, store=store, notify=notify).tick,
         "housekeeping": Housekeeping(settings=s, journal=j, clock=c, store=store).tick,

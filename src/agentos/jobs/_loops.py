@@ -90,6 +90,11 @@ class LoopSettings:
     sprint_enabled: bool = False
     sprint_cadence_days: int = 7
     plan_size: int = 5
+    sprint_auto_approve: bool = False
+    sprint_approval_hours: float = 24.0
+    # closing the loop: loop-filed issues that reach the queue by themselves
+    auto_ready: str = "none"
+    auto_ready_per_day: int = 3
     # daily digest
     digest_window_hours: float = 24.0
     # one-shot LLM helper (naming incidents, proposing backlog items); None: deterministic only

@@ -44,6 +44,7 @@ from agentos.jobs._loops import (
     safely,
     settings_for,
 )
+from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.incidents import headline, normalise_error, signature
 from agentos.metrics import GroupStats, History, group_stats, read_history
 from agentos.ports import Clock, Journal, Settings
@@ -308,6 +309,7 @@ class LogAnalyzer:
         forge: Forge,
         store: EventHistory,
         loop_settings: LoopSettings | None = None,
+        offers: AutoReady | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -316,6 +318,8 @@ class LogAnalyzer:
         self._forge = forge
         self._store = store
         self._loop_settings = loop_settings
+        self._offers = offers
+        """Where a new fix issue goes next (``loops.auto_ready``); None: it waits for a human."""
 
     def __repr__(self) -> str:
         return "<LogAnalyzer>"
@@ -373,6 +377,8 @@ class LogAnalyzer:
             return None
         if result[1]:
             self._record(finding, result[0].number, "filed")
+            if self._offers is not None:
+                await self._offers.offer(finding.repo, result[0].number, finding.title, "finding")
         return result[0].number
 
     def _record(self, finding: Finding, number: int, action: str) -> None:

@@ -55,6 +55,7 @@ from agentos.jobs._refill import (
     parse_proposals,
     refill_prompt,
 )
+from agentos.jobs.auto_ready import AutoReady
 from agentos.llm import ModelAsker, from_config
 from agentos.metrics import read_history
 from agentos.ports import Clock, Journal, Settings
@@ -158,6 +159,7 @@ class BacklogGroomer:
         stopping: Callable[[], bool],
         loop_settings: LoopSettings | None = None,
         llm: ModelAsker | None = None,
+        offers: AutoReady | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -168,6 +170,8 @@ class BacklogGroomer:
         self._stopping = stopping
         self._loop_settings = loop_settings
         self._llm = llm
+        self._offers = offers
+        """Where a proposed issue goes next (``loops.auto_ready: all`` makes it ready); None: it waits."""
         self.groomed = 0
 
     def __repr__(self) -> str:
@@ -336,6 +340,8 @@ class BacklogGroomer:
             if made is not None and made[1]:
                 result.proposed.append(made[0].number)
                 existing.append(title)
+                if self._offers is not None:
+                    await self._offers.offer(repo.name, made[0].number, title, "proposed")
 
 
 async def _product_context(repo: RepoConfig, s: LoopSettings) -> ProductContext:

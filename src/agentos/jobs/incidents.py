@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentos import logging as alog
 from agentos.forge.base import Forge, Issue, marker
-from agentos.graph import Event, TaskGraph
+from agentos.graph import Event, TaskGraph, TaskStatus
 from agentos.jobs._loops import (
     EventHistory,
     LoopSettings,
@@ -38,9 +38,10 @@ from agentos.jobs._loops import (
     safely,
     settings_for,
 )
+from agentos.jobs.auto_ready import AutoReady
 from agentos.llm import ModelAsker, from_config
 from agentos.metrics import Failure, read_history
-from agentos.ports import Clock, Journal, Settings
+from agentos.ports import Action, Clock, Journal, Notify, Settings
 from agentos.redact import redact
 
 __all__ = [
@@ -55,6 +56,9 @@ __all__ = [
 ]
 
 log = alog.get_logger("agentos.incidents")
+
+RECURRENCE_DAYS = 90
+"""How far back a signature's filed fix issue is looked up when the signature comes back."""
 
 _SUBS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), repl)
@@ -267,6 +271,8 @@ class IncidentScanner:
         stopping: Callable[[], bool],
         loop_settings: LoopSettings | None = None,
         llm: ModelAsker | None = None,
+        offers: AutoReady | None = None,
+        notify: Notify | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -277,6 +283,10 @@ class IncidentScanner:
         self._stopping = stopping
         self._loop_settings = loop_settings
         self._llm = llm
+        self._offers = offers
+        """Where a new fix issue goes next (``loops.auto_ready``); None: it waits for a human."""
+        self._notify = notify
+        """Who hears of a signature that recurs after its fix merged (a sev1 notice)."""
         self.filed = 0
         self.commented = 0
 
@@ -324,6 +334,8 @@ class IncidentScanner:
                 self.commented += 1
                 self._record("commented", c, repo, issue.number, new)
             return
+        if await self._recurred(c, key, new, now):
+            return
         home = next((name for name, _ in c.repos if name in listing), None)
         if home is None:
             log.info("incident_without_enabled_repo", repos=[r for r, _ in c.repos])
@@ -339,6 +351,45 @@ class IncidentScanner:
             self.filed += 1
             self._record("filed", c, home, issue.number, new)
             log.warning("incident_filed", repo=home, issue=issue.number, count=c.count)
+            if self._offers is not None:
+                await self._offers.offer(home, issue.number, title, "incident")
+
+    async def _recurred(self, c: Cluster, key: str, new: Sequence[Failure], now: datetime) -> bool:
+        """A signature whose fix issue was closed after its fix merged is back: tell a human, file nothing."""
+        history = await read_events(self._store, now - timedelta(days=RECURRENCE_DAYS))
+        filed = [
+            e
+            for e in history
+            if e.type == "incident_reported"
+            and e.data.get("signature") == c.signature
+            and e.data.get("action") == "filed"
+        ]
+        if not filed:
+            return False
+        last = filed[-1]
+        repo, number = str(last.data.get("repo")), int(last.data.get("issue") or 0)
+        task = self._graph.latest_for_issue(repo, number)
+        if task is None or task.status is not TaskStatus.MERGED:
+            return False
+        day = now.date().isoformat()
+        text = (
+            f"**Recurred after the fix merged:** the signature `{c.signature}` was seen {len(new)} more time(s) "
+            f"(last at {new[-1].ts:%Y-%m-%d %H:%M} UTC) after the fix (PR #{task.pr}) merged. "
+            "agentos files no new issue for it: a human should look at why the fix did not hold.\n\n"
+            + _evidence(new, excerpts=1)
+        )
+        await safely("comment", comment_once(self._forge, repo, number, text, key=f"{key}:recurred:{day}"))
+        self._record("escalated", c, repo, number, new)
+        log.error("incident_recurred", repo=repo, issue=number, signature=c.signature)
+        if self._notify is not None:
+            self._notify.notify(
+                1,
+                f"recurred:{c.signature}",
+                f"Incident {repo}#{number} recurred after its fix merged ({c.blocker}: {c.text}). "
+                "Escalated to you; no new issue filed.",
+                [Action("show", f"{repo}#{number}", "Open issue")],
+            )
+        return True
 
     async def _name(self, c: Cluster) -> tuple[str, str]:
         """A title (and an explanation when an LLM is configured) for a new incident issue."""
