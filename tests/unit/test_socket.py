@@ -92,7 +92,7 @@ class TestHandleRequest:
             pytest.param("{}", "unknown command None; commands: ", id="no-cmd"),
             pytest.param(
                 '{"cmd": "frobnicate"}',
-                "unknown command 'frobnicate'; commands: agent_resume, agents, approve, cancel",
+                "unknown command 'frobnicate'; commands: accept, agent_resume, agents, approve, cancel",
                 id="bad-cmd",
             ),
             pytest.param('{"cmd": 5}', "unknown command 5", id="cmd-not-string"),
