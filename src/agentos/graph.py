@@ -127,6 +127,8 @@ class Task(BaseModel):
     """Cancelled by an operator and the issue's ready label not yet removed: the dispatcher removes it before
     a ready label counts as *fresh* (added after the cancel) and may start a new generation."""
     note: str = ""
+    reroute: str | None = None
+    """The agent an operator named for the next attempt (``task retry --agent``); cleared when an attempt starts."""
 
     @staticmethod
     def make_id(repo: str, issue: int, generation: int = 1) -> str:
@@ -172,6 +174,7 @@ class Task(BaseModel):
         attempt = Attempt(number=len(self.attempts) + 1, agent=agent, started_at=now, run_dir=run_dir)
         self.attempts.append(attempt)
         self.not_before = None
+        self.reroute = None
         self.branch = self.branch or branch
         event.data["attempt"] = attempt.number
         return attempt, event
@@ -338,6 +341,18 @@ class Task(BaseModel):
     def release(self, keep: list[str]) -> None:
         """Dependencies that are done without a merge of theirs are dropped: only ``keep`` remain."""
         self.depends_on = keep
+
+    def reroute_to(self, agent: str) -> None:
+        """An operator named the agent of the next attempt; it stays the task's preferred agent afterwards."""
+        self.agent = self.reroute = agent
+
+    def close(self, now: datetime, code: str, reason: str) -> list[Event]:
+        """Closed for good by an operator (``code``: ``wontfix`` or ``closed``): CANCELLED with ``code`` as its
+        blocker. A task cancelled already keeps its status and takes the code."""
+        if self.status is TaskStatus.CANCELLED:
+            self.last_blocker = code
+            return [Event(type="closed", task=self.id, ts=now, data={"blocker": code, "reason": reason})]
+        return self.cancel(now, code, blocker=code, note=reason)
 
 
 class Event(BaseModel):

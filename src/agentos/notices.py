@@ -33,6 +33,13 @@ def _last_contract(task: Task) -> ResultContract | None:
     return None
 
 
+def manual_steps(task: Task) -> str:
+    """The MANUAL_STEPS of the newest result file an attempt of ``task`` left, or "" when it names none."""
+    contract = _last_contract(task)
+    manual = contract.manual_steps.strip() if contract else ""
+    return "" if manual.lower() in ("none", "n/a", "-") else manual
+
+
 def _cell(text: str, limit: int = 160) -> str:
     return " ".join(text.split()).replace("|", "\\|")[:limit]
 
@@ -66,8 +73,8 @@ def escalation_comment(task: Task, figures: str = "") -> str:
         lines += ["", "Last error:", "", fence(last.error.strip()[-1500:])]
     contract = _last_contract(task)
     next_step = contract.next_step.strip() if contract else ""
-    manual = contract.manual_steps.strip() if contract else ""
-    if manual and manual.lower() not in ("none", "n/a", "-"):
+    manual = manual_steps(task)
+    if manual:
         lines += ["", "**Manual steps** (from the agent):", "", fence(manual[-1500:])]
     if next_step and next_step.lower() not in ("none", "n/a", "-"):
         lines += ["", f"**The agent's next step:** {_cell(next_step, 500)}"]
@@ -100,6 +107,19 @@ def cancelled_pr_comment(task: Task) -> str:
         f"**agentos**: task `{task.id}` was cancelled by the operator, so this PR is closed. Its branch "
         f"`{task.branch}` is kept. `agentos ctl task retry {task.id}` gives the task to an agent again."
     )
+
+
+def closed_issue_comment(task: Task, *, wontfix: bool, reason: str, by: str) -> str:
+    """On the issue of a task an operator closed for good (``task close [--wontfix]``)."""
+    what = "won't fix" if wontfix else "closed"
+    because = f": {reason.strip()}" if reason.strip() else "."
+    return f"**agentos**: {what} by the operator ({by}){because}"
+
+
+def closed_pr_comment(task: Task, *, wontfix: bool) -> str:
+    """On the open PR of a task an operator closed for good: the PR is closed and its branch deleted."""
+    what = "won't fix" if wontfix else "closed"
+    return f"**agentos**: task `{task.id}` was marked {what} by the operator; this PR is closed and its branch deleted."
 
 
 def commit_message(task: Task, summary: str, *, partial: bool = False) -> str:

@@ -44,15 +44,16 @@ __all__ = [
 Severity = Literal[1, 2, 3]
 """1: act now (escalations, state-write failures) · 2: soon (pauses, wedged PRs) · 3: the daily digest."""
 
-ActionKind = Literal["retry", "cancel", "approve", "reject", "show"]
+ActionKind = Literal["retry", "cancel", "approve", "reject", "show", "wontfix"]
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     """Something the operator can do about a notice: retry/cancel a task, approve/reject a PR, open an issue.
 
-    ``ref`` is a task id (retry, cancel, show) or ``repo#PR`` (approve, reject); ``url`` is the issue's web
-    address when the forge has one (``show`` then opens it instead of asking the bot for the text).
+    ``ref`` is a task id (retry, cancel, show, wontfix: close it as won't fix) or ``repo#PR`` (approve, reject);
+    ``url`` is the issue's web address when the forge has one (``show`` then opens it instead of asking the bot
+    for the text).
     """
 
     kind: ActionKind

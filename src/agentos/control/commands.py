@@ -53,7 +53,7 @@ class ControllerPort(Protocol):
     async def tasks(self, repo: str | None = None, status: str | None = None) -> Sequence[JSON]: ...
     async def task(self, task_id: str) -> JSON: ...
     async def issue(self, task_id: str) -> JSON: ...
-    async def retry(self, task_id: str) -> JSON: ...
+    async def retry(self, task_id: str, agent: str | None = None) -> JSON: ...
     async def cancel(self, task_id: str) -> JSON: ...
     async def approve(self, ref: str) -> JSON: ...
     async def reject(self, ref: str) -> JSON: ...
@@ -63,6 +63,7 @@ class ControllerPort(Protocol):
         self, *, repo: str | None, title: str, body: str, labels: list[str], ready: bool, key: str, config: str | None
     ) -> JSON: ...
     async def issue_ready(self, repo: str | None, number: int, config: str | None) -> JSON: ...
+    async def close(self, task_id: str, wontfix: bool = False, reason: str = "") -> JSON: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,7 @@ PR = Arg("ref", "str", "The PR, repo#N (or N with one repo).", metavar="PR")
 GROUPS: dict[str, str] = {
     "job": "Enable or disable a job.",
     "repo": "Repositories: on, off, mode, cadence.",
-    "task": "One task: show, retry, cancel.",
+    "task": "One task: show, retry, cancel, close.",
     "agent": "One agent: resume (lift its pause).",
 }
 """The help of a word that several commands share (``ctl job on|off``, ``/repo on|off|mode|cadence``)."""
@@ -325,9 +326,12 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "retry",
-            "Re-queue a task that stopped (blocked, failed, cancelled).",
-            lambda c, a: c.retry(a["id"]),
-            args=(TASK,),
+            "Re-queue a task that stopped (blocked, failed, cancelled); --agent NAME reroutes it to that agent.",
+            lambda c, a: c.retry(a["id"], a["agent"] or None),
+            args=(
+                TASK,
+                Arg("agent", "text", "The agent to run the next attempt (see `agents`).", required=False, option=True),
+            ),
             ctl=(Form(("task", "retry")),),
             chat=(Form(("retry",)),),
             chat_reply=replies.chat_retry,
@@ -409,6 +413,30 @@ TABLE: dict[str, CommandSpec] = {
                 Arg("repo", "text", "The repository (optional with one repo).", required=False),
                 Arg("config", "text", "The config file the CLI read (must be the daemon's).", required=False),
             ),
+        ),
+        CommandSpec(
+            "close",
+            "Close a task for good: the issue closed with the reason as a comment, an open PR closed and its "
+            "branch deleted; --wontfix marks it won't fix.",
+            lambda c, a: c.close(a["id"], a["wontfix"], a["reason"]),
+            args=(
+                TASK,
+                Arg(
+                    "wontfix",
+                    "bool",
+                    "Mark it won't fix (a `wontfix` label).",
+                    required=False,
+                    default=False,
+                    option=True,
+                ),
+                Arg("reason", "text", "Why, posted on the issue.", required=False, default="", option=True),
+            ),
+            ctl=(Form(("task", "close")),),
+            chat=(
+                Form(("close",), {"wontfix": False, "reason": ""}),
+                Form(("wontfix",), {"wontfix": True, "reason": ""}, "Close a task as won't fix (issue, PR, branch)."),
+            ),
+            chat_reply=lambda a, r: f"Task {a['id']} closed{' as won’t fix' if a['wontfix'] else ''}.",
         ),
     )
 }

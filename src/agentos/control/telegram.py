@@ -105,7 +105,15 @@ class ActionCallback(CallbackData, prefix=CALLBACK_PREFIX):
     ref: str
 
 
-_ACTION_DONE = {"retry": "re-queued", "cancel": "cancelled", "approve": "approved", "reject": "rejected"}
+_ACTION_DONE = {
+    "retry": "re-queued",
+    "cancel": "cancelled",
+    "approve": "approved",
+    "reject": "rejected",
+    "wontfix": "closed as won't fix",
+}
+_ACTION_COMMAND: dict[str, tuple[str, dict[str, object]]] = {"wontfix": ("close", {"wontfix": True})}
+"""A button whose action is not a command's name: the command and the arguments it fixes."""
 
 
 # ---------------------------------------------------------------- the bot
@@ -347,10 +355,11 @@ class TelegramBot:
 
             async def act() -> str:
                 nonlocal done, note
-                spec = TABLE[action]  # retry, cancel, approve, reject: one argument, the button's ref
+                name, fixed = _ACTION_COMMAND.get(action, (action, {}))
+                spec = TABLE[name]  # retry, cancel, approve, reject, close: the button's ref is the first argument
                 chat = query.message.chat.id if query.message is not None else query.from_user.id
                 with calling(f"telegram:{chat}"):
-                    result = await run(spec, self._controller, {spec.args[0].name: ref})
+                    result = await run(spec, self._controller, {spec.args[0].name: ref, **fixed})
                 done = True
                 budget = result.get("budget") if isinstance(result, Mapping) else None
                 note = f"\n{one_line(budget)}" if budget else ""
