@@ -30,7 +30,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, get_args
 
 from agentos import logging as alog
 from agentos.errors import AgentosError
@@ -73,7 +73,7 @@ CALLBACK_PREFIX = "act"
 """Prefix of button callback data; ``ActionCallback`` in ``control/telegram.py`` unpacks the same format."""
 _CALLBACK_LIMIT = 64  # bytes, Telegram's limit for callback_data
 _JOURNAL_TEXT_CHARS = 500  # of a notification's text kept in its journal event
-_ACTIONS: frozenset[str] = frozenset({"retry", "cancel", "approve", "reject", "show"})
+_ACTIONS: frozenset[str] = frozenset(get_args(ActionKind))
 
 
 class TransientSendError(AgentosError):
