@@ -64,6 +64,8 @@ ACTIVE = frozenset({S.RUNNING, S.VALIDATING})
 TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED})
 FINISHED = frozenset({S.MERGED, S.DONE})  # the work is done (merged, or answered): its dependents may start
 DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
+REVIEW_BLOCKER = "review_requested"
+"""The blocker of a task whose PR reviewers asked to change (:meth:`Task.send_back_for_review`)."""
 
 
 class IllegalTransition(ValueError):
@@ -129,6 +131,10 @@ class Task(BaseModel):
     note: str = ""
     reroute: str | None = None
     """The agent an operator named for the next attempt (``task retry --agent``); cleared when an attempt starts."""
+    review_rounds: int = 0
+    """How often the PR went back to an agent for review feedback (bounded by ``routing.max_review_rounds``)."""
+    reviewed: list[str] = Field(default_factory=list)
+    """Ids of the review feedback acted on (each piece once)."""
 
     @staticmethod
     def make_id(repo: str, issue: int, generation: int = 1) -> str:
@@ -341,6 +347,23 @@ class Task(BaseModel):
     def release(self, keep: list[str]) -> None:
         """Dependencies that are done without a merge of theirs are dropped: only ``keep`` remain."""
         self.depends_on = keep
+
+    def send_back_for_review(self, now: datetime, *, detail: str, ids: list[str]) -> Event:
+        """Reviewers asked for changes: back to an agent on the PR's branch, with their feedback as the last report."""
+        self._report(detail, REVIEW_BLOCKER)
+        self.review_rounds += 1
+        self.approved_at = None
+        self.reviewed = [*self.reviewed, *ids]
+        event = self.move(TaskStatus.RETRYING, now, reason="review", blocker=REVIEW_BLOCKER, feedback=ids)
+        self.not_before = now
+        return event
+
+    def review_noted(self, ids: list[str], *, rounds_spent: bool = False) -> None:
+        """Review feedback that is not acted on (untrusted, or the rounds are spent): it is not counted again.
+        ``rounds_spent``: the rounds start afresh (an operator's retry gets a new budget)."""
+        self.reviewed = [*self.reviewed, *ids]
+        if rounds_spent:
+            self.review_rounds = 0
 
     def reroute_to(self, agent: str) -> None:
         """An operator named the agent of the next attempt; it stays the task's preferred agent afterwards."""

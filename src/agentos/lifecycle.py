@@ -8,6 +8,7 @@ made in this module, and the task's own transition methods (:mod:`agentos.graph`
                   └──► over the issue's budget ──────────► escalate (budget)
                   └──► otherwise ────────────────────────► RETRYING after a backoff (a usage limit: at once)
     PR red / rebase conflict ──► back to an agent on its branch, up to the fix budget, then escalate
+    review asks for changes ──► back to an agent on its branch, up to routing.max_review_rounds, then escalate
     PR wedged ──► close it and re-spawn a new generation from the base (once per issue), then escalate
     PR merged ──► MERGED, issue closed, board Done · PR closed by someone ──► CANCELLED
     complete, no change ──► research/architecture/docs: the answer on the issue, DONE, issue closed · else a failure
@@ -31,8 +32,17 @@ from agentos.agents.contract import PERMANENT_CODES, ResultContract
 from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
 from agentos.config import Config
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Forge, PullRequest
-from agentos.graph import Attempt, Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Feedback, Forge, PullRequest
+from agentos.graph import (
+    REVIEW_BLOCKER,
+    Attempt,
+    Event,
+    IllegalTransition,
+    Task,
+    TaskGraph,
+    TaskStatus,
+    backoff_seconds,
+)
 from agentos.jobs._pr_git import WorkspaceBranches
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
@@ -44,6 +54,7 @@ from agentos.notices import (
     escalation_comment,
     escalation_notice,
     fixes_exhausted_comment,
+    review_rounds_comment,
     safe_id,
 )
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
@@ -309,6 +320,24 @@ class Lifecycle:
         )
         event = self.journal.event("ci_fix_exhausted", task.id, reason=reason, fixes=fixes, pr=pr.number)
         await self.escalate(task, [event], reason=reason)
+
+    async def review_requested(self, task: Task, pr: PullRequest, feedback: Sequence[Feedback], detail: str) -> None:
+        """Trusted reviewers asked for changes (``detail``: their feedback for the prompt): the PR goes back to an
+        agent on its branch, up to ``routing.max_review_rounds`` rounds; then a PR comment and escalation."""
+        ids, rounds = [i.id for i in feedback], task.review_rounds
+        if rounds >= self._config.routing.max_review_rounds:
+            task.review_noted(ids, rounds_spent=True)
+            body = redact(review_rounds_comment(task, rounds))
+            await best_effort(self.forge.comment(task.repo, pr.number, body, key=f"review-rounds:{task.id}:{ids[0]}"))
+            event = self.journal.event("review_rounds_exhausted", task.id, pr=pr.number, rounds=rounds, feedback=ids)
+            await self.escalate(task, [event], reason="review_rounds", blocker=REVIEW_BLOCKER)
+            return
+        if REVIEW_LABEL in pr.labels:
+            await best_effort(self.forge.remove_label(task.repo, pr.number, REVIEW_LABEL))
+        event = task.send_back_for_review(self.clock(), detail=redact(detail), ids=ids)
+        self.journal.commit([event], [task])
+        log.info("pr_sent_back", task=task.id, reason="review", round=task.review_rounds, feedback=ids)
+        self.wake("dispatch")
 
     def wedged_before(self, task: Task) -> bool:
         """Another generation of this issue was wedged already (a second wedge escalates)."""

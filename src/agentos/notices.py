@@ -109,6 +109,23 @@ def cancelled_pr_comment(task: Task) -> str:
     )
 
 
+def review_rounds_comment(task: Task, rounds: int) -> str:
+    """On a PR whose reviewers asked for changes once more than ``routing.max_review_rounds`` allows."""
+    return (
+        f"**agentos**: this PR went back to an agent for review {rounds} times (`routing.max_review_rounds`), so "
+        f"task `{task.id}` is escalated and the PR left open for a human. `agentos ctl task retry {task.id}` "
+        "gives it to an agent again with a fresh budget of review rounds."
+    )
+
+
+def review_reply_comment(attempt: Attempt) -> str:
+    """On a PR after an agent addressed its review: what changed, in the agent's words."""
+    return (
+        f"**agentos**: attempt {attempt.number} by `{attempt.agent}` addressed the review and pushed to this "
+        f"branch. What changed:\n\n{attempt.summary.strip() or '(no summary)'}"
+    )
+
+
 def closed_issue_comment(task: Task, *, wontfix: bool, reason: str, by: str) -> str:
     """On the issue of a task an operator closed for good (``task close [--wontfix]``)."""
     what = "won't fix" if wontfix else "closed"

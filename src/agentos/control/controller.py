@@ -158,7 +158,9 @@ class Controller:
         history = None
         if history_days is not None:
             since = now - timedelta(days=history_days)
-            history = await asyncio.to_thread(lambda: read_history(self._events(since), tasks, since=since, until=now))
+            history = await asyncio.to_thread(
+                lambda: read_history(self._events(since), tasks, since=since, until=now)
+            )
         jobs = await self.jobs() if self._scheduler_or_none is not None else []
         return Snapshot(at=now, status=await self.status(), jobs=jobs, tasks=tasks, history=history)
 

@@ -150,6 +150,7 @@ class GitHubForge:
     kind = "github"
     checks_merge_result = False  # GitHub's checks ran on the head: a PR behind its base is rebased before merging
     issue_writer = None  # `agentos issue` files issues on the local forge; here they are GitHub's own
+    reviews = None  # review comments → the agent: not yet read from GitHub
 
     def __init__(
         self,
