@@ -360,10 +360,10 @@ class Task(BaseModel):
 
     def review_noted(self, ids: list[str], *, rounds_spent: bool = False) -> None:
         """Review feedback that is not acted on (untrusted, or the rounds are spent): it is not counted again.
-        ``rounds_spent``: the rounds start afresh (an operator's retry gets a new budget)."""
+        ``rounds_spent``: the blocker is the review, and the rounds start afresh (for an operator's retry)."""
         self.reviewed = [*self.reviewed, *ids]
         if rounds_spent:
-            self.review_rounds = 0
+            self.review_rounds, self.last_blocker = 0, REVIEW_BLOCKER
 
     def reroute_to(self, agent: str) -> None:
         """An operator named the agent of the next attempt; it stays the task's preferred agent afterwards."""

@@ -33,16 +33,7 @@ from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
 from agentos.config import Config
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Feedback, Forge, PullRequest
-from agentos.graph import (
-    REVIEW_BLOCKER,
-    Attempt,
-    Event,
-    IllegalTransition,
-    Task,
-    TaskGraph,
-    TaskStatus,
-    backoff_seconds,
-)
+from agentos.graph import Attempt, Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
 from agentos.jobs._pr_git import WorkspaceBranches
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
@@ -330,7 +321,7 @@ class Lifecycle:
             body = redact(review_rounds_comment(task, rounds))
             await best_effort(self.forge.comment(task.repo, pr.number, body, key=f"review-rounds:{task.id}:{ids[0]}"))
             event = self.journal.event("review_rounds_exhausted", task.id, pr=pr.number, rounds=rounds, feedback=ids)
-            await self.escalate(task, [event], reason="review_rounds", blocker=REVIEW_BLOCKER)
+            await self.escalate(task, [event], reason="review_rounds")
             return
         if REVIEW_LABEL in pr.labels:
             await best_effort(self.forge.remove_label(task.repo, pr.number, REVIEW_LABEL))
