@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from agentos.forge.base import Feedback, PullRequest
-from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus
 from agentos.testing import T0, Rig, build
 from tests.unit.test_lifecycle import REPO, attempt, config, make_task, put
@@ -89,33 +88,3 @@ class TestRounds:
         assert any("max_review_rounds" in c for c in rig.forge.comment_bodies(REPO, 101))
         assert (await pr(rig)).state == "open"
         assert "review_rounds_exhausted" in rig.journal.types(task.id)
-
-
-class TestLocalForge:
-    async def test_reviews_and_comments_read_back_as_feedback_and_threads_are_answered_once(
-        self, tmp_path: Path
-    ) -> None:
-        cfg = config(tmp_path)
-        forge = LocalForge(tmp_path / "state", {r.name: r for r in cfg.repos})
-        files = forge.files
-        await files.mutate(REPO, lambda: files.allocate(REPO, "number"))
-        from agentos.forge._local_files import PullRecord
-
-        record = PullRecord(number=1, title="t", head=BRANCH, base="main", created=T0, updated=T0)
-        await files.mutate(REPO, lambda: files.write_pull(REPO, record))
-        review = await forge.reviews.review(
-            REPO, 1, state="changes_requested", body="Guard zero", author="me", path="calc.py", line=3
-        )
-        await forge.reviews.comment(REPO, 1, body="/agentos also the docs", author="me")
-        await forge.comment(REPO, 1, "attempt 1 is done", key="attempt:x")  # agentos's own: not feedback
-        items = await forge.reviews.feedback(REPO, 1)
-        assert [(i.kind, i.state, i.path, i.line) for i in items] == [
-            ("review", "changes_requested", "", None),
-            ("line", "changes_requested", "calc.py", 3),
-            ("comment", "commented", "", None),
-        ]
-        assert items[1].review == f"review:{review.id}" and all(i.trusted for i in items)
-        for _ in range(2):
-            await forge.reviews.answer(REPO, 1, items[1], "Addressed.", key="review-answer:x")
-        answers = [c.body for c in await forge.comments(REPO, 1) if "Addressed." in c.body]
-        assert len(answers) == 1 and "`calc.py` line 3" in answers[0]
