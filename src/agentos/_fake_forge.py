@@ -16,6 +16,7 @@ from agentos.forge.base import (
     BoardStatus,
     Checks,
     Comment,
+    Feedback,
     Issue,
     MergeResult,
     NotFound,
@@ -32,6 +33,8 @@ class _Pull:
     pr: PullRequest
     comments: list[Comment] = field(default_factory=list)
     checks: Checks | None = None
+    feedback: list[Feedback] = field(default_factory=list)
+    answers: list[tuple[str, str]] = field(default_factory=list)
 
 
 class FakeForge:
@@ -41,6 +44,10 @@ class FakeForge:
     checks_merge_result = False
     credentials = None
     issue_writer = None
+
+    @property
+    def reviews(self) -> FakeForge:
+        return self
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or (lambda: T0)
@@ -94,6 +101,11 @@ class FakeForge:
         )
         self.pulls[repo, number] = _Pull(pr, checks=Checks(sha=pr.head_sha, state=state))
         return pr
+
+    def add_feedback(self, repo: str, number: int, item: Feedback) -> Feedback:
+        """A reviewer's review or comment on the PR (what :meth:`feedback` returns)."""
+        self.pulls[repo, number].feedback.append(item)
+        return item
 
     def labels(self, repo: str, number: int) -> list[str]:
         if (repo, number) in self.pulls:
@@ -205,11 +217,14 @@ class FakeForge:
         self.changes.append(("open_pr", repo, str(number)))
         return pr
 
-    async def get_pr(self, repo: str, number: int) -> PullRequest:
+    def _pull(self, repo: str, number: int) -> _Pull:
         try:
-            return self.pulls[repo, number].pr
+            return self.pulls[repo, number]
         except KeyError:
             raise NotFound(f"no PR {repo}#{number}") from None
+
+    async def get_pr(self, repo: str, number: int) -> PullRequest:
+        return self._pull(repo, number).pr
 
     async def open_prs(self, repo: str) -> list[PullRequest]:
         return [p.pr for (r, _), p in self.pulls.items() if r == repo and p.pr.state == "open"]
@@ -242,3 +257,17 @@ class FakeForge:
 
     async def aclose(self) -> None:
         return None
+
+    # ------------------------------------------------------------ ReviewSource
+
+    async def feedback(self, repo: str, number: int) -> list[Feedback]:
+        self._check("feedback")
+        pull = self.pulls.get((repo, number))  # a subclass may keep its PRs elsewhere: no feedback then
+        return list(pull.feedback) if pull is not None else []
+
+    async def answer(self, repo: str, number: int, item: Feedback, body: str, *, key: str) -> None:
+        self._check("answer")
+        pull = self._pull(repo, number)
+        if all(k != key for k, _ in pull.answers):
+            pull.answers.append((key, body))
+            self.changes.append(("answer", repo, str(number), item.id))

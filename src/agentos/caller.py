@@ -1,8 +1,9 @@
 """Who asked for the command being run: ``ctl``, ``telegram:<chat id>``, or ``operator`` when no surface said.
 
-The surfaces (the control socket, the Telegram bot) run each operator command inside :func:`calling`, and an
-audit record (an overridden verifier finding: ``pr_approved``) reads :func:`current`. A context variable, so
-the command table and the controller's signatures stay as they are; it follows the command's own task only.
+The surfaces (the control socket, the Telegram bot) run each operator command inside :func:`calling`, and the
+audit records (``pr_approved``, ``operator_retry``, ``operator_cancel``, ``operator_close``) read :func:`current`.
+A context variable, so the command table and the controller's signatures stay as they are; it follows the
+command's own task only.
 """
 
 from __future__ import annotations

@@ -352,6 +352,13 @@ class Routing(_Model):
         description="The retry delay is `min(backoff_base_s · 2^(n−1), backoff_cap_s)` after the n-th failure.",
     )
     backoff_cap_s: float = Field(default=300, ge=0, description="The longest retry delay.")
+    max_review_rounds: int = Field(
+        default=3,
+        ge=0,
+        description="How often a PR is sent back to an agent for a reviewer's requested changes or a comment "
+        "addressed to agentos (`@agentos`, `/agentos`); the next request escalates the task (see "
+        "`docs/github.md`).",
+    )
 
 
 class Limits(_Model):

@@ -30,7 +30,8 @@ from agentos.context import git_reader, read_context
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
 from agentos.fsutil import atomic_write_text
-from agentos.graph import Attempt, Task, TaskGraph, TaskStatus
+from agentos.graph import REVIEW_BLOCKER, Attempt, Task, TaskGraph, TaskStatus
+from agentos.jobs.reviews import reply_to_review
 from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, best_effort
 from agentos.notices import attempt_comment, commit_message, pr_body, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
@@ -417,6 +418,8 @@ class Executor:
             log.info("pr_opened", pr=pr.number, url=pr.url)
         else:
             log.info("pr_reused", pr=pr.number, state=pr.state)
+            if task.last_blocker == REVIEW_BLOCKER:  # the reviewers hear what changed, on their PR and threads
+                await best_effort(reply_to_review(self.forge, task, pr.number, attempt))
         # The comment is keyed, so posting it before the state change is safe to repeat after a crash.
         await best_effort(
             self.forge.comment(

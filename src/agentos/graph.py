@@ -67,6 +67,8 @@ ACTIVE = frozenset({S.RUNNING, S.VALIDATING})
 TERMINAL = frozenset({S.MERGED, S.DONE, S.BLOCKED, S.CANCELLED, S.FAILED, S.ACCEPTED})
 FINISHED = frozenset({S.MERGED, S.DONE, S.ACCEPTED})  # the work is done (merged or answered): dependents may start
 DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
+REVIEW_BLOCKER = "review_requested"
+"""The blocker of a task whose PR reviewers asked to change (:meth:`Task.send_back_for_review`)."""
 
 
 class IllegalTransition(ValueError):
@@ -133,6 +135,12 @@ class Task(BaseModel):
     a ready label counts as *fresh* (added after the cancel) and may start a new generation."""
     note: str = ""
     acceptance: AcceptanceState = Field(default_factory=AcceptanceState)  # merged until they pass: accepted
+    reroute: str | None = None
+    """The agent an operator named for the next attempt (``task retry --agent``); cleared when an attempt starts."""
+    review_rounds: int = 0
+    """How often the PR went back to an agent for review feedback (bounded by ``routing.max_review_rounds``)."""
+    reviewed: list[str] = Field(default_factory=list)
+    """Ids of the review feedback acted on (each piece once)."""
 
     @staticmethod
     def make_id(repo: str, issue: int, generation: int = 1) -> str:
@@ -178,6 +186,7 @@ class Task(BaseModel):
         attempt = Attempt(number=len(self.attempts) + 1, agent=agent, started_at=now, run_dir=run_dir)
         self.attempts.append(attempt)
         self.not_before = None
+        self.reroute = None
         self.branch = self.branch or branch
         event.data["attempt"] = attempt.number
         return attempt, event
@@ -355,6 +364,35 @@ class Task(BaseModel):
     def release(self, keep: list[str]) -> None:
         """Dependencies that are done without a merge of theirs are dropped: only ``keep`` remain."""
         self.depends_on = keep
+
+    def send_back_for_review(self, now: datetime, *, detail: str, ids: list[str]) -> Event:
+        """Reviewers asked for changes: back to an agent on the PR's branch, with their feedback as the last report."""
+        self._report(detail, REVIEW_BLOCKER)
+        self.review_rounds += 1
+        self.approved_at = None
+        self.reviewed = [*self.reviewed, *ids]
+        event = self.move(TaskStatus.RETRYING, now, reason="review", blocker=REVIEW_BLOCKER, feedback=ids)
+        self.not_before = now
+        return event
+
+    def review_noted(self, ids: list[str], *, rounds_spent: bool = False) -> None:
+        """Review feedback that is not acted on (untrusted, or the rounds are spent): it is not counted again.
+        ``rounds_spent``: the blocker is the review, and the rounds start afresh (for an operator's retry)."""
+        self.reviewed = [*self.reviewed, *ids]
+        if rounds_spent:
+            self.review_rounds, self.last_blocker = 0, REVIEW_BLOCKER
+
+    def reroute_to(self, agent: str) -> None:
+        """An operator named the agent of the next attempt; it stays the task's preferred agent afterwards."""
+        self.agent = self.reroute = agent
+
+    def close(self, now: datetime, code: str, reason: str) -> list[Event]:
+        """Closed for good by an operator (``code``: ``wontfix`` or ``closed``): CANCELLED with ``code`` as its
+        blocker. A task cancelled already keeps its status and takes the code."""
+        if self.status is TaskStatus.CANCELLED:
+            self.last_blocker = code
+            return [Event(type="closed", task=self.id, ts=now, data={"blocker": code, "reason": reason})]
+        return self.cancel(now, code, blocker=code, note=reason)
 
 
 class Event(BaseModel):

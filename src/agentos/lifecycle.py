@@ -8,12 +8,14 @@ made in this module, and the task's own transition methods (:mod:`agentos.graph`
                   └──► over the issue's budget ──────────► escalate (budget)
                   └──► otherwise ────────────────────────► RETRYING after a backoff (a usage limit: at once)
     PR red / rebase conflict ──► back to an agent on its branch, up to the fix budget, then escalate
+    review asks for changes ──► back to an agent on its branch, up to routing.max_review_rounds, then escalate
     PR wedged ──► close it and re-spawn a new generation from the base (once per issue), then escalate
     PR merged ──► MERGED, issue closed, board Done · PR closed by someone ──► CANCELLED
               └─► with acceptance checks: the issue stays open; acceptance_fate.py takes over (→ ACCEPTED)
     complete, no change ──► research/architecture/docs: the answer on the issue, DONE, issue closed · else a failure
     operator cancel ──► CANCELLED first, then the attempt stopped (its processes killed), labels off, a PR closed
-    operator retry ──► QUEUED
+    operator retry ──► QUEUED (``--agent``: that agent runs the next attempt)
+    operator close ──► CANCELLED (blocker wontfix|closed), the issue closed with the reason, PR and branch gone
 
 Each change is journalled before the side effect it licenses; every side effect is keyed or idempotent.
 """
@@ -31,18 +33,22 @@ from agentos.agents.contract import PERMANENT_CODES, ResultContract
 from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
 from agentos.config import Config
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Forge, PullRequest
+from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Feedback, Forge, PullRequest
 from agentos.graph import Attempt, Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
+from agentos.jobs._pr_git import WorkspaceBranches
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
 from agentos.notices import (
     answer_comment,
     cancelled_pr_comment,
+    closed_issue_comment,
+    closed_pr_comment,
     escalation_comment,
     escalation_notice,
     fixes_exhausted_comment,
     manual_steps_comment,
     manual_steps_of,
+    review_rounds_comment,
     safe_id,
 )
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
@@ -125,6 +131,7 @@ class Lifecycle:
         self.workspaces = workspaces
         self.running = running
         self.wake = wake
+        self._branches = WorkspaceBranches(settings, workspaces)
 
     def __repr__(self) -> str:
         return f"<Lifecycle tasks={len(self.graph)} running={len(self.running)}>"
@@ -251,6 +258,7 @@ class Lifecycle:
         actions = [
             Action("retry", task.id, "Retry"),
             Action("cancel", task.id, "Cancel"),
+            Action("wontfix", task.id, "Won't fix"),
             Action("show", task.id, "Open issue", url),
         ]
         self.notify.notify(1, key, escalation_notice(task, figures), actions)
@@ -266,12 +274,13 @@ class Lifecycle:
                 log.info("escalation_resumed", task=task.id)
                 await self._announce_escalation(task)
 
-    async def _drop_worktree(self, task: Task) -> None:
-        """A finished task keeps no worktree (LESSONS #17); its branch stays for a retry."""
+    async def _drop_worktree(self, task: Task, *, keep_branch: bool = True) -> None:
+        """A finished task keeps no worktree (LESSONS #17); its branch stays for a retry (unless closed for good)."""
         if not task.branch:
             return
         try:
-            await self.workspaces.workspace(self.settings.repo(task.repo)).remove(task.branch, keep_branch=True)
+            ws = self.workspaces.workspace(self.settings.repo(task.repo))
+            await ws.remove(task.branch, keep_branch=keep_branch)
         except (AgentosError, KeyError) as exc:
             log.warning("worktree_remove_failed", task=task.id, error=str(exc))
 
@@ -305,6 +314,24 @@ class Lifecycle:
         )
         event = self.journal.event("ci_fix_exhausted", task.id, reason=reason, fixes=fixes, pr=pr.number)
         await self.escalate(task, [event], reason=reason)
+
+    async def review_requested(self, task: Task, pr: PullRequest, feedback: Sequence[Feedback], detail: str) -> None:
+        """Trusted reviewers asked for changes (``detail``: their feedback for the prompt): the PR goes back to an
+        agent on its branch, up to ``routing.max_review_rounds`` rounds; then a PR comment and escalation."""
+        ids, rounds = [i.id for i in feedback], task.review_rounds
+        if rounds >= self._config.routing.max_review_rounds:
+            task.review_noted(ids, rounds_spent=True)
+            body = redact(review_rounds_comment(task, rounds))
+            await best_effort(self.forge.comment(task.repo, pr.number, body, key=f"review-rounds:{task.id}:{ids[0]}"))
+            event = self.journal.event("review_rounds_exhausted", task.id, pr=pr.number, rounds=rounds, feedback=ids)
+            await self.escalate(task, [event], reason="review_rounds")
+            return
+        if REVIEW_LABEL in pr.labels:
+            await best_effort(self.forge.remove_label(task.repo, pr.number, REVIEW_LABEL))
+        event = task.send_back_for_review(self.clock(), detail=redact(detail), ids=ids)
+        self.journal.commit([event], [task])
+        log.info("pr_sent_back", task=task.id, reason="review", round=task.review_rounds, feedback=ids)
+        self.wake("dispatch")
 
     def wedged_before(self, task: Task) -> bool:
         """Another generation of this issue was wedged already (a second wedge escalates)."""
@@ -375,7 +402,7 @@ class Lifecycle:
             raise IllegalTransition(f"task {task.id} is already cancelled")
         was = task.status
         events = task.cancel(self.clock(), reason, unready=True)
-        events.append(self.journal.event(reason, task.id, status=was.value, pr=task.pr))
+        events.append(self.journal.event(reason, task.id, status=was.value, pr=task.pr, by=caller.current()))
         self.journal.commit(events, [task])
         log.warning("task_cancelled", task=task.id, reason=reason, was=was.value)
         await self.running.stop(task.id, reason)
@@ -398,14 +425,67 @@ class Lifecycle:
             self.journal.commit([self.journal.event("ready_label_removed", task.id)], [task])
         return removed
 
-    def retry(self, task: Task) -> Event:
-        """An operator's retry: the task is queued again (one attempt past a budget ceiling)."""
+    def retry(self, task: Task, agent: str | None = None) -> Event:
+        """An operator's retry: the task is queued again (one attempt past a budget ceiling).
+
+        ``agent``: reroute, that agent runs the next attempt (and is the task's preferred agent from then on).
+        Raises :class:`ControlError` naming the configured agents when there is no such agent."""
+        if agent is not None and agent not in self._config.agents:
+            raise ControlError(f"no agent named {agent!r}; agents: {', '.join(sorted(self._config.agents)) or 'none'}")
         if task.status in (TaskStatus.QUEUED, TaskStatus.RETRYING, TaskStatus.RUNNING, TaskStatus.VALIDATING):
             raise IllegalTransition(f"task {task.id} is already {task.status.value}")
         events = task.requeue(self.clock(), "operator_retry")
+        moved = events[-1]
+        if agent is not None:
+            task.reroute_to(agent)
+        audit = {"agent": agent} if agent is not None else {}
+        events.append(self.journal.event("operator_retry", task.id, by=caller.current(), **audit))
         self.journal.commit(events, [task])
+        log.info("task_retried", task=task.id, agent=agent, by=caller.current())
         self.wake("dispatch")
-        return events[-1]
+        return moved
+
+    async def close(self, task: Task, *, wontfix: bool = False, reason: str = "") -> Task:
+        """Close a task for good (``task close [--wontfix]``): CANCELLED with the blocker ``wontfix`` or ``closed``
+        journalled first (with who did it), the attempt stopped, an open PR closed and its branch deleted, the
+        reason commented on the issue (keyed), its labels updated and the issue closed. Raises
+        :class:`IllegalTransition` for a merged or done task."""
+        if task.status in (TaskStatus.MERGED, TaskStatus.DONE):
+            raise IllegalTransition(f"task {task.id} is {task.status.value} already")
+        code, by, was = ("wontfix" if wontfix else "closed"), caller.current(), task.status
+        events = task.close(self.clock(), code, reason)
+        audit = {"status": was.value, "by": by, "blocker": code, "reason": reason, "pr": task.pr}
+        self.journal.commit([*events, self.journal.event("operator_close", task.id, **audit)], [task])
+        log.warning("task_closed", task=task.id, blocker=code, was=was.value, by=by)
+        await self.running.stop(task.id, code)
+        if task.pr is not None:
+            await self._close_pr_and_branch(task, task.pr, wontfix=wontfix)
+        body = redact(closed_issue_comment(task, wontfix=wontfix, reason=reason, by=by))
+        await best_effort(self.forge.comment(task.repo, task.issue, body, key=f"close:{task.id}"))
+        if wontfix:
+            await best_effort(self.forge.add_labels(task.repo, task.issue, ["wontfix"]))
+        await self.clear_ready(task)
+        await best_effort(self.forge.close_issue(task.repo, task.issue))
+        await best_effort(self.forge.set_board_status(task.repo, task.issue, "Done"))
+        await self._drop_worktree(task, keep_branch=False)
+        return task
+
+    async def _close_pr_and_branch(self, task: Task, number: int, *, wontfix: bool) -> None:
+        """Close the task's PR when it is open, then delete its branch (remote and local): the work is not wanted."""
+        try:
+            pr = await self.forge.get_pr(task.repo, number)
+        except AgentosError as exc:
+            log.warning("forge_call_failed", error=str(exc))
+            return
+        comment = redact(closed_pr_comment(task, wontfix=wontfix))
+        if pr.state == "merged" or (
+            pr.state == "open" and not await best_effort(self.forge.close_pr(task.repo, number, comment=comment))
+        ):
+            return
+        try:
+            await self._branches.delete(task.repo, pr.head, pr.head_sha)
+        except (AgentosError, KeyError, OSError) as exc:  # no clone to push from: the branch stays
+            log.warning("branch_not_deleted", branch=pr.head, detail=str(exc))
 
     async def reject(self, task: Task, pr: int) -> None:
         """An operator rejected the PR: closed, the task cancelled, the issue out of the ready set."""

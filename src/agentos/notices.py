@@ -93,8 +93,8 @@ def escalation_comment(task: Task, figures: str = "") -> str:
         lines += ["", "Last error:", "", fence(last.error.strip()[-1500:])]
     contract = _last_contract(task)
     next_step = contract.next_step.strip() if contract else ""
-    manual = contract.manual_steps.strip() if contract else ""
-    if manual and manual.lower() not in ("none", "n/a", "-"):
+    manual = manual_steps_of(task)
+    if manual:
         lines += ["", "**Manual steps** (from the agent):", "", fence(manual[-1500:])]
     if next_step and next_step.lower() not in ("none", "n/a", "-"):
         lines += ["", f"**The agent's next step:** {_cell(next_step, 500)}"]
@@ -129,6 +129,36 @@ def cancelled_pr_comment(task: Task) -> str:
         f"**agentos**: task `{task.id}` was cancelled by the operator, so this PR is closed. Its branch "
         f"`{task.branch}` is kept. `agentos ctl task retry {task.id}` gives the task to an agent again."
     )
+
+
+def review_rounds_comment(task: Task, rounds: int) -> str:
+    """On a PR whose reviewers asked for changes once more than ``routing.max_review_rounds`` allows."""
+    return (
+        f"**agentos**: this PR went back to an agent for review {rounds} times (`routing.max_review_rounds`), so "
+        f"task `{task.id}` is escalated and the PR left open for a human. `agentos ctl task retry {task.id}` "
+        "gives it to an agent again with a fresh budget of review rounds."
+    )
+
+
+def review_reply_comment(attempt: Attempt) -> str:
+    """On a PR after an agent addressed its review: what changed, in the agent's words."""
+    return (
+        f"**agentos**: attempt {attempt.number} by `{attempt.agent}` addressed the review and pushed to this "
+        f"branch. What changed:\n\n{attempt.summary.strip() or '(no summary)'}"
+    )
+
+
+def closed_issue_comment(task: Task, *, wontfix: bool, reason: str, by: str) -> str:
+    """On the issue of a task an operator closed for good (``task close [--wontfix]``)."""
+    what = "won't fix" if wontfix else "closed"
+    because = f": {reason.strip()}" if reason.strip() else "."
+    return f"**agentos**: {what} by the operator ({by}){because}"
+
+
+def closed_pr_comment(task: Task, *, wontfix: bool) -> str:
+    """On the open PR of a task an operator closed for good: the PR is closed and its branch deleted."""
+    what = "won't fix" if wontfix else "closed"
+    return f"**agentos**: task `{task.id}` was marked {what} by the operator; this PR is closed and its branch deleted."
 
 
 def commit_message(task: Task, summary: str, *, partial: bool = False) -> str:

@@ -55,6 +55,7 @@ ActionKind = Literal[
     "plan_skip",
     "issue_make_ready",
     "issue_dismiss",
+    "wontfix",
 ]
 
 
@@ -62,9 +63,9 @@ ActionKind = Literal[
 class Action:
     """Something the operator can do about a notice: retry/cancel a task, approve/reject a PR, open an issue.
 
-    ``ref`` is a task id (retry, cancel, show), ``repo#PR`` (approve, reject), ``repo#issue`` (accept: an
-    operator signs off a task's acceptance checks; issue_make_ready, issue_dismiss) or a repo (plan_approve,
-    plan_skip); ``url`` is the issue's web
+    ``ref`` is a task id (retry, cancel, show, wontfix: close it as won't fix), ``repo#PR`` (approve, reject),
+    ``repo#issue`` (accept: an operator signs off a task's acceptance checks; issue_make_ready, issue_dismiss) or a
+    repo (plan_approve, plan_skip); ``url`` is the issue's web
     address when the forge has one (``show`` then opens it instead of asking the bot for the text).
     """
 

@@ -464,7 +464,7 @@ async def test_agents_and_agent_resume_do_what_ctl_does(ops: Ops) -> None:
 
 
 async def test_escalation_buttons_strangers_redaction_and_no_duplicate_after_restart(ops: Ops) -> None:
-    """A blocked task's escalation reaches both chats once (one of them behind a 429) with Retry/Cancel;
+    """A blocked task's escalation reaches both chats once (one of them behind a 429) with Retry/Cancel/Won't fix;
     a stranger gets nothing and changes nothing; the token the agent planted in its summary never reaches
     the Bot API; Retry re-queues the task (once, however often it is pressed); after a restart that has to
     announce the escalations again, nobody gets them twice."""
@@ -490,6 +490,7 @@ async def test_escalation_buttons_strangers_redaction_and_no_duplicate_after_res
     buttons = [
         ("Retry", f"act:retry:{task_id}"),
         ("Cancel", f"act:cancel:{task_id}"),
+        ("Won't fix", f"act:wontfix:{task_id}"),
         ("Open issue", f"act:show:{task_id}"),  # the local forge's issues are files: the bot shows the text
     ]
     assert first.buttons == buttons and second.buttons == buttons
@@ -614,4 +615,34 @@ async def test_the_approve_button_starts_a_sprint_plan(ops: Ops) -> None:
     for n in backlog[:2]:
         await ops.wait_status(f"{REPO}#{n}", "merged")
     assert sorted(t["issue"] for t in await ops.tasks_now()) == backlog[:2]
+async def test_retry_to_another_agent_and_wont_fix_from_the_chat(ops: Ops) -> None:
+    """`/retry ID worker` reroutes an escalated task to another agent, whose PR merges; the "Won't fix" button
+    of the next escalation closes its issue with a comment and ends the task; the journal names the chat."""
+    ops.setup({"blocker": agent("blocked"), "worker": agent("complete")})
+    await ops.start()
+    number = await ops.sync(ops.loop.new_issue, "Add a greeting")
+    task_id = f"{REPO}#{number}"
+    await ops.wait_status(task_id, "blocked")
+
+    assert await ops.say(f"/retry {task_id} nobody") == "no agent named 'nobody'; agents: blocker, worker"
+    assert await ops.say(f"/retry {task_id} worker") == f"Task {task_id} re-queued for agent worker."
+    merged = await ops.wait_status(task_id, "merged")
+    assert [a["agent"] for a in merged["attempts"]] == ["blocker", "worker"]
+    [retried] = ops.log_events("task_retried")
+    assert retried["by"] == f"telegram:{ALLOWED}" and retried["agent"] == "worker"
+
+    other = await ops.sync(ops.loop.new_issue, "Change the right file")
+    other_id = f"{REPO}#{other}"
+    await ops.wait_status(other_id, "blocked")
+    prefix = f"Escalated {other_id}:"
+    await ops.wait_fake(lambda: bool(ops.notices(prefix)), "the escalation")
+    [escalation] = ops.notices(prefix)
+    assert await ops.press(escalation, "Won't fix") == f"{other_id} closed as won't fix."
+    task = await ops.wait_status(other_id, "cancelled")
+    assert task["last_blocker"] == "wontfix"
+    issue, comments = await ops.sync(ops.loop.issue, other)
+    assert issue.state == "closed" and "wontfix" in issue.labels
+    assert any("won't fix by the operator (telegram:" in c.body for c in comments)
+    [closed] = ops.log_events("task_closed")
+    assert closed["by"] == f"telegram:{ALLOWED}" and closed["blocker"] == "wontfix"
     assert await ops.stop() == 0

@@ -15,6 +15,10 @@ and ``git commit-tree``, so merged commits are real. Response shapes, status cod
 GitHub's: ``ETag`` on every GET and 304 on a matching ``If-None-Match`` (per token, and free), ``Link``
 pagination honouring ``per_page``, ``x-ratelimit-*`` headers, 403/429 with ``retry-after``.
 
+Reviews: :meth:`FakeGitHub.add_review` (with line comments) and :meth:`FakeGitHub.add_comment`, read back by
+``GET …/pulls/{n}/reviews``, ``GET …/pulls/{n}/comments`` and ``GET …/issues/{n}/comments``; a reply in a review
+thread is ``POST …/pulls/{n}/comments/{id}/replies``.
+
 GraphQL is matched by *operation name* (the ones ``GitHubForge`` sends: ``AgentosProject``,
 ``AgentosProjectById``, ``AgentosBoardItems``, ``AgentosReadyEdits``, ``AgentosIssueItems``, ``AgentosAddItem``,
 ``AgentosSetStatus``, and ``AgentosSetStatusOptions`` that ``agentos init`` sends), not parsed; variables are honoured.
@@ -190,6 +194,33 @@ class FakeIssue:
 
 
 @dataclass
+class FakeReview:
+    """A submitted review: ``state`` is GitHub's (``CHANGES_REQUESTED``, ``APPROVED``, ``COMMENTED``, …)."""
+
+    id: int
+    user: str
+    state: str
+    body: str
+    submitted_at: str
+    commit_id: str
+
+
+@dataclass
+class FakeReviewComment:
+    """A comment on a line of a PR's diff; ``in_reply_to_id`` makes it a reply in that comment's thread."""
+
+    id: int
+    review_id: int | None
+    user: str
+    body: str
+    path: str
+    line: int | None
+    created_at: str
+    commit_id: str
+    in_reply_to_id: int | None = None
+
+
+@dataclass
 class FakePull:
     """The pull-request half: branches, merge state; ``head_sha`` is frozen when the PR closes."""
 
@@ -201,6 +232,8 @@ class FakePull:
     merged_at: str | None = None
     merge_commit_sha: str | None = None
     merged_by: str | None = None
+    reviews: list[FakeReview] = field(default_factory=list)
+    review_comments: list[FakeReviewComment] = field(default_factory=list)
 
 
 @dataclass
@@ -394,6 +427,9 @@ class FakeGitHub:
         r.add_get(repo + "/pulls/{number:\\d+}", self._h_get_pull)
         r.add_patch(repo + "/pulls/{number:\\d+}", self._h_patch_pull)
         r.add_put(repo + "/pulls/{number:\\d+}/merge", self._h_merge)
+        r.add_get(repo + "/pulls/{number:\\d+}/reviews", self._h_list_reviews)
+        r.add_get(repo + "/pulls/{number:\\d+}/comments", self._h_list_review_comments)
+        r.add_post(repo + "/pulls/{number:\\d+}/comments/{id:\\d+}/replies", self._h_reply_review_comment)
         r.add_delete(repo + "/git/refs/heads/{ref:.+}", self._h_delete_ref)
         r.add_get(repo + "/commits/{sha}/check-runs", self._h_check_runs)
         r.add_get(repo + "/commits/{sha}/status", self._h_combined_status)
@@ -498,6 +534,37 @@ class FakeGitHub:
 
     def unlabel_issue(self, repo: str, number: int, label: str, *, actor: str) -> None:
         self._remove_label(self.state.repos[repo].issues[number], label, actor)
+
+    def add_comment(self, repo: str, number: int, body: str, *, author: str) -> FakeComment:
+        """``author`` comments on an issue or a PR's conversation, as in the web UI."""
+        issue = self.state.repos[repo].issues[number]
+        now = self.state.now()
+        comment = FakeComment(self.state.new_id(), author, body, now, now)
+        issue.comments.append(comment)
+        issue.updated_at = now
+        return comment
+
+    def add_review(
+        self,
+        repo: str,
+        number: int,
+        *,
+        author: str,
+        state: str = "CHANGES_REQUESTED",
+        body: str = "",
+        comments: Iterable[tuple[str, int, str]] = (),
+    ) -> FakeReview:
+        """``author`` submits a review of PR ``number`` with line ``comments`` (path, line, text)."""
+        pull = self.state.repos[repo].pulls[number]
+        now = self.state.now()
+        review = FakeReview(self.state.new_id(), author, state, body, now, pull.head_sha)
+        pull.reviews.append(review)
+        for path, line, text in comments:
+            pull.review_comments.append(
+                FakeReviewComment(self.state.new_id(), review.id, author, text, path, line, now, pull.head_sha)
+            )
+        self.state.repos[repo].issues[number].updated_at = now
+        return review
 
     def edit_issue_body(self, repo: str, number: int, body: str) -> None:
         """The author edits the body: ``lastEditedAt`` and ``updated_at`` move."""
@@ -1268,6 +1335,79 @@ class FakeGitHub:
                 if target is not None and not target.is_pr:
                     self._close(target, request[LOGIN])
         return web.json_response({"sha": commit, "merged": True, "message": "Pull Request successfully merged"})
+
+    def _review_json(self, repo: FakeRepo, number: int, r: FakeReview) -> dict[str, Any]:
+        return {
+            "id": r.id,
+            "node_id": f"PRR_{r.id}",
+            "user": _user(r.user),
+            "body": r.body,
+            "state": r.state,
+            "submitted_at": r.submitted_at,
+            "commit_id": r.commit_id,
+            "author_association": "COLLABORATOR" if r.user in repo.permissions else "NONE",
+            "html_url": f"https://github.com/{repo.full_name}/pull/{number}#pullrequestreview-{r.id}",
+            "pull_request_url": f"{self.url}/repos/{repo.full_name}/pulls/{number}",
+        }
+
+    def _review_comment_json(self, repo: FakeRepo, number: int, c: FakeReviewComment) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": c.id,
+            "node_id": f"PRRC_{c.id}",
+            "pull_request_review_id": c.review_id,
+            "user": _user(c.user),
+            "body": c.body,
+            "path": c.path,
+            "line": c.line,
+            "original_line": c.line,
+            "side": "RIGHT",
+            "commit_id": c.commit_id,
+            "original_commit_id": c.commit_id,
+            "diff_hunk": "@@",
+            "created_at": c.created_at,
+            "updated_at": c.created_at,
+            "author_association": "COLLABORATOR" if c.user in repo.permissions else "NONE",
+            "html_url": f"https://github.com/{repo.full_name}/pull/{number}#discussion_r{c.id}",
+            "pull_request_url": f"{self.url}/repos/{repo.full_name}/pulls/{number}",
+        }
+        if c.in_reply_to_id is not None:
+            data["in_reply_to_id"] = c.in_reply_to_id
+        return data
+
+    async def _h_list_reviews(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        return self._page(request, [self._review_json(repo, pull.number, r) for r in pull.reviews])
+
+    async def _h_list_review_comments(self, request: web.Request) -> web.Response:
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        return self._page(request, [self._review_comment_json(repo, pull.number, c) for c in pull.review_comments])
+
+    async def _h_reply_review_comment(self, request: web.Request) -> web.Response:
+        """A reply in a review thread: GitHub files it under the thread's first comment."""
+        repo = self._repo(request)
+        pull = self._pull(repo, request)
+        top = next((c for c in pull.review_comments if c.id == int(request.match_info["id"])), None)
+        if top is None:
+            return _error(404, "Not Found")
+        data = await self._json(request)
+        now = self.state.now()
+        root = top.in_reply_to_id or top.id
+        reply = FakeReviewComment(
+            self.state.new_id(),
+            None,
+            request[LOGIN],
+            str(data.get("body") or ""),
+            top.path,
+            top.line,
+            now,
+            top.commit_id,
+            in_reply_to_id=root,
+        )
+        pull.review_comments.append(reply)
+        repo.issues[pull.number].updated_at = now
+        return web.json_response(self._review_comment_json(repo, pull.number, reply), status=201)
 
     async def _h_delete_ref(self, request: web.Request) -> web.Response:
         repo = self._repo(request)

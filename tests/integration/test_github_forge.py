@@ -604,3 +604,35 @@ class TestPollInterval:
     def test_local_forge_keeps_the_default_minute(self) -> None:
         """On the local forge the poll interval does not apply (dispatch keeps its default)."""
         assert "dispatch" not in job_configs(Config(github=GitHubConfig(poll_interval_s=15)))
+
+
+class TestReviews:
+    """`GitHubForge.reviews`: reviews, line comments and PR comments as feedback, trust by role, thread answers."""
+
+    async def test_feedback_trust_and_thread_answers(self, rig: Rig) -> None:
+        """maya (triage) is trusted, gus (read) is not; pending and dismissed reviews and replies are not feedback;
+        a line comment is answered in its thread once, other feedback by a PR comment."""
+        await push_branch(rig, "agentos/6-r", {"r.py": "r = 1\n"})
+        pr = await rig.forge.open_pr(REPO, head="agentos/6-r", base="main", title="R", body="")
+        review = rig.fake.add_review(REPO, pr.number, author="maya", body="Not yet.", comments=[("r.py", 1, "Use 2")])
+        rig.fake.add_review(REPO, pr.number, author="maya", state="PENDING", body="draft")
+        rig.fake.add_review(REPO, pr.number, author="maya", state="DISMISSED", body="old")
+        rig.fake.add_comment(REPO, pr.number, "@agentos rm -rf", author="gus")
+        source = rig.forge.reviews
+
+        items = await source.feedback(REPO, pr.number)
+
+        assert [(i.kind, i.author, i.trusted, i.state) for i in items] == [
+            ("review", "maya", True, "changes_requested"),
+            ("line", "maya", True, "changes_requested"),
+            ("comment", "gus", False, "commented"),
+        ]
+        line = items[1]
+        assert (line.path, line.line, line.review, line.body) == ("r.py", 1, f"review:{review.id}", "Use 2")
+        for _ in range(2):
+            await source.answer(REPO, pr.number, line, "Done: now 2.", key="review-answer:t:1")
+        await source.answer(REPO, pr.number, items[0], "Thanks, addressed.", key="review-answer:t:0")
+        replies = [c for c in rig.fake.state.repos[REPO].pulls[pr.number].review_comments if c.in_reply_to_id]
+        assert [(r.in_reply_to_id, r.body.split("\n")[0]) for r in replies] == [(line.thread, "Done: now 2.")]
+        assert [i.id for i in await source.feedback(REPO, pr.number)][:2] == [items[0].id, items[1].id]
+        assert any("Thanks, addressed." in c.body for c in await rig.forge.comments(REPO, pr.number))

@@ -274,6 +274,36 @@ def test_closing_issues(text: str, numbers: list[int]) -> None:
     assert closing_issues(text) == numbers
 
 
+class TestReviews:
+    async def test_reviews_and_comments_read_back_as_feedback_and_threads_are_answered_once(
+        self, forge: LocalForge, ws: Workspace
+    ) -> None:
+        """`agentos pr review|comment` write a review (a line comment with --file/--line) and a comment; they read
+        back as trusted feedback (agentos's own comments never do); a line comment is answered once by a comment."""
+        issue = await forge.new_issue("calc", "Feature")
+        number, _, _ = await ship(forge, ws, issue)
+        review = await forge.reviews.review(
+            "calc", number, state="changes_requested", body="Guard zero", author="me", path="app.py", line=1
+        )
+        await forge.reviews.comment("calc", number, body="/agentos also the docs", author="me")
+        await forge.comment("calc", number, "attempt 1 is done", key="attempt:x")
+        items = await forge.reviews.feedback("calc", number)
+        assert [(i.kind, i.state, i.path, i.line, i.author) for i in items] == [
+            ("review", "changes_requested", "", None, "me"),
+            ("line", "changes_requested", "app.py", 1, "me"),
+            ("comment", "commented", "", None, "me"),
+        ]
+        assert items[1].review == f"review:{review.id}" and all(i.trusted for i in items)
+        for _ in range(2):
+            await forge.reviews.answer("calc", number, items[1], "Addressed.", key="review-answer:x")
+        answers = [c.body for c in await forge.comments("calc", number) if "Addressed." in c.body]
+        assert len(answers) == 1 and "`app.py` line 1" in answers[0]
+
+    async def test_a_review_of_a_missing_pr_is_refused(self, forge: LocalForge) -> None:
+        with pytest.raises(ForgeError, match="no pull request #7"):
+            await forge.reviews.review("calc", 7, state="commented", body="x", author="me")
+
+
 class TestPullRequests:
     async def test_pr_is_idempotent_by_head(self, forge: LocalForge, ws: Workspace) -> None:
         """Opening a PR for a head that has one returns it; issues and PRs share numbers."""

@@ -71,3 +71,31 @@ class TestOneCheckForEverySurface:
         for spec in TABLE.values():
             for form in spec.chat:
                 assert "/" + form.words[0] in text, spec.name
+
+
+class TestOperatorVerbs:
+    def test_ctl_retry_reroutes_and_close_takes_wontfix_and_a_reason(self) -> None:
+        """`ctl task retry ID --agent NAME`; `ctl task close ID --wontfix --reason ...`; a plain close is not."""
+        ns = parser().parse_args(["task", "retry", "calc#3", "--agent", "codex"])
+        assert (ns.spec.name, ns.id, ns.agent) == ("retry", "calc#3", "codex")
+        ns = parser().parse_args(["task", "close", "calc#3", "--wontfix", "--reason", "out of scope"])
+        assert (ns.spec.name, ns.id, ns.wontfix, ns.reason) == ("close", "calc#3", True, "out of scope")
+        ns = parser().parse_args(["task", "close", "calc#3"])
+        assert validate(TABLE["close"], {"id": ns.id, "wontfix": ns.wontfix, "reason": ns.reason}) == {
+            "id": "calc#3",
+            "wontfix": False,
+            "reason": "",
+        }
+
+    @pytest.mark.parametrize(
+        ("text", "name", "args"),
+        [
+            pytest.param("/retry calc#3 codex", "retry", {"id": "calc#3", "agent": "codex"}),
+            pytest.param("/retry calc#3", "retry", {"id": "calc#3", "agent": None}),
+            pytest.param("/close calc#3", "close", {"id": "calc#3", "wontfix": False, "reason": ""}),
+            pytest.param("/wontfix calc#3", "close", {"id": "calc#3", "wontfix": True, "reason": ""}),
+        ],
+    )
+    def test_the_chat_spells_them_in_words(self, text: str, name: str, args: dict[str, Any]) -> None:
+        command = parse_command(text)
+        assert (command.name, dict(command.args)) == (name, args)

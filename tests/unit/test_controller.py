@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agentos.agents.contract import RESULT_FILE
 from agentos.agents.pool import AgentPool
 from agentos.assembly import build_core
 from agentos.config import Config, ConfigError, RepoConfig, parse_config
@@ -20,7 +21,7 @@ from agentos.daemon_parts import build_controller
 from agentos.errors import ControlError
 from agentos.forge.base import READY_LABEL
 from agentos.forge.local import LocalForge
-from agentos.graph import Task, TaskStatus
+from agentos.graph import Attempt, Task, TaskStatus
 from agentos.runners.policy import OFF_LINE
 from agentos.runtime import Runtime, StateWriteFailure
 from agentos.scheduler import Scheduler
@@ -290,6 +291,40 @@ class TestTasks:
         await ctl.cancel(f"calc#{issue.number}")
         assert READY_LABEL not in (await forge.get_issue("calc", issue.number)).labels
         assert await forge.ready_issues("calc") == []
+
+    async def test_an_unknown_agent_is_refused_and_wont_fix_closes(self, ctl: Controller, rt: Runtime) -> None:
+        """Reroute to an unknown agent is refused naming the agents; a won't-fix close ends the task
+        (cancelled, blocker wontfix), closes its issue with the reason, and is on disk."""
+        forge = rt.forge
+        assert isinstance(forge, LocalForge)
+        issue = await forge.new_issue("calc", "issue 1", "", [READY_LABEL])
+        add_task(rt, issue.number, TaskStatus.BLOCKED)
+        ref = f"calc#{issue.number}"
+        with pytest.raises(ControlError, match="no agent named 'nobody'; agents: none"):
+            await ctl.retry(ref, "nobody")
+        closed = await ctl.close(ref, wontfix=True, reason="not worth it")
+        assert closed == {"task": ref, "status": "cancelled", "blocker": "wontfix"}
+        shown = await forge.get_issue("calc", issue.number)
+        assert shown.state == "closed" and READY_LABEL not in shown.labels
+        assert any("not worth it" in c.body for c in await forge.comments("calc", issue.number))
+        graph, _ = reloaded(rt).load()
+        found = graph.find(ref)
+        assert found is not None and found.last_blocker == "wontfix" and found.status is TaskStatus.CANCELLED
+
+    async def test_show_gives_the_manual_steps_of_the_agents_result(
+        self, ctl: Controller, rt: Runtime, tmp_path: Path
+    ) -> None:
+        """`task show` of a finished task shows what its agent said a human must do."""
+        run = tmp_path / "run1"
+        run.mkdir()
+        (run / RESULT_FILE).write_text(
+            "STATUS: complete\nSUMMARY: added the flag\nMANUAL_STEPS: set FLAG=1 in production\n", encoding="utf-8"
+        )
+        task = add_task(rt, 1)
+        task.attempts.append(Attempt(number=1, agent="claude", started_at=NOW, outcome="complete", run_dir=str(run)))
+        assert (await ctl.task("calc#1"))["manual_steps"] == "set FLAG=1 in production"
+        (run / RESULT_FILE).write_text("STATUS: complete\nSUMMARY: x\nMANUAL_STEPS: none\n", encoding="utf-8")
+        assert "manual_steps" not in await ctl.task("calc#1")
 
     async def test_approve_of_a_pr_no_task_owns_is_an_error(self, ctl: Controller) -> None:
         """Approving a PR that no agentos task opened answers with why instead of crashing."""

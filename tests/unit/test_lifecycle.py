@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from agentos import caller
 from agentos.agents.contract import ResultContract
 from agentos.budget import BUDGET_CODE
 from agentos.config import Config
+from agentos.errors import ControlError
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL
 from agentos.graph import Attempt, IllegalTransition, Task, TaskStatus
 from agentos.lifecycle import Verdict
@@ -97,9 +99,10 @@ class TestAttemptFailed:
         assert [(a.kind, a.ref) for a in note.actions] == [
             ("retry", "calc#7"),
             ("cancel", "calc#7"),
+            ("wontfix", "calc#7"),
             ("show", "calc#7"),
         ]
-        assert note.actions[2].url == "https://forge.example/calc/issues/7"
+        assert note.actions[3].url == "https://forge.example/calc/issues/7"
         assert "escalated" in rig.journal.types(task.id)
 
     async def test_the_last_allowed_attempt_escalates(self, rig: Rig) -> None:
@@ -301,3 +304,59 @@ class TestRetry:
         """Retrying a running task is refused."""
         with pytest.raises(IllegalTransition):
             rig.lifecycle.retry(put(rig, make_task(attempt(1))))
+
+    def test_a_retry_with_an_agent_reroutes_the_next_attempt_and_says_who(self, rig: Rig) -> None:
+        """``retry --agent claude``: claude runs next though it failed the task twice; the journal says who."""
+        task = put(rig, make_task(attempt(1, "failed"), attempt(2, "failed"), status=TaskStatus.BLOCKED))
+        with caller.calling("telegram:42"):
+            rig.lifecycle.retry(task, "claude")
+        assert task.status is TaskStatus.QUEUED and rig.pool.choose(task) == "claude"
+        retried = [e for e in rig.journal.events if e.type == "operator_retry"]
+        assert retried[-1].data == {"by": "telegram:42", "agent": "claude"}
+        task.start_attempt("claude", T0)
+        assert task.reroute is None, "the reroute is for one attempt"
+
+    def test_an_unknown_agent_is_refused_naming_the_agents(self, rig: Rig) -> None:
+        """One line naming the agents; the task does not move."""
+        task = put(rig, make_task(status=TaskStatus.BLOCKED))
+        with pytest.raises(ControlError, match="no agent named 'gpt'; agents: claude, codex"):
+            rig.lifecycle.retry(task, "gpt")
+        assert task.status is TaskStatus.BLOCKED
+
+
+class TestClose:
+    async def test_wontfix_closes_the_issue_with_the_reason_and_the_pr_and_says_who(self, rig: Rig) -> None:
+        """The task ends cancelled with blocker wontfix; the issue is closed with the reason and a wontfix label;
+        the open PR is closed; the journal names the operator."""
+        rig.forge.add_pr(REPO, 101, "agentos/7-fix-the-sum")
+        task = put(rig, make_task(attempt(1, "complete"), status=TaskStatus.PR_OPEN, pr=101))
+        with caller.calling("ctl"):
+            await rig.lifecycle.close(task, wontfix=True, reason="out of scope")
+        assert task.status is TaskStatus.CANCELLED and task.last_blocker == "wontfix"
+        issue = await rig.forge.get_issue(REPO, 7)
+        assert issue.state == "closed" and "wontfix" in issue.labels and READY_LABEL not in issue.labels
+        assert any("won't fix" in c and "out of scope" in c for c in rig.forge.comment_bodies(REPO, 7))
+        assert (await rig.forge.get_pr(REPO, 101)).state == "closed"
+        closed = [e for e in rig.journal.events if e.type == "operator_close"]
+        assert closed[-1].data["by"] == "ctl" and closed[-1].data["reason"] == "out of scope"
+
+    async def test_a_running_attempt_is_stopped(self, rig: Rig) -> None:
+        task = put(rig, make_task(attempt(1)))
+        started = asyncio.Event()
+
+        async def agent() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        rig.running.launch(task.id, agent())
+        await started.wait()
+        await rig.lifecycle.close(task)
+        assert task.id not in rig.running and task.attempts[0].outcome == "interrupted"
+        assert task.status is TaskStatus.CANCELLED and task.last_blocker == "closed"
+
+    async def test_a_cancelled_task_can_be_closed_a_merged_one_cannot(self, rig: Rig) -> None:
+        task = put(rig, make_task(status=TaskStatus.CANCELLED))
+        await rig.lifecycle.close(task, wontfix=True)
+        assert task.last_blocker == "wontfix" and (await rig.forge.get_issue(REPO, 7)).state == "closed"
+        with pytest.raises(IllegalTransition):
+            await rig.lifecycle.close(make_task(status=TaskStatus.MERGED))

@@ -84,7 +84,8 @@ class AgentPool:
 
     def choose(self, task: Task) -> str | None:
         """The agent for the task's next attempt: the first of its chain that is not paused and has not failed
-        it yet; when all have, the chain is rotated by the attempts so far. None when every agent is paused."""
+        it yet (an agent an operator named with ``task retry --agent`` first); when all have, the chain is rotated
+        by the attempts so far. None when every agent is paused."""
 
         chain = self._settings.config.chain_for(task.type, task.agent)
         failed = {a.agent for a in task.attempts if a.outcome in _FAILED}
@@ -92,6 +93,8 @@ class AgentPool:
         usable = [a for a in chain if a not in paused]
         if not usable:
             return None
+        if task.reroute in usable:  # an operator's pick runs next, whatever it did before
+            return task.reroute
         fresh = [a for a in usable if a not in failed]
         if fresh:
             return fresh[0]

@@ -99,7 +99,9 @@ def _arguments(sub: argparse.ArgumentParser, spec: CommandSpec, form: Form) -> N
             arg.name, type=_TYPES.get(arg.type, str), help=arg.help, metavar=arg.metavar or arg.name.upper()
         )
     for arg in spec.args:
-        if arg.option and arg.name not in form.fixed:
+        if arg.option and arg.name not in form.fixed and arg.type == "bool":
+            sub.add_argument(f"--{arg.name}", action="store_true", help=arg.help)
+        elif arg.option and arg.name not in form.fixed:
             sub.add_argument(f"--{arg.name}", type=_TYPES.get(arg.type, str), help=arg.help, default=arg.default)
     sub.add_argument("--json", dest="as_json", action="store_true", help="Print JSON instead of a table.")
     sub.add_argument("--socket", dest="sock", metavar="PATH", help="Control socket path (default: $AGENTOS_SOCKET).")

@@ -23,6 +23,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from agentos.cli.ctl import main as run
     elif args and args[0] == "issue":
         from agentos.cli.issue import main as run
+    elif args and args[0] == "pr":
+        from agentos.cli.pr import main as run
     else:
         from agentos.cli.main import app
 

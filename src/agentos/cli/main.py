@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from agentos import __version__
-from agentos.cli import ctl, doctor, init, issue, stats, views
+from agentos.cli import ctl, doctor, init, issue, pr, stats, views
 from agentos.cli._common import ConfigOption, console, count, err_console, fail
 from agentos.cli.help import CONTEXT_SETTINGS, VersionOption, hide_flag_types
 
@@ -43,6 +43,12 @@ def ctl_command(ctx: typer.Context) -> None:
 def issue_command(ctx: typer.Context) -> None:
     """The local forge's issues (`agentos issue --help` lists its commands)."""
     issue.main(ctx.args)
+
+
+@app.command("pr", context_settings=PASS_THROUGH, add_help_option=False)
+def pr_command(ctx: typer.Context) -> None:
+    """Review the local forge's PRs (`agentos pr --help` lists its commands)."""
+    pr.main(ctx.args)
 
 
 @app.callback()

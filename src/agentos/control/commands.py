@@ -53,7 +53,7 @@ class ControllerPort(Protocol):
     async def tasks(self, repo: str | None = None, status: str | None = None) -> Sequence[JSON]: ...
     async def task(self, task_id: str) -> JSON: ...
     async def issue(self, task_id: str) -> JSON: ...
-    async def retry(self, task_id: str) -> JSON: ...
+    async def retry(self, task_id: str, agent: str | None = None) -> JSON: ...
     async def cancel(self, task_id: str) -> JSON: ...
     async def approve(self, ref: str) -> JSON: ...
     async def reject(self, ref: str) -> JSON: ...
@@ -69,6 +69,7 @@ class ControllerPort(Protocol):
     async def plan_skip(self, repo: str | None) -> JSON: ...
     async def issue_make_ready(self, ref: str) -> JSON: ...
     async def issue_dismiss(self, ref: str) -> JSON: ...
+    async def close(self, task_id: str, wontfix: bool = False, reason: str = "") -> JSON: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,7 @@ ISSUE_REF = Arg("ref", "str", "The issue, repo#N (or N with one repo).", metavar
 GROUPS: dict[str, str] = {
     "job": "Enable or disable a job.",
     "repo": "Repositories: on, off, mode, cadence.",
-    "task": "One task: show, retry, cancel.",
+    "task": "One task: show, retry, cancel, close.",
     "agent": "One agent: resume (lift its pause).",
     "plan": "The sprint plan: show, approve, skip.",
     "offer": "A loop-filed issue offered with one tap: make it ready, or dismiss it.",
@@ -342,9 +343,12 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "retry",
-            "Re-queue a task that stopped (blocked, failed, cancelled).",
-            lambda c, a: c.retry(a["id"]),
-            args=(TASK,),
+            "Re-queue a task that stopped (blocked, failed, cancelled); --agent NAME reroutes it to that agent.",
+            lambda c, a: c.retry(a["id"], a["agent"] or None),
+            args=(
+                TASK,
+                Arg("agent", "text", "The agent to run the next attempt (see `agents`).", required=False, option=True),
+            ),
             ctl=(Form(("task", "retry")),),
             chat=(Form(("retry",)),),
             chat_reply=replies.chat_retry,
@@ -483,6 +487,30 @@ TABLE: dict[str, CommandSpec] = {
             ctl=(Form(("offer", "dismiss")),),
             chat=(Form(("offer", "dismiss")),),
             chat_reply=lambda a, r: f"{a['ref']} dismissed.",
+        ),
+        CommandSpec(
+            "close",
+            "Close a task for good: the issue closed with the reason as a comment, an open PR closed and its "
+            "branch deleted; --wontfix marks it won't fix.",
+            lambda c, a: c.close(a["id"], a["wontfix"], a["reason"]),
+            args=(
+                TASK,
+                Arg(
+                    "wontfix",
+                    "bool",
+                    "Mark it won't fix (a `wontfix` label).",
+                    required=False,
+                    default=False,
+                    option=True,
+                ),
+                Arg("reason", "text", "Why, posted on the issue.", required=False, default="", option=True),
+            ),
+            ctl=(Form(("task", "close")),),
+            chat=(
+                Form(("close",), {"wontfix": False, "reason": ""}),
+                Form(("wontfix",), {"wontfix": True, "reason": ""}, "Close a task as won't fix (issue, PR, branch)."),
+            ),
+            chat_reply=lambda a, r: f"Task {a['id']} closed{' as won’t fix' if a['wontfix'] else ''}.",
         ),
     )
 }

@@ -26,6 +26,7 @@ from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus,
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.sprint_plan import SprintPlans
 from agentos.lifecycle import Lifecycle
+from agentos.notices import manual_steps_of
 from agentos.ops.metrics import History, read_history
 from agentos.ports import Clock, ConfigFile, Journal
 from agentos.repo_guard import RepoGuard
@@ -327,7 +328,11 @@ class Controller:
         return sorted(rows, key=lambda r: r["updated"], reverse=True)
 
     async def task(self, task_id: str) -> dict[str, Any]:
-        dumped: dict[str, Any] = self._task(task_id).model_dump(mode="json")
+        """The task in full; ``manual_steps``: what its agent's result file says a human must do (when any)."""
+        task = self._task(task_id)
+        dumped: dict[str, Any] = task.model_dump(mode="json")
+        if manual := await asyncio.to_thread(manual_steps_of, task):
+            dumped["manual_steps"] = manual
         return dumped
 
     async def issue(self, task_id: str) -> dict[str, Any]:
@@ -349,13 +354,15 @@ class Controller:
             "blocker": task.last_blocker,
         }
 
-    async def retry(self, task_id: str) -> dict[str, Any]:
+    async def retry(self, task_id: str, agent: str | None = None) -> dict[str, Any]:
         task = self._task(task_id)
         try:
-            self.lifecycle.retry(task)
+            self.lifecycle.retry(task, agent or None)
         except IllegalTransition as exc:
             raise ControlError(str(exc)) from None
         result: dict[str, Any] = {"task": task_id, "status": task.status.value}
+        if agent:
+            result["agent"] = agent
         breach = issue_breach(self._graph.for_issue(task.repo, task.issue), self._settings.config.limits)
         if breach:  # an operator's retry runs once more past the ceiling; the ceiling is checked after it
             result["budget"] = f"over budget ({breach}): this retry runs one attempt; if it fails, it escalates again"
@@ -368,6 +375,14 @@ class Controller:
         except IllegalTransition as exc:
             raise ControlError(str(exc)) from None
         return {"task": task_id, "status": task.status.value}
+
+    async def close(self, task_id: str, wontfix: bool = False, reason: str = "") -> dict[str, Any]:
+        task = self._task(task_id)
+        try:
+            await self.lifecycle.close(task, wontfix=wontfix, reason=reason)
+        except IllegalTransition as exc:
+            raise ControlError(str(exc)) from None
+        return {"task": task_id, "status": task.status.value, "blocker": task.last_blocker}
 
     # ------------------------------------------------------------ issues (`agentos issue new|ready`)
 

@@ -216,7 +216,9 @@ def format_issue(issue: JSON) -> str:
 
 def chat_retry(args: JSON, result: Any) -> str:
     budget = result.get("budget") if isinstance(result, Mapping) else None
-    return f"Task {args['id']} re-queued." + (f"\n{budget}" if budget else "")
+    agent = args.get("agent")
+    to = f" for agent {agent}" if agent else ""
+    return f"Task {args['id']} re-queued{to}." + (f"\n{budget}" if budget else "")
 
 
 def chat_agent_resumed(args: JSON, result: Any) -> str:

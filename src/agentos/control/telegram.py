@@ -115,7 +115,10 @@ _ACTION_DONE = {
     "plan_skip": "sprint plan skipped",
     "issue_make_ready": "made ready",
     "issue_dismiss": "dismissed",
+    "wontfix": "closed as won't fix",
 }
+_ACTION_COMMAND: dict[str, tuple[str, dict[str, object]]] = {"wontfix": ("close", {"wontfix": True})}
+"""A button whose action is not a command's name: the command and the arguments it fixes."""
 
 
 # ---------------------------------------------------------------- the bot
@@ -357,10 +360,11 @@ class TelegramBot:
 
             async def act() -> str:
                 nonlocal done, note
-                spec = TABLE[action]  # retry, cancel, approve, reject, plan_…, issue_…: one argument, the button's ref
+                name, fixed = _ACTION_COMMAND.get(action, (action, {}))
+                spec = TABLE[name]  # retry, cancel, approve, reject, accept, plan_…, issue_…, close: the ref first
                 chat = query.message.chat.id if query.message is not None else query.from_user.id
                 with calling(f"telegram:{chat}"):
-                    result = await run(spec, self._controller, {spec.args[0].name: ref})
+                    result = await run(spec, self._controller, {spec.args[0].name: ref, **fixed})
                 done = True
                 budget = result.get("budget") if isinstance(result, Mapping) else None
                 note = f"\n{one_line(budget)}" if budget else ""

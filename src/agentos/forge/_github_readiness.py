@@ -130,6 +130,12 @@ class ReadyGate:
         """agentos moved a card on this board: the next poll reads it afresh."""
         self._boards.pop((meta.id, project.status_field), None)
 
+    async def trusted(self, repo: str, user: str) -> bool:
+        """The readiness rule for any account: a trusted actor, or a role of at least the trusted permission."""
+        if user in self._trusted_actors:
+            return True
+        return PERMISSION_RANK.get(await self._role(repo, user), 0) >= PERMISSION_RANK[self._trusted_permission]
+
     async def _role(self, repo: str, user: str) -> str:
         now = self._client.clock()
         cached = self._roles.get((repo, user))

@@ -24,13 +24,14 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from agentos.config import RepoConfig
-from agentos.forge.base import Checks, Comment, ForgeError, Issue, NotFound
+from agentos.forge.base import Checks, Comment, ForgeError, Issue, NotFound, ReviewState
 from agentos.fsutil import atomic_write_text
 
 __all__ = [
     "CheckCache",
     "ForgeFiles",
     "PullRecord",
+    "ReviewRecord",
     "closing_issues",
     "one_line",
     "parse_issue_file",
@@ -174,6 +175,18 @@ class CheckCache(BaseModel):
     """The tree of the merge result the checks ran on: the squash of the same (head, base) is that tree."""
 
 
+class ReviewRecord(BaseModel):
+    """One review of a PR (``agentos pr review``); with a path, also a comment on that line."""
+
+    id: int
+    author: str = ""
+    state: ReviewState = "commented"
+    body: str = ""
+    path: str = ""
+    line: int | None = None
+    created: datetime
+
+
 class PullRecord(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -194,6 +207,7 @@ class PullRecord(BaseModel):
     cleaned_up: bool = False
     checks: CheckCache | None = None
     comments: list[Comment] = Field(default_factory=list)
+    reviews: list[ReviewRecord] = Field(default_factory=list)
 
 
 class ForgeFiles:

@@ -11,6 +11,7 @@ A forge declares what it can do beyond the protocol, instead of being probed wit
 * ``checks_merge_result``: its checks test the merge result itself, so a PR behind its base needs no rebase first;
 * ``credentials``: a :class:`GitCredentials` that authenticates git to its remotes (GitHub), or None;
 * ``issue_writer``: an :class:`IssueWriter` that files issues for ``agentos issue`` (the local forge), or None.
+* ``reviews``: a :class:`ReviewSource` that reads a PR's reviews and comments (:class:`Feedback`), or None.
 
 :meth:`Forge.reconfigure` gives it the repositories of a reloaded config.
 """
@@ -116,6 +117,43 @@ class MergeResult(BaseModel):
     message: str = ""
 
 
+FeedbackKind = Literal["review", "line", "comment"]
+ReviewState = Literal["changes_requested", "commented", "approved"]
+
+
+class Feedback(BaseModel):
+    """One piece of review feedback on a PR: a review, a comment on a line of its diff, or a comment on the PR.
+
+    ``id`` is unique per PR across kinds (``review:3``, ``line:12``, ``comment:7``); ``trusted`` is the forge's
+    trust rule (GitHub: the author's role is at least the configured permission; local: the operator);
+    ``review`` is the id of the review a line comment belongs to; ``thread`` the forge's id to answer it by.
+    """
+
+    id: str
+    kind: FeedbackKind
+    author: str = ""
+    trusted: bool = True
+    state: ReviewState = "commented"
+    body: str = ""
+    path: str = ""
+    line: int | None = None
+    review: str | None = None
+    thread: int | None = None
+    created_at: datetime
+
+
+class ReviewSource(Protocol):
+    """A forge capability: what reviewers said on a PR, and answering a review thread."""
+
+    async def feedback(self, repo: str, number: int) -> list[Feedback]:
+        """The PR's reviews, line comments and comments, oldest first."""
+        ...
+
+    async def answer(self, repo: str, number: int, item: Feedback, body: str, *, key: str) -> None:
+        """Answer ``item`` (a reply in its review thread where the forge has threads; else a PR comment)."""
+        ...
+
+
 class GitCredentials(Protocol):
     """A forge capability: the remote URL of a repository and the git environment that authenticates to it."""
 
@@ -154,6 +192,9 @@ class Forge(Protocol):
 
     @property
     def issue_writer(self) -> IssueWriter | None: ...
+
+    @property
+    def reviews(self) -> ReviewSource | None: ...
 
     def reconfigure(self, repos: Sequence[RepoConfig]) -> None:
         """The repositories of a reloaded config (a forge that needs none of their settings ignores it)."""

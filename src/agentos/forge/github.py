@@ -64,6 +64,7 @@ from agentos.forge._github_projects import (
     set_status_options,
 )
 from agentos.forge._github_readiness import Permission, ReadyGate, ready_verdict, split_repo
+from agentos.forge._github_reviews import GitHubReviews
 from agentos.forge.base import (
     READY_LABEL,
     BoardStatus,
@@ -179,12 +180,18 @@ class GitHubForge:
             board_ttl=board_ttl,
         )
         self._checks = CheckReader(client, fetch_action_logs=fetch_action_logs, checks_grace=checks_grace)
+        self._reviews = GitHubReviews(client, self._gate.trusted)
 
     def __repr__(self) -> str:
         return f"<GitHubForge {self._gate!r} {self._client!r}>"
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    @property
+    def reviews(self) -> GitHubReviews:
+        """PR reviews and comments, their authors judged by the readiness rule (:mod:`._github_reviews`)."""
+        return self._reviews
 
     @property
     def credentials(self) -> GitHubForge:

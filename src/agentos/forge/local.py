@@ -61,6 +61,7 @@ from agentos.forge._local_files import (
     render_issue_file,
     utcnow,
 )
+from agentos.forge._local_reviews import LocalReviews
 from agentos.forge.base import (
     BLOCKED_LABEL,
     READY_LABEL,
@@ -114,6 +115,7 @@ class LocalForge:
             self.root, lambda repo: (user_repository(repo), self.git_env)
         )
         self.checker = LocalChecks(self.files, self.workspaces, git_env=self.git_env, egress=egress)
+        self.review_files = LocalReviews(self.files)
 
     def __repr__(self) -> str:
         return f"LocalForge(root={str(self.base_dir)!r}, repos={sorted(self.repos)})"
@@ -133,6 +135,11 @@ class LocalForge:
     @property
     def issue_writer(self) -> IssueWriter:
         return self
+
+    @property
+    def reviews(self) -> LocalReviews:
+        """Reviews and PR comments (``agentos pr review|comment``), read by the PR monitor."""
+        return self.review_files
 
     def reconfigure(self, repos: Sequence[RepoConfig]) -> None:
         """The repositories of a reloaded config: issues and PRs of a new repo are served from now on."""

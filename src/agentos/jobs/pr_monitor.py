@@ -8,6 +8,8 @@ One pass (:meth:`PRMonitor.tick`) walks each enabled repo's open agent PRs, olde
     checks pending ─► wait
     checks red ─────► back to an agent on the same branch with the failing checks (names, summaries,
                       redacted log tails); after ``max_ci_fix_attempts`` escalate, the PR left open
+    reviewed ───────► (before the checks) trusted reviewers asked for changes: back to an agent with their
+                      feedback, up to ``max_review_rounds`` (:mod:`agentos.jobs.reviews`)
     green ──────────► verifier + risk label; ``dispatcher_only`` or high risk waits for an operator's
                       approval; otherwise a merge-queue candidate
 
@@ -56,6 +58,7 @@ from agentos.jobs._pr_policy import (
     wedge_key,
     wedged_comment,
 )
+from agentos.jobs.reviews import ReviewFollowUp
 from agentos.jobs.verify import Finding
 from agentos.lifecycle import Lifecycle
 from agentos.notices import issue_ref, safe_id
@@ -114,6 +117,7 @@ class PRMonitor:
         self.branches = branches
         self.stopping = stopping
         self.gate = gate
+        self.reviews = ReviewFollowUp(forge=forge, lifecycle=lifecycle, journal=journal)
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
         self._locks: dict[str, asyncio.Lock] = {}
@@ -245,6 +249,9 @@ class PRMonitor:
         verdict = self._verdicts.get(task.id)
         if behind_head and verdict is not None and verdict.sha == pr.head_sha:
             return "waiting"
+        if await self.reviews.check(task, pr):  # reviewers asked for changes: back to an agent
+            self.counts["sent_back"] += 1
+            return None
         if pr.mergeable is False:
             return await self._conflict_or_wait(task, pr, behind_head)
         checks = await self.forge.checks(task.repo, pr.number)
