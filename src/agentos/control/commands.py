@@ -261,12 +261,12 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "repos",
-            "Watched repositories: enabled, mode, grooming cadence, base branch, path.",
+            "Watched repositories: enabled, mode, grooming cadence, base branch, path, keys held in the state.",
             lambda c, a: c.repos(),
             ctl=(Form(("repos",)),),
             chat=(Form(("repos",)),),
             chat_reply=lambda a, r: replies.chat_repos(r),
-            terminal=lambda r: [replies.Table(r, ["name", "enabled", "mode", "cadence_days", "base", "path"])],
+            terminal=lambda r: [replies.Table(r, ["name", "enabled", "mode", "cadence_days", "base", "path", "held"])],
         ),
         CommandSpec(
             "repo",
