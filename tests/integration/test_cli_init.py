@@ -250,6 +250,16 @@ class TestScriptedInit:
             res = subprocess.run([analyze, "verify", "agentos.service"], capture_output=True, text=True, env=env)
             assert drop_in.name not in res.stderr, res.stderr
 
+    def test_a_repo_under_home_is_made_reachable_keeping_home_read_only(self) -> None:
+        """ProtectHome=yes would hide a repo in /home: the drop-in relaxes it to read-only and lists the repo."""
+        from agentos.cli.init_systemd import drop_in
+
+        common = {"config_path": Path("/etc/agentos/config.yaml"), "creds": Path("/c"), "exec_start": None}
+        home = drop_in(**common, writable=["/home/alice/calc", "/srv/web"])
+        assert "ReadWritePaths=-/home/alice/calc" in home and "\nProtectHome=read-only\n" in home
+        assert "ProtectHome" not in drop_in(**common, writable=["/srv/web"])
+        assert "ProtectHome" not in drop_in(**common, writable=["/home/alice/calc"], user=True)
+
     @pytest.mark.parametrize("name", ["agentos.service", "agentos-user.service"])
     def test_the_checkouts_deploy_folder_has_the_shipped_units(self, name: str) -> None:
         """deploy/systemd/ (what the docs' `install` lines copy) is the very unit the package ships."""

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from agentos.config import Config
 
 DROP_IN = "10-agentos-init.conf"
+HOMES = ("/home", "/root", "/run/user")
+"""What the system unit's ProtectHome=yes hides."""
 CREDENTIALS = ("github_token", "github_app_key", "telegram_bot_token")
 """The credential files the units load (``LoadCredential=``) and ``config.secret`` reads; init adds the
 status page's token (``status_page.token_credential``) when the page binds beyond loopback."""
@@ -71,6 +73,7 @@ def drop_in(
     exec_start: str | None,
     writable: list[str],
     credentials: tuple[str, ...] = CREDENTIALS,
+    user: bool = False,
 ) -> str:
     """The drop-in with this machine's settings; the unit file itself stays as shipped."""
     lines = [
@@ -84,6 +87,9 @@ def drop_in(
     if writable:
         lines.append("# The repositories the daemon fetches from and merges into (ProtectSystem=strict).")
         lines += [f"ReadWritePaths={_quote('-' + path)}" for path in writable]
+    if not user and any(Path(p).is_relative_to(top) for p in writable for top in HOMES):
+        lines.append("# A repository under /home: ProtectHome=yes would hide it; read-only keeps the rest unwritable.")
+        lines.append("ProtectHome=read-only")
     if exec_start:
         lines += ["# The unit's program is not installed here: run this agentos.", "ExecStart="]
         lines.append(f"ExecStart={_quote(exec_start)} run")
@@ -128,7 +134,12 @@ def install_unit(
         lines.append(f"installed {target} (from {source})")
     exec_start = agentos if _exec_start_missing(text, Path.home()) else None
     override = drop_in(
-        config_path=config_path, creds=creds, exec_start=exec_start, writable=writable, credentials=credentials
+        config_path=config_path,
+        creds=creds,
+        exec_start=exec_start,
+        writable=writable,
+        credentials=credentials,
+        user=user,
     )
     conf = unit_dir / "agentos.service.d" / DROP_IN
     if conf.is_file() and conf.read_text(encoding="utf-8") == override:
