@@ -20,7 +20,11 @@ import pytest
 from tests.system.machine import Machine, unavailable
 from tests.waiting import NotYet, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(unavailable()), reason=unavailable() or "")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.systemd,
+    pytest.mark.skipif(bool(unavailable()), reason=unavailable() or ""),
+]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 CONFIG = "/etc/agentos/config.yaml"
