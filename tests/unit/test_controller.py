@@ -274,6 +274,7 @@ class TestRepos:
             3,
             "automation_mode, groom_cadence_days",
         )
+        assert "held over the config file: automation_mode, groom_cadence_days" in replies.chat_repos([row])
         on_disk = reloaded(rt).load()[1]
         config = parse_config(before, str(rt.config_path))
         assert repo_overrides.overlay(config, on_disk.repo_overrides).repo("calc").groom_cadence_days == 3
