@@ -21,7 +21,7 @@ fi
 mkdir -p "$(dirname "$ROOT")"
 rm -rf "$ROOT.tmp"
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,python3,python3-venv,python3-pip,git,ca-certificates,procps \
+  --include=systemd,systemd-sysv,dbus,python3,python3-venv,python3-pip,git,ca-certificates,procps,bubblewrap \
   "$SUITE" "$ROOT.tmp" "$MIRROR" >"$ROOT.log" 2>&1 || { tail -20 "$ROOT.log" >&2; exit 1; }
 mv "$ROOT.tmp" "$ROOT"
 echo "systemd test root: $ROOT (built)"

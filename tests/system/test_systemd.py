@@ -2,8 +2,9 @@
 
 A Debian container booted with ``systemd-nspawn --boot`` (see tests/system/machine.py): agentos is installed
 there from a wheel of this checkout, set up with ``agentos init --yes`` (system mode, the local forge, a repo
-under /srv, a ``command`` agent) and run by the shipped unit. Skipped, saying why, where no container can
-boot or no Debian root is cached (``make test-systemd`` builds it). Takes a few minutes.
+under /srv, a ``command`` agent) and run by the shipped unit, each attempt in its bubblewrap sandbox.
+Skipped, saying why, where no container can boot or no Debian root is cached (``make test-systemd`` builds
+it). About two minutes.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ AGENT = r"""#!/bin/sh
 # A `command` agent: writes CHANGE.txt and the result file; an issue saying SLOW keeps it busy.
 prompt=$(cat)
 case "$prompt" in *SLOW*) sleep 600 ;; esac
-echo "made by the agent" > CHANGE.txt
+echo "made by the agent on $(cat /proc/sys/kernel/hostname)" > CHANGE.txt
 printf 'STATUS: complete\nSUMMARY: wrote CHANGE.txt\n' > .agent_result.md
 """
 
 SETUP = f"""set -e
+command -v bwrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
 python3 -m venv /opt/agentos/venv
 /opt/agentos/venv/bin/pip install -q /wheels/agentos-*.whl
 ln -sf /opt/agentos/venv/bin/agentos /usr/local/bin/agentos
@@ -52,8 +54,6 @@ git config --system --add safe.directory '*'
 chown -R agentos:agentos /srv/calc
 agentos init --yes --forge local --repo 'calc:/srv/calc:test -f CHANGE.txt' \
   --agent bot:command:/usr/local/bin/fake-agent --automation-mode full --dispatch-interval 5 --no-telegram
-# bubblewrap is not in this minimal root: agents run unconfined (docs/security.md)
-agentos config set sandbox.mode off --config {CONFIG}
 systemctl daemon-reload && systemctl enable --now agentos
 """
 
@@ -134,7 +134,10 @@ class TestSystemd:
         wait_until(
             lambda: task_status(machine, "", "merged"), what="the task to be merged", timeout=180, context=machine.tail
         )
-        assert machine.sh("git -C /srv/calc show main:CHANGE.txt").stdout.strip() == "made by the agent"
+        # the agent ran in its bubblewrap sandbox, inside the unit's hardening
+        assert (
+            machine.sh("git -C /srv/calc show main:CHANGE.txt").stdout.strip() == "made by the agent on agentos-sandbox"
+        )
         assert "Add the change file" in machine.sh("agentos issue list --state all").stdout
 
     def test_pause_and_resume(self, machine: Machine) -> None:
