@@ -284,7 +284,8 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "repo_mode",
-            "full (auto-merge on green) or dispatcher (PRs wait for approval); edits the config file.",
+            "full (auto-merge on green) or dispatcher (PRs wait for approval); edits the config file "
+            "(or holds it in the state when the file is read-only).",
             lambda c, a: c.set_repo_mode(a["name"], a["mode"]),
             args=(REPO, Arg("mode", "str", "full or dispatcher.", metavar="full|dispatcher", choices=MODES)),
             ctl=(Form(("repo", "mode")),),
@@ -293,7 +294,8 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "repo_cadence",
-            "How often the groomer reviews a repository's backlog, in days; edits the config file.",
+            "How often the groomer reviews a repository's backlog, in days; edits the config file "
+            "(or holds it in the state).",
             lambda c, a: c.set_repo_cadence(a["name"], a["days"]),
             args=(REPO, Arg("days", "int", "Days between grooming runs (≥ 1).", minimum=1)),
             ctl=(Form(("repo", "cadence")),),
