@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo bench soak clean test-agents test-agents-latest
+.PHONY: test lint typecheck unit demo bench soak clean test-agents test-agents-latest test-systemd
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,14 @@ LATEST_CLI_DIR ?= .cache/agent-clis-latest
 
 test-agents-latest: $(STAMP)
 	scripts/test-agents-latest.sh $(LATEST_CLI_DIR) $(BIN)/python
+
+# The real-systemd test (tests/system): a Debian root made once with debootstrap, cached outside the clone
+# (/var/cache/agentos-test/debian-root), booted with systemd-nspawn; agentos from a wheel of this checkout,
+# `agentos init --yes`, `systemctl start agentos` and the rest. About 2 minutes once the root is cached.
+# `make test` runs it only when the root is already cached (it skips saying so otherwise).
+test-systemd: $(STAMP)
+	scripts/build-systemd-root.sh
+	$(BIN)/python -m pytest tests/system -rs
 
 # The reliability soak (tests/reliability, docs/security.md): 60 issues over 3 repos with fake agents of mixed
 # behaviour and the daemon SIGKILLed 25+ times, compared with an uninterrupted run of the same seed; then the

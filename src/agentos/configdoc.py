@@ -138,6 +138,16 @@ def table(section_rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def reference(model: type[BaseModel], *, shown_defaults: Mapping[str, str] | None = None) -> str:
+    """Every section's table under its own heading: the key reference without the page's prose (what
+    ``agentos config docs`` prints where there is no ``docs/configuration.md``, as after a wheel install)."""
+    sections = rows(model, {}, shown_defaults)
+    parts = ["# agentos configuration keys", ""]
+    for name, section_rows in sections.items():
+        parts += [f"## `{name}`", "", table(section_rows), ""]
+    return "\n".join(parts)
+
+
 def _blocks(lines: list[str], where: str) -> dict[str, _Block]:
     found: dict[str, _Block] = {}
     number, opened = "", None

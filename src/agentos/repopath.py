@@ -82,6 +82,26 @@ def writable_by(path: Path, uid: int, gids: set[int]) -> bool:
     return bool(st.st_mode & stat.S_IWOTH and st.st_mode & stat.S_IXOTH)
 
 
+def closed_ancestor(path: Path, uid: int, gids: set[int]) -> Path | None:
+    """The first folder above ``path`` the user ``uid`` may not enter (a 0700 home directory), or None."""
+    if uid == 0:
+        return None
+    for folder in reversed(path.absolute().parents):
+        try:
+            st = folder.stat()
+        except OSError:
+            return folder
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return folder
+    return None
+
+
 def service_user(name: str) -> ServiceUser | None:
     """The user ``name`` as (name, uid, groups), or None when there is no such user."""
     import grp

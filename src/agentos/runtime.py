@@ -18,6 +18,7 @@ from agentos.config import Config, RepoConfig
 from agentos.forge.base import READY_LABEL, Forge
 from agentos.graph import Event, Task, TaskGraph
 from agentos.ports import Action, Severity
+from agentos.repo_overrides import overlay
 from agentos.state_writer import StateWriteFailure, StateWriter
 from agentos.store import DaemonState, StateError, Store
 from agentos.workspace import Workspace
@@ -59,6 +60,7 @@ class Runtime:
         self.writer = StateWriter(
             self.store, self.graph, self.state, clock=self.now, notify=self, wake=self.wake
         )
+        self.config = overlay(self.config, self.state.repo_overrides)
 
     @property
     def listeners(self) -> list[Callable[[Event], None]]:
@@ -101,8 +103,9 @@ class Runtime:
             return True
 
     def replace_config(self, config: Config) -> None:
-        """Swap in a configuration read afresh (the ``ConfigFile`` port: a reload, a config edit)."""
-        self.config = config
+        """Swap in a configuration read afresh (the ``ConfigFile`` port: a reload, a config edit), with the
+        operator's edits held in the state layered over it (:mod:`agentos.repo_overrides`)."""
+        self.config = overlay(config, self.state.repo_overrides)
 
     def repo_enabled(self, name: str) -> bool:
         try:

@@ -76,12 +76,23 @@ class JobRun(BaseModel):
     failures: int = 0
 
 
+class RepoOverride(BaseModel):
+    """An operator's ``ctl repo mode|cadence`` held in the state because the config file is read-only."""
+
+    value: Any
+    yaml: Any
+    """The file's value when the override was set: once the file says something else, the file wins."""
+
+
 class DaemonState(BaseModel):
     """The daemon's own small state: kill switch, disabled jobs and repos, job runs, agent cool-downs."""
 
     paused: bool = False
     disabled_jobs: list[str] = Field(default_factory=list)
     disabled_repos: list[str] = Field(default_factory=list)
+    repo_overrides: dict[str, dict[str, RepoOverride]] = Field(default_factory=dict)
+    """repo → config key → the operator's value, over a config file the daemon cannot write (see
+    :mod:`agentos.repo_overrides`)."""
     job_runs: dict[str, JobRun] = Field(default_factory=dict)
     paused_agents: dict[str, datetime] = Field(default_factory=dict)
     notified: list[str] = Field(default_factory=list)

@@ -231,10 +231,12 @@ class TestScriptedInit:
 
     @pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
     def test_installs_the_shipped_unit(self, setup: Setup, user: bool) -> None:
-        """Without --unit-file the checkout's deploy/systemd unit (the user variant for --user) is installed as is."""
-        shipped = ROOT / "deploy" / "systemd" / ("agentos-user.service" if user else "agentos.service")
-        if not shipped.is_file():
-            pytest.skip(f"{shipped} is not in this checkout")
+        """Without --unit-file the unit shipped in the package (the user variant for --user) is installed as is:
+        the hardened Type=notify unit with its watchdog, from a wheel as from a checkout."""
+        from importlib.resources import files
+
+        shipped = files("agentos.deploy") / "systemd" / ("agentos-user.service" if user else "agentos.service")
+        assert "WatchdogSec=" in shipped.read_text() and "RestartPreventExitStatus=78" in shipped.read_text()
         args = ["init", "--yes", "--config", str(setup.config), "--unit-dir", str(setup.units)]
         args += ["--credentials-dir", str(setup.creds)] + (["--user"] if user else [])
         result = CliRunner().invoke(app, args)
@@ -247,6 +249,24 @@ class TestScriptedInit:
             env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{setup.units}:"}
             res = subprocess.run([analyze, "verify", "agentos.service"], capture_output=True, text=True, env=env)
             assert drop_in.name not in res.stderr, res.stderr
+
+    def test_a_repo_under_home_is_made_reachable_keeping_home_read_only(self) -> None:
+        """ProtectHome=yes would hide a repo in /home: the drop-in relaxes it to read-only and lists the repo."""
+        from agentos.cli.init_systemd import drop_in
+
+        common = {"config_path": Path("/etc/agentos/config.yaml"), "creds": Path("/c"), "exec_start": None}
+        home = drop_in(**common, writable=["/home/alice/calc", "/srv/web"])
+        assert "ReadWritePaths=-/home/alice/calc" in home and "\nProtectHome=read-only\n" in home
+        assert "ProtectHome" not in drop_in(**common, writable=["/srv/web"])
+        assert "ProtectHome" not in drop_in(**common, writable=["/home/alice/calc"], user=True)
+
+    @pytest.mark.parametrize("name", ["agentos.service", "agentos-user.service"])
+    def test_the_checkouts_deploy_folder_has_the_shipped_units(self, name: str) -> None:
+        """deploy/systemd/ (what the docs' `install` lines copy) is the very unit the package ships."""
+        from importlib.resources import files
+
+        shipped = files("agentos.deploy") / "systemd" / name
+        assert (ROOT / "deploy" / "systemd" / name).read_bytes() == shipped.read_bytes()
 
     def test_user_unit(self, setup: Setup) -> None:
         """--user prints the systemctl --user command."""
@@ -791,6 +811,14 @@ class TestConfigurationDoc:
         written = CliRunner().invoke(app, ["config", "docs", "--file", str(page)])
         assert written.exit_code == 0, written.output
         assert page.read_text() == original.replace("## 5. `agentos doctor`", "## 5. Doctor")
+
+    def test_outside_a_checkout_it_prints_every_key(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """After a wheel install there is no docs/ folder: `agentos config docs` prints the key reference."""
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(app, ["config", "docs"])
+        assert result.exit_code == 0, result.output
+        assert "| `max_attempts` | `4` |" in result.output and "## `routing`" in result.output
+        assert not (tmp_path / "docs").exists()
 
     def test_a_missing_page_is_one_line_naming_it(self, tmp_path: Path) -> None:
         """Run outside the repository, the command says which file it could not read."""

@@ -170,6 +170,41 @@ class TestDoctor:
         code, checks = doctor(good)
         assert by_name(checks)["repo:calc:writable"].status == "ok"
 
+    def test_a_home_the_service_user_cannot_enter_is_named(self) -> None:
+        """A repo under a 0700 home is out of reach of the service user, however its own folder is set."""
+        import tempfile
+
+        from agentos.repopath import closed_ancestor
+
+        base = Path(tempfile.mkdtemp(prefix="agentos-home-"))
+        try:
+            base.chmod(0o755)
+            home = base / "alice"
+            repo = home / "calc"
+            repo.mkdir(parents=True)
+            home.chmod(0o700)
+            stranger = home.stat().st_uid + 4242
+            assert closed_ancestor(repo, stranger, set()) == home
+            assert closed_ancestor(repo, home.stat().st_uid, set()) is None
+            home.chmod(0o711)
+            assert closed_ancestor(repo, stranger, set()) is None
+        finally:
+            shutil.rmtree(base)
+
+    def test_what_the_unit_lets_the_service_write(self) -> None:
+        """Issue #21 problem 2: a repo outside ReadWritePaths (ProtectSystem=strict) or under /home with
+        ProtectHome=yes fails every push under the unit; doctor says so from the unit's own settings."""
+        from agentos.cli.doctor_unit import check_unit_view
+
+        repos = [("srv", Path("/srv/calc")), ("home", Path("/home/alice/calc")), ("opt", Path("/opt/web"))]
+        shipped = {"ProtectSystem": "strict", "ProtectHome": "yes", "ReadWritePaths": "-/srv/agentos -/srv/calc"}
+        found = by_name(check_unit_view(repos, shipped))
+        assert found["repo:srv:unit"].status == "ok"
+        assert found["repo:home:unit"].status == "error" and "ProtectHome=yes" in found["repo:home:unit"].detail
+        assert found["repo:opt:unit"].status == "error" and "ReadWritePaths=-/opt/web" in found["repo:opt:unit"].fix
+        dropped_in = {**shipped, "ProtectHome": "read-only", "ReadWritePaths": "-/srv/calc -/home/alice/calc /opt"}
+        assert {c.status for c in check_unit_view(repos, dropped_in)} == {"ok"}
+
     def test_a_folder_inside_a_repo_is_an_error(self, good: Path, tmp_path: Path) -> None:
         inner = tmp_path / "calc" / "src"
         inner.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,15 @@ def add_task(rt: Runtime, issue: int, status: TaskStatus = TaskStatus.QUEUED) ->
     )
     rt.commit([rt.event("task_created", task.id)], [task])
     return task
+
+
+def read_only(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the config file read-only to the daemon (as root, mode bits do not stop writes: say so directly)."""
+    from agentos import repo_overrides
+
+    path.chmod(0o444)
+    if os.geteuid() == 0:
+        monkeypatch.setattr(repo_overrides, "file_writable", lambda p: False)
 
 
 def reloaded(rt: Runtime) -> Store:
@@ -245,6 +255,51 @@ class TestRepos:
         assert rt.config.repo("calc").automation_mode == "dispatcher_only"
         with pytest.raises(ControlError, match="mode must be full or dispatcher"):
             await ctl.set_repo_mode("calc", "yolo")
+
+    async def test_a_read_only_config_file_holds_the_edit_in_the_state(
+        self, ctl: Controller, rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Under the system unit /etc is read-only: `repo mode` and `repo cadence` still work, the file is
+        unchanged, `repos` says which keys the state holds, and a restart keeps them."""
+        from agentos import repo_overrides
+
+        assert rt.config_path is not None
+        read_only(rt.config_path, monkeypatch)
+        before = rt.config_path.read_text()
+        assert await ctl.set_repo_mode("calc", "dispatcher") == {"repo": "calc", "mode": "dispatcher_only"}
+        await ctl.set_repo_cadence("calc", 3)
+        assert rt.config_path.read_text() == before
+        assert rt.config.repo("calc").automation_mode == "dispatcher_only"
+        [row] = await ctl.repos()
+        assert (row["mode"], row["cadence_days"], row["held"]) == (
+            "dispatcher_only",
+            3,
+            "automation_mode, groom_cadence_days",
+        )
+        assert "held over the config file: automation_mode, groom_cadence_days" in replies.chat_repos([row])
+        on_disk = reloaded(rt).load()[1]
+        config = parse_config(before, str(rt.config_path))
+        assert repo_overrides.overlay(config, on_disk.repo_overrides).repo("calc").groom_cadence_days == 3
+
+        await ctl.set_repo_mode("calc", "full")  # back to the file's value: nothing held for the mode
+        [row] = await ctl.repos()
+        assert (row["mode"], row["held"]) == ("full", "groom_cadence_days")
+
+    async def test_editing_the_file_wins_over_a_held_edit(
+        self, ctl: Controller, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A reload of the unchanged file keeps the held edit; once the YAML itself changes that key, the file wins."""
+        assert rt.config_path is not None
+        read_only(rt.config_path, monkeypatch)
+        await ctl.set_repo_cadence("calc", 3)
+        text = rt.config_path.read_text()
+        rt.replace_config(parse_config(text, str(rt.config_path)))
+        assert rt.config.repo("calc").groom_cadence_days == 3
+        edited = text.replace('test_command: "true"', 'test_command: "true"\n    groom_cadence_days: 9')
+        rt.replace_config(parse_config(edited, str(rt.config_path)))
+        assert rt.config.repo("calc").groom_cadence_days == 9
+        [row] = await ctl.repos()
+        assert row["held"] is None
 
     async def test_config_edits_need_a_config_file(self, tmp_path: Path) -> None:
         """A daemon started without a file has nothing to edit and says so."""

@@ -34,7 +34,15 @@ from agentos.cli.probes import github_get as github_get
 from agentos.cli.probes import github_scopes as github_scopes
 from agentos.cli.probes import probe_version as probe_version
 from agentos.cli.probes import telegram_call as telegram_call
-from agentos.repopath import ServiceUser, current_user, git_dir_of, path_problem, service_user, writable_by
+from agentos.repopath import (
+    ServiceUser,
+    closed_ancestor,
+    current_user,
+    git_dir_of,
+    path_problem,
+    service_user,
+    writable_by,
+)
 
 if TYPE_CHECKING:
     from agentos.config import Config, RepoConfig
@@ -287,18 +295,25 @@ def _writable_check(where: str, path: Path, user: ServiceUser) -> Check:
         fix = f"sudo chown -R {name} {path} (or give the group {name} is in write access)"
         shown = ", ".join(str(p) for p in denied)
         return Check(f"{where}:writable", "error", f"{shown} is not writable by {name}, the daemon's user", fix)
+    if (closed := closed_ancestor(path, uid, gids)) is not None:
+        fix = f"chmod o+x {closed} (or move the repository to /srv)"
+        return Check(f"{where}:writable", "error", f"{name}, the daemon's user, cannot enter {closed}", fix)
     return Check(f"{where}:writable", "ok", f"{path} is writable by {name}")
+
+
+def system_config(config_path: Path | None) -> bool:
+    """Whether ``config_path`` is the system unit's (under /etc/agentos)."""
+    from agentos.config import SYSTEM_CONFIG_DIR
+
+    return config_path is not None and config_path.absolute().is_relative_to(SYSTEM_CONFIG_DIR)
 
 
 def daemon_user(config_path: Path | None, explicit: str | None = None) -> ServiceUser | None:
     """The user the daemon runs as: ``explicit``; for the system config when run as root, the system unit's
     ``agentos``; else whoever runs doctor. None when ``explicit`` names no user."""
-    from agentos.config import SYSTEM_CONFIG_DIR
-
     if explicit:
         return service_user(explicit)
-    system = config_path is not None and config_path.absolute().is_relative_to(SYSTEM_CONFIG_DIR)
-    if system and os.geteuid() == 0:
+    if system_config(config_path) and os.geteuid() == 0:
         return service_user("agentos") or current_user()
     return current_user()
 
@@ -348,6 +363,7 @@ def run_checks(
     from agentos.cli.doctor_agents import check_agent
     from agentos.cli.doctor_github import check_github
     from agentos.cli.doctor_sandbox import check_sandbox
+    from agentos.cli.doctor_unit import check_unit_view, unit_properties
     from agentos.cli.views import resolve_state_dir
 
     env = dict(os.environ if env is None else env)
@@ -366,6 +382,8 @@ def run_checks(
         checks.append(Check("service-user", "error", f"no user named {service_user_name!r}", "give an existing user"))
     for repo in cfg.repos:
         checks += check_repo(repo, env, user)
+    if system_config(path) and (props := unit_properties()) is not None:
+        checks += check_unit_view([(r.name, Path(r.path).expanduser()) for r in cfg.repos if r.path], props)
     if cfg.forge == "github":
         checks += check_github(cfg, env, credentials)
     checks += check_telegram(cfg, env, credentials)

@@ -148,7 +148,7 @@ def init_command(
     systemd: bool = typer.Option(True, "--systemd/--no-systemd", help="Install the systemd unit"),
     user: bool = typer.Option(False, "--user", help="A user service (systemctl --user) instead of a system one"),
     unit_dir: str | None = typer.Option(None, "--unit-dir", help="Where the unit goes (default per --user)"),
-    unit_file: str | None = typer.Option(None, "--unit-file", help="The unit to install (default: deploy/systemd/)"),
+    unit_file: str | None = typer.Option(None, "--unit-file", help="The unit to install (default: the shipped one)"),
 ) -> None:
     """Set agentos up: check tools, write the config (merging, with a backup), store tokens, install the unit."""
     from agentos.config import find_config

@@ -17,49 +17,24 @@ if TYPE_CHECKING:
     from agentos.config import Config
 
 DROP_IN = "10-agentos-init.conf"
+HOMES = ("/home", "/root", "/run/user")
+"""What the system unit's ProtectHome=yes hides."""
 CREDENTIALS = ("github_token", "github_app_key", "telegram_bot_token")
 """The credential files the units load (``LoadCredential=``) and ``config.secret`` reads; init adds the
 status page's token (``status_page.token_credential``) when the page binds beyond loopback."""
 
 
-def _checkout_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+def shipped_unit(user: bool) -> Path:
+    """The unit agentos ships as package data (``agentos/deploy/systemd/``): the same in a wheel and a checkout."""
+    from importlib.resources import files
+
+    name = "agentos-user.service" if user else "agentos.service"
+    return Path(str(files("agentos.deploy") / "systemd" / name))
 
 
-def unit_source(user: bool, explicit: str | None) -> Path | None:
-    """The unit file to install: ``--unit-file``, else the checkout's ``deploy/systemd/`` (user variant first)."""
-    if explicit:
-        return Path(explicit)
-    names = ["agentos-user.service", "agentos.user.service", "user/agentos.service"] if user else []
-    for root in (_checkout_root() / "deploy" / "systemd", Path("/usr/share/agentos/systemd")):
-        for name in [*names, "agentos.service"]:
-            if (root / name).is_file():
-                return root / name
-    return None
-
-
-def fallback_unit(agentos: str, user: bool) -> str:
-    """A minimal unit for installs without ``deploy/systemd`` (for example from a wheel)."""
-    system_only = "" if user else "StateDirectory=agentos\nRuntimeDirectory=agentos\n"
-    return f"""\
-# agentos.service written by `agentos init` (no deploy/systemd/agentos.service was found).
-[Unit]
-Description=agentos: issues in, merged pull requests out
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=notify
-ExecStart={agentos} run
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=5
-{system_only}KillMode=mixed
-TimeoutStopSec=90
-
-[Install]
-WantedBy={"default.target" if user else "multi-user.target"}
-"""
+def unit_source(user: bool, explicit: str | None) -> Path:
+    """The unit file to install: ``--unit-file``, else the shipped unit (the user variant for ``--user``)."""
+    return Path(explicit) if explicit else shipped_unit(user)
 
 
 def agentos_executable() -> str:
@@ -98,6 +73,7 @@ def drop_in(
     exec_start: str | None,
     writable: list[str],
     credentials: tuple[str, ...] = CREDENTIALS,
+    user: bool = False,
 ) -> str:
     """The drop-in with this machine's settings; the unit file itself stays as shipped."""
     lines = [
@@ -111,6 +87,9 @@ def drop_in(
     if writable:
         lines.append("# The repositories the daemon fetches from and merges into (ProtectSystem=strict).")
         lines += [f"ReadWritePaths={_quote('-' + path)}" for path in writable]
+    if not user and any(Path(p).is_relative_to(top) for p in writable for top in HOMES):
+        lines.append("# A repository under /home: ProtectHome=yes would hide it; read-only keeps the rest unwritable.")
+        lines.append("ProtectHome=read-only")
     if exec_start:
         lines += ["# The unit's program is not installed here: run this agentos.", "ExecStart="]
         lines.append(f"ExecStart={_quote(exec_start)} run")
@@ -132,7 +111,7 @@ def ensure_credential_files(creds: Path, credentials: tuple[str, ...] = CREDENTI
 
 def install_unit(
     unit_dir: Path,
-    source: Path | None,
+    source: Path,
     *,
     user: bool,
     config_path: Path,
@@ -144,7 +123,7 @@ def install_unit(
     from agentos.fsutil import atomic_write_text
 
     agentos = agentos_executable()
-    text = source.read_text(encoding="utf-8") if source else fallback_unit(agentos, user)
+    text = source.read_text(encoding="utf-8")
     target = unit_dir / "agentos.service"
     lines = []
     unit_dir.mkdir(parents=True, exist_ok=True)
@@ -152,10 +131,15 @@ def install_unit(
         lines.append(f"unit unchanged: {target}")
     else:
         atomic_write_text(target, text, mode=0o644)
-        lines.append(f"installed {target}" + (f" (from {source})" if source else " (a minimal unit)"))
+        lines.append(f"installed {target} (from {source})")
     exec_start = agentos if _exec_start_missing(text, Path.home()) else None
     override = drop_in(
-        config_path=config_path, creds=creds, exec_start=exec_start, writable=writable, credentials=credentials
+        config_path=config_path,
+        creds=creds,
+        exec_start=exec_start,
+        writable=writable,
+        credentials=credentials,
+        user=user,
     )
     conf = unit_dir / "agentos.service.d" / DROP_IN
     if conf.is_file() and conf.read_text(encoding="utf-8") == override:
@@ -219,10 +203,8 @@ def install_systemd(
         else (Path.home() / ".config/systemd/user" if user else Path("/etc/systemd/system"))
     )
     source = unit_source(user, unit_file)
-    if source is not None and not source.is_file():
+    if not source.is_file():
         stop(f"--unit-file {source}: no such file")
-    if source is None:
-        console.print("[yellow]note:[/yellow] deploy/systemd/agentos.service not found; installing a minimal unit")
     try:
         credentials = tuple(dict.fromkeys((*CREDENTIALS, *extra_credentials)))
         lines = install_unit(
@@ -237,10 +219,9 @@ def install_systemd(
         for line in lines:
             console.print(line, markup=False, highlight=False)
     except PermissionError:
-        src = source or "deploy/systemd/agentos.service"
         console.print(
             f"[yellow]cannot write {escape(str(target))}[/yellow]; as root: "
-            + escape(f"install -m 0644 {src} {target}/agentos.service")
+            + escape(f"install -m 0644 {source} {target}/agentos.service")
         )
         return
     console.print("start it with:")

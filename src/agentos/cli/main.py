@@ -146,14 +146,24 @@ def config_set(
 @config_app.command("docs")
 def config_docs(
     check: bool = typer.Option(False, "--check", help="Change nothing; exit 1 when a table is stale"),
-    file: str = typer.Option("docs/configuration.md", "--file", help="The page to regenerate"),
+    file: str | None = typer.Option(
+        None, "--file", help="The page to regenerate (default: docs/configuration.md when it is here)"
+    ),
 ) -> None:
-    """Regenerate the key tables of docs/configuration.md from the config models (prose is kept)."""
+    """Regenerate the key tables of docs/configuration.md from the config models (prose is kept).
+
+    Without --file and outside a checkout (no docs/configuration.md here) it prints every key instead."""
     from agentos.config import Config
-    from agentos.configdoc import SHOWN_DEFAULTS, ConfigDocError, render, stale_sections
+    from agentos.configdoc import SHOWN_DEFAULTS, ConfigDocError, reference, render, stale_sections
     from agentos.fsutil import atomic_write_text
 
-    path = Path(file)
+    path = Path(file or "docs/configuration.md")
+    if file is None and not path.is_file() and not check:
+        try:
+            console.print(reference(Config, shown_defaults=SHOWN_DEFAULTS), markup=False, highlight=False)
+        except ConfigDocError as exc:
+            fail(str(exc))
+        return
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

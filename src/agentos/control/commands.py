@@ -279,12 +279,12 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "repos",
-            "Watched repositories: enabled, mode, grooming cadence, base branch, path.",
+            "Watched repositories: enabled, mode, grooming cadence, base branch, path, keys held in the state.",
             lambda c, a: c.repos(),
             ctl=(Form(("repos",)),),
             chat=(Form(("repos",)),),
             chat_reply=lambda a, r: replies.chat_repos(r),
-            terminal=lambda r: [replies.Table(r, ["name", "enabled", "mode", "cadence_days", "base", "path"])],
+            terminal=lambda r: [replies.Table(r, ["name", "enabled", "mode", "cadence_days", "base", "path", "held"])],
         ),
         CommandSpec(
             "repo",
@@ -302,7 +302,8 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "repo_mode",
-            "full (auto-merge on green) or dispatcher (PRs wait for approval); edits the config file.",
+            "full (auto-merge on green) or dispatcher (PRs wait for approval); edits the config file "
+            "(or holds it in the state when the file is read-only).",
             lambda c, a: c.set_repo_mode(a["name"], a["mode"]),
             args=(REPO, Arg("mode", "str", "full or dispatcher.", metavar="full|dispatcher", choices=MODES)),
             ctl=(Form(("repo", "mode")),),
@@ -311,7 +312,8 @@ TABLE: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "repo_cadence",
-            "How often the groomer reviews a repository's backlog, in days; edits the config file.",
+            "How often the groomer reviews a repository's backlog, in days; edits the config file "
+            "(or holds it in the state).",
             lambda c, a: c.set_repo_cadence(a["name"], a["days"]),
             args=(REPO, Arg("days", "int", "Days between grooming runs (≥ 1).", minimum=1)),
             ctl=(Form(("repo", "cadence")),),

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from os.path import samefile
 from typing import Any, Protocol
 
-from agentos import __version__
+from agentos import __version__, repo_overrides
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.acceptance_fate import AcceptanceFate
@@ -268,6 +268,7 @@ class Controller:
                 "base": r.base_branch,
                 "path": r.path,
                 "refused": self._refused().get(r.name),
+                "held": ", ".join(repo_overrides.held_keys(self._state.repo_overrides, r.name)) or None,
             }
             for r in self._settings.config.repos
         ]
@@ -282,19 +283,30 @@ class Controller:
         self._journal.save_state()
         return {"repo": name, "enabled": enabled}
 
-    async def _edit_repo(self, name: str, key: str, value: Any) -> cfgmod.Config:
+    async def _edit_repo(self, name: str, key: str, value: Any) -> None:
+        """Write ``repos.<name>.<key>`` into the config file, or hold it in the state when the file is read-only
+        (the system unit: :mod:`agentos.repo_overrides`)."""
         self._repo(name)
         path = self._settings.config_path
         if path is None:
             raise ControlError("the daemon runs without a config file; there is nothing to edit")
+        overrides = self._state.repo_overrides
         async with self._config_lock:
+            if not await asyncio.to_thread(repo_overrides.file_writable, path):
+                new = repo_overrides.hold(overrides, self._settings.config, name, key, value)
+                self._journal.save_state()
+                self._settings.replace_config(new)
+                log.info("config_edit_held", repo=name, key=key, value=value, path=str(path))
+                return
             try:
                 new = await asyncio.to_thread(cfgmod.set_value, path, f"repos.{name}.{key}", value)
             except cfgmod.ConfigError as exc:
                 raise ControlError(str(exc).splitlines()[0]) from None
+            if name in overrides and key in overrides[name]:
+                repo_overrides.release(overrides, name, key)
+                self._journal.save_state()
         self._settings.replace_config(new)
         log.info("config_edited", repo=name, key=key, value=value)
-        return new
 
     async def set_repo_mode(self, name: str, mode: str) -> dict[str, Any]:
         modes = {"full": "full", "dispatcher": "dispatcher_only", "dispatcher_only": "dispatcher_only"}

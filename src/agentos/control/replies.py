@@ -153,6 +153,8 @@ def chat_repos(repos: Sequence[JSON]) -> str:
         lines.append(f"{mark} {one_line(repo.get('name'), '?')} · {one_line(repo.get('mode'))} · {grooming}")
         if repo.get("refused"):
             lines.append(f"    refused: {one_line(repo.get('refused'))}")
+        if repo.get("held"):
+            lines.append(f"    held over the config file: {one_line(repo.get('held'))}")
     return "\n".join(lines)
 
 
