@@ -33,3 +33,25 @@ def test_no_flag_shows_a_bool_type(helps: dict[str, str]) -> None:
 def test_version_flag() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"agentos {__version__}"
+
+
+def test_every_typer_command_and_option_says_what_it_does() -> None:
+    """Walking the command tree: every command and every option has a help text (ctl's are checked against the
+    command table in test_commands.py)."""
+    import click
+    import typer
+
+    missing: list[str] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        if path and not (command.help or "").strip():
+            missing.append(" ".join(path))
+        for param in command.params:
+            if isinstance(param, click.Option) and not (param.help or "").strip():
+                missing.append(f"{' '.join(path)} {'/'.join(param.opts)}")
+
+    walk(typer.main.get_command(app), [])
+    assert missing == []
