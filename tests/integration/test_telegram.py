@@ -125,8 +125,8 @@ class FakeController:
                 "attempts": [{"number": 1, "agent": "claude", "outcome": "blocked", "blocker_code": "timeout",
                               "summary": "ran out of time"}]}  # fmt: skip
 
-    async def retry(self, task_id: str) -> dict[str, Any]:
-        self._record("retry", task_id)
+    async def retry(self, task_id: str, agent: str | None = None) -> dict[str, Any]:
+        self._record("retry", task_id, *([agent] if agent else []))
         if task_id in self.queued:
             raise ControlError(f"task {task_id} is already queued")
         self.queued.add(task_id)
