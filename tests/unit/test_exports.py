@@ -7,6 +7,7 @@ import types
 
 import pytest
 
+import agentos.control.commands
 import agentos.forge
 import agentos.forge.github
 import agentos.issue_text
@@ -27,7 +28,14 @@ class TestExports:
 
     @pytest.mark.parametrize(
         "module",
-        [agentos.forge, agentos.forge.github, agentos.store, agentos.issue_text, agentos.state_writer],
+        [
+            agentos.forge,
+            agentos.forge.github,
+            agentos.store,
+            agentos.issue_text,
+            agentos.state_writer,
+            agentos.control.commands,
+        ],
         ids=lambda m: m.__name__,
     )
     def test_every_exported_name_exists(self, module: types.ModuleType) -> None:

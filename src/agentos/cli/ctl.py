@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from agentos.cli._common import fail, kv, print_json, table
-from agentos.control.commands import GROUPS, TABLE, CommandSpec, Form
+from agentos.control.command_spec import CommandSpec, Form
+from agentos.control.commands import GROUPS, TABLE
 from agentos.control.replies import KeyValues, Table, View, when, when_at
 from agentos.errors import ControlError
 

@@ -11,7 +11,8 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from agentos.control.commands import TABLE, Arg, CommandSpec, ControllerPort
+from agentos.control.command_spec import Arg, CommandSpec, ControllerPort
+from agentos.control.commands import TABLE
 from agentos.errors import ControlError
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from os.path import samefile
 from typing import Any, Protocol
 
 from agentos import __version__, repo_overrides
@@ -20,8 +19,10 @@ from agentos import logging as alog
 from agentos.acceptance_fate import AcceptanceFate
 from agentos.agents.pool import AgentPool
 from agentos.budget import issue_breach
+from agentos.control.local_issues import LocalIssues
+from agentos.control.refs import numbered, repo_named
 from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import READY_LABEL, Forge, IssueWriter
+from agentos.forge.base import Forge
 from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, task_row
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.sprint_plan import SprintPlans
@@ -116,6 +117,8 @@ class Controller:
         """Sprint plans waiting for a decision (``plan show|approve|skip``); None: those commands refuse."""
         self._offers = offers
         """Loop-filed issues offered with one tap (``issue make-ready|dismiss``); None: those commands refuse."""
+        self._issues = LocalIssues(settings=settings, forge=forge, poke=self._poke)
+        """``agentos issue new|ready`` on the local forge (``issue_new``, ``issue_ready``)."""
 
     def __repr__(self) -> str:
         return f"<Controller tasks={len(self._graph)} paused={self._state.paused}>"
@@ -252,11 +255,7 @@ class Controller:
     # ------------------------------------------------------------ repos
 
     def _repo(self, name: str) -> cfgmod.RepoConfig:
-        try:
-            return self._settings.config.repo(name)
-        except KeyError:
-            names = ", ".join(r.name for r in self._settings.config.repos) or "none"
-            raise ControlError(f"no repo named {name!r}; repos: {names}") from None
+        return repo_named(self._settings.config, name)
 
     async def repos(self) -> list[dict[str, Any]]:
         return [
@@ -398,64 +397,20 @@ class Controller:
 
     # ------------------------------------------------------------ issues (`agentos issue new|ready`)
 
-    def _local_forge(self, config: str | None) -> IssueWriter:
-        """The forge's issue writer (the local forge's), when this daemon serves the config file ``config`` (the
-        CLI's, None for none)."""
-        own = self._settings.config_path
-        if not _same_file(config, own):
-            raise ControlError(f"this daemon serves {own or 'no config file'}, not {config or 'no config file'}")
-        writer = self._forge.issue_writer
-        if writer is None:
-            raise ControlError("`agentos issue` works on the local forge; this config uses GitHub (its issues)")
-        return writer
-
-    def _issue_repo(self, name: str | None) -> str:
-        if name is not None:
-            return self._repo(name).name
-        names = [r.name for r in self._settings.config.repos]
-        if len(names) != 1:
-            raise ControlError(f"name the repo with --repo (repos: {', '.join(names) or 'none configured'})")
-        return names[0]
-
     async def issue_new(
         self, *, repo: str | None, title: str, body: str, labels: list[str], ready: bool, key: str, config: str | None
     ) -> dict[str, Any]:
         """File an issue on the local forge (``key`` makes a retry return the same one); ``ready`` pokes dispatch."""
-        forge = self._local_forge(config)
-        name = self._issue_repo(repo)
-        wanted = list(dict.fromkeys([*labels, READY_LABEL] if ready else labels))
-        try:
-            issue = await forge.new_issue(name, title, body, wanted, key=key)
-        except AgentosError as exc:
-            raise ControlError(f"issue not filed: {exc}") from None
-        log.info("issue_filed", repo=name, number=issue.number, ready=ready, key=key)
-        if ready:
-            self._poke("dispatch")
-        dumped: dict[str, Any] = issue.model_dump(mode="json")
-        return dumped
+        return await self._issues.new(
+            repo=repo, title=title, body=body, labels=labels, ready=ready, key=key, config=config
+        )
 
     async def issue_ready(self, repo: str | None, number: int, config: str | None) -> dict[str, Any]:
         """Label a local-forge issue ready and poke dispatch (a second time changes nothing)."""
-        forge = self._local_forge(config)
-        name = self._issue_repo(repo)
-        try:
-            await forge.add_labels(name, number, [READY_LABEL])
-        except AgentosError as exc:
-            raise ControlError(str(exc)) from None
-        self._poke("dispatch")
-        return {"repo": name, "number": number, "ready": True}
+        return await self._issues.ready(repo, number, config)
 
     def _pr_ref(self, ref: str) -> tuple[str, int]:
-        repo, _, num = ref.rpartition("#")
-        if not num.isdigit():
-            raise ControlError(f"a PR is named repo#N or N, not {ref!r}")
-        if not repo:
-            repos = self._settings.config.repos
-            if len(repos) != 1:
-                raise ControlError("more than one repo: name the PR as repo#N")
-            repo = repos[0].name
-        self._repo(repo)
-        return repo, int(num)
+        return numbered(self._settings.config, ref)
 
     async def approve(self, ref: str) -> dict[str, Any]:
         """Approve a PR waiting for review: it merges at once when green and up to date, else when it is."""
@@ -515,13 +470,3 @@ class Controller:
         """Dismiss a loop-filed issue's offer: it stays, not ready."""
         offers, repo, number = self._offer_ref(ref)
         return await offers.dismiss(repo, number)
-
-
-def _same_file(a: str | os.PathLike[str] | None, b: str | os.PathLike[str] | None) -> bool:
-    """Both None, or two names of one existing file."""
-    if a is None or b is None:
-        return a is None and b is None
-    try:
-        return samefile(a, b)
-    except OSError:
-        return False

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentos.control.arguments import validate
-from agentos.control.commands import GROUPS, TABLE, CommandSpec, ControllerPort, Form
+from agentos.control.command_spec import CommandSpec, ControllerPort, Form
+from agentos.control.commands import GROUPS, TABLE
 from agentos.control.replies import format_issue
 from agentos.errors import ControlError
 
