@@ -20,9 +20,10 @@ from agentos import logging as alog
 from agentos.acceptance_fate import AcceptanceFate
 from agentos.agents.pool import AgentPool
 from agentos.budget import issue_breach
+from agentos.control.task_rows import task_row
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import READY_LABEL, Forge, IssueWriter
-from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, task_row
+from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.sprint_plan import SprintPlans
 from agentos.lifecycle import Lifecycle
