@@ -20,10 +20,11 @@ from agentos import memory
 from agentos.agents.contract import RESULT_FILE, ContractError, read_contract
 from agentos.errors import AgentosError
 from agentos.forge.base import Forge
+from agentos.forge_calls import best_effort
 from agentos.fsutil import atomic_write_text
 from agentos.graph import REVIEW_BLOCKER, Attempt, Task, TaskStatus
 from agentos.jobs.reviews import reply_to_review
-from agentos.lifecycle import Lifecycle, best_effort
+from agentos.lifecycle import Lifecycle
 from agentos.notices import attempt_comment, commit_message, pr_body
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.redact import find_secrets, redact

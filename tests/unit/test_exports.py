@@ -7,9 +7,11 @@ import types
 
 import pytest
 
+import agentos.executor
 import agentos.forge
 import agentos.forge.github
 import agentos.issue_text
+import agentos.lifecycle
 import agentos.state_writer
 import agentos.store
 
@@ -27,7 +29,15 @@ class TestExports:
 
     @pytest.mark.parametrize(
         "module",
-        [agentos.forge, agentos.forge.github, agentos.store, agentos.issue_text, agentos.state_writer],
+        [
+            agentos.forge,
+            agentos.forge.github,
+            agentos.store,
+            agentos.issue_text,
+            agentos.state_writer,
+            agentos.lifecycle,
+            agentos.executor,
+        ],
         ids=lambda m: m.__name__,
     )
     def test_every_exported_name_exists(self, module: types.ModuleType) -> None:
