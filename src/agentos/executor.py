@@ -5,6 +5,8 @@
     … → commit to branch, next agent builds on it                   (partial)
     … → patch saved in the run dir, worktree reset                  (blocked, timeout, invalid, crash)
 
+The hand-off of a complete attempt (commit → tests → push → PR) is :class:`~agentos.handoff.Handoff`'s.
+
 Every state change is journalled (``Journal.commit``) before the side effect it licenses, and every
 side effect is idempotent (worktree reuse, lease pushes, PR by head branch, comments by key), so a
 crash at any point followed by :meth:`Executor.recover` finishes the work exactly once.
@@ -23,21 +25,19 @@ from typing import Protocol
 from agentos import logging as alog
 from agentos import memory
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.contract import RESULT_FILE, ContractError, read_contract, read_result_bytes
+from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
 from agentos.context import git_reader, read_context
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
-from agentos.fsutil import atomic_write_text
-from agentos.graph import REVIEW_BLOCKER, Attempt, Task, TaskGraph, TaskStatus
-from agentos.jobs.reviews import reply_to_review
+from agentos.graph import Attempt, Task, TaskGraph, TaskStatus
+from agentos.handoff import Handoff
 from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, best_effort
-from agentos.notices import attempt_comment, commit_message, pr_body, safe_id
+from agentos.notices import commit_message, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
-from agentos.redact import find_secrets, redact
-from agentos.run_files import START_FILE, prior_attempts, read_start, read_tail
-from agentos.runners.attempt_egress import attempt_session, attempt_tests
+from agentos.run_files import START_FILE, attempt_dir, prior_attempts, read_start, read_tail
+from agentos.runners.attempt_egress import attempt_session
 from agentos.runners.egress import EgressProxy
 from agentos.runners.policy import agent_spec
 from agentos.running import SHUTDOWN, RunningAttempts
@@ -94,6 +94,16 @@ class Executor:
         self.attempts = lifecycle.running
         self.wake = wake
         self.egress = egress  # the daemon's egress proxy, a sandboxed attempt's only way out (None: none, tests)
+        self.handoff = Handoff(
+            settings=settings,
+            journal=journal,
+            clock=clock,
+            forge=forge,
+            workspaces=workspaces,
+            lifecycle=lifecycle,
+            wake=wake,
+            egress=egress,
+        )
 
     def __repr__(self) -> str:
         return f"<Executor running={len(self.attempts)}>"
@@ -143,7 +153,7 @@ class Executor:
         """Run the hand-off of a VALIDATING task again in the background (after a crash of its coroutine)."""
         attempt = task.current_attempt
         if attempt is not None and task.status is TaskStatus.VALIDATING and task.id not in self.attempts:
-            self.attempts.launch(task.id, self._resume_handoff(task, attempt))
+            self.attempts.launch(task.id, self.handoff.resume(task, attempt))
 
     def run_dir(self, task: Task, attempt: Attempt) -> Path:
         return self.state_dir / "runs" / safe_id(task.id) / str(attempt.number)
@@ -210,12 +220,12 @@ class Executor:
                     verdict = Verdict("failed", "environment_failure", error=f"{type(exc).__name__}: {exc}")
                     await self.lifecycle.attempt_failed(task, verdict)
                 elif task.status is TaskStatus.VALIDATING:
-                    await self._fail_validation(task, "environment_failure", f"{type(exc).__name__}: {exc}")
+                    await self.handoff.fail(task, "environment_failure", f"{type(exc).__name__}: {exc}")
 
     async def _attempt_body(self, task: Task, attempt: Attempt) -> None:
         repo = self.settings.repo(task.repo)
         ws = self.workspaces.workspace(repo)
-        run_dir = Path(attempt.run_dir or self.run_dir(task, attempt))
+        run_dir = attempt_dir(self.state_dir, task, attempt)
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self._board(task, "In Progress")
         assert task.branch is not None
@@ -332,7 +342,7 @@ class Executor:
         if verdict.blocker == "quota_limited":
             self.pool.pause_for_quota(attempt.agent, report.reset_at, verdict.error)
         if verdict.outcome == "complete":
-            await self._validate(task, attempt, ws, worktree, verdict)
+            await self.handoff.begin(task, attempt, ws, worktree, verdict)
         else:
             await self._failed(task, attempt, verdict, ws, worktree, since=start_sha)
 
@@ -350,119 +360,12 @@ class Executor:
             code = "environment_failure"  # only its own .git link, which was put back
         detail = "; ".join(b.detail for b in breaches)
         log.warning("attempt_contained", code=code, breaches=[b.kind for b in breaches])
-        patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
+        patch = attempt_dir(self.state_dir, task, attempt) / "changes.patch"
         if await ws.save_patch(worktree, patch, since=since):
             task.note_patch(str(patch))
         assert task.branch is not None
         await ws.restore_branch(worktree, task.branch, since)
         await self.lifecycle.attempt_failed(task, Verdict("failed", code, error=detail))
-
-    async def _validate(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, verdict: Verdict) -> None:
-        """A complete attempt: its work is committed *before* VALIDATING is journalled, so a hand-off
-        resumed after a crash starts from a clean worktree (what the test run left behind is dropped)."""
-        (worktree / RESULT_FILE).unlink(missing_ok=True)
-        await ws.commit_all(worktree, commit_message(task, verdict.summary))
-        self.journal.commit(task.complete_attempt(self.clock(), verdict.summary), [task])
-        await self._handoff(task, attempt, ws, worktree)
-
-    async def _resume_handoff(self, task: Task, attempt: Attempt) -> None:
-        alog.clear()
-        with alog.bound(task=task.id, repo=task.repo, issue=task.issue, attempt=attempt.number):
-            ws: Workspace | None = None
-            worktree: Path | None = None
-            try:
-                ws = self.workspaces.workspace(self.settings.repo(task.repo))
-                assert task.branch is not None
-                worktree = await ws.prepare(task.branch)
-                await ws.reset(worktree)
-                await self._handoff(task, attempt, ws, worktree)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("handoff_crashed", error=repr(exc), exc_info=not isinstance(exc, AgentosError))
-                if task.status is TaskStatus.VALIDATING:
-                    detail = f"{type(exc).__name__}: {exc}"
-                    await self._fail_validation(task, "environment_failure", detail, ws=ws, worktree=worktree)
-
-    async def _handoff(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path) -> None:
-        """Prove, record and publish a complete (committed) attempt. Every step may be repeated safely:
-        the PR is found by its head branch before one is opened, the comment is keyed."""
-        repo = self.settings.repo(task.repo)
-        stat = await ws.diff_stat(worktree)
-        if stat.files == 0:  # lifecycle decides: an answer (research, architecture, docs) or a failure
-            contract = None
-            with contextlib.suppress(ContractError):
-                contract = read_contract(Path(attempt.run_dir or self.run_dir(task, attempt)) / RESULT_FILE)
-            await self.lifecycle.completed_without_change(task, attempt, contract)
-            return
-        tests, refused = await attempt_tests(ws, worktree, self.egress, self.journal, task.id, attempt.number)
-        task.note_egress(refused, attempt=attempt)
-        if tests.code != 0 or tests.timed_out:
-            why = "timed out" if tests.timed_out else f"exit {tests.code}"
-            detail = f"`{repo.test_command}` {why}:\n{redact(tests.output_tail[-3000:])}"
-            await self._fail_validation(task, "test_failure", detail, ws=ws, worktree=worktree)
-            return
-        await ws.reset(worktree)  # drop what the test run left behind (caches, reports)
-        if await memory.record(worktree, task, attempt, stat.paths):
-            await ws.commit_all(worktree, f"CODEBASE.md: notes from {task.id}")  # the only change after the reset
-        branch = task.branch or ""
-        leaks, scanned = await ws.find_secrets(worktree, find_secrets)
-        if leaks:
-            await self._refuse_secret(task, attempt, ws, worktree, leaks)
-            return
-        await ws.push(worktree, branch, sha=scanned)  # the commit the scan read, not HEAD asked again
-        pr = await self.forge.find_pr(task.repo, branch)
-        if pr is None:
-            body = pr_body(task, attempt, stat.files)
-            pr = await self.forge.open_pr(task.repo, head=branch, base=repo.base_branch, title=task.title, body=body)
-            log.info("pr_opened", pr=pr.number, url=pr.url)
-        else:
-            log.info("pr_reused", pr=pr.number, state=pr.state)
-            if task.last_blocker == REVIEW_BLOCKER:  # the reviewers hear what changed, on their PR and threads
-                await best_effort(reply_to_review(self.forge, task, pr.number, attempt))
-        # The comment is keyed, so posting it before the state change is safe to repeat after a crash.
-        await best_effort(
-            self.forge.comment(
-                task.repo,
-                task.issue,
-                redact(attempt_comment(task, attempt, pr.number)),
-                key=f"attempt:{task.id}:{attempt.number}",
-            )
-        )
-        self.journal.commit([task.open_pr(pr.number, self.clock())], [task])
-        await self._board(task, "In Review")
-        self.wake("pr_monitor")
-
-    async def _refuse_secret(
-        self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, leaks: list[str]
-    ) -> None:
-        """A branch that would publish a secret is never pushed: escalate, then reset the branch to the base
-        (its change is kept, secret and all, in the run dir, which only agentos's user can read)."""
-        base = f"refs/remotes/origin/{ws.base}"
-        patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "secret.patch"
-        diff = await ws.git("diff", "--binary", "--no-color", f"{base}...HEAD", cwd=worktree, check=False)
-        await asyncio.to_thread(atomic_write_text, patch, diff.out)
-        shown = "; ".join(leaks[:5]) + (f" (+{len(leaks) - 5} more)" if len(leaks) > 5 else "")
-        detail = (
-            f"a push would publish a secret: {shown}. Nothing was pushed. The branch was reset to {ws.base}; its "
-            f"change, secret included, is in {patch}. If the secret is real, rotate it."
-        )
-        log.warning("secret_in_branch", leaks=len(leaks))
-        await self._fail_validation(task, "secret_detected", detail, ws=ws, worktree=worktree)
-        assert task.branch is not None
-        if (worktree / ".git").exists():
-            await ws.restore_branch(worktree, task.branch, base)
-        else:  # the escalation removed the worktree; its branch stays, emptied
-            await ws.git("branch", "-f", task.branch, base, check=False)
-
-    async def _fail_validation(
-        self, task: Task, code: str, detail: str, *, ws: Workspace | None = None, worktree: Path | None = None
-    ) -> None:
-        """The hand-off failed: the agent's work stays committed on the branch, test leftovers go; lifecycle decides."""
-        if ws is not None and worktree is not None:
-            with contextlib.suppress(AgentosError):
-                await ws.reset(worktree)
-        await self.lifecycle.validation_failed(task, code, detail)
 
     async def _failed(
         self, task: Task, attempt: Attempt, verdict: Verdict, ws: Workspace, worktree: Path, *, since: str
@@ -472,7 +375,7 @@ class Executor:
         if verdict.keep_changes:
             await ws.commit_all(worktree, commit_message(task, verdict.summary or "partial work", partial=True))
         else:
-            patch = Path(attempt.run_dir or self.run_dir(task, attempt)) / "changes.patch"
+            patch = attempt_dir(self.state_dir, task, attempt) / "changes.patch"
             if await ws.save_patch(worktree, patch, since=since):
                 task.note_patch(str(patch), attempt=attempt)
             await ws.reset(worktree, to=since)
@@ -490,7 +393,7 @@ class Executor:
         if len(task.attempts) < 2:
             return False
         prev = task.attempts[-2]
-        prev_dir = Path(prev.run_dir or self.run_dir(task, prev))
+        prev_dir = attempt_dir(self.state_dir, task, prev)
         since = read_start(prev_dir) if prev.outcome == "interrupted" else None
         saved = await ws.save_patch(worktree, prev_dir / "leftover.patch", since=since)
         if saved:

@@ -404,46 +404,11 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-def transition(task: Task, to: TaskStatus, now: datetime, **data: Any) -> Event:
-    """Move ``task`` to ``to`` or raise :class:`IllegalTransition` (:meth:`Task.move`)."""
-    return task.move(to, now, **data)
-
-
-def start_attempt(task: Task, agent: str, now: datetime) -> tuple[Attempt, Event]:
-    """Begin the next attempt (:meth:`Task.start_attempt`)."""
-    return task.start_attempt(agent, now)
-
-
-def end_attempt(task: Task, now: datetime, **how: Any) -> Event:
-    """Record how the current attempt ended (:meth:`Task.end_attempt`)."""
-    return task.end_attempt(now, **how)
-
-
 def backoff_seconds(failures: int, base_s: float = 10.0, cap_s: float = 300.0) -> float:
     """Retry delay after ``failures`` failed attempts: ``min(base · 2^(n-1), cap)``."""
     if failures <= 0:
         return 0.0
     return float(min(base_s * 2 ** (failures - 1), cap_s))
-
-
-def task_row(task: Task) -> dict[str, Any]:
-    """One task as a table row (``ctl tasks``, ``agentos tasks``, Telegram ``/tasks``)."""
-    last = task.current_attempt
-    return {
-        "id": task.id,
-        "repo": task.repo,
-        "issue": task.issue,
-        "title": task.title,
-        "status": task.status.value,
-        "attempts": len(task.attempts),
-        "agent": last.agent if last else task.agent,
-        "pr": task.pr,
-        "blocker": task.last_blocker,
-        "cost_usd": round(task.cost_usd(), 4),
-        "not_measured": task.unmeasured(),
-        "tokens": task.tokens(),
-        "updated": task.updated_at.isoformat(),
-    }
 
 
 class TaskGraph:

@@ -2,7 +2,9 @@
 
 The executor runs one attempt and hands its :class:`Verdict` here; the PR monitor reads a PR and tells what it
 saw; the controller passes on an operator's decision. Every decision about what happens to a task next is
-made in this module, and the task's own transition methods (:mod:`agentos.graph`) are the only writers::
+made in this module or a collaborator composed with it (the operator's decisions: :mod:`agentos.operator_decisions`;
+a merged task's acceptance: :mod:`agentos.acceptance_fate`), and the task's own transition methods
+(:mod:`agentos.graph`) are the only writers::
 
     attempt failed ──► permanent code or max_attempts ──► escalate (labels, BLOCKED, comment, notice, marker)
                   └──► over the issue's budget ──────────► escalate (budget)
@@ -23,26 +25,22 @@ Each change is journalled before the side effect it licenses; every side effect 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from agentos import caller
 from agentos import logging as alog
 from agentos.agents.contract import PERMANENT_CODES, ResultContract
 from agentos.budget import BUDGET_CODE, issue_breach, issue_spend
 from agentos.config import Config
-from agentos.errors import AgentosError, ControlError
-from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, REVIEW_LABEL, RUNNING_LABEL, Feedback, Forge, PullRequest
-from agentos.graph import Attempt, Event, IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
-from agentos.jobs._pr_git import WorkspaceBranches
+from agentos.errors import AgentosError
+from agentos.forge.base import BLOCKED_LABEL, REVIEW_LABEL, Feedback, Forge, PullRequest
+from agentos.forge_calls import best_effort, ready_by_label, ready_label
+from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus, backoff_seconds
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
 from agentos.notices import (
     answer_comment,
-    cancelled_pr_comment,
-    closed_issue_comment,
-    closed_pr_comment,
     escalation_comment,
     escalation_notice,
     fixes_exhausted_comment,
@@ -51,6 +49,7 @@ from agentos.notices import (
     review_rounds_comment,
     safe_id,
 )
+from agentos.operator_decisions import OPERATOR_CANCEL, OperatorDecisions
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
 from agentos.redact import redact
 from agentos.running import RunningAttempts
@@ -79,33 +78,6 @@ CONTAINMENT_CODES: dict[str, bool] = {
 }
 """Blocker codes agentos assigns when it contains a misbehaving agent (code → permanent)."""
 
-OPERATOR_CANCEL = "operator_cancel"
-
-
-def ready_label(config: Config) -> str:
-    """The label that makes an issue ready (configurable on GitHub)."""
-    gh = config.github
-    return gh.ready_label if config.forge == "github" and gh is not None else READY_LABEL
-
-
-def ready_by_label(config: Config, repo: str) -> bool:
-    """False when a Projects v2 board's Status decides readiness for ``repo`` instead of the label."""
-    try:
-        return config.forge != "github" or not config.repo(repo).project
-    except KeyError:
-        return True
-
-
-async def best_effort(call: Awaitable[object]) -> bool:
-    """A forge call whose failure must not stop the task (the next pass or start tries again); False if it failed."""
-    try:
-        await call
-    except AgentosError as exc:
-        log.warning("forge_call_failed", error=str(exc))
-        return False
-    return True
-
-
 class Lifecycle:
     """Decides what happens to a task next and makes it so (journal first, then the forge and the operator)."""
 
@@ -131,7 +103,7 @@ class Lifecycle:
         self.workspaces = workspaces
         self.running = running
         self.wake = wake
-        self._branches = WorkspaceBranches(settings, workspaces)
+        self.operator = OperatorDecisions(lifecycle=self)  # cancel, close, retry, approve, reject
 
     def __repr__(self) -> str:
         return f"<Lifecycle tasks={len(self.graph)} running={len(self.running)}>"
@@ -206,7 +178,7 @@ class Lifecycle:
         await best_effort(self.forge.close_issue(task.repo, task.issue))
         await best_effort(self.forge.set_board_status(task.repo, task.issue, "Done"))
         self.notify.notify(3, f"done:{task.id}", f"Answered {task.repo}#{task.issue} without a change: {task.title}")
-        await self._drop_worktree(task)
+        await self.drop_worktree(task)
         self.wake("dispatch")  # tasks that depended on this one may start now
 
     # ------------------------------------------------------------ escalation
@@ -226,7 +198,7 @@ class Lifecycle:
         self.journal.commit(evs, [task])
         log.warning("task_escalated", task=task.id, blocker=task.last_blocker, attempts=len(task.attempts))
         await self._announce_escalation(task)
-        await self._drop_worktree(task)
+        await self.drop_worktree(task)
 
     def budget_breach(self, task: Task) -> str | None:
         """``spent …; limit …`` when the task's issue (every attempt of every generation) is over a ceiling."""
@@ -274,7 +246,7 @@ class Lifecycle:
                 log.info("escalation_resumed", task=task.id)
                 await self._announce_escalation(task)
 
-    async def _drop_worktree(self, task: Task, *, keep_branch: bool = True) -> None:
+    async def drop_worktree(self, task: Task, *, keep_branch: bool = True) -> None:
         """A finished task keeps no worktree (LESSONS #17); its branch stays for a retry (unless closed for good)."""
         if not task.branch:
             return
@@ -389,149 +361,34 @@ class Lifecycle:
         """The PR was closed without a merge by someone else: the task is cancelled."""
         self.journal.commit(task.cancel(self.clock(), "pr_closed_without_merge"), [task])
 
-    # ------------------------------------------------------------ operator decisions
+    # ------------------------------------------------------------ operator decisions (operator_decisions.py)
 
     async def cancel(self, task: Task, reason: str = OPERATOR_CANCEL) -> Task:
-        """Stop a task for good: CANCELLED is journalled first, then its attempt is stopped (the agent's or the
-        test command's processes killed), the issue's ready and running labels go and an open PR is closed
-        (its branch kept). The issue runs again only after ``task retry`` or a ready label added afresh.
-
-        Raises :class:`IllegalTransition` for a task that is merged or cancelled already.
-        """
-        if task.status is TaskStatus.CANCELLED:
-            raise IllegalTransition(f"task {task.id} is already cancelled")
-        was = task.status
-        events = task.cancel(self.clock(), reason, unready=True)
-        events.append(self.journal.event(reason, task.id, status=was.value, pr=task.pr, by=caller.current()))
-        self.journal.commit(events, [task])
-        log.warning("task_cancelled", task=task.id, reason=reason, was=was.value)
-        await self.running.stop(task.id, reason)
-        if was is TaskStatus.PR_OPEN and task.pr is not None:
-            await best_effort(self.forge.close_pr(task.repo, task.pr, comment=redact(cancelled_pr_comment(task))))
-        await self.clear_ready(task)
-        await self._drop_worktree(task)
-        return task
+        """Stop a task for good (:meth:`OperatorDecisions.cancel`)."""
+        return await self.operator.cancel(task, reason)
 
     async def clear_ready(self, task: Task) -> bool:
-        """Take a cancelled task's issue out of the ready set (ready and running labels); True once done.
-
-        On a repo whose readiness is a Projects board's Status, no label says "ready" and a card moved back to
-        Ready cannot be told from one never moved: such a task stays cancelled until ``task retry``.
-        """
-        removed = await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
-        removed = await best_effort(self.forge.remove_label(task.repo, task.issue, RUNNING_LABEL)) and removed
-        if removed and task.awaiting_unready and ready_by_label(self._config, task.repo):
-            task.unready_done()
-            self.journal.commit([self.journal.event("ready_label_removed", task.id)], [task])
-        return removed
+        """Take a cancelled task's issue out of the ready set (:meth:`OperatorDecisions.clear_ready`)."""
+        return await self.operator.clear_ready(task)
 
     def retry(self, task: Task, agent: str | None = None) -> Event:
-        """An operator's retry: the task is queued again (one attempt past a budget ceiling).
-
-        ``agent``: reroute, that agent runs the next attempt (and is the task's preferred agent from then on).
-        Raises :class:`ControlError` naming the configured agents when there is no such agent."""
-        if agent is not None and agent not in self._config.agents:
-            raise ControlError(f"no agent named {agent!r}; agents: {', '.join(sorted(self._config.agents)) or 'none'}")
-        if task.status in (TaskStatus.QUEUED, TaskStatus.RETRYING, TaskStatus.RUNNING, TaskStatus.VALIDATING):
-            raise IllegalTransition(f"task {task.id} is already {task.status.value}")
-        events = task.requeue(self.clock(), "operator_retry")
-        moved = events[-1]
-        if agent is not None:
-            task.reroute_to(agent)
-        audit = {"agent": agent} if agent is not None else {}
-        events.append(self.journal.event("operator_retry", task.id, by=caller.current(), **audit))
-        self.journal.commit(events, [task])
-        log.info("task_retried", task=task.id, agent=agent, by=caller.current())
-        self.wake("dispatch")
-        return moved
+        """An operator's retry, on ``agent`` when named (:meth:`OperatorDecisions.retry`)."""
+        return self.operator.retry(task, agent)
 
     async def close(self, task: Task, *, wontfix: bool = False, reason: str = "") -> Task:
-        """Close a task for good (``task close [--wontfix]``): CANCELLED with the blocker ``wontfix`` or ``closed``
-        journalled first (with who did it), the attempt stopped, an open PR closed and its branch deleted, the
-        reason commented on the issue (keyed), its labels updated and the issue closed. Raises
-        :class:`IllegalTransition` for a merged or done task."""
-        if task.status in (TaskStatus.MERGED, TaskStatus.DONE):
-            raise IllegalTransition(f"task {task.id} is {task.status.value} already")
-        code, by, was = ("wontfix" if wontfix else "closed"), caller.current(), task.status
-        events = task.close(self.clock(), code, reason)
-        audit = {"status": was.value, "by": by, "blocker": code, "reason": reason, "pr": task.pr}
-        self.journal.commit([*events, self.journal.event("operator_close", task.id, **audit)], [task])
-        log.warning("task_closed", task=task.id, blocker=code, was=was.value, by=by)
-        await self.running.stop(task.id, code)
-        if task.pr is not None:
-            await self._close_pr_and_branch(task, task.pr, wontfix=wontfix)
-        body = redact(closed_issue_comment(task, wontfix=wontfix, reason=reason, by=by))
-        await best_effort(self.forge.comment(task.repo, task.issue, body, key=f"close:{task.id}"))
-        if wontfix:
-            await best_effort(self.forge.add_labels(task.repo, task.issue, ["wontfix"]))
-        await self.clear_ready(task)
-        await best_effort(self.forge.close_issue(task.repo, task.issue))
-        await best_effort(self.forge.set_board_status(task.repo, task.issue, "Done"))
-        await self._drop_worktree(task, keep_branch=False)
-        return task
-
-    async def _close_pr_and_branch(self, task: Task, number: int, *, wontfix: bool) -> None:
-        """Close the task's PR when it is open, then delete its branch (remote and local): the work is not wanted."""
-        try:
-            pr = await self.forge.get_pr(task.repo, number)
-        except AgentosError as exc:
-            log.warning("forge_call_failed", error=str(exc))
-            return
-        comment = redact(closed_pr_comment(task, wontfix=wontfix))
-        if pr.state == "merged" or (
-            pr.state == "open" and not await best_effort(self.forge.close_pr(task.repo, number, comment=comment))
-        ):
-            return
-        try:
-            await self._branches.delete(task.repo, pr.head, pr.head_sha)
-        except (AgentosError, KeyError, OSError) as exc:  # no clone to push from: the branch stays
-            log.warning("branch_not_deleted", branch=pr.head, detail=str(exc))
+        """Close a task for good (:meth:`OperatorDecisions.close`)."""
+        return await self.operator.close(task, wontfix=wontfix, reason=reason)
 
     async def reject(self, task: Task, pr: int) -> None:
-        """An operator rejected the PR: closed, the task cancelled, the issue out of the ready set."""
-        await self.forge.close_pr(task.repo, pr, comment="Rejected by the operator.")
-        self.journal.commit(task.cancel(self.clock(), "rejected"), [task])
-        await best_effort(self.forge.remove_label(task.repo, task.issue, ready_label(self._config)))
-        await self._drop_worktree(task)
+        """An operator rejected the PR (:meth:`OperatorDecisions.reject`)."""
+        await self.operator.reject(task, pr)
 
     async def review(
         self, repo: str, number: int, *, approve: bool, overridden: Sequence[Finding] = ()
     ) -> dict[str, Any]:
-        """An operator's decision on the PR ``repo#number`` (``ctl approve|reject``, the Telegram buttons).
-
-        Approval is recorded on the task and the PR monitor woken: the PR merges on that pass when it is green
-        and up to date, else as soon as it is. ``overridden``: the verifier's findings that held the PR (the
-        approval is then journalled as an override). Raises :class:`ControlError` when no open agentos PR has
-        that number.
-        """
-        owners = [t for t in self.graph if t.repo == repo and t.pr == number]
-        task = next((t for t in owners if t.status is TaskStatus.PR_OPEN), owners[-1] if owners else None)
-        ref = f"{repo}#{number}"
-        if task is None:
-            raise ControlError(f"no agentos task owns PR {ref}")
-        if task.status is TaskStatus.MERGED:
-            raise ControlError(f"PR {ref} is already merged")
-        if task.status is not TaskStatus.PR_OPEN:
-            raise ControlError(f"PR {ref} is not open for review (task is {task.status.value})")
-        if not approve:
-            await self.reject(task, number)
-            return {"pr": ref, "result": "rejected"}
-        self.approve(task, number, overridden)
-        self.wake("pr_monitor")
-        return {"pr": ref, "result": "approved", "status": task.status.value}
+        """An operator's decision on the PR ``repo#number`` (:meth:`OperatorDecisions.review`)."""
+        return await self.operator.review(repo, number, approve=approve, overridden=overridden)
 
     def approve(self, task: Task, pr: int, overridden: Sequence[Finding] = ()) -> None:
-        """An operator approved the PR (it outlives restarts and queue rebases, not a follow-up attempt).
-
-        Journalled with who approved it (:func:`agentos.caller.current`) and, when the verifier's findings held
-        it, ``override: true`` and those findings."""
-        if task.approve(self.clock()):
-            by = caller.current()
-            audit: dict[str, Any] = {"by": by}
-            if overridden:
-                audit["override"] = True
-                audit["findings"] = [
-                    {"kind": f.code, "file": f.path, "line": f.line, "detail": f.detail} for f in overridden
-                ]
-            self.journal.commit([self.journal.event("pr_approved", task.id, pr=pr, **audit)], [task])
-            log.info("pr_approved", task=task.id, pr=pr, by=by, override=bool(overridden))
+        """An operator approved the PR (:meth:`OperatorDecisions.approve`)."""
+        self.operator.approve(task, pr, overridden)

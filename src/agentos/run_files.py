@@ -10,9 +10,15 @@ import os
 from pathlib import Path
 
 from agentos.agents.prompt import PriorAttempt
-from agentos.graph import Task
+from agentos.graph import Attempt, Task
+from agentos.notices import safe_id
 
 START_FILE = "start_sha"  # in the run dir: the branch tip the attempt started from
+
+
+def attempt_dir(state_dir: Path, task: Task, attempt: Attempt) -> Path:
+    """An attempt's run directory: the one it recorded, else ``runs/<safe id>/<attempt>/`` under ``state_dir``."""
+    return Path(attempt.run_dir or state_dir / "runs" / safe_id(task.id) / str(attempt.number))
 
 
 def read_tail(path: Path, limit: int) -> str:

@@ -29,7 +29,7 @@ from agentos.agents.pool import AgentPool
 from agentos.config import Config, RepoConfig
 from agentos.executor import Executor
 from agentos.forge.base import Forge
-from agentos.graph import Event, Task, TaskGraph
+from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus
 from agentos.jobs._loops import LoopSettings
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
@@ -63,6 +63,9 @@ __all__ = [
     "Wakes",
     "build",
     "build_loops",
+    "end_attempt",
+    "start_attempt",
+    "transition",
 ]
 
 
@@ -199,6 +202,24 @@ class MemoryWorkspaces:
             ws = Workspace(self.state_dir, repo, remote_url=str(self.remote))
             self._made[repo.name] = ws
         return ws
+
+
+# ------------------------------------------------------------ task shorthands (the transition methods, as functions)
+
+
+def transition(task: Task, to: TaskStatus, now: datetime, **data: Any) -> Event:
+    """Move ``task`` to ``to`` or raise :class:`~agentos.graph.IllegalTransition` (:meth:`Task.move`)."""
+    return task.move(to, now, **data)
+
+
+def start_attempt(task: Task, agent: str, now: datetime) -> tuple[Attempt, Event]:
+    """Begin the next attempt (:meth:`Task.start_attempt`)."""
+    return task.start_attempt(agent, now)
+
+
+def end_attempt(task: Task, now: datetime, **how: Any) -> Event:
+    """Record how the current attempt ended (:meth:`Task.end_attempt`)."""
+    return task.end_attempt(now, **how)
 
 
 @dataclass

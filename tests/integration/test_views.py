@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 from agentos.cli._common import console
 from agentos.cli.main import app
 from agentos.cli.views import follow_log, safe_id
-from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
+from agentos.graph import Task, TaskStatus
 from agentos.store import Store
+from agentos.testing import end_attempt, start_attempt, transition
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,12 +28,13 @@ from agentos.agents.adapters import build_invocation
 from agentos.assembly import build_core
 from agentos.config import AgentConfig, Config, RepoConfig
 from agentos.gitutil import git, git_environ
-from agentos.graph import Task, TaskStatus, start_attempt
+from agentos.graph import Task, TaskStatus
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.watchdog import StallWatchdog
 from agentos.ops.notify import Message, Notifier
 from agentos.runtime import Runtime, StateSeenStore
 from agentos.store import StateError, Store
+from agentos.testing import start_attempt
 from agentos.workspace import Finished, Workspace
 from tests.integration.test_workspace import GIT_ENV, commit_file, origin, run  # noqa: F401
 

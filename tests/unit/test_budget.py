@@ -22,9 +22,10 @@ from agentos.budget import (
     task_cost_cell,
 )
 from agentos.config import AgentConfig, Config, ConfigError, Limits, RepoConfig, parse_config
+from agentos.control.task_rows import task_row
 from agentos.executor import Executor
 from agentos.forge.local import LocalForge
-from agentos.graph import Attempt, Task, TaskStatus, task_row
+from agentos.graph import Attempt, Task, TaskStatus
 from agentos.notices import escalation_comment as _escalation_comment
 from agentos.runtime import Runtime
 from agentos.store import Store

@@ -11,10 +11,10 @@ import pytest
 from agentos.config import Config
 from agentos.executor import counted_attempts, safe_id
 from agentos.forge.base import marker
-from agentos.graph import Attempt, Task, TaskStatus, start_attempt
+from agentos.graph import Attempt, Task, TaskStatus
 from agentos.notices import escalation_comment as _escalation_comment
 from agentos.running import RunningAttempts
-from agentos.testing import Rig, build
+from agentos.testing import Rig, build, start_attempt
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -8,9 +8,11 @@ import types
 import pytest
 
 import agentos.control.commands
+import agentos.executor
 import agentos.forge
 import agentos.forge.github
 import agentos.issue_text
+import agentos.lifecycle
 import agentos.state_writer
 import agentos.store
 
@@ -35,6 +37,8 @@ class TestExports:
             agentos.issue_text,
             agentos.state_writer,
             agentos.control.commands,
+            agentos.lifecycle,
+            agentos.executor,
         ],
         ids=lambda m: m.__name__,
     )

@@ -6,17 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentos.graph import (
-    IllegalTransition,
-    Task,
-    TaskGraph,
-    TaskStatus,
-    backoff_seconds,
-    end_attempt,
-    start_attempt,
-    transition,
-)
+from agentos.graph import IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
 from agentos.replay import compact
+from agentos.testing import end_attempt, start_attempt, transition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

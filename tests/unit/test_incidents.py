@@ -12,11 +12,11 @@ from pydantic import BaseModel
 from agentos.config import Config, RepoConfig
 from agentos.forge.base import marker
 from agentos.forge.local import LocalForge
-from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
+from agentos.graph import Task, TaskStatus
 from agentos.jobs._loops import LoopSettings
 from agentos.jobs.incidents import cluster_failures, headline, normalise_error, signature
 from agentos.metrics import Failure
-from agentos.testing import LoopRig, SettableClock, build_loops
+from agentos.testing import LoopRig, SettableClock, build_loops, end_attempt, start_attempt, transition
 
 M = TypeVar("M", bound=BaseModel)
 

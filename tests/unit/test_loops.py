@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from agentos.config import AgentConfig, Config, RepoConfig, load_config
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
 from agentos.forge.local import LocalForge
-from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
+from agentos.graph import Task, TaskStatus
 from agentos.jobs import loop_jobs
 from agentos.jobs._loops import LoopSettings, settings_for
 from agentos.jobs.analysis import (
@@ -34,7 +34,7 @@ from agentos.llm import CORRECTION_CHARS, Llm, last_json_object
 from agentos.metrics import History, read_history
 from agentos.ops.notify import MemorySeenStore, Message, Notifier
 from agentos.store import DaemonState, Store
-from agentos.testing import LoopRig, SettableClock, build_loops
+from agentos.testing import LoopRig, SettableClock, build_loops, end_attempt, start_attempt, transition
 
 M = TypeVar("M", bound=BaseModel)
 

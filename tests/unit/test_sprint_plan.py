@@ -14,9 +14,18 @@ from agentos.config import Config, RepoConfig
 from agentos.errors import ControlError
 from agentos.forge.base import READY_LABEL, Issue
 from agentos.forge.local import LocalForge
-from agentos.graph import Task, TaskStatus, end_attempt, start_attempt, transition
+from agentos.graph import Task, TaskStatus
 from agentos.jobs._loops import LoopSettings
-from agentos.testing import LoopRig, RecordingNotifier, SettableClock, Wakes, build_loops
+from agentos.testing import (
+    LoopRig,
+    RecordingNotifier,
+    SettableClock,
+    Wakes,
+    build_loops,
+    end_attempt,
+    start_attempt,
+    transition,
+)
 
 M = TypeVar("M", bound=BaseModel)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

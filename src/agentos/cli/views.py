@@ -158,7 +158,8 @@ def tasks(
 ) -> None:
     """Tasks, most recently changed first, read from the state directory (daemon running or not)."""
     from agentos.budget import task_cost_cell
-    from agentos.graph import TaskStatus, task_row
+    from agentos.control.task_rows import task_row
+    from agentos.graph import TaskStatus
 
     statuses = [s.value for s in TaskStatus]
     if status is not None and status not in statuses:

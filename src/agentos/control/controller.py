@@ -21,9 +21,10 @@ from agentos.agents.pool import AgentPool
 from agentos.budget import issue_breach
 from agentos.control.local_issues import LocalIssues
 from agentos.control.refs import numbered, repo_named
+from agentos.control.task_rows import task_row
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import Forge
-from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus, task_row
+from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.sprint_plan import SprintPlans
 from agentos.lifecycle import Lifecycle
