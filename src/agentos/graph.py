@@ -71,6 +71,11 @@ REVIEW_BLOCKER = "review_requested"
 """The blocker of a task whose PR reviewers asked to change (:meth:`Task.send_back_for_review`)."""
 
 
+def send_back_blocker(reason: str) -> str:
+    """The blocker a PR sent back for ``reason`` carries: a conflict with its base is no test failure."""
+    return "rebase_conflict" if reason == "rebase_conflict" else "test_failure"
+
+
 class IllegalTransition(ValueError):
     """A status change the rules do not allow (for example merged → running)."""
 
@@ -314,11 +319,16 @@ class Task(BaseModel):
         self.awaiting_unready = False
 
     def send_back(self, now: datetime, *, reason: str, detail: str) -> Event:
-        """A red or conflicting PR goes back to an agent on its branch, with ``detail`` as the last error."""
-        self._report(detail, "test_failure")
+        """A red or conflicting PR goes back to an agent on its branch, with ``detail`` as the last error.
+
+        Red CI changes what was approved, so an approval is asked again; a branch that only conflicts with its base
+        (``rebase_conflict``) is the same change redone on top of it, and keeps the operator's approval."""
+        blocker = send_back_blocker(reason)
+        self._report(detail, blocker)
         self.ci_fix_attempts += 1
-        self.approved_at = None
-        event = self.move(TaskStatus.RETRYING, now, reason=reason, blocker="test_failure")
+        if blocker != "rebase_conflict":
+            self.approved_at = None
+        event = self.move(TaskStatus.RETRYING, now, reason=reason, blocker=blocker)
         self.not_before = now
         return event
 

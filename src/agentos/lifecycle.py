@@ -36,7 +36,7 @@ from agentos.config import Config
 from agentos.errors import AgentosError
 from agentos.forge.base import BLOCKED_LABEL, REVIEW_LABEL, Feedback, Forge, PullRequest
 from agentos.forge_calls import best_effort, ready_by_label, ready_label
-from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus, backoff_seconds
+from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus, backoff_seconds, send_back_blocker
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
 from agentos.notices import (
@@ -279,7 +279,7 @@ class Lifecycle:
 
     async def _fixes_exhausted(self, task: Task, pr: PullRequest, detail: str, reason: str) -> None:
         """The fix budget is spent: comment on the PR (left open for a human), then escalate the task."""
-        fixes = task.fix_budget_spent(detail)  # an operator's retry starts with a fresh budget
+        fixes = task.fix_budget_spent(detail, send_back_blocker(reason))  # a retry starts with a fresh budget
         body = fixes_exhausted_comment(task, reason, fixes)
         await best_effort(
             self.forge.comment(task.repo, pr.number, redact(body), key=f"ci-exhausted:{task.id}:{len(task.attempts)}")

@@ -41,8 +41,9 @@ def test_a_research_issue_is_answered_on_the_issue_and_closed(make_loop: MakeLoo
 
     assert [a["outcome"] for a in task["attempts"]] == ["complete"]
     assert loop.pulls() == []
-    issue, comments = loop.issue(number)
-    assert issue.state == "closed"
+    # The issue is closed just after `done` is journalled: wait for it rather than race it.
+    loop.wait_for(lambda: loop.issue(number)[0].state == "closed", what="the issue to be closed")
+    _, comments = loop.issue(number)
     [answer] = [c for c in comments if f"answer:{task_id}" in KEY.findall(c.body)]
     assert "SQLite is enough" in answer.body and "keep SQLite until there is more than one writer" in answer.body
     lines = [line for line in journal(loop) if line.get("task") == task_id]

@@ -198,6 +198,22 @@ class TestPullRequests:
         assert REVIEW_LABEL not in rig.forge.labels(REPO, 101)
         assert rig.wakes.jobs == ["dispatch"]
 
+    async def test_a_rebase_conflict_keeps_the_approval_and_says_conflict(self, rig: Rig) -> None:
+        """A branch that conflicts with its base goes back as `rebase_conflict`, not `test_failure`, and the
+        operator's approval stands (the same change is redone on top of the base)."""
+        task = self.pr_task(rig, approved_at=T0)
+        pr = await rig.forge.get_pr(REPO, 101)
+        assert await rig.lifecycle.send_back(task, pr, "conflicts in calc.py", reason="rebase_conflict")
+        assert task.status is TaskStatus.RETRYING and task.last_blocker == "rebase_conflict"
+        assert task.approved_at == T0
+
+    async def test_a_branch_that_keeps_conflicting_escalates_as_a_conflict(self, rig: Rig) -> None:
+        """The fix budget spent on conflicts: escalated with blocker `rebase_conflict`."""
+        task = self.pr_task(rig, ci_fix_attempts=rig.config.routing.max_ci_fix_attempts)
+        pr = await rig.forge.get_pr(REPO, 101)
+        assert not await rig.lifecycle.send_back(task, pr, "conflicts again", reason="rebase_conflict")
+        assert task.status is TaskStatus.BLOCKED and task.last_blocker == "rebase_conflict"
+
     async def test_past_the_fix_budget_it_escalates_and_leaves_the_pr_open(self, rig: Rig) -> None:
         """The budget spent: a comment on the PR, the task blocked, the PR still open for a human."""
         limit = rig.config.routing.max_ci_fix_attempts
