@@ -1,4 +1,4 @@
-"""An issue's text as a reader sees it, and the task fields read from it (DESIGN §1 step 2).
+"""An issue's text as a reader sees it, and the task fields read from it (docs/architecture.md).
 
 :func:`strip_hidden` drops what the rendered issue does not show: HTML comments (``<!-- ... -->``, also
 unterminated or closed by ``--!>``), markdown comment lines (``[//]: # (...)``), invisible format characters

@@ -247,7 +247,7 @@ class Lifecycle:
                 await self._announce_escalation(task)
 
     async def drop_worktree(self, task: Task, *, keep_branch: bool = True) -> None:
-        """A finished task keeps no worktree (LESSONS #17); its branch stays for a retry (unless closed for good)."""
+        """A finished task keeps no worktree; its branch stays for a retry (unless closed for good)."""
         if not task.branch:
             return
         try:

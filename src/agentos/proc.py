@@ -2,7 +2,7 @@
 
 Every program agentos starts for someone else (an agent CLI, a repo's hook, its test command) runs
 
-* with :func:`scrubbed_env`: an allowlist of the daemon's environment, never all of it (LESSONS #10). The one
+* with :func:`scrubbed_env`: an allowlist of the daemon's environment, never all of it. The one
   allowlist (:data:`ENV_ALLOWLIST`) is ``PATH``, ``HOME``, ``USER``, ``LANG``, ``LC_ALL``, ``TZ``, ``TERM``,
   ``TMPDIR`` and ``VIRTUAL_ENV``: where programs and the user's files are, the locale and zone (Codex prints reset
   times without a zone, tests compare dates), a terminal type for tools that ask, scratch space, and the Python

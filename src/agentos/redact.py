@@ -1,4 +1,4 @@
-"""Secret redaction for every outbound text: comments, chat messages, prompts, logs (LESSONS #12).
+"""Secret redaction for every outbound text: comments, chat messages, prompts, logs.
 
 Redaction is by *value* and by *shape*, never by key name:
 

@@ -44,7 +44,7 @@ TriggerSpec = str | float
 
 JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
-# name → (cron expression | interval seconds); DESIGN.md §7.
+# name → (cron expression | interval seconds).
 DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
     "dispatch": 60.0,
     "pr_monitor": "*/5 * * * *",
@@ -55,7 +55,7 @@ DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
     "sprint_plan": "5 * * * *",
     "daily_digest": "0 8 * * *",
     "housekeeping": "43 3 * * *",  # rotated journals past limits.event_retention_days (jobs/housekeeping.py)
-    "stall_watchdog": 60.0,  # DESIGN.md says 5 min; a minute ends a dead attempt sooner and costs nothing
+    "stall_watchdog": 60.0,  # the design said 5 min; a minute ends a dead attempt sooner and costs nothing
     "acceptance_check": "*/10 * * * *",  # also poked after each merge of a task with acceptance checks
 }
 
@@ -173,7 +173,7 @@ class Scheduler:
     def register(
         self, name: str, func: JobFunc, *, runs_when_paused: bool = False, runs_when_held: bool = False
     ) -> None:
-        """Add a job under its DESIGN.md name; the trigger comes from config, else the default table.
+        """Add a job under its job-table name; the trigger comes from config, else the default table.
 
         Raises :class:`ConfigError` when the configured crontab is not valid.
         """

@@ -1,4 +1,4 @@
-"""The agent contract: parsing ``.agent_result.md`` (DESIGN §6).
+"""The agent contract: parsing ``.agent_result.md`` (docs/agents.md).
 
 An agent ends every run by writing ``.agent_result.md`` in the worktree root::
 

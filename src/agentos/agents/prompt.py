@@ -1,11 +1,11 @@
-"""The prompt an agent gets for one attempt (DESIGN §6).
+"""The prompt an agent gets for one attempt (docs/agents.md).
 
 Sections, in order: ``# Task`` (title, goal, success criteria, constraints), ``# Product context`` (the
 repo's goal, strategy and objectives documents: :mod:`agentos.context`), ``# Repository memory``
 (``CODEBASE.md``), ``# Prior attempts`` (each with its result file), ``# The result contract`` and
 ``# How to test``.
 
-Text agentos did not write is untrusted (LESSONS #16): the issue's title, goal, criteria and
+Text agentos did not write is untrusted: the issue's title, goal, criteria and
 constraints, the product context, ``CODEBASE.md`` and what earlier attempts wrote. Each such text is
 
 1. given plain newlines for every line break (CR, CRLF, U+2028, U+2029) and stripped of hidden

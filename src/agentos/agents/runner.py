@@ -5,7 +5,7 @@ session through :mod:`agentos.proc` (the one process layer: spawn, kill policy, 
 environment, re-exported here), so a kill reaches the whole process tree the agent starts, and it watches two
 limits:
 
-* **idle**: no output for ``idle_timeout_s`` (the agent is stalled; LESSONS #4, #9), and
+* **idle**: no output for ``idle_timeout_s`` (the agent is stalled), and
 * **wall**: ``max_runtime_s`` since the spawn, however chatty the agent is.
 
 Either one ends the run the same way, :func:`agentos.proc.terminate_group`: SIGTERM to the group, up to

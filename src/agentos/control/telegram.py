@@ -7,7 +7,7 @@
                               ├─ message  → parse_command(text) → execute(command, controller) → reply
                               └─ button   → ActionCallback(action, ref) → the table's retry/cancel/approve/reject
 
-The bot is a thin adapter (DESIGN §8): it parses, calls :class:`ControllerPort`, formats the answer as
+The bot is a thin adapter (docs/telegram.md): it parses, calls :class:`ControllerPort`, formats the answer as
 short plain text (no parse mode, so task titles cannot inject markup) and sends it through ``redact()``,
 split at Telegram's length limit, with 429s waited out. :func:`parse_command`, :func:`execute` and the
 reply formatting live in :mod:`agentos.control.telegram_commands` (no aiogram there) and are re-exported

@@ -1,4 +1,4 @@
-"""The forge: the one port to issues, pull requests, checks and comments (DESIGN §2).
+"""The forge: the one port to issues, pull requests, checks and comments (docs/architecture.md).
 
 The protocol and its values are re-exported here from :mod:`agentos.forge.base`. The implementations are
 imported from their own modules, so a daemon on the local forge never loads the GitHub client:

@@ -3,7 +3,7 @@
 What it does for every request: bearer auth (a token, or a GitHub App installation token minted from a
 JWT and refreshed before it expires), the API version and a real User-Agent, one structured log line
 (``github_request``: method, route template, status, ms, remaining; never a token), rate-limit waits,
-and retries. Policies, as GitHub documents them (LESSONS #14, #15):
+and retries. Policies, as GitHub documents them:
 
 * **Conditional GETs.** Every GET keeps its ``ETag`` and sends ``If-None-Match``; a 304 is served from
   the cache (and costs nothing against the primary limit). ETags are per token: the cache is cleared

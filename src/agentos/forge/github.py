@@ -1,6 +1,6 @@
 """``GitHubForge``: the :class:`~agentos.forge.base.Forge` protocol over GitHub's REST and GraphQL APIs.
 
-Readiness (DESIGN §10, LESSONS #16). An issue is ready when it is open and either carries the ready
+Readiness (docs/security.md). An issue is ready when it is open and either carries the ready
 label or, when a :class:`ProjectConfig` is given for its repo, its Projects v2 card's Status is
 *Ready*. It is then run only if
 
@@ -18,7 +18,7 @@ one small GraphQL query per *board* in board mode: repos that share a board shar
 poll. A read serves each repo once (a repo's next poll reads afresh), for at most ``board_ttl`` seconds,
 and is dropped when agentos moves a card itself.
 
-Creates are idempotent (LESSONS #2): every create first looks for what it may already have made (PR by
+Creates are idempotent: every create first looks for what it may already have made (PR by
 head branch; comment and issue by the hidden ``marker(key)``), and a create that fails in a way that
 may have left it applied (:class:`OutcomeUnknown`: a timeout, a dropped connection, a 5xx) is followed
 by another look before it is tried again.

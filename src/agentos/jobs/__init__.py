@@ -1,4 +1,4 @@
-"""The scheduled jobs, one module each (DESIGN.md §7)."""
+"""The scheduled jobs, one module each (docs/loops.md has the job table)."""
 
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ def wedged_comment(task: Task, pr: PullRequest, blocker: Blocker, hours: float, 
 
 
 def next_generation(task: Task, now: datetime) -> Task:
-    """The task again, from scratch: a new id and branch, no attempts, no PR (DESIGN §4: re-spawns)."""
+    """The task again, from scratch: a new id and branch, no attempts, no PR (a re-spawn)."""
     return Task(
         id=Task.make_id(task.repo, task.issue, task.generation + 1),
         repo=task.repo,
