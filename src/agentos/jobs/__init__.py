@@ -1,4 +1,4 @@
-"""The scheduled jobs, one module each (docs/loops.md has the job table)."""
+"""The scheduled jobs, one module each (their triggers: docs/operations.md)."""
 
 from __future__ import annotations
 
