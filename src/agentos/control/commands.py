@@ -386,7 +386,7 @@ TABLE: dict[str, CommandSpec] = {
             "close",
             "Close a task for good: the issue closed with the reason as a comment, an open PR closed and its "
             "branch deleted; --wontfix marks it won't fix.",
-            lambda c, a: c.close(a["id"], a["wontfix"], a["reason"]),
+            lambda c, a: c.close(a["id"], a["wontfix"], a["reason"] or ""),
             args=(
                 TASK,
                 Arg(
@@ -397,12 +397,12 @@ TABLE: dict[str, CommandSpec] = {
                     default=False,
                     option=True,
                 ),
-                Arg("reason", "text", "Why, posted on the issue.", required=False, default="", option=True),
+                Arg("reason", "text", "Why, posted on the issue.", required=False, option=True),
             ),
             ctl=(Form(("task", "close")),),
             chat=(
-                Form(("close",), {"wontfix": False, "reason": ""}),
-                Form(("wontfix",), {"wontfix": True, "reason": ""}, "Close a task as won't fix (issue, PR, branch)."),
+                Form(("close",), {"wontfix": False, "reason": None}),
+                Form(("wontfix",), {"wontfix": True, "reason": None}, "Close a task as won't fix (issue, PR, branch)."),
             ),
             chat_reply=lambda a, r: f"Task {a['id']} closed{' as won’t fix' if a['wontfix'] else ''}.",
         ),
