@@ -92,8 +92,8 @@ class TestOperatorVerbs:
         [
             pytest.param("/retry calc#3 codex", "retry", {"id": "calc#3", "agent": "codex"}),
             pytest.param("/retry calc#3", "retry", {"id": "calc#3", "agent": None}),
-            pytest.param("/close calc#3", "close", {"id": "calc#3", "wontfix": False, "reason": ""}),
-            pytest.param("/wontfix calc#3", "close", {"id": "calc#3", "wontfix": True, "reason": ""}),
+            pytest.param("/close calc#3", "close", {"id": "calc#3", "wontfix": False, "reason": None}),
+            pytest.param("/wontfix calc#3", "close", {"id": "calc#3", "wontfix": True, "reason": None}),
         ],
     )
     def test_the_chat_spells_them_in_words(self, text: str, name: str, args: dict[str, Any]) -> None:
