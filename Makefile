@@ -20,6 +20,7 @@ CLI_DIR ?= .cache/agent-clis
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed (needs root and apt): the status-page screenshot test will be skipped"
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || echo "bubblewrap not installed (needs root and apt): the sandbox tests will be skipped"
+	@scripts/build-systemd-root.sh || echo "the Debian root for the real-systemd test could not be built (needs root, apt and debootstrap): tests/system will be skipped"
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/mypy src/
 	$(BIN)/lint-imports
