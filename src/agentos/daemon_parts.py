@@ -26,9 +26,9 @@ from agentos.runtime import Runtime, StateSeenStore
 from agentos.store import DaemonState
 
 if TYPE_CHECKING:
-    from agentos.control.status_page import StatusPage
     from agentos.control.telegram import TelegramBot
     from agentos.control.telegram_sender import TelegramSender
+    from agentos.ops.status_page import StatusPage
 
 __all__ = [
     "build_controller",
@@ -153,7 +153,7 @@ def status_page(controller: Controller, cfg: StatusPageConfig) -> StatusPage | N
     """The read-only status page when enabled; a non-loopback bind with no token is a config error."""
     if not cfg.enabled:
         return None
-    from agentos.control.status_page import StatusPage  # aiohttp only when used
+    from agentos.ops.status_page import StatusPage  # aiohttp only when used
 
     return StatusPage(controller, cfg, token=secret(cfg.token_credential))
 

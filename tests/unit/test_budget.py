@@ -314,7 +314,7 @@ class TestConfig:
         """`agentos stats` keeps attempts with no reported cost out of the dollars and says how many there were."""
         from agentos.cli.stats import _cost
         from agentos.graph import Event
-        from agentos.metrics import summarise
+        from agentos.ops.metrics import summarise
 
         def ended(n: int, agent: str, cost: float, reported: bool) -> Event:
             data = {"attempt": n, "agent": agent, "outcome": "partial", "tokens": 10, "cost_usd": cost}

@@ -15,7 +15,7 @@ from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus
 from agentos.jobs._loops import LoopSettings
 from agentos.jobs.incidents import cluster_failures, headline, normalise_error, signature
-from agentos.metrics import Failure
+from agentos.ops.metrics import Failure
 from agentos.testing import LoopRig, SettableClock, build_loops, end_attempt, start_attempt, transition
 
 M = TypeVar("M", bound=BaseModel)
@@ -234,7 +234,7 @@ class TestIncidentScanner:
 
 
 def read_failures(rt: LoopRig) -> list[Failure]:
-    from agentos.metrics import read_history
+    from agentos.ops.metrics import read_history
 
     return read_history(
         list(rt.journal.iter_events(T0 - timedelta(days=1))), rt.graph, since=T0 - timedelta(days=1), until=rt.clock()

@@ -31,7 +31,7 @@ from agentos.jobs.digest import window
 from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, find_duplicates, similar_titles
 from agentos.jobs.planner import SPRINT_LABEL, pick_sprint
 from agentos.llm import CORRECTION_CHARS, Llm, last_json_object
-from agentos.metrics import History, read_history
+from agentos.ops.metrics import History, read_history
 from agentos.ops.notify import MemorySeenStore, Message, Notifier
 from agentos.store import DaemonState, Store
 from agentos.testing import LoopRig, SettableClock, build_loops, end_attempt, start_attempt, transition

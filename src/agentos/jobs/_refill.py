@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentos import logging as alog
 from agentos.forge.base import marker
 from agentos.jobs.incidents import Cluster, cluster_failures
-from agentos.metrics import Failure
+from agentos.ops.metrics import Failure
 from agentos.redact import redact
 
 __all__ = [

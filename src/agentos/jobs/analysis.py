@@ -46,7 +46,7 @@ from agentos.jobs._loops import (
 )
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.incidents import headline, normalise_error, signature
-from agentos.metrics import GroupStats, History, group_stats, read_history
+from agentos.ops.metrics import GroupStats, History, group_stats, read_history
 from agentos.ports import Clock, Journal, Settings
 
 __all__ = [

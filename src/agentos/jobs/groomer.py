@@ -57,7 +57,7 @@ from agentos.jobs._refill import (
 )
 from agentos.jobs.auto_ready import AutoReady
 from agentos.llm import ModelAsker, from_config
-from agentos.metrics import read_history
+from agentos.ops.metrics import read_history
 from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
 

@@ -40,7 +40,7 @@ from agentos.jobs._loops import (
 )
 from agentos.jobs.auto_ready import AutoReady
 from agentos.llm import ModelAsker, from_config
-from agentos.metrics import Failure, read_history
+from agentos.ops.metrics import Failure, read_history
 from agentos.ports import Action, Clock, Journal, Notify, Settings
 from agentos.redact import redact
 

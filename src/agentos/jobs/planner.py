@@ -46,7 +46,7 @@ from agentos.jobs.groomer import DUPLICATE_LABEL, STALE_LABEL, is_loop_issue
 from agentos.jobs.incidents import cluster_failures
 from agentos.jobs.sprint_plan import SPRINT_LABEL, Pick, Plan, SprintPlans, outcome_of
 from agentos.llm import ModelAsker, from_config
-from agentos.metrics import read_history
+from agentos.ops.metrics import read_history
 from agentos.ports import Clock, Journal, Notify, Settings, Wake
 from agentos.redact import redact
 
