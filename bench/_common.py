@@ -597,6 +597,8 @@ def write_config(
         "  max_runtime_minutes: 5",
         "  kill_grace_s: 2",
         "  shutdown_grace_s: 5",
+        "sandbox:",  # the agent times itself into a folder outside its worktree; the sandbox's cost is `sandbox`'s
+        "  mode: 'off'",
     ]
     if jobs:
         lines.append("jobs:")

@@ -212,6 +212,7 @@ def _config(root: Path, fake: Any, agent: Path, *, board: bool, poll_s: float | 
         "limits": {"idle_timeout_minutes": 2, "max_runtime_minutes": 5, "kill_grace_s": 2, "shutdown_grace_s": 5},
         "jobs": {**jobs, **{name: {"enabled": False} for name in loops}},
         "log_level": "info",
+        "sandbox": {"mode": "off"},  # the agent times itself outside its worktree; the sandbox's cost: `sandbox`
     }
     path = root / "agentos.yaml"
     path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML

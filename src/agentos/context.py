@@ -355,17 +355,31 @@ class GitRunner(Protocol):
 
 
 def git_reader(ws: GitRunner, ref: str) -> Reader:
-    """Reads context files as committed on ``ref`` (``refs/remotes/origin/main``) in the workspace's clone: two
-    git commands per file that exists (``ls-tree -l`` for its type and size, ``cat-file blob``), one per missing."""
+    """Reads context files as committed on ``ref`` (``refs/remotes/origin/main``) in the workspace's clone: one
+    ``ls-tree -l`` per folder the files live in (the top level, usually: one for all of them), then a
+    ``cat-file blob`` for each file that is there."""
+    folders: dict[str, dict[str, list[str]]] = {}
+
+    async def listing(folder: str) -> dict[str, list[str]]:
+        """``path → [mode, type, object, size]`` of the entries of ``folder`` ("" for the top level) on ``ref``."""
+        if folder not in folders:
+            where = ("--", f"{folder}/") if folder else ()
+            listed = await ws.git("ls-tree", "-z", "-l", ref, *where, check=False)
+            entries: dict[str, list[str]] = {}
+            for record in listed.out.split("\0") if listed.ok else ():
+                meta, _, path = record.partition("\t")
+                if len(fields := meta.split()) == 4:
+                    entries[path] = fields
+            folders[folder] = entries
+        return folders[folder]
 
     async def read(name: str) -> str | None:
         path = PurePosixPath(name)
         if path.is_absolute() or ".." in path.parts:
             return None
-        listed = await ws.git("ls-tree", "-l", ref, "--", str(path), check=False)
-        meta, _, listed_path = listed.out.partition("\t")
-        fields = meta.split()
-        if not listed.ok or len(fields) != 4 or fields[1] != "blob" or listed_path.strip() != str(path):
+        folder = "" if str(path.parent) == "." else str(path.parent)
+        fields = (await listing(folder)).get(str(path))
+        if fields is None or fields[1] != "blob":
             return None  # missing, a directory or a submodule
         if fields[0] == "120000" or not fields[3].isdigit() or int(fields[3]) > MAX_FILE_BYTES:
             return None  # a symlink, or too large to read

@@ -177,3 +177,5 @@ class TestReaders:
         assert asyncio.run(read("docs")) is None
         assert asyncio.run(read("link.md")) is None
         assert asyncio.run(read("../x")) is None
+        assert asyncio.run(read("docs/x.md")) == "x"  # a file in a folder: that folder listed
+        assert asyncio.run(read("docs/y.md")) is None
