@@ -160,6 +160,29 @@ def loose_head(worktree: Path) -> str | None:
     return head if OID_RE.fullmatch(head) else None
 
 
+def ref_from_files(git_dir: Path, ref: str) -> str | None:
+    """The commit a branch ref (``refs/remotes/origin/main``) of the clone at ``git_dir`` names, read from git's
+    files: its loose ref, which wins, else its line in ``packed-refs``. None whenever that does not settle it."""
+    if not ref.startswith("refs/") or ".." in ref or "/." in ref or ref.endswith(".lock"):
+        return None
+    try:
+        sha = (git_dir / ref).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        sha = ""
+        try:
+            packed = (git_dir / "packed-refs").read_text(encoding="ascii")
+        except (OSError, ValueError):
+            return None
+        for line in packed.splitlines():
+            oid, _, name = line.partition(" ")
+            if name == ref:
+                sha = oid
+                break
+    except (OSError, ValueError):
+        return None
+    return sha if OID_RE.fullmatch(sha) else None
+
+
 def read_mark(worktree: Path, name: str) -> str | None:
     admin = admin_dir(worktree)
     try:

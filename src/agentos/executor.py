@@ -24,11 +24,12 @@ from typing import Protocol
 
 from agentos import logging as alog
 from agentos import memory
+from agentos._worktree import ref_from_files
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
 from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
 from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
-from agentos.context import git_reader, read_context
+from agentos.context import ProductContext, git_reader, read_context
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
 from agentos.graph import Attempt, Task, TaskGraph, TaskStatus
@@ -94,6 +95,8 @@ class Executor:
         self.attempts = lifecycle.running
         self.wake = wake
         self.egress = egress  # the daemon's egress proxy, a sandboxed attempt's only way out (None: none, tests)
+        self._contexts: dict[str, tuple[tuple[object, ...], ProductContext]] = {}
+        """repo → (the base commit and the context settings it was read with, its product context)."""
         self.handoff = Handoff(
             settings=settings,
             journal=journal,
@@ -243,15 +246,7 @@ class Executor:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "environment_failure", error=hook.detail))
             return
 
-        loops = self.settings.config.loops
-        context = await read_context(
-            task.repo,
-            git_reader(ws, f"refs/remotes/origin/{ws.base}"),
-            loops.context_files,
-            file_chars=loops.context_file_chars,
-            max_chars=loops.context_max_chars,
-            url_hosts=loops.objective_url_hosts,
-        )
+        context = await self._context(task.repo, ws)
         try:
             prompt = build_prompt(
                 task,
@@ -382,6 +377,33 @@ class Executor:
         await self.lifecycle.attempt_failed(task, verdict)
 
     # ------------------------------------------------------------ helpers
+
+    async def _context(self, repo: str, ws: Workspace) -> ProductContext:
+        """The repo's product context as committed on its base branch, read again only when the base moved (or the
+        context settings changed): most attempts start on a base that the last one already read."""
+        ref = f"refs/remotes/origin/{ws.base}"
+        loops = self.settings.config.loops
+        key = (
+            ref_from_files(ws.clone_path, ref),
+            tuple(loops.context_files),
+            loops.context_file_chars,
+            loops.context_max_chars,
+            tuple(loops.objective_url_hosts),
+        )
+        cached = self._contexts.get(repo)
+        if key[0] is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        context = await read_context(
+            repo,
+            git_reader(ws, ref),
+            loops.context_files,
+            file_chars=loops.context_file_chars,
+            max_chars=loops.context_max_chars,
+            url_hosts=loops.objective_url_hosts,
+        )
+        if key[0] is not None:
+            self._contexts[repo] = (key, context)
+        return context
 
     async def _stash_leftovers(self, ws: Workspace, worktree: Path, task: Task) -> bool:
         """A worktree left dirty by the previous attempt: keep its changes as a patch, start clean.

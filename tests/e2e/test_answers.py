@@ -55,3 +55,20 @@ def test_a_research_issue_is_answered_on_the_issue_and_closed(make_loop: MakeLoo
     assert "type research" in prompt  # inferred from "Evaluate"
     assert "# Product context" in prompt
     assert "## NORTH_STAR.md\n\n```\nEvery household keeps its accounts in one file.\n```" in prompt
+
+
+def test_a_context_file_changed_on_the_base_reaches_the_next_attempt(make_loop: MakeLoop, tmp_path: Path) -> None:
+    """The product context is read again when the base branch moved: a NORTH_STAR.md committed between two issues
+    is in the second worker prompt, not the first."""
+    log = tmp_path / "prompts.log"
+    loop = make_loop({"scout": answer_agent(str(log))})
+    first = loop.new_issue("Evaluate SQLite against Postgres", "Which database should we use?")
+    loop.wait_status(f"{REPO}#{first}", "done")
+    assert "NORTH_STAR.md" not in log.read_text()
+
+    (loop.repo / "NORTH_STAR.md").write_text("One file per household.\n")
+    loop.git("add", "NORTH_STAR.md")
+    loop.git("commit", "-q", "-m", "north star")
+    second = loop.new_issue("Evaluate SQLite against DuckDB", "Which one for the reports?")
+    loop.wait_status(f"{REPO}#{second}", "done")
+    assert log.read_text().count("One file per household.") == 1

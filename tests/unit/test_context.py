@@ -179,3 +179,26 @@ class TestReaders:
         assert asyncio.run(read("../x")) is None
         assert asyncio.run(read("docs/x.md")) == "x"  # a file in a folder: that folder listed
         assert asyncio.run(read("docs/y.md")) is None
+
+
+class TestBaseCommitFromFiles:
+    def test_a_ref_is_read_loose_then_packed_and_none_when_missing(self, tmp_path: Path) -> None:
+        """The executor re-reads a repo's context only when its base moved: the base commit comes from git's files
+        (the loose ref, else packed-refs) with no git process; an unknown ref says None (then it always reads)."""
+        from agentos._worktree import ref_from_files
+
+        def run(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+        run("init", "-q", "-b", "main")
+        (tmp_path / "a.txt").write_text("a")
+        run("add", "-A")
+        run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+        head = run("rev-parse", "HEAD").strip()
+        git_dir = tmp_path / ".git"
+        assert ref_from_files(git_dir, "refs/heads/main") == head
+        run("pack-refs", "--all")
+        assert not (git_dir / "refs/heads/main").exists()
+        assert ref_from_files(git_dir, "refs/heads/main") == head
+        assert ref_from_files(git_dir, "refs/heads/other") is None
+        assert ref_from_files(git_dir, "refs/heads/../../config") is None
