@@ -309,6 +309,29 @@ class AgentConfig(_Model):
         return self
 
 
+class HealthGate(_Model):
+    """Skip an agent that keeps failing one task type (``routing.health_gate``; docs/loops.md)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Skip an agent for a task type while its recent success there is at or under a rate below; "
+        "when every agent of the chain would be skipped, none is (fail-open, journalled and told once a day).",
+    )
+    week_max_rate: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="Skipped when its success over the last 7 days is at or under this share …",
+    )
+    week_min_attempts: int = Field(
+        default=3, ge=1, description="… over at least this many attempts (usage limits, restarts excluded)."
+    )
+    day_max_rate: float = Field(
+        default=0.5, ge=0, le=1, description="Skipped when its success over the last 24 hours is at or under this …"
+    )
+    day_min_attempts: int = Field(default=10, ge=1, description="… over at least this many attempts.")
+
+
 class Routing(_Model):
     """Which agents try which task types, and how often (``routing``)."""
 
@@ -358,6 +381,10 @@ class Routing(_Model):
         description="How often a PR is sent back to an agent for a reviewer's requested changes or a comment "
         "addressed to agentos (`@agentos`, `/agentos`); the next request escalates the task (see "
         "`docs/github.md`).",
+    )
+    health_gate: HealthGate = Field(
+        default_factory=HealthGate,
+        description="Rolling success per agent and task type: skip an agent that keeps failing (docs/loops.md).",
     )
 
 

@@ -3,6 +3,7 @@
 ::
 
     choose(task) ──► the task's chain (config ``routing``, its preferred agent first) minus the paused agents,
+                     minus the agents the health gate skips for its type (:mod:`agentos.agents.health`),
                      rotating past the ones that already failed it
     pause_for_quota(agent, until)   the CLI reported a usage limit: paused until its reset time (or cool-down)
     enforce_budgets()               past a daily/monthly hard limit: paused until the period ends; a soft one warns
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentos import logging as alog
+from agentos.agents.health import AgentHealth, Gate, gate_chain, health_table
 from agentos.budget import (
     AgentPause,
     AgentVerdict,
@@ -95,10 +97,44 @@ class AgentPool:
             return None
         if task.reroute in usable:  # an operator's pick runs next, whatever it did before
             return task.reroute
+        usable = self._gate(task, usable)
         fresh = [a for a in usable if a not in failed]
         if fresh:
             return fresh[0]
         return usable[task.counted_attempts() % len(usable)]
+
+    def health(self) -> dict[tuple[str, str], AgentHealth]:
+        """Each (agent, task type)'s recent success and whether the health gate skips it."""
+        return health_table(self._graph, self._clock(), self._settings.config.routing.health_gate)
+
+    def _gate(self, task: Task, usable: list[str]) -> list[str]:
+        """``usable`` without the agents the health gate skips for the task's type; every decision journalled.
+
+        When all of them would be skipped the gate opens (none is): journalled too, and told once a day per type.
+        """
+        if not self._settings.config.routing.health_gate.enabled:
+            return usable
+        gate = gate_chain(usable, task.type, self.health())
+        action = "opened" if gate.opened else "skipped"
+        for health in gate.skipped:
+            self._journal.record("agent_gated", task.id, **health.figures(), action=action, chain=usable)
+            log.warning("agent_gated", task=task.id, agent=health.agent, type=task.type, action=action)
+        if gate.opened:
+            self._tell_opened(task, gate)
+        return gate.usable
+
+    def _tell_opened(self, task: Task, gate: Gate) -> None:
+        key = f"health_gate_open:{task.type}:{self._clock().date().isoformat()}"
+        if not self._state.mark_notified(key):
+            return
+        self._journal.save_state()
+        if self._notify is not None:
+            figures = "; ".join(f"{h.agent}: {h.reason}" for h in gate.skipped)
+            text = (
+                f"Every agent for {task.type} tasks is failing ({figures}). The health gate lets them run anyway "
+                "(routing.health_gate); check the agents with `agentos ctl agents`."
+            )
+            self._notify.notify(2, key, text)
 
     # ------------------------------------------------------------ pauses
 
@@ -239,6 +275,7 @@ class AgentPool:
         names = list(config.agents) + [name for name in paused if name not in config.agents]
         verdicts = agent_verdicts(self._graph, config.agents, self._clock(), zone, also=names)
         notified = set(self._state.notified)
+        health = self._health_rows()
         rows = []
         for name in names:
             cfg = config.agents.get(name)
@@ -259,6 +296,7 @@ class AgentPool:
                 "today_cost_usd": round(day.spend.cost_usd, 6),
                 "limits": limits_text(cfg) if cfg is not None else "not in the config",
                 "lifted": [v.label for v in (day, month) if v.stop and v.lift_key in notified],
+                "health": health.get(name, []),
             }
             if name in paused:
                 until = paused[name]
@@ -267,4 +305,27 @@ class AgentPool:
             elif row["lifted"]:
                 row["why"] = f"over budget for {', '.join(row['lifted'])}; pause lifted by hand"
             rows.append(row)
+        return rows
+
+    def _health_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Per agent, one row per task type it ran lately: its figures and whether the gate skips it and why."""
+        config = self._settings.config
+        table = self.health()
+        enabled = config.routing.health_gate.enabled
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for (agent, task_type), h in table.items():
+            gated = enabled and h.gated
+            if gated and gate_chain(config.chain_for(task_type, None), task_type, table).opened:
+                state = "open: every agent of the chain is failing"
+            else:
+                state = "skipped" if gated else "ok"
+            rows.setdefault(agent, []).append(
+                {
+                    **h.figures(),
+                    "week": h.week.describe(),
+                    "day": h.day.describe(),
+                    "gated": gated,
+                    "gate": state,
+                }
+            )
         return rows
