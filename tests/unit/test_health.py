@@ -207,3 +207,20 @@ class TestPoolGate:
         assert health["type"] == "implementation" and health["week"] == "0/3 (0%)" and health["gate"] == "skipped"
         assert health["reason"].startswith("last 7 days 0/3")
         assert rows["codex"]["health"] == []
+
+
+class TestAgentsReply:
+    def test_the_chat_and_the_terminal_show_the_gate(self) -> None:
+        """/agents lists each type's figures with the gate's state; `ctl agents` adds a health table with why."""
+        from agentos.control.replies import Table, chat_agents, terminal_agents
+
+        p = Pool(NOW)
+        failing(p, "claude")
+        rows = p.pool.view()
+        text = chat_agents(rows)
+        assert "    implementation: 7d 0/3 (0%) · 24h 0/3 (0%) · ⛔ skipped" in text
+        [_, health] = terminal_agents(rows)
+        assert isinstance(health, Table) and health.title == "health (routing.health_gate)"
+        [row] = health.rows
+        assert (row["agent"], row["7 days"], row["gate"]) == ("claude", "0/3 (0%)", "skipped")
+        assert row["why"].startswith("last 7 days 0/3")

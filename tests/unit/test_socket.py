@@ -367,7 +367,8 @@ class TestAgentsThroughCtl:
         try:
             code, out, _ = await ctl_cli(srv.path, "agents")
             assert code == 0, out
-            [claude] = [line for line in out.splitlines() if line.strip().startswith("claude")]
+            pauses = out.split("health (routing.health_gate)")[0]  # the health table follows, one row per type
+            [claude] = [line for line in pauses.splitlines() if line.strip().startswith("claude")]
             assert "2025-04-01 00:00 Europe/Berlin" in claude and "monthly budget: spent 1,000 tokens" in claude
             assert (
                 "2025-03: 1,000 tokens / $11.00 over 1 attempt" in claude and "month: warn $5.00, max $10.00" in claude

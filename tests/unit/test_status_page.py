@@ -180,6 +180,21 @@ class TestHtml:
         assert "in 60s" in html and "disabled" in html
         assert "dispatching" in html
 
+    def test_agent_health_shows_the_figures_and_why_an_agent_is_gated(self) -> None:
+        """Per agent and task type: the 7-day and 24-hour success, the gate's state and, when gated, why."""
+        reason = "last 7 days 0/3 (0%) succeeded: at or under 25% over 3+ attempts"
+        health = [
+            {"agent": "claude", "type": "docs", "week": "2/2 (100%)", "day": "1/1 (100%)", "gated": False,
+             "gate": "ok", "reason": None},
+            {"agent": "codex", "type": "implementation", "week": "0/3 (0%)", "day": "0/1 (0%)", "gated": True,
+             "gate": "skipped", "reason": reason},
+        ]
+        html = render_html(snapshot(health=health))
+        section = html.split("Agent health (routing.health_gate)")[1].split("</section>")[0]
+        assert "2/2 (100%)" in section and "0/3 (0%)" in section
+        assert '<span class="err">skipped</span>' in section and reason in section
+        assert "No agent attempts in the last 7 days." in render_html(snapshot(health=[]))
+
     def test_paused_daemon_says_so(self) -> None:
         snap = snapshot()
         snap["daemon"]["paused"] = True

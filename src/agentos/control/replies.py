@@ -106,6 +106,10 @@ def chat_agents(agents: Sequence[JSON]) -> str:
             lines.append(f"    why: {one_line(agent.get('why'))}")
         month, spend, limits = (one_line(agent.get(k)) for k in ("month", "month_spend", "limits"))
         lines.append(f"    {month}: {spend} · limits {limits}")
+        for h in agent.get("health") or []:
+            mark = {"skipped": "⛔ skipped", "ok": "ok"}.get(str(h.get("gate")), one_line(h.get("gate")))
+            week, day = one_line(h.get("week")), one_line(h.get("day"))
+            lines.append(f"    {one_line(h.get('type'))}: 7d {week} · 24h {day} · {mark}")
     return "\n".join(lines)
 
 
@@ -324,7 +328,15 @@ def terminal_agents(rows: Any) -> list[View]:
         }
         for row in rows
     ]
-    return [Table(shown, ["agent", "paused until", "why", "spend", "limits"])]
+    health = [
+        {**h, "7 days": h.get("week"), "24 h": h.get("day"), "why": h.get("reason") if h.get("gated") else ""}
+        for row in rows
+        for h in row.get("health") or []
+    ]
+    return [
+        Table(shown, ["agent", "paused until", "why", "spend", "limits"]),
+        Table(health, ["agent", "type", "7 days", "24 h", "gate", "why"], title="health (routing.health_gate)"),
+    ]
 
 
 def terminal_task(task: Any) -> list[View]:

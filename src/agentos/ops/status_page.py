@@ -255,6 +255,11 @@ class StatusPage:
                 "escalated_in_window": sum(1 for f in finishes if f.kind == "escalated"),
             },
             "agents": [g.as_dict() for g in agents],
+            "health": [
+                {k: h[k] for k in ("agent", "type", "week", "day", "gated", "gate", "reason")}
+                for row in await self.controller.agents()
+                for h in row.get("health") or []
+            ],
             "attempts": [{"agent": a, "outcome": o, "count": n} for (a, o), n in sorted(attempts.items())],
             "jobs": jobs,
             "loop": {"lag_s": self.lag.last_s, "max_lag_s": self.lag.max_s} if self.lag.last_s is not None else None,

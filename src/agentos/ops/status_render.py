@@ -179,6 +179,21 @@ def render_html(snap: Mapping[str, Any]) -> str:
         "The scheduler is not running.",
         numeric=(5, 6),
     )
+    health = _table(
+        ("agent", "task type", "last 7 days", "last 24 h", "gate", "why"),
+        (
+            (
+                f"<code>{_e(h['agent'])}</code>",
+                _e(h["type"]),
+                _e(h["week"]),
+                _e(h["day"]),
+                f'<span class="err">{_e(h["gate"])}</span>' if h["gated"] else _e(h["gate"]),
+                _e(h["reason"] or "") if h["gated"] else "",
+            )
+            for h in snap.get("health") or []
+        ),
+        "No agent attempts in the last 7 days.",
+    )
     sandbox = str(d.get("sandbox") or "")
     warning = (  # an unconfined or unusable sandbox is said on top of the page, not in a corner of it
         f'<section class="wide"><p class="err"><b>Sandbox {_e(sandbox)}</b></p></section>'
@@ -200,6 +215,7 @@ up {_e(_span(d["uptime_s"]))} · {_e(d["tasks"])} tasks · updated {now:%Y-%m-%d
 <section><h2>Recent merges</h2>{merges}</section>
 <section><h2>Recent escalations</h2>{escalations}</section>
 <section class="wide"><h2>Success rate per agent ({window})</h2>{agent_chart_svg(snap["agents"])}</section>
+<section class="wide"><h2>Agent health (routing.health_gate)</h2>{health}</section>
 <section class="wide"><h2>Jobs</h2>{jobs}</section>
 </main>
 <footer>Read-only. Refreshes every {REFRESH_S} s.
