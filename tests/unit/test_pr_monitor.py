@@ -783,6 +783,44 @@ class TestLlmJudge:
         assert len(prompts) == 1 and "calc.py: def add(a, b): return a + b" in prompts[0] and "Task 1" in prompts[0]
         assert (await rig.monitor.approve(REPO, 101, True))["result"] == "merged"
 
+    async def test_a_criterion_judged_unmet_holds_the_pr_with_that_criterion(
+        self, make_rig: MakeRig, tmp_path: Path
+    ) -> None:
+        """The issue's criteria are numbered in the prompt; the judge says ok overall but criterion 2 unmet: the
+        PR is held (high risk, review label) and its comment names that criterion and the judge's reason."""
+        answer = {
+            "verdict": "ok",
+            "reasons": [],
+            "criteria": [
+                {"criterion": 1, "met": True, "reason": "adds it"},
+                {"criterion": 2, "met": False, "reason": "no negative numbers are handled"},
+            ],
+        }
+        rig, log = self.judged_rig(make_rig, tmp_path, json.dumps(answer))
+        criteria = ["add(a, b) returns the sum", "negative numbers work too"]
+        task = rig.open_pr(1, success_criteria=criteria)
+
+        await rig.monitor.tick()
+
+        assert task.status is TaskStatus.PR_OPEN and {"risk:high", REVIEW_LABEL} <= set(rig.forge.prs[101].labels)
+        [comment] = rig.forge.prs[101].comments
+        assert (
+            "`llm_judge`: the LLM judge (judge) finds criterion 2 unmet: “negative numbers work too”: "
+            "no negative numbers are handled" in comment.body
+        )
+        assert "criterion 1" not in comment.body
+        [prompt] = log.read_text().split("\n=====\n")[:-1]
+        assert "Acceptance criteria of the issue:\n1. add(a, b) returns the sum\n2. negative numbers work too" in prompt
+        assert '"criteria": [{"criterion": 1, "met": true | false' in prompt
+
+    async def test_every_criterion_met_does_not_hold_the_pr(self, make_rig: MakeRig, tmp_path: Path) -> None:
+        """A clean per-criterion verdict approves nothing and blocks nothing: the green PR merges."""
+        answer = {"verdict": "ok", "criteria": [{"criterion": 1, "met": True}, {"criterion": 2, "met": True}]}
+        rig, _ = self.judged_rig(make_rig, tmp_path, json.dumps(answer))
+        task = rig.open_pr(1, success_criteria=["it adds", "it subtracts"])
+        await rig.monitor.tick()
+        assert task.status is TaskStatus.MERGED and rig.forge.prs[101].comments == []
+
     @pytest.mark.parametrize(
         "answer",
         [

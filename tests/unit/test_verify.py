@@ -14,6 +14,7 @@ from agentos.jobs.verify import (
     is_protected,
     is_test_path,
     judge_finding,
+    judge_findings,
     judge_prompt,
     parse_added_lines,
     parse_numstat,
@@ -175,3 +176,34 @@ class TestJudge:
         prompt = judge_prompt("Add a flag", "implementation", big)
         assert "Task (implementation): Add a flag" in prompt and "- a.py (+100000 -0)" in prompt
         assert "… (cut)" in prompt and len(prompt) < 14_000
+
+    @pytest.mark.parametrize(
+        ("criteria", "unmet"),
+        [
+            pytest.param([{"criterion": 1, "met": True}], [], id="met"),
+            pytest.param([{"criterion": 2, "met": False, "reason": "no"}], [2], id="one-unmet"),
+            pytest.param([{"criterion": 3, "met": False}], [], id="unknown-number-ignored"),
+            pytest.param([], [], id="no-criteria-answer"),
+        ],
+    )
+    def test_a_criterion_judged_unmet_is_a_blocking_finding(
+        self, criteria: list[dict[str, object]], unmet: list[int]
+    ) -> None:
+        """Per listed criterion the judge said unmet, one blocking llm_judge finding naming it; a number the
+        prompt did not list is ignored."""
+        verdict = JudgeVerdict.model_validate({"verdict": "ok", "criteria": criteria})
+        found = judge_findings(verdict, "judge", ["it adds", "it subtracts"])
+        assert [f.detail.split("criterion ")[1][0] for f in found] == [str(n) for n in unmet]
+        assert all(f.blocking and f.code == "llm_judge" for f in found)
+
+    def test_a_bad_criteria_answer_is_no_verdict(self) -> None:
+        """A criterion verdict that does not validate (no ``met``) fails the whole answer: fail-open."""
+        with pytest.raises(ValidationError):
+            JudgeVerdict.model_validate({"verdict": "ok", "criteria": [{"criterion": 1}]})
+        assert judge_findings(None, "judge", ["it adds"]) == []
+
+    def test_the_prompt_numbers_the_criteria_only_when_there_are_some(self) -> None:
+        d = diff(("a.py", 1))
+        assert "Acceptance criteria" not in judge_prompt("Add", "implementation", d)
+        prompt = judge_prompt("Add", "implementation", d, ["it adds", "it subtracts"])
+        assert "Acceptance criteria of the issue:\n1. it adds\n2. it subtracts" in prompt

@@ -1,8 +1,8 @@
 """The PR monitor's gate before a green PR may merge: the verifier, the LLM judge, the risk label, approval.
 
 A PR that touches what it must not, that the stricter verifier finds stubs, skips, TODOs… in
-(:mod:`agentos.jobs.findings`), or that the judge blocks, is high risk; a high-risk PR, or any PR of a
-``dispatcher_only`` repo, waits for an operator's approval (asked once: the ``agentos:review`` label and a
+(:mod:`agentos.jobs.findings`), or that the judge blocks (as a whole, or an acceptance criterion it judged
+unmet), is high risk; a high-risk PR, or any PR of a ``dispatcher_only`` repo, waits for an operator's approval (asked once: the ``agentos:review`` label and a
 notice with approve/reject actions). The findings are a keyed comment on the PR, once per head commit.
 An operator's approval of a PR held by findings is an override: :meth:`ReviewGate.holding` says which.
 """
@@ -18,7 +18,7 @@ from agentos.graph import Task
 from agentos.jobs._pr_git import Branches
 from agentos.jobs._pr_policy import verify_comment
 from agentos.jobs.findings import scan
-from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk, judge_finding, judge_prompt, verify
+from agentos.jobs.verify import Finding, JudgeVerdict, PRDiff, Risk, assess_risk, judge_findings, judge_prompt, verify
 from agentos.llm import ModelAsker, from_config
 from agentos.ports import Action, Journal, Notify, Settings
 from agentos.redact import redact
@@ -39,7 +39,7 @@ class ReviewGate:
         self.forge = forge
         self.notify = notify
         self.branches = branches
-        self._judged: dict[str, tuple[str, Finding | None]] = {}  # task id → (head sha, LLM judge's finding)
+        self._judged: dict[str, tuple[str, list[Finding]]] = {}  # task id → (head sha, LLM judge's findings)
         self._verified: dict[str, tuple[str, list[Finding]]] = {}  # task id → (head sha, its findings)
         self._reported: dict[str, str] = {}  # task id → the head sha whose findings are on the PR
 
@@ -94,30 +94,31 @@ class ReviewGate:
         )
         if not ask_judge:
             earlier = self._judged.get(task.id)
-            if earlier is not None and earlier[0] == pr.head_sha and earlier[1] is not None:
-                findings.append(earlier[1])
+            if earlier is not None and earlier[0] == pr.head_sha:
+                findings += earlier[1]
             return findings
         if repo.llm_judge and not any(f.blocking for f in findings):  # blocked already: no need to ask
-            judged_now = await self._judge(task, pr, diff, repo.llm_judge)
-            if judged_now is not None:
-                findings.append(judged_now)
+            findings += await self._judge(task, pr, diff, repo.llm_judge)
         self._verified[task.id] = (pr.head_sha, findings)
         return findings
 
-    async def _judge(self, task: Task, pr: PullRequest, diff: PRDiff, agent: str) -> Finding | None:
-        """The LLM judge's blocking finding on this head commit, or None; asked once per head (fail-open)."""
+    async def _judge(self, task: Task, pr: PullRequest, diff: PRDiff, agent: str) -> list[Finding]:
+        """The LLM judge's blocking findings on this head commit (its block, each acceptance criterion it judged
+        unmet); asked once per head (fail-open: no answer, no finding)."""
         seen = self._judged.get(task.id)
         if seen is not None and seen[0] == pr.head_sha:
             return seen[1]
         llm: ModelAsker | None = from_config(self.settings.config, agent, self.settings.config.state_path)
         if llm is None:
             log.warning("llm_judge_unavailable", agent=agent, effect="not blocking")
-            finding = None
+            findings: list[Finding] = []
         else:
-            finding = judge_finding(await llm.ask(judge_prompt(task.title, task.type, diff), JudgeVerdict), agent)
-        self._judged[task.id] = (pr.head_sha, finding)
-        log.info("llm_judged", agent=agent, blocks=finding is not None)
-        return finding
+            criteria = list(task.success_criteria)
+            verdict = await llm.ask(judge_prompt(task.title, task.type, diff, criteria), JudgeVerdict)
+            findings = judge_findings(verdict, agent, criteria)
+        self._judged[task.id] = (pr.head_sha, findings)
+        log.info("llm_judged", agent=agent, blocks=len(findings))
+        return findings
 
     async def _label_risk(self, task: Task, pr: PullRequest, risk: Risk, findings: list[Finding]) -> None:
         label = RISK_LABELS[risk]

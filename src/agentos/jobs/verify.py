@@ -12,12 +12,15 @@ finding             blocking  when
 ``secret``          yes       an added line holds a configured secret or a token shape
 ``too_large``       yes       more than ``repos[].max_diff_lines`` lines added + deleted
 ``no_tests``        no        an implementation task changes source code but no test file
-``llm_judge``       yes       the optional LLM judge (``repos[].llm_judge``) answered ``block``
+``llm_judge``       yes       the optional LLM judge (``repos[].llm_judge``) answered ``block``, or judged
+                              one of the issue's acceptance criteria unmet (one finding per criterion)
 ==================  ========  ===============================================================
 
 The **LLM judge** can only add a blocking finding, never remove one or approve a PR: its answer is
 validated as a :class:`JudgeVerdict` (asked again once if it does not); no valid answer blocks nothing
-(fail-open, logged; docs/pr-monitor.md explains why). :func:`judge_prompt` and :func:`judge_finding` are
+(fail-open, logged; docs/pr-monitor.md explains why). When the issue lists criteria (``## Success criteria``
+or ``## Acceptance criteria``), the prompt numbers them and the judge may give a :class:`CriterionVerdict` per
+criterion; one judged unmet blocks, named on the PR. :func:`judge_prompt` and :func:`judge_findings` are
 pure; the monitor asks the agent through :mod:`agentos.llm`, once per PR head commit.
 
 Risk: ``high`` with any blocking finding; ``medium`` with a non-blocking one, a diff over a quarter of
@@ -38,6 +41,7 @@ from agentos import logging as alog
 from agentos.redact import Redactor, get_default, redact
 
 __all__ = [
+    "CriterionVerdict",
     "FileChange",
     "Finding",
     "JudgeVerdict",
@@ -47,6 +51,7 @@ __all__ = [
     "is_protected",
     "is_test_path",
     "judge_finding",
+    "judge_findings",
     "judge_prompt",
     "parse_added",
     "parse_added_lines",
@@ -238,28 +243,51 @@ def assess_risk(diff: PRDiff, findings: Sequence[Finding], *, max_diff_lines: in
     return "low"
 
 
+class CriterionVerdict(BaseModel):
+    """The judge's verdict on one acceptance criterion of the issue, by its number in the prompt."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    criterion: int = Field(ge=1)
+    met: bool
+    reason: str = ""
+
+
 class JudgeVerdict(BaseModel):
-    """The LLM judge's answer: ``block`` with reasons, or ``ok`` (which approves nothing)."""
+    """The LLM judge's answer: ``block`` with reasons, or ``ok`` (which approves nothing); per criterion of the
+    issue, optionally, whether the change meets it (an unmet one blocks, a met one approves nothing)."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     verdict: Literal["ok", "block"]
     reasons: list[str] = Field(default_factory=list, max_length=10)
+    criteria: list[CriterionVerdict] = Field(default_factory=list, max_length=50)
 
 
-def judge_prompt(title: str, task_type: str, diff: PRDiff) -> str:
-    """The judge's question: the task, the changed files and the added lines (cut to 12,000 characters)."""
+MAX_CRITERIA = 20
+"""Criteria numbered in the judge's prompt (an issue with more has the rest judged as a whole)."""
+
+
+def judge_prompt(title: str, task_type: str, diff: PRDiff, criteria: Sequence[str] = ()) -> str:
+    """The judge's question: the task, its acceptance criteria (numbered), the changed files and the added
+    lines (cut to 12,000 characters)."""
     files = "\n".join(f"- {f.path} (+{f.added} -{f.deleted})" for f in diff.files[:200])
     added = "\n".join(f"{path}: {line}" for path, line in diff.added_lines)
     if len(added) > JUDGE_DIFF_CHARS:
         added = added[:JUDGE_DIFF_CHARS] + "\n… (cut)"
+    listed = "\n".join(f"{n}. {c[:500]}" for n, c in enumerate(criteria[:MAX_CRITERIA], 1))
+    asked = f"\n\nAcceptance criteria of the issue:\n{listed}" if listed else ""
+    answer = '{"verdict": "ok" | "block", "reasons": ["..."]'
+    if listed:
+        answer += ', "criteria": [{"criterion": 1, "met": true | false, "reason": "..."}, ...]'
     return (
         "You review a pull request written by a coding agent before it is merged automatically. Its tests "
         "pass. Block it only for a concrete problem: it does not do what the task asks, it deletes or weakens "
         "tests, it adds something dangerous (credentials, disabled security checks, destructive commands), "
-        "or it changes unrelated code. Otherwise answer ok.\n\n"
-        f"Task ({task_type}): {title}\n\nChanged files:\n{files or '(none)'}\n\nAdded lines:\n{added or '(none)'}"
-        '\n\nAnswer as {"verdict": "ok" | "block", "reasons": ["..."]}.'
+        "or it changes unrelated code. Otherwise answer ok."
+        + (" Say for each acceptance criterion, by its number, whether the change meets it." if listed else "")
+        + f"\n\nTask ({task_type}): {title}{asked}\n\nChanged files:\n{files or '(none)'}\n\n"
+        f"Added lines:\n{added or '(none)'}\n\nAnswer as {answer}}}."
     )
 
 
@@ -275,6 +303,27 @@ def judge_finding(verdict: JudgeVerdict | None, agent: str) -> Finding | None:
         return None
     reasons = "; ".join(redact(r)[:300] for r in verdict.reasons if r) or "no reason given"
     return Finding("llm_judge", f"the LLM judge ({agent}) blocks it: {reasons}")
+
+
+def judge_findings(verdict: JudgeVerdict | None, agent: str, criteria: Sequence[str] = ()) -> list[Finding]:
+    """The judge's blocking findings: its ``block`` (:func:`judge_finding`), then one per criterion it judged
+    unmet, naming the criterion. A verdict on a number the prompt did not list is ignored (logged)."""
+    found = judge_finding(verdict, agent)
+    findings = [found] if found is not None else []
+    if verdict is None:
+        return findings
+    listed = criteria[:MAX_CRITERIA]
+    for c in verdict.criteria:
+        if c.criterion > len(listed):
+            log.warning("llm_judge_unknown_criterion", agent=agent, criterion=c.criterion, listed=len(listed))
+            continue
+        if not c.met:
+            why = redact(c.reason)[:300] or "no reason given"
+            text = redact(listed[c.criterion - 1])[:300]
+            findings.append(
+                Finding("llm_judge", f"the LLM judge ({agent}) finds criterion {c.criterion} unmet: “{text}”: {why}")
+            )
+    return findings
 
 
 def parse_numstat(text: str) -> tuple[FileChange, ...]:
