@@ -2,9 +2,10 @@
 
 A PR that touches what it must not, that the stricter verifier finds stubs, skips, TODOs… in
 (:mod:`agentos.jobs.findings`), or that the judge blocks (as a whole, or an acceptance criterion it judged
-unmet), is high risk; a high-risk PR, or any PR of a ``dispatcher_only`` repo, waits for an operator's approval (asked once: the ``agentos:review`` label and a
-notice with approve/reject actions). The findings are a keyed comment on the PR, once per head commit.
-An operator's approval of a PR held by findings is an override: :meth:`ReviewGate.holding` says which.
+unmet), is high risk; a high-risk PR, or any PR of a ``dispatcher_only`` repo, waits for an operator's
+approval (asked once: the ``agentos:review`` label and a notice with approve/reject actions). The findings
+are a keyed comment on the PR, once per head commit. An operator's approval of a PR held by findings is an
+override: :meth:`ReviewGate.holding` says which.
 """
 
 from __future__ import annotations
