@@ -72,9 +72,6 @@ class Window:
         rate = self.rate
         return "no attempts" if rate is None else f"{self.successes}/{self.attempts} ({rate:.0%})"
 
-    def add(self, success: bool) -> Window:
-        return Window(self.attempts + 1, self.successes + int(success))
-
 
 @dataclass(frozen=True, slots=True)
 class AgentHealth:
@@ -121,23 +118,27 @@ def assess(week: Window, day: Window, gate: HealthGate) -> str | None:
 def health_table(tasks: Iterable[Task], now: datetime, gate: HealthGate) -> dict[tuple[str, str], AgentHealth]:
     """Every (agent, task type) with a counted attempt that ended in the last 7 days, with its verdict."""
     week_start, day_start = now - WEEK, now - DAY
-    weeks: dict[tuple[str, str], Window] = {}
-    days: dict[tuple[str, str], Window] = {}
+    counts: dict[tuple[str, str], list[int]] = {}  # (agent, type) → [week attempts, successes, day attempts, successes]
     for task in tasks:
         if task.updated_at < week_start:  # ending an attempt updates its task: nothing of this one is recent
             continue
         for attempt in task.attempts:
             ended = attempt.ended_at
-            if ended is None or not week_start <= ended <= now or not counted(attempt):
+            if ended is None or ended < week_start or ended > now or not counted(attempt):
                 continue
             key: tuple[str, str] = (attempt.agent, task.type)
-            success = attempt.outcome == "complete"
-            weeks[key] = weeks.get(key, Window()).add(success)
+            row = counts.get(key)
+            if row is None:
+                row = counts[key] = [0, 0, 0, 0]
+            success = int(attempt.outcome == "complete")
+            row[0] += 1
+            row[1] += success
             if ended >= day_start:
-                days[key] = days.get(key, Window()).add(success)
+                row[2] += 1
+                row[3] += success
     table: dict[tuple[str, str], AgentHealth] = {}
-    for key, week in sorted(weeks.items()):
-        day = days.get(key, Window())
+    for key, (week_n, week_ok, day_n, day_ok) in sorted(counts.items()):
+        week, day = Window(week_n, week_ok), Window(day_n, day_ok)
         table[key] = AgentHealth(key[0], key[1], week, day, assess(week, day, gate))
     return table
 
