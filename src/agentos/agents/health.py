@@ -29,6 +29,7 @@ from agentos.config import HealthGate
 from agentos.graph import Attempt, Task
 
 __all__ = [
+    "DAY",
     "TRANSIENT_BLOCKERS",
     "WEEK",
     "AgentHealth",

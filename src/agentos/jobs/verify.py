@@ -41,6 +41,7 @@ from agentos import logging as alog
 from agentos.redact import Redactor, get_default, redact
 
 __all__ = [
+    "MAX_CRITERIA",
     "CriterionVerdict",
     "FileChange",
     "Finding",
