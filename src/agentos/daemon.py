@@ -47,6 +47,7 @@ from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
+from agentos.jobs.outcome_check import OutcomeChecker
 from agentos.runners.attempt_egress import egress_proxy
 from agentos.runners.egress import EgressProxy
 from agentos.runners.policy import announce
@@ -327,6 +328,17 @@ class Daemon:
                 scheduler.register("dispatch", core.dispatcher.tick)
                 scheduler.register("pr_monitor", core.monitor.tick)
                 scheduler.register("acceptance_check", core.acceptance.tick)
+                outcomes = OutcomeChecker(
+                    settings=rt,
+                    journal=rt,
+                    clock=rt.now,
+                    graph=rt.graph,
+                    forge=rt.forge,
+                    store=store,
+                    stopping=lambda: rt.stopping,
+                    workspaces=rt,
+                )
+                scheduler.register("outcome_check", outcomes.tick)
                 scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
                 for name, job in loop_jobs(
                     settings=rt,
