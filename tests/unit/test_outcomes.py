@@ -4,6 +4,7 @@ synthetic journal, the score per objective, and the metric reader on real files 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -55,7 +56,7 @@ class TestClassify:
     def test_a_verdict_follows_the_direction_and_the_noise_margin(
         self, before: float | None, after: float | None, direction: str, verdict: str, pct: float | None
     ) -> None:
-        """Numeric before/after against the direction, within 5 % of the baseline unchanged, a missing side inconclusive."""
+        """Before/after against the direction; within 5 % of the baseline unchanged; a missing side inconclusive."""
         assert classify(before, after, direction, 5.0) == (verdict, pct)
 
     @pytest.mark.parametrize(
@@ -72,7 +73,9 @@ class TestClassify:
             ("not json", "/p95", None),
         ],
     )
-    def test_a_number_is_the_last_line_or_the_json_value(self, text: str, pointer: str | None, value: float | None) -> None:
+    def test_a_number_is_the_last_line_or_the_json_value(
+        self, text: str, pointer: str | None, value: float | None
+    ) -> None:
         """A command's or a file's number: its last non-empty line, or the value at the pointer; else none."""
         assert parse_number(text, pointer) == value
 
@@ -176,7 +179,9 @@ class TestOutcomeCheck:
         issues = await rig.forge.list_issues("app", state="all")
         [issue] = [i for i in issues if incident_key("app", "b" * 40) in i.body]
         assert issue.title == "Regression after app#3: errors"
-        assert "PR #103" in issue.body and "`bbbbbbbbbbbb`" in issue.body and "| errors | down | 1.0 | 9.0 |" in issue.body
+        assert (
+            "PR #103" in issue.body and "`bbbbbbbbbbbb`" in issue.body and "| errors | down | 1.0 | 9.0 |" in issue.body
+        )
         assert [e.data["action"] for e in rig.journal.events if e.type == "outcome_incident"] == ["filed"]
         rig.journal.events = [e for e in rig.journal.events if e.type != "outcome_incident"]
         await job.tick()
@@ -185,7 +190,9 @@ class TestOutcomeCheck:
 
     async def test_a_bad_objectives_file_is_one_line_and_nothing_is_measured(self, rig: LoopRig) -> None:
         """An invalid objectives.yaml: the baseline carries its one-line problem; no reading, no crash."""
-        reader = FakeReader(None, {}, {}, problem="objectives.yaml:3: metrics[0].direction: Input should be 'up' or 'down'")
+        reader = FakeReader(
+            None, {}, {}, problem="objectives.yaml:3: metrics[0].direction: Input should be 'up' or 'down'"
+        )
         job = checker(rig, reader)
         merge(rig, 4, "c" * 40)
 
@@ -230,7 +237,7 @@ class TestScores:
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = json.dumps({"stats": {"signups": 42}}).encode()
         self.send_response(200 if self.path == "/stats" else 404)
         self.send_header("Content-Type", "application/json")
@@ -254,14 +261,16 @@ def server() -> Iterator[str]:
 
 def git(cwd: Path, *args: str) -> str:
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    import os
-
-    done = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **env}, check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
     return done.stdout.strip()
 
 
 class TestRepoMetrics:
-    async def test_command_file_and_loopback_url_metrics_are_read_at_a_commit(self, tmp_path: Path, server: str) -> None:
+    async def test_command_file_and_loopback_url_metrics_are_read_at_a_commit(
+        self, tmp_path: Path, server: str
+    ) -> None:
         """A command's last line and a JSON file at a commit of the clone; a URL only on an allowed loopback host."""
         repo_dir = tmp_path / "app"
         repo_dir.mkdir()
@@ -286,13 +295,20 @@ class TestRepoMetrics:
         before = await reader.read(repo, objectives.metrics, f"{sha}^", s)
         after = await reader.read(repo, objectives.metrics, sha, s)
 
-        assert {k: r.value for k, r in before.items()} == {"coverage": 81.5, "p95_ms": 200.0, "signups": 42.0, "down": None}
+        assert {k: r.value for k, r in before.items()} == {
+            "coverage": 81.5,
+            "p95_ms": 200.0,
+            "signups": 42.0,
+            "down": None,
+        }
         assert after["coverage"].value == 90.0 and after["down"].detail == "HTTP 404"
         closed = await reader.read(repo, objectives.metrics, sha, LoopSettings())
         assert closed["signups"].detail == "the host 127.0.0.1 is not in loops.objective_url_hosts"
         _, invalid = await reader.objectives(repo, sha, LoopSettings())
         assert invalid.startswith("objectives.yaml:5: metrics[2].url: a metric's url must be an https:// URL")
-        first = await reader.read(repo, objectives.metrics, f"{git(repo_dir, 'rev-list', '--max-parents=0', 'HEAD')}^", s)
+        first = await reader.read(
+            repo, objectives.metrics, f"{git(repo_dir, 'rev-list', '--max-parents=0', 'HEAD')}^", s
+        )
         assert first["coverage"].value is None and first["coverage"].detail.startswith("cannot check out")
 
     def test_plain_http_is_allowed_only_for_a_loopback_host_named_in_the_allow_list(self) -> None:
