@@ -127,4 +127,4 @@ def stats_command(
     if objectives:  # outcome attribution: the objectives.yaml metrics measured after merges (docs/loops.md)
         console.print("objectives (measured after merges):", highlight=False, markup=False)
         for line in outcome_lines(objectives):
-            console.print(line, highlight=False, markup=False)
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
