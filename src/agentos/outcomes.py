@@ -31,6 +31,7 @@ __all__ = [
     "OutcomeVerdict",
     "classify",
     "number_of",
+    "objectives_problems",
     "outcome_lines",
     "parse_number",
     "score_objectives",
@@ -155,6 +156,15 @@ def score_objectives(events: Iterable[Event], repo: str | None = None) -> list[O
             )
         )
     return scores
+
+
+def objectives_problems(events: Iterable[Event]) -> dict[str, str]:
+    """Per repo, the one-line problem of its ``objectives.yaml`` as the newest baseline found it (a repo whose
+    newest baseline read the file fine is not listed)."""
+    newest: dict[str, Event] = {}
+    for event in sorted((e for e in events if e.type == "outcome_baseline"), key=lambda e: e.ts):
+        newest[str(event.data.get("repo") or "")] = event
+    return {repo: str(e.data["problem"]) for repo, e in sorted(newest.items()) if e.data.get("problem")}
 
 
 def _num(value: Any) -> str:

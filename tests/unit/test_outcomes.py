@@ -22,7 +22,7 @@ from agentos.graph import Event
 from agentos.jobs._loops import LoopSettings
 from agentos.jobs._metric_reader import Reading, RepoMetrics
 from agentos.jobs.outcome_check import OutcomeChecker, incident_key
-from agentos.outcomes import classify, outcome_lines, parse_number, score_objectives
+from agentos.outcomes import classify, objectives_problems, outcome_lines, parse_number, score_objectives
 from agentos.testing import LoopRig, SettableClock, build_loops
 from agentos.workspace_registry import WorkspaceRegistry
 
@@ -201,8 +201,13 @@ class TestOutcomeCheck:
         await job.tick()
 
         [base] = [e for e in rig.journal.events if e.type == "outcome_baseline"]
-        assert base.data["reason"].startswith("objectives.yaml:3: metrics[0].direction")
+        assert base.data["problem"].startswith("objectives.yaml:3: metrics[0].direction")
         assert base.data["metrics"] == [] and reader.reads == [] and measured(rig) == {}
+        assert objectives_problems(rig.journal.events) == {"app": base.data["problem"]}
+        reader.problem, reader._objectives = "", parse_objectives(OBJECTIVES)  # fixed: the next merge reads it
+        merge(rig, 6, "e" * 40)
+        await job.tick()
+        assert objectives_problems(rig.journal.events) == {}
 
     async def test_a_merge_past_the_lookback_or_in_a_disabled_repo_is_left_alone(self, rig: LoopRig) -> None:
         """Only enabled repos are read (`ctl repo off` stops the job for a repo)."""

@@ -135,7 +135,7 @@ class OutcomeChecker:
         data: dict[str, Any] = {"repo": repo.name, "sha": sha, "pr": merge.data.get("pr"), "metrics": []}
         objectives, problem = await self._reader.objectives(repo, sha, s) if sha else (None, "")
         if problem:
-            data["reason"] = problem
+            data["problem"] = problem
             log.warning("objectives_invalid", problem=problem)
         elif objectives is None or not objectives.metrics:
             data["reason"] = "no objectives.yaml metrics" if sha else "the merge has no commit"
@@ -145,7 +145,7 @@ class OutcomeChecker:
         event = self._journal.event("outcome_baseline", merge.task, **data)
         self._journal.commit([event])
         self.baselines += 1
-        log.info("outcome_baseline", metrics=len(data["metrics"]), reason=data.get("reason"))
+        log.info("outcome_baseline", metrics=len(data["metrics"]), reason=data.get("reason") or problem or None)
         return event
 
     async def measure(self, repo: RepoConfig, merge: Event, base: Event, s: LoopSettings) -> list[Event]:
