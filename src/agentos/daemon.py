@@ -47,7 +47,6 @@ from agentos.executor import Executor
 from agentos.forge.base import Forge
 from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
-from agentos.jobs.outcome_check import OutcomeChecker
 from agentos.runners.attempt_egress import egress_proxy
 from agentos.runners.egress import EgressProxy
 from agentos.runners.policy import announce
@@ -328,17 +327,6 @@ class Daemon:
                 scheduler.register("dispatch", core.dispatcher.tick)
                 scheduler.register("pr_monitor", core.monitor.tick)
                 scheduler.register("acceptance_check", core.acceptance.tick)
-                outcomes = OutcomeChecker(
-                    settings=rt,
-                    journal=rt,
-                    clock=rt.now,
-                    graph=rt.graph,
-                    forge=rt.forge,
-                    store=store,
-                    stopping=lambda: rt.stopping,
-                    workspaces=rt,
-                )
-                scheduler.register("outcome_check", outcomes.tick)
                 scheduler.register("stall_watchdog", core.watchdog.tick, runs_when_paused=True, runs_when_held=True)
                 for name, job in loop_jobs(
                     settings=rt,
@@ -350,6 +338,7 @@ class Daemon:
                     store=store,
                     stopping=lambda: rt.stopping,
                     wake=rt.wake,
+                    workspaces=rt,
                 ).items():
                     scheduler.register(name, job)
             except ConfigError as exc:
