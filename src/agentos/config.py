@@ -673,7 +673,22 @@ class LoopsConfig(_Model):
     objective_url_hosts: list[str] = Field(
         default_factory=list,
         description="Hosts an `objectives.yaml` metric may name in its HTTPS `url`; a metric on any other host "
-        "makes the file invalid.",
+        "makes the file invalid. Plain `http://` only for a loopback host named here (`127.0.0.1`, `localhost`).",
+    )
+    measurement_window_days: float = Field(
+        default=7,
+        gt=0,
+        description="How long after a merge the `outcome_check` job reads the `objectives.yaml` metrics again and "
+        "compares them with the baseline read at the merge (docs/loops.md, outcome attribution).",
+    )
+    outcome_noise_pct: float = Field(
+        default=5,
+        ge=0,
+        description="A metric that moved by at most this percent of its baseline is `unchanged`; beyond it, "
+        "`improved` or `regressed` by the metric's direction.",
+    )
+    outcome_timeout_s: float = Field(
+        default=300, gt=0, description="Time limit of one metric `command` (and 30 s at most per metric `url`)."
     )
     sprint_auto_approve: bool = Field(
         default=False,

@@ -63,6 +63,7 @@ DEFAULT_CONTEXT_FILES = (
     "objectives.yaml",
 )
 OBJECTIVES_FILE = "objectives.yaml"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_FILE_BYTES = 1024 * 1024
 """A context file larger than this is not read at all (its note says so)."""
 
@@ -114,9 +115,10 @@ class Metric(_Strict):
         if value is None:
             return value
         parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError("a metric's url must be an https:// URL")
         hosts = {h.lower() for h in (info.context or {}).get("url_hosts", ())}
+        loopback = parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK and parts.hostname in hosts
+        if not (parts.scheme == "https" or loopback) or not parts.hostname:
+            raise ValueError("a metric's url must be an https:// URL (http:// only for an allowed loopback host)")
         if parts.hostname.lower() not in hosts:
             allowed = ", ".join(sorted(hosts)) or "none"
             raise ValueError(f"host {parts.hostname} is not in loops.objective_url_hosts (allowed: {allowed})")

@@ -338,6 +338,7 @@ class Daemon:
                     store=store,
                     stopping=lambda: rt.stopping,
                     wake=rt.wake,
+                    workspaces=rt,
                 ).items():
                     scheduler.register(name, job)
             except ConfigError as exc:

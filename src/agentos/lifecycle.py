@@ -355,6 +355,7 @@ class Lifecycle:
             body = redact(manual_steps_comment(task, steps))
             await best_effort(self.forge.comment(task.repo, task.issue, body, key=f"manual-steps:{task.id}"))
             self.notify.notify(2, f"manual:{task.id}", redact(f"Manual steps for {task.id} ({task.title}):\n{steps}"))
+        self.wake("outcome_check")  # reads the objectives' baseline of this merge
         self.wake("dispatch")  # tasks that depended on this one may start now, not at the next tick
 
     def closed_unmerged(self, task: Task) -> None:

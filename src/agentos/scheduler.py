@@ -57,6 +57,7 @@ DEFAULT_TRIGGERS: dict[str, TriggerSpec] = {
     "housekeeping": "43 3 * * *",  # rotated journals past limits.event_retention_days (jobs/housekeeping.py)
     "stall_watchdog": 60.0,  # the design said 5 min; a minute ends a dead attempt sooner and costs nothing
     "acceptance_check": "*/10 * * * *",  # also poked after each merge of a task with acceptance checks
+    "outcome_check": "23 * * * *",  # also poked after each merge: its baseline, then the reading after the window
 }
 
 RunResult = Literal["ok", "failed", "skipped_busy", "skipped_paused", "skipped_disabled", "skipped_held"]

@@ -236,14 +236,15 @@ class TestPullRequests:
         assert [n.severity for n in rig.notes.sent] == [2]
 
     async def test_a_merge_closes_the_issue_and_wakes_the_dispatcher(self, rig: Rig) -> None:
-        """MERGED, the issue closed, the running label gone, a digest line, dependants may start."""
+        """MERGED, the issue closed, the running label gone, a digest line, the outcome baseline read, dependants
+        may start."""
         task = self.pr_task(rig, last_signature="pending:ci:1")
         await rig.lifecycle.merged(task, "abc123")
         assert task.status is TaskStatus.MERGED and task.last_signature is None
         issue = await rig.forge.get_issue(REPO, 7)
         assert issue.state == "closed" and RUNNING_LABEL not in issue.labels
         assert [(n.severity, n.key) for n in rig.notes.sent] == [(3, "merged:calc#7")]
-        assert rig.wakes.jobs == ["dispatch"]
+        assert rig.wakes.jobs == ["outcome_check", "dispatch"]
 
 
 class TestCancel:

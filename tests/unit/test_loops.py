@@ -291,6 +291,34 @@ class TestLogAnalyzer:
         assert len(comments) == 1 and "Still seen in 2026-W11" in comments[0].body
         assert len([i for i in issues if i.title.startswith("agentos weekly report")]) == 2
 
+    async def test_the_report_has_causes_retry_storms_week_over_week_and_objectives(
+        self, env: Env, clock: SettableClock
+    ) -> None:
+        """Week 2 against week 1: blocker codes counted, the share of tasks needing ≥ 3 attempts, the deltas of
+        the main figures, and the objectives measured this week."""
+        rt = env.runtime()
+        week_of_work(rt)  # week 1: 12 attempts, 8 successful, 4 merged
+        clock.advance(days=7, hours=1)
+        for _ in range(3):
+            stormy = run(rt, "calc", 40, "claude", False, "timeout", "timed out")
+        escalate(rt, stormy, "timeout")
+        for n in (41, 42):
+            merge(rt, run(rt, "calc", n, "codex", True))
+        data = {"repo": "calc", "metric": "coverage", "direction": "up", "weight": 1, "before": 80, "after": 88}
+        rt.journal.record("outcome_measured", "calc#41", **data, change_pct=10.0, verdict="improved")
+
+        await rt.log_analyzer().tick()
+
+        [report] = [i for i in await rt.forge.list_issues("calc") if i.title.startswith("agentos weekly report")]
+        body = report.body
+        assert "| attempts | 5 | 12 | -7 |" in body and "| success rate | 40% | 67% | -27 pts |" in body
+        assert "| merged | 2 | 4 | -2 |" in body and "| escalated | 1 | 0 | +1 |" in body
+        assert "| tasks needing ≥ 3 attempts | 33% | 0% | +33 pts |" in body
+        assert "| `timeout` | 3 | 1 |" in body
+        assert "1 of 3 tasks (33%) needed 3 or more attempts." in body and "- `calc#40`: 3 attempts" in body
+        objective = "- calc / coverage (up, weight 1): 1 improved; score +1.00; last calc#41: 80 → 88 (+10%), improved"
+        assert objective in body
+
 
 # ---------------------------------------------------------------- agent scorer
 

@@ -168,6 +168,19 @@ class TestSprintPlan:
         assert pending is not None and pending.issues == [7, 2] and pending.source == "planner agent"
         assert pending.picks[0].rationale == "exports are the objective"
 
+    async def test_the_planner_agent_sees_the_measured_outcomes_of_its_repo(self, rt: LoopRig) -> None:
+        """`outcome_measured` events of the repo reach the planner's question, one line per objective."""
+        await backlog(rt)
+        data = {"metric": "p95_ms", "direction": "down", "weight": 2, "before": 200, "after": 260}
+        rt.journal.record("outcome_measured", "calc#3", repo="calc", **data, change_pct=30.0, verdict="regressed")
+        rt.journal.record("outcome_measured", "other#1", repo="other", **data, change_pct=30.0, verdict="improved")
+        agent = Planner({"promote": [{"issue": 2, "rationale": "fixes the latency"}]})
+        await rt.sprint_planner(ON, llm=agent).tick()
+        (prompt,) = agent.asked
+        assert "# Measured outcomes of recent merges" in prompt
+        assert "- p95_ms (down, weight 2): 1 regressed; score -1.00; last calc#3: 200 → 260 (+30%), regressed" in prompt
+        assert "other#1" not in prompt
+
     async def test_without_a_usable_answer_the_rule_plans(self, rt: LoopRig) -> None:
         """An agent that fails (or promotes nothing valid) leaves the plan to priority and age."""
         await backlog(rt)

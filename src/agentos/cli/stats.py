@@ -84,8 +84,9 @@ def stats_command(
     config: str | None = ConfigOption,
     state_dir: str | None = StateDirOption,
 ) -> None:
-    """Success rate, attempts per merge, time to merge, escalations, tokens, cost and blockers."""
+    """Success rate, attempts per merge, time to merge, escalations, tokens, cost, blockers and measured objectives."""
     from agentos.ops.metrics import summarise
+    from agentos.outcomes import objectives_problems, outcome_lines, score_objectives
     from agentos.store import StateError, Store
 
     cfg, path = load(config)
@@ -107,8 +108,9 @@ def stats_command(
     except PermissionError as exc:
         fail(f"cannot read the state in {where}: {exc.strerror} (run as the daemon's user, or with sudo)")
     report = summarise(events, graph, since=start, until=now)
+    objectives, problems = score_objectives(events), objectives_problems(events)
     if as_json:
-        print_json(report.as_dict())
+        print_json({**report.as_dict(), "outcomes": [o.as_dict() for o in objectives], "objectives_problems": problems})
         return
     console.print(f"agentos stats since {start:%Y-%m-%d %H:%M} UTC ({where})", highlight=False, markup=False)
     for groups, name in (
@@ -122,3 +124,9 @@ def stats_command(
     if report.overall.top_blockers:
         top = ", ".join(f"{code} ×{n}" for code, n in report.overall.top_blockers)
         console.print(f"top blockers: {top}", highlight=False, markup=False)
+    if objectives:  # outcome attribution: the objectives.yaml metrics measured after merges (docs/loops.md)
+        console.print("objectives (measured after merges):", highlight=False, markup=False)
+        for line in outcome_lines(objectives):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    for repo, problem in problems.items():  # one line per repo whose objectives.yaml cannot be used
+        console.print(f"{repo}: objectives not measured: {problem}", highlight=False, markup=False, soft_wrap=True)

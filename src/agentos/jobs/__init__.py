@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from agentos.graph import TaskGraph
     from agentos.jobs._loops import TunableSettings
     from agentos.jobs.digest import DigestNotify
-    from agentos.ports import Clock, Journal, Wake
+    from agentos.ports import Clock, Journal, Wake, Workspaces
     from agentos.store import Store
 
 
@@ -25,13 +25,15 @@ def loop_jobs(
     store: Store,
     stopping: Callable[[], bool],
     wake: Wake | None = None,
+    workspaces: Workspaces | None = None,
 ) -> dict[str, Callable[[], Awaitable[None]]]:
     """The improvement loops (and the daily housekeeping) by job name, ready to register with the scheduler.
 
         ``settings`` is the live configuration (the agent scorer may tune its routing and replace it), ``store`` is
         read for the journal's history (and pruned by housekeeping), ``stopping`` says the daemon is shutting down
         (a loop stops between repos), ``notify`` sends the daily digest, sprint plans and one-tap offers (None: they are
-    only journalled), ``wake`` runs dispatch when a plan or an offer makes issues ready.
+    only journalled), ``wake`` runs dispatch when a plan or an offer makes issues ready, ``workspaces`` (the
+    clones) let the ``outcome_check`` job read the objectives' metrics (without them it is not built).
     """
     from agentos.jobs.analysis import AgentScorer, LogAnalyzer
     from agentos.jobs.auto_ready import AutoReady
@@ -39,11 +41,17 @@ def loop_jobs(
     from agentos.jobs.groomer import BacklogGroomer
     from agentos.jobs.housekeeping import Housekeeping
     from agentos.jobs.incidents import IncidentScanner
+    from agentos.jobs.outcome_check import OutcomeChecker
     from agentos.jobs.planner import SprintPlanner
 
     s, j, c, g = settings, journal, clock, graph
     offers = AutoReady(settings=s, journal=j, clock=c, forge=forge, store=store, notify=notify, wake=wake)
-    return {
+    jobs: dict[str, Callable[[], Awaitable[None]]] = {}
+    if workspaces is not None:
+        jobs["outcome_check"] = OutcomeChecker(
+            settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, stopping=stopping, workspaces=workspaces
+        ).tick
+    return jobs | {
         "incident_scan": IncidentScanner(
             settings=s,
             journal=j,

@@ -86,6 +86,10 @@ class LoopSettings:
     context_file_chars: int = 6000
     context_max_chars: int = 20000
     objective_url_hosts: tuple[str, ...] = ()
+    # outcome attribution (jobs/outcome_check.py)
+    measurement_window_days: float = 7.0
+    outcome_noise_pct: float = 5.0
+    outcome_timeout_s: float = 300.0
     # sprint planner
     sprint_enabled: bool = False
     sprint_cadence_days: int = 7

@@ -46,6 +46,7 @@ from agentos.jobs._loops import (
 )
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.incidents import headline, normalise_error, signature
+from agentos.jobs.weekly_figures import weekly_sections
 from agentos.ops.metrics import GroupStats, History, group_stats, read_history
 from agentos.ports import Clock, Journal, Settings
 
@@ -252,7 +253,9 @@ def report_body(
     *,
     since: datetime,
     until: datetime,
+    sections: Sequence[str] = (),
 ) -> str:
+    """The report issue's body (``sections``: :func:`agentos.jobs.weekly_figures.weekly_sections`' lines)."""
     overall = group_stats(history, lambda _r: "all")
     pairs = sorted(
         (g for g in _pairs(history) if g.success_rate is not None),
@@ -279,7 +282,7 @@ def report_body(
     repos = group_stats(history, lambda r: r.repo)
     if repos:
         parts += ["### Repos", "", *_stats_table(repos, "repo"), ""]
-    parts += ["### Findings", ""]
+    parts += [*sections, "### Findings", ""]
     if findings:
         for finding, number in findings:
             link = f" (#{number} in {finding.repo})" if number else ""
@@ -337,11 +340,13 @@ class LogAnalyzer:
         if await safely("find", find_marked(self._forge, home, report_key, state="all")) is not None:
             return  # this week's report exists (open or closed): nothing to redo
         since = now - timedelta(days=s.analysis_days)
-        events = await read_events(self._store, since)
+        earlier = await read_events(self._store, since - timedelta(days=s.analysis_days))
+        events = [e for e in earlier if e.ts >= since]
         history = read_history(events, self._graph, since=since, until=now)
         if not history.attempts and not history.finishes:
             log.info("weekly_report_skipped", reason="no activity", week=week)
             return
+        last_week = read_history(earlier, self._graph, since=since - timedelta(days=s.analysis_days), until=since)
         findings = find_chronic(history, s)
         linked: list[tuple[Finding, int | None]] = []
         for finding in findings:
@@ -350,7 +355,8 @@ class LogAnalyzer:
                 number = await self._file(finding, week, s)
             linked.append((finding, number))
         proposals = [e for e in events if e.type == "routing_proposed"]
-        body = report_body(history, linked, proposals, since=since, until=now)
+        sections = weekly_sections(history, last_week, events)
+        body = report_body(history, linked, proposals, since=since, until=now, sections=sections)
         title = f"agentos weekly report {week}"
         result = await safely("create_issue", file_once(self._forge, home, title, body, [], key=report_key))
         if result is not None and result[1]:

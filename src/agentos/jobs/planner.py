@@ -10,7 +10,8 @@ skip asks for another plan at the next run:
 1. candidates: open issues that are not ready, running, blocked, stale, duplicates, on hold, filed by
    the loops themselves, or picked by a plan skipped since the last approved one;
 2. the planner agent (``loops.llm_agent``, :mod:`agentos.llm`) gets the product context, the last
-   sprint's outcome, the recent failure clusters and the candidates, and answers
+   sprint's outcome, the objectives' measured outcomes (``outcome_measured``, 90 days), the recent failure
+   clusters and the candidates, and answers
    ``{promote: [{issue, rationale, priority}]}``; only candidates count, at most ``plan_size``;
 3. without an agent, or when it fails, the rule: priority (``prio:`` labels or a ``priority:`` line),
    then age, an issue only after each issue it ``Depends on`` is closed, in flight or picked earlier;
@@ -47,6 +48,7 @@ from agentos.jobs.incidents import cluster_failures
 from agentos.jobs.sprint_plan import SPRINT_LABEL, Pick, Plan, SprintPlans, outcome_of
 from agentos.llm import ModelAsker, from_config
 from agentos.ops.metrics import read_history
+from agentos.outcomes import outcome_lines, score_objectives
 from agentos.ports import Clock, Journal, Notify, Settings, Wake
 from agentos.redact import redact
 
@@ -129,8 +131,10 @@ def plan_prompt(
     last_sprint: Sequence[str] = (),
     failures: Sequence[str] = (),
     skipped: Collection[int] = (),
+    outcomes: Sequence[str] = (),
 ) -> str:
-    """The planner agent's question: the evidence, then the backlog it may promote from."""
+    """The planner agent's question: the evidence, then the backlog it may promote from (``outcomes``: the
+    objectives' measured outcomes, :func:`agentos.outcomes.outcome_lines`)."""
     parts = [
         f"You plan the next sprint of the repository {repo}. Promote at most {size} issues from the backlog "
         "below, the ones that move the product toward its objectives most, each only after what it depends on.",
@@ -139,6 +143,8 @@ def plan_prompt(
         parts += ["", context]
     if last_sprint:
         parts += ["", "# The last sprint", *last_sprint]
+    if outcomes:
+        parts += ["", "# Measured outcomes of recent merges (objectives.yaml; score −1 … +1)", *outcomes]
     if failures:
         parts += ["", "# Recurring failures (last days)", *failures]
     if skipped:
@@ -283,9 +289,8 @@ class SprintPlanner:
         if llm is None or not backlog:
             return None, "rule"
         history = await read_events(self._store, now - timedelta(days=s.analysis_days))
-        previous = last_event(
-            await read_events(self._store, now - timedelta(days=90)), "sprint_planned", repo=repo.name
-        )
+        recent = await read_events(self._store, now - timedelta(days=90))
+        previous = last_event(recent, "sprint_planned", repo=repo.name)
         by_number = {i.number: i for i in issues}
 
         def outcome(n: int) -> str:
@@ -307,6 +312,7 @@ class SprintPlanner:
             last_sprint=last_sprint,
             failures=clusters,
             skipped=skipped,
+            outcomes=outcome_lines(score_objectives(recent, repo.name), with_repo=False),
         )
         answer = await llm.ask(question, PlanAnswer)
         if answer is None:
