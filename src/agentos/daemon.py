@@ -35,8 +35,10 @@ from agentos.control.socket import ControlServer, SocketInUse, default_socket_pa
 from agentos.daemon_parts import (
     build_controller,
     build_notifier,
+    github_webhook,
     job_configs,
     say,
+    start_github_webhook,
     start_status_page,
     start_telegram,
     status_page,
@@ -313,7 +315,8 @@ class Daemon:
             status_page_url=lambda: page.url if page else None,
         )
         try:
-            page = status_page(controller, self.config.status_page)
+            hook = github_webhook(rt)
+            page = status_page(controller, self.config.status_page, webhook=hook)
         except ConfigError as exc:
             return _config_invalid(exc)  # nothing to close yet: no notice sent, the Bot connects on first use
         bot = telegram_bot(sender, controller, self.config.telegram) if sender is not None else None
@@ -355,6 +358,8 @@ class Daemon:
             scheduler.start()
             if page is not None:
                 await start_status_page(page)
+            if hook is not None:
+                await start_github_webhook(hook)
 
             sd_notify("READY=1", f"STATUS={self._status_line()}")
             log.info(
@@ -388,6 +393,8 @@ class Daemon:
                     task.cancel()
             if page is not None:
                 await page.stop()
+            if hook is not None:
+                await hook.stop()
             return code
         finally:  # the notifier before the bot: the bot closes the session the sender uses
             await notifier.aclose()
