@@ -203,7 +203,8 @@ class GitHubWebhook:
                 refused=self._unlogged.pop(reason),
             )
         response = web.Response(status=status, text=f"{status}: {reason.replace('_', ' ')}\n")
-        response.force_close()  # an unread body is not worth a keep-alive connection
+        if reason in ("unsigned", "too_large"):
+            response.force_close()  # the body was not read: not worth keeping the connection for
         return response
 
 
