@@ -199,7 +199,7 @@ async def _run(ctx: Context, res: BenchResult) -> None:
                     assert sent.status == 202, f"the delivery to replay was answered {sent.status}"
             await _quiet(daemon, hook)
             counts_before = dict(daemon.webhook.counts)
-            runs_before = {r["name"]: r["runs"] for r in daemon.rt.scheduler.table()}
+            runs_before = _poked_runs(daemon)
             sampler = LagSampler()
             sampler.start()
             for kind, count in floods.items():
@@ -223,7 +223,7 @@ async def _run(ctx: Context, res: BenchResult) -> None:
                 got = counts[COUNTED[kind]] - counts_before.get(COUNTED[kind], 0)
                 if got != count:
                     raise RuntimeError(f"{kind}: {got} counted as {COUNTED[kind]}, expected {count}")
-            runs_after = {r["name"]: r["runs"] for r in daemon.rt.scheduler.table()}
+            runs_after = _poked_runs(daemon)
             if runs_after != runs_before:
                 raise RuntimeError(f"a refused request ran a job: {runs_before} → {runs_after}")
             res.notes.append(f"counted: {dict(counts)}; no job ran during the floods")
@@ -266,6 +266,11 @@ async def _run(ctx: Context, res: BenchResult) -> None:
         "wait for it: half of github.poll_interval_s on average (30 s at the default 60 s)"
     )
     res.notes.append(f"daemon log: {ctx.log_dir / f'{NAME}.log'}")
+
+
+def _poked_runs(daemon: Any) -> dict[str, int]:
+    """Runs of the jobs a delivery pokes (the stall watchdog keeps its own minute)."""
+    return {r["name"]: r["runs"] for r in daemon.rt.scheduler.table() if r["name"] in ("dispatch", "pr_monitor")}
 
 
 def _p99(samples: list[float]) -> float:
