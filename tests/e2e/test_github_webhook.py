@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.daemon_process import spawn_daemon
 from tests.fakes.github_hooks import WebhookSender, signed_headers
 from tests.fakes.github_server import FakeGitHub, fake_github  # noqa: F401
 
@@ -183,3 +184,21 @@ def test_signature_matches_githubs_example() -> None:
     assert not signature_ok(b"It's a Secret to Everybody", b"Hello, World!!", expected)
     assert not signature_ok(b"another secret", b"Hello, World!", expected)
     assert not signature_ok(b"It's a Secret to Everybody", b"Hello, World!", "sha1=" + expected[7:])
+
+
+class TestMisconfigured:
+    async def test_an_enabled_webhook_without_its_secret_refuses_to_start(
+        self,
+        make_daemon: MakeDaemon,  # noqa: F811
+    ) -> None:
+        """No secret anywhere: exit 78 with a line naming the key and where the secret goes, nothing served."""
+        d = await make_daemon(
+            {"claude": claude_agent()}, board=False, start=False, github={"webhook": {"enabled": True}}
+        )
+        d.env.pop("GITHUB_WEBHOOK_SECRET", None)
+        d.write_config()
+        proc = spawn_daemon(d.config, d.env, d.log)
+        code = await asyncio.to_thread(proc.wait, 60)
+        assert code == 78, d.log_tail()
+        assert "github.webhook.enabled: true needs the shared secret" in d.log_text()
+        assert "GITHUB_WEBHOOK_SECRET" in d.log_text() and not d.events("github_webhook_started")
