@@ -169,7 +169,9 @@ class GitHubWebhook:
             return self._refuse(request, 400, "malformed", event, delivery)
         repository = payload.get("repository")
         repo = repository.get("full_name") if isinstance(repository, dict) else None
-        ours = repo in self._repos() or (repo is None and event == "projects_v2_item")  # boards carry no repository
+        ours = (  # GitHub names are case-insensitive; a board's item carries no repository
+            isinstance(repo, str) and repo.lower() in {name.lower() for name in self._repos()}
+        ) or (repo is None and event == "projects_v2_item")
         jobs = jobs_for(event, payload) if ours else ()
         for job in jobs:
             self._wake(job)
