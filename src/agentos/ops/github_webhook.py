@@ -69,7 +69,8 @@ def signature_ok(secret: bytes, body: bytes, header: str) -> bool:
 def jobs_for(event: str, payload: Mapping[str, Any]) -> tuple[str, ...]:
     """The jobs an event is news for: issue changes → the readiness poll; PRs, reviews and checks → the PR monitor.
 
-    A comment on a PR is review feedback (the PR monitor), on an issue possibly an answer the poll reads.
+    A comment on a PR is review feedback (the PR monitor); on an issue it goes to the readiness poll, which costs
+    little (its reads are conditional) and sees the issue as it is now.
     ``merge_group`` checks concern the PRs in GitHub's merge queue (the PR monitor).
     """
     if event in ("issues", "projects_v2_item"):  # a label, or a card moved on a board (an organization's hook)
