@@ -501,6 +501,38 @@ class TelegramConfig(_Model):
     )
 
 
+class GitHubWebhookConfig(_Model):
+    """GitHub's webhook deliveries (``github.webhook``): ``POST /github/webhook`` pokes the job an event is about.
+
+    Optional: polling stays, so a lost delivery changes nothing. Enabled without its secret, the daemon refuses
+    to start (exit 78): an unsigned endpoint would let anyone poke it.
+    """
+
+    enabled: bool = Field(
+        default=False,
+        description="Serve `POST /github/webhook`: a signed delivery runs the job it is about at once (readiness "
+        "poll, PR monitor) instead of at the next poll. See `docs/github.md` §7b.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="The address to bind. Keep `127.0.0.1` behind a reverse proxy that terminates TLS.",
+    )
+    port: int = Field(
+        default=8788,
+        ge=0,
+        le=65535,
+        description="The TCP port (`0`: any free port; the address is logged as `github_webhook_started`). "
+        "Not the status page's `8787`.",
+    )
+    secret_credential: str = Field(
+        default="github_webhook_secret",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The secret shared with GitHub: the credential file of this name, or the variable of its "
+        "upper-case name (`GITHUB_WEBHOOK_SECRET`). `agentos init` makes one.",
+    )
+
+
 class GitHubConfig(_Model):
     """The GitHub forge (``github``), needed when ``forge: github``."""
 
@@ -531,6 +563,10 @@ class GitHubConfig(_Model):
     )
     installation_id: int | None = Field(default=None, description="The App's installation.")
     poll_interval_s: float = Field(default=60, gt=0, description="How often ready issues are polled.")
+    webhook: GitHubWebhookConfig = Field(
+        default_factory=GitHubWebhookConfig,
+        description="Webhook deliveries that poke the readiness poll and the PR monitor at once (off by default).",
+    )
 
 
 class StatusPageConfig(_Model):

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentos import __version__
 from agentos import logging as alog
@@ -35,8 +36,10 @@ from agentos.control.socket import ControlServer, SocketInUse, default_socket_pa
 from agentos.daemon_parts import (
     build_controller,
     build_notifier,
+    github_webhook,
     job_configs,
     say,
+    start_github_webhook,
     start_status_page,
     start_telegram,
     status_page,
@@ -55,6 +58,9 @@ from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
 from agentos.systemd import STATUS_EVERY_S, notify_loop, sd_notify, watchdog_interval
 from agentos.workspace_registry import WorkspaceRegistry
+
+if TYPE_CHECKING:
+    from agentos.ops.github_webhook import GitHubWebhook
 
 __all__ = [  # job_configs, sd_notify, watchdog_interval, STATUS_EVERY_S: re-exported from their new homes
     "EXIT_ALREADY_RUNNING",
@@ -120,6 +126,8 @@ class Daemon:
         self.rt: Runtime | None = None
         self.core: Core | None = None
         """The running core (with :attr:`rt`, set once the parts are built; reload and tests use them)."""
+        self.webhook: GitHubWebhook | None = None
+        """GitHub's webhook receiver while it is configured (its URL and delivery counts)."""
         self.reloads = 0
 
     def __repr__(self) -> str:
@@ -313,7 +321,8 @@ class Daemon:
             status_page_url=lambda: page.url if page else None,
         )
         try:
-            page = status_page(controller, self.config.status_page)
+            self.webhook = hook = github_webhook(rt)
+            page = status_page(controller, self.config.status_page, webhook=hook)
         except ConfigError as exc:
             return _config_invalid(exc)  # nothing to close yet: no notice sent, the Bot connects on first use
         bot = telegram_bot(sender, controller, self.config.telegram) if sender is not None else None
@@ -356,6 +365,8 @@ class Daemon:
             scheduler.start()
             if page is not None:
                 await start_status_page(page)
+            if hook is not None:
+                await start_github_webhook(hook)
 
             sd_notify("READY=1", f"STATUS={self._status_line()}")
             log.info(
@@ -389,6 +400,8 @@ class Daemon:
                     task.cancel()
             if page is not None:
                 await page.stop()
+            if hook is not None:
+                await hook.stop()
             return code
         finally:  # the notifier before the bot: the bot closes the session the sender uses
             await notifier.aclose()

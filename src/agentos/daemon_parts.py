@@ -3,17 +3,18 @@
 ::
 
     TelegramSender ─► Notifier ─► Runtime ─► Core (assembly.build_core) ─► Controller ─► TelegramBot · StatusPage
+                                    └─► GitHubWebhook (pokes the runtime's jobs; its counts are on the status page)
 
 The sender needs only an aiogram ``Bot`` and the chat ids, so the notifier exists before the runtime and
 the core that notify through it; the bot's command dispatcher comes last, over the controller and the
-sender's ``Bot``. aiogram and aiohttp are imported only when Telegram or the status page is configured
+sender's ``Bot``. aiogram and aiohttp are imported only when Telegram, the status page or the webhook is configured
 (``tests/unit/test_daemon_imports.py``).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from agentos import logging as alog
@@ -28,13 +29,16 @@ from agentos.store import DaemonState
 if TYPE_CHECKING:
     from agentos.control.telegram import TelegramBot
     from agentos.control.telegram_sender import TelegramSender
+    from agentos.ops.github_webhook import GitHubWebhook
     from agentos.ops.status_page import StatusPage
 
 __all__ = [
     "build_controller",
     "build_notifier",
+    "github_webhook",
     "job_configs",
     "say",
+    "start_github_webhook",
     "start_status_page",
     "start_telegram",
     "status_page",
@@ -149,13 +153,41 @@ def telegram_bot(sender: TelegramSender, controller: Controller, cfg: TelegramCo
     return TelegramBot(sender.bot, controller, cfg.allowed_chat_ids)
 
 
-def status_page(controller: Controller, cfg: StatusPageConfig) -> StatusPage | None:
-    """The read-only status page when enabled; a non-loopback bind with no token is a config error."""
+def status_page(
+    controller: Controller, cfg: StatusPageConfig, *, webhook: GitHubWebhook | None = None
+) -> StatusPage | None:
+    """The read-only status page when enabled; a non-loopback bind with no token is a config error.
+    ``webhook``: its delivery counts go on ``/metrics``."""
     if not cfg.enabled:
         return None
     from agentos.ops.status_page import StatusPage  # aiohttp only when used
 
-    return StatusPage(controller, cfg, token=secret(cfg.token_credential))
+    counts: Callable[[], Mapping[str, int]] | None = (lambda: webhook.counts) if webhook is not None else None
+    return StatusPage(controller, cfg, token=secret(cfg.token_credential), webhook_counts=counts)
+
+
+def github_webhook(rt: Runtime) -> GitHubWebhook | None:
+    """The webhook receiver when ``github.webhook.enabled`` on the GitHub forge; no secret is a config error."""
+    gh = rt.config.github
+    if rt.config.forge != "github" or gh is None or not gh.webhook.enabled:
+        return None
+    from agentos.ops.github_webhook import GitHubWebhook  # aiohttp only when used
+
+    cfg = gh.webhook
+    return GitHubWebhook(
+        cfg, secret=secret(cfg.secret_credential), wake=rt.wake, repos=lambda: {r.name for r in rt.config.repos}
+    )
+
+
+async def start_github_webhook(hook: GitHubWebhook) -> None:
+    """Bind the webhook; a busy port is logged and said, and the daemon works on by polling alone."""
+    try:
+        url = await hook.start()
+    except OSError as exc:
+        log.error("github_webhook_start_failed", host=hook.cfg.host, port=hook.cfg.port, error=str(exc))
+        say(f"GitHub webhook not started (polling only): {hook.cfg.host}:{hook.cfg.port}: {exc.strerror or exc}")
+    else:
+        log.info("github_webhook_started", url=url)
 
 
 async def start_status_page(page: StatusPage) -> None:

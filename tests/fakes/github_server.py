@@ -23,6 +23,10 @@ GraphQL is matched by *operation name* (the ones ``GitHubForge`` sends: ``Agento
 ``AgentosProjectById``, ``AgentosBoardItems``, ``AgentosReadyEdits``, ``AgentosIssueItems``, ``AgentosAddItem``,
 ``AgentosSetStatus``, and ``AgentosSetStatusOptions`` that ``agentos init`` sends), not parsed; variables are honoured.
 
+Webhooks: :meth:`FakeGitHub.add_webhook` (URL, secret) makes the fake deliver signed events there as GitHub
+does (:mod:`tests.fakes.github_hooks`): ``issues`` labeled/unlabeled, ``issue_comment``, ``pull_request``
+opened/closed, ``pull_request_review``, ``check_run``, ``status``; :meth:`FakeGitHub.deliver` sends any other.
+
 Tokens: ``fake.token`` is unlimited; :meth:`~FakeGitHub.add_classic_token` answers with ``X-OAuth-Scopes``;
 :meth:`~FakeGitHub.add_fine_grained_token` and a GitHub App's installation tokens (:meth:`~FakeGitHub.enable_app`:
 the JWT is verified with the app's public key, RS256, against :attr:`FakeGitHub.clock`) are held to their
@@ -61,6 +65,8 @@ import pytest_asyncio
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.github_hooks import Delivery, WebhookSender
 
 __all__ = [
     "FakeGitHub",
@@ -395,6 +401,7 @@ class FakeGitHub:
         """The fake's time for JWT checks and installation-token expiry; share a test clock with the client."""
         self._runner: web.AppRunner | None = None
         self._release = asyncio.Event()
+        self.hooks: list[WebhookSender] = []
 
     def __repr__(self) -> str:
         return f"<FakeGitHub {self.url} repos={len(self.state.repos)} requests={len(self.state.requests)}>"
@@ -448,6 +455,8 @@ class FakeGitHub:
 
     async def stop(self) -> None:
         self._release.set()
+        for hook in self.hooks:
+            await hook.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -518,6 +527,41 @@ class FakeGitHub:
         self.state.token_permissions[token] = dict(permissions)
         return token
 
+    def add_webhook(self, url: str, secret: str) -> WebhookSender:
+        """A repository webhook: every event from now on is delivered, signed, to ``url`` (content type JSON)."""
+        hook = WebhookSender(url, secret, hook_id=len(self.hooks) + 1)
+        self.hooks.append(hook)
+        return hook
+
+    def deliver(self, repo: str, event: str, payload: dict[str, Any], *, actor: str = BOT_LOGIN) -> list[Delivery]:
+        """Deliver ``event`` to every webhook, ``repository`` and ``sender`` added to ``payload`` as GitHub does."""
+        fake_repo = self.state.repos[repo]
+        full = {
+            **payload,
+            "repository": {
+                "id": fake_repo.id,
+                "node_id": f"R_{fake_repo.id}",
+                "name": fake_repo.name,
+                "full_name": fake_repo.full_name,
+                "private": True,
+                "owner": _user(fake_repo.owner),
+                "default_branch": fake_repo.default_branch,
+            },
+            "sender": _user(actor),
+        }
+        return [hook.send(event, full) for hook in self.hooks]
+
+    def _hook_pull(self, repo: FakeRepo, pull: FakePull) -> dict[str, Any]:
+        """A PR as webhook payloads carry it (the stored head sha: no git call in a sync path)."""
+        return {
+            **self._issue_json(repo, repo.issues[pull.number]),
+            "url": f"{self.url}/repos/{repo.full_name}/pulls/{pull.number}",
+            "head": {"ref": pull.head, "sha": pull.head_sha},
+            "base": {"ref": pull.base},
+            "merged": pull.merged_at is not None,
+            "merged_at": pull.merged_at,
+        }
+
     def add_label(self, repo: str, name: str, color: str = "ededed") -> None:
         """A repository label (as created in the web UI or by ``agentos init``)."""
         self.state.repos[repo].labels[name] = color
@@ -542,6 +586,14 @@ class FakeGitHub:
         comment = FakeComment(self.state.new_id(), author, body, now, now)
         issue.comments.append(comment)
         issue.updated_at = now
+        if self.hooks:
+            fake_repo = self.state.repos[repo]
+            payload = {
+                "action": "created",
+                "issue": self._issue_json(fake_repo, issue),
+                "comment": self._comment_json(fake_repo, issue, comment),
+            }
+            self.deliver(repo, "issue_comment", payload, actor=author)
         return comment
 
     def add_review(
@@ -564,6 +616,14 @@ class FakeGitHub:
                 FakeReviewComment(self.state.new_id(), review.id, author, text, path, line, now, pull.head_sha)
             )
         self.state.repos[repo].issues[number].updated_at = now
+        if self.hooks:
+            fake_repo = self.state.repos[repo]
+            payload = {
+                "action": "submitted",
+                "review": self._review_json(fake_repo, number, review),
+                "pull_request": self._hook_pull(fake_repo, pull),
+            }
+            self.deliver(repo, "pull_request_review", payload, actor=author)
         return review
 
     def edit_issue_body(self, repo: str, number: int, body: str) -> None:
@@ -607,6 +667,9 @@ class FakeGitHub:
         )
         if log is not None:
             fake_repo.job_logs[run_id] = log
+        if self.hooks:
+            action = "completed" if status == "completed" else "created"
+            self.deliver(repo, "check_run", {"action": action, "check_run": fake_repo.check_runs[sha][-1]}, actor=app)
         return run_id
 
     def add_status(self, repo: str, sha: str, context: str, state: str, description: str = "") -> None:
@@ -779,13 +842,37 @@ class FakeGitHub:
         if label not in issue.labels:
             issue.labels.append(label)
             self._event(issue, "labeled", actor, label={"name": label, "color": color})
+            self._announce_issue(repo, issue, "labeled", actor, label={"name": label, "color": color})
 
     def _remove_label(self, issue: FakeIssue, label: str, actor: str) -> bool:
         if label not in issue.labels:
             return False
         issue.labels.remove(label)
         self._event(issue, "unlabeled", actor, label={"name": label, "color": "ededed"})
+        repo = next((r for r in self.state.repos.values() if r.issues.get(issue.number) is issue), None)
+        if repo is not None:
+            self._announce_issue(repo, issue, "unlabeled", actor, label={"name": label, "color": "ededed"})
         return True
+
+    def _announce_issue(self, repo: FakeRepo, issue: FakeIssue, action: str, actor: str, **extra: Any) -> None:
+        """An ``issues`` (or, on a PR, ``pull_request``) delivery to the webhooks, if any."""
+        if not self.hooks:
+            return
+        if issue.is_pr:
+            pull = self._hook_pull(repo, repo.pulls[issue.number])
+            self.deliver(
+                repo.full_name,
+                "pull_request",
+                {"action": action, "number": issue.number, "pull_request": pull, **extra},
+                actor=actor,
+            )
+        else:
+            self.deliver(
+                repo.full_name,
+                "issues",
+                {"action": action, "issue": self._issue_json(repo, issue), **extra},
+                actor=actor,
+            )
 
     def _close(self, issue: FakeIssue, actor: str, reason: str = "completed") -> None:
         if issue.state != "closed":
@@ -805,6 +892,8 @@ class FakeGitHub:
             "updated_at": now,
         }
         repo.statuses.setdefault(sha, []).append(status)
+        if self.hooks:
+            self.deliver(repo.full_name, "status", {"sha": sha, **status})
         return status
 
     def _card(self, project: FakeProject, repo: str, number: int) -> FakeProjectItem | None:
@@ -1282,6 +1371,7 @@ class FakeGitHub:
         )
         pull = FakePull(issue.number, issue.node_id, head, base, head_sha)
         repo.pulls[issue.number] = pull
+        self._announce_issue(repo, issue, "opened", request[LOGIN])
         return web.json_response(await self._pull_json(repo, pull), status=201)
 
     async def _h_get_pull(self, request: web.Request) -> web.Response:
@@ -1329,6 +1419,7 @@ class FakeGitHub:
         pull.merged_by = request[LOGIN]
         self._event(issue, "merged", request[LOGIN], commit_id=commit)
         self._close(issue, request[LOGIN])
+        self._announce_issue(repo, issue, "closed", request[LOGIN])
         if pull.base == repo.default_branch:
             for ref in CLOSING.findall(issue.body):
                 target = repo.issues.get(int(ref))

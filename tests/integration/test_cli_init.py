@@ -951,3 +951,41 @@ def test_the_readmes_scripted_init_works_as_written(setup: Setup, tmp_path: Path
     assert code == 0, out
     cfg, _ = load_config(setup.config)
     assert cfg.repos[0].name == "calc" and cfg.repos[0].test_command
+
+
+class TestGitHubWebhook:
+    async def test_an_enabled_webhook_gets_a_secret_once_and_init_prints_what_to_paste(
+        self, setup: Setup, github: FakeGitHub
+    ) -> None:
+        """github.webhook.enabled: a 0600 secret is made (kept on a re-run), loaded by the unit, and printed with
+        the payload URL, the content type and the events to paste into the repository's settings."""
+        setup.config.parent.mkdir(parents=True)
+        setup.config.write_text(
+            f"forge: github\ngithub:\n  api_url: {github.url}\n  webhook: {{enabled: true, port: 9911}}\n"
+            "repos:\n  - name: octo/calc\n    test_command: pytest\n"
+        )
+        flags = ("--yes", "--github-token", github.token, "--no-create-labels")
+        code, out = await asyncio.to_thread(setup.run, *flags)
+        assert code == 0, out
+        secret_file = setup.creds / "github_webhook_secret"
+        value = secret_file.read_text().strip()
+        assert len(value) == 64 and stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+        assert value not in setup.config.read_text()
+        assert f"Secret        {value}" in out
+        assert "forwarding to http://127.0.0.1:9911/github/webhook" in out
+        assert "Content type  application/json" in out and "Pull request reviews" in out and "Check runs" in out
+        assert "/octo/calc/settings/hooks/new" in out
+        drop_in = (setup.units / "agentos.service.d" / "10-agentos-init.conf").read_text()
+        assert f"LoadCredential=github_webhook_secret:{secret_file}" in drop_in
+
+        code, out = await asyncio.to_thread(setup.run, *flags)
+        assert code == 0, out
+        assert secret_file.read_text().strip() == value and "kept github_webhook_secret" in out
+
+    async def test_without_the_webhook_init_says_how_to_turn_it_on(self, setup: Setup, github: FakeGitHub) -> None:
+        code, out = await asyncio.to_thread(
+            setup.run, *github_flags(github, "--github-token", github.token, "--no-create-labels")
+        )
+        assert code == 0, out
+        assert "webhook: off" in out and "docs/github.md §7b" in out
+        assert not (setup.creds / "github_webhook_secret").exists()

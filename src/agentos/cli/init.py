@@ -38,7 +38,14 @@ import typer
 
 from agentos.cli._common import console, count, err_console
 from agentos.cli.init_config import WriteResult, write_config, write_secret
-from agentos.cli.init_github import GitHubAccess, GitHubFlags, ask_github, offer_board_options, offer_labels
+from agentos.cli.init_github import (
+    GitHubAccess,
+    GitHubFlags,
+    ask_github,
+    offer_board_options,
+    offer_labels,
+    webhook_setup,
+)
 from agentos.cli.init_plan import (
     KNOWN_AGENTS,
     AgentPlan,
@@ -214,12 +221,13 @@ def init_command(
         stop(str(exc))
     _report(result)
     page_credential = _status_page_token(result.config, creds, user_scope)
+    hook_credential = webhook_setup(result.config, creds)
     if access is not None:
         offer_labels(ask, labels, access, repo_names)
         offer_board_options(ask, board_options, access, result.config)
     if systemd:
         writable = [] if user_scope else writable_paths(result.config)
-        extra = (page_credential,) if page_credential else ()
+        extra = tuple(name for name in (page_credential, hook_credential) if name)
         install_systemd(user_scope, unit_dir, unit_file, result.path, creds, writable, extra)
     else:
         console.print(

@@ -411,3 +411,57 @@ def _board_options(ask: Asker, flag: bool | None, session: GitHubSession, repo: 
     if still:
         raise InitError(f"{where.strip()}: GitHub did not add {', '.join(still)}")
     return f"{where}: added {listed}"
+
+
+# ---------------------------------------------------------------- webhook
+
+WEBHOOK_EVENTS = (
+    "Issues, Issue comments, Pull requests, Pull request reviews, Pull request review comments, "
+    "Check suites, Check runs, Statuses, Merge groups"
+)
+
+
+def webhook_setup(config: Config, creds: Path) -> str | None:
+    """With ``github.webhook.enabled``: make its secret once (a 0600 credential) and print what to paste into each
+    repository's webhook settings. Returns the credential's name (for the unit's ``LoadCredential=``)."""
+    import secrets
+
+    from agentos.cli.init_config import write_secret
+    from agentos.forge.github import _default_git_base
+
+    gh = config.github
+    if config.forge != "github" or gh is None:
+        return None
+    hook = gh.webhook
+    if not hook.enabled:
+        console.print(
+            f"webhook: off (ready labels are polled every {gh.poll_interval_s:g}s); "
+            "`github.webhook.enabled: true` acts on them at once (docs/github.md §7b)",
+            markup=False,
+        )
+        return None
+    path = creds / hook.secret_credential
+    value = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if value:
+        console.print(f"kept {hook.secret_credential} in {path} (the webhook's secret)", markup=False)
+    else:
+        value = secrets.token_hex(32)
+        write_secret(creds, hook.secret_credential, value)
+        console.print(f"stored {hook.secret_credential} in {path} (0600): the webhook's secret", markup=False)
+    host = "[" + hook.host + "]" if ":" in hook.host else hook.host
+    local = f"http://{host}:{hook.port}/github/webhook"
+    if hook.host in ("127.0.0.1", "::1", "localhost"):
+        payload_url = f"https://YOUR-PUBLIC-HOST/github/webhook (a TLS reverse proxy forwarding to {local})"
+    else:
+        payload_url = local.replace("0.0.0.0", "THIS-MACHINE").replace("[::]", "THIS-MACHINE")
+    web = (gh.git_url or _default_git_base(gh.api_url)).rstrip("/")
+    where = ", ".join(f"{web}/{r.name}/settings/hooks/new" for r in config.repos) or f"{web}/OWNER/REPO/settings/hooks"
+    for line in (
+        f"GitHub webhook: add one in each repository ({where}):",
+        f"  Payload URL   {payload_url}",
+        "  Content type  application/json",
+        f"  Secret        {value}",
+        f"  Events        {WEBHOOK_EVENTS}",
+    ):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return hook.secret_credential

@@ -90,6 +90,14 @@ class SnapshotCollector(Collector):
         )
         yield from self._agents(snap["agents"], window)
         yield from self._jobs(snap["jobs"])
+        if (hooks := snap.get("github_webhook")) is not None:
+            yield _labelled(
+                counter,
+                "agentos_github_webhook_deliveries",
+                "Requests to POST /github/webhook by outcome: accepted, ignored, or why refused.",
+                ["outcome"],
+                [([outcome], int(n)) for outcome, n in sorted(hooks.items())],
+            )
         loop = snap.get("loop")
         if loop:
             yield _gauge("agentos_event_loop_lag_seconds", "How late the event loop last woke up.", loop["lag_s"])

@@ -18,7 +18,7 @@ import asyncio
 import hmac
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -85,7 +85,14 @@ class LagProbe:
 class StatusPage:
     """The HTTP side: ``start()`` binds, ``stop()`` closes; requests only read."""
 
-    def __init__(self, controller: Controller, cfg: StatusPageConfig, *, token: str | None) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        cfg: StatusPageConfig,
+        *,
+        token: str | None,
+        webhook_counts: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
         if token is None and needs_token(cfg.host):
             env = cfg.token_credential.upper()
             raise ConfigError(
@@ -97,6 +104,7 @@ class StatusPage:
         self.controller = controller
         self.cfg = cfg
         self._token = token
+        self._webhook_counts = webhook_counts
         self.lag = LagProbe()
         self.url: str | None = None
         self.requests = 0
@@ -264,6 +272,7 @@ class StatusPage:
             "jobs": jobs,
             "loop": {"lag_s": self.lag.last_s, "max_lag_s": self.lag.max_s} if self.lag.last_s is not None else None,
             "statuses": [s.value for s in TaskStatus],
+            "github_webhook": dict(self._webhook_counts()) if self._webhook_counts is not None else None,
         }
 
 
