@@ -92,6 +92,8 @@ class Env:
             repos = []
             for name, mode in (modes or {"calc": "full"}).items():
                 (self.tmp / name).mkdir(exist_ok=True)
+                for doc in ("NORTH_STAR.md", "STRATEGY.md", "CODEBASE.md"):  # no bootstrap issues
+                    (self.tmp / name / doc).write_text(f"# {doc}\n")
                 repos.append(
                     RepoConfig(
                         name=name,

@@ -142,6 +142,21 @@ def chat_plans(plans: Sequence[JSON]) -> str:
     return "\n".join(lines) or "No repos."
 
 
+def chat_incidents(incidents: Sequence[JSON]) -> str:
+    """``/incidents``: each open incident's signature, count, first and last seen, fix issue, ack."""
+    lines = []
+    for i in incidents:
+        acked = f" · acked by {one_line(i.get('acked_by'))}" if i.get("acked") else ""
+        lines.append(
+            f"{one_line(i.get('signature'))} · {one_line(i.get('blocker'))} ×{i.get('count')} · "
+            f"first {one_line(i.get('first_seen'))[:16]} · last {one_line(i.get('last_seen'))[:16]} · "
+            f"fix {one_line(i.get('fix_issue')) or 'none'}{acked}\n  {one_line(i.get('text'))}"
+        )
+    if not lines:
+        return "No open incidents."
+    return "\n".join([*lines, "/ack SIG silences one · /resolve SIG closes it"])
+
+
 def chat_repos(repos: Sequence[JSON]) -> str:
     if not repos:
         return "No repos."
