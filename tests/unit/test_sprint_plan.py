@@ -98,7 +98,7 @@ class TestSprintPlan:
         assert wakes.jobs == ["dispatch"]
         assert await planner.plans.pending("calc") is None
         sprint_notes = [i for i in await rt.forge.list_issues("calc") if i.title == "Sprint 2026-03-02"]
-        assert len(sprint_notes) == 1 and "Next focus" in sprint_notes[0].body
+        assert len(sprint_notes) == 1 and "- #1 Backlog item 1 (normal)" in sprint_notes[0].body
         with pytest.raises(ControlError, match="no sprint plan waits"):
             await planner.plans.approve("calc")
 
@@ -200,6 +200,8 @@ class TestSprintPlan:
         assert old_note.state == "closed" and new_note.title == "Sprint 2026-03-02-2"
         (report,) = await rt.forge.comments("calc", old_note.number)
         assert "**Sprint report** (2026-03-02)" in report.body and "2 merged" in report.body
+        assert "**Next focus:** the backlog" in report.body  # nothing escalated or carried over
+        assert rt.journal.types().count("sprint_reported") == 1
 
 
 # ---------------------------------------------------------------- auto_ready

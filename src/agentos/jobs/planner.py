@@ -129,6 +129,7 @@ def plan_prompt(
     last_sprint: Sequence[str] = (),
     failures: Sequence[str] = (),
     skipped: Collection[int] = (),
+    focus: Sequence[str] = (),
 ) -> str:
     """The planner agent's question: the evidence, then the backlog it may promote from."""
     parts = [
@@ -139,6 +140,8 @@ def plan_prompt(
         parts += ["", context]
     if last_sprint:
         parts += ["", "# The last sprint", *last_sprint]
+    if focus:
+        parts += ["", "# Next focus (the last sprint report)", *(f"- {redact(f)[:300]}" for f in focus)]
     if failures:
         parts += ["", "# Recurring failures (last days)", *failures]
     if skipped:
@@ -241,6 +244,7 @@ class SprintPlanner:
         sprint = str(applied.data.get("sprint"))
         if last_event(events, "sprint_completed", repo=repo, sprint=sprint) is None:
             self._journal.record("sprint_completed", None, repo=repo, sprint=sprint, outcomes=outcomes)
+            await self.plans.report(applied, {i.number: i for i in issues})
             log.info("sprint_completed", repo=repo, sprint=sprint)
             if self._notify is not None:
                 counts = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
@@ -283,9 +287,10 @@ class SprintPlanner:
         if llm is None or not backlog:
             return None, "rule"
         history = await read_events(self._store, now - timedelta(days=s.analysis_days))
-        previous = last_event(
-            await read_events(self._store, now - timedelta(days=90)), "sprint_planned", repo=repo.name
-        )
+        long_history = await read_events(self._store, now - timedelta(days=90))
+        previous = last_event(long_history, "sprint_planned", repo=repo.name)
+        reported = last_event(long_history, "sprint_reported", repo=repo.name)
+        focus = [str(f) for f in reported.data.get("next_focus") or []] if reported is not None else []
         by_number = {i.number: i for i in issues}
 
         def outcome(n: int) -> str:
@@ -307,6 +312,7 @@ class SprintPlanner:
             last_sprint=last_sprint,
             failures=clusters,
             skipped=skipped,
+            focus=focus,
         )
         answer = await llm.ask(question, PlanAnswer)
         if answer is None:
