@@ -470,6 +470,38 @@ class TestBacklogGroomer:
         assert (await rt.forge.get_issue("calc", real.number)).labels == [BLOCKED_LABEL]
         assert events_of(rt, "backlog_groomed")[0].data["rereadied"] == [transient.number]
 
+    async def test_blocker_triage_rereadies_a_runner_failure_after_the_cooldown_within_the_cap(
+        self, env: Env, clock: SettableClock
+    ) -> None:
+        """runner_failure is triaged every run, not only on the weekly pass: not before the cooldown, then once
+        (journalled), and not again past ``max_rereadies``; a test_failure stays blocked."""
+        rt = env.runtime()
+        crashed = await new_issue(rt, "Crashed agent", labels=(BLOCKED_LABEL,))
+        real = await new_issue(rt, "Tests fail", labels=(BLOCKED_LABEL,))
+        task = run(rt, "calc", crashed.number, "claude", False, "runner_failure")
+        escalate(rt, task, "runner_failure")
+        escalate(rt, run(rt, "calc", real.number, "claude", False, "test_failure"), "test_failure")
+        s = LoopSettings(reready_after_hours=2, max_rereadies=1, target_backlog_depth=0)
+        groomer = rt.backlog_groomer(s)
+        await groomer.tick()  # the weekly pass: too early
+        clock.advance(hours=1)
+        await groomer.tick()
+        assert (await rt.forge.get_issue("calc", crashed.number)).labels == [BLOCKED_LABEL]
+        clock.advance(hours=1, minutes=1)
+        await groomer.tick()  # not the weekly pass: the triage runs anyway
+        labels = (await rt.forge.get_issue("calc", crashed.number)).labels
+        assert READY_LABEL in labels and BLOCKED_LABEL not in labels
+        (event,) = events_of(rt, "blocker_rereadied")
+        assert (event.task, event.data["blocker"], event.data["count"]) == (task.id, "runner_failure", 1)
+        assert (await rt.forge.get_issue("calc", real.number)).labels == [BLOCKED_LABEL]
+
+        await rt.forge.remove_label("calc", crashed.number, READY_LABEL)  # it ran and crashed again
+        await rt.forge.add_labels("calc", crashed.number, [BLOCKED_LABEL])
+        clock.advance(hours=3)
+        await groomer.tick()
+        assert (await rt.forge.get_issue("calc", crashed.number)).labels == [BLOCKED_LABEL]
+        assert len(events_of(rt, "blocker_rereadied")) == 1
+
     async def test_refill_to_the_target_depth_never_repeats_a_title(self, env: Env) -> None:
         """Proposals fill the backlog to its target; one that repeats an existing title is dropped."""
 

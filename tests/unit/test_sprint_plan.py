@@ -309,6 +309,49 @@ class TestAutoReady:
         comments = await rt.forge.comments("calc", fix.number)
         assert any("Recurred after the fix merged" in c.body for c in comments)
 
+    async def test_an_acked_incident_sends_no_notice_and_a_resolved_one_is_closed(
+        self, rt: LoopRig, clock: SettableClock
+    ) -> None:
+        """ctl incidents lists the signature; ack silences the recurrence notice (the comment still comes);
+        resolve closes the fix issue and the incident; the signature back after that is open again, not acked."""
+        for n in range(3):
+            fail_attempt(rt, 100 + n, n)
+        notes = RecordingNotifier()
+        scanner = rt.incident_scanner(notify=notes)
+        book = rt.incident_book()
+        await scanner.tick()
+        (fix,) = await fix_issues(rt)
+        (row,) = await book.listing()
+        assert (row["count"], row["fix_issue"], row["acked"]) == (3, f"calc#{fix.number}", False)
+        sig = row["signature"]
+        with pytest.raises(ControlError, match="no open incident"):
+            await book.ack("ffffffff", by="ctl")
+        assert (await book.ack(sig[:6], by="ctl"))["signature"] == sig
+        merge_fix(rt, fix.number)
+        await rt.forge.close_issue("calc", fix.number)
+        clock.advance(days=2)
+        for n in range(3):
+            fail_attempt(rt, 300 + n, n)
+        await scanner.tick()
+        assert notes.sent == []  # acked: silenced
+        assert any("Recurred after the fix merged" in c.body for c in await rt.forge.comments("calc", fix.number))
+        (row,) = await book.listing()
+        assert (row["count"], row["acked_by"]) == (6, "ctl")
+
+        done = await book.resolve(sig, by="telegram")
+        assert done["resolved"] and await book.listing() == []
+        assert [e.data["by"] for e in rt.journal.events if e.type in ("incident_acked", "incident_resolved")] == [
+            "ctl",
+            "telegram",
+        ]
+        clock.advance(days=2)
+        for n in range(3):
+            fail_attempt(rt, 500 + n, n)
+        await scanner.tick()
+        (row,) = await book.listing()
+        assert (row["count"], row["acked"]) == (3, False)  # open again, and its notice is no longer silenced
+        assert [n.key for n in notes.sent] == [f"recurred:{sig}"]
+
     async def test_proposals_reach_the_queue_only_under_all(self, rt: LoopRig) -> None:
         """The groomer's proposals are made ready under `all`; under `fix_issues` or `approve` they wait."""
         proposal = await rt.forge.create_issue("calc", "Proposed work", "body", ["agentos:proposed"], key="p1")
