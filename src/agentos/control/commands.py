@@ -393,9 +393,7 @@ TABLE: dict[str, CommandSpec] = {
             ctl=(Form(("incidents",)),),
             chat=(Form(("incidents",)),),
             chat_reply=lambda a, r: replies.chat_incidents(r),
-            terminal=lambda r: [
-                replies.Table(r, ["signature", "blocker", "count", "first_seen", "last_seen", "fix_issue", "acked_by"])
-            ],
+            terminal=replies.terminal_incidents,
         ),
         CommandSpec(
             "incident_ack",

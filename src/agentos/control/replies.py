@@ -357,6 +357,22 @@ def terminal_task(task: Any) -> list[View]:
     ]
 
 
+def terminal_incidents(incidents: Any) -> list[View]:
+    """``agentos ctl incidents``: one row per open incident, times as ``MM-DD HH:MM`` (UTC) to fit a terminal."""
+    rows = [
+        {
+            "signature": i.get("signature"),
+            "count": i.get("count"),
+            "first": str(i.get("first_seen") or "")[5:16].replace("T", " "),
+            "last": str(i.get("last_seen") or "")[5:16].replace("T", " "),
+            "fix_issue": i.get("fix_issue"),
+            "acked_by": i.get("acked_by"),
+        }
+        for i in incidents
+    ]
+    return [Table(rows, ["signature", "count", "first", "last", "fix_issue", "acked_by"], "Open incidents (UTC)")]
+
+
 def terminal_plans(plans: Any) -> list[View]:
     """``agentos ctl plan show``: one table per repo with a plan waiting, or a line saying none waits."""
     views: list[View] = []
