@@ -502,6 +502,55 @@ class TestBacklogGroomer:
         assert (await rt.forge.get_issue("calc", crashed.number)).labels == [BLOCKED_LABEL]
         assert len(events_of(rt, "blocker_rereadied")) == 1
 
+    async def test_the_evidence_reaches_the_question_and_without_an_agent_becomes_typed_candidates(
+        self, env: Env
+    ) -> None:
+        """Known Issues, a result's RISKS, a partial outcome, a finding and the last sprint's next focus are in the
+        planner agent's question; with no agent the same evidence gives typed, prioritised candidates."""
+        rt = env.runtime()
+        (env.tmp / "calc" / "CODEBASE.md").write_text("# Code\n\n## Known Issues\n\n- Parser drops trailing commas\n")
+        run_dir = env.tmp / "runs" / "calc-7"
+        run_dir.mkdir(parents=True)
+        (run_dir / ".agent_result.md").write_text(
+            "STATUS: partial\nBLOCKER_CODE: missing_context\nSUMMARY: half of the export is done\n"
+            "RISKS: the CSV writer ignores the locale's decimal separator\n"
+        )
+        task = run(rt, "calc", 7, "claude", False, "missing_context", title="Export reports")
+        assert task.current_attempt is not None
+        task.current_attempt.run_dir, task.current_attempt.outcome = str(run_dir), "partial"
+        task.current_attempt.summary = "half of the export is done"
+        await rt.forge.create_issue("calc", "Flaky tests in test_api", "body", [], key="finding:flaky:calc")
+        rt.journal.record("sprint_reported", None, repo="calc", sprint="s1", next_focus=["unblock #3 Login (timeout)"])
+
+        class Planner:
+            asked: list[str] = []
+
+            async def ask(self, prompt: str, model: type[M]) -> M | None:
+                self.asked.append(prompt)
+                return None
+
+        llm = Planner()
+        await rt.backlog_groomer(LoopSettings(target_backlog_depth=4), llm=llm).tick()
+        (question,) = llm.asked
+        for evidence in (
+            "- Parser drops trailing commas",
+            "calc#7: the CSV writer ignores the locale's decimal separator",
+            "calc#7 partial (missing_context): Export reports: half of the export is done",
+            "- Flaky tests in test_api",
+            "- unblock #3 Login (timeout)",
+        ):
+            assert evidence in question, evidence
+        filed = {i.title: sorted(i.labels) for i in await rt.forge.list_issues("calc") if "proposed" in str(i.labels)}
+        assert filed == {
+            "Parser drops trailing commas": ["agentos:proposed", "prio:normal", "type:debugging"],
+            "Finish the rest of #7: Export reports": ["agentos:proposed", "prio:normal", "type:implementation"],
+            "Address a risk from calc#7: the CSV writer ignores the locale's decimal separator": [
+                "agentos:proposed",
+                "prio:low",
+                "type:implementation",
+            ],
+        }
+
     async def test_refill_to_the_target_depth_never_repeats_a_title(self, env: Env) -> None:
         """Proposals fill the backlog to its target; one that repeats an existing title is dropped."""
 

@@ -176,7 +176,6 @@ class TestSprintPlan:
         pending = await planner.plans.pending("calc")
         assert pending is not None and pending.issues == [1, 2, 3, 4, 5] and pending.source == "rule"
 
-
     async def test_a_finished_sprint_is_reported_once_and_the_next_plan_comes_early(self, rt: LoopRig) -> None:
         """Every pick merged before the cadence ends: one "completed" notice, the next plan at once, and the
         old sprint note gets its report as a comment and is closed."""
@@ -202,6 +201,24 @@ class TestSprintPlan:
         assert "**Sprint report** (2026-03-02)" in report.body and "2 merged" in report.body
         assert "**Next focus:** the backlog" in report.body  # nothing escalated or carried over
         assert rt.journal.types().count("sprint_reported") == 1
+
+    async def test_the_next_focus_of_a_finished_sprint_reaches_the_next_plan(self, rt: LoopRig) -> None:
+        """One pick escalated, one merged: the report's next focus says to unblock the escalated one, is
+        journalled once, and the planner agent's next question carries it."""
+        await backlog(rt, 4)
+        s = LoopSettings(sprint_enabled=True, sprint_auto_approve=True, plan_size=2)
+        await rt.sprint_planner(s).tick()
+        merge_fix(rt, 1)
+        await rt.forge.close_issue("calc", 1)
+        task = fail_attempt(rt, 2, 0, blocker="timeout")
+        task.last_blocker = "timeout"
+        rt.journal.commit([transition(task, TaskStatus.BLOCKED, rt.clock(), reason="max_attempts")], [task])
+        agent = Planner({"promote": [{"issue": 3, "rationale": "next"}]})
+        await rt.sprint_planner(s, llm=agent).tick()
+        (reported,) = events_of(rt, "sprint_reported")
+        assert reported.data["next_focus"] == ["unblock #2 Backlog item 2 (blocked: timeout)"]
+        (prompt,) = agent.asked
+        assert "# Next focus (the last sprint report)\n- unblock #2 Backlog item 2 (blocked: timeout)" in prompt
 
 
 # ---------------------------------------------------------------- auto_ready

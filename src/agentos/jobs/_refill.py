@@ -125,7 +125,7 @@ def deterministic_proposals(evidence: Evidence, bodies: Sequence[str]) -> list[P
     out: list[dict[str, str]] = []
     for item in evidence.known_issues:
         body = f"## Goal\n{item}\n\n## Success criteria\n- {item}: fixed, with a test.\n\n_From CODEBASE.md._"
-        out.append({"title": item[:200], "body": body, "priority": "normal"})
+        out.append({"title": item[:200], "body": body, "type": "debugging"})
     for c in evidence.clusters:
         if any(marker(f"incident:{c.signature}") in b for b in bodies):
             continue  # the incident scanner already filed it
