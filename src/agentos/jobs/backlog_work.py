@@ -20,15 +20,15 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from agentos import logging as alog
 from agentos.agents.prompt import context_section
 from agentos.config import RepoConfig
-from agentos.forge.base import BLOCKED_LABEL, Forge, Issue
+from agentos.context import ProductContext
+from agentos.forge.base import BLOCKED_LABEL, Forge, Issue, marker
 from agentos.graph import TaskGraph
 from agentos.jobs._evidence import CODEBASE_FILE, Evidence, gather, read_repo_file
-from agentos.jobs._loops import EventHistory, LoopSettings, comment_once, find_marked, last_event, read_events, safely
+from agentos.jobs._loops import EventHistory, LoopSettings, comment_once, last_event, read_events, safely
 from agentos.jobs._refill import (
     ProposedIssue,
     RefillAnswer,
@@ -55,6 +55,10 @@ BOOTSTRAP: dict[str, str] = {
     CODEBASE_FILE: "how the code is laid out, how to build and test it, and a `## Known Issues` section",
 }
 """The documents a repo should have, and what each bootstrap issue asks for."""
+
+
+MAX_PROPOSALS = 20
+"""Proposals looked at per run at most (each match costs a comment lookup)."""
 
 
 def target_depth(s: LoopSettings) -> int:
@@ -120,13 +124,13 @@ class WorkGenerator:
         s: LoopSettings,
         llm: ModelAsker | None,
         *,
-        context: Any = None,
+        context: ProductContext | None = None,
     ) -> Generated:
         """One run over one repo (``issues``: open and closed); ``context``: its product context, or None."""
         result = Generated(target=target_depth(s))
         if not result.target:
             return result
-        result.bootstrap = await self._bootstrap(repo)
+        result.bootstrap = await self._bootstrap(repo, issues)
         result.backlog = len(backlog_of(issues)) + len(result.bootstrap)
         wanted = min(result.target - result.backlog, s.groom_max_per_run)
         if wanted <= 0:
@@ -155,7 +159,7 @@ class WorkGenerator:
         closed_since = now - timedelta(days=s.dedup_closed_days)
         taken = [i for i in issues if i.state == "open" or i.updated_at >= closed_since]
         live = {t.issue: t.title for t in self._graph if t.repo == repo.name and not t.is_terminal and t.branch}
-        for item in proposals:
+        for item in proposals[:MAX_PROPOSALS]:
             if len(result.filed) >= wanted:
                 break
             match = next((i for i in taken if similar_titles(item.title, i.title, s.duplicate_ratio)), None)
@@ -165,7 +169,7 @@ class WorkGenerator:
             if match is not None:
                 await self._point(repo.name, match, item, result)
                 continue
-            made = await self._file(repo.name, item)
+            made = await self._file(repo.name, item, issues)
             if made is not None:
                 result.filed.append(made.number)
                 taken.append(made)
@@ -177,7 +181,7 @@ class WorkGenerator:
         issues: list[Issue],
         wanted: int,
         llm: ModelAsker | None,
-        context: Any,
+        context: ProductContext | None,
         result: Generated,
     ) -> list[ProposedIssue]:
         proposals = None
@@ -201,9 +205,9 @@ class WorkGenerator:
         if posted:
             result.pointed.append(match.number)
 
-    async def _file(self, repo: str, item: ProposedIssue) -> Issue | None:
+    async def _file(self, repo: str, item: ProposedIssue, issues: Sequence[Issue]) -> Issue | None:
         key = _key("proposed", item.title)
-        if await safely("find", find_marked(self._forge, repo, key, state="all")) is not None:
+        if any(marker(key) in i.body for i in issues):
             return None  # filed before (and closed since): once
         kind, prio = item.task_type, item.priority
         text = (
@@ -220,7 +224,7 @@ class WorkGenerator:
             await self._offers.offer(repo, made.number, made.title, "proposed")
         return made
 
-    async def _bootstrap(self, repo: RepoConfig) -> list[int]:
+    async def _bootstrap(self, repo: RepoConfig, issues: Sequence[Issue]) -> list[int]:
         """One issue per missing NORTH_STAR.md, STRATEGY.md, CODEBASE.md of the checkout, each once ever."""
         if not repo.path:
             return []
@@ -229,7 +233,7 @@ class WorkGenerator:
             if read_repo_file(repo, name, limit=1) is not None:
                 continue
             key = f"bootstrap:{name}"
-            if await safely("find", find_marked(self._forge, repo.name, key, state="all")) is not None:
+            if any(marker(key) in i.body for i in issues):
                 continue
             body = (
                 f"## Goal\nWrite `{name}` at the repository's root: {what}.\n\n"
