@@ -656,17 +656,22 @@ class LoopsConfig(_Model):
         description="Titles this alike (0–1) mark the newer issue `agentos:duplicate`. Nothing is closed.",
     )
     reready_codes: list[str] = Field(
-        default_factory=lambda: ["quota_limited"],
-        description="Escalations with these blocker codes are transient: made ready again later.",
+        default_factory=lambda: ["quota_limited", "runner_failure", "timeout", "environment_failure"],
+        description="Blocker triage: escalations with these blocker codes are transient, made ready again later.",
     )
     reready_after_hours: float = Field(
-        default=24, ge=0, description="How long after such an escalation the issue is made ready again."
+        default=24, ge=0, description="The cooldown: how long after such an escalation the issue is made ready again."
     )
     max_rereadies: int = Field(default=2, ge=0, description="At most this many times per issue.")
     target_backlog_depth: int | None = Field(
         default=None,
         ge=0,
-        description="Refill the backlog to this many open issues from `objectives_file` (needs `llm_agent`).",
+        description="The groomer files candidates while the backlog is below this many open issues "
+        "(default: 2 × `plan_size`; 0: it files none).",
+    )
+    groom_max_per_run: int = Field(default=3, ge=1, description="Candidates the groomer files per run at most.")
+    dedup_closed_days: int = Field(
+        default=30, ge=0, description="A candidate like an issue closed this recently is not filed (a pointer instead)."
     )
     objectives_file: str = Field(
         default="OBJECTIVES.md", description="The file in the repo the refill and the sprint planner read."

@@ -118,6 +118,7 @@ def build_controller(
     if core is None:
         core = build_core(rt)
     from agentos.jobs.auto_ready import AutoReady
+    from agentos.jobs.incident_book import IncidentBook
     from agentos.jobs.sprint_plan import SprintPlans
 
     plans = SprintPlans(
@@ -143,6 +144,7 @@ def build_controller(
         status_page_url=status_page_url,
         plans=plans,
         offers=offers,
+        incidents=IncidentBook(journal=rt, clock=rt.now, forge=rt.forge, store=rt.store),
     )
 
 

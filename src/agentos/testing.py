@@ -39,6 +39,7 @@ from agentos.jobs.digest import DailyDigest, DigestNotify
 from agentos.jobs.dispatch import Dispatcher
 from agentos.jobs.groomer import BacklogGroomer
 from agentos.jobs.housekeeping import Housekeeping
+from agentos.jobs.incident_book import IncidentBook
 from agentos.jobs.incidents import IncidentScanner
 from agentos.jobs.planner import SprintPlanner
 from agentos.jobs.pr_monitor import PRMonitor
@@ -385,7 +386,12 @@ class LoopRig:
             llm=llm,
             offers=offers,
             notify=notify,
+            book=self.incident_book(),
         )
+
+    def incident_book(self) -> IncidentBook:
+        """The operator's incidents (``ctl incidents``, ``ack``, ``resolve``) over this rig's journal."""
+        return IncidentBook(journal=self.journal, clock=self.clock, forge=self.forge, store=self.journal)
 
     def auto_ready(
         self, s: LoopSettings | None = None, *, notify: Notify | None = None, wake: Wake | None = None

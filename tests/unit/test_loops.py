@@ -92,6 +92,8 @@ class Env:
             repos = []
             for name, mode in (modes or {"calc": "full"}).items():
                 (self.tmp / name).mkdir(exist_ok=True)
+                for doc in ("NORTH_STAR.md", "STRATEGY.md", "CODEBASE.md"):  # no bootstrap issues
+                    (self.tmp / name / doc).write_text(f"# {doc}\n")
                 repos.append(
                     RepoConfig(
                         name=name,
@@ -495,6 +497,87 @@ class TestBacklogGroomer:
         assert len(await rt.forge.comments("calc", transient.number)) == 1
         assert (await rt.forge.get_issue("calc", real.number)).labels == [BLOCKED_LABEL]
         assert events_of(rt, "backlog_groomed")[0].data["rereadied"] == [transient.number]
+
+    async def test_blocker_triage_rereadies_a_runner_failure_after_the_cooldown_within_the_cap(
+        self, env: Env, clock: SettableClock
+    ) -> None:
+        """runner_failure is triaged every run, not only on the weekly pass: not before the cooldown, then once
+        (journalled), and not again past ``max_rereadies``; a test_failure stays blocked."""
+        rt = env.runtime()
+        crashed = await new_issue(rt, "Crashed agent", labels=(BLOCKED_LABEL,))
+        real = await new_issue(rt, "Tests fail", labels=(BLOCKED_LABEL,))
+        task = run(rt, "calc", crashed.number, "claude", False, "runner_failure")
+        escalate(rt, task, "runner_failure")
+        escalate(rt, run(rt, "calc", real.number, "claude", False, "test_failure"), "test_failure")
+        s = LoopSettings(reready_after_hours=2, max_rereadies=1, target_backlog_depth=0)
+        groomer = rt.backlog_groomer(s)
+        await groomer.tick()  # the weekly pass: too early
+        clock.advance(hours=1)
+        await groomer.tick()
+        assert (await rt.forge.get_issue("calc", crashed.number)).labels == [BLOCKED_LABEL]
+        clock.advance(hours=1, minutes=1)
+        await groomer.tick()  # not the weekly pass: the triage runs anyway
+        labels = (await rt.forge.get_issue("calc", crashed.number)).labels
+        assert READY_LABEL in labels and BLOCKED_LABEL not in labels
+        (event,) = events_of(rt, "blocker_rereadied")
+        assert (event.task, event.data["blocker"], event.data["count"]) == (task.id, "runner_failure", 1)
+        assert (await rt.forge.get_issue("calc", real.number)).labels == [BLOCKED_LABEL]
+
+        await rt.forge.remove_label("calc", crashed.number, READY_LABEL)  # it ran and crashed again
+        await rt.forge.add_labels("calc", crashed.number, [BLOCKED_LABEL])
+        clock.advance(hours=3)
+        await groomer.tick()
+        assert (await rt.forge.get_issue("calc", crashed.number)).labels == [BLOCKED_LABEL]
+        assert len(events_of(rt, "blocker_rereadied")) == 1
+
+    async def test_the_evidence_reaches_the_question_and_without_an_agent_becomes_typed_candidates(
+        self, env: Env
+    ) -> None:
+        """Known Issues, a result's RISKS, a partial outcome, a finding and the last sprint's next focus are in the
+        planner agent's question; with no agent the same evidence gives typed, prioritised candidates."""
+        rt = env.runtime()
+        (env.tmp / "calc" / "CODEBASE.md").write_text("# Code\n\n## Known Issues\n\n- Parser drops trailing commas\n")
+        run_dir = env.tmp / "runs" / "calc-7"
+        run_dir.mkdir(parents=True)
+        (run_dir / ".agent_result.md").write_text(
+            "STATUS: partial\nBLOCKER_CODE: missing_context\nSUMMARY: half of the export is done\n"
+            "RISKS: the CSV writer ignores the locale's decimal separator\n"
+        )
+        task = run(rt, "calc", 7, "claude", False, "missing_context", title="Export reports")
+        assert task.current_attempt is not None
+        task.current_attempt.run_dir, task.current_attempt.outcome = str(run_dir), "partial"
+        task.current_attempt.summary = "half of the export is done"
+        await rt.forge.create_issue("calc", "Flaky tests in test_api", "body", [], key="finding:flaky:calc")
+        rt.journal.record("sprint_reported", None, repo="calc", sprint="s1", next_focus=["unblock #3 Login (timeout)"])
+
+        class Planner:
+            asked: list[str] = []
+
+            async def ask(self, prompt: str, model: type[M]) -> M | None:
+                self.asked.append(prompt)
+                return None
+
+        llm = Planner()
+        await rt.backlog_groomer(LoopSettings(target_backlog_depth=4), llm=llm).tick()
+        (question,) = llm.asked
+        for evidence in (
+            "- Parser drops trailing commas",
+            "calc#7: the CSV writer ignores the locale's decimal separator",
+            "calc#7 partial (missing_context): Export reports: half of the export is done",
+            "- Flaky tests in test_api",
+            "- unblock #3 Login (timeout)",
+        ):
+            assert evidence in question, evidence
+        filed = {i.title: sorted(i.labels) for i in await rt.forge.list_issues("calc") if "proposed" in str(i.labels)}
+        assert filed == {
+            "Parser drops trailing commas": ["agentos:proposed", "prio:normal", "type:debugging"],
+            "Finish the rest of #7: Export reports": ["agentos:proposed", "prio:normal", "type:implementation"],
+            "Address a risk from calc#7: the CSV writer ignores the locale's decimal separator": [
+                "agentos:proposed",
+                "prio:low",
+                "type:implementation",
+            ],
+        }
 
     async def test_refill_to_the_target_depth_never_repeats_a_title(self, env: Env) -> None:
         """Proposals fill the backlog to its target; one that repeats an existing title is dropped."""

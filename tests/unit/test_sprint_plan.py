@@ -98,7 +98,7 @@ class TestSprintPlan:
         assert wakes.jobs == ["dispatch"]
         assert await planner.plans.pending("calc") is None
         sprint_notes = [i for i in await rt.forge.list_issues("calc") if i.title == "Sprint 2026-03-02"]
-        assert len(sprint_notes) == 1 and "Next focus" in sprint_notes[0].body
+        assert len(sprint_notes) == 1 and "- #1 Backlog item 1 (normal)" in sprint_notes[0].body
         with pytest.raises(ControlError, match="no sprint plan waits"):
             await planner.plans.approve("calc")
 
@@ -189,7 +189,6 @@ class TestSprintPlan:
         pending = await planner.plans.pending("calc")
         assert pending is not None and pending.issues == [1, 2, 3, 4, 5] and pending.source == "rule"
 
-
     async def test_a_finished_sprint_is_reported_once_and_the_next_plan_comes_early(self, rt: LoopRig) -> None:
         """Every pick merged before the cadence ends: one "completed" notice, the next plan at once, and the
         old sprint note gets its report as a comment and is closed."""
@@ -213,6 +212,26 @@ class TestSprintPlan:
         assert old_note.state == "closed" and new_note.title == "Sprint 2026-03-02-2"
         (report,) = await rt.forge.comments("calc", old_note.number)
         assert "**Sprint report** (2026-03-02)" in report.body and "2 merged" in report.body
+        assert "**Next focus:** the backlog" in report.body  # nothing escalated or carried over
+        assert rt.journal.types().count("sprint_reported") == 1
+
+    async def test_the_next_focus_of_a_finished_sprint_reaches_the_next_plan(self, rt: LoopRig) -> None:
+        """One pick escalated, one merged: the report's next focus says to unblock the escalated one, is
+        journalled once, and the planner agent's next question carries it."""
+        await backlog(rt, 4)
+        s = LoopSettings(sprint_enabled=True, sprint_auto_approve=True, plan_size=2)
+        await rt.sprint_planner(s).tick()
+        merge_fix(rt, 1)
+        await rt.forge.close_issue("calc", 1)
+        task = fail_attempt(rt, 2, 0, blocker="timeout")
+        task.last_blocker = "timeout"
+        rt.journal.commit([transition(task, TaskStatus.BLOCKED, rt.clock(), reason="max_attempts")], [task])
+        agent = Planner({"promote": [{"issue": 3, "rationale": "next"}]})
+        await rt.sprint_planner(s, llm=agent).tick()
+        (reported,) = events_of(rt, "sprint_reported")
+        assert reported.data["next_focus"] == ["unblock #2 Backlog item 2 (blocked: timeout)"]
+        (prompt,) = agent.asked
+        assert "# Next focus (the last sprint report)\n- unblock #2 Backlog item 2 (blocked: timeout)" in prompt
 
 
 # ---------------------------------------------------------------- auto_ready
@@ -319,6 +338,49 @@ class TestAutoReady:
         assert note.severity == 1 and f"calc#{fix.number}" in note.text
         comments = await rt.forge.comments("calc", fix.number)
         assert any("Recurred after the fix merged" in c.body for c in comments)
+
+    async def test_an_acked_incident_sends_no_notice_and_a_resolved_one_is_closed(
+        self, rt: LoopRig, clock: SettableClock
+    ) -> None:
+        """ctl incidents lists the signature; ack silences the recurrence notice (the comment still comes);
+        resolve closes the fix issue and the incident; the signature back after that is open again, not acked."""
+        for n in range(3):
+            fail_attempt(rt, 100 + n, n)
+        notes = RecordingNotifier()
+        scanner = rt.incident_scanner(notify=notes)
+        book = rt.incident_book()
+        await scanner.tick()
+        (fix,) = await fix_issues(rt)
+        (row,) = await book.listing()
+        assert (row["count"], row["fix_issue"], row["acked"]) == (3, f"calc#{fix.number}", False)
+        sig = row["signature"]
+        with pytest.raises(ControlError, match="no open incident"):
+            await book.ack("ffffffff", by="ctl")
+        assert (await book.ack(sig[:6], by="ctl"))["signature"] == sig
+        merge_fix(rt, fix.number)
+        await rt.forge.close_issue("calc", fix.number)
+        clock.advance(days=2)
+        for n in range(3):
+            fail_attempt(rt, 300 + n, n)
+        await scanner.tick()
+        assert notes.sent == []  # acked: silenced
+        assert any("Recurred after the fix merged" in c.body for c in await rt.forge.comments("calc", fix.number))
+        (row,) = await book.listing()
+        assert (row["count"], row["acked_by"]) == (6, "ctl")
+
+        done = await book.resolve(sig, by="telegram")
+        assert done["resolved"] and await book.listing() == []
+        assert [e.data["by"] for e in rt.journal.events if e.type in ("incident_acked", "incident_resolved")] == [
+            "ctl",
+            "telegram",
+        ]
+        clock.advance(days=2)
+        for n in range(3):
+            fail_attempt(rt, 500 + n, n)
+        await scanner.tick()
+        (row,) = await book.listing()
+        assert (row["count"], row["acked"]) == (3, False)  # open again, and its notice is no longer silenced
+        assert [n.key for n in notes.sent] == [f"recurred:{sig}"]
 
     async def test_proposals_reach_the_queue_only_under_all(self, rt: LoopRig) -> None:
         """The groomer's proposals are made ready under `all`; under `fix_issues` or `approve` they wait."""

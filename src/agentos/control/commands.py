@@ -82,6 +82,10 @@ SHOWN_REPO = Arg(
     required=False,
     pick=lambda word: None if word.lower() in {"approve", "skip"} else word,  # `/plan approve` is not a repo
 )
+SIGNATURE = Arg("signature", "str", "The incident's signature, or its first 4+ characters (see `incidents`).")
+BY_CTL = {"by": "ctl"}
+BY_CHAT = {"by": "telegram"}
+BY = Arg("by", "str", "Who decided (the surface: ctl or telegram).", required=False, default="operator")
 ISSUE_REF = Arg("ref", "str", "The issue, repo#N (or N with one repo).", metavar="ISSUE")
 
 GROUPS: dict[str, str] = {
@@ -381,6 +385,35 @@ TABLE: dict[str, CommandSpec] = {
             ctl=(Form(("offer", "dismiss")),),
             chat=(Form(("offer", "dismiss")),),
             chat_reply=lambda a, r: f"{a['ref']} dismissed.",
+        ),
+        CommandSpec(
+            "incidents",
+            "Open incidents: signature, blocker, count, first and last seen, fix issue, acked.",
+            lambda c, a: c.incidents(),
+            ctl=(Form(("incidents",)),),
+            chat=(Form(("incidents",)),),
+            chat_reply=lambda a, r: replies.chat_incidents(r),
+            terminal=replies.terminal_incidents,
+        ),
+        CommandSpec(
+            "incident_ack",
+            "Acknowledge an incident: no more notices for its signature until it is resolved.",
+            lambda c, a: c.incident_ack(a["signature"], a["by"] or "operator"),
+            args=(SIGNATURE, BY),
+            ctl=(Form(("ack",), BY_CTL),),
+            chat=(Form(("ack",), BY_CHAT),),
+            chat_reply=lambda a, r: f"Incident {r['signature']} acked: its notices are silenced.",
+        ),
+        CommandSpec(
+            "incident_resolve",
+            "Resolve an incident: its fix issue is closed; a recurrence is reported again.",
+            lambda c, a: c.incident_resolve(a["signature"], a["by"] or "operator"),
+            args=(SIGNATURE, BY),
+            ctl=(Form(("resolve",), BY_CTL),),
+            chat=(Form(("resolve",), BY_CHAT),),
+            chat_reply=lambda a, r: (
+                f"Incident {r['signature']} resolved" + (f"; {r['fix_issue']} closed." if r.get("closed") else ".")
+            ),
         ),
         CommandSpec(
             "close",

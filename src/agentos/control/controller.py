@@ -26,6 +26,7 @@ from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import Forge
 from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus
 from agentos.jobs.auto_ready import AutoReady
+from agentos.jobs.incident_book import IncidentBook
 from agentos.jobs.sprint_plan import SprintPlans
 from agentos.lifecycle import Lifecycle
 from agentos.notices import manual_steps_of
@@ -91,6 +92,7 @@ class Controller:
         status_page_url: Callable[[], str | None] = lambda: None,
         plans: SprintPlans | None = None,
         offers: AutoReady | None = None,
+        incidents: IncidentBook | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -118,6 +120,8 @@ class Controller:
         """Sprint plans waiting for a decision (``plan show|approve|skip``); None: those commands refuse."""
         self._offers = offers
         """Loop-filed issues offered with one tap (``issue make-ready|dismiss``); None: those commands refuse."""
+        self._incidents = incidents
+        """Open incidents (``incidents``, ``ack``, ``resolve``); None: those commands refuse."""
         self._issues = LocalIssues(settings=settings, forge=forge, poke=self._poke)
         """``agentos issue new|ready`` on the local forge (``issue_new``, ``issue_ready``)."""
 
@@ -471,3 +475,22 @@ class Controller:
         """Dismiss a loop-filed issue's offer: it stays, not ready."""
         offers, repo, number = self._offer_ref(ref)
         return await offers.dismiss(repo, number)
+
+    # ------------------------------------------------------------ incidents
+
+    def _incident_book(self) -> IncidentBook:
+        if self._incidents is None:
+            raise ControlError("incidents are not available in this daemon")
+        return self._incidents
+
+    async def incidents(self) -> list[dict[str, Any]]:
+        """The open incidents: signature, count, first and last seen, fix issue, acked."""
+        return await self._incident_book().listing()
+
+    async def incident_ack(self, signature: str, by: str) -> dict[str, Any]:
+        """Silence an incident's notices until it is resolved."""
+        return await self._incident_book().ack(signature, by=by)
+
+    async def incident_resolve(self, signature: str, by: str) -> dict[str, Any]:
+        """Close an incident and its fix issue."""
+        return await self._incident_book().resolve(signature, by=by)

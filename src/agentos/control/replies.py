@@ -146,6 +146,21 @@ def chat_plans(plans: Sequence[JSON]) -> str:
     return "\n".join(lines) or "No repos."
 
 
+def chat_incidents(incidents: Sequence[JSON]) -> str:
+    """``/incidents``: each open incident's signature, count, first and last seen, fix issue, ack."""
+    lines = []
+    for i in incidents:
+        acked = f" · acked by {one_line(i.get('acked_by'))}" if i.get("acked") else ""
+        lines.append(
+            f"{one_line(i.get('signature'))} · {one_line(i.get('blocker'))} ×{i.get('count')} · "
+            f"first {one_line(i.get('first_seen'))[:16]} · last {one_line(i.get('last_seen'))[:16]} · "
+            f"fix {one_line(i.get('fix_issue')) or 'none'}{acked}\n  {one_line(i.get('text'))}"
+        )
+    if not lines:
+        return "No open incidents."
+    return "\n".join([*lines, "/ack SIG silences one · /resolve SIG closes it"])
+
+
 def chat_repos(repos: Sequence[JSON]) -> str:
     if not repos:
         return "No repos."
@@ -352,6 +367,22 @@ def terminal_task(task: Any) -> list[View]:
             title="attempts",
         ),
     ]
+
+
+def terminal_incidents(incidents: Any) -> list[View]:
+    """``agentos ctl incidents``: one row per open incident, times as ``MM-DD HH:MM`` (UTC) to fit a terminal."""
+    rows = [
+        {
+            "signature": i.get("signature"),
+            "count": i.get("count"),
+            "first": str(i.get("first_seen") or "")[5:16].replace("T", " "),
+            "last": str(i.get("last_seen") or "")[5:16].replace("T", " "),
+            "fix_issue": i.get("fix_issue"),
+            "acked_by": i.get("acked_by"),
+        }
+        for i in incidents
+    ]
+    return [Table(rows, ["signature", "count", "first", "last", "fix_issue", "acked_by"], "Open incidents (UTC)")]
 
 
 def terminal_plans(plans: Any) -> list[View]:

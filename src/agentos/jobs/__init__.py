@@ -40,6 +40,7 @@ def loop_jobs(
     from agentos.jobs.digest import DailyDigest
     from agentos.jobs.groomer import BacklogGroomer
     from agentos.jobs.housekeeping import Housekeeping
+    from agentos.jobs.incident_book import IncidentBook
     from agentos.jobs.incidents import IncidentScanner
     from agentos.jobs.outcome_check import OutcomeChecker
     from agentos.jobs.planner import SprintPlanner
@@ -62,6 +63,7 @@ def loop_jobs(
             stopping=stopping,
             offers=offers,
             notify=notify,
+            book=IncidentBook(journal=j, clock=c, forge=forge, store=store),
         ).tick,
         "log_analysis": LogAnalyzer(
             settings=s, journal=j, clock=c, graph=g, forge=forge, store=store, offers=offers

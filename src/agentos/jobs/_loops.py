@@ -57,7 +57,7 @@ class LoopSettings:
     """Thresholds and switches of the improvement loops (the ``loops:`` config section, when present).
 
     Every field has a default that is safe with no config at all: nothing here makes a backlog run
-    (``sprint_enabled`` is off, refill needs ``target_backlog_depth`` and an LLM agent).
+    (``sprint_enabled`` is off; the groomer's candidates wait for a human unless ``auto_ready`` says otherwise).
     """
 
     # incident scanner
@@ -76,10 +76,12 @@ class LoopSettings:
     stale_days: int = 30
     close_stale_days: int | None = None
     duplicate_ratio: float = 0.9
-    reready_codes: tuple[str, ...] = ("quota_limited",)
+    reready_codes: tuple[str, ...] = ("quota_limited", "runner_failure", "timeout", "environment_failure")
     reready_after_hours: float = 24.0
     max_rereadies: int = 2
-    target_backlog_depth: int | None = None
+    target_backlog_depth: int | None = None  # None: 2 × plan_size
+    groom_max_per_run: int = 3
+    dedup_closed_days: int = 30
     objectives_file: str = "OBJECTIVES.md"
     # the context layer (agentos.context): what the groomer's question quotes of the repo
     context_files: tuple[str, ...] = DEFAULT_CONTEXT_FILES

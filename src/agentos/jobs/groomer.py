@@ -1,7 +1,16 @@
-"""The backlog groomer: stale issues, likely duplicates, transient escalations, and an optional refill.
+"""The backlog groomer: stale issues, likely duplicates, blocker triage, and work that finds itself.
 
-Runs hourly; each repo in ``automation_mode: full`` is groomed once per cadence (``groom_cadence_days`` of
-the repo, else the loop default of 7), gated by its last ``backlog_groomed`` event. One pass:
+Runs hourly over each repo in ``automation_mode: full``. Every run:
+
+- **blocker triage**: an ``agentos:blocked`` issue whose task was escalated with a transient or environmental
+  blocker (``reready_codes``: ``quota_limited``, ``runner_failure``, ``timeout``, ``environment_failure``) at
+  least ``reready_after_hours`` ago is made ready again, at most ``max_rereadies`` times per issue; each one
+  journalled (``blocker_rereadied``) and commented once;
+- **work generation** (:mod:`agentos.jobs.backlog_work`): a backlog below its target depth (``target_backlog_depth``,
+  default 2 × ``plan_size``) gets candidates from the evidence, deduplicated, each with a type and a priority.
+
+Once per cadence (``groom_cadence_days`` of the repo, else the loop default of 7; gated by its last
+``backlog_groomed`` event) also:
 
 1. **stale**: an open issue with no update for ``stale_days`` (30) that agentos is not working on
    (not ready, running or blocked) gets the ``agentos:stale`` label and one comment. With
@@ -10,29 +19,18 @@ the repo, else the loop default of 7), gated by its last ``backlog_groomed`` eve
 2. **duplicates**: two open issues whose normalised titles are equal or ``difflib`` similar (≥ 0.9, and
    the same numbers in both) are cross-linked: the newer gets ``agentos:duplicate`` and a comment naming
    the older, the older a comment naming the newer. Nothing is closed. Issues the loops filed are skipped.
-3. **transient escalations**: an ``agentos:blocked`` issue whose task was escalated with a transient
-   blocker (``reready_codes``: ``quota_limited``) at least ``reready_after_hours`` ago is made ready again,
-   at most ``max_rereadies`` times per issue.
-4. **refill** (only with ``target_backlog_depth``): issues proposed by the planner LLM (``llm_agent``) from
-   the repo's objectives file and recent failure signatures, validated (``jobs/_refill.py``); without an
-   agent, or when it fails, the objectives file's open items and uncovered recurring failures. Never a
-   title that exists, open or closed (so never one closed as a duplicate).
 
 Every comment carries a key, so a repeated pass writes nothing twice.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from agentos import logging as alog
-from agentos.agents.prompt import context_section
 from agentos.config import RepoConfig
 from agentos.context import ProductContext, directory_reader, read_context
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue, marker
@@ -41,25 +39,25 @@ from agentos.jobs._loops import (
     EventHistory,
     LoopSettings,
     comment_once,
-    file_once,
     last_event,
     loop_repos,
     read_events,
     safely,
     settings_for,
 )
-from agentos.jobs._refill import (
-    RefillAnswer,
-    deterministic_proposals,
-    failure_clusters,
-    parse_proposals,
-    refill_prompt,
+from agentos.jobs._titles import (
+    _LOOP_MARKER,
+    DUPLICATE_LABEL,
+    PROPOSED_LABEL,
+    STALE_LABEL,
+    is_loop_issue,
+    normalise_title,
+    similar_titles,
 )
 from agentos.jobs.auto_ready import AutoReady
+from agentos.jobs.backlog_work import Generated, WorkGenerator
 from agentos.llm import ModelAsker, from_config
-from agentos.ops.metrics import read_history
 from agentos.ports import Clock, Journal, Settings
-from agentos.redact import redact
 
 __all__ = [
     "DUPLICATE_LABEL",
@@ -76,38 +74,8 @@ __all__ = [
 
 log = alog.get_logger("agentos.groomer")
 
-STALE_LABEL = "agentos:stale"
-DUPLICATE_LABEL = "agentos:duplicate"
-PROPOSED_LABEL = "agentos:proposed"
 _ACTIVE_LABELS = frozenset({READY_LABEL, RUNNING_LABEL, BLOCKED_LABEL})
-_WORD = re.compile(r"[a-z0-9]+")
-_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*|(?:feat|fix|bug|chore|docs|refactor)(?:\([^)]*\))?:\s*)+", re.IGNORECASE)
-_LOOP_MARKER = "<!-- agentos:key="
-_LOOP_KEYS = ("incident:", "finding:", "weekly-report:", "sprint:")
 _SETTLE = timedelta(minutes=5)
-
-
-def normalise_title(title: str) -> str:
-    """Lower case words only, without ``[tags]`` or ``fix:``-style prefixes."""
-    return " ".join(_WORD.findall(_PREFIX.sub("", title).lower()))
-
-
-def similar_titles(a: str, b: str, ratio: float = 0.9) -> bool:
-    """Equal normalised titles, or titles at least ``ratio`` alike that carry the same numbers."""
-    na, nb = normalise_title(a), normalise_title(b)
-    if not na or not nb:
-        return False
-    if na == nb:
-        return True
-    if re.findall(r"\d+", na) != re.findall(r"\d+", nb) or min(len(na), len(nb)) < 12:
-        return False
-    matcher = difflib.SequenceMatcher(None, na, nb, autojunk=False)
-    return matcher.real_quick_ratio() >= ratio and matcher.quick_ratio() >= ratio and matcher.ratio() >= ratio
-
-
-def is_loop_issue(issue: Issue) -> bool:
-    """Filed by agentos itself (incidents, findings, reports, sprint notes): groomed by their own loop."""
-    return any(_LOOP_MARKER + key in issue.body for key in _LOOP_KEYS)
 
 
 def stale_issues(issues: Iterable[Issue], now: datetime, days: float) -> list[Issue]:
@@ -172,6 +140,7 @@ class BacklogGroomer:
         self._llm = llm
         self._offers = offers
         """Where a proposed issue goes next (``loops.auto_ready: all`` makes it ready); None: it waits."""
+        self._work = WorkGenerator(journal=journal, clock=clock, graph=graph, forge=forge, store=store, offers=offers)
         self.groomed = 0
 
     def __repr__(self) -> str:
@@ -191,11 +160,15 @@ class BacklogGroomer:
             if self._stopping():
                 return
             last = last_event(events, "backlog_groomed", repo=repo.name)
-            if last is not None and now - last.ts < timedelta(days=self.cadence_days(repo, s)):
-                continue
+            due = last is None or now - last.ts >= timedelta(days=self.cadence_days(repo, s))
             with alog.bound(repo=repo.name):
                 issues = await safely("list_issues", self._forge.list_issues(repo.name, state="all"))
                 if issues is None:
+                    continue
+                if not due:
+                    open_issues = [i for i in issues if i.state == "open"]
+                    await self._reready(repo.name, open_issues, s, now, GroomResult())
+                    await self._generate(repo, issues, s, GroomResult())
                     continue
                 result = await self.groom(repo, issues, s, now)
             self.groomed += 1
@@ -203,13 +176,13 @@ class BacklogGroomer:
             log.info("backlog_groomed", **vars(result))
 
     async def groom(self, repo: RepoConfig, issues: list[Issue], s: LoopSettings, now: datetime) -> GroomResult:
-        """One pass over one repo's issues (open and closed); the gate is the caller's."""
+        """One full pass over one repo's issues (open and closed); the gate is the caller's."""
         result = GroomResult()
         open_issues = [i for i in issues if i.state == "open"]
         await self._stale(repo.name, open_issues, s, now, result)
         await self._duplicates(repo.name, open_issues, s, result)
         await self._reready(repo.name, open_issues, s, now, result)
-        await self._refill(repo, issues, s, result)
+        await self._generate(repo, issues, s, result)
         return result
 
     async def _stale(self, repo: str, issues: list[Issue], s: LoopSettings, now: datetime, result: GroomResult) -> None:
@@ -275,73 +248,30 @@ class BacklogGroomer:
             if now - task.updated_at < timedelta(hours=s.reready_after_hours):
                 continue
             comments = await safely("comments", forge.comments(repo, issue.number)) or []
-            if sum(1 for c in comments if _LOOP_MARKER + "reready:" in c.body) >= s.max_rereadies:
+            done = sum(1 for c in comments if _LOOP_MARKER + "reready:" in c.body)
+            if done >= s.max_rereadies:
                 continue
             if any(marker(f"reready:{task.id}") in c.body for c in comments):
                 continue
-            await safely("remove_label", forge.remove_label(repo, issue.number, BLOCKED_LABEL))
-            await safely("add_labels", forge.add_labels(repo, issue.number, [READY_LABEL]))
             body = (
                 f"**agentos:** `{task.id}` was escalated with `{task.last_blocker}`, a transient blocker; "
-                "the issue is ready again."
+                f"the issue is ready again (re-ready {done + 1} of at most {s.max_rereadies})."
             )
+            await safely("remove_label", forge.remove_label(repo, issue.number, BLOCKED_LABEL))
+            await safely("add_labels", forge.add_labels(repo, issue.number, [READY_LABEL]))
             await safely("comment", comment_once(forge, repo, issue.number, body, key=f"reready:{task.id}"))
+            self._journal.record(
+                "blocker_rereadied", task.id, repo=repo, issue=issue.number, blocker=task.last_blocker, count=done + 1
+            )
             result.rereadied.append(issue.number)
             log.info("issue_rereadied", issue=issue.number, task=task.id, blocker=task.last_blocker)
 
-    async def _refill(self, repo: RepoConfig, issues: list[Issue], s: LoopSettings, result: GroomResult) -> None:
-        target = s.target_backlog_depth
-        if not target:
-            return
-        backlog = [
-            i
-            for i in issues
-            if i.state == "open"
-            and not is_loop_issue(i)
-            and not {STALE_LABEL, DUPLICATE_LABEL, BLOCKED_LABEL} & set(i.labels)
-        ]
-        wanted = target - len(backlog)
-        if wanted <= 0:
-            result.refill = "full"
-            return
-        objectives = _read_objectives(repo, s.objectives_file)
-        existing = [i.title for i in issues]  # open and closed: a title closed as a duplicate stays taken
-        now = self._clock()
-        since = now - timedelta(days=s.analysis_days)
-        events = await read_events(self._store, since)
-        history = read_history(events, self._graph, since=since, until=now)
-        clusters = failure_clusters(history.failures, repo.name)
+    async def _generate(self, repo: RepoConfig, issues: list[Issue], s: LoopSettings, result: GroomResult) -> None:
         config = self._settings.config
         llm = self._llm or from_config(config, s.llm_agent, config.state_path)
-        proposals = None
-        if llm is not None:
-            context = context_section(await _product_context(repo, s))
-            question = refill_prompt(repo.name, wanted, objectives, clusters, existing, context=context)
-            answer = await llm.ask(question, RefillAnswer)
-            proposals = parse_proposals(answer)
-            result.refill = "asked" if proposals is not None else "no_answer"
-        if proposals is None:
-            proposals = deterministic_proposals(objectives, clusters, [i.body for i in issues])
-            if proposals:
-                result.refill = "deterministic"
-            elif llm is None:
-                result.refill = "no_llm"
-                log.info("refill_skipped", reason="no llm agent and nothing to propose", wanted=wanted)
-        for item in proposals:
-            if len(result.proposed) >= wanted:
-                break
-            title, body = item.title, item.body
-            if any(similar_titles(title, t, s.duplicate_ratio) for t in existing):
-                continue
-            key = "proposed:" + hashlib.sha256(normalise_title(title).encode()).hexdigest()[:12]
-            text = f"{redact(body)[:4000]}\n\n_Proposed by the backlog groomer. Make it ready to have it run._"
-            filed = file_once(self._forge, repo.name, title, text, [PROPOSED_LABEL], key=key)
-            made = await safely("create_issue", filed)
-            if made is not None and made[1]:
-                result.proposed.append(made[0].number)
-                existing.append(title)
-                if self._offers is not None:
-                    await self._offers.offer(repo.name, made[0].number, title, "proposed")
+        context = await _product_context(repo, s) if llm is not None else None
+        made: Generated = await self._work.generate(repo, issues, s, llm, context=context)
+        result.refill, result.proposed = made.source, made.filed + made.bootstrap
 
 
 async def _product_context(repo: RepoConfig, s: LoopSettings) -> ProductContext:
@@ -356,13 +286,3 @@ async def _product_context(repo: RepoConfig, s: LoopSettings) -> ProductContext:
         max_chars=s.context_max_chars,
         url_hosts=s.objective_url_hosts,
     )
-
-
-def _read_objectives(repo: RepoConfig, name: str) -> str:
-    if not repo.path:
-        return ""
-    path = Path(repo.path).expanduser() / name
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[:8000]
-    except OSError:
-        return ""

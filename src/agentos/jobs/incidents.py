@@ -39,6 +39,7 @@ from agentos.jobs._loops import (
     settings_for,
 )
 from agentos.jobs.auto_ready import AutoReady
+from agentos.jobs.incident_book import IncidentBook
 from agentos.llm import ModelAsker, from_config
 from agentos.ops.metrics import Failure, read_history
 from agentos.ports import Action, Clock, Journal, Notify, Settings
@@ -273,6 +274,7 @@ class IncidentScanner:
         llm: ModelAsker | None = None,
         offers: AutoReady | None = None,
         notify: Notify | None = None,
+        book: IncidentBook | None = None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -287,6 +289,8 @@ class IncidentScanner:
         """Where a new fix issue goes next (``loops.auto_ready``); None: it waits for a human."""
         self._notify = notify
         """Who hears of a signature that recurs after its fix merged (a sev1 notice)."""
+        self._book = book
+        """The operator's acks: an acked signature sends no notice (None: every notice is sent)."""
         self.filed = 0
         self.commented = 0
 
@@ -381,7 +385,7 @@ class IncidentScanner:
         await safely("comment", comment_once(self._forge, repo, number, text, key=f"{key}:recurred:{day}"))
         self._record("escalated", c, repo, number, new)
         log.error("incident_recurred", repo=repo, issue=number, signature=c.signature)
-        if self._notify is not None:
+        if self._notify is not None and not (self._book is not None and await self._book.acked(c.signature)):
             self._notify.notify(
                 1,
                 f"recurred:{c.signature}",
@@ -425,5 +429,6 @@ class IncidentScanner:
             count=c.count,
             new=len(new),
             tasks=c.tasks[:50],
+            first_seen=new[0].ts.isoformat(),
             last_seen=c.failures[-1].ts.isoformat(),
         )

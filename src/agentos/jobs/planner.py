@@ -132,6 +132,7 @@ def plan_prompt(
     failures: Sequence[str] = (),
     skipped: Collection[int] = (),
     outcomes: Sequence[str] = (),
+    focus: Sequence[str] = (),
 ) -> str:
     """The planner agent's question: the evidence, then the backlog it may promote from (``outcomes``: the
     objectives' measured outcomes, :func:`agentos.outcomes.outcome_lines`)."""
@@ -145,6 +146,8 @@ def plan_prompt(
         parts += ["", "# The last sprint", *last_sprint]
     if outcomes:
         parts += ["", "# Measured outcomes of recent merges (objectives.yaml; score −1 … +1)", *outcomes]
+    if focus:
+        parts += ["", "# Next focus (the last sprint report)", *(f"- {redact(f)[:300]}" for f in focus)]
     if failures:
         parts += ["", "# Recurring failures (last days)", *failures]
     if skipped:
@@ -247,6 +250,7 @@ class SprintPlanner:
         sprint = str(applied.data.get("sprint"))
         if last_event(events, "sprint_completed", repo=repo, sprint=sprint) is None:
             self._journal.record("sprint_completed", None, repo=repo, sprint=sprint, outcomes=outcomes)
+            await self.plans.report(applied, {i.number: i for i in issues})
             log.info("sprint_completed", repo=repo, sprint=sprint)
             if self._notify is not None:
                 counts = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
@@ -291,6 +295,8 @@ class SprintPlanner:
         history = await read_events(self._store, now - timedelta(days=s.analysis_days))
         recent = await read_events(self._store, now - timedelta(days=90))
         previous = last_event(recent, "sprint_planned", repo=repo.name)
+        reported = last_event(recent, "sprint_reported", repo=repo.name)
+        focus = [str(f) for f in reported.data.get("next_focus") or []] if reported is not None else []
         by_number = {i.number: i for i in issues}
 
         def outcome(n: int) -> str:
@@ -313,6 +319,7 @@ class SprintPlanner:
             failures=clusters,
             skipped=skipped,
             outcomes=outcome_lines(score_objectives(recent, repo.name), with_repo=False),
+            focus=focus,
         )
         answer = await llm.ask(question, PlanAnswer)
         if answer is None:

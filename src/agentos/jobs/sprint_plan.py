@@ -28,7 +28,7 @@ from agentos.issue_text import parse_issue
 from agentos.jobs._loops import EventHistory, comment_once, file_once, find_marked, last_event, read_events, safely
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake
 
-__all__ = ["HISTORY_DAYS", "SPRINT_LABEL", "Pick", "Plan", "SprintPlans", "outcome_of"]
+__all__ = ["HISTORY_DAYS", "SPRINT_LABEL", "Pick", "Plan", "SprintPlans", "next_focus", "outcome_of"]
 
 log = alog.get_logger("agentos.planner")
 
@@ -260,12 +260,8 @@ class SprintPlans:
         key = f"sprint:{repo}:{plan.plan}"
         await safely("create_issue", file_once(forge, repo, f"Sprint {plan.plan}", body, [SPRINT_LABEL], key=key))
         if previous is not None and previous.data.get("sprint") != plan.plan:
-            old_sprint = previous.data.get("sprint")
-            old = await safely("find", find_marked(forge, repo, f"sprint:{repo}:{old_sprint}"))
+            old = await self.report(previous, by_number)
             if old is not None:
-                report = "\n".join([f"**Sprint report** ({old_sprint})", "", *self._report(previous, by_number)])
-                key = f"sprint-report:{repo}:{old_sprint}"
-                await safely("comment", comment_once(forge, repo, old.number, report, key=key))
                 await safely("close_issue", forge.close_issue(repo, old.number))
         return made
 
@@ -279,9 +275,26 @@ class SprintPlans:
             lines.append(f"- #{pick.issue} {pick.title or (found.title if found else '')} ({prio}){why}")
         if previous is not None:
             lines += ["", f"### Previous sprint ({previous.data.get('sprint')})", "", *self._report(previous, issues)]
-        lines += ["", "**Next focus:** " + (", ".join(f"#{n}" for n in plan.issues) or "nothing planned")]
         lines += ["", f"_Planned by the sprint planner ({plan.source}); approved. Remove a ready label to hold one._"]
         return "\n".join(lines)
+
+    async def report(self, sprint: Event, issues: dict[int, Issue]) -> Issue | None:
+        """Post the sprint's report (done, carried over, risks, next focus) on its note issue, once, and journal
+        its next focus (``sprint_reported``), which the next groomer and planner runs read; the note, or None."""
+        repo, name = str(sprint.data.get("repo")), str(sprint.data.get("sprint"))
+        focus = next_focus(self._graph, sprint, issues)
+        events = await self._events()
+        if last_event(events, "sprint_reported", repo=repo, sprint=name) is None:
+            self._journal.record("sprint_reported", None, repo=repo, sprint=name, next_focus=focus)
+            log.info("sprint_reported", repo=repo, sprint=name, next_focus=focus)
+        note = await safely("find", find_marked(self._forge, repo, f"sprint:{repo}:{name}", state="all"))
+        if note is None:
+            return None
+        report = "\n".join([f"**Sprint report** ({name})", "", *self._report(sprint, issues)])
+        await safely(
+            "comment", comment_once(self._forge, repo, note.number, report, key=f"sprint-report:{repo}:{name}")
+        )
+        return note
 
     def _report(self, sprint: Event, issues: dict[int, Issue]) -> list[str]:
         """A sprint's report: each issue's outcome (done, answered, escalated, closed, carried over), the
@@ -306,7 +319,26 @@ class SprintPlans:
             lines += ["", "**Risks:** " + "; ".join(risks)]
         if carried:
             lines += ["", "**Carried over:** " + ", ".join(carried)]
+        lines += ["", "**Next focus:** " + ("; ".join(next_focus(self._graph, sprint, issues)) or "the backlog")]
         return lines
+
+
+def next_focus(graph: TaskGraph, sprint: Event, issues: dict[int, Issue]) -> list[str]:
+    """What the next sprint should look at first: the sprint's escalated issues (unblock them), then those
+    carried over (finish them)."""
+    repo = str(sprint.data.get("repo"))
+    unblock, finish = [], []
+    for number in sprint.data.get("issues") or []:
+        found = issues.get(int(number))
+        outcome = outcome_of(graph, repo, int(number), found.state if found else None)
+        title = found.title if found else ""
+        if outcome == "escalated":
+            task = graph.latest_for_issue(repo, int(number))
+            blocker = f" (blocked: {task.last_blocker})" if task is not None and task.last_blocker else ""
+            unblock.append(f"unblock #{number} {title}{blocker}")
+        elif outcome == "carried over":
+            finish.append(f"finish #{number} {title}")
+    return unblock + finish
 
 
 def plan_text(plan: Plan) -> str:
