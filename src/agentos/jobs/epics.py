@@ -97,10 +97,10 @@ def split_question(issue: Issue) -> str:
 def part_body(epic: int, k: int, total: int, part: dict[str, Any], previous: int | None) -> str:
     """A sub-issue's body: ``Part of #N``, the goal and criteria, and ``Depends on`` the part before."""
     criteria = "\n".join(f"- {item}" for item in part.get("success_criteria") or [])
-    lines = [f"Part of #{epic} ({k} of {total})", "", "## Goal", "", str(part.get("goal", "")).strip()]
-    lines += ["", "## Success criteria", "", criteria]
+    lines = [f"Part of #{epic} ({k} of {total})", ""]
     if previous is not None:
-        lines += ["", f"Depends on #{previous}"]
+        lines += [f"Depends on #{previous}", ""]
+    lines += ["## Goal", "", str(part.get("goal", "")).strip(), "", "## Success criteria", "", criteria]
     return "\n".join(lines) + "\n"
 
 
