@@ -129,7 +129,7 @@ class TestEpics:
 class TestNormaliser:
     def test_a_terse_issue_is_worked_from_the_normalised_criteria(self, make_loop: MakeLoop) -> None:
         """A one-line issue labelled `agent:other`: the worker prompt has the normaliser's goal, criteria and
-        constraints and the original line; its type is filled, its agent label wins; `ctl task show` shows it."""
+        constraints and the original line; its type is filled, its agent label wins; `task show` shows it."""
         loop = planner_loop(make_loop, NORMALISED, normalise=True)
         number = loop.new_issue("Nicer greeting", "Make it nicer.", "agent:other")
         task_id = f"{REPO}#{number}"
@@ -142,6 +142,8 @@ class TestNormaliser:
         assert "normalise-issue" in planner_prompts(loop)[0] and len(planner_prompts(loop)) == 1
         shown = loop.cli("ctl", "task", "show", task_id).stdout
         assert NORMALISED["success_criteria"][0] in shown
+        offline = loop.cli("task", "show", task_id, "--config", str(loop.config)).stdout
+        assert "criteria (normalised)" in offline and NORMALISED["constraints"][0] in offline
 
     def test_a_terse_issue_is_left_as_filed_when_the_planner_answers_garbage_twice(self, make_loop: MakeLoop) -> None:
         """Two bad answers: the task runs from the issue as filed (no criteria invented), nothing is posted."""

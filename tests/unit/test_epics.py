@@ -17,6 +17,7 @@ from agentos.graph import Task, TaskGraph, TaskStatus
 from agentos.issue_text import parse_issue
 from agentos.jobs.epics import Epics, SplitAnswer
 from agentos.testing import MemoryJournal, MemorySettings, SettableClock, transition
+from tests.unit.test_dispatch import issue, make
 
 M = TypeVar("M", bound=BaseModel)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -186,3 +187,21 @@ class TestEpics:
         """One part, six parts or a part without criteria is no usable plan (asked again, then left alone)."""
         with pytest.raises(ValidationError):
             SplitAnswer.model_validate(answer)
+
+
+class TestDispatcher:
+    async def test_an_unsplittable_epic_runs_as_one_task_once_its_epic_label_is_removed(self) -> None:
+        """Left for a human, it is not admitted while labelled `epic`; without the label, made ready again, it
+        becomes one task (the planner is not asked to split it again)."""
+        dispatcher, world, _ = make(issue(1, labels=(READY_LABEL, "epic")), loops={"llm_agent": "claude"})
+        llm = Scripted(None)
+        journal, forge, graph = world.journal, world.forge, world.graph
+        dispatcher.epics = epics_over(world.settings, journal, forge, graph, llm)
+        await dispatcher.tick()
+        assert graph.latest_for_issue("calc", 1) is None and READY_LABEL not in forge.labels("calc", 1)
+        await forge.add_labels("calc", 1, [READY_LABEL])
+        await dispatcher.tick()
+        assert graph.latest_for_issue("calc", 1) is None
+        await forge.remove_label("calc", 1, "epic")
+        await dispatcher.tick()
+        assert graph.latest_for_issue("calc", 1) is not None and len(llm.asked) == 1

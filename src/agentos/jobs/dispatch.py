@@ -131,25 +131,10 @@ class Dispatcher:
                 return None  # another pass admitted it meanwhile
         generation = latest.generation + 1 if latest else 1
         parsed = parse_issue(issue.title, issue.body, issue.labels)
-        epics = self.epics
-        if latest is None and epics is not None:  # an epic is split, never worked on itself
-            if await epics.known(issue.repo, issue.number):
-                return None
-            if epics.is_epic(issue):
-                await epics.split(issue)
-                return None
-        outcome: Outcome | None = None
         normalising = self.normaliser is not None and self.normaliser.wants(issue, parsed)
-        if normalising and self.normaliser is not None:
-            outcome = await self.normaliser.normalise(issue, parsed)
-            if self.graph.latest_for_issue(issue.repo, issue.number) is not latest:
-                return None  # another pass admitted it meanwhile
-            if outcome is not None and outcome.too_big and epics is not None and epics.enabled():
-                await epics.split(issue)
-                return None
-            if outcome is not None:
-                parsed.type = outcome.type or parsed.type
-                parsed.agent = outcome.agent or parsed.agent
+        work, outcome = await self._shape(issue, parsed, latest, normalising)
+        if not work:
+            return None
         deps = []
         for number in parsed.depends_on:
             if number == issue.number:
@@ -206,6 +191,33 @@ class Dispatcher:
             text = redact(acceptance_unreadable_comment(problem))
             await best_effort(self.forge.comment(issue.repo, issue.number, text, key=key))
         return task
+
+    async def _shape(
+        self, issue: Issue, parsed: ParsedIssue, latest: Task | None, normalising: bool
+    ) -> tuple[bool, Outcome | None]:
+        """Epics and the normaliser, before a task is made: False when no task is to be made now (an epic is
+        split instead, or another pass admitted the issue meanwhile); the normaliser's outcome, its type and
+        agent already put into ``parsed`` where the issue left them out."""
+        epics = self.epics
+        if latest is None and epics is not None:  # an epic is split, never worked on itself
+            if await epics.holds(issue):
+                return False, None
+            if epics.is_epic(issue):
+                await epics.split(issue)
+                return False, None
+        if not normalising or self.normaliser is None:
+            return True, None
+        outcome = await self.normaliser.normalise(issue, parsed)
+        if self.graph.latest_for_issue(issue.repo, issue.number) is not latest:
+            return False, None  # another pass admitted it meanwhile
+        too_big = outcome is not None and outcome.too_big
+        if too_big and epics is not None and epics.enabled() and not await epics.known(issue.repo, issue.number):
+            await epics.split(issue)
+            return False, None
+        if outcome is not None:
+            parsed.type = outcome.type or parsed.type
+            parsed.agent = outcome.agent or parsed.agent
+        return True, outcome
 
     async def _ready_again(self, issue: Issue) -> bool:
         """Was an issue whose last task ended unmerged made ready again? Read afresh: the list may be stale."""

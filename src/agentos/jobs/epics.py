@@ -104,6 +104,10 @@ def part_body(epic: int, k: int, total: int, part: dict[str, Any], previous: int
     return "\n".join(lines) + "\n"
 
 
+def _labelled(issue: Issue) -> bool:
+    return any(label.strip().lower() == EPIC_LABEL for label in issue.labels)
+
+
 def _key(repo: str, epic: int, k: int) -> str:
     return f"epic:{repo}#{epic}:part{k}"
 
@@ -145,11 +149,17 @@ class Epics:
 
     def is_epic(self, issue: Issue) -> bool:
         """Labelled ``epic`` and splitting is on."""
-        return self.enabled() and any(label.strip().lower() == EPIC_LABEL for label in issue.labels)
+        return self.enabled() and _labelled(issue)
 
     async def known(self, repo: str, number: int) -> bool:
-        """Split, being split, closed or left for a human: not worked on as a task."""
+        """Split, being split, closed or left for a human."""
         return (repo, number) in await self.load()
+
+    async def holds(self, issue: Issue) -> bool:
+        """Not to be worked on as a task: split, being split or closed; or left for a human while still
+        labelled ``epic`` (without the label it runs as one task)."""
+        epic = (await self.load()).get((issue.repo, issue.number))
+        return epic is not None and (epic.state != "unsplittable" or _labelled(issue))
 
     async def load(self) -> dict[tuple[str, int], Epic]:
         """The epics of the journal (read once; kept up to date in memory after that)."""
