@@ -158,3 +158,19 @@ class TestDispatch:
         await dispatcher.tick()  # the parts are admitted; the epic is not
         assert world.graph.latest_for_issue("calc", 1) is None
         assert {t.issue for t in world.graph} == {i.number for i in filed}
+
+    async def test_issues_that_need_no_answer_start_before_the_agent_is_asked(self) -> None:
+        """A slow answer for a terse issue does not hold back the ready issues listed with it."""
+        full = "Greet.\n\n## Success criteria\n\n- it greets\n"
+        dispatcher, world, executor = make(issue(1, body="Terse."), issue(2, body=full), **ON)
+        seen: list[list[str]] = []
+
+        class Watching(Scripted):
+            async def ask(self, prompt: str, model: type[M]) -> M | None:
+                seen.append(list(executor.started))
+                return await super().ask(prompt, model)
+
+        dispatcher.normaliser = Normaliser(settings=world.settings, llm=Watching(ANSWER))
+        await dispatcher.tick()
+        assert seen == [["calc#2"]]
+        assert executor.started == ["calc#2", "calc#1"]

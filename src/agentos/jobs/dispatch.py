@@ -96,6 +96,7 @@ class Dispatcher:
             return
         if self.guard is not None:
             await self.guard.check()
+        slow: list[Issue] = []
         for repo in self.settings.config.repos:
             if not self._may_work_on(repo.name):
                 continue
@@ -105,11 +106,30 @@ class Dispatcher:
                 log.warning("ready_issues_failed", repo=repo.name, error=str(exc))
                 continue
             for issue in issues:
-                await self._admit(issue)
+                if self._asks_agent(issue):
+                    slow.append(issue)
+                else:
+                    await self._admit(issue)
         if self.epics is not None:
             await self.epics.tick()
         await self.release_dependencies()
         self.start_ready()
+        for issue in slow:  # each waits for the LLM agent's answer: what was ready already started
+            if self.stopping():
+                return
+            await self._admit(issue)
+        if slow:
+            self.start_ready()
+
+    def _asks_agent(self, issue: Issue) -> bool:
+        """A new epic to split or a terse issue to normalise: admitted after the others (it waits for an answer)."""
+        if self.graph.latest_for_issue(issue.repo, issue.number) is not None:
+            return False
+        if self.epics is not None and self.epics.is_epic(issue):
+            return True
+        return self.normaliser is not None and self.normaliser.wants(
+            issue, parse_issue(issue.title, issue.body, issue.labels)
+        )
 
     def _may_work_on(self, repo: str) -> bool:
         """The repo is enabled and not refused for a broken path."""
