@@ -28,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from agentos import logging as alog
 from agentos.agents.prompt import fence, sanitize
 from agentos.errors import AgentosError
-from agentos.forge.base import Forge, Issue
+from agentos.forge.base import Forge, Issue, marker
 from agentos.forge_calls import best_effort, ready_label
 from agentos.graph import FINISHED, TaskGraph
 from agentos.issue_text import strip_hidden
-from agentos.jobs._loops import EventHistory, comment_once, find_marked, read_events, settings_for
+from agentos.jobs._loops import EventHistory, comment_once, read_events, settings_for
 from agentos.llm import ModelAsker, from_config
 from agentos.ports import Clock, Journal, Settings, Wake
 from agentos.redact import redact
@@ -220,9 +220,10 @@ class Epics:
         label = ready_label(self._settings.config)
         numbers: list[int] = []
         try:
+            filed = await forge.list_issues(epic.repo, state="all")  # once: a part already filed, open or closed
             for k, part in enumerate(epic.parts, 1):
                 key = _key(epic.repo, epic.issue, k)
-                found = await find_marked(forge, epic.repo, key, state="all")
+                found = next((i for i in filed if marker(key) in i.body), None)
                 if found is None:
                     body = redact(part_body(epic.issue, k, total, part, numbers[-1] if numbers else None))
                     title = redact(str(part.get("title", f"Part {k}")))[:200]
