@@ -22,6 +22,8 @@ from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
 from agentos.jobs.acceptance_check import AcceptanceChecker
 from agentos.jobs.dispatch import Dispatcher
+from agentos.jobs.epics import Epics
+from agentos.jobs.normalise import Normaliser
 from agentos.jobs.pr_monitor import PRMonitor
 from agentos.jobs.watchdog import StallWatchdog
 from agentos.lifecycle import Lifecycle
@@ -90,6 +92,10 @@ def build_core(rt: Runtime, *, branches: Branches | None = None, egress: EgressP
         paused=lambda: rt.state.paused,
         stopping=lambda: rt.stopping,
         guard=guard,
+        normaliser=Normaliser(settings=rt),
+        epics=Epics(
+            settings=rt, journal=rt, clock=rt.now, graph=rt.graph, forge=rt.forge, store=rt.store, wake=rt.wake
+        ),
     )
     git = branches if branches is not None else WorkspaceBranches(rt, rt)
     monitor = PRMonitor(

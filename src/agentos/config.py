@@ -751,6 +751,21 @@ class LoopsConfig(_Model):
         ge=0,
         description="At most this many issues made ready by `auto_ready` per repo in 24 h; more wait for a tap.",
     )
+    normalise: bool = Field(
+        default=False,
+        description="Before a terse ready issue runs (no success criteria and under `normalise_max_words` words), "
+        "ask `llm_agent` once for its goal, criteria, constraints, type and agent. It only fills what the issue "
+        "leaves out (`type:`/`agent:` labels and `Type:`/`Agent:` lines win); a bad answer leaves the issue as filed.",
+    )
+    normalise_max_words: int = Field(
+        default=40, ge=1, description="An issue body under this many words (and no criteria) counts as terse."
+    )
+    split_epics: bool = Field(
+        default=True,
+        description="With `llm_agent` set, a ready issue labelled `epic` (or one the normaliser judges too big) is "
+        "split into at most 5 ready sub-issues (`Part of #N`, each `Depends on` the one before) instead of being "
+        "worked on; it closes when every part merged.",
+    )
 
 
 class AcceptanceConfig(_Model):

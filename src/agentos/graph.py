@@ -107,6 +107,22 @@ class Attempt(BaseModel):
     """What the egress proxy refused this attempt (and its test run): ``"blocked: evil.example:443 ×3"``."""
 
 
+class Normalised(BaseModel):
+    """What the normaliser (``loops.normalise``, :mod:`agentos.jobs.normalise`) wrote for a terse issue.
+
+    Kept next to the fields read from the issue (which stay as filed): the prompt takes its goal, and its
+    criteria and constraints where the issue has none (:meth:`Task.effective_criteria`).
+    """
+
+    goal: str
+    success_criteria: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+    filled: list[str] = Field(default_factory=list)
+    """What it set on the task besides the text: ``type``, ``agent`` (a label or line wins over it)."""
+    by: str = ""
+    """The agent that answered."""
+
+
 class Task(BaseModel):
     """One issue generation turned into work."""
 
@@ -146,6 +162,8 @@ class Task(BaseModel):
     """How often the PR went back to an agent for review feedback (bounded by ``routing.max_review_rounds``)."""
     reviewed: list[str] = Field(default_factory=list)
     """Ids of the review feedback acted on (each piece once)."""
+    normalised: Normalised | None = None
+    """The normaliser's goal, criteria and constraints for a terse issue (None: the issue is worked as filed)."""
 
     @staticmethod
     def make_id(repo: str, issue: int, generation: int = 1) -> str:
@@ -154,6 +172,21 @@ class Task(BaseModel):
     @property
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def effective_goal(self) -> str:
+        """The goal the agent works to: the normaliser's for a terse issue, else the issue's."""
+        return self.normalised.goal if self.normalised is not None else self.goal
+
+    @property
+    def effective_criteria(self) -> list[str]:
+        """The issue's success criteria, else the normaliser's."""
+        return self.success_criteria or (self.normalised.success_criteria if self.normalised else [])
+
+    @property
+    def effective_constraints(self) -> list[str]:
+        """The issue's constraints, else the normaliser's."""
+        return self.constraints or (self.normalised.constraints if self.normalised else [])
 
     @property
     def is_terminal(self) -> bool:

@@ -219,6 +219,12 @@ def task_show(
         "cost": f"{task_cost_cell(task.cost_usd(), task.unmeasured()) or '$0.00'} ({task.tokens():,} tokens)",
         "note": task.note,
     }
+    if task.normalised is not None:  # a terse issue, written out by the normaliser: what the agent works to
+        filled = f", set {' and '.join(task.normalised.filled)}" if task.normalised.filled else ""
+        details["normalised"] = f"by {task.normalised.by or 'the llm agent'}{filled}"
+        details["goal (normalised)"] = task.normalised.goal
+        details["criteria (normalised)"] = "; ".join(task.normalised.success_criteria)
+        details["constraints (normalised)"] = "; ".join(task.normalised.constraints)
     kv({k: v for k, v in details.items() if v not in (None, [], "")})
     if not task.attempts:
         console.print("no attempts yet")

@@ -101,6 +101,10 @@ class LoopSettings:
     # closing the loop: loop-filed issues that reach the queue by themselves
     auto_ready: str = "none"
     auto_ready_per_day: int = 3
+    # dispatch intelligence: the one-shot normaliser and epic splits (jobs/normalise.py, jobs/epics.py)
+    normalise: bool = False
+    normalise_max_words: int = 40
+    split_epics: bool = True
     # daily digest
     digest_window_hours: float = 24.0
     # one-shot LLM helper (naming incidents, proposing backlog items); None: deterministic only

@@ -91,7 +91,7 @@ class ReviewGate:
         )
         # a thread: a PR adding tens of thousands of lines is parsed and searched without stalling the loop
         findings += await asyncio.to_thread(
-            scan, diff, goal=task.goal, criteria=list(task.success_criteria), config=repo.verifier
+            scan, diff, goal=task.effective_goal, criteria=list(task.effective_criteria), config=repo.verifier
         )
         if not ask_judge:
             earlier = self._judged.get(task.id)

@@ -157,6 +157,7 @@ def next_generation(task: Task, now: datetime) -> Task:
         type=task.type,
         priority=task.priority,
         agent=task.agent,
+        normalised=task.normalised,
         acceptance=task.acceptance.model_copy(update={"passed_at": None}, deep=True),
         parent=task.id,
         created_at=task.created_at,

@@ -24,6 +24,8 @@ from agentos.forge.base import BLOCKED_LABEL, Forge, Issue, NotFound
 from agentos.graph import FINISHED, TERMINAL, Task, TaskGraph, TaskStatus
 from agentos.issue_text import ParsedIssue as ParsedIssue  # re-exported: the parser moved to issue_text
 from agentos.issue_text import parse_issue as parse_issue
+from agentos.jobs.epics import Epics
+from agentos.jobs.normalise import Normaliser, Outcome
 from agentos.lifecycle import Lifecycle, best_effort, ready_by_label, ready_label
 from agentos.notices import acceptance_unreadable_comment
 from agentos.ports import Clock, Journal, Settings, Workspaces
@@ -64,6 +66,8 @@ class Dispatcher:
         paused: Callable[[], bool],
         stopping: Callable[[], bool],
         guard: RepoGuard | None = None,
+        normaliser: Normaliser | None = None,
+        epics: Epics | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -78,6 +82,10 @@ class Dispatcher:
         self.stopping = stopping
         self.guard = guard
         """Repos refused for a broken path (looked at before each pass); None: every path is trusted."""
+        self.normaliser = normaliser
+        """Terse issues get goal and criteria from ``loops.llm_agent`` first (``loops.normalise``); None: never."""
+        self.epics = epics
+        """Epics are split into sub-issues instead of worked on (``loops.split_epics``); None: never."""
 
     def __repr__(self) -> str:
         return f"<Dispatcher tasks={len(self.graph)} running={len(self.executor.running())}>"
@@ -88,6 +96,7 @@ class Dispatcher:
             return
         if self.guard is not None:
             await self.guard.check()
+        slow: list[Issue] = []
         for repo in self.settings.config.repos:
             if not self._may_work_on(repo.name):
                 continue
@@ -97,9 +106,30 @@ class Dispatcher:
                 log.warning("ready_issues_failed", repo=repo.name, error=str(exc))
                 continue
             for issue in issues:
-                await self._admit(issue)
+                if self._asks_agent(issue):
+                    slow.append(issue)
+                else:
+                    await self._admit(issue)
+        if self.epics is not None:
+            await self.epics.tick()
         await self.release_dependencies()
         self.start_ready()
+        for issue in slow:  # each waits for the LLM agent's answer: what was ready already started
+            if self.stopping():
+                return
+            await self._admit(issue)
+        if slow:
+            self.start_ready()
+
+    def _asks_agent(self, issue: Issue) -> bool:
+        """A new epic to split or a terse issue to normalise: admitted after the others (it waits for an answer)."""
+        if self.graph.latest_for_issue(issue.repo, issue.number) is not None:
+            return False
+        if self.epics is not None and self.epics.is_epic(issue):
+            return True
+        return self.normaliser is not None and self.normaliser.wants(
+            issue, parse_issue(issue.title, issue.body, issue.labels)
+        )
 
     def _may_work_on(self, repo: str) -> bool:
         """The repo is enabled and not refused for a broken path."""
@@ -121,6 +151,10 @@ class Dispatcher:
                 return None  # another pass admitted it meanwhile
         generation = latest.generation + 1 if latest else 1
         parsed = parse_issue(issue.title, issue.body, issue.labels)
+        normalising = self.normaliser is not None and self.normaliser.wants(issue, parsed)
+        work, outcome = await self._shape(issue, parsed, latest, normalising)
+        if not work:
+            return None
         deps = []
         for number in parsed.depends_on:
             if number == issue.number:
@@ -159,12 +193,15 @@ class Dispatcher:
             agent=parsed.agent,
             depends_on=deps,
             acceptance=AcceptanceState(checks=parsed.acceptance.checks),
+            normalised=outcome.normalised if outcome is not None else None,
             created_at=issue.created_at,
             updated_at=now,
         )
-        self.journal.commit(
-            [self.journal.event("task_created", task.id, issue=issue.number, generation=generation)], [task]
-        )
+        events = [self.journal.event("task_created", task.id, issue=issue.number, generation=generation)]
+        if normalising:  # the normaliser's text is saved with the task, in one write; a failure is one line
+            filled = outcome.normalised.filled if outcome is not None else []
+            events.append(self.journal.event("issue_normalised", task.id, ok=outcome is not None, filled=filled))
+        self.journal.commit(events, [task])
         how = {"priority": task.priority, "type": task.type, "type_from": parsed.type_from, "depends_on": deps}
         log.info("task_created", task=task.id, **how)
         if problem := parsed.acceptance.problem:  # one comment per issue and problem; the task runs without checks
@@ -174,6 +211,33 @@ class Dispatcher:
             text = redact(acceptance_unreadable_comment(problem))
             await best_effort(self.forge.comment(issue.repo, issue.number, text, key=key))
         return task
+
+    async def _shape(
+        self, issue: Issue, parsed: ParsedIssue, latest: Task | None, normalising: bool
+    ) -> tuple[bool, Outcome | None]:
+        """Epics and the normaliser, before a task is made: False when no task is to be made now (an epic is
+        split instead, or another pass admitted the issue meanwhile); the normaliser's outcome, its type and
+        agent already put into ``parsed`` where the issue left them out."""
+        epics = self.epics
+        if latest is None and epics is not None:  # an epic is split, never worked on itself
+            if await epics.holds(issue):
+                return False, None
+            if epics.is_epic(issue):
+                await epics.split(issue)
+                return False, None
+        if not normalising or self.normaliser is None:
+            return True, None
+        outcome = await self.normaliser.normalise(issue, parsed)
+        if self.graph.latest_for_issue(issue.repo, issue.number) is not latest:
+            return False, None  # another pass admitted it meanwhile
+        too_big = outcome is not None and outcome.too_big
+        if too_big and epics is not None and epics.enabled() and not await epics.known(issue.repo, issue.number):
+            await epics.split(issue)
+            return False, None
+        if outcome is not None:
+            parsed.type = outcome.type or parsed.type
+            parsed.agent = outcome.agent or parsed.agent
+        return True, outcome
 
     async def _ready_again(self, issue: Issue) -> bool:
         """Was an issue whose last task ended unmerged made ready again? Read afresh: the list may be stale."""
