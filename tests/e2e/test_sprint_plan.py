@@ -113,7 +113,8 @@ class TestAutoReady:
         itself; the same signature after that merge is escalated on the fix issue, not filed again."""
         loop = make_loop(
             {"claude": claude_agent("complete"), "crasher": claude_agent("crash")},
-            routing={"default": ["claude"], "max_attempts": 1},
+            # the same agent must keep crashing: the health gate would route around it after 3 failures
+            routing={"default": ["claude"], "max_attempts": 1, "health_gate": {"enabled": False}},
             loops={"auto_ready": "fix_issues", "incident_threshold": 3},
         )
         body = "## Goal\n\nTry it.\n\nAgent: crasher\n"
