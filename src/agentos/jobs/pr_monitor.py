@@ -24,6 +24,15 @@ current head SHA waits untouched (no checks, no rebase) until it reaches the hea
 about N rebases and 2N check runs, not N²/2 of each. Waiting PRs are read from one listing of the repo's
 open PRs per pass, not one ``get_pr`` each.
 
+**GitHub's merge queue**: where the base branch's rulesets require the host's merge queue
+(:class:`~agentos.forge.base.HostMergeQueue`), agentos's own queue stands aside: no PR is rebased for being behind
+its base and none is merged directly. Every green PR that passed its gates is enqueued at once (``merge_pr``
+answers ``queued``); a PR in the host's queue is left alone (no checks read, no rebase) until it leaves it: merged
+by the host (the task is merged), or dropped. A PR dropped because its merge group's checks failed goes back to an
+agent with those checks, like red CI; one dropped for a conflict with a PR ahead waits until the queue is empty
+(then a conflict with the base is rebased as above, one PR at a time); one removed otherwise (by a person) is
+not enqueued again on that head and counts as a refused merge.
+
 **Wedged**: a PR blocked on one blocker signature (normalised failing-check names + error lines, a
 conflict, a merge refusal, checks that never finish) for longer than ``routing.wedged_after_hours`` is
 closed with a comment, its branch deleted, and the task re-spawned from the base as a new generation,
@@ -43,7 +52,7 @@ from typing import Any, Literal
 
 from agentos import logging as alog
 from agentos.errors import AgentosError
-from agentos.forge.base import Checks, Forge, PullRequest, marker
+from agentos.forge.base import Checks, Forge, PullRequest, QueueDrop, QueueEntry, marker
 from agentos.graph import Task, TaskGraph, TaskStatus
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
@@ -51,6 +60,7 @@ from agentos.jobs._pr_policy import (
     Blocker,
     BlockerKind,
     ci_context,
+    group_failed,
     is_wedged,
     normalise,
     pending_blocker,
@@ -118,8 +128,9 @@ class PRMonitor:
         self.stopping = stopping
         self.gate = gate
         self.reviews = ReviewFollowUp(forge=forge, lifecycle=lifecycle, journal=journal)
-        self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
+        self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0, "enqueued": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
+        self.host_queued = 0  # PR passes skipped because the PR sits in the host's merge queue
         self._locks: dict[str, asyncio.Lock] = {}
         self._verdicts: dict[str, _Verdict] = {}  # task id → its checks' verdict on its current head
 
@@ -168,8 +179,17 @@ class PRMonitor:
                     except AgentosError as exc:
                         log.warning("pr_monitor_repo_failed", error=str(exc))
 
+    async def _host_queue(self, repo: str) -> dict[int, QueueEntry] | None:
+        """The host's merge queue of the repo's base (PR number → entry), or None when agentos's queue merges."""
+        queue = self.forge.merge_queue
+        base = self.settings.repo(repo).base_branch
+        if queue is None or not await queue.required(repo, base):
+            return None
+        return {entry.number: entry for entry in await queue.entries(repo, base)}
+
     async def _repo_pass(self, repo: str, tasks: list[Task]) -> None:
         await self.branches.sync(repo)
+        hosted = await self._host_queue(repo)
         ready: list[_Candidate] = []
         busy = False
         head: Task | None = None  # the queue's head: the first PR that is green, being checked or rebased
@@ -179,10 +199,13 @@ class PRMonitor:
                 return
             if task.status is not TaskStatus.PR_OPEN:
                 continue
+            if hosted is not None and task.pr in hosted:
+                self.host_queued += 1  # GitHub's queue has it: merged or dropped by GitHub, seen in a later pass
+                continue
             with alog.bound(task=task.id, pr=task.pr):
                 try:
                     verdict = self._verdicts.get(task.id)
-                    if head is not None and verdict is not None:
+                    if head is not None and verdict is not None and (hosted is None or verdict.kind == "conflict"):
                         # One listing of the open PRs per pass instead of a get_pr per waiting PR: N waiting
                         # PRs re-read on each of N passes was O(N²) (one ls-remote each on the local forge).
                         if listed is None:
@@ -191,7 +214,7 @@ class PRMonitor:
                         if still is not None and still.head_sha == verdict.sha:
                             self.waited += 1
                             continue
-                    seen = await self._assess(task, behind_head=head is not None)
+                    seen = await self._assess(task, behind_head=head is not None, hosted=hosted is not None)
                 except AgentosError as exc:
                     log.warning("pr_check_failed", error=str(exc))
                     continue
@@ -203,7 +226,10 @@ class PRMonitor:
                 self.waited += 1
             if head is None and seen is not None and seen != "waiting":
                 head = task
-        await self._queue(ready, busy)
+        if hosted is not None:
+            await self._enqueue(repo, ready, bool(hosted))
+        else:
+            await self._queue(ready, busy)
 
     async def _queue(self, ready: list[_Candidate], busy: bool) -> None:
         """Merge the oldest candidate that is up to date; rebase the oldest one behind the new base."""
@@ -232,22 +258,30 @@ class PRMonitor:
                 except AgentosError as exc:
                     log.warning("queue_rebase_failed", error=str(exc))
 
-    async def _assess(self, task: Task, *, behind_head: bool = False) -> _Candidate | InFlight | Waiting | None:
+    async def _assess(
+        self, task: Task, *, behind_head: bool = False, hosted: bool = False
+    ) -> _Candidate | InFlight | Waiting | None:
         """Act on what one PR needs now; a candidate for the merge queue, ``in_flight``, ``waiting`` or None.
 
         ``behind_head``: an older PR heads the queue; this one is neither rebased nor merged now, and is not
         even re-checked when its checks already ran on its current head SHA (it waits for its turn).
+        ``hosted``: the host's merge queue merges this repo; only a conflicting PR waits behind the head.
         """
         assert task.pr is not None
         pr = await self.forge.get_pr(task.repo, task.pr)
-        if pr.state == "merged":
-            await self._mark_merged(task, pr.head_sha, reconciled=True)
+        if pr.state == "merged":  # by the host's merge queue, or before a crash (or by hand)
+            await self._mark_merged(task, pr.head_sha, reconciled=not hosted, delete_branch=True)
             return None
         if pr.state == "closed":
             await self._closed(task, pr)
             return None
         verdict = self._verdicts.get(task.id)
-        if behind_head and verdict is not None and verdict.sha == pr.head_sha:
+        if (
+            behind_head
+            and verdict is not None
+            and verdict.sha == pr.head_sha
+            and (not hosted or verdict.kind != "green")
+        ):
             return "waiting"
         if await self.reviews.check(task, pr):  # reviewers asked for changes: back to an agent
             self.counts["sent_back"] += 1
@@ -273,7 +307,7 @@ class PRMonitor:
         self._verdicts[task.id] = _Verdict(pr.head_sha, "green")
         if not await self.gate.passes(task, pr):
             return None
-        return _Candidate(task, pr, checks, await self._up_to_date(task, pr))
+        return _Candidate(task, pr, checks, hosted or await self._up_to_date(task, pr))
 
     async def _conflict_or_wait(self, task: Task, pr: PullRequest, behind_head: bool) -> InFlight | Waiting | None:
         """A PR that conflicts with its base: rebased at the head of the queue, else it waits for its turn."""
@@ -296,6 +330,11 @@ class PRMonitor:
         if result.merged:
             await self._mark_merged(task, result.sha)
             return True
+        if result.reason == "queued":
+            self.journal.record("pr_enqueued", task.id, pr=pr.number, sha=result.sha, detail=result.message)
+            self.counts["enqueued"] += 1
+            log.info("pr_enqueued", sha=result.sha, detail=result.message)
+            return False
         log.info("merge_refused", reason=result.reason, message=result.message)
         if result.reason == "conflict":
             await self._conflict(task, pr)
@@ -303,10 +342,12 @@ class PRMonitor:
             await self._blocked(task, pr, Blocker("refused", (), (normalise(result.message)[:200],)))
         return False
 
-    async def _mark_merged(self, task: Task, sha: str, *, reconciled: bool = False) -> None:
+    async def _mark_merged(
+        self, task: Task, sha: str, *, reconciled: bool = False, delete_branch: bool = False
+    ) -> None:
         await self.lifecycle.merged(task, sha, reconciled=reconciled)
         self.counts["merged"] += 1
-        if task.branch and reconciled:  # merged before a crash (or by hand): the branch may be left behind
+        if task.branch and delete_branch:  # merged by the host's queue, before a crash or by hand: the branch stays
             try:
                 await self.branches.delete(task.repo, task.branch, sha)
             except AgentosError as exc:
@@ -328,6 +369,37 @@ class PRMonitor:
                 await self.branches.remove_worktree(task.repo, task.branch)
             except AgentosError as exc:
                 log.warning("worktree_remove_failed", error=str(exc))
+
+    async def _enqueue(self, repo: str, ready: list[_Candidate], busy: bool) -> None:
+        """The host's merge queue merges this repo: enqueue every candidate (``busy``: the queue holds other PRs),
+        unless the queue dropped it on this head; a drop for failing group checks goes back to an agent."""
+        queue = self.forge.merge_queue
+        assert queue is not None
+        for c in ready:
+            if c.task.status is not TaskStatus.PR_OPEN:
+                continue
+            with alog.bound(task=c.task.id, pr=c.pr.number):
+                try:
+                    drop = await queue.last_drop(repo, c.pr.number)
+                    on_head = drop is not None and drop.head_sha == c.pr.head_sha
+                    if drop is not None and on_head and await self._dropped(c.task, c.pr, drop, busy):
+                        continue
+                    await self._merge(c.task, c.pr, c.checks)
+                    busy = True
+                except AgentosError as exc:
+                    log.warning("enqueue_failed", error=str(exc))
+
+    async def _dropped(self, task: Task, pr: PullRequest, drop: QueueDrop, busy: bool) -> bool:
+        """The host's queue dropped this head; True when it must not be enqueued again now."""
+        if drop.kind == "checks":
+            blocker, detail = group_failed(drop)
+            if not await self._blocked(task, pr, blocker):
+                await self._send_back(task, pr, detail, reason="merge_group_failed")
+            return True
+        if drop.kind == "conflict":
+            return busy  # it conflicts with a PR ahead: wait until they merged; a conflict with the base is rebased
+        await self._blocked(task, pr, Blocker("refused", (), (normalise(f"dequeued: {drop.reason}")[:200],)))
+        return True  # removed by a person (or a rule): not put back on the same head
 
     # ------------------------------------------------------------ conflicts and red CI
 
