@@ -15,7 +15,8 @@
   (None: no run yet; the test adds check runs itself, as it does for PR heads). A group whose checks fail drops its
   PR (``CI_FAILURE``) and the groups behind it are rebuilt without it; when the first group's checks pass, the
   branch is fast-forwarded to its commit, the PR is marked merged (``merge_commit_sha`` = the group commit) and
-  leaves the queue. :attr:`FakeMergeQueue.merged` lists the PRs merged, in order.
+  leaves the queue. :attr:`FakeMergeQueue.merged` lists the PRs merged, in order. The group's check run is an
+  Actions job: ``GET …/actions/runs?event=merge_group`` lists its run with the group's ``head_branch``.
 
 The queue advances whenever it is read or fed (any queue request, any PR read) and on :meth:`FakeMergeQueues.settle`.
 A PR's ``mergeable`` is computed (``git merge-tree`` against the base) on branches with a queue.
@@ -65,7 +66,7 @@ class FakeMergeQueue:
     ci_log: str = "FAILED test_group.py::test_together - AssertionError: the merged changes disagree\n"
     entries: list[FakeQueueEntry] = field(default_factory=list)
     builds: dict[int, int] = field(default_factory=dict)  # PR → groups built for it
-    groups: list[tuple[int, str]] = field(default_factory=list)  # (PR, group commit) of every group built
+    groups: list[tuple[int, str, str]] = field(default_factory=list)  # (PR, commit, branch) of every group built
     removed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # PR → its RemovedFromMergeQueueEvents
     merged: list[int] = field(default_factory=list)
 
@@ -100,6 +101,14 @@ class FakeMergeQueues:
             for repo in list(self.fake.state.repos.values()):
                 for queue in list(repo.merge_queues.values()):
                     await self._advance(repo, queue)
+
+    def group_branch(self, repo: FakeRepo, sha: str) -> str | None:
+        """The ``gh-readonly-queue/…`` branch a merge-group commit was built on, or None (the Actions run's branch)."""
+        for queue in repo.merge_queues.values():
+            for _, commit, branch in queue.groups:
+                if commit == sha:
+                    return branch
+        return None
 
     async def mergeable(self, repo: FakeRepo, pull: FakePull) -> bool | None:
         """Does the PR merge cleanly into its base? None where the base has no queue (the fake says True there)."""
@@ -280,7 +289,7 @@ class FakeMergeQueues:
         await self.fake._git(repo.path, "update-ref", entry.group_ref, commit)
         entry.group_sha, entry.group_parent = commit, parent
         build = queue.builds[entry.number] = queue.builds.get(entry.number, 0) + 1
-        queue.groups.append((entry.number, commit))
+        queue.groups.append((entry.number, commit, entry.group_ref.removeprefix("refs/heads/")))
         conclusion = queue.ci(entry.number, build)
         if conclusion is not None:
             log = queue.ci_log if conclusion != "success" else None

@@ -1489,12 +1489,28 @@ class FakeGitHub:
     async def _h_workflow_runs(self, request: web.Request) -> web.Response:
         """One workflow run per head sha that has github-actions check runs (its jobs are those runs)."""
         repo = self._repo(request)
-        sha = request.query.get("head_sha")
+        sha, event = request.query.get("head_sha"), request.query.get("event")
         runs = []
         for head, checks in repo.check_runs.items():
             if (sha is None or head == sha) and any(c["app"]["slug"] == "github-actions" for c in checks):
+                group = self.queues.group_branch(repo, head)
+                kind = "pull_request" if group is None else "merge_group"
+                if event is not None and event != kind:
+                    continue
+                branch = group or next((p.head for p in repo.pulls.values() if p.head_sha == head), None)
                 run_id = repo.workflow_runs.setdefault(head, self.state.new_id())
-                runs.append({"id": run_id, "name": "CI", "head_sha": head, "status": "completed", "run_attempt": 1})
+                runs.append(
+                    {
+                        "id": run_id,
+                        "name": "CI",
+                        "head_sha": head,
+                        "head_branch": branch,
+                        "event": kind,
+                        "status": "completed",
+                        "run_attempt": 1,
+                    }
+                )
+        runs.sort(key=lambda r: r["id"], reverse=True)  # newest first, as GitHub lists them
         return self._page(request, runs, key="workflow_runs")
 
     async def _h_workflow_jobs(self, request: web.Request) -> web.Response:

@@ -8,12 +8,14 @@
 * **Watching**: ``repository.mergeQueue(branch).entries`` (state, position) once per pass, and the merge-group
   refs ``gh-readonly-queue/{base}/pr-{n}-{sha}`` (``GET …/git/matching-refs/heads/gh-readonly-queue/{base}/``)
   whose commits the ``merge_group`` checks run on.
-* **Drops**: the PR's last ``RemovedFromMergeQueueEvent`` (``reason``, ``beforeCommit``); when its group commit was
-  seen while it was queued, the checks on that commit say what failed (checks: read, or the Actions fallback).
+* **Drops**: the PR's last ``RemovedFromMergeQueueEvent`` (``reason``, ``beforeCommit``). For a drop by its checks,
+  the checks on its group commit say what failed (checks: read, or the Actions fallback): the commit seen while the
+  PR was queued, else the newest ``merge_group`` Actions run on one of its group branches (actions: read).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from urllib.parse import quote
 
@@ -39,6 +41,7 @@ __all__ = [
 _log = structlog.get_logger("agentos.forge.github")
 
 GROUP_REF_PREFIX = "gh-readonly-queue"
+_GROUP_REF = re.compile(rf"^refs/heads/{GROUP_REF_PREFIX}/(?P<base>.+)/pr-(?P<number>\d+)-[0-9a-f]+$")
 ENTRIES_PAGE = 100  # a queue longer than this is read in part (its first 100 entries)
 
 _Q_QUEUE = """query AgentosMergeQueue($owner: String!, $name: String!, $branch: String!, $first: Int!) {
@@ -151,13 +154,13 @@ def parse_drop(data: JSON) -> QueueDrop | None:
     return QueueDrop(kind=drop_kind(reason), reason=reason, head_sha=head, at=removed.created_at)
 
 
-def group_number(ref: str, base: str) -> int | None:
-    """The PR number of a merge-group ref ``refs/heads/gh-readonly-queue/{base}/pr-{n}-{sha}``, else None."""
-    prefix = f"refs/heads/{GROUP_REF_PREFIX}/{base}/pr-"
-    if not ref.startswith(prefix):
+def group_number(ref: str, base: str | None) -> int | None:
+    """The PR number of a merge-group ref ``refs/heads/gh-readonly-queue/{base}/pr-{n}-{sha}`` (any base when
+    ``base`` is None), else None."""
+    match = _GROUP_REF.match(ref)
+    if match is None or (base is not None and match["base"] != base):
         return None
-    number, _, sha = ref[len(prefix) :].partition("-")
-    return int(number) if number.isdigit() and sha else None
+    return int(match["number"])
 
 
 class GitHubMergeQueue:
@@ -221,10 +224,29 @@ class GitHubMergeQueue:
         drop = parse_drop(await self._client.graphql(_Q_DROP, variables))
         if drop is None:
             return None
+        if drop.kind != "checks":
+            return drop
         seen = self._groups.get((repo, number))
-        if seen is not None and seen[0] == drop.head_sha and drop.kind == "checks":
-            drop.checks = await self._checks.read_commit(repo, seen[1])
+        group = seen[1] if seen is not None and seen[0] == drop.head_sha else await self._group_of_runs(repo, number)
+        if group:
+            drop.checks = await self._checks.read_commit(repo, group)
         return drop
+
+    async def _group_of_runs(self, repo: str, number: int) -> str:
+        """The group commit of the PR's newest ``merge_group`` Actions run (a group built and failed between two
+        reads of the queue); "" when none of the last 100 such runs was on one of its groups."""
+        params: dict[str, str | int] = {"event": "merge_group", "per_page": 100}
+        data = await self._client.get(f"/repos/{repo}/actions/runs", params=params)
+        runs = _dig(data, "workflow_runs")
+        for run in runs if isinstance(runs, list) else []:  # newest first
+            branch, sha = _dig(run, "head_branch"), _dig(run, "head_sha")
+            if (
+                isinstance(branch, str)
+                and isinstance(sha, str)
+                and group_number(f"refs/heads/{branch}", None) == number
+            ):
+                return sha
+        return ""
 
     async def _group_commits(self, repo: str, base: str) -> dict[int, str]:
         """PR number → the commit of its newest merge-group ref (one request for the whole queue)."""

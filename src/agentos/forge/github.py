@@ -404,7 +404,7 @@ class GitHubForge:
                 return MergeResult(merged=True, reason="merged", sha=sha, message="already merged")
             _log.info("pr_enqueue_refused", repo=repo, pr=pr.number, message=exc.message)
             return MergeResult(merged=False, reason=_refusal(exc.message), message=exc.message)
-        _log.info("pr_enqueued", repo=repo, pr=pr.number, position=entry.position, state=entry.state)
+        _log.info("github_pr_enqueued", repo=repo, pr=pr.number, position=entry.position, state=entry.state)
         message = f"in the merge queue of {pr.base.ref} at position {entry.position} ({entry.state})"
         return MergeResult(merged=False, reason="queued", sha=sha, message=message)
 

@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from agentos import logging as alog
 from agentos.errors import AgentosError
-from agentos.forge.base import Checks, Forge, PullRequest, QueueDrop, QueueEntry, marker
+from agentos.forge.base import Checks, Forge, PullRequest, QueueEntry, marker
 from agentos.graph import Task, TaskGraph, TaskStatus
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
@@ -128,8 +128,9 @@ class PRMonitor:
         self.stopping = stopping
         self.gate = gate
         self.reviews = ReviewFollowUp(forge=forge, lifecycle=lifecycle, journal=journal)
-        self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0, "enqueued": 0}
+        self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
+        self.enqueued = 0  # PRs put in the host's merge queue
         self.host_queued = 0  # PR passes skipped because the PR sits in the host's merge queue
         self._locks: dict[str, asyncio.Lock] = {}
         self._verdicts: dict[str, _Verdict] = {}  # task id → its checks' verdict on its current head
@@ -214,7 +215,7 @@ class PRMonitor:
                         if still is not None and still.head_sha == verdict.sha:
                             self.waited += 1
                             continue
-                    seen = await self._assess(task, behind_head=head is not None, hosted=hosted is not None)
+                    seen = await self._assess(task, behind_head=head is not None, hosted=hosted)
                 except AgentosError as exc:
                     log.warning("pr_check_failed", error=str(exc))
                     continue
@@ -227,7 +228,7 @@ class PRMonitor:
             if head is None and seen is not None and seen != "waiting":
                 head = task
         if hosted is not None:
-            await self._enqueue(repo, ready, bool(hosted))
+            await self._enqueue(ready)
         else:
             await self._queue(ready, busy)
 
@@ -259,18 +260,19 @@ class PRMonitor:
                     log.warning("queue_rebase_failed", error=str(exc))
 
     async def _assess(
-        self, task: Task, *, behind_head: bool = False, hosted: bool = False
+        self, task: Task, *, behind_head: bool = False, hosted: dict[int, QueueEntry] | None = None
     ) -> _Candidate | InFlight | Waiting | None:
         """Act on what one PR needs now; a candidate for the merge queue, ``in_flight``, ``waiting`` or None.
 
         ``behind_head``: an older PR heads the queue; this one is neither rebased nor merged now, and is not
         even re-checked when its checks already ran on its current head SHA (it waits for its turn).
-        ``hosted``: the host's merge queue merges this repo; only a conflicting PR waits behind the head.
+        ``hosted``: the host's merge queue (its entries) merges this repo; only a conflicting PR waits behind the
+        head, and a green PR the queue dropped on this head is dealt with here (:meth:`_dropped`).
         """
         assert task.pr is not None
         pr = await self.forge.get_pr(task.repo, task.pr)
         if pr.state == "merged":  # by the host's merge queue, or before a crash (or by hand)
-            await self._mark_merged(task, pr.head_sha, reconciled=not hosted, delete_branch=True)
+            await self._mark_merged(task, pr.head_sha, reconciled=hosted is None, delete_branch=True)
             return None
         if pr.state == "closed":
             await self._closed(task, pr)
@@ -280,7 +282,7 @@ class PRMonitor:
             behind_head
             and verdict is not None
             and verdict.sha == pr.head_sha
-            and (not hosted or verdict.kind != "green")
+            and (hosted is None or verdict.kind != "green")
         ):
             return "waiting"
         if await self.reviews.check(task, pr):  # reviewers asked for changes: back to an agent
@@ -303,11 +305,13 @@ class PRMonitor:
             if not await self._blocked(task, pr, red_blocker(checks)):
                 await self._send_back(task, pr, ci_context(checks), reason="ci_failed")
             return None
+        if hosted is not None and await self._dropped(task, pr, busy=bool(hosted)):
+            return None
         self._unblocked(task, pr)
         self._verdicts[task.id] = _Verdict(pr.head_sha, "green")
         if not await self.gate.passes(task, pr):
             return None
-        return _Candidate(task, pr, checks, hosted or await self._up_to_date(task, pr))
+        return _Candidate(task, pr, checks, hosted is not None or await self._up_to_date(task, pr))
 
     async def _conflict_or_wait(self, task: Task, pr: PullRequest, behind_head: bool) -> InFlight | Waiting | None:
         """A PR that conflicts with its base: rebased at the head of the queue, else it waits for its turn."""
@@ -332,7 +336,7 @@ class PRMonitor:
             return True
         if result.reason == "queued":
             self.journal.record("pr_enqueued", task.id, pr=pr.number, sha=result.sha, detail=result.message)
-            self.counts["enqueued"] += 1
+            self.enqueued += 1
             log.info("pr_enqueued", sha=result.sha, detail=result.message)
             return False
         log.info("merge_refused", reason=result.reason, message=result.message)
@@ -370,27 +374,24 @@ class PRMonitor:
             except AgentosError as exc:
                 log.warning("worktree_remove_failed", error=str(exc))
 
-    async def _enqueue(self, repo: str, ready: list[_Candidate], busy: bool) -> None:
-        """The host's merge queue merges this repo: enqueue every candidate (``busy``: the queue holds other PRs),
-        unless the queue dropped it on this head; a drop for failing group checks goes back to an agent."""
+    async def _enqueue(self, ready: list[_Candidate]) -> None:
+        """The host's merge queue merges this repo: every candidate is enqueued (``merge_pr`` answers ``queued``)."""
+        for c in ready:
+            if c.task.status is TaskStatus.PR_OPEN:
+                with alog.bound(task=c.task.id, pr=c.pr.number):
+                    try:
+                        await self._merge(c.task, c.pr, c.checks)
+                    except AgentosError as exc:
+                        log.warning("enqueue_failed", error=str(exc))
+
+    async def _dropped(self, task: Task, pr: PullRequest, *, busy: bool) -> bool:
+        """Did the host's queue drop this green head? True when it must not be enqueued again now: its group's
+        checks failed (back to an agent), a person removed it, or it conflicts with PRs still queued (``busy``)."""
         queue = self.forge.merge_queue
         assert queue is not None
-        for c in ready:
-            if c.task.status is not TaskStatus.PR_OPEN:
-                continue
-            with alog.bound(task=c.task.id, pr=c.pr.number):
-                try:
-                    drop = await queue.last_drop(repo, c.pr.number)
-                    on_head = drop is not None and drop.head_sha == c.pr.head_sha
-                    if drop is not None and on_head and await self._dropped(c.task, c.pr, drop, busy):
-                        continue
-                    await self._merge(c.task, c.pr, c.checks)
-                    busy = True
-                except AgentosError as exc:
-                    log.warning("enqueue_failed", error=str(exc))
-
-    async def _dropped(self, task: Task, pr: PullRequest, drop: QueueDrop, busy: bool) -> bool:
-        """The host's queue dropped this head; True when it must not be enqueued again now."""
+        drop = await queue.last_drop(task.repo, pr.number)
+        if drop is None or drop.head_sha != pr.head_sha:
+            return False
         if drop.kind == "checks":
             blocker, detail = group_failed(drop)
             if not await self._blocked(task, pr, blocker):
