@@ -24,14 +24,10 @@ current head SHA waits untouched (no checks, no rebase) until it reaches the hea
 about N rebases and 2N check runs, not N²/2 of each. Waiting PRs are read from one listing of the repo's
 open PRs per pass, not one ``get_pr`` each.
 
-**GitHub's merge queue**: where the base branch's rulesets require the host's merge queue
-(:class:`~agentos.forge.base.HostMergeQueue`), agentos's own queue stands aside: no PR is rebased for being behind
-its base and none is merged directly. Every green PR that passed its gates is enqueued at once (``merge_pr``
-answers ``queued``); a PR in the host's queue is left alone (no checks read, no rebase) until it leaves it: merged
-by the host (the task is merged), or dropped. A PR dropped because its merge group's checks failed goes back to an
-agent with those checks, like red CI; one dropped for a conflict with a PR ahead waits until the queue is empty
-(then a conflict with the base is rebased as above, one PR at a time); one removed otherwise (by a person) is
-not enqueued again on that head and counts as a refused merge.
+**GitHub's merge queue**: where the base requires the host's own queue (``Forge.merge_queue``), agentos's queue
+stands aside: every green PR is enqueued (``merge_pr`` answers ``queued``), none is rebased for being behind or
+merged directly, a queued PR is left alone, and one dropped for its merge group's failing checks goes back to an
+agent like red CI (docs/pr-monitor.md §2a).
 
 **Wedged**: a PR blocked on one blocker signature (normalised failing-check names + error lines, a
 conflict, a merge refusal, checks that never finish) for longer than ``routing.wedged_after_hours`` is
@@ -493,7 +489,8 @@ class PRMonitor:
 
     async def approve(self, repo: str, number: int, approve: bool) -> dict[str, Any]:
         """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons): lifecycle records it
-        (:meth:`Lifecycle.review`), then an approved PR that is green and up to date merges at once."""
+        (:meth:`Lifecycle.review`), then an approved PR that is green and up to date merges at once (or, where
+        GitHub's merge queue merges the repo, is enqueued at once: ``result: enqueued``)."""
         async with self._lock(repo):
             held = next(
                 (t for t in self.graph if t.repo == repo and t.pr == number and t.status is TaskStatus.PR_OPEN), None
@@ -510,7 +507,13 @@ class PRMonitor:
                 return result
             with alog.bound(task=task.id, repo=repo, pr=number):
                 await self.branches.sync(repo)
-                seen = await self._assess(task)
+                hosted = await self._host_queue(repo)
+                if hosted is not None and number in hosted:
+                    return {"pr": result["pr"], "result": "enqueued"}  # in GitHub's queue already
+                seen = await self._assess(task, hosted=hosted)
+                enqueued = self.enqueued
                 if isinstance(seen, _Candidate) and seen.up_to_date and await self._merge(task, seen.pr, seen.checks):
                     return {"pr": result["pr"], "result": "merged"}
+                if self.enqueued != enqueued:
+                    return {"pr": result["pr"], "result": "enqueued"}
         return {**result, "status": task.status.value}
