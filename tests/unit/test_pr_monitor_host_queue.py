@@ -88,7 +88,7 @@ class TestHostQueue:
         assert [e.data["pr"] for e in rig.events if e.type == "pr_enqueued"] == [101, 102, 103]
         forge.read.clear()
         await rig.quiet_tick()
-        assert forge.read == [] and rig.monitor.host_queued == 3
+        assert forge.read == [] and rig.monitor.host.passes == 3
 
     async def test_merged_by_the_queue_is_a_merge_with_the_branch_deleted(self, tmp_path: Path) -> None:
         rig, forge = queue_rig(tmp_path)

@@ -177,7 +177,8 @@ class GitHubMergeQueue:
         return f"<GitHubMergeQueue rules={len(self._required)} groups={len(self._groups)}>"
 
     async def required(self, repo: str, base: str) -> bool:
-        """Does a ruleset on ``base`` require the merge queue? Cached ``rules_ttl`` seconds; unreadable is no."""
+        """Does a ruleset on ``base`` require the merge queue? Cached ``rules_ttl`` seconds. Rules the token may
+        not read (403, 404) are no queue; a failure of the moment raises (nothing is cached)."""
         split_repo(repo)
         now = self._client.clock()
         known = self._required.get((repo, base))
@@ -186,6 +187,8 @@ class GitHubMergeQueue:
         try:
             rules = await self._client.paginate(f"/repos/{repo}/rules/branches/{quote(base, safe='')}")
         except (GitHubError, NotFound) as exc:
+            if isinstance(exc, GitHubError) and exc.status not in (403, 404):
+                raise  # a failure of the moment (5xx, no answer, rate limit): asked again on the next pass
             _log.warning("branch_rules_unreadable", repo=repo, branch=base, error=str(exc), assumed="no merge queue")
             rules = []
         required = requires_merge_queue(rules)

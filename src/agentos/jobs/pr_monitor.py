@@ -52,6 +52,7 @@ from agentos.forge.base import Checks, Forge, PullRequest, QueueEntry, marker
 from agentos.graph import Task, TaskGraph, TaskStatus
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
+from agentos.jobs._pr_host_queue import HostQueueView
 from agentos.jobs._pr_policy import (
     Blocker,
     BlockerKind,
@@ -127,7 +128,7 @@ class PRMonitor:
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
         self.enqueued = 0  # PRs put in the host's merge queue
-        self.host_queued = 0  # PR passes skipped because the PR sits in the host's merge queue
+        self.host = HostQueueView(settings=settings, forge=forge)
         self._locks: dict[str, asyncio.Lock] = {}
         self._verdicts: dict[str, _Verdict] = {}  # task id → its checks' verdict on its current head
 
@@ -163,6 +164,7 @@ class PRMonitor:
         by_repo = self._open_tasks()
         live = {t.id for tasks in by_repo.values() for t in tasks}
         self._verdicts = {k: v for k, v in self._verdicts.items() if k in live}
+        self.host.forget(live)
         self.gate.forget(live)
         for repo, tasks in by_repo.items():
             if self.stopping():
@@ -176,17 +178,9 @@ class PRMonitor:
                     except AgentosError as exc:
                         log.warning("pr_monitor_repo_failed", error=str(exc))
 
-    async def _host_queue(self, repo: str) -> dict[int, QueueEntry] | None:
-        """The host's merge queue of the repo's base (PR number → entry), or None when agentos's queue merges."""
-        queue = self.forge.merge_queue
-        base = self.settings.repo(repo).base_branch
-        if queue is None or not await queue.required(repo, base):
-            return None
-        return {entry.number: entry for entry in await queue.entries(repo, base)}
-
     async def _repo_pass(self, repo: str, tasks: list[Task]) -> None:
         await self.branches.sync(repo)
-        hosted = await self._host_queue(repo)
+        hosted = await self.host.entries(repo)
         ready: list[_Candidate] = []
         busy = False
         head: Task | None = None  # the queue's head: the first PR that is green, being checked or rebased
@@ -197,7 +191,7 @@ class PRMonitor:
             if task.status is not TaskStatus.PR_OPEN:
                 continue
             if hosted is not None and task.pr in hosted:
-                self.host_queued += 1  # GitHub's queue has it: merged or dropped by GitHub, seen in a later pass
+                self.host.queued(task, hosted[task.pr])  # merged or dropped by GitHub, seen in a later pass
                 continue
             with alog.bound(task=task.id, pr=task.pr):
                 try:
@@ -383,10 +377,8 @@ class PRMonitor:
     async def _dropped(self, task: Task, pr: PullRequest, *, busy: bool) -> bool:
         """Did the host's queue drop this green head? True when it must not be enqueued again now: its group's
         checks failed (back to an agent), a person removed it, or it conflicts with PRs still queued (``busy``)."""
-        queue = self.forge.merge_queue
-        assert queue is not None
-        drop = await queue.last_drop(task.repo, pr.number)
-        if drop is None or drop.head_sha != pr.head_sha:
+        drop = await self.host.drop_on_head(task, pr)
+        if drop is None:
             return False
         if drop.kind == "checks":
             blocker, detail = group_failed(drop)
@@ -507,7 +499,7 @@ class PRMonitor:
                 return result
             with alog.bound(task=task.id, repo=repo, pr=number):
                 await self.branches.sync(repo)
-                hosted = await self._host_queue(repo)
+                hosted = await self.host.entries(repo)
                 if hosted is not None and number in hosted:
                     return {"pr": result["pr"], "result": "enqueued"}  # in GitHub's queue already
                 seen = await self._assess(task, hosted=hosted)
