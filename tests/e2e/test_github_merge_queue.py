@@ -122,3 +122,27 @@ async def test_a_pr_removed_by_a_person_is_not_put_back(make_daemon: MakeDaemon)
     blocked = d.events("pr_blocked")
     assert [b["kind"] for b in blocked] == ["refused"], blocked
     assert (await d.task(f"{REPO}#{number}"))["status"] == "pr_open"
+
+
+async def test_a_fifth_of_requests_failing_still_merges_each_pr_once(make_daemon: MakeDaemon) -> None:  # noqa: F811
+    """20% of API requests (REST and GraphQL, enqueues included) answer 502, half of them after being applied: each
+    PR is still enqueued into one entry and merged by the queue exactly once, with no duplicate comment."""
+    d = await make_daemon({"claude": claude_agent("plan")}, board=False, start=False)
+    queue = d.fake.queues.require(REPO, "main")
+    await d.start()
+    flaky = d.fake.fail_randomly(0.2, seed=7)
+    numbers = [plan_issue(d, i) for i in (1, 2)]
+
+    tasks = [await d.wait_merged(f"{REPO}#{n}", n, timeout=120) for n in numbers]
+    d.fake.stop_failing()
+
+    assert flaky.failed >= 5, flaky
+    prs = sorted(int(t["pr"]) for t in tasks)
+    assert sorted(queue.merged) == prs, queue.merged
+    assert d.fake.requests_to("PUT", r"/pulls/\d+/merge$") == []
+    subjects = [subject for _, subject, _ in await d.main_commits()]
+    for pr in prs:
+        assert len([s for s in subjects if s.endswith(f"(#{pr})")]) == 1
+        added = [e for e in d.repo.issues[pr].events if e["event"] == "added_to_merge_queue"]
+        assert len(added) == queue.builds[pr] == 1, "one entry, one group per PR: a retried enqueue found its entry"
+    assert_no_duplicate_comments(d)

@@ -148,3 +148,21 @@ class TestMergeQueue:
         moved = await rig.forge.merge_pr(REPO, second, sha="0" * 40, title="t", body="")
         assert (moved.merged, moved.reason) == (False, "head_moved")
         assert BOT_LOGIN in {e["actor"]["login"] for e in rig.fake.state.repos[REPO].issues[second].events}
+
+    async def test_an_enqueue_whose_answer_is_lost_is_not_doubled(self, rig: Rig) -> None:
+        """GitHub applies the enqueue but the answer comes too late: the retry finds the PR's entry; one entry."""
+        rig.fake.queues.require(REPO, "main", ci=lambda number, build: None)
+        number, head = await rig.pr("one", {"one.txt": "1\n"})
+        client = GitHubClient(rig.fake.url, auth=TokenAuth(rig.fake.token), timeout=0.4)
+        forge = GitHubForge(client)
+        try:
+            rig.fake.create_then_stall(method="POST", path="/graphql", seconds=1.0)
+            result = await forge.merge_pr(REPO, number, sha=head, title="Do one", body="")
+        finally:
+            await client.aclose()
+
+        assert (result.merged, result.reason) == (False, "queued")
+        assert len(rig.fake.requests_to("POST", "/graphql")) >= 2, "the enqueue was sent again"
+        events = [e["event"] for e in rig.fake.state.repos[REPO].issues[number].events]
+        assert events.count("added_to_merge_queue") == 1
+        assert [e.number for e in await rig.forge.merge_queue.entries(REPO, "main")] == [number]

@@ -22,7 +22,7 @@ from agentos.forge._github_merge_queue import (
     requires_merge_queue,
 )
 from agentos.forge.base import ForgeError
-from agentos.forge.github import GitHubClient, TokenAuth
+from agentos.forge.github import GitHubClient, GitHubError, TokenAuth
 
 MERGE_QUEUE_RULE = {
     "type": "merge_queue",
@@ -120,7 +120,12 @@ def _queue(handler: Any) -> tuple[GitHubMergeQueue, list[httpx.Request]]:
         response: httpx.Response = handler(request)
         return response
 
-    client = GitHubClient("https://api.github.test", auth=TokenAuth("t"), transport=httpx.MockTransport(record))
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    client = GitHubClient(
+        "https://api.github.test", auth=TokenAuth("t"), transport=httpx.MockTransport(record), sleep=no_wait
+    )
     return GitHubMergeQueue(client, CheckReader(client, fetch_action_logs=False, checks_grace=0)), seen
 
 
@@ -141,9 +146,22 @@ class TestGitHubMergeQueue:
             "/repos/acme/app/rules/branches/dev",
         ]
 
-    async def test_unreadable_rules_mean_no_queue(self) -> None:
+    async def test_rules_the_token_may_not_read_mean_no_queue(self) -> None:
         queue, _ = _queue(lambda request: httpx.Response(404, json={"message": "Not Found"}))
         assert await queue.required("acme/app", "main") is False
+
+    async def test_a_failure_of_the_moment_is_not_cached_as_no_queue(self) -> None:
+        """A 502 raises (the pass is skipped); the next question asks again and finds the rule."""
+        answers = [httpx.Response(502, json={"message": "Bad Gateway"})] * 10
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return answers.pop(0) if answers else httpx.Response(200, json=[MERGE_QUEUE_RULE])
+
+        queue, _ = _queue(handler)
+        with pytest.raises(GitHubError):
+            await queue.required("acme/app", "main")
+        answers.clear()
+        assert await queue.required("acme/app", "main") is True
 
     async def test_entries_carry_their_group_commit_and_a_drop_its_failing_checks(self) -> None:
         """The group commit seen while queued is where a later ``CI_FAILURE`` drop's checks are read."""
