@@ -341,7 +341,7 @@ class PRMonitor:
     ) -> None:
         await self.lifecycle.merged(task, sha, reconciled=reconciled)
         self.counts["merged"] += 1
-        if task.branch and delete_branch:  # merged by the host's queue, before a crash or by hand: the branch stays
+        if task.branch and delete_branch:  # merged by GitHub's queue, before a crash or by hand: the branch is left
             try:
                 await self.branches.delete(task.repo, task.branch, sha)
             except AgentosError as exc:
