@@ -110,6 +110,13 @@ async def test_a_pr_removed_by_a_person_is_not_put_back(make_daemon: MakeDaemon)
         return queue.entries[0] if queue.entries else None
 
     entry = await d.wait_for(queued, what="the PR in the merge queue")
+    await d.wait_for(lambda: d.events("pr_in_merge_queue"), what="the monitor to see it queued")
+    start = len(d.fake.state.requests)
+    await d.ctl("run", {"name": "pr_monitor"})
+    asked = [(r.method, r.path) for r in d.fake.state.requests[start:]]
+    refs = f"/repos/{REPO}/git/matching-refs/heads/gh-readonly-queue/main/"
+    monitor = [a for a in asked if re.search(r"/pulls|/commits/|/graphql|/git/|/rules/|/actions/", a[1])]
+    assert monitor == [("POST", "/graphql"), ("GET", refs)], "a queued PR costs the queue's read and its refs"
     node = d.repo.pulls[entry.number].node_id
     answer = await d.fake.queues.gql_dequeue("maya", {"id": node})
     assert answer["data"]["dequeuePullRequest"]["mergeQueueEntry"]["pullRequest"] == {"number": entry.number}
