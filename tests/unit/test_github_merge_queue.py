@@ -220,3 +220,42 @@ class TestGitHubMergeQueue:
         assert drop is not None and drop.kind == "checks" and drop.checks is not None
         assert drop.checks.sha == group and [r.name for r in drop.checks.failing] == ["merge-group"]
         assert "FAILED test_x" in drop.checks.failing[0].log_tail
+
+    @pytest.mark.parametrize("actions", [pytest.param(200, id="actions-readable"), pytest.param(403, id="no-actions")])
+    async def test_a_group_never_seen_queued_is_found_by_its_merge_group_run(self, actions: int) -> None:
+        """The group was built and failed between two passes: its commit comes from the newest ``merge_group`` run on
+        one of the PR's group branches; without Actions: read the drop is still reported, without checks."""
+        head, group = "a" * 40, "e" * 40
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            path = request.url.path
+            if path == "/graphql":
+                node = {"createdAt": "2026-03-02T09:00:00Z", "reason": "CI_FAILURE", "beforeCommit": {"oid": head}}
+                items = {"timelineItems": {"nodes": [node]}}
+                return httpx.Response(200, json={"data": {"repository": {"pullRequest": items}}})
+            if path == "/repos/acme/app/actions/runs":
+                assert request.url.params["event"] == "merge_group"
+                if actions != 200:
+                    return httpx.Response(actions, json={"message": "Resource not accessible by integration"})
+                runs = [
+                    {"id": 9, "head_branch": f"gh-readonly-queue/main/pr-8-{'1' * 40}", "head_sha": "9" * 40},
+                    {"id": 8, "head_branch": f"gh-readonly-queue/main/pr-7-{'2' * 40}", "head_sha": group},
+                    {"id": 7, "head_branch": f"gh-readonly-queue/main/pr-7-{'3' * 40}", "head_sha": "7" * 40},
+                ]
+                return httpx.Response(200, json={"total_count": 3, "workflow_runs": runs})
+            if path == f"/repos/acme/app/commits/{group}/check-runs":
+                run = {"id": 5, "name": "merge-group", "status": "completed", "conclusion": "failure", "output": {}}
+                return httpx.Response(200, json={"total_count": 1, "check_runs": [run]})
+            if path == f"/repos/acme/app/commits/{group}/status":
+                return httpx.Response(200, json={"state": "pending", "statuses": []})
+            raise AssertionError(f"unexpected request {request.method} {path}")
+
+        queue, _ = _queue(handler)
+        drop = await queue.last_drop("acme/app", 7)
+
+        assert drop is not None and drop.kind == "checks" and drop.head_sha == head
+        if actions == 200:
+            assert drop.checks is not None and drop.checks.sha == group
+            assert [r.name for r in drop.checks.failing] == ["merge-group"]
+        else:
+            assert drop.checks is None

@@ -43,6 +43,7 @@ _log = structlog.get_logger("agentos.forge.github")
 GROUP_REF_PREFIX = "gh-readonly-queue"
 _GROUP_REF = re.compile(rf"^refs/heads/{GROUP_REF_PREFIX}/(?P<base>.+)/pr-(?P<number>\d+)-[0-9a-f]+$")
 ENTRIES_PAGE = 100  # a queue longer than this is read in part (its first 100 entries)
+GROUPS_KEPT = 1000  # group commits remembered for later drops (merged PRs' are forgotten, oldest first)
 
 _Q_QUEUE = """query AgentosMergeQueue($owner: String!, $name: String!, $branch: String!, $first: Int!) {
   repository(owner: $owner, name: $name) {
@@ -208,7 +209,10 @@ class GitHubMergeQueue:
         for entry in entries:
             entry.group_sha = groups.get(entry.number, "")
             if entry.group_sha:
+                self._groups.pop((repo, entry.number), None)  # re-inserted last: the oldest are forgotten first
                 self._groups[(repo, entry.number)] = (entry.head_sha, entry.group_sha)
+        while len(self._groups) > GROUPS_KEPT:
+            del self._groups[next(iter(self._groups))]
         return entries
 
     async def enqueue(self, repo: str, node_id: str, sha: str) -> QueueEntry:
@@ -239,7 +243,11 @@ class GitHubMergeQueue:
         """The group commit of the PR's newest ``merge_group`` Actions run (a group built and failed between two
         reads of the queue); "" when none of the last 100 such runs was on one of its groups."""
         params: dict[str, str | int] = {"event": "merge_group", "per_page": 100}
-        data = await self._client.get(f"/repos/{repo}/actions/runs", params=params)
+        try:
+            data = await self._client.get(f"/repos/{repo}/actions/runs", params=params)
+        except (GitHubError, NotFound) as exc:  # no Actions: read, say: the drop is still reported, without checks
+            _log.info("merge_group_runs_unreadable", repo=repo, pr=number, error=str(exc))
+            return ""
         runs = _dig(data, "workflow_runs")
         for run in runs if isinstance(runs, list) else []:  # newest first
             branch, sha = _dig(run, "head_branch"), _dig(run, "head_sha")
