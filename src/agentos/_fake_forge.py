@@ -44,6 +44,7 @@ class FakeForge:
     checks_merge_result = False
     credentials = None
     issue_writer = None
+    merge_queue = None
 
     @property
     def reviews(self) -> FakeForge:

@@ -15,13 +15,18 @@ and ``git commit-tree``, so merged commits are real. Response shapes, status cod
 GitHub's: ``ETag`` on every GET and 304 on a matching ``If-None-Match`` (per token, and free), ``Link``
 pagination honouring ``per_page``, ``x-ratelimit-*`` headers, 403/429 with ``retry-after``.
 
+Merge queues: :meth:`fake.queues.require <tests.fakes.github_merge_queue.FakeMergeQueues.require>` puts a
+ruleset requiring GitHub's merge queue on a branch; entries, merge groups and their checks are modelled in
+:mod:`tests.fakes.github_merge_queue`.
+
 Reviews: :meth:`FakeGitHub.add_review` (with line comments) and :meth:`FakeGitHub.add_comment`, read back by
 ``GET …/pulls/{n}/reviews``, ``GET …/pulls/{n}/comments`` and ``GET …/issues/{n}/comments``; a reply in a review
 thread is ``POST …/pulls/{n}/comments/{id}/replies``.
 
 GraphQL is matched by *operation name* (the ones ``GitHubForge`` sends: ``AgentosProject``,
 ``AgentosProjectById``, ``AgentosBoardItems``, ``AgentosReadyEdits``, ``AgentosIssueItems``, ``AgentosAddItem``,
-``AgentosSetStatus``, and ``AgentosSetStatusOptions`` that ``agentos init`` sends), not parsed; variables are honoured.
+``AgentosSetStatus``, the merge queue's ``AgentosMergeQueue``, ``AgentosEnqueue``, ``AgentosQueueDrop`` and
+``AgentosDequeue``, and ``AgentosSetStatusOptions`` that ``agentos init`` sends), not parsed; variables are honoured.
 
 Webhooks: :meth:`FakeGitHub.add_webhook` (URL, secret) makes the fake deliver signed events there as GitHub
 does (:mod:`tests.fakes.github_hooks`): ``issues`` labeled/unlabeled, ``issue_comment``, ``pull_request``
@@ -67,6 +72,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes.github_hooks import Delivery, WebhookSender
+from tests.fakes.github_merge_queue import FakeMergeQueue, FakeMergeQueues
 
 __all__ = [
     "FakeGitHub",
@@ -256,6 +262,7 @@ class FakeRepo:
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     job_logs: dict[int, str] = field(default_factory=dict)
     workflow_runs: dict[str, int] = field(default_factory=dict)  # head sha → the one workflow run id
+    merge_queues: dict[str, FakeMergeQueue] = field(default_factory=dict)  # branch → its required merge queue
     next_number: int = 1
 
     @property
@@ -351,6 +358,7 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 _LEVELS = {"none": 0, "read": 1, "write": 2, "admin": 3}
 _ROUTE_PERMISSIONS: tuple[tuple[str, str], ...] = (  # (path regex after /repos/{o}/{r}, permission)
     (r"^$", "metadata"),
+    (r"^/rules/", "metadata"),
     (r"^/collaborators/", "metadata"),
     (r"^/(issues|labels)\b", "issues"),
     (r"^/pulls/\d+/merge$", "contents"),
@@ -402,6 +410,7 @@ class FakeGitHub:
         self._runner: web.AppRunner | None = None
         self._release = asyncio.Event()
         self.hooks: list[WebhookSender] = []
+        self.queues = FakeMergeQueues(self)
 
     def __repr__(self) -> str:
         return f"<FakeGitHub {self.url} repos={len(self.state.repos)} requests={len(self.state.requests)}>"
@@ -445,6 +454,7 @@ class FakeGitHub:
         r.add_get(repo + "/actions/runs", self._h_workflow_runs)
         r.add_get(repo + "/actions/runs/{run:\\d+}/jobs", self._h_workflow_jobs)
         r.add_get("/_blob/job-logs/{owner}/{repo}/{id:\\d+}", self._h_blob_logs)
+        self.queues.routes(r)
         r.add_route("*", "/{owner}/{gitdir:[^/]+\\.git}/{tail:.*}", self._h_git)
         self._runner = web.AppRunner(app, shutdown_timeout=0.2, access_log=None)
         await self._runner.setup()
@@ -1127,7 +1137,7 @@ class FakeGitHub:
             "merged": pull.merged_at is not None,
             "merged_at": pull.merged_at,
             "merge_commit_sha": pull.merge_commit_sha,
-            "mergeable": None if issue.state != "open" else True,
+            "mergeable": None if issue.state != "open" else await self.queues.mergeable(repo, pull) is not False,
             "draft": False,
         }
 
@@ -1319,6 +1329,7 @@ class FakeGitHub:
 
     async def _h_list_pulls(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
+        await self.queues.settle()
         state = request.query.get("state", "open")
         head = request.query.get("head")
         base = request.query.get("base")
@@ -1376,6 +1387,7 @@ class FakeGitHub:
 
     async def _h_get_pull(self, request: web.Request) -> web.Response:
         repo = self._repo(request)
+        await self.queues.settle()
         return web.json_response(await self._pull_json(repo, self._pull(repo, request)))
 
     async def _h_patch_pull(self, request: web.Request) -> web.Response:
@@ -1415,17 +1427,22 @@ class FakeGitHub:
         args = ["commit-tree", tree, *parents, "-m", title] + (["-m", message] if message else [])
         commit = await self._git(repo.path, *args)
         await self._git(repo.path, "update-ref", f"refs/heads/{pull.base}", commit, base_sha)
+        self._merged(repo, pull, commit, head_sha, request[LOGIN])
+        return web.json_response({"sha": commit, "merged": True, "message": "Pull Request successfully merged"})
+
+    def _merged(self, repo: FakeRepo, pull: FakePull, commit: str, head_sha: str, actor: str) -> None:
+        """The PR merged as ``commit`` (the base moved there already): closed, and the issues it closes."""
+        issue = repo.issues[pull.number]
         pull.head_sha, pull.merged_at, pull.merge_commit_sha = head_sha, self.state.now(), commit
-        pull.merged_by = request[LOGIN]
-        self._event(issue, "merged", request[LOGIN], commit_id=commit)
-        self._close(issue, request[LOGIN])
-        self._announce_issue(repo, issue, "closed", request[LOGIN])
+        pull.merged_by = actor
+        self._event(issue, "merged", actor, commit_id=commit)
+        self._close(issue, actor)
+        self._announce_issue(repo, issue, "closed", actor)
         if pull.base == repo.default_branch:
             for ref in CLOSING.findall(issue.body):
                 target = repo.issues.get(int(ref))
                 if target is not None and not target.is_pr:
-                    self._close(target, request[LOGIN])
-        return web.json_response({"sha": commit, "merged": True, "message": "Pull Request successfully merged"})
+                    self._close(target, actor)
 
     def _review_json(self, repo: FakeRepo, number: int, r: FakeReview) -> dict[str, Any]:
         return {
@@ -1562,12 +1579,28 @@ class FakeGitHub:
     async def _h_workflow_runs(self, request: web.Request) -> web.Response:
         """One workflow run per head sha that has github-actions check runs (its jobs are those runs)."""
         repo = self._repo(request)
-        sha = request.query.get("head_sha")
+        sha, event = request.query.get("head_sha"), request.query.get("event")
         runs = []
         for head, checks in repo.check_runs.items():
             if (sha is None or head == sha) and any(c["app"]["slug"] == "github-actions" for c in checks):
+                group = self.queues.group_branch(repo, head)
+                kind = "pull_request" if group is None else "merge_group"
+                if event is not None and event != kind:
+                    continue
+                branch = group or next((p.head for p in repo.pulls.values() if p.head_sha == head), None)
                 run_id = repo.workflow_runs.setdefault(head, self.state.new_id())
-                runs.append({"id": run_id, "name": "CI", "head_sha": head, "status": "completed", "run_attempt": 1})
+                runs.append(
+                    {
+                        "id": run_id,
+                        "name": "CI",
+                        "head_sha": head,
+                        "head_branch": branch,
+                        "event": kind,
+                        "status": "completed",
+                        "run_attempt": 1,
+                    }
+                )
+        runs.sort(key=lambda r: r["id"], reverse=True)  # newest first, as GitHub lists them
         return self._page(request, runs, key="workflow_runs")
 
     async def _h_workflow_jobs(self, request: web.Request) -> web.Response:
@@ -1599,7 +1632,9 @@ class FakeGitHub:
         if op is None:
             name = match.group(1) if match else "anonymous"
             return web.json_response({"errors": [{"message": f"fake GitHub does not serve operation {name}"}]})
-        result: dict[str, Any] = op(request[LOGIN], variables)
+        result = op(request[LOGIN], variables)
+        if asyncio.iscoroutine(result):  # the merge queue's operations run git
+            result = await result
         return web.json_response(result)
 
     def _project_json(self, project: FakeProject, field_name: str) -> dict[str, Any]:
@@ -1747,6 +1782,18 @@ class FakeGitHub:
         project.options, project.styles = options, styles
         field_json = self._project_json(project, project.field_name)["field"]
         return {"data": {"updateProjectV2Field": {"projectV2Field": field_json}}}
+
+    def _gql_AgentosEnqueue(self, login: str, v: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        return self.queues.gql_enqueue(login, v)
+
+    def _gql_AgentosDequeue(self, login: str, v: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        return self.queues.gql_dequeue(login, v)
+
+    def _gql_AgentosMergeQueue(self, login: str, v: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        return self.queues.gql_merge_queue(login, v)
+
+    def _gql_AgentosQueueDrop(self, login: str, v: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        return self.queues.gql_queue_drop(login, v)
 
     # -- git smart HTTP -------------------------------------------------------------------------------
 

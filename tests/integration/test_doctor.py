@@ -381,6 +381,13 @@ class TestGitHubChecks:
         _, checks = await asyncio.to_thread(doctor, gh.config())  # the CLI: --json stdout stays parseable
         assert {c.check for c in checks} >= set(found)
 
+    async def test_a_required_merge_queue_is_reported(self, gh: GhSite) -> None:
+        """The base branch's ruleset requires GitHub's merge queue: doctor says agentos will enqueue."""
+        gh.fake.queues.require(REPO, "main")
+        found = await gh.github_checks(gh.config())
+        assert problems(found) == {}
+        assert "main requires GitHub's merge queue" in found[f"github:{REPO}:merge_queue"].detail
+
     async def test_classic_token_scopes(self, gh: GhSite, monkeypatch: pytest.MonkeyPatch) -> None:
         """A classic token's X-OAuth-Scopes are read: without `repo` (or `project` for a board) it is an error."""
         monkeypatch.setenv("GITHUB_TOKEN", gh.fake.add_classic_token("read:user, read:project"))

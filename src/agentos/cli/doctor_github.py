@@ -228,7 +228,20 @@ async def _repo_checks(client: GitHubClient, cfg: Config, repo: RepoConfig, *, p
     checks.append(await _labels(client, cfg, repo))
     if repo.project:
         checks.append(await _board(client, repo))
+    if queue := await _merge_queue(client, repo):
+        checks.append(queue)
     return checks
+
+
+async def _merge_queue(client: GitHubClient, repo: RepoConfig) -> Check | None:
+    """A line when the base branch requires GitHub's merge queue (agentos then enqueues instead of merging)."""
+    from agentos.forge._github_merge_queue import requires_merge_queue
+
+    resp = await client.response(f"/repos/{repo.name}/rules/branches/{quote(repo.base_branch, safe='')}")
+    if resp.status_code != 200 or not requires_merge_queue(resp.json()):
+        return None
+    detail = f"{repo.base_branch} requires GitHub's merge queue: green PRs are enqueued, GitHub merges them"
+    return Check(f"github:{repo.name}:merge_queue", "ok", detail)
 
 
 async def _probe_permissions(client: GitHubClient, repo: str, branch: str) -> Check:

@@ -63,6 +63,19 @@ class CheckReader:
         (CI may not have registered yet), then success (a repo without CI).
         """
         sha = pr.head.sha
+        runs = await self._runs(repo, sha)
+        overall = combine_states(r.state for r in runs)
+        if overall is None:
+            young = self._client.clock() - pr.updated_at.timestamp() < self._checks_grace
+            overall = "pending" if young else "success"
+        return Checks(sha=sha, state=overall, runs=runs)
+
+    async def read_commit(self, repo: str, sha: str) -> Checks:
+        """The checks on any commit (a merge group's): no checks at all is pending, not success."""
+        runs = await self._runs(repo, sha)
+        return Checks(sha=sha, state=combine_states(r.state for r in runs) or "pending", runs=runs)
+
+    async def _runs(self, repo: str, sha: str) -> list[CheckRun]:
         check_runs = await self._check_runs(repo, sha)
         combined = _CombinedStatus.model_validate(await self._client.get(f"/repos/{repo}/commits/{sha}/status"))
         runs: list[CheckRun] = []
@@ -76,11 +89,7 @@ class CheckReader:
             if status.state == "pending":
                 status_state = "pending"
             runs.append(CheckRun(name=status.context, state=status_state, summary=status.description or ""))
-        overall = combine_states(r.state for r in runs)
-        if overall is None:
-            young = self._client.clock() - pr.updated_at.timestamp() < self._checks_grace
-            overall = "pending" if young else "success"
-        return Checks(sha=sha, state=overall, runs=runs)
+        return runs
 
     async def _check_runs(self, repo: str, sha: str) -> list[_RestCheckRun]:
         """The latest check runs on ``sha``; from the Actions jobs when the token may not read checks.

@@ -59,6 +59,7 @@ class _Ref(_Gh):
 
 class _RestPull(_Gh):
     number: int
+    node_id: str = ""
     title: str
     body: str | None = None
     state: Literal["open", "closed"]

@@ -12,6 +12,9 @@ A forge declares what it can do beyond the protocol, instead of being probed wit
 * ``credentials``: a :class:`GitCredentials` that authenticates git to its remotes (GitHub), or None;
 * ``issue_writer``: an :class:`IssueWriter` that files issues for ``agentos issue`` (the local forge), or None.
 * ``reviews``: a :class:`ReviewSource` that reads a PR's reviews and comments (:class:`Feedback`), or None.
+* ``merge_queue``: a :class:`HostMergeQueue` when the host has a merge queue of its own (GitHub), or None. For a base
+  branch that requires it, ``merge_pr`` enqueues instead of merging (``MergeResult.reason == "queued"``) and the
+  host merges the PR once the checks of its merge group pass.
 
 :meth:`Forge.reconfigure` gives it the repositories of a reloaded config.
 """
@@ -31,9 +34,12 @@ if TYPE_CHECKING:
 
 BoardStatus = Literal["Ready", "In Progress", "In Review", "Blocked", "Done"]
 CheckState = Literal["pending", "success", "failure"]
-MergeReason = Literal["merged", "conflict", "head_moved", "refused"]
-"""How a merge ended: merged (or already was), the head conflicts with the base, the head is no longer the sha
-the caller checked, or the forge refused for another reason (closed, protected branch, a push that failed)."""
+MergeReason = Literal["merged", "queued", "conflict", "head_moved", "refused"]
+"""How a merge ended: merged (or already was), queued in the host's merge queue (it merges when the checks of
+its merge group pass), the head conflicts with the base, the head is no longer the sha the caller checked, or
+the forge refused for another reason (closed, protected branch, a push that failed)."""
+QueueState = Literal["queued", "awaiting_checks", "mergeable", "unmergeable", "locked"]
+DropKind = Literal["checks", "conflict", "other"]
 
 READY_LABEL = "agentos:ready"
 RUNNING_LABEL = "agentos:running"
@@ -117,6 +123,48 @@ class MergeResult(BaseModel):
     message: str = ""
 
 
+class QueueEntry(BaseModel):
+    """A PR in the host's merge queue: its place, its state, and the merge-group commit its checks run on."""
+
+    number: int
+    position: int
+    state: QueueState
+    head_sha: str = ""
+    group_sha: str = ""
+    """The merge-group commit (the base plus the PRs ahead plus this one), once the host built it."""
+
+
+class QueueDrop(BaseModel):
+    """The last time the host's merge queue dropped a PR without merging it.
+
+    ``kind``: ``checks`` (its merge group's checks failed or timed out), ``conflict`` (it conflicts with the base
+    or a PR ahead) or ``other`` (removed by a person, branch protection…); ``head_sha`` is the PR's head when it
+    was dropped; ``checks`` are its group's checks when the group commit is known.
+    """
+
+    kind: DropKind
+    reason: str
+    head_sha: str
+    at: datetime
+    checks: Checks | None = None
+
+
+class HostMergeQueue(Protocol):
+    """A forge capability: the host's own merge queue (GitHub's), for base branches that require it."""
+
+    async def required(self, repo: str, base: str) -> bool:
+        """Does ``base`` require the merge queue (so a PR merges only through it)?"""
+        ...
+
+    async def entries(self, repo: str, base: str) -> list[QueueEntry]:
+        """The PRs in the queue of ``base``, first to merge first."""
+        ...
+
+    async def last_drop(self, repo: str, number: int) -> QueueDrop | None:
+        """Why the queue last dropped the PR, or None when it never did."""
+        ...
+
+
 FeedbackKind = Literal["review", "line", "comment"]
 ReviewState = Literal["changes_requested", "commented", "approved"]
 
@@ -196,6 +244,9 @@ class Forge(Protocol):
     @property
     def reviews(self) -> ReviewSource | None: ...
 
+    @property
+    def merge_queue(self) -> HostMergeQueue | None: ...
+
     def reconfigure(self, repos: Sequence[RepoConfig]) -> None:
         """The repositories of a reloaded config (a forge that needs none of their settings ignores it)."""
         ...
@@ -243,7 +294,8 @@ class Forge(Protocol):
     async def checks(self, repo: str, number: int) -> Checks: ...
 
     async def merge_pr(self, repo: str, number: int, *, sha: str, title: str, body: str) -> MergeResult:
-        """Squash-merge if the head is still ``sha``; "already merged" is success."""
+        """Squash-merge if the head is still ``sha``; "already merged" is success. Where the base requires the host's
+        merge queue, enqueue the PR instead (``reason="queued"``; "already queued" is that too)."""
         ...
 
     async def close_pr(self, repo: str, number: int, *, comment: str = "") -> None: ...

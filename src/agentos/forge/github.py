@@ -51,6 +51,7 @@ from agentos.forge._github_http import (
     rate_limit_wait,
     route_of,
 )
+from agentos.forge._github_merge_queue import GitHubMergeQueue
 from agentos.forge._github_payloads import _comment, _dig, _issue, _pull, _RestPull
 from agentos.forge._github_projects import (
     _M_SET_STATUS,
@@ -181,6 +182,7 @@ class GitHubForge:
         )
         self._checks = CheckReader(client, fetch_action_logs=fetch_action_logs, checks_grace=checks_grace)
         self._reviews = GitHubReviews(client, self._gate.trusted)
+        self._queue = GitHubMergeQueue(client, self._checks)
 
     def __repr__(self) -> str:
         return f"<GitHubForge {self._gate!r} {self._client!r}>"
@@ -192,6 +194,11 @@ class GitHubForge:
     def reviews(self) -> GitHubReviews:
         """PR reviews and comments, their authors judged by the readiness rule (:mod:`._github_reviews`)."""
         return self._reviews
+
+    @property
+    def merge_queue(self) -> GitHubMergeQueue:
+        """GitHub's merge queue, for base branches whose rulesets require it (:mod:`._github_merge_queue`)."""
+        return self._queue
 
     @property
     def credentials(self) -> GitHubForge:
@@ -347,11 +354,15 @@ class GitHubForge:
         return await self._checks.read(repo, await self._raw_pull(repo, number))
 
     async def merge_pr(self, repo: str, number: int, *, sha: str, title: str, body: str) -> MergeResult:
-        """Squash-merge if the head is still ``sha``, then delete the head branch.
+        """Squash-merge if the head is still ``sha``, then delete the head branch; where the base requires the merge
+        queue, enqueue the PR instead (``reason="queued"``, see :meth:`_enqueue`).
 
         A refusal (405/409/422: head moved, not mergeable) is ``merged=False`` with GitHub's message,
         unless the PR turns out to be merged already, which is success.
         """
+        raw = await self._raw_pull(repo, number)
+        if raw.merged_at is None and raw.state == "open" and await self._queue.required(repo, raw.base.ref):
+            return await self._enqueue(repo, raw, sha)
         subject = title if title.endswith(f"(#{number})") else f"{title} (#{number})"
         payload: JSON = {
             "merge_method": "squash",
@@ -378,6 +389,24 @@ class GitHubForge:
             await self._delete_branch(repo, pr.head.ref)
         _log.info("pr_merged", repo=repo, pr=number, sha=result.sha)
         return result
+
+    async def _enqueue(self, repo: str, pr: _RestPull, sha: str) -> MergeResult:
+        """Put the PR in the base's merge queue (GraphQL ``enqueuePullRequest``), guarded by ``sha``.
+
+        GitHub merges it when its merge group's checks pass. A refusal is read like a refused merge
+        (conflict, head moved…), unless the PR merged meanwhile."""
+        try:
+            entry = await self._queue.enqueue(repo, pr.node_id, sha)
+        except GitHubError as exc:
+            if exc.status != 200 or isinstance(exc, RateLimited):  # an HTTP failure, not GitHub's answer to the PR
+                raise
+            if (await self._raw_pull(repo, pr.number)).merged_at is not None:
+                return MergeResult(merged=True, reason="merged", sha=sha, message="already merged")
+            _log.info("pr_enqueue_refused", repo=repo, pr=pr.number, message=exc.message)
+            return MergeResult(merged=False, reason=_refusal(exc.message), message=exc.message)
+        _log.info("github_pr_enqueued", repo=repo, pr=pr.number, position=entry.position, state=entry.state)
+        message = f"in the merge queue of {pr.base.ref} at position {entry.position} ({entry.state})"
+        return MergeResult(merged=False, reason="queued", sha=sha, message=message)
 
     async def close_pr(self, repo: str, number: int, *, comment: str = "") -> None:
         """Close without merging, after an optional comment (idempotent by its text)."""

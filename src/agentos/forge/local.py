@@ -96,6 +96,7 @@ class LocalForge:
 
     kind = "local"
     checks_merge_result = True  # checks test the merge result itself: a PR behind its base needs no rebase first
+    merge_queue = None  # the local forge has no merge queue of its own: agentos's queue merges
     credentials = None  # its remotes are paths on this machine: git needs no credentials
 
     def __init__(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from agentos.forge.base import Checks, PullRequest
+from agentos.forge.base import Checks, PullRequest, QueueDrop
 from agentos.graph import Task
 from agentos.jobs.verify import Finding, Risk
 from agentos.redact import redact
@@ -87,6 +87,18 @@ def ci_context(checks: Checks, limit: int = CI_CONTEXT_CHARS) -> str:
             block += "\n" + tail[-room:]
         blocks.append(block)
     return (head + "\n".join(blocks))[:limit]
+
+
+def group_failed(drop: QueueDrop, limit: int = CI_CONTEXT_CHARS) -> tuple[Blocker, str]:
+    """The blocker and the follow-up's context of a PR the host's merge queue dropped for its group's checks."""
+    checks = drop.checks if drop.checks is not None and drop.checks.failing else None
+    blocker = red_blocker(checks) if checks else Blocker("red", (), (normalise(drop.reason),))
+    head = (
+        f"GitHub's merge queue dropped the PR ({drop.reason}): the checks of its merge group (the base, the PRs "
+        "queued ahead of it and this PR, merged together) failed.\n"
+    )
+    context = ci_context(checks, limit - len(head)) if checks else "- (the failing checks of the group are not known)"
+    return blocker, head + context
 
 
 def wedge_key(task: Task) -> str:

@@ -24,6 +24,11 @@ current head SHA waits untouched (no checks, no rebase) until it reaches the hea
 about N rebases and 2N check runs, not N²/2 of each. Waiting PRs are read from one listing of the repo's
 open PRs per pass, not one ``get_pr`` each.
 
+**GitHub's merge queue**: where the base requires the host's own queue (``Forge.merge_queue``), agentos's queue
+stands aside: every green PR is enqueued (``merge_pr`` answers ``queued``), none is rebased for being behind or
+merged directly, a queued PR is left alone, and one dropped for its merge group's failing checks goes back to an
+agent like red CI (docs/pr-monitor.md §2a).
+
 **Wedged**: a PR blocked on one blocker signature (normalised failing-check names + error lines, a
 conflict, a merge refusal, checks that never finish) for longer than ``routing.wedged_after_hours`` is
 closed with a comment, its branch deleted, and the task re-spawned from the base as a new generation,
@@ -43,14 +48,16 @@ from typing import Any, Literal
 
 from agentos import logging as alog
 from agentos.errors import AgentosError
-from agentos.forge.base import Checks, Forge, PullRequest, marker
+from agentos.forge.base import Checks, Forge, PullRequest, QueueEntry, marker
 from agentos.graph import Task, TaskGraph, TaskStatus
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
+from agentos.jobs._pr_host_queue import HostQueueView
 from agentos.jobs._pr_policy import (
     Blocker,
     BlockerKind,
     ci_context,
+    group_failed,
     is_wedged,
     normalise,
     pending_blocker,
@@ -120,6 +127,8 @@ class PRMonitor:
         self.reviews = ReviewFollowUp(forge=forge, lifecycle=lifecycle, journal=journal)
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
+        self.enqueued = 0  # PRs put in the host's merge queue
+        self.host = HostQueueView(settings=settings, forge=forge)
         self._locks: dict[str, asyncio.Lock] = {}
         self._verdicts: dict[str, _Verdict] = {}  # task id → its checks' verdict on its current head
 
@@ -155,6 +164,7 @@ class PRMonitor:
         by_repo = self._open_tasks()
         live = {t.id for tasks in by_repo.values() for t in tasks}
         self._verdicts = {k: v for k, v in self._verdicts.items() if k in live}
+        self.host.forget(live)
         self.gate.forget(live)
         for repo, tasks in by_repo.items():
             if self.stopping():
@@ -170,6 +180,7 @@ class PRMonitor:
 
     async def _repo_pass(self, repo: str, tasks: list[Task]) -> None:
         await self.branches.sync(repo)
+        hosted = await self.host.entries(repo)
         ready: list[_Candidate] = []
         busy = False
         head: Task | None = None  # the queue's head: the first PR that is green, being checked or rebased
@@ -179,10 +190,13 @@ class PRMonitor:
                 return
             if task.status is not TaskStatus.PR_OPEN:
                 continue
+            if hosted is not None and task.pr in hosted:
+                self.host.queued(task, hosted[task.pr])  # merged or dropped by GitHub, seen in a later pass
+                continue
             with alog.bound(task=task.id, pr=task.pr):
                 try:
                     verdict = self._verdicts.get(task.id)
-                    if head is not None and verdict is not None:
+                    if head is not None and verdict is not None and (hosted is None or verdict.kind == "conflict"):
                         # One listing of the open PRs per pass instead of a get_pr per waiting PR: N waiting
                         # PRs re-read on each of N passes was O(N²) (one ls-remote each on the local forge).
                         if listed is None:
@@ -191,7 +205,7 @@ class PRMonitor:
                         if still is not None and still.head_sha == verdict.sha:
                             self.waited += 1
                             continue
-                    seen = await self._assess(task, behind_head=head is not None)
+                    seen = await self._assess(task, behind_head=head is not None, hosted=hosted)
                 except AgentosError as exc:
                     log.warning("pr_check_failed", error=str(exc))
                     continue
@@ -203,7 +217,10 @@ class PRMonitor:
                 self.waited += 1
             if head is None and seen is not None and seen != "waiting":
                 head = task
-        await self._queue(ready, busy)
+        if hosted is not None:
+            await self._enqueue(ready)
+        else:
+            await self._queue(ready, busy)
 
     async def _queue(self, ready: list[_Candidate], busy: bool) -> None:
         """Merge the oldest candidate that is up to date; rebase the oldest one behind the new base."""
@@ -232,22 +249,31 @@ class PRMonitor:
                 except AgentosError as exc:
                     log.warning("queue_rebase_failed", error=str(exc))
 
-    async def _assess(self, task: Task, *, behind_head: bool = False) -> _Candidate | InFlight | Waiting | None:
+    async def _assess(
+        self, task: Task, *, behind_head: bool = False, hosted: dict[int, QueueEntry] | None = None
+    ) -> _Candidate | InFlight | Waiting | None:
         """Act on what one PR needs now; a candidate for the merge queue, ``in_flight``, ``waiting`` or None.
 
         ``behind_head``: an older PR heads the queue; this one is neither rebased nor merged now, and is not
         even re-checked when its checks already ran on its current head SHA (it waits for its turn).
+        ``hosted``: the host's merge queue (its entries) merges this repo; only a conflicting PR waits behind the
+        head, and a green PR the queue dropped on this head is dealt with here (:meth:`_dropped`).
         """
         assert task.pr is not None
         pr = await self.forge.get_pr(task.repo, task.pr)
-        if pr.state == "merged":
-            await self._mark_merged(task, pr.head_sha, reconciled=True)
+        if pr.state == "merged":  # by the host's merge queue, or before a crash (or by hand)
+            await self._mark_merged(task, pr.head_sha, reconciled=hosted is None, delete_branch=True)
             return None
         if pr.state == "closed":
             await self._closed(task, pr)
             return None
         verdict = self._verdicts.get(task.id)
-        if behind_head and verdict is not None and verdict.sha == pr.head_sha:
+        if (
+            behind_head
+            and verdict is not None
+            and verdict.sha == pr.head_sha
+            and (hosted is None or verdict.kind != "green")
+        ):
             return "waiting"
         if await self.reviews.check(task, pr):  # reviewers asked for changes: back to an agent
             self.counts["sent_back"] += 1
@@ -269,11 +295,13 @@ class PRMonitor:
             if not await self._blocked(task, pr, red_blocker(checks)):
                 await self._send_back(task, pr, ci_context(checks), reason="ci_failed")
             return None
+        if hosted is not None and await self._dropped(task, pr, busy=bool(hosted)):
+            return None
         self._unblocked(task, pr)
         self._verdicts[task.id] = _Verdict(pr.head_sha, "green")
         if not await self.gate.passes(task, pr):
             return None
-        return _Candidate(task, pr, checks, await self._up_to_date(task, pr))
+        return _Candidate(task, pr, checks, hosted is not None or await self._up_to_date(task, pr))
 
     async def _conflict_or_wait(self, task: Task, pr: PullRequest, behind_head: bool) -> InFlight | Waiting | None:
         """A PR that conflicts with its base: rebased at the head of the queue, else it waits for its turn."""
@@ -296,6 +324,11 @@ class PRMonitor:
         if result.merged:
             await self._mark_merged(task, result.sha)
             return True
+        if result.reason == "queued":
+            self.journal.record("pr_enqueued", task.id, pr=pr.number, sha=result.sha, detail=result.message)
+            self.enqueued += 1
+            log.info("pr_enqueued", sha=result.sha, detail=result.message)
+            return False
         log.info("merge_refused", reason=result.reason, message=result.message)
         if result.reason == "conflict":
             await self._conflict(task, pr)
@@ -303,10 +336,12 @@ class PRMonitor:
             await self._blocked(task, pr, Blocker("refused", (), (normalise(result.message)[:200],)))
         return False
 
-    async def _mark_merged(self, task: Task, sha: str, *, reconciled: bool = False) -> None:
+    async def _mark_merged(
+        self, task: Task, sha: str, *, reconciled: bool = False, delete_branch: bool = False
+    ) -> None:
         await self.lifecycle.merged(task, sha, reconciled=reconciled)
         self.counts["merged"] += 1
-        if task.branch and reconciled:  # merged before a crash (or by hand): the branch may be left behind
+        if task.branch and delete_branch:  # merged by GitHub's queue, before a crash or by hand: the branch is left
             try:
                 await self.branches.delete(task.repo, task.branch, sha)
             except AgentosError as exc:
@@ -328,6 +363,32 @@ class PRMonitor:
                 await self.branches.remove_worktree(task.repo, task.branch)
             except AgentosError as exc:
                 log.warning("worktree_remove_failed", error=str(exc))
+
+    async def _enqueue(self, ready: list[_Candidate]) -> None:
+        """The host's merge queue merges this repo: every candidate is enqueued (``merge_pr`` answers ``queued``)."""
+        for c in ready:
+            if c.task.status is TaskStatus.PR_OPEN:
+                with alog.bound(task=c.task.id, pr=c.pr.number):
+                    try:
+                        await self._merge(c.task, c.pr, c.checks)
+                    except AgentosError as exc:
+                        log.warning("enqueue_failed", error=str(exc))
+
+    async def _dropped(self, task: Task, pr: PullRequest, *, busy: bool) -> bool:
+        """Did the host's queue drop this green head? True when it must not be enqueued again now: its group's
+        checks failed (back to an agent), a person removed it, or it conflicts with PRs still queued (``busy``)."""
+        drop = await self.host.drop_on_head(task, pr)
+        if drop is None:
+            return False
+        if drop.kind == "checks":
+            blocker, detail = group_failed(drop)
+            if not await self._blocked(task, pr, blocker):
+                await self._send_back(task, pr, detail, reason="merge_group_failed")
+            return True
+        if drop.kind == "conflict":
+            return busy  # it conflicts with a PR ahead: wait until they merged; a conflict with the base is rebased
+        await self._blocked(task, pr, Blocker("refused", (), (normalise(f"dequeued: {drop.reason}")[:200],)))
+        return True  # removed by a person (or a rule): not put back on the same head
 
     # ------------------------------------------------------------ conflicts and red CI
 
@@ -420,7 +481,8 @@ class PRMonitor:
 
     async def approve(self, repo: str, number: int, approve: bool) -> dict[str, Any]:
         """An operator's decision on a PR (``ctl approve|reject``, the Telegram buttons): lifecycle records it
-        (:meth:`Lifecycle.review`), then an approved PR that is green and up to date merges at once."""
+        (:meth:`Lifecycle.review`), then an approved PR that is green and up to date merges at once (or, where
+        GitHub's merge queue merges the repo, is enqueued at once: ``result: enqueued``)."""
         async with self._lock(repo):
             held = next(
                 (t for t in self.graph if t.repo == repo and t.pr == number and t.status is TaskStatus.PR_OPEN), None
@@ -437,7 +499,13 @@ class PRMonitor:
                 return result
             with alog.bound(task=task.id, repo=repo, pr=number):
                 await self.branches.sync(repo)
-                seen = await self._assess(task)
+                hosted = await self.host.entries(repo)
+                if hosted is not None and number in hosted:
+                    return {"pr": result["pr"], "result": "enqueued"}  # in GitHub's queue already
+                seen = await self._assess(task, hosted=hosted)
+                enqueued = self.enqueued
                 if isinstance(seen, _Candidate) and seen.up_to_date and await self._merge(task, seen.pr, seen.checks):
                     return {"pr": result["pr"], "result": "merged"}
+                if self.enqueued != enqueued:
+                    return {"pr": result["pr"], "result": "enqueued"}
         return {**result, "status": task.status.value}
