@@ -14,7 +14,8 @@
   private ``HOME`` at :data:`SANDBOX_HOME` (a host folder of the attempt, or a tmpfs). Then the
   :attr:`~SandboxSpec.hidden` folders (the state directory, ``$CREDENTIALS_DIRECTORY``) are covered by empty
   tmpfs, so no read-only path can reveal them, and last the read-write worktree, the git paths its commits need
-  and the run files (the prompt) are bound back in. Nothing else exists: not the operator's home, ``/root``,
+  and the run files (the prompt) are bound back in; the root itself is then made read-only (the folders bwrap
+  made for those mount points, e.g. the state directory's skeleton, take no writes). Nothing else exists: not the operator's home, ``/root``,
   other worktrees, the journal, the control socket (under ``/run`` or ``/tmp``).
 
 Paths keep their host names inside, so an argv, a prompt file or a worktree path means the same in both.
@@ -199,6 +200,7 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
             args += ["--setenv", name, proxy]
         args += ["--setenv", "NO_PROXY", "localhost,127.0.0.1,::1", "--setenv", "no_proxy", "localhost,127.0.0.1,::1"]
         argv = [*_bridge_argv(), *argv]
+    args += ["--remount-ro", "/"]  # the root's own tmpfs (the mount points' parents): nothing to write there
     args += ["--chdir", str(spec.worktree), "--", *argv]
     return args
 
