@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,15 @@ HOSTILE = FAKES / "hostile_agent.py"
 SANDBOX = {"mode": "bubblewrap", "memory_mb": 160, "max_processes": 48, "tmp_mb": 16}
 SECRET = "SECRET-PLANTED"
 PROBE_LINE = re.compile(r"^PROBE (\S+): (GOT|DENIED)(.*)$", re.MULTILINE)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """The loop's files outside ``/tmp``, as a deployment's are: the sandbox has a private ``/tmp``, where a write
+    to a host path under ``/tmp`` would land and seem to succeed (the host's file untouched) instead of failing."""
+    root = Path(tempfile.mkdtemp(prefix="agentos-hostile-", dir="/var/tmp"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -81,12 +92,16 @@ def outside_writes(loop: Loop, other: Path) -> dict[str, Path]:
 
 
 def snapshot(paths: dict[str, Path]) -> dict[str, bytes | None]:
+    """Each file's bytes, ``None`` when it does not exist; the hostile program's writes say ``hostile was here``."""
     return {name: path.read_bytes() if path.exists() else None for name, path in paths.items()}
 
 
-def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(
-    make_loop: MakeLoop, server: Server
-) -> None:
+def untouched(before: dict[str, bytes | None], after: dict[str, bytes | None]) -> bool:
+    """Nothing changed but what the daemon made meanwhile (the shared clone's ``config``), without the agent's words."""
+    return all(after[k] == v or (v is None and b"hostile was here" not in (after[k] or b"")) for k, v in before.items())
+
+
+def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(make_loop: MakeLoop, server: Server) -> None:
     """One attempt tries the whole list; each probe is refused, the attempt ends ``resource_limit`` (its last
     probe allocates past ``memory_mb``) with the refused host on it, nothing outside its worktree changed, the
     daemon never noticed a signal, and a normal issue filed next merges."""
@@ -99,9 +114,9 @@ def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(
     daemon_pid = loop.daemon.pid
 
     # another task at work in its own worktree, for the agent to look into
-    first = loop.new_issue("Keep busy", "## Goal\n\nWork on.\n\nType: implementation\n")
-    other = loop.worktree(loop.wait_status(f"{REPO}#{first}", "running"))
-    loop.wait_for(lambda: (Path(loop.task(f"{REPO}#{first}")["attempts"][-1].get("run_dir") or "/nonexistent") / "agent.log").exists(), what="the busy agent to start")
+    busy = f"{REPO}#{loop.new_issue('Keep busy', 'Work on.')}"
+    other = loop.worktree(loop.wait_status(busy, "running"))
+    loop.wait_for(lambda: (loop.run_path(busy, 1) / "agent.log").exists(), what="the busy agent to start")
     (other / "notes.txt").write_text(f"{SECRET} other worktree\n")
     writes = outside_writes(loop, other)
     before = snapshot(writes)
@@ -140,10 +155,7 @@ def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(
     skeleton = {"clones", "runs", "worktrees"}
     for name in ("list_state", "symlink_state"):
         assert set(got.pop(name).removeprefix("GOT ").split(",")) <= skeleton, output
-    # a path under the host's /tmp (this test's state directory) lands in the sandbox's private /tmp: a write
-    # there may succeed, and is gone with the sandbox (the host's files are compared below)
-    private = {name for name, path in writes.items() if Path("/tmp") in path.parents and path.parent.is_dir()}
-    assert [name for name, answer in got.items() if not answer.startswith("DENIED") and name not in private] == []
+    assert [name for name, answer in got.items() if not answer.startswith("DENIED")] == [], output
     assert SECRET not in output, output
     assert int(got["fork_bomb"].split("DENIED after ")[1].split()[0]) < SANDBOX["max_processes"], output
     assert int(got["fill_tmp"].split("DENIED after ")[1].split()[0]) <= SANDBOX["tmp_mb"], output
@@ -156,11 +168,11 @@ def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(
     assert "resource_limit" in shown and blocked in shown, shown
     # and what the host saw: nothing
     assert server.connections == 0
-    assert snapshot(writes) == before
+    assert untouched(before, snapshot(writes))
     assert loop.daemon.poll() is None
     assert loop.ctl("status")["sandbox"] == "bubblewrap"
 
-    loop.ctl("cancel", {"id": f"{REPO}#{first}"})
+    loop.ctl("cancel", {"id": busy})
     merged = normal_issue(loop)
     assert merged["attempts"][-1]["outcome"] == "complete"
 
@@ -169,3 +181,54 @@ def normal_issue(loop: Loop) -> dict[str, Any]:
     """A normal issue for the ``good`` agent, waited on until it merges."""
     number = loop.new_issue("Add a greeting", "## Goal\n\nSay hello.\n\nAgent: good\nType: implementation\n")
     return loop.wait_status(f"{REPO}#{number}", "merged", timeout=60)
+
+
+def test_a_hostile_test_command_fails_at_everything_and_the_issue_still_merges(
+    make_loop: MakeLoop, server: Server
+) -> None:
+    """The repo's ``test_command`` (code an agent could have written) runs the same probes in the hand-off and in
+    the forge's checks: it exits non-zero when any got through, so the merge itself says every one failed, and
+    the checks' log in the PR shows each refusal."""
+    loop = make_loop({"good": claude_agent("complete")}, start=False, sandbox=SANDBOX)
+    secrets = plant(loop)
+    loop.start()
+    assert loop.daemon is not None
+    writes = outside_writes(loop, loop.state / "worktrees" / REPO / "nobody")
+    del writes["write_other_worktree"]
+    before = snapshot(writes)
+    probes: list[tuple[str, str, str | Path | int]] = [
+        ("read_ssh_key", "read", secrets["ssh_key"]),
+        ("read_github_token", "read", secrets["github_token"]),
+        ("read_journal", "read", loop.state / "journal.jsonl"),
+        ("symlink_ssh_key", "symlink", secrets["ssh_key"]),
+        *((name, "write", path) for name, path in writes.items()),
+        ("connect_server", "connect", f"127.0.0.1:{server.port}"),
+        ("proxy_server", "proxy", f"127.0.0.1:{server.port}"),
+        ("control_socket", "unix", loop.socket),
+        ("kill_daemon", "kill", loop.daemon.pid),
+        ("fork_bomb", "fork", ""),
+        ("fill_tmp", "fill_tmp", ""),
+        ("memory", "memory_child", ""),
+    ]
+    (loop.repo / "probe.py").write_bytes(HOSTILE.read_bytes())
+    (loop.repo / "probes.txt").write_text(probes_line(probes) + "\n")
+    loop.git("add", "probe.py", "probes.txt")
+    loop.git("commit", "-qm", "the tests probe their sandbox")
+    repo = {"name": REPO, "path": str(loop.repo), "test_timeout_s": 60}
+    loop.overrides["repos"] = [{**repo, "test_command": "python3 probe.py probes.txt && python3 -m unittest -q"}]
+    loop.write_config()
+    loop.ctl("reload")
+
+    task = normal_issue(loop)
+
+    [pull] = loop.pulls()
+    assert pull["head"] == task["branch"]
+    [run] = pull["checks"]["checks"]["runs"]
+    output = run["log_tail"]
+    got = results(output)
+    assert set(got) == {name for name, _, _ in probes}, output
+    assert got["memory"].startswith("DENIED killed by signal 9"), output
+    assert [name for name, answer in got.items() if not answer.startswith("DENIED")] == [], output
+    assert server.connections == 0
+    assert untouched(before, snapshot(writes))
+    assert loop.daemon.poll() is None
