@@ -359,3 +359,54 @@ async def test_a_command_past_its_time_limit_is_killed_with_all_it_started(world
             break
         await asyncio.sleep(0.05)
     assert running(b"sleep\x003017\x00") == []
+
+
+class TestSharedClone:
+    """The worktree's ``.git`` points at the shared clone, where every task's branch lives: a sandboxed run moves
+    its own branch and nothing else there."""
+
+    async def run(self, world: World, cmd: str) -> str:
+        box = command_spec(SandboxConfig(tmp_mb=8), world.worktree, world.state)
+        res = await run_shell(
+            cmd, cwd=world.worktree, env=scrubbed_env(base=world.daemon_env), timeout=120, sandbox=box
+        )
+        return res.output_tail
+
+    async def test_another_branch_cannot_be_moved_or_pushed_to(self, world: World) -> None:
+        clone = world.state / "clones" / "app"
+        before = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=clone)
+        output = await self.run(
+            world,
+            "echo evil > evil.txt && git add evil.txt && git commit -qm evil && "
+            "git update-ref refs/heads/task-other HEAD; git branch -f main HEAD; "
+            f"git push -q {clone} HEAD:refs/heads/task-other; git push -q -f {clone} HEAD:refs/heads/pushed; "
+            "git tag planted; git update-ref -d refs/heads/task-other; git reset -q --hard HEAD~1; "
+            "git branch -a; echo done",
+        )
+        assert output.strip().endswith("done"), output
+        after = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=clone)
+        assert after == before, output  # its own branch is back where it was too: it reset it
+        assert "evil" not in git("log", "--all", "--format=%s", cwd=clone)
+
+    async def test_objects_other_branches_need_cannot_be_deleted(self, world: World) -> None:
+        clone = world.state / "clones" / "app"
+        objects = sorted(p.relative_to(clone) for p in (clone / "objects").rglob("*") if p.is_file())
+        output = await self.run(
+            world, f"rm -rf {clone}/objects/* ; git gc -q --prune=now; ls {clone}/objects; echo done"
+        )
+        assert output.strip().endswith("done"), output
+        assert sorted(p.relative_to(clone) for p in (clone / "objects").rglob("*") if p.is_file()) == objects
+        assert git("fsck", "--no-dangling", cwd=clone) == ""
+
+    async def test_its_own_commits_and_what_it_staged_are_kept(self, world: World) -> None:
+        output = await self.run(
+            world,
+            "echo one > one.txt && git add one.txt && git commit -qm one && "
+            "echo two > two.txt && git add two.txt && git commit -qm two && git repack -q && "
+            "echo staged > staged.txt && git add staged.txt && echo ok",
+        )
+        assert output.strip().endswith("ok"), output
+        clone = world.state / "clones" / "app"
+        assert git("log", "--format=%s", "-2", "task-mine", cwd=clone).split() == ["two", "one"]
+        assert git("fsck", "--no-dangling", cwd=clone) == ""
+        assert git("diff", "--cached", "--name-only", cwd=world.worktree).split() == ["staged.txt"]
