@@ -37,7 +37,7 @@ pytestmark = [
 HOSTILE = FAKES / "hostile_agent.py"
 SANDBOX = {"mode": "bubblewrap", "memory_mb": 160, "max_processes": 48, "tmp_mb": 16}
 SECRET = "SECRET-PLANTED"
-PROBE_LINE = re.compile(r"^PROBE (\S+): (GOT|DENIED)(.*)$", re.MULTILINE)
+PROBE_LINE = re.compile(r"^PROBE (\S+): (GOT|DENIED|RAN)(.*)$", re.MULTILINE)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def probes_line(probes: list[tuple[str, str, str | Path | int]]) -> str:
 
 
 def results(output: str) -> dict[str, str]:
-    """``{probe name: "GOT …" or "DENIED …"}`` from the hostile program's output."""
+    """``{probe name: "GOT …", "DENIED …" or "RAN …"}`` from the hostile program's output."""
     return {m.group(1): m.group(2) + m.group(3) for m in PROBE_LINE.finditer(output)}
 
 
@@ -120,6 +120,9 @@ def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(make_l
     (other / "notes.txt").write_text(f"{SECRET} other worktree\n")
     writes = outside_writes(loop, other)
     before = snapshot(writes)
+    clone = loop.state / "clones" / REPO
+    busy_branch = loop.task(busy)["branch"]
+    refs_before = loop.git("for-each-ref", "--format=%(refname) %(objectname)", cwd=clone)
 
     probes: list[tuple[str, str, str | Path | int]] = [
         ("read_ssh_key", "read", secrets["ssh_key"]),
@@ -137,6 +140,11 @@ def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(make_l
         ("ptrace_daemon", "ptrace", daemon_pid),
         ("symlink_ssh_key", "symlink", secrets["ssh_key"]),
         ("symlink_home", "symlink", Path(loop.env["HOME"])),
+        ("git_commit", "git", "commit -q --allow-empty -m hostile"),
+        ("git_move_other_branch", "git", f"update-ref refs/heads/{busy_branch} HEAD"),
+        ("git_push_other_branch", "git", f"push -q -f {clone} HEAD:refs/heads/{busy_branch}"),
+        ("git_move_main", "git", "branch -f main HEAD"),
+        ("git_delete_objects", "git", f"-C {clone} prune-packed"),
         ("fork_bomb", "fork", ""),
         ("fill_tmp", "fill_tmp", ""),
         ("memory", "memory_child", ""),
@@ -155,8 +163,16 @@ def test_a_hostile_agent_fails_at_everything_and_the_daemon_keeps_serving(make_l
     skeleton = {"clones", "runs", "worktrees"}
     for name in ("list_state", "symlink_state"):
         assert set(got.pop(name).removeprefix("GOT ").split(",")) <= skeleton, output
+    ran = {name: got.pop(name) for name in list(got) if name.startswith("git_")}
+    assert all(answer.startswith("RAN ") for answer in ran.values()), output
     assert [name for name, answer in got.items() if not answer.startswith("DENIED")] == [], output
     assert SECRET not in output, output
+    # git inside ran against a private view of the shared clone: no other branch moved
+    refs_after = loop.git("for-each-ref", "--format=%(refname) %(objectname)", cwd=clone)
+    moved = set(refs_after.splitlines()) - set(refs_before.splitlines())
+    assert {line.split()[0] for line in moved} <= {f"refs/heads/{loop.task(task_id)['branch']}"}, (moved, output)
+    own = f"--exclude=refs/heads/{loop.task(task_id)['branch']}"
+    assert "hostile" not in loop.git("log", "--format=%s", own, "--all", cwd=clone)
     assert int(got["fork_bomb"].split("DENIED after ")[1].split()[0]) < SANDBOX["max_processes"], output
     assert int(got["fill_tmp"].split("DENIED after ")[1].split()[0]) <= SANDBOX["tmp_mb"], output
     assert got["memory"].startswith("DENIED killed by signal 9"), output

@@ -13,7 +13,8 @@ proxy ``$HTTPS_PROXY`` names, twice each; ``GOT`` when any answered through it),
 unix socket at the target), ``fork`` (start as many sleeping children as it can, up to 200, and report how
 many), ``memory`` (allocate 16 MiB blocks up to 1 GiB, touching every page), ``fill_tmp`` (write to ``/tmp``
 until the disk is full, up to 256 MiB, and report how much), ``symlink`` (plant a symlink to the target in the
-working directory and read, or list, through it), ``memory_child`` (``memory`` in a child process: ``DENIED``
+working directory and read, or list, through it), ``git`` (run ``git`` with the target's words: ``RAN exit N``,
+the host's git says whether it worked), ``memory_child`` (``memory`` in a child process: ``DENIED``
 when the kernel killed it).
 
 **All at once**: with a file argument (``hostile_agent.py probes.txt``), or ``HOSTILE_ATTACK=all`` and the prompt
@@ -29,6 +30,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -84,6 +86,9 @@ def attack(name: str, target: str) -> str:
                 os.unlink(link)
         if name == "memory_child":
             return in_child("memory", target)
+        if name == "git":
+            done = subprocess.run(["git", *target.split()], capture_output=True, text=True, timeout=60)
+            return f"RAN exit {done.returncode}: {(done.stdout + done.stderr).strip()[-200:]}"
     except OSError as exc:
         return f"DENIED {type(exc).__name__}: {exc}"
     return f"DENIED unknown attack {name!r}"
