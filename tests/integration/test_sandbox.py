@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agentos.agents.adapters import AgentReport, parse_output
 from agentos.agents.runner import RunOutcome, RunSpec, run_process
 from agentos.config import AgentConfig, SandboxConfig
+from agentos.llm import Llm
 from agentos.proc import run_shell, scrubbed_env
 from agentos.runners import cgroups
 from agentos.runners.policy import agent_spec, command_spec
@@ -410,3 +412,71 @@ class TestSharedClone:
         assert git("log", "--format=%s", "-2", "task-mine", cwd=clone).split() == ["two", "one"]
         assert git("fsck", "--no-dangling", cwd=clone) == ""
         assert git("diff", "--cached", "--name-only", cwd=world.worktree).split() == ["staged.txt"]
+
+
+class Probes(BaseModel):
+    ssh_key: str
+    journal: str
+    home: str
+    direct: str
+    proxied: str
+
+
+LLM_PROBE = """import json, os, socket, sys
+def read(path):
+    try:
+        return open(path).read()
+    except OSError as exc:
+        return "DENIED " + type(exc).__name__
+def connect(host, port, send=b""):
+    try:
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(send)
+            return "GOT " + s.recv(100).decode()
+    except OSError as exc:
+        return "DENIED " + type(exc).__name__
+proxy_host, proxy_port = os.environ.get("HTTPS_PROXY", "http://none:0").removeprefix("http://").split(":")
+connect_line = ("CONNECT 127.0.0.1:%s HTTP/1.1\\r\\n\\r\\n" % os.environ["PORT"]).encode()
+print(json.dumps({
+    "ssh_key": read(os.environ["SSH_KEY"]), "journal": read(os.environ["JOURNAL"]), "home": os.environ["HOME"],
+    "direct": connect("127.0.0.1", int(os.environ["PORT"])),
+    "proxied": connect(proxy_host, int(proxy_port), connect_line),
+}))
+"""
+
+
+class TestOneShotQuestions:
+    """``agentos.llm``'s one-shot questions (planner, judge, normaliser) run in the same sandbox as an attempt."""
+
+    async def test_the_asked_agent_sees_no_secret_and_reaches_only_its_allowlist(self, world: World) -> None:
+        hits: list[bytes] = []
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            hits.append(await reader.read(100))
+            writer.write(b"SECRET-SERVER")
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        script = world.root / "probe.py"
+        script.write_text(LLM_PROBE)
+        paths = {"SSH_KEY": str(world.operator / ".ssh" / "id_rsa"), "JOURNAL": str(world.state / "journal.jsonl")}
+        cfg = AgentConfig(kind="command", argv=[PYTHON, str(script)], env={**paths, "PORT": str(port)})
+        llm = Llm(
+            "planner",
+            cfg,
+            workdir=world.state / "llm",
+            state_dir=world.state,
+            sandbox=SandboxConfig(tmp_mb=8, memory_mb=256, max_processes=64),
+            base_env=world.daemon_env,
+            timeout_s=60,
+        )
+        async with server:
+            probes = await llm.ask("what can you see?", Probes)
+        assert probes is not None
+        assert probes.ssh_key.startswith("DENIED") and probes.journal.startswith("DENIED"), probes
+        assert probes.home == str(SANDBOX_HOME)
+        assert probes.direct.startswith("DENIED"), probes
+        assert "403" in probes.proxied and "SECRET" not in probes.proxied, probes  # the proxy refused it
+        assert hits == []
+        assert list((world.state / "llm").iterdir()) == []
