@@ -17,9 +17,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel, Field
 
-from agentos.config import AgentKind
+from agentos.config import AgentKind, SandboxConfig
 from agentos.llm import Llm
 from tests.fakes.model_server import ModelServer, Script, Shell, ToolCall, WriteFile
 from tests.realcli.clis import KEYS, NODE, binary, cli_setup
@@ -169,3 +170,26 @@ class TestReadOnlyAgainstAModelThatWrites:
         assert len(results) == 3 and all("Read-only file system" in r for r in results), results
         assert not pwned.exists() and keep.read_text() == "original\n"
         assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]
+
+
+class TestInsideTheSandbox:
+    """With ``sandbox.mode: bubblewrap`` the one-shot question runs in the attempt's sandbox (:mod:`agentos.llm`):
+    the CLI's files come from a login template (``agents.<name>.home``), its model traffic goes through an egress
+    session of its own to the scripted server, and the answer still comes back validated."""
+
+    @pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
+    async def test_the_answer_comes_back_through_the_proxy(
+        self, kind: AgentKind, server: ModelServer, tmp_path: Path
+    ) -> None:
+        server.one_shot_answers = [ANSWER]
+        server.script = Script(steps=[], final=ANSWER)
+        llm = one_shot(kind, server, tmp_path)
+        template = tmp_path / "home"
+        hosts = [server.url.removeprefix("http://")] if kind == "codex" else []  # codex: its URL is in config.toml
+        llm.cfg = llm.cfg.model_copy(update={"home": str(template), "allow_hosts": hosts})
+        llm.sandbox = SandboxConfig(mode="bubblewrap", tmp_mb=256)
+        llm.state_dir = tmp_path / "state"
+        named = await llm.ask(PROMPT, Named)
+        assert named == Named(title="Disk full on the runner", explanation="The tmp dir fills up.")
+        assert server.requests, "the CLI reached the model server (through the proxy: the sandbox has no other way)"
+        assert list((tmp_path / "llm").iterdir()) == []
