@@ -17,7 +17,8 @@ the scratch directory as its worktree, the prompt file read-only, a private ``HO
 ``agents.<name>.home``, the state directory and the operator's home not there, the resource limits) and its only
 way out is an egress session of its own (its kind's API host, ``sandbox.allow_hosts``, ``agents.<name>.allow_hosts``;
 what is refused is logged as ``llm_egress_denied``). The question is all it sees of the repository: the callers
-put the context into the prompt. Codex's own read-only sandbox cannot start inside ours, so it is off there.
+put the context into the prompt. The CLIs' read-only switches stay on inside it (Codex's own bubblewrap sandbox
+nests in ours: ``tests/realcli/test_llm_real.py``).
 
 Each run gets a temporary directory of its own (``TMPDIR``, removed afterwards) under the scratch directory. Codex's
 read-only switch is its own sandbox, which re-executes codex as ``codex-linux-sandbox`` through a directory of
@@ -158,7 +159,6 @@ class Llm:
                     task_id=f"llm-{run_id}",
                     base_env={**self.base_env, "TMPDIR": str(tmp_dir)},
                     read_only=True,
-                    sandboxed=self.sandbox is not None,
                 )
             except AgentNotInstalled as exc:
                 log.warning("llm_unavailable", agent=self.name, error=str(exc))

@@ -117,7 +117,8 @@ TEST_CLIENT = (
 
 def test_the_tests_reach_only_test_allow_hosts(make_loop: MakeLoop, servers: tuple[Server, Server]) -> None:
     """``repos[].test_allow_hosts`` lets the sandboxed test command (the hand-off's and the local forge's checks)
-    and the repo's hooks (a failing ``before_run`` would fail the attempt) reach what it names and nothing else; what it was refused is on the attempt (``tests blocked: …``) and in
+    and the repo's hooks (a failing ``before_run`` would fail the attempt) reach what it names and nothing else;
+    what the tests were refused is on the attempt (``tests blocked: …``) and in
     the PR body."""
     allowed, forbidden = servers
     sandbox = {"mode": "bubblewrap", "tmp_mb": 64}

@@ -58,16 +58,13 @@ def build_invocation(
     base_env: Mapping[str, str],
     euid: int | None = None,
     read_only: bool = False,
-    sandboxed: bool = False,
 ) -> Invocation:
     """The argv, environment and stdin that run ``cfg`` on ``prompt`` (already written to ``prompt_file``).
 
     The environment is :func:`~agentos.agents.runner.scrubbed_env` of ``base_env`` (the daemon's) with the
     agent's ``pass_env`` and ``env``. ``euid`` defaults to :func:`os.geteuid` (injectable for tests).
     ``read_only`` (one-shot questions, :mod:`agentos.llm`) swaps the permission bypass for the CLI's own switch
-    that lets it edit nothing and run nothing; ``sandboxed`` says the run is in agentos's bubblewrap sandbox, where
-    a CLI's own sandbox cannot nest (Codex's read-only mode is then off: ours confines it to a scratch folder).
-    Raises :class:`AgentNotInstalled` when the program is not found.
+    that lets it edit nothing and run nothing. Raises :class:`AgentNotInstalled` when the program is not found.
     """
     env = scrubbed_env(list(cfg.pass_env), dict(cfg.env), base_env)
     if "TZ" in base_env:  # Codex prints a reset time without a zone; parse_output reads it in the daemon's zone
@@ -82,7 +79,6 @@ def build_invocation(
         env=env,
         euid=os.geteuid() if euid is None else euid,
         read_only=read_only,
-        sandboxed=sandboxed,
     )
     return adapter_for(cfg.kind).invocation(launch)
 

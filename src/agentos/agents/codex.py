@@ -1,8 +1,6 @@
 """Codex: ``codex exec --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check --json [-m M] … -``.
 
-The prompt goes on stdin (the trailing ``-``). Read-only: ``--sandbox read-only`` instead of the bypass, except
-inside agentos's own sandbox, where Codex's (bubblewrap again) cannot start: ours confines it to a scratch folder
-with nothing to edit (``bwrap: Can't mount proc on /newroot/proc`` otherwise). Its
+The prompt goes on stdin (the trailing ``-``). Read-only: ``--sandbox read-only`` instead of the bypass. Its
 output is a JSON-lines event stream (``turn.completed``/``turn.failed``, ``item.completed``; before 0.44 events
 wrapped in ``msg``). Codex prints a reset time without a zone, so the agent keeps the daemon's ``TZ``.
 """
@@ -24,8 +22,7 @@ class CodexAdapter:
 
     def invocation(self, launch: Launch) -> Invocation:
         cfg = launch.cfg
-        own_sandbox = launch.read_only and not launch.sandboxed
-        mode = ["--sandbox", "read-only"] if own_sandbox else ["--dangerously-bypass-approvals-and-sandbox"]
+        mode = ["--sandbox", "read-only"] if launch.read_only else ["--dangerously-bypass-approvals-and-sandbox"]
         flags = ["exec", *mode, "--skip-git-repo-check", "--json", *option("-m", cfg.model), *cfg.extra_args, "-"]
         return cli_invocation(launch, flags, self.install_hint)
 

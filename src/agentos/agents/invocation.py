@@ -49,8 +49,6 @@ class Launch:
     env: dict[str, str]
     euid: int
     read_only: bool
-    sandboxed: bool = False
-    """The run is in agentos's own sandbox (a CLI's own sandbox, which cannot nest in it, is then switched off)."""
 
 
 class Adapter(Protocol):
