@@ -400,6 +400,20 @@ class TestSharedClone:
         assert sorted(p.relative_to(clone) for p in (clone / "objects").rglob("*") if p.is_file()) == objects
         assert git("fsck", "--no-dangling", cwd=clone) == ""
 
+    async def test_where_the_clone_is_cannot_be_changed(self, world: World) -> None:
+        """The admin folder is the run's, but not the files that point the daemon's git at the clone and the
+        worktree: pointed at the operator's home, they would show it to the next sandbox and to agentos's git."""
+        admin = world.state / "clones" / "app" / "worktrees" / "mine"
+        before = {name: (admin / name).read_text() for name in ("commondir", "gitdir")}
+        output = await self.run(
+            world,
+            f"echo {world.operator} > {admin}/commondir; echo {world.operator} > {admin}/gitdir; "
+            f"rm -f {admin}/commondir; mv {admin}/gitdir {admin}/moved; echo done",
+        )
+        assert output.strip().endswith("done"), output
+        assert {name: (admin / name).read_text() for name in before} == before, output
+        assert not (admin / "moved").exists()
+
     async def test_its_own_commits_and_what_it_staged_are_kept(self, world: World) -> None:
         output = await self.run(
             world,

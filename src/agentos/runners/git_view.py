@@ -5,7 +5,8 @@ A task's worktree is a linked worktree of agentos's shared clone: its ``.git`` f
 other task's branch lives in too. Bound read-write, an agent could ``git update-ref`` another task's branch,
 push to the clone, or delete the objects other branches need. So a sandbox sees (:meth:`GitView.binds`):
 
-* the clone read-only, its own admin folder read-write (``HEAD``, the index);
+* the clone read-only, its own admin folder read-write (``HEAD``, the index) but for the files that say where the
+  clone and the worktree are (:data:`PINNED`);
 * ``refs/`` and ``logs/``: a private copy (:func:`open_view`), so whatever it does to refs, only the copy moves;
 * ``objects/``: a private, empty object folder whose ``info/alternates`` names the clone's real objects, bound
   read-only elsewhere in the sandbox: git reads every object it had and writes new ones into the private folder.
@@ -37,6 +38,9 @@ __all__ = ["GitView", "close_view", "open_view"]
 log = structlog.get_logger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+PINNED = ("commondir", "gitdir")
+"""The admin folder's files that say where the clone and the worktree are: read-only in the sandbox, or an agent
+could point the daemon's own git (and the next sandbox's binds) at any repository or folder on the host."""
 _GIT = ("git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 
@@ -46,6 +50,8 @@ class GitView:
 
     common: Path
     """The shared clone's git folder."""
+    admin: Path
+    """The worktree's admin folder in it (read-write in the sandbox but for its :data:`PINNED` files)."""
     folder: Path
     """The private copy: ``objects/`` (new objects), ``refs/``, ``logs/``, and ``base``, where the clone's real
     objects are seen read-only."""
@@ -61,6 +67,8 @@ class GitView:
             "--bind", str(self.folder / "objects"), str(self.common / "objects"),
             "--bind", str(self.folder / "refs"), str(self.common / "refs"),
             "--bind", str(self.folder / "logs"), str(self.common / "logs"),
+            *(arg for name in PINNED if (self.admin / name).is_file()
+              for arg in ("--ro-bind", str(self.admin / name), str(self.admin / name))),
         ]  # fmt: skip
 
 
@@ -124,7 +132,7 @@ def open_view(worktree: Path) -> GitView | None:
     except OSError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return GitView(common, folder, branch, _read_ref(common, branch) if branch else None)
+    return GitView(common, admin, folder, branch, _read_ref(common, branch) if branch else None)
 
 
 def _loose_ok(path: Path, sha: str) -> bool:
