@@ -55,10 +55,11 @@ class World:
         return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(self.operator)}
 
 
-def git(*args: str, cwd: Path) -> str:
+def git(*args: str, cwd: Path, input_text: str | None = None) -> str:
     env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
     ident = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
-    return subprocess.run(["git", *ident, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+    argv = ["git", *ident, *args]
+    return subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True, text=True, input=input_text).stdout
 
 
 @pytest.fixture
@@ -398,6 +399,26 @@ class TestSharedClone:
         )
         assert output.strip().endswith("done"), output
         assert sorted(p.relative_to(clone) for p in (clone / "objects").rglob("*") if p.is_file()) == objects
+        assert git("fsck", "--no-dangling", cwd=clone) == ""
+
+    async def test_a_planted_object_is_not_taken_back(self, world: World) -> None:
+        """An object file whose content does not hash to its name (garbage, or a real blob under another blob's
+        name, to poison a later write of that blob) stays in the run's copy."""
+        clone = world.state / "clones" / "app"
+        hello = git("hash-object", "--stdin", cwd=world.worktree, input_text="hello\n").strip()  # README's blob
+        wrong = "python3 -c \"import sys, zlib; sys.stdout.buffer.write(zlib.compress(b'blob 6\\0evil!\\n'))\""
+        fake = "0123456789abcdef0123456789abcdef01234567"
+        output = await self.run(
+            world,
+            f"mkdir -p {clone}/objects/{fake[:2]} {clone}/objects/{hello[:2]} && "
+            f"{wrong} > {clone}/objects/{fake[:2]}/{fake[2:]} && printf garbage > {clone}/objects/ab/{'c' * 38}; "
+            f"rm -f {clone}/objects/{hello[:2]}/{hello[2:]}; {wrong} > {clone}/objects/{hello[:2]}/{hello[2:]}; "
+            "echo done",
+        )
+        assert output.strip().endswith("done"), output
+        assert not (clone / "objects" / fake[:2] / fake[2:]).exists()
+        assert not (clone / "objects" / "ab" / ("c" * 38)).exists()
+        assert git("cat-file", "-p", hello, cwd=clone) == "hello\n"
         assert git("fsck", "--no-dangling", cwd=clone) == ""
 
     async def test_where_the_clone_is_cannot_be_changed(self, world: World) -> None:

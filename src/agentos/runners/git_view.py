@@ -41,6 +41,7 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 PINNED = ("commondir", "gitdir")
 """The admin folder's files that say where the clone and the worktree are: read-only in the sandbox, or an agent
 could point the daemon's own git (and the next sandbox's binds) at any repository or folder on the host."""
+_CHUNK = 1 << 20
 _GIT = ("git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 
@@ -136,14 +137,20 @@ def open_view(worktree: Path) -> GitView | None:
 
 
 def _loose_ok(path: Path, sha: str) -> bool:
-    """Whether a loose object file (a regular file, not a link) decompresses to content hashing to ``sha``."""
+    """Whether a loose object file (a regular file, not a link) decompresses to content hashing to ``sha``; read
+    and inflated a chunk at a time, so a planted decompression bomb costs time, never the daemon's memory."""
+    digest, inflate = hashlib.sha1(usedforsecurity=False), zlib.decompressobj()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as f:
-            data = zlib.decompress(f.read())
+            while chunk := f.read(_CHUNK):
+                while chunk:
+                    digest.update(inflate.decompress(chunk, _CHUNK))
+                    chunk = inflate.unconsumed_tail
+            digest.update(inflate.flush())
     except (OSError, zlib.error):
         return False
-    return hashlib.sha1(data, usedforsecurity=False).hexdigest() == sha
+    return inflate.eof and digest.hexdigest() == sha
 
 
 def _git(view: GitView, *args: str, stdin: int | None = None) -> subprocess.CompletedProcess[str]:
@@ -181,22 +188,31 @@ def _import_objects(view: GitView) -> int:
 
 
 def close_view(view: GitView) -> str | None:
-    """Take back the run's branch (see the module doc) and remove the copy; the branch's new tip, if it moved."""
+    """Take back the run's branch (see the module doc) and remove the copy; the branch's new tip, if it moved.
+    Never raises: what could not be taken back is logged (``sandbox_branch_not_taken``) and left in no ref."""
     try:
-        _import_objects(view)  # also what was staged and not committed: the index names it
-        if view.branch is None:
-            return None
-        tip = _read_ref(view.common, view.branch, view.folder / "refs")
-        if tip is None or tip == view.start:
-            return None
-        complete = ["rev-list", "--quiet", "--objects", tip, *([f"^{view.start}"] if view.start else [])]
-        if _git(view, "cat-file", "-e", f"{tip}^{{commit}}").returncode or _git(view, *complete).returncode:
-            log.warning("sandbox_branch_not_taken", branch=view.branch, tip=tip, reason="not a complete commit")
-            return None
-        moved = _git(view, "update-ref", "-m", "agentos: a sandboxed run", view.branch, tip, view.start or "")
-        if moved.returncode != 0:
-            log.warning("sandbox_branch_not_taken", branch=view.branch, tip=tip, reason=moved.stderr.strip()[-300:])
-            return None
-        return tip
+        return _take_back(view)
+    except (OSError, subprocess.SubprocessError, UnicodeError) as exc:
+        log.warning("sandbox_branch_not_taken", branch=view.branch, reason=f"{type(exc).__name__}: {exc}")
+        return None
     finally:
         shutil.rmtree(view.folder, ignore_errors=True)
+
+
+def _take_back(view: GitView) -> str | None:
+    """:func:`close_view` without the clean-up: the objects, then the branch."""
+    _import_objects(view)  # also what was staged and not committed: the index names it
+    if view.branch is None:
+        return None
+    tip = _read_ref(view.common, view.branch, view.folder / "refs")
+    if tip is None or tip == view.start:
+        return None
+    complete = ["rev-list", "--quiet", "--objects", tip, *([f"^{view.start}"] if view.start else [])]
+    if _git(view, "cat-file", "-e", f"{tip}^{{commit}}").returncode or _git(view, *complete).returncode:
+        log.warning("sandbox_branch_not_taken", branch=view.branch, tip=tip, reason="not a complete commit")
+        return None
+    moved = _git(view, "update-ref", "-m", "agentos: a sandboxed run", view.branch, tip, view.start or "")
+    if moved.returncode != 0:
+        log.warning("sandbox_branch_not_taken", branch=view.branch, tip=tip, reason=moved.stderr.strip()[-300:])
+        return None
+    return tip
