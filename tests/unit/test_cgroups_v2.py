@@ -27,6 +27,7 @@ def unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (unit / "cgroup.subtree_control").write_text("")
     monkeypatch.setattr(cgroups, "CGROUP_ROOT", root)
     monkeypatch.setattr(cgroups, "_own", lambda controller: _member(unit))
+    monkeypatch.setattr(cgroups, "_ours", lambda pid: pid in (100, 101))  # the daemon and its git child
 
     def write(path: Path, value: str) -> None:
         if path.name == "cgroup.subtree_control" and (path.parent / "cgroup.procs").read_text().split():
@@ -67,3 +68,13 @@ def test_the_second_run_finds_the_leaf_and_moves_nothing(unit: Path) -> None:
 
     assert first is not None and second is not None
     assert first.dirs[0].parent == second.dirs[0].parent == unit  # not under the leaf the daemon now sits in
+
+
+def test_a_cgroup_holding_other_processes_is_left_alone(unit: Path) -> None:
+    """Not the daemon's own cgroup (``agentos doctor`` in a login session, a unit without ``Delegate=``): a process
+    that is not agentos's is in it, so nothing is moved and the limits are skipped (logged once)."""
+    (unit / "cgroup.procs").write_text("100\n1\n")  # pid 1 exists, and is nobody agentos started
+
+    assert cgroups.create("app#1/1", memory_mb=64, max_processes=32) is None
+    assert (unit / "cgroup.procs").read_text().split() == ["100", "1"]
+    assert not (unit / cgroups.DAEMON_LEAF).exists()

@@ -173,14 +173,34 @@ def _v2_parent(controllers: Sequence[str]) -> Path:
     try:
         _write(parent / "cgroup.subtree_control", missing)
     except OSError:  # EBUSY: the daemon (and whatever it runs now) is in it
+        pids = (parent / "cgroup.procs").read_text().split()
+        strangers = [pid for pid in pids if not _ours(int(pid)) and os.path.exists(f"/proc/{pid}")]
+        if strangers:  # not the daemon's own cgroup (a login session's, say): moving its processes is not ours
+            raise OSError(f"{parent} holds processes other than agentos's ({', '.join(strangers[:5])})") from None
         leaf = parent / DAEMON_LEAF
         leaf.mkdir(exist_ok=True)
-        for pid in (parent / "cgroup.procs").read_text().split():
+        for pid in pids:
             with contextlib.suppress(OSError):  # a process that ended meanwhile
                 _write(leaf / "cgroup.procs", pid)
         _write(parent / "cgroup.subtree_control", missing)
         log.info("cgroup_daemon_moved", leaf=str(leaf))
     return parent
+
+
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` is this process or one it started (following parents up from ``pid``)."""
+    me = os.getpid()
+    for _ in range(64):
+        if pid == me:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rpartition(")")[2].split()[1])  # the field after the state: the parent's pid
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid <= 1:
+            return False
+    return False
 
 
 def _create_v2(name: str, memory_bytes: int, max_processes: int, cpus: float | None) -> Cgroup:
