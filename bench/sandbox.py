@@ -3,15 +3,17 @@ one spawn.
 
 Runs ``/bin/true`` N times (20 by default, 10 with ``--quick``) three ways in one run, through the same process
 layer agents use (:func:`agentos.agents.runner.run_process`): bare, in the sandbox
-(:func:`agentos.runners.sandbox.wrap`), and in the sandbox with its cgroup (created, joined and removed per
-spawn, as for an attempt). Prints the median and p95 of each against the bare spawn. Without a usable bwrap
-the benchmark reports that and measures nothing.
+(:func:`agentos.runners.sandbox.wrap`), in the sandbox with its cgroup (created, joined and removed per
+spawn, as for an attempt), and in the sandbox in a task's linked worktree (its private view of a clone with 50
+branches made and taken back per spawn). Prints the median and p95 of each against the bare spawn. Without a
+usable bwrap the benchmark reports that and measures nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from agentos.agents.runner import RunSpec, run_process
 from agentos.runners import cgroups
+from agentos.runners.policy import git_paths
 from agentos.runners.sandbox import SandboxSpec, probe
 from bench._common import BenchResult, Context, Figure
 
@@ -45,6 +48,13 @@ def run(ctx: Context) -> BenchResult:
         res.add(Figure("spawn in bubblewrap + cgroup", "ms", [t * 1000 for t in full], [t * 1000 for t in bare], base))
     else:
         res.notes.append(f"bubblewrap + cgroup not measured: {limits}")
+    worktree = linked_worktree(root / "git", branches=50)
+    rw, clone = git_paths(worktree)
+    in_git = asyncio.run(spawn_times(n, worktree, SandboxSpec(worktree=worktree, rw_paths=rw, inner_ro_paths=clone)))
+    res.add(
+        Figure("spawn in bubblewrap in a task worktree (git view)", "ms", [t * 1000 for t in in_git],
+               [t * 1000 for t in bare], base)
+    )  # fmt: skip
     res.notes.append("What an attempt, a hook or a test command pays once per start, through the same runner.")
     return res
 
@@ -69,6 +79,26 @@ async def spawn_times(n: int, root: Path, sandbox: SandboxSpec | None) -> list[f
         times.append(time.perf_counter() - started)
         assert outcome.exit_code == 0, outcome.log_tail
     return times
+
+
+def linked_worktree(root: Path, *, branches: int) -> Path:
+    """A bare clone with one commit and ``branches`` branches, and a linked worktree of one of them: a sandbox
+    there pays for its private view of the clone (:mod:`agentos.runners.git_view`: the refs copied, then read)."""
+    env = {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root)}
+    ident = ["-c", "user.name=b", "-c", "user.email=b@b", "-c", "init.defaultBranch=main"]
+
+    def git(*args: str, cwd: Path) -> None:
+        subprocess.run(["git", *ident, *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+    source, clone = root / "source", root / "clone.git"
+    source.mkdir(parents=True)
+    git("init", "-q", cwd=source)
+    git("commit", "-q", "--allow-empty", "-m", "first", cwd=source)
+    git("clone", "-q", "--bare", str(source), str(clone), cwd=root)
+    for i in range(branches):
+        git("branch", f"task-{i}", "main", cwd=clone)
+    git("worktree", "add", "-q", str(root / "worktree"), "task-0", cwd=clone)
+    return root / "worktree"
 
 
 def row(name: str, times: list[float]) -> str:

@@ -9,8 +9,16 @@ short correction appended (the validation error, redacted and cut to :data:`CORR
 model's JSON schema). A second bad answer gives ``None``; a run that failed outright is not retried.
 
 The prompt is redacted before it leaves the process. The agent runs in a scratch directory under the
-state dir (``llm/``) with the same scrubbed environment and limits as a task attempt, only shorter, and with
-its CLI's read-only switch (``build_invocation(read_only=True)``): it answers, it edits nothing.
+state dir (``llm/<run>``, empty) with the same scrubbed environment and limits as a task attempt, only shorter,
+and with its CLI's read-only switch (``build_invocation(read_only=True)``): it answers, it edits nothing.
+
+With ``sandbox.mode: bubblewrap`` it runs in the same sandbox as an attempt (:func:`agentos.runners.policy.agent_spec`:
+the scratch directory as its worktree, the prompt file read-only, a private ``HOME`` seeded from
+``agents.<name>.home``, the state directory and the operator's home not there, the resource limits) and its only
+way out is an egress session of its own (its kind's API host, ``sandbox.allow_hosts``, ``agents.<name>.allow_hosts``;
+what is refused is logged as ``llm_egress_denied``). The question is all it sees of the repository: the callers
+put the context into the prompt. The CLIs' read-only switches stay on inside it (Codex's own bubblewrap sandbox
+nests in ours: ``tests/realcli/test_llm_real.py``).
 
 Each run gets a temporary directory of its own (``TMPDIR``, removed afterwards) under the scratch directory. Codex's
 read-only switch is its own sandbox, which re-executes codex as ``codex-linux-sandbox`` through a directory of
@@ -33,9 +41,12 @@ from pydantic import BaseModel, ValidationError
 
 from agentos import logging as alog
 from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
-from agentos.agents.runner import RunSpec, run_process
-from agentos.config import AgentConfig, Config
+from agentos.agents.runner import RunOutcome, RunSpec, run_process
+from agentos.config import AgentConfig, Config, SandboxConfig
 from agentos.redact import redact
+from agentos.runners.attempt_egress import agent_allow, egress_proxy, egress_session
+from agentos.runners.policy import agent_spec
+from agentos.runners.sandbox import SandboxSpec
 
 __all__ = ["CORRECTION_CHARS", "Llm", "ModelAsker", "from_config", "last_json_object"]
 
@@ -83,10 +94,14 @@ class Llm:
         timeout_s: float = 180.0,
         base_env: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sandbox: SandboxConfig | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
         self.workdir = Path(workdir)
+        self.sandbox = sandbox if sandbox is not None and sandbox.mode == "bubblewrap" else None
+        self.state_dir = (Path(state_dir) if state_dir is not None else self.workdir.parent).resolve()
         self.timeout_s = timeout_s
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.clock = clock
@@ -129,8 +144,10 @@ class Llm:
         prompt_file = self.workdir / f"{run_id}.prompt.md"
         log_path = self.workdir / f"{run_id}.log"
         tmp_dir = self.workdir / f"{run_id}.tmp"
+        scratch = self.workdir / run_id  # the cwd: empty, the only folder a sandboxed run may write
         prompt_file.write_text(text, encoding="utf-8")
         tmp_dir.mkdir(mode=0o700)
+        scratch.mkdir(mode=0o700)
         try:
             try:
                 inv = build_invocation(
@@ -138,7 +155,7 @@ class Llm:
                     self.cfg,
                     prompt=text,
                     prompt_file=prompt_file,
-                    worktree=self.workdir,
+                    worktree=scratch,
                     task_id=f"llm-{run_id}",
                     base_env={**self.base_env, "TMPDIR": str(tmp_dir)},
                     read_only=True,
@@ -146,28 +163,71 @@ class Llm:
             except AgentNotInstalled as exc:
                 log.warning("llm_unavailable", agent=self.name, error=str(exc))
                 return None
-            outcome = await run_process(
-                RunSpec(
-                    argv=inv.argv,
-                    cwd=self.workdir,
-                    env=inv.env,
-                    stdin=inv.stdin,
-                    log_path=log_path,
-                    idle_timeout_s=self.timeout_s,
-                    max_runtime_s=self.timeout_s,
-                    kill_grace_s=5.0,
-                    max_log_bytes=1024 * 1024,
-                )
-            )
+            outcome = await self._spawn(inv.argv, inv.env, inv.stdin, scratch, prompt_file, log_path, tmp_dir)
             output = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
         finally:
             prompt_file.unlink(missing_ok=True)
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+            for folder in (tmp_dir, scratch):
+                shutil.rmtree(folder, ignore_errors=True)
+        if outcome.refused:
+            log.warning("llm_unavailable", agent=self.name, error=outcome.refused)
+            return None
         if outcome.timed_out or outcome.exit_code != 0:
             log.warning("llm_failed", agent=self.name, exit_code=outcome.exit_code, timed_out=outcome.timed_out)
             return None
         log_path.unlink(missing_ok=True)
         return parse_output(self.cfg.kind, output, outcome.exit_code, now=self.clock()).final_message
+
+    async def _spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        stdin: bytes | None,
+        scratch: Path,
+        prompt_file: Path,
+        log_path: Path,
+        run_dir: Path,
+    ) -> RunOutcome:
+        """One run of the CLI in ``scratch``; sandboxed (with an egress session of its own) when configured."""
+
+        def spec(sandbox: SandboxSpec | None) -> RunSpec:
+            return RunSpec(
+                argv=argv,
+                cwd=scratch,
+                env=env,
+                stdin=stdin,
+                log_path=log_path,
+                idle_timeout_s=self.timeout_s,
+                max_runtime_s=self.timeout_s,
+                kill_grace_s=5.0,
+                max_log_bytes=1024 * 1024,
+                sandbox=sandbox,
+            )
+
+        if self.sandbox is None:
+            return await run_process(spec(None))
+        proxy = egress_proxy()
+
+        def denied(_session: str, host: str) -> None:
+            log.warning("llm_egress_denied", agent=self.name, host=host)
+
+        try:
+            allow = agent_allow(self.sandbox, self.cfg, env)
+            async with egress_session(proxy, f"llm/{scratch.name}", allow, on_denied=denied) as door:
+                box = agent_spec(
+                    self.sandbox,
+                    self.cfg,
+                    argv=argv,
+                    worktree=scratch,
+                    run_dir=run_dir,
+                    prompt_file=prompt_file,
+                    state_dir=self.state_dir,
+                    env=self.base_env,
+                    proxy_socket=door.socket_path if door is not None else None,
+                )
+                return await run_process(spec(box))
+        finally:
+            shutil.rmtree(proxy.socket_dir, ignore_errors=True)
 
 
 def _validate(text: str, model: type[M]) -> tuple[M | None, str]:
@@ -196,4 +256,4 @@ def from_config(config: Config, agent: str | None, state_dir: Path) -> Llm | Non
     if cfg is None:
         log.warning("llm_agent_unknown", agent=agent, known=sorted(config.agents))
         return None
-    return Llm(agent, cfg, workdir=state_dir / "llm")
+    return Llm(agent, cfg, workdir=state_dir / "llm", sandbox=config.sandbox, state_dir=state_dir)

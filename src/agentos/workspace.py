@@ -9,7 +9,8 @@ Layout under the state dir::
 :class:`Workspace` is a :class:`~agentos.clone.Clone` (git in the shared clone, its lock, fetches, scratch
 worktrees) with the task worktrees on top; operations inside one worktree (commit, diff, reset) take no lock.
 Hooks and tests run with :func:`agentos.proc.scrubbed_env` plus the repo's ``pass_env``, sandboxed by ``sandbox``
-(:func:`agentos.runners.policy.command_spec`: the code an agent just wrote is untrusted). Two collaborators work
+(:func:`agentos.runners.policy.command_spec`: the code an agent just wrote is untrusted; both reach only
+``repos[].test_allow_hosts``, through the daemon's egress proxy). Two collaborators work
 over its public face, reached under the names the executor and jobs use: :attr:`Workspace.attempt_guard`
 (:meth:`~Workspace.guard`, :meth:`~Workspace.check_guard`, :meth:`~Workspace.find_secrets`) and
 :attr:`Workspace.budget` (``max_worktrees``, ``max_worktree_disk_mb``: :meth:`~Workspace.has_room`,
@@ -56,6 +57,8 @@ from agentos.config import RepoConfig, SandboxConfig
 from agentos.fsutil import atomic_write_bytes
 from agentos.gitutil import GitError, GitResult, WorkspaceError
 from agentos.proc import CommandResult, run_shell, scrubbed_env
+from agentos.runners.egress import EgressProxy
+from agentos.runners.hook_egress import hook_egress
 from agentos.runners.policy import command_spec
 
 __all__ = [
@@ -91,9 +94,11 @@ class Workspace(Clone):
         git_env: Mapping[str, str] | None = None,
         credentials: Credentials | None = None,
         sandbox: SandboxConfig | None = None,
+        egress: EgressProxy | None = None,
     ) -> None:
         super().__init__(root, repo, remote_url=remote_url, git_env=git_env, credentials=credentials)
         self.sandbox = sandbox
+        self.egress = egress
         self.attempt_guard = AttemptGuard(self)
         self.budget = WorktreeBudget(self)
 
@@ -435,8 +440,10 @@ class Workspace(Clone):
         command: str | None = getattr(self.repo.hooks, name)
         if not command:
             return HookResult(name, None)
-        box, env = command_spec(self.sandbox, worktree, self.root), scrubbed_env(self.repo.pass_env)
-        res = await run_shell(command, cwd=worktree, env=env, timeout=self.repo.hooks.timeout_s, sandbox=box)
+        env = scrubbed_env(self.repo.pass_env)
+        async with hook_egress(self.egress, self.sandbox, self.repo, name, worktree) as proxy_socket:
+            box = command_spec(self.sandbox, worktree, self.root, proxy_socket=proxy_socket)
+            res = await run_shell(command, cwd=worktree, env=env, timeout=self.repo.hooks.timeout_s, sandbox=box)
         result = HookResult(name, command, res.code, res.output_tail, res.timed_out, res.duration_s)
         if result.ok:
             log.info("hook_ran", repo=self.repo.name, hook=name, duration_s=res.duration_s)

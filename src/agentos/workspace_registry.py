@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agentos.config import RepoConfig, SandboxConfig
 from agentos.forge.base import GitCredentials
+from agentos.runners.egress import EgressProxy
 from agentos.workspace import Workspace
 
 __all__ = ["RemoteFor", "WorkspaceRegistry"]
@@ -28,7 +29,8 @@ async def _fresh_credentials(credentials: GitCredentials, repo: RepoConfig) -> t
 class WorkspaceRegistry:
     """One :class:`Workspace` per repository under ``root``, built on first use and rebuilt when the repository's
     config changes (a reload); ``credentials`` (the forge's, when it has them) refresh git's authentication;
-    ``sandbox`` (the config's) confines the hooks and test commands the workspaces run."""
+    ``sandbox`` (the config's) confines the hooks and test commands the workspaces run; ``egress`` (the daemon's
+    proxy) lets the hooks reach ``repos[].test_allow_hosts``."""
 
     def __init__(
         self,
@@ -37,11 +39,13 @@ class WorkspaceRegistry:
         *,
         credentials: GitCredentials | None = None,
         sandbox: SandboxConfig | None = None,
+        egress: EgressProxy | None = None,
     ) -> None:
         self.root = Path(root)
         self.remote_for = remote_for
         self.credentials = credentials
         self.sandbox = sandbox
+        self.egress = egress
         self._workspaces: dict[str, Workspace] = {}
 
     def __repr__(self) -> str:
@@ -53,6 +57,14 @@ class WorkspaceRegistry:
             url, env = self.remote_for(repo)
             creds = self.credentials
             refresh = None if creds is None else functools.partial(_fresh_credentials, creds, repo)
-            ws = Workspace(self.root, repo, remote_url=url, git_env=env, credentials=refresh, sandbox=self.sandbox)
+            ws = Workspace(
+                self.root,
+                repo,
+                remote_url=url,
+                git_env=env,
+                credentials=refresh,
+                sandbox=self.sandbox,
+                egress=self.egress,
+            )
             self._workspaces[repo.name] = ws
         return ws

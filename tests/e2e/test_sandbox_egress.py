@@ -117,7 +117,8 @@ TEST_CLIENT = (
 
 def test_the_tests_reach_only_test_allow_hosts(make_loop: MakeLoop, servers: tuple[Server, Server]) -> None:
     """``repos[].test_allow_hosts`` lets the sandboxed test command (the hand-off's and the local forge's checks)
-    reach what it names and nothing else; what it was refused is on the attempt (``tests blocked: …``) and in
+    and the repo's hooks (a failing ``before_run`` would fail the attempt) reach what it names and nothing else;
+    what the tests were refused is on the attempt (``tests blocked: …``) and in
     the PR body."""
     allowed, forbidden = servers
     sandbox = {"mode": "bubblewrap", "tmp_mb": 64}
@@ -128,7 +129,9 @@ def test_the_tests_reach_only_test_allow_hosts(make_loop: MakeLoop, servers: tup
     loop.git("commit", "-qm", "egress check", cwd=loop.repo)
     repo = {"name": REPO, "path": str(loop.repo), "test_timeout_s": 60}
     command = "python3 egress_check.py && python3 -m unittest -q"
-    loop.overrides["repos"] = [{**repo, "test_command": command, "test_allow_hosts": [f"127.0.0.1:{allowed.port}"]}]
+    allow = [f"127.0.0.1:{allowed.port}"]
+    hooks = {"before_run": "python3 egress_check.py"}  # a hook that installs dependencies needs the same hosts
+    loop.overrides["repos"] = [{**repo, "test_command": command, "test_allow_hosts": allow, "hooks": hooks}]
     loop.write_config()
     loop.start()
     number = loop.new_issue("Add a greeting", "## Goal\n\nSay hello.\n\nType: implementation\n")
@@ -137,6 +140,6 @@ def test_the_tests_reach_only_test_allow_hosts(make_loop: MakeLoop, servers: tup
 
     blocked = f"tests blocked: 127.0.0.1:{forbidden.port} ×1"
     assert task["attempts"][0]["egress_denied"] == blocked
-    assert allowed.connections >= 1 and forbidden.connections == 0  # the hand-off's tests, the forge's checks
+    assert allowed.connections >= 3 and forbidden.connections == 0  # the hook, the hand-off's tests, the checks
     [pull] = loop.pulls()
     assert blocked in pull["body"]

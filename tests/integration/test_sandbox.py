@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agentos.agents.adapters import AgentReport, parse_output
 from agentos.agents.runner import RunOutcome, RunSpec, run_process
 from agentos.config import AgentConfig, SandboxConfig
+from agentos.llm import Llm
 from agentos.proc import run_shell, scrubbed_env
 from agentos.runners import cgroups
 from agentos.runners.policy import agent_spec, command_spec
@@ -53,10 +55,11 @@ class World:
         return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(self.operator)}
 
 
-def git(*args: str, cwd: Path) -> str:
+def git(*args: str, cwd: Path, input_text: str | None = None) -> str:
     env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
     ident = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
-    return subprocess.run(["git", *ident, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+    argv = ["git", *ident, *args]
+    return subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True, text=True, input=input_text).stdout
 
 
 @pytest.fixture
@@ -359,3 +362,156 @@ async def test_a_command_past_its_time_limit_is_killed_with_all_it_started(world
             break
         await asyncio.sleep(0.05)
     assert running(b"sleep\x003017\x00") == []
+
+
+class TestSharedClone:
+    """The worktree's ``.git`` points at the shared clone, where every task's branch lives: a sandboxed run moves
+    its own branch and nothing else there."""
+
+    async def run(self, world: World, cmd: str) -> str:
+        box = command_spec(SandboxConfig(tmp_mb=8), world.worktree, world.state)
+        res = await run_shell(
+            cmd, cwd=world.worktree, env=scrubbed_env(base=world.daemon_env), timeout=120, sandbox=box
+        )
+        return res.output_tail
+
+    async def test_another_branch_cannot_be_moved_or_pushed_to(self, world: World) -> None:
+        clone = world.state / "clones" / "app"
+        before = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=clone)
+        output = await self.run(
+            world,
+            "echo evil > evil.txt && git add evil.txt && git commit -qm evil && "
+            "git update-ref refs/heads/task-other HEAD; git branch -f main HEAD; "
+            f"git push -q {clone} HEAD:refs/heads/task-other; git push -q -f {clone} HEAD:refs/heads/pushed; "
+            "git tag planted; git update-ref -d refs/heads/task-other; git reset -q --hard HEAD~1; "
+            "git branch -a; echo done",
+        )
+        assert output.strip().endswith("done"), output
+        after = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=clone)
+        assert after == before, output  # its own branch is back where it was too: it reset it
+        assert "evil" not in git("log", "--all", "--format=%s", cwd=clone)
+
+    async def test_objects_other_branches_need_cannot_be_deleted(self, world: World) -> None:
+        clone = world.state / "clones" / "app"
+        objects = sorted(p.relative_to(clone) for p in (clone / "objects").rglob("*") if p.is_file())
+        output = await self.run(
+            world, f"rm -rf {clone}/objects/* ; git gc -q --prune=now; ls {clone}/objects; echo done"
+        )
+        assert output.strip().endswith("done"), output
+        assert sorted(p.relative_to(clone) for p in (clone / "objects").rglob("*") if p.is_file()) == objects
+        assert git("fsck", "--no-dangling", cwd=clone) == ""
+
+    async def test_a_planted_object_is_not_taken_back(self, world: World) -> None:
+        """An object file whose content does not hash to its name (garbage, or a real blob under another blob's
+        name, to poison a later write of that blob) stays in the run's copy."""
+        clone = world.state / "clones" / "app"
+        hello = git("hash-object", "--stdin", cwd=world.worktree, input_text="hello\n").strip()  # README's blob
+        wrong = "python3 -c \"import sys, zlib; sys.stdout.buffer.write(zlib.compress(b'blob 6\\0evil!\\n'))\""
+        fake = "0123456789abcdef0123456789abcdef01234567"
+        output = await self.run(
+            world,
+            f"mkdir -p {clone}/objects/{fake[:2]} {clone}/objects/{hello[:2]} && "
+            f"{wrong} > {clone}/objects/{fake[:2]}/{fake[2:]} && printf garbage > {clone}/objects/ab/{'c' * 38}; "
+            f"rm -f {clone}/objects/{hello[:2]}/{hello[2:]}; {wrong} > {clone}/objects/{hello[:2]}/{hello[2:]}; "
+            "echo done",
+        )
+        assert output.strip().endswith("done"), output
+        assert not (clone / "objects" / fake[:2] / fake[2:]).exists()
+        assert not (clone / "objects" / "ab" / ("c" * 38)).exists()
+        assert git("cat-file", "-p", hello, cwd=clone) == "hello\n"
+        assert git("fsck", "--no-dangling", cwd=clone) == ""
+
+    async def test_where_the_clone_is_cannot_be_changed(self, world: World) -> None:
+        """The admin folder is the run's, but not the files that point the daemon's git at the clone and the
+        worktree: pointed at the operator's home, they would show it to the next sandbox and to agentos's git."""
+        admin = world.state / "clones" / "app" / "worktrees" / "mine"
+        before = {name: (admin / name).read_text() for name in ("commondir", "gitdir")}
+        output = await self.run(
+            world,
+            f"echo {world.operator} > {admin}/commondir; echo {world.operator} > {admin}/gitdir; "
+            f"rm -f {admin}/commondir; mv {admin}/gitdir {admin}/moved; echo done",
+        )
+        assert output.strip().endswith("done"), output
+        assert {name: (admin / name).read_text() for name in before} == before, output
+        assert not (admin / "moved").exists()
+
+    async def test_its_own_commits_and_what_it_staged_are_kept(self, world: World) -> None:
+        output = await self.run(
+            world,
+            "echo one > one.txt && git add one.txt && git commit -qm one && "
+            "echo two > two.txt && git add two.txt && git commit -qm two && git repack -q && "
+            "echo staged > staged.txt && git add staged.txt && echo ok",
+        )
+        assert output.strip().endswith("ok"), output
+        clone = world.state / "clones" / "app"
+        assert git("log", "--format=%s", "-2", "task-mine", cwd=clone).split() == ["two", "one"]
+        assert git("fsck", "--no-dangling", cwd=clone) == ""
+        assert git("diff", "--cached", "--name-only", cwd=world.worktree).split() == ["staged.txt"]
+
+
+class Probes(BaseModel):
+    ssh_key: str
+    journal: str
+    home: str
+    direct: str
+    proxied: str
+
+
+LLM_PROBE = """import json, os, socket, sys
+def read(path):
+    try:
+        return open(path).read()
+    except OSError as exc:
+        return "DENIED " + type(exc).__name__
+def connect(host, port, send=b""):
+    try:
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(send)
+            return "GOT " + s.recv(100).decode()
+    except OSError as exc:
+        return "DENIED " + type(exc).__name__
+proxy_host, proxy_port = os.environ.get("HTTPS_PROXY", "http://none:0").removeprefix("http://").split(":")
+connect_line = ("CONNECT 127.0.0.1:%s HTTP/1.1\\r\\n\\r\\n" % os.environ["PORT"]).encode()
+print(json.dumps({
+    "ssh_key": read(os.environ["SSH_KEY"]), "journal": read(os.environ["JOURNAL"]), "home": os.environ["HOME"],
+    "direct": connect("127.0.0.1", int(os.environ["PORT"])),
+    "proxied": connect(proxy_host, int(proxy_port), connect_line),
+}))
+"""
+
+
+class TestOneShotQuestions:
+    """``agentos.llm``'s one-shot questions (planner, judge, normaliser) run in the same sandbox as an attempt."""
+
+    async def test_the_asked_agent_sees_no_secret_and_reaches_only_its_allowlist(self, world: World) -> None:
+        hits: list[bytes] = []
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            hits.append(await reader.read(100))
+            writer.write(b"SECRET-SERVER")
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        script = world.root / "probe.py"
+        script.write_text(LLM_PROBE)
+        paths = {"SSH_KEY": str(world.operator / ".ssh" / "id_rsa"), "JOURNAL": str(world.state / "journal.jsonl")}
+        cfg = AgentConfig(kind="command", argv=[PYTHON, str(script)], env={**paths, "PORT": str(port)})
+        llm = Llm(
+            "planner",
+            cfg,
+            workdir=world.state / "llm",
+            state_dir=world.state,
+            sandbox=SandboxConfig(tmp_mb=8, memory_mb=256, max_processes=64),
+            base_env=world.daemon_env,
+            timeout_s=60,
+        )
+        async with server:
+            probes = await llm.ask("what can you see?", Probes)
+        assert probes is not None
+        assert probes.ssh_key.startswith("DENIED") and probes.journal.startswith("DENIED"), probes
+        assert probes.home == str(SANDBOX_HOME)
+        assert probes.direct.startswith("DENIED"), probes
+        assert "403" in probes.proxied and "SECRET" not in probes.proxied, probes  # the proxy refused it
+        assert hits == []
+        assert list((world.state / "llm").iterdir()) == []

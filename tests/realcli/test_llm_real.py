@@ -17,9 +17,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel, Field
 
-from agentos.config import AgentKind
+from agentos.config import AgentKind, SandboxConfig
 from agentos.llm import Llm
 from tests.fakes.model_server import ModelServer, Script, Shell, ToolCall, WriteFile
 from tests.realcli.clis import KEYS, NODE, binary, cli_setup
@@ -122,6 +123,7 @@ class TestReadOnlyAgainstAModelThatWrites:
         assert len(results) == 6 and all("not found" in r for r in results), results
         assert not pwned.exists() and keep.read_text() == "original\n"
         assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]
+        assert keep.read_text() == "original\n"
         assert not list((tmp_path / "home").rglob("plan.md"))  # not even a plan file in Gemini's plans dir
         main = [r.body for r in server.requests if r.reply.startswith("tool:") or r.reply == "final"]
         assert main and all(b["tools"] == [{"functionDeclarations": []}] for b in main)  # offered no tool at all
@@ -145,6 +147,7 @@ class TestReadOnlyAgainstAModelThatWrites:
         assert len(results) == 3 and all("No such tool available" in r for r in results), results
         assert not pwned.exists() and keep.read_text() == "original\n"
         assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]
+        assert keep.read_text() == "original\n"
         main = [r.body for r in server.requests if r.reply.startswith("tool:") or r.reply == "final"]
         assert len(main) == 4 and all(not b.get("tools") for b in main)  # offered no tool at all
 
@@ -169,3 +172,42 @@ class TestReadOnlyAgainstAModelThatWrites:
         assert len(results) == 3 and all("Read-only file system" in r for r in results), results
         assert not pwned.exists() and keep.read_text() == "original\n"
         assert sorted(p.name for p in (tmp_path / "llm").iterdir()) == ["keep.txt"]
+        assert keep.read_text() == "original\n"
+
+
+class TestInsideTheSandbox:
+    """With ``sandbox.mode: bubblewrap`` the one-shot question runs in the attempt's sandbox (:mod:`agentos.llm`):
+    the CLI's files come from a login template (``agents.<name>.home``), its model traffic goes through an egress
+    session of its own to the scripted server, and the answer still comes back validated."""
+
+    @pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
+    async def test_the_answer_comes_back_through_the_proxy(
+        self, kind: AgentKind, server: ModelServer, tmp_path: Path
+    ) -> None:
+        server.one_shot_answers = [ANSWER]
+        server.script = Script(steps=[], final=ANSWER)
+        llm = one_shot(kind, server, tmp_path)
+        template = tmp_path / "home"
+        hosts = [server.url.removeprefix("http://")] if kind == "codex" else []  # codex: its URL is in config.toml
+        llm.cfg = llm.cfg.model_copy(update={"home": str(template), "allow_hosts": hosts})
+        llm.sandbox = SandboxConfig(mode="bubblewrap", tmp_mb=256)
+        llm.state_dir = tmp_path / "state"
+        named = await llm.ask(PROMPT, Named)
+        assert named == Named(title="Disk full on the runner", explanation="The tmp dir fills up.")
+        assert server.requests, "the CLI reached the model server (through the proxy: the sandbox has no other way)"
+        assert list((tmp_path / "llm").iterdir()) == []
+
+    async def test_codex_read_only_sandbox_holds_inside_ours(self, server: ModelServer, tmp_path: Path) -> None:
+        """Codex's own read-only sandbox nests in agentos's: a model that writes in its working folder gets
+        "Read-only file system" (not a sandbox that failed to start), and the answer still comes back."""
+        server.script = Script(steps=[Shell("echo owned > here.txt"), Shell("mkdir made")], final=ANSWER)
+        llm = one_shot("codex", server, tmp_path)
+        llm.cfg = llm.cfg.model_copy(
+            update={"home": str(tmp_path / "home"), "allow_hosts": [server.url.removeprefix("http://")]}
+        )
+        llm.sandbox = SandboxConfig(mode="bubblewrap", tmp_mb=256)
+        llm.state_dir = tmp_path / "state"
+        named = await llm.ask(PROMPT, Named)
+        assert named == Named(title="Disk full on the runner", explanation="The tmp dir fills up.")
+        results = server.tool_results("openai")
+        assert len(results) == 2 and all("Read-only file system" in r for r in results), results

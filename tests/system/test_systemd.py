@@ -34,6 +34,7 @@ AGENT = r"""#!/bin/sh
 # A `command` agent: writes CHANGE.txt and the result file; an issue saying SLOW keeps it busy.
 prompt=$(cat)
 case "$prompt" in *SLOW*) sleep 600 ;; esac
+case "$prompt" in *HOG*) python3 -c 'blocks = [bytearray(16 << 20) for _ in range(64)]' ;; esac
 echo "made by the agent on $(cat /proc/sys/kernel/hostname)" > CHANGE.txt
 printf 'STATUS: complete\nSUMMARY: wrote CHANGE.txt\n' > .agent_result.md
 """
@@ -218,6 +219,28 @@ class TestSystemd:
         assert any("watchdog" in str(e.get("MESSAGE", "")).lower() for e in journal(machine)), (
             "systemd logs the watchdog timeout"
         )
+
+    def test_an_attempt_over_memory_mb_ends_resource_limit_under_the_unit(self, machine: Machine) -> None:
+        """With the unit's ``Delegate=yes`` the daemon makes each attempt's cgroup under its own (cgroup v2: after
+        moving itself into a leaf): an agent allocating 1 GiB past ``sandbox.memory_mb: 128`` is killed by the
+        kernel and its attempt ends ``resource_limit``, and the daemon keeps serving."""
+        controllers = machine.sh("cat /sys/fs/cgroup/cgroup.controllers", check=False).stdout.split()
+        if "memory" not in controllers:
+            pytest.skip(
+                "the container has no cgroup v2 memory controller: on a cgroup v1 host systemd-nspawn mounts the v1 "
+                "controllers read-only and the v2 tree has none (boot the host with the unified hierarchy)"
+            )
+        machine.sh(f"agentos config set sandbox.memory_mb 128 --config {CONFIG} && systemctl reload agentos")
+        try:
+            machine.sh("agentos issue new --ready --title 'A hungry one' --body 'HOG: allocate a lot.'")
+            row = wait_until(
+                lambda: task_status(machine, "hungry", "blocked"), what="the hungry task to be blocked", timeout=180
+            )
+            assert row["blocker"] == "resource_limit", row
+            assert machine.sh("cat /sys/fs/cgroup/system.slice/agentos.service/cgroup.procs").stdout.split() == []
+            assert active(machine)
+        finally:
+            machine.sh(f"agentos config set sandbox.memory_mb 4096 --config {CONFIG} && systemctl reload agentos")
 
     def test_stop_exits_0_and_requeues_the_running_attempt(self, machine: Machine) -> None:
         """`systemctl stop` while an agent runs: exit 0, and the task goes back to the queue."""

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import BaseModel, Field
 
-from agentos.config import AgentConfig, Config, RepoConfig, load_config
+from agentos.config import AgentConfig, Config, RepoConfig, SandboxConfig, load_config
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
 from agentos.forge.local import LocalForge
 from agentos.graph import Task, TaskStatus
@@ -103,7 +103,8 @@ class Env:
                         groom_cadence_days=(cadence or {}).get(name),
                     )
                 )
-            config = Config(state_dir=str(self.tmp / "state"), repos=repos)
+            # the fake planner CLIs record their prompts outside any sandbox (tests/integration: the sandboxed one)
+            config = Config(state_dir=str(self.tmp / "state"), repos=repos, sandbox=SandboxConfig(mode="off"))
         forge = LocalForge(self.tmp / "state", {r.name: r for r in config.repos}, clock=self.clock)
         return build_loops(config, forge, clock=self.clock, config_path=path)
 

@@ -290,6 +290,7 @@ def build_rig(tmp_path: Path, *, checks_merge_result: bool = False, **config: An
         "repos": [{"name": REPO, "path": str(tmp_path / "repo"), "test_command": "true"}],
         "agents": {"claude": {"kind": "claude"}},
         "routing": {"default": ["claude"]},
+        "sandbox": {"mode": "off"},  # the fake one-shot judge records its prompts outside any sandbox
     }
     for key, value in config.items():
         cfg[key] = {**cfg[key], **value} if isinstance(cfg.get(key), dict) else value

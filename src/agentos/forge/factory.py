@@ -27,7 +27,7 @@ def build_forge(config: Config, *, egress: EgressProxy | None = None) -> tuple[F
     if config.forge == "github":
         forge, remote = _github(config)
         return forge, WorkspaceRegistry(
-            config.state_path, remote, credentials=forge.credentials, sandbox=config.sandbox
+            config.state_path, remote, credentials=forge.credentials, sandbox=config.sandbox, egress=egress
         )
     from agentos.forge._local_checks import user_repository
     from agentos.forge.local import LocalForge
@@ -35,7 +35,7 @@ def build_forge(config: Config, *, egress: EgressProxy | None = None) -> tuple[F
     def user_remote(repo: RepoConfig) -> tuple[str, dict[str, str]]:
         return user_repository(repo), {}
 
-    workspaces = WorkspaceRegistry(config.state_path, user_remote, sandbox=config.sandbox)
+    workspaces = WorkspaceRegistry(config.state_path, user_remote, sandbox=config.sandbox, egress=egress)
     repos = {r.name: r for r in config.repos}
     return LocalForge(config.state_path, repos, workspaces=workspaces, egress=egress), workspaces
 

@@ -9,8 +9,9 @@ are the kernel's cgroup controllers, on the hierarchy the host has:
   hierarchy's ``cpu.cfs_quota_us``.
 * **cgroup v2** (``/sys/fs/cgroup/cgroup.controllers``): a child of the daemon's own cgroup with ``memory.max``,
   ``memory.swap.max``, ``pids.max`` and, with a CPU limit, ``cpu.max``. The daemon's cgroup must be delegated
-  to it (systemd ``Delegate=yes``) and enable the controllers for its children; when it cannot, the limits are
-  skipped.
+  to it (systemd ``Delegate=yes``, as the shipped units say, and no ``ProtectControlGroups=yes``); the daemon
+  moves itself into a leaf child first, so that its cgroup may enable the controllers for its children
+  (:func:`_v2_parent`). When it cannot, the limits are skipped.
 
 The run's first process joins the cgroup before it execs the sandbox (:meth:`Cgroup.join_argv`: a tiny
 ``sh`` prefix writes its own pid into ``cgroup.procs``), so everything it starts is counted and limited. After
@@ -150,14 +151,60 @@ def _create_v1(name: str, memory_bytes: int, max_processes: int, cpus: float | N
     return Cgroup(tuple(made), 1)
 
 
-def _create_v2(name: str, memory_bytes: int, max_processes: int, cpus: float | None) -> Cgroup:
-    parent = _own("")
-    if parent is None:
+DAEMON_LEAF = "agentos-daemon"
+"""Under cgroup v2, the child of the daemon's delegated cgroup the daemon moves itself into (see :func:`_v2_parent`)."""
+
+
+def _v2_parent(controllers: Sequence[str]) -> Path:
+    """The daemon's own v2 cgroup, with ``controllers`` enabled for its children.
+
+    Under systemd with ``Delegate=yes`` the daemon's cgroup (``…/agentos.service``) is its to manage, but v2 lets a
+    cgroup hand controllers to its children only when no process sits in it (``EBUSY``): the daemon first moves
+    itself into a leaf child, :data:`DAEMON_LEAF`; what it starts afterwards starts there, and each run's cgroup is
+    a sibling of that leaf."""
+    own = _own("")
+    if own is None:
         raise OSError("no cgroup v2 membership")
+    parent = own.parent if own.name == DAEMON_LEAF else own
     enabled = (parent / "cgroup.subtree_control").read_text().split()
-    missing = [c for c in ("memory", "pids", *(["cpu"] if cpus else [])) if c not in enabled]
-    if missing:
-        _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+    missing = " ".join(f"+{c}" for c in controllers if c not in enabled)
+    if not missing:
+        return parent
+    try:
+        _write(parent / "cgroup.subtree_control", missing)
+    except OSError:  # EBUSY: the daemon (and whatever it runs now) is in it
+        pids = (parent / "cgroup.procs").read_text().split()
+        strangers = [pid for pid in pids if not _ours(int(pid)) and os.path.exists(f"/proc/{pid}")]
+        if strangers:  # not the daemon's own cgroup (a login session's, say): moving its processes is not ours
+            raise OSError(f"{parent} holds processes other than agentos's ({', '.join(strangers[:5])})") from None
+        leaf = parent / DAEMON_LEAF
+        leaf.mkdir(exist_ok=True)
+        for pid in pids:
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                _write(leaf / "cgroup.procs", pid)
+        _write(parent / "cgroup.subtree_control", missing)
+        log.info("cgroup_daemon_moved", leaf=str(leaf))
+    return parent
+
+
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` is this process or one it started (following parents up from ``pid``)."""
+    me = os.getpid()
+    for _ in range(64):
+        if pid == me:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rpartition(")")[2].split()[1])  # the field after the state: the parent's pid
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid <= 1:
+            return False
+    return False
+
+
+def _create_v2(name: str, memory_bytes: int, max_processes: int, cpus: float | None) -> Cgroup:
+    parent = _v2_parent(("memory", "pids", *(["cpu"] if cpus else [])))
     d = parent / name
     d.mkdir()
     try:

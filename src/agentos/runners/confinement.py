@@ -10,7 +10,9 @@ spawn in when they are given a :class:`~agentos.runners.sandbox.SandboxSpec`::
 
 It raises :class:`~agentos.runners.sandbox.SandboxUnavailable` (one line naming the fix) before anything starts
 when bwrap cannot run here; it prepares the run's ``HOME``, makes its cgroup (or goes on without limits, logged
-once) and, on the way out, kills what is left in the cgroup and removes it. With no spec it changes nothing.
+once) and the run's private view of the worktree's shared clone (:mod:`agentos.runners.git_view`), and on the way
+out kills what is left in the cgroup, removes it, and takes the run's branch back from the view. With no spec it
+changes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from agentos.runners import cgroups
+from agentos.runners.git_view import close_view, open_view
 from agentos.runners.sandbox import SandboxSpec, SandboxUnavailable, prepare, usable, wrap
 
 __all__ = ["ConfinedRun", "confine"]
@@ -53,9 +56,12 @@ async def confine(argv: Sequence[str], spec: SandboxSpec | None, *, label: str) 
         group = await asyncio.to_thread(
             cgroups.create, label, memory_mb=spec.memory_mb, max_processes=spec.max_processes, cpus=spec.cpus
         )
-    wrapped = wrap(argv, spec)
+    view = await asyncio.to_thread(open_view, spec.worktree)
+    wrapped = wrap(argv, spec, view)
     try:
         yield ConfinedRun(group.join_argv(wrapped) if group else wrapped, group)
     finally:
         if group is not None:
             await asyncio.shield(asyncio.to_thread(group.remove))
+        if view is not None:  # after the cgroup is empty: nothing writes the copy any more
+            await asyncio.shield(asyncio.to_thread(close_view, view))

@@ -1,9 +1,10 @@
 """The sandbox policy: what an agent attempt, a hook or a test command may see (:class:`SandboxSpec` builders).
 
-* An **agent attempt** (:func:`agent_spec`): its worktree read-write, with the git paths a commit there writes
-  (its own admin folder in the shared clone, the clone's objects, refs and logs) read-write and the rest of the
-  clone read-only; its prompt file read-only; a private ``HOME`` on disk in its run folder (``<run>/home``,
-  seeded from ``agents.<name>.home``) and a private tmpfs ``/tmp``; read-only its program and that program's
+* An **agent attempt** (:func:`agent_spec`): its worktree read-write, with its own admin folder in the shared
+  clone read-write and the rest of the clone read-only (a commit's refs and objects go to a private view, taken
+  back for its branch only after the run: :mod:`agentos.runners.git_view`); its prompt file read-only; a private
+  ``HOME`` on disk in its run folder (``<run>/home``, seeded from ``agents.<name>.home``) and a private tmpfs
+  ``/tmp``; read-only its program and that program's
   install folder, every absolute path in its argv, ``agents.<name>.ro_paths``. Hidden: the state directory and
   ``$CREDENTIALS_DIRECTORY``. Limits: ``sandbox.memory_mb`` and ``sandbox.max_processes``.
 * A **hook or test command** (:func:`command_spec`): the same worktree and git paths, a tmpfs ``HOME``, and
@@ -36,9 +37,9 @@ log = structlog.get_logger(__name__)
 
 
 def git_paths(worktree: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    """``(read_write, read_only)``: what git in a linked ``worktree`` needs of the shared clone. A commit writes
-    the worktree's admin folder (index, HEAD), objects, refs and reflogs; it reads the clone's config. A worktree
-    with a ``.git`` folder of its own needs nothing more."""
+    """``(read_write, read_only)``: what git in a linked ``worktree`` needs of the shared clone: its admin folder
+    (index, HEAD) read-write, the clone read-only; a commit's objects, refs and reflogs go to the run's private
+    view of them (:mod:`agentos.runners.git_view`). A worktree with a ``.git`` folder of its own needs nothing."""
     dotgit = worktree / ".git"
     try:
         text = dotgit.read_text(encoding="utf-8").strip() if dotgit.is_file() else ""
@@ -53,8 +54,7 @@ def git_paths(worktree: Path) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
     except OSError:
         common_rel = "../.."
     common = Path(os.path.normpath(admin / common_rel))
-    rw = (admin, common / "objects", common / "refs", common / "logs")
-    return rw, (common,)
+    return (admin,), (common,)
 
 
 def _safe(paths: Iterable[Path]) -> list[Path]:

@@ -14,8 +14,11 @@
   private ``HOME`` at :data:`SANDBOX_HOME` (a host folder of the attempt, or a tmpfs). Then the
   :attr:`~SandboxSpec.hidden` folders (the state directory, ``$CREDENTIALS_DIRECTORY``) are covered by empty
   tmpfs, so no read-only path can reveal them, and last the read-write worktree, the git paths its commits need
-  and the run files (the prompt) are bound back in. Nothing else exists: not the operator's home, ``/root``,
-  other worktrees, the journal, the control socket (under ``/run`` or ``/tmp``).
+  (the shared clone read-only with the run's private view of its refs and objects over it:
+  :mod:`agentos.runners.git_view`) and the run files (the prompt) are bound back in; the root itself is then made
+  read-only (the folders bwrap made for those mount points, e.g. the state directory's skeleton, take no writes).
+  Nothing else exists: not the operator's home, ``/root``, other worktrees, the journal, the control socket
+  (under ``/run`` or ``/tmp``).
 
 Paths keep their host names inside, so an argv, a prompt file or a worktree path means the same in both.
 :func:`probe` says whether bwrap works here, or the one fix that makes it work.
@@ -34,6 +37,7 @@ from pathlib import Path
 import structlog
 
 from agentos.runners.bridge import BRIDGE_PATH, bridge_argv
+from agentos.runners.git_view import GitView
 
 __all__ = [
     "MASKED_DIRS",
@@ -142,8 +146,9 @@ def _unique(paths: Iterable[Path]) -> list[Path]:
     return sorted((Path(p) for p in seen), key=lambda p: len(p.parts))  # parents before children
 
 
-def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
-    """The ``bwrap`` command line that runs ``argv`` in the sandbox ``spec`` describes (see the module doc).
+def wrap(argv: Sequence[str], spec: SandboxSpec, view: GitView | None = None) -> list[str]:
+    """The ``bwrap`` command line that runs ``argv`` in the sandbox ``spec`` describes (see the module doc), with
+    ``view`` (:mod:`agentos.runners.git_view`) laid over the worktree's shared clone.
 
     Read-only paths that do not exist are skipped (a bwrap bind of a missing path fails the whole start)."""
     size = str(spec.tmp_mb * 1024 * 1024)
@@ -188,6 +193,8 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
     for path in _unique(spec.rw_paths):
         if os.path.exists(path):
             args += ["--bind", str(path), str(path)]
+    if view is not None:
+        args += view.binds()
     args += ["--setenv", "HOME", str(SANDBOX_HOME), "--setenv", "TMPDIR", "/tmp"]
     args += ["--setenv", "USER", "sandbox", "--setenv", "LOGNAME", "sandbox"]
     if spec.proxy_socket is not None:
@@ -199,6 +206,7 @@ def wrap(argv: Sequence[str], spec: SandboxSpec) -> list[str]:
             args += ["--setenv", name, proxy]
         args += ["--setenv", "NO_PROXY", "localhost,127.0.0.1,::1", "--setenv", "no_proxy", "localhost,127.0.0.1,::1"]
         argv = [*_bridge_argv(), *argv]
+    args += ["--remount-ro", "/"]  # the root's own tmpfs (the mount points' parents): nothing to write there
     args += ["--chdir", str(spec.worktree), "--", *argv]
     return args
 

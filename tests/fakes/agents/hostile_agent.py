@@ -12,15 +12,25 @@ file), ``kill`` (SIGTERM the target pid), ``ptrace`` (PTRACE_ATTACH to the targe
 proxy ``$HTTPS_PROXY`` names, twice each; ``GOT`` when any answered through it), ``unix`` (connect to the
 unix socket at the target), ``fork`` (start as many sleeping children as it can, up to 200, and report how
 many), ``memory`` (allocate 16 MiB blocks up to 1 GiB, touching every page), ``fill_tmp`` (write to ``/tmp``
-until the disk is full, up to 256 MiB, and report how much).
+until the disk is full, up to 256 MiB, and report how much), ``symlink`` (plant a symlink to the target in the
+working directory and read, or list, through it), ``git`` (run ``git`` with the target's words: ``RAN exit N``,
+the host's git says whether it worked), ``memory_child`` (``memory`` in a child process: ``DENIED``
+when the kernel killed it).
+
+**All at once**: with a file argument (``hostile_agent.py probes.txt``), or ``HOSTILE_ATTACK=all`` and the prompt
+on stdin, it runs every probe of the first ``HOSTILE-PROBES: [[name, attack, target], ...]`` line it finds (JSON)
+and prints ``PROBE <name>: GOT …`` / ``PROBE <name>: DENIED …`` for each, then ``PROBES DONE``. It exits 1 when
+any probe got through (a hostile test command then fails the tests), else 0.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -67,9 +77,54 @@ def attack(name: str, target: str) -> str:
             return f"GOT {len(blocks) * 16} MiB"
         if name == "fill_tmp":
             return fill_tmp()
+        if name == "symlink":
+            link = f"hostile-link-{os.getpid()}-{len(os.listdir('.'))}"
+            os.symlink(target, link)
+            try:
+                return attack("list" if os.path.isdir(link) else "read", link)
+            finally:
+                os.unlink(link)
+        if name == "memory_child":
+            return in_child("memory", target)
+        if name == "git":
+            done = subprocess.run(["git", *target.split()], capture_output=True, text=True, timeout=60)
+            return f"RAN exit {done.returncode}: {(done.stdout + done.stderr).strip()[-200:]}"
     except OSError as exc:
         return f"DENIED {type(exc).__name__}: {exc}"
     return f"DENIED unknown attack {name!r}"
+
+
+def in_child(name: str, target: str) -> str:
+    """Run ``attack(name)`` in a child process: ``DENIED`` when a signal ended it before it could answer."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        os.write(write_end, attack(name, target).encode()[:400])
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode("utf-8", "replace")
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return f"DENIED killed by signal {os.WTERMSIG(status)}"
+    return answer
+
+
+def all_probes(text: str) -> int:
+    """Every probe of the ``HOSTILE-PROBES:`` line in ``text``; 1 when any got through."""
+    line = next((ln for ln in text.splitlines() if ln.strip().startswith("HOSTILE-PROBES:")), "")
+    probes = json.loads(line.split("HOSTILE-PROBES:", 1)[1]) if line else []
+    got = False
+    for name, kind, target in probes:
+        try:
+            answer = attack(kind, str(target))
+        except Exception as exc:  # a probe that broke is no probe that worked
+            answer = f"DENIED {type(exc).__name__}: {exc}"
+        got = got or answer.startswith("GOT")
+        print(f"PROBE {name}: {answer}", flush=True)
+    print(f"PROBES DONE {len(probes)}", flush=True)
+    return 1 if got or not probes else 0
 
 
 def fork_bomb() -> str:
@@ -130,6 +185,11 @@ def through_proxy(targets: list[str]) -> str:
 
 def main() -> int:
     name = os.environ.get("HOSTILE_ATTACK", "")
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], encoding="utf-8") as f:
+            return all_probes(f.read())
+    if name == "all":
+        return all_probes(sys.stdin.read())
     print(f"HOSTILE {name}: {attack(name, os.environ.get('HOSTILE_TARGET', ''))}", flush=True)
     return 0
 
