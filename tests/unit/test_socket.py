@@ -186,7 +186,7 @@ class TestHandleRequest:
     async def test_an_unknown_command_name_is_cut_short(self, controller: Controller) -> None:
         """A 60 KB command name is not echoed back whole."""
         answer = await ask(controller, json.dumps({"cmd": "x" * 60_000}))
-        assert len(answer["error"]) < 400
+        assert "x" * 200 not in answer["error"] and "; commands: " in answer["error"]
 
     async def test_a_controller_bug_is_an_error_answer(
         self, controller: Controller, monkeypatch: pytest.MonkeyPatch
