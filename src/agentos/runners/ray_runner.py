@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -103,7 +103,7 @@ class RayRunner:
 
     @property
     def connected(self) -> bool:
-        return ray.is_initialized() and self.problem is None
+        return ray.is_initialized() and self.problem is None and self._connecting is None
 
     # ------------------------------------------------------------ the connection
 
@@ -115,6 +115,8 @@ class RayRunner:
         return self.fallback is not None
 
     async def _connect(self) -> None:
+        if self.problem is not None and ray.is_initialized():
+            await asyncio.to_thread(ray.shutdown)
         try:
             await asyncio.wait_for(asyncio.to_thread(connect, self.config), _CONNECT_TIMEOUT_S)
         except (RunnerUnavailable, TimeoutError) as exc:
@@ -123,14 +125,15 @@ class RayRunner:
         else:
             if self.problem is not None:
                 log.info("ray_cluster_reachable_again", address=self.config.address)
-            self.problem, self._failures = None, 0
+            self.problem = None  # the failure count goes back to 0 once an attempt starts on a node
             log.info("ray_connected", address=self.config.address, namespace=self.config.namespace)
         finally:
             self._connecting = None
 
     def _unreachable(self, text: str) -> None:
-        """Wait before the next try (backoff); the operator is told once per outage."""
-        first = self.problem is None
+        """Wait before the next try (backoff); the operator is told once per outage. The driver is dropped, so
+        the next try connects afresh."""
+        first = self._failures == 0
         self.problem = text
         self._next_try = time.monotonic() + _BACKOFF_S[min(self._failures, len(_BACKOFF_S) - 1)]
         self._failures += 1
@@ -159,8 +162,13 @@ class RayRunner:
             get_if_exists=True,
         ).remote(shipped)
         try:
-            info: NodeInfo = await self._call(actor.info.remote())
+            try:
+                info: NodeInfo = await self._call(actor.info.remote())
+            except RunnerLost as exc:  # it never started there (agentos missing on the node?): not a lost node
+                self._unreachable(f"no attempt can start on the Ray cluster: {exc}")
+                raise RunnerUnavailable(str(exc)) from exc
             self._check_versions(info)
+            self._failures = 0
             await self._call(actor.start.remote(ray.put(bundle)))
             on_start(Placement("ray", node=info.node))
             log.info("ray_attempt_placed", actor=actor_name(spec), node=info.node, host=info.host)
@@ -223,7 +231,7 @@ class RayRunner:
                 f"the daemon agentos {agentos.__version__} with ray {ray.__version__}; install the same on both"
             )
             log.error("ray_version_skew", node=info.node, host=info.host, detail=line)
-            self.notify.notify(2, f"ray_skew:{info.node}", line)
+            self._unreachable(line)
             raise RunnerUnavailable(line)
 
     async def _call(self, ref: Any, timeout: float | None = 60.0) -> Any:

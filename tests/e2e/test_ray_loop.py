@@ -1,0 +1,160 @@
+"""Attempts on a real multi-node Ray cluster, through the real daemon on the local forge (issue 20).
+
+One cluster for the module (:mod:`tests.ray_cluster`): a head with no ``agentos`` resource (no attempt runs
+there) and two worker nodes, ``plain`` (``{"agentos": 2}``) and ``claude`` (``{"agentos": 2, "claude": 1}``).
+The fake agents run on the worker nodes, in clones of the bundle the daemon shipped; the daemon fetches their
+commits back and pushes, tests and merges them itself. The last test kills a node.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon_process import alive, pid_list
+from tests.e2e.conftest import Loop, claude_agent, command_agent
+
+ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'agentos[ray]' (the test extra has it)")
+
+from tests.ray_cluster import RayCluster  # noqa: E402
+
+pytestmark = [pytest.mark.slow]
+
+WAIT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    made = RayCluster(tmp_path_factory.mktemp("ray"))
+    try:
+        made.start({"plain": {"agentos": 2}, "claude": {"agentos": 2, "claude": 1}})
+        made.learn_node_ids()
+        yield made
+    finally:
+        made.stop()
+
+
+def _ray(cluster: RayCluster) -> dict[str, Any]:
+    return {"runner": {"kind": "ray", "address": cluster.address, "namespace": "agentos-e2e"}}
+
+
+def _merged(loop: Loop, *titles: str) -> list[dict[str, Any]]:
+    """File one issue per title (each agent edits a file of its own: no conflict between them); all merge."""
+    numbers = [loop.new_issue(title, f"soak-plan: file{i}.txt complete\n") for i, title in enumerate(titles)]
+    return [loop.wait_status(f"app#{n}", "merged", timeout=WAIT_S) for n in numbers]
+
+
+def _maps_ray(pid: int) -> bool:
+    """Ray's core library is mapped into the process (it imported ray)."""
+    return "_raylet" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def _no_duplicates(loop: Loop, number: int) -> None:
+    pulls = [p for p in loop.pulls() if f"#{number}" in str(p.get("body", "")) or p.get("issue") == number]
+    assert len(pulls) <= 1, pulls
+    _, comments = loop.issue(number)
+    bodies = [c.body for c in comments]
+    assert len(bodies) == len(set(bodies)), bodies
+
+
+def test_the_local_runner_daemon_never_loads_ray(make_loop: Callable[..., Loop]) -> None:
+    """`runner: local` (the default): the running daemon has no Ray in its memory."""
+    loop = make_loop({"fake": command_agent()})
+    assert loop.daemon is not None
+    assert not _maps_ray(loop.daemon.pid)
+
+
+def test_issues_are_fixed_on_worker_nodes_and_merge(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
+    """Two issues, fixed by a fake agent on the cluster's worker nodes; the daemon pushes and merges both."""
+    loop = make_loop({"fake": command_agent("plan")}, **_ray(cluster))
+    assert loop.daemon is not None and _maps_ray(loop.daemon.pid)
+    tasks = _merged(loop, "Add a greeting", "Add a farewell")
+    workers = {n.node_id for n in cluster.nodes.values() if n.resources}
+    for task in tasks:
+        assert len(task["attempts"]) == 1, [
+            (a["outcome"], a["blocker_code"], a["error"][:300]) for a in task["attempts"]
+        ]
+        (attempt,) = task["attempts"]
+        assert attempt["runner"] == "ray" and attempt["node"] in workers, attempt
+        assert attempt["pid"] is None  # nothing ran here
+        log = loop.run_path(task["id"], 1) / "agent.log"
+        assert "Done: appended a line" in log.read_text()  # streamed back from the node
+    assert loop.show("file0.txt") and loop.show("file1.txt")
+    assert len(loop.pulls()) == 2
+    for task in tasks:
+        _no_duplicates(loop, task["issue"])
+
+
+def test_an_agent_needing_claude_runs_only_on_that_node(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
+    """`ray_resources: {claude: 1}`: every attempt of that agent lands on the one node offering it."""
+    agent = {**claude_agent("plan"), "ray_resources": {"claude": 1}}
+    loop = make_loop({"claude": agent}, **_ray(cluster))
+    tasks = _merged(loop, "Fix the title", "Fix the footer", "Fix the header")
+    claude_node = cluster.nodes["claude"].node_id
+    assert claude_node
+    assert [t["attempts"][-1]["node"] for t in tasks] == [claude_node] * 3
+
+
+def test_a_daemon_killed_mid_attempt_finds_its_actor_again(
+    cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
+) -> None:
+    """SIGKILL the daemon while the agent runs on a node; the restarted daemon waits for the same actor: one
+    attempt, one agent process, one PR."""
+    pids = tmp_path / "loop0" / "agent.pids"
+    loop = make_loop(
+        {"slow": command_agent("slow", FAKE_AGENT_SLOW_S="3", FAKE_AGENT_PID_FILE=str(pids))}, **_ray(cluster)
+    )
+    number = loop.new_issue("Slowly add a line")
+    task_id = f"app#{number}"
+    loop.wait_for(
+        lambda: loop.task(task_id)["attempts"][-1]["node"] if loop.task(task_id)["attempts"] else None,
+        what="the attempt placed on a node",
+        timeout=WAIT_S,
+    )
+    loop.kill9()
+    loop.start()
+    task = loop.wait_status(task_id, "merged", timeout=WAIT_S)
+    assert len(task["attempts"]) == 1, task["attempts"]
+    assert task["attempts"][0]["outcome"] == "complete"
+    assert len(pid_list(pids)) == 1  # the agent ran once
+    assert "attempt_reattached" in loop.log_tail(200_000)
+    assert len(loop.pulls()) == 1
+    _no_duplicates(loop, number)
+
+
+def test_a_node_dying_mid_attempt_loses_the_runner_and_the_task_merges_on_another(
+    cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
+) -> None:
+    """Kill the node the attempt runs on: the attempt ends `runner_lost` (not counted), the task runs again on
+    the other node offering `claude` and merges. (Kills a node: the last test of the module.)"""
+    cluster.add_worker("claude2", {"agentos": 2, "claude": 1})
+    cluster.learn_node_ids()
+    pids = tmp_path / "loop0" / "agent.pids"
+    agent = {
+        **command_agent("slow", FAKE_AGENT_SLOW_S="4", FAKE_AGENT_PID_FILE=str(pids)),
+        "ray_resources": {"claude": 1},
+    }
+    loop = make_loop({"slow": agent}, **_ray(cluster))
+    number = loop.new_issue("Add a line while a node dies")
+    task_id = f"app#{number}"
+    node_id = loop.wait_for(
+        lambda: loop.task(task_id)["attempts"][-1]["node"] if loop.task(task_id)["attempts"] else None,
+        what="the attempt placed on a node",
+        timeout=WAIT_S,
+    )
+    (victim,) = [name for name, n in cluster.nodes.items() if n.node_id == node_id]
+    cluster.kill(victim)
+    for pid in pid_list(pids):  # the agent's own session outlives its raylet here; on a dead machine it is gone
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    task = loop.wait_status(task_id, "merged", timeout=WAIT_S)
+    first, second = task["attempts"]
+    assert first["outcome"] == "interrupted" and first["blocker_code"] == "runner_lost", first
+    assert second["outcome"] == "complete" and second["node"] not in ("", node_id), second
+    assert len(loop.pulls()) == 1
+    _no_duplicates(loop, number)
