@@ -8,6 +8,7 @@ commits back and pushes, tests and merges them itself. The last test kills a nod
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from tests.e2e.conftest import Loop, claude_agent, command_agent
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'agentos[ray]' (the test extra has it)")
 
-from tests.ray_cluster import RayCluster  # noqa: E402
+from tests.ray_cluster import RayCluster, free_port  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
@@ -125,6 +126,48 @@ def test_a_daemon_killed_mid_attempt_finds_its_actor_again(
     assert "attempt_reattached" in loop.log_tail(200_000)
     assert len(loop.pulls()) == 1
     _no_duplicates(loop, number)
+
+
+def test_a_cancel_kills_the_agent_on_its_node(
+    cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
+) -> None:
+    """`cancel` while the agent runs on a node: its process there is killed, the task is cancelled."""
+    pids = tmp_path / "loop0" / "agent.pids"
+    loop = make_loop({"hang": command_agent("hang", FAKE_AGENT_PID_FILE=str(pids))}, **_ray(cluster))
+    number = loop.new_issue("Hang forever")
+    task_id = f"app#{number}"
+    loop.wait_for(lambda: pid_list(pids), what="the agent started on its node", timeout=WAIT_S)
+    assert loop.task(task_id)["attempts"][-1]["runner"] == "ray"
+    loop.ctl("cancel", {"id": task_id})
+    loop.wait_for(lambda: not any(alive(p) for p in pid_list(pids)), what="the remote agent killed")
+    assert loop.task(task_id)["status"] == "cancelled"
+    assert loop.pulls() == []
+
+
+def _notices(loop: Loop, key: str) -> list[dict[str, Any]]:
+    paths = [*sorted((loop.state / "events").glob("events-*.jsonl")), loop.state / "journal.jsonl"]
+    lines = [line for p in paths if p.exists() for line in p.read_text().splitlines() if line.strip()]
+    return [e for e in map(json.loads, lines) if e.get("type") == "notification_sent" and key in json.dumps(e)]
+
+
+def test_an_unreachable_head_holds_attempts_and_tells_the_operator_once(make_loop: Callable[..., Loop]) -> None:
+    """No cluster at the address: no attempt starts, connecting is retried with backoff, one sev2 notice."""
+    loop = make_loop({"fake": command_agent()}, runner={"kind": "ray", "address": f"127.0.0.1:{free_port()}"})
+    number = loop.new_issue("Wait for the cluster")
+    loop.wait_for(lambda: loop.log_tail(1_000_000).count('"ray_unreachable"') >= 3, what="three tries to connect")
+    assert len(_notices(loop, "ray_unreachable")) == 1
+    task = loop.task(f"app#{number}")
+    assert task["status"] == "queued" and task["attempts"] == []
+
+
+def test_an_unreachable_head_with_fallback_runs_attempts_here(make_loop: Callable[..., Loop]) -> None:
+    """`runner.fallback_local: true`: while the cluster cannot be reached, attempts run on this machine."""
+    runner = {"kind": "ray", "address": f"127.0.0.1:{free_port()}", "fallback_local": True}
+    loop = make_loop({"fake": command_agent()}, runner=runner)
+    number = loop.new_issue("Run here meanwhile")
+    task = loop.wait_status(f"app#{number}", "merged", timeout=WAIT_S)
+    assert [(a["runner"], a["node"]) for a in task["attempts"]] == [("", "")]
+    assert task["attempts"][0]["pid"] is not None
 
 
 def test_a_node_dying_mid_attempt_loses_the_runner_and_the_task_merges_on_another(

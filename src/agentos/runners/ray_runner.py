@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -61,10 +62,25 @@ def actor_name(spec: AttemptSpec) -> str:
     return f"agentos-attempt/{spec.marker}"
 
 
+def probe(address: str, timeout: float = 3.0) -> str | None:
+    """Why the head at ``address`` (``host:port``, ``ray://host:port``) takes no TCP connection, or None. Ray's own
+    connect waits minutes for a head that is down; this answers in seconds (``auto`` is left to Ray)."""
+    if address == "auto":
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return None
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def connect(config: RunnerConfig) -> None:
     """Join the cluster as a driver (blocking); raises :class:`RunnerUnavailable` with one line when it cannot."""
     if ray.is_initialized():
         return
+    if problem := probe(config.address):
+        raise RunnerUnavailable(f"the Ray cluster at {config.address} cannot be reached: {problem}")
     try:
         ray.init(
             address=config.address,
