@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon_process import alive, pid_list
+from tests.daemon_process import AGENTOS, alive, pid_list
 from tests.e2e.conftest import Loop, claude_agent, command_agent
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'agentos[ray]' (the test extra has it)")
@@ -117,9 +118,18 @@ def test_a_daemon_killed_mid_attempt_finds_its_actor_again(
         what="the attempt placed on a node",
         timeout=WAIT_S,
     )
+    node = loop.task(task_id)["attempts"][-1]["node"]
+    assert loop.ctl("status")["running_on"] == {task_id: f"ray {node[:12]}"}  # `agentos ctl status`
     loop.kill9()
     loop.start()
     task = loop.wait_status(task_id, "merged", timeout=WAIT_S)
+    show = subprocess.run(
+        [str(AGENTOS), "ctl", "task", "show", task_id],
+        env={**loop.env, "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+    )
+    assert f"ray {node[:12]}" in show.stdout, show.stdout  # `agentos ctl task show`: the node it ran on
     assert len(task["attempts"]) == 1, task["attempts"]
     assert task["attempts"][0]["outcome"] == "complete"
     assert len(pid_list(pids)) == 1  # the agent ran once
