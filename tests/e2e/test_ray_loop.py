@@ -138,6 +138,22 @@ def test_a_daemon_killed_mid_attempt_finds_its_actor_again(
     _no_duplicates(loop, number)
 
 
+def test_doctor_checks_the_cluster(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
+    """`agentos doctor`: the cluster answers, its nodes, which agents a node can run, the versions."""
+    agents = {"fake": command_agent(), "claude": {**claude_agent(), "ray_resources": {"claude": 1}}}
+    agents["gpu"] = {**command_agent(), "ray_resources": {"gpu_box": 1}}
+    loop = make_loop(agents, start=False, **_ray(cluster))
+    done = subprocess.run(
+        [str(AGENTOS), "doctor", "--config", str(loop.config), "--json"], env=loop.env, capture_output=True, text=True
+    )
+    checks = {c["check"]: c for c in json.loads(done.stdout[done.stdout.find("[") :])}
+    assert checks["ray"]["status"] == "ok" and "offering the `agentos` resource" in checks["ray"]["detail"]
+    assert checks["ray:agent:fake"]["status"] == "ok"
+    assert checks["ray:agent:claude"]["status"] == "ok" and "1 node(s)" in checks["ray:agent:claude"]["detail"]
+    assert checks["ray:agent:gpu"]["status"] == "error"  # no node offers gpu_box
+    assert checks["ray:versions"]["status"] == "ok", checks["ray:versions"]
+
+
 def test_a_cancel_kills_the_agent_on_its_node(
     cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
 ) -> None:
