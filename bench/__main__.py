@@ -22,7 +22,17 @@ from typing import Any
 
 from bench._common import RESULTS_DIR, BenchResult, Context, cores, machine_info, render
 
-BENCHMARKS = ("overhead", "dispatch", "throughput", "loop_health", "state_scale", "github_idle", "egress", "sandbox")
+BENCHMARKS = (
+    "overhead",
+    "dispatch",
+    "throughput",
+    "loop_health",
+    "state_scale",
+    "github_idle",
+    "egress",
+    "sandbox",
+    "ray",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
