@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 
 from tests.daemon_process import AGENTOS, alive, pid_list
-from tests.e2e.conftest import Loop, claude_agent, command_agent
+from tests.e2e.conftest import FAKES, Loop, claude_agent, command_agent
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'agentos[ray]' (the test extra has it)")
 
+from agentos.runners.sandbox import SANDBOX_HOME, probe  # noqa: E402
 from tests.ray_cluster import RayCluster, free_port  # noqa: E402
+
+SANDBOX_PROBLEM = probe()
 
 pytestmark = [pytest.mark.slow]
 
@@ -71,9 +74,15 @@ def test_the_local_runner_daemon_never_loads_ray(make_loop: Callable[..., Loop])
     assert not _maps_ray(loop.daemon.pid)
 
 
-def test_issues_are_fixed_on_worker_nodes_and_merge(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
-    """Two issues, fixed by a fake agent on the cluster's worker nodes; the daemon pushes and merges both."""
-    loop = make_loop({"fake": command_agent("plan")}, **_ray(cluster))
+def test_issues_are_fixed_on_worker_nodes_and_merge(
+    cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
+) -> None:
+    """Two issues, fixed by a fake agent on the cluster's worker nodes; the daemon pushes and merges both. The
+    agent's environment there holds nothing of the daemon's (its forge token stays home)."""
+    env_log = tmp_path / "agent-env.json"
+    loop = make_loop({"fake": command_agent("plan", FAKE_AGENT_ENV_LOG=str(env_log))}, start=False, **_ray(cluster))
+    loop.env["GITHUB_TOKEN"] = "ghp_the_daemons_own_forge_token"
+    loop.start()
     assert loop.daemon is not None and _maps_ray(loop.daemon.pid)
     tasks = _merged(loop, "Add a greeting", "Add a farewell")
     workers = {n.node_id for n in cluster.nodes.values() if n.resources}
@@ -90,6 +99,9 @@ def test_issues_are_fixed_on_worker_nodes_and_merge(cluster: RayCluster, make_lo
     assert len(loop.pulls()) == 2
     for task in tasks:
         _no_duplicates(loop, task["issue"])
+    seen = json.loads(env_log.read_text())
+    assert "GITHUB_TOKEN" not in seen and "ghp_" not in json.dumps(seen)
+    assert seen["HOME"] == str(cluster.root / "home")  # the node's own environment, filtered
 
 
 def test_an_agent_needing_claude_runs_only_on_that_node(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
@@ -194,6 +206,25 @@ def test_an_unreachable_head_with_fallback_runs_attempts_here(make_loop: Callabl
     task = loop.wait_status(f"app#{number}", "merged", timeout=WAIT_S)
     assert [(a["runner"], a["node"]) for a in task["attempts"]] == [("", "")]
     assert task["attempts"][0]["pid"] is not None
+
+
+@pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=f"bubblewrap cannot run here: {SANDBOX_PROBLEM}")
+def test_a_sandboxed_attempt_runs_in_bubblewrap_on_its_node(
+    cluster: RayCluster, make_loop: Callable[..., Loop]
+) -> None:
+    """`sandbox.mode: bubblewrap`: the node wraps the agent in its own sandbox; the issue still merges."""
+    sandbox = {"mode": "bubblewrap", "memory_mb": 1024, "max_processes": 256, "tmp_mb": 64}
+    agent = {
+        "kind": "command",
+        "argv": ["/bin/sh", "-c", f'echo "$HOME" > where.txt && exec {FAKES}/command_agent.py "$0"', "{prompt_file}"],
+        "env": {"FAKE_AGENT_MODE": "complete"},
+        "ro_paths": [str(FAKES)],
+    }
+    loop = make_loop({"boxed": agent}, sandbox=sandbox, **_ray(cluster))
+    number = loop.new_issue("Add a greeting, sandboxed")
+    task = loop.wait_status(f"app#{number}", "merged", timeout=WAIT_S)
+    assert [(a["outcome"], a["runner"]) for a in task["attempts"]] == [("complete", "ray")]
+    assert loop.show("where.txt").strip() == str(SANDBOX_HOME)  # the sandbox's HOME, on the node
 
 
 def test_a_node_dying_mid_attempt_loses_the_runner_and_the_task_merges_on_another(
