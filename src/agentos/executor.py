@@ -185,8 +185,10 @@ class Executor:
         for task in list(self.graph):
             attempt = task.current_attempt
             if task.status is TaskStatus.RUNNING and attempt is not None and attempt.outcome == "running":
-                if attempt.runner and attempt.runner == self.runner.kind:
-                    reattach.append(task)  # it runs on the cluster, unaffected by our restart
+                if attempt.runner == "ray" or (self.runner.kind == "ray" and attempt.pid is None):
+                    # On the cluster, unaffected by our restart (or its actor made before its node was journalled):
+                    # found again by name, else re-queued.
+                    reattach.append(task)
                     continue
                 if attempt.pid and attempt.pid_start:
                     killed = await asyncio.to_thread(kill_orphan, attempt.pid, attempt.pid_start)

@@ -79,9 +79,9 @@ class AttemptActor:
         self._task = asyncio.get_running_loop().create_task(self._run(bundle))
         return True
 
-    async def result(self) -> RemoteResult:
-        assert self._task is not None, "result() before start()"
-        return await asyncio.shield(self._task)
+    async def result(self) -> RemoteResult | None:
+        """What the agent did, once it is done (None: never started, the daemon died before it asked)."""
+        return None if self._task is None else await asyncio.shield(self._task)
 
     def read_log(self, offset: int) -> bytes:
         """The log from ``offset`` on (at most 256 KiB; ``b""``: nothing new)."""

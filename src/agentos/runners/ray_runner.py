@@ -188,7 +188,9 @@ class RayRunner:
             await self._call(actor.start.remote(ray.put(bundle)))
             on_start(Placement("ray", node=info.node))
             log.info("ray_attempt_placed", actor=actor_name(spec), node=info.node, host=info.host)
-            return await self._follow(actor, spec)
+            run = await self._follow(actor, spec)
+            assert run is not None, "a started actor has a result"
+            return run
         except BaseException:
             await self._end(actor)
             raise
@@ -211,8 +213,9 @@ class RayRunner:
             await self._end(actor)
             raise
 
-    async def _follow(self, actor: Any, spec: AttemptSpec) -> AttemptRun:
-        """Copy the actor's log into ``spec.log_path`` while it runs; then bring its work into the worktree."""
+    async def _follow(self, actor: Any, spec: AttemptSpec) -> AttemptRun | None:
+        """Copy the actor's log into ``spec.log_path`` while it runs; then bring its work into the worktree
+        (None: the actor never started the agent)."""
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = spec.log_path.stat().st_size if spec.log_path.exists() else 0
         done = asyncio.ensure_future(self._call(actor.result.remote(), timeout=None))
@@ -227,10 +230,13 @@ class RayRunner:
                     if done.done():
                         break
                     await asyncio.wait({done}, timeout=_LOG_POLL_S)
-            result: RemoteResult = done.result()
+            result: RemoteResult | None = done.result()
         finally:
             if not done.done():
                 done.cancel()
+        if result is None:
+            await self._end(actor)
+            return None
         await asyncio.to_thread(self._unpack, spec, result)
         await self._end(actor)
         return AttemptRun(result.outcome, egress=result.egress)
