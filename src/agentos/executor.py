@@ -39,7 +39,7 @@ from agentos.notices import commit_message, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.run_files import START_FILE, attempt_dir, prior_attempts, read_start, read_tail
 from agentos.runners.egress import EgressProxy
-from agentos.runners.port import AttemptSpec, Placement, Runner, RunnerLost, RunnerUnavailable, runner_for
+from agentos.runners.port import AttemptRun, AttemptSpec, Placement, Runner, RunnerLost, RunnerUnavailable, runner_for
 from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Guard, Workspace, branch_name
@@ -286,7 +286,7 @@ class Executor:
         except RunnerUnavailable as exc:  # the cluster went away before the agent started: not the agent's fault
             self.journal.commit(task.requeue(self.clock(), "runner_unavailable", error=str(exc)), [task])
             return
-        task.note_egress(run.egress, attempt=attempt)
+        self._note_egress(task, attempt, run)
         await self._judge(task, attempt, ws, worktree, start_sha, guard, run.outcome)
 
     async def _judge(
@@ -405,6 +405,11 @@ class Executor:
         self.journal.commit([self.journal.event("agent_started", task.id, agent=attempt.agent, **where)], [task])
         log.info("agent_spawned", **where, log=str(attempt_dir(self.state_dir, task, attempt) / "agent.log"))
 
+    def _note_egress(self, task: Task, attempt: Attempt, run: AttemptRun) -> None:
+        for host in run.denied:
+            self.journal.record("egress_denied", task.id, attempt=attempt.number, host=host, during="agent")
+        task.note_egress(run.egress, attempt=attempt)
+
     def _lost(self, task: Task, error: str) -> None:
         """The attempt's node died: re-queued, not counted against the agent (another node takes it)."""
         self.journal.commit(task.lose_runner(self.clock(), error), [task])
@@ -436,7 +441,7 @@ class Executor:
                     self.wake("dispatch")
                     return
                 log.info("attempt_reattached", node=attempt.node)
-                task.note_egress(run.egress, attempt=attempt)
+                self._note_egress(task, attempt, run)
                 await self._judge(task, attempt, ws, worktree, start_sha, guard, run.outcome)
             except asyncio.CancelledError:
                 if attempt.outcome == "running" and self.attempts.stop_reason(task.id) == SHUTDOWN:

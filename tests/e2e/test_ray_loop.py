@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,10 +183,14 @@ def test_a_cancel_kills_the_agent_on_its_node(
     assert loop.pulls() == []
 
 
-def _notices(loop: Loop, key: str) -> list[dict[str, Any]]:
+def _journal(loop: Loop) -> list[dict[str, Any]]:
     paths = [*sorted((loop.state / "events").glob("events-*.jsonl")), loop.state / "journal.jsonl"]
     lines = [line for p in paths if p.exists() for line in p.read_text().splitlines() if line.strip()]
-    return [e for e in map(json.loads, lines) if e.get("type") == "notification_sent" and key in json.dumps(e)]
+    return [json.loads(line) for line in lines]
+
+
+def _notices(loop: Loop, key: str) -> list[dict[str, Any]]:
+    return [e for e in _journal(loop) if e.get("type") == "notification_sent" and key in json.dumps(e)]
 
 
 def test_an_unreachable_head_holds_attempts_and_tells_the_operator_once(make_loop: Callable[..., Loop]) -> None:
@@ -225,6 +230,29 @@ def test_a_sandboxed_attempt_runs_in_bubblewrap_on_its_node(
     task = loop.wait_status(f"app#{number}", "merged", timeout=WAIT_S)
     assert [(a["outcome"], a["runner"]) for a in task["attempts"]] == [("complete", "ray")]
     assert loop.show("where.txt").strip() == str(SANDBOX_HOME)  # the sandbox's HOME, on the node
+
+
+@pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=f"bubblewrap cannot run here: {SANDBOX_PROBLEM}")
+def test_a_host_denied_on_the_node_is_reported_by_the_daemon(
+    cluster: RayCluster, make_loop: Callable[..., Loop]
+) -> None:
+    """The node's own egress proxy refuses a host the config does not allow: the attempt's record and the
+    journal's `egress_denied` say so, as for a local attempt."""
+    with socket.create_server(("127.0.0.1", 0)) as forbidden:
+        port = forbidden.getsockname()[1]
+        sandbox = {"mode": "bubblewrap", "tmp_mb": 64}
+        agent = {
+            "kind": "command",
+            "argv": ["/usr/bin/python3", str(FAKES / "hostile_agent.py")],
+            "env": {"HOSTILE_ATTACK": "proxy", "HOSTILE_TARGET": f"127.0.0.1:{port}"},
+        }
+        loop = make_loop({"hostile": agent}, sandbox=sandbox, routing={"max_attempts": 1}, **_ray(cluster))
+        number = loop.new_issue("Reach out from a node")
+        task = loop.wait_status(f"app#{number}", "blocked", timeout=WAIT_S)
+    (attempt,) = task["attempts"]
+    assert attempt["runner"] == "ray" and attempt["egress_denied"] == f"blocked: 127.0.0.1:{port} ×2"
+    denied = [e for e in _journal(loop) if e.get("type") == "egress_denied"]
+    assert [(e["task"], e["data"]["host"]) for e in denied] == [(f"app#{number}", f"127.0.0.1:{port}")]
 
 
 def test_a_node_dying_mid_attempt_loses_the_runner_and_the_task_merges_on_another(

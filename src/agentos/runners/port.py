@@ -84,10 +84,12 @@ class Placement:
 
 @dataclass
 class AttemptRun:
-    """How the agent's run ended (``outcome``) and what the egress proxy refused it (``egress``: a summary)."""
+    """How the agent's run ended (``outcome``) and what the egress proxy refused it (``egress``: a summary;
+    ``denied``: the hosts refused on a remote node, for the daemon to journal; a local session journals its own)."""
 
     outcome: RunOutcome
     egress: str = ""
+    denied: list[str] = field(default_factory=list)
 
 
 class Runner(Protocol):

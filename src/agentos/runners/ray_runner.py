@@ -239,7 +239,7 @@ class RayRunner:
             return None
         await asyncio.to_thread(self._unpack, spec, result)
         await self._end(actor)
-        return AttemptRun(result.outcome, egress=result.egress)
+        return AttemptRun(result.outcome, egress=result.egress, denied=result.denied)
 
     def _unpack(self, spec: AttemptSpec, result: RemoteResult) -> None:
         unpack_work(spec.worktree, result.commits, result.patch)
