@@ -183,6 +183,22 @@ def test_a_cancel_kills_the_agent_on_its_node(
     assert loop.pulls() == []
 
 
+def test_the_idle_limit_kills_a_silent_agent_on_its_node(
+    cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
+) -> None:
+    """`limits.idle_timeout_minutes` holds on the node: a silent agent's group is killed, the attempt times out."""
+    pids = tmp_path / "loop0" / "agent.pids"
+    limits = {"idle_timeout_minutes": 0.05, "max_runtime_minutes": 2, "kill_grace_s": 0.5, "shutdown_grace_s": 1}
+    agent = command_agent("hang", FAKE_AGENT_PID_FILE=str(pids), FAKE_AGENT_FORK="1")
+    loop = make_loop({"hang": agent}, limits=limits, routing={"max_attempts": 1}, **_ray(cluster))
+    number = loop.new_issue("Say nothing")
+    task = loop.wait_status(f"app#{number}", "blocked", timeout=WAIT_S)
+    (attempt,) = task["attempts"]
+    assert attempt["runner"] == "ray" and attempt["blocker_code"] == "timeout", attempt
+    assert len(pid_list(pids)) == 2 and not any(alive(p) for p in pid_list(pids))  # the agent and its child
+    assert "idle limit of 3s reached" in (loop.run_path(task["id"], 1) / "agent.log").read_text()
+
+
 def _journal(loop: Loop) -> list[dict[str, Any]]:
     paths = [*sorted((loop.state / "events").glob("events-*.jsonl")), loop.state / "journal.jsonl"]
     lines = [line for p in paths if p.exists() for line in p.read_text().splitlines() if line.strip()]
