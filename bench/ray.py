@@ -67,7 +67,6 @@ async def _measure(res: BenchResult, cluster: object, root: Path, n: int) -> Non
         RunnerConfig(kind="ray", address=cluster.address, namespace="bench"),
         notify=RecordingNotifier(),
         fallback=None,
-        env={},
     )
     remote.ready()
     while not remote.connected:

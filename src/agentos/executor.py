@@ -96,7 +96,7 @@ class Executor:
         self.wake = wake
         self.egress = egress  # the daemon's egress proxy, a sandboxed attempt's only way out (None: none, tests)
         self.runner = runner or runner_for(
-            settings.config.runner, journal=journal, notify=lifecycle.notify, egress=egress, env=os.environ
+            settings.config.runner, journal=journal, notify=lifecycle.notify, egress=egress
         )
         """Where attempts run (``runner.kind``): this machine, or a Ray cluster."""
         self._contexts: dict[str, tuple[tuple[object, ...], ProductContext]] = {}

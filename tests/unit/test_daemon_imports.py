@@ -38,7 +38,7 @@ def test_the_local_runner_does_not_load_ray() -> None:
         "from agentos.config import RunnerConfig\n"
         "from agentos.runners.port import runner_for\n"
         "from agentos.testing import RecordingNotifier\n"
-        "runner = runner_for(RunnerConfig(), journal=None, notify=RecordingNotifier(), egress=None, env={})\n"
+        "runner = runner_for(RunnerConfig(), journal=None, notify=RecordingNotifier(), egress=None)\n"
         "assert runner.kind == 'local', runner"
     )
     assert _loaded(code) == []

@@ -18,7 +18,7 @@ from agentos.testing import RecordingNotifier
 
 def test_version_skew_is_refused_in_one_line_and_told_once() -> None:
     notes = RecordingNotifier()
-    runner = RayRunner(RunnerConfig(kind="ray"), notify=notes, fallback=None, env={})
+    runner = RayRunner(RunnerConfig(kind="ray"), notify=notes, fallback=None)
     old = NodeInfo(node="f" * 56, host="worker-2", agentos="0.0.1", ray=ray.__version__)
     for _ in range(2):
         with pytest.raises(RunnerUnavailable) as caught:

@@ -119,7 +119,6 @@ def runner_for(
     journal: Journal,
     notify: Notify,
     egress: EgressProxy | None,
-    env: Mapping[str, str],
 ) -> Runner:
     """The configured runner. Ray is imported here only when ``runner.kind`` is ``ray``; with
     ``fallback_local`` the local runner takes attempts while the cluster cannot be reached."""
@@ -130,4 +129,4 @@ def runner_for(
         return local
     from agentos.runners.ray_runner import RayRunner
 
-    return RayRunner(config, notify=notify, fallback=local if config.fallback_local else None, env=env)
+    return RayRunner(config, notify=notify, fallback=local if config.fallback_local else None)

@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -101,9 +101,7 @@ class RayRunner:
 
     kind: RunnerKind = "ray"
 
-    def __init__(
-        self, config: RunnerConfig, *, notify: Notify, fallback: Runner | None, env: Mapping[str, str]
-    ) -> None:
+    def __init__(self, config: RunnerConfig, *, notify: Notify, fallback: Runner | None) -> None:
         self.config = config
         self.notify = notify
         self.fallback = fallback
@@ -112,7 +110,6 @@ class RayRunner:
         self._failures = 0
         self._next_try = 0.0
         self._connecting: asyncio.Task[None] | None = None
-        del env  # the node's agent environment is filtered from the node's own
 
     def __repr__(self) -> str:
         return f"<RayRunner {self.config.address} {'connected' if self.connected else self.problem or 'idle'}>"
