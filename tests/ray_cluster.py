@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +48,8 @@ class RayCluster:
     root: Path
     port: int = 0
     nodes: dict[str, Node] = field(default_factory=dict)
+    temp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentos-ray-", dir="/tmp")))
+    """Ray's session folder (sockets: a short path) and the nodes' TMPDIR (the attempts' clones), removed by stop."""
 
     @property
     def address(self) -> str:
@@ -63,6 +66,7 @@ class RayCluster:
         env.update(
             HOME=str(home),
             PYTHONPATH=f"{src}:{path}" if path else src,
+            TMPDIR=str(self.temp / "tmp"),
             RAY_USAGE_STATS_ENABLED="0",
             RAY_health_check_period_ms="500",  # a dead node is noticed in seconds, not half a minute
             RAY_health_check_failure_threshold="3",
@@ -101,11 +105,10 @@ class RayCluster:
 
     def start(self, workers: dict[str, dict[str, float]]) -> None:
         self.port = free_port()
-        temp = Path(tempfile.mkdtemp(prefix="agentos-ray-", dir="/tmp"))  # short: Ray's socket paths
-        self._temp = temp
+        (self.temp / "tmp").mkdir(exist_ok=True)
         self._start(
             "head",
-            ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={temp}"],
+            ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.temp / 'ray'}"],
             {},
         )
         for name, resources in workers.items():
@@ -146,3 +149,4 @@ class RayCluster:
             except ProcessLookupError:
                 pass
             node.proc.wait(timeout=10)
+        shutil.rmtree(self.temp, ignore_errors=True)
