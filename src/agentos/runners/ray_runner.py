@@ -177,9 +177,10 @@ class RayRunner:
         try:
             try:
                 info: NodeInfo = await self._call(actor.info.remote())
-            except RunnerLost as exc:  # it never started there (agentos missing on the node?): not a lost node
-                self._unreachable(f"no attempt can start on the Ray cluster: {exc}")
-                raise RunnerUnavailable(str(exc)) from exc
+            except RunnerLost as exc:  # it never started (no node offers its resources, no agentos there?)
+                line = f"no node of the Ray cluster took an attempt needing {resources} ({exc}); see `agentos doctor`"
+                self._unreachable(line)
+                raise RunnerUnavailable(line) from exc
             self._check_versions(info)
             self._failures = 0
             await self._call(actor.start.remote(ray.put(bundle)))
