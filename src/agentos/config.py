@@ -382,7 +382,9 @@ class Limits(_Model):
         description="On SIGTERM, running attempts get this long to finish. "
         "The unit's `TimeoutStopSec` must exceed it plus `kill_grace_s`.",
     )
-    max_log_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="The agent log cap per attempt (≥ 1024).")
+    max_log_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="The agent log cap per attempt (≥ 1024)."
+    )
     max_task_cost_usd: float | None = Field(
         default=None,
         gt=0,
@@ -745,7 +747,9 @@ class Config(_Model):
     agents: dict[str, AgentConfig] = Field(
         default_factory=dict, description="The coding-agent CLIs, by a name you choose (§2.2)."
     )
-    routing: Routing = Field(default_factory=Routing, description="Which agents try which task types, and how often.")
+    routing: Routing = Field(
+        default_factory=Routing, description="Which agents try which task types, and how often."
+    )
     limits: Limits = Field(default_factory=Limits, description="Time, log, cost and retention limits.")
     sandbox: SandboxConfig = Field(
         default_factory=SandboxConfig,
@@ -754,7 +758,9 @@ class Config(_Model):
     runner: RunnerConfig = Field(
         default_factory=RunnerConfig, description="Where attempts run: this machine or a Ray cluster (§2.12)."
     )
-    jobs: dict[str, JobConfig] = Field(default_factory=dict, description="Per-job overrides of the job table (§2.5).")
+    jobs: dict[str, JobConfig] = Field(
+        default_factory=dict, description="Per-job overrides of the job table (§2.5)."
+    )
     telegram: TelegramConfig = Field(default_factory=TelegramConfig, description="The Telegram bot.")
     github: GitHubConfig | None = Field(default=None, description="Needed when `forge: github` (§2.7).")
     loops: LoopsConfig = Field(

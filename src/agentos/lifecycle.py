@@ -78,7 +78,6 @@ CONTAINMENT_CODES: dict[str, bool] = {
 }
 """Blocker codes agentos assigns when it contains a misbehaving agent (code → permanent)."""
 
-
 class Lifecycle:
     """Decides what happens to a task next and makes it so (journal first, then the forge and the operator)."""
 

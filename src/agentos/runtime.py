@@ -57,7 +57,9 @@ class Runtime:
     """The state's one writer (journal and write hold); the methods below delegate to it."""
 
     def __post_init__(self) -> None:
-        self.writer = StateWriter(self.store, self.graph, self.state, clock=self.now, notify=self, wake=self.wake)
+        self.writer = StateWriter(
+            self.store, self.graph, self.state, clock=self.now, notify=self, wake=self.wake
+        )
         self.config = overlay(self.config, self.state.repo_overrides)
 
     @property

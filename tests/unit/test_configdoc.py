@@ -114,12 +114,9 @@ class TestRender:
         assert "\nold\n" not in page
         assert "| `limits` | see §2.2 | The limits. |" in page
         assert "| `hooks` | see below | Commands at fixed moments. |" in page
-        assert (
-            "Hooks, explained by hand:\n\n<!-- generated: repos.hooks -->\n"
-            + table([Row("before", "none", "Before the run.")])
-            + "\n<!-- /generated -->"
-            in page
-        )
+        assert "Hooks, explained by hand:\n\n<!-- generated: repos.hooks -->\n" + table(
+            [Row("before", "none", "Before the run.")]
+        ) + "\n<!-- /generated -->" in page
         assert page.endswith("Prose after.\n")
 
     def test_rendering_twice_changes_nothing(self) -> None:

@@ -34,22 +34,13 @@ class TestReadmeGoal:
     @pytest.mark.parametrize(
         ("readme", "kept", "dropped"),
         [
-            (
-                "# Calc\n\nBadges.\n\n## Install\n\npip\n\n## Goal\n\nAdd numbers fast.\n\n## License\n\nMIT\n",
-                "Add numbers fast.",
-                "pip",
-            ),
-            (
-                "# Calc\n\n## Why calc?\n\nBecause adding is hard.\n\n### Detail\n\nmore why\n\n## Usage\n\nrun it\n",
-                "more why",
-                "run it",
-            ),
+            ("# Calc\n\nBadges.\n\n## Install\n\npip\n\n## Goal\n\nAdd numbers fast.\n\n## License\n\nMIT\n",
+             "Add numbers fast.", "pip"),
+            ("# Calc\n\n## Why calc?\n\nBecause adding is hard.\n\n### Detail\n\nmore why\n\n## Usage\n\nrun it\n",
+             "more why", "run it"),
             ("# Calc\n\n## Vision\n\nEvery number added.\n", "Every number added.", "# Calc"),
-            (
-                "# Calc\n\nA calculator for people.\n\nIt adds.\n\n## Install\n\npip install calc\n",
-                "It adds.",
-                "pip install",
-            ),
+            ("# Calc\n\nA calculator for people.\n\nIt adds.\n\n## Install\n\npip install calc\n",
+             "It adds.", "pip install"),
         ],
     )
     def test_goal_section_or_first_paragraphs(self, readme: str, kept: str, dropped: str) -> None:
@@ -99,12 +90,8 @@ class TestReadContext:
         assert "speed: up (weight 2)" in ctx.objectives.describe()
 
     def test_invalid_objectives_is_one_line_problem_not_a_crash(self) -> None:
-        ctx = context_of(
-            {
-                "objectives.yaml": "primary_outcome: x\nmetrics:\n  - name: speed\n    direction: sideways\n"
-                "    command: ./b\n"
-            }
-        )
+        ctx = context_of({"objectives.yaml": "primary_outcome: x\nmetrics:\n  - name: speed\n    direction: sideways\n"
+                          "    command: ./b\n"})
         assert ctx.objectives is None
         assert len(ctx.problems) == 1
         assert ctx.problems[0].startswith("objectives.yaml:4: metrics[0].direction:")
@@ -129,23 +116,14 @@ class TestObjectives:
             ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, command: c, file: f}\n", "exactly one"),
             ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, file: ../etc/passwd}\n", "inside the repo"),
             ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, url: 'http://h.example/x'}\n", "https://"),
-            (
-                "primary_outcome: x\nmetrics:\n  - {name: a, direction: up, url: 'https://evil.example/x'}\n",
-                "not in loops.objective_url_hosts",
-            ),
-            (
-                "primary_outcome: x\nmetrics:\n  - {name: a, direction: up, file: f.json, pointer: total}\n",
-                "JSON pointer",
-            ),
-            (
-                "primary_outcome: x\nmetrics:\n  - {name: a, direction: up, command: c, pointer: /x}\n",
-                "pointer goes with file or url",
-            ),
-            (
-                "primary_outcome: x\nmetrics:\n  - {name: a, direction: up, command: c}\n"
-                "  - {name: a, direction: down, command: d}\n",
-                "unique",
-            ),
+            ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, url: 'https://evil.example/x'}\n",
+             "not in loops.objective_url_hosts"),
+            ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, file: f.json, pointer: total}\n",
+             "JSON pointer"),
+            ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, command: c, pointer: /x}\n",
+             "pointer goes with file or url"),
+            ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, command: c}\n"
+             "  - {name: a, direction: down, command: d}\n", "unique"),
             ("primary_outcome: x\nmetrics:\n  - {name: a, direction: up, command: c, weight: 0}\n", "greater than 0"),
             ("primary_outcome: x\nsecret_sauce: 1\n", "objectives.yaml:2: secret_sauce"),
         ],

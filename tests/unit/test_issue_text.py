@@ -163,9 +163,8 @@ class TestParseIssueFields:
             # explicit lines and labels win over inference; a label wins over a line
             pytest.param("Fix the crash", "Type: research\n", [], "research", "line", id="line-beats-keyword"),
             pytest.param("Fix the crash", "", ["type:docs"], "docs", "label", id="label-beats-keyword"),
-            pytest.param(
-                "Fix it", "Type: research\n", ["Type: Architecture"], "architecture", "label", id="label-beats-line"
-            ),
+            pytest.param("Fix it", "Type: research\n", ["Type: Architecture"], "architecture", "label",
+                         id="label-beats-line"),
             pytest.param("Fix it", "", ["type:chores"], "debugging", "inferred", id="unknown-type-label-ignored"),
             pytest.param("Add it", "", ["bug", "type:research"], "research", "label", id="type-label-beats-bug"),
         ],

@@ -49,7 +49,7 @@ class TestJournaldJSON:
         buf = io.StringIO()
         alog.configure("info", stream=buf, json=True)
         logging.getLogger("aiogram.dispatcher").warning("polling stopped")
-        ((prio, event),) = lines(buf)
+        (prio, event), = lines(buf)
         assert prio == 4 and event["event"] == "polling stopped" and event["logger"] == "aiogram.dispatcher"
 
     def test_context_is_carried(self) -> None:

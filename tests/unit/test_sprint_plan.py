@@ -176,6 +176,7 @@ class TestSprintPlan:
         pending = await planner.plans.pending("calc")
         assert pending is not None and pending.issues == [1, 2, 3, 4, 5] and pending.source == "rule"
 
+
     async def test_a_finished_sprint_is_reported_once_and_the_next_plan_comes_early(self, rt: LoopRig) -> None:
         """Every pick merged before the cadence ends: one "completed" notice, the next plan at once, and the
         old sprint note gets its report as a comment and is closed."""

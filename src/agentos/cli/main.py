@@ -189,7 +189,6 @@ app.add_typer(views.task_app, name="task")
 app.command("logs")(views.logs)
 app.command("stats")(stats.stats_command)
 
-
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m agentos.cli.main``: the same as the console script (:func:`agentos.cli.entry.main`)."""
     from agentos.cli.entry import main as entry

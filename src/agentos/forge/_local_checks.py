@@ -203,7 +203,9 @@ class LocalChecks:
         res = await ws.git("commit-tree", "--no-gpg-sign", cache.tree, "-p", base_sha, "-m", message, check=False)
         return res.out.strip() if res.ok and res.out.strip() else None
 
-    async def _landed(self, repo: str, record: PullRecord, merged_sha: str, head_sha: str, message: str) -> MergeResult:
+    async def _landed(
+        self, repo: str, record: PullRecord, merged_sha: str, head_sha: str, message: str
+    ) -> MergeResult:
         record = await self.files.save_pull(
             repo, record.number, state="merged", merged_sha=merged_sha, merged_at=self.files.clock(), head_sha=head_sha
         )

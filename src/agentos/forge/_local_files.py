@@ -215,7 +215,9 @@ class ForgeFiles:
     make every change a load-modify-save: an :class:`asyncio.Lock` per repo in this process and an ``flock`` on
     ``<repo>/.lock`` across processes (the daemon and ``agentos issue …`` share the files)."""
 
-    def __init__(self, root: Path, repos: Mapping[str, RepoConfig], *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, root: Path, repos: Mapping[str, RepoConfig], *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.base_dir = Path(root).expanduser().resolve() / "local-forge"
         self.repos = dict(repos)
         self.clock = clock
