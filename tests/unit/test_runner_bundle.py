@@ -46,7 +46,8 @@ def test_commits_and_uncommitted_changes_come_back(worktree: Path, tmp_path: Pat
     (node / RESULT_FILE).write_text("STATUS: complete\n")
     commits, patch = pack_work(node, start)
     assert commits is not None and RESULT_FILE.encode() not in patch
-    unpack_work(worktree, commits, patch)
+    unpack_work(worktree, start, commits, patch)
+    unpack_work(worktree, start, commits, patch)  # again, as a restarted daemon does: the same worktree
     assert git(worktree, "log", "-1", "--format=%s") == "agent: b"
     assert git(worktree, "rev-parse", "HEAD") == git(node, "rev-parse", "HEAD")
     assert (worktree / "a.txt").read_text() == "a\nb\nc\n"
@@ -59,7 +60,7 @@ def test_an_agent_that_did_nothing_brings_nothing(worktree: Path, tmp_path: Path
     node = tmp_path / "node" / "repo"
     clone_branch(pack_branch(worktree, "agentos/1-task"), "agentos/1-task", node)
     assert pack_work(node, start) == (None, b"")
-    unpack_work(worktree, None, b"")
+    unpack_work(worktree, start, None, b"")
     assert git(worktree, "rev-parse", "HEAD") == start and git(worktree, "status", "--porcelain") == ""
 
 

@@ -66,8 +66,11 @@ def pack_work(repo: Path, start: str) -> tuple[bytes | None, bytes]:
     return commits, patch
 
 
-def unpack_work(worktree: Path, commits: bytes | None, patch: bytes) -> None:
-    """Bring the agent's commits and uncommitted changes into ``worktree`` (see the module doc)."""
+def unpack_work(worktree: Path, start: str, commits: bytes | None, patch: bytes) -> None:
+    """Bring the agent's commits and uncommitted changes into ``worktree`` (see the module doc). The worktree goes
+    back to ``start`` first, so a second unpack (a daemon killed halfway through the first) gives the same result."""
+    _git(worktree, "reset", "--quiet", "--hard", start)
+    _git(worktree, "clean", "-fdq")
     if commits is not None:
         with tempfile.TemporaryDirectory(prefix="agentos-bundle-") as tmp:
             path = Path(tmp) / "work.bundle"

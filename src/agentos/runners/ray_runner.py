@@ -240,7 +240,7 @@ class RayRunner:
         return AttemptRun(result.outcome, egress=result.egress, denied=result.denied)
 
     def _unpack(self, spec: AttemptSpec, result: RemoteResult) -> None:
-        unpack_work(spec.worktree, result.commits, result.patch)
+        unpack_work(spec.worktree, spec.start_sha, result.commits, result.patch)
         if result.result is not None:
             atomic_write_bytes(spec.worktree / RESULT_FILE, result.result)
 
