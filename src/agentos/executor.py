@@ -28,7 +28,7 @@ from agentos._worktree import ref_from_files
 from agentos.agents.adapters import AgentNotInstalled, parse_output
 from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
-from agentos.agents.runner import RunOutcome, kill_marked, kill_orphan
+from agentos.agents.runner import kill_marked, kill_orphan
 from agentos.context import ProductContext, git_reader, read_context
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
@@ -287,7 +287,7 @@ class Executor:
             self.journal.commit(task.requeue(self.clock(), "runner_unavailable", error=str(exc)), [task])
             return
         self._note_egress(task, attempt, run)
-        await self._judge(task, attempt, ws, worktree, start_sha, guard, run.outcome)
+        await self._judge(task, attempt, ws, worktree, start_sha, guard, run)
 
     async def _judge(
         self,
@@ -297,10 +297,11 @@ class Executor:
         worktree: Path,
         start_sha: str,
         guard: Guard,
-        outcome: RunOutcome,
+        run: AttemptRun,
     ) -> None:
         """After the agent's run: the worktree checked, its report and result read, the verdict acted on."""
         assert task.branch is not None
+        outcome = run.outcome
         agent_cfg = self.settings.config.agents[attempt.agent]
         run_dir = attempt_dir(self.state_dir, task, attempt)
         # Before any git command of ours runs there: a replaced .git or a tampered clone is put back first.
@@ -330,7 +331,7 @@ class Executor:
         if verdict.blocker == "quota_limited":
             self.pool.pause_for_quota(attempt.agent, report.reset_at, verdict.error)
         if verdict.outcome == "complete":
-            await self.handoff.begin(task, attempt, ws, worktree, verdict)
+            await self.handoff.begin(task, attempt, ws, worktree, verdict, tests=run.tests, refused=run.tests_egress)
         else:
             await self._failed(task, attempt, verdict, ws, worktree, since=start_sha)
 
@@ -393,6 +394,7 @@ class Executor:
             state_dir=self.settings.config.state_path.resolve(),
             marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
             env=os.environ,
+            repo=self.settings.repo(task.repo),
         )
 
     def _placed(self, task: Task, attempt: Attempt, placed: Placement) -> None:
@@ -442,7 +444,7 @@ class Executor:
                     return
                 log.info("attempt_reattached", node=attempt.node)
                 self._note_egress(task, attempt, run)
-                await self._judge(task, attempt, ws, worktree, start_sha, guard, run.outcome)
+                await self._judge(task, attempt, ws, worktree, start_sha, guard, run)
             except asyncio.CancelledError:
                 if attempt.outcome == "running" and self.attempts.stop_reason(task.id) == SHUTDOWN:
                     self.journal.commit(task.requeue(self.clock(), "shutdown", error="daemon shutting down"), [task])

@@ -78,11 +78,15 @@ def test_the_local_runner_daemon_never_loads_ray(make_loop: Callable[..., Loop])
 def test_issues_are_fixed_on_worker_nodes_and_merge(
     cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
 ) -> None:
-    """Two issues, fixed by a fake agent on the cluster's worker nodes; the daemon pushes and merges both. The
-    agent's environment there holds nothing of the daemon's (its forge token stays home)."""
+    """Two issues, fixed by a fake agent on the cluster's worker nodes, their tests run there too; the daemon pushes
+    and merges both. The agent's environment there holds nothing of the daemon's (its forge token stays home)."""
     env_log = tmp_path / "agent-env.json"
     loop = make_loop({"fake": command_agent("plan", FAKE_AGENT_ENV_LOG=str(env_log))}, start=False, **_ray(cluster))
     loop.env["GITHUB_TOKEN"] = "ghp_the_daemons_own_forge_token"
+    ran_in = tmp_path / "tests-ran-in.txt"  # where each test run's TMPDIR was: a node's, or the daemon's
+    test_command = f'python3 -m unittest -q && echo "tmp=$TMPDIR" >> {ran_in}'
+    loop.overrides["repos"] = [{"name": "app", "path": str(loop.repo), "test_command": test_command}]
+    loop.write_config()
     loop.start()
     assert loop.daemon is not None and _maps_ray(loop.daemon.pid)
     tasks = _merged(loop, "Add a greeting", "Add a farewell")
@@ -100,6 +104,9 @@ def test_issues_are_fixed_on_worker_nodes_and_merge(
     assert len(loop.pulls()) == 2
     for task in tasks:
         _no_duplicates(loop, task["issue"])
+    # The hand-off's tests ran on the node, next to the agent's work (the local forge's merge check runs its own).
+    assert loop.log_tail(1_000_000).count('"tests_ran_remotely"') == 2
+    assert ran_in.read_text().count(f"tmp={cluster.temp}") == 2, ran_in.read_text()
     seen = json.loads(env_log.read_text())
     assert "GITHUB_TOKEN" not in seen and "ghp_" not in json.dumps(seen)
     assert seen["HOME"] == str(cluster.root / "home")  # the node's own environment, filtered

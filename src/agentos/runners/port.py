@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from agentos.agents.runner import RunOutcome
-from agentos.config import AgentConfig, SandboxConfig
+from agentos.config import AgentConfig, RepoConfig, SandboxConfig
 from agentos.errors import AgentosError
+from agentos.proc import CommandResult
 
 if TYPE_CHECKING:
     from agentos.config import RunnerConfig
@@ -66,6 +67,8 @@ class AttemptSpec:
     """``AGENTOS_ATTEMPT`` of its processes; unique per state directory, task and attempt (also the actor's name)."""
     env: Mapping[str, str] = field(default_factory=dict)
     """The daemon's environment the agent's is filtered from (:func:`agentos.proc.scrubbed_env`); local only."""
+    repo: RepoConfig | None = None
+    """Its repository (``test_command``): a remote runner runs the tests next to a complete agent's work."""
 
     @property
     def log_path(self) -> Path:
@@ -90,6 +93,9 @@ class AttemptRun:
     outcome: RunOutcome
     egress: str = ""
     denied: list[str] = field(default_factory=list)
+    tests: CommandResult | None = None
+    """``test_command`` run where the agent ran (a remote runner, after a complete run); None: the hand-off runs it."""
+    tests_egress: str = ""
 
 
 class Runner(Protocol):

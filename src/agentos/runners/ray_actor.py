@@ -23,11 +23,13 @@ import ray
 
 import agentos
 from agentos.agents.adapters import build_invocation
-from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
+from agentos.agents.contract import RESULT_FILE, ContractError, read_contract, read_result_bytes
 from agentos.agents.runner import RunOutcome, RunSpec, run_process
+from agentos.config import RepoConfig
+from agentos.proc import CommandResult, run_shell, scrubbed_env
 from agentos.runners.attempt_egress import agent_allow, egress_proxy, egress_session, session_id
 from agentos.runners.bundle import clone_branch, pack_work
-from agentos.runners.policy import agent_spec
+from agentos.runners.policy import agent_spec, command_spec
 from agentos.runners.port import AttemptSpec
 
 __all__ = ["AttemptActor", "NodeInfo", "RemoteResult"]
@@ -55,6 +57,8 @@ class RemoteResult:
     result: bytes | None
     denied: list[str]
     egress: str
+    tests: CommandResult | None = None
+    tests_egress: str = ""
 
 
 class AttemptActor:
@@ -159,4 +163,42 @@ class AttemptActor:
         with contextlib.suppress(ContractError, OSError):
             result = await asyncio.to_thread(read_result_bytes, self.repo / RESULT_FILE, 256 * 1024, truncate=True)
         commits, patch = await asyncio.to_thread(pack_work, self.repo, start)
-        return RemoteResult(outcome, commits, patch, result, denied, egress)
+        done = RemoteResult(outcome, commits, patch, result, denied, egress)
+        if spec.repo is not None and _complete(self.repo / RESULT_FILE):
+            done.tests, done.tests_egress = await self._tests(spec.repo, proxy_needed=sandboxed)
+        return done
+
+    async def _tests(self, repo: RepoConfig, *, proxy_needed: bool) -> tuple[CommandResult, str]:
+        """The repo's ``test_command`` in the agent's clone, as the hand-off would run it on the daemon's machine:
+        its sandbox, its time limit, ``pass_env`` from the node's environment, only ``test_allow_hosts`` reachable
+        (none listed: no network). Also what the node's proxy refused them (``"tests blocked: …"``, or ``""``)."""
+        (self.repo / RESULT_FILE).unlink(missing_ok=True)  # the hand-off's tests run on the committed work
+        proxy = egress_proxy() if proxy_needed and repo.test_allow_hosts else None
+        session = session_id(self.spec.task_id, self.spec.attempt, tests=True)
+        try:
+            async with egress_session(proxy, session, repo.test_allow_hosts, always=False) as door:
+                tests = await run_shell(
+                    repo.test_command,
+                    cwd=self.repo,
+                    env=scrubbed_env(repo.pass_env),
+                    timeout=repo.test_timeout_s,
+                    sandbox=command_spec(
+                        self.spec.sandbox,
+                        self.repo,
+                        self.root / "state",
+                        proxy_socket=door.socket_path if door is not None else None,
+                    ),
+                )
+                refused = f"tests {door.summary()}" if door is not None and door.denied else ""
+        finally:
+            if proxy is not None:
+                await proxy.aclose()
+        return tests, refused
+
+
+def _complete(result: Path) -> bool:
+    """The agent's result file says ``complete`` (the tests are worth running here)."""
+    try:
+        return read_contract(result).status == "complete"
+    except ContractError:
+        return False

@@ -237,7 +237,9 @@ class RayRunner:
             return None
         await asyncio.to_thread(self._unpack, spec, result)
         await self._end(actor)
-        return AttemptRun(result.outcome, egress=result.egress, denied=result.denied)
+        return AttemptRun(
+            result.outcome, result.egress, result.denied, tests=result.tests, tests_egress=result.tests_egress
+        )
 
     def _unpack(self, spec: AttemptSpec, result: RemoteResult) -> None:
         unpack_work(spec.worktree, spec.start_sha, result.commits, result.patch)
