@@ -4,7 +4,8 @@
 agent there with :func:`~agentos.agents.runner.run_process`: the same limits, the node's own bubblewrap sandbox
 and egress proxy (``sandbox.mode: bubblewrap``), an environment filtered from the node's own (the daemon's, with
 the forge token, never leaves the daemon). :meth:`read_log` hands out the log in chunks while it runs;
-:meth:`result` waits for the end (again after a daemon restart) and returns what the agent did as bundles;
+:meth:`result` waits for the end (again after a daemon restart) and returns what the agent did as bundles, with
+the repo's ``test_command`` run there when the agent's result says ``complete``;
 :meth:`stop` kills the agent's process group; :meth:`close` removes the folder before the daemon kills the actor.
 """
 
