@@ -112,6 +112,21 @@ def test_issues_are_fixed_on_worker_nodes_and_merge(
     assert seen["HOME"] == str(cluster.root / "home")  # the node's own environment, filtered
 
 
+def test_red_tests_on_the_node_fail_the_attempt(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
+    """The repo's tests fail on the node: the attempt fails `test_failure` with their output, no PR is opened."""
+    loop = make_loop({"fake": command_agent()}, start=False, routing={"max_attempts": 1}, **_ray(cluster))
+    red = "echo 'red on the node' && exit 3"
+    loop.overrides["repos"] = [{"name": "app", "path": str(loop.repo), "test_command": red}]
+    loop.write_config()
+    loop.start()
+    number = loop.new_issue("Break the tests")
+    task = loop.wait_status(f"app#{number}", "blocked", timeout=WAIT_S)
+    (attempt,) = task["attempts"]
+    assert attempt["runner"] == "ray" and attempt["blocker_code"] == "test_failure", attempt
+    assert "exit 3" in attempt["error"] and "red on the node" in attempt["error"]
+    assert loop.pulls() == []
+
+
 def test_an_agent_needing_claude_runs_only_on_that_node(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
     """`ray_resources: {claude: 1}`: every attempt of that agent lands on the one node offering it."""
     agent = {**claude_agent("plan"), "ray_resources": {"claude": 1}}
