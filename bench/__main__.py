@@ -32,6 +32,7 @@ BENCHMARKS = (
     "webhook",
     "egress",
     "sandbox",
+    "ray",
 )
 
 

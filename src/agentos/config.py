@@ -287,6 +287,11 @@ class AgentConfig(_Model):
         description="More files or folders the agent may read in its sandbox, besides the system folders, its "
         "program and install folder, and every absolute path of a `command` agent's `argv`.",
     )
+    ray_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="With `runner.kind: ray`: the custom Ray resources a node must offer to run this agent "
+        '(`{"claude": 1}` on the nodes where that CLI is installed and logged in), besides `{"agentos": 1}`.',
+    )
 
     @model_validator(mode="after")
     def _warn_below_max(self) -> AgentConfig:
@@ -457,6 +462,27 @@ class SandboxConfig(_Model):
     )
     tmp_mb: int = Field(
         default=1024, ge=1, description="The size of each sandbox's private `/tmp` (a memory-backed tmpfs), in MiB."
+    )
+
+
+class RunnerConfig(_Model):
+    """Where attempts run (``runner``): this machine, or a Ray cluster (`docs/scale-out.md`)."""
+
+    kind: Literal["local", "ray"] = Field(
+        default="local",
+        description="`local`: every attempt runs on this machine (in its sandbox). `ray`: each attempt runs as a "
+        "detached actor on a node of a Ray cluster (`pip install 'agentos[ray]'`), placed by resources; the "
+        "daemon still holds the forge, the credentials and the task graph.",
+    )
+    address: str = Field(
+        default="auto",
+        description="The Ray cluster: `auto` (the cluster this machine's `ray start` joined), `host:port` of its "
+        "head (GCS), or `ray://head:10001` (Ray Client).",
+    )
+    namespace: str = Field(default="agentos", description="The Ray namespace the attempts' named actors live in.")
+    fallback_local: bool = Field(
+        default=False,
+        description="While the cluster cannot be reached, run attempts on this machine instead of waiting for it.",
     )
 
 
@@ -826,6 +852,9 @@ class Config(_Model):
     sandbox: SandboxConfig = Field(
         default_factory=SandboxConfig,
         description="The sandbox every agent attempt, hook and `test_command` runs in (`docs/security.md`).",
+    )
+    runner: RunnerConfig = Field(
+        default_factory=RunnerConfig, description="Where attempts run: this machine or a Ray cluster (§2.12)."
     )
     jobs: dict[str, JobConfig] = Field(
         default_factory=dict, description="Per-job overrides of the job table (§2.5)."

@@ -25,10 +25,10 @@ from typing import Protocol
 from agentos import logging as alog
 from agentos import memory
 from agentos._worktree import ref_from_files
-from agentos.agents.adapters import AgentNotInstalled, build_invocation, parse_output
+from agentos.agents.adapters import AgentNotInstalled, parse_output
 from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
-from agentos.agents.runner import RunSpec, kill_marked, kill_orphan, run_process
+from agentos.agents.runner import kill_marked, kill_orphan
 from agentos.context import ProductContext, git_reader, read_context
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
@@ -38,12 +38,11 @@ from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, best_effort
 from agentos.notices import commit_message, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.run_files import START_FILE, attempt_dir, prior_attempts, read_start, read_tail
-from agentos.runners.attempt_egress import attempt_session
 from agentos.runners.egress import EgressProxy
-from agentos.runners.policy import agent_spec
+from agentos.runners.port import AttemptRun, AttemptSpec, Placement, Runner, RunnerLost, RunnerUnavailable, runner_for
 from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.verdicts import Verdict, judge
-from agentos.workspace import Breach, Workspace, branch_name
+from agentos.workspace import Breach, Guard, Workspace, branch_name
 
 __all__ = ["CONTAINMENT_CODES", "RESULT_FILE", "Executor", "Pool", "Verdict", "counted_attempts", "safe_id"]
 
@@ -83,6 +82,7 @@ class Executor:
         lifecycle: Lifecycle,
         wake: Wake,
         egress: EgressProxy | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
@@ -95,6 +95,10 @@ class Executor:
         self.attempts = lifecycle.running
         self.wake = wake
         self.egress = egress  # the daemon's egress proxy, a sandboxed attempt's only way out (None: none, tests)
+        self.runner = runner or runner_for(
+            settings.config.runner, journal=journal, notify=lifecycle.notify, egress=egress
+        )
+        """Where attempts run (``runner.kind``): this machine, or a Ray cluster."""
         self._contexts: dict[str, tuple[tuple[object, ...], ProductContext]] = {}
         """repo → (the base commit and the context settings it was read with, its product context)."""
         self.handoff = Handoff(
@@ -136,7 +140,7 @@ class Executor:
             self.attempts.launch(task.id, self.lifecycle.escalate_over_budget(task, breach))
             return False
         agent = self.choose_agent(task)
-        if agent is None:
+        if agent is None or not self.runner.ready():
             return False
         # A new generation starts afresh from the base, never on the branch of the one before it.
         suffix = f"-g{task.generation}" if task.generation > 1 else ""
@@ -177,9 +181,15 @@ class Executor:
         """
         now = self.clock()
         resume: list[Task] = []
+        reattach: list[Task] = []
         for task in list(self.graph):
             attempt = task.current_attempt
             if task.status is TaskStatus.RUNNING and attempt is not None and attempt.outcome == "running":
+                if attempt.runner == "ray" or (self.runner.kind == "ray" and attempt.pid is None):
+                    # On the cluster, unaffected by our restart (or its actor made before its node was journalled):
+                    # found again by name, else re-queued.
+                    reattach.append(task)
+                    continue
                 if attempt.pid and attempt.pid_start:
                     killed = await asyncio.to_thread(kill_orphan, attempt.pid, attempt.pid_start)
                     if killed:
@@ -199,6 +209,9 @@ class Executor:
         for task in resume:
             log.info("handoff_resumed", task=task.id)
             self.resume_handoff(task)
+        for task in reattach:
+            assert task.current_attempt is not None
+            self.attempts.launch(task.id, self._reattach(task, task.current_attempt))
         await self.lifecycle.recover_escalations()
 
     # ------------------------------------------------------------ one attempt
@@ -260,56 +273,37 @@ class Executor:
             return
         prompt_file = run_dir / "prompt.md"
         prompt_file.write_text(prompt, encoding="utf-8")
-        agent_cfg = self.settings.config.agents[attempt.agent]
+        spec = self._spec(task, attempt, worktree, start_sha, prompt)
+        guard = await ws.guard(worktree)
         try:
-            inv = build_invocation(
-                attempt.agent,
-                agent_cfg,
-                prompt=prompt,
-                prompt_file=prompt_file,
-                worktree=worktree,
-                task_id=task.id,
-                base_env=os.environ,
-            )
+            run = await self.runner.run(spec, lambda placed: self._placed(task, attempt, placed))
         except AgentNotInstalled as exc:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "runner_failure", error=str(exc)))
             return
-        limits = self.settings.config.limits
-        guard = await ws.guard(worktree)
+        except RunnerLost as exc:
+            self._lost(task, str(exc))
+            return
+        except RunnerUnavailable as exc:  # the cluster went away before the agent started: not the agent's fault
+            self.journal.commit(task.requeue(self.clock(), "runner_unavailable", error=str(exc)), [task])
+            return
+        self._note_egress(task, attempt, run)
+        await self._judge(task, attempt, ws, worktree, start_sha, guard, run)
 
-        def started(pid: int, start_time: int) -> None:
-            task.note_process(pid, start_time)
-            self.journal.commit([self.journal.event("agent_started", task.id, pid=pid, agent=attempt.agent)], [task])
-            log.info("agent_spawned", pid=pid, log=str(run_dir / "agent.log"))
-
-        sandbox, where = self.settings.config.sandbox, (self.journal, task.id, attempt.number)
-        async with attempt_session(self.egress, sandbox, agent_cfg, inv.env, *where) as door:
-            outcome = await run_process(
-                RunSpec(
-                    argv=inv.argv,
-                    cwd=worktree,
-                    env=inv.env,
-                    stdin=inv.stdin,
-                    log_path=run_dir / "agent.log",
-                    idle_timeout_s=limits.idle_timeout_minutes * 60,
-                    max_runtime_s=limits.max_runtime_minutes * 60,
-                    kill_grace_s=limits.kill_grace_s,
-                    max_log_bytes=limits.max_log_bytes,
-                    marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
-                    sandbox=agent_spec(
-                        sandbox,
-                        agent_cfg,
-                        argv=inv.argv,
-                        worktree=worktree,
-                        run_dir=run_dir,
-                        prompt_file=prompt_file,
-                        state_dir=self.settings.config.state_path.resolve(),
-                        proxy_socket=door.socket_path if door is not None else None,
-                    ),
-                ),
-                on_start=started,
-            )
-            task.note_egress(door.summary() if door is not None else "", attempt=attempt)
+    async def _judge(
+        self,
+        task: Task,
+        attempt: Attempt,
+        ws: Workspace,
+        worktree: Path,
+        start_sha: str,
+        guard: Guard,
+        run: AttemptRun,
+    ) -> None:
+        """After the agent's run: the worktree checked, its report and result read, the verdict acted on."""
+        assert task.branch is not None
+        outcome = run.outcome
+        agent_cfg = self.settings.config.agents[attempt.agent]
+        run_dir = attempt_dir(self.state_dir, task, attempt)
         # Before any git command of ours runs there: a replaced .git or a tampered clone is put back first.
         breaches = await ws.check_guard(worktree, guard, branch=task.branch, since=start_sha)
         await ws.run_hook("after_run", worktree)
@@ -337,7 +331,7 @@ class Executor:
         if verdict.blocker == "quota_limited":
             self.pool.pause_for_quota(attempt.agent, report.reset_at, verdict.error)
         if verdict.outcome == "complete":
-            await self.handoff.begin(task, attempt, ws, worktree, verdict)
+            await self.handoff.begin(task, attempt, ws, worktree, verdict, tests=run.tests, refused=run.tests_egress)
         else:
             await self._failed(task, attempt, verdict, ws, worktree, since=start_sha)
 
@@ -375,6 +369,91 @@ class Executor:
                 task.note_patch(str(patch), attempt=attempt)
             await ws.reset(worktree, to=since)
         await self.lifecycle.attempt_failed(task, verdict)
+
+    # ------------------------------------------------------------ the runner
+
+    def _spec(self, task: Task, attempt: Attempt, worktree: Path, start_sha: str, prompt: str) -> AttemptSpec:
+        assert task.branch is not None
+        limits, run_dir = self.settings.config.limits, attempt_dir(self.state_dir, task, attempt)
+        return AttemptSpec(
+            task_id=task.id,
+            attempt=attempt.number,
+            agent=attempt.agent,
+            agent_cfg=self.settings.config.agents[attempt.agent],
+            prompt=prompt,
+            prompt_file=run_dir / "prompt.md",
+            worktree=worktree,
+            branch=task.branch,
+            start_sha=start_sha,
+            run_dir=run_dir,
+            idle_timeout_s=limits.idle_timeout_minutes * 60,
+            max_runtime_s=limits.max_runtime_minutes * 60,
+            kill_grace_s=limits.kill_grace_s,
+            max_log_bytes=limits.max_log_bytes,
+            sandbox=self.settings.config.sandbox,
+            state_dir=self.settings.config.state_path.resolve(),
+            marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
+            env=os.environ,
+            repo=self.settings.repo(task.repo),
+        )
+
+    def _placed(self, task: Task, attempt: Attempt, placed: Placement) -> None:
+        """The agent started: journal where (its pid here, for :func:`kill_orphan` after a crash; or its node)."""
+        if placed.pid is not None:
+            task.note_process(placed.pid, placed.pid_start or 0)
+        if placed.runner != "local":
+            task.note_placement(placed.runner, placed.node)
+        where = {"pid": placed.pid} if placed.pid is not None else {"runner": placed.runner, "node": placed.node}
+        self.journal.commit([self.journal.event("agent_started", task.id, agent=attempt.agent, **where)], [task])
+        log.info("agent_spawned", **where, log=str(attempt_dir(self.state_dir, task, attempt) / "agent.log"))
+
+    def _note_egress(self, task: Task, attempt: Attempt, run: AttemptRun) -> None:
+        for host in run.denied:
+            self.journal.record("egress_denied", task.id, attempt=attempt.number, host=host, during="agent")
+        task.note_egress(run.egress, attempt=attempt)
+
+    def _lost(self, task: Task, error: str) -> None:
+        """The attempt's node died: re-queued, not counted against the agent (another node takes it)."""
+        self.journal.commit(task.lose_runner(self.clock(), error), [task])
+        log.warning("attempt_runner_lost", task=task.id, error=error)
+        self.wake("dispatch")
+
+    async def _reattach(self, task: Task, attempt: Attempt) -> None:
+        """After a restart: wait again for an attempt still running on the cluster, then judge it as usual."""
+        alog.clear()
+        with alog.bound(task=task.id, repo=task.repo, issue=task.issue, attempt=attempt.number, agent=attempt.agent):
+            try:
+                repo = self.settings.repo(task.repo)
+                ws = self.workspaces.workspace(repo)
+                assert task.branch is not None
+                worktree, _ = await ws.prepare_head(task.branch)
+                run_dir = attempt_dir(self.state_dir, task, attempt)
+                start_sha = read_start(run_dir) or await ws.head_sha(worktree)
+                prompt = (run_dir / "prompt.md").read_text(encoding="utf-8")
+                spec = self._spec(task, attempt, worktree, start_sha, prompt)
+                guard = await ws.guard(worktree)
+                try:
+                    run = await self.runner.reattach(spec)
+                except RunnerLost as exc:
+                    self._lost(task, str(exc))
+                    return
+                if run is None:  # gone while we were down, its result with it
+                    events = task.requeue(self.clock(), "recovered_after_restart", error="its actor is gone")
+                    self.journal.commit(events, [task])
+                    self.wake("dispatch")
+                    return
+                log.info("attempt_reattached", node=attempt.node)
+                self._note_egress(task, attempt, run)
+                await self._judge(task, attempt, ws, worktree, start_sha, guard, run)
+            except asyncio.CancelledError:
+                if attempt.outcome == "running" and self.attempts.stop_reason(task.id) == SHUTDOWN:
+                    self.journal.commit(task.requeue(self.clock(), "shutdown", error="daemon shutting down"), [task])
+                raise
+            except Exception as exc:
+                log.error("attempt_crashed", error=repr(exc), exc_info=True)
+                if attempt.outcome == "running":
+                    verdict = Verdict("failed", "environment_failure", error=f"{type(exc).__name__}: {exc}")
+                    await self.lifecycle.attempt_failed(task, verdict)
 
     # ------------------------------------------------------------ helpers
 

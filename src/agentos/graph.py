@@ -105,6 +105,9 @@ class Attempt(BaseModel):
     patch_path: str | None = None
     egress_denied: str = ""
     """What the egress proxy refused this attempt (and its test run): ``"blocked: evil.example:443 ×3"``."""
+    runner: str = ""
+    """Where it ran: ``""`` on this machine, ``"ray"`` on a node of the cluster (``node``: that node's id)."""
+    node: str = ""
 
 
 class Normalised(BaseModel):
@@ -263,6 +266,19 @@ class Task(BaseModel):
         """The running attempt's agent process (for :func:`agentos.agents.runner.kill_orphan` after a crash)."""
         attempt = self._running_attempt()
         attempt.pid, attempt.pid_start = pid, start_time
+
+    def note_placement(self, runner: str, node: str) -> None:
+        """Where the running attempt's agent started: ``runner`` ``ray`` on the cluster node ``node``."""
+        attempt = self._running_attempt()
+        attempt.runner, attempt.node = runner, node
+
+    def lose_runner(self, now: datetime, error: str) -> list[Event]:
+        """The node the attempt ran on died: it ends ``interrupted`` with blocker ``runner_lost`` (not counted against
+        the agent: :meth:`counted_attempts`) and the task goes back to the queue, to run on another node."""
+        events = [self.end_attempt(now, outcome="interrupted", blocker_code="runner_lost", error=error)]
+        events.append(self.move(TaskStatus.QUEUED, now, reason="runner_lost"))
+        self.not_before = None
+        return events
 
     def note_usage(self, **usage: int | float | bool | None) -> None:
         """What the running attempt's CLI reported (``tokens_in``, ``cost_usd``, ``turns``, …) and its exit code."""

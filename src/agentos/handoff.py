@@ -27,6 +27,7 @@ from agentos.jobs.reviews import reply_to_review
 from agentos.lifecycle import Lifecycle
 from agentos.notices import attempt_comment, commit_message, pr_body
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
+from agentos.proc import CommandResult
 from agentos.redact import find_secrets, redact
 from agentos.run_files import attempt_dir
 from agentos.runners.attempt_egress import attempt_tests
@@ -66,13 +67,25 @@ class Handoff:
     def __repr__(self) -> str:
         return "<Handoff>"
 
-    async def begin(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path, verdict: Verdict) -> None:
+    async def begin(
+        self,
+        task: Task,
+        attempt: Attempt,
+        ws: Workspace,
+        worktree: Path,
+        verdict: Verdict,
+        *,
+        tests: CommandResult | None = None,
+        refused: str = "",
+    ) -> None:
         """A complete attempt: its work is committed *before* VALIDATING is journalled, so a hand-off
-        resumed after a crash starts from a clean worktree (what the test run left behind is dropped)."""
+        resumed after a crash starts from a clean worktree (what the test run left behind is dropped).
+        ``tests``: the test run the runner already made where the agent ran (a Ray node; ``refused``: what its
+        proxy refused them), else the hand-off runs ``test_command`` here."""
         (worktree / RESULT_FILE).unlink(missing_ok=True)
         await ws.commit_all(worktree, commit_message(task, verdict.summary))
         self.journal.commit(task.complete_attempt(self.clock(), verdict.summary), [task])
-        await self.run(task, attempt, ws, worktree)
+        await self.run(task, attempt, ws, worktree, tests=tests, refused=refused)
 
     async def resume(self, task: Task, attempt: Attempt) -> None:
         """Run the hand-off of a VALIDATING task again, from a reset worktree (its coroutine died)."""
@@ -94,7 +107,16 @@ class Handoff:
                     detail = f"{type(exc).__name__}: {exc}"
                     await self.fail(task, "environment_failure", detail, ws=ws, worktree=worktree)
 
-    async def run(self, task: Task, attempt: Attempt, ws: Workspace, worktree: Path) -> None:
+    async def run(
+        self,
+        task: Task,
+        attempt: Attempt,
+        ws: Workspace,
+        worktree: Path,
+        *,
+        tests: CommandResult | None = None,
+        refused: str = "",
+    ) -> None:
         """Prove, record and publish a complete (committed) attempt. Every step may be repeated safely:
         the PR is found by its head branch before one is opened, the comment is keyed."""
         repo = self.settings.repo(task.repo)
@@ -105,7 +127,10 @@ class Handoff:
                 contract = read_contract(self._run_dir(task, attempt) / RESULT_FILE)
             await self.lifecycle.completed_without_change(task, attempt, contract)
             return
-        tests, refused = await attempt_tests(ws, worktree, self.egress, self.journal, task.id, attempt.number)
+        if tests is None:
+            tests, refused = await attempt_tests(ws, worktree, self.egress, self.journal, task.id, attempt.number)
+        else:
+            log.info("tests_ran_remotely", code=tests.code, timed_out=tests.timed_out, duration_s=tests.duration_s)
         task.note_egress(refused, attempt=attempt)
         if tests.code != 0 or tests.timed_out:
             why = "timed out" if tests.timed_out else f"exit {tests.code}"

@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 
-OPTIONAL = ("aiohttp", "aiogram", "jwt", "cryptography")
+OPTIONAL = ("aiohttp", "aiogram", "jwt", "cryptography", "ray")
 
 PROBE = """
 import json, sys
@@ -29,6 +29,19 @@ def _loaded(code: str) -> list[str]:
 def test_the_daemon_imports_no_optional_feature() -> None:
     """Without Telegram, the status page or a GitHub App, `agentos run` holds none of their libraries."""
     assert _loaded("import agentos.daemon") == []
+
+
+def test_the_local_runner_does_not_load_ray() -> None:
+    """`runner: local` (the default) builds its runner without importing ray (≈ 100 MB and seconds of start-up)."""
+    code = (
+        "import agentos.daemon\n"
+        "from agentos.config import RunnerConfig\n"
+        "from agentos.runners.port import runner_for\n"
+        "from agentos.testing import RecordingNotifier\n"
+        "runner = runner_for(RunnerConfig(), journal=None, notify=RecordingNotifier(), egress=None)\n"
+        "assert runner.kind == 'local', runner"
+    )
+    assert _loaded(code) == []
 
 
 def test_github_with_a_token_does_not_load_the_jwt_stack() -> None:

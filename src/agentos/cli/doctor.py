@@ -362,6 +362,7 @@ def run_checks(
     """
     from agentos.cli.doctor_agents import check_agent
     from agentos.cli.doctor_github import check_github
+    from agentos.cli.doctor_ray import check_runner
     from agentos.cli.doctor_sandbox import check_sandbox
     from agentos.cli.doctor_unit import check_unit_view, unit_properties
     from agentos.cli.views import resolve_state_dir
@@ -375,6 +376,7 @@ def run_checks(
     checks += check_state_dir(resolve_state_dir(cfg, path), min_free_bytes=min_free_bytes)
     checks.append(check_socket(socket, env))
     checks += check_sandbox(cfg.sandbox)
+    checks += check_runner(cfg)
     for name, agent in cfg.agents.items():
         checks += check_agent(name, agent, env, deep=deep)
     user = daemon_user(path, service_user_name)

@@ -164,6 +164,12 @@ class Controller:
             "config": self._config_path_text(),
             "jobs_running": sched.busy() if sched is not None else [],
             "sandbox": describe(config.sandbox),
+            "runner": config.runner.kind if config.runner.kind == "local" else f"ray {config.runner.address}",
+            "running_on": {
+                t.id: f"ray {a.node[:12]}" if a.node else "here"
+                for t in self._graph
+                if t.status is TaskStatus.RUNNING and (a := t.current_attempt) is not None and a.outcome == "running"
+            },
         }
 
     def _refused(self) -> dict[str, str]:

@@ -200,8 +200,15 @@ def chat_tasks(tasks: Sequence[JSON]) -> str:
 _ATTEMPT_KEYS = ("number", "agent", "outcome", "blocker_code", "duration_s")
 
 
+def _node(attempt: JSON) -> str:
+    """Where an attempt ran: ``here``, or the first 12 characters of its Ray node's id."""
+    node = str(attempt.get("node") or "")
+    return f"ray {node[:12]}" if node else "here"
+
+
 def _format_attempt(attempt: JSON) -> str:
     head = " · ".join(one_line(attempt.get(k)) for k in _ATTEMPT_KEYS if attempt.get(k) not in (None, ""))
+    head += f" · on {_node(attempt)}" if attempt.get("node") else ""
     detail = attempt.get("summary") or attempt.get("error")
     blocked = f" · {one_line(attempt.get('egress_denied'), limit=120)}" if attempt.get("egress_denied") else ""
     return f"  - {head}" + (f": {one_line(detail, limit=120)}" if detail else "") + blocked
@@ -362,8 +369,11 @@ def terminal_task(task: Any) -> list[View]:
     return [
         KeyValues({k: v for k, v in data.items() if v not in (None, [], "")}),
         Table(
-            [{**a, "cost": cost_cell(a.get("cost_usd") or 0.0, a.get("cost_reported"))} for a in attempts],
-            ["number", "agent", "outcome", "blocker_code", "duration_s", "cost", "egress_denied", "run_dir"],
+            [
+                {**a, "cost": cost_cell(a.get("cost_usd") or 0.0, a.get("cost_reported")), "node": _node(a)}
+                for a in attempts
+            ],
+            ["number", "agent", "node", "outcome", "blocker_code", "duration_s", "cost", "egress_denied", "run_dir"],
             title="attempts",
         ),
     ]

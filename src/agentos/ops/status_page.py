@@ -212,6 +212,7 @@ class StatusPage:
                         "status": task.status.value,
                         "agent": current.agent if current else task.agent,
                         "attempt": current.number if current else 0,
+                        "node": current.node[:12] if current and current.node else "here",
                         "started_at": started.isoformat(),
                         "elapsed_s": round((now - started).total_seconds(), 1),
                     }

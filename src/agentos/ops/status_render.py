@@ -116,20 +116,21 @@ def render_html(snap: Mapping[str, Any]) -> str:
         ("-" if not lag else f"{lag['lag_s'] * 1000:.0f} ms", "loop lag"),
     ]
     running = _table(
-        ("task", "title", "agent", "attempt", "status", "elapsed"),
+        ("task", "title", "agent", "attempt", "node", "status", "elapsed"),
         (
             (
                 f"<code>{_e(r['id'])}</code>",
                 _e(r["title"]),
                 _e(r["agent"]),
                 _e(r["attempt"]),
+                f"<code>{_e(r.get('node', 'here'))}</code>",
                 _e(r["status"]),
                 _e(_span(r["elapsed_s"])),
             )
             for r in snap["running"]
         ),
         "No agent is working right now.",
-        numeric=(3, 5),
+        numeric=(3, 6),
     )
     queue = _table(
         ("task", "title", "status", "priority", "attempts", "waiting for"),
