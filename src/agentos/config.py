@@ -712,8 +712,8 @@ class LoopsConfig(_Model):
     digest_window_hours: float = Field(default=24, gt=0, description="What the daily digest covers.")
     llm_agent: str | None = Field(
         default=None,
-        description="An agent from `agents` used to name incidents, propose refill issues and pick sprint plans; "
-        "without it the loops stay deterministic.",
+        description="An agent from `agents` used to name incidents, propose refill issues, pick sprint plans and judge "
+        "`kind: prose` objectives; without it the loops stay deterministic.",
     )
     context_files: list[str] = Field(
         default_factory=lambda: [

@@ -12,8 +12,9 @@ quotes and fences it like an issue's text (:func:`agentos.agents.prompt.context_
 
 ``objectives.yaml`` is also validated (:class:`Objectives`): a primary outcome and metrics, each with a weight, a
 direction and one way to read it (a ``command`` printing a number in the repo, a ``file`` with an optional JSON
-pointer, or an HTTPS ``url`` on an allow-listed host with an optional JSON pointer). A bad file is one line
-naming the file and line (``objectives.yaml:4: metrics[0].direction: …``) in :attr:`ProductContext.problems`,
+pointer, or an HTTPS ``url`` on an allow-listed host with an optional JSON pointer); a ``kind: prose`` metric reads
+text instead of a number, judged before/after by ``loops.llm_agent`` against its ``description``. A bad file is one
+line naming the file and line (``objectives.yaml:4: metrics[0].direction: …``) in :attr:`ProductContext.problems`,
 never an exception; the reading of the metrics is not done here.
 """
 
@@ -88,6 +89,8 @@ class Metric(_Strict):
     name: str = Field(min_length=1, max_length=100)
     weight: float = Field(default=1.0, gt=0)
     direction: Literal["up", "down"]
+    kind: Literal["number", "prose"] = "number"
+    description: str | None = Field(default=None, min_length=1, max_length=1000)
     command: str | None = Field(default=None, min_length=1)
     file: str | None = Field(default=None, min_length=1)
     url: str | None = Field(default=None, min_length=1)
@@ -159,7 +162,8 @@ class Objectives(_Strict):
         """The objectives in a few lines (what the prompts show next to the file)."""
         lines = [f"Primary outcome: {self.primary_outcome}"]
         for m in self.metrics:
-            lines.append(f"- {m.name}: {m.direction} (weight {m.weight:g}), read by {m.source}")
+            prose = f", prose: {m.description or 'judged by the LLM'}" if m.kind == "prose" else ""
+            lines.append(f"- {m.name}: {m.direction} (weight {m.weight:g}), read by {m.source}{prose}")
         return "\n".join(lines)
 
 

@@ -4,12 +4,16 @@ The ``outcome_check`` job (:mod:`agentos.jobs.outcome_check`) reads each ``objec
 merges (the baseline) and again ``loops.measurement_window_days`` later, and journals ``outcome_measured`` with
 the verdict :func:`classify` gives. Everything here is a function of its arguments: no clock, no file.
 
-A verdict is deterministic::
+A number's verdict is deterministic::
 
     before or after missing / not a number ─────────────────────────► inconclusive
     |after − before| ≤ loops.outcome_noise_pct % of |before| ───────► unchanged
     moved the metric's way (up or down) ────────────────────────────► improved
     moved the other way ────────────────────────────────────────────► regressed
+
+A ``kind: prose`` metric reads text (:func:`prose_text`: redacted, cut to :data:`PROSE_CHARS`); its verdict is
+``loops.llm_agent``'s (:mod:`agentos.jobs._prose_judge`), or ``unchanged`` for the same text and ``inconclusive``
+without a text or an answer.
 
 The score of an objective (a metric of one repo) over the measured merges is ``(improved − regressed) /
 (improved + unchanged + regressed)``, from −1 to 1; inconclusive measurements are counted but not scored.
@@ -24,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentos.graph import Event
+from agentos.redact import redact
 
 __all__ = [
+    "PROSE_CHARS",
     "VERDICTS",
     "ObjectiveScore",
     "OutcomeVerdict",
@@ -34,11 +40,14 @@ __all__ = [
     "objectives_problems",
     "outcome_lines",
     "parse_number",
+    "prose_text",
     "score_objectives",
 ]
 
 OutcomeVerdict = Literal["improved", "unchanged", "regressed", "inconclusive"]
 VERDICTS: tuple[OutcomeVerdict, ...] = ("improved", "unchanged", "regressed", "inconclusive")
+PROSE_CHARS = 4096
+"""How much of a prose metric's text is kept, journalled and shown to the LLM."""
 
 
 def number_of(value: Any) -> float | None:
@@ -83,6 +92,24 @@ def json_value(document: Any, pointer: str) -> Any:
         else:
             return None
     return value
+
+
+def prose_text(text: str, pointer: str | None = None, *, keep_end: bool = False) -> str | None:
+    """A prose metric's reading: ``text`` (or the value at ``pointer`` of it read as JSON; not a string: as JSON),
+    stripped, redacted, then cut to :data:`PROSE_CHARS` keeping its end (``keep_end``: a command's output) or its
+    start (a file, a page). None when nothing is left."""
+    if pointer is not None:
+        try:
+            value = json_value(json.loads(text), pointer)
+        except ValueError:
+            return None
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = redact(text.strip())
+    if len(text) > PROSE_CHARS:
+        text = "…" + text[1 - PROSE_CHARS :] if keep_end else text[: PROSE_CHARS - 1] + "…"
+    return text or None
 
 
 def classify(
@@ -167,13 +194,17 @@ def objectives_problems(events: Iterable[Event]) -> dict[str, str]:
     return {repo: str(e.data["problem"]) for repo, e in sorted(newest.items()) if e.data.get("problem")}
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _num(value: Any) -> str:
     return "?" if value is None else f"{value:g}"
 
 
 def outcome_lines(scores: Iterable[ObjectiveScore], *, with_repo: bool = True) -> list[str]:
     """One line per objective: ``- app / coverage (up, weight 2): 2 improved, 1 regressed; score +0.33; last
-    app#12: 80 → 84 (+5%), improved``."""
+    app#12: 80 → 84 (+5%), improved`` (a prose metric's last: ``app#12: improved (llm: <its reason>)``)."""
     lines = []
     for s in scores:
         counts = ", ".join(f"{n} {v}" for v, n in s.counts.items() if n) or "none"
@@ -182,8 +213,13 @@ def outcome_lines(scores: Iterable[ObjectiveScore], *, with_repo: bool = True) -
         pct = last.get("change_pct")
         change = f" ({pct:+g}%)" if isinstance(pct, int | float) else ""
         where = f"{s.repo} / " if with_repo else ""
+        if last.get("kind") == "prose":
+            why = str(last.get("reason") or last.get("detail") or "").replace("\n", " ")
+            reading = f"{last.get('verdict')} ({last.get('method') or 'rule'}: {_cut(why, 160)})"
+        else:
+            reading = f"{_num(last.get('before'))} → {_num(last.get('after'))}{change}, {last.get('verdict')}"
         lines.append(
             f"- {where}{s.metric} ({s.direction}, weight {s.weight:g}): {counts}; score {score}; last "
-            f"{last.get('task')}: {_num(last.get('before'))} → {_num(last.get('after'))}{change}, {last.get('verdict')}"
+            f"{last.get('task')}: {reading}"
         )
     return lines

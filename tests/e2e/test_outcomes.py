@@ -10,7 +10,9 @@ raises ``coverage.json``'s ``/total`` (up) from 80 to 90 and adds ``latency.txt`
 ``uptime.txt`` stays. Merge → the baseline (read on the commit before the merge) → the clock moves 8 days →
 ``ctl run outcome_check`` → ``outcome_measured``: errors regressed, coverage improved, latency inconclusive,
 uptime unchanged; shown in ``agentos stats``, and one incident issue citing the PR and the commit; a second run
-files no other.
+files no other. A fifth metric, ``feedback``, is prose (``FEEDBACK.md``, rewritten during the window): the
+``loops.llm_agent`` (a scripted ``command`` agent answering JSON, run through ``agentos.llm``) gets both texts and
+judges it improved, journalled with ``method: llm`` and its reason; the numbers never reach it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -49,7 +52,15 @@ metrics:
   - {name: coverage, direction: up, weight: 2, file: coverage.json, pointer: /total}
   - {name: latency, direction: down, file: latency.txt}
   - {name: uptime, direction: up, file: uptime.txt}
+  - name: feedback
+    kind: prose
+    direction: up
+    description: how happy users sound about saving their work
+    file: FEEDBACK.md
 """
+FEEDBACK_BEFORE = "Users say saving is slow and sometimes times out."
+FEEDBACK_AFTER = "Users say saving is instant now; no time-outs reported this week."
+VERDICT = {"verdict": "improved", "reason": "Saving went from slow with time-outs to instant."}
 ERRORS_PY = "print('counting errors')\nprint(open('errors.txt').read().strip())\n"
 
 
@@ -75,6 +86,11 @@ class InProcessDaemon:
     def socket(self) -> Path:
         return self.run_dir / "agentos.sock"
 
+    @property
+    def llm_files(self) -> tuple[str, str]:
+        """The scripted LLM's answer and the log of the prompts it got."""
+        return str(self.root / "answer.json"), str(self.root / "prompts.log")
+
     def setup(self) -> Path:
         write_gitconfig(self.root / "home", default_branch="main")
         init_repo(self.repo, self.env, REPO)
@@ -83,6 +99,8 @@ class InProcessDaemon:
         (self.repo / "errors.txt").write_text("10\n")
         (self.repo / "coverage.json").write_text('{"total": 80}')
         (self.repo / "uptime.txt").write_text("99.9\n")
+        (self.repo / "FEEDBACK.md").write_text(f"# Feedback\n\n{FEEDBACK_BEFORE}\n")
+        (self.root / "answer.json").write_text(json.dumps(VERDICT))
         git(self.repo, "add", "-A", env=self.env)
         git(self.repo, "commit", "-q", "-m", "objectives: errors", env=self.env)
         writer = {
@@ -90,15 +108,19 @@ class InProcessDaemon:
             "argv": [str(FAKES / "writer_agent.py"), "{prompt_file}"],
             "env": {"FAKE_WRITE_PATH": "errors.txt", "FAKE_WRITE_TEXT": "25\n"},
         }
+        judge = {  # the LLM: records its prompts outside its scratch folder, hence no sandbox below
+            "kind": "command",
+            "argv": [sys.executable, str(FAKES / "json_answer.py"), "{prompt_file}", *self.llm_files],
+        }
         config = {
             "state_dir": str(self.state),
             "forge": "local",
             "repos": [{"name": REPO, "path": str(self.repo), "test_command": "true", "test_timeout_s": 60}],
-            "agents": {"writer": writer},
+            "agents": {"writer": writer, "judge": judge},
             "routing": {"default": ["writer"], "max_attempts": 1},
             "limits": {"idle_timeout_minutes": 0.25, "max_runtime_minutes": 2, "shutdown_grace_s": 1},
             "jobs": {"dispatch": {"interval_s": 0.5}, "pr_monitor": {"interval_s": 0.5}},
-            "loops": {"measurement_window_days": 7, "outcome_noise_pct": 5},
+            "loops": {"measurement_window_days": 7, "outcome_noise_pct": 5, "llm_agent": "judge"},
             "sandbox": {"mode": "off"},
         }
         path = self.root / "agentos.yaml"
@@ -176,25 +198,35 @@ async def test_a_regressing_merge_is_measured_after_the_window_shown_in_stats_an
     [base] = await wait_until_async(lambda: rig.events("outcome_baseline"), what="the baseline", timeout=30)
     assert base.task == task_id and base.data["pr"] == task["pr"]
     readings = [(m["name"], m["value"]) for m in base.data["metrics"]]
-    assert readings == [("errors", 10.0), ("coverage", 80.0), ("latency", None), ("uptime", 99.9)]
+    assert readings == [("errors", 10.0), ("coverage", 80.0), ("latency", None), ("uptime", 99.9), ("feedback", None)]
+    assert base.data["metrics"][4]["text"] == f"# Feedback\n\n{FEEDBACK_BEFORE}"
     assert git(rig.repo, "show", "main:errors.txt") == "25\n"
 
     await rig.ctl("run", {"name": "outcome_check"})  # inside the window: nothing measured yet
     assert rig.events("outcome_measured") == []
     (rig.repo / "coverage.json").write_text('{"total": 90}')
     (rig.repo / "latency.txt").write_text("120\n")
+    (rig.repo / "FEEDBACK.md").write_text(f"# Feedback\n\n{FEEDBACK_AFTER}\n")
     git(rig.repo, "add", "-A", env=rig.env)
     git(rig.repo, "commit", "-q", "-m", "meanwhile: more tests, a latency probe", env=rig.env)
     rig.clock.advance(days=8)
     await rig.ctl("run", {"name": "outcome_check"})
 
     measured = {e.data["metric"]: e for e in rig.events("outcome_measured")}
-    assert {m: (e.data["before"], e.data["after"], e.data["verdict"]) for m, e in measured.items()} == {
-        "errors": (10.0, 25.0, "regressed"),
-        "coverage": (80.0, 90.0, "improved"),
-        "latency": (None, 120.0, "inconclusive"),
-        "uptime": (99.9, 99.9, "unchanged"),
+    assert {
+        m: (e.data["before"], e.data["after"], e.data["verdict"], e.data["method"]) for m, e in measured.items()
+    } == {
+        "errors": (10.0, 25.0, "regressed", "rule"),
+        "coverage": (80.0, 90.0, "improved", "rule"),
+        "latency": (None, 120.0, "inconclusive", "rule"),
+        "uptime": (99.9, 99.9, "unchanged", "rule"),
+        "feedback": (None, None, "improved", "llm"),
     }
+    assert measured["feedback"].data["reason"] == VERDICT["reason"]
+    assert measured["feedback"].data["after_text"] == f"# Feedback\n\n{FEEDBACK_AFTER}"
+    [prompt] = [p for p in Path(rig.llm_files[1]).read_text().split("=====") if "Metric: feedback" in p]
+    assert FEEDBACK_BEFORE in prompt and FEEDBACK_AFTER in prompt and "how happy users sound" in prompt
+    assert "errors.py" not in prompt and "coverage" not in prompt
     assert measured["errors"].task == task_id and measured["errors"].data["change_pct"] == 150.0
     assert measured["latency"].data["detail"] == "latency.txt does not exist"
     [incident] = rig.incidents()
@@ -202,11 +234,12 @@ async def test_a_regressing_merge_is_measured_after_the_window_shown_in_stats_an
     assert f"PR #{task['pr']}" in incident and f"`{base.data['sha'][:12]}`" in incident
 
     await rig.ctl("run", {"name": "outcome_check"})
-    assert len(rig.incidents()) == 1 and len(rig.events("outcome_measured")) == 4
+    assert len(rig.incidents()) == 1 and len(rig.events("outcome_measured")) == 5
     assert [e.data["action"] for e in rig.events("outcome_incident")] == ["filed"]
 
     stats = await rig.cli("stats", "--since", "30d", "--config", str(config))
     assert f"{REPO} / errors (down, weight 1): 1 regressed; score -1.00; last {task_id}: 10 → 25 (+150%)" in stats
+    assert f"{REPO} / feedback (up, weight 1): 1 improved; score +1.00; last {task_id}: improved (llm: Saving" in stats
     as_json = json.loads(await rig.cli("stats", "--since", "30d", "--json", "--config", str(config)))
     scores = {o["metric"]: o["score"] for o in as_json["outcomes"]}
-    assert scores == {"coverage": 1.0, "errors": -1.0, "latency": None, "uptime": 0.0}
+    assert scores == {"coverage": 1.0, "errors": -1.0, "latency": None, "uptime": 0.0, "feedback": 1.0}

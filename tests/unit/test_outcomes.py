@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,18 +16,29 @@ from typing import Any
 
 import pytest
 
-from agentos.config import Config, RepoConfig
+from agentos.config import AgentConfig, Config, RepoConfig
 from agentos.context import Metric, Objectives, parse_objectives
 from agentos.forge.local import LocalForge
 from agentos.graph import Event
 from agentos.jobs._loops import LoopSettings
 from agentos.jobs._metric_reader import Reading, RepoMetrics
+from agentos.jobs._prose_judge import ProseVerdict
 from agentos.jobs.outcome_check import OutcomeChecker, incident_key
-from agentos.outcomes import classify, objectives_problems, outcome_lines, parse_number, score_objectives
+from agentos.llm import Llm, M
+from agentos.outcomes import (
+    PROSE_CHARS,
+    classify,
+    objectives_problems,
+    outcome_lines,
+    parse_number,
+    prose_text,
+    score_objectives,
+)
 from agentos.testing import LoopRig, SettableClock, build_loops
 from agentos.workspace_registry import WorkspaceRegistry
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+FAKES = Path(__file__).parents[1] / "fakes" / "agents"
 OBJECTIVES = """\
 primary_outcome: a faster, better tested app
 metrics:
@@ -98,7 +110,10 @@ class FakeReader:
         out = {}
         for m in metrics:
             value = values.get(m.name)
-            out[m.name] = Reading(value) if isinstance(value, float) else Reading(None, str(value))
+            if isinstance(value, Reading):
+                out[m.name] = value
+            else:
+                out[m.name] = Reading(value) if isinstance(value, float) else Reading(None, str(value))
         return out
 
 
@@ -112,8 +127,9 @@ def rig(tmp_path: Path) -> LoopRig:
     return build_loops(config, forge, clock=clock)
 
 
-def checker(rig: LoopRig, reader: FakeReader) -> OutcomeChecker:
+def checker(rig: LoopRig, reader: FakeReader, llm: Any = None) -> OutcomeChecker:
     return OutcomeChecker(
+        llm=llm,
         settings=rig.settings,
         journal=rig.journal,
         clock=rig.clock,
@@ -238,6 +254,141 @@ class TestScores:
         ]
 
 
+# ---------------------------------------------------------------- prose metrics
+
+PROSE = """\
+primary_outcome: happier users
+metrics:
+  - {name: errors, direction: down, file: errors.txt}
+  - name: feedback
+    kind: prose
+    direction: down
+    description: complaints in the weekly user feedback summary
+    file: FEEDBACK.md
+"""
+BEFORE = "Users like the new editor. One complaint about slow saves."
+AFTER = "Many users complain that saving now fails and loses their work."
+
+
+class FakeLlm:
+    """A ``ModelAsker`` answering each question with the next of ``answers`` (None: no valid answer)."""
+
+    def __init__(self, *answers: ProseVerdict | None) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str] = []
+
+    async def ask(self, prompt: str, model: type[M]) -> M | None:
+        assert model is ProseVerdict
+        self.prompts.append(prompt)
+        answer = self.answers.pop(0)
+        return None if answer is None else model.model_validate(answer.model_dump())
+
+
+def prose(rig: LoopRig) -> Event:
+    return next(e for e in rig.journal.events if e.type == "outcome_measured" and e.data["metric"] == "feedback")
+
+
+async def measure_prose(rig: LoopRig, before: Any, after: Any, llm: Any) -> Event:
+    reader = FakeReader(
+        parse_objectives(PROSE), {"errors": 3.0, "feedback": before}, {"errors": 3.0, "feedback": after}
+    )
+    job = checker(rig, reader, llm)
+    merge(rig, 8, "f" * 40)
+    await job.tick()
+    rig.clock.advance(days=8)
+    await job.tick()
+    return prose(rig)
+
+
+class TestProseMetrics:
+    async def test_the_llm_judges_the_texts_and_a_prose_regression_files_the_one_incident(self, rig: LoopRig) -> None:
+        """Only the prose metric goes to the LLM (texts, description, direction); its verdict and reason are
+        journalled with `method: llm`; the regression files one incident quoting both; numbers stay `rule`."""
+        llm = FakeLlm(ProseVerdict(verdict="regressed", reason="Saving now fails; before only one complaint."))
+
+        event = await measure_prose(rig, Reading(None, text=BEFORE), Reading(None, text=AFTER), llm)
+
+        [prompt] = llm.prompts
+        assert BEFORE in prompt and AFTER in prompt and "complaints in the weekly user feedback summary" in prompt
+        assert "Direction: down (less of what the description names is better)" in prompt and "errors" not in prompt
+        assert event.data["verdict"] == "regressed" and event.data["method"] == "llm" and event.data["kind"] == "prose"
+        assert event.data["reason"] == "Saving now fails; before only one complaint."
+        assert (event.data["before_text"], event.data["after_text"]) == (BEFORE, AFTER)
+        [errors] = [e for e in rig.journal.events if e.type == "outcome_measured" and e.data["metric"] == "errors"]
+        assert errors.data["method"] == "rule" and errors.data["verdict"] == "unchanged"
+        await checker(rig, FakeReader(None, {}, {}), FakeLlm()).tick()
+        [issue] = [i for i in await rig.forge.list_issues("app", state="all") if "incident:outcome" in i.body]
+        assert issue.title == "Regression after app#8: feedback"
+        assert "**feedback** (prose, down): Saving now fails" in issue.body and AFTER in issue.body
+        assert [e.data["action"] for e in rig.journal.events if e.type == "outcome_incident"] == ["filed"]
+        [line] = outcome_lines(score_objectives(rig.journal.events, "app"))[1:]
+        assert line.endswith("last app#8: regressed (llm: Saving now fails; before only one complaint.)")
+
+    @pytest.mark.parametrize("verdict", ["improved", "unchanged", "regressed", "inconclusive"])
+    async def test_each_llm_verdict_is_the_events_verdict(self, rig: LoopRig, verdict: str) -> None:
+        """The answer's verdict is taken as it is."""
+        llm = FakeLlm(ProseVerdict.model_validate({"verdict": verdict, "reason": "because"}))
+        event = await measure_prose(rig, Reading(None, text=BEFORE), Reading(None, text=AFTER), llm)
+        assert (event.data["verdict"], event.data["method"], event.data["reason"]) == (verdict, "llm", "because")
+
+    @pytest.mark.parametrize(
+        ("before", "after", "llm", "verdict", "reason"),
+        [
+            pytest.param(BEFORE, AFTER, None, "inconclusive", "no loops.llm_agent is configured", id="no-agent"),
+            pytest.param(
+                BEFORE, AFTER, FakeLlm(None), "inconclusive", "the LLM gave no valid answer", id="bad-answers"
+            ),
+            pytest.param(BEFORE, f"  {BEFORE}\n", FakeLlm(), "unchanged", "the same text", id="same-text-no-question"),
+            pytest.param(None, AFTER, FakeLlm(), "inconclusive", "no text before the merge", id="no-baseline-text"),
+            pytest.param(BEFORE, None, FakeLlm(), "inconclusive", "no text now", id="no-text-now"),
+        ],
+    )
+    async def test_without_an_answer_the_verdict_is_a_rule_and_says_why(
+        self, rig: LoopRig, before: str | None, after: str | None, llm: Any, verdict: str, reason: str
+    ) -> None:
+        """No agent, no valid answer, a missing text: inconclusive; the same text: unchanged (nobody asked)."""
+
+        def reading(text: str | None) -> Reading:
+            return Reading(None, text=text) if text is not None else Reading(None, "FEEDBACK.md does not exist")
+
+        event = await measure_prose(rig, reading(before), reading(after), llm)
+        assert (event.data["verdict"], event.data["method"]) == (verdict, "rule")
+        assert event.data["reason"].startswith(reason)
+        assert not [i for i in await rig.forge.list_issues("app", state="all") if "incident:outcome" in i.body]
+
+    async def test_a_real_agent_answering_garbage_twice_is_inconclusive(self, rig: LoopRig, tmp_path: Path) -> None:
+        """Through :class:`agentos.llm.Llm` and a real process: no JSON twice → inconclusive, asked exactly twice."""
+        answer, log = tmp_path / "answer.txt", tmp_path / "prompts.log"
+        answer.write_text("I think it got worse, honestly.")
+        argv = [sys.executable, str(FAKES / "json_answer.py"), "{prompt_file}", str(answer), str(log)]
+        llm = Llm("judge", AgentConfig(kind="command", argv=argv), workdir=tmp_path / "llm", timeout_s=20)
+
+        event = await measure_prose(rig, Reading(None, text=BEFORE), Reading(None, text=AFTER), llm)
+
+        assert (event.data["verdict"], event.data["method"]) == ("inconclusive", "rule")
+        assert log.read_text().count("=====") == 2 and "not valid" in log.read_text().split("=====")[1]
+
+    def test_a_prose_reading_is_redacted_and_cut(self) -> None:
+        """A secret never reaches the journal or the LLM; a command keeps its end, a file its start; a pointer."""
+        secret = "ghp_" + "a1" * 18
+        assert prose_text(f"token {secret} leaked\n") == "token [REDACTED] leaked"
+        long = "head " + "x" * 2 * PROSE_CHARS + " tail"
+        assert prose_text(long, keep_end=True).endswith(" tail") and len(prose_text(long) or "") == PROSE_CHARS
+        assert prose_text(long).startswith("head ")  # type: ignore[union-attr]
+        assert prose_text('{"summary": {"text": "fine"}}', "/summary/text") == "fine"
+        assert prose_text('{"summary": {"n": 1}}', "/summary") == '{"n": 1}'
+        assert prose_text("   \n") is None and prose_text("not json", "/a") is None
+
+    def test_kind_is_number_or_prose(self) -> None:
+        """`kind: prose` with a description parses; another kind is the usual one-line problem."""
+        [_, feedback] = parse_objectives(PROSE).metrics
+        assert feedback.kind == "prose" and feedback.description.startswith("complaints")  # type: ignore[union-attr]
+        with pytest.raises(
+            ValueError, match=r"objectives.yaml:5: metrics\[1\].kind: Input should be 'number' or 'prose'"
+        ):
+            parse_objectives(PROSE.replace("kind: prose", "kind: words"))
+
+
 # ---------------------------------------------------------------- the real reader
 
 
@@ -315,6 +466,29 @@ class TestRepoMetrics:
             repo, objectives.metrics, f"{git(repo_dir, 'rev-list', '--max-parents=0', 'HEAD')}^", s
         )
         assert first["coverage"].value is None and first["coverage"].detail.startswith("cannot check out")
+
+    async def test_a_prose_metric_reads_the_text_of_a_file_and_of_a_commands_output(self, tmp_path: Path) -> None:
+        """The text at the commit, redacted; an empty output is no reading, with the reason."""
+        repo_dir = tmp_path / "app"
+        repo_dir.mkdir()
+        git(repo_dir, "init", "-q", "-b", "main")
+        (repo_dir / "FEEDBACK.md").write_text(f"# Feedback\n\n{BEFORE}\n")
+        git(repo_dir, "add", "-A")
+        git(repo_dir, "commit", "-q", "-m", "one")
+        repo = RepoConfig(name="app", path=str(repo_dir), test_command="true")
+        reader = RepoMetrics(workspaces=WorkspaceRegistry(tmp_path / "state", lambda _r: (str(repo_dir), {})))
+        secret = "ghp_" + "b2" * 18
+        metrics = [
+            Metric(name="feedback", direction="down", kind="prose", file="FEEDBACK.md"),
+            Metric(name="said", direction="up", kind="prose", command=f"echo 'the key is {secret}'"),
+            Metric(name="silent", direction="up", kind="prose", command="true"),
+        ]
+
+        got = await reader.read(repo, metrics, git(repo_dir, "rev-parse", "HEAD"), LoopSettings())
+
+        assert got["feedback"].text == f"# Feedback\n\n{BEFORE}" and got["feedback"].value is None
+        assert got["said"].text == "the key is [REDACTED]"
+        assert got["silent"].text is None and got["silent"].detail == "no text in its output"
 
     def test_plain_http_is_allowed_only_for_a_loopback_host_named_in_the_allow_list(self) -> None:
         """`http://` on a public host stays invalid even when the host is allowed."""

@@ -8,6 +8,9 @@
 * a ``file`` metric: read in that worktree; the number is its last non-empty line, or the value at ``pointer``;
 * a ``url`` metric: fetched now (no redirects, 30 s at most) only when its host is in
   ``loops.objective_url_hosts``; the number is the value at ``pointer`` of the JSON answer (or the body).
+
+A ``kind: prose`` metric is read the same way, but its reading is text (:func:`agentos.outcomes.prose_text`: the
+output, file or body, or the value at ``pointer``; redacted; the end of a command's output, the start of the rest).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from agentos.config import RepoConfig, SandboxConfig
 from agentos.context import OBJECTIVES_FILE, Metric, Objectives, ObjectivesInvalid, git_reader, parse_objectives
 from agentos.errors import AgentosError
 from agentos.jobs._loops import LoopSettings
-from agentos.outcomes import parse_number
+from agentos.outcomes import parse_number, prose_text
 from agentos.ports import Workspaces
 from agentos.proc import run_shell, scrubbed_env
 from agentos.runners.policy import command_spec
@@ -40,10 +43,11 @@ _MAX_FILE_BYTES = 1024 * 1024
 
 @dataclass(frozen=True)
 class Reading:
-    """One metric read once: its number, or None and why there is none."""
+    """One metric read once: its number (a prose metric: its ``text``), or None and why there is none."""
 
     value: float | None
     detail: str = ""
+    text: str | None = None
 
 
 class MetricReader(Protocol):
@@ -110,7 +114,7 @@ class RepoMetrics:
                 return Reading(None, f"{metric.file} does not exist")
             if path.stat().st_size > _MAX_FILE_BYTES:
                 return Reading(None, f"{metric.file} is over 1 MiB")
-            return _number(path.read_text(encoding="utf-8", errors="replace"), metric.pointer, metric.file)
+            return _reading(metric, path.read_text(encoding="utf-8", errors="replace"), metric.file)
         assert metric.command is not None
         res = await run_shell(
             metric.command,
@@ -122,7 +126,7 @@ class RepoMetrics:
         if not res.ok:
             how = "timed out" if res.timed_out else f"exit code {res.code}"
             return Reading(None, f"the command failed ({how}): {res.output_tail[-200:].strip()}")
-        return _number(res.output_tail, None, "its output")
+        return _reading(metric, res.output_tail, "its output", keep_end=True)
 
     async def _url(self, metric: Metric, s: LoopSettings) -> Reading:
         assert metric.url is not None
@@ -136,7 +140,15 @@ class RepoMetrics:
             return Reading(None, f"the request failed: {type(exc).__name__}: {exc}"[:300])
         if response.status_code != 200:
             return Reading(None, f"HTTP {response.status_code}")
-        return _number(response.text, metric.pointer, metric.url)
+        return _reading(metric, response.text, metric.url)
+
+
+def _reading(metric: Metric, text: str, what: str, *, keep_end: bool = False) -> Reading:
+    if metric.kind == "number":
+        return _number(text, metric.pointer, what)
+    prose = prose_text(text, metric.pointer, keep_end=keep_end)
+    at = f" at {metric.pointer}" if metric.pointer else ""
+    return Reading(None, text=prose) if prose else Reading(None, f"no text{at} in {what}")
 
 
 def _number(text: str, pointer: str | None, what: str) -> Reading:

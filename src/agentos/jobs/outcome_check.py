@@ -10,11 +10,13 @@ of the last ``measurement_window_days`` + 14 days of the journal, for enabled re
    ``reason`` when there is nothing to measure).
 2. **Measurement**, once per merge, ``measurement_window_days`` after it (the injected clock): each metric of the
    baseline is read again, the same way, on the base branch as fetched now, and classified by
-   :func:`agentos.outcomes.classify` (direction, ``loops.outcome_noise_pct``). One ``outcome_measured`` event per
-   metric, committed together.
-3. **Incident**: a merge with a regressed metric files one issue in its repo (labelled ``loops.fix_label``,
-   keyed ``incident:outcome:<repo>:<sha>``, looked up open or closed first), citing the PR and the commit, and
-   journals ``outcome_incident``; a second run finds the event (or the issue) and files nothing.
+   :func:`agentos.outcomes.classify` (direction, ``loops.outcome_noise_pct``), ``method: rule``; a ``kind: prose``
+   metric's texts by ``loops.llm_agent`` (:mod:`agentos.jobs._prose_judge`, ``method: llm`` when it answered). One
+   ``outcome_measured`` event per metric, committed together.
+3. **Incident**: a merge with a regressed metric (a number or prose) files one issue in its repo (labelled
+   ``loops.fix_label``, keyed ``incident:outcome:<repo>:<sha>``, looked up open or closed first), citing the PR and
+   the commit (and a prose metric's reason and texts), and journals ``outcome_incident``; a second run finds the
+   event (or the issue) and files nothing.
 
 A forge or git failure leaves that merge for the next run.
 """
@@ -29,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentos import logging as alog
+from agentos.agents.prompt import fence, sanitize
 from agentos.config import RepoConfig
 from agentos.context import Metric
 from agentos.errors import AgentosError
@@ -45,6 +48,8 @@ from agentos.jobs._loops import (
     settings_for,
 )
 from agentos.jobs._metric_reader import MetricReader, Reading, RepoMetrics
+from agentos.jobs._prose_judge import judge
+from agentos.llm import ModelAsker, from_config
 from agentos.ops.metrics import repo_of
 from agentos.outcomes import classify
 from agentos.ports import Clock, Journal, Settings, Workspaces
@@ -55,7 +60,9 @@ log = alog.get_logger("agentos.outcomes")
 
 LOOKBACK = timedelta(days=14)
 """How long past its window a merge is still measured (a daemon that was down catches up)."""
-_DEFINITION = ("name", "direction", "weight", "command", "file", "url", "pointer")
+_DEFINITION = ("name", "direction", "weight", "kind", "description", "command", "file", "url", "pointer")
+_SHOWN_CHARS = 1500
+"""How much of a prose metric's texts the incident issue quotes."""
 
 
 def incident_key(repo: str, sha: str) -> str:
@@ -79,6 +86,7 @@ class OutcomeChecker:
         workspaces: Workspaces | None = None,
         reader: MetricReader | None = None,
         loop_settings: LoopSettings | None = None,
+        llm: ModelAsker | None = None,
     ) -> None:
         if reader is None:
             assert workspaces is not None, "the outcome check reads metrics through the workspaces or a reader"
@@ -92,6 +100,7 @@ class OutcomeChecker:
         self._stopping = stopping
         self._reader = reader
         self._loop_settings = loop_settings
+        self._llm = llm
         self.baselines = 0
         self.measured = 0
 
@@ -163,12 +172,24 @@ class OutcomeChecker:
             metrics.append(metric)
             before[metric.name] = entry
         after = await self._reader.read(repo, metrics, f"refs/remotes/origin/{repo.base_branch}", s)
+        entries = list(base.data.get("metrics") or [])
+        llm, no_llm = self._asker(s) if any(e.get("kind") == "prose" for e in entries) else (None, "")
         events = []
-        for entry in base.data.get("metrics") or []:
+        for entry in entries:
             name = str(entry.get("name"))
             reading = after.get(name, Reading(None, problems.get(name, "not read")))
-            then = entry.get("value")
-            verdict, pct = classify(then, reading.value, str(entry.get("direction")), s.outcome_noise_pct)
+            if entry.get("kind") == "prose":
+                then = entry.get("text")
+                defined = next((m for m in metrics if m.name == name), None)
+                judged = await judge(defined, then, reading.text, s.measurement_window_days, llm, no_llm)
+                result: dict[str, Any] = {"kind": "prose", "before": None, "after": None, "change_pct": None}
+                result |= {"verdict": judged.verdict, "method": judged.method, "reason": judged.reason}
+                result |= {"before_text": then, "after_text": reading.text}
+            else:
+                then = entry.get("value")
+                verdict, pct = classify(then, reading.value, str(entry.get("direction")), s.outcome_noise_pct)
+                result = {"before": then, "after": reading.value, "change_pct": pct}
+                result |= {"verdict": verdict, "method": "rule"}
             detail = entry.get("detail") if then is None else reading.detail
             events.append(
                 self._journal.event(
@@ -180,10 +201,7 @@ class OutcomeChecker:
                     metric=name,
                     direction=entry.get("direction"),
                     weight=entry.get("weight"),
-                    before=then,
-                    after=reading.value,
-                    change_pct=pct,
-                    verdict=verdict,
+                    **result,
                     window_days=s.measurement_window_days,
                     **({"detail": str(detail)[:300]} if detail else {}),
                 )
@@ -192,6 +210,18 @@ class OutcomeChecker:
         self.measured += 1
         log.info("outcome_measured", verdicts={str(e.data["metric"]): e.data["verdict"] for e in events})
         return events
+
+    def _asker(self, s: LoopSettings) -> tuple[ModelAsker | None, str]:
+        """The LLM that judges prose metrics, or None and why there is none."""
+        if self._llm is not None:
+            return self._llm, ""
+        config = self._settings.config
+        llm = from_config(config, s.llm_agent, config.state_path)
+        if llm is not None:
+            return llm, ""
+        if not s.llm_agent:
+            return None, "no loops.llm_agent is configured to judge a prose metric"
+        return None, f"loops.llm_agent {s.llm_agent} is not one of agents"
 
     async def incident(self, repo: RepoConfig, merge: Event, regressed: Sequence[Event], s: LoopSettings) -> None:
         """One issue per regressing merge, found (open or closed) before it is filed; ``outcome_incident``."""
@@ -223,6 +253,10 @@ class OutcomeChecker:
 def _entry(metric: Metric, reading: Reading | None) -> dict[str, Any]:
     entry: dict[str, Any] = metric.model_dump(include=set(_DEFINITION), exclude_none=True)
     entry["value"] = reading.value if reading else None
+    if metric.kind == "number":
+        del entry["kind"]
+    else:
+        entry["text"] = reading.text if reading else None
     if reading is not None and reading.detail:
         entry["detail"] = reading.detail[:300]
     return entry
@@ -230,21 +264,27 @@ def _entry(metric: Metric, reading: Reading | None) -> dict[str, Any]:
 
 def _incident_body(merge: Event, regressed: Sequence[Event], title: str) -> str:
     pr, sha = merge.data.get("pr"), str(merge.data.get("sha") or "")
+    numbers = [e for e in regressed if e.data.get("kind") != "prose"]
     rows = [
         f"| {e.data['metric']} | {e.data.get('direction')} | {e.data.get('before')} | {e.data.get('after')} | "
         f"{e.data.get('change_pct') if e.data.get('change_pct') is not None else '-'} |"
-        for e in regressed
+        for e in numbers
     ]
+    table = ["| metric | direction | before the merge | now | change % |", "|---|---|---|---|---|", *rows, ""]
+    prose: list[str] = []
+    for e in regressed:
+        if e.data.get("kind") == "prose":
+            prose += [f"**{e.data['metric']}** (prose, {e.data.get('direction')}): {e.data.get('reason')}", ""]
+            for label, key in (("Before the merge", "before_text"), ("Now", "after_text")):
+                prose += [f"{label}:", fence(sanitize(str(e.data.get(key) or "")[:_SHOWN_CHARS])), ""]
     window = regressed[0].data.get("window_days")
     return "\n".join(
         [
             f"After the merge of PR #{pr} (commit `{sha[:12]}`, task `{merge.task}`{': ' + title if title else ''}) "
             f"these `objectives.yaml` metrics moved the wrong way over {window} days:",
             "",
-            "| metric | direction | before the merge | now | change % |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
+            *(table if rows else []),
+            *prose,
             "Check whether the change caused it (revert it, or fix forward), or whether something else did.",
             "",
             "_Filed by the outcome check once per merge._",
