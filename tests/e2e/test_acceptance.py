@@ -47,8 +47,9 @@ def test_a_failing_check_goes_back_to_an_agent_then_passes_and_is_accepted(make_
     prompt = (loop.run_path(f"{REPO}#{number}.2", 1) / "prompt.md").read_text()
     assert "An acceptance check failed after the merge" in prompt and "version-is-wrong" in prompt
     assert loop.show("version.txt") == "2\n"
-    issue, comments = loop.issue(number)
-    assert issue.state == "closed"
+    # `accepted` is journalled before the issue is closed on the forge: wait for the close a user would see
+    loop.wait_for(lambda: loop.issue(number)[0].state == "closed", what=f"issue #{number} to be closed")
+    _, comments = loop.issue(number)
     assert len(keyed(comments, f"acceptance-failed:{REPO}#{number}")) == 1
     assert all(f"Refs #{number}" in p["body"] for p in loop.pulls())
 
@@ -70,7 +71,7 @@ def test_a_human_check_waits_for_ctl_accept_and_manual_steps_are_posted(make_loo
     result = loop.ctl("accept", {"ref": f"{REPO}#{number}"})
 
     assert result["result"] == "accepted" and loop.task(task_id)["status"] == "accepted"
-    assert loop.issue(number)[0].state == "closed"
+    loop.wait_for(lambda: loop.issue(number)[0].state == "closed", what=f"issue #{number} to be closed")
 
 
 def test_a_malformed_section_gets_one_comment_and_the_task_runs_without_checks(make_loop: MakeLoop) -> None:
@@ -80,7 +81,8 @@ def test_a_malformed_section_gets_one_comment_and_the_task_runs_without_checks(m
     loop.wait_status(f"{REPO}#{number}", "merged")
     loop.ctl("run", {"name": "acceptance_check"})
 
-    issue, comments = loop.issue(number)
+    _, comments = loop.issue(number)
     [comment] = [c for c in comments if "could not be read" in c.body]
     assert "unknown key `run`" in comment.body and "runs without acceptance checks" in comment.body
-    assert issue.state == "closed" and loop.task(f"{REPO}#{number}")["status"] == "merged"
+    assert loop.task(f"{REPO}#{number}")["status"] == "merged"
+    loop.wait_for(lambda: loop.issue(number)[0].state == "closed", what=f"issue #{number} to be closed")
