@@ -67,6 +67,8 @@ def test_a_human_check_waits_for_ctl_accept_and_manual_steps_are_posted(make_loo
     assert loop.task(task_id)["status"] == "merged" and issue.state == "open"
     [steps] = keyed(comments, f"manual-steps:{task_id}")
     assert "rotate the API token" in steps and f"agentos ctl accept {REPO}#{number}" in steps
+    shown = loop.cli("task", "show", task_id, "--config", str(loop.config)).stdout
+    assert "manual steps" in shown and "rotate the API token" in shown
 
     result = loop.ctl("accept", {"ref": f"{REPO}#{number}"})
 

@@ -98,6 +98,8 @@ def test_issues_are_fixed_on_worker_nodes_and_merge(
         (attempt,) = task["attempts"]
         assert attempt["runner"] == "ray" and attempt["node"] in workers, attempt
         assert attempt["pid"] is None  # nothing ran here
+        shown = loop.cli("task", "show", task["id"], "--config", str(loop.config)).stdout
+        assert f"attempt 1 ran on ray node {attempt['node']}" in shown
         log = loop.run_path(task["id"], 1) / "agent.log"
         assert "Done: appended a line" in log.read_text()  # streamed back from the node
     assert loop.show("file0.txt") and loop.show("file1.txt")

@@ -194,6 +194,7 @@ def task_show(
 ) -> None:
     """One task: status, branch, PR link, and every attempt with its blocker code, duration, tokens and cost."""
     from agentos.budget import cost_cell, task_cost_cell
+    from agentos.notices import manual_steps_of
 
     cfg, state = _state(config, state_dir)
     task = find_task(read_tasks(state), task_id)
@@ -218,6 +219,7 @@ def task_show(
         "updated": task.updated_at.isoformat(),
         "cost": f"{task_cost_cell(task.cost_usd(), task.unmeasured()) or '$0.00'} ({task.tokens():,} tokens)",
         "note": task.note,
+        "manual steps": manual_steps_of(task),
     }
     if task.normalised is not None:  # a terse issue, written out by the normaliser: what the agent works to
         filled = f", set {' and '.join(task.normalised.filled)}" if task.normalised.filled else ""
@@ -249,6 +251,9 @@ def task_show(
         title="attempts",
     )
     for a in task.attempts:
+        if a.runner:  # it ran on a node of the cluster, not here
+            where = f"attempt {a.number} ran on {a.runner} node {a.node}"
+            console.print(where, markup=False, highlight=False, soft_wrap=True)
         if a.egress_denied:
             console.print(f"attempt {a.number} egress {a.egress_denied}", markup=False, highlight=False)
     last = task.attempts[-1]
