@@ -45,13 +45,13 @@ from agentos.notices import (
     escalation_notice,
     fixes_exhausted_comment,
     manual_steps_comment,
-    manual_steps_of,
     review_rounds_comment,
     safe_id,
 )
 from agentos.operator_decisions import OPERATOR_CANCEL, OperatorDecisions
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Workspaces
 from agentos.redact import redact
+from agentos.results import manual_steps_of
 from agentos.running import RunningAttempts
 from agentos.verdicts import Verdict
 

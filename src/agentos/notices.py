@@ -6,38 +6,19 @@ words it. Every text here is redacted by its caller before it leaves the daemon.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from agentos.agents.contract import RESULT_FILE, ContractError, ResultContract, read_contract
+from agentos.agents.contract import ResultContract
 from agentos.agents.prompt import fence
 from agentos.budget import BUDGET_CODE
 from agentos.graph import Attempt, Task
 from agentos.issue_text import strip_hidden
 from agentos.jobs._pr_policy import fenced
 from agentos.redact import redact
+from agentos.results import last_contract, manual_steps_of
 
 
 def safe_id(task_id: str) -> str:
     """A task id as a file name (``owner/repo#12.2`` → ``owner_repo-12.2``)."""
     return task_id.replace("/", "_").replace("#", "-")
-
-
-def _last_contract(task: Task) -> ResultContract | None:
-    """The newest result file an attempt of ``task`` left that parses."""
-    for attempt in reversed(task.attempts):
-        if attempt.run_dir:
-            try:
-                return read_contract(Path(attempt.run_dir) / RESULT_FILE)
-            except ContractError:
-                continue
-    return None
-
-
-def manual_steps_of(task: Task) -> str:
-    """The MANUAL_STEPS of the task's newest result (bounded); empty when it says none, n/a or nothing."""
-    contract = _last_contract(task)
-    steps = contract.manual_steps.strip() if contract else ""
-    return "" if steps.lower().rstrip(".") in ("", "none", "n/a", "-", "no") else steps[-1500:]
 
 
 def manual_steps_comment(task: Task, steps: str) -> str:
@@ -91,7 +72,7 @@ def escalation_comment(task: Task, figures: str = "") -> str:
     last = task.attempts[-1] if task.attempts else None
     if last and last.error.strip():
         lines += ["", "Last error:", "", fence(last.error.strip()[-1500:])]
-    contract = _last_contract(task)
+    contract = last_contract(task)
     next_step = contract.next_step.strip() if contract else ""
     manual = manual_steps_of(task)
     if manual:

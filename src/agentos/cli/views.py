@@ -194,7 +194,7 @@ def task_show(
 ) -> None:
     """One task: status, branch, PR link, and every attempt with its blocker code, duration, tokens and cost."""
     from agentos.budget import cost_cell, task_cost_cell
-    from agentos.notices import manual_steps_of
+    from agentos.results import manual_steps_of
 
     cfg, state = _state(config, state_dir)
     task = find_task(read_tasks(state), task_id)

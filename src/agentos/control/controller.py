@@ -29,10 +29,10 @@ from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.incident_book import IncidentBook
 from agentos.jobs.sprint_plan import SprintPlans
 from agentos.lifecycle import Lifecycle
-from agentos.notices import manual_steps_of
 from agentos.ops.metrics import History, read_history
 from agentos.ports import Clock, ConfigFile, Journal
 from agentos.repo_guard import RepoGuard
+from agentos.results import manual_steps_of
 from agentos.runners.policy import describe
 from agentos.scheduler import Scheduler
 from agentos.state_writer import StateWriteFailure
