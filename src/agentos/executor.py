@@ -30,7 +30,7 @@ from agentos.agents.runner import kill_marked, kill_orphan
 from agentos.context import ContextCache
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
-from agentos.graph import Attempt, Task, TaskGraph, TaskStatus
+from agentos.graph import Attempt, Task, TaskStatus
 from agentos.handoff import Handoff
 from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, best_effort
 from agentos.notices import commit_message, safe_id
@@ -48,6 +48,7 @@ from agentos.runners.port import (
     runner_for,
 )
 from agentos.running import SHUTDOWN, RunningAttempts
+from agentos.task_graph import TaskGraph
 from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Guard, Workspace, branch_name
 

@@ -25,7 +25,7 @@ from agentos.control.repo_edits import RepoEdits
 from agentos.control.task_rows import task_row
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import Forge
-from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus
+from agentos.graph import Event, IllegalTransition, Task, TaskStatus
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.incident_book import IncidentBook
 from agentos.jobs.sprint_plan import SprintPlans
@@ -38,6 +38,7 @@ from agentos.runners.policy import describe
 from agentos.scheduler import Scheduler
 from agentos.state_writer import StateWriteFailure
 from agentos.store import DaemonState
+from agentos.task_graph import TaskGraph
 
 log = alog.get_logger("agentos.controller")
 

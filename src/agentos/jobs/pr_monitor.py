@@ -47,7 +47,7 @@ from typing import Any, Literal
 from agentos import logging as alog
 from agentos.errors import AgentosError
 from agentos.forge.base import Checks, Forge, PullRequest, QueueEntry, marker
-from agentos.graph import Task, TaskGraph, TaskStatus
+from agentos.graph import Task, TaskStatus
 from agentos.jobs._pr_blockers import PRBlockers
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
@@ -67,6 +67,7 @@ from agentos.lifecycle import Lifecycle
 from agentos.notices import issue_ref, safe_id
 from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
+from agentos.task_graph import TaskGraph
 
 __all__ = ["Blocker", "Branches", "PRMonitor", "RebaseOutcome", "WorkspaceBranches"]
 
