@@ -128,8 +128,9 @@ def run(ctx: Context) -> BenchResult:
 def _one_size(
     state_dir: Path, n: int, snaps: int, appends: int, restarts: int, statuses: int, request: Any
 ) -> dict[str, Any]:
-    from agentos.graph import Event, TaskGraph
+    from agentos.graph import Event
     from agentos.store import DaemonState, Store
+    from agentos.task_graph import TaskGraph
     from bench._tasks import make_tasks
 
     tasks = make_tasks(n)

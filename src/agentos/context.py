@@ -25,7 +25,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from markdown_it import MarkdownIt
@@ -34,8 +34,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from agentos import logging as alog
+from agentos._worktree import ref_from_files
 from agentos.errors import AgentosError
 from agentos.gitutil import GitResult
+
+if TYPE_CHECKING:
+    from agentos.config import LoopsConfig
 
 __all__ = [
     "DEFAULT_CONTEXT_FILES",
@@ -393,3 +397,46 @@ def git_reader(ws: GitRunner, ref: str) -> Reader:
         return shown.out if shown.ok else None
 
     return read
+
+
+class BaseClone(GitRunner, Protocol):
+    """What :class:`ContextCache` needs of a workspace: its git, its clone and its base branch."""
+
+    @property
+    def clone_path(self) -> Path: ...
+
+    @property
+    def base(self) -> str: ...
+
+
+class ContextCache:
+    """Each repo's product context as committed on its base branch, read again only when the base moved (or the
+    context settings changed): most attempts start on a base that the last one already read."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, tuple[tuple[object, ...], ProductContext]] = {}
+        """repo → (the base commit and the context settings it was read with, its product context)."""
+
+    async def read(self, repo: str, ws: BaseClone, loops: LoopsConfig) -> ProductContext:
+        ref = f"refs/remotes/origin/{ws.base}"
+        key = (
+            ref_from_files(ws.clone_path, ref),
+            tuple(loops.context_files),
+            loops.context_file_chars,
+            loops.context_max_chars,
+            tuple(loops.objective_url_hosts),
+        )
+        cached = self._read.get(repo)
+        if key[0] is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        context = await read_context(
+            repo,
+            git_reader(ws, ref),
+            loops.context_files,
+            file_chars=loops.context_file_chars,
+            max_chars=loops.context_max_chars,
+            url_hosts=loops.objective_url_hosts,
+        )
+        if key[0] is not None:
+            self._read[repo] = (key, context)
+        return context

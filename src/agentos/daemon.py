@@ -48,7 +48,6 @@ from agentos.daemon_parts import (
 )
 from agentos.executor import Executor
 from agentos.forge.base import Forge
-from agentos.graph import TaskGraph
 from agentos.jobs import loop_jobs
 from agentos.runners.attempt_egress import egress_proxy
 from agentos.runners.egress import EgressProxy
@@ -57,6 +56,7 @@ from agentos.runtime import Runtime
 from agentos.scheduler import DEFAULT_TRIGGERS, Scheduler
 from agentos.store import AlreadyRunning, DaemonState, StateError, Store
 from agentos.systemd import STATUS_EVERY_S, notify_loop, sd_notify, watchdog_interval
+from agentos.task_graph import TaskGraph
 from agentos.workspace_registry import WorkspaceRegistry
 
 if TYPE_CHECKING:

@@ -17,30 +17,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from agentos import logging as alog
 from agentos import memory
-from agentos._worktree import ref_from_files
 from agentos.agents.adapters import AgentNotInstalled, parse_output
 from agentos.agents.contract import RESULT_FILE, ContractError, read_result_bytes
 from agentos.agents.prompt import PromptTooLarge, build_prompt
 from agentos.agents.runner import kill_marked, kill_orphan
-from agentos.context import ProductContext, git_reader, read_context
+from agentos.context import ContextCache
 from agentos.errors import AgentosError
 from agentos.forge.base import BoardStatus, Forge
-from agentos.graph import Attempt, Task, TaskGraph, TaskStatus
+from agentos.graph import Attempt, Task, TaskStatus
 from agentos.handoff import Handoff
 from agentos.lifecycle import CONTAINMENT_CODES, Lifecycle, best_effort
 from agentos.notices import commit_message, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.run_files import START_FILE, attempt_dir, prior_attempts, read_start, read_tail
 from agentos.runners.egress import EgressProxy
-from agentos.runners.port import AttemptRun, AttemptSpec, Placement, Runner, RunnerLost, RunnerUnavailable, runner_for
+from agentos.runners.port import (
+    AttemptRun,
+    AttemptSpec,
+    Placement,
+    Runner,
+    RunnerLost,
+    RunnerUnavailable,
+    attempt_spec,
+    runner_for,
+)
 from agentos.running import SHUTDOWN, RunningAttempts
+from agentos.task_graph import TaskGraph
 from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Guard, Workspace, branch_name
 
@@ -99,8 +107,7 @@ class Executor:
             settings.config.runner, journal=journal, notify=lifecycle.notify, egress=egress
         )
         """Where attempts run (``runner.kind``): this machine, or a Ray cluster."""
-        self._contexts: dict[str, tuple[tuple[object, ...], ProductContext]] = {}
-        """repo → (the base commit and the context settings it was read with, its product context)."""
+        self.contexts = ContextCache()
         self.handoff = Handoff(
             settings=settings,
             journal=journal,
@@ -259,7 +266,7 @@ class Executor:
             await self.lifecycle.attempt_failed(task, Verdict("failed", "environment_failure", error=hook.detail))
             return
 
-        context = await self._context(task.repo, ws)
+        context = await self.contexts.read(task.repo, ws, self.settings.config.loops)
         try:
             prompt = build_prompt(
                 task,
@@ -373,29 +380,9 @@ class Executor:
     # ------------------------------------------------------------ the runner
 
     def _spec(self, task: Task, attempt: Attempt, worktree: Path, start_sha: str, prompt: str) -> AttemptSpec:
-        assert task.branch is not None
-        limits, run_dir = self.settings.config.limits, attempt_dir(self.state_dir, task, attempt)
-        return AttemptSpec(
-            task_id=task.id,
-            attempt=attempt.number,
-            agent=attempt.agent,
-            agent_cfg=self.settings.config.agents[attempt.agent],
-            prompt=prompt,
-            prompt_file=run_dir / "prompt.md",
-            worktree=worktree,
-            branch=task.branch,
-            start_sha=start_sha,
-            run_dir=run_dir,
-            idle_timeout_s=limits.idle_timeout_minutes * 60,
-            max_runtime_s=limits.max_runtime_minutes * 60,
-            kill_grace_s=limits.kill_grace_s,
-            max_log_bytes=limits.max_log_bytes,
-            sandbox=self.settings.config.sandbox,
-            state_dir=self.settings.config.state_path.resolve(),
-            marker=f"{self.marker_prefix()}{task.id}/{attempt.number}",
-            env=os.environ,
-            repo=self.settings.repo(task.repo),
-        )
+        run_dir = attempt_dir(self.state_dir, task, attempt)
+        marker = f"{self.marker_prefix()}{task.id}/{attempt.number}"
+        return attempt_spec(self.settings.config, task, attempt, worktree, start_sha, prompt, run_dir, marker)
 
     def _placed(self, task: Task, attempt: Attempt, placed: Placement) -> None:
         """The agent started: journal where (its pid here, for :func:`kill_orphan` after a crash; or its node)."""
@@ -456,33 +443,6 @@ class Executor:
                     await self.lifecycle.attempt_failed(task, verdict)
 
     # ------------------------------------------------------------ helpers
-
-    async def _context(self, repo: str, ws: Workspace) -> ProductContext:
-        """The repo's product context as committed on its base branch, read again only when the base moved (or the
-        context settings changed): most attempts start on a base that the last one already read."""
-        ref = f"refs/remotes/origin/{ws.base}"
-        loops = self.settings.config.loops
-        key = (
-            ref_from_files(ws.clone_path, ref),
-            tuple(loops.context_files),
-            loops.context_file_chars,
-            loops.context_max_chars,
-            tuple(loops.objective_url_hosts),
-        )
-        cached = self._contexts.get(repo)
-        if key[0] is not None and cached is not None and cached[0] == key:
-            return cached[1]
-        context = await read_context(
-            repo,
-            git_reader(ws, ref),
-            loops.context_files,
-            file_chars=loops.context_file_chars,
-            max_chars=loops.context_max_chars,
-            url_hosts=loops.objective_url_hosts,
-        )
-        if key[0] is not None:
-            self._contexts[repo] = (key, context)
-        return context
 
     async def _stash_leftovers(self, ws: Workspace, worktree: Path, task: Task) -> bool:
         """A worktree left dirty by the previous attempt: keep its changes as a patch, start clean.

@@ -36,7 +36,7 @@ from agentos.config import Config
 from agentos.errors import AgentosError
 from agentos.forge.base import BLOCKED_LABEL, REVIEW_LABEL, Feedback, Forge, PullRequest
 from agentos.forge_calls import best_effort, ready_by_label, ready_label
-from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus, backoff_seconds, send_back_blocker
+from agentos.graph import Attempt, Event, Task, TaskStatus, backoff_seconds, send_back_blocker
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
 from agentos.notices import (
@@ -53,6 +53,7 @@ from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake, Worksp
 from agentos.redact import redact
 from agentos.results import manual_steps_of
 from agentos.running import RunningAttempts
+from agentos.task_graph import TaskGraph
 from agentos.verdicts import Verdict
 
 __all__ = [

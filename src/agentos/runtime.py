@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from agentos import logging as alog
 from agentos.config import Config, RepoConfig
 from agentos.forge.base import READY_LABEL, Forge
-from agentos.graph import Event, Task, TaskGraph
+from agentos.graph import Event, Task
 from agentos.ports import Action, Severity
 from agentos.repo_overrides import overlay
 from agentos.state_writer import StateWriteFailure, StateWriter
 from agentos.store import DaemonState, StateError, Store
+from agentos.task_graph import TaskGraph
 from agentos.workspace import Workspace
 from agentos.workspace_registry import WorkspaceRegistry
 

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from agentos import logging as alog
-from agentos.graph import Event, Task, TaskGraph
+from agentos.graph import Event, Task
 from agentos.ports import Clock, Notify, Wake
 from agentos.store import DaemonState, StateError, Store
+from agentos.task_graph import TaskGraph
 
 __all__ = ["StateWriteFailure", "StateWriter"]
 

@@ -45,7 +45,7 @@ import structlog
 from pydantic import ValidationError
 
 from agentos.fsutil import atomic_write_bytes, fsync_dir, truncate_durably
-from agentos.graph import Event, Task, TaskGraph
+from agentos.graph import Event, Task
 from agentos.history import History
 from agentos.journal import STATE_TYPES, JournalRecord, as_utc, change_records, read_bytes, records_in, write_all
 from agentos.replay import (
@@ -70,6 +70,7 @@ from agentos.state_model import (
     StateError,
     daemon_delta,
 )
+from agentos.task_graph import TaskGraph
 
 __all__ = [
     "MIGRATIONS",

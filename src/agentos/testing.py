@@ -29,7 +29,7 @@ from agentos.agents.pool import AgentPool
 from agentos.config import Config, RepoConfig
 from agentos.executor import Executor
 from agentos.forge.base import Forge
-from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus
+from agentos.graph import Attempt, Event, Task, TaskStatus
 from agentos.jobs._loops import LoopSettings
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, WorkspaceBranches
@@ -48,6 +48,7 @@ from agentos.llm import ModelAsker
 from agentos.ports import Action, Notify, Severity, Wake
 from agentos.running import RunningAttempts
 from agentos.store import DaemonState, Store
+from agentos.task_graph import TaskGraph
 from agentos.workspace import Workspace
 
 __all__ = [

@@ -8,9 +8,7 @@ Layout under the state dir::
 
 :class:`Workspace` is a :class:`~agentos.clone.Clone` (git in the shared clone, its lock, fetches, scratch
 worktrees) with the task worktrees on top; operations inside one worktree (commit, diff, reset) take no lock.
-Hooks and tests run with :func:`agentos.proc.scrubbed_env` plus the repo's ``pass_env``, sandboxed by ``sandbox``
-(:func:`agentos.runners.policy.command_spec`: the code an agent just wrote is untrusted; both reach only
-``repos[].test_allow_hosts``, through the daemon's egress proxy). Two collaborators work
+Hooks and tests run sandboxed, as :mod:`agentos._worktree_commands` says. Two collaborators work
 over its public face, reached under the names the executor and jobs use: :attr:`Workspace.attempt_guard`
 (:meth:`~Workspace.guard`, :meth:`~Workspace.check_guard`, :meth:`~Workspace.find_secrets`) and
 :attr:`Workspace.budget` (``max_worktrees``, ``max_worktree_disk_mb``: :meth:`~Workspace.has_room`,
@@ -51,15 +49,14 @@ from agentos._worktree import (
     write_mark,
 )
 from agentos._worktree_budget import BudgetReport, Finished, WorktreeBudget
+from agentos._worktree_commands import run_repo_hook, run_repo_tests
 from agentos.agents.contract import RESULT_FILE
 from agentos.clone import Clone, Credentials
 from agentos.config import RepoConfig, SandboxConfig
 from agentos.fsutil import atomic_write_bytes
 from agentos.gitutil import GitError, GitResult, WorkspaceError
-from agentos.proc import CommandResult, run_shell, scrubbed_env
+from agentos.proc import CommandResult
 from agentos.runners.egress import EgressProxy
-from agentos.runners.hook_egress import hook_egress
-from agentos.runners.policy import command_spec
 
 __all__ = [
     "RESULT_FILE",
@@ -436,45 +433,16 @@ class Workspace(Clone):
     # ------------------------------------------------------------ commands in a worktree
 
     async def run_hook(self, name: HookName, worktree: Path) -> HookResult:
-        """Run one of the repo's hooks in ``worktree`` with its time limit and a scrubbed environment."""
-        command: str | None = getattr(self.repo.hooks, name)
-        if not command:
-            return HookResult(name, None)
-        env = scrubbed_env(self.repo.pass_env)
-        async with hook_egress(self.egress, self.sandbox, self.repo, name, worktree) as proxy_socket:
-            box = command_spec(self.sandbox, worktree, self.root, proxy_socket=proxy_socket)
-            res = await run_shell(command, cwd=worktree, env=env, timeout=self.repo.hooks.timeout_s, sandbox=box)
-        result = HookResult(name, command, res.code, res.output_tail, res.timed_out, res.duration_s)
-        if result.ok:
-            log.info("hook_ran", repo=self.repo.name, hook=name, duration_s=res.duration_s)
-        else:
-            log.warning(
-                "hook_failed",
-                repo=self.repo.name,
-                hook=name,
-                code=res.code,
-                timed_out=res.timed_out,
-                tail=res.output_tail[-500:],
-            )
-        return result
+        """:func:`~agentos._worktree_commands.run_repo_hook`: one of the repo's hooks, in ``worktree``."""
+        return await run_repo_hook(self.repo, name, worktree, root=self.root, sandbox=self.sandbox, egress=self.egress)
 
     async def run_tests(
         self, worktree: Path, env: Mapping[str, str] | None = None, *, proxy_socket: Path | None = None
     ) -> CommandResult:
-        """The repo's ``test_command`` in ``worktree``, limited to ``test_timeout_s``.
-
-        The environment is :func:`agentos.proc.scrubbed_env` with the repo's ``pass_env``, plus ``env``.
-        """
-        res = await run_shell(
-            self.repo.test_command,
-            cwd=worktree,
-            env=scrubbed_env(self.repo.pass_env, env),
-            timeout=self.repo.test_timeout_s,
-            sandbox=command_spec(self.sandbox, worktree, self.root, proxy_socket=proxy_socket),
+        """:func:`~agentos._worktree_commands.run_repo_tests`: the repo's ``test_command``, in ``worktree``."""
+        return await run_repo_tests(
+            self.repo, worktree, env, root=self.root, sandbox=self.sandbox, proxy_socket=proxy_socket
         )
-        where = {"repo": self.repo.name, "worktree": str(worktree)}
-        log.info("tests_ran", **where, code=res.code, timed_out=res.timed_out, duration_s=res.duration_s)
-        return res
 
     # ------------------------------------------------------------ the guard and the budget (collaborators)
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 import agentos.config as config_module
 from agentos.cli.main import app
-from agentos.graph import TaskGraph
 from agentos.store import DaemonState, Store
+from agentos.task_graph import TaskGraph
 
 
 @pytest.fixture(autouse=True)

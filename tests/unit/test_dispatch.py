@@ -11,8 +11,9 @@ import pytest
 
 from agentos.config import Config
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, Issue
-from agentos.graph import Event, Task, TaskGraph, TaskStatus
+from agentos.graph import Event, Task, TaskStatus
 from agentos.jobs.dispatch import Dispatcher, issue_of
+from agentos.task_graph import TaskGraph
 from agentos.testing import FakeForge, MemoryJournal, MemorySettings, MemoryWorkspaces, build, start_attempt, transition
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ValidationError
 from agentos._fake_forge import FakeForge
 from agentos.config import Config, RepoConfig
 from agentos.forge.base import READY_LABEL, Issue, NotFound
-from agentos.graph import Task, TaskGraph, TaskStatus
+from agentos.graph import Task, TaskStatus
 from agentos.issue_text import parse_issue
 from agentos.jobs.epics import Epics, SplitAnswer
+from agentos.task_graph import TaskGraph
 from agentos.testing import MemoryJournal, MemorySettings, SettableClock, transition
 from tests.unit.test_dispatch import issue, make
 

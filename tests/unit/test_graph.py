@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentos.graph import IllegalTransition, Task, TaskGraph, TaskStatus, backoff_seconds
+from agentos.graph import IllegalTransition, Task, TaskStatus, backoff_seconds
 from agentos.replay import compact
+from agentos.task_graph import TaskGraph
 from agentos.testing import end_attempt, start_attempt, transition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -11,8 +11,9 @@ import pytest
 from agentos.agents.pool import AgentPool
 from agentos.config import parse_config
 from agentos.errors import ControlError
-from agentos.graph import TaskGraph, TaskStatus
+from agentos.graph import TaskStatus
 from agentos.store import DaemonState
+from agentos.task_graph import TaskGraph
 from agentos.testing import MemoryJournal, MemorySettings, RecordingNotifier, SettableClock
 from tests.unit.test_budget import CONFIG, NOW, attempt, runtime, spend, task
 

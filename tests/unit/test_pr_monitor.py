@@ -33,11 +33,12 @@ from agentos.forge.base import (
     PullRequest,
     marker,
 )
-from agentos.graph import Attempt, Event, Task, TaskGraph, TaskStatus
+from agentos.graph import Attempt, Event, Task, TaskStatus
 from agentos.jobs._pr_policy import Blocker, ci_context, is_wedged, normalise, red_blocker
 from agentos.jobs.pr_monitor import PRMonitor, RebaseOutcome
 from agentos.jobs.verify import FileChange, PRDiff
 from agentos.ops.metrics import read_history
+from agentos.task_graph import TaskGraph
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FAKE_LLM = Path(__file__).parents[1] / "fakes" / "agents" / "json_answer.py"

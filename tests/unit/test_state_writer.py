@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agentos.graph import Event, Task, TaskGraph
+from agentos.graph import Event, Task
 from agentos.state_writer import StateWriter
 from agentos.store import DaemonState, StateError, Store
+from agentos.task_graph import TaskGraph
 from agentos.testing import RecordingNotifier
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

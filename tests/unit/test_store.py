@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from agentos.graph import Event, Task, TaskGraph
+from agentos.graph import Event, Task
 from agentos.store import (
     NOTIFIED_KEEP,
     SCHEMA,
@@ -27,6 +27,7 @@ from agentos.store import (
     StateError,
     Store,
 )
+from agentos.task_graph import TaskGraph
 from agentos.testing import start_attempt
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)

@@ -34,10 +34,11 @@ from agentos.budget import (
     verdict_figures,
 )
 from agentos.errors import ControlError
-from agentos.graph import Task, TaskGraph
+from agentos.graph import Task
 from agentos.ports import Clock, Journal, Notify, Settings
 from agentos.redact import redact
 from agentos.store import DaemonState
+from agentos.task_graph import TaskGraph
 
 if TYPE_CHECKING:
     from agentos.runtime import Runtime

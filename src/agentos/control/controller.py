@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from agentos import __version__, repo_overrides
+from agentos import __version__
 from agentos import config as cfgmod
 from agentos import logging as alog
 from agentos.acceptance_fate import AcceptanceFate
@@ -21,10 +21,11 @@ from agentos.agents.pool import AgentPool
 from agentos.budget import issue_breach
 from agentos.control.local_issues import LocalIssues
 from agentos.control.refs import numbered, repo_named
+from agentos.control.repo_edits import RepoEdits
 from agentos.control.task_rows import task_row
 from agentos.errors import AgentosError, ControlError
 from agentos.forge.base import Forge
-from agentos.graph import Event, IllegalTransition, Task, TaskGraph, TaskStatus
+from agentos.graph import Event, IllegalTransition, Task, TaskStatus
 from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.incident_book import IncidentBook
 from agentos.jobs.sprint_plan import SprintPlans
@@ -37,6 +38,7 @@ from agentos.runners.policy import describe
 from agentos.scheduler import Scheduler
 from agentos.state_writer import StateWriteFailure
 from agentos.store import DaemonState
+from agentos.task_graph import TaskGraph
 
 log = alog.get_logger("agentos.controller")
 
@@ -115,7 +117,6 @@ class Controller:
         self._status_page_url = status_page_url
         self._acceptance = acceptance or AcceptanceFate(lifecycle=lifecycle)
         """Who records an operator's sign-off of a merged task's acceptance checks (``accept``)."""
-        self._config_lock = asyncio.Lock()
         self._plans = plans
         """Sprint plans waiting for a decision (``plan show|approve|skip``); None: those commands refuse."""
         self._offers = offers
@@ -124,6 +125,8 @@ class Controller:
         """Open incidents (``incidents``, ``ack``, ``resolve``); None: those commands refuse."""
         self._issues = LocalIssues(settings=settings, forge=forge, poke=self._poke)
         """``agentos issue new|ready`` on the local forge (``issue_new``, ``issue_ready``)."""
+        self._repos = RepoEdits(settings=settings, journal=journal, state=state, refused=self._refused)
+        """``repos`` and ``repo enable|disable|mode|cadence``."""
 
     def __repr__(self) -> str:
         return f"<Controller tasks={len(self._graph)} paused={self._state.paused}>"
@@ -269,67 +272,16 @@ class Controller:
         return repo_named(self._settings.config, name)
 
     async def repos(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": r.name,
-                "enabled": self._settings.repo_enabled(r.name),
-                "mode": r.automation_mode,
-                "cadence_days": r.groom_cadence_days,
-                "base": r.base_branch,
-                "path": r.path,
-                "refused": self._refused().get(r.name),
-                "held": ", ".join(repo_overrides.held_keys(self._state.repo_overrides, r.name)) or None,
-            }
-            for r in self._settings.config.repos
-        ]
+        return self._repos.listing()
 
     async def set_repo(self, name: str, enabled: bool) -> dict[str, Any]:
-        self._repo(name)
-        disabled = self._state.disabled_repos
-        if enabled and name in disabled:
-            disabled.remove(name)
-        elif not enabled and name not in disabled:
-            disabled.append(name)
-        self._journal.save_state()
-        return {"repo": name, "enabled": enabled}
-
-    async def _edit_repo(self, name: str, key: str, value: Any) -> None:
-        """Write ``repos.<name>.<key>`` into the config file, or hold it in the state when the file is read-only
-        (the system unit: :mod:`agentos.repo_overrides`)."""
-        self._repo(name)
-        path = self._settings.config_path
-        if path is None:
-            raise ControlError("the daemon runs without a config file; there is nothing to edit")
-        overrides = self._state.repo_overrides
-        async with self._config_lock:
-            if not await asyncio.to_thread(repo_overrides.file_writable, path):
-                new = repo_overrides.hold(overrides, self._settings.config, name, key, value)
-                self._journal.save_state()
-                self._settings.replace_config(new)
-                log.info("config_edit_held", repo=name, key=key, value=value, path=str(path))
-                return
-            try:
-                new = await asyncio.to_thread(cfgmod.set_value, path, f"repos.{name}.{key}", value)
-            except cfgmod.ConfigError as exc:
-                raise ControlError(str(exc).splitlines()[0]) from None
-            if name in overrides and key in overrides[name]:
-                repo_overrides.release(overrides, name, key)
-                self._journal.save_state()
-        self._settings.replace_config(new)
-        log.info("config_edited", repo=name, key=key, value=value)
+        return self._repos.set_enabled(name, enabled)
 
     async def set_repo_mode(self, name: str, mode: str) -> dict[str, Any]:
-        modes = {"full": "full", "dispatcher": "dispatcher_only", "dispatcher_only": "dispatcher_only"}
-        if mode not in modes:
-            raise ControlError(f"mode must be full or dispatcher, not {mode!r}")
-        await self._edit_repo(name, "automation_mode", modes[mode])
-        return {"repo": name, "mode": modes[mode]}
+        return await self._repos.set_mode(name, mode)
 
     async def set_repo_cadence(self, name: str, days: int) -> dict[str, Any]:
-        if not isinstance(days, int) or days < 1:
-            raise ControlError(f"cadence must be a whole number of days ≥ 1, not {days!r}")
-        await self._edit_repo(name, "groom_cadence_days", days)
-        return {"repo": name, "cadence_days": days}
+        return await self._repos.set_cadence(name, days)
 
     # ------------------------------------------------------------ tasks
 

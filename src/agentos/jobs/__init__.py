@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agentos.forge.base import Forge
-    from agentos.graph import TaskGraph
     from agentos.jobs._loops import TunableSettings
     from agentos.jobs.digest import DigestNotify
     from agentos.ports import Clock, Journal, Wake, Workspaces
     from agentos.store import Store
+    from agentos.task_graph import TaskGraph
 
 
 def loop_jobs(

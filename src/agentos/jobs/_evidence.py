@@ -27,9 +27,10 @@ from pathlib import Path
 from agentos.agents.contract import RESULT_FILE, ContractError, read_contract
 from agentos.config import RepoConfig
 from agentos.forge.base import Issue
-from agentos.graph import Event, TaskGraph
+from agentos.graph import Event
 from agentos.jobs._loops import last_event
 from agentos.jobs.incidents import Cluster
+from agentos.task_graph import TaskGraph
 
 __all__ = ["CODEBASE_FILE", "Evidence", "Outcome", "gather", "known_issues", "read_repo_file"]
 

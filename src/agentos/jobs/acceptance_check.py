@@ -30,10 +30,11 @@ from agentos import logging as alog
 from agentos.acceptance import AcceptanceCheck
 from agentos.acceptance_fate import AcceptanceFate, CheckResult
 from agentos.errors import AgentosError
-from agentos.graph import Task, TaskGraph
+from agentos.graph import Task
 from agentos.ports import Settings, Workspaces
 from agentos.proc import run_shell, scrubbed_env
 from agentos.runners.policy import command_spec
+from agentos.task_graph import TaskGraph
 
 __all__ = ["AcceptanceChecker", "json_pointer"]
 

@@ -31,7 +31,7 @@ from ruamel.yaml.comments import CommentedSeq
 from agentos import logging as alog
 from agentos.config import ConfigError, set_value
 from agentos.forge.base import Forge
-from agentos.graph import TASK_TYPES, Event, TaskGraph
+from agentos.graph import TASK_TYPES, Event
 from agentos.jobs._loops import (
     EventHistory,
     LoopSettings,
@@ -49,6 +49,7 @@ from agentos.jobs.incidents import headline, normalise_error, signature
 from agentos.jobs.weekly_figures import weekly_sections
 from agentos.ops.metrics import GroupStats, History, group_stats, read_history
 from agentos.ports import Clock, Journal, Settings
+from agentos.task_graph import TaskGraph
 
 __all__ = [
     "AgentScorer",

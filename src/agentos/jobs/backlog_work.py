@@ -26,7 +26,6 @@ from agentos.agents.prompt import context_section
 from agentos.config import RepoConfig
 from agentos.context import ProductContext
 from agentos.forge.base import BLOCKED_LABEL, Forge, Issue, marker
-from agentos.graph import TaskGraph
 from agentos.jobs._evidence import CODEBASE_FILE, Evidence, gather, read_repo_file
 from agentos.jobs._loops import EventHistory, LoopSettings, comment_once, last_event, read_events, safely
 from agentos.jobs._refill import (
@@ -44,6 +43,7 @@ from agentos.llm import ModelAsker
 from agentos.ops.metrics import read_history
 from agentos.ports import Clock, Journal
 from agentos.redact import redact
+from agentos.task_graph import TaskGraph
 
 __all__ = ["BOOTSTRAP", "Generated", "WorkGenerator", "backlog_of", "target_depth"]
 

@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from agentos import logging as alog
-from agentos.graph import Event, Task, TaskGraph, TaskStatus
+from agentos.graph import Event, Task, TaskStatus
 from agentos.jobs._loops import EventHistory, LoopSettings, last_event, read_events, settings_for
 from agentos.ops.metrics import group_stats, read_history
 from agentos.ops.notify import Message
 from agentos.ports import Clock, Journal, Notify, Settings
 from agentos.redact import redact
+from agentos.task_graph import TaskGraph
 
 __all__ = ["DailyDigest", "digest_text", "window"]
 

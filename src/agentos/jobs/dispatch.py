@@ -21,7 +21,7 @@ from agentos.acceptance import AcceptanceState
 from agentos.errors import AgentosError
 from agentos.executor import Pool
 from agentos.forge.base import BLOCKED_LABEL, Forge, Issue, NotFound
-from agentos.graph import FINISHED, TERMINAL, Task, TaskGraph, TaskStatus
+from agentos.graph import FINISHED, TERMINAL, Task, TaskStatus
 from agentos.issue_text import ParsedIssue as ParsedIssue  # re-exported: the parser moved to issue_text
 from agentos.issue_text import parse_issue as parse_issue
 from agentos.jobs.epics import Epics
@@ -31,6 +31,7 @@ from agentos.notices import acceptance_unreadable_comment
 from agentos.ports import Clock, Journal, Settings, Workspaces
 from agentos.redact import redact
 from agentos.repo_guard import RepoGuard
+from agentos.task_graph import TaskGraph
 
 log = alog.get_logger("agentos.dispatch")
 

@@ -30,12 +30,13 @@ from agentos.agents.prompt import fence, sanitize
 from agentos.errors import AgentosError
 from agentos.forge.base import Forge, Issue, marker
 from agentos.forge_calls import best_effort, ready_label
-from agentos.graph import FINISHED, TaskGraph
+from agentos.graph import FINISHED
 from agentos.issue_text import strip_hidden
 from agentos.jobs._loops import EventHistory, comment_once, read_events, settings_for
 from agentos.llm import ModelAsker, from_config
 from agentos.ports import Clock, Journal, Settings, Wake
 from agentos.redact import redact
+from agentos.task_graph import TaskGraph
 
 __all__ = ["EPIC_LABEL", "MAX_PARTS", "Epic", "Epics", "SplitAnswer", "SplitPart", "part_body", "split_question"]
 

@@ -34,7 +34,7 @@ from agentos import logging as alog
 from agentos.config import RepoConfig
 from agentos.context import ProductContext, directory_reader, read_context
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue, marker
-from agentos.graph import TaskGraph, TaskStatus
+from agentos.graph import TaskStatus
 from agentos.jobs._loops import (
     EventHistory,
     LoopSettings,
@@ -58,6 +58,7 @@ from agentos.jobs.auto_ready import AutoReady
 from agentos.jobs.backlog_work import Generated, WorkGenerator
 from agentos.llm import ModelAsker, from_config
 from agentos.ports import Clock, Journal, Settings
+from agentos.task_graph import TaskGraph
 
 __all__ = [
     "DUPLICATE_LABEL",

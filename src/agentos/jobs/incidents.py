@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentos import logging as alog
 from agentos.forge.base import Forge, Issue, marker
-from agentos.graph import Event, TaskGraph, TaskStatus
+from agentos.graph import Event, TaskStatus
 from agentos.jobs._loops import (
     EventHistory,
     LoopSettings,
@@ -44,6 +44,7 @@ from agentos.llm import ModelAsker, from_config
 from agentos.ops.metrics import Failure, read_history
 from agentos.ports import Action, Clock, Journal, Notify, Settings
 from agentos.redact import redact
+from agentos.task_graph import TaskGraph
 
 __all__ = [
     "HINTS",

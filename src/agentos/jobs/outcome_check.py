@@ -36,7 +36,7 @@ from agentos.config import RepoConfig
 from agentos.context import Metric
 from agentos.errors import AgentosError
 from agentos.forge.base import Forge
-from agentos.graph import Event, TaskGraph
+from agentos.graph import Event
 from agentos.jobs._loops import (
     EventHistory,
     LoopSettings,
@@ -53,6 +53,7 @@ from agentos.llm import ModelAsker, from_config
 from agentos.ops.metrics import repo_of
 from agentos.outcomes import classify
 from agentos.ports import Clock, Journal, Settings, Workspaces
+from agentos.task_graph import TaskGraph
 
 __all__ = ["LOOKBACK", "OutcomeChecker", "incident_key"]
 

@@ -32,7 +32,7 @@ from agentos.agents.prompt import context_section
 from agentos.config import RepoConfig
 from agentos.context import ProductContext, directory_reader, read_context
 from agentos.forge.base import BLOCKED_LABEL, READY_LABEL, RUNNING_LABEL, Forge, Issue
-from agentos.graph import PRIORITY_RANK, Event, TaskGraph
+from agentos.graph import PRIORITY_RANK, Event
 from agentos.issue_text import parse_issue
 from agentos.jobs._loops import (
     EventHistory,
@@ -51,6 +51,7 @@ from agentos.ops.metrics import read_history
 from agentos.outcomes import outcome_lines, score_objectives
 from agentos.ports import Clock, Journal, Notify, Settings, Wake
 from agentos.redact import redact
+from agentos.task_graph import TaskGraph
 
 __all__ = ["HOLD_LABEL", "SPRINT_LABEL", "PlanAnswer", "SprintPlanner", "outcome_of", "pick_sprint", "plan_prompt"]
 

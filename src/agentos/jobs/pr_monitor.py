@@ -29,10 +29,8 @@ stands aside: every green PR is enqueued (``merge_pr`` answers ``queued``), none
 merged directly, a queued PR is left alone, and one dropped for its merge group's failing checks goes back to an
 agent like red CI (docs/pr-monitor.md §2a).
 
-**Wedged**: a PR blocked on one blocker signature (normalised failing-check names + error lines, a
-conflict, a merge refusal, checks that never finish) for longer than ``routing.wedged_after_hours`` is
-closed with a comment, its branch deleted, and the task re-spawned from the base as a new generation,
-once per issue; a second wedge escalates instead and leaves the PR open for a human.
+**Wedged**: a PR blocked on one blocker signature for longer than ``routing.wedged_after_hours`` is closed and its
+task re-spawned, once per issue; a second wedge escalates (:mod:`agentos.jobs._pr_blockers`).
 
 Every change is journalled before the next side effect, every side effect is idempotent (keyed comments,
 lease pushes, label checks), and a pass over an unchanged state changes nothing. See docs/pr-monitor.md.
@@ -49,21 +47,19 @@ from typing import Any, Literal
 from agentos import logging as alog
 from agentos.errors import AgentosError
 from agentos.forge.base import Checks, Forge, PullRequest, QueueEntry, marker
-from agentos.graph import Task, TaskGraph, TaskStatus
+from agentos.graph import Task, TaskStatus
+from agentos.jobs._pr_blockers import PRBlockers
 from agentos.jobs._pr_gate import ReviewGate
 from agentos.jobs._pr_git import Branches, RebaseOutcome, WorkspaceBranches
 from agentos.jobs._pr_host_queue import HostQueueView
 from agentos.jobs._pr_policy import (
     Blocker,
-    BlockerKind,
     ci_context,
     group_failed,
-    is_wedged,
     normalise,
     pending_blocker,
     red_blocker,
     wedge_key,
-    wedged_comment,
 )
 from agentos.jobs.reviews import ReviewFollowUp
 from agentos.jobs.verify import Finding
@@ -71,12 +67,11 @@ from agentos.lifecycle import Lifecycle
 from agentos.notices import issue_ref, safe_id
 from agentos.ports import Clock, Journal, Settings
 from agentos.redact import redact
+from agentos.task_graph import TaskGraph
 
 __all__ = ["Blocker", "Branches", "PRMonitor", "RebaseOutcome", "WorkspaceBranches"]
 
 log = alog.get_logger("agentos.pr_monitor")
-
-EARLIER_KINDS: dict[str, BlockerKind] = {"red": "red", "conflict": "conflict", "refused": "refused"}
 
 
 @dataclass
@@ -126,6 +121,15 @@ class PRMonitor:
         self.gate = gate
         self.reviews = ReviewFollowUp(forge=forge, lifecycle=lifecycle, journal=journal)
         self.counts = {"merged": 0, "rebased": 0, "sent_back": 0, "wedged": 0}
+        self.blockers = PRBlockers(
+            settings=settings,
+            journal=journal,
+            clock=clock,
+            forge=forge,
+            lifecycle=lifecycle,
+            branches=branches,
+            counts=self.counts,
+        )
         self.waited = 0  # PR passes skipped because the PR waits behind the head of its queue
         self.enqueued = 0  # PRs put in the host's merge queue
         self.host = HostQueueView(settings=settings, forge=forge)
@@ -284,7 +288,7 @@ class PRMonitor:
         if checks.sha and pr.head_sha and checks.sha != pr.head_sha:
             checks = Checks(sha=pr.head_sha, state="pending")  # checks of an older head: wait for the new ones
         if checks.state == "pending":
-            if await self._blocked(task, pr, pending_blocker(checks)):
+            if await self.blockers.note(task, pr, pending_blocker(checks)):
                 return None
             return "in_flight" if await self._up_to_date(task, pr) else None
         if checks.state == "failure":
@@ -292,12 +296,12 @@ class PRMonitor:
             # PR known to be unmergeable. A conflict is rebased, not sent to an agent as a test failure.
             if (await self.forge.get_pr(task.repo, pr.number)).mergeable is False:
                 return await self._conflict_or_wait(task, pr, behind_head)
-            if not await self._blocked(task, pr, red_blocker(checks)):
+            if not await self.blockers.note(task, pr, red_blocker(checks)):
                 await self._send_back(task, pr, ci_context(checks), reason="ci_failed")
             return None
         if hosted is not None and await self._dropped(task, pr, busy=bool(hosted)):
             return None
-        self._unblocked(task, pr)
+        self.blockers.clear(task, pr)
         self._verdicts[task.id] = _Verdict(pr.head_sha, "green")
         if not await self.gate.passes(task, pr):
             return None
@@ -333,7 +337,7 @@ class PRMonitor:
         if result.reason == "conflict":
             await self._conflict(task, pr)
         elif result.reason != "head_moved":  # a moved head: the next pass
-            await self._blocked(task, pr, Blocker("refused", (), (normalise(result.message)[:200],)))
+            await self.blockers.note(task, pr, Blocker("refused", (), (normalise(result.message)[:200],)))
         return False
 
     async def _mark_merged(
@@ -352,7 +356,7 @@ class PRMonitor:
         """A PR closed without a merge: by agentos as wedged (finish the re-spawn) or by someone else."""
         tag = marker(wedge_key(task))
         if any(tag in c.body for c in await self.forge.comments(task.repo, pr.number)):
-            await self._respawn(task, pr)
+            await self.blockers.respawn(task, pr)
             return
         self.lifecycle.closed_unmerged(task)
         await self._drop_worktree(task)
@@ -382,18 +386,18 @@ class PRMonitor:
             return False
         if drop.kind == "checks":
             blocker, detail = group_failed(drop)
-            if not await self._blocked(task, pr, blocker):
+            if not await self.blockers.note(task, pr, blocker):
                 await self._send_back(task, pr, detail, reason="merge_group_failed")
             return True
         if drop.kind == "conflict":
             return busy  # it conflicts with a PR ahead: wait until they merged; a conflict with the base is rebased
-        await self._blocked(task, pr, Blocker("refused", (), (normalise(f"dequeued: {drop.reason}")[:200],)))
+        await self.blockers.note(task, pr, Blocker("refused", (), (normalise(f"dequeued: {drop.reason}")[:200],)))
         return True  # removed by a person (or a rule): not put back on the same head
 
     # ------------------------------------------------------------ conflicts and red CI
 
     async def _conflict(self, task: Task, pr: PullRequest) -> None:
-        if not await self._blocked(task, pr, Blocker("conflict", (pr.base,))):
+        if not await self.blockers.note(task, pr, Blocker("conflict", (pr.base,))):
             await self._rebase(task, pr, reason="conflict")
 
     async def _rebase(self, task: Task, pr: PullRequest, *, reason: str) -> None:
@@ -425,57 +429,6 @@ class PRMonitor:
         """A red or conflicting PR goes back to an agent on the same branch, up to the fix budget (lifecycle)."""
         if await self.lifecycle.send_back(task, pr, detail, reason=reason):
             self.counts["sent_back"] += 1
-
-    # ------------------------------------------------------------ blockers and wedged PRs
-
-    async def _blocked(self, task: Task, pr: PullRequest, blocker: Blocker) -> bool:
-        """Note the blocker (journalled when it changes); True when the PR was wedged on it and dealt with."""
-        signature = blocker.signature
-        now = self.clock()
-        # Checks re-running after a fix or a rebase are no new blocker: the PR stays blocked on the old one
-        # (its clock runs on) until it is seen green.
-        rerun = blocker.kind == "pending" and bool(task.last_signature) and task.last_signature != signature
-        if not rerun and (task.last_signature != signature or task.blocked_since is None):
-            task.note_pr_blocker(signature, now)
-            event = self.journal.event(
-                "pr_blocked", task.id, pr=pr.number, kind=blocker.kind, signature=signature, sha=pr.head_sha
-            )
-            self.journal.commit([event], [task])
-            log.info("pr_blocked", kind=blocker.kind, signature=signature)
-            return False
-        if not is_wedged(task.blocked_since, now, self.settings.config.routing.wedged_after_hours):
-            return False
-        earlier = EARLIER_KINDS.get((task.last_signature or "").split(":", 1)[0])
-        if rerun and earlier is not None:  # still blocked on the earlier problem, whose checks re-run now
-            blocker = Blocker(earlier, blocker.names)
-        await self._wedged(task, pr, blocker)
-        return True
-
-    def _unblocked(self, task: Task, pr: PullRequest) -> None:
-        if not task.clear_pr_blocker():
-            return
-        self.journal.commit([self.journal.event("pr_unblocked", task.id, pr=pr.number, sha=pr.head_sha)], [task])
-
-    async def _wedged(self, task: Task, pr: PullRequest, blocker: Blocker) -> None:
-        """Close and re-spawn (the first time for this issue) or escalate (after a re-spawn wedged too)."""
-        again = self.lifecycle.wedged_before(task)
-        since = task.blocked_since or self.clock()
-        hours = (self.clock() - since).total_seconds() / 3600
-        body = wedged_comment(task, pr, blocker, hours, self.settings.repo(task.repo).base_branch, escalate=again)
-        await self.forge.comment(task.repo, pr.number, redact(body), key=wedge_key(task))
-        self.counts["wedged"] += 1
-        log.warning("pr_wedged", signature=task.last_signature, hours=round(hours, 2), escalate=again)
-        if again:
-            await self.lifecycle.escalate_wedged(task, pr)
-            return
-        await self.forge.close_pr(task.repo, pr.number)
-        await self._respawn(task, pr)
-
-    async def _respawn(self, task: Task, pr: PullRequest) -> None:
-        """After the wedge comment and the close: delete the branch; lifecycle cancels and re-spawns the task."""
-        if task.branch:
-            await self.branches.delete(task.repo, task.branch, pr.head_sha)
-        self.lifecycle.respawn(task, pr)
 
     # ------------------------------------------------------------ operator decisions
 

@@ -23,10 +23,11 @@ from typing import Any
 from agentos import logging as alog
 from agentos.errors import ControlError
 from agentos.forge.base import READY_LABEL, Forge, Issue
-from agentos.graph import Event, TaskGraph, TaskStatus
+from agentos.graph import Event, TaskStatus
 from agentos.issue_text import parse_issue
 from agentos.jobs._loops import EventHistory, comment_once, file_once, find_marked, last_event, read_events, safely
 from agentos.ports import Action, Clock, Journal, Notify, Settings, Wake
+from agentos.task_graph import TaskGraph
 
 __all__ = ["HISTORY_DAYS", "SPRINT_LABEL", "Pick", "Plan", "SprintPlans", "next_focus", "outcome_of"]
 

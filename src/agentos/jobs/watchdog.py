@@ -24,10 +24,11 @@ from typing import Protocol
 from agentos import logging as alog
 from agentos.agents.runner import kill_orphan, proc_start_time
 from agentos.errors import AgentosError
-from agentos.graph import Task, TaskGraph, TaskStatus
+from agentos.graph import Task, TaskStatus
 from agentos.lifecycle import Lifecycle
 from agentos.notices import safe_id
 from agentos.ports import Clock, Journal, Notify, Settings, Wake, Workspaces
+from agentos.task_graph import TaskGraph
 from agentos.verdicts import Verdict
 from agentos.workspace import Finished
 

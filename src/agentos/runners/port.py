@@ -15,6 +15,7 @@ else in the daemon knows where it ran.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +27,21 @@ from agentos.errors import AgentosError
 from agentos.proc import CommandResult
 
 if TYPE_CHECKING:
-    from agentos.config import RunnerConfig
+    from agentos.config import Config, RunnerConfig
+    from agentos.graph import Attempt, Task
     from agentos.ports import Journal, Notify
     from agentos.runners.egress import EgressProxy
 
-__all__ = ["AttemptRun", "AttemptSpec", "Placement", "Runner", "RunnerLost", "RunnerUnavailable", "runner_for"]
+__all__ = [
+    "AttemptRun",
+    "AttemptSpec",
+    "Placement",
+    "Runner",
+    "RunnerLost",
+    "RunnerUnavailable",
+    "attempt_spec",
+    "runner_for",
+]
 
 RunnerKind = Literal["local", "ray"]
 
@@ -73,6 +84,42 @@ class AttemptSpec:
     @property
     def log_path(self) -> Path:
         return self.run_dir / "agent.log"
+
+
+def attempt_spec(
+    config: Config,
+    task: Task,
+    attempt: Attempt,
+    worktree: Path,
+    start_sha: str,
+    prompt: str,
+    run_dir: Path,
+    marker: str,
+) -> AttemptSpec:
+    """The spec of ``attempt`` of ``task`` under ``config`` (its agent, limits, sandbox and repo)."""
+    assert task.branch is not None
+    limits = config.limits
+    return AttemptSpec(
+        task_id=task.id,
+        attempt=attempt.number,
+        agent=attempt.agent,
+        agent_cfg=config.agents[attempt.agent],
+        prompt=prompt,
+        prompt_file=run_dir / "prompt.md",
+        worktree=worktree,
+        branch=task.branch,
+        start_sha=start_sha,
+        run_dir=run_dir,
+        idle_timeout_s=limits.idle_timeout_minutes * 60,
+        max_runtime_s=limits.max_runtime_minutes * 60,
+        kill_grace_s=limits.kill_grace_s,
+        max_log_bytes=limits.max_log_bytes,
+        sandbox=config.sandbox,
+        state_dir=config.state_path.resolve(),
+        marker=marker,
+        env=os.environ,
+        repo=config.repo(task.repo),
+    )
 
 
 @dataclass(frozen=True)
