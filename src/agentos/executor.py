@@ -39,7 +39,16 @@ from agentos.notices import commit_message, safe_id
 from agentos.ports import Clock, Journal, Settings, Wake, Workspaces
 from agentos.run_files import START_FILE, attempt_dir, prior_attempts, read_start, read_tail
 from agentos.runners.egress import EgressProxy
-from agentos.runners.port import AttemptRun, AttemptSpec, Placement, Runner, RunnerLost, RunnerUnavailable, runner_for
+from agentos.runners.port import (
+    AttemptRun,
+    AttemptSpec,
+    NoNodeFits,
+    Placement,
+    Runner,
+    RunnerLost,
+    RunnerUnavailable,
+    runner_for,
+)
 from agentos.running import SHUTDOWN, RunningAttempts
 from agentos.verdicts import Verdict, judge
 from agentos.workspace import Breach, Guard, Workspace, branch_name
@@ -170,8 +179,18 @@ class Executor:
         return hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12] + "/"
 
     async def drain(self, grace_s: float) -> None:
-        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them (they are re-queued)."""
+        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them: local ones are re-queued,
+        those on a Ray cluster keep running there for the next start to find (:meth:`_left_running`)."""
+        self.runner.detach()
         await self.attempts.drain(grace_s)
+
+    def _left_running(self, task: Task, attempt: Attempt) -> bool:
+        """A shutdown stopped following ``attempt``: True when it was left running on the cluster (not a local or
+        fallback run, which has a pid), so it stays RUNNING for :meth:`recover` to reattach, as after a crash."""
+        if self.runner.kind != "ray" or attempt.pid is not None:
+            return False
+        log.info("attempt_left_running", task=task.id, node=attempt.node or None)
+        return True
 
     async def recover(self) -> None:
         """After a crash: end attempts that were running, re-queue their tasks, resume hand-offs.
@@ -225,7 +244,7 @@ class Executor:
                 # An operator's cancel journalled CANCELLED (the attempt ended) before it stopped us; a
                 # shutdown did not: the attempt is interrupted and the task re-queued for the next start.
                 reason = self.attempts.stop_reason(task.id)
-                if attempt.outcome == "running" and reason == SHUTDOWN:
+                if attempt.outcome == "running" and reason == SHUTDOWN and not self._left_running(task, attempt):
                     events = task.requeue(self.clock(), "shutdown", error="daemon shutting down")
                     self.journal.commit(events, [task])
                 log.info("attempt_stopped", reason=reason)
@@ -282,6 +301,9 @@ class Executor:
             return
         except RunnerLost as exc:
             self._lost(task, str(exc))
+            return
+        except NoNodeFits as exc:
+            await self.lifecycle.no_node_fits(task, str(exc))
             return
         except RunnerUnavailable as exc:  # the cluster went away before the agent started: not the agent's fault
             self.journal.commit(task.requeue(self.clock(), "runner_unavailable", error=str(exc)), [task])
@@ -446,7 +468,11 @@ class Executor:
                 self._note_egress(task, attempt, run)
                 await self._judge(task, attempt, ws, worktree, start_sha, guard, run)
             except asyncio.CancelledError:
-                if attempt.outcome == "running" and self.attempts.stop_reason(task.id) == SHUTDOWN:
+                if (
+                    attempt.outcome == "running"
+                    and self.attempts.stop_reason(task.id) == SHUTDOWN
+                    and not self._left_running(task, attempt)
+                ):
                     self.journal.commit(task.requeue(self.clock(), "shutdown", error="daemon shutting down"), [task])
                 raise
             except Exception as exc:

@@ -295,6 +295,44 @@ def test_a_host_denied_on_the_node_is_reported_by_the_daemon(
     assert [(e["task"], e["data"]["host"]) for e in denied] == [(f"app#{number}", f"127.0.0.1:{port}")]
 
 
+def test_an_agent_no_node_can_run_is_escalated_and_runs_once_a_node_offers_it(
+    cluster: RayCluster, make_loop: Callable[..., Loop]
+) -> None:
+    """`ray_resources: {gpu_box: 1}` that no node offers: each try is refused before any actor is made (no minute
+    of waiting), not counted against the agent; after `routing.max_attempts` tries the task is escalated with one
+    line naming the missing resource, and `agentos doctor` fails for that agent. A node offering it joins,
+    `task retry`: the issue merges on that node."""
+    agent = {**command_agent(), "ray_resources": {"gpu_box": 1}}
+    routing = {"max_attempts": 2, "backoff_base_s": 0.2, "backoff_cap_s": 0.5}
+    loop = make_loop({"gpu": agent}, routing=routing, **_ray(cluster))
+    number = loop.new_issue("Train it on the GPU box")
+    task_id = f"app#{number}"
+    task = loop.wait_status(task_id, "blocked", timeout=WAIT_S)
+    line = """no Ray node offers {"gpu_box": 1}: start a worker with --resources '{"agentos": 1, "gpu_box": 1}'"""
+    assert [(a["outcome"], a["blocker_code"], a["error"]) for a in task["attempts"]] == [
+        ("interrupted", "no_ray_node", line)
+    ] * 2
+    assert task["last_blocker"] == "no_ray_node"
+    escalated = loop.wait_for(lambda: _notices(loop, f"escalation:{task_id}"), what="the escalation notice")
+    assert len(escalated) == 1 and line in escalated[0]["data"]["text"], escalated
+    assert _notices(loop, "ray_unreachable") == []  # the cluster is fine: other agents' attempts go on
+    assert '"ray_attempt_placed"' not in loop.log_tail(1_000_000)
+    doctor = subprocess.run(
+        [str(AGENTOS), "doctor", "--config", str(loop.config), "--json"], env=loop.env, capture_output=True, text=True
+    )
+    checks = {c["check"]: c for c in json.loads(doctor.stdout[doctor.stdout.find("[") :])}
+    assert checks["ray:agent:gpu"]["status"] == "error" and doctor.returncode != 0, checks["ray:agent:gpu"]
+
+    cluster.add_worker("gpu", {"agentos": 1, "gpu_box": 1})
+    cluster.learn_node_ids()
+    loop.ctl("retry", {"id": task_id})
+    task = loop.wait_status(task_id, "merged", timeout=WAIT_S)
+    assert task["attempts"][-1]["node"] == cluster.nodes["gpu"].node_id
+    assert [a["blocker_code"] for a in task["attempts"]] == ["no_ray_node", "no_ray_node", None]
+    assert len(loop.pulls()) == 1
+    _no_duplicates(loop, number)
+
+
 def test_a_node_dying_mid_attempt_loses_the_runner_and_the_task_merges_on_another(
     cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
 ) -> None:

@@ -11,7 +11,9 @@
 Faults: a restarted daemon finds the actor by its name (:meth:`RayRunner.reattach`) and keeps waiting; an actor
 whose node died raises :class:`RunnerLost` (the attempt is re-queued, not counted); while the head cannot be
 reached no attempt starts (connection retried with backoff, one notice), or the local runner takes them with
-``runner.fallback_local``; a node whose agentos or Ray version differs from the daemon's is refused.
+``runner.fallback_local``; a node whose agentos or Ray version differs from the daemon's is refused; an agent
+whose resources no live node offers is :class:`NoNodeFits` before any actor is made (checked again while its
+actor waits for a busy node), which the executor retries a few times and then escalates.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import socket
 import time
@@ -38,6 +41,7 @@ from agentos.runners.bundle import pack_branch, unpack_work
 from agentos.runners.port import (
     AttemptRun,
     AttemptSpec,
+    NoNodeFits,
     Placement,
     Runner,
     RunnerKind,
@@ -46,7 +50,7 @@ from agentos.runners.port import (
 )
 from agentos.runners.ray_actor import AttemptActor, NodeInfo, RemoteResult
 
-__all__ = ["RayRunner", "actor_name", "connect"]
+__all__ = ["RayRunner", "actor_name", "connect", "unplaceable"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +58,7 @@ _LOG_POLL_S = 0.25
 _BACKOFF_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
 _CONNECT_TIMEOUT_S = 20.0
 _STOP_S = 10.0
+_PLACE_CHECK_S = 15.0
 _ACTOR: Any = ray.remote(AttemptActor)
 
 
@@ -96,6 +101,21 @@ def connect(config: RunnerConfig) -> None:
         raise RunnerUnavailable(f"the Ray cluster at {config.address} cannot be reached: {line}") from exc
 
 
+def unplaceable(need: dict[str, float], nodes: list[dict[str, Any]]) -> str | None:
+    """Why no live node of ``nodes`` (``ray.nodes()``) can take an actor needing ``need``: one line naming what
+    is missing and how to offer it; None when one can (it may be busy now)."""
+    alive = [n for n in nodes if n.get("Alive")]
+    if any(all(n["Resources"].get(k, 0) >= v for k, v in need.items()) for n in alive):
+        return None
+    missing = {k: v for k, v in need.items() if not any(n["Resources"].get(k, 0) >= v for n in alive)}
+
+    def shown(resources: dict[str, float]) -> str:
+        return json.dumps({k: int(v) if float(v).is_integer() else v for k, v in resources.items()})
+
+    what = shown(missing) if missing else f"{shown(need)} together"
+    return f"no Ray node offers {what}: start a worker with --resources '{shown(need)}'"
+
+
 class RayRunner:
     """Attempts on a Ray cluster (see the module doc)."""
 
@@ -110,6 +130,7 @@ class RayRunner:
         self._failures = 0
         self._next_try = 0.0
         self._connecting: asyncio.Task[None] | None = None
+        self._detached = False
 
     def __repr__(self) -> str:
         return f"<RayRunner {self.config.address} {'connected' if self.connected else self.problem or 'idle'}>"
@@ -162,8 +183,11 @@ class RayRunner:
             if self.fallback is None:
                 raise RunnerUnavailable(self.problem or "the Ray cluster is not connected yet")
             return await self.fallback.run(spec, on_start)
-        bundle = await asyncio.to_thread(pack_branch, spec.worktree, spec.branch)
         resources = {"agentos": 1.0, **spec.agent_cfg.ray_resources}
+        if line := unplaceable(resources, await asyncio.to_thread(ray.nodes)):
+            log.warning("ray_no_node_fits", agent=spec.agent, detail=line)
+            raise NoNodeFits(line)
+        bundle = await asyncio.to_thread(pack_branch, spec.worktree, spec.branch)
         shipped = dataclasses.replace(spec, env={})  # the daemon's environment (the forge token) stays here
         actor = _ACTOR.options(
             name=actor_name(spec),
@@ -176,9 +200,9 @@ class RayRunner:
         ).remote(shipped)
         try:
             try:
-                info: NodeInfo = await self._call(actor.info.remote())
-            except RunnerLost as exc:  # it never started (no node offers its resources, no agentos there?)
-                line = f"no node of the Ray cluster took an attempt needing {resources} ({exc}); see `agentos doctor`"
+                info = await self._placement(actor, resources)
+            except RunnerLost as exc:  # its node could not make it (no agentos importable there?)
+                line = f"the Ray cluster could not start an attempt needing {resources} ({exc}); see `agentos doctor`"
                 self._unreachable(line)
                 raise RunnerUnavailable(line) from exc
             self._check_versions(info)
@@ -189,9 +213,29 @@ class RayRunner:
             run = await self._follow(actor, spec)
             assert run is not None, "a started actor has a result"
             return run
+        except asyncio.CancelledError:
+            if not self._detached:
+                await self._end(actor)
+            raise
         except BaseException:
             await self._end(actor)
             raise
+
+    async def _placement(self, actor: Any, need: dict[str, float]) -> NodeInfo:
+        """The node Ray placed the actor on. It waits as long as a live node offers ``need`` (busy with other
+        attempts); :class:`NoNodeFits` once none does (the node that did left the cluster)."""
+        placed = asyncio.wrap_future(actor.info.remote().future())
+        try:
+            while not (await asyncio.wait({placed}, timeout=_PLACE_CHECK_S))[0]:
+                if line := unplaceable(need, await asyncio.to_thread(ray.nodes)):
+                    raise NoNodeFits(line)
+            info: NodeInfo = placed.result()
+            return info
+        except (RayActorError, RaySystemError) as exc:
+            raise RunnerLost(f"the attempt's Ray actor did not start: {str(exc).strip().splitlines()[0]}") from exc
+        finally:
+            if not placed.done():
+                placed.cancel()
 
     async def reattach(self, spec: AttemptSpec) -> AttemptRun | None:
         """Find the attempt's actor by name and follow it again (None: it is gone)."""
@@ -207,6 +251,10 @@ class RayRunner:
             return None
         try:
             return await self._follow(actor, spec)
+        except asyncio.CancelledError:
+            if not self._detached:
+                await self._end(actor)
+            raise
         except BaseException:
             await self._end(actor)
             raise
@@ -271,6 +319,11 @@ class RayRunner:
             await asyncio.shield(asyncio.wait_for(asyncio.wrap_future(actor.close.remote().future()), _STOP_S))
         with contextlib.suppress(Exception):
             ray.kill(actor, no_restart=True)
+
+    def detach(self) -> None:
+        """A graceful stop: attempts stopped from now on keep running on the cluster (the next start finds them by
+        name, as after a crash); the fallback's local ones are stopped as always."""
+        self._detached = True
 
     async def close(self) -> None:
         """The daemon stops: its attempts keep running on the cluster (a restart finds them); only the driver goes."""
