@@ -175,6 +175,31 @@ def test_a_daemon_killed_mid_attempt_finds_its_actor_again(
     _no_duplicates(loop, number)
 
 
+def test_a_daemon_stopped_gracefully_leaves_its_attempt_running_for_the_restart(
+    cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
+) -> None:
+    """SIGTERM (a restart to upgrade, a config change) while the agent runs on a node: the daemon exits without
+    stopping it; the next start follows the same actor to the end: one attempt, one agent process, one PR."""
+    pids = tmp_path / "loop0" / "agent.pids"
+    loop = make_loop(
+        {"slow": command_agent("slow", FAKE_AGENT_SLOW_S="4", FAKE_AGENT_PID_FILE=str(pids))},
+        limits={"shutdown_grace_s": 0.5},
+        **_ray(cluster),
+    )
+    number = loop.new_issue("Slowly add a line across a restart")
+    task_id = f"app#{number}"
+    loop.wait_for(lambda: pid_list(pids), what="the agent started on its node", timeout=WAIT_S)
+    assert loop.stop() == 0
+    assert "attempt_left_running" in loop.log_tail(200_000)
+    loop.start()
+    task = loop.wait_status(task_id, "merged", timeout=WAIT_S)
+    assert [(a["outcome"], a["runner"]) for a in task["attempts"]] == [("complete", "ray")], task["attempts"]
+    assert len(pid_list(pids)) == 1  # the agent ran once
+    assert "attempt_reattached" in loop.log_tail(200_000)
+    assert len(loop.pulls()) == 1
+    _no_duplicates(loop, number)
+
+
 def test_doctor_checks_the_cluster(cluster: RayCluster, make_loop: Callable[..., Loop]) -> None:
     """`agentos doctor`: the cluster answers, its nodes, which agents a node can run, the versions."""
     agents = {"fake": command_agent(), "claude": {**claude_agent(), "ray_resources": {"claude": 1}}}
