@@ -137,6 +137,14 @@ def test_an_agent_needing_claude_runs_only_on_that_node(cluster: RayCluster, mak
     claude_node = cluster.nodes["claude"].node_id
     assert claude_node
     assert [t["attempts"][-1]["node"] for t in tasks] == [claude_node] * 3
+    # The first attempt on the node shipped the whole branch; the next ones only what its cache lacked.
+    shipped = [e["bundle"] for e in _log_events(loop, "ray_attempt_placed")]
+    assert len(shipped) == 3 and shipped[0] > 0 and max(shipped[1:]) < shipped[0], shipped
+
+
+def _log_events(loop: Loop, event: str) -> list[dict[str, Any]]:
+    lines = [line[line.find("{") :] for line in loop.log_tail(1_000_000).splitlines() if f'"{event}"' in line]
+    return [e for e in map(json.loads, lines) if e.get("event") == event]
 
 
 def test_a_daemon_killed_mid_attempt_finds_its_actor_again(

@@ -3,7 +3,8 @@
 ::
 
     daemon                                          node (placed by {"agentos": 1} + agents.<name>.ray_resources)
-    pack_branch(worktree) ─ object store ─► AttemptActor "<marker>" start(bundle): clone, run the agent
+    pack_thin(worktree, have()) ─ object store ─► AttemptActor "<marker>" start(bundle): via the node's cache
+                                                       of the repo (only what it lacks is shipped), clone, run
     agent.log  ◄──────────── read_log(offset) every 0.25 s (``agentos logs -f``; the idle limit runs on the node)
     unpack_work(worktree) ◄─ result(): commits bundle + patch + result file ─┘   close(), ray.kill
     … then the same verdict and hand-off as a local run: the daemon pushes, the node never sees the forge token.
@@ -30,14 +31,14 @@ from typing import Any
 
 import ray
 import structlog
-from ray.exceptions import GetTimeoutError, RayActorError, RaySystemError
+from ray.exceptions import GetTimeoutError, RayActorError, RaySystemError, RayTaskError
 
 import agentos
 from agentos.agents.contract import RESULT_FILE
 from agentos.config import RunnerConfig
 from agentos.fsutil import atomic_write_bytes
 from agentos.ports import Notify
-from agentos.runners.bundle import pack_branch, unpack_work
+from agentos.runners.bundle import pack_branch, pack_thin, unpack_work
 from agentos.runners.port import (
     AttemptRun,
     AttemptSpec,
@@ -187,7 +188,6 @@ class RayRunner:
         if line := unplaceable(resources, await asyncio.to_thread(ray.nodes)):
             log.warning("ray_no_node_fits", agent=spec.agent, detail=line)
             raise NoNodeFits(line)
-        bundle = await asyncio.to_thread(pack_branch, spec.worktree, spec.branch)
         shipped = dataclasses.replace(spec, env={})  # the daemon's environment (the forge token) stays here
         actor = _ACTOR.options(
             name=actor_name(spec),
@@ -207,9 +207,9 @@ class RayRunner:
                 raise RunnerUnavailable(line) from exc
             self._check_versions(info)
             self._failures = 0
-            await self._call(actor.start.remote(ray.put(bundle)))
+            shipped_bytes = await self._ship(actor, spec)
             on_start(Placement("ray", node=info.node))
-            log.info("ray_attempt_placed", actor=actor_name(spec), node=info.node, host=info.host)
+            log.info("ray_attempt_placed", actor=actor_name(spec), node=info.node, host=info.host, bundle=shipped_bytes)
             run = await self._follow(actor, spec)
             assert run is not None, "a started actor has a result"
             return run
@@ -220,6 +220,21 @@ class RayRunner:
         except BaseException:
             await self._end(actor)
             raise
+
+    async def _ship(self, actor: Any, spec: AttemptSpec) -> int:
+        """Send the node what its cache of the repo lacks (the whole branch when it has nothing, or when the thin
+        bundle is refused: the cache changed since it was asked); the bytes shipped."""
+        have: list[str] = await self._call(actor.have.remote())
+        bundle = await asyncio.to_thread(pack_thin, spec.worktree, spec.branch, have)
+        try:
+            await self._call(actor.start.remote(ray.put(bundle)))
+        except RayTaskError as exc:
+            if not have:
+                raise
+            log.warning("ray_thin_bundle_refused", error=str(exc).strip().splitlines()[-1][:300])
+            bundle = await asyncio.to_thread(pack_branch, spec.worktree, spec.branch)
+            await self._call(actor.start.remote(ray.put(bundle)))
+        return len(bundle)
 
     async def _placement(self, actor: Any, need: dict[str, float]) -> NodeInfo:
         """The node Ray placed the actor on. It waits as long as a live node offers ``need`` (busy with other
