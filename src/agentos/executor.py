@@ -181,13 +181,12 @@ class Executor:
     async def drain(self, grace_s: float) -> None:
         """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them: local ones are re-queued,
         those on a Ray cluster keep running there for the next start to find (:meth:`_left_running`)."""
-        self.runner.detach()
-        await self.attempts.drain(grace_s)
+        await self.attempts.drain(grace_s, before_cancel=self.runner.detach)
 
     def _left_running(self, task: Task, attempt: Attempt) -> bool:
-        """A shutdown stopped following ``attempt``: True when it was left running on the cluster (not a local or
-        fallback run, which has a pid), so it stays RUNNING for :meth:`recover` to reattach, as after a crash."""
-        if self.runner.kind != "ray" or attempt.pid is not None:
+        """A shutdown stopped following ``attempt``: True when its agent had started on a Ray node, where the
+        runner leaves it, so it stays RUNNING for :meth:`recover` to reattach, as after a crash."""
+        if attempt.runner != "ray":
             return False
         log.info("attempt_left_running", task=task.id, node=attempt.node or None)
         return True

@@ -198,6 +198,7 @@ class RayRunner:
             max_restarts=0,
             get_if_exists=True,
         ).remote(shipped)
+        placed = False
         try:
             try:
                 info = await self._placement(actor, resources)
@@ -209,12 +210,13 @@ class RayRunner:
             self._failures = 0
             shipped_bytes = await self._ship(actor, spec)
             on_start(Placement("ray", node=info.node))
+            placed = True
             log.info("ray_attempt_placed", actor=actor_name(spec), node=info.node, host=info.host, bundle=shipped_bytes)
             run = await self._follow(actor, spec)
             assert run is not None, "a started actor has a result"
             return run
         except asyncio.CancelledError:
-            if not self._detached:
+            if not (self._detached and placed):  # a daemon stopping leaves a started agent to its next start
                 await self._end(actor)
             raise
         except BaseException:
@@ -336,8 +338,9 @@ class RayRunner:
             ray.kill(actor, no_restart=True)
 
     def detach(self) -> None:
-        """A graceful stop: attempts stopped from now on keep running on the cluster (the next start finds them by
-        name, as after a crash); the fallback's local ones are stopped as always."""
+        """A graceful stop: attempts stopped from now on whose agent started on a node keep running there (the
+        next start finds them by name, as after a crash); the others, and the fallback's local ones, are stopped
+        as always."""
         self._detached = True
 
     async def close(self) -> None:
