@@ -6,6 +6,11 @@ of the seam, alternating: :class:`~agentos.runners.local.LocalRunner` and
 :class:`~agentos.runners.ray_runner.RayRunner` (bundle out, detached actor, clone, run, bundle back, fetch into
 the worktree). The figure is the wall time of ``Runner.run``; the baseline is the local run.
 
+The repo has a few hundred commits (``HISTORY``). A node keeps a cache of the repo, so after its first attempt
+only what it lacks is shipped: the same attempt with the node's cache removed first (the whole branch shipped,
+as before the cache) and right after, main one commit further (a thin bundle: that commit and the branch), alternating;
+the bytes shipped and the wall time.
+
 Then 20 attempts queued at once (each agent sleeps 1 s first) on 1, 2 and 3 worker nodes of ``{"agentos": 2}``:
 the time until all 20 came back, and per attempt.
 """
@@ -13,9 +18,11 @@ the time until all 20 came back, and per attempt.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from agentos.config import AgentConfig, RunnerConfig, SandboxConfig
 from agentos.runners.local import LocalRunner
@@ -28,6 +35,7 @@ TITLE = "ray: one attempt through the Ray runner vs the local runner; 20 queued 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "tests" / "fakes" / "agents" / "command_agent.py"
 QUEUED = 20
+HISTORY = 300
 
 
 def run(ctx: Context) -> BenchResult:
@@ -40,7 +48,7 @@ def run(ctx: Context) -> BenchResult:
     from tests.ray_cluster import RayCluster
 
     n = 6 if ctx.quick else 15
-    res.params = {"attempts": n, "queued": QUEUED, "nodes": [1, 2, 3]}
+    res.params = {"attempts": n, "queued": QUEUED, "nodes": [1, 2, 3], "history_commits": HISTORY}
     root = ctx.scratch("ray")
     cluster = RayCluster(root / "cluster")
     (root / "cluster").mkdir(exist_ok=True)
@@ -91,6 +99,7 @@ async def _measure(res: BenchResult, cluster: object, root: Path, n: int) -> Non
     )
     added = [(r - lo) * 1000 for r, lo in zip(ray_s, local_s, strict=True)]
     res.add(Figure("added by Ray per attempt", "ms", added, targets=[Target("<=", 1500)]))
+    await _thin(res, remote, cluster, repo, root, n)
     slow = _agent(sleep_s=1.0)
     for nodes in (1, 2, 3):
         while len([x for x in cluster.nodes.values() if x.resources]) < nodes:
@@ -102,6 +111,45 @@ async def _measure(res: BenchResult, cluster: object, root: Path, n: int) -> Non
         res.add(Figure(f"{QUEUED} queued, {nodes} node(s): all done", "s", [total], group="scale", single=True))
         res.add(Figure(f"{QUEUED} queued, {nodes} node(s): per attempt", "s", list(times), group="scale"))
     await remote.close()
+
+
+async def _thin(res: BenchResult, remote: Any, cluster: Any, repo: Path, root: Path, n: int) -> None:
+    """The same attempt with the node's cache of the repo removed first (the whole branch shipped) and with it
+    warm (only what the node lacks); ``RayRunner._ship`` reports the bytes it sent."""
+    shipped: list[int] = []
+    ship = remote._ship
+
+    async def recorded(actor: Any, spec: AttemptSpec) -> int:
+        size: int = await ship(actor, spec)
+        shipped.append(size)
+        return size
+
+    remote._ship = recorded
+    cold_s: list[float] = []
+    warm_s: list[float] = []
+    cold_b: list[float] = []
+    warm_b: list[float] = []
+    for i in range(n):
+        shutil.rmtree(cluster.temp / "tmp" / "agentos-cache", ignore_errors=True)
+        cold_s.append(await _one(remote, repo, root, f"c{i}", _agent()))
+        cold_b.append(shipped[-1] / 1024)
+        (repo / "module0.py").write_text(f"merged_meanwhile = {i}\n")  # main moved on by one commit since
+        _git(repo, "commit", "-qam", f"merged meanwhile {i}")
+        warm_s.append(await _one(remote, repo, root, f"w{i}", _agent()))
+        warm_b.append(shipped[-1] / 1024)
+    remote._ship = ship
+    cold, warm = "node cache cold: whole branch", "node cache warm: thin bundle"
+    res.add(Figure(f"bundle shipped, {warm}", "KiB", warm_b, cold_b, cold, group="thin bundles"))
+    res.add(
+        Figure(
+            f"one attempt, {warm}",
+            "ms",
+            [t * 1000 for t in warm_s],
+            [t * 1000 for t in cold_s],
+            cold,
+            group="thin bundles",
+        )
+    )
 
 
 def _agent(sleep_s: float = 0.0) -> AgentConfig:
@@ -123,6 +171,10 @@ def _repo(path: Path) -> Path:
     (path / "README.md").write_text("# bench\n" + "line\n" * 2000)
     _git(path, "add", "-A")
     _git(path, "commit", "-qm", "initial")
+    for i in range(HISTORY):  # a history worth shipping: each commit rewrites one of 20 files
+        (path / f"module{i % 20}.py").write_text("".join(f"value_{i}_{j} = {i * j}\n" for j in range(100)))
+        _git(path, "add", "-A")
+        _git(path, "commit", "-qm", f"change {i}")
     return path
 
 

@@ -40,6 +40,7 @@ from agentos.runners.egress import EgressProxy
 from agentos.runners.port import (
     AttemptRun,
     AttemptSpec,
+    NoNodeFits,
     Placement,
     Runner,
     RunnerLost,
@@ -177,8 +178,17 @@ class Executor:
         return hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12] + "/"
 
     async def drain(self, grace_s: float) -> None:
-        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them (they are re-queued)."""
-        await self.attempts.drain(grace_s)
+        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them: local ones are re-queued,
+        those on a Ray cluster keep running there for the next start to find (:meth:`_left_running`)."""
+        await self.attempts.drain(grace_s, before_cancel=self.runner.detach)
+
+    def _left_running(self, task: Task, attempt: Attempt) -> bool:
+        """A shutdown stopped following ``attempt``: True when its agent had started on a Ray node, where the
+        runner leaves it, so it stays RUNNING for :meth:`recover` to reattach, as after a crash."""
+        if attempt.runner != "ray":
+            return False
+        log.info("attempt_left_running", task=task.id, node=attempt.node or None)
+        return True
 
     async def recover(self) -> None:
         """After a crash: end attempts that were running, re-queue their tasks, resume hand-offs.
@@ -232,7 +242,7 @@ class Executor:
                 # An operator's cancel journalled CANCELLED (the attempt ended) before it stopped us; a
                 # shutdown did not: the attempt is interrupted and the task re-queued for the next start.
                 reason = self.attempts.stop_reason(task.id)
-                if attempt.outcome == "running" and reason == SHUTDOWN:
+                if attempt.outcome == "running" and reason == SHUTDOWN and not self._left_running(task, attempt):
                     events = task.requeue(self.clock(), "shutdown", error="daemon shutting down")
                     self.journal.commit(events, [task])
                 log.info("attempt_stopped", reason=reason)
@@ -289,6 +299,9 @@ class Executor:
             return
         except RunnerLost as exc:
             self._lost(task, str(exc))
+            return
+        except NoNodeFits as exc:
+            await self.lifecycle.no_node_fits(task, str(exc))
             return
         except RunnerUnavailable as exc:  # the cluster went away before the agent started: not the agent's fault
             self.journal.commit(task.requeue(self.clock(), "runner_unavailable", error=str(exc)), [task])
@@ -433,7 +446,11 @@ class Executor:
                 self._note_egress(task, attempt, run)
                 await self._judge(task, attempt, ws, worktree, start_sha, guard, run)
             except asyncio.CancelledError:
-                if attempt.outcome == "running" and self.attempts.stop_reason(task.id) == SHUTDOWN:
+                if (
+                    attempt.outcome == "running"
+                    and self.attempts.stop_reason(task.id) == SHUTDOWN
+                    and not self._left_running(task, attempt)
+                ):
                     self.journal.commit(task.requeue(self.clock(), "shutdown", error="daemon shutting down"), [task])
                 raise
             except Exception as exc:

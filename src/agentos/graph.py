@@ -68,6 +68,8 @@ FINISHED = frozenset({S.MERGED, S.DONE, S.ACCEPTED})  # the work is done (merged
 DISPATCHABLE = frozenset({S.QUEUED, S.RETRYING})
 REVIEW_BLOCKER = "review_requested"
 """The blocker of a task whose PR reviewers asked to change (:meth:`Task.send_back_for_review`)."""
+NO_NODE_BLOCKER = "no_ray_node"
+"""The blocker of an attempt no Ray node could take (its agent's ``ray_resources`` offered nowhere): not counted."""
 
 
 def send_back_blocker(reason: str) -> str:

@@ -36,7 +36,15 @@ from agentos.config import Config
 from agentos.errors import AgentosError
 from agentos.forge.base import BLOCKED_LABEL, REVIEW_LABEL, Feedback, Forge, PullRequest
 from agentos.forge_calls import best_effort, ready_by_label, ready_label
-from agentos.graph import Attempt, Event, Task, TaskStatus, backoff_seconds, send_back_blocker
+from agentos.graph import (
+    NO_NODE_BLOCKER,
+    Attempt,
+    Event,
+    Task,
+    TaskStatus,
+    backoff_seconds,
+    send_back_blocker,
+)
 from agentos.jobs._pr_policy import CI_CONTEXT_CHARS, next_generation
 from agentos.jobs.verify import Finding
 from agentos.notices import (
@@ -153,6 +161,26 @@ class Lifecycle:
         events.append(task.retry_after(now, delay, blocker=verdict.blocker))
         self.journal.commit(events, [task])
         log.info("attempt_failed_will_retry", task=task.id, blocker=verdict.blocker, retry_in_s=delay)
+
+    async def no_node_fits(self, task: Task, line: str) -> None:
+        """No Ray node offers what the attempt's agent needs (``line`` says what): the attempt ends ``interrupted``
+        with blocker ``no_ray_node`` (not counted against the agent), the task tries again with backoff, and
+        after ``routing.max_attempts`` such tries in a row it is escalated with that line. A retry runs one more."""
+        now = self.clock()
+        events = [task.end_attempt(now, outcome="interrupted", blocker_code=NO_NODE_BLOCKER, error=line)]
+        tries = 0
+        for attempt in reversed(task.attempts):
+            if attempt.blocker_code != NO_NODE_BLOCKER:
+                break
+            tries += 1
+        routing = self._config.routing
+        if tries >= routing.max_attempts:
+            await self.escalate(task, events, reason=NO_NODE_BLOCKER)
+            return
+        delay = backoff_seconds(tries, routing.backoff_base_s, routing.backoff_cap_s)
+        events.append(task.retry_after(now, delay, blocker=NO_NODE_BLOCKER))
+        self.journal.commit(events, [task])
+        log.warning("attempt_no_node_fits", task=task.id, detail=line, tries=tries, retry_in_s=delay)
 
     async def validation_failed(self, task: Task, code: str, detail: str) -> None:
         """A complete attempt whose hand-off failed (no diff, red tests, a secret): it failed after all."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from agentos.agents.contract import ResultContract
 from agentos.agents.prompt import fence
 from agentos.budget import BUDGET_CODE
-from agentos.graph import Attempt, Task
+from agentos.graph import NO_NODE_BLOCKER, Attempt, Task
 from agentos.issue_text import strip_hidden
 from agentos.jobs._pr_policy import fenced
 from agentos.redact import redact
@@ -90,7 +90,9 @@ def escalation_comment(task: Task, figures: str = "") -> str:
 def escalation_notice(task: Task, figures: str) -> str:
     blocked = [f"attempt {a.number} egress {a.egress_denied}" for a in task.attempts if a.egress_denied]
     text = f"Escalated {task.id}: {task.title}\nblocker: {task.last_blocker}\nattempts: {len(task.attempts)}\n{figures}"
-    return "\n".join([text, *blocked])
+    last = task.attempts[-1] if task.attempts else None
+    why = [last.error] if last is not None and last.blocker_code == NO_NODE_BLOCKER else []
+    return "\n".join([text, *why, *blocked])
 
 
 def fixes_exhausted_comment(task: Task, reason: str, fixes: int) -> str:

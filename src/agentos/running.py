@@ -78,11 +78,14 @@ class RunningAttempts:
         await asyncio.gather(runner, return_exceptions=True)
         return True
 
-    async def drain(self, grace_s: float) -> None:
-        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them (they are re-queued)."""
+    async def drain(self, grace_s: float, before_cancel: Callable[[], None] | None = None) -> None:
+        """Shutdown: give running attempts ``grace_s`` to finish, then interrupt them (they are re-queued);
+        ``before_cancel`` runs just before they are interrupted."""
         pending = list(self._tasks.values())
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace_s)
+            if still and before_cancel is not None:
+                before_cancel()
             for t in still:
                 t.cancel()
             await asyncio.gather(*still, return_exceptions=True)

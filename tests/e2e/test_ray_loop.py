@@ -137,6 +137,14 @@ def test_an_agent_needing_claude_runs_only_on_that_node(cluster: RayCluster, mak
     claude_node = cluster.nodes["claude"].node_id
     assert claude_node
     assert [t["attempts"][-1]["node"] for t in tasks] == [claude_node] * 3
+    # The first attempt on the node shipped the whole branch; the next ones only what its cache lacked.
+    shipped = [e["bundle"] for e in _log_events(loop, "ray_attempt_placed")]
+    assert len(shipped) == 3 and shipped[0] > 0 and max(shipped[1:]) < shipped[0], shipped
+
+
+def _log_events(loop: Loop, event: str) -> list[dict[str, Any]]:
+    lines = [line[line.find("{") :] for line in loop.log_tail(1_000_000).splitlines() if f'"{event}"' in line]
+    return [e for e in map(json.loads, lines) if e.get("event") == event]
 
 
 def test_a_daemon_killed_mid_attempt_finds_its_actor_again(
@@ -169,6 +177,31 @@ def test_a_daemon_killed_mid_attempt_finds_its_actor_again(
     assert f"ray {node[:12]}" in show.stdout, show.stdout  # `agentos ctl task show`: the node it ran on
     assert len(task["attempts"]) == 1, task["attempts"]
     assert task["attempts"][0]["outcome"] == "complete"
+    assert len(pid_list(pids)) == 1  # the agent ran once
+    assert "attempt_reattached" in loop.log_tail(200_000)
+    assert len(loop.pulls()) == 1
+    _no_duplicates(loop, number)
+
+
+def test_a_daemon_stopped_gracefully_leaves_its_attempt_running_for_the_restart(
+    cluster: RayCluster, make_loop: Callable[..., Loop], tmp_path: Path
+) -> None:
+    """SIGTERM (a restart to upgrade, a config change) while the agent runs on a node: the daemon exits without
+    stopping it; the next start follows the same actor to the end: one attempt, one agent process, one PR."""
+    pids = tmp_path / "loop0" / "agent.pids"
+    loop = make_loop(
+        {"slow": command_agent("slow", FAKE_AGENT_SLOW_S="4", FAKE_AGENT_PID_FILE=str(pids))},
+        limits={"shutdown_grace_s": 0.5},
+        **_ray(cluster),
+    )
+    number = loop.new_issue("Slowly add a line across a restart")
+    task_id = f"app#{number}"
+    loop.wait_for(lambda: pid_list(pids), what="the agent started on its node", timeout=WAIT_S)
+    assert loop.stop() == 0
+    assert "attempt_left_running" in loop.log_tail(200_000)
+    loop.start()
+    task = loop.wait_status(task_id, "merged", timeout=WAIT_S)
+    assert [(a["outcome"], a["runner"]) for a in task["attempts"]] == [("complete", "ray")], task["attempts"]
     assert len(pid_list(pids)) == 1  # the agent ran once
     assert "attempt_reattached" in loop.log_tail(200_000)
     assert len(loop.pulls()) == 1
@@ -293,6 +326,44 @@ def test_a_host_denied_on_the_node_is_reported_by_the_daemon(
     assert attempt["runner"] == "ray" and attempt["egress_denied"] == f"blocked: 127.0.0.1:{port} ×2"
     denied = [e for e in _journal(loop) if e.get("type") == "egress_denied"]
     assert [(e["task"], e["data"]["host"]) for e in denied] == [(f"app#{number}", f"127.0.0.1:{port}")]
+
+
+def test_an_agent_no_node_can_run_is_escalated_and_runs_once_a_node_offers_it(
+    cluster: RayCluster, make_loop: Callable[..., Loop]
+) -> None:
+    """`ray_resources: {gpu_box: 1}` that no node offers: each try is refused before any actor is made (no minute
+    of waiting), not counted against the agent; after `routing.max_attempts` tries the task is escalated with one
+    line naming the missing resource, and `agentos doctor` fails for that agent. A node offering it joins,
+    `task retry`: the issue merges on that node."""
+    agent = {**command_agent(), "ray_resources": {"gpu_box": 1}}
+    routing = {"max_attempts": 2, "backoff_base_s": 0.2, "backoff_cap_s": 0.5}
+    loop = make_loop({"gpu": agent}, routing=routing, **_ray(cluster))
+    number = loop.new_issue("Train it on the GPU box")
+    task_id = f"app#{number}"
+    task = loop.wait_status(task_id, "blocked", timeout=WAIT_S)
+    line = """no Ray node offers {"gpu_box": 1}: start a worker with --resources '{"agentos": 1, "gpu_box": 1}'"""
+    assert [(a["outcome"], a["blocker_code"], a["error"]) for a in task["attempts"]] == [
+        ("interrupted", "no_ray_node", line)
+    ] * 2
+    assert task["last_blocker"] == "no_ray_node"
+    escalated = loop.wait_for(lambda: _notices(loop, f"escalation:{task_id}"), what="the escalation notice")
+    assert len(escalated) == 1 and line in escalated[0]["data"]["text"], escalated
+    assert _notices(loop, "ray_unreachable") == []  # the cluster is fine: other agents' attempts go on
+    assert '"ray_attempt_placed"' not in loop.log_tail(1_000_000)
+    doctor = subprocess.run(
+        [str(AGENTOS), "doctor", "--config", str(loop.config), "--json"], env=loop.env, capture_output=True, text=True
+    )
+    checks = {c["check"]: c for c in json.loads(doctor.stdout[doctor.stdout.find("[") :])}
+    assert checks["ray:agent:gpu"]["status"] == "error" and doctor.returncode != 0, checks["ray:agent:gpu"]
+
+    cluster.add_worker("gpu", {"agentos": 1, "gpu_box": 1})
+    cluster.learn_node_ids()
+    loop.ctl("retry", {"id": task_id})
+    task = loop.wait_status(task_id, "merged", timeout=WAIT_S)
+    assert task["attempts"][-1]["node"] == cluster.nodes["gpu"].node_id
+    assert [a["blocker_code"] for a in task["attempts"]] == ["no_ray_node", "no_ray_node", None]
+    assert len(loop.pulls()) == 1
+    _no_duplicates(loop, number)
 
 
 def test_a_node_dying_mid_attempt_loses_the_runner_and_the_task_merges_on_another(

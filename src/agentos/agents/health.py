@@ -45,7 +45,16 @@ WEEK = timedelta(days=7)
 DAY = timedelta(hours=24)
 
 TRANSIENT_BLOCKERS = frozenset(
-    {"quota_limited", "environment_failure", "runner_lost", "interrupted", "cancelled", "closed", "wontfix"}
+    {
+        "quota_limited",
+        "environment_failure",
+        "runner_lost",
+        "no_ray_node",
+        "interrupted",
+        "cancelled",
+        "closed",
+        "wontfix",
+    }
 )
 """Blockers that say nothing about the agent's work (a usage limit, the machine, the runner, an operator)."""
 

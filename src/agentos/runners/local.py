@@ -77,5 +77,8 @@ class LocalRunner:
         """A local agent dies with the daemon's restart (its orphan is killed): there is nothing to wait for."""
         return None
 
+    def detach(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AttemptRun",
     "AttemptSpec",
+    "NoNodeFits",
     "Placement",
     "Runner",
     "RunnerLost",
@@ -48,6 +49,11 @@ RunnerKind = Literal["local", "ray"]
 
 class RunnerUnavailable(AgentosError):
     """The runner cannot take an attempt now (the cluster is unreachable, its versions differ from ours)."""
+
+
+class NoNodeFits(AgentosError):
+    """No node of the cluster offers the resources the agent needs (``agents.<name>.ray_resources``): the line
+    names them and how to offer them. Not the agent's fault; the executor retries a few times, then escalates."""
 
 
 class RunnerLost(AgentosError):
@@ -156,11 +162,17 @@ class Runner(Protocol):
 
     async def run(self, spec: AttemptSpec, on_start: Callable[[Placement], None]) -> AttemptRun:
         """Run the attempt; raises :class:`RunnerLost` when its node died, :class:`RunnerUnavailable` when it could
-        not start there. Cancelling it kills the agent's process group wherever it runs."""
+        not start there, :class:`NoNodeFits` when no node can take it as the cluster stands. Cancelling it kills
+        the agent's process group wherever it runs."""
         ...
 
     async def reattach(self, spec: AttemptSpec) -> AttemptRun | None:
         """A restarted daemon: wait again for an attempt still running (None: it is gone, start it afresh)."""
+        ...
+
+    def detach(self) -> None:
+        """The daemon is stopping: attempts it stops from now on are left running if they run elsewhere (on the
+        cluster, for the next start to find again); local ones are stopped as always."""
         ...
 
     async def close(self) -> None: ...

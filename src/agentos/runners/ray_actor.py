@@ -1,9 +1,11 @@
 """The node's side of a Ray attempt: one detached actor per attempt, named after it (``ray_runner`` starts it).
 
-:meth:`AttemptActor.start` (idempotent) clones the shipped bundle into a private folder on the node and runs the
-agent there with :func:`~agentos.agents.runner.run_process`: the same limits, the node's own bubblewrap sandbox
-and egress proxy (``sandbox.mode: bubblewrap``), an environment filtered from the node's own (the daemon's, with
-the forge token, never leaves the daemon). :meth:`read_log` hands out the log in chunks while it runs;
+:meth:`AttemptActor.have` says which commits the node's cache of the repo holds (so the daemon ships only what
+is past them); :meth:`AttemptActor.start` (idempotent) fetches the shipped bundle into that cache, clones it into
+a private folder on the node and runs the agent there with :func:`~agentos.agents.runner.run_process`: the same
+limits, the node's own bubblewrap sandbox and egress proxy (``sandbox.mode: bubblewrap``), an environment filtered
+from the node's own (the daemon's, with the forge token, never leaves the daemon). :meth:`read_log` hands out the
+log in chunks while it runs;
 :meth:`result` waits for the end (again after a daemon restart) and returns what the agent did as bundles, with
 the repo's ``test_command`` run there when the agent's result says ``complete``;
 :meth:`stop` kills the agent's process group; :meth:`close` removes the folder before the daemon kills the actor.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -29,7 +32,7 @@ from agentos.agents.runner import RunOutcome, RunSpec, run_process
 from agentos.config import RepoConfig
 from agentos.proc import CommandResult, run_shell, scrubbed_env
 from agentos.runners.attempt_egress import agent_allow, egress_proxy, egress_session, session_id
-from agentos.runners.bundle import clone_branch, pack_work
+from agentos.runners.bundle import cached_tips, clone_cached, pack_work
 from agentos.runners.policy import agent_spec, command_spec
 from agentos.runners.port import AttemptSpec
 
@@ -72,16 +75,36 @@ class AttemptActor:
         self.run_dir.mkdir(mode=0o700)
         self.repo = self.root / "repo"
         self._task: asyncio.Task[RemoteResult] | None = None
+        self._start: str | None = None
+
+    @property
+    def cache(self) -> Path:
+        """The node's cache of the attempt's repo: one per daemon (state directory) and repo, in the node's temp
+        folder, shared by the attempts placed there (removing it only makes the next bundle a full one)."""
+        repo = self.spec.task_id.rpartition("#")[0] or self.spec.task_id
+        key = hashlib.sha256(f"{self.spec.marker.split('/')[0]}/{repo}".encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "agentos-cache" / f"{key}.git"
 
     def info(self) -> NodeInfo:
         node = ray.get_runtime_context().get_node_id()
         return NodeInfo(node=node, host=socket.gethostname(), agentos=agentos.__version__, ray=ray.__version__)
 
+    def have(self) -> list[str]:
+        """The newest commits the node's cache of the repo holds (none: the daemon ships the whole branch)."""
+        return cached_tips(self.cache)
+
     async def start(self, bundle: bytes) -> bool:
-        """Begin the run (once: a second call, from a restarted daemon, changes nothing); whether it began now."""
+        """Clone ``bundle`` through the node's cache and begin the run (once: a second call, from a restarted
+        daemon, changes nothing); whether it began now. A thin bundle the cache cannot take raises
+        :class:`~agentos.runners.bundle.BundleError` (the daemon then sends the whole branch)."""
         if self._task is not None:
             return False
-        self._task = asyncio.get_running_loop().create_task(self._run(bundle))
+        if self._start is None:
+            spec = self.spec
+            self._start = await asyncio.to_thread(
+                clone_cached, self.cache, bundle, spec.branch, spec.start_sha, self.repo
+            )
+        self._task = asyncio.get_running_loop().create_task(self._run(self._start))
         return True
 
     async def result(self) -> RemoteResult | None:
@@ -108,9 +131,8 @@ class AttemptActor:
         await self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    async def _run(self, bundle: bytes) -> RemoteResult:
+    async def _run(self, start: str) -> RemoteResult:
         spec = self.spec
-        start = await asyncio.to_thread(clone_branch, bundle, spec.branch, self.repo)
         prompt_file = self.run_dir / "prompt.md"
         prompt_file.write_text(spec.prompt, encoding="utf-8")
         inv = build_invocation(

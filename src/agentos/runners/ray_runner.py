@@ -3,7 +3,8 @@
 ::
 
     daemon                                          node (placed by {"agentos": 1} + agents.<name>.ray_resources)
-    pack_branch(worktree) ─ object store ─► AttemptActor "<marker>" start(bundle): clone, run the agent
+    pack_thin(worktree, have()) ─ object store ─► AttemptActor "<marker>" start(bundle): via the node's cache
+                                                       of the repo (only what it lacks is shipped), clone, run
     agent.log  ◄──────────── read_log(offset) every 0.25 s (``agentos logs -f``; the idle limit runs on the node)
     unpack_work(worktree) ◄─ result(): commits bundle + patch + result file ─┘   close(), ray.kill
     … then the same verdict and hand-off as a local run: the daemon pushes, the node never sees the forge token.
@@ -11,7 +12,9 @@
 Faults: a restarted daemon finds the actor by its name (:meth:`RayRunner.reattach`) and keeps waiting; an actor
 whose node died raises :class:`RunnerLost` (the attempt is re-queued, not counted); while the head cannot be
 reached no attempt starts (connection retried with backoff, one notice), or the local runner takes them with
-``runner.fallback_local``; a node whose agentos or Ray version differs from the daemon's is refused.
+``runner.fallback_local``; a node whose agentos or Ray version differs from the daemon's is refused; an agent
+whose resources no live node offers is :class:`NoNodeFits` before any actor is made (checked again while its
+actor waits for a busy node), which the executor retries a few times and then escalates.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import socket
 import time
@@ -27,17 +31,18 @@ from typing import Any
 
 import ray
 import structlog
-from ray.exceptions import GetTimeoutError, RayActorError, RaySystemError
+from ray.exceptions import GetTimeoutError, RayActorError, RaySystemError, RayTaskError
 
 import agentos
 from agentos.agents.contract import RESULT_FILE
 from agentos.config import RunnerConfig
 from agentos.fsutil import atomic_write_bytes
 from agentos.ports import Notify
-from agentos.runners.bundle import pack_branch, unpack_work
+from agentos.runners.bundle import pack_branch, pack_thin, unpack_work
 from agentos.runners.port import (
     AttemptRun,
     AttemptSpec,
+    NoNodeFits,
     Placement,
     Runner,
     RunnerKind,
@@ -46,7 +51,7 @@ from agentos.runners.port import (
 )
 from agentos.runners.ray_actor import AttemptActor, NodeInfo, RemoteResult
 
-__all__ = ["RayRunner", "actor_name", "connect"]
+__all__ = ["RayRunner", "actor_name", "connect", "unplaceable"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +59,7 @@ _LOG_POLL_S = 0.25
 _BACKOFF_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
 _CONNECT_TIMEOUT_S = 20.0
 _STOP_S = 10.0
+_PLACE_CHECK_S = 15.0
 _ACTOR: Any = ray.remote(AttemptActor)
 
 
@@ -96,6 +102,21 @@ def connect(config: RunnerConfig) -> None:
         raise RunnerUnavailable(f"the Ray cluster at {config.address} cannot be reached: {line}") from exc
 
 
+def unplaceable(need: dict[str, float], nodes: list[dict[str, Any]]) -> str | None:
+    """Why no live node of ``nodes`` (``ray.nodes()``) can take an actor needing ``need``: one line naming what
+    is missing and how to offer it; None when one can (it may be busy now)."""
+    alive = [n for n in nodes if n.get("Alive")]
+    if any(all(n["Resources"].get(k, 0) >= v for k, v in need.items()) for n in alive):
+        return None
+    missing = {k: v for k, v in need.items() if not any(n["Resources"].get(k, 0) >= v for n in alive)}
+
+    def shown(resources: dict[str, float]) -> str:
+        return json.dumps({k: int(v) if float(v).is_integer() else v for k, v in resources.items()})
+
+    what = shown(missing) if missing else f"{shown(need)} together"
+    return f"no Ray node offers {what}: start a worker with --resources '{shown(need)}'"
+
+
 class RayRunner:
     """Attempts on a Ray cluster (see the module doc)."""
 
@@ -110,6 +131,7 @@ class RayRunner:
         self._failures = 0
         self._next_try = 0.0
         self._connecting: asyncio.Task[None] | None = None
+        self._detached = False
 
     def __repr__(self) -> str:
         return f"<RayRunner {self.config.address} {'connected' if self.connected else self.problem or 'idle'}>"
@@ -162,8 +184,10 @@ class RayRunner:
             if self.fallback is None:
                 raise RunnerUnavailable(self.problem or "the Ray cluster is not connected yet")
             return await self.fallback.run(spec, on_start)
-        bundle = await asyncio.to_thread(pack_branch, spec.worktree, spec.branch)
         resources = {"agentos": 1.0, **spec.agent_cfg.ray_resources}
+        if line := unplaceable(resources, await asyncio.to_thread(ray.nodes)):
+            log.warning("ray_no_node_fits", agent=spec.agent, detail=line)
+            raise NoNodeFits(line)
         shipped = dataclasses.replace(spec, env={})  # the daemon's environment (the forge token) stays here
         actor = _ACTOR.options(
             name=actor_name(spec),
@@ -174,24 +198,61 @@ class RayRunner:
             max_restarts=0,
             get_if_exists=True,
         ).remote(shipped)
+        placed = False
         try:
             try:
-                info: NodeInfo = await self._call(actor.info.remote())
-            except RunnerLost as exc:  # it never started (no node offers its resources, no agentos there?)
-                line = f"no node of the Ray cluster took an attempt needing {resources} ({exc}); see `agentos doctor`"
+                info = await self._placement(actor, resources)
+            except RunnerLost as exc:  # its node could not make it (no agentos importable there?)
+                line = f"the Ray cluster could not start an attempt needing {resources} ({exc}); see `agentos doctor`"
                 self._unreachable(line)
                 raise RunnerUnavailable(line) from exc
             self._check_versions(info)
             self._failures = 0
-            await self._call(actor.start.remote(ray.put(bundle)))
+            shipped_bytes = await self._ship(actor, spec)
             on_start(Placement("ray", node=info.node))
-            log.info("ray_attempt_placed", actor=actor_name(spec), node=info.node, host=info.host)
+            placed = True
+            log.info("ray_attempt_placed", actor=actor_name(spec), node=info.node, host=info.host, bundle=shipped_bytes)
             run = await self._follow(actor, spec)
             assert run is not None, "a started actor has a result"
             return run
+        except asyncio.CancelledError:
+            if not (self._detached and placed):  # a daemon stopping leaves a started agent to its next start
+                await self._end(actor)
+            raise
         except BaseException:
             await self._end(actor)
             raise
+
+    async def _ship(self, actor: Any, spec: AttemptSpec) -> int:
+        """Send the node what its cache of the repo lacks (the whole branch when it has nothing, or when the thin
+        bundle is refused: the cache changed since it was asked); the bytes shipped."""
+        have: list[str] = await self._call(actor.have.remote())
+        bundle = await asyncio.to_thread(pack_thin, spec.worktree, spec.branch, have)
+        try:
+            await self._call(actor.start.remote(ray.put(bundle)))
+        except RayTaskError as exc:
+            if not have:
+                raise
+            log.warning("ray_thin_bundle_refused", error=str(exc).strip().splitlines()[-1][:300])
+            bundle = await asyncio.to_thread(pack_branch, spec.worktree, spec.branch)
+            await self._call(actor.start.remote(ray.put(bundle)))
+        return len(bundle)
+
+    async def _placement(self, actor: Any, need: dict[str, float]) -> NodeInfo:
+        """The node Ray placed the actor on. It waits as long as a live node offers ``need`` (busy with other
+        attempts); :class:`NoNodeFits` once none does (the node that did left the cluster)."""
+        placed = asyncio.wrap_future(actor.info.remote().future())
+        try:
+            while not (await asyncio.wait({placed}, timeout=_PLACE_CHECK_S))[0]:
+                if line := unplaceable(need, await asyncio.to_thread(ray.nodes)):
+                    raise NoNodeFits(line)
+            info: NodeInfo = placed.result()
+            return info
+        except (RayActorError, RaySystemError) as exc:
+            raise RunnerLost(f"the attempt's Ray actor did not start: {str(exc).strip().splitlines()[0]}") from exc
+        finally:
+            if not placed.done():
+                placed.cancel()
 
     async def reattach(self, spec: AttemptSpec) -> AttemptRun | None:
         """Find the attempt's actor by name and follow it again (None: it is gone)."""
@@ -207,6 +268,10 @@ class RayRunner:
             return None
         try:
             return await self._follow(actor, spec)
+        except asyncio.CancelledError:
+            if not self._detached:
+                await self._end(actor)
+            raise
         except BaseException:
             await self._end(actor)
             raise
@@ -271,6 +336,12 @@ class RayRunner:
             await asyncio.shield(asyncio.wait_for(asyncio.wrap_future(actor.close.remote().future()), _STOP_S))
         with contextlib.suppress(Exception):
             ray.kill(actor, no_restart=True)
+
+    def detach(self) -> None:
+        """A graceful stop: attempts stopped from now on whose agent started on a node keep running there (the
+        next start finds them by name, as after a crash); the others, and the fallback's local ones, are stopped
+        as always."""
+        self._detached = True
 
     async def close(self) -> None:
         """The daemon stops: its attempts keep running on the cluster (a restart finds them); only the driver goes."""
