@@ -50,6 +50,8 @@ class RayCluster:
     nodes: dict[str, Node] = field(default_factory=dict)
     temp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="agentos-ray-", dir="/tmp")))
     """Ray's session folder (sockets: a short path) and the nodes' TMPDIR (the attempts' clones), removed by stop."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Set in every node's environment (an agent's ``pass_env`` reads the node's own: its API key lives there)."""
 
     @property
     def address(self) -> str:
@@ -72,7 +74,7 @@ class RayCluster:
             RAY_health_check_failure_threshold="3",
             RAY_health_check_initial_delay_ms="0",
         )
-        return env
+        return env | self.extra_env
 
     def _start(self, name: str, args: list[str], resources: dict[str, float]) -> Node:
         log = self.root / f"{name}.log"

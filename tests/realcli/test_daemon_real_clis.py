@@ -90,12 +90,20 @@ def json_out(text: str) -> Any:
 
 
 def start_loop(
-    make_loop: MakeLoop, server: ModelServer, kinds: list[AgentKind], *, oauth: bool = False, sandboxed: bool = False
+    make_loop: MakeLoop,
+    server: ModelServer,
+    kinds: list[AgentKind],
+    *,
+    oauth: bool = False,
+    sandboxed: bool = False,
+    agent_extra: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Loop:
     """The daemon with the real ``kinds`` as its fallback chain, each pointed at ``server``, which plays the fix of
     the first issue (its worktree's path is known before the daemon makes it). ``sandboxed``: ``sandbox.mode:
-    bubblewrap``, the CLI's files in a login template (``agents.<name>.home``) copied into each attempt's HOME."""
-    loop = make_loop({}, start=False)
+    bubblewrap``, the CLI's files in a login template (``agents.<name>.home``) copied into each attempt's HOME.
+    ``agent_extra``: more keys of each agent's config; ``overrides``: more of the daemon's (``runner``)."""
+    loop = make_loop({}, start=False, **overrides)
     for kind in kinds:
         if sandboxed:
             template = loop.root / "agent-home"
@@ -105,7 +113,7 @@ def start_loop(
             cfg = cfg.model_copy(update={"home": str(template), "allow_hosts": hosts})
         else:
             cfg = cli_setup(kind, server, loop.root / "home", oauth=oauth)  # the daemon's HOME is the agent's HOME
-        loop.agents[kind] = cfg.model_dump(mode="json", exclude_defaults=True)
+        loop.agents[kind] = cfg.model_dump(mode="json", exclude_defaults=True) | (agent_extra or {})
     if sandboxed:
         loop.overrides["sandbox"] = {"mode": "bubblewrap"}
     loop.overrides |= {
