@@ -9,14 +9,16 @@ import pytest
 
 from tests.e2e.conftest import make_loop
 from tests.fakes.model_server import ModelServer
-from tests.realcli.clis import assert_installed
 
 __all__ = ["make_loop"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _installed() -> None:
-    """Every real-CLI module needs the binaries: skipped with the reason, or failed, before any test runs."""
+    """Every real-CLI module needs the binaries: skipped with the reason, or failed, before any test runs. (Imported
+    here: :mod:`tests.realcli.clis` skips whoever imports it without the CLIs, which a conftest may not.)"""
+    from tests.realcli.clis import assert_installed
+
     assert_installed()
 
 
