@@ -1,13 +1,13 @@
-"""The **real** Claude Code and Codex CLIs through the daemon's Ray runner, on a real local cluster (issue 20).
+"""The **real** Claude Code, Codex and Gemini CLIs through the daemon's Ray runner, on a real local cluster (issue 20).
 
 One cluster for the module (:mod:`tests.ray_cluster`): a head with no ``agentos`` resource, a ``plain`` worker
-(``{"agentos": 2}``) and a ``clis`` worker (``{"agentos": 2, "claude": 1, "codex": 1}``). Each node's environment
-holds the CLIs' API keys (an agent's ``pass_env`` reads the node's own environment, never the daemon's). The
-daemon (``agentos run`` on the local forge, ``runner.kind: ray``, ``sandbox.mode: bubblewrap``) gives an agent
-``ray_resources: {<cli>: 1}``: the real CLI runs on the ``clis`` node, inside that node's bubblewrap sandbox,
-its model traffic through the node's egress proxy to the scripted model server on 127.0.0.1. The "model" has it
-read and rewrite ``README.md`` and write its result file (relative paths: the node's clone is a folder of its own);
-the daemon fetches the commit back, pushes, tests and merges it.
+(``{"agentos": 2}``) and a ``clis`` worker (``{"agentos": 2, "claude": 1, "codex": 1, "gemini": 1}``). Each
+node's environment holds the CLIs' API keys (an agent's ``pass_env`` reads the node's own environment, never the
+daemon's). The daemon (``agentos run`` on the local forge, ``runner.kind: ray``, ``sandbox.mode: bubblewrap``)
+gives an agent ``ray_resources: {<cli>: 1}``: the real CLI runs on the ``clis`` node, inside that node's
+bubblewrap sandbox, its model traffic through the node's egress proxy to the scripted model server on 127.0.0.1.
+The "model" has it read and rewrite ``README.md`` and write its result file (relative paths: the node's clone is a
+folder of its own); the daemon fetches the commit back, pushes, tests and merges it.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ pytestmark = [
     pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=f"bubblewrap cannot run here: {SANDBOX_PROBLEM}"),
 ]
 
-RAY_CLIS: tuple[AgentKind, ...] = ("claude", "codex")
+RAY_CLIS: tuple[AgentKind, ...] = ("claude", "codex", "gemini")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
     made = RayCluster(tmp_path_factory.mktemp("ray"), extra_env=dict(KEYS))
     try:
-        made.start({"plain": {"agentos": 2}, "clis": {"agentos": 2, "claude": 1, "codex": 1}})
+        made.start({"plain": {"agentos": 2}, "clis": {"agentos": 2, "claude": 1, "codex": 1, "gemini": 1}})
         made.learn_node_ids()
         yield made
     finally:
