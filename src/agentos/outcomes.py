@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agentos.graph import Event
+from agentos.jsonpointer import MISSING, json_at
 from agentos.redact import redact
 
 __all__ = [
@@ -82,16 +83,8 @@ def parse_number(text: str, pointer: str | None = None) -> float | None:
 
 def json_value(document: Any, pointer: str) -> Any:
     """The value at an RFC 6901 pointer (``/a/0/b``, ``""`` for the whole document); None when there is none."""
-    value = document
-    for raw in pointer.split("/")[1:] if pointer else ():
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
+    value = json_at(document, pointer)
+    return None if value is MISSING else value
 
 
 def prose_text(text: str, pointer: str | None = None, *, keep_end: bool = False) -> str | None:

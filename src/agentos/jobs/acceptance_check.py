@@ -31,31 +31,17 @@ from agentos.acceptance import AcceptanceCheck
 from agentos.acceptance_fate import AcceptanceFate, CheckResult
 from agentos.errors import AgentosError
 from agentos.graph import Task
+from agentos.jsonpointer import MISSING, json_at
 from agentos.ports import Settings, Workspaces
 from agentos.proc import run_shell, scrubbed_env
 from agentos.runners.policy import command_spec
 from agentos.task_graph import TaskGraph
 
-__all__ = ["AcceptanceChecker", "json_pointer"]
+__all__ = ["AcceptanceChecker"]
 
 log = alog.get_logger("agentos.acceptance")
 
 _URL_TIMEOUT_S = 30.0
-_MISSING = object()
-
-
-def json_pointer(document: Any, pointer: str) -> Any:
-    """The value at an RFC 6901 pointer (``/a/0/b``); a sentinel object when there is none."""
-    value = document
-    for raw in pointer.split("/")[1:]:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _MISSING
-    return value
 
 
 def _as_text(value: Any) -> str:
@@ -154,10 +140,10 @@ class AcceptanceChecker:
         if check.json_pointer is None:
             return CheckResult(name, True)
         try:
-            value = json_pointer(response.json(), check.json_pointer)
+            value = json_at(response.json(), check.json_pointer)
         except ValueError:
             return CheckResult(name, False, "the answer is not JSON")
-        if value is _MISSING:
+        if value is MISSING:
             return CheckResult(name, False, f"nothing at {check.json_pointer}")
         if check.equals is not None and _as_text(value) != check.equals:
             return CheckResult(name, False, f"{check.json_pointer} is {_as_text(value)[:200]!r}, not {check.equals!r}")
