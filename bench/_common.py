@@ -670,3 +670,24 @@ def configure_logging(path: Path, level: str = "info") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     stream = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115  # lives as long as the process
     alog.configure(level, stream=stream, json=True)
+
+
+def run_alone(run: Callable[[Context], BenchResult], argv: list[str] | None = None) -> int:
+    """One benchmark on its own (``python -m bench.NAME [--quick]``): a scratch dir, removed after, and its table."""
+    import shutil
+    import tempfile
+
+    args = argv if argv is not None else sys.argv[1:]
+    quick = "--quick" in args
+    workdir = Path(tempfile.mkdtemp(prefix="agentos-bench-"))
+    log_dir = Path(__file__).resolve().parent / "results" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(quick=quick, workdir=workdir, log_dir=log_dir, cores=cores())
+    t0 = time.perf_counter()
+    try:
+        result = run(ctx)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result.duration_s = time.perf_counter() - t0
+    print(render(result, ctx.cores, "quick" if quick else "full"))
+    return 0

@@ -42,7 +42,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -55,7 +54,15 @@ from typing import Any
 
 import httpx
 
-from bench._common import BenchResult, Context, Figure, at_most, configure_logging, cores, render, write_agent
+from bench._common import (
+    BenchResult,
+    Context,
+    Figure,
+    at_most,
+    configure_logging,
+    run_alone,
+    write_agent,
+)
 from bench._daemon import idle, start_daemon, stop_daemon
 
 NAME = "github_idle"
@@ -567,22 +574,7 @@ def _per_tick(per_repo_hour: list[float]) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
-    args = argv if argv is not None else sys.argv[1:]
-    quick = "--quick" in args
-    workdir = Path(tempfile.mkdtemp(prefix="agentos-bench-"))
-    log_dir = Path(__file__).resolve().parent / "results" / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(quick=quick, workdir=workdir, log_dir=log_dir, cores=cores())
-    t0 = time.perf_counter()
-    try:
-        result = run(ctx)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    result.duration_s = time.perf_counter() - t0
-    print(render(result, ctx.cores, "quick" if quick else "full"))
-    return 0
+    return run_alone(run, argv)
 
 
 if __name__ == "__main__":

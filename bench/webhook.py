@@ -44,8 +44,7 @@ from bench._common import (
     LagSampler,
     at_most,
     configure_logging,
-    cores,
-    render,
+    run_alone,
     stat_figures,
     write_agent,
 )
@@ -280,22 +279,7 @@ def _p99(samples: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tempfile
-
-    args = argv if argv is not None else sys.argv[1:]
-    quick = "--quick" in args
-    workdir = Path(tempfile.mkdtemp(prefix="agentos-bench-"))
-    log_dir = Path(__file__).resolve().parent / "results" / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(quick=quick, workdir=workdir, log_dir=log_dir, cores=cores())
-    t0 = time.perf_counter()
-    try:
-        result = run(ctx)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    result.duration_s = time.perf_counter() - t0
-    print(render(result, ctx.cores, "quick" if quick else "full"))
-    return 0
+    return run_alone(run, argv)
 
 
 if __name__ == "__main__":
